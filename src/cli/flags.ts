@@ -1,0 +1,52 @@
+// A small `--name value` / `--name=value` / `--flag` parser with one message
+// for every mistake; each command declares its flags with a line of help.
+import { parseArgs } from 'node:util';
+
+export type FlagSpec = Record<string, string>;
+export type Flags = Record<string, string | boolean | undefined>;
+
+export function parseFlags(cmd: string, argv: string[], spec: FlagSpec): Flags {
+  const boolFlags = new Set(['quiet', 'help']);
+  const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' } };
+  for (const name of Object.keys(spec)) options[name] = { type: boolFlags.has(name) ? 'boolean' : 'string' };
+  let values: Flags;
+  try {
+    ({ values } = parseArgs({ args: argv, options, allowPositionals: false, strict: true }) as { values: Flags });
+  } catch (err) {
+    throw new Error(`${cmd}: ${(err as Error).message}\n${usage(cmd, spec)}`);
+  }
+  if (values.help) {
+    process.stdout.write(usage(cmd, spec) + '\n');
+    process.exit(0);
+  }
+  return values;
+}
+
+export function usage(cmd: string, spec: FlagSpec): string {
+  return `usage: segd ${cmd} [flags]\n` + Object.entries(spec).map(([k, v]) => `  --${k.padEnd(12)} ${v}`).join('\n');
+}
+
+export function numFlag(f: Flags, name: string, o: { min: number; max: number; def?: number }): number {
+  const raw = f[name];
+  if (raw === undefined) {
+    if (o.def === undefined) throw new Error(`--${name} is required`);
+    return o.def;
+  }
+  const n = Number(raw);
+  if (typeof raw !== 'string' || raw.trim() === '' || !Number.isFinite(n) || n < o.min || n > o.max) {
+    throw new Error(`--${name} must be a number from ${o.min} to ${o.max}; got ${JSON.stringify(raw)}`);
+  }
+  return n;
+}
+
+export function intFlag(f: Flags, name: string, o: { min: number; max: number; def?: number }): number {
+  const raw = f[name];
+  if (typeof raw === 'string' && /^\d+[kKmM]$/.test(raw)) {
+    // 10M, 500k: the sizes people type for data sets.
+    const mult = /[kK]$/.test(raw) ? 1e3 : 1e6;
+    return numFlag({ [name]: String(Number(raw.slice(0, -1)) * mult) }, name, o);
+  }
+  const n = numFlag(f, name, o);
+  if (!Number.isInteger(n)) throw new Error(`--${name} must be a whole number; got ${JSON.stringify(raw)}`);
+  return n;
+}

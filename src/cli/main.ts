@@ -1,0 +1,26 @@
+// The `segd` command: serve, gen. Each subcommand owns its flags.
+import { genCommand } from './gen.js';
+import { serveCommand } from './serve.js';
+
+const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
+  serve: { run: serveCommand, help: 'start the server (config from SEGD_* env vars / SEGD_CONFIG file)' },
+  gen: { run: genCommand, help: 'write a synthetic NDJSON feed: --users N --out FILE' },
+};
+
+export async function main(argv: string[]): Promise<void> {
+  const [cmd, ...rest] = argv;
+  const c = cmd ? COMMANDS[cmd] : undefined;
+  if (!c) {
+    const list = Object.entries(COMMANDS).map(([k, v]) => `  ${k.padEnd(8)} ${v.help}`).join('\n');
+    process.stderr.write(`${cmd && cmd !== 'help' && cmd !== '--help' ? `segd: unknown command "${cmd}"\n` : ''}usage: segd <command>\n${list}\n`);
+    process.exitCode = cmd && cmd !== 'help' && cmd !== '--help' ? 2 : 0;
+    return;
+  }
+  try {
+    const code = await c.run(rest);
+    if (code !== 0) process.exitCode = code;
+  } catch (err) {
+    process.stderr.write(`segd ${cmd}: ${(err as Error).message}\n`);
+    process.exitCode = 2;
+  }
+}

@@ -1,0 +1,43 @@
+// `segd serve`: load config, start the node, stop gracefully on SIGTERM/SIGINT.
+import { loadConfig, ConfigError } from '../config/load.js';
+import { createLogger } from '../log.js';
+import { serve } from '../server/supervisor.js';
+import { SchemaError } from '../store/env.js';
+
+export async function serveCommand(argv: string[]): Promise<number> {
+  if (argv.length) throw new Error(`serve takes no arguments (configure with SEGD_* env vars or SEGD_CONFIG); got ${argv.join(' ')}`);
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`segd: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const log = createLogger(config.logLevel);
+  let server;
+  try {
+    server = await serve(config, log);
+  } catch (err) {
+    if (err instanceof SchemaError) {
+      log.fatal({ dataDir: config.dataDir }, err.message);
+      return 3;
+    }
+    log.fatal({ err }, 'could not start');
+    return 1;
+  }
+  const stop = (signal: string) => {
+    server.shutdown(signal).then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  return new Promise<number>(() => {}); // runs until a signal
+}

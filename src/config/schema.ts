@@ -1,0 +1,78 @@
+// Every setting segd understands, in one table: its env var, its config-file
+// key, its default and how it is checked. README's configuration section
+// mirrors this table; test/config.test.ts fails when one is undocumented.
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  inbox: string;
+  workers: number;
+  seed: string;
+  maxBatchKeys: number;
+  maxBodyBytes: number;
+  maxUidBytes: number;
+  inboxPollMs: number;
+  loaderBatchSize: number;
+  maxLineBytes: number;
+  kvKey: string;
+  logLevel: LogLevel;
+  shutdownGraceMs: number;
+  maxReaders: number;
+}
+
+/** The repo's own sample feed, loaded into an empty store by default. */
+export const SAMPLE_FEED = join(fileURLToPath(new URL('../../../', import.meta.url)), 'sample', 'feed.ndjson');
+
+type Parse<T> = (raw: string) => T;
+
+export interface Setting<K extends keyof Config = keyof Config> {
+  key: K;
+  env: string;
+  doc: string;
+  /** A default, or a function of the settings resolved so far (inbox depends on dataDir). */
+  def: Config[K] | ((c: Partial<Config>) => Config[K]);
+  parse: Parse<Config[K]>;
+}
+
+class BadValue extends Error {}
+
+const int = (min: number, max: number): Parse<number> => (raw) => {
+  if (!/^-?\d+$/.test(raw.trim())) throw new BadValue(`expected a whole number, got ${JSON.stringify(raw)}`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new BadValue(`must be between ${min} and ${max}, got ${n}`);
+  return n;
+};
+const str = (check?: (s: string) => string | undefined): Parse<string> => (raw) => {
+  const why = check?.(raw);
+  if (why) throw new BadValue(why);
+  return raw;
+};
+const nonEmpty = (s: string) => (s.trim() === '' ? 'must not be empty' : undefined);
+const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export const SETTINGS: Setting[] = [
+  { key: 'port', env: 'SEGD_PORT', def: 8080, parse: int(0, 65535), doc: 'HTTP port all workers listen on (0 = pick a free one, logged at start)' },
+  { key: 'host', env: 'SEGD_HOST', def: '0.0.0.0', parse: str(nonEmpty), doc: 'address to bind' },
+  { key: 'dataDir', env: 'SEGD_DATA_DIR', def: './data', parse: str(nonEmpty), doc: 'directory of the LMDB env (created if missing)' },
+  { key: 'inbox', env: 'SEGD_INBOX', def: (c) => join(c.dataDir ?? './data', 'inbox'), parse: str(nonEmpty), doc: 'directory watched for feed files; processed files go to `done/`, bad records to `rejects/`' },
+  { key: 'workers', env: 'SEGD_WORKERS', def: () => availableParallelism(), parse: int(1, 256), doc: 'lookup worker threads, one uWebSockets.js app each, all on the same port (default: number of cores)' },
+  { key: 'seed', env: 'SEGD_SEED', def: SAMPLE_FEED, parse: str(), doc: 'feed file imported once into an empty store (default: the sample feed in `sample/`; empty = none)' },
+  { key: 'maxBatchKeys', env: 'SEGD_MAX_BATCH_KEYS', def: 1000, parse: int(1, 100_000), doc: 'most keys in one batch lookup (more → 413 BATCH_TOO_LARGE)' },
+  { key: 'maxBodyBytes', env: 'SEGD_MAX_BODY_BYTES', def: 1 << 20, parse: int(1024, 64 << 20), doc: 'largest request body accepted (more → 413 BODY_TOO_LARGE)' },
+  { key: 'maxUidBytes', env: 'SEGD_MAX_UID_BYTES', def: 128, parse: int(8, 1024), doc: 'longest user key in UTF-8 bytes (lookups and feeds)' },
+  { key: 'inboxPollMs', env: 'SEGD_INBOX_POLL_MS', def: 1000, parse: int(50, 3_600_000), doc: 'how often the inbox is scanned for new files' },
+  { key: 'loaderBatchSize', env: 'SEGD_LOADER_BATCH', def: 10_000, parse: int(1, 1_000_000), doc: 'feed records applied per LMDB write transaction' },
+  { key: 'maxLineBytes', env: 'SEGD_MAX_LINE_BYTES', def: 1 << 20, parse: int(256, 64 << 20), doc: 'longest feed line; longer lines are rejected, the rest of the file goes on' },
+  { key: 'kvKey', env: 'SEGD_KV_KEY', def: 'seg', parse: str((s) => (/^[A-Za-z0-9_-]{1,40}$/.test(s) ? undefined : 'must be 1-40 of A-Z a-z 0-9 _ -')), doc: 'key name in `?format=kv` answers (`seg=12,57`)' },
+  { key: 'logLevel', env: 'SEGD_LOG_LEVEL', def: 'info', parse: (raw) => { if (!LEVELS.includes(raw as LogLevel)) throw new BadValue(`must be one of ${LEVELS.join(', ')}`); return raw as LogLevel; }, doc: 'pino log level' },
+  { key: 'shutdownGraceMs', env: 'SEGD_SHUTDOWN_GRACE_MS', def: 5000, parse: int(0, 600_000), doc: 'on SIGTERM, how long in-flight requests may take before connections are closed' },
+  { key: 'maxReaders', env: 'SEGD_MAX_READERS', def: 1024, parse: int(16, 100_000), doc: 'LMDB reader slots (shared by every thread and process on the env)' },
+] as Setting[];
+
+export { BadValue };

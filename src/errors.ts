@@ -1,0 +1,49 @@
+// One registry of the errors segd answers with: stable code → HTTP status +
+// message. Bodies are `{"error":{"code":…,"message":…}}`; README lists them all
+// and test/errors.test.ts fails when one is missing there.
+
+export const ERRORS = {
+  UID_MISSING: { status: 400, message: 'a user key is required (uid=…)' },
+  UID_INVALID: { status: 400, message: 'the user key is too long or holds control characters' },
+  NOT_FOUND: { status: 404, message: 'no such route' },
+  METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed on this route' },
+  BODY_TOO_LARGE: { status: 413, message: 'request body is over the configured limit' },
+  BATCH_TOO_LARGE: { status: 413, message: 'too many keys in one batch' },
+  BAD_JSON: { status: 400, message: 'the body is not valid JSON' },
+  BAD_MSGPACK: { status: 400, message: 'the body is not valid msgpack' },
+  BAD_BATCH: { status: 400, message: 'the body must be an object with "uids": an array of strings' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'send application/json or application/msgpack' },
+  BAD_FORMAT: { status: 400, message: 'unknown format (use json, msgpack or kv)' },
+  NOT_READY: { status: 503, message: 'the initial load has not finished' },
+  SHUTTING_DOWN: { status: 503, message: 'the server is shutting down' },
+  INTERNAL: { status: 500, message: 'internal error' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+const STATUS_TEXT: Record<number, string> = {
+  200: 'OK', 204: 'No Content', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found',
+  405: 'Method Not Allowed', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+/** "404 Not Found": the status line uWS wants, for any code. */
+export function statusLine(status: number): string {
+  return `${status} ${STATUS_TEXT[status] ?? ''}`.trimEnd();
+}
+
+export function errorBody(code: ErrorCode, detail?: string): string {
+  const e = ERRORS[code];
+  return JSON.stringify({ error: { code, message: detail ? `${e.message}: ${detail}` : e.message } });
+}
+
+/** An error carried through async code to the responder. */
+export class SegdError extends Error {
+  constructor(readonly code: ErrorCode, readonly detail?: string, options?: { cause?: unknown }) {
+    super(detail ? `${ERRORS[code].message}: ${detail}` : ERRORS[code].message, options);
+    this.name = 'SegdError';
+  }
+  get status(): number {
+    return ERRORS[this.code].status;
+  }
+}

@@ -1,0 +1,37 @@
+// Builds the uWebSockets.js app with every route; listening is the worker's
+// job, so tests and tools can build an app without a socket.
+import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp } from 'uWebSockets.js';
+import type { AppDeps } from './deps.js';
+import { segmentsRoute } from './routes/segments.js';
+import { batchRoute } from './routes/batch.js';
+import { healthzRoute, readyzRoute, metricsRoute } from './routes/ops.js';
+import { sendError } from './respond.js';
+
+/** Route table: path → method → handler. Anything else is 404 or 405. */
+export function createApp(deps: AppDeps): TemplatedApp {
+  const app = uWS.App();
+  const other = deps.metrics.route('other');
+  const routes: Array<[string, 'get' | 'post', (res: HttpResponse, req: HttpRequest) => void]> = [
+    ['/v1/segments', 'get', segmentsRoute(deps)],
+    ['/v1/segments:batch', 'post', batchRoute(deps)],
+    ['/healthz', 'get', healthzRoute(deps)],
+    ['/readyz', 'get', readyzRoute(deps)],
+    ['/metrics', 'get', metricsRoute(deps)],
+  ];
+  const known = new Set<string>();
+  for (const [path, method, handler] of routes) {
+    app[method](path, handler);
+    known.add(path);
+  }
+  // Method-specific handlers win over `any` in uWS, so these catch the rest.
+  for (const path of known) {
+    app.any(path, (res) => {
+      // Close: the request may carry a body we will not read.
+      other.observe(sendError(res, 'METHOD_NOT_ALLOWED', undefined, true), 0);
+    });
+  }
+  app.any('/*', (res, req) => {
+    other.observe(sendError(res, 'NOT_FOUND', `${req.getMethod().toUpperCase()} ${req.getUrl()}`.slice(0, 200), true), 0);
+  });
+  return app;
+}

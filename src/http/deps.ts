@@ -1,0 +1,18 @@
+// What the HTTP layer needs, handed in by the worker (the composition root).
+import type { Config } from '../config/schema.js';
+import type { SegmentLookup } from '../lookup/segments.js';
+import type { HttpMetrics } from '../metrics/http.js';
+import type { SharedState } from '../server/state.js';
+import type { Logger } from '../log.js';
+
+export interface AppDeps {
+  config: Readonly<Config>;
+  lookup: SegmentLookup;
+  state: SharedState;
+  metrics: HttpMetrics;
+  /** Prometheus text for the whole process (all workers + loader). */
+  metricsText: () => Promise<string>;
+  log: Logger;
+  /** Requests with async work outstanding (bodies, scrapes); graceful shutdown waits for 0. */
+  inflight: { n: number };
+}

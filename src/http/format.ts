@@ -1,0 +1,33 @@
+// Encoding lookup answers. JSON is built by concatenation: the shape is fixed
+// and ids are integers, so only the user key needs escaping.
+import { pack } from 'msgpackr';
+
+export type Format = 'json' | 'msgpack' | 'kv';
+
+/** `?format=` wins; otherwise Accept: application/msgpack selects msgpack. */
+export function pickFormat(formatParam: string | undefined, accept: string): Format | null {
+  if (formatParam) {
+    if (formatParam === 'json' || formatParam === 'msgpack' || formatParam === 'kv') return formatParam;
+    return null;
+  }
+  return accept.includes('application/msgpack') || accept.includes('application/x-msgpack') ? 'msgpack' : 'json';
+}
+
+export function idList(ids: Uint32Array, n: number): string {
+  if (n === 0) return '';
+  let s = '' + ids[0];
+  for (let i = 1; i < n; i++) s += ',' + ids[i];
+  return s;
+}
+
+export function jsonAnswer(uid: string, ids: Uint32Array, n: number): string {
+  return '{"uid":' + JSON.stringify(uid) + ',"segments":[' + idList(ids, n) + ']}';
+}
+
+export function msgpackAnswer(uid: string, ids: Uint32Array, n: number): Buffer {
+  return pack({ uid, segments: Array.from(ids.subarray(0, n)) });
+}
+
+export function kvAnswer(key: string, ids: Uint32Array, n: number): string {
+  return key + '=' + idList(ids, n);
+}

@@ -1,0 +1,48 @@
+// Writing answers with uWebSockets.js. Constant bodies and status lines are
+// built once. Callers inside a synchronous handler write directly; after any
+// async step they go through `corked` so headers and body leave in one write.
+import type { HttpResponse } from 'uWebSockets.js';
+import { ERRORS, errorBody, statusLine, type ErrorCode } from '../errors.js';
+
+export const CT = 'Content-Type';
+export const JSON_TYPE = 'application/json';
+export const MSGPACK_TYPE = 'application/msgpack';
+export const TEXT_TYPE = 'text/plain; charset=utf-8';
+
+const ERROR_BODIES = new Map<ErrorCode, string>(
+  (Object.keys(ERRORS) as ErrorCode[]).map((c) => [c, errorBody(c)]),
+);
+const STATUS_LINES = new Map<number, string>();
+export function status(code: number): string {
+  let s = STATUS_LINES.get(code);
+  if (s === undefined) STATUS_LINES.set(code, (s = statusLine(code)));
+  return s;
+}
+
+export interface Outcome {
+  status: number;
+}
+
+/**
+ * Ends `res` with a JSON error. `close` asks uWS to close the connection after
+ * the answer (used when an unread body is left on the wire, or while draining).
+ */
+export function sendError(res: HttpResponse, code: ErrorCode, detail?: string, close = false): number {
+  const st = ERRORS[code].status;
+  res
+    .writeStatus(status(st))
+    .writeHeader(CT, JSON_TYPE)
+    .end(detail ? errorBody(code, detail) : ERROR_BODIES.get(code)!, close);
+  return st;
+}
+
+export function sendBody(res: HttpResponse, st: number, type: string, body: string | Uint8Array, close = false): number {
+  if (st !== 200) res.writeStatus(status(st));
+  res.writeHeader(CT, type).end(body, close);
+  return st;
+}
+
+/** For answers written after an async step (body read, message round trip). */
+export function corked(res: HttpResponse, write: () => void): void {
+  res.cork(write);
+}

@@ -1,0 +1,57 @@
+// Health, readiness and metrics: what load balancers and Prometheus call.
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import type { AppDeps } from '../deps.js';
+import { Flag } from '../../server/state.js';
+import { sendBody, sendError, corked, JSON_TYPE } from '../respond.js';
+
+const ALIVE = '{"status":"ok"}';
+const READY = '{"status":"ready"}';
+const LOADING = '{"status":"loading","reason":"initial load not finished"}';
+const DRAINING = '{"status":"draining","reason":"shutting down"}';
+
+export function healthzRoute(deps: AppDeps) {
+  const m = deps.metrics.route('healthz');
+  return (res: HttpResponse): void => {
+    const t0 = performance.now();
+    m.observe(sendBody(res, 200, JSON_TYPE, ALIVE), (performance.now() - t0) / 1000);
+  };
+}
+
+/** 200 once LMDB is open (it is, or this worker would not run) and the initial load is done. */
+export function readyzRoute(deps: AppDeps) {
+  const m = deps.metrics.route('readyz');
+  return (res: HttpResponse): void => {
+    const t0 = performance.now();
+    let st: number;
+    if (deps.state.get(Flag.Draining)) st = sendBody(res, 503, JSON_TYPE, DRAINING, true);
+    else if (!deps.state.get(Flag.Loaded)) st = sendBody(res, 503, JSON_TYPE, LOADING);
+    else st = sendBody(res, 200, JSON_TYPE, READY);
+    m.observe(st, (performance.now() - t0) / 1000);
+  };
+}
+
+export function metricsRoute(deps: AppDeps) {
+  const m = deps.metrics.route('metrics');
+  return (res: HttpResponse, _req: HttpRequest): void => {
+    const t0 = performance.now();
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+      deps.inflight.n--;
+    });
+    deps.inflight.n++;
+    deps.metricsText().then(
+      (text) => {
+        if (aborted) return;
+        deps.inflight.n--;
+        corked(res, () => m.observe(sendBody(res, 200, 'text/plain; version=0.0.4; charset=utf-8', text), (performance.now() - t0) / 1000));
+      },
+      (err: unknown) => {
+        if (aborted) return;
+        deps.inflight.n--;
+        deps.log.error({ err }, 'metrics scrape failed');
+        corked(res, () => m.observe(sendError(res, 'INTERNAL', 'metrics unavailable'), (performance.now() - t0) / 1000));
+      },
+    );
+  };
+}

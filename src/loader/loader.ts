@@ -1,0 +1,106 @@
+// The embedded loader: the one writer of memberships, fed by its sources.
+// Today: a seed file imported once into an empty store, then the inbox
+// directory, scanned at start and every `inboxPollMs`. More sources (HTTP
+// push, NATS JetStream) plug in as further callers of the same Writer.
+import type { Config } from '../config/schema.js';
+import type { Store } from '../store/env.js';
+import type { Logger } from '../log.js';
+import type { ProcessMetrics, Source } from '../metrics/process.js';
+import { Writer } from './writer.js';
+import { Inbox } from './inbox.js';
+import { importFile, type ImportSummary, type FileCheckpoint } from './file-import.js';
+import { existsSync } from 'node:fs';
+import { userCount } from '../store/env.js';
+
+export const SEED_CHECKPOINT = 'ckpt:seed';
+
+export class Loader {
+  readonly writer: Writer;
+  private readonly inbox: Inbox;
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private running: Promise<unknown> = Promise.resolve();
+  private readonly abort = new AbortController();
+
+  constructor(
+    private readonly store: Store,
+    private readonly config: Readonly<Config>,
+    private readonly log: Logger,
+    private readonly metrics?: ProcessMetrics,
+  ) {
+    this.writer = new Writer(store);
+    this.inbox = new Inbox(store, this.writer, {
+      dir: config.inbox,
+      batchSize: config.loaderBatchSize,
+      maxUidBytes: config.maxUidBytes,
+      maxLineBytes: config.maxLineBytes,
+      log,
+      signal: this.abort.signal,
+      onFile: (s) => this.count('inbox', s),
+    });
+  }
+
+  /** The initial load: seed (once, into an empty store) and whatever the inbox holds. */
+  initialLoad(): Promise<void> {
+    const run = (async () => {
+      await this.inbox.init();
+      await this.seed();
+      await this.inbox.scan();
+    })();
+    this.running = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Keeps scanning the inbox until stop(). */
+  startPolling(): void {
+    const tick = () => {
+      if (this.stopped) return;
+      this.running = this.inbox
+        .scan()
+        .catch((err: unknown) => this.log.error({ err, inbox: this.config.inbox }, 'inbox scan failed'))
+        .finally(() => {
+          if (!this.stopped) this.timer = setTimeout(tick, this.config.inboxPollMs);
+        });
+    };
+    this.timer = setTimeout(tick, this.config.inboxPollMs);
+  }
+
+  /** Stops polling and waits for the scan in progress (each batch commits atomically). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.abort.abort();
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+  }
+
+  private async seed(): Promise<void> {
+    const path = this.config.seed;
+    if (!path) return;
+    const cp = this.store.meta.get(SEED_CHECKPOINT) as FileCheckpoint | undefined;
+    if (cp?.done) return;
+    // Only an empty store is seeded (or one whose seeding a crash interrupted).
+    if (!cp && userCount(this.store) > 0) return;
+    if (!existsSync(path)) {
+      this.log.warn({ seed: path }, 'seed file not found; starting empty');
+      return;
+    }
+    const s = await importFile(this.store, this.writer, path, {
+      checkpointKey: SEED_CHECKPOINT,
+      batchSize: this.config.loaderBatchSize,
+      maxUidBytes: this.config.maxUidBytes,
+      maxLineBytes: this.config.maxLineBytes,
+      signal: this.abort.signal,
+    });
+    this.count('seed', s);
+    this.log.info({ seed: path, applied: s.applied, rejected: s.rejected, ms: Math.round(s.ms) }, 'seed feed imported');
+  }
+
+  private count(source: Source, s: ImportSummary): void {
+    if (!this.metrics) return;
+    this.metrics.records.labels(source, 'applied').inc(s.applied);
+    this.metrics.records.labels(source, 'stale').inc(s.stale);
+    this.metrics.records.labels(source, 'rejected').inc(s.rejected);
+    this.metrics.files.labels(source).inc();
+    this.metrics.lastCommit.set(Date.now() / 1000);
+  }
+}

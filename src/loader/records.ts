@@ -1,0 +1,96 @@
+// Feed records: one JSON object per line.
+//   {"op":"add","uid":"U","segments":[12,{"id":57,"ttl":86400}],"ts":1763900000}
+// Parsing validates everything the writer relies on, so a bad record is
+// rejected here with a reason and never reaches a transaction.
+import { checkUid } from '../lookup/keys.js';
+import { MAX_SEGMENT_ID } from '../store/members.js';
+
+export const OPS = ['add', 'remove', 'replace', 'delete'] as const;
+export type Op = (typeof OPS)[number];
+
+export interface Change {
+  op: Op;
+  uid: string;
+  /** Segment ids, as given (the writer sorts and de-duplicates). */
+  ids: number[];
+  /** Per id: TTL in seconds, 0 = none. Same length as ids. */
+  ttls: number[];
+  /** Unix seconds the change happened upstream. */
+  ts: number;
+}
+
+export const MAX_SEGMENTS_PER_RECORD = 10_000;
+/** Ten years: longer TTLs are a units mistake (ms for s), not a policy. */
+export const MAX_TTL_SECONDS = 10 * 365 * 86_400;
+
+export class RecordError extends Error {}
+
+const isU32 = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= MAX_SEGMENT_ID;
+
+/** Validates a decoded record (from JSON or msgpack). Throws RecordError with the reason. */
+export function toChange(rec: unknown, nowSec: number, maxUidBytes: number): Change {
+  if (rec === null || typeof rec !== 'object' || Array.isArray(rec)) throw new RecordError('record must be a JSON object');
+  const r = rec as Record<string, unknown>;
+  const op = r.op;
+  if (typeof op !== 'string' || !(OPS as readonly string[]).includes(op)) {
+    throw new RecordError(`"op" must be one of ${OPS.join(', ')}; got ${short(op)}`);
+  }
+  const uidProblem = checkUid(r.uid, maxUidBytes);
+  if (uidProblem === 'UID_MISSING') throw new RecordError('"uid" must be a non-empty string');
+  if (uidProblem) throw new RecordError(`"uid" must be at most ${maxUidBytes} UTF-8 bytes with no control characters`);
+
+  let ts = nowSec;
+  if (r.ts !== undefined) {
+    if (typeof r.ts !== 'number' || !Number.isInteger(r.ts) || r.ts <= 0 || r.ts > 0xffff_ffff) {
+      throw new RecordError(`"ts" must be unix seconds (a positive integer); got ${short(r.ts)}`);
+    }
+    ts = r.ts;
+  }
+
+  const ids: number[] = [];
+  const ttls: number[] = [];
+  const segs = r.segments;
+  if (op === 'delete') {
+    if (segs !== undefined && !Array.isArray(segs)) throw new RecordError('"segments" must be an array');
+  } else {
+    if (!Array.isArray(segs)) throw new RecordError(`"segments" must be an array for op "${op}"`);
+    if (segs.length > MAX_SEGMENTS_PER_RECORD) throw new RecordError(`more than ${MAX_SEGMENTS_PER_RECORD} segments in one record`);
+    for (let i = 0; i < segs.length; i++) {
+      const s = segs[i];
+      if (isU32(s)) {
+        ids.push(s);
+        ttls.push(0);
+      } else if (s !== null && typeof s === 'object' && !Array.isArray(s)) {
+        const o = s as Record<string, unknown>;
+        if (!isU32(o.id)) throw new RecordError(`segments[${i}].id must be an integer 0..${MAX_SEGMENT_ID}; got ${short(o.id)}`);
+        let ttl = 0;
+        if (o.ttl !== undefined) {
+          if (typeof o.ttl !== 'number' || !Number.isInteger(o.ttl) || o.ttl <= 0 || o.ttl > MAX_TTL_SECONDS) {
+            throw new RecordError(`segments[${i}].ttl must be whole seconds 1..${MAX_TTL_SECONDS}; got ${short(o.ttl)}`);
+          }
+          ttl = o.ttl;
+        }
+        ids.push(o.id);
+        ttls.push(ttl);
+      } else {
+        throw new RecordError(`segments[${i}] must be an integer 0..${MAX_SEGMENT_ID} or {"id":…,"ttl":…}; got ${short(s)}`);
+      }
+    }
+  }
+  return { op: op as Op, uid: r.uid as string, ids, ttls, ts };
+}
+
+export function parseLine(line: string, nowSec: number, maxUidBytes: number): Change {
+  let rec: unknown;
+  try {
+    rec = JSON.parse(line);
+  } catch (err) {
+    throw new RecordError(`malformed JSON (${(err as Error).message})`);
+  }
+  return toChange(rec, nowSec, maxUidBytes);
+}
+
+function short(v: unknown): string {
+  const s = v === undefined ? 'nothing' : JSON.stringify(v) ?? String(v);
+  return s.length > 40 ? `${s.slice(0, 40)}…` : s;
+}

@@ -1,0 +1,95 @@
+// The single writer of memberships. Every source hands it batches of changes;
+// each batch is one LMDB transaction that also carries the source's checkpoint,
+// so a crash leaves the store and the checkpoint agreeing (DESIGN.md).
+import type { Store } from '../store/env.js';
+import { decodeMembers, encodeMembers, isValidMembersValue, type Membership } from '../store/members.js';
+import type { Change } from './records.js';
+
+export interface Checkpoint {
+  key: string;
+  value: unknown;
+}
+
+export interface BatchResult {
+  /** Changes that altered (or confirmed) the stored state. */
+  applied: number;
+  /** Changes older than what the store already holds for that user: skipped. */
+  stale: number;
+  /** Memberships added + removed across the batch. */
+  memberships: number;
+}
+
+export class Writer {
+  constructor(private readonly store: Store) {}
+
+  /** Applies `changes` and writes `checkpoint`, atomically. Synchronous: runs on the loader thread. */
+  apply(changes: readonly Change[], nowSec: number, checkpoint?: Checkpoint): BatchResult {
+    const { members, counts, meta } = this.store;
+    const result: BatchResult = { applied: 0, stale: 0, memberships: 0 };
+    const countDelta = new Map<number, number>();
+    const bump = (id: number, d: number) => countDelta.set(id, (countDelta.get(id) ?? 0) + d);
+
+    this.store.env.transactionSync(() => {
+      for (const ch of changes) {
+        const oldBuf = members.getBinary(ch.uid) as Buffer | undefined;
+        let old: { updatedAt: number; members: Membership[] } | undefined;
+        if (oldBuf !== undefined && isValidMembersValue(oldBuf)) old = decodeMembers(oldBuf);
+        if (old && ch.ts < old.updatedAt) {
+          result.stale++;
+          continue;
+        }
+        const next = nextMembers(old?.members, ch, nowSec);
+        // Count diff: every stored pair counts, expired-but-unswept included.
+        if (old) for (const m of old.members) bump(m.id, -1);
+        for (const m of next) bump(m.id, +1);
+        result.memberships += changedCount(old?.members, next);
+        if (next.length === 0) {
+          if (oldBuf !== undefined) members.removeSync(ch.uid);
+        } else {
+          members.putSync(ch.uid, encodeMembers(Math.max(ch.ts, old?.updatedAt ?? 0), next));
+        }
+        result.applied++;
+      }
+      for (const [id, d] of countDelta) {
+        if (d === 0) continue;
+        const c = ((counts.get(id) as number | undefined) ?? 0) + d;
+        if (c > 0) counts.putSync(id, c);
+        else counts.removeSync(id);
+      }
+      if (checkpoint) meta.putSync(checkpoint.key, checkpoint.value);
+    });
+    return result;
+  }
+}
+
+/** The user's membership set after `ch`, sorted by id, expired pairs dropped. */
+export function nextMembers(old: readonly Membership[] | undefined, ch: Change, nowSec: number): Membership[] {
+  if (ch.op === 'delete') return [];
+  const map = new Map<number, number>();
+  if (old && ch.op !== 'replace') {
+    for (const m of old) if (m.expiresAt === 0 || m.expiresAt > nowSec) map.set(m.id, m.expiresAt);
+  }
+  if (ch.op === 'remove') {
+    for (const id of ch.ids) map.delete(id);
+  } else {
+    for (let i = 0; i < ch.ids.length; i++) {
+      const ttl = ch.ttls[i] ?? 0;
+      const exp = ttl === 0 ? 0 : ch.ts + ttl;
+      // A TTL already past when applied (old ts + short ttl) adds nothing.
+      if (exp !== 0 && exp <= nowSec) map.delete(ch.ids[i]!);
+      else map.set(ch.ids[i]!, exp);
+    }
+  }
+  const out: Membership[] = [];
+  for (const [id, expiresAt] of map) out.push({ id, expiresAt });
+  out.sort((a, b) => a.id - b.id);
+  return out;
+}
+
+function changedCount(old: readonly Membership[] | undefined, next: readonly Membership[]): number {
+  if (!old) return next.length;
+  const before = new Set(old.map((m) => m.id));
+  let n = 0;
+  for (const m of next) if (!before.delete(m.id)) n++;
+  return n + before.size;
+}

@@ -1,0 +1,16 @@
+// User keys are opaque strings (cookie ids, UUIDs, hashed emails, device ids)
+// of 1..maxUidBytes UTF-8 bytes with no control characters. The same check
+// guards lookups and feeds, so nothing stored can't be looked up.
+
+// C0 controls and DEL: would forge log lines / headers and are never real ids.
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+export type UidProblem = 'UID_MISSING' | 'UID_INVALID';
+
+export function checkUid(uid: unknown, maxBytes: number): UidProblem | null {
+  if (typeof uid !== 'string' || uid.length === 0) return 'UID_MISSING';
+  // A UTF-16 unit is at most 3 UTF-8 bytes: skip the byte count for short keys.
+  if (uid.length * 3 > maxBytes && Buffer.byteLength(uid, 'utf8') > maxBytes) return 'UID_INVALID';
+  if (CONTROL.test(uid)) return 'UID_INVALID';
+  return null;
+}

@@ -1,0 +1,178 @@
+// `segd serve`: the composition root of a node. The main thread owns the LMDB
+// writer (the loader) and supervises N lookup worker threads on one port.
+//
+//   start:    open store → start workers (healthz answers, readyz says loading)
+//             → initial load (seed + inbox) → ready → poll the inbox
+//   SIGTERM:  readyz says draining → stop the loader between batches →
+//             workers stop accepting and finish in-flight requests → close LMDB
+import { Worker } from 'node:worker_threads';
+import { createServer } from 'node:net';
+import type { Config } from '../config/schema.js';
+import { openStore, userCount, type Store } from '../store/env.js';
+import { Loader } from '../loader/loader.js';
+import { ProcessMetrics } from '../metrics/process.js';
+import type { Logger } from '../log.js';
+import { SharedState, Flag } from './state.js';
+import type { FromWorker, ToWorker, WorkerData } from './messages.js';
+
+const WORKER_URL = new URL('./worker.js', import.meta.url);
+
+interface Slot {
+  index: number;
+  worker: Worker;
+  drained: Promise<void>;
+}
+
+export interface RunningServer {
+  port: number;
+  ready: Promise<void>;
+  shutdown(reason: string): Promise<void>;
+}
+
+export async function serve(config: Readonly<Config>, log: Logger): Promise<RunningServer> {
+  const store = openStore(config.dataDir, { maxReaders: config.maxReaders });
+  const state = new SharedState();
+  const metrics = new ProcessMetrics(store);
+  const loader = new Loader(store, config, log, metrics);
+  const slots: Slot[] = [];
+  let shuttingDown = false;
+  let port = config.port;
+
+  // Metrics scrape: ask every worker for its registry, merge with ours.
+  let collectSeq = 0;
+  const collecting = new Map<number, { want: number; got: object[]; done: (m: object[]) => void }>();
+  const scrape = async (): Promise<string> => {
+    const id = ++collectSeq;
+    const live = slots.filter((s) => s.worker.threadId > 0);
+    const got = await new Promise<object[]>((resolve) => {
+      collecting.set(id, { want: live.length, got: [], done: resolve });
+      for (const s of live) s.worker.postMessage({ type: 'collect', id } satisfies ToWorker);
+      setTimeout(() => collecting.get(id)?.done(collecting.get(id)!.got), 1000).unref();
+    });
+    collecting.delete(id);
+    return metrics.text(got);
+  };
+
+  const startWorker = (index: number, wantPort: number) =>
+    new Promise<{ slot: Slot; port: number }>((resolve, reject) => {
+      const data: WorkerData = { config: { ...config }, stateBuffer: state.buffer, index, port: wantPort };
+      const worker = new Worker(WORKER_URL, { workerData: data });
+      let onDrained!: () => void;
+      const slot: Slot = { index, worker, drained: new Promise((r) => (onDrained = r)) };
+      let listening = false;
+      worker.on('message', (msg: FromWorker) => {
+        switch (msg.type) {
+          case 'listening':
+            listening = true;
+            resolve({ slot, port: msg.port });
+            break;
+          case 'listen-failed':
+            reject(new Error(`worker ${index} could not listen on ${config.host}:${msg.port}`));
+            void worker.terminate();
+            break;
+          case 'collected': {
+            const c = collecting.get(msg.id);
+            if (c) {
+              c.got.push(msg.metrics);
+              if (c.got.length >= c.want) c.done(c.got);
+            }
+            break;
+          }
+          case 'scrape':
+            scrape().then(
+              (text) => worker.postMessage({ type: 'scrape-result', id: msg.id, text } satisfies ToWorker),
+              (err: Error) => worker.postMessage({ type: 'scrape-result', id: msg.id, error: err.message } satisfies ToWorker),
+            );
+            break;
+          case 'drained':
+            onDrained();
+            break;
+        }
+      });
+      worker.on('error', (err) => {
+        log.error({ err, worker: index }, 'worker failed');
+        if (!listening) reject(err);
+      });
+      worker.on('exit', (code) => {
+        onDrained();
+        if (shuttingDown || !listening) return;
+        // A crashed worker is replaced; the others keep serving meanwhile.
+        log.error({ worker: index, code }, 'worker exited; restarting it');
+        const i = slots.indexOf(slot);
+        startWorker(index, port).then(
+          (r) => { if (i >= 0) slots[i] = r.slot; },
+          (err: unknown) => log.error({ err, worker: index }, 'worker restart failed'),
+        );
+      });
+    });
+
+  try {
+    // Port 0: pick a free port here, because workers can only share a port
+    // they all bind explicitly. A race with another process is retried.
+    for (let attempt = 0; ; attempt++) {
+      const want = config.port === 0 ? await freePort(config.host) : config.port;
+      try {
+        const first = await startWorker(0, want);
+        slots.push(first.slot);
+        port = first.port;
+        break;
+      } catch (err) {
+        if (config.port !== 0 || attempt >= 4) throw err;
+      }
+    }
+    const rest = await Promise.all(Array.from({ length: config.workers - 1 }, (_, i) => startWorker(i + 1, port)));
+    for (const r of rest) slots.push(r.slot);
+  } catch (err) {
+    shuttingDown = true;
+    await Promise.all(slots.map((s) => s.worker.terminate()));
+    await store.close();
+    throw err;
+  }
+  log.info({ port, host: config.host, workers: config.workers, dataDir: config.dataDir }, 'listening');
+
+  const ready = (async () => {
+    const t0 = performance.now();
+    await loader.initialLoad();
+    state.set(Flag.Loaded, true);
+    metrics.ready.set(1);
+    log.info({ ms: Math.round(performance.now() - t0), users: userCount(store) }, 'ready');
+    loader.startPolling();
+  })();
+  ready.catch((err: unknown) => {
+    if (!shuttingDown) log.error({ err }, 'initial load failed');
+  });
+
+  const shutdown = async (reason: string) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log.info({ reason }, 'shutting down');
+    state.set(Flag.Draining, true);
+    await loader.stop();
+    for (const s of slots) s.worker.postMessage({ type: 'drain' } satisfies ToWorker);
+    await Promise.all(slots.map((s) => s.drained));
+    await Promise.all(slots.map((s) => s.worker.terminate()));
+    await closeStore(store, log);
+    log.info('stopped');
+  };
+
+  return { port, ready, shutdown };
+}
+
+async function closeStore(store: Store, log: Logger): Promise<void> {
+  try {
+    await store.close();
+  } catch (err) {
+    log.error({ err }, 'closing the store failed');
+  }
+}
+
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, host, () => {
+      const addr = srv.address();
+      srv.close(() => (addr && typeof addr === 'object' ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}

@@ -1,0 +1,87 @@
+// The LMDB env and its named databases (see DESIGN.md "Data model").
+//
+// One env per process: lmdb-js shares the native env between worker threads of
+// the same process, so the loader (main thread) writes and the lookup workers
+// read the same memory map. Workers never write.
+import { open, type RootDatabase, type Database } from 'lmdb';
+import { mkdirSync } from 'node:fs';
+
+export const SCHEMA_VERSION = 1;
+
+export class SchemaError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SchemaError';
+  }
+}
+
+export interface Store {
+  path: string;
+  env: RootDatabase;
+  /** user key → members value (see members.ts) */
+  members: Database<Buffer, string>;
+  /** segment id → live member count, maintained by the writer */
+  counts: Database<number, number>;
+  /** segment id → taxonomy record (name, provider, segtax, …) */
+  segments: Database<unknown, number>;
+  /** name → checkpoints, schema version, flags */
+  meta: Database<unknown, string>;
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  maxReaders?: number;
+  /** Workers open without creating the directory or writing the schema. */
+  readOnly?: boolean;
+}
+
+export function openStore(path: string, opts: OpenOptions = {}): Store {
+  if (!opts.readOnly) mkdirSync(path, { recursive: true, mode: 0o700 });
+  const env = open({
+    path,
+    maxDbs: 16,
+    maxReaders: opts.maxReaders ?? 1024,
+    // Never noSync: a machine crash would corrupt the file (lmdb-js #132).
+    // noMemInit stays off so stale heap bytes never reach the data file.
+    noMemInit: false,
+    // Data files are private to the service account.
+    fileMode: 0o600,
+  } as Parameters<typeof open>[0]);
+  const members = env.openDB<Buffer, string>({ name: 'members', encoding: 'binary' });
+  const counts = env.openDB<number, number>({ name: 'counts', keyEncoding: 'uint32' });
+  const segments = env.openDB<unknown, number>({ name: 'segments', encoding: 'msgpack', keyEncoding: 'uint32' });
+  const meta = env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' });
+  const store: Store = {
+    path,
+    env,
+    members,
+    counts,
+    segments,
+    meta,
+    close: () => env.close(),
+  };
+  checkSchema(store, !opts.readOnly);
+  return store;
+}
+
+function checkSchema(store: Store, mayInit: boolean): void {
+  const v = store.meta.get('schema');
+  if (v === undefined) {
+    if (!mayInit) throw new SchemaError(`${store.path}: no schema version (not initialised by segd)`);
+    if (userCount(store) > 0) {
+      throw new SchemaError(`${store.path}: holds data but no schema version; refusing to guess its layout`);
+    }
+    store.meta.putSync('schema', SCHEMA_VERSION);
+    return;
+  }
+  if (v !== SCHEMA_VERSION) {
+    throw new SchemaError(
+      `${store.path}: schema version ${JSON.stringify(v)} is not one this segd understands (${SCHEMA_VERSION}); ` +
+        'use the segd release that wrote it, or start from an empty data dir',
+    );
+  }
+}
+
+export function userCount(store: Store): number {
+  return (store.members.getStats() as { entryCount: number }).entryCount;
+}
