@@ -4,7 +4,7 @@
 
 export const ERRORS = {
   UID_MISSING: { status: 400, message: 'a user key is required (uid=…)' },
-  UID_INVALID: { status: 400, message: 'the user key is too long or holds control characters' },
+  UID_INVALID: { status: 400, message: 'the user key must be a string of at most the configured bytes (default 128) with no control characters' },
   NOT_FOUND: { status: 404, message: 'no such route' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed on this route' },
   BODY_TOO_LARGE: { status: 413, message: 'request body is over the configured limit' },

@@ -13,6 +13,8 @@ export interface AppDeps {
   /** Prometheus text for the whole process (all workers + loader). */
   metricsText: () => Promise<string>;
   log: Logger;
+  /** Which worker thread this app runs in (shown by /healthz). */
+  workerIndex: number;
   /** Requests with async work outstanding (bodies, scrapes); graceful shutdown waits for 0. */
   inflight: { n: number };
 }

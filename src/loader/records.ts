@@ -36,7 +36,8 @@ export function toChange(rec: unknown, nowSec: number, maxUidBytes: number): Cha
     throw new RecordError(`"op" must be one of ${OPS.join(', ')}; got ${short(op)}`);
   }
   const uidProblem = checkUid(r.uid, maxUidBytes);
-  if (uidProblem === 'UID_MISSING') throw new RecordError('"uid" must be a non-empty string');
+  if (uidProblem === 'UID_MISSING') throw new RecordError('"uid" is missing or empty');
+  if (typeof r.uid !== 'string') throw new RecordError(`"uid" must be a string; got ${short(r.uid)}`);
   if (uidProblem) throw new RecordError(`"uid" must be at most ${maxUidBytes} UTF-8 bytes with no control characters`);
 
   let ts = nowSec;

@@ -8,7 +8,8 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 export type UidProblem = 'UID_MISSING' | 'UID_INVALID';
 
 export function checkUid(uid: unknown, maxBytes: number): UidProblem | null {
-  if (typeof uid !== 'string' || uid.length === 0) return 'UID_MISSING';
+  if (uid === undefined || uid === null || uid === '') return 'UID_MISSING';
+  if (typeof uid !== 'string') return 'UID_INVALID';
   // A UTF-16 unit is at most 3 UTF-8 bytes: skip the byte count for short keys.
   if (uid.length * 3 > maxBytes && Buffer.byteLength(uid, 'utf8') > maxBytes) return 'UID_INVALID';
   if (CONTROL.test(uid)) return 'UID_INVALID';

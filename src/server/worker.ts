@@ -30,7 +30,7 @@ const metricsText = () =>
     send({ type: 'scrape', id });
   });
 
-const app = createApp({ config, lookup: new SegmentLookup(store), state, metrics, metricsText, log, inflight });
+const app = createApp({ config, lookup: new SegmentLookup(store), state, metrics, metricsText, log, inflight, workerIndex: data.index });
 let listenSocket: us_listen_socket | null = null;
 
 app.listen(config.host, data.port, (ls) => {

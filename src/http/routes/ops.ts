@@ -4,13 +4,13 @@ import type { AppDeps } from '../deps.js';
 import { Flag } from '../../server/state.js';
 import { sendBody, sendError, corked, JSON_TYPE } from '../respond.js';
 
-const ALIVE = '{"status":"ok"}';
 const READY = '{"status":"ready"}';
 const LOADING = '{"status":"loading","reason":"initial load not finished"}';
 const DRAINING = '{"status":"draining","reason":"shutting down"}';
 
 export function healthzRoute(deps: AppDeps) {
   const m = deps.metrics.route('healthz');
+  const ALIVE = JSON.stringify({ status: 'ok', worker: deps.workerIndex });
   return (res: HttpResponse): void => {
     const t0 = performance.now();
     m.observe(sendBody(res, 200, JSON_TYPE, ALIVE), (performance.now() - t0) / 1000);

@@ -1,0 +1,137 @@
+// Starts the real segd (`node bin/segd.js serve`) as a child process on a free
+// port with its own temp data dir, and reads its JSON log to know when it is
+// listening and ready. No mocks: real process, real LMDB, real HTTP.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const BIN = join(ROOT, 'bin/segd.js');
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [k: string]: unknown;
+}
+
+export interface Segd {
+  url: string;
+  port: number;
+  dataDir: string;
+  proc: ChildProcess;
+  logs: LogLine[];
+  stderr: string[];
+  /** Resolves with the first log line matching, or rejects after `ms`. */
+  waitForLog(pred: (l: LogLine) => boolean, ms?: number): Promise<LogLine>;
+  /** SIGTERM and wait for exit; returns the exit code. */
+  stop(): Promise<number | null>;
+  exited: Promise<number | null>;
+}
+
+export interface StartOptions {
+  env?: Record<string, string>;
+  /** Wait for the initial load to finish (default true). */
+  waitReady?: boolean;
+  dataDir?: string;
+  /** Keep the data dir after stop (for restart tests). */
+  keepData?: boolean;
+}
+
+export function tempDir(prefix = 'segd-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export async function startSegd(opts: StartOptions = {}): Promise<Segd> {
+  const dataDir = opts.dataDir ?? tempDir();
+  const proc = spawn(process.execPath, [BIN, 'serve'], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      SEGD_PORT: '0',
+      SEGD_HOST: '127.0.0.1',
+      SEGD_DATA_DIR: dataDir,
+      SEGD_SEED: '',
+      SEGD_WORKERS: '1',
+      SEGD_INBOX_POLL_MS: '100',
+      SEGD_LOG_LEVEL: 'info',
+      ...opts.env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: LogLine[] = [];
+  const stderr: string[] = [];
+  const waiters: Array<{ pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
+  let buf = '';
+  proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      let parsed: LogLine;
+      try {
+        parsed = JSON.parse(line) as LogLine;
+      } catch {
+        continue;
+      }
+      logs.push(parsed);
+      for (let i = waiters.length - 1; i >= 0; i--) {
+        if (waiters[i]!.pred(parsed)) waiters.splice(i, 1)[0]!.resolve(parsed);
+      }
+    }
+  });
+  proc.stderr!.setEncoding('utf8').on('data', (c: string) => stderr.push(c));
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+
+  const waitForLog = (pred: (l: LogLine) => boolean, ms = 30_000) => {
+    const seen = logs.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise<LogLine>((res, rej) => {
+      const t = setTimeout(() => rej(new Error(`timed out waiting for log; last lines: ${JSON.stringify(logs.slice(-5))} stderr: ${stderr.join('')}`)), ms);
+      waiters.push({ pred, resolve: (l) => { clearTimeout(t); res(l); } });
+      void exited.then((code) => { clearTimeout(t); rej(new Error(`segd exited (${code}) before the log line; stderr: ${stderr.join('')} logs: ${JSON.stringify(logs.slice(-5))}`)); });
+    });
+  };
+
+  const listening = await waitForLog((l) => l.msg === 'listening');
+  if (opts.waitReady !== false) await waitForLog((l) => l.msg === 'ready');
+  const port = listening.port as number;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    dataDir,
+    proc,
+    logs,
+    stderr,
+    waitForLog,
+    exited,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      const code = await exited;
+      if (!opts.keepData && !opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
+      return code;
+    },
+  };
+}
+
+/** Runs `segd` with args to completion; returns exit code and output. */
+export function runSegd(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    p.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    p.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Writes a feed file into the inbox the way upstream must: temp name, then rename. */
+export async function dropFeed(inbox: string, name: string, content: string | Buffer): Promise<void> {
+  const { writeFile, rename, mkdir } = await import('node:fs/promises');
+  await mkdir(inbox, { recursive: true });
+  await writeFile(join(inbox, `${name}.tmp`), content);
+  await rename(join(inbox, `${name}.tmp`), join(inbox, name));
+}
+
+export const feedLine = (rec: Record<string, unknown>) => JSON.stringify(rec) + '\n';
