@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { unpack, pack } from 'msgpackr';
-import { startSegd, tempDir, feedLine, type Segd } from './helpers/server.js';
+import { startSegd, tempDir, feedLine, stopReport, CLEAN_STOP, type Segd } from './helpers/server.js';
 
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -33,7 +33,7 @@ describe('lookups from a loaded feed', () => {
     segd = await startSegd({ env: { SEGD_SEED: seed, SEGD_WORKERS: '2' } });
   });
   afterAll(async () => {
-    expect(await segd.stop()).toBe(0);
+    expect(await stopReport(segd)).toEqual(CLEAN_STOP);
   });
 
   const get = (q: string, headers: Record<string, string> = {}) => fetch(`${segd.url}/v1/segments?${q}`, { headers });

@@ -68,5 +68,9 @@ async function drain(): Promise<void> {
   const deadline = Date.now() + config.shutdownGraceMs;
   while (inflight.n > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   if (inflight.n > 0) log.warn({ inflight: inflight.n }, 'grace period over; closing with requests in flight');
+  // Close idle keep-alive connections too: a worker thread may only end with
+  // no open uv handles (Node aborts otherwise). `close` is in uWS.js ≥ 20.x at
+  // runtime though missing from this build's typings.
+  (app as unknown as { close(): void }).close();
   send({ type: 'drained' });
 }

@@ -135,3 +135,15 @@ export async function dropFeed(inbox: string, name: string, content: string | Bu
 }
 
 export const feedLine = (rec: Record<string, unknown>) => JSON.stringify(rec) + '\n';
+
+/** Stops segd and returns what a clean stop must look like, for one toEqual. */
+export async function stopReport(segd: Segd, opts: { allowWarnings?: boolean } = {}) {
+  const code = await segd.stop();
+  return {
+    code,
+    signal: segd.proc.signalCode,
+    stderr: segd.stderr.join(''),
+    problems: opts.allowWarnings ? [] : segd.logs.filter((l) => l.level >= 40),
+  };
+}
+export const CLEAN_STOP = { code: 0, signal: null, stderr: '', problems: [] };
