@@ -28,7 +28,14 @@ export async function serveCommand(argv: string[]): Promise<number> {
     log.fatal({ err }, 'could not start');
     return 1;
   }
+  let stopping = false;
   const stop = (signal: string) => {
+    // Repeated signals (orchestrators send more than one) do not cut the drain short.
+    if (stopping) {
+      log.info({ signal }, 'already shutting down');
+      return;
+    }
+    stopping = true;
     server.shutdown(signal).then(
       () => process.exit(0),
       (err: unknown) => {
@@ -37,7 +44,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       },
     );
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
   return new Promise<number>(() => {}); // runs until a signal
 }
