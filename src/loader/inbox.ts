@@ -67,6 +67,7 @@ export class Inbox {
           maxLineBytes: this.opts.maxLineBytes,
           rejectsPath: join(dir, 'rejects', `${name}.rejects.ndjson`),
           signal: this.opts.signal,
+          onProgress: (p) => log.debug({ file: name, offset: p.bytes, size: p.size, applied: p.applied, rejected: p.rejected }, 'inbox batch committed'),
         });
       } catch (err) {
         if (this.opts.signal?.aborted) {
