@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian programs segd's tests (and, with --bench, its benchmarks)
+# need. Idempotent: packages already present are skipped. Called by .ci/run.
+set -euo pipefail
+
+# Programs the test suite runs for real (none yet beyond Node; NATS, Chromium
+# and Redis join this list with the issues that need them).
+TEST_PACKAGES=()
+# Load generators for `npm run bench` (not needed by the tests).
+BENCH_PACKAGES=(wrk util-linux)
+
+want=("${TEST_PACKAGES[@]}")
+[[ "${1:-}" == "--bench" ]] && want+=("${BENCH_PACKAGES[@]}")
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup-system: installing ${missing[*]}"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup-system: nothing to install"
+fi
