@@ -14,8 +14,6 @@ export const ERRORS = {
   BAD_BATCH: { status: 400, message: 'the body must be an object with "uids": an array of strings' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'send application/json or application/msgpack' },
   BAD_FORMAT: { status: 400, message: 'unknown format (use json, msgpack or kv)' },
-  NOT_READY: { status: 503, message: 'the initial load has not finished' },
-  SHUTTING_DOWN: { status: 503, message: 'the server is shutting down' },
   INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

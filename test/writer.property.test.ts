@@ -1,0 +1,81 @@
+// The writer against a plain model, on a real LMDB env: any sequence of
+// add/remove/replace/delete changes (with TTLs and out-of-order timestamps),
+// cut into any batches, leaves exactly the memberships and per-segment counts
+// the model predicts, and lookups return exactly the live ones.
+import { afterAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { rmSync } from 'node:fs';
+import { openStore } from '../src/store/env.js';
+import { Writer } from '../src/loader/writer.js';
+import { SegmentLookup } from '../src/lookup/segments.js';
+import type { Change } from '../src/loader/records.js';
+import { tempDir } from './helpers/server.js';
+
+const dir = tempDir();
+const store = openStore(dir);
+afterAll(async () => {
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const NOW = 2_000_000_000;
+const uidArb = fc.constantFrom('u1', 'u2', 'u3', 'ü4');
+const segArb = fc.integer({ min: 0, max: 6 }).map((n) => (n === 6 ? 0xffff_ffff : n));
+const changeArb: fc.Arbitrary<Change> = fc.record({
+  op: fc.constantFrom('add', 'remove', 'replace', 'delete') as fc.Arbitrary<Change['op']>,
+  uid: uidArb,
+  segs: fc.array(fc.tuple(segArb, fc.constantFrom(0, 0, 5, 100)), { maxLength: 5 }),
+  ts: fc.integer({ min: NOW - 50, max: NOW }),
+}).map(({ op, uid, segs, ts }) => ({ op, uid, ids: segs.map((s) => s[0]), ttls: op === 'delete' ? [] : segs.map((s) => s[1]), ts }));
+
+/** The model: per user, updatedAt and id → expiresAt. */
+function model(changes: Change[]) {
+  const users = new Map<string, { ts: number; m: Map<number, number> }>();
+  for (const ch of changes) {
+    const u = users.get(ch.uid);
+    if (u && ch.ts < u.ts) continue;
+    const m = new Map<number, number>();
+    if (u && ch.op !== 'replace' && ch.op !== 'delete') for (const [id, exp] of u.m) if (exp === 0 || exp > NOW) m.set(id, exp);
+    if (ch.op === 'remove') for (const id of ch.ids) m.delete(id);
+    if (ch.op === 'add' || ch.op === 'replace') {
+      ch.ids.forEach((id, i) => {
+        const exp = ch.ttls[i] ? ch.ts + ch.ttls[i]! : 0;
+        if (exp !== 0 && exp <= NOW) m.delete(id);
+        else m.set(id, exp);
+      });
+    }
+    if (m.size === 0) users.delete(ch.uid);
+    else users.set(ch.uid, { ts: Math.max(ch.ts, u?.ts ?? 0), m });
+  }
+  return users;
+}
+
+describe('writer', () => {
+  it('matches the model for any change sequence and batching', () => {
+    const writer = new Writer(store);
+    const lookup = new SegmentLookup(store);
+    fc.assert(
+      fc.property(fc.array(changeArb, { maxLength: 40 }), fc.integer({ min: 1, max: 10 }), (changes, batch) => {
+        store.env.transactionSync(() => {
+          for (const k of store.members.getKeys()) store.members.removeSync(k);
+          for (const k of store.counts.getKeys()) store.counts.removeSync(k);
+        });
+        for (let i = 0; i < changes.length; i += batch) writer.apply(changes.slice(i, i + batch), NOW);
+        const want = model(changes);
+        const counts = new Map<number, number>();
+        for (const uid of ['u1', 'u2', 'u3', 'ü4']) {
+          const u = want.get(uid);
+          const n = lookup.find(uid, NOW + 10); // +10 s: TTL-5 memberships lapse
+          const live = u ? [...u.m].filter(([, e]) => e === 0 || e > NOW + 10).map(([id]) => id).sort((a, b) => a - b) : [];
+          expect(n < 0 ? [] : Array.from(lookup.ids.subarray(0, n))).toEqual(live);
+          expect(n < 0).toBe(!u);
+          if (u) for (const id of u.m.keys()) counts.set(id, (counts.get(id) ?? 0) + 1);
+        }
+        const stored = new Map<number, number>();
+        for (const { key, value } of store.counts.getRange()) stored.set(key, value);
+        expect(stored).toEqual(counts);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
