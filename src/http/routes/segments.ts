@@ -10,7 +10,6 @@ import { sendError, sendBody, JSON_TYPE, MSGPACK_TYPE, TEXT_TYPE } from '../resp
 export function segmentsRoute(deps: AppDeps) {
   const { lookup, metrics, config } = deps;
   const m = metrics.route('segments');
-  const { hit, miss } = metrics;
   const maxUid = config.maxUidBytes;
   const kvKey = config.kvKey;
 
@@ -26,8 +25,8 @@ export function segmentsRoute(deps: AppDeps) {
       st = sendError(res, 'BAD_FORMAT');
     } else {
       const n = lookup.find(uid as string, nowSeconds());
-      if (n < 0) miss.inc();
-      else hit.inc();
+      if (n < 0) metrics.miss();
+      else metrics.hit();
       const count = n < 0 ? 0 : n;
       const ids = lookup.ids;
       if (format === 'json') st = sendBody(res, 200, JSON_TYPE, jsonAnswer(uid as string, ids, count));

@@ -1,0 +1,98 @@
+// Micro-benchmarks of the lookup hot path, each against a baseline measured in
+// the same run: `npm run bench:micro [-- --users N]`. Prints ns/op.
+//
+// What it answers: how much of a lookup is LMDB, how much is decoding and
+// encoding, and what the metrics cost per request.
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { mkdtempSync } from 'node:fs';
+import { Counter, Histogram, Registry } from 'prom-client';
+import { openStore } from '../src/store/env.js';
+import { Writer } from '../src/loader/writer.js';
+import { SegmentLookup, nowSeconds } from '../src/lookup/segments.js';
+import { checkUid } from '../src/lookup/keys.js';
+import { jsonAnswer } from '../src/http/format.js';
+import { HttpMetrics } from '../src/metrics/http.js';
+import { Synthetic, uidFor, DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
+import type { Change } from '../src/loader/records.js';
+
+const arg = (name: string, def: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : def;
+};
+const USERS = arg('users', 1_000_000);
+const OPS = arg('ops', 2_000_000);
+
+function bench(name: string, fn: (i: number) => unknown): number {
+  let sink = 0;
+  for (let i = 0; i < OPS / 10; i++) sink ^= fn(i) ? 1 : 0; // warm up, let V8 optimise
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < OPS; i++) sink ^= fn(i) ? 1 : 0;
+  const ns = Number(process.hrtime.bigint() - t0) / OPS;
+  console.log(`${name.padEnd(48)} ${ns.toFixed(1).padStart(8)} ns/op${sink === 2 ? ' ' : ''}`);
+  return ns;
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'segd-micro-'));
+try {
+  const store = openStore(dir);
+  const writer = new Writer(store);
+  const syn = new Synthetic(DEFAULT_SYNTHETIC);
+  const now = nowSeconds();
+  process.stderr.write(`loading ${USERS} synthetic users…\n`);
+  const t0 = performance.now();
+  for (let i = 0; i < USERS; i += 20_000) {
+    const batch: Change[] = [];
+    for (let j = i; j < Math.min(USERS, i + 20_000); j++) {
+      const u = syn.user(j);
+      batch.push({
+        op: 'add', uid: u.uid, ts: now,
+        ids: u.segments.map((s) => (typeof s === 'number' ? s : s.id)),
+        ttls: u.segments.map((s) => (typeof s === 'number' ? 0 : s.ttl)),
+      });
+    }
+    writer.apply(batch, now);
+  }
+  process.stderr.write(`loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+
+  // Keys prepared up front so key generation is not measured.
+  const K = 1 << 16;
+  const hits = Array.from({ length: K }, (_, i) => uidFor(DEFAULT_SYNTHETIC.seed, (i * 7919) % USERS));
+  const misses = Array.from({ length: K }, (_, i) => uidFor(DEFAULT_SYNTHETIC.seed, USERS + i));
+  const lookup = new SegmentLookup(store);
+  const out = new Uint32Array(64);
+
+  console.log(`\nsegd micro-benchmarks, ${USERS} users, ${OPS} ops each (Node ${process.version})\n`);
+  bench('baseline: empty loop body (key array read)', (i) => hits[i & (K - 1)]);
+  const get = bench('lmdb getBinaryFast, known user', (i) => store.members.getBinaryFast(hits[i & (K - 1)]!));
+  bench('lmdb getBinaryFast, unknown user', (i) => store.members.getBinaryFast(misses[i & (K - 1)]!));
+  bench('lookup.find (get + expiry filter), known', (i) => lookup.find(hits[i & (K - 1)]!, now));
+  bench('checkUid', (i) => checkUid(hits[i & (K - 1)]!, 128));
+  for (let k = 0; k < 8; k++) out[k] = 1000 + k * 37;
+  bench('jsonAnswer (8 segments)', (i) => jsonAnswer(hits[i & (K - 1)]!, out, 8));
+  bench('performance.now() x2', () => performance.now() - performance.now());
+
+  const m = new HttpMetrics();
+  const r = m.route('segments');
+  bench('HttpMetrics: route.observe + hit()', (i) => {
+    r.observe(200, 0.00002);
+    m.hit();
+    return i;
+  });
+  const reg = new Registry();
+  const c = new Counter({ name: 'c', help: 'c', registers: [reg] });
+  const h = new Histogram({ name: 'h', help: 'h', buckets: [0.0001, 0.001, 0.01], registers: [reg] });
+  bench('prom-client unlabelled counter.inc', () => c.inc());
+  bench('prom-client unlabelled histogram.observe', () => h.observe(0.00002));
+  const plain = new Float64Array(16);
+  bench('baseline: typed-array counter + bucket', (i) => {
+    plain[0]!++;
+    plain[1 + (i & 7)]!++;
+    return i;
+  });
+  console.log(`\nratio: lookup.find / lmdb get ≈ see above; LMDB get ≈ ${get.toFixed(0)} ns`);
+  await store.close();
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
