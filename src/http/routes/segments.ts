@@ -6,9 +6,10 @@ import { checkUid } from '../../lookup/keys.js';
 import { nowSeconds } from '../../lookup/segments.js';
 import { pickFormat, jsonAnswer, msgpackAnswer, kvAnswer } from '../format.js';
 import { sendError, sendBody, JSON_TYPE, MSGPACK_TYPE, TEXT_TYPE } from '../respond.js';
+import { Flag } from '../../server/state.js';
 
 export function segmentsRoute(deps: AppDeps) {
-  const { lookup, metrics, config } = deps;
+  const { lookup, metrics, config, state } = deps;
   const m = metrics.route('segments');
   const maxUid = config.maxUidBytes;
   const kvKey = config.kvKey;
@@ -29,9 +30,11 @@ export function segmentsRoute(deps: AppDeps) {
       else metrics.hit();
       const count = n < 0 ? 0 : n;
       const ids = lookup.ids;
-      if (format === 'json') st = sendBody(res, 200, JSON_TYPE, jsonAnswer(uid as string, ids, count));
-      else if (format === 'kv') st = sendBody(res, 200, TEXT_TYPE, kvAnswer(kvKey, ids, count));
-      else st = sendBody(res, 200, MSGPACK_TYPE, msgpackAnswer(uid as string, ids, count));
+      // While draining, ask keep-alive clients to reconnect (to another node).
+      const close = state.get(Flag.Draining);
+      if (format === 'json') st = sendBody(res, 200, JSON_TYPE, jsonAnswer(uid as string, ids, count), close);
+      else if (format === 'kv') st = sendBody(res, 200, TEXT_TYPE, kvAnswer(kvKey, ids, count), close);
+      else st = sendBody(res, 200, MSGPACK_TYPE, msgpackAnswer(uid as string, ids, count), close);
     }
     m.observe(st, (performance.now() - t0) / 1000);
   };
