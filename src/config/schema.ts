@@ -24,6 +24,9 @@ export interface Config {
   logLevel: LogLevel;
   shutdownGraceMs: number;
   maxReaders: number;
+  bloomUsers: number;
+  bloomFpRate: number;
+  bloomSaveMs: number;
 }
 
 /** The repo's own sample feed, loaded into an empty store by default. */
@@ -45,6 +48,12 @@ class BadValue extends Error {}
 const int = (min: number, max: number): Parse<number> => (raw) => {
   if (!/^-?\d+$/.test(raw.trim())) throw new BadValue(`expected a whole number, got ${JSON.stringify(raw)}`);
   const n = Number(raw);
+  if (n < min || n > max) throw new BadValue(`must be between ${min} and ${max}, got ${n}`);
+  return n;
+};
+const num = (min: number, max: number): Parse<number> => (raw) => {
+  const n = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(n)) throw new BadValue(`expected a number, got ${JSON.stringify(raw)}`);
   if (n < min || n > max) throw new BadValue(`must be between ${min} and ${max}, got ${n}`);
   return n;
 };
@@ -73,6 +82,9 @@ export const SETTINGS: Setting[] = [
   { key: 'logLevel', env: 'SEGD_LOG_LEVEL', def: 'info', parse: (raw) => { if (!LEVELS.includes(raw as LogLevel)) throw new BadValue(`must be one of ${LEVELS.join(', ')}`); return raw as LogLevel; }, doc: 'pino log level' },
   { key: 'shutdownGraceMs', env: 'SEGD_SHUTDOWN_GRACE_MS', def: 5000, parse: int(0, 600_000), doc: 'on SIGTERM, how long in-flight requests may take before connections are closed' },
   { key: 'maxReaders', env: 'SEGD_MAX_READERS', def: 1024, parse: int(16, 100_000), doc: 'LMDB reader slots (shared by every thread and process on the env)' },
+  { key: 'bloomUsers', env: 'SEGD_BLOOM_USERS', def: 10_000_000, parse: int(0, 2_000_000_000), doc: 'users the known-users bloom filter is sized for (grown automatically past it; 0 = no filter)' },
+  { key: 'bloomFpRate', env: 'SEGD_BLOOM_FP_RATE', def: 0.01, parse: num(0.000001, 0.5), doc: 'target false-positive rate of the known-users filter' },
+  { key: 'bloomSaveMs', env: 'SEGD_BLOOM_SAVE_MS', def: 30_000, parse: int(100, 86_400_000), doc: 'how often the filter is checkpointed to disk when it changed (and always at shutdown)' },
 ] as Setting[];
 
 export { BadValue };

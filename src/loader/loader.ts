@@ -6,7 +6,7 @@ import type { Config } from '../config/schema.js';
 import type { Store } from '../store/env.js';
 import type { Logger } from '../log.js';
 import type { ProcessMetrics, Source } from '../metrics/process.js';
-import { Writer } from './writer.js';
+import { Writer, type WriterHooks } from './writer.js';
 import { Inbox } from './inbox.js';
 import { importFile, type ImportSummary, type FileCheckpoint } from './file-import.js';
 import { existsSync } from 'node:fs';
@@ -27,8 +27,9 @@ export class Loader {
     private readonly config: Readonly<Config>,
     private readonly log: Logger,
     private readonly metrics?: ProcessMetrics,
+    hooks: WriterHooks = {},
   ) {
-    this.writer = new Writer(store);
+    this.writer = new Writer(store, hooks);
     this.inbox = new Inbox(store, this.writer, {
       dir: config.inbox,
       batchSize: config.loaderBatchSize,

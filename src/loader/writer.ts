@@ -19,8 +19,15 @@ export interface BatchResult {
   memberships: number;
 }
 
+export interface WriterHooks {
+  /** A user key gets its first membership; called inside the transaction, before commit. */
+  onNewUser?: (uid: string) => void;
+  /** After each committed batch. */
+  afterBatch?: () => void;
+}
+
 export class Writer {
-  constructor(private readonly store: Store) {}
+  constructor(private readonly store: Store, private readonly hooks: WriterHooks = {}) {}
 
   /** Applies `changes` and writes `checkpoint`, atomically. Synchronous: runs on the loader thread. */
   apply(changes: readonly Change[], nowSec: number, checkpoint?: Checkpoint): BatchResult {
@@ -46,6 +53,7 @@ export class Writer {
         if (next.length === 0) {
           if (oldBuf !== undefined) members.removeSync(ch.uid);
         } else {
+          if (oldBuf === undefined) this.hooks.onNewUser?.(ch.uid);
           members.putSync(ch.uid, encodeMembers(Math.max(ch.ts, old?.updatedAt ?? 0), next));
         }
         result.applied++;
@@ -57,7 +65,9 @@ export class Writer {
         else counts.removeSync(id);
       }
       if (checkpoint) meta.putSync(checkpoint.key, checkpoint.value);
+      meta.putSync('writes', ((meta.get('writes') as number | undefined) ?? 0) + 1);
     });
+    this.hooks.afterBatch?.();
     return result;
   }
 }

@@ -2,23 +2,41 @@
 // memory map; one reusable output array per worker, no per-lookup objects.
 import type { Store } from '../store/env.js';
 import { liveSegments } from '../store/members.js';
+import type { BlockedBloom } from '../filters/blocked-bloom.js';
 
 /** More than any real profile holds; a value with more pairs is truncated. */
 export const MAX_SEGMENTS_PER_USER = 65_536;
 
+/** Slots of the filter outcome counters. */
+export const FILTER_NEGATIVE = 0;
+export const FILTER_TRUE_POSITIVE = 1;
+export const FILTER_FALSE_POSITIVE = 2;
+
 export class SegmentLookup {
   /** Filled by `find`; valid until the next call. */
   readonly ids = new Uint32Array(MAX_SEGMENTS_PER_USER);
+  /** The known-users filter; null = none usable yet (every lookup reads LMDB). */
+  filter: BlockedBloom | null = null;
 
-  constructor(private readonly store: Store) {}
+  /** `filterStats` counts negatives / true positives / false positives (for the measured FP rate). */
+  constructor(private readonly store: Store, private readonly filterStats = new Float64Array(3)) {}
 
   /**
    * Number of live segments of `uid` written into `this.ids`, or -1 when the
    * user is unknown (so callers can count hits and misses).
    */
   find(uid: string, nowSec: number): number {
+    const filter = this.filter;
+    if (filter !== null && !filter.mayContain(uid)) {
+      this.filterStats[FILTER_NEGATIVE]!++;
+      return -1;
+    }
     const buf = this.store.members.getBinaryFast(uid) as Buffer | undefined;
-    if (buf === undefined) return -1;
+    if (buf === undefined) {
+      if (filter !== null) this.filterStats[FILTER_FALSE_POSITIVE]!++;
+      return -1;
+    }
+    if (filter !== null) this.filterStats[FILTER_TRUE_POSITIVE]!++;
     return liveSegments(buf, nowSec, this.ids);
   }
 }

@@ -45,6 +45,8 @@ export class HttpMetrics {
   /** [hit, miss, aborted] */
   private readonly misc = new Float64Array(3);
   private readonly byRoute: RouteMetrics[];
+  /** [negative, true positive, false positive] of the known-users filter; written by SegmentLookup. */
+  readonly filterStats = new Float64Array(3);
 
   constructor() {
     const S = STATUSES.length + 1;
@@ -85,6 +87,11 @@ export class HttpMetrics {
     reg(metric('segd_lookups_total', 'User keys looked up, by result (hit = known user, miss = unknown)', 'counter', () => [
       { value: this.misc[0]!, labels: { result: 'hit' } },
       { value: this.misc[1]!, labels: { result: 'miss' } },
+    ]));
+    reg(metric('segd_bloom_checks_total', 'Known-users filter outcomes: negative = LMDB skipped; false_positive = filter said maybe, user unknown', 'counter', () => [
+      { value: this.filterStats[0]!, labels: { result: 'negative' } },
+      { value: this.filterStats[1]!, labels: { result: 'true_positive' } },
+      { value: this.filterStats[2]!, labels: { result: 'false_positive' } },
     ]));
     reg(metric('segd_http_aborted_total', 'Requests whose client went away before the answer', 'counter', () => [
       { value: this.misc[2]!, labels: {} },

@@ -4,6 +4,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Counter, Gauge, Registry, collectDefaultMetrics, AggregatorRegistry } from 'prom-client';
 import type { Store } from '../store/env.js';
+import type { KnownUsers } from '../filters/known-users.js';
 import { userCount } from '../store/env.js';
 
 export const SOURCES = ['seed', 'inbox'] as const;
@@ -16,7 +17,9 @@ export class ProcessMetrics {
   readonly lastCommit: Gauge;
   readonly ready: Gauge;
 
-  constructor(store: Store) {
+  private readonly fpRate: Gauge;
+
+  constructor(store: Store, known: KnownUsers | null = null) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'segd_' });
     this.records = new Counter({
@@ -32,6 +35,30 @@ export class ProcessMetrics {
       for (const o of ['applied', 'stale', 'rejected']) this.records.labels(s, o).inc(0);
       this.files.labels(s).inc(0);
     }
+    this.fpRate = new Gauge({
+      name: 'segd_bloom_false_positive_rate',
+      help: 'Measured share of unknown users the known-users filter let through to LMDB (false_positive / (false_positive + negative))',
+      registers,
+    });
+    new Gauge({
+      name: 'segd_bloom_info',
+      help: 'Known-users filter: state (1 for the current one), capacity, keys added, fill ratio, rebuilds since start',
+      labelNames: ['state', 'field'],
+      registers,
+      collect() {
+        this.reset();
+        const state = known?.state ?? 'off';
+        this.labels(state, 'state').set(1);
+        const f = known?.current;
+        if (f) {
+          this.labels(state, 'capacity').set(f.params.capacity);
+          this.labels(state, 'added').set(known!.addedCount);
+          this.labels(state, 'fill_ratio').set(f.fillRatio());
+          this.labels(state, 'bytes').set(f.buffer.byteLength);
+        }
+        this.labels(state, 'rebuilds').set(known?.rebuilds ?? 0);
+      },
+    });
     new Gauge({
       name: 'segd_store_users',
       help: 'Users with at least one stored membership',
@@ -56,6 +83,19 @@ export class ProcessMetrics {
 
   /** Prometheus text for this registry merged with the workers' registries. */
   async text(workerMetrics: object[]): Promise<string> {
+    // The measured FP rate needs every worker's counters: computed here.
+    let neg = 0;
+    let fp = 0;
+    for (const w of workerMetrics as Array<Array<{ name: string; values: Array<{ value: number; labels: { result?: string } }> }>>) {
+      for (const m of w) {
+        if (m.name !== 'segd_bloom_checks_total') continue;
+        for (const v of m.values) {
+          if (v.labels.result === 'negative') neg += v.value;
+          else if (v.labels.result === 'false_positive') fp += v.value;
+        }
+      }
+    }
+    this.fpRate.set(neg + fp > 0 ? fp / (neg + fp) : 0);
     const own = await this.registry.getMetricsAsJSON();
     return AggregatorRegistry.aggregate([own, ...workerMetrics]).metrics();
   }

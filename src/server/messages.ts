@@ -2,7 +2,8 @@
 export type ToWorker =
   | { type: 'drain' }
   | { type: 'collect'; id: number }
-  | { type: 'scrape-result'; id: number; text?: string; error?: string };
+  | { type: 'scrape-result'; id: number; text?: string; error?: string }
+  | { type: 'filter'; filter: import('../filters/known-users.js').FilterHandle | null };
 
 export type FromWorker =
   | { type: 'listening'; port: number }
@@ -16,4 +17,5 @@ export interface WorkerData {
   stateBuffer: SharedArrayBuffer;
   index: number;
   port: number;
+  filter: import('../filters/known-users.js').FilterHandle | null;
 }

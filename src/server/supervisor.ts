@@ -10,6 +10,7 @@ import { createServer } from 'node:net';
 import type { Config } from '../config/schema.js';
 import { openStore, userCount, type Store } from '../store/env.js';
 import { Loader } from '../loader/loader.js';
+import { KnownUsers } from '../filters/known-users.js';
 import { ProcessMetrics } from '../metrics/process.js';
 import type { Logger } from '../log.js';
 import { SharedState, Flag } from './state.js';
@@ -32,8 +33,11 @@ export interface RunningServer {
 export async function serve(config: Readonly<Config>, log: Logger): Promise<RunningServer> {
   const store = openStore(config.dataDir, { maxReaders: config.maxReaders });
   const state = new SharedState();
-  const metrics = new ProcessMetrics(store);
-  const loader = new Loader(store, config, log, metrics);
+  const known = config.bloomUsers > 0
+    ? new KnownUsers(store, { expectedUsers: config.bloomUsers, fpRate: config.bloomFpRate, saveEveryMs: config.bloomSaveMs }, log)
+    : null;
+  const metrics = new ProcessMetrics(store, known);
+  const loader = new Loader(store, config, log, metrics, known ? { onNewUser: known.onNewUser, afterBatch: () => known.afterBatch() } : {});
   const slots: Slot[] = [];
   let shuttingDown = false;
   let port = config.port;
@@ -55,7 +59,7 @@ export async function serve(config: Readonly<Config>, log: Logger): Promise<Runn
 
   const startWorker = (index: number, wantPort: number) =>
     new Promise<{ slot: Slot; port: number }>((resolve, reject) => {
-      const data: WorkerData = { config: { ...config }, stateBuffer: state.buffer, index, port: wantPort };
+      const data: WorkerData = { config: { ...config }, stateBuffer: state.buffer, index, port: wantPort, filter: known?.handle() ?? null };
       const worker = new Worker(WORKER_URL, { workerData: data });
       let onDrained!: () => void;
       const slot: Slot = { index, worker, drained: new Promise((r) => (onDrained = r)) };
@@ -106,6 +110,12 @@ export async function serve(config: Readonly<Config>, log: Logger): Promise<Runn
       });
     });
 
+  // The filter first: a saved one is attached by workers from their first request.
+  await known?.init();
+  known?.onChange((filter) => {
+    for (const s of slots) s.worker.postMessage({ type: 'filter', filter } satisfies ToWorker);
+  });
+
   try {
     // Port 0: pick a free port here, because workers can only share a port
     // they all bind explicitly. A race with another process is retried.
@@ -125,6 +135,7 @@ export async function serve(config: Readonly<Config>, log: Logger): Promise<Runn
   } catch (err) {
     shuttingDown = true;
     await Promise.all(slots.map((s) => s.worker.terminate()));
+    await known?.close();
     await store.close();
     throw err;
   }
@@ -151,6 +162,7 @@ export async function serve(config: Readonly<Config>, log: Logger): Promise<Runn
     for (const s of slots) s.worker.postMessage({ type: 'drain' } satisfies ToWorker);
     await Promise.all(slots.map((s) => s.drained));
     await Promise.all(slots.map((s) => s.worker.terminate()));
+    await known?.close();
     await closeStore(store, log);
     log.info('stopped');
   };

@@ -5,6 +5,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import uWS, { type us_listen_socket } from 'uWebSockets.js';
 import { openStore } from '../store/env.js';
 import { SegmentLookup } from '../lookup/segments.js';
+import { BlockedBloom } from '../filters/blocked-bloom.js';
+import type { FilterHandle } from '../filters/known-users.js';
 import { HttpMetrics } from '../metrics/http.js';
 import { createApp } from '../http/app.js';
 import { createLogger } from '../log.js';
@@ -30,7 +32,12 @@ const metricsText = () =>
     send({ type: 'scrape', id });
   });
 
-const app = createApp({ config, lookup: new SegmentLookup(store), state, metrics, metricsText, log, inflight, workerIndex: data.index });
+const lookup = new SegmentLookup(store, metrics.filterStats);
+const attachFilter = (h: FilterHandle | null) => {
+  lookup.filter = h ? new BlockedBloom(h.params, h.buffer) : null;
+};
+attachFilter(data.filter);
+const app = createApp({ config, lookup, state, metrics, metricsText, log, inflight, workerIndex: data.index });
 let listenSocket: us_listen_socket | null = null;
 
 app.listen(config.host, data.port, (ls) => {
@@ -55,6 +62,9 @@ port.on('message', (msg: ToWorker) => {
       else p?.reject(new Error(msg.error ?? 'scrape failed'));
       break;
     }
+    case 'filter':
+      attachFilter(msg.filter);
+      break;
     case 'drain':
       void drain();
       break;

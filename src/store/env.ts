@@ -82,6 +82,11 @@ function checkSchema(store: Store, mayInit: boolean): void {
   }
 }
 
+/** Loader transactions committed so far (bumped inside each one): what a saved filter is checked against. */
+export function writeSequence(store: Store): number {
+  return (store.meta.get('writes') as number | undefined) ?? 0;
+}
+
 export function userCount(store: Store): number {
   return (store.members.getStats() as { entryCount: number }).entryCount;
 }

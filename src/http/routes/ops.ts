@@ -4,7 +4,9 @@ import type { AppDeps } from '../deps.js';
 import { Flag } from '../../server/state.js';
 import { sendBody, sendError, corked, JSON_TYPE } from '../respond.js';
 
-const READY = '{"status":"ready"}';
+// The filter's state is shown, not gated on: without one, lookups are slower, never wrong.
+const READY = '{"status":"ready","filter":"ready"}';
+const READY_NO_FILTER = '{"status":"ready","filter":"none"}';
 const LOADING = '{"status":"loading","reason":"initial load not finished"}';
 const DRAINING = '{"status":"draining","reason":"shutting down"}';
 
@@ -25,7 +27,7 @@ export function readyzRoute(deps: AppDeps) {
     let st: number;
     if (deps.state.get(Flag.Draining)) st = sendBody(res, 503, JSON_TYPE, DRAINING, true);
     else if (!deps.state.get(Flag.Loaded)) st = sendBody(res, 503, JSON_TYPE, LOADING);
-    else st = sendBody(res, 200, JSON_TYPE, READY);
+    else st = sendBody(res, 200, JSON_TYPE, deps.lookup.filter ? READY : READY_NO_FILTER);
     m.observe(st, (performance.now() - t0) / 1000);
   };
 }

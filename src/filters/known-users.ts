@@ -1,0 +1,169 @@
+// Owns the known-users filter on the loader (main) thread: loads it at start,
+// adds users as the writer creates them, rebuilds it from the store when it is
+// missing, stale, corrupt or too full, and checkpoints it to disk.
+//
+// Staleness is detected with the store's write sequence (meta "writes",
+// bumped in every loader transaction): a saved filter is exact only for the
+// sequence it records. Until a usable filter exists, workers run without one
+// (every lookup goes to LMDB): slower, never wrong.
+import { join } from 'node:path';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import type { Store } from '../store/env.js';
+import { userCount, writeSequence } from '../store/env.js';
+import type { Logger } from '../log.js';
+import { BlockedBloom, sizeFor, type BloomParams } from './blocked-bloom.js';
+import { saveFilter, loadFilter } from './persist.js';
+
+export const FILTER_FILE = 'known-users.bloom';
+const SCAN_CHUNK = 50_000;
+
+export interface KnownUsersOptions {
+  /** Users to size for (grown to 1.25× the store when that is larger). */
+  expectedUsers: number;
+  fpRate: number;
+  saveEveryMs: number;
+}
+
+export type FilterState = 'ready' | 'building' | 'off';
+
+/** What workers need to attach to the filter: shared bits + parameters, or none. */
+export interface FilterHandle {
+  buffer: SharedArrayBuffer;
+  params: BloomParams;
+}
+
+export class KnownUsers {
+  /** The filter lookups use; null while none is usable. */
+  current: BlockedBloom | null = null;
+  private building: BlockedBloom | null = null;
+  private added = 0;
+  private dirty = false;
+  private timer: NodeJS.Timeout | null = null;
+  private rebuilding: Promise<void> | null = null;
+  private readonly path: string;
+  private readonly listeners: Array<(h: FilterHandle | null) => void> = [];
+  rebuilds = 0;
+  private closing = false;
+
+  constructor(private readonly store: Store, private readonly opts: KnownUsersOptions, private readonly log: Logger) {
+    this.path = join(store.path, FILTER_FILE);
+  }
+
+  get state(): FilterState {
+    return this.current ? 'ready' : this.building ? 'building' : 'off';
+  }
+
+  handle(): FilterHandle | null {
+    return this.current ? { buffer: this.current.buffer, params: this.current.params } : null;
+  }
+
+  onChange(fn: (h: FilterHandle | null) => void): void {
+    this.listeners.push(fn);
+  }
+
+  /** Loads the saved filter if it is exactly current; otherwise starts a rebuild. */
+  async init(): Promise<void> {
+    try {
+      const saved = await loadFilter(this.path);
+      const writes = writeSequence(this.store);
+      if (saved.writes !== writes) {
+        this.log.warn({ saved: saved.writes, store: writes }, 'known-users filter is stale; rebuilding');
+      } else if (saved.added > saved.filter.params.capacity) {
+        this.log.warn({ added: saved.added, capacity: saved.filter.params.capacity }, 'known-users filter is too full; rebuilding');
+      } else {
+        this.current = saved.filter;
+        this.added = saved.added;
+        this.log.info({ users: saved.added, capacity: saved.filter.params.capacity, bytes: saved.filter.buffer.byteLength }, 'known-users filter loaded');
+      }
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') this.log.info('no known-users filter yet; building it');
+      else this.log.warn({ err: (err as Error).message }, 'known-users filter unusable; rebuilding');
+    }
+    if (!this.current) void this.rebuild();
+    this.timer = setInterval(() => void this.checkpoint(), this.opts.saveEveryMs);
+    this.timer.unref();
+  }
+
+  /** Writer hook: called inside the transaction that creates the user, before it commits. */
+  readonly onNewUser = (uid: string): void => {
+    this.current?.add(uid);
+    this.building?.add(uid);
+    this.added++;
+    this.dirty = true;
+  };
+
+  /** Called after each writer batch: grows the filter when it passes its capacity. */
+  afterBatch(): void {
+    const cap = this.current?.params.capacity ?? Infinity;
+    if (this.added > cap && !this.rebuilding) {
+      this.log.info({ added: this.added, capacity: cap }, 'known-users filter full; rebuilding at twice the size');
+      void this.rebuild(cap * 2);
+    }
+  }
+
+  /** Builds a new filter from every key in the store, then swaps it in. */
+  rebuild(capacity?: number): Promise<void> {
+    this.rebuilding ??= this.doRebuild(capacity).finally(() => {
+      this.rebuilding = null;
+    });
+    return this.rebuilding;
+  }
+
+  private async doRebuild(capacity?: number): Promise<void> {
+    const t0 = performance.now();
+    const users = userCount(this.store);
+    const params = sizeFor(Math.max(capacity ?? 0, this.opts.expectedUsers, Math.ceil(users * 1.25)), this.opts.fpRate);
+    const next = new BlockedBloom(params);
+    this.building = next;
+    let n = 0;
+    // snapshot:false: a long scan must not pin an old read snapshot (file growth);
+    // users created meanwhile reach `next` through onNewUser.
+    let chunk = 0;
+    for (const key of this.store.members.getKeys({ snapshot: false })) {
+      next.add(key as string);
+      n++;
+      if (++chunk === SCAN_CHUNK) {
+        chunk = 0;
+        await yieldToLoop();
+        if (this.closing) {
+          this.building = null;
+          return; // abandoned: the next start rebuilds
+        }
+      }
+    }
+    this.building = null;
+    this.current = next;
+    this.added = n;
+    this.rebuilds++;
+    this.dirty = true;
+    this.log.info({ users: n, capacity: params.capacity, k: params.k, bytes: next.buffer.byteLength, ms: Math.round(performance.now() - t0) }, 'known-users filter built');
+    for (const fn of this.listeners) fn(this.handle());
+    await this.checkpoint();
+  }
+
+  /** Saves the filter if it changed. The write sequence is read before the bits are copied: bits ⊇ users at that sequence. */
+  async checkpoint(): Promise<void> {
+    const f = this.current;
+    if (!f || !this.dirty) return;
+    this.dirty = false;
+    const writes = writeSequence(this.store);
+    try {
+      await saveFilter(this.path, f, this.added, writes);
+    } catch (err) {
+      this.dirty = true;
+      this.log.error({ err, path: this.path }, 'saving the known-users filter failed');
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.rebuilding?.catch(() => undefined);
+    await this.checkpoint();
+  }
+
+  get addedCount(): number {
+    return this.added;
+  }
+}
