@@ -28,13 +28,42 @@ export interface BloomParams {
   fpRate: number;
 }
 
-/** Bits per key and k for a target rate; blocked filters need ~10% more bits than classic ones. */
+/**
+ * Expected false-positive rate of a blocked filter holding `n` keys: keys per
+ * block are Poisson(λ = n / blocks); a block holding j keys answers a stranger
+ * "maybe" with probability (1 − (1 − 1/512)^(k·j))^k.
+ */
+export function expectedFpRate(blocks: number, k: number, n: number): number {
+  const lambda = n / blocks;
+  const hi = Math.ceil(lambda + 12 * Math.sqrt(lambda) + 12);
+  let p = Math.exp(-lambda); // Poisson(0)
+  let sum = 0;
+  for (let j = 0; j <= hi; j++) {
+    if (j > 0) p *= lambda / j;
+    sum += p * Math.pow(1 - Math.pow(1 - 1 / BLOCK_BITS, k * j), k);
+  }
+  return sum;
+}
+
+/**
+ * The smallest filter (and its best k) whose expected rate at `capacity` keys
+ * meets `fpRate`. Blocked filters need more bits per key than classic ones,
+ * and more so at low rates (≈ +10% at 1%, ≈ +30% at 0.1%), so this searches
+ * rather than applying the classic formula.
+ */
 export function sizeFor(capacity: number, fpRate: number): BloomParams {
   const n = Math.max(1, capacity);
-  const bitsPerKey = (-Math.log(fpRate) / (Math.LN2 * Math.LN2)) * 1.1;
-  const blocks = Math.max(1, Math.ceil((n * bitsPerKey) / BLOCK_BITS));
-  const k = Math.min(16, Math.max(1, Math.round((bitsPerKey / 1.1) * Math.LN2)));
-  return { blocks, k, capacity: n, fpRate };
+  let bitsPerKey = -Math.log(fpRate) / (Math.LN2 * Math.LN2);
+  for (;;) {
+    const blocks = Math.max(1, Math.ceil((n * bitsPerKey) / BLOCK_BITS));
+    let best = { k: 1, rate: Infinity };
+    for (let k = 1; k <= 16; k++) {
+      const rate = expectedFpRate(blocks, k, n);
+      if (rate < best.rate) best = { k, rate };
+    }
+    if (best.rate <= fpRate || bitsPerKey > 64) return { blocks, k: best.k, capacity: n, fpRate };
+    bitsPerKey *= 1.03;
+  }
 }
 
 /**
@@ -60,6 +89,12 @@ function hash2(s: string, out: Uint32Array): void {
   out[1] = h2;
 }
 
+function mix(a: number): number {
+  a = Math.imul(a ^ (a >>> 16), 0x7feb352d);
+  a = Math.imul(a ^ (a >>> 15), 0x846ca68b);
+  return a ^ (a >>> 16);
+}
+
 export class BlockedBloom {
   readonly words: Int32Array;
   private readonly h = new Uint32Array(2);
@@ -76,12 +111,16 @@ export class BlockedBloom {
     hash2(key, h);
     // fastrange: a uniform block index without a division.
     const base = Math.floor((h[0]! * this.params.blocks) / 0x1_0000_0000) * BLOCK_WORDS;
-    let g = h[1]!;
-    const step = ((g >>> 17) | (g << 15)) | 1;
-    for (let i = 0; i < this.params.k; i++) {
-      const bit = g & 511;
+    // Three 9-bit positions per mixed 32-bit word. (Double hashing, even the
+    // "enhanced" kind, measured 1.5× the modelled false-positive rate here.)
+    let w = h[1]!;
+    for (let i = 0, used = 0; i < this.params.k; i++, used++) {
+      if (used === 3) {
+        w = mix((w + 0x9e3779b9) | 0);
+        used = 0;
+      }
+      const bit = (w >>> (used * 9)) & 511;
       Atomics.or(words, base + (bit >>> 5), 1 << (bit & 31));
-      g = (g + step) | 0;
     }
   }
 
@@ -90,12 +129,14 @@ export class BlockedBloom {
     const { words, h } = this;
     hash2(key, h);
     const base = Math.floor((h[0]! * this.params.blocks) / 0x1_0000_0000) * BLOCK_WORDS;
-    let g = h[1]!;
-    const step = ((g >>> 17) | (g << 15)) | 1;
-    for (let i = 0; i < this.params.k; i++) {
-      const bit = g & 511;
+    let w = h[1]!;
+    for (let i = 0, used = 0; i < this.params.k; i++, used++) {
+      if (used === 3) {
+        w = mix((w + 0x9e3779b9) | 0);
+        used = 0;
+      }
+      const bit = (w >>> (used * 9)) & 511;
       if ((Atomics.load(words, base + (bit >>> 5)) & (1 << (bit & 31))) === 0) return false;
-      g = (g + step) | 0;
     }
     return true;
   }
