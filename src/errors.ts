@@ -5,6 +5,9 @@
 export const ERRORS = {
   UID_MISSING: { status: 400, message: 'a user key is required (uid=…)' },
   UID_INVALID: { status: 400, message: 'the user key must be a string of at most the configured bytes (default 128) with no control characters' },
+  UNAUTHORIZED: { status: 401, message: 'a valid bearer key is required (Authorization: Bearer …)' },
+  BAD_SEGMENT: { status: 400, message: 'the segment id must be an integer 0..4294967295' },
+  BAD_FP_RATE: { status: 400, message: 'fp must be a number between 0.000001 and 0.5' },
   NOT_FOUND: { status: 404, message: 'no such route' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed on this route' },
   BODY_TOO_LARGE: { status: 413, message: 'request body is over the configured limit' },

@@ -134,3 +134,42 @@ describe('known-users filter in the server', () => {
     expect(await stopReport(segd)).toEqual(CLEAN_STOP);
   });
 });
+
+describe('segment export', () => {
+  it('exports a segment as a bloom filter the partner reader understands; admin key required', async () => {
+    const seed = join(tempDir(), 'seed.ndjson');
+    const lines = [];
+    for (let i = 0; i < 3000; i++) lines.push(feedLine({ op: 'add', uid: `u-${i}`, segments: i % 3 === 0 ? [500, 501] : [501] }));
+    lines.push(feedLine({ op: 'add', uid: 'expired', segments: [{ id: 500, ttl: 60 }], ts: Math.floor(Date.now() / 1000) - 3600 }));
+    writeFileSync(seed, lines.join(''));
+    const key = 'admin-key-0123456789abcdef';
+    const segd = await startSegd({ env: { SEGD_SEED: seed, SEGD_ADMIN_KEYS: `other-key-0000000000000,${key}` } });
+    const get = (path: string, auth?: string) => fetch(`${segd.url}${path}`, { headers: auth ? { authorization: `Bearer ${auth}` } : {} });
+
+    for (const bad of [undefined, 'wrong-key-that-is-long-enough']) {
+      const r = await get('/v1/segments/500/bloom', bad);
+      expect(r.status).toBe(401);
+      expect(((await r.json()) as { error: { code: string } }).error.code).toBe('UNAUTHORIZED');
+    }
+    expect((await get('/v1/segments/99999999999/bloom', key)).status).toBe(400);
+    expect((await get('/v1/segments/500/bloom?fp=2', key)).status).toBe(400);
+
+    const r = await get('/v1/segments/500/bloom?fp=0.01', key);
+    expect(r.status).toBe(200);
+    const doc = (await r.json()) as { members: number; segment: number; format: string };
+    expect(doc).toMatchObject({ format: 'segd-blocked-bloom', version: 1, segment: 500, members: 1000, fpRate: 0.01 });
+    const { openSegmentExport } = (await import('../examples/segment-bloom-reader.mjs')) as {
+      openSegmentExport: (d: unknown) => { mayContain: (k: string) => boolean };
+    };
+    const seg = openSegmentExport(doc);
+    let fp = 0;
+    for (let i = 0; i < 3000; i++) {
+      if (i % 3 === 0) expect(seg.mayContain(`u-${i}`)).toBe(true);
+      else if (seg.mayContain(`u-${i}`)) fp++;
+    }
+    expect(fp / 2000).toBeLessThan(0.03);
+    // An expired membership is not exported.
+    expect(doc.members).toBe(1000);
+    expect(await stopReport(segd)).toEqual(CLEAN_STOP);
+  });
+});

@@ -48,7 +48,7 @@ export function loadConfig(sources: ConfigSources = {}): Readonly<Config> {
       if (rawEnv !== undefined) {
         value = s.parse(rawEnv);
       } else if (rawFile !== undefined) {
-        value = s.parse(typeof rawFile === 'string' ? rawFile : JSON.stringify(rawFile));
+        value = s.parse(typeof rawFile === 'string' ? rawFile : Array.isArray(rawFile) ? rawFile.join(',') : JSON.stringify(rawFile));
       } else {
         value = typeof s.def === 'function' ? (s.def as (c: Partial<Config>) => unknown)(out) : s.def;
       }

@@ -27,6 +27,7 @@ export interface Config {
   bloomUsers: number;
   bloomFpRate: number;
   bloomSaveMs: number;
+  adminKeys: string[];
 }
 
 /** The repo's own sample feed, loaded into an empty store by default. */
@@ -85,6 +86,15 @@ export const SETTINGS: Setting[] = [
   { key: 'bloomUsers', env: 'SEGD_BLOOM_USERS', def: 10_000_000, parse: int(0, 2_000_000_000), doc: 'users the known-users bloom filter is sized for (grown automatically past it; 0 = no filter)' },
   { key: 'bloomFpRate', env: 'SEGD_BLOOM_FP_RATE', def: 0.01, parse: num(0.000001, 0.5), doc: 'target false-positive rate of the known-users filter' },
   { key: 'bloomSaveMs', env: 'SEGD_BLOOM_SAVE_MS', def: 30_000, parse: int(100, 86_400_000), doc: 'how often the filter is checkpointed to disk when it changed (and always at shutdown)' },
+  {
+    key: 'adminKeys', env: 'SEGD_ADMIN_KEYS', def: [],
+    parse: (raw) => {
+      const keys = raw.split(',').map((k) => k.trim()).filter(Boolean);
+      if (keys.some((k) => k.length < 16)) throw new BadValue('each key must be at least 16 characters');
+      return keys;
+    },
+    doc: 'comma-separated bearer keys for admin routes (segment export); none = admin routes refuse every caller',
+  },
 ] as Setting[];
 
 export { BadValue };

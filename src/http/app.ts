@@ -5,6 +5,7 @@ import type { AppDeps } from './deps.js';
 import { segmentsRoute } from './routes/segments.js';
 import { batchRoute } from './routes/batch.js';
 import { healthzRoute, readyzRoute, metricsRoute } from './routes/ops.js';
+import { segmentBloomRoute } from './routes/export.js';
 import { sendError } from './respond.js';
 
 /** Route table: path → method → handler. Anything else is 404 or 405. */
@@ -17,6 +18,7 @@ export function createApp(deps: AppDeps): TemplatedApp {
     ['/healthz', 'get', healthzRoute(deps)],
     ['/readyz', 'get', readyzRoute(deps)],
     ['/metrics', 'get', metricsRoute(deps)],
+    ['/v1/segments/:id/bloom', 'get', segmentBloomRoute(deps)],
   ];
   const known = new Set<string>();
   for (const [path, method, handler] of routes) {

@@ -12,6 +12,8 @@ export interface AppDeps {
   metrics: HttpMetrics;
   /** Prometheus text for the whole process (all workers + loader). */
   metricsText: () => Promise<string>;
+  /** A segment's members as a bloom filter export document (JSON text), built off the lookup path. */
+  exportSegment: (segment: number, fpRate: number) => Promise<string>;
   log: Logger;
   /** Which worker thread this app runs in (shown by /healthz). */
   workerIndex: number;

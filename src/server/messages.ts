@@ -1,21 +1,33 @@
 // Messages between the supervisor (main thread) and lookup workers.
+import type { Config } from '../config/schema.js';
+import type { FilterHandle } from '../filters/known-users.js';
+
+/** Work only the main thread can do, asked for by a worker: method → [args, result]. */
+export interface Rpc {
+  /** Prometheus text for the whole process. */
+  scrape: [Record<string, never>, string];
+  /** A segment's members as a bloom filter export (JSON text). */
+  exportSegment: [{ segment: number; fpRate: number }, string];
+}
+export type RpcMethod = keyof Rpc;
+
 export type ToWorker =
   | { type: 'drain' }
   | { type: 'collect'; id: number }
-  | { type: 'scrape-result'; id: number; text?: string; error?: string }
-  | { type: 'filter'; filter: import('../filters/known-users.js').FilterHandle | null };
+  | { type: 'rpc-result'; id: number; result?: unknown; error?: string }
+  | { type: 'filter'; filter: FilterHandle | null };
 
 export type FromWorker =
   | { type: 'listening'; port: number }
   | { type: 'listen-failed'; port: number }
   | { type: 'collected'; id: number; metrics: object }
-  | { type: 'scrape'; id: number }
+  | { type: 'rpc'; id: number; method: RpcMethod; args: unknown }
   | { type: 'drained' };
 
 export interface WorkerData {
-  config: import('../config/schema.js').Config;
+  config: Config;
   stateBuffer: SharedArrayBuffer;
   index: number;
   port: number;
-  filter: import('../filters/known-users.js').FilterHandle | null;
+  filter: FilterHandle | null;
 }

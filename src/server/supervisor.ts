@@ -14,7 +14,8 @@ import { KnownUsers } from '../filters/known-users.js';
 import { ProcessMetrics } from '../metrics/process.js';
 import type { Logger } from '../log.js';
 import { SharedState, Flag } from './state.js';
-import type { FromWorker, ToWorker, WorkerData } from './messages.js';
+import type { FromWorker, ToWorker, WorkerData, Rpc, RpcMethod } from './messages.js';
+import { SegmentExporter } from '../filters/segment-export.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 
@@ -57,6 +58,12 @@ export async function serve(config: Readonly<Config>, log: Logger): Promise<Runn
     return metrics.text(got);
   };
 
+  const exporter = new SegmentExporter(store);
+  const rpcs: { [M in RpcMethod]: (args: Rpc[M][0]) => Promise<Rpc[M][1]> } = {
+    scrape: () => scrape(),
+    exportSegment: ({ segment, fpRate }) => exporter.export(segment, fpRate),
+  };
+
   const startWorker = (index: number, wantPort: number) =>
     new Promise<{ slot: Slot; port: number }>((resolve, reject) => {
       const data: WorkerData = { config: { ...config }, stateBuffer: state.buffer, index, port: wantPort, filter: known?.handle() ?? null };
@@ -82,10 +89,13 @@ export async function serve(config: Readonly<Config>, log: Logger): Promise<Runn
             }
             break;
           }
-          case 'scrape':
-            scrape().then(
-              (text) => worker.postMessage({ type: 'scrape-result', id: msg.id, text } satisfies ToWorker),
-              (err: Error) => worker.postMessage({ type: 'scrape-result', id: msg.id, error: err.message } satisfies ToWorker),
+          case 'rpc':
+            rpcs[msg.method](msg.args as never).then(
+              (result) => worker.postMessage({ type: 'rpc-result', id: msg.id, result } satisfies ToWorker),
+              (err: Error) => {
+                log.error({ err, method: msg.method }, 'worker request failed');
+                worker.postMessage({ type: 'rpc-result', id: msg.id, error: err.message } satisfies ToWorker);
+              },
             );
             break;
           case 'drained':

@@ -11,7 +11,7 @@ import { HttpMetrics } from '../metrics/http.js';
 import { createApp } from '../http/app.js';
 import { createLogger } from '../log.js';
 import { SharedState, Flag } from './state.js';
-import type { FromWorker, ToWorker, WorkerData } from './messages.js';
+import type { FromWorker, ToWorker, WorkerData, Rpc, RpcMethod } from './messages.js';
 
 const data = workerData as WorkerData;
 const port = parentPort!;
@@ -23,21 +23,26 @@ const state = new SharedState(data.stateBuffer);
 const metrics = new HttpMetrics();
 const inflight = { n: 0 };
 
-let scrapeSeq = 0;
-const scrapes = new Map<number, { resolve: (t: string) => void; reject: (e: Error) => void }>();
-const metricsText = () =>
-  new Promise<string>((resolve, reject) => {
-    const id = ++scrapeSeq;
-    scrapes.set(id, { resolve, reject });
-    send({ type: 'scrape', id });
+let rpcSeq = 0;
+const pending = new Map<number, { resolve: (r: unknown) => void; reject: (e: Error) => void }>();
+function rpc<M extends RpcMethod>(method: M, args: Rpc[M][0]): Promise<Rpc[M][1]> {
+  return new Promise((resolve, reject) => {
+    const id = ++rpcSeq;
+    pending.set(id, { resolve: resolve as (r: unknown) => void, reject });
+    send({ type: 'rpc', id, method, args });
   });
+}
 
 const lookup = new SegmentLookup(store, metrics.filterStats);
 const attachFilter = (h: FilterHandle | null) => {
   lookup.filter = h ? new BlockedBloom(h.params, h.buffer) : null;
 };
 attachFilter(data.filter);
-const app = createApp({ config, lookup, state, metrics, metricsText, log, inflight, workerIndex: data.index });
+const app = createApp({
+  config, lookup, state, metrics, log, inflight, workerIndex: data.index,
+  metricsText: () => rpc('scrape', {}),
+  exportSegment: (segment, fpRate) => rpc('exportSegment', { segment, fpRate }),
+});
 let listenSocket: us_listen_socket | null = null;
 
 app.listen(config.host, data.port, (ls) => {
@@ -55,11 +60,11 @@ port.on('message', (msg: ToWorker) => {
     case 'collect':
       void metrics.registry.getMetricsAsJSON().then((m) => send({ type: 'collected', id: msg.id, metrics: m }));
       break;
-    case 'scrape-result': {
-      const p = scrapes.get(msg.id);
-      scrapes.delete(msg.id);
-      if (msg.text !== undefined) p?.resolve(msg.text);
-      else p?.reject(new Error(msg.error ?? 'scrape failed'));
+    case 'rpc-result': {
+      const p = pending.get(msg.id);
+      pending.delete(msg.id);
+      if (msg.error === undefined) p?.resolve(msg.result);
+      else p?.reject(new Error(msg.error));
       break;
     }
     case 'filter':

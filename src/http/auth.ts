@@ -1,0 +1,23 @@
+// Bearer-key checks. Keys are kept only as SHA-256 digests and compared in
+// constant time, so neither memory dumps nor response timing reveal them.
+import { createHash, timingSafeEqual } from 'node:crypto';
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+export class BearerKeys {
+  private readonly digests: Buffer[];
+
+  constructor(keys: readonly string[]) {
+    this.digests = keys.map(digest);
+  }
+
+  /** `authorization` is the raw header value. */
+  allows(authorization: string): boolean {
+    if (!authorization.startsWith('Bearer ')) return false;
+    const d = digest(authorization.slice(7).trim());
+    let ok = false;
+    // Compare with every key (no early exit): time does not depend on which matched.
+    for (const k of this.digests) ok = timingSafeEqual(d, k) || ok;
+    return ok;
+  }
+}
