@@ -1,0 +1,144 @@
+// Why the known-users filter is worth having, measured: `npm run bench:bloom
+// [-- --users N --probes P]`.
+//
+//   warm: store in the page cache — lookup latency for hits and misses with
+//         and without the filter (the filter must not slow hits down);
+//   cold: the page cache dropped before each run (a data set larger than the
+//         memory it is given behaves like this on every miss) — latency of
+//         misses with and without the filter, each in a fresh process so no
+//         page stays mapped.
+// Cold runs need root (they write /proc/sys/vm/drop_caches); they are skipped,
+// with a note, where that is not allowed.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import hdr from 'hdr-histogram-js';
+import { openStore } from '../src/store/env.js';
+import { Writer } from '../src/loader/writer.js';
+import { SegmentLookup, nowSeconds } from '../src/lookup/segments.js';
+import { Synthetic, uidFor, DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
+import { BlockedBloom, sizeFor } from '../src/filters/blocked-bloom.js';
+import { saveFilter, loadFilter } from '../src/filters/persist.js';
+import type { Change } from '../src/loader/records.js';
+
+const arg = (name: string, def: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1]! : def;
+};
+const USERS = Number(arg('users', '1000000'));
+const PROBES = Number(arg('probes', '20000'));
+const SEED = DEFAULT_SYNTHETIC.seed;
+
+interface Stats {
+  n: number;
+  mean: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  max: number;
+}
+
+/** Times each call with µs resolution. */
+function measure(keys: string[], fn: (k: string) => unknown): Stats {
+  const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 10_000_000, numberOfSignificantValueDigits: 3 });
+  let total = 0;
+  for (const k of keys) {
+    const t0 = process.hrtime.bigint();
+    fn(k);
+    const ns = Number(process.hrtime.bigint() - t0);
+    total += ns;
+    h.recordValue(Math.max(1, Math.round(ns / 100))); // units of 0.1 µs
+  }
+  const q = (p: number) => h.getValueAtPercentile(p) / 10;
+  return { n: keys.length, mean: total / keys.length / 1000, p50: q(50), p99: q(99), p999: q(99.9), max: h.maxValue / 10 };
+}
+
+const missKeys = (offset: number) => Array.from({ length: PROBES }, (_, i) => uidFor(SEED, USERS + offset + i));
+const hitKeys = (offset: number) => Array.from({ length: PROBES }, (_, i) => uidFor(SEED, (offset + i * 7919) % USERS));
+
+// Child mode: one cold measurement in a fresh process.
+if (process.argv.includes('--child')) {
+  const dir = arg('dir', '');
+  const withFilter = arg('filter', 'no') === 'yes';
+  const kind = arg('kind', 'miss');
+  const store = openStore(dir);
+  const lookup = new SegmentLookup(store);
+  if (withFilter) lookup.filter = (await loadFilter(join(dir, 'bench.bloom'))).filter;
+  const now = nowSeconds();
+  const keys = kind === 'miss' ? missKeys(Number(arg('offset', '0'))) : hitKeys(Number(arg('offset', '0')));
+  const stats = measure(keys, (k) => lookup.find(k, now));
+  process.stdout.write(JSON.stringify(stats));
+  await store.close();
+  process.exit(0);
+}
+
+const fmt = (s: Stats) =>
+  `mean ${s.mean.toFixed(2).padStart(8)} µs  p50 ${s.p50.toFixed(1).padStart(7)}  p99 ${s.p99.toFixed(1).padStart(8)}  p99.9 ${s.p999.toFixed(1).padStart(8)}  max ${s.max.toFixed(0).padStart(7)}`;
+
+const dir = mkdtempSync(join(tmpdir(), 'segd-bench-bloom-'));
+try {
+  const store = openStore(dir);
+  const writer = new Writer(store);
+  const syn = new Synthetic(DEFAULT_SYNTHETIC);
+  const filter = new BlockedBloom(sizeFor(USERS, 0.01));
+  const now = nowSeconds();
+  const t0 = performance.now();
+  for (let i = 0; i < USERS; i += 20_000) {
+    const batch: Change[] = [];
+    for (let j = i; j < Math.min(USERS, i + 20_000); j++) {
+      const u = syn.user(j);
+      filter.add(u.uid);
+      batch.push({ op: 'add', uid: u.uid, ts: now, ids: u.segments.map((s) => (typeof s === 'number' ? s : s.id)), ttls: u.segments.map((s) => (typeof s === 'number' ? 0 : s.ttl)) });
+    }
+    writer.apply(batch, now);
+    if ((i / 20_000) % 10 === 0) process.stderr.write(`\rloading ${i + 20_000}/${USERS} users…`);
+  }
+  process.stderr.write(`\rloaded ${USERS} users in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  await saveFilter(join(dir, 'bench.bloom'), filter, USERS, 0);
+
+  console.log(`\nknown-users filter: ${USERS} users, ${PROBES} probes per row, latency per lookup (in-process)\n`);
+  console.log('warm (store in the page cache)');
+  const lookup = new SegmentLookup(store);
+  // Warm everything first so the rows compare like with like.
+  measure(hitKeys(1), (k) => lookup.find(k, now));
+  measure(missKeys(PROBES * 10), (k) => lookup.find(k, now));
+  const rows: Array<[string, Stats]> = [];
+  for (const withFilter of [false, true, false, true]) {
+    lookup.filter = withFilter ? filter : null;
+    const tag = withFilter ? 'with filter   ' : 'without filter';
+    rows.push([`  hits   ${tag}`, measure(hitKeys(7), (k) => lookup.find(k, now))]);
+    rows.push([`  misses ${tag}`, measure(missKeys(PROBES * 20), (k) => lookup.find(k, now))]);
+  }
+  for (const [name, s] of rows.slice(4)) console.log(`${name}  ${fmt(s)}`); // second round: warmed JIT
+  await store.close();
+
+  console.log('\ncold (page cache dropped before each run; fresh process)');
+  let canDrop = true;
+  try {
+    writeFileSync('/proc/sys/vm/drop_caches', '1');
+  } catch (err) {
+    canDrop = false;
+    console.log(`  skipped: cannot drop the page cache here (${(err as Error).message}); run as root`);
+  }
+  if (canDrop) {
+    const cold: Record<string, Stats> = {};
+    for (const [kind, withFilter] of [['miss', 'no'], ['miss', 'yes'], ['hit', 'no'], ['hit', 'yes']] as const) {
+      spawnSync('sync');
+      writeFileSync('/proc/sys/vm/drop_caches', '1');
+      const r = spawnSync(process.execPath, [process.argv[1]!, '--child', '--dir', dir, '--filter', withFilter, '--kind', kind, '--offset', String(PROBES * 40), '--probes', String(PROBES), '--users', String(USERS)], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`child failed: ${r.stderr}`);
+      const s = JSON.parse(r.stdout) as Stats;
+      cold[`${kind}-${withFilter}`] = s;
+      console.log(`  ${kind === 'miss' ? 'misses' : 'hits  '} ${withFilter === 'yes' ? 'with filter   ' : 'without filter'}  ${fmt(s)}`);
+    }
+    const a = cold['miss-no']!;
+    const b = cold['miss-yes']!;
+    console.log(`\ncold misses: the filter cuts mean latency ${(a.mean / b.mean).toFixed(0)}× and p99 ${(a.p99 / Math.max(b.p99, 0.1)).toFixed(0)}×`);
+  }
+  const wn = rows[4]!;
+  const wf = rows[6]!;
+  console.log(`warm hits: with filter / without = ${(wf[1].mean / wn[1].mean).toFixed(2)} (mean)`);
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
