@@ -27,6 +27,9 @@ export interface WriterHooks {
 }
 
 export class Writer {
+  /** Segment counts as stored: the writer is their only writer, so a cache saves a get per segment per batch. */
+  private readonly countCache = new Map<number, number>();
+
   constructor(private readonly store: Store, private readonly hooks: WriterHooks = {}) {}
 
   /** Applies `changes` and writes `checkpoint`, atomically. Synchronous: runs on the loader thread. */
@@ -35,10 +38,12 @@ export class Writer {
     const result: BatchResult = { applied: 0, stale: 0, memberships: 0 };
     const countDelta = new Map<number, number>();
     const bump = (id: number, d: number) => countDelta.set(id, (countDelta.get(id) ?? 0) + d);
+    const newCounts = new Map<number, number>();
 
     this.store.env.transactionSync(() => {
       for (const ch of changes) {
-        const oldBuf = members.getBinary(ch.uid) as Buffer | undefined;
+        // Zero-copy read: decoded before the next get reuses the buffer.
+        const oldBuf = members.getBinaryFast(ch.uid) as Buffer | undefined;
         let old: { updatedAt: number; members: Membership[] } | undefined;
         if (oldBuf !== undefined && isValidMembersValue(oldBuf)) old = decodeMembers(oldBuf);
         if (old && ch.ts < old.updatedAt) {
@@ -60,13 +65,18 @@ export class Writer {
       }
       for (const [id, d] of countDelta) {
         if (d === 0) continue;
-        const c = ((counts.get(id) as number | undefined) ?? 0) + d;
+        let was = this.countCache.get(id);
+        if (was === undefined) was = (counts.get(id) as number | undefined) ?? 0;
+        const c = was + d;
+        newCounts.set(id, c);
         if (c > 0) counts.putSync(id, c);
         else counts.removeSync(id);
       }
       if (checkpoint) meta.putSync(checkpoint.key, checkpoint.value);
       meta.putSync('writes', ((meta.get('writes') as number | undefined) ?? 0) + 1);
     });
+    // Only what committed reaches the cache (a failed transaction throws above).
+    for (const [id, c] of newCounts) this.countCache.set(id, c);
     this.hooks.afterBatch?.();
     return result;
   }
@@ -75,6 +85,7 @@ export class Writer {
 /** The user's membership set after `ch`, sorted by id, expired pairs dropped. */
 export function nextMembers(old: readonly Membership[] | undefined, ch: Change, nowSec: number): Membership[] {
   if (ch.op === 'delete') return [];
+  if (old === undefined && ch.op !== 'remove') return freshMembers(ch, nowSec);
   const map = new Map<number, number>();
   if (old && ch.op !== 'replace') {
     for (const m of old) if (m.expiresAt === 0 || m.expiresAt > nowSec) map.set(m.id, m.expiresAt);
@@ -94,6 +105,25 @@ export function nextMembers(old: readonly Membership[] | undefined, ch: Change, 
   for (const [id, expiresAt] of map) out.push({ id, expiresAt });
   out.sort((a, b) => a.id - b.id);
   return out;
+}
+
+/** A new user's set: the common case of a snapshot import, without a Map. */
+function freshMembers(ch: Change, nowSec: number): Membership[] {
+  const out: Membership[] = [];
+  for (let i = 0; i < ch.ids.length; i++) {
+    const ttl = ch.ttls[i] ?? 0;
+    const exp = ttl === 0 ? 0 : ch.ts + ttl;
+    out.push({ id: ch.ids[i]!, expiresAt: exp });
+  }
+  out.sort((a, b) => a.id - b.id); // stable: duplicates keep record order
+  // Duplicates in one record: the last one wins, then expired ones go, as in the Map path.
+  let w = 0;
+  for (let r = 0; r < out.length; r++) {
+    if (w > 0 && out[w - 1]!.id === out[r]!.id) out[w - 1] = out[r]!;
+    else out[w++] = out[r]!;
+  }
+  out.length = w;
+  return out.filter((m) => m.expiresAt === 0 || m.expiresAt > nowSec);
 }
 
 function changedCount(old: readonly Membership[] | undefined, next: readonly Membership[]): number {
