@@ -1,0 +1,41 @@
+// The same-run baseline for `npm run bench`: a bare uWebSockets.js hello-world
+// on one thread, so segd's figures can be quoted as a ratio of what uWS itself
+// does on this machine with the same generator.
+//
+//   node dist/loadtest/hello-world.js [port]      (or HELLO_PORT / HELLO_HOST)
+//
+// Port 0 (the default) picks a free port. Prints one JSON line when listening:
+//   {"msg":"listening","port":12345,"host":"127.0.0.1","pid":…}
+// Stops on SIGTERM / SIGINT.
+import uWS, { type us_listen_socket } from 'uWebSockets.js';
+
+const rawPort = process.argv[2] ?? process.env.HELLO_PORT ?? '0';
+const port = Number(rawPort);
+if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  process.stderr.write(`hello-world: bad port ${JSON.stringify(rawPort)}\n`);
+  process.exit(2);
+}
+const host = process.env.HELLO_HOST ?? '127.0.0.1';
+
+const app = uWS.App();
+app.get('/*', (res) => {
+  res.end('Hello World!');
+});
+
+let listenSocket: us_listen_socket | null = null;
+app.listen(host, port, (ls) => {
+  if (!ls) {
+    process.stderr.write(`hello-world: could not listen on ${host}:${port}\n`);
+    process.exit(1);
+  }
+  listenSocket = ls;
+  process.stdout.write(JSON.stringify({ msg: 'listening', port: uWS.us_socket_local_port(ls), host, pid: process.pid }) + '\n');
+});
+
+const stop = () => {
+  if (listenSocket) uWS.us_listen_socket_close(listenSocket);
+  listenSocket = null;
+  process.exit(0);
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);

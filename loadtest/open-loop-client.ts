@@ -1,0 +1,340 @@
+// A small HTTP/1.1 load generator that records every latency in µs
+// (hdr-histogram-js): autocannon reports whole milliseconds only, and a p99 of
+// "1 ms" from a ms-resolution histogram says nothing (DESIGN.md, "Measuring on
+// this kind of machine").
+//
+//   node dist/loadtest/open-loop-client.js --port P --paths FILE
+//        [--rate R] [--connections C] [--warmup-ms W] [--duration-ms D] [--host H]
+//
+// Prints one JSON line (LoopSummary). --rate 0 runs closed loop (each
+// connection sends its next request when the answer arrives), which tells how
+// much this client can drive; --rate R > 0 runs open loop on a fixed schedule.
+//
+// Raw keep-alive sockets, one request in flight per socket (no pipelining),
+// the request paths read from FILE (one per line) and cycled. Run it as its own
+// process so the caller's heap and GC pauses stay out of the figures.
+import { build as buildHistogram, type Histogram } from 'hdr-histogram-js';
+import { readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+
+export interface Latency {
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  max: number;
+  mean: number;
+}
+
+export interface LoopOptions {
+  host: string;
+  port: number;
+  /** Request paths, cycled in order. */
+  paths: string[];
+  connections: number;
+  /** Requests per second on a fixed schedule; 0 = closed loop. */
+  rate: number;
+  warmupMs: number;
+  durationMs: number;
+}
+
+export interface LoopResult {
+  /** Answers to requests scheduled (open loop) or sent (closed loop) inside the measured window. */
+  completed: number;
+  seconds: number;
+  /** Connection errors and closes. */
+  errors: number;
+  non2xx: number;
+  /** Requests never answered (connection lost, or no answer 5 s after the end). */
+  lost: number;
+  /** From the scheduled send time (open loop: includes waiting for a free connection). */
+  latency: Histogram;
+  /** From the actual send time. */
+  service: Histogram;
+  /** How late requests went out relative to the schedule (the client's own health). */
+  sendLag: Histogram;
+}
+
+export interface LoopSummary {
+  rate: number;
+  connections: number;
+  completed: number;
+  seconds: number;
+  rps: number;
+  errors: number;
+  non2xx: number;
+  lost: number;
+  latencyUs: Latency;
+  serviceUs: Latency;
+  sendLagUs: Latency;
+}
+
+const newHistogram = (): Histogram =>
+  buildHistogram({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
+
+export function latencyOf(h: Histogram): Latency {
+  return {
+    p50: h.getValueAtPercentile(50),
+    p90: h.getValueAtPercentile(90),
+    p99: h.getValueAtPercentile(99),
+    p999: h.getValueAtPercentile(99.9),
+    max: h.maxValue,
+    mean: h.mean,
+  };
+}
+
+interface Conn {
+  sock: Socket;
+  dead: boolean;
+  busy: boolean;
+  intended: number;
+  sentAt: number;
+  pending: Buffer | null;
+}
+
+const HEADER_END = Buffer.from('\r\n\r\n');
+const CONTENT_LENGTH = /\r\ncontent-length:[ \t]*(\d+)/i;
+
+/**
+ * Open loop (`rate` > 0): request k is due at t0 + k/rate and goes out on the
+ * next idle connection (FIFO, so every socket stays warm); when none is idle it
+ * waits, and its latency still counts from when it was due (no coordinated
+ * omission). The schedule is kept by spinning on setImmediate, so sends are not
+ * bunched into 1 ms timer ticks (this keeps one core busy: the generator's).
+ * Closed loop (`rate` = 0): each socket sends its next request as soon as the
+ * answer arrives.
+ */
+export async function driveLoop(o: LoopOptions): Promise<LoopResult> {
+  const latency = newHistogram();
+  const service = newHistogram();
+  const sendLag = newHistogram();
+  const res: LoopResult = { completed: 0, seconds: o.durationMs / 1000, errors: 0, non2xx: 0, lost: 0, latency, service, sendLag };
+
+  // All requests in one buffer; a socket write takes a view of it.
+  const texts = o.paths.map((p) => `GET ${p} HTTP/1.1\r\nHost: ${o.host}\r\n\r\n`);
+  const all = Buffer.from(texts.join(''), 'latin1');
+  const offsets = new Uint32Array(texts.length + 1);
+  for (let i = 0; i < texts.length; i++) offsets[i + 1] = offsets[i]! + texts[i]!.length;
+  const reqs = texts.map((_, i) => all.subarray(offsets[i]!, offsets[i + 1]!));
+  const nReq = reqs.length;
+
+  const conns: Conn[] = await Promise.all(
+    Array.from(
+      { length: o.connections },
+      () =>
+        new Promise<Conn>((ok, fail) => {
+          const sock = connect({ host: o.host, port: o.port, noDelay: true });
+          sock.once('connect', () => {
+            sock.off('error', fail);
+            ok({ sock, dead: false, busy: false, intended: 0, sentAt: 0, pending: null });
+          });
+          sock.once('error', fail);
+        }),
+    ),
+  );
+
+  const openLoop = o.rate > 0;
+  const interval = openLoop ? 1000 / o.rate : 0;
+  let t0 = 0;
+  let measureFrom = 0;
+  let measureTo = 0;
+  let totalK = 0;
+  let nextK = 0;
+  const idle: Conn[] = [];
+  let idleHead = 0;
+  let inFlight = 0;
+  let finished = false;
+  let finish!: () => void;
+  const allDone = new Promise<void>((r) => (finish = r));
+  const us = (ms: number) => Math.max(1, Math.round(ms * 1000));
+
+  const send = (c: Conn, k: number, intended: number, now: number) => {
+    c.busy = true;
+    c.intended = intended;
+    c.sentAt = now;
+    inFlight++;
+    if (intended >= measureFrom && intended < measureTo) sendLag.recordValue(us(now - intended));
+    c.sock.write(reqs[k % nReq]!);
+  };
+  const dueCount = (now: number) => Math.min(totalK, Math.floor((now - t0) / interval) + 1);
+  const takeIdle = (): Conn | undefined => {
+    while (idleHead < idle.length) {
+      const c = idle[idleHead++]!;
+      if (idleHead > 4096 && idleHead * 2 > idle.length) {
+        idle.splice(0, idleHead);
+        idleHead = 0;
+      }
+      if (!c.dead) return c;
+    }
+    return undefined;
+  };
+  const maybeFinish = () => {
+    if (!finished && inFlight === 0 && (openLoop ? nextK >= totalK : performance.now() >= measureTo)) {
+      finished = true;
+      finish();
+    }
+  };
+  const onAnswer = (c: Conn, status: number) => {
+    const now = performance.now();
+    c.busy = false;
+    inFlight--;
+    if (c.intended >= measureFrom && c.intended < measureTo) {
+      res.completed++;
+      if (status < 200 || status > 299) res.non2xx++;
+      latency.recordValue(us(now - c.intended));
+      service.recordValue(us(now - c.sentAt));
+    }
+    if (openLoop) {
+      if (nextK < dueCount(now)) {
+        send(c, nextK, t0 + nextK * interval, now);
+        nextK++;
+      } else {
+        idle.push(c);
+      }
+    } else if (now < measureTo) {
+      send(c, nextK++, now, now);
+    }
+    maybeFinish();
+  };
+  const lose = (c: Conn, why: string) => {
+    if (c.dead) return;
+    c.dead = true;
+    res.errors++;
+    if (c.busy) {
+      c.busy = false;
+      inFlight--;
+      res.lost++;
+    }
+    if (res.errors <= 3) process.stderr.write(`open-loop-client: connection lost (${why})\n`);
+    c.sock.destroy();
+    maybeFinish();
+  };
+
+  for (const c of conns) {
+    c.sock.on('data', (chunk: Buffer) => {
+      let buf = c.pending ? Buffer.concat([c.pending, chunk]) : chunk;
+      for (;;) {
+        const end = buf.indexOf(HEADER_END);
+        if (end < 0) break;
+        const m = CONTENT_LENGTH.exec(buf.toString('latin1', 0, end));
+        if (!m) return lose(c, 'answer without content-length');
+        const total = end + 4 + Number(m[1]);
+        if (buf.length < total) break;
+        const status = (buf[9]! - 48) * 100 + (buf[10]! - 48) * 10 + (buf[11]! - 48);
+        buf = buf.subarray(total);
+        if (!c.busy) return lose(c, 'answer to no request');
+        onAnswer(c, status);
+      }
+      c.pending = buf.length ? buf : null;
+    });
+    c.sock.on('error', (err) => lose(c, err.message));
+    c.sock.on('close', () => lose(c, 'closed by the server'));
+  }
+
+  t0 = performance.now();
+  measureFrom = t0 + o.warmupMs;
+  measureTo = measureFrom + o.durationMs;
+  if (openLoop) {
+    totalK = Math.ceil(((o.warmupMs + o.durationMs) / 1000) * o.rate);
+    for (const c of conns) idle.push(c);
+    const tick = () => {
+      if (finished) return;
+      const now = performance.now();
+      const due = dueCount(now);
+      while (nextK < due) {
+        const c = takeIdle();
+        if (!c) break;
+        send(c, nextK, t0 + nextK * interval, now);
+        nextK++;
+      }
+      if (nextK < totalK) setImmediate(tick);
+      else maybeFinish();
+    };
+    setImmediate(tick);
+  } else {
+    for (const c of conns) send(c, nextK++, t0, t0);
+    setTimeout(maybeFinish, o.warmupMs + o.durationMs + 1);
+  }
+
+  const deadline = setTimeout(() => {
+    if (finished) return;
+    for (const c of conns) {
+      if (!c.busy) continue;
+      res.lost++;
+      c.busy = false;
+      inFlight--;
+    }
+    finished = true;
+    finish();
+  }, o.warmupMs + o.durationMs + 5000);
+  await allDone;
+  clearTimeout(deadline);
+  for (const c of conns) {
+    c.dead = true;
+    c.sock.removeAllListeners('close');
+    c.sock.destroy();
+  }
+  return res;
+}
+
+export function summarize(o: LoopOptions, r: LoopResult): LoopSummary {
+  return {
+    rate: o.rate,
+    connections: o.connections,
+    completed: r.completed,
+    seconds: r.seconds,
+    rps: r.completed / r.seconds,
+    errors: r.errors,
+    non2xx: r.non2xx,
+    lost: r.lost,
+    latencyUs: latencyOf(r.latency),
+    serviceUs: latencyOf(r.service),
+    sendLagUs: latencyOf(r.sendLag),
+  };
+}
+
+async function cli(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      host: { type: 'string', default: '127.0.0.1' },
+      port: { type: 'string' },
+      paths: { type: 'string' },
+      rate: { type: 'string', default: '0' },
+      connections: { type: 'string', default: '50' },
+      'warmup-ms': { type: 'string', default: '2000' },
+      'duration-ms': { type: 'string', default: '10000' },
+    },
+    strict: true,
+  });
+  const num = (name: string, raw: string | undefined, min: number) => {
+    const n = Number(raw);
+    if (raw === undefined || raw.trim() === '' || !Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number ≥ ${min}; got ${JSON.stringify(raw)}`);
+    return n;
+  };
+  if (!values.paths) throw new Error('--paths FILE is required');
+  const paths = readFileSync(values.paths, 'utf8').split('\n').filter(Boolean);
+  if (!paths.length) throw new Error(`${values.paths}: no paths`);
+  const o: LoopOptions = {
+    host: values.host!,
+    port: num('port', values.port, 1),
+    paths,
+    connections: num('connections', values.connections, 1),
+    rate: num('rate', values.rate, 0),
+    warmupMs: num('warmup-ms', values['warmup-ms'], 0),
+    durationMs: num('duration-ms', values['duration-ms'], 1),
+  };
+  const r = await driveLoop(o);
+  process.stdout.write(JSON.stringify(summarize(o, r)) + '\n');
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  cli().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      process.stderr.write(`open-loop-client: ${(err as Error).message}\n`);
+      process.exit(1);
+    },
+  );
+}
