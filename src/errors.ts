@@ -8,6 +8,8 @@ export const ERRORS = {
   UNAUTHORIZED: { status: 401, message: 'a valid bearer key is required (Authorization: Bearer …)' },
   BAD_SEGMENT: { status: 400, message: 'the segment id must be an integer 0..4294967295' },
   BAD_FP_RATE: { status: 400, message: 'fp must be a number between 0.000001 and 0.5' },
+  BAD_IDEMPOTENCY_KEY: { status: 400, message: 'Idempotency-Key must be 1..200 printable ASCII characters' },
+  ALL_REJECTED: { status: 422, message: 'every record in the batch was rejected; nothing was applied' },
   NOT_FOUND: { status: 404, message: 'no such route' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed on this route' },
   BODY_TOO_LARGE: { status: 413, message: 'request body is over the configured limit' },
@@ -24,7 +26,7 @@ export type ErrorCode = keyof typeof ERRORS;
 
 const STATUS_TEXT: Record<number, string> = {
   200: 'OK', 204: 'No Content', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found',
-  405: 'Method Not Allowed', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 500: 'Internal Server Error',
+  405: 'Method Not Allowed', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable Content', 500: 'Internal Server Error',
   503: 'Service Unavailable',
 };
 

@@ -28,6 +28,8 @@ export interface Config {
   bloomFpRate: number;
   bloomSaveMs: number;
   adminKeys: string[];
+  ingestKeys: string[];
+  maxIngestBytes: number;
 }
 
 /** The repo's own sample feed, loaded into an empty store by default. */
@@ -63,6 +65,11 @@ const str = (check?: (s: string) => string | undefined): Parse<string> => (raw) 
   if (why) throw new BadValue(why);
   return raw;
 };
+const keyList: Parse<string[]> = (raw) => {
+  const keys = raw.split(',').map((k) => k.trim()).filter(Boolean);
+  if (keys.some((k) => k.length < 16)) throw new BadValue('each key must be at least 16 characters');
+  return keys;
+};
 const nonEmpty = (s: string) => (s.trim() === '' ? 'must not be empty' : undefined);
 const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -86,15 +93,9 @@ export const SETTINGS: Setting[] = [
   { key: 'bloomUsers', env: 'SEGD_BLOOM_USERS', def: 10_000_000, parse: int(0, 2_000_000_000), doc: 'users the known-users bloom filter is sized for (grown automatically past it; 0 = no filter)' },
   { key: 'bloomFpRate', env: 'SEGD_BLOOM_FP_RATE', def: 0.01, parse: num(0.000001, 0.5), doc: 'target false-positive rate of the known-users filter' },
   { key: 'bloomSaveMs', env: 'SEGD_BLOOM_SAVE_MS', def: 30_000, parse: int(100, 86_400_000), doc: 'how often the filter is checkpointed to disk when it changed (and always at shutdown)' },
-  {
-    key: 'adminKeys', env: 'SEGD_ADMIN_KEYS', def: [],
-    parse: (raw) => {
-      const keys = raw.split(',').map((k) => k.trim()).filter(Boolean);
-      if (keys.some((k) => k.length < 16)) throw new BadValue('each key must be at least 16 characters');
-      return keys;
-    },
-    doc: 'comma-separated bearer keys for admin routes (segment export); none = admin routes refuse every caller',
-  },
+  { key: 'adminKeys', env: 'SEGD_ADMIN_KEYS', def: [], parse: keyList, doc: 'comma-separated bearer keys for admin routes (segment export); none = admin routes refuse every caller' },
+  { key: 'ingestKeys', env: 'SEGD_INGEST_KEYS', def: [], parse: keyList, doc: 'comma-separated bearer keys for HTTP push (`POST /v1/ingest`); none = push refuses every caller' },
+  { key: 'maxIngestBytes', env: 'SEGD_MAX_INGEST_BYTES', def: 16 << 20, parse: int(1024, 1 << 30), doc: 'largest HTTP push body (more → 413 BODY_TOO_LARGE)' },
 ] as Setting[];
 
 export { BadValue };

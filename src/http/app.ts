@@ -6,6 +6,7 @@ import { segmentsRoute } from './routes/segments.js';
 import { batchRoute } from './routes/batch.js';
 import { healthzRoute, readyzRoute, metricsRoute } from './routes/ops.js';
 import { segmentBloomRoute } from './routes/export.js';
+import { ingestRoute } from './routes/ingest.js';
 import { sendError } from './respond.js';
 
 /** Route table: path → method → handler. Anything else is 404 or 405. */
@@ -19,6 +20,7 @@ export function createApp(deps: AppDeps): TemplatedApp {
     ['/readyz', 'get', readyzRoute(deps)],
     ['/metrics', 'get', metricsRoute(deps)],
     ['/v1/segments/:id/bloom', 'get', segmentBloomRoute(deps)],
+    ['/v1/ingest', 'post', ingestRoute(deps)],
   ];
   const known = new Set<string>();
   for (const [path, method, handler] of routes) {

@@ -2,13 +2,12 @@
 // transaction carrying the checkpoint (file, byte offset, line) it reaches.
 // After a crash the same call resumes from the checkpoint: nothing lost,
 // nothing applied twice. Bad lines are rejected with line number and reason.
-import { isUtf8 } from 'node:buffer';
 import { stat, appendFile, mkdir } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import type { Store } from '../store/env.js';
 import { nowSeconds } from '../lookup/segments.js';
 import { readLines } from './lines.js';
-import { parseLine, RecordError, type Change } from './records.js';
+import { parseLineBytes, type Change } from './records.js';
 import type { Writer } from './writer.js';
 
 export interface FileCheckpoint {
@@ -111,17 +110,9 @@ export async function importFile(store: Store, writer: Writer, path: string, opt
       lastOffset = next;
       lastLine = lineNo;
       if (end === start) return; // blank lines are allowed
-      const slice = buf.subarray(start, end);
-      if (!isUtf8(slice)) {
-        reject(lineNo, 'invalid UTF-8');
-      } else {
-        try {
-          batch.push(parseLine(slice.toString('utf8'), now, opts.maxUidBytes));
-        } catch (err) {
-          if (!(err instanceof RecordError)) throw err;
-          reject(lineNo, err.message, buf, start, end);
-        }
-      }
+      const parsed = parseLineBytes(buf.subarray(start, end), now, opts.maxUidBytes);
+      if (typeof parsed === 'string') reject(lineNo, parsed, parsed === 'invalid UTF-8' ? undefined : buf, start, end);
+      else batch.push(parsed);
       if (batch.length + rejects.length >= opts.batchSize) pending = true;
     },
     tooLong(lineNo, next) {

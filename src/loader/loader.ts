@@ -10,6 +10,9 @@ import { Writer, type WriterHooks } from './writer.js';
 import { Inbox } from './inbox.js';
 import { importFile, type ImportSummary, type FileCheckpoint } from './file-import.js';
 import { existsSync } from 'node:fs';
+import { applyPush, type PushResult } from './push.js';
+import type { Change } from './records.js';
+import { nowSeconds } from '../lookup/segments.js';
 import { userCount } from '../store/env.js';
 
 export const SEED_CHECKPOINT = 'ckpt:seed';
@@ -94,6 +97,18 @@ export class Loader {
     });
     this.count('seed', s);
     this.log.info({ seed: path, applied: s.applied, rejected: s.rejected, ms: Math.round(s.ms) }, 'seed feed imported');
+  }
+
+  /** An HTTP push batch: one transaction, once per idempotency key, durable when this returns. */
+  push(changes: Change[], rejected: number, key?: string): PushResult {
+    const r = applyPush(this.store, this.writer, changes, rejected, nowSeconds(), key);
+    if (this.metrics && !r.replay) {
+      this.metrics.records.labels('push', 'applied').inc(r.applied);
+      this.metrics.records.labels('push', 'stale').inc(r.stale);
+      this.metrics.records.labels('push', 'rejected').inc(r.rejected);
+      this.metrics.lastCommit.set(Date.now() / 1000);
+    }
+    return r;
   }
 
   private count(source: Source, s: ImportSummary): void {

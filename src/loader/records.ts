@@ -2,6 +2,7 @@
 //   {"op":"add","uid":"U","segments":[12,{"id":57,"ttl":86400}],"ts":1763900000}
 // Parsing validates everything the writer relies on, so a bad record is
 // rejected here with a reason and never reaches a transaction.
+import { isUtf8 } from 'node:buffer';
 import { checkUid } from '../lookup/keys.js';
 import { MAX_SEGMENT_ID } from '../store/members.js';
 
@@ -89,6 +90,20 @@ export function parseLine(line: string, nowSec: number, maxUidBytes: number): Ch
     throw new RecordError(`malformed JSON (${(err as Error).message})`);
   }
   return toChange(rec, nowSec, maxUidBytes);
+}
+
+/**
+ * One feed line given as bytes (files and HTTP push share this): the change,
+ * or the reason it was rejected.
+ */
+export function parseLineBytes(line: Uint8Array, nowSec: number, maxUidBytes: number): Change | string {
+  if (!isUtf8(line)) return 'invalid UTF-8';
+  try {
+    return parseLine(Buffer.from(line.buffer, line.byteOffset, line.byteLength).toString('utf8'), nowSec, maxUidBytes);
+  } catch (err) {
+    if (err instanceof RecordError) return err.message;
+    throw err;
+  }
 }
 
 function short(v: unknown): string {

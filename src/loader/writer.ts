@@ -7,6 +7,7 @@ import type { Change } from './records.js';
 
 export interface Checkpoint {
   key: string;
+  /** The value, or a function of the batch's result (evaluated inside the transaction). */
   value: unknown;
 }
 
@@ -72,7 +73,10 @@ export class Writer {
         if (c > 0) counts.putSync(id, c);
         else counts.removeSync(id);
       }
-      if (checkpoint) meta.putSync(checkpoint.key, checkpoint.value);
+      if (checkpoint) {
+        const v = typeof checkpoint.value === 'function' ? (checkpoint.value as (r: BatchResult) => unknown)(result) : checkpoint.value;
+        meta.putSync(checkpoint.key, v);
+      }
       meta.putSync('writes', ((meta.get('writes') as number | undefined) ?? 0) + 1);
     });
     // Only what committed reaches the cache (a failed transaction throws above).

@@ -9,9 +9,9 @@
 // implement its `get()` contract.
 import { Registry } from 'prom-client';
 
-export const ROUTES = ['segments', 'batch', 'healthz', 'readyz', 'metrics', 'other'] as const;
+export const ROUTES = ['segments', 'batch', 'ingest', 'healthz', 'readyz', 'metrics', 'other'] as const;
 export type Route = (typeof ROUTES)[number];
-const STATUSES = [200, 204, 400, 401, 403, 404, 405, 413, 415, 431, 500, 503] as const;
+const STATUSES = [200, 204, 400, 401, 403, 404, 405, 413, 415, 422, 431, 500, 503] as const;
 const OTHER_STATUS = STATUSES.length; // slot for anything not listed
 const BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1];
 

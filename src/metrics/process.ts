@@ -7,7 +7,7 @@ import type { Store } from '../store/env.js';
 import type { KnownUsers } from '../filters/known-users.js';
 import { userCount } from '../store/env.js';
 
-export const SOURCES = ['seed', 'inbox'] as const;
+export const SOURCES = ['seed', 'inbox', 'push'] as const;
 export type Source = (typeof SOURCES)[number];
 
 export class ProcessMetrics {

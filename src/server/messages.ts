@@ -8,6 +8,8 @@ export interface Rpc {
   scrape: [Record<string, never>, string];
   /** A segment's members as a bloom filter export (JSON text). */
   exportSegment: [{ segment: number; fpRate: number }, string];
+  /** Apply a pushed batch (already parsed and validated by the worker). */
+  ingest: [{ changes: import('../loader/records.js').Change[]; rejected: number; key?: string }, import('../loader/push.js').PushResult];
 }
 export type RpcMethod = keyof Rpc;
 

@@ -42,6 +42,7 @@ const app = createApp({
   config, lookup, state, metrics, log, inflight, workerIndex: data.index,
   metricsText: () => rpc('scrape', {}),
   exportSegment: (segment, fpRate) => rpc('exportSegment', { segment, fpRate }),
+  ingest: (changes, rejected, key) => rpc('ingest', { changes, rejected, key }),
 });
 let listenSocket: us_listen_socket | null = null;
 
