@@ -154,3 +154,31 @@ describe('crash safety of the inbox', () => {
     expect(await stopReport(ref)).toEqual(CLEAN_STOP);
   });
 });
+
+describe('TTL sweep', () => {
+  it('removes expired memberships in the background and keeps segment counts right', async () => {
+    const { open } = await import('lmdb');
+    const seed = join(tempDir(), 'seed.ndjson');
+    const lines: string[] = [];
+    for (let i = 0; i < 5000; i++) {
+      // Every user keeps segment 1; half also hold 2 for one second; a fifth only hold 3 for one second.
+      if (i % 5 === 0) lines.push(feedLine({ op: 'add', uid: `s${i}`, segments: [{ id: 3, ttl: 1 }] }));
+      else lines.push(feedLine({ op: 'add', uid: `s${i}`, segments: i % 2 ? [1, { id: 2, ttl: 1 }] : [1] }));
+    }
+    writeFileSync(seed, lines.join(''));
+    const dataDir = tempDir();
+    const segd = await startSegd({ dataDir, env: { SEGD_SEED: seed, SEGD_SWEEP_MS: '300' } });
+    const users = async () => Number(/^segd_store_users (\d+)$/m.exec(await (await fetch(`${segd.url}/metrics`)).text())?.[1]);
+    expect(await users()).toBe(5000);
+    await waitFor(async () => (await users()) === 4000, 15_000);
+    const removed = segd.logs.filter((l) => l.msg === 'ttl sweep removed expired memberships').reduce((a, l) => a + (l.removed as number), 0);
+    expect(removed).toBe(1000 + 2000); // 1000 users' segment 3, 2000 users' segment 2
+    expect(Number(/^segd_ttl_swept_total (\d+)$/m.exec(await (await fetch(`${segd.url}/metrics`)).text())?.[1])).toBe(3000);
+    expect(await stopReport(segd)).toEqual(CLEAN_STOP);
+
+    const env = open({ path: dataDir, readOnly: true });
+    const counts = env.openDB<number, number>({ name: 'counts', keyEncoding: 'uint32' });
+    expect(Object.fromEntries([...counts.getRange()].map(({ key, value }) => [key, value]))).toEqual({ 1: 4000 });
+    await env.close();
+  });
+});

@@ -29,6 +29,7 @@ export interface Config {
   bloomSaveMs: number;
   adminKeys: string[];
   ingestKeys: string[];
+  sweepMs: number;
   maxIngestBytes: number;
 }
 
@@ -95,6 +96,7 @@ export const SETTINGS: Setting[] = [
   { key: 'bloomSaveMs', env: 'SEGD_BLOOM_SAVE_MS', def: 30_000, parse: int(100, 86_400_000), doc: 'how often the filter is checkpointed to disk when it changed (and always at shutdown)' },
   { key: 'adminKeys', env: 'SEGD_ADMIN_KEYS', def: [], parse: keyList, doc: 'comma-separated bearer keys for admin routes (segment export); none = admin routes refuse every caller' },
   { key: 'ingestKeys', env: 'SEGD_INGEST_KEYS', def: [], parse: keyList, doc: 'comma-separated bearer keys for HTTP push (`POST /v1/ingest`); none = push refuses every caller' },
+  { key: 'sweepMs', env: 'SEGD_SWEEP_MS', def: 60_000, parse: int(100, 86_400_000), doc: 'pause between TTL sweep passes (expired memberships are never returned; the sweep frees their space and fixes segment counts)' },
   { key: 'maxIngestBytes', env: 'SEGD_MAX_INGEST_BYTES', def: 16 << 20, parse: int(1024, 1 << 30), doc: 'largest HTTP push body (more → 413 BODY_TOO_LARGE)' },
 ] as Setting[];
 

@@ -11,6 +11,7 @@ import { Inbox } from './inbox.js';
 import { importFile, type ImportSummary, type FileCheckpoint } from './file-import.js';
 import { existsSync } from 'node:fs';
 import { applyPush, type PushResult } from './push.js';
+import { Sweeper } from './sweep.js';
 import type { Change } from './records.js';
 import { nowSeconds } from '../lookup/segments.js';
 import { userCount } from '../store/env.js';
@@ -24,6 +25,9 @@ export class Loader {
   private stopped = false;
   private running: Promise<unknown> = Promise.resolve();
   private readonly abort = new AbortController();
+  private readonly sweeper: Sweeper;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private sweeping: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly store: Store,
@@ -33,6 +37,7 @@ export class Loader {
     hooks: WriterHooks = {},
   ) {
     this.writer = new Writer(store, hooks);
+    this.sweeper = new Sweeper(store, this.writer, log);
     this.inbox = new Inbox(store, this.writer, {
       dir: config.inbox,
       batchSize: config.loaderBatchSize,
@@ -55,8 +60,24 @@ export class Loader {
     return run;
   }
 
-  /** Keeps scanning the inbox until stop(). */
+  /** Sweeps expired memberships every `sweepMs` until stop(). */
+  private startSweeping(): void {
+    const tick = () => {
+      if (this.stopped) return;
+      this.sweeping = this.sweeper
+        .pass()
+        .then((p) => this.metrics?.swept.inc(p.removed))
+        .catch((err: unknown) => this.log.error({ err }, 'ttl sweep failed'))
+        .finally(() => {
+          if (!this.stopped) this.sweepTimer = setTimeout(tick, this.config.sweepMs);
+        });
+    };
+    this.sweepTimer = setTimeout(tick, this.config.sweepMs);
+  }
+
+  /** Keeps scanning the inbox, and sweeping, until stop(). */
   startPolling(): void {
+    this.startSweeping();
     const tick = () => {
       if (this.stopped) return;
       this.running = this.inbox
@@ -73,8 +94,10 @@ export class Loader {
   async stop(): Promise<void> {
     this.stopped = true;
     this.abort.abort();
+    this.sweeper.stop();
     if (this.timer) clearTimeout(this.timer);
-    await this.running;
+    if (this.sweepTimer) clearTimeout(this.sweepTimer);
+    await Promise.all([this.running, this.sweeping]);
   }
 
   private async seed(): Promise<void> {

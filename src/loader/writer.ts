@@ -33,9 +33,51 @@ export class Writer {
 
   constructor(private readonly store: Store, private readonly hooks: WriterHooks = {}) {}
 
+  /** Inside a transaction: applies count deltas; `committed` collects the new values for the cache. */
+  private putCounts(delta: Map<number, number>, committed: Map<number, number>): void {
+    const { counts } = this.store;
+    for (const [id, d] of delta) {
+      if (d === 0) continue;
+      const c = (this.countCache.get(id) ?? ((counts.get(id) as number | undefined) ?? 0)) + d;
+      committed.set(id, c);
+      if (c > 0) counts.putSync(id, c);
+      else counts.removeSync(id);
+    }
+  }
+
+  /**
+   * Removes expired memberships of `uids` (found by the sweeper's scan) in one
+   * small transaction. Each value is re-read here, so a change committed since
+   * the scan is respected; updatedAt is kept (expiry is not a newer change).
+   */
+  sweep(uids: readonly string[], nowSec: number): SweepResult {
+    const { members, meta } = this.store;
+    const out: SweepResult = { users: 0, removed: 0 };
+    const newCounts = new Map<number, number>();
+    this.store.env.transactionSync(() => {
+      const delta = new Map<number, number>();
+      for (const uid of uids) {
+        const buf = members.getBinaryFast(uid) as Buffer | undefined;
+        if (buf === undefined || !isValidMembersValue(buf)) continue;
+        const { updatedAt, members: ms } = decodeMembers(buf);
+        const live = ms.filter((m) => m.expiresAt === 0 || m.expiresAt > nowSec);
+        if (live.length === ms.length) continue;
+        for (const m of ms) if (!(m.expiresAt === 0 || m.expiresAt > nowSec)) delta.set(m.id, (delta.get(m.id) ?? 0) - 1);
+        out.removed += ms.length - live.length;
+        out.users++;
+        if (live.length === 0) members.removeSync(uid);
+        else members.putSync(uid, encodeMembers(updatedAt, live));
+      }
+      this.putCounts(delta, newCounts);
+      if (out.users > 0) meta.putSync('writes', ((meta.get('writes') as number | undefined) ?? 0) + 1);
+    });
+    for (const [id, c] of newCounts) this.countCache.set(id, c);
+    return out;
+  }
+
   /** Applies `changes` and writes `checkpoint`, atomically. Synchronous: runs on the loader thread. */
   apply(changes: readonly Change[], nowSec: number, checkpoint?: Checkpoint): BatchResult {
-    const { members, counts, meta } = this.store;
+    const { members, meta } = this.store;
     const result: BatchResult = { applied: 0, stale: 0, memberships: 0 };
     const countDelta = new Map<number, number>();
     const bump = (id: number, d: number) => countDelta.set(id, (countDelta.get(id) ?? 0) + d);
@@ -64,15 +106,7 @@ export class Writer {
         }
         result.applied++;
       }
-      for (const [id, d] of countDelta) {
-        if (d === 0) continue;
-        let was = this.countCache.get(id);
-        if (was === undefined) was = (counts.get(id) as number | undefined) ?? 0;
-        const c = was + d;
-        newCounts.set(id, c);
-        if (c > 0) counts.putSync(id, c);
-        else counts.removeSync(id);
-      }
+      this.putCounts(countDelta, newCounts);
       if (checkpoint) {
         const v = typeof checkpoint.value === 'function' ? (checkpoint.value as (r: BatchResult) => unknown)(result) : checkpoint.value;
         meta.putSync(checkpoint.key, v);
@@ -84,6 +118,11 @@ export class Writer {
     this.hooks.afterBatch?.();
     return result;
   }
+}
+
+export interface SweepResult {
+  users: number;
+  removed: number;
 }
 
 /** The user's membership set after `ch`, sorted by id, expired pairs dropped. */

@@ -16,6 +16,7 @@ export class ProcessMetrics {
   readonly files: Counter<'source'>;
   readonly lastCommit: Gauge;
   readonly ready: Gauge;
+  readonly swept: Counter;
 
   private readonly fpRate: Gauge;
 
@@ -30,6 +31,7 @@ export class ProcessMetrics {
     });
     this.files = new Counter({ name: 'segd_loader_files_total', help: 'Feed files fully imported', labelNames: ['source'], registers });
     this.lastCommit = new Gauge({ name: 'segd_loader_last_commit_timestamp_seconds', help: 'When the loader last committed a batch', registers });
+    this.swept = new Counter({ name: 'segd_ttl_swept_total', help: 'Expired memberships removed by the TTL sweep', registers });
     this.ready = new Gauge({ name: 'segd_ready', help: '1 once the initial load is done', registers });
     for (const s of SOURCES) {
       for (const o of ['applied', 'stale', 'rejected']) this.records.labels(s, o).inc(0);
