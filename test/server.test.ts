@@ -60,7 +60,7 @@ describe('graceful shutdown', () => {
     await segd.waitForLog((l) => l.msg === 'shutting down');
     // The listen socket closes: new connections are refused while the old one is served.
     let refused = false;
-    for (let i = 0; i < 50 && !refused; i++) {
+    for (let i = 0; i < 250 && !refused; i++) {
       refused = await fetch(`${segd.url}/healthz`).then(() => false, () => true);
       if (!refused) await new Promise((r) => setTimeout(r, 20));
     }

@@ -169,8 +169,9 @@ export async function serve(config: Readonly<Config>, log: Logger): Promise<Runn
     shuttingDown = true;
     log.info({ reason }, 'shutting down');
     state.set(Flag.Draining, true);
-    await loader.stop();
+    // Stop taking connections at once; the loader finishes its batch meanwhile.
     for (const s of slots) s.worker.postMessage({ type: 'drain' } satisfies ToWorker);
+    await loader.stop();
     await Promise.all(slots.map((s) => s.drained));
     await Promise.all(slots.map((s) => s.worker.terminate()));
     await known?.close();
