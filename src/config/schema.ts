@@ -91,12 +91,12 @@ export const SETTINGS: Setting[] = [
   { key: 'logLevel', env: 'SEGD_LOG_LEVEL', def: 'info', parse: (raw) => { if (!LEVELS.includes(raw as LogLevel)) throw new BadValue(`must be one of ${LEVELS.join(', ')}`); return raw as LogLevel; }, doc: 'pino log level' },
   { key: 'shutdownGraceMs', env: 'SEGD_SHUTDOWN_GRACE_MS', def: 5000, parse: int(0, 600_000), doc: 'on SIGTERM, how long in-flight requests may take before connections are closed' },
   { key: 'maxReaders', env: 'SEGD_MAX_READERS', def: 1024, parse: int(16, 100_000), doc: 'LMDB reader slots (shared by every thread and process on the env)' },
-  { key: 'bloomUsers', env: 'SEGD_BLOOM_USERS', def: 10_000_000, parse: int(0, 2_000_000_000), doc: 'users the known-users bloom filter is sized for (grown automatically past it; 0 = no filter)' },
+  { key: 'bloomUsers', env: 'SEGD_BLOOM_USERS', def: 1_000_000, parse: int(0, 2_000_000_000), doc: 'users the known-users bloom filter is sized for (grown automatically past it; 0 = no filter)' },
   { key: 'bloomFpRate', env: 'SEGD_BLOOM_FP_RATE', def: 0.01, parse: num(0.000001, 0.5), doc: 'target false-positive rate of the known-users filter' },
   { key: 'bloomSaveMs', env: 'SEGD_BLOOM_SAVE_MS', def: 30_000, parse: int(100, 86_400_000), doc: 'how often the filter is checkpointed to disk when it changed (and always at shutdown)' },
   { key: 'adminKeys', env: 'SEGD_ADMIN_KEYS', def: [], parse: keyList, doc: 'comma-separated bearer keys for admin routes (segment export); none = admin routes refuse every caller' },
   { key: 'ingestKeys', env: 'SEGD_INGEST_KEYS', def: [], parse: keyList, doc: 'comma-separated bearer keys for HTTP push (`POST /v1/ingest`); none = push refuses every caller' },
-  { key: 'sweepMs', env: 'SEGD_SWEEP_MS', def: 60_000, parse: int(100, 86_400_000), doc: 'pause between TTL sweep passes (expired memberships are never returned; the sweep frees their space and fixes segment counts)' },
+  { key: 'sweepMs', env: 'SEGD_SWEEP_MS', def: 60_000, parse: int(100, 86_400_000), doc: 'how often the TTL sweep checks for work; a pass runs only once the earliest stored expiry has passed (expired memberships are never returned; the sweep frees their space and fixes segment counts)' },
   { key: 'maxIngestBytes', env: 'SEGD_MAX_INGEST_BYTES', def: 16 << 20, parse: int(1024, 1 << 30), doc: 'largest HTTP push body (more → 413 BODY_TOO_LARGE)' },
 ] as Setting[];
 

@@ -66,7 +66,9 @@ export class Loader {
       if (this.stopped) return;
       this.sweeping = this.sweeper
         .pass()
-        .then((p) => this.metrics?.swept.inc(p.removed))
+        .then((p) => {
+          if (p.ran) this.metrics?.swept.inc(p.removed);
+        })
         .catch((err: unknown) => this.log.error({ err }, 'ttl sweep failed'))
         .finally(() => {
           if (!this.stopped) this.sweepTimer = setTimeout(tick, this.config.sweepMs);

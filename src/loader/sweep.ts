@@ -12,15 +12,21 @@ import type { Writer } from './writer.js';
 
 const CHUNK = 2000;
 
-function hasExpired(buf: Buffer, now: number): boolean {
+/** Whether the value holds an expired pair; `minLive[0]` is lowered to its earliest live expiry. */
+function scanExpiry(buf: Buffer, now: number, minLive: Float64Array): boolean {
+  let expired = false;
   for (let off = HEADER_BYTES + 4; off < buf.length; off += PAIR_BYTES) {
     const exp = buf.readUInt32LE(off);
-    if (exp !== 0 && exp <= now) return true;
+    if (exp === 0) continue;
+    if (exp <= now) expired = true;
+    else if (exp < minLive[0]!) minLive[0] = exp;
   }
-  return false;
+  return expired;
 }
 
 export interface SweepPass {
+  /** False when nothing could have expired yet (no scan was needed). */
+  ran: boolean;
   scanned: number;
   users: number;
   removed: number;
@@ -36,10 +42,18 @@ export class Sweeper {
     this.stopped = true;
   }
 
-  /** One pass over the whole store. */
+  /**
+   * One pass over the whole store — skipped while the earliest expiry the
+   * writer knows of is still ahead. The pass measures the earliest remaining
+   * expiry, so the next one runs only when something can have expired.
+   */
   async pass(): Promise<SweepPass> {
     const t0 = performance.now();
-    const res: SweepPass = { scanned: 0, users: 0, removed: 0, ms: 0 };
+    const res: SweepPass = { ran: false, scanned: 0, users: 0, removed: 0, ms: 0 };
+    if (nowSeconds() < this.writer.nextExpiry) return res;
+    res.ran = true;
+    this.writer.nextExpiry = Infinity; // writes during the pass lower it
+    const minLive = new Float64Array([Infinity]);
     let start: string | undefined;
     for (;;) {
       const now = nowSeconds();
@@ -50,7 +64,7 @@ export class Sweeper {
       for (const { key, value } of this.store.members.getRange({ start, snapshot: false })) {
         const uid = key as string;
         if (uid === start) continue; // the range starts at the last key of the previous chunk
-        if (hasExpired(value as Buffer, now)) expired.push(uid);
+        if (scanExpiry(value as Buffer, now, minLive)) expired.push(uid);
         last = uid;
         if (++n === CHUNK) break;
       }
@@ -60,7 +74,14 @@ export class Sweeper {
         res.users += r.users;
         res.removed += r.removed;
       }
-      if (n < CHUNK || last === undefined || this.stopped) break;
+      if (this.stopped) {
+        this.writer.nextExpiry = 0; // unknown: the next start scans again
+        break;
+      }
+      if (n < CHUNK || last === undefined) {
+        this.writer.nextExpiry = Math.min(this.writer.nextExpiry, minLive[0]!);
+        break;
+      }
       start = last;
       await yieldToLoop();
     }

@@ -28,6 +28,13 @@ export interface WriterHooks {
 }
 
 export class Writer {
+  /**
+   * Earliest expiry (unix s) of any stored membership, as far as this writer
+   * knows: 0 = unknown (a sweep must look), Infinity = nothing expires. The
+   * sweeper sets it after each pass; every write with a TTL lowers it.
+   */
+  nextExpiry = 0;
+
   /** Segment counts as stored: the writer is their only writer, so a cache saves a get per segment per batch. */
   private readonly countCache = new Map<number, number>();
 
@@ -102,6 +109,7 @@ export class Writer {
           if (oldBuf !== undefined) members.removeSync(ch.uid);
         } else {
           if (oldBuf === undefined) this.hooks.onNewUser?.(ch.uid);
+          for (const m of next) if (m.expiresAt !== 0 && m.expiresAt < this.nextExpiry) this.nextExpiry = m.expiresAt;
           members.putSync(ch.uid, encodeMembers(Math.max(ch.ts, old?.updatedAt ?? 0), next));
         }
         result.applied++;
