@@ -61,7 +61,7 @@ describe('graceful shutdown', () => {
     // The listen socket closes: new connections are refused while the old one is served.
     let refused = false;
     for (let i = 0; i < 250 && !refused; i++) {
-      refused = await fetch(`${segd.url}/healthz`).then(() => false, () => true);
+      refused = await fetch(`${segd.url}/healthz`, { headers: { connection: 'close' } }).then(() => false, () => true);
       if (!refused) await new Promise((r) => setTimeout(r, 20));
     }
     expect(refused).toBe(true);
@@ -101,6 +101,14 @@ describe('refusing to start', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('unknown setting "prot"');
     expect(r.stderr).toContain('config file key "maxBatchKeys": expected a whole number');
+  });
+
+  it('will not share a port with another process (SO_REUSEPORT would let it)', async () => {
+    const first = await startSegd();
+    const r = await runSegd(['serve'], { SEGD_PORT: String(first.port), SEGD_HOST: '127.0.0.1', SEGD_DATA_DIR: tempDir(), SEGD_SEED: '' });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(`port ${first.port} on 127.0.0.1 is in use by another process`);
+    expect(await stopReport(first)).toEqual(CLEAN_STOP);
   });
 
   it('refuses a store with an unknown schema version', async () => {

@@ -131,7 +131,9 @@ export async function serve(config: Readonly<Config>, log: Logger): Promise<Runn
     // Port 0: pick a free port here, because workers can only share a port
     // they all bind explicitly. A race with another process is retried.
     for (let attempt = 0; ; attempt++) {
-      const want = config.port === 0 ? await freePort(config.host) : config.port;
+      // Workers bind with SO_REUSEPORT so they can share the port; that would
+      // also let them join another process already on it. Refuse instead.
+      const want = config.port === 0 ? await freePort(config.host) : await portIsFree(config.host, config.port);
       try {
         const first = await startWorker(0, want);
         slots.push(first.slot);
@@ -188,6 +190,17 @@ async function closeStore(store: Store, log: Logger): Promise<void> {
   } catch (err) {
     log.error({ err }, 'closing the store failed');
   }
+}
+
+/** The port, if nothing listens on it now (a plain bind, without SO_REUSEPORT). */
+function portIsFree(host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new Error(err.code === 'EADDRINUSE' ? `port ${port} on ${host} is in use by another process` : err.message)),
+    );
+    srv.listen({ port, host, exclusive: true }, () => srv.close(() => resolve(port)));
+  });
 }
 
 function freePort(host: string): Promise<number> {

@@ -15,7 +15,8 @@ export function healthzRoute(deps: AppDeps) {
   const ALIVE = JSON.stringify({ status: 'ok', worker: deps.workerIndex });
   return (res: HttpResponse): void => {
     const t0 = performance.now();
-    m.observe(sendBody(res, 200, JSON_TYPE, ALIVE), (performance.now() - t0) / 1000);
+    // Still alive while draining, but send the caller elsewhere next time.
+    m.observe(sendBody(res, 200, JSON_TYPE, ALIVE, deps.state.get(Flag.Draining)), (performance.now() - t0) / 1000);
   };
 }
 
