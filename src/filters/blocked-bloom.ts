@@ -11,8 +11,13 @@
 //
 // Concurrency: the bits live in a SharedArrayBuffer. Only the loader thread
 // sets bits (Atomics.or), always before the LMDB commit that makes the user
-// visible; lookup workers read with Atomics.load and take no lock. Bits are
-// never cleared, so deletions leave the filter stale in the safe direction.
+// visible; lookup workers read them with plain loads and take no lock. Plain
+// loads are enough: bits only ever go from 0 to 1, an aligned 32-bit load
+// cannot tear, and a worker that sees the user in LMDB has synchronised with
+// the commit through LMDB's own reader-table/meta-page barriers, which come
+// after the Atomics.or. (Atomics.load measured 15–30 ns vs 4–7 ns per probe
+// here; with k = 7 that is most of a check.) Bits are never cleared, so
+// deletions leave the filter stale in the safe direction.
 
 export const BLOCK_BITS = 512;
 const BLOCK_WORDS = BLOCK_BITS / 32;
@@ -136,7 +141,7 @@ export class BlockedBloom {
         used = 0;
       }
       const bit = (w >>> (used * 9)) & 511;
-      if ((Atomics.load(words, base + (bit >>> 5)) & (1 << (bit & 31))) === 0) return false;
+      if ((words[base + (bit >>> 5)]! & (1 << (bit & 31))) === 0) return false;
     }
     return true;
   }
