@@ -27,6 +27,7 @@
 // only when something crashed. Every process it starts is stopped by pid (also
 // on error and SIGINT), and its temp dir is removed.
 import autocannon from 'autocannon';
+import { followJsonLog, type LogLine } from './json-log.js';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createReadStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
@@ -241,11 +242,6 @@ function hasCommand(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 }
 
-interface LogLine {
-  msg?: string;
-  [k: string]: unknown;
-}
-
 interface Server {
   name: string;
   proc: ChildProcess;
@@ -260,53 +256,8 @@ interface Server {
 /** Starts a server that logs JSON lines on stdout, and waits for "listening". */
 async function startServer(name: string, args: string[], env: NodeJS.ProcessEnv): Promise<Server> {
   const proc = track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env }));
-  const logs: LogLine[] = [];
-  const stderr: string[] = [];
-  const waiters: Array<{ pred: (l: LogLine) => boolean; done: (l: LogLine) => void }> = [];
-  let buf = '';
-  proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    buf += chunk;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      let parsed: LogLine;
-      try {
-        parsed = JSON.parse(line) as LogLine;
-      } catch {
-        continue;
-      }
-      logs.push(parsed);
-      if (logs.length > 1000) logs.splice(0, 500);
-      for (let i = waiters.length - 1; i >= 0; i--) if (waiters[i]!.pred(parsed)) waiters.splice(i, 1)[0]!.done(parsed);
-    }
-  });
-  proc.stderr!.setEncoding('utf8').on('data', (c: string) => {
-    stderr.push(c);
-    if (stderr.length > 200) stderr.splice(0, 100);
-  });
-  const describeExit = () =>
-    `${name} exited (${proc.signalCode ?? `code ${proc.exitCode}`}); stderr: ${stderr.join('').trim().slice(-2000) || '(none)'}; last log lines: ${JSON.stringify(logs.slice(-3))}`;
-  const waitLog = (pred: (l: LogLine) => boolean, ms: number, what: string) => {
-    const seen = logs.find(pred);
-    if (seen) return Promise.resolve(seen);
-    return new Promise<LogLine>((res, rej) => {
-      const t = setTimeout(() => rej(new Error(`${name}: no "${what}" after ${ms / 1000} s; ${JSON.stringify(logs.slice(-3))} ${stderr.join('').slice(-1000)}`)), ms);
-      const onExit = () => {
-        clearTimeout(t);
-        rej(new Error(`${describeExit()} before "${what}"`));
-      };
-      proc.once('exit', onExit);
-      waiters.push({
-        pred,
-        done: (l) => {
-          clearTimeout(t);
-          proc.off('exit', onExit);
-          res(l);
-        },
-      });
-    });
-  };
+  const { logs, stderr, waitFor } = followJsonLog(proc, name, 1000);
+  const waitLog = (pred: (l: LogLine) => boolean, ms: number, what: string) => waitFor(pred, ms, `"${what}"`);
   proc.once('error', (err) => stderr.push(String(err)));
   const listening = await waitLog((l) => l.msg === 'listening', 30_000, 'listening');
   const port = listening.port;
@@ -319,7 +270,7 @@ async function startServer(name: string, args: string[], env: NodeJS.ProcessEnv)
     stderr,
     waitLog,
     check() {
-      if (!alive(proc)) throw new Error(describeExit());
+      if (!alive(proc)) throw new Error(`${name} exited (${proc.signalCode ?? `code ${proc.exitCode}`}); stderr: ${stderr.join('').trim().slice(-2000) || '(none)'}`);
     },
   };
 }

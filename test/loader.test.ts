@@ -149,7 +149,7 @@ describe('crash safety of the inbox', () => {
     const users = async (s: Segd) => Number(/segd_store_users (\d+)/.exec(await (await fetch(`${s.url}/metrics`)).text())?.[1]);
     expect(await users(segd)).toBe(await users(ref));
     // The kill also left the known-users filter behind the store: detected and rebuilt.
-    expect(segd.logs.filter((l) => l.level >= 40).map((l) => l.msg)).toEqual(['known-users filter is stale; rebuilding']);
+    expect(segd.logs.filter((l) => (l.level ?? 0) >= 40).map((l) => l.msg)).toEqual(['known-users filter is stale; rebuilding']);
     expect(await stopReport(segd, { allowWarnings: true })).toEqual(CLEAN_STOP);
     expect(await stopReport(ref)).toEqual(CLEAN_STOP);
   });

@@ -59,9 +59,9 @@ describe('lookups from a loaded feed', () => {
 
   it('never returns an expired membership', async () => {
     expect(await (await get('uid=bob')).json()).toEqual({ uid: 'bob', segments: [7] });
-    expect((await (await get('uid=carol')).json()).segments).toEqual([1, 2]);
+    expect(((await (await get('uid=carol')).json()) as { segments: number[] }).segments).toEqual([1, 2]);
     await new Promise((r) => setTimeout(r, 3100));
-    expect((await (await get('uid=carol')).json()).segments).toEqual([1]);
+    expect(((await (await get('uid=carol')).json()) as { segments: number[] }).segments).toEqual([1]);
   });
 
   it('answers msgpack on Accept and ?format=msgpack', async () => {

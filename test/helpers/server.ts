@@ -5,15 +5,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { followJsonLog, type LogLine } from '../../loadtest/json-log.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const BIN = join(ROOT, 'bin/segd.js');
 
-export interface LogLine {
-  level: number;
-  msg: string;
-  [k: string]: unknown;
-}
+export type { LogLine };
 
 export interface Segd {
   url: string;
@@ -58,40 +55,9 @@ export async function startSegd(opts: StartOptions = {}): Promise<Segd> {
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const logs: LogLine[] = [];
-  const stderr: string[] = [];
-  const waiters: Array<{ pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
-  let buf = '';
-  proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    buf += chunk;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      let parsed: LogLine;
-      try {
-        parsed = JSON.parse(line) as LogLine;
-      } catch {
-        continue;
-      }
-      logs.push(parsed);
-      for (let i = waiters.length - 1; i >= 0; i--) {
-        if (waiters[i]!.pred(parsed)) waiters.splice(i, 1)[0]!.resolve(parsed);
-      }
-    }
-  });
-  proc.stderr!.setEncoding('utf8').on('data', (c: string) => stderr.push(c));
+  const { logs, stderr, waitFor } = followJsonLog(proc, 'segd');
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
-
-  const waitForLog = (pred: (l: LogLine) => boolean, ms = 30_000) => {
-    const seen = logs.find(pred);
-    if (seen) return Promise.resolve(seen);
-    return new Promise<LogLine>((res, rej) => {
-      const t = setTimeout(() => rej(new Error(`timed out waiting for log; last lines: ${JSON.stringify(logs.slice(-5))} stderr: ${stderr.join('')}`)), ms);
-      waiters.push({ pred, resolve: (l) => { clearTimeout(t); res(l); } });
-      void exited.then((code) => { clearTimeout(t); rej(new Error(`segd exited (${code}) before the log line; stderr: ${stderr.join('')} logs: ${JSON.stringify(logs.slice(-5))}`)); });
-    });
-  };
+  const waitForLog = (pred: (l: LogLine) => boolean, ms = 30_000) => waitFor(pred, ms);
 
   const listening = await waitForLog((l) => l.msg === 'listening');
   if (opts.waitReady !== false) await waitForLog((l) => l.msg === 'ready');
@@ -143,7 +109,7 @@ export async function stopReport(segd: Segd, opts: { allowWarnings?: boolean } =
     code,
     signal: segd.proc.signalCode,
     stderr: segd.stderr.join(''),
-    problems: opts.allowWarnings ? [] : segd.logs.filter((l) => l.level >= 40),
+    problems: opts.allowWarnings ? [] : segd.logs.filter((l) => (l.level ?? 0) >= 40),
   };
 }
 export const CLEAN_STOP = { code: 0, signal: null, stderr: '', problems: [] };
