@@ -520,7 +520,8 @@ end
 `;
 }
 
-interface WrkJson {
+/** wrk's own summary (latencies in µs), as its Lua `done` hook prints it. */
+interface WrkJson extends Latency {
   requests: number;
   duration_us: number;
   connect: number;
@@ -528,12 +529,6 @@ interface WrkJson {
   write: number;
   status: number;
   timeout: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  p999: number;
-  max: number;
-  mean: number;
 }
 
 async function runWrk(port: number, script: string, o: Opts, seconds: number, pinning: Pinning): Promise<WrkJson> {
