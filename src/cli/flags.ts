@@ -6,12 +6,18 @@ export type FlagSpec = Record<string, string>;
 export type Flags = Record<string, string | boolean | undefined>;
 
 export function parseFlags(cmd: string, argv: string[], spec: FlagSpec): Flags {
-  const boolFlags = new Set(['quiet', 'help']);
+  return parseCommand(cmd, argv, spec, 0).flags;
+}
+
+/** Flags plus exactly `positionals` positional arguments. */
+export function parseCommand(cmd: string, argv: string[], spec: FlagSpec, positionals: number): { flags: Flags; args: string[] } {
+  const boolFlags = new Set(['quiet', 'help', 'json']);
   const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' } };
   for (const name of Object.keys(spec)) options[name] = { type: boolFlags.has(name) ? 'boolean' : 'string' };
   let values: Flags;
+  let args: string[];
   try {
-    ({ values } = parseArgs({ args: argv, options, allowPositionals: false, strict: true }) as { values: Flags });
+    ({ values, positionals: args } = parseArgs({ args: argv, options, allowPositionals: positionals > 0, strict: true }) as { values: Flags; positionals: string[] });
   } catch (err) {
     throw new Error(`${cmd}: ${(err as Error).message}\n${usage(cmd, spec)}`);
   }
@@ -19,7 +25,8 @@ export function parseFlags(cmd: string, argv: string[], spec: FlagSpec): Flags {
     process.stdout.write(usage(cmd, spec) + '\n');
     process.exit(0);
   }
-  return values;
+  if (args.length !== positionals) throw new Error(`${cmd}: expected ${positionals} argument(s), got ${args.length}\n${usage(cmd, spec)}`);
+  return { flags: values, args };
 }
 
 export function usage(cmd: string, spec: FlagSpec): string {

@@ -1,10 +1,14 @@
-// The `segd` command: serve, gen. Each subcommand owns its flags.
+// The `segd` command: serve, gen, import, status. Each subcommand owns its flags.
 import { genCommand } from './gen.js';
 import { serveCommand } from './serve.js';
+import { importCommand } from './import.js';
+import { statusCommand } from './status.js';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
   serve: { run: serveCommand, help: 'start the server (config from SEGD_* env vars / SEGD_CONFIG file)' },
   gen: { run: genCommand, help: 'write a synthetic NDJSON feed: --users N --out FILE' },
+  import: { run: importCommand, help: 'apply a feed file or directory to the store (server stopped): PATH' },
+  status: { run: statusCommand, help: 'the store and each source: checkpoint, backlog, last commit (--json)' },
 };
 
 export async function main(argv: string[]): Promise<void> {

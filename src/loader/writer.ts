@@ -120,6 +120,7 @@ export class Writer {
         meta.putSync(checkpoint.key, v);
       }
       meta.putSync('writes', ((meta.get('writes') as number | undefined) ?? 0) + 1);
+      meta.putSync('lastCommitAt', Date.now());
     });
     // Only what committed reaches the cache (a failed transaction throws above).
     for (const [id, c] of newCounts) this.countCache.set(id, c);

@@ -16,6 +16,7 @@ import type { Logger } from '../log.js';
 import { SharedState, Flag } from './state.js';
 import type { FromWorker, ToWorker, WorkerData, Rpc, RpcMethod } from './messages.js';
 import { SegmentExporter } from '../filters/segment-export.js';
+import { writePidfile, removePidfile, runningServer } from './pidfile.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 
@@ -32,7 +33,10 @@ export interface RunningServer {
 }
 
 export async function serve(config: Readonly<Config>, log: Logger): Promise<RunningServer> {
+  const other = runningServer(config.dataDir);
+  if (other !== null) throw new Error(`another segd (pid ${other}) is serving ${config.dataDir}`);
   const store = openStore(config.dataDir, { maxReaders: config.maxReaders });
+  writePidfile(config.dataDir);
   const state = new SharedState();
   const known = config.bloomUsers > 0
     ? new KnownUsers(store, { expectedUsers: config.bloomUsers, fpRate: config.bloomFpRate, saveEveryMs: config.bloomSaveMs }, log)
@@ -150,6 +154,7 @@ export async function serve(config: Readonly<Config>, log: Logger): Promise<Runn
     await Promise.all(slots.map((s) => s.worker.terminate()));
     await known?.close();
     await store.close();
+    removePidfile(config.dataDir);
     throw err;
   }
   log.info({ port, host: config.host, workers: config.workers, dataDir: config.dataDir }, 'listening');
@@ -178,6 +183,7 @@ export async function serve(config: Readonly<Config>, log: Logger): Promise<Runn
     await Promise.all(slots.map((s) => s.worker.terminate()));
     await known?.close();
     await closeStore(store, log);
+    removePidfile(config.dataDir);
     log.info('stopped');
   };
 

@@ -1,0 +1,90 @@
+// `segd status [--json]` — what the store at SEGD_DATA_DIR holds and where each
+// source stands: checkpoints, inbox backlog (the lag of the file source),
+// filter freshness, whether a server is running. Read-only; safe beside a
+// running server (LMDB readers do not block the writer).
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadConfig } from '../config/load.js';
+import { openStore, userCount, writeSequence } from '../store/env.js';
+import { isCompleteFeedName, INBOX_CHECKPOINT } from '../loader/inbox.js';
+import { SEED_CHECKPOINT } from '../loader/loader.js';
+import type { FileCheckpoint } from '../loader/file-import.js';
+import { FILTER_FILE } from '../filters/known-users.js';
+import { loadFilter } from '../filters/persist.js';
+import { runningServer } from '../server/pidfile.js';
+import { parseFlags } from './flags.js';
+
+const files = (dir: string, pred: (n: string) => boolean) => {
+  try {
+    return readdirSync(dir).filter(pred).map((n) => ({ name: n, bytes: statSync(join(dir, n)).size }));
+  } catch {
+    return [];
+  }
+};
+const mib = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
+const progressOf = (cp: FileCheckpoint | undefined) =>
+  cp ? { file: cp.file, offset: cp.offset, size: cp.size, line: cp.line, done: cp.done, percent: cp.size ? Math.round((100 * cp.offset) / cp.size) : 100 } : null;
+
+export async function statusCommand(argv: string[]): Promise<number> {
+  const flags = parseFlags('status', argv, { json: 'print JSON' });
+  const config = loadConfig();
+  if (!existsSync(join(config.dataDir, 'data.mdb'))) throw new Error(`no store at ${config.dataDir}`);
+  const store = openStore(config.dataDir, { maxReaders: config.maxReaders, readOnly: true });
+  try {
+    const writes = writeSequence(store);
+    let filter: Record<string, unknown>;
+    try {
+      const f = await loadFilter(join(config.dataDir, FILTER_FILE));
+      filter = { state: f.writes === writes ? 'current' : 'stale (rebuilt at next start)', users: f.added, capacity: f.filter.params.capacity, bytes: f.filter.buffer.byteLength };
+    } catch (err) {
+      filter = { state: (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing (built at next start)' : `unusable: ${(err as Error).message}` };
+    }
+    const waiting = files(config.inbox, isCompleteFeedName);
+    const report = {
+      dataDir: config.dataDir,
+      server: runningServer(config.dataDir),
+      store: {
+        users: userCount(store),
+        fileBytes: statSync(join(config.dataDir, 'data.mdb')).size,
+        schema: store.meta.get('schema'),
+        commits: writes,
+        lastCommitAt: (store.meta.get('lastCommitAt') as number | undefined) ?? null,
+      },
+      filter,
+      sources: {
+        seed: { file: config.seed || null, checkpoint: progressOf(store.meta.get(SEED_CHECKPOINT) as FileCheckpoint | undefined) },
+        inbox: {
+          dir: config.inbox,
+          waitingFiles: waiting.length,
+          waitingBytes: waiting.reduce((a, f) => a + f.bytes, 0),
+          inProgress: progressOf(store.meta.get(INBOX_CHECKPOINT) as FileCheckpoint | undefined),
+          done: files(join(config.inbox, 'done'), () => true).length,
+          rejectFiles: files(join(config.inbox, 'rejects'), (n) => n.endsWith('.rejects.ndjson')).map((f) => f.name),
+        },
+        import: { interrupted: progressOf(store.meta.get('ckpt:import') as FileCheckpoint | undefined) },
+      },
+    };
+    if (flags.json) {
+      process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+      return 0;
+    }
+    const s = report.store;
+    const inbox = report.sources.inbox;
+    const lines = [
+      `segd status — ${report.dataDir}`,
+      `store    ${s.users.toLocaleString('en')} users · ${mib(s.fileBytes)} · schema ${String(s.schema)} · ${s.commits} commits` +
+        (s.lastCommitAt ? ` · last commit ${new Date(s.lastCommitAt).toISOString()}` : ''),
+      `server   ${report.server ? `running (pid ${report.server})` : 'not running'}`,
+      `filter   ${String(filter.state)}${filter.users !== undefined ? ` · ${Number(filter.users).toLocaleString('en')} users · ${mib(Number(filter.bytes))}` : ''}`,
+      `seed     ${report.sources.seed.file ?? 'none'}${report.sources.seed.checkpoint ? (report.sources.seed.checkpoint.done ? ' · done' : ` · ${report.sources.seed.checkpoint.percent}%`) : ''}`,
+      `inbox    ${inbox.dir} · ${inbox.waitingFiles} file(s) waiting (${mib(inbox.waitingBytes)})` +
+        (inbox.inProgress ? ` · in progress: ${inbox.inProgress.file} at ${inbox.inProgress.percent}% (line ${inbox.inProgress.line})` : '') +
+        ` · ${inbox.done} done · ${inbox.rejectFiles.length} rejects file(s)`,
+      `import   ${report.sources.import.interrupted ? `interrupted: ${report.sources.import.interrupted.file} at ${report.sources.import.interrupted.percent}% (run segd import again to resume)` : 'none interrupted'}`,
+    ];
+    process.stdout.write(lines.join('\n') + '\n');
+    return 0;
+  } finally {
+    await store.close();
+  }
+}
