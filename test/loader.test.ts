@@ -96,6 +96,29 @@ describe('inbox loader', () => {
     expect(await segmentsOf(segd, 'huge')).toEqual([]);
   });
 
+  it('reads gzip files, and keeps what comes before a gzip that breaks off half-way', async () => {
+    const { gzipSync } = await import('node:zlib');
+    const lines = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => feedLine({ op: 'add', uid: `${prefix}${i}`, segments: [i % 7] })).join('');
+    await dropFeed(inbox, '040-ok.ndjson.gz', gzipSync(lines('gz', 500)));
+    await waitFor(async () => existsSync(join(inbox, 'done', '040-ok.ndjson.gz')));
+    expect(await segmentsOf(segd, 'gz499')).toEqual([499 % 7]);
+
+    // Incompressible-ish content so the cut falls well inside the stream.
+    const big = Array.from({ length: 20000 }, (_, i) => feedLine({ op: 'add', uid: `cut${i}-${(i * 2654435761) >>> 0}`, segments: [i % 1000] })).join('');
+    const gz = gzipSync(big);
+    await dropFeed(inbox, '041-cut.ndjson.gz', gz.subarray(0, Math.floor(gz.length * 0.6)));
+    await waitFor(async () => existsSync(join(inbox, 'done', '041-cut.ndjson.gz')));
+    expect(await segmentsOf(segd, `cut0-0`)).toEqual([0]);
+    const rejects = readFileSync(join(inbox, 'rejects', '041-cut.ndjson.gz.rejects.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { line: number; reason: string });
+    const last = rejects[rejects.length - 1]!;
+    expect(last.reason).toMatch(/^corrupt or truncated gzip after line \d+/);
+    // Every line before the break was applied.
+    const kept = last.line - 1;
+    expect(kept).toBeGreaterThan(1000);
+    const k = kept - 1;
+    expect(await segmentsOf(segd, `cut${k}-${(k * 2654435761) >>> 0}`)).toEqual([k % 1000]);
+  });
+
   it('never lets an older change overwrite a newer one', async () => {
     const t = Math.floor(Date.now() / 1000);
     await dropFeed(inbox, '030-new.ndjson', feedLine({ op: 'replace', uid: 'ordered', segments: [2], ts: t }));

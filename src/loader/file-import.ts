@@ -105,29 +105,39 @@ export async function importFile(store: Store, writer: Writer, path: string, opt
   };
 
   let pending = false;
-  const res = await readLines(path, resume?.offset ?? 0, resume?.line ?? 0, opts.maxLineBytes, {
-    line(buf, start, end, lineNo, next) {
-      lastOffset = next;
-      lastLine = lineNo;
-      if (end === start) return; // blank lines are allowed
-      const parsed = parseLineBytes(buf.subarray(start, end), now, opts.maxUidBytes);
-      if (typeof parsed === 'string') reject(lineNo, parsed, parsed === 'invalid UTF-8' ? undefined : buf, start, end);
-      else batch.push(parsed);
-      if (batch.length + rejects.length >= opts.batchSize) pending = true;
-    },
-    tooLong(lineNo, next) {
-      lastOffset = next;
-      lastLine = lineNo;
-      reject(lineNo, `line longer than ${opts.maxLineBytes} bytes`);
-    },
-    async chunkDone() {
-      if (pending) {
-        pending = false;
-        await commit(false);
-      }
-      opts.signal?.throwIfAborted();
-    },
-  });
+  let res: { bytes: number; lines: number };
+  try {
+    res = await readLines(path, resume?.offset ?? 0, resume?.line ?? 0, opts.maxLineBytes, {
+      line(buf, start, end, lineNo, next) {
+        lastOffset = next;
+        lastLine = lineNo;
+        if (end === start) return; // blank lines are allowed
+        const parsed = parseLineBytes(buf.subarray(start, end), now, opts.maxUidBytes);
+        if (typeof parsed === 'string') reject(lineNo, parsed, parsed === 'invalid UTF-8' ? undefined : buf, start, end);
+        else batch.push(parsed);
+        if (batch.length + rejects.length >= opts.batchSize) pending = true;
+      },
+      tooLong(lineNo, next) {
+        lastOffset = next;
+        lastLine = lineNo;
+        reject(lineNo, `line longer than ${opts.maxLineBytes} bytes`);
+      },
+      async chunkDone() {
+        if (pending) {
+          pending = false;
+          await commit(false);
+        }
+        opts.signal?.throwIfAborted();
+      },
+    });
+  } catch (err) {
+    // A gzip that breaks off or is corrupt half-way: keep everything before
+    // the break, reject the rest with the reason, and finish the file (a
+    // retry would only fail the same way).
+    if (!String((err as NodeJS.ErrnoException).code).startsWith('Z_')) throw err;
+    reject(lastLine + 1, `corrupt or truncated gzip after line ${lastLine}: ${(err as Error).message}; the rest of the file is not applied`);
+    res = { bytes: lastOffset, lines: lastLine };
+  }
   summary.lines = res.lines;
   await commit(true);
   summary.ms = performance.now() - t0;

@@ -2,7 +2,58 @@
 // the byte offset just past it (what a checkpoint records). Lines longer than
 // `maxLineBytes` are reported as too long and skipped to the next newline,
 // without buffering them. A last line with no newline is still a line.
+// A `.gz` file is read through gunzip; its offsets count uncompressed bytes
+// (a resume decompresses from the start and skips to the checkpoint).
 import { open } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { createGunzip } from 'node:zlib';
+
+/** Sequential bytes of a file from an offset: `read` fills buf[at, at+max) and returns the count, 0 at the end. */
+interface ByteSource {
+  read(buf: Buffer, at: number, max: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+async function plainSource(path: string, offset: number): Promise<ByteSource> {
+  const fh = await open(path, 'r');
+  let pos = offset;
+  return {
+    async read(buf, at, max) {
+      const { bytesRead } = await fh.read(buf, at, max, pos);
+      pos += bytesRead;
+      return bytesRead;
+    },
+    close: () => fh.close(),
+  };
+}
+
+function gzipSource(path: string, offset: number): ByteSource {
+  const stream = createReadStream(path).pipe(createGunzip());
+  const it = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  let pending: Buffer = Buffer.alloc(0);
+  let skip = offset;
+  return {
+    async read(buf, at, max) {
+      while (pending.length === 0) {
+        const next = await it.next();
+        if (next.done) return 0;
+        pending = next.value;
+        if (skip > 0) {
+          const n = Math.min(skip, pending.length);
+          pending = pending.subarray(n);
+          skip -= n;
+        }
+      }
+      const n = Math.min(max, pending.length);
+      pending.copy(buf, at, 0, n);
+      pending = pending.subarray(n);
+      return n;
+    },
+    close: async () => {
+      stream.destroy();
+    },
+  };
+}
 
 export interface LineSink {
   /** `buf[start, end)` is the line without its newline (a trailing CR is stripped). */
@@ -21,7 +72,7 @@ export async function readLines(
   maxLineBytes: number,
   sink: LineSink,
 ): Promise<{ bytes: number; lines: number }> {
-  const fh = await open(path, 'r');
+  const src = path.endsWith('.gz') ? gzipSource(path, startOffset) : await plainSource(path, startOffset);
   try {
     let buf = Buffer.allocUnsafe(CHUNK + maxLineBytes);
     let carry = 0; // bytes of an unfinished line at buf[0, carry)
@@ -34,7 +85,7 @@ export async function readLines(
         buf.copy(bigger, 0, 0, carry);
         buf = bigger;
       }
-      const { bytesRead } = await fh.read(buf, carry, CHUNK, fileOffset + carry);
+      const bytesRead = await src.read(buf, carry, CHUNK);
       const filled = carry + bytesRead;
       let start = 0;
       for (;;) {
@@ -78,6 +129,6 @@ export async function readLines(
       await sink.chunkDone?.(fileOffset);
     }
   } finally {
-    await fh.close();
+    await src.close();
   }
 }
