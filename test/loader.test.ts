@@ -119,6 +119,33 @@ describe('inbox loader', () => {
     expect(await segmentsOf(segd, `cut${k}-${(k * 2654435761) >>> 0}`)).toEqual([k % 1000]);
   });
 
+  it('reads CSV (BOM, header, CRLF, quoted uids, TTLs) and rejects bad rows with reasons', async () => {
+    const csv = [
+      '\uFEFFuid,segments', // 1: BOM + header, skipped
+      'csv-a,10|11:3600', // 2
+      '"csv,b ""quoted""",12', // 3: quoted uid with a comma and quotes
+      'csv-c,', // 4: no segments
+      'csv-d,13|x', // 5: bad segment
+      'csv-e,14,15', // 6: three fields
+      '"csv-f,16', // 7: unterminated quote
+      'csv-g,4294967296', // 8: out of u32 range
+      'csv-h, 17 | 18 ', // 9: spaces are fine
+    ].join('\r\n');
+    await dropFeed(inbox, '050-audience.csv', csv);
+    await waitFor(async () => existsSync(join(inbox, 'done', '050-audience.csv')));
+    expect(await segmentsOf(segd, 'csv-a')).toEqual([10, 11]);
+    expect(await segmentsOf(segd, 'csv,b "quoted"')).toEqual([12]);
+    expect(await segmentsOf(segd, 'csv-h')).toEqual([17, 18]);
+    const rejects = readFileSync(join(inbox, 'rejects', '050-audience.csv.rejects.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { line: number; reason: string });
+    expect(rejects.map((r) => [r.line, r.reason])).toEqual([
+      [4, 'no segments'],
+      [5, 'bad segment "x" (want id or id:ttl)'],
+      [6, 'expected two fields: uid,seg|seg|…'],
+      [7, 'unterminated quoted uid'],
+      [8, 'segments[0] must be an integer 0..4294967295 or {"id":…,"ttl":…}; got 4294967296'],
+    ]);
+  });
+
   it('never lets an older change overwrite a newer one', async () => {
     const t = Math.floor(Date.now() / 1000);
     await dropFeed(inbox, '030-new.ndjson', feedLine({ op: 'replace', uid: 'ordered', segments: [2], ts: t }));

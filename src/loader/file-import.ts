@@ -7,7 +7,7 @@ import { basename, dirname } from 'node:path';
 import type { Store } from '../store/env.js';
 import { nowSeconds } from '../lookup/segments.js';
 import { readLines } from './lines.js';
-import { parseLineBytes, type Change } from './records.js';
+import { parseLineBytes, parseCsvLine, isCsvHeader, type Change } from './records.js';
 import type { Writer } from './writer.js';
 
 export interface FileCheckpoint {
@@ -105,6 +105,7 @@ export async function importFile(store: Store, writer: Writer, path: string, opt
   };
 
   let pending = false;
+  const csv = /\.csv(\.gz)?$/.test(name);
   let res: { bytes: number; lines: number };
   try {
     res = await readLines(path, resume?.offset ?? 0, resume?.line ?? 0, opts.maxLineBytes, {
@@ -112,7 +113,9 @@ export async function importFile(store: Store, writer: Writer, path: string, opt
         lastOffset = next;
         lastLine = lineNo;
         if (end === start) return; // blank lines are allowed
-        const parsed = parseLineBytes(buf.subarray(start, end), now, opts.maxUidBytes);
+        const bytes = buf.subarray(start, end);
+        if (csv && lineNo === 1 && isCsvHeader(bytes)) return;
+        const parsed = csv ? parseCsvLine(bytes, now, opts.maxUidBytes) : parseLineBytes(bytes, now, opts.maxUidBytes);
         if (typeof parsed === 'string') reject(lineNo, parsed, parsed === 'invalid UTF-8' ? undefined : buf, start, end);
         else batch.push(parsed);
         if (batch.length + rejects.length >= opts.batchSize) pending = true;

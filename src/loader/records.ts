@@ -106,6 +106,63 @@ export function parseLineBytes(line: Uint8Array, nowSec: number, maxUidBytes: nu
   }
 }
 
+/**
+ * One CSV line, `uid,seg|seg:ttl|…` (RFC 4180 quoting for the uid: `"a,b"`,
+ * `""` for a quote), applied as an `add` stamped with the apply time. A BOM at
+ * the start of the file and a header line `uid,segments` are skipped by the
+ * caller via `isCsvHeader`.
+ */
+export function parseCsvLine(line: Uint8Array, nowSec: number, maxUidBytes: number): Change | string {
+  if (!isUtf8(line)) return 'invalid UTF-8';
+  let text = Buffer.from(line.buffer, line.byteOffset, line.byteLength).toString('utf8');
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  let uid: string;
+  let rest: string;
+  if (text.startsWith('"')) {
+    let i = 1;
+    uid = '';
+    for (;;) {
+      const q = text.indexOf('"', i);
+      if (q === -1) return 'unterminated quoted uid';
+      uid += text.slice(i, q);
+      if (text[q + 1] === '"') {
+        uid += '"';
+        i = q + 2;
+        continue;
+      }
+      if (text[q + 1] !== ',') return 'expected "," after the quoted uid';
+      rest = text.slice(q + 2);
+      break;
+    }
+  } else {
+    const comma = text.indexOf(',');
+    if (comma === -1) return 'expected uid,segments';
+    uid = text.slice(0, comma);
+    rest = text.slice(comma + 1);
+  }
+  if (rest.includes(',')) return 'expected two fields: uid,seg|seg|…';
+  if (rest.trim() === '') return 'no segments';
+  const segments: Array<number | { id: number; ttl: number }> = [];
+  for (const part of rest.split('|')) {
+    const m = /^\s*(\d{1,10})(?::(\d{1,10}))?\s*$/.exec(part);
+    if (!m) return `bad segment ${JSON.stringify(part.slice(0, 40))} (want id or id:ttl)`;
+    const id = Number(m[1]);
+    segments.push(m[2] === undefined ? id : { id, ttl: Number(m[2]) });
+  }
+  try {
+    return toChange({ op: 'add', uid, segments }, nowSec, maxUidBytes);
+  } catch (err) {
+    if (err instanceof RecordError) return err.message;
+    throw err;
+  }
+}
+
+/** A first line naming the columns rather than holding data. */
+export function isCsvHeader(line: Uint8Array): boolean {
+  const t = Buffer.from(line.buffer, line.byteOffset, line.byteLength).toString('utf8').replace(/^\uFEFF/, '').trim().toLowerCase();
+  return t === 'uid,segments' || t === 'uid,segment_ids';
+}
+
 function short(v: unknown): string {
   const s = v === undefined ? 'nothing' : JSON.stringify(v) ?? String(v);
   return s.length > 40 ? `${s.slice(0, 40)}…` : s;
