@@ -50,13 +50,16 @@ describe('POST /v1/ingest', () => {
       '{"op":"add",\n',
       feedLine({ op: 'add', uid: 'g2', segments: [-5] }),
       feedLine({ op: 'add', uid: 'g3', segments: [3] }),
+      // A far-future ts would pin the user: every later change would be stale.
+      feedLine({ op: 'add', uid: 'g4', segments: [4], ts: Math.floor(Date.now() / 1000) + 10 * 86400 }),
     ].join('');
     const r = await push(body);
     expect(r.status).toBe(200);
     const j = (await r.json()) as { applied: number; rejected: number; rejects: Array<{ line: number; reason: string }> };
     expect(j.applied).toBe(2);
-    expect(j.rejected).toBe(2);
-    expect(j.rejects.map((x) => x.line)).toEqual([2, 3]);
+    expect(j.rejected).toBe(3);
+    expect(j.rejects.map((x) => x.line)).toEqual([2, 3, 5]);
+    expect(j.rejects[2]!.reason).toBe('"ts" is more than 86400 s in the future');
     expect(j.rejects[0]!.reason).toMatch(/^malformed JSON/);
     expect(await segmentsOf('g1')).toEqual([1]);
     expect(await segmentsOf('g3')).toEqual([3]);

@@ -13,6 +13,8 @@ import type { Writer } from './writer.js';
 export interface FileCheckpoint {
   file: string;
   size: number;
+  /** With name and size, tells a resumed file from a new one of the same name. */
+  mtimeMs: number;
   offset: number;
   line: number;
   done: boolean;
@@ -57,10 +59,10 @@ const MAX_REJECT_SNIPPET = 200;
 
 export async function importFile(store: Store, writer: Writer, path: string, opts: ImportOptions): Promise<ImportSummary> {
   const t0 = performance.now();
-  const { size } = await stat(path);
+  const { size, mtimeMs } = await stat(path);
   const name = basename(path);
   const prev = store.meta.get(opts.checkpointKey) as FileCheckpoint | undefined;
-  const resume = prev && prev.file === name && prev.size === size ? prev : undefined;
+  const resume = prev && prev.file === name && prev.size === size && prev.mtimeMs === mtimeMs ? prev : undefined;
   const summary: ImportSummary = {
     file: name, bytes: resume?.offset ?? 0, size, applied: 0, stale: 0, rejected: 0,
     lines: 0, memberships: 0, ms: 0, resumedFrom: resume?.offset ?? 0,
@@ -87,7 +89,7 @@ export async function importFile(store: Store, writer: Writer, path: string, opt
   };
 
   const commit = async (done: boolean) => {
-    const cp: FileCheckpoint = { file: name, size, offset: lastOffset, line: lastLine, done };
+    const cp: FileCheckpoint = { file: name, size, mtimeMs, offset: lastOffset, line: lastLine, done };
     const res = writer.apply(batch, now, { key: opts.checkpointKey, value: cp });
     summary.applied += res.applied;
     summary.stale += res.stale;

@@ -74,9 +74,10 @@ export class Inbox {
           log.info({ file: name }, 'inbox import paused for shutdown; resumes from its checkpoint');
           return files;
         }
-        // An unreadable file stays where it is and is retried next scan.
+        // The file stays and the scan stops here: the shared checkpoint still
+        // points into it, and the next scan resumes it before anything else.
         log.error({ err, file: name }, 'inbox file failed; will retry');
-        continue;
+        return files;
       }
       await rename(path, await freeName(join(dir, 'done'), name));
       this.store.meta.removeSync(INBOX_CHECKPOINT);

@@ -28,8 +28,14 @@ async function plainSource(path: string, offset: number): Promise<ByteSource> {
 }
 
 function gzipSource(path: string, offset: number): ByteSource {
-  const stream = createReadStream(path).pipe(createGunzip());
-  const it = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  // pipe() does not forward errors: an error of the file stream (EACCES,
+  // ENOENT) is handed to gunzip, so it reaches the reader as a rejected read
+  // instead of an unhandled 'error' event that would kill the process.
+  const file = createReadStream(path);
+  const gunzip = createGunzip();
+  file.on('error', (err) => gunzip.destroy(err));
+  file.pipe(gunzip);
+  const it = gunzip[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   let pending: Buffer = Buffer.alloc(0);
   let skip = offset;
   return {
@@ -50,7 +56,8 @@ function gzipSource(path: string, offset: number): ByteSource {
       return n;
     },
     close: async () => {
-      stream.destroy();
+      gunzip.destroy();
+      file.destroy();
     },
   };
 }

@@ -24,6 +24,9 @@ export const MAX_SEGMENTS_PER_RECORD = 10_000;
 /** Ten years: longer TTLs are a units mistake (ms for s), not a policy. */
 export const MAX_TTL_SECONDS = 10 * 365 * 86_400;
 
+/** How far ahead of this node's clock a change's ts may be (clock skew upstream). */
+export const MAX_FUTURE_SKEW = 86_400;
+
 export class RecordError extends Error {}
 
 const isU32 = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= MAX_SEGMENT_ID;
@@ -45,6 +48,10 @@ export function toChange(rec: unknown, nowSec: number, maxUidBytes: number): Cha
   if (r.ts !== undefined) {
     if (typeof r.ts !== 'number' || !Number.isInteger(r.ts) || r.ts <= 0 || r.ts > 0xffff_ffff) {
       throw new RecordError(`"ts" must be unix seconds (a positive integer); got ${short(r.ts)}`);
+    }
+    if (r.ts > nowSec + MAX_FUTURE_SKEW) {
+      // One far-future ts would pin the user: every later change would be "stale".
+      throw new RecordError(`"ts" is more than ${MAX_FUTURE_SKEW} s in the future`);
     }
     ts = r.ts;
   }
@@ -72,6 +79,7 @@ export function toChange(rec: unknown, nowSec: number, maxUidBytes: number): Cha
           }
           ttl = o.ttl;
         }
+        if (ts + ttl > 0xffff_ffff) throw new RecordError(`segments[${i}]: ts + ttl is past the year 2106`);
         ids.push(o.id);
         ttls.push(ttl);
       } else {

@@ -6,14 +6,24 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { Store } from '../store/env.js';
 import type { Logger } from '../log.js';
-import { HEADER_BYTES, PAIR_BYTES } from '../store/members.js';
+import { HEADER_BYTES, PAIR_BYTES, isValidMembersValue } from '../store/members.js';
 import { nowSeconds } from '../lookup/segments.js';
 import type { Writer } from './writer.js';
 
 const CHUNK = 2000;
 
-/** Whether the value holds an expired pair; `minLive[0]` is lowered to its earliest live expiry. */
-function scanExpiry(buf: Buffer, now: number, minLive: Float64Array): boolean {
+/**
+ * Whether the value holds an expired pair (or is a tombstone past its
+ * retention); `minLive[0]` is lowered to its earliest future expiry.
+ */
+function scanExpiry(buf: Buffer, now: number, minLive: Float64Array, tombstoneSeconds: number): boolean {
+  if (!isValidMembersValue(buf)) return false;
+  if (buf.length === HEADER_BYTES) {
+    const gone = buf.readUInt32LE(0) + tombstoneSeconds;
+    if (gone <= now) return true;
+    if (gone < minLive[0]!) minLive[0] = gone;
+    return false;
+  }
   let expired = false;
   for (let off = HEADER_BYTES + 4; off < buf.length; off += PAIR_BYTES) {
     const exp = buf.readUInt32LE(off);
@@ -54,6 +64,18 @@ export class Sweeper {
     res.ran = true;
     this.writer.nextExpiry = Infinity; // writes during the pass lower it
     const minLive = new Float64Array([Infinity]);
+    try {
+      await this.scan(res, minLive);
+    } catch (err) {
+      this.writer.nextExpiry = 0; // unknown again: the next check runs a pass
+      throw err;
+    }
+    res.ms = performance.now() - t0;
+    if (res.removed || res.users) this.log.info(res, 'ttl sweep removed expired memberships');
+    return res;
+  }
+
+  private async scan(res: SweepPass, minLive: Float64Array): Promise<void> {
     let start: string | undefined;
     for (;;) {
       const now = nowSeconds();
@@ -64,7 +86,7 @@ export class Sweeper {
       for (const { key, value } of this.store.members.getRange({ start, snapshot: false })) {
         const uid = key as string;
         if (uid === start) continue; // the range starts at the last key of the previous chunk
-        if (scanExpiry(value as Buffer, now, minLive)) expired.push(uid);
+        if (scanExpiry(value as Buffer, now, minLive, this.writer.tombstoneSeconds)) expired.push(uid);
         last = uid;
         if (++n === CHUNK) break;
       }
@@ -85,8 +107,5 @@ export class Sweeper {
       start = last;
       await yieldToLoop();
     }
-    res.ms = performance.now() - t0;
-    if (res.removed) this.log.info(res, 'ttl sweep removed expired memberships');
-    return res;
   }
 }

@@ -25,7 +25,11 @@ export interface WriterHooks {
   onNewUser?: (uid: string) => void;
   /** After each committed batch. */
   afterBatch?: () => void;
+  /** Tombstone retention (default 7 days). */
+  tombstoneSeconds?: number;
 }
+
+export const DEFAULT_TOMBSTONE_SECONDS = 7 * 86_400;
 
 export class Writer {
   /**
@@ -38,7 +42,12 @@ export class Writer {
   /** Segment counts as stored: the writer is their only writer, so a cache saves a get per segment per batch. */
   private readonly countCache = new Map<number, number>();
 
-  constructor(private readonly store: Store, private readonly hooks: WriterHooks = {}) {}
+  /** How long a tombstone (a user whose set became empty) is kept: the window in which late, older changes are recognised. */
+  readonly tombstoneSeconds: number;
+
+  constructor(private readonly store: Store, private readonly hooks: WriterHooks = {}) {
+    this.tombstoneSeconds = hooks.tombstoneSeconds ?? DEFAULT_TOMBSTONE_SECONDS;
+  }
 
   /** Inside a transaction: applies count deltas; `committed` collects the new values for the cache. */
   private putCounts(delta: Map<number, number>, committed: Map<number, number>): void {
@@ -67,11 +76,19 @@ export class Writer {
         const buf = members.getBinaryFast(uid) as Buffer | undefined;
         if (buf === undefined || !isValidMembersValue(buf)) continue;
         const { updatedAt, members: ms } = decodeMembers(buf);
+        if (ms.length === 0) {
+          if (updatedAt + this.tombstoneSeconds <= nowSec) {
+            members.removeSync(uid);
+            out.users++;
+          }
+          continue;
+        }
         const live = ms.filter((m) => m.expiresAt === 0 || m.expiresAt > nowSec);
         if (live.length === ms.length) continue;
         for (const m of ms) if (!(m.expiresAt === 0 || m.expiresAt > nowSec)) delta.set(m.id, (delta.get(m.id) ?? 0) - 1);
         out.removed += ms.length - live.length;
         out.users++;
+        // Expiry is not a change: a user it empties is removed, not tombstoned.
         if (live.length === 0) members.removeSync(uid);
         else members.putSync(uid, encodeMembers(updatedAt, live));
       }
@@ -105,12 +122,18 @@ export class Writer {
         if (old) for (const m of old.members) bump(m.id, -1);
         for (const m of next) bump(m.id, +1);
         result.memberships += changedCount(old?.members, next);
+        const updatedAt = Math.max(ch.ts, old?.updatedAt ?? 0);
         if (next.length === 0) {
-          if (oldBuf !== undefined) members.removeSync(ch.uid);
+          // A tombstone, not a removal: it keeps updatedAt, so an older change
+          // arriving late cannot bring the user back. Swept after the retention.
+          members.putSync(ch.uid, encodeMembers(updatedAt, next));
+          const gone = updatedAt + this.tombstoneSeconds;
+          if (gone < this.nextExpiry) this.nextExpiry = gone;
         } else {
-          if (oldBuf === undefined) this.hooks.onNewUser?.(ch.uid);
+          // New, or back from a tombstone: the known-users filter must know it.
+          if (!old || old.members.length === 0) this.hooks.onNewUser?.(ch.uid);
           for (const m of next) if (m.expiresAt !== 0 && m.expiresAt < this.nextExpiry) this.nextExpiry = m.expiresAt;
-          members.putSync(ch.uid, encodeMembers(Math.max(ch.ts, old?.updatedAt ?? 0), next));
+          members.putSync(ch.uid, encodeMembers(updatedAt, next));
         }
         result.applied++;
       }

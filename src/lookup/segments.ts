@@ -1,7 +1,7 @@
 // The read path: user key → live segment ids. Synchronous, straight from the
 // memory map; one reusable output array per worker, no per-lookup objects.
 import type { Store } from '../store/env.js';
-import { liveSegments } from '../store/members.js';
+import { liveSegments, HEADER_BYTES } from '../store/members.js';
 import type { BlockedBloom } from '../filters/blocked-bloom.js';
 
 /** More than any real profile holds; a value with more pairs is truncated. */
@@ -32,7 +32,8 @@ export class SegmentLookup {
       return -1;
     }
     const buf = this.store.members.getBinaryFast(uid) as Buffer | undefined;
-    if (buf === undefined) {
+    // No value, or a tombstone (header only): an unknown user.
+    if (buf === undefined || buf.length <= HEADER_BYTES) {
       if (filter !== null) this.filterStats[FILTER_FALSE_POSITIVE]!++;
       return -1;
     }
@@ -42,5 +43,5 @@ export class SegmentLookup {
 }
 
 export function nowSeconds(): number {
-  return (Date.now() / 1000) | 0;
+  return Math.floor(Date.now() / 1000); // not `| 0`: that goes negative in 2038
 }
