@@ -126,11 +126,21 @@ describe('known-users filter in the server', () => {
   it('grows the filter when more users arrive than it was sized for', async () => {
     const seed = join(tempDir(), 'seed.ndjson');
     expect((await runSegd(['gen', '--users', '5000', '--out', seed, '--quiet'])).code).toBe(0);
-    const segd = await startSegd({ env: { SEGD_SEED: seed, SEGD_BLOOM_USERS: '1000' } });
+    const segd = await startSegd({ env: { SEGD_SEED: seed, SEGD_BLOOM_USERS: '1000', SEGD_WORKERS: '2' } });
     const grown = await segd.waitForLog((l) => l.msg === 'known-users filter built' && (l.capacity as number) >= 5000);
     expect(grown.users).toBe(5000);
     expect(segd.logs.some((l) => l.msg === 'known-users filter full; rebuilding at twice the size')).toBe(true);
     for (const i of [0, 2500, 4999]) expect((await segmentsOf(segd, uidFor(1, i))).length).toBeGreaterThan(0);
+    // A user added after the swap is seen by every worker (each on the new filter).
+    await dropFeed(join(segd.dataDir, 'inbox'), 'after-swap.ndjson', feedLine({ op: 'add', uid: 'after-swap', segments: [5] }));
+    const deadline = Date.now() + 10_000;
+    while ((await segmentsOf(segd, 'after-swap')).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const workers = new Set<number>();
+    for (let i = 0; i < 30; i++) {
+      workers.add(((await (await fetch(`${segd.url}/healthz`, { headers: { connection: 'close' } })).json()) as { worker: number }).worker);
+      expect(await (await fetch(`${segd.url}/v1/segments?uid=after-swap`, { headers: { connection: 'close' } })).json()).toEqual({ uid: 'after-swap', segments: [5] });
+    }
+    expect(workers.size).toBe(2);
     expect(await stopReport(segd)).toEqual(CLEAN_STOP);
   });
 });

@@ -16,6 +16,8 @@ import { saveFilter, loadFilter } from './persist.js';
 
 export const FILTER_FILE = 'known-users.bloom';
 const SCAN_CHUNK = 50_000;
+/** Far longer than a message takes to reach every worker. */
+const RETIRED_MS = 60_000;
 
 export interface KnownUsersOptions {
   /** Users to size for (grown to 1.25× the store when that is larger). */
@@ -36,6 +38,12 @@ export class KnownUsers {
   /** The filter lookups use; null while none is usable. */
   current: BlockedBloom | null = null;
   private building: BlockedBloom | null = null;
+  /**
+   * The filter just replaced: workers may check it until the swap message
+   * reaches them, so new users keep going into it for a while.
+   */
+  private retired: BlockedBloom | null = null;
+  private retiredTimer: NodeJS.Timeout | null = null;
   private added = 0;
   private dirty = false;
   private timer: NodeJS.Timeout | null = null;
@@ -89,6 +97,7 @@ export class KnownUsers {
   readonly onNewUser = (uid: string): void => {
     this.current?.add(uid);
     this.building?.add(uid);
+    this.retired?.add(uid);
     this.added++;
     this.dirty = true;
   };
@@ -133,6 +142,10 @@ export class KnownUsers {
       }
     }
     this.building = null;
+    this.retired = this.current;
+    if (this.retiredTimer) clearTimeout(this.retiredTimer);
+    this.retiredTimer = setTimeout(() => (this.retired = null), RETIRED_MS);
+    this.retiredTimer.unref();
     this.current = next;
     this.added = n;
     this.rebuilds++;

@@ -80,6 +80,9 @@ export async function serve(config: Readonly<Config>, log: Logger): Promise<Runn
         switch (msg.type) {
           case 'listening':
             listening = true;
+            // The filter may have been swapped since this worker's workerData
+            // was made (a rebuild during start-up or a restart): send the current one.
+            worker.postMessage({ type: 'filter', filter: known?.handle() ?? null } satisfies ToWorker);
             resolve({ slot, port: msg.port });
             break;
           case 'listen-failed':
