@@ -9,6 +9,7 @@ export const ERRORS = {
   BAD_SEGMENT: { status: 400, message: 'the segment id must be an integer 0..4294967295' },
   BAD_FP_RATE: { status: 400, message: 'fp must be a number between 0.000001 and 0.5' },
   BAD_IDEMPOTENCY_KEY: { status: 400, message: 'Idempotency-Key must be 1..200 printable ASCII characters' },
+  IDEMPOTENCY_KEY_REUSED: { status: 422, message: 'this Idempotency-Key was used for a different body; nothing was applied' },
   ALL_REJECTED: { status: 422, message: 'every record in the batch was rejected; nothing was applied' },
   NOT_FOUND: { status: 404, message: 'no such route' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed on this route' },

@@ -7,11 +7,12 @@ import { pack } from 'msgpackr';
 import { startSegd, stopReport, CLEAN_STOP, feedLine, type Segd } from './helpers/server.js';
 
 const KEY = 'ingest-key-0123456789abcdef';
+const KEY2 = 'second-collector-key-000000';
 
 describe('POST /v1/ingest', () => {
   let segd: Segd;
   beforeAll(async () => {
-    segd = await startSegd({ env: { SEGD_INGEST_KEYS: KEY, SEGD_MAX_INGEST_BYTES: '65536', SEGD_WORKERS: '2' } });
+    segd = await startSegd({ env: { SEGD_INGEST_KEYS: `${KEY},${KEY2}`, SEGD_MAX_INGEST_BYTES: '65536', SEGD_WORKERS: '2' } });
   });
   afterAll(async () => {
     expect(await stopReport(segd)).toEqual(CLEAN_STOP);
@@ -86,6 +87,15 @@ describe('POST /v1/ingest', () => {
     const retry = await (await push(body, { 'idempotency-key': 'batch-42' })).json();
     expect(retry).toMatchObject({ applied: 1, replay: true });
     expect(await segmentsOf('idem')).toEqual([2]);
+    // The same key with another body is a conflict, not a silent replay.
+    const other = await push(feedLine({ op: 'add', uid: 'idem', segments: [3] }), { 'idempotency-key': 'batch-42' });
+    expect(other.status).toBe(422);
+    expect(((await other.json()) as { error: { code: string } }).error.code).toBe('IDEMPOTENCY_KEY_REUSED');
+    expect(await segmentsOf('idem')).toEqual([2]);
+    // Keys are per caller: another collector's "batch-42" is its own batch.
+    const r2 = await push(feedLine({ op: 'add', uid: 'idem-2', segments: [4] }), { 'idempotency-key': 'batch-42', authorization: `Bearer ${KEY2}` });
+    expect(await r2.json()).toMatchObject({ applied: 1, replay: false });
+    expect(await segmentsOf('idem-2')).toEqual([4]);
     const m = await (await fetch(`${segd.url}/metrics`)).text();
     expect(m).toMatch(/segd_loader_records_total\{source="push",outcome="applied"\} \d+/);
   });

@@ -13,11 +13,16 @@ export class BearerKeys {
 
   /** `authorization` is the raw header value. */
   allows(authorization: string): boolean {
-    if (!authorization.startsWith('Bearer ')) return false;
+    return this.match(authorization) !== null;
+  }
+
+  /** Which key matched, as a short digest (safe to store and log), or null. */
+  match(authorization: string): string | null {
+    if (!authorization.startsWith('Bearer ')) return null;
     const d = digest(authorization.slice(7).trim());
-    let ok = false;
+    let found: Buffer | null = null;
     // Compare with every key (no early exit): time does not depend on which matched.
-    for (const k of this.digests) ok = timingSafeEqual(d, k) || ok;
-    return ok;
+    for (const k of this.digests) if (timingSafeEqual(d, k)) found = k;
+    return found ? found.toString('hex', 0, 8) : null;
   }
 }

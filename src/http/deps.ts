@@ -4,8 +4,7 @@ import type { SegmentLookup } from '../lookup/segments.js';
 import type { HttpMetrics } from '../metrics/http.js';
 import type { SharedState } from '../server/state.js';
 import type { Logger } from '../log.js';
-import type { Change } from '../loader/records.js';
-import type { PushResult } from '../loader/push.js';
+import type { PushRequest, PushAnswer } from '../loader/push.js';
 
 export interface AppDeps {
   config: Readonly<Config>;
@@ -16,8 +15,8 @@ export interface AppDeps {
   metricsText: () => Promise<string>;
   /** A segment's members as a bloom filter export document (JSON text), built off the lookup path. */
   exportSegment: (segment: number, fpRate: number) => Promise<string>;
-  /** Hands a parsed push batch to the loader thread; resolves once committed (durable). */
-  ingest: (changes: Change[], rejected: number, key?: string) => Promise<PushResult>;
+  /** Hands a pushed body to the loader thread (transferred); resolves once parsed and committed (durable). */
+  ingest: (req: PushRequest, maxListed: number) => Promise<PushAnswer>;
   log: Logger;
   /** Which worker thread this app runs in (shown by /healthz). */
   workerIndex: number;

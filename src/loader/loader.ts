@@ -10,9 +10,8 @@ import { Writer, type WriterHooks } from './writer.js';
 import { Inbox } from './inbox.js';
 import { importFile, type ImportSummary, type FileCheckpoint } from './file-import.js';
 import { existsSync } from 'node:fs';
-import { applyPush, type PushResult } from './push.js';
+import { applyPush, expireIdempotencyKeys, type PushRequest, type PushAnswer } from './push.js';
 import { Sweeper } from './sweep.js';
-import type { Change } from './records.js';
 import { nowSeconds } from '../lookup/segments.js';
 import { userCount } from '../store/env.js';
 
@@ -64,6 +63,7 @@ export class Loader {
   private startSweeping(): void {
     const tick = () => {
       if (this.stopped) return;
+      expireIdempotencyKeys(this.store, nowSeconds());
       this.sweeping = this.sweeper
         .pass()
         .then((p) => {
@@ -124,10 +124,10 @@ export class Loader {
     this.log.info({ seed: path, applied: s.applied, rejected: s.rejected, ms: Math.round(s.ms) }, 'seed feed imported');
   }
 
-  /** An HTTP push batch: one transaction, once per idempotency key, durable when this returns. */
-  push(changes: Change[], rejected: number, key?: string): PushResult {
-    const r = applyPush(this.store, this.writer, changes, rejected, nowSeconds(), key);
-    if (this.metrics && !r.replay) {
+  /** An HTTP push batch: parsed and applied here, in one transaction, durable when this returns. */
+  push(req: PushRequest, maxListed: number): PushAnswer {
+    const r = applyPush(this.store, this.writer, req, nowSeconds(), this.config.maxUidBytes, maxListed);
+    if (this.metrics && !r.replay && !r.conflict) {
       this.metrics.records.labels('push', 'applied').inc(r.applied);
       this.metrics.records.labels('push', 'stale').inc(r.stale);
       this.metrics.records.labels('push', 'rejected').inc(r.rejected);

@@ -1,6 +1,7 @@
 // HTTP push (server-to-server ingest): parsing a pushed batch, and applying it
 // once per idempotency key. Parsing runs in the worker that took the request;
 // applying runs on the loader thread, through the one writer.
+import { createHash } from 'node:crypto';
 import { unpackMultiple } from 'msgpackr';
 import type { Store } from '../store/env.js';
 import type { Writer, BatchResult } from './writer.js';
@@ -74,21 +75,73 @@ export function parseMsgpack(body: Buffer, nowSec: number, maxUidBytes: number):
   return out;
 }
 
+export type PushFormat = 'ndjson' | 'msgpack';
+
+export interface PushRequest {
+  /** The raw body (transferred from the worker, parsed here on the loader thread). */
+  body: ArrayBuffer;
+  format: PushFormat;
+  /** Who pushed (a digest of the ingest key): idempotency keys are per caller. */
+  caller: string;
+  idempotencyKey?: string;
+}
+
+export interface PushAnswer extends PushResult {
+  /** Reject reasons, at most `maxListed` of them (the count is complete). */
+  rejects: PushReject[];
+  /** The key was used before for a different body: nothing was applied. */
+  conflict: boolean;
+}
+
+interface StoredPush {
+  applied: number;
+  stale: number;
+  rejected: number;
+  at: number;
+  digest: string;
+}
+
+/** How long an idempotency key is remembered (collectors retry within minutes). */
+export const IDEMPOTENCY_SECONDS = 86_400;
+
 /**
- * Applies a pushed batch in one transaction. With an idempotency key, the
- * result is stored in that same transaction; a retry with the key returns the
- * stored result and applies nothing. Synchronous on the loader thread, so the
- * check and the write cannot interleave with another writer call.
+ * Parses and applies a pushed batch in one transaction, on the loader thread
+ * (parsing a large body would stall a lookup worker). With an idempotency
+ * key, the result and a digest of the body are stored in that same
+ * transaction; a retry with the key and the same body returns the stored
+ * result and applies nothing; the key with another body is a conflict.
+ * Synchronous, so the check and the write cannot interleave with another
+ * writer call.
  */
-export function applyPush(store: Store, writer: Writer, changes: Change[], rejected: number, nowSec: number, key?: string): PushResult {
-  if (key) {
-    const prev = store.meta.get(IDEM_PREFIX + key) as Omit<PushResult, 'replay'> | undefined;
-    if (prev) return { applied: prev.applied, stale: prev.stale, rejected: prev.rejected, replay: true };
+export function applyPush(store: Store, writer: Writer, req: PushRequest, nowSec: number, maxUidBytes: number, maxListed: number): PushAnswer {
+  const body = Buffer.from(req.body);
+  const idem = req.idempotencyKey ? `${IDEM_PREFIX}${req.caller}:${req.idempotencyKey}` : undefined;
+  const digest = idem ? createHash('sha256').update(body).digest('base64') : '';
+  if (idem) {
+    const prev = store.meta.get(idem) as StoredPush | undefined;
+    if (prev && prev.at + IDEMPOTENCY_SECONDS > nowSec) {
+      if (prev.digest !== digest) return { applied: 0, stale: 0, rejected: 0, replay: false, conflict: true, rejects: [] };
+      return { applied: prev.applied, stale: prev.stale, rejected: prev.rejected, replay: true, conflict: false, rejects: [] };
+    }
   }
+  const parsed = (req.format === 'ndjson' ? parseNdjson : parseMsgpack)(body, nowSec, maxUidBytes);
+  const rejected = parsed.rejects.length;
+  const rejects = parsed.rejects.slice(0, maxListed);
+  if (parsed.changes.length === 0) return { applied: 0, stale: 0, rejected, replay: false, conflict: false, rejects };
   const res = writer.apply(
-    changes,
+    parsed.changes,
     nowSec,
-    key ? { key: IDEM_PREFIX + key, value: (r: BatchResult) => ({ applied: r.applied, stale: r.stale, rejected, at: nowSec }) } : undefined,
+    idem ? { key: idem, value: (r: BatchResult): StoredPush => ({ applied: r.applied, stale: r.stale, rejected, at: nowSec, digest }) } : undefined,
   );
-  return { applied: res.applied, stale: res.stale, rejected, replay: false };
+  return { applied: res.applied, stale: res.stale, rejected, replay: false, conflict: false, rejects };
+}
+
+/** Forgets idempotency keys older than IDEMPOTENCY_SECONDS; returns how many. */
+export function expireIdempotencyKeys(store: Store, nowSec: number): number {
+  const old: string[] = [];
+  for (const { key, value } of store.meta.getRange({ start: IDEM_PREFIX, end: `${IDEM_PREFIX}\uffff`, snapshot: false })) {
+    if ((value as StoredPush).at + IDEMPOTENCY_SECONDS <= nowSec) old.push(key as string);
+  }
+  if (old.length) store.env.transactionSync(() => old.forEach((k) => store.meta.removeSync(k)));
+  return old.length;
 }

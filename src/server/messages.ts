@@ -8,8 +8,8 @@ export interface Rpc {
   scrape: [Record<string, never>, string];
   /** A segment's members as a bloom filter export (JSON text). */
   exportSegment: [{ segment: number; fpRate: number }, string];
-  /** Apply a pushed batch (already parsed and validated by the worker). */
-  ingest: [{ changes: import('../loader/records.js').Change[]; rejected: number; key?: string }, import('../loader/push.js').PushResult];
+  /** Parse and apply a pushed batch (raw body transferred, not copied). */
+  ingest: [{ req: import('../loader/push.js').PushRequest; maxListed: number }, import('../loader/push.js').PushAnswer];
 }
 export type RpcMethod = keyof Rpc;
 

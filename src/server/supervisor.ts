@@ -66,7 +66,7 @@ export async function serve(config: Readonly<Config>, log: Logger): Promise<Runn
   const rpcs: { [M in RpcMethod]: (args: Rpc[M][0]) => Promise<Rpc[M][1]> } = {
     scrape: () => scrape(),
     exportSegment: ({ segment, fpRate }) => exporter.export(segment, fpRate),
-    ingest: async ({ changes, rejected, key }) => loader.push(changes, rejected, key),
+    ingest: async ({ req, maxListed }) => loader.push(req, maxListed),
   };
 
   const startWorker = (index: number, wantPort: number) =>

@@ -25,11 +25,11 @@ const inflight = { n: 0 };
 
 let rpcSeq = 0;
 const pending = new Map<number, { resolve: (r: unknown) => void; reject: (e: Error) => void }>();
-function rpc<M extends RpcMethod>(method: M, args: Rpc[M][0]): Promise<Rpc[M][1]> {
+function rpc<M extends RpcMethod>(method: M, args: Rpc[M][0], transfer: ArrayBuffer[] = []): Promise<Rpc[M][1]> {
   return new Promise((resolve, reject) => {
     const id = ++rpcSeq;
     pending.set(id, { resolve: resolve as (r: unknown) => void, reject });
-    send({ type: 'rpc', id, method, args });
+    port.postMessage({ type: 'rpc', id, method, args } satisfies FromWorker, transfer);
   });
 }
 
@@ -42,7 +42,7 @@ const app = createApp({
   config, lookup, state, metrics, log, inflight, workerIndex: data.index,
   metricsText: () => rpc('scrape', {}),
   exportSegment: (segment, fpRate) => rpc('exportSegment', { segment, fpRate }),
-  ingest: (changes, rejected, key) => rpc('ingest', { changes, rejected, key }),
+  ingest: (req, maxListed) => rpc('ingest', { req, maxListed }, [req.body]),
 });
 let listenSocket: us_listen_socket | null = null;
 
