@@ -42,6 +42,9 @@ export class ProcessMetrics {
       help: 'Measured share of unknown users the known-users filter let through to LMDB (false_positive / (false_positive + negative))',
       registers,
     });
+    let fill = 0;
+    let fillAt = -Infinity;
+    let fillOf: unknown = null;
     new Gauge({
       name: 'segd_bloom_info',
       help: 'Known-users filter: state (1 for the current one), capacity, keys added, fill ratio, rebuilds since start',
@@ -55,7 +58,13 @@ export class ProcessMetrics {
         if (f) {
           this.labels(state, 'capacity').set(f.params.capacity);
           this.labels(state, 'added').set(known!.addedCount);
-          this.labels(state, 'fill_ratio').set(f.fillRatio());
+          // A popcount of the whole filter: at most every 10 s, not per scrape.
+          if (performance.now() - fillAt > 10_000 || fillOf !== f) {
+            fill = f.fillRatio();
+            fillAt = performance.now();
+            fillOf = f;
+          }
+          this.labels(state, 'fill_ratio').set(fill);
           this.labels(state, 'bytes').set(f.buffer.byteLength);
         }
         this.labels(state, 'rebuilds').set(known?.rebuilds ?? 0);
