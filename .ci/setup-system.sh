@@ -3,9 +3,9 @@
 # need. Idempotent: packages already present are skipped. Called by .ci/run.
 set -euo pipefail
 
-# Programs the test suite runs for real (none yet beyond Node; NATS, Chromium
-# and Redis join this list with the issues that need them).
-TEST_PACKAGES=()
+# Programs the test suite runs for real: nats-server (JetStream source tests).
+# Chromium and Redis join this list with the issues that need them.
+TEST_PACKAGES=(nats-server)
 # Load generators for `npm run bench` (not needed by the tests).
 BENCH_PACKAGES=(wrk util-linux)
 

@@ -1,7 +1,7 @@
 // Every setting segd understands, in one table: its env var, its config-file
 // key, its default and how it is checked. README's configuration section
 // mirrors this table; test/config.test.ts fails when one is undocumented.
-import { availableParallelism } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 
@@ -30,6 +30,11 @@ export interface Config {
   adminKeys: string[];
   ingestKeys: string[];
   sweepMs: number;
+  natsUrl: string;
+  natsStream: string;
+  natsSubject: string;
+  natsDurable: string;
+  natsBatch: number;
   maxIngestBytes: number;
 }
 
@@ -97,6 +102,11 @@ export const SETTINGS: Setting[] = [
   { key: 'adminKeys', env: 'SEGD_ADMIN_KEYS', def: [], parse: keyList, doc: 'comma-separated bearer keys for admin routes (segment export); none = admin routes refuse every caller' },
   { key: 'ingestKeys', env: 'SEGD_INGEST_KEYS', def: [], parse: keyList, doc: 'comma-separated bearer keys for HTTP push (`POST /v1/ingest`); none = push refuses every caller' },
   { key: 'sweepMs', env: 'SEGD_SWEEP_MS', def: 60_000, parse: int(100, 86_400_000), doc: 'how often the TTL sweep checks for work; a pass runs only once the earliest stored expiry has passed (expired memberships are never returned; the sweep frees their space and fixes segment counts)' },
+  { key: 'natsUrl', env: 'SEGD_NATS_URL', def: '', parse: str(), doc: 'NATS server(s) of the JetStream feed, comma-separated (`nats://10.0.0.5:4222,…`); empty = the source is off' },
+  { key: 'natsStream', env: 'SEGD_NATS_STREAM', def: 'SEGMENTS', parse: str(nonEmpty), doc: 'JetStream stream holding membership changes (created upstream, not by segd)' },
+  { key: 'natsSubject', env: 'SEGD_NATS_SUBJECT', def: 'segments.>', parse: str(nonEmpty), doc: 'subject filter of this node\'s consumer (a shard\'s subjects when sharding)' },
+  { key: 'natsDurable', env: 'SEGD_NATS_DURABLE', def: () => `segd-${hostname().replace(/[^A-Za-z0-9_-]/g, '_')}`, parse: str((s) => (/^[A-Za-z0-9_-]{1,64}$/.test(s) ? undefined : 'must be 1-64 of A-Z a-z 0-9 _ -')), doc: 'durable consumer name, one per node (default: segd-<hostname>)' },
+  { key: 'natsBatch', env: 'SEGD_NATS_BATCH', def: 1000, parse: int(1, 100_000), doc: 'messages fetched and applied per transaction' },
   { key: 'maxIngestBytes', env: 'SEGD_MAX_INGEST_BYTES', def: 16 << 20, parse: int(1024, 1 << 30), doc: 'largest HTTP push body (more → 413 BODY_TOO_LARGE)' },
 ] as Setting[];
 

@@ -12,6 +12,7 @@ import { importFile, type ImportSummary, type FileCheckpoint } from './file-impo
 import { existsSync } from 'node:fs';
 import { applyPush, expireIdempotencyKeys, type PushRequest, type PushAnswer } from './push.js';
 import { Sweeper } from './sweep.js';
+import { JetStreamSource } from './jetstream.js';
 import { nowSeconds } from '../lookup/segments.js';
 import { userCount } from '../store/env.js';
 
@@ -25,6 +26,8 @@ export class Loader {
   private running: Promise<unknown> = Promise.resolve();
   private readonly abort = new AbortController();
   private readonly sweeper: Sweeper;
+  /** The JetStream feed, when SEGD_NATS_URL is set. */
+  readonly nats: JetStreamSource | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
   private sweeping: Promise<unknown> = Promise.resolve();
 
@@ -37,6 +40,28 @@ export class Loader {
   ) {
     this.writer = new Writer(store, hooks);
     this.sweeper = new Sweeper(store, this.writer, log);
+    if (config.natsUrl) {
+      this.nats = new JetStreamSource(
+        store,
+        this.writer,
+        {
+          servers: config.natsUrl.split(',').map((s) => s.trim()).filter(Boolean),
+          stream: config.natsStream,
+          subject: config.natsSubject,
+          durable: config.natsDurable,
+          batch: config.natsBatch,
+          maxUidBytes: config.maxUidBytes,
+        },
+        log,
+        (s) => {
+          if (!this.metrics) return;
+          this.metrics.records.labels('nats', 'applied').inc(s.applied);
+          this.metrics.records.labels('nats', 'stale').inc(s.stale);
+          this.metrics.records.labels('nats', 'rejected').inc(s.rejected);
+          this.metrics.lastCommit.set(Date.now() / 1000);
+        },
+      );
+    }
     this.inbox = new Inbox(store, this.writer, {
       dir: config.inbox,
       batchSize: config.loaderBatchSize,
@@ -77,9 +102,10 @@ export class Loader {
     this.sweepTimer = setTimeout(tick, this.config.sweepMs);
   }
 
-  /** Keeps scanning the inbox, and sweeping, until stop(). */
+  /** Keeps scanning the inbox, consuming the stream and sweeping, until stop(). */
   startPolling(): void {
     this.startSweeping();
+    this.nats?.start();
     const tick = () => {
       if (this.stopped) return;
       this.running = this.inbox
@@ -99,7 +125,7 @@ export class Loader {
     this.sweeper.stop();
     if (this.timer) clearTimeout(this.timer);
     if (this.sweepTimer) clearTimeout(this.sweepTimer);
-    await Promise.all([this.running, this.sweeping]);
+    await Promise.all([this.running, this.sweeping, this.nats?.stop()]);
   }
 
   private async seed(): Promise<void> {

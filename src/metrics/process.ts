@@ -7,7 +7,7 @@ import type { Store } from '../store/env.js';
 import type { KnownUsers } from '../filters/known-users.js';
 import { userCount } from '../store/env.js';
 
-export const SOURCES = ['seed', 'inbox', 'push'] as const;
+export const SOURCES = ['seed', 'inbox', 'push', 'nats'] as const;
 export type Source = (typeof SOURCES)[number];
 
 export class ProcessMetrics {
@@ -88,6 +88,18 @@ export class ProcessMetrics {
         } catch {
           this.set(0);
         }
+      },
+    });
+  }
+
+  /** Exposes the JetStream consumer's backlog. */
+  watchNats(pending: () => number): void {
+    new Gauge({
+      name: 'segd_nats_pending',
+      help: 'Messages of the JetStream feed not yet applied by this node (-1 = unknown)',
+      registers: [this.registry],
+      collect() {
+        this.set(pending());
       },
     });
   }

@@ -7,6 +7,11 @@ export const enum Flag {
   Draining = 1,
 }
 
+export const enum Gauge {
+  /** Messages the JetStream consumer has yet to apply; -1 = source off or unknown. */
+  NatsPending = 2,
+}
+
 const SLOTS = 8;
 
 export class SharedState {
@@ -16,11 +21,26 @@ export class SharedState {
     this.flags = new Int32Array(buffer);
   }
 
+  /** A fresh state: flags off, gauges unknown. */
+  static create(): SharedState {
+    const s = new SharedState();
+    s.setValue(Gauge.NatsPending, -1);
+    return s;
+  }
+
   get(f: Flag): boolean {
     return Atomics.load(this.flags, f) === 1;
   }
 
   set(f: Flag, on: boolean): void {
     Atomics.store(this.flags, f, on ? 1 : 0);
+  }
+
+  value(g: Gauge): number {
+    return Atomics.load(this.flags, g);
+  }
+
+  setValue(g: Gauge, v: number): void {
+    Atomics.store(this.flags, g, Math.min(v, 0x7fff_ffff));
   }
 }

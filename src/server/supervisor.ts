@@ -13,7 +13,7 @@ import { Loader } from '../loader/loader.js';
 import { KnownUsers } from '../filters/known-users.js';
 import { ProcessMetrics } from '../metrics/process.js';
 import type { Logger } from '../log.js';
-import { SharedState, Flag } from './state.js';
+import { SharedState, Flag, Gauge } from './state.js';
 import type { FromWorker, ToWorker, WorkerData, Rpc, RpcMethod } from './messages.js';
 import { SegmentExporter } from '../filters/segment-export.js';
 import { writePidfile, removePidfile, runningServer } from './pidfile.js';
@@ -37,7 +37,7 @@ export async function serve(config: Readonly<Config>, log: Logger): Promise<Runn
   if (other !== null) throw new Error(`another segd (pid ${other}) is serving ${config.dataDir}`);
   const store = openStore(config.dataDir, { maxReaders: config.maxReaders });
   writePidfile(config.dataDir);
-  const state = new SharedState();
+  const state = SharedState.create();
   const known = config.bloomUsers > 0
     ? new KnownUsers(store, { expectedUsers: config.bloomUsers, fpRate: config.bloomFpRate, saveEveryMs: config.bloomSaveMs }, log)
     : null;
@@ -169,6 +169,11 @@ export async function serve(config: Readonly<Config>, log: Logger): Promise<Runn
     metrics.ready.set(1);
     log.info({ ms: Math.round(performance.now() - t0), users: userCount(store) }, 'ready');
     loader.startPolling();
+    const nats = loader.nats;
+    if (nats) {
+      metrics.watchNats(() => nats.pending);
+      setInterval(() => state.setValue(Gauge.NatsPending, nats.pending), 500).unref();
+    }
   })();
   ready.catch((err: unknown) => {
     if (!shuttingDown) log.error({ err }, 'initial load failed');

@@ -1,7 +1,7 @@
 // Health, readiness and metrics: what load balancers and Prometheus call.
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
-import { Flag } from '../../server/state.js';
+import { Flag, Gauge } from '../../server/state.js';
 import { sendBody, sendError, corked, JSON_TYPE } from '../respond.js';
 
 // The filter's state is shown, not gated on: without one, lookups are slower, never wrong.
@@ -28,7 +28,12 @@ export function readyzRoute(deps: AppDeps) {
     let st: number;
     if (deps.state.get(Flag.Draining)) st = sendBody(res, 503, JSON_TYPE, DRAINING, true);
     else if (!deps.state.get(Flag.Loaded)) st = sendBody(res, 503, JSON_TYPE, LOADING);
-    else st = sendBody(res, 200, JSON_TYPE, deps.lookup.filter ? READY : READY_NO_FILTER);
+    else {
+      // The stream's lag is reported, not gated on: a long backlog is not a reason to stop serving.
+      const pending = deps.state.value(Gauge.NatsPending);
+      const body = deps.lookup.filter ? READY : READY_NO_FILTER;
+      st = sendBody(res, 200, JSON_TYPE, pending < 0 ? body : `${body.slice(0, -1)},"lag":{"nats":${pending}}}`);
+    }
     m.observe(st, (performance.now() - t0) / 1000);
   };
 }

@@ -1,0 +1,174 @@
+// The NATS JetStream source: the distributed feed. Every node is a durable
+// pull consumer of the same stream. Each fetched batch is applied in one
+// transaction that also records the last stream sequence it covers; only
+// then is it acked (AckPolicy.All: one ack covers the batch). A message at or
+// below the stored sequence — a redelivery after a crash between commit and
+// ack, or a duplicate — is skipped and acked, so nothing is applied twice and
+// nothing acked is lost. A poison message is rejected with its sequence and
+// reason and acked like the rest: it never blocks the messages behind it.
+//
+// Payload: NDJSON feed records (one or more lines per message), or msgpack
+// with the header `Content-Type: application/msgpack`.
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy, type Consumer, type JsMsg } from '@nats-io/jetstream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Store } from '../store/env.js';
+import type { Logger } from '../log.js';
+import { nowSeconds } from '../lookup/segments.js';
+import type { Writer } from './writer.js';
+import { parseNdjson, parseMsgpack } from './push.js';
+import type { Change } from './records.js';
+
+export interface JetStreamOptions {
+  servers: string[];
+  stream: string;
+  subject: string;
+  durable: string;
+  batch: number;
+  maxUidBytes: number;
+}
+
+export interface JetStreamStats {
+  applied: number;
+  stale: number;
+  rejected: number;
+  skipped: number;
+}
+
+interface StreamCheckpoint {
+  seq: number;
+  at: number;
+}
+
+const INFO_EVERY_MS = 1000;
+
+export class JetStreamSource {
+  readonly checkpointKey: string;
+  /** Messages the consumer has not yet been handed or not yet acked; -1 = unknown. */
+  pending = -1;
+  lastError: string | null = null;
+  private nc: NatsConnection | null = null;
+  private consumer: Consumer | null = null;
+  private stopped = false;
+  private loop: Promise<void> | null = null;
+  private infoAt = 0;
+
+  constructor(
+    private readonly store: Store,
+    private readonly writer: Writer,
+    private readonly opts: JetStreamOptions,
+    private readonly log: Logger,
+    private readonly onBatch?: (s: JetStreamStats) => void,
+  ) {
+    this.checkpointKey = `ckpt:nats:${opts.stream}:${opts.durable}`;
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+    await this.nc?.close().catch(() => undefined);
+  }
+
+  private async run(): Promise<void> {
+    let backoff = 250;
+    while (!this.stopped) {
+      try {
+        const consumer = this.consumer ?? (await this.attach());
+        const n = await this.fetchAndApply(consumer);
+        backoff = 250;
+        if (performance.now() - this.infoAt > INFO_EVERY_MS || n === 0) await this.refreshLag(consumer);
+      } catch (err) {
+        if (this.stopped) break;
+        const message = (err as Error).message;
+        if (message !== this.lastError) this.log.warn({ err: message, stream: this.opts.stream }, 'jetstream source: retrying');
+        this.lastError = message;
+        this.consumer = null; // re-resolve after reconnects and server restarts
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, 5000);
+      }
+    }
+  }
+
+  /** Connects (once; the client reconnects by itself) and makes sure the durable consumer exists. */
+  private async attach(): Promise<Consumer> {
+    this.nc ??= await connect({ servers: this.opts.servers, name: `segd ${this.opts.durable}`, maxReconnectAttempts: -1, reconnectTimeWait: 500 });
+    const jsm = await jetstreamManager(this.nc);
+    const resumeAfter = ((this.store.meta.get(this.checkpointKey) as StreamCheckpoint | undefined)?.seq) ?? 0;
+    let delivered: number | null = null;
+    try {
+      delivered = (await jsm.consumers.info(this.opts.stream, this.opts.durable)).delivered.stream_seq;
+    } catch {
+      delivered = null; // no such consumer yet
+    }
+    // Our checkpoint, not the server's ack state, says where to go on. If the
+    // consumer handed out messages this store never committed (segd died
+    // between fetch and commit), they sit unacked until their ack wait — and
+    // the next AckPolicy.All ack would drop them. So the consumer is put back
+    // to the message after the checkpoint.
+    if (delivered !== null && delivered > resumeAfter) {
+      await jsm.consumers.delete(this.opts.stream, this.opts.durable);
+      this.log.info({ delivered, resumeAfter }, 'jetstream consumer was ahead of the store; repositioning it');
+      delivered = null;
+    }
+    if (delivered === null) {
+      await jsm.consumers.add(this.opts.stream, {
+        durable_name: this.opts.durable,
+        ack_policy: AckPolicy.All,
+        filter_subject: this.opts.subject,
+        ...(resumeAfter > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: resumeAfter + 1 } : { deliver_policy: DeliverPolicy.All }),
+      });
+      this.log.info({ stream: this.opts.stream, durable: this.opts.durable, subject: this.opts.subject, from: resumeAfter + 1 }, 'jetstream consumer created');
+    }
+    this.consumer = await jetstream(this.nc).consumers.get(this.opts.stream, this.opts.durable);
+    this.log.info({ stream: this.opts.stream, durable: this.opts.durable, resumeAfter }, 'jetstream source attached');
+    this.lastError = null;
+    return this.consumer;
+  }
+
+  private async fetchAndApply(consumer: Consumer): Promise<number> {
+    const msgs: JsMsg[] = [];
+    for await (const m of await consumer.fetch({ max_messages: this.opts.batch, expires: 1000 })) msgs.push(m);
+    if (msgs.length === 0) return 0;
+    const now = nowSeconds();
+    const done = ((this.store.meta.get(this.checkpointKey) as StreamCheckpoint | undefined)?.seq) ?? 0;
+    const changes: Change[] = [];
+    const stats: JetStreamStats = { applied: 0, stale: 0, rejected: 0, skipped: 0 };
+    let last = done;
+    for (const m of msgs) {
+      const seq = m.info.streamSequence;
+      if (seq <= done) {
+        stats.skipped++;
+        continue;
+      }
+      last = Math.max(last, seq);
+      const body = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+      const msgpack = m.headers?.get('Content-Type')?.startsWith('application/msgpack') ?? false;
+      const parsed = (msgpack ? parseMsgpack : parseNdjson)(body, now, this.opts.maxUidBytes);
+      for (const c of parsed.changes) changes.push(c);
+      if (parsed.rejects.length) {
+        stats.rejected += parsed.rejects.length;
+        this.log.warn({ seq, subject: m.subject, rejects: parsed.rejects.slice(0, 5) }, 'jetstream message rejected (acked, not retried)');
+      }
+    }
+    if (last > done) {
+      const r = this.writer.apply(changes, now, { key: this.checkpointKey, value: { seq: last, at: now } satisfies StreamCheckpoint });
+      stats.applied = r.applied;
+      stats.stale = r.stale;
+    }
+    // Acked only after the commit above: AckPolicy.All acks the whole batch.
+    await msgs[msgs.length - 1]!.ackAck();
+    this.log.debug({ from: msgs[0]!.info.streamSequence, to: last, done, ...stats }, 'jetstream batch committed');
+    this.onBatch?.(stats);
+    return msgs.length;
+  }
+
+  private async refreshLag(consumer: Consumer): Promise<void> {
+    this.infoAt = performance.now();
+    const info = await consumer.info(false); // false: ask the server, not the cache
+    this.pending = info.num_pending + info.num_ack_pending;
+  }
+}

@@ -1,0 +1,141 @@
+// The JetStream source against a real `nats-server -js` (installed from Debian
+// by .ci/setup-system.sh): records flow from the stream into lookups, poison
+// messages are rejected without blocking, the consumer survives the server
+// restarting, and a SIGKILLed segd resumes exactly after its checkpoint.
+import { afterAll, describe, expect, it } from 'vitest';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
+import { headers as natsHeaders } from '@nats-io/transport-node';
+import { pack } from 'msgpackr';
+import { startSegd, stopReport, CLEAN_STOP, tempDir, feedLine, type Segd } from './helpers/server.js';
+
+if (spawnSync('nats-server', ['--version']).status !== 0) {
+  throw new Error('nats-server is not installed: run `bash .ci/setup-system.sh` (it installs it from Debian)');
+}
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+
+interface Nats {
+  url: string;
+  stop(): Promise<void>;
+}
+const running: ChildProcess[] = [];
+afterAll(() => running.forEach((p) => p.kill('SIGKILL')));
+
+async function startNats(port: number, storeDir: string): Promise<Nats> {
+  const proc = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.push(proc);
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('Server is ready')) resolve();
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', onData);
+    proc.once('exit', (c) => reject(new Error(`nats-server exited ${c}: ${out}`)));
+  });
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    stop: () =>
+      new Promise<void>((r) => {
+        proc.once('exit', () => r());
+        proc.kill('SIGTERM');
+      }),
+  };
+}
+
+async function client(url: string): Promise<{ nc: NatsConnection; js: JetStreamClient }> {
+  const nc = await connect({ servers: url });
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.add({ name: 'SEGMENTS', subjects: ['segments.>'] }).catch(() => undefined);
+  return { nc, js: jetstream(nc) };
+}
+
+const segmentsOf = async (segd: Segd, uid: string) =>
+  ((await (await fetch(`${segd.url}/v1/segments?uid=${encodeURIComponent(uid)}`)).json()) as { segments: number[] }).segments;
+const waitFor = async (check: () => Promise<boolean>, ms = 20_000) => {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('condition not met in time');
+};
+
+describe('NATS JetStream source', () => {
+  it('applies the stream, rejects poison without blocking, and survives the server restarting', async () => {
+    const port = await freePort();
+    const store = tempDir();
+    let nats = await startNats(port, store);
+    let { nc, js } = await client(nats.url);
+    await js.publish('segments.a', feedLine({ op: 'add', uid: 'n1', segments: [1, 2] }) + feedLine({ op: 'add', uid: 'n2', segments: [3] }));
+    await js.publish('segments.a', 'this is not a record');
+    const h = natsHeaders();
+    h.set('Content-Type', 'application/msgpack');
+    await js.publish('segments.b', pack({ op: 'add', uid: 'n3', segments: [4] }), { headers: h });
+    await js.publish('segments.a', feedLine({ op: 'remove', uid: 'n1', segments: [2] }));
+
+    const segd = await startSegd({ env: { SEGD_NATS_URL: nats.url, SEGD_WORKERS: '2' } });
+    await waitFor(async () => (await segmentsOf(segd, 'n3')).length === 1);
+    expect(await segmentsOf(segd, 'n1')).toEqual([1]);
+    expect(await segmentsOf(segd, 'n2')).toEqual([3]);
+    const m = await (await fetch(`${segd.url}/metrics`)).text();
+    expect(Number(/segd_loader_records_total\{source="nats",outcome="rejected"\} (\d+)/.exec(m)?.[1])).toBe(1);
+    await waitFor(async () => ((await (await fetch(`${segd.url}/readyz`)).json()) as { lag?: { nats: number } }).lag?.nats === 0);
+
+    // The server goes away for a while and comes back on the same port and store.
+    await nc.close();
+    await nats.stop();
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await segmentsOf(segd, 'n2')).toEqual([3]); // lookups go on meanwhile
+    nats = await startNats(port, store);
+    ({ nc, js } = await client(nats.url));
+    await js.publish('segments.a', feedLine({ op: 'add', uid: 'after-restart', segments: [9] }));
+    await waitFor(async () => (await segmentsOf(segd, 'after-restart')).length === 1, 30_000);
+    await nc.close();
+    expect(await stopReport(segd, { allowWarnings: true })).toEqual(CLEAN_STOP);
+    await nats.stop();
+  });
+
+  it('SIGKILL mid-stream: the restart applies exactly the messages after its checkpoint', async () => {
+    const port = await freePort();
+    const nats = await startNats(port, tempDir());
+    const { nc, js } = await client(nats.url);
+    const N = 6000;
+    const acks = [];
+    for (let i = 0; i < N; i++) acks.push(js.publish('segments.x', feedLine({ op: 'add', uid: `k${i}`, segments: [i % 100] })));
+    await Promise.all(acks);
+
+    const dataDir = tempDir();
+    const env = { SEGD_NATS_URL: nats.url, SEGD_NATS_BATCH: '200', SEGD_NATS_DURABLE: 'node-a', SEGD_LOG_LEVEL: 'debug' };
+    const victim = await startSegd({ dataDir, env });
+    await waitFor(async () => (await segmentsOf(victim, 'k1000')).length === 1);
+    victim.proc.kill('SIGKILL');
+    await victim.exited;
+
+    const segd = await startSegd({ dataDir, env });
+    // Where the committed state ended when the process died (k1000 was visible, so past it).
+    const cp = { seq: (await segd.waitForLog((l) => l.msg === 'jetstream source attached')).resumeAfter as number };
+    expect(cp.seq).toBeGreaterThan(1000);
+    await waitFor(async () => (await segmentsOf(segd, `k${N - 1}`)).length === 1, 30_000);
+    await waitFor(async () => ((await (await fetch(`${segd.url}/readyz`)).json()) as { lag?: { nats: number } }).lag?.nats === 0);
+    const m = await (await fetch(`${segd.url}/metrics`)).text();
+    // Exactly the messages after the checkpoint: none at or below it re-applied,
+    // none the dead process had fetched but not committed lost.
+    expect(Number(/segd_loader_records_total\{source="nats",outcome="applied"\} (\d+)/.exec(m)?.[1])).toBe(N - cp.seq);
+    for (const i of [0, 999, cp.seq - 1, cp.seq, N - 1]) expect(await segmentsOf(segd, `k${i}`)).toEqual([i % 100]);
+    expect(Number(/^segd_store_users (\d+)$/m.exec(m)?.[1])).toBe(N);
+    await nc.close();
+    expect(await stopReport(segd, { allowWarnings: true })).toEqual(CLEAN_STOP);
+    await nats.stop();
+  });
+});
