@@ -139,3 +139,81 @@ describe('NATS JetStream source', () => {
     await nats.stop();
   });
 });
+
+describe('NATS JetStream 3-node cluster', () => {
+  it('carries on when the stream leader is stopped mid-stream', async () => {
+    const [p1, p2, p3, c1, c2, c3] = await Promise.all(Array.from({ length: 6 }, freePort));
+    const clientPorts = [p1!, p2!, p3!];
+    const routes = [c1!, c2!, c3!].map((p) => `nats://127.0.0.1:${p}`).join(',');
+    const nodes = new Map<string, ChildProcess>();
+    await Promise.all(
+      clientPorts.map(
+        (port, i) =>
+          new Promise<void>((resolve, reject) => {
+            const name = `n${i + 1}`;
+            const proc = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', tempDir(), '-n', name, '--cluster_name', 'segd-test', '--cluster', `nats://127.0.0.1:${[c1, c2, c3][i]}`, '--routes', routes], { stdio: ['ignore', 'pipe', 'pipe'] });
+            running.push(proc);
+            nodes.set(name, proc);
+            let out = '';
+            const onData = (d: Buffer) => {
+              out += d.toString();
+              if (out.includes('Server is ready')) resolve();
+            };
+            proc.stdout!.on('data', onData);
+            proc.stderr!.on('data', onData);
+            proc.once('exit', (c) => reject(new Error(`${name} exited ${c}: ${out}`)));
+          }),
+      ),
+    );
+    const urls = clientPorts.map((p) => `nats://127.0.0.1:${p}`);
+    const nc = await connect({ servers: urls, maxReconnectAttempts: -1, reconnectTimeWait: 200 });
+    // The cluster needs a moment to elect a meta leader.
+    let leader = '';
+    for (const end = Date.now() + 20_000; ; ) {
+      try {
+        const jsm = await jetstreamManager(nc);
+        await jsm.streams.add({ name: 'SEGMENTS', subjects: ['segments.>'], num_replicas: 3 });
+        leader = (await jsm.streams.info('SEGMENTS')).cluster!.leader!;
+        break;
+      } catch (err) {
+        if (Date.now() > end) throw err;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+    const js = jetstream(nc);
+    const publish = async (from: number, to: number) => {
+      for (let i = from; i < to; i += 500) {
+        const acks = [];
+        for (let j = i; j < Math.min(to, i + 500); j++) acks.push(js.publish('segments.c', feedLine({ op: 'add', uid: `c${j}`, segments: [j % 50] })));
+        await Promise.all(acks);
+      }
+    };
+    await publish(0, 3000);
+    const segd = await startSegd({ env: { SEGD_NATS_URL: urls.join(','), SEGD_NATS_BATCH: '100' } });
+    await waitFor(async () => (await segmentsOf(segd, 'c500')).length === 1, 30_000);
+
+    // Stop the stream's leader mid-stream; publishing and consuming go on.
+    await new Promise<void>((r) => {
+      const proc = nodes.get(leader)!;
+      proc.once('exit', () => r());
+      proc.kill('SIGTERM');
+    });
+    for (const end = Date.now() + 30_000; ; ) {
+      try {
+        await publish(3000, 6000);
+        break;
+      } catch (err) {
+        if (Date.now() > end) throw err; // a new leader is being elected
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+    await waitFor(async () => (await segmentsOf(segd, 'c5999')).length === 1, 60_000);
+    for (const i of [0, 2999, 3000, 4500, 5999]) expect(await segmentsOf(segd, `c${i}`)).toEqual([i % 50]);
+    const m = await (await fetch(`${segd.url}/metrics`)).text();
+    expect(Number(/^segd_store_users (\d+)$/m.exec(m)?.[1])).toBe(6000);
+    expect(Number(/segd_loader_records_total\{source="nats",outcome="applied"\} (\d+)/.exec(m)?.[1])).toBe(6000);
+    await nc.close();
+    expect(await stopReport(segd, { allowWarnings: true })).toEqual(CLEAN_STOP);
+    for (const proc of nodes.values()) proc.kill('SIGTERM');
+  });
+});

@@ -159,10 +159,12 @@ export class JetStreamSource {
       stats.applied = r.applied;
       stats.stale = r.stale;
     }
+    // Counted once committed, whatever happens to the ack (a lost ack means a
+    // redelivery, which the checkpoint then skips).
+    this.onBatch?.(stats);
+    this.log.debug({ from: msgs[0]!.info.streamSequence, to: last, done, ...stats }, 'jetstream batch committed');
     // Acked only after the commit above: AckPolicy.All acks the whole batch.
     await msgs[msgs.length - 1]!.ackAck();
-    this.log.debug({ from: msgs[0]!.info.streamSequence, to: last, done, ...stats }, 'jetstream batch committed');
-    this.onBatch?.(stats);
     return msgs.length;
   }
 
