@@ -62,6 +62,14 @@ export async function statusCommand(argv: string[]): Promise<number> {
           rejectFiles: files(join(config.inbox, 'rejects'), (n) => n.endsWith('.rejects.ndjson')).map((f) => f.name),
         },
         import: { interrupted: progressOf(store.meta.get('ckpt:import') as FileCheckpoint | undefined) },
+        nats: config.natsUrl
+          ? {
+              servers: config.natsUrl,
+              stream: config.natsStream,
+              durable: config.natsDurable,
+              appliedThroughSeq: ((store.meta.get(`ckpt:nats:${config.natsStream}:${config.natsDurable}`) as { seq: number } | undefined)?.seq) ?? 0,
+            }
+          : null,
       },
     };
     if (flags.json) {
@@ -80,6 +88,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
       `inbox    ${inbox.dir} · ${inbox.waitingFiles} file(s) waiting (${mib(inbox.waitingBytes)})` +
         (inbox.inProgress ? ` · in progress: ${inbox.inProgress.file} at ${inbox.inProgress.percent}% (line ${inbox.inProgress.line})` : '') +
         ` · ${inbox.done} done · ${inbox.rejectFiles.length} rejects file(s)`,
+      `nats     ${report.sources.nats ? `${report.sources.nats.stream} as ${report.sources.nats.durable}: applied through stream seq ${report.sources.nats.appliedThroughSeq} (live lag: /readyz, segd_nats_pending)` : 'off'}`,
       `import   ${report.sources.import.interrupted ? `interrupted: ${report.sources.import.interrupted.file} at ${report.sources.import.interrupted.percent}% (run segd import again to resume)` : 'none interrupted'}`,
     ];
     process.stdout.write(lines.join('\n') + '\n');

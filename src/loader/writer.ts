@@ -23,8 +23,8 @@ export interface BatchResult {
 export interface WriterHooks {
   /** A user key gets its first membership; called inside the transaction, before commit. */
   onNewUser?: (uid: string) => void;
-  /** After each committed batch. */
-  afterBatch?: () => void;
+  /** After each committed batch, with the seconds it took. */
+  afterBatch?: (seconds: number) => void;
   /** Tombstone retention (default 7 days). */
   tombstoneSeconds?: number;
 }
@@ -106,6 +106,7 @@ export class Writer {
     const countDelta = new Map<number, number>();
     const bump = (id: number, d: number) => countDelta.set(id, (countDelta.get(id) ?? 0) + d);
     const newCounts = new Map<number, number>();
+    const t0 = performance.now();
 
     this.store.env.transactionSync(() => {
       for (const ch of changes) {
@@ -147,7 +148,7 @@ export class Writer {
     });
     // Only what committed reaches the cache (a failed transaction throws above).
     for (const [id, c] of newCounts) this.countCache.set(id, c);
-    this.hooks.afterBatch?.();
+    this.hooks.afterBatch?.((performance.now() - t0) / 1000);
     return result;
   }
 }

@@ -2,7 +2,7 @@
 // process itself. Workers' HTTP metrics are merged in at scrape time.
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Counter, Gauge, Registry, collectDefaultMetrics, AggregatorRegistry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, AggregatorRegistry } from 'prom-client';
 import type { Store } from '../store/env.js';
 import type { KnownUsers } from '../filters/known-users.js';
 import { userCount } from '../store/env.js';
@@ -17,6 +17,7 @@ export class ProcessMetrics {
   readonly lastCommit: Gauge;
   readonly ready: Gauge;
   readonly swept: Counter;
+  readonly commitSeconds: Histogram;
 
   private readonly fpRate: Gauge;
 
@@ -31,6 +32,12 @@ export class ProcessMetrics {
     });
     this.files = new Counter({ name: 'segd_loader_files_total', help: 'Feed files fully imported', labelNames: ['source'], registers });
     this.lastCommit = new Gauge({ name: 'segd_loader_last_commit_timestamp_seconds', help: 'When the loader last committed a batch', registers });
+    this.commitSeconds = new Histogram({
+      name: 'segd_loader_commit_seconds',
+      help: 'Time to apply and commit one loader transaction (any source)',
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers,
+    });
     this.swept = new Counter({ name: 'segd_ttl_swept_total', help: 'Expired memberships removed by the TTL sweep', registers });
     this.ready = new Gauge({ name: 'segd_ready', help: '1 once the initial load is done', registers });
     for (const s of SOURCES) {

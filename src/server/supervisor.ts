@@ -42,7 +42,13 @@ export async function serve(config: Readonly<Config>, log: Logger): Promise<Runn
     ? new KnownUsers(store, { expectedUsers: config.bloomUsers, fpRate: config.bloomFpRate, saveEveryMs: config.bloomSaveMs }, log)
     : null;
   const metrics = new ProcessMetrics(store, known);
-  const loader = new Loader(store, config, log, metrics, known ? { onNewUser: known.onNewUser, afterBatch: () => known.afterBatch() } : {});
+  const loader = new Loader(store, config, log, metrics, {
+    onNewUser: known?.onNewUser,
+    afterBatch: (seconds) => {
+      metrics.commitSeconds.observe(seconds);
+      known?.afterBatch();
+    },
+  });
   const slots: Slot[] = [];
   let shuttingDown = false;
   let port = config.port;
