@@ -146,6 +146,26 @@ describe('inbox loader', () => {
     ]);
   });
 
+  it('reads msgpack record streams across read chunks, keeps records before a truncated tail', async () => {
+    const { pack } = await import('msgpackr');
+    const recs: Buffer[] = [];
+    // Over 1 MiB, so records straddle the reader's chunks.
+    for (let i = 0; i < 20000; i++) recs.push(pack({ op: 'add', uid: `mp${i}`, segments: [i % 9, { id: 100 + (i % 5), ttl: 3600 }], pad: 'x'.repeat(40) }));
+    recs.push(pack({ op: 'add', uid: 'mp-bad', segments: ['nope'] })); // record 20001: rejected
+    recs.push(pack({ op: 'add', uid: 'mp-last', segments: [1] })); // 20002
+    const full = pack({ op: 'add', uid: 'mp-cut', segments: [2] });
+    recs.push(full.subarray(0, full.length - 3)); // 20003: truncated
+    await dropFeed(inbox, '060-stream.msgpack', Buffer.concat(recs));
+    await waitFor(async () => existsSync(join(inbox, 'done', '060-stream.msgpack')));
+    expect(await segmentsOf(segd, 'mp0')).toEqual([0, 100]);
+    expect(await segmentsOf(segd, 'mp19999')).toEqual([19999 % 9, 100 + (19999 % 5)].sort((a, b) => a - b));
+    expect(await segmentsOf(segd, 'mp-last')).toEqual([1]);
+    expect(await segmentsOf(segd, 'mp-cut')).toEqual([]);
+    const rejects = readFileSync(join(inbox, 'rejects', '060-stream.msgpack.rejects.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { line: number; reason: string });
+    expect(rejects.map((r) => r.line)).toEqual([20001, 20003]);
+    expect(rejects[1]!.reason).toMatch(/^truncated msgpack record at byte \d+/);
+  });
+
   it('never lets an older change overwrite a newer one', async () => {
     const t = Math.floor(Date.now() / 1000);
     await dropFeed(inbox, '030-new.ndjson', feedLine({ op: 'replace', uid: 'ordered', segments: [2], ts: t }));

@@ -7,7 +7,8 @@ import { basename, dirname } from 'node:path';
 import type { Store } from '../store/env.js';
 import { nowSeconds } from '../lookup/segments.js';
 import { readLines } from './lines.js';
-import { parseLineBytes, parseCsvLine, isCsvHeader, type Change } from './records.js';
+import { parseLineBytes, parseCsvLine, isCsvHeader, toChange, RecordError, type Change } from './records.js';
+import { readMsgpackRecords } from './msgpack-records.js';
 import type { Writer } from './writer.js';
 
 export interface FileCheckpoint {
@@ -108,9 +109,33 @@ export async function importFile(store: Store, writer: Writer, path: string, opt
 
   let pending = false;
   const csv = /\.csv(\.gz)?$/.test(name);
+  const chunkDone = async () => {
+    if (pending) {
+      pending = false;
+      await commit(false);
+    }
+    opts.signal?.throwIfAborted();
+  };
   let res: { bytes: number; lines: number };
   try {
-    res = await readLines(path, resume?.offset ?? 0, resume?.line ?? 0, opts.maxLineBytes, {
+    if (/\.msgpack(\.gz)?$/.test(name)) {
+      const r = await readMsgpackRecords(path, resume?.offset ?? 0, resume?.line ?? 0, {
+        record(value, no, next) {
+          lastOffset = next;
+          lastLine = no;
+          try {
+            batch.push(toChange(value, now, opts.maxUidBytes));
+          } catch (err) {
+            if (!(err instanceof RecordError)) throw err;
+            reject(no, err.message);
+          }
+          if (batch.length + rejects.length >= opts.batchSize) pending = true;
+        },
+        broken: (no, reason) => reject(no, reason),
+        chunkDone,
+      });
+      res = { bytes: r.bytes, lines: r.records };
+    } else res = await readLines(path, resume?.offset ?? 0, resume?.line ?? 0, opts.maxLineBytes, {
       line(buf, start, end, lineNo, next) {
         lastOffset = next;
         lastLine = lineNo;
@@ -127,13 +152,7 @@ export async function importFile(store: Store, writer: Writer, path: string, opt
         lastLine = lineNo;
         reject(lineNo, `line longer than ${opts.maxLineBytes} bytes`);
       },
-      async chunkDone() {
-        if (pending) {
-          pending = false;
-          await commit(false);
-        }
-        opts.signal?.throwIfAborted();
-      },
+      chunkDone,
     });
   } catch (err) {
     // A gzip that breaks off or is corrupt half-way: keep everything before

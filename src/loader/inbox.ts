@@ -10,7 +10,7 @@ import type { Logger } from '../log.js';
 import { importFile, type ImportSummary, type FileCheckpoint } from './file-import.js';
 import type { Writer } from './writer.js';
 
-export const FEED_EXTENSIONS = ['.ndjson', '.jsonl', '.csv', '.ndjson.gz', '.jsonl.gz', '.csv.gz'];
+export const FEED_EXTENSIONS = ['.ndjson', '.jsonl', '.csv', '.msgpack', '.ndjson.gz', '.jsonl.gz', '.csv.gz', '.msgpack.gz'];
 export const INBOX_CHECKPOINT = 'ckpt:inbox';
 
 export interface InboxOptions {

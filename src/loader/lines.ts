@@ -9,7 +9,7 @@ import { createReadStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
 
 /** Sequential bytes of a file from an offset: `read` fills buf[at, at+max) and returns the count, 0 at the end. */
-interface ByteSource {
+export interface ByteSource {
   read(buf: Buffer, at: number, max: number): Promise<number>;
   close(): Promise<void>;
 }
@@ -25,6 +25,11 @@ async function plainSource(path: string, offset: number): Promise<ByteSource> {
     },
     close: () => fh.close(),
   };
+}
+
+/** A file's bytes from `offset` (uncompressed bytes for `.gz`). */
+export async function openBytes(path: string, offset: number): Promise<ByteSource> {
+  return path.endsWith('.gz') ? gzipSource(path, offset) : plainSource(path, offset);
 }
 
 function gzipSource(path: string, offset: number): ByteSource {
@@ -79,7 +84,7 @@ export async function readLines(
   maxLineBytes: number,
   sink: LineSink,
 ): Promise<{ bytes: number; lines: number }> {
-  const src = path.endsWith('.gz') ? gzipSource(path, startOffset) : await plainSource(path, startOffset);
+  const src = await openBytes(path, startOffset);
   try {
     let buf = Buffer.allocUnsafe(CHUNK + maxLineBytes);
     let carry = 0; // bytes of an unfinished line at buf[0, carry)
