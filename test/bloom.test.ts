@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { BlockedBloom, sizeFor } from '../src/filters/blocked-bloom.js';
 import { saveFilter, loadFilter, FilterFileError } from '../src/filters/persist.js';
 import { uidFor } from '../src/gen/synthetic.js';
-import { startSegd, runSegd, tempDir, dropFeed, feedLine, stopReport, CLEAN_STOP, type Segd } from './helpers/server.js';
+import { startSegd, runSegd, tempDir, dropFeed, feedLine, stopReport, CLEAN_STOP, type Segd, segmentsOf, waitFor } from './helpers/server.js';
 
 describe('blocked bloom filter', () => {
   it('never answers "not present" for a key that was added', () => {
@@ -59,8 +59,6 @@ describe('blocked bloom filter', () => {
   });
 });
 
-const segmentsOf = async (segd: Segd, uid: string) =>
-  ((await (await fetch(`${segd.url}/v1/segments?uid=${encodeURIComponent(uid)}`)).json()) as { segments: number[] }).segments;
 const metric = async (segd: Segd, re: RegExp) => Number(re.exec(await (await fetch(`${segd.url}/metrics`)).text())?.[1]);
 
 describe('known-users filter in the server', () => {

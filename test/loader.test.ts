@@ -4,19 +4,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, readdirSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startSegd, dropFeed, feedLine, tempDir, stopReport, CLEAN_STOP, runSegd, type Segd } from './helpers/server.js';
+import { startSegd, dropFeed, feedLine, tempDir, stopReport, CLEAN_STOP, runSegd, type Segd, segmentsOf, waitFor } from './helpers/server.js';
 
-const segmentsOf = async (segd: Segd, uid: string) =>
-  ((await (await fetch(`${segd.url}/v1/segments?uid=${encodeURIComponent(uid)}`)).json()) as { segments: number[] }).segments;
 
-const waitFor = async (check: () => Promise<boolean>, ms = 10_000) => {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('condition not met in time');
-};
 
 describe('inbox loader', () => {
   let segd: Segd;

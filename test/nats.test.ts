@@ -9,7 +9,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { pack } from 'msgpackr';
-import { startSegd, stopReport, CLEAN_STOP, tempDir, feedLine, type Segd } from './helpers/server.js';
+import { startSegd, stopReport, CLEAN_STOP, tempDir, feedLine, type Segd, segmentsOf, waitFor } from './helpers/server.js';
 
 if (spawnSync('nats-server', ['--version']).status !== 0) {
   throw new Error('nats-server is not installed: run `bash .ci/setup-system.sh` (it installs it from Debian)');
@@ -30,8 +30,9 @@ interface Nats {
 const running: ChildProcess[] = [];
 afterAll(() => running.forEach((p) => p.kill('SIGKILL')));
 
-async function startNats(port: number, storeDir: string): Promise<Nats> {
-  const proc = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Starts `nats-server -js -a 127.0.0.1 -p PORT -sd DIR …` and waits until it is ready. */
+async function spawnNats(port: number, storeDir: string, extra: string[] = []): Promise<ChildProcess> {
+  const proc = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   running.push(proc);
   await new Promise<void>((resolve, reject) => {
     let out = '';
@@ -43,6 +44,11 @@ async function startNats(port: number, storeDir: string): Promise<Nats> {
     proc.stderr!.on('data', onData);
     proc.once('exit', (c) => reject(new Error(`nats-server exited ${c}: ${out}`)));
   });
+  return proc;
+}
+
+async function startNats(port: number, storeDir: string): Promise<Nats> {
+  const proc = await spawnNats(port, storeDir);
   return {
     url: `nats://127.0.0.1:${port}`,
     stop: () =>
@@ -60,16 +66,6 @@ async function client(url: string): Promise<{ nc: NatsConnection; js: JetStreamC
   return { nc, js: jetstream(nc) };
 }
 
-const segmentsOf = async (segd: Segd, uid: string) =>
-  ((await (await fetch(`${segd.url}/v1/segments?uid=${encodeURIComponent(uid)}`)).json()) as { segments: number[] }).segments;
-const waitFor = async (check: () => Promise<boolean>, ms = 20_000) => {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('condition not met in time');
-};
 
 describe('NATS JetStream source', () => {
   it('applies the stream, rejects poison without blocking, and survives the server restarting', async () => {
@@ -147,23 +143,11 @@ describe('NATS JetStream 3-node cluster', () => {
     const routes = [c1!, c2!, c3!].map((p) => `nats://127.0.0.1:${p}`).join(',');
     const nodes = new Map<string, ChildProcess>();
     await Promise.all(
-      clientPorts.map(
-        (port, i) =>
-          new Promise<void>((resolve, reject) => {
-            const name = `n${i + 1}`;
-            const proc = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', tempDir(), '-n', name, '--cluster_name', 'segd-test', '--cluster', `nats://127.0.0.1:${[c1, c2, c3][i]}`, '--routes', routes], { stdio: ['ignore', 'pipe', 'pipe'] });
-            running.push(proc);
-            nodes.set(name, proc);
-            let out = '';
-            const onData = (d: Buffer) => {
-              out += d.toString();
-              if (out.includes('Server is ready')) resolve();
-            };
-            proc.stdout!.on('data', onData);
-            proc.stderr!.on('data', onData);
-            proc.once('exit', (c) => reject(new Error(`${name} exited ${c}: ${out}`)));
-          }),
-      ),
+      clientPorts.map(async (port, i) => {
+        const name = `n${i + 1}`;
+        const cluster = ['-n', name, '--cluster_name', 'segd-test', '--cluster', `nats://127.0.0.1:${[c1, c2, c3][i]}`, '--routes', routes];
+        nodes.set(name, await spawnNats(port, tempDir(), cluster));
+      }),
     );
     const urls = clientPorts.map((p) => `nats://127.0.0.1:${p}`);
     const nc = await connect({ servers: urls, maxReconnectAttempts: -1, reconnectTimeWait: 200 });

@@ -112,6 +112,19 @@ export class BlockedBloom {
   }
 
   add(key: string): void {
+    this.probe(key, true);
+  }
+
+  /** false = definitely not added; true = probably added. */
+  mayContain(key: string): boolean {
+    return this.probe(key, false);
+  }
+
+  /**
+   * The key's k bits: set them (`set`), or check them. One loop for both so
+   * they cannot drift apart; measured no slower than two copies (bench:micro).
+   */
+  private probe(key: string, set: boolean): boolean {
     const { words, h } = this;
     hash2(key, h);
     // fastrange: a uniform block index without a division.
@@ -125,23 +138,10 @@ export class BlockedBloom {
         used = 0;
       }
       const bit = (w >>> (used * 9)) & 511;
-      Atomics.or(words, base + (bit >>> 5), 1 << (bit & 31));
-    }
-  }
-
-  /** false = definitely not added; true = probably added. */
-  mayContain(key: string): boolean {
-    const { words, h } = this;
-    hash2(key, h);
-    const base = Math.floor((h[0]! * this.params.blocks) / 0x1_0000_0000) * BLOCK_WORDS;
-    let w = h[1]!;
-    for (let i = 0, used = 0; i < this.params.k; i++, used++) {
-      if (used === 3) {
-        w = mix((w + 0x9e3779b9) | 0);
-        used = 0;
-      }
-      const bit = (w >>> (used * 9)) & 511;
-      if ((words[base + (bit >>> 5)]! & (1 << (bit & 31))) === 0) return false;
+      const at = base + (bit >>> 5);
+      const mask = 1 << (bit & 31);
+      if (set) Atomics.or(words, at, mask);
+      else if ((words[at]! & mask) === 0) return false;
     }
     return true;
   }

@@ -113,3 +113,19 @@ export async function stopReport(segd: Segd, opts: { allowWarnings?: boolean } =
   };
 }
 export const CLEAN_STOP = { code: 0, signal: null, stderr: '', problems: [] };
+
+/** The live segments of `uid`, looked up over HTTP. */
+export async function segmentsOf(segd: Segd, uid: string): Promise<number[]> {
+  const r = await fetch(`${segd.url}/v1/segments?uid=${encodeURIComponent(uid)}`);
+  return ((await r.json()) as { segments: number[] }).segments;
+}
+
+/** Polls `check` until it holds; throws after `ms`. */
+export async function waitFor(check: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('condition not met in time');
+}
