@@ -40,14 +40,3 @@ export function errorBody(code: ErrorCode, detail?: string): string {
   const e = ERRORS[code];
   return JSON.stringify({ error: { code, message: detail ? `${e.message}: ${detail}` : e.message } });
 }
-
-/** An error carried through async code to the responder. */
-export class SegdError extends Error {
-  constructor(readonly code: ErrorCode, readonly detail?: string, options?: { cause?: unknown }) {
-    super(detail ? `${ERRORS[code].message}: ${detail}` : ERRORS[code].message, options);
-    this.name = 'SegdError';
-  }
-  get status(): number {
-    return ERRORS[this.code].status;
-  }
-}
