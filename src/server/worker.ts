@@ -2,6 +2,7 @@
 // loader, read-only by use), builds the app, listens on the shared port, and
 // drains on request. One per core; the kernel spreads connections (SO_REUSEPORT).
 import { parentPort, workerData } from 'node:worker_threads';
+import { setPriority } from 'node:os';
 import uWS, { type us_listen_socket } from 'uWebSockets.js';
 import { openStore } from '../store/env.js';
 import { SegmentLookup } from '../lookup/segments.js';
@@ -14,6 +15,14 @@ import { SharedState, Flag } from './state.js';
 import type { FromWorker, ToWorker, WorkerData, Rpc, RpcMethod } from './messages.js';
 
 const data = workerData as WorkerData;
+// A worker restarted after the loader thread lowered its own priority inherits
+// that nice value; take normal priority back (allowed for root / CAP_SYS_NICE,
+// otherwise it stays lowered, which costs latency, not correctness).
+try {
+  setPriority(0, 0);
+} catch {
+  /* not permitted here */
+}
 const port = parentPort!;
 const send = (m: FromWorker) => port.postMessage(m);
 const { config } = data;
