@@ -30,6 +30,7 @@ export interface WriterHooks {
 }
 
 export const DEFAULT_TOMBSTONE_SECONDS = 7 * 86_400;
+const MAX_CACHED_COUNTS = 200_000;
 
 export class Writer {
   /**
@@ -47,6 +48,12 @@ export class Writer {
 
   constructor(private readonly store: Store, private readonly hooks: WriterHooks = {}) {
     this.tombstoneSeconds = hooks.tombstoneSeconds ?? DEFAULT_TOMBSTONE_SECONDS;
+  }
+
+  /** After a commit: remember what was written. Bounded: feeds choose segment ids, and this is only a cache. */
+  private cacheCounts(committed: Map<number, number>): void {
+    if (this.countCache.size + committed.size > MAX_CACHED_COUNTS) this.countCache.clear();
+    for (const [id, c] of committed) this.countCache.set(id, c);
   }
 
   /** Inside a transaction: applies count deltas; `committed` collects the new values for the cache. */
@@ -95,7 +102,7 @@ export class Writer {
       this.putCounts(delta, newCounts);
       if (out.users > 0) meta.putSync('writes', ((meta.get('writes') as number | undefined) ?? 0) + 1);
     });
-    for (const [id, c] of newCounts) this.countCache.set(id, c);
+    this.cacheCounts(newCounts);
     return out;
   }
 
@@ -147,7 +154,7 @@ export class Writer {
       meta.putSync('lastCommitAt', Date.now());
     });
     // Only what committed reaches the cache (a failed transaction throws above).
-    for (const [id, c] of newCounts) this.countCache.set(id, c);
+    this.cacheCounts(newCounts);
     this.hooks.afterBatch?.((performance.now() - t0) / 1000);
     return result;
   }
