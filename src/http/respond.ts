@@ -1,6 +1,6 @@
 // Writing answers with uWebSockets.js. Constant bodies and status lines are
 // built once. Callers inside a synchronous handler write directly; after any
-// async step they go through `corked` so headers and body leave in one write.
+// async step they go through `pending` (pending.ts), which corks the answer.
 import type { HttpResponse } from 'uWebSockets.js';
 import { ERRORS, errorBody, statusLine, type ErrorCode } from '../errors.js';
 
@@ -40,9 +40,4 @@ export function sendBody(res: HttpResponse, st: number, type: string, body: stri
   if (st !== 200) res.writeStatus(status(st));
   res.writeHeader(CT, type).end(body, close);
   return st;
-}
-
-/** For answers written after an async step (body read, message round trip). */
-export function corked(res: HttpResponse, write: () => void): void {
-  res.cork(write);
 }

@@ -53,13 +53,7 @@ export class Loader {
           maxUidBytes: config.maxUidBytes,
         },
         log,
-        (s) => {
-          if (!this.metrics) return;
-          this.metrics.records.labels('nats', 'applied').inc(s.applied);
-          this.metrics.records.labels('nats', 'stale').inc(s.stale);
-          this.metrics.records.labels('nats', 'rejected').inc(s.rejected);
-          this.metrics.lastCommit.set(Date.now() / 1000);
-        },
+        (s) => this.metrics?.recordOutcome('nats', s),
       );
     }
     this.inbox = new Inbox(store, this.writer, {
@@ -153,21 +147,12 @@ export class Loader {
   /** An HTTP push batch: parsed and applied here, in one transaction, durable when this returns. */
   push(req: PushRequest, maxListed: number): PushAnswer {
     const r = applyPush(this.store, this.writer, req, nowSeconds(), this.config.maxUidBytes, maxListed);
-    if (this.metrics && !r.replay && !r.conflict) {
-      this.metrics.records.labels('push', 'applied').inc(r.applied);
-      this.metrics.records.labels('push', 'stale').inc(r.stale);
-      this.metrics.records.labels('push', 'rejected').inc(r.rejected);
-      this.metrics.lastCommit.set(Date.now() / 1000);
-    }
+    if (!r.replay && !r.conflict) this.metrics?.recordOutcome('push', r);
     return r;
   }
 
   private count(source: Source, s: ImportSummary): void {
-    if (!this.metrics) return;
-    this.metrics.records.labels(source, 'applied').inc(s.applied);
-    this.metrics.records.labels(source, 'stale').inc(s.stale);
-    this.metrics.records.labels(source, 'rejected').inc(s.rejected);
-    this.metrics.files.labels(source).inc();
-    this.metrics.lastCommit.set(Date.now() / 1000);
+    this.metrics?.recordOutcome(source, s);
+    this.metrics?.files.labels(source).inc();
   }
 }

@@ -99,6 +99,13 @@ export class ProcessMetrics {
     });
   }
 
+  /** One source's records: applied, stale (older than stored), rejected. */
+  recordOutcome(source: Source, o: { applied: number; stale: number; rejected: number }): void {
+    this.records.labels(source, 'applied').inc(o.applied);
+    this.records.labels(source, 'stale').inc(o.stale);
+    this.records.labels(source, 'rejected').inc(o.rejected);
+  }
+
   /** Exposes the JetStream consumer's backlog. */
   watchNats(pending: () => number): void {
     new Gauge({

@@ -47,8 +47,10 @@ export async function serve(config: Readonly<Config>, log: Logger): Promise<Runn
   const metrics = new ProcessMetrics(store, known);
   const loader = new Loader(store, config, log, metrics, {
     onNewUser: known?.onNewUser,
+    // Every committed loader transaction, whatever its source.
     afterBatch: (seconds) => {
       metrics.commitSeconds.observe(seconds);
+      metrics.lastCommit.set(Date.now() / 1000);
       known?.afterBatch();
     },
   });

@@ -9,7 +9,8 @@ import { readBody } from '../body.js';
 import { checkUid } from '../../lookup/keys.js';
 import { nowSeconds } from '../../lookup/segments.js';
 import { idList, pickFormat } from '../format.js';
-import { sendError, sendBody, corked, JSON_TYPE, MSGPACK_TYPE } from '../respond.js';
+import { sendError, sendBody, JSON_TYPE, MSGPACK_TYPE } from '../respond.js';
+import { pending } from '../pending.js';
 import { ERRORS, type ErrorCode } from '../../errors.js';
 import { Flag } from '../../server/state.js';
 
@@ -36,18 +37,10 @@ export function batchRoute(deps: AppDeps) {
     if (kind === null) return finish(sendError(res, 'UNSUPPORTED_MEDIA_TYPE', undefined, true));
     if (format === null || format === 'kv') return finish(sendError(res, 'BAD_FORMAT', 'batch answers are json or msgpack', true));
 
-    let aborted = false;
-    inflight.n++;
-    res.onAborted(() => {
-      aborted = true;
-      inflight.n--;
-      metrics.aborted();
-    });
+    const p = pending(res, inflight, () => metrics.aborted());
     readBody(res, contentLength, config.maxBodyBytes, (r) => {
-      if (aborted) return;
-      inflight.n--;
       const close = state.get(Flag.Draining);
-      corked(res, () => {
+      p.settle(() => {
         if (!r.ok) return finish(sendError(res, 'BODY_TOO_LARGE', `limit is ${config.maxBodyBytes} bytes`, true));
         let st: number;
         try {

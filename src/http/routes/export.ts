@@ -4,7 +4,8 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import { BearerKeys } from '../auth.js';
-import { sendError, sendBody, corked, JSON_TYPE } from '../respond.js';
+import { sendError, sendBody, JSON_TYPE } from '../respond.js';
+import { pending } from '../pending.js';
 
 export const DEFAULT_EXPORT_FP = 0.001;
 
@@ -22,23 +23,12 @@ export function segmentBloomRoute(deps: AppDeps) {
     const fpRate = rawFp ? Number(rawFp) : DEFAULT_EXPORT_FP;
     if (!(fpRate >= 0.000001 && fpRate <= 0.5)) return done(sendError(res, 'BAD_FP_RATE'));
 
-    let aborted = false;
-    deps.inflight.n++;
-    res.onAborted(() => {
-      aborted = true;
-      deps.inflight.n--;
-    });
+    const p = pending(res, deps.inflight);
     deps.exportSegment(segment, fpRate).then(
-      (doc) => {
-        if (aborted) return;
-        deps.inflight.n--;
-        corked(res, () => done(sendBody(res, 200, JSON_TYPE, doc)));
-      },
+      (doc) => p.settle(() => done(sendBody(res, 200, JSON_TYPE, doc))),
       (err: unknown) => {
-        if (aborted) return;
-        deps.inflight.n--;
         deps.log.error({ err, segment }, 'segment export failed');
-        corked(res, () => done(sendError(res, 'INTERNAL', 'export failed')));
+        p.settle(() => done(sendError(res, 'INTERNAL', 'export failed')));
       },
     );
   };

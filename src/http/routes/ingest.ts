@@ -7,7 +7,8 @@ import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import { BearerKeys } from '../auth.js';
 import { readBody } from '../body.js';
-import { sendError, sendBody, corked, JSON_TYPE } from '../respond.js';
+import { sendError, sendBody, JSON_TYPE } from '../respond.js';
+import { pending } from '../pending.js';
 import { ERRORS } from '../../errors.js';
 import { MAX_IDEMPOTENCY_KEY, type PushFormat } from '../../loader/push.js';
 
@@ -33,28 +34,19 @@ export function ingestRoute(deps: AppDeps) {
     const idem = req.getHeader('idempotency-key');
     if (idem !== '' && (idem.length > MAX_IDEMPOTENCY_KEY || !PRINTABLE.test(idem))) return finish(sendError(res, 'BAD_IDEMPOTENCY_KEY', undefined, true));
 
-    let aborted = false;
-    inflight.n++;
-    res.onAborted(() => {
-      aborted = true;
-      inflight.n--;
-      deps.metrics.aborted();
-    });
+    const p = pending(res, inflight, () => deps.metrics.aborted());
     readBody(res, req.getHeader('content-length'), config.maxIngestBytes, (r) => {
-      if (aborted) return;
       if (!r.ok) {
-        inflight.n--;
-        corked(res, () => finish(sendError(res, 'BODY_TOO_LARGE', `limit is ${config.maxIngestBytes} bytes; nothing was applied`, true)));
+        p.settle(() => finish(sendError(res, 'BODY_TOO_LARGE', `limit is ${config.maxIngestBytes} bytes; nothing was applied`, true)));
         return;
       }
       // Parsing happens on the loader thread: a large body must not stall this
       // worker's lookups. A fresh ArrayBuffer (never a pooled one) is transferred.
       const body = r.body.buffer.slice(r.body.byteOffset, r.body.byteOffset + r.body.length) as ArrayBuffer;
       deps.ingest({ body, format, caller, idempotencyKey: idem || undefined }, MAX_LISTED_REJECTS).then(
-        (a) => {
-          if (aborted) return; // committed all the same: a retry with the key gets this result
-          inflight.n--;
-          corked(res, () => {
+        // If the client went away, the batch is committed all the same: a retry with the key gets this result.
+        (a) =>
+          p.settle(() => {
             if (a.conflict) return finish(sendError(res, 'IDEMPOTENCY_KEY_REUSED'));
             const counts = { applied: a.applied, stale: a.stale, rejected: a.rejected, replay: a.replay, rejects: a.rejects };
             if (a.applied + a.stale === 0 && a.rejected > 0) {
@@ -63,13 +55,10 @@ export function ingestRoute(deps: AppDeps) {
             } else {
               finish(sendBody(res, 200, JSON_TYPE, JSON.stringify(counts)));
             }
-          });
-        },
+          }),
         (err: unknown) => {
-          if (aborted) return;
-          inflight.n--;
           log.error({ err }, 'ingest failed; nothing was applied');
-          corked(res, () => finish(sendError(res, 'INTERNAL', 'the batch was not applied; retry with the same Idempotency-Key')));
+          p.settle(() => finish(sendError(res, 'INTERNAL', 'the batch was not applied; retry with the same Idempotency-Key')));
         },
       );
     });

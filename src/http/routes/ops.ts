@@ -2,7 +2,8 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import { Flag, Gauge } from '../../server/state.js';
-import { sendBody, sendError, corked, JSON_TYPE } from '../respond.js';
+import { sendBody, sendError, JSON_TYPE } from '../respond.js';
+import { pending } from '../pending.js';
 
 // The filter's state is shown, not gated on: without one, lookups are slower, never wrong.
 const READY = '{"status":"ready","filter":"ready"}';
@@ -42,23 +43,13 @@ export function metricsRoute(deps: AppDeps) {
   const m = deps.metrics.route('metrics');
   return (res: HttpResponse, _req: HttpRequest): void => {
     const t0 = performance.now();
-    let aborted = false;
-    res.onAborted(() => {
-      aborted = true;
-      deps.inflight.n--;
-    });
-    deps.inflight.n++;
+    const done = (st: number) => m.observe(st, (performance.now() - t0) / 1000);
+    const p = pending(res, deps.inflight);
     deps.metricsText().then(
-      (text) => {
-        if (aborted) return;
-        deps.inflight.n--;
-        corked(res, () => m.observe(sendBody(res, 200, 'text/plain; version=0.0.4; charset=utf-8', text), (performance.now() - t0) / 1000));
-      },
+      (text) => p.settle(() => done(sendBody(res, 200, 'text/plain; version=0.0.4; charset=utf-8', text))),
       (err: unknown) => {
-        if (aborted) return;
-        deps.inflight.n--;
         deps.log.error({ err }, 'metrics scrape failed');
-        corked(res, () => m.observe(sendError(res, 'INTERNAL', 'metrics unavailable'), (performance.now() - t0) / 1000));
+        p.settle(() => done(sendError(res, 'INTERNAL', 'metrics unavailable')));
       },
     );
   };
