@@ -107,8 +107,7 @@ describe('known-users filter in the server', () => {
     // Asked before it exists: the filter says no on every worker.
     for (let i = 0; i < 6; i++) expect(await segmentsOf(segd, 'newcomer')).toEqual([]);
     await dropFeed(inbox, '001.ndjson', feedLine({ op: 'add', uid: 'newcomer', segments: [77] }));
-    const deadline = Date.now() + 10_000;
-    while ((await segmentsOf(segd, 'newcomer')).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await waitFor(async () => (await segmentsOf(segd, 'newcomer')).length > 0, 10_000);
     // Fresh connections land on both workers; every one must see the user.
     const seen = new Set<number>();
     for (let i = 0; i < 40; i++) {
@@ -131,8 +130,7 @@ describe('known-users filter in the server', () => {
     for (const i of [0, 2500, 4999]) expect((await segmentsOf(segd, uidFor(1, i))).length).toBeGreaterThan(0);
     // A user added after the swap is seen by every worker (each on the new filter).
     await dropFeed(join(segd.dataDir, 'inbox'), 'after-swap.ndjson', feedLine({ op: 'add', uid: 'after-swap', segments: [5] }));
-    const deadline = Date.now() + 10_000;
-    while ((await segmentsOf(segd, 'after-swap')).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await waitFor(async () => (await segmentsOf(segd, 'after-swap')).length > 0, 10_000);
     const workers = new Set<number>();
     for (let i = 0; i < 30; i++) {
       workers.add(((await (await fetch(`${segd.url}/healthz`, { headers: { connection: 'close' } })).json()) as { worker: number }).worker);
