@@ -33,7 +33,7 @@ beforeAll(async () => {
   dataDir = tempDir();
   configPath = join(tempDir('segd-config-'), 'segd.json');
   writeFileSync(configPath, JSON.stringify(config));
-  segd = await startSegd({ dataDir, keepData: true, env: { SEGD_CONFIG: configPath, SEGD_WORKERS: '2' } });
+  segd = await startSegd({ dataDir, keepData: true, env: { SEGD_CONFIG: configPath, SEGD_WORKERS: '2', SEGD_MAX_BODY_BYTES: '4096' } });
 });
 afterAll(async () => {
   await segd?.stop();
@@ -117,7 +117,7 @@ describe('registry', () => {
       ['/v1/admin/segments/99999999999', { headers: auth }, 400, 'BAD_SEGMENT'],
       ['/v1/admin/partners/p1', { method: 'PUT', headers: json, body: '{"name":' }, 400, 'BAD_JSON'],
       ['/v1/admin/partners/p1', { method: 'PUT', headers: { ...auth, 'Content-Type': 'text/plain' }, body: '{}' }, 415, 'UNSUPPORTED_MEDIA_TYPE'],
-      ['/v1/admin/partners/p1', { method: 'PUT', headers: json, body: JSON.stringify({ name: 'x'.repeat(2 << 20) }) }, 413, 'BODY_TOO_LARGE'],
+      ['/v1/admin/partners/p1', { method: 'PUT', headers: json, body: JSON.stringify({ name: 'x'.repeat(5000) }) }, 413, 'BODY_TOO_LARGE'],
       ['/v1/admin/partners/p1', { method: 'POST', headers: json, body: '{}' }, 405, 'METHOD_NOT_ALLOWED'],
     ];
     for (const [path, init, status, code] of cases) {
@@ -131,7 +131,7 @@ describe('registry', () => {
   it('keeps admin changes across a restart, and a bad config file stops start-up with every problem named', async () => {
     await call('/v1/admin/segments/88', { method: 'PUT', headers: json, body: JSON.stringify({ name: 'Kept', segtax: 4 }) });
     expect(await stopReport(segd)).toEqual(CLEAN_STOP);
-    segd = await startSegd({ dataDir, keepData: true, env: { SEGD_CONFIG: configPath, SEGD_WORKERS: '2' } });
+    segd = await startSegd({ dataDir, keepData: true, env: { SEGD_CONFIG: configPath, SEGD_WORKERS: '2', SEGD_MAX_BODY_BYTES: '4096' } });
     expect((await call('/v1/admin/segments/88', { headers: auth })).status).toBe(200);
     expect((await call('/v1/admin/partners/dsp1', { headers: auth })).status).toBe(200);
 
