@@ -26,6 +26,10 @@ export const ERRORS = {
   NO_SUCH_PARTNER: { status: 404, message: 'no partner with this id' },
   NO_SUCH_SEGMENT: { status: 404, message: 'no segment with this id in the taxonomy' },
   INTERNAL: { status: 500, message: 'internal error' },
+  FORBIDDEN: { status: 403, message: 'this key may not act for that partner' },
+  BAD_BID_REQUEST: { status: 400, message: 'the body must be an OpenRTB 2.6 BidRequest: a JSON object with "id" (string) and "imp" (array); user, device and regs, when present, objects' },
+  BAD_MODE: { status: 400, message: 'unknown mode (omit it for the whole request, or mode=data)' },
+  BAD_FRAME: { status: 400, message: 'a WebSocket frame must be a msgpack map with "id" and one key: uid, puid, ifa' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

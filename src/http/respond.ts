@@ -41,3 +41,9 @@ export function sendBody(res: HttpResponse, st: number, type: string, body: stri
   res.writeHeader(CT, type).end(body, close);
   return st;
 }
+
+/** 204: the "empty answer now" of shed lookups and declined enrichments; `reason` goes in X-Segd-Empty. */
+export function sendEmpty(res: HttpResponse, reason = 'shed', close = false): number {
+  res.writeStatus(status(204)).writeHeader('X-Segd-Empty', reason).endWithoutBody(undefined, close);
+  return 204;
+}

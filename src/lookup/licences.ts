@@ -1,0 +1,87 @@
+// Which segments each partner may receive, compiled from the registry once
+// per registry version so the lookup path filters without allocating: a
+// sorted Uint32Array per partner, searched by bisection, compacting the
+// lookup's output array in place.
+//
+// The registry (partners + taxonomy) is the source of truth: a segment is
+// licensed to a partner when `isLicensed` says so; the compile only asks it.
+
+/** The registry as this module needs it (src/partners/registry.ts satisfies it). */
+export interface LicenceSource {
+  readonly version: number;
+  partners(): ReadonlyArray<{ id: string; segments: readonly number[] | '*' }>;
+  segments(): ReadonlyArray<{ id: number }>;
+  isLicensed(partner: never, segmentId: number): boolean;
+}
+
+export class Licence {
+  constructor(
+    /** Partner id; '' for the anonymous caller. */
+    readonly partner: string,
+    /** Every segment id is licensed (anonymous callers when allowed; partners licensed '*'). */
+    readonly all: boolean,
+    /** Sorted, distinct licensed ids (unused when `all`). */
+    readonly ids: Uint32Array,
+  ) {}
+
+  has(id: number): boolean {
+    if (this.all) return true;
+    const a = this.ids;
+    let lo = 0;
+    let hi = a.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const v = a[mid]!;
+      if (v === id) return true;
+      if (v < id) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return false;
+  }
+
+  /** Keeps only licensed ids among the first `n` of `ids` (in place, order kept); returns the new count. */
+  filter(ids: Uint32Array, n: number): number {
+    if (this.all || n <= 0) return n;
+    let k = 0;
+    for (let i = 0; i < n; i++) {
+      const id = ids[i]!;
+      if (this.has(id)) ids[k++] = id;
+    }
+    return k;
+  }
+}
+
+/** The licence of an anonymous caller where anonymous lookups are allowed: everything. */
+export const ANONYMOUS = new Licence('', true, new Uint32Array(0));
+
+/** An id no taxonomy uses, to ask the registry whether a partner's '*' covers ids outside the taxonomy. */
+const PROBE_UNLISTED = 0xffffffff;
+
+export class Licences {
+  private version = -1;
+  private byPartner = new Map<string, Licence>();
+
+  constructor(private readonly source: LicenceSource) {}
+
+  /** The partner's compiled licence (recompiled when the registry changed). */
+  of(partnerId: string): Licence | undefined {
+    if (this.source.version !== this.version) this.compile();
+    return this.byPartner.get(partnerId);
+  }
+
+  private compile(): void {
+    const src = this.source;
+    const version = src.version;
+    const segmentIds = src.segments().map((s) => s.id);
+    const next = new Map<string, Licence>();
+    for (const p of src.partners()) {
+      const licensed = (id: number) => src.isLicensed(p as never, id);
+      const candidates = p.segments === '*' ? segmentIds : [...segmentIds, ...p.segments];
+      const all = p.segments === '*' && licensed(PROBE_UNLISTED) && !segmentIds.some((id) => !licensed(id));
+      const ids = Uint32Array.from(new Set(candidates.filter(licensed))).sort();
+      next.set(p.id, new Licence(p.id, all, ids));
+    }
+    this.byPartner = next;
+    this.version = version;
+  }
+}
