@@ -24,6 +24,8 @@ export const SEGMENTS = [
 export const USERS: Record<string, number[]> = {
   'rtb-user-1': [1001, 1002, 2001, 3005, 4002],
   'only-dsp1': [1001],
+  // Big answers (≈6 KB each) with tiny requests: fills a socket's buffers fast (backpressure tests).
+  'big-user': Array.from({ length: 3000 }, (_, i) => 100_000 + i),
 };
 
 export async function startActivation(env: Record<string, string> = {}): Promise<Segd> {

@@ -39,7 +39,7 @@ export function batchRoute(deps: AppDeps) {
     if (licence === null) return finish(sendError(res, 'UNAUTHORIZED', undefined, true));
     if (admission.overloaded()) {
       metrics.shed('batch', 'overload');
-      return finish(sendEmpty(res, 'shed', true)); // the body is left unread: close
+      return finish(sendEmpty(res, 'overload', true)); // the body is left unread: close
     }
     if (kind === null) return finish(sendError(res, 'UNSUPPORTED_MEDIA_TYPE', undefined, true));
     if (format === null || format === 'kv' || format === 'gam') return finish(sendError(res, 'BAD_FORMAT', 'batch answers are json or msgpack', true));

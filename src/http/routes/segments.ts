@@ -26,7 +26,7 @@ export function segmentsRoute(deps: AppDeps) {
       st = sendError(res, 'UNAUTHORIZED');
     } else if (admission.overloaded()) {
       metrics.shed('segments', 'overload');
-      st = sendEmpty(res);
+      st = sendEmpty(res, 'overload');
     } else {
       // `asked` is echoed back; `uid` is the segd user it resolved to ('' = none).
       let asked = req.getQuery('uid');
