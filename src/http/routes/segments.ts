@@ -61,7 +61,11 @@ export function segmentsRoute(deps: AppDeps) {
         const key = asked as string;
         if (format === 'json') st = sendBody(res, 200, JSON_TYPE, jsonAnswer(key, ids, n), close);
         else if (format === 'kv') st = sendBody(res, 200, TEXT_TYPE, kvAnswer(kvKey, ids, n), close);
-        else if (format === 'gam') st = sendBody(res, 200, TEXT_TYPE, gamAnswer(gamKey, ids, n, gamMax), close);
+        else if (format === 'gam') {
+          // Readable by the on-page snippet (a simple GET: no preflight).
+          res.writeHeader('Access-Control-Allow-Origin', '*');
+          st = sendBody(res, 200, TEXT_TYPE, gamAnswer(gamKey, ids, n, gamMax), close);
+        }
         else st = sendBody(res, 200, MSGPACK_TYPE, msgpackAnswer(key, ids, n), close);
       }
     }
