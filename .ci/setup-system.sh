@@ -5,7 +5,7 @@ set -euo pipefail
 
 # Programs the test suite runs for real: nats-server (JetStream source tests).
 # Chromium and Redis join this list with the issues that need them.
-TEST_PACKAGES=(nats-server)
+TEST_PACKAGES=(nats-server chromium)
 # Load generators for `npm run bench` (not needed by the tests).
 BENCH_PACKAGES=(wrk util-linux)
 
