@@ -106,6 +106,8 @@ try {
     n = lic.filter(lookup.ids, n < 0 ? 0 : n);
     return jsonAnswer(uid, lookup.ids, n);
   };
+  const profile = Uint32Array.from({ length: 12 }, (_, k) => 1000 + k * 211);
+  const scratch = new Uint32Array(12);
   const withKey = asNow(auth);
   const withoutKey = asNow('');
   // The machine is shared: alternate the variants and keep each one's best round.
@@ -122,14 +124,15 @@ try {
     best.key = Math.min(best.key, quiet(withKey));
     best.nokey = Math.min(best.nokey, quiet(withoutKey));
     best.digest = Math.min(best.digest, quiet(() => anonymous.licence(auth)));
-    best.filter = Math.min(best.filter, quiet((i) => dsp1.filter(lookup.ids, lookup.find(hits[i & (K - 1)]!, now))) - quiet((i) => lookup.find(hits[i & (K - 1)]!, now)));
+    // Filtering a typical 12-segment answer, refilled each time (the refill measured alone and subtracted).
+    best.filter = Math.min(best.filter, quiet(() => (scratch.set(profile), dsp1.filter(scratch, 12))) - quiet(() => (scratch.set(profile), 12)));
   }
   const row = (name: string, ns: number) => console.log(`${name.padEnd(48)} ${ns.toFixed(1).padStart(8)} ns/op`);
   row('lookup as before: find + json (best of 5)', best.before);
   row('lookup now, partner key: +auth +admission +filter', best.key);
   row('lookup now, no key (optional mode)', best.nokey);
   row('  of which Callers.licence with a key', best.digest);
-  row('  of which Licence.filter (60 licensed)', best.filter);
+  row('  of which Licence.filter (12 held, 60 licensed)', best.filter);
   const heap0 = process.memoryUsage().heapUsed;
   let sinkN = 0;
   for (let i = 0; i < 1_000_000; i++) sinkN += dsp1.filter(lookup.ids, lookup.find(hits[i & (K - 1)]!, now));
