@@ -10,8 +10,7 @@
 export interface LicenceSource {
   readonly version: number;
   partners(): ReadonlyArray<{ id: string; segments: readonly number[] | '*' }>;
-  segments(): ReadonlyArray<{ id: number }>;
-  isLicensed(partner: never, segmentId: number): boolean;
+  segments(): ReadonlyArray<{ id: number; partners: readonly string[] | '*' }>;
 }
 
 export class Licence {
@@ -54,32 +53,44 @@ export class Licence {
 /** The licence of an anonymous caller where anonymous lookups are allowed: everything. */
 export const ANONYMOUS = new Licence('', true, new Uint32Array(0));
 
-/** An id no taxonomy uses, to ask the registry whether a partner's '*' covers ids outside the taxonomy. */
-const PROBE_UNLISTED = 0xffffffff;
-
 export class Licences {
   private version = -1;
   private byPartner = new Map<string, Licence>();
 
   constructor(private readonly source: LicenceSource) {}
 
-  /** The partner's compiled licence (recompiled when the registry changed). */
+  /** The partner's compiled licence (recompiled first if the registry changed since). */
   of(partnerId: string): Licence | undefined {
-    if (this.source.version !== this.version) this.compile();
+    if (this.source.version !== this.version) this.refresh();
     return this.byPartner.get(partnerId);
   }
 
-  private compile(): void {
-    const src = this.source;
-    const version = src.version;
-    const segmentIds = src.segments().map((s) => s.id);
+  /**
+   * Compiles every partner's licence: O(segments + listed grants), so a
+   * large taxonomy does not stall the first lookup after a change. The rule
+   * is the registry's (`isLicensed`): a segment reaches a partner when the
+   * partner's list or the segment's names the other, or either is "*".
+   */
+  refresh(): void {
+    const version = this.source.version;
+    const open: number[] = [];
+    const granted = new Map<string, number[]>();
+    for (const s of this.source.segments()) {
+      if (s.partners === '*') open.push(s.id);
+      else for (const p of s.partners) {
+        let list = granted.get(p);
+        if (!list) granted.set(p, (list = []));
+        list.push(s.id);
+      }
+    }
     const next = new Map<string, Licence>();
-    for (const p of src.partners()) {
-      const licensed = (id: number) => src.isLicensed(p as never, id);
-      const candidates = p.segments === '*' ? segmentIds : [...segmentIds, ...p.segments];
-      const all = p.segments === '*' && licensed(PROBE_UNLISTED) && !segmentIds.some((id) => !licensed(id));
-      const ids = Uint32Array.from(new Set(candidates.filter(licensed))).sort();
-      next.set(p.id, new Licence(p.id, all, ids));
+    for (const p of this.source.partners()) {
+      if (p.segments === '*') {
+        next.set(p.id, new Licence(p.id, true, new Uint32Array(0)));
+        continue;
+      }
+      const ids = Uint32Array.from(new Set([...p.segments, ...open, ...(granted.get(p.id) ?? [])])).sort();
+      next.set(p.id, new Licence(p.id, false, ids));
     }
     this.byPartner = next;
     this.version = version;

@@ -94,6 +94,7 @@ port.on('message', (msg: ToWorker) => {
       break;
     case 'registry':
       registry.reload();
+      licences.refresh(); // now, not in the first lookup after the change
       break;
     case 'drain':
       void drain();
