@@ -130,6 +130,19 @@ describe('SEGD_LOOKUP_AUTH=optional', () => {
   });
 });
 
+describe('SEGD_LOOKUP_AUTH default', () => {
+  it('is required under NODE_ENV=production (the Docker image), optional otherwise', async () => {
+    for (const [nodeEnv, status] of [['production', 401], ['', 200]] as const) {
+      const segd = await startSegd({ env: { NODE_ENV: nodeEnv } });
+      try {
+        expect((await segmentsAs(segd, null, 'uid=anyone')).status, nodeEnv || '(unset)').toBe(status);
+      } finally {
+        expect(await stopReport(segd)).toEqual(CLEAN_STOP);
+      }
+    }
+  });
+});
+
 // The property: whatever the partners, taxonomy and memberships, every segment
 // returned to a partner is licensed to it — and every licensed one held by the
 // user is returned. The oracle below is written from the licensing rule, not

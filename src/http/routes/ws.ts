@@ -142,45 +142,45 @@ export function wsBehavior(deps: AppDeps): WebSocketBehavior<Conn> {
 
   /** Answers one frame; false when the connection was closed instead. */
   function answer(ws: WebSocket<Conn>, c: Conn, buf: Buffer): boolean {
-      const t0 = performance.now();
-      if (!stillValid(ws, c)) return false;
-      let frame: unknown;
-      try {
-        frame = unpack(buf);
-      } catch {
-        send(ws, { id: null, error: frameError('BAD_MSGPACK') });
-        m.observe(400, (performance.now() - t0) / 1000);
-        return true;
-      }
-      const f = (frame !== null && typeof frame === 'object' && !Array.isArray(frame) ? frame : {}) as Record<string, unknown>;
-      const id = f.id;
-      if (!(typeof id === 'number' || (typeof id === 'string' && id.length <= MAX_ID_CHARS))) {
-        send(ws, { id: null, error: frameError('BAD_FRAME') });
-        m.observe(400, (performance.now() - t0) / 1000);
-        return true;
-      }
-      const key = f.uid ?? f.puid ?? f.ifa;
-      const problem = key === undefined ? 'BAD_FRAME' : checkUid(key, maxUid);
-      if (problem !== null) {
-        send(ws, { id, error: frameError(problem) });
-        m.observe(400, (performance.now() - t0) / 1000);
-        return true;
-      }
-      if (admission.overloaded()) {
-        metrics.shed('ws', 'overload');
-        send(ws, { id, segments: [], shed: true });
-        m.observe(204, (performance.now() - t0) / 1000);
-        return true;
-      }
-      const licence = c.partner === '' ? ANONYMOUS : licences.of(c.partner);
-      const uid = f.uid !== undefined ? (f.uid as string) : resolver.resolve({ partner: c.partner || null, buyeruid: f.puid, ifa: f.ifa });
-      let n = uid === null || licence === undefined ? -1 : lookup.find(uid, nowSeconds());
-      if (n < 0) metrics.miss();
-      else metrics.hit();
-      n = licence === undefined ? 0 : licence.filter(lookup.ids, n < 0 ? 0 : n);
-      send(ws, { id, segments: Array.from(lookup.ids.subarray(0, n)) });
-      metrics.wsFrame();
-      m.observe(200, (performance.now() - t0) / 1000);
+    const t0 = performance.now();
+    if (!stillValid(ws, c)) return false;
+    let frame: unknown;
+    try {
+      frame = unpack(buf);
+    } catch {
+      send(ws, { id: null, error: frameError('BAD_MSGPACK') });
+      m.observe(400, (performance.now() - t0) / 1000);
       return true;
+    }
+    const f = (frame !== null && typeof frame === 'object' && !Array.isArray(frame) ? frame : {}) as Record<string, unknown>;
+    const id = f.id;
+    if (!(typeof id === 'number' || (typeof id === 'string' && id.length <= MAX_ID_CHARS))) {
+      send(ws, { id: null, error: frameError('BAD_FRAME') });
+      m.observe(400, (performance.now() - t0) / 1000);
+      return true;
+    }
+    const key = f.uid ?? f.puid ?? f.ifa;
+    const problem = key === undefined ? 'BAD_FRAME' : checkUid(key, maxUid);
+    if (problem !== null) {
+      send(ws, { id, error: frameError(problem) });
+      m.observe(400, (performance.now() - t0) / 1000);
+      return true;
+    }
+    if (admission.overloaded()) {
+      metrics.shed('ws', 'overload');
+      send(ws, { id, segments: [], shed: true });
+      m.observe(204, (performance.now() - t0) / 1000);
+      return true;
+    }
+    const licence = c.partner === '' ? ANONYMOUS : licences.of(c.partner);
+    const uid = f.uid !== undefined ? (f.uid as string) : resolver.resolve({ partner: c.partner || null, buyeruid: f.puid, ifa: f.ifa });
+    let n = uid === null || licence === undefined ? -1 : lookup.find(uid, nowSeconds());
+    if (n < 0) metrics.miss();
+    else metrics.hit();
+    n = licence === undefined ? 0 : licence.filter(lookup.ids, n < 0 ? 0 : n);
+    send(ws, { id, segments: Array.from(lookup.ids.subarray(0, n)) });
+    metrics.wsFrame();
+    m.observe(200, (performance.now() - t0) / 1000);
+    return true;
   }
 }
