@@ -26,6 +26,14 @@ export interface Store {
   segments: Database<unknown, number>;
   /** name → checkpoints, schema version, flags */
   meta: Database<unknown, string>;
+  /** ID graph: id key (kind, source, id; see identity/keys.ts) → segd uid */
+  idmap: Database<string, string>;
+  /** ID graph: segd uid → the id keys linked to it (msgpack string[]), for deletion and export */
+  links: Database<string[], string>;
+  /** Suppressed users and ids (opt-out, deletion tombstones): segd uid or id key → Suppression (identity/suppression.ts) */
+  optout: Database<unknown, string>;
+  /** Append-only audit log of privacy actions: sequence number → entry (msgpack) */
+  audit: Database<unknown, number>;
   close(): Promise<void>;
 }
 
@@ -51,6 +59,10 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
   const counts = env.openDB<number, number>({ name: 'counts', keyEncoding: 'uint32' });
   const segments = env.openDB<unknown, number>({ name: 'segments', encoding: 'msgpack', keyEncoding: 'uint32' });
   const meta = env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' });
+  const idmap = env.openDB<string, string>({ name: 'idmap', encoding: 'string' });
+  const links = env.openDB<string[], string>({ name: 'links', encoding: 'msgpack' });
+  const optout = env.openDB<unknown, string>({ name: 'optout', encoding: 'msgpack' });
+  const audit = env.openDB<unknown, number>({ name: 'audit', encoding: 'msgpack', keyEncoding: 'uint32' });
   const store: Store = {
     path,
     env,
@@ -58,6 +70,10 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
     counts,
     segments,
     meta,
+    idmap,
+    links,
+    optout,
+    audit,
     close: () => env.close(),
   };
   checkSchema(store, !opts.readOnly);

@@ -1,0 +1,63 @@
+// The keys of the ID graph. Every id a user is known by is one string:
+//
+//   kind \x1f source \x1f id
+//
+//   p      partner id      the partner's own user id (cookie sync, match upload)
+//   ifa    ''              device advertising id (lowercased: IDFA/GAID are UUIDs)
+//   eid    eid source      a universal id by source, as OpenRTB user.eids (`source` + `uids[].id`)
+//   login  login source    a hashed email or login id: the deterministic cross-device key
+//   uid    ''              a segd uid merged into another profile (an alias)
+//
+// \x1f cannot occur in a validated id (control characters are refused), so
+// keys never collide and a segd uid (no control characters) is never a key.
+import { checkUid } from '../lookup/keys.js';
+
+export type IdKind = 'p' | 'ifa' | 'eid' | 'login' | 'uid';
+export const SEP = '\x1f';
+
+/** What a caller can look a user up by. */
+export type GraphKey =
+  | { partner: string; puid: string }
+  | { ifa: string }
+  | { eidSource: string; eid: string }
+  | { login: string; loginSource?: string }
+  | { uid: string };
+
+export const PARTNER_ID = /^[a-z0-9_-]{1,40}$/;
+/** eid sources are domains (`liveramp.com`, `id5-sync.com`); login sources are short names (`email-sha256`). */
+export const SOURCE = /^[A-Za-z0-9._-]{1,100}$/;
+export const DEFAULT_LOGIN_SOURCE = 'login';
+
+export function idKey(kind: IdKind, source: string, id: string): string {
+  return kind + SEP + source + SEP + id;
+}
+
+export const partnerKey = (partner: string, puid: string) => idKey('p', partner, puid);
+export const ifaKey = (ifa: string) => idKey('ifa', '', ifa.toLowerCase());
+export const eidKey = (source: string, eid: string) => idKey('eid', source, eid);
+export const loginKey = (source: string, login: string) => idKey('login', source, login);
+export const aliasKey = (uid: string) => idKey('uid', '', uid);
+
+export function kindOf(key: string): IdKind {
+  return key.slice(0, key.indexOf(SEP)) as IdKind;
+}
+
+/** The key of a GraphKey after validation, or the reason it is not valid. `uid` keys give null (not a graph key). */
+export function encodeGraphKey(k: GraphKey, maxIdBytes: number): string | { problem: string } | null {
+  if ('uid' in k) return null;
+  let kind: IdKind, source: string, id: string;
+  if ('partner' in k) [kind, source, id] = ['p', k.partner, k.puid];
+  else if ('ifa' in k) [kind, source, id] = ['ifa', '', k.ifa.toLowerCase()];
+  else if ('eidSource' in k) [kind, source, id] = ['eid', k.eidSource, k.eid];
+  else [kind, source, id] = ['login', k.loginSource ?? DEFAULT_LOGIN_SOURCE, k.login];
+  if (kind === 'p' && !PARTNER_ID.test(source)) return { problem: 'partner must be 1-40 of a-z 0-9 _ -' };
+  if ((kind === 'eid' || kind === 'login') && !SOURCE.test(source)) return { problem: 'source must be 1-100 of A-Z a-z 0-9 . _ -' };
+  if (checkUid(id, maxIdBytes) !== null) return { problem: `the id must be 1..${maxIdBytes} UTF-8 bytes with no control characters` };
+  return idKey(kind, source, id);
+}
+
+/** A short, log-safe description of a key (no raw id). */
+export function describeKey(key: string): string {
+  const [kind, source] = key.split(SEP);
+  return source ? `${kind}:${source}` : kind!;
+}
