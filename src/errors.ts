@@ -20,6 +20,11 @@ export const ERRORS = {
   BAD_BATCH: { status: 400, message: 'the body must be an object with "uids": an array of strings' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'send application/json or application/msgpack' },
   BAD_FORMAT: { status: 400, message: 'unknown format (use json, msgpack or kv)' },
+  BAD_PARTNER: { status: 400, message: 'the partner record is not valid' },
+  BAD_SEGMENT_DEF: { status: 400, message: 'the segment definition is not valid' },
+  BAD_PARTNER_ID: { status: 400, message: 'a partner id is 1-40 of a-z 0-9 _ -' },
+  NO_SUCH_PARTNER: { status: 404, message: 'no partner with this id' },
+  NO_SUCH_SEGMENT: { status: 404, message: 'no segment with this id in the taxonomy' },
   INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

@@ -7,13 +7,16 @@ import { batchRoute } from './routes/batch.js';
 import { healthzRoute, readyzRoute, metricsRoute } from './routes/ops.js';
 import { segmentBloomRoute } from './routes/export.js';
 import { ingestRoute } from './routes/ingest.js';
+import { adminRoutes } from './routes/admin.js';
 import { sendError } from './respond.js';
 
 /** Route table: path → method → handler. Anything else is 404 or 405. */
 export function createApp(deps: AppDeps): TemplatedApp {
   const app = uWS.App();
   const other = deps.metrics.route('other');
-  const routes: Array<[string, 'get' | 'post', (res: HttpResponse, req: HttpRequest) => void]> = [
+  const admin = adminRoutes(deps);
+  type Route = [string, 'get' | 'post' | 'put' | 'del', (res: HttpResponse, req: HttpRequest) => void];
+  const routes: Route[] = [
     ['/v1/segments', 'get', segmentsRoute(deps)],
     ['/v1/segments:batch', 'post', batchRoute(deps)],
     ['/healthz', 'get', healthzRoute(deps)],
@@ -21,6 +24,12 @@ export function createApp(deps: AppDeps): TemplatedApp {
     ['/metrics', 'get', metricsRoute(deps)],
     ['/v1/segments/:id/bloom', 'get', segmentBloomRoute(deps)],
     ['/v1/ingest', 'post', ingestRoute(deps)],
+    ...(['partners', 'segments'] as const).flatMap((kind) => [
+      [`/v1/admin/${kind}`, 'get', admin.list(kind)],
+      [`/v1/admin/${kind}/:id`, 'get', admin.get(kind)],
+      [`/v1/admin/${kind}/:id`, 'put', admin.put(kind)],
+      [`/v1/admin/${kind}/:id`, 'del', admin.del(kind)],
+    ] satisfies Route[]),
   ];
   const known = new Set<string>();
   for (const [path, method, handler] of routes) {

@@ -10,6 +10,8 @@ export interface Rpc {
   exportSegment: [{ segment: number; fpRate: number }, string];
   /** Parse and apply a pushed batch (raw body transferred, not copied). */
   ingest: [{ req: import('../loader/push.js').PushRequest; maxListed: number }, import('../loader/push.js').PushAnswer];
+  /** A change to partners or the taxonomy; every worker reloads its Registry before the answer. */
+  registry: [import('../partners/admin.js').RegistryOp, import('../partners/admin.js').RegistryResult];
 }
 export type RpcMethod = keyof Rpc;
 
@@ -17,7 +19,9 @@ export type ToWorker =
   | { type: 'drain' }
   | { type: 'collect'; id: number }
   | { type: 'rpc-result'; id: number; result?: unknown; error?: string }
-  | { type: 'filter'; filter: FilterHandle | null };
+  | { type: 'filter'; filter: FilterHandle | null }
+  /** Partners or taxonomy changed in the store: reload the Registry. */
+  | { type: 'registry' };
 
 export type FromWorker =
   | { type: 'listening'; port: number }

@@ -11,6 +11,7 @@ import type { FilterHandle } from '../filters/known-users.js';
 import { HttpMetrics } from '../metrics/http.js';
 import { createApp } from '../http/app.js';
 import { createLogger } from '../log.js';
+import { Registry } from '../partners/registry.js';
 import { SharedState, Flag } from './state.js';
 import type { FromWorker, ToWorker, WorkerData, Rpc, RpcMethod } from './messages.js';
 
@@ -43,15 +44,17 @@ function rpc<M extends RpcMethod>(method: M, args: Rpc[M][0], transfer: ArrayBuf
 }
 
 const lookup = new SegmentLookup(store, metrics.filterStats);
+const registry = Registry.load(store);
 const attachFilter = (h: FilterHandle | null) => {
   lookup.filter = h ? new BlockedBloom(h.params, h.buffer) : null;
 };
 attachFilter(data.filter);
 const app = createApp({
-  config, lookup, state, metrics, log, inflight, workerIndex: data.index,
+  config, lookup, state, metrics, log, inflight, registry, workerIndex: data.index,
   metricsText: () => rpc('scrape', {}),
   exportSegment: (segment, fpRate) => rpc('exportSegment', { segment, fpRate }),
   ingest: (req, maxListed) => rpc('ingest', { req, maxListed }, [req.body]),
+  changeRegistry: (op) => rpc('registry', op),
 });
 let listenSocket: us_listen_socket | null = null;
 
@@ -79,6 +82,9 @@ port.on('message', (msg: ToWorker) => {
     }
     case 'filter':
       attachFilter(msg.filter);
+      break;
+    case 'registry':
+      registry.reload();
       break;
     case 'drain':
       void drain();

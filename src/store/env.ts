@@ -22,8 +22,10 @@ export interface Store {
   members: Database<Buffer, string>;
   /** segment id → live member count, maintained by the writer */
   counts: Database<number, number>;
-  /** segment id → taxonomy record (name, provider, segtax, …) */
+  /** segment id → taxonomy record (SegmentDef: name, provider, segtax, …) */
   segments: Database<unknown, number>;
+  /** partner id → Partner (API key digests, licences, sync template) */
+  partners: Database<unknown, string>;
   /** name → checkpoints, schema version, flags */
   meta: Database<unknown, string>;
   /** ID graph: id key (kind, source, id; see identity/keys.ts) → segd uid */
@@ -58,6 +60,7 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
   const members = env.openDB<Buffer, string>({ name: 'members', encoding: 'binary' });
   const counts = env.openDB<number, number>({ name: 'counts', keyEncoding: 'uint32' });
   const segments = env.openDB<unknown, number>({ name: 'segments', encoding: 'msgpack', keyEncoding: 'uint32' });
+  const partners = env.openDB<unknown, string>({ name: 'partners', encoding: 'msgpack' });
   const meta = env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' });
   const idmap = env.openDB<string, string>({ name: 'idmap', encoding: 'string' });
   const links = env.openDB<string[], string>({ name: 'links', encoding: 'msgpack' });
@@ -69,6 +72,7 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
     members,
     counts,
     segments,
+    partners,
     meta,
     idmap,
     links,
