@@ -25,6 +25,10 @@ export const ERRORS = {
   BAD_PARTNER_ID: { status: 400, message: 'a partner id is 1-40 of a-z 0-9 _ -' },
   NO_SUCH_PARTNER: { status: 404, message: 'no partner with this id' },
   NO_SUCH_SEGMENT: { status: 404, message: 'no segment with this id in the taxonomy' },
+  SYNC_NOT_CONFIGURED: { status: 400, message: 'no enabled partner with this id takes part in cookie sync' },
+  BAD_SYNC_REQUEST: { status: 400, message: 'the outbound sync request is not valid' },
+  BAD_SIGNATURE: { status: 403, message: 'the signed callback is missing, stale or does not verify' },
+  BAD_ID_KEY: { status: 400, message: 'give one id: uid, partner+puid, ifa, eid_source+eid, or login (+login_source)' },
   INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

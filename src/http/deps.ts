@@ -7,6 +7,10 @@ import type { Logger } from '../log.js';
 import type { PushRequest, PushAnswer } from '../loader/push.js';
 import type { Registry } from '../partners/registry.js';
 import type { RegistryOp, RegistryResult } from '../partners/admin.js';
+import type { IdGraph } from '../identity/graph.js';
+import type { MatchQueue } from '../identity/match-queue.js';
+import type { ForgetRequest } from '../loader/loader.js';
+import type { ForgetResult } from '../identity/graph-writer.js';
 
 export interface AppDeps {
   config: Readonly<Config>;
@@ -23,6 +27,12 @@ export interface AppDeps {
   registry: Registry;
   /** Applies an admin change on the writer thread; every worker has reloaded when it resolves. */
   changeRegistry: (op: RegistryOp) => Promise<RegistryResult>;
+  /** The ID graph (read side): any id → segd uid. */
+  graph: IdGraph;
+  /** Cookie-sync matches on their way to the writer, batched. */
+  matches: MatchQueue;
+  /** Opt-out or deletion on the writer thread; resolves once committed. */
+  forget: (req: ForgetRequest) => Promise<ForgetResult>;
   log: Logger;
   /** Which worker thread this app runs in (shown by /healthz). */
   workerIndex: number;

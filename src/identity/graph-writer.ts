@@ -183,11 +183,4 @@ export class GraphWriter {
     }
     return old.length;
   }
-
-  /** The newest `limit` audit entries, newest first. */
-  auditTail(limit: number): AuditEntry[] {
-    const out: AuditEntry[] = [];
-    for (const { value } of this.store.audit.getRange({ reverse: true, limit, snapshot: false })) out.push(value as AuditEntry);
-    return out;
-  }
 }

@@ -14,6 +14,7 @@
 // write time, so a resolved uid is always the profile's: no chains to follow.
 import type { Store } from '../store/env.js';
 import { aliasKey, encodeGraphKey, type GraphKey } from './keys.js';
+import type { AuditEntry } from './suppression.js';
 
 export class IdGraph {
   constructor(private readonly store: Store, private readonly maxIdBytes = 128) {}
@@ -34,6 +35,13 @@ export class IdGraph {
   /** The profile a segd uid belongs to: itself, or the profile it was merged into. */
   profileOf(uid: string): string {
     return this.store.idmap.get(aliasKey(uid)) ?? uid;
+  }
+
+  /** The newest `limit` entries of the privacy audit log, newest first. */
+  auditTail(limit: number): AuditEntry[] {
+    const out: AuditEntry[] = [];
+    for (const { value } of this.store.audit.getRange({ reverse: true, limit, snapshot: false })) out.push(value as AuditEntry);
+    return out;
   }
 
   /** The id keys linked to a profile (partner ids, device ids, merged uids…). */

@@ -11,6 +11,7 @@
 // \x1f cannot occur in a validated id (control characters are refused), so
 // keys never collide and a segd uid (no control characters) is never a key.
 import { checkUid } from '../lookup/keys.js';
+import { PARTNER_ID } from '../partners/types.js';
 
 export type IdKind = 'p' | 'ifa' | 'eid' | 'login' | 'uid';
 export const SEP = '\x1f';
@@ -23,7 +24,6 @@ export type GraphKey =
   | { login: string; loginSource?: string }
   | { uid: string };
 
-export const PARTNER_ID = /^[a-z0-9_-]{1,40}$/;
 /** eid sources are domains (`liveramp.com`, `id5-sync.com`); login sources are short names (`email-sha256`). */
 export const SOURCE = /^[A-Za-z0-9._-]{1,100}$/;
 export const DEFAULT_LOGIN_SOURCE = 'login';

@@ -1,57 +1,37 @@
-// Partner sync URL templates. Validated once (when the registry loads), then
-// filled per request by concatenation, with every macro value URL-encoded:
-// a consent string or uid can never add a parameter, a path or a host.
+// Filling partner sync URL templates. The registry checks each template when
+// it is stored (partners/types.ts checkSyncTemplate: http(s), fixed host,
+// known macros only); here a template is split once into literal parts and
+// macros, then filled per request by concatenation with every macro value
+// URL-encoded: a consent string or uid can never add a parameter, a path or
+// a host.
 //
 //   https://sync.partner.example/match?dmp=segd&uid=${UID}&gdpr=${GDPR}&gdpr_consent=${GDPR_CONSENT}
-//
-// Rules: http(s) only, no credentials, at most MAX_TEMPLATE chars, no
-// whitespace or control characters, only the macros below, and none in the
-// scheme or host (the host a browser is sent to is always the registered one).
-export const MACROS = ['UID', 'GDPR', 'GDPR_CONSENT', 'US_PRIVACY', 'GPP', 'GPP_SID'] as const;
-export type Macro = (typeof MACROS)[number];
-export type MacroValues = Record<Macro, string>;
+import { checkSyncTemplate, SYNC_MACROS } from '../partners/types.js';
 
-export const MAX_TEMPLATE = 2048;
+export type Macro = (typeof SYNC_MACROS)[number];
+export type MacroValues = Record<Macro, string>;
 
 export class TemplateError extends Error {}
 
 export interface SyncTemplate {
-  /** The registered host (for logs and checks). */
-  readonly host: string;
   fill(values: MacroValues): string;
 }
 
-/** Literal parts and macros alternate: parts[0] macro[0] parts[1] … parts[n]. */
+/** Literal parts and macros alternate: parts[0] macro[0] parts[1] … parts[n]. Throws TemplateError on a template the registry would refuse. */
 export function compileTemplate(url: string): SyncTemplate {
-  if (typeof url !== 'string' || url.length === 0) throw new TemplateError('the sync URL template is empty');
-  if (url.length > MAX_TEMPLATE) throw new TemplateError(`the sync URL template is over ${MAX_TEMPLATE} characters`);
-  if (/[\s\x00-\x1f\x7f]/.test(url)) throw new TemplateError('the sync URL template holds whitespace or control characters');
+  const why = checkSyncTemplate(url);
+  if (why !== null) throw new TemplateError(`sync URL template ${why}`);
   const parts: string[] = [];
   const macros: Macro[] = [];
   let i = 0;
-  for (;;) {
-    const at = url.indexOf('${', i);
-    if (at === -1) break;
+  for (let at = url.indexOf('${'); at !== -1; at = url.indexOf('${', i)) {
     const close = url.indexOf('}', at);
-    const name = close === -1 ? '' : url.slice(at + 2, close);
-    if (!(MACROS as readonly string[]).includes(name)) {
-      throw new TemplateError(`unknown macro ${JSON.stringify(url.slice(at, close === -1 ? at + 12 : close + 1))} (known: ${MACROS.map((m) => '${' + m + '}').join(' ')})`);
-    }
     parts.push(url.slice(i, at));
-    macros.push(name as Macro);
+    macros.push(url.slice(at + 2, close) as Macro);
     i = close + 1;
   }
   parts.push(url.slice(i));
-  // Two fillings with different values must agree on scheme, host and port.
-  const a = tryUrl(join(parts, macros.map(() => 'a')));
-  const b = tryUrl(join(parts, macros.map(() => 'b%2F%40')));
-  if (!a || !b) throw new TemplateError('the sync URL template is not an absolute URL');
-  if (a.protocol !== 'https:' && a.protocol !== 'http:') throw new TemplateError('the sync URL template must be http or https');
-  if (a.username || a.password) throw new TemplateError('the sync URL template must not hold credentials');
-  if (a.origin !== b.origin || !parts[0]!.toLowerCase().startsWith(a.origin)) throw new TemplateError('macros may not appear in the scheme or host');
-  const host = a.host;
   return {
-    host,
     fill(values) {
       let s = parts[0]!;
       for (let k = 0; k < macros.length; k++) s += encodeURIComponent(values[macros[k]!]) + parts[k + 1]!;
@@ -60,16 +40,25 @@ export function compileTemplate(url: string): SyncTemplate {
   };
 }
 
-function join(parts: string[], values: string[]): string {
-  let s = parts[0]!;
-  for (let k = 0; k < values.length; k++) s += values[k]! + parts[k + 1]!;
-  return s;
-}
+/** Compiled templates of the registry's partners, rebuilt when the registry reloads (its version moves). */
+export class TemplateCache {
+  private version = -1;
+  private byPartner = new Map<string, SyncTemplate | null>();
 
-function tryUrl(s: string): URL | null {
-  try {
-    return new URL(s);
-  } catch {
-    return null;
+  get(partnerId: string, url: string, registryVersion: number): SyncTemplate | null {
+    if (registryVersion !== this.version) {
+      this.byPartner.clear();
+      this.version = registryVersion;
+    }
+    let t = this.byPartner.get(partnerId);
+    if (t === undefined) {
+      try {
+        t = compileTemplate(url);
+      } catch {
+        t = null; // stored before the check existed: never used
+      }
+      this.byPartner.set(partnerId, t);
+    }
+    return t;
   }
 }

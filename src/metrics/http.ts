@@ -9,7 +9,7 @@
 // implement its `get()` contract.
 import { Registry } from 'prom-client';
 
-export const ROUTES = ['segments', 'batch', 'ingest', 'healthz', 'readyz', 'metrics', 'admin', 'other'] as const;
+export const ROUTES = ['segments', 'batch', 'ingest', 'healthz', 'readyz', 'metrics', 'admin', 'sync', 'privacy', 'other'] as const;
 export type Route = (typeof ROUTES)[number];
 const STATUSES = [200, 204, 400, 401, 403, 404, 405, 413, 415, 422, 431, 500, 503] as const;
 const OTHER_STATUS = STATUSES.length; // slot for anything not listed

@@ -1,0 +1,24 @@
+// The graph id a request names in its query: partner=&puid=, ifa=,
+// eid_source=&eid=, or login=[&login_source=]. Read synchronously (uWS).
+import type { HttpRequest } from 'uWebSockets.js';
+import { encodeGraphKey, type GraphKey } from '../../identity/keys.js';
+
+/** null = none given; {problem} = malformed or more than one; {key} = the encoded id key. */
+export function readGraphKey(req: HttpRequest, maxIdBytes: number): { key: string } | { problem: string } | null {
+  const partner = req.getQuery('partner');
+  const puid = req.getQuery('puid');
+  const ifa = req.getQuery('ifa');
+  const eidSource = req.getQuery('eid_source');
+  const eid = req.getQuery('eid');
+  const login = req.getQuery('login');
+  const found: GraphKey[] = [];
+  if (partner !== undefined || puid !== undefined) found.push({ partner: partner ?? '', puid: puid ?? '' });
+  if (ifa !== undefined) found.push({ ifa });
+  if (eidSource !== undefined || eid !== undefined) found.push({ eidSource: eidSource ?? '', eid: eid ?? '' });
+  if (login !== undefined) found.push({ login, loginSource: req.getQuery('login_source') });
+  if (found.length === 0) return null;
+  if (found.length > 1) return { problem: 'give exactly one id' };
+  const key = encodeGraphKey(found[0]!, maxIdBytes);
+  if (key === null) return null;
+  return typeof key === 'string' ? { key } : key;
+}
