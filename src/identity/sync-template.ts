@@ -34,10 +34,16 @@ export function compileTemplate(url: string): SyncTemplate {
   return {
     fill(values) {
       let s = parts[0]!;
-      for (let k = 0; k < macros.length; k++) s += encodeURIComponent(values[macros[k]!]) + parts[k + 1]!;
+      for (let k = 0; k < macros.length; k++) s += encodeURIComponent(wellFormed(values[macros[k]!])) + parts[k + 1]!;
       return s;
     },
   };
+}
+
+/** Lone surrogates (possible from a JSON body) would make encodeURIComponent throw: they become U+FFFD. */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+function wellFormed(v: string): string {
+  return v.replace(LONE_SURROGATE, '\ufffd');
 }
 
 /** Compiled templates of the registry's partners, rebuilt when the registry reloads (its version moves). */
