@@ -192,7 +192,7 @@ export class Writer {
           continue;
         }
         // Changes for a uid merged into another profile go to that profile.
-        if (this.graph.aliasCount !== 0) {
+        if (this.graph.merged.size !== 0) {
           const to = this.graph.profileOf(ch.uid);
           if (to !== ch.uid) ch = { ...ch, uid: to };
         }

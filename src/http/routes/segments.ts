@@ -38,8 +38,10 @@ export function segmentsRoute(deps: AppDeps) {
     } else {
       const now = nowSeconds();
       let n = uid === '' ? -1 : lookup.find(uid as string, now);
-      // A device uid merged into another profile (cross-device linking) reads as that profile.
-      if (n < 0 && byGraph === null) {
+      // A device uid merged into another profile (cross-device linking) reads
+      // as that profile. Merged uids are in the known-users filter, so a
+      // filtered miss (most misses) skips this get.
+      if (n < 0 && byGraph === null && !lookup.filtered) {
         const profile = graph.profileOf(uid as string);
         if (profile !== uid) n = lookup.find(profile, now);
       }
