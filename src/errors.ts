@@ -17,7 +17,7 @@ export const ERRORS = {
   BATCH_TOO_LARGE: { status: 413, message: 'too many keys in one batch' },
   BAD_JSON: { status: 400, message: 'the body is not valid JSON' },
   BAD_MSGPACK: { status: 400, message: 'the body is not valid msgpack' },
-  BAD_BATCH: { status: 400, message: 'the body must be an object with "uids": an array of strings' },
+  BAD_BATCH: { status: 400, message: 'the body must be an object with "uids": an array of strings (or "keys": an array of ids)' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'send application/json or application/msgpack' },
   BAD_FORMAT: { status: 400, message: 'unknown format (use json, msgpack or kv)' },
   BAD_PARTNER: { status: 400, message: 'the partner record is not valid' },

@@ -99,10 +99,6 @@ describe('cookie sync in Chromium', () => {
     // The matches segd stored: each partner's uid resolves to the cookie's uid.
     await waitFor(async () => (await lookup(`partner=dspa&puid=${encodeURIComponent(a.hits[0]!.puid)}`)).uid === uid
       && (await lookup(`partner=dspb&puid=${encodeURIComponent(b.hits[0]!.puid)}`)).uid === uid, 10_000);
-    // The sync-times cookie names both partners (so the next page view skips them).
-    const sync = (await browser.ctx.cookies(segdBase())).find((c) => c.name === 'segd_sync')!;
-    expect(sync).toMatchObject({ secure: true, httpOnly: true, sameSite: 'None' });
-    expect(sync.value.split('.').map((e) => e.split('~')[0]).sort()).toEqual(['dspa', 'dspb']);
     await page.close();
   });
 
@@ -115,7 +111,7 @@ describe('cookie sync in Chromium', () => {
     expect(await lookup(`partner=dspa&puid=${encodeURIComponent(b.hits[0]!.puid)}`)).toEqual({ uid: null, segments: [] });
   });
 
-  it('the next page view skips partners synced recently', async () => {
+  it('the next page view skips partners synced recently (both parallel callbacks were recorded)', async () => {
     const page = await browser.ctx.newPage();
     const script = page.waitForResponse((r) => r.url().includes('/sync/script.js'));
     await page.goto(pubUrl);
@@ -148,7 +144,7 @@ describe('cookie sync in Chromium', () => {
     expect([a.hits.length, loaded]).toEqual([before + 1, 'error']); // 204: no image
     await new Promise((r) => setTimeout(r, 200));
     expect((await lookup(`partner=dspa&puid=${encodeURIComponent(a.hits.at(-1)!.puid)}`)).uid).toBeNull();
-    expect((await browser.ctx.cookies(segdBase())).map((c) => c.name).sort()).toEqual(['segd_optout']);
+    expect((await browser.ctx.cookies(segdBase())).map((c) => c.name)).toEqual(['segd_optout']);
     // The publisher page fires no syncs now.
     const script = page.waitForResponse((r) => r.url().includes('/sync/script.js'));
     await page.goto(pubUrl);

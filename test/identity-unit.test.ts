@@ -5,10 +5,9 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { compileTemplate, TemplateError } from '../src/identity/sync-template.js';
 import { fireScript } from '../src/http/routes/sync.js';
-import { readCookie, readSyncTimes, syncTimesCookie, type CookieSettings } from '../src/identity/cookie.js';
+import { readCookie } from '../src/identity/cookie.js';
 import { parseConsent, mayStore, maySync } from '../src/privacy/consent.js';
 
-const cs: CookieSettings = { name: 'segd', domain: '', maxAgeSeconds: 1000, optoutName: 'segd_optout', maxHeaderBytes: 1024 };
 
 describe('sync templates', () => {
   const t = compileTemplate('https://sync.example.com/p/m?u=${UID}&g=${GDPR}&c=${GDPR_CONSENT}&x=${US_PRIVACY}&y=${GPP}&z=${GPP_SID}#f');
@@ -48,18 +47,6 @@ describe('cookies', () => {
   it('reads the last cookie of a name, and only that name', () => {
     expect(readCookie('a=1; segdx=2; segd=3;segd=4', 'segd')).toBe('4');
     expect(readCookie('xsegd=1', 'segd')).toBeUndefined();
-  });
-  it('the sync-times cookie always fits its budget and keeps the newest', () => {
-    fc.assert(fc.property(fc.dictionary(fc.stringMatching(/^[a-z0-9_-]{1,40}$/), fc.integer({ min: 0, max: 2 ** 31 })), fc.integer({ min: 0, max: 2000 }), (d, budget) => {
-      const times = new Map(Object.entries(d));
-      const c = syncTimesCookie(cs, times, budget);
-      if (c === null) return;
-      expect(c.length).toBeLessThanOrEqual(budget);
-      const back = readSyncTimes(c.split(';')[0]!, cs);
-      for (const [p, t] of back) expect(times.get(p)).toBe(t);
-      const dropped = [...times.values()].filter((_, i) => !back.has([...times.keys()][i]!));
-      if (dropped.length && back.size) expect(Math.max(...dropped)).toBeLessThanOrEqual(Math.min(...back.values()));
-    }));
   });
 });
 

@@ -84,7 +84,10 @@ export class GraphWriter {
     if (this.writer.isSuppressed(profile, nowSec)) return false;
     if (isActive(this.store.optout.get(key) as Suppression | undefined, nowSec)) return false;
     const prev = idmap.get(key);
-    if (prev === profile) return true;
+    if (prev === profile) {
+      if (kindOf(key) === 'p') this.synced(profile, key.slice(2, key.indexOf(SEP, 2)), nowSec);
+      return true;
+    }
     if (prev !== undefined && kindOf(key) === 'login') {
       this.merge(profile, prev);
       return true;
@@ -92,7 +95,19 @@ export class GraphWriter {
     if (prev !== undefined) this.unlink(prev, key);
     idmap.putSync(key, profile);
     this.link(profile, [key]);
+    if (kindOf(key) === 'p') this.synced(profile, key.slice(2, key.indexOf(SEP, 2)), nowSec);
     return true;
+  }
+
+  /**
+   * When each partner last matched this profile, kept in the store rather
+   * than a cookie: parallel inbound syncs would each rewrite a cookie from
+   * the same old value and lose each other's updates (Prebid.js #3265), and
+   * a cookie growing with partners bloats every request's headers.
+   */
+  private synced(uid: string, partner: string, nowSec: number): void {
+    const had = this.store.syncs.get(uid);
+    this.store.syncs.putSync(uid, { ...had, [partner]: nowSec });
   }
 
   /** Merges profile `from` into profile `into` (see the rules above). */
@@ -102,6 +117,7 @@ export class GraphWriter {
     const moved = links.get(from) ?? [];
     for (const k of moved) idmap.putSync(k, into);
     links.removeSync(from);
+    this.store.syncs.removeSync(from);
     const alias = aliasKey(from);
     idmap.putSync(alias, into);
     this.link(into, [...moved, alias]);
@@ -152,6 +168,7 @@ export class GraphWriter {
       let memberships = false;
       for (const u of users) {
         memberships = this.writer.removeMembers(u) || memberships;
+        this.store.syncs.removeSync(u);
         optout.putSync(u, tomb);
         this.writer.suppressed.set(u, until === 0 ? Infinity : until);
       }

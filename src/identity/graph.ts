@@ -37,6 +37,11 @@ export class IdGraph {
     return this.store.idmap.get(aliasKey(uid)) ?? uid;
   }
 
+  /** Partner id → unix seconds of its last match with this profile. */
+  syncTimes(uid: string): Record<string, number> {
+    return this.store.syncs.get(this.profileOf(uid)) ?? {};
+  }
+
   /** The newest `limit` entries of the privacy audit log, newest first. */
   auditTail(limit: number): AuditEntry[] {
     const out: AuditEntry[] = [];

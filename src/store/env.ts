@@ -34,6 +34,8 @@ export interface Store {
   links: Database<string[], string>;
   /** Suppressed users and ids (opt-out, deletion tombstones): segd uid or id key → Suppression (identity/suppression.ts) */
   optout: Database<unknown, string>;
+  /** segd uid → {partner id: unix seconds of its last match} (msgpack): the outbound sync skips recent ones */
+  syncs: Database<Record<string, number>, string>;
   /** Append-only audit log of privacy actions: sequence number → entry (msgpack) */
   audit: Database<unknown, number>;
   close(): Promise<void>;
@@ -65,6 +67,7 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
   const idmap = env.openDB<string, string>({ name: 'idmap', encoding: 'string' });
   const links = env.openDB<string[], string>({ name: 'links', encoding: 'msgpack' });
   const optout = env.openDB<unknown, string>({ name: 'optout', encoding: 'msgpack' });
+  const syncs = env.openDB<Record<string, number>, string>({ name: 'syncs', encoding: 'msgpack' });
   const audit = env.openDB<unknown, number>({ name: 'audit', encoding: 'msgpack', keyEncoding: 'uint32' });
   const store: Store = {
     path,
@@ -77,6 +80,7 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
     idmap,
     links,
     optout,
+    syncs,
     audit,
     close: () => env.close(),
   };

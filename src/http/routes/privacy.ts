@@ -1,7 +1,7 @@
 // Privacy actions.
 //
 //   GET /optout            the browser's opt-out: a non-unique opt-out cookie
-//                          (5 years), the id and sync-times cookies expired, and
+//                          (5 years), the id cookie expired, and
 //                          the user's matches and memberships deleted with a
 //                          tombstone that never lapses. Answers a short HTML page.
 //   DELETE /v1/users?…     (admin) CCPA-style deletion by any id: uid=,
@@ -15,7 +15,7 @@ import { BearerKeys } from '../auth.js';
 import { sendError, sendBody, status, JSON_TYPE } from '../respond.js';
 import { pending } from '../pending.js';
 import { checkUid } from '../../lookup/keys.js';
-import { readUid, optoutCookie, expiredCookie, syncCookieName } from '../../identity/cookie.js';
+import { readUid, optoutCookie, expiredCookie } from '../../identity/cookie.js';
 import { cookieSettings } from './sync.js';
 import { readGraphKey } from './id-query.js';
 import type { ForgetResult } from '../../identity/graph-writer.js';
@@ -38,7 +38,6 @@ export function privacyRoutes(deps: AppDeps) {
         .writeHeader('Cache-Control', 'no-store')
         .writeHeader('Set-Cookie', optoutCookie(cs))
         .writeHeader('Set-Cookie', expiredCookie(cs, cs.name))
-        .writeHeader('Set-Cookie', expiredCookie(cs, syncCookieName(cs)))
         .writeHeader('Content-Type', 'text/html; charset=utf-8')
         .end(OPTED_OUT_PAGE);
       done(200);

@@ -26,7 +26,7 @@ import { partnerKey } from '../../identity/keys.js';
 import { checkSignature } from '../../identity/signature.js';
 import { TemplateCache, type MacroValues } from '../../identity/sync-template.js';
 import {
-  readUid, isOptedOut, newUid, uidCookie, readSyncTimes, syncTimesCookie, type CookieSettings,
+  readUid, isOptedOut, newUid, uidCookie, type CookieSettings,
 } from '../../identity/cookie.js';
 
 /** The smallest valid transparent 1×1 GIF. */
@@ -34,7 +34,7 @@ export const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAA
 const NO_STORE = 'no-store';
 
 export function cookieSettings(c: AppDeps['config']): CookieSettings {
-  return { name: c.cookieName, domain: c.cookieDomain, maxAgeSeconds: c.cookieMaxAge, optoutName: c.optoutCookieName, maxHeaderBytes: c.cookieMaxBytes };
+  return { name: c.cookieName, domain: c.cookieDomain, maxAgeSeconds: c.cookieMaxAge, optoutName: c.optoutCookieName };
 }
 
 /** Consent fields from the query (copied synchronously: uWS requests live on the stack). */
@@ -80,12 +80,7 @@ export function syncInRoute(deps: AppDeps) {
     const f = req.getQuery('f');
     const uid = readUid(cookie, cs) ?? newUid();
     matches.push({ key: partnerKey(p.id, puid!), uid });
-    const times = readSyncTimes(cookie, cs);
-    times.set(p.id, nowSeconds());
-    const idCookie = uidCookie(cs, uid);
-    const sync = syncTimesCookie(cs, times, cs.maxHeaderBytes - idCookie.length);
-    res.writeStatus(status(f === 'n' ? 204 : 200)).writeHeader('Cache-Control', NO_STORE).writeHeader('Set-Cookie', idCookie);
-    if (sync !== null) res.writeHeader('Set-Cookie', sync);
+    res.writeStatus(status(f === 'n' ? 204 : 200)).writeHeader('Cache-Control', NO_STORE).writeHeader('Set-Cookie', uidCookie(cs, uid));
     if (f === 'n') res.end();
     else if (f === 'b') res.writeHeader(CT, 'text/html; charset=utf-8').end('');
     else res.writeHeader(CT, 'image/gif').end(PIXEL);
@@ -119,8 +114,9 @@ function planSync(deps: AppDeps, templates: TemplateCache, cs: CookieSettings, r
   const consent: Consent = parseConsent(r.consent);
   if (!mayStore(consent, config.gvlVendorId)) return { status: 'no_consent', partners: all('blocked_by_consent'), cookies: [] };
   if (!maySync(consent)) return { status: 'privacy_blocked', partners: all('blocked_by_privacy'), cookies: [] };
-  const uid = readUid(r.cookie, cs) ?? newUid();
-  const times = readSyncTimes(r.cookie, cs);
+  const known = readUid(r.cookie, cs);
+  const uid = known ?? newUid();
+  const times = known !== null ? deps.graph.syncTimes(known) : {};
   const now = nowSeconds();
   const limit = Math.min(r.limit ?? config.syncLimit, config.syncLimit);
   const values: MacroValues = {
@@ -140,7 +136,7 @@ function planSync(deps: AppDeps, templates: TemplateCache, cs: CookieSettings, r
     const p: Partner | undefined = registry.partner(id);
     if (!p) out.push({ partner: id, status: 'unknown_partner' });
     else if (p.disabled || !p.sync) out.push({ partner: id, status: 'not_configured' });
-    else if (now - (times.get(id) ?? -Infinity) < config.syncIntervalSeconds) out.push({ partner: id, status: 'already_synced' });
+    else if (now - (times[id] ?? -Infinity) < config.syncIntervalSeconds) out.push({ partner: id, status: 'already_synced' });
     else if (n >= limit) out.push({ partner: id, status: 'over_limit' });
     else {
       const t = templates.get(p.id, p.sync.url, registry.version);
