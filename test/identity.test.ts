@@ -225,6 +225,20 @@ describe('outbound sync', () => {
     expect(js).toContain('"type":"iframe"');
   });
 
+  it('metrics say why each sync ended as it did', async () => {
+    const text = await (await get('/metrics')).text();
+    const count = (d: string, o: string) => Number(new RegExp(`segd_sync_total\\{direction="${d}",outcome="${o}"\\} (\\d+)`).exec(text)?.[1] ?? -1);
+    // From the tests above: the consent matrix, refusals, signatures, the outbound statuses.
+    expect(count('in', 'stored')).toBeGreaterThanOrEqual(8);
+    expect(count('in', 'no_consent')).toBeGreaterThanOrEqual(9);
+    expect(count('in', 'privacy_blocked')).toBe(3);
+    expect(count('in', 'bad_partner')).toBe(5);
+    expect(count('in', 'bad_uid')).toBe(4);
+    expect(count('in', 'bad_signature')).toBe(5);
+    expect(count('out', 'opted_out')).toBe(1);
+    expect(count('out', 'privacy_blocked')).toBe(1);
+  });
+
   it('refuses malformed requests with a 400', async () => {
     expect((await get('/sync/out?partners=A%20B')).status).toBe(400);
     expect((await get('/sync/out?limit=-1')).status).toBe(400);

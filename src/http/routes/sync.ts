@@ -17,6 +17,7 @@ import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import type { Partner } from '../../partners/types.js';
 import { sendError, sendBody, status, CT, JSON_TYPE } from '../respond.js';
+import type { SyncOutcome } from '../../metrics/http.js';
 import { readBody } from '../body.js';
 import { pending } from '../pending.js';
 import { checkUid } from '../../lookup/keys.js';
@@ -57,25 +58,31 @@ function noop(res: HttpResponse): number {
 export function syncInRoute(deps: AppDeps) {
   const { config, registry, matches } = deps;
   const m = deps.metrics.route('sync');
+  const outcomes = deps.metrics.sync;
   const cs = cookieSettings(config);
 
   return (res: HttpResponse, req: HttpRequest): void => {
     const t0 = performance.now();
     const done = (st: number) => m.observe(st, (performance.now() - t0) / 1000);
+    const outcome = (o: SyncOutcome<'in'>, st: number) => {
+      outcomes.record('in', o);
+      done(st);
+    };
     const cookie = req.getHeader('cookie');
-    if (isOptedOut(cookie, cs)) return done(noop(res));
+    if (isOptedOut(cookie, cs)) return outcome('opted_out', noop(res));
     const pid = req.getQuery('partner') ?? '';
     const p = registry.partner(pid);
-    if (!p || p.disabled || !p.sync) return done(sendError(res, 'SYNC_NOT_CONFIGURED'));
+    if (!p || p.disabled || !p.sync) return outcome('bad_partner', sendError(res, 'SYNC_NOT_CONFIGURED'));
     const puid = req.getQuery('puid');
     const bad = checkUid(puid, config.maxUidBytes);
-    if (bad !== null) return done(sendError(res, bad, 'puid'));
+    if (bad !== null) return outcome('bad_uid', sendError(res, bad, 'puid'));
     const consent = parseConsent(consentQuery(req));
-    if (!mayStore(consent, config.gvlVendorId) || !maySync(consent)) return done(noop(res));
+    if (!mayStore(consent, config.gvlVendorId)) return outcome('no_consent', noop(res));
+    if (!maySync(consent)) return outcome('privacy_blocked', noop(res));
     const key = p.sync.hmacKey;
     if (key !== null) {
       const why = checkSignature(key, p.id, puid!, req.getQuery('ts') ?? '', req.getQuery('sig') ?? '', nowSeconds(), config.syncSignatureWindow);
-      if (why !== 'ok') return done(sendError(res, 'BAD_SIGNATURE', why));
+      if (why !== 'ok') return outcome('bad_signature', sendError(res, 'BAD_SIGNATURE', why));
     }
     const f = req.getQuery('f');
     const uid = readUid(cookie, cs) ?? newUid();
@@ -84,7 +91,7 @@ export function syncInRoute(deps: AppDeps) {
     if (f === 'n') res.end();
     else if (f === 'b') res.writeHeader(CT, 'text/html; charset=utf-8').end('');
     else res.writeHeader(CT, 'image/gif').end(PIXEL);
-    done(f === 'n' ? 204 : 200);
+    outcome('stored', f === 'n' ? 204 : 200);
   };
 }
 
@@ -184,14 +191,23 @@ export function syncOutRoutes(deps: AppDeps) {
   const m = deps.metrics.route('sync');
   const cs = cookieSettings(config);
   const templates = new TemplateCache();
+  const plan = (r: OutRequest): OutAnswer => {
+    const a = planSync(deps, templates, cs, r);
+    deps.metrics.sync.record('out', a.status);
+    return a;
+  };
+  const badRequest = (res: HttpResponse, detail: string) => {
+    deps.metrics.sync.record('out', 'bad_request');
+    return sendError(res, 'BAD_SYNC_REQUEST', detail);
+  };
 
   const get = (res: HttpResponse, req: HttpRequest): void => {
     const t0 = performance.now();
     const params = readOutParams(req.getQuery('partners'), req.getQuery('limit'));
     let st: number;
-    if (params === null) st = sendError(res, 'BAD_SYNC_REQUEST', 'partners must be "*" or a comma-separated list of partner ids; limit a positive integer');
+    if (params === null) st = badRequest(res, 'partners must be "*" or a comma-separated list of partner ids; limit a positive integer');
     else {
-      const a = planSync(deps, templates, cs, { consent: consentQuery(req), ...params, cookie: req.getHeader('cookie') });
+      const a = plan({ consent: consentQuery(req), ...params, cookie: req.getHeader('cookie') });
       res.writeHeader('Cache-Control', NO_STORE);
       writeCookies(res, a.cookies);
       st = sendBody(res, 200, JSON_TYPE, outJson(a));
@@ -214,15 +230,16 @@ export function syncOutRoutes(deps: AppDeps) {
           if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not an object');
           body = v as Record<string, unknown>;
         } catch {
+          deps.metrics.sync.record('out', 'bad_request');
           return done(sendError(res, 'BAD_JSON', 'the body must be a JSON object'));
         }
         const params = readOutParams(body.partners, body.limit);
         const str = (v: unknown) => (v === undefined || v === null ? undefined : typeof v === 'string' ? v : typeof v === 'number' ? String(v) : '\u0000');
         // gpp_sid as an array (Prebid Server #3787) is accepted as the list it means.
         const sid = Array.isArray(body.gpp_sid) ? body.gpp_sid.join(',') : str(body.gpp_sid);
-        if (params === null) return done(sendError(res, 'BAD_SYNC_REQUEST', 'partners must be "*" or an array of partner ids; limit a positive integer'));
+        if (params === null) return done(badRequest(res, 'partners must be "*" or an array of partner ids; limit a positive integer'));
         const consent = { gdpr: str(body.gdpr), gdprConsent: str(body.gdpr_consent), usPrivacy: str(body.us_privacy), gpp: str(body.gpp), gppSid: sid };
-        const a = planSync(deps, templates, cs, { consent, ...params, cookie });
+        const a = plan({ consent, ...params, cookie });
         res.writeHeader('Cache-Control', NO_STORE);
         writeCookies(res, a.cookies);
         done(sendBody(res, 200, JSON_TYPE, outJson(a)));
@@ -234,7 +251,7 @@ export function syncOutRoutes(deps: AppDeps) {
   const script = (res: HttpResponse, req: HttpRequest): void => {
     const t0 = performance.now();
     const params = readOutParams(req.getQuery('partners'), req.getQuery('limit')) ?? { partners: [], limit: null };
-    const a = planSync(deps, templates, cs, { consent: consentQuery(req), ...params, cookie: req.getHeader('cookie') });
+    const a = plan({ consent: consentQuery(req), ...params, cookie: req.getHeader('cookie') });
     const list = a.partners.filter((x) => x.usersync).map((x) => x.usersync!);
     res.writeHeader('Cache-Control', NO_STORE);
     writeCookies(res, a.cookies);
