@@ -9,6 +9,7 @@ import { startSegd, tempDir, dropFeed, waitFor, type Segd } from './helpers/serv
 import { tcfString, gppUsp, gppUsNat, TEST_VENDOR } from './helpers/tcf.js';
 import { sign } from '../src/identity/signature.js';
 import { pack, unpack } from 'msgpackr';
+import { FILTER_FILE } from '../src/filters/known-users.js';
 
 const ADMIN = 'admin-key-0123456789';
 const INGEST = 'ingest-key-0123456789';
@@ -344,6 +345,21 @@ describe('ID graph, deletion and resurrection', () => {
     // Ids are kept only as digests.
     expect(JSON.stringify(audit.entries)).not.toMatch(/pa-dev-2|dev-1|id5/);
     expect((await get('/v1/admin/audit')).status).toBe(401);
+  });
+
+  it('a merged device uid still finds its profile after the known-users filter is rebuilt from the store', async () => {
+    const email = 'b'.repeat(64);
+    expect(await push([
+      { op: 'add', uid: 'dev-5', segments: [50] },
+      { op: 'match', login: email, uid: 'dev-5' },
+      { op: 'match', login: email, uid: 'dev-6' },
+    ])).toMatchObject({ applied: 3 });
+    expect(await lookup('uid=dev-6')).toEqual({ uid: 'dev-6', segments: [50] });
+    await segd.stop();
+    rmSync(join(dataDir, FILTER_FILE));
+    segd = await start();
+    await waitFor(async () => (await (await get('/readyz')).text()).includes('"filter":"ready"'));
+    expect(await lookup('uid=dev-6')).toEqual({ uid: 'dev-6', segments: [50] });
   });
 
   it('deleting an id nothing is stored for still tombstones it', async () => {
