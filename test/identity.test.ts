@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startSegd, tempDir, dropFeed, waitFor, type Segd } from './helpers/server.js';
+import { startSegd, tempDir, dropFeed, waitFor, runSegd, type Segd } from './helpers/server.js';
+import { cookieSettings, largestSetCookieBytes } from '../src/identity/cookie.js';
 import { tcfString, gppUsp, gppUsNat, TEST_VENDOR } from './helpers/tcf.js';
 import { sign } from '../src/identity/signature.js';
 import { pack, unpack } from 'msgpackr';
@@ -116,6 +117,17 @@ describe('inbound sync: formats, cookies, open redirects', () => {
     expect(r.status).toBe(204);
     const fresh = /^segd=([A-Za-z0-9_-]{22});/.exec(r.headers.getSetCookie()[0]!)![1];
     expect(fresh).not.toBe(mine);
+  });
+
+  it('Set-Cookie headers stay within SEGD_COOKIE_MAX_BYTES: the opt-out answer is the largest, as computed at start', async () => {
+    const r = await get('/optout', { Cookie: 'segd=QQQQQQQQQQQQQQQQQQQQQQ' });
+    const lines = r.headers.getSetCookie();
+    expect(lines.map((l) => l.split('=')[0])).toEqual(['segd_optout', 'segd']);
+    const bytes = lines.reduce((n, l) => n + 'Set-Cookie: '.length + l.length + 2, 0);
+    expect(bytes).toBe(largestSetCookieBytes(cookieSettings({ cookieName: 'segd', cookieDomain: '', cookieMaxAge: 34_560_000, optoutCookieName: 'segd_optout' })));
+    expect(bytes).toBeLessThanOrEqual(1024);
+    const refused = await runSegd(['serve'], { SEGD_DATA_DIR: join(dataDir, 'never'), SEGD_COOKIE_DOMAIN: `${'sub.'.repeat(40)}example.com`, SEGD_COOKIE_MAX_BYTES: '256' });
+    expect([refused.code, refused.stderr]).toEqual([2, expect.stringMatching(/SEGD_COOKIE_MAX_BYTES: the cookie settings make answers with \d+ bytes/)]);
   });
 
   it.each([

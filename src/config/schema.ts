@@ -40,6 +40,7 @@ export interface Config {
   cookieDomain: string;
   cookieMaxAge: number;
   optoutCookieName: string;
+  cookieMaxBytes: number;
   gvlVendorId: number;
   syncIntervalSeconds: number;
   syncLimit: number;
@@ -126,6 +127,7 @@ export const SETTINGS: Setting[] = [
   { key: 'cookieDomain', env: 'SEGD_COOKIE_DOMAIN', def: '', parse: str((s) => (s === '' || /^\.?[a-z0-9-]+(\.[a-z0-9-]+)*$/.test(s) ? undefined : 'must be a lower-case domain name or empty')), doc: 'Domain attribute of segd cookies (empty = host-only)' },
   { key: 'cookieMaxAge', env: 'SEGD_COOKIE_MAX_AGE', def: 34_560_000, parse: int(60, 157_680_000), doc: 'Max-Age of the id cookie in seconds (default 400 days, the most Chromium keeps)' },
   { key: 'optoutCookieName', env: 'SEGD_OPTOUT_COOKIE', def: 'segd_optout', parse: str(cookieToken), doc: 'name of the opt-out cookie (value `OPT_OUT`, 5 years)' },
+  { key: 'cookieMaxBytes', env: 'SEGD_COOKIE_MAX_BYTES', def: 1024, parse: int(256, 8192), doc: 'most bytes of Set-Cookie header lines in one answer; segd refuses to start when its cookie settings (name, domain) would exceed it' },
   { key: 'gvlVendorId', env: 'SEGD_GVL_VENDOR_ID', def: 0, parse: int(0, 65_535), doc: 'segd\'s vendor id in the IAB Global Vendor List; with gdpr=1 the TCF string must give it consent (0 = none: nothing is stored under GDPR)' },
   { key: 'syncIntervalSeconds', env: 'SEGD_SYNC_INTERVAL', def: 604_800, parse: int(0, 34_560_000), doc: 'a partner synced with this browser less than this many seconds ago is skipped by the outbound sync' },
   { key: 'syncLimit', env: 'SEGD_SYNC_LIMIT', def: 8, parse: int(1, 100), doc: 'most partners one outbound sync answer lists (a request may ask for fewer with `limit`)' },

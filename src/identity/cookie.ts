@@ -1,10 +1,12 @@
 // The segd cookies: the id cookie (the browser's segd uid) and the opt-out
 // cookie. Always `Secure; SameSite=None; HttpOnly; Path=/` — sync runs in
 // third-party contexts — with the configured Domain and Max-Age. Both are
-// fixed-size, so an answer's Set-Cookie headers are bounded by construction
-// (≤ ~450 bytes with the longest Domain): per-partner state (when each
-// partner last synced) lives in the store, not in a cookie that grows.
+// fixed-size, so an answer's Set-Cookie headers have a size known at start,
+// checked against SEGD_COOKIE_MAX_BYTES (segd refuses to start over it):
+// per-partner state (when each partner last synced) lives in the store, not
+// in a cookie that grows with partners.
 import { randomBytes } from 'node:crypto';
+import type { Config } from '../config/schema.js';
 
 export interface CookieSettings {
   name: string;
@@ -12,6 +14,16 @@ export interface CookieSettings {
   domain: string;
   maxAgeSeconds: number;
   optoutName: string;
+}
+
+export function cookieSettings(c: Pick<Config, 'cookieName' | 'cookieDomain' | 'cookieMaxAge' | 'optoutCookieName'>): CookieSettings {
+  return { name: c.cookieName, domain: c.cookieDomain, maxAgeSeconds: c.cookieMaxAge, optoutName: c.optoutCookieName };
+}
+
+/** Bytes of the Set-Cookie header lines of the largest answer segd sends (the opt-out: two cookies). */
+export function largestSetCookieBytes(s: CookieSettings): number {
+  const line = (v: string) => 'Set-Cookie: '.length + v.length + 2;
+  return Math.max(line(uidCookie(s, 'x'.repeat(22))), line(optoutCookie(s)) + line(expiredCookie(s, s.name)));
 }
 
 /** Opt-out cookies live at least 5 years (NAI); browsers may cap them (Chromium: 400 days). */

@@ -15,8 +15,7 @@ import { BearerKeys } from '../auth.js';
 import { sendError, sendBody, status, JSON_TYPE } from '../respond.js';
 import { pending } from '../pending.js';
 import { checkUid } from '../../lookup/keys.js';
-import { readUid, optoutCookie, expiredCookie } from '../../identity/cookie.js';
-import { cookieSettings } from './sync.js';
+import { readUid, optoutCookie, expiredCookie, cookieSettings } from '../../identity/cookie.js';
 import { readGraphKey } from './id-query.js';
 import type { ForgetResult } from '../../identity/graph-writer.js';
 

@@ -27,16 +27,12 @@ import { partnerKey } from '../../identity/keys.js';
 import { checkSignature } from '../../identity/signature.js';
 import { TemplateCache, type MacroValues } from '../../identity/sync-template.js';
 import {
-  readUid, isOptedOut, newUid, uidCookie, type CookieSettings,
+  readUid, isOptedOut, newUid, uidCookie, cookieSettings, type CookieSettings,
 } from '../../identity/cookie.js';
 
 /** The smallest valid transparent 1×1 GIF. */
 export const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
 const NO_STORE = 'no-store';
-
-export function cookieSettings(c: AppDeps['config']): CookieSettings {
-  return { name: c.cookieName, domain: c.cookieDomain, maxAgeSeconds: c.cookieMaxAge, optoutName: c.optoutCookieName };
-}
 
 /** Consent fields from the query (copied synchronously: uWS requests live on the stack). */
 export function consentQuery(req: HttpRequest): ConsentInput {
