@@ -4,23 +4,16 @@
 // leaves a graph where every id and link agree, merges never chain, nothing
 // points at or holds data for a suppressed user, and segment counts match the
 // memberships stored.
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { rmSync } from 'node:fs';
-import { openStore } from '../src/store/env.js';
 import { Writer } from '../src/loader/writer.js';
 import { IdGraph } from '../src/identity/graph.js';
 import { aliasKey, idKey, kindOf, SEP, type IdKind } from '../src/identity/keys.js';
 import { decodeMembers } from '../src/store/members.js';
 import type { Change } from '../src/loader/records.js';
-import { tempDir } from './helpers/server.js';
+import { tempStore } from './helpers/store.js';
 
-const dir = tempDir();
-const store = openStore(dir);
-afterAll(async () => {
-  await store.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+const store = tempStore();
 
 const NOW = 2_000_000_000;
 const uids = ['u1', 'u2', 'u3', 'u4', 'u5'];
