@@ -121,6 +121,17 @@ describe('cookie sync in Chromium', () => {
     await page.close();
   });
 
+  it('the browser is never sent anywhere by the inbound sync, whatever it is given', async () => {
+    const page = await browser.ctx.newPage();
+    for (const q of ['redirect=https://evil.example/', 'redir=//evil.example', 'url=javascript:alert(1)', 'redirect=%252F%252Fevil.example', 'puid=%252F%252Fevil.example']) {
+      const target = `${segdBase()}/sync/in?partner=dspa&f=b&${q.startsWith('puid') ? q : `puid=open-redirect&${q}`}`;
+      const r = await page.goto(target);
+      expect([q, r!.status(), page.url()]).toEqual([q, 200, target]);
+      expect(r!.request().redirectedFrom()).toBeNull();
+    }
+    await page.close();
+  });
+
   it('opt-out: opt-out cookie set, id cookie gone, matches and segments deleted, later syncs are no-ops — across a restart', async () => {
     const page = await browser.ctx.newPage();
     const answer = await page.goto(`${segdBase()}/optout`);
