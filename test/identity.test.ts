@@ -147,6 +147,9 @@ describe('inbound sync: formats, cookies, open redirects', () => {
     ['a NUL in the uid', 'puid=x%00y', 'UID_INVALID'],
     ['an empty uid', 'puid=', 'UID_MISSING'],
     ['a uid over 128 bytes', `puid=${'u'.repeat(129)}`, 'UID_INVALID'],
+    ['an unfilled macro', `puid=${enc('${UID}')}`, 'UID_INVALID'],
+    ['an unfilled template variable', `puid=${enc('{{.UID}}')}`, 'UID_INVALID'],
+    ['a "not recognised" sentinel', 'puid=0', 'UID_INVALID'],
   ])('refuses %s', async (_n, q, code) => {
     const r = await get(`/sync/in?partner=dspa&${q}`);
     expect([r.status, r.headers.get('location'), r.headers.getSetCookie(), ((await r.json()) as { error: { code: string } }).error.code]).toEqual([400, null, [], code]);
@@ -246,7 +249,7 @@ describe('outbound sync', () => {
     expect(count('in', 'no_consent')).toBeGreaterThanOrEqual(9);
     expect(count('in', 'privacy_blocked')).toBe(3);
     expect(count('in', 'bad_partner')).toBe(5);
-    expect(count('in', 'bad_uid')).toBe(4);
+    expect(count('in', 'bad_uid')).toBe(7);
     expect(count('in', 'bad_signature')).toBe(5);
     expect(count('out', 'opted_out')).toBe(1);
     expect(count('out', 'privacy_blocked')).toBe(1);

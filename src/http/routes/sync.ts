@@ -45,6 +45,13 @@ export function consentQuery(req: HttpRequest): ConsentInput {
   };
 }
 
+/**
+ * Partner uids that are not ids: unfilled macros and "not recognised"
+ * sentinels (Audience Network's "0", Prebid Server #106). Stored, they would
+ * join every browser that sends them into one profile.
+ */
+const PLACEHOLDER = /^(0|-1|null|undefined|none|nil|\$\{?[A-Za-z_]+\}?|\{\{?[A-Za-z_.]+\}?\}|\[[A-Za-z_]+\]|%[A-Za-z_]+%)$/i;
+
 /** A no-op answer: nothing stored, no cookie. */
 function noop(res: HttpResponse): number {
   res.writeStatus(status(204)).writeHeader('Cache-Control', NO_STORE).end();
@@ -72,6 +79,7 @@ export function syncInRoute(deps: AppDeps) {
     const puid = req.getQuery('puid');
     const bad = checkUid(puid, config.maxUidBytes);
     if (bad !== null) return outcome('bad_uid', sendError(res, bad, 'puid'));
+    if (PLACEHOLDER.test(puid!)) return outcome('bad_uid', sendError(res, 'UID_INVALID', 'puid is a placeholder, not a user id'));
     const consent = parseConsent(consentQuery(req));
     if (!mayStore(consent, config.gvlVendorId)) return outcome('no_consent', noop(res));
     if (!maySync(consent)) return outcome('privacy_blocked', noop(res));
