@@ -7,6 +7,7 @@ import { compileTemplate, TemplateError } from '../src/identity/sync-template.js
 import { fireScript } from '../src/http/routes/sync.js';
 import { readCookie } from '../src/identity/cookie.js';
 import { parseConsent, mayStore, maySync } from '../src/privacy/consent.js';
+import { MatchQueue, type MatchItem } from '../src/identity/match-queue.js';
 
 
 describe('sync templates', () => {
@@ -58,5 +59,27 @@ describe('consent parsing never throws and fails closed', () => {
       if (c.malformed) expect([mayStore(c, 1), maySync(c)]).toEqual([false, false]);
       if (gdpr === '1') expect(mayStore(c, 1)).toBe(false); // random strings never carry consent
     }));
+  });
+});
+
+describe('the match queue', () => {
+  it('batches, and refuses (rather than queueing without bound) while the writer is behind', async () => {
+    const sent: MatchItem[][] = [];
+    let release!: () => void;
+    const stuck = new Promise<void>((r) => (release = r));
+    const q = new MatchQueue(async (items) => {
+      sent.push(items);
+      await stuck;
+    }, () => {}, 1, 3, 2);
+    const item = (i: number) => ({ key: `k${i}`, uid: 'u' });
+    // Two full batches go out at once; the writer holds both.
+    for (let i = 0; i < 6; i++) expect(q.push(item(i))).toBe(true);
+    expect([sent.length, q.inFlight]).toEqual([2, 2]);
+    expect(q.push(item(6))).toBe(false);
+    release();
+    await new Promise((r) => setTimeout(r, 5));
+    expect(q.push(item(7))).toBe(true);
+    q.flush();
+    expect(sent.map((b) => b.map((m) => m.key))).toEqual([['k0', 'k1', 'k2'], ['k3', 'k4', 'k5'], ['k7']]);
   });
 });

@@ -2,6 +2,8 @@
 // not wait for the write (a pixel must be fast, and the loader may be in the
 // middle of a large import), and one message per batch keeps the writer's
 // transactions few. Flushed after `delayMs` or at `maxItems`, whichever first.
+// Bounded: while `maxInFlight` batches await the writer, push refuses (the
+// sync answers a no-op) rather than queueing without limit in memory.
 export interface MatchItem {
   /** id key (keys.ts) */
   key: string;
@@ -20,12 +22,16 @@ export class MatchQueue {
     private readonly onError: (err: unknown, lost: number) => void,
     private readonly delayMs = 5,
     private readonly maxItems = 500,
+    private readonly maxInFlight = 64,
   ) {}
 
-  push(item: MatchItem): void {
+  /** False when the writer is this far behind: the match was not taken. */
+  push(item: MatchItem): boolean {
+    if (this.inFlight >= this.maxInFlight) return false;
     this.items.push(item);
     if (this.items.length >= this.maxItems) this.flush();
     else if (this.timer === null) this.timer = setTimeout(() => this.flush(), this.delayMs);
+    return true;
   }
 
   flush(): void {

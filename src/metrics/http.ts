@@ -117,7 +117,7 @@ export class HttpMetrics {
 }
 
 export const SYNC_OUTCOMES = {
-  in: ['stored', 'opted_out', 'no_consent', 'privacy_blocked', 'bad_partner', 'bad_uid', 'bad_signature'],
+  in: ['stored', 'opted_out', 'no_consent', 'privacy_blocked', 'bad_partner', 'bad_uid', 'bad_signature', 'overloaded'],
   out: ['ok', 'opted_out', 'no_consent', 'privacy_blocked', 'bad_request'],
 } as const;
 export type SyncDirection = keyof typeof SYNC_OUTCOMES;

@@ -90,7 +90,7 @@ export function syncInRoute(deps: AppDeps) {
     }
     const f = req.getQuery('f');
     const uid = readUid(cookie, cs) ?? newUid();
-    matches.push({ key: partnerKey(p.id, puid!), uid });
+    if (!matches.push({ key: partnerKey(p.id, puid!), uid })) return outcome('overloaded', noop(res));
     res.writeStatus(status(f === 'n' ? 204 : 200)).writeHeader('Cache-Control', NO_STORE).writeHeader('Set-Cookie', uidCookie(cs, uid));
     if (f === 'n') res.end();
     else if (f === 'b') res.writeHeader(CT, 'text/html; charset=utf-8').end('');
