@@ -377,6 +377,16 @@ describe('ID graph, deletion and resurrection', () => {
     expect(await lookup('uid=dev-6')).toEqual({ uid: 'dev-6', segments: [50] });
   });
 
+  it('matches answered just before a graceful stop are stored', async () => {
+    const n = 50;
+    const answers = await Promise.all(Array.from({ length: n }, (_, i) => get(`/sync/in?partner=dspc&puid=stop-${i}&f=n`, { Cookie: 'segd=SSSSSSSSSSSSSSSSSSSSSS' })));
+    expect(answers.every((r) => r.status === 204)).toBe(true);
+    await segd.stop();
+    segd = await start();
+    const found = await Promise.all(Array.from({ length: n }, (_, i) => lookup(`partner=dspc&puid=stop-${i}`)));
+    expect(found.filter((f) => f.uid === 'SSSSSSSSSSSSSSSSSSSSSS').length).toBe(n);
+  });
+
   it('deleting an id nothing is stored for still tombstones it', async () => {
     const r = await del('ifa=11111111-2222-3333-4444-555555555555');
     expect(((await r.json()) as { found: boolean }).found).toBe(false);
