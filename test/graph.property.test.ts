@@ -95,7 +95,7 @@ describe('ID graph writer', () => {
         expect([...again.graph.merged].sort()).toEqual([...writer.graph.merged].sort());
         expect([...again.suppressed.keys()].sort()).toEqual([...writer.suppressed.keys()].sort());
       }),
-      { numRuns: 300 },
+      { numRuns: 500 },
     );
   });
 });

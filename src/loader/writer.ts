@@ -110,9 +110,21 @@ export class Writer {
     this.writeCountsNow(delta);
   }
 
-  /** Count changes outside the batch path (rare privacy and merge actions): written through, cache dropped. */
+  /** The count deltas of the batch being applied (null outside `apply`). */
+  private batchDelta: Map<number, number> | null = null;
+
+  /**
+   * Count changes of merges and privacy actions: inside a batch they join the
+   * batch's deltas (written once at its end); outside, they are written
+   * through and the cache dropped.
+   */
   private writeCountsNow(delta: Array<[number, number]>): void {
     if (delta.length === 0) return;
+    const pending = this.batchDelta;
+    if (pending !== null) {
+      for (const [id, d] of delta) pending.set(id, (pending.get(id) ?? 0) + d);
+      return;
+    }
     const sum = new Map<number, number>();
     for (const [id, d] of delta) sum.set(id, (sum.get(id) ?? 0) + d);
     this.countCache.clear();
@@ -184,58 +196,64 @@ export class Writer {
     const newCounts = new Map<number, number>();
     const t0 = performance.now();
 
-    this.store.env.transactionSync(() => {
-      for (let ch of changes) {
-        if (ch.op === 'match') {
-          if (this.graph.match(ch.key!, ch.uid, nowSec)) result.applied++;
-          else result.stale++;
-          continue;
+    // Merges inside this batch add their count changes here (writeCountsNow).
+    this.batchDelta = countDelta;
+    try {
+      this.store.env.transactionSync(() => {
+        for (let ch of changes) {
+          if (ch.op === 'match') {
+            if (this.graph.match(ch.key!, ch.uid, nowSec)) result.applied++;
+            else result.stale++;
+            continue;
+          }
+          // Changes for a uid merged into another profile go to that profile.
+          if (this.graph.merged.size !== 0) {
+            const to = this.graph.profileOf(ch.uid);
+            if (to !== ch.uid) ch = { ...ch, uid: to };
+          }
+          if (this.suppressed.size !== 0 && this.isSuppressed(ch.uid, nowSec)) {
+            result.stale++;
+            continue;
+          }
+          // Zero-copy read: decoded before the next get reuses the buffer.
+          const oldBuf = members.getBinaryFast(ch.uid) as Buffer | undefined;
+          let old: { updatedAt: number; members: Membership[] } | undefined;
+          if (oldBuf !== undefined && isValidMembersValue(oldBuf)) old = decodeMembers(oldBuf);
+          if (old && ch.ts < old.updatedAt) {
+            result.stale++;
+            continue;
+          }
+          const next = nextMembers(old?.members, ch, nowSec);
+          // Count diff: every stored pair counts, expired-but-unswept included.
+          if (old) for (const m of old.members) bump(m.id, -1);
+          for (const m of next) bump(m.id, +1);
+          result.memberships += changedCount(old?.members, next);
+          const updatedAt = Math.max(ch.ts, old?.updatedAt ?? 0);
+          if (next.length === 0) {
+            // A tombstone, not a removal: it keeps updatedAt, so an older change
+            // arriving late cannot bring the user back. Swept after the retention.
+            members.putSync(ch.uid, encodeMembers(updatedAt, next));
+            const gone = updatedAt + this.tombstoneSeconds;
+            if (gone < this.nextExpiry) this.nextExpiry = gone;
+          } else {
+            // New, or back from a tombstone: the known-users filter must know it.
+            if (!old || old.members.length === 0) this.hooks.onNewUser?.(ch.uid);
+            for (const m of next) if (m.expiresAt !== 0 && m.expiresAt < this.nextExpiry) this.nextExpiry = m.expiresAt;
+            members.putSync(ch.uid, encodeMembers(updatedAt, next));
+          }
+          result.applied++;
         }
-        // Changes for a uid merged into another profile go to that profile.
-        if (this.graph.merged.size !== 0) {
-          const to = this.graph.profileOf(ch.uid);
-          if (to !== ch.uid) ch = { ...ch, uid: to };
+        this.putCounts(countDelta, newCounts);
+        if (checkpoint) {
+          const v = typeof checkpoint.value === 'function' ? (checkpoint.value as (r: BatchResult) => unknown)(result) : checkpoint.value;
+          meta.putSync(checkpoint.key, v);
         }
-        if (this.suppressed.size !== 0 && this.isSuppressed(ch.uid, nowSec)) {
-          result.stale++;
-          continue;
-        }
-        // Zero-copy read: decoded before the next get reuses the buffer.
-        const oldBuf = members.getBinaryFast(ch.uid) as Buffer | undefined;
-        let old: { updatedAt: number; members: Membership[] } | undefined;
-        if (oldBuf !== undefined && isValidMembersValue(oldBuf)) old = decodeMembers(oldBuf);
-        if (old && ch.ts < old.updatedAt) {
-          result.stale++;
-          continue;
-        }
-        const next = nextMembers(old?.members, ch, nowSec);
-        // Count diff: every stored pair counts, expired-but-unswept included.
-        if (old) for (const m of old.members) bump(m.id, -1);
-        for (const m of next) bump(m.id, +1);
-        result.memberships += changedCount(old?.members, next);
-        const updatedAt = Math.max(ch.ts, old?.updatedAt ?? 0);
-        if (next.length === 0) {
-          // A tombstone, not a removal: it keeps updatedAt, so an older change
-          // arriving late cannot bring the user back. Swept after the retention.
-          members.putSync(ch.uid, encodeMembers(updatedAt, next));
-          const gone = updatedAt + this.tombstoneSeconds;
-          if (gone < this.nextExpiry) this.nextExpiry = gone;
-        } else {
-          // New, or back from a tombstone: the known-users filter must know it.
-          if (!old || old.members.length === 0) this.hooks.onNewUser?.(ch.uid);
-          for (const m of next) if (m.expiresAt !== 0 && m.expiresAt < this.nextExpiry) this.nextExpiry = m.expiresAt;
-          members.putSync(ch.uid, encodeMembers(updatedAt, next));
-        }
-        result.applied++;
-      }
-      this.putCounts(countDelta, newCounts);
-      if (checkpoint) {
-        const v = typeof checkpoint.value === 'function' ? (checkpoint.value as (r: BatchResult) => unknown)(result) : checkpoint.value;
-        meta.putSync(checkpoint.key, v);
-      }
-      meta.putSync('writes', ((meta.get('writes') as number | undefined) ?? 0) + 1);
-      meta.putSync('lastCommitAt', Date.now());
-    });
+        meta.putSync('writes', ((meta.get('writes') as number | undefined) ?? 0) + 1);
+        meta.putSync('lastCommitAt', Date.now());
+      });
+    } finally {
+      this.batchDelta = null;
+    }
     // Only what committed reaches the cache (a failed transaction throws above).
     this.cacheCounts(newCounts);
     this.hooks.afterBatch?.((performance.now() - t0) / 1000);
