@@ -49,7 +49,7 @@ export class GraphWriter {
   /**
    * segd uids merged into another profile. In memory (≈ 60 bytes each), so a
    * membership change pays a Set lookup, not an LMDB get, to learn it needs
-   * redirecting (bench:identity: the get cost imports ≈ 20–40%).
+   * redirecting (an LMDB get is ≈ 1 µs here, a Set lookup tens of ns).
    */
   readonly merged = new Set<string>();
 
