@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from 'node:net';
 import { stopReport, CLEAN_STOP, ROOT, type Segd } from './helpers/server.js';
-import { startActivation, bearer, KEYS, DMP_DOMAIN } from './helpers/activation.js';
+import { startActivation, bearer, KEYS, DMP_DOMAIN, GRAPH_IDS } from './helpers/activation.js';
 
 type Obj = Record<string, any>;
 const fixture = (name: string): Obj => JSON.parse(readFileSync(join(ROOT, 'test/fixtures/openrtb', `${name}.json`), 'utf8'));
@@ -77,6 +77,27 @@ describe('enrichment of real OpenRTB 2.6 requests', () => {
     const once = (await (await enrich(fixture('native'))).json()) as Obj;
     const twice = (await (await enrich(once)).json()) as Obj;
     expect(twice).toEqual(once);
+  });
+
+  it('resolves the user through the ID graph: buyeruid as the caller\'s uid, eids, device.ifa', async () => {
+    const graphUser = [data('segd', 4, [1001]), data('segd', 600, [2001])];
+    const base = fixture('video');
+    const asDsp1 = [
+      { ...base, user: { buyeruid: GRAPH_IDS.dsp1Uid } },
+      { ...base, user: { eids: [{ source: 'liveramp.com', uids: [{ id: 'unknown' }] }, { source: 'id5-sync.com', uids: [{ id: GRAPH_IDS.id5, atype: 1 }] }] } },
+      { ...fixture('app-ifa'), user: undefined, device: { ...fixture('app-ifa').device, ifa: GRAPH_IDS.ifa } },
+      // buyeruid wins over user.id: it is the caller's own sync with us.
+      { ...base, user: { id: 'rtb-user-1', buyeruid: GRAPH_IDS.dsp1Uid } },
+    ];
+    for (const req of asDsp1) {
+      const r = await enrich(req, KEYS.dsp1, '?mode=data');
+      expect(r.status, JSON.stringify(req.user ?? req.device)).toBe(200);
+      expect(await r.json()).toEqual(graphUser);
+    }
+    // dsp1's uid means nothing when dsp2 sends it as its own buyeruid.
+    const other = await enrich({ ...base, user: { buyeruid: GRAPH_IDS.dsp1Uid } }, KEYS.dsp2);
+    expect(other.status).toBe(204);
+    expect(other.headers.get('x-segd-empty')).toBe('empty');
   });
 
   it('answers 204 "empty" alike for an unknown user and for a user with nothing licensed', async () => {

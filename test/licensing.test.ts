@@ -84,7 +84,7 @@ describe('licensing between partners with overlapping users', () => {
       expect(status, what).toBe(what === 'other-partner' ? '403' : '401');
     }
     // Its own partner id is fine (an unknown puid: empty, like any unknown user).
-    expect(JSON.parse((await segmentsAs(segd, KEYS.dsp1, 'partner=dsp1&puid=abc')).body)).toEqual({ uid: 'abc', segments: [] });
+    expect(JSON.parse((await segmentsAs(segd, KEYS.dsp1, 'partner=dsp1&puid=abc')).body)).toEqual({ uid: null, segments: [] });
   });
 
   it('rotates a key without a restart: both keys during the overlap, then only the new one', async () => {

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import uWS from 'uWebSockets.js';
 import { pack, unpack } from 'msgpackr';
 import { stopReport, CLEAN_STOP, waitFor, type Segd } from './helpers/server.js';
-import { startActivation, bearer, KEYS, ADMIN_KEY, USERS } from './helpers/activation.js';
+import { startActivation, bearer, KEYS, ADMIN_KEY, USERS, GRAPH_IDS } from './helpers/activation.js';
 import { WsLookupClient, WsLookupError } from '../src/client/ws-client.js';
 
 let segd: Segd;
@@ -38,7 +38,8 @@ describe('/v1/ws', () => {
     expect(c.inFlight).toBeGreaterThan(100); // really pipelined: sent before any answer came back
     const answers = await Promise.all(pending);
     answers.forEach((a, i) => expect(a.segments, asks[i]).toEqual(want[asks[i]!] ?? []));
-    // Partner and device keys resolve through the ID graph (none wired yet: unknown user, not an error).
+    // Device ids resolve through the ID graph; an unknown partner uid is an unknown user, not an error.
+    expect((await c.lookup({ ifa: GRAPH_IDS.ifa })).segments).toEqual([2001]); // of graph-user's, only the open 2001 is dsp2's
     expect((await c.lookup({ puid: 'dsp2-cookie' })).segments).toEqual([]);
     await c.close();
     expect(await metric('segd_ws_frames_total')).toBeGreaterThanOrEqual(3000);
@@ -55,6 +56,9 @@ describe('/v1/ws', () => {
     await expect(c.lookup({ uid: 'a\u0000b' })).rejects.toMatchObject({ code: 'UID_INVALID' });
     expect(c.orphanErrors.map((e) => e.code)).toEqual(['BAD_FRAME', 'BAD_FRAME', 'BAD_MSGPACK', 'BAD_FRAME']);
     expect((await c.lookup({ uid: 'rtb-user-1' })).segments).toEqual([1001, 1002, 2001]);
+    // puid is the connection's partner's own uid for the user.
+    expect((await c.lookup({ puid: GRAPH_IDS.dsp1Uid })).segments).toEqual([1001, 2001]);
+    expect((await c.lookup({ ifa: GRAPH_IDS.ifa })).segments).toEqual([1001, 2001]);
     await c.close();
   });
 

@@ -22,6 +22,7 @@ const files = (dir: string, pred: (n: string) => boolean) => {
   }
 };
 const mib = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
+const entries = (db: { getStats(): unknown }) => (db.getStats() as { entryCount: number }).entryCount;
 const progressOf = (cp: FileCheckpoint | undefined) =>
   cp ? { file: cp.file, offset: cp.offset, size: cp.size, line: cp.line, done: cp.done, percent: cp.size ? Math.round((100 * cp.offset) / cp.size) : 100 } : null;
 
@@ -51,6 +52,12 @@ export async function statusCommand(argv: string[]): Promise<number> {
         lastCommitAt: (store.meta.get('lastCommitAt') as number | undefined) ?? null,
       },
       filter,
+      identity: {
+        ids: entries(store.idmap),
+        linkedProfiles: entries(store.links),
+        suppressed: entries(store.optout),
+        auditEntries: entries(store.audit),
+      },
       sources: {
         seed: { file: config.seed || null, checkpoint: progressOf(store.meta.get(SEED_CHECKPOINT) as FileCheckpoint | undefined) },
         inbox: {
@@ -82,6 +89,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
       `segd status — ${report.dataDir}`,
       `store    ${s.users.toLocaleString('en')} users · ${mib(s.fileBytes)} · schema ${String(s.schema)} · ${s.commits} commits` +
         (s.lastCommitAt ? ` · last commit ${new Date(s.lastCommitAt).toISOString()}` : ''),
+      `identity ${report.identity.ids.toLocaleString('en')} ids → ${report.identity.linkedProfiles.toLocaleString('en')} profiles · ${report.identity.suppressed.toLocaleString('en')} suppressed (opt-out, deletion) · ${report.identity.auditEntries} audit entries`,
       `server   ${report.server ? `running (pid ${report.server})` : 'not running'}`,
       `filter   ${String(filter.state)}${filter.users !== undefined ? ` · ${Number(filter.users).toLocaleString('en')} users · ${mib(Number(filter.bytes))}` : ''}`,
       `seed     ${report.sources.seed.file ?? 'none'}${report.sources.seed.checkpoint ? (report.sources.seed.checkpoint.done ? ' · done' : ` · ${report.sources.seed.checkpoint.percent}%`) : ''}`,

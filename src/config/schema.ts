@@ -38,7 +38,6 @@ export interface Config {
   maxIngestBytes: number;
   lookupAuth: 'required' | 'optional';
   dmpDomain: string;
-  gvlVendorId: number;
   enrichBudgetMs: number;
   maxInflight: number;
   shedLagMs: number;
@@ -46,6 +45,16 @@ export interface Config {
   wsIdleSeconds: number;
   gamKey: string;
   gamMaxBytes: number;
+  cookieName: string;
+  cookieDomain: string;
+  cookieMaxAge: number;
+  optoutCookieName: string;
+  cookieMaxBytes: number;
+  gvlVendorId: number;
+  syncIntervalSeconds: number;
+  syncLimit: number;
+  syncSignatureWindow: number;
+  deletionTombstoneDays: number;
 }
 
 /** The repo's own sample feed, loaded into an empty store by default. */
@@ -86,6 +95,7 @@ const keyList: Parse<string[]> = (raw) => {
   if (keys.some((k) => k.length < 16)) throw new BadValue('each key must be at least 16 characters');
   return keys;
 };
+const cookieToken = (s: string) => (/^[A-Za-z0-9_-]{1,40}$/.test(s) ? undefined : 'must be 1-40 of A-Z a-z 0-9 _ -');
 const nonEmpty = (s: string) => (s.trim() === '' ? 'must not be empty' : undefined);
 const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -124,7 +134,6 @@ export const SETTINGS: Setting[] = [
   // Activation (issue 6): who may look up, OpenRTB enrichment, shedding, WebSocket, GAM.
   { key: 'lookupAuth', env: 'SEGD_LOOKUP_AUTH', def: () => (process.env.NODE_ENV === 'production' ? 'required' : 'optional'), parse: (raw) => { if (raw !== 'required' && raw !== 'optional') throw new BadValue('must be required or optional'); return raw; }, doc: 'lookup and enrichment callers: `required` = every caller needs a partner key (401 otherwise); `optional` = a caller without `Authorization` gets every segment (a key, when sent, must be valid and filters by licence). Default `required` when NODE_ENV=production (the Docker image), else `optional` so the quick start works' },
   { key: 'dmpDomain', env: 'SEGD_DMP_DOMAIN', def: () => hostname(), parse: str((s) => (/^[A-Za-z0-9.-]{1,253}$/.test(s) ? undefined : 'must be a domain name')), doc: 'this DMP\'s domain: `name` of every OpenRTB `user.data` object segd adds (default: the host name)' },
-  { key: 'gvlVendorId', env: 'SEGD_GVL_VENDOR_ID', def: 0, parse: int(0, 65535), doc: 'our vendor id in the IAB Global Vendor List; under GDPR the TCF string must give it consent (0 = none: GDPR requests get no personalised segments)' },
   { key: 'enrichBudgetMs', env: 'SEGD_ENRICH_BUDGET_MS', def: 20, parse: int(1, 10_000), doc: 'most time an enrichment may take, counted from when segd sees the request; the request\'s `tmax` lowers it. Past it → 204 (no enrichment)' },
   { key: 'maxInflight', env: 'SEGD_MAX_INFLIGHT', def: 512, parse: int(1, 1_000_000), doc: 'admission limit per worker: requests with async work under way (bodies being read). Lookup and enrichment requests past it are shed (204 at once)' },
   { key: 'shedLagMs', env: 'SEGD_SHED_LAG_MS', def: 0, parse: int(0, 60_000), doc: 'shed lookups (204 / empty WebSocket answers) while the worker\'s event loop lags more than this (0 = off)' },
@@ -132,6 +141,17 @@ export const SETTINGS: Setting[] = [
   { key: 'wsIdleSeconds', env: 'SEGD_WS_IDLE_S', def: 120, parse: int(8, 960), doc: 'a `/v1/ws` connection with no traffic for this long is closed (segd pings before that)' },
   { key: 'gamKey', env: 'SEGD_GAM_KEY', def: 'seg', parse: str((s) => (/^[A-Za-z0-9_]{1,20}$/.test(s) ? undefined : 'must be 1-20 of A-Z a-z 0-9 _ (GAM key rules)')), doc: 'key of `?format=gam` answers and the on-page targeting snippet' },
   { key: 'gamMaxBytes', env: 'SEGD_GAM_MAX_BYTES', def: 512, parse: int(16, 65_536), doc: 'cap of a `?format=gam` answer; whole values past it are dropped (never a partial id)' },
+  // Identity: cookies, cookie sync, consent, deletion (src/identity, src/privacy).
+  { key: 'cookieName', env: 'SEGD_COOKIE_NAME', def: 'segd', parse: str(cookieToken), doc: 'name of the segd id cookie' },
+  { key: 'cookieDomain', env: 'SEGD_COOKIE_DOMAIN', def: '', parse: str((s) => (s === '' || /^\.?[a-z0-9-]+(\.[a-z0-9-]+)*$/.test(s) ? undefined : 'must be a lower-case domain name or empty')), doc: 'Domain attribute of segd cookies (empty = host-only)' },
+  { key: 'cookieMaxAge', env: 'SEGD_COOKIE_MAX_AGE', def: 34_560_000, parse: int(60, 157_680_000), doc: 'Max-Age of the id cookie in seconds (default 400 days, the most Chromium keeps)' },
+  { key: 'optoutCookieName', env: 'SEGD_OPTOUT_COOKIE', def: 'segd_optout', parse: str(cookieToken), doc: 'name of the opt-out cookie (value `OPT_OUT`, 5 years)' },
+  { key: 'cookieMaxBytes', env: 'SEGD_COOKIE_MAX_BYTES', def: 1024, parse: int(256, 8192), doc: 'most bytes of Set-Cookie header lines in one answer; segd refuses to start when its cookie settings (name, domain) would exceed it' },
+  { key: 'gvlVendorId', env: 'SEGD_GVL_VENDOR_ID', def: 0, parse: int(0, 65_535), doc: 'segd\'s vendor id in the IAB Global Vendor List; with gdpr=1 the TCF string must give it consent (0 = none: nothing is stored under GDPR)' },
+  { key: 'syncIntervalSeconds', env: 'SEGD_SYNC_INTERVAL', def: 604_800, parse: int(0, 34_560_000), doc: 'a partner synced with this browser less than this many seconds ago is skipped by the outbound sync' },
+  { key: 'syncLimit', env: 'SEGD_SYNC_LIMIT', def: 8, parse: int(1, 100), doc: 'most partners one outbound sync answer lists (a request may ask for fewer with `limit`)' },
+  { key: 'syncSignatureWindow', env: 'SEGD_SYNC_SIG_WINDOW', def: 300, parse: int(1, 86_400), doc: 'how far (seconds, either way) a signed callback\'s `ts` may be from now' },
+  { key: 'deletionTombstoneDays', env: 'SEGD_DELETION_TOMBSTONE_DAYS', def: 400, parse: int(8, 36_500), doc: 'how long a deleted user\'s tombstone blocks upstream data for it (opt-outs never lapse)' },
 ] as Setting[];
 
 export { BadValue };

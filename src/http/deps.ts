@@ -11,6 +11,10 @@ import type { Callers } from './caller.js';
 import type { Licences } from '../lookup/licences.js';
 import type { UserResolver } from '../lookup/resolve.js';
 import type { Admission } from './admission.js';
+import type { IdGraph } from '../identity/graph.js';
+import type { MatchQueue } from '../identity/match-queue.js';
+import type { ForgetRequest } from '../loader/loader.js';
+import type { ForgetResult } from '../identity/graph-writer.js';
 
 export interface AppDeps {
   config: Readonly<Config>;
@@ -27,6 +31,12 @@ export interface AppDeps {
   registry: Registry;
   /** Applies an admin change on the writer thread; every worker has reloaded when it resolves. */
   changeRegistry: (op: RegistryOp) => Promise<RegistryResult>;
+  /** The ID graph (read side): any id → segd uid. */
+  graph: IdGraph;
+  /** Cookie-sync matches on their way to the writer, batched. */
+  matches: MatchQueue;
+  /** Opt-out or deletion on the writer thread; resolves once committed. */
+  forget: (req: ForgetRequest) => Promise<ForgetResult>;
   log: Logger;
   /** Which worker thread this app runs in (shown by /healthz). */
   workerIndex: number;

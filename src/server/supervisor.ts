@@ -80,6 +80,8 @@ export async function serve(config: Readonly<Config>, log: Logger, registrySeed?
     scrape: () => scrape(),
     exportSegment: ({ segment, fpRate }) => exporter.export(segment, fpRate),
     ingest: async ({ req, maxListed }) => loader.push(req, maxListed),
+    matches: async ({ items }) => loader.matches(items),
+    forget: async (req) => loader.forget(req),
     registry: async (op) => {
       const r = applyRegistryOp(store, op);
       // Posted before the rpc result, so the asking worker has reloaded when it answers.

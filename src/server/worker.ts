@@ -13,9 +13,11 @@ import { createApp } from '../http/app.js';
 import { createLogger } from '../log.js';
 import { Registry } from '../partners/registry.js';
 import { Licences } from '../lookup/licences.js';
-import { directResolver } from '../lookup/resolve.js';
+import { graphResolver } from '../lookup/resolve.js';
 import { Callers } from '../http/caller.js';
 import { Admission } from '../http/admission.js';
+import { IdGraph } from '../identity/graph.js';
+import { MatchQueue } from '../identity/match-queue.js';
 import { SharedState, Flag } from './state.js';
 import type { FromWorker, ToWorker, WorkerData, Rpc, RpcMethod } from './messages.js';
 
@@ -55,15 +57,22 @@ const attachFilter = (h: FilterHandle | null) => {
 attachFilter(data.filter);
 const licences = new Licences(registry);
 const admission = new Admission(inflight, config.maxInflight, config.shedLagMs);
+const graph = new IdGraph(store, config.maxUidBytes);
+const matches = new MatchQueue(
+  (items) => rpc('matches', { items }),
+  (err, lost) => log.error({ err, lost }, 'cookie-sync matches were not stored'),
+);
 const app = createApp({
   config, lookup, state, metrics, log, inflight, registry, workerIndex: data.index,
   licences, admission,
   callers: new Callers(registry, licences, config.lookupAuth === 'required'),
-  resolver: directResolver(config.maxUidBytes),
+  resolver: graphResolver(graph, config.maxUidBytes),
   metricsText: () => rpc('scrape', {}),
   exportSegment: (segment, fpRate) => rpc('exportSegment', { segment, fpRate }),
   ingest: (req, maxListed) => rpc('ingest', { req, maxListed }, [req.body]),
   changeRegistry: (op) => rpc('registry', op),
+  graph, matches,
+  forget: (req) => rpc('forget', req),
 });
 let listenSocket: us_listen_socket | null = null;
 
@@ -108,7 +117,8 @@ async function drain(): Promise<void> {
   if (listenSocket) uWS.us_listen_socket_close(listenSocket);
   listenSocket = null;
   const deadline = Date.now() + config.shutdownGraceMs;
-  while (inflight.n > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  matches.flush();
+  while ((inflight.n > 0 || matches.inFlight > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   if (inflight.n > 0) log.warn({ inflight: inflight.n }, 'grace period over; closing with requests in flight');
   // Close idle keep-alive connections too: a worker thread may only end with
   // no open uv handles (Node aborts otherwise). `close` is in uWS.js ≥ 20.x at

@@ -28,6 +28,16 @@ export interface Store {
   partners: Database<unknown, string>;
   /** name → checkpoints, schema version, flags */
   meta: Database<unknown, string>;
+  /** ID graph: id key (kind, source, id; see identity/keys.ts) → segd uid */
+  idmap: Database<string, string>;
+  /** ID graph: segd uid → the id keys linked to it (msgpack string[]), for deletion and export */
+  links: Database<string[], string>;
+  /** Suppressed users and ids (opt-out, deletion tombstones): segd uid or id key → Suppression (identity/suppression.ts) */
+  optout: Database<unknown, string>;
+  /** segd uid → {partner id: unix seconds of its last match} (msgpack): the outbound sync skips recent ones */
+  syncs: Database<Record<string, number>, string>;
+  /** Append-only audit log of privacy actions: sequence number → entry (msgpack) */
+  audit: Database<unknown, number>;
   close(): Promise<void>;
 }
 
@@ -54,6 +64,11 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
   const segments = env.openDB<unknown, number>({ name: 'segments', encoding: 'msgpack', keyEncoding: 'uint32' });
   const partners = env.openDB<unknown, string>({ name: 'partners', encoding: 'msgpack' });
   const meta = env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' });
+  const idmap = env.openDB<string, string>({ name: 'idmap', encoding: 'string' });
+  const links = env.openDB<string[], string>({ name: 'links', encoding: 'msgpack' });
+  const optout = env.openDB<unknown, string>({ name: 'optout', encoding: 'msgpack' });
+  const syncs = env.openDB<Record<string, number>, string>({ name: 'syncs', encoding: 'msgpack' });
+  const audit = env.openDB<unknown, number>({ name: 'audit', encoding: 'msgpack', keyEncoding: 'uint32' });
   const store: Store = {
     path,
     env,
@@ -62,6 +77,11 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
     segments,
     partners,
     meta,
+    idmap,
+    links,
+    optout,
+    syncs,
+    audit,
     close: () => env.close(),
   };
   checkSchema(store, !opts.readOnly);

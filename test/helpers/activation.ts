@@ -26,12 +26,20 @@ export const USERS: Record<string, number[]> = {
   'only-dsp1': [1001],
   // Big answers (≈6 KB each) with tiny requests: fills a socket's buffers fast (backpressure tests).
   'big-user': Array.from({ length: 3000 }, (_, i) => 100_000 + i),
+  // Known to the ID graph by a dsp1 uid, an ID5 id and a device id (MATCHES).
+  'graph-user': [1001, 2001],
 };
+export const GRAPH_IDS = { dsp1Uid: 'dsp1-cookie-9', id5: 'ID5*graph-user', ifa: 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee' };
+const MATCHES = [
+  { op: 'match', partner: 'dsp1', puid: GRAPH_IDS.dsp1Uid, uid: 'graph-user' },
+  { op: 'match', eid_source: 'id5-sync.com', eid: GRAPH_IDS.id5, uid: 'graph-user' },
+  { op: 'match', ifa: GRAPH_IDS.ifa, uid: 'graph-user' },
+];
 
 export async function startActivation(env: Record<string, string> = {}): Promise<Segd> {
   const dir = tempDir('segd-activation-');
   const seed = join(dir, 'seed.ndjson');
-  writeFileSync(seed, Object.entries(USERS).map(([uid, segments]) => feedLine({ op: 'add', uid, segments })).join(''));
+  writeFileSync(seed, [...Object.entries(USERS).map(([uid, segments]) => feedLine({ op: 'add', uid, segments })), ...MATCHES.map(feedLine)].join(''));
   const config = join(dir, 'segd.json');
   writeFileSync(config, JSON.stringify({ adminKeys: [ADMIN_KEY], dmpDomain: DMP_DOMAIN, gvlVendorId: GVL_ID, partners: PARTNERS, segments: SEGMENTS }));
   return startSegd({ env: { SEGD_SEED: seed, SEGD_CONFIG: config, SEGD_LOOKUP_AUTH: 'required', ...env } });

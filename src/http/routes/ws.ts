@@ -46,7 +46,7 @@ interface Conn {
 }
 
 export function wsBehavior(deps: AppDeps): WebSocketBehavior<Conn> {
-  const { config, metrics, registry, licences, callers, admission, resolver, lookup } = deps;
+  const { config, metrics, registry, licences, callers, admission, resolver, lookup, graph } = deps;
   const m = metrics.route('ws');
   const maxUid = config.maxUidBytes;
   const errorFrames = new Map<ErrorCode, { code: ErrorCode; message: string }>();
@@ -174,7 +174,14 @@ export function wsBehavior(deps: AppDeps): WebSocketBehavior<Conn> {
     }
     const licence = c.partner === '' ? ANONYMOUS : licences.of(c.partner);
     const uid = f.uid !== undefined ? (f.uid as string) : resolver.resolve({ partner: c.partner || null, buyeruid: f.puid, ifa: f.ifa });
-    let n = uid === null || licence === undefined ? -1 : lookup.find(uid, nowSeconds());
+    const now = nowSeconds();
+    let n = uid === null || licence === undefined ? -1 : lookup.find(uid, now);
+    // As GET: a device uid merged into another profile reads as that profile
+    // (merged uids are in the known-users filter, so filtered misses skip this get).
+    if (n < 0 && f.uid !== undefined && licence !== undefined && !lookup.filtered) {
+      const profile = graph.profileOf(uid as string);
+      if (profile !== uid) n = lookup.find(profile, now);
+    }
     if (n < 0) metrics.miss();
     else metrics.hit();
     n = licence === undefined ? 0 : licence.filter(lookup.ids, n < 0 ? 0 : n);
