@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { pack, unpack } from 'msgpackr';
 import fc from 'fast-check';
 import { startSegd, stopReport, CLEAN_STOP, tempDir, feedLine, type Segd } from './helpers/server.js';
-import { startActivation, bearer, KEYS, ADMIN_KEY, USERS } from './helpers/activation.js';
+import { startActivation, bearer, KEYS, ADMIN_KEY, USERS, GRAPH_IDS } from './helpers/activation.js';
 import { openStore } from '../src/store/env.js';
 import { Registry } from '../src/partners/registry.js';
 import { Licences } from '../src/lookup/licences.js';
@@ -62,6 +62,17 @@ describe('licensing between partners with overlapping users', () => {
       expect(fromJson, p).toEqual(expected);
       expect(fromMsgpack, p).toEqual(expected);
     }
+  });
+
+  it('batch lookups by graph ids: licensed, and a key names only its own partner\'s uids', async () => {
+    const keys = [{ partner: 'dsp2', puid: GRAPH_IDS.dsp1Uid }, { partner: 'dsp1', puid: GRAPH_IDS.dsp1Uid }, { ifa: GRAPH_IDS.ifa }];
+    const r = await fetch(`${segd.url}/v1/segments:batch`, { method: 'POST', headers: { ...bearer(KEYS.dsp1), 'Content-Type': 'application/json' }, body: JSON.stringify({ keys }) });
+    const { results } = (await r.json()) as Obj;
+    expect(results[0]).toMatchObject({ uid: null, segments: [], error: { code: 'BAD_ID_KEY' } });
+    expect(results[1]).toEqual({ uid: 'graph-user', segments: [1001, 2001] });
+    expect(results[2]).toEqual({ uid: 'graph-user', segments: [1001, 2001] });
+    const asDsp2 = await fetch(`${segd.url}/v1/segments:batch`, { method: 'POST', headers: { ...bearer(KEYS.dsp2), 'Content-Type': 'application/json' }, body: JSON.stringify({ keys: [{ ifa: GRAPH_IDS.ifa }] }) });
+    expect(((await asDsp2.json()) as Obj).results[0].segments).toEqual([2001]);
   });
 
   it('401 without a valid key and 403 for another partner\'s ids, with bodies that do not depend on the user', async () => {
