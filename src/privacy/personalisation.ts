@@ -1,6 +1,9 @@
 // "May segd return personalised segments for this request?" — one decision
-// from the privacy signals an OpenRTB request (or a lookup) carries. Used by
-// enrichment; the identity side (cookie sync) has its own storage decision.
+// from the privacy signals an OpenRTB request carries (numbers and arrays, as
+// OpenRTB has them), with the signal that refused it (a metric label and the
+// X-Segd-Empty reason). Used by enrichment. consent.ts (cookie sync) parses
+// the query-string forms; its mayPersonalise also requires Purpose 3 — the
+// two rules are to be reconciled (see the README).
 //
 // Rules (README "Privacy signals on activation"):
 // - COPPA (regs.coppa = 1): never.
@@ -38,7 +41,6 @@ export interface PrivacySignals {
 
 /** Why personalisation was refused (closed set: a metric label). */
 export type Refusal = 'coppa' | 'gdpr' | 'us_privacy' | 'gpp';
-export const REFUSALS: readonly Refusal[] = ['coppa', 'gdpr', 'us_privacy', 'gpp'];
 
 export interface ConsentPolicy {
   /** Our vendor id in the IAB Global Vendor List (0 = none). */

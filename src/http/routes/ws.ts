@@ -23,16 +23,16 @@ import { checkUid } from '../../lookup/keys.js';
 import { nowSeconds } from '../../lookup/segments.js';
 import { ERRORS, errorBody, statusLine, type ErrorCode } from '../../errors.js';
 
-export const WS_HIGH_WATER = 256 * 1024;
+const WS_HIGH_WATER = 256 * 1024;
 const WS_LOW_WATER = WS_HIGH_WATER / 4;
-export const WS_MAX_QUEUED_BYTES = 1024 * 1024;
+const WS_MAX_QUEUED_BYTES = 1024 * 1024;
 /** uWS drops (and we close) past this; holding frames at the high water keeps us far below it. */
 const WS_MAX_BACKPRESSURE = 16 * WS_HIGH_WATER;
 /** Close code when a client's unanswered frames pass the queue cap. */
-export const WS_CLOSE_NOT_READING = 1013;
+const WS_CLOSE_NOT_READING = 1013;
 const MAX_ID_CHARS = 64;
 /** Close code of a connection whose key stopped being valid. */
-export const WS_CLOSE_REVOKED = 4401;
+const WS_CLOSE_REVOKED = 4401;
 
 interface Conn {
   /** '' = anonymous. */
