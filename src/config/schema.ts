@@ -45,6 +45,7 @@ export interface Config {
   wsIdleSeconds: number;
   gamKey: string;
   gamMaxBytes: number;
+  unknownSegments: 'accept' | 'reject';
   cookieName: string;
   cookieDomain: string;
   cookieMaxAge: number;
@@ -141,6 +142,7 @@ export const SETTINGS: Setting[] = [
   { key: 'wsIdleSeconds', env: 'SEGD_WS_IDLE_S', def: 120, parse: int(8, 960), doc: 'a `/v1/ws` connection with no traffic for this long is closed (segd pings before that)' },
   { key: 'gamKey', env: 'SEGD_GAM_KEY', def: 'seg', parse: str((s) => (/^[A-Za-z0-9_]{1,20}$/.test(s) ? undefined : 'must be 1-20 of A-Z a-z 0-9 _ (GAM key rules)')), doc: 'key of `?format=gam` answers and the on-page targeting snippet' },
   { key: 'gamMaxBytes', env: 'SEGD_GAM_MAX_BYTES', def: 512, parse: int(16, 65_536), doc: 'cap of a `?format=gam` answer; whole values past it are dropped (never a partial id)' },
+  { key: 'unknownSegments', env: 'SEGD_UNKNOWN_SEGMENTS', def: 'accept', parse: (raw) => { if (raw !== 'accept' && raw !== 'reject') throw new BadValue('must be accept or reject'); return raw; }, doc: 'feed records (inbox, seed, HTTP push, NATS) that add segment ids missing from the taxonomy: `accept` them, or `reject` the record with the ids named' },
   // Identity: cookies, cookie sync, consent, deletion (src/identity, src/privacy).
   { key: 'cookieName', env: 'SEGD_COOKIE_NAME', def: 'segd', parse: str(cookieToken), doc: 'name of the segd id cookie' },
   { key: 'cookieDomain', env: 'SEGD_COOKIE_DOMAIN', def: '', parse: str((s) => (s === '' || /^\.?[a-z0-9-]+(\.[a-z0-9-]+)*$/.test(s) ? undefined : 'must be a lower-case domain name or empty')), doc: 'Domain attribute of segd cookies (empty = host-only)' },
