@@ -1,0 +1,224 @@
+// One load-test run: sample the keys, then for each scenario probe the target,
+// scrape /metrics, warm up (not counted), measure, scrape again; with
+// --compare, run the same scenario with the same settings against the
+// hello-world and Fastify + Redis right after; then evaluate the gate.
+import type { Figures } from './recorder.js';
+import { sampleKeys, type KeyMix } from './keys.js';
+import { SCENARIOS, type HttpReq, type ScenarioInput, type ScenarioName } from './scenarios.js';
+import { driveHttp, type DriveInfo, type DriveResult } from './drive-http.js';
+import { driveWs, openWs, WsUnavailable } from './drive-ws.js';
+import { IngestStream, type IngestFigures } from './ingest-stream.js';
+import { diff, scrape, serverView, type ServerView } from './metrics-scrape.js';
+import { evaluate, type Gate, type GateResult } from './gate.js';
+import { startBaselines, type Baselines } from './baselines.js';
+import { cleanup, pin, planPinning, type Pinning } from './processes.js';
+import { Progress } from '../src/cli/progress.js';
+
+export interface RunOptions {
+  target: string;
+  scenarios: ScenarioName[];
+  durationS: number;
+  warmupS: number;
+  /** Requests per second (open loop); 0 = closed loop. */
+  rate: number;
+  connections: number;
+  pipeline: number;
+  timeoutS: number;
+  maxRequests: number;
+  users: number;
+  seed: number;
+  hitRatio: number;
+  zipf: number;
+  keys: number;
+  batchSize: number;
+  partner: string;
+  partnerKey: string;
+  ingestKey: string;
+  ingestRate: number;
+  ingestBatch: number;
+  ingestSegment: number;
+  ingestTtlS: number;
+  gates: Gate[];
+  compare: boolean;
+  pin: boolean;
+  serverPid: number;
+  quiet: boolean;
+}
+
+export type TargetName = 'segd' | 'hello-world' | 'fastify+redis';
+
+export interface ScenarioResult {
+  scenario: ScenarioName;
+  what: string;
+  target: TargetName;
+  status: 'ran' | 'skipped' | 'failed';
+  reason?: string;
+  drive?: DriveInfo;
+  figures?: Figures;
+  /** Lookups per second (batch: requests × keys per request). */
+  keysPerS?: number;
+  server?: { diff: Record<string, number>; view: ServerView; error?: string };
+  ingest?: IngestFigures | null;
+}
+
+export interface Comparison {
+  scenario: ScenarioName;
+  /** segd's req/s over the baseline's, and p99 of each. */
+  vsHello?: number;
+  vsFastify?: number;
+}
+
+export interface Results {
+  tool: 'segd loadtest';
+  version: 1;
+  startedAt: string;
+  finishedAt: string;
+  settings: Omit<RunOptions, 'gates' | 'partnerKey' | 'ingestKey'> & { gates: string[]; node: string; mode: string };
+  keyMix: Omit<KeyMix, 'uids' | 'index'> & { draws: number };
+  pinning: Pinning;
+  results: ScenarioResult[];
+  comparisons: Comparison[];
+  gates: GateResult[];
+  verdict: 'pass' | 'fail' | 'no gates';
+}
+
+/** The metrics route label segd uses for each scenario's requests. */
+const ROUTE: Record<ScenarioName, string> = { lookup: 'segments', kv: 'segments', mixed: 'segments', batch: 'batch', openrtb: 'openrtb', sync: 'sync', ws: 'ws' };
+
+function say(o: RunOptions, msg: string): void {
+  if (!o.quiet) process.stderr.write(`[loadtest] ${msg}\n`);
+}
+
+/** One request of the scenario, to see whether the endpoint exists before loading it. */
+async function probe(origin: string, r: HttpReq): Promise<number> {
+  const res = await fetch(origin + r.path, { method: r.method, headers: r.headers, ...(r.body !== undefined ? { body: r.body } : {}), signal: AbortSignal.timeout(10_000), redirect: 'manual' });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+async function measure(o: RunOptions, name: ScenarioName, target: TargetName, origin: string, input: ScenarioInput, requests: HttpReq[]): Promise<ScenarioResult> {
+  const sc = SCENARIOS[name];
+  const base: ScenarioResult = { scenario: name, what: sc.what, target, status: 'ran' };
+  const url = new URL(origin);
+  const host = url.hostname;
+  const port = Number(url.port || 80);
+
+  // Endpoints still being built elsewhere: a 404 means "not deployed here", not a failure.
+  try {
+    if (name === 'ws') {
+      const ws = await openWs(`ws://${url.host}/v1/ws`, o.partnerKey);
+      ws.terminate();
+    } else {
+      const st = await probe(origin, requests[0]!);
+      if (st === 404 && sc.skipOn404) return { ...base, status: 'skipped', reason: `${requests[0]!.method} ${requests[0]!.path.split('?')[0]} answers 404 on ${origin}: the endpoint is not deployed there (yet); scenario skipped` };
+    }
+  } catch (err) {
+    if (err instanceof WsUnavailable && err.status === 404) return { ...base, status: 'skipped', reason: `the WebSocket upgrade at /v1/ws answers 404 on ${origin}: not deployed there (yet); scenario skipped` };
+    return { ...base, status: 'failed', reason: `${name} against ${origin}: ${(err as Error).message}` };
+  }
+
+  const before = target === 'segd' ? await scrape(origin) : null;
+  const total = o.warmupS + o.durationS;
+  const progress = new Progress(`${name} → ${target}`.padEnd(24), total, 's', { quiet: o.quiet });
+  const t0 = performance.now();
+  const tick = setInterval(() => progress.update(Math.min(total, Math.round((performance.now() - t0) / 100) / 10)), 250);
+  const ingest =
+    name === 'mixed'
+      ? new IngestStream({ origin, ingestKey: o.ingestKey, rate: o.ingestRate, batch: o.ingestBatch, segment: o.ingestSegment, ttlS: o.ingestTtlS, seed: o.seed, users: o.users })
+      : null;
+  const ingestTimer = ingest ? setTimeout(() => ingest.start(), o.warmupS * 1000) : undefined;
+  let driven: DriveResult;
+  try {
+    driven =
+      name === 'ws'
+        ? await driveWs({ url: `ws://${url.host}/v1/ws`, partnerKey: o.partnerKey, uids: input.keys.uids, connections: o.connections, pipeline: o.pipeline, rate: o.rate, warmupS: o.warmupS, durationS: o.durationS, timeoutS: o.timeoutS, maxRequests: o.maxRequests, okBelow: sc.okBelow })
+        : await driveHttp({ host, port, requests, connections: o.connections, rate: o.rate, warmupS: o.warmupS, durationS: o.durationS, timeoutS: o.timeoutS, maxRequests: o.maxRequests, okBelow: sc.okBelow });
+  } finally {
+    clearInterval(tick);
+    clearTimeout(ingestTimer);
+    progress.update(total);
+    progress.done();
+  }
+  const ingestFigures = ingest ? await ingest.stop() : undefined;
+  const figures = driven.figures;
+  const out: ScenarioResult = { ...base, drive: driven.info, figures, keysPerS: figures.rps * sc.keysPerRequest(input) };
+  if (ingestFigures !== undefined) out.ingest = ingestFigures;
+  if (before) {
+    const after = await scrape(origin);
+    const d = diff(before.samples, after.samples);
+    const error = before.error ?? after.error;
+    out.server = { diff: d, view: serverView(d, ROUTE[name]), ...(error ? { error } : {}) };
+  }
+  return out;
+}
+
+export async function runLoadTest(o: RunOptions): Promise<Results> {
+  const startedAt = new Date();
+  const origin = new URL(o.target).origin;
+  const needKeys = Math.max(o.keys, o.scenarios.includes('batch') ? o.batchSize * 200 : 0);
+  say(o, `sampling ${needKeys.toLocaleString('en-US')} keys from the data set (users ${o.users.toLocaleString('en-US')}, seed ${o.seed}, ${Math.round(o.hitRatio * 100)}% known, Zipf s=${o.zipf})`);
+  const keys = sampleKeys({ seed: o.seed, users: o.users, hitRatio: o.hitRatio, zipf: o.zipf, count: needKeys });
+  const input: ScenarioInput = { keys, batchSize: o.batchSize, partner: o.partner, partnerKey: o.partnerKey, seed: o.seed };
+
+  let baselines: Baselines | null = null;
+  const pinning = planPinning(o.pin);
+  try {
+    if (o.compare) baselines = await startBaselines({ users: o.users, seed: o.seed, quiet: o.quiet, say: (m) => say(o, m) });
+    if (pinning.pinned) {
+      pin(process.pid, pinning.generatorCpu!);
+      for (const pid of baselines?.pids ?? []) pin(pid, pinning.serverCpu!);
+      if (o.serverPid) pin(o.serverPid, pinning.serverCpu!);
+      pinning.why += o.serverPid ? `; target pid ${o.serverPid} pinned with the servers` : '; target not pinned (pass --server-pid to pin a local segd)';
+    }
+    say(o, pinning.why);
+
+    const results: ScenarioResult[] = [];
+    const comparisons: Comparison[] = [];
+    for (const name of o.scenarios) {
+      const requests = SCENARIOS[name].requests(input);
+      say(o, `${name}: ${SCENARIOS[name].what}`);
+      const segd = await measure(o, name, 'segd', origin, input, requests);
+      results.push(segd);
+      if (segd.status === 'skipped') say(o, segd.reason!);
+      if (baselines && SCENARIOS[name].comparable && segd.status === 'ran') {
+        const c: Comparison = { scenario: name };
+        // The hello-world answers GETs only (its answer ignores the path).
+        if (requests[0]!.method === 'GET') {
+          const h = await measure(o, name, 'hello-world', `http://127.0.0.1:${baselines.hello.port}`, input, requests);
+          results.push(h);
+          if (h.figures) c.vsHello = segd.figures!.rps / h.figures.rps;
+        }
+        const f = await measure(o, name, 'fastify+redis', `http://127.0.0.1:${baselines.fastify.port}`, input, requests);
+        results.push(f);
+        if (f.figures) c.vsFastify = segd.figures!.rps / f.figures.rps;
+        comparisons.push(c);
+      }
+    }
+
+    const gates: GateResult[] = [];
+    for (const r of results) {
+      if (r.target !== 'segd' || r.status === 'skipped') continue;
+      if (r.status === 'failed' || !r.figures) {
+        for (const g of o.gates) gates.push({ scenario: r.scenario, gate: g.text, measured: 'did not run', pass: false });
+        continue;
+      }
+      gates.push(...evaluate(o.gates, { scenario: r.scenario, latencyUs: r.figures.latencyUs, errorCount: r.figures.errorCount, errorRate: r.figures.errorRate, rps: r.figures.rps }));
+    }
+    const { gates: _g, partnerKey: _p, ingestKey: _i, ...settings } = o;
+    return {
+      tool: 'segd loadtest',
+      version: 1,
+      startedAt: startedAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+      settings: { ...settings, gates: o.gates.map((g) => g.text), node: process.version, mode: o.rate > 0 ? `open loop, ${o.rate} req/s` : `closed loop, ${o.connections} connections` },
+      keyMix: { knownShare: keys.knownShare, distinct: keys.distinct, topKeyShare: keys.topKeyShare, draws: keys.uids.length },
+      pinning,
+      results,
+      comparisons,
+      gates,
+      verdict: gates.length === 0 ? 'no gates' : gates.every((g) => g.pass) ? 'pass' : 'fail',
+    };
+  } finally {
+    await cleanup();
+  }
+}
