@@ -34,7 +34,9 @@ import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
 import { sampleKeys } from './keys.js';
-import type { Latency, LoopSummary } from './open-loop-client.js';
+import { rawRequest, writeRequests, type LoopSummary } from './open-loop-client.js';
+import type { Latency } from './open-loop-client.js';
+import { runWrk, wrkScript } from './wrk.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const SEGD_BIN = join(ROOT, 'bin/segd.js');
@@ -276,62 +278,19 @@ async function autocannonMeasure(
   };
 }
 
-/** A wrk script that cycles through the precomputed paths and reports in µs as JSON. */
-function wrkScript(pathsFile: string): string {
-  return `-- written by loadtest/bench-lookup.ts
-local reqs = {}
-local n = 0
-local idx = 0
-
-function init(args)
-  for line in io.lines(${JSON.stringify(pathsFile)}) do
-    n = n + 1
-    reqs[n] = wrk.format("GET", line)
-  end
-end
-
-function request()
-  idx = idx + 1
-  if idx > n then idx = 1 end
-  return reqs[idx]
-end
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRK_JSON {"requests":%.0f,"duration_us":%.0f,"connect":%.0f,"read":%.0f,"write":%.0f,"status":%.0f,"timeout":%.0f,' ..
-    '"p50":%.0f,"p90":%.0f,"p99":%.0f,"p999":%.0f,"max":%.0f,"mean":%.1f}\\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9),
-    latency.max, latency.mean))
-end
-`;
-}
-
-/** wrk's own summary (latencies in µs), as its Lua `done` hook prints it. */
-interface WrkJson extends Latency {
-  requests: number;
-  duration_us: number;
-  connect: number;
-  read: number;
-  write: number;
-  status: number;
-  timeout: number;
-}
-
-async function runWrk(port: number, script: string, o: Opts, seconds: number, pinning: Pinning): Promise<WrkJson> {
-  const args = ['-t1', `-c${o.connections}`, `-d${seconds}s`, '--latency', '-s', script, `http://${HOST}:${port}/`];
-  const [cmd, argv] = pinning.pinned ? ['taskset', ['-c', String(pinning.generatorCpu), 'wrk', ...args]] : ['wrk', args];
-  const { stdout } = await run(cmd, argv as string[]);
-  const line = stdout.split('\n').find((l) => l.startsWith('WRK_JSON '));
-  if (!line) throw new Error(`wrk printed no WRK_JSON line:\n${stdout}`);
-  return JSON.parse(line.slice('WRK_JSON '.length)) as WrkJson;
-}
+const wrkRun = (port: number, script: string, o: Opts, seconds: number, pinning: Pinning) => ({
+  host: HOST,
+  port,
+  script,
+  connections: o.connections,
+  seconds,
+  ...(pinning.pinned ? { cpu: pinning.generatorCpu! } : {}),
+});
 
 async function wrkMeasure(server: Server, name: ServerName, round: number, script: string, o: Opts, pinning: Pinning): Promise<Measurement> {
-  if (o.warmupS > 0) await runWrk(server.port, script, o, o.warmupS, pinning);
+  if (o.warmupS > 0) await runWrk(wrkRun(server.port, script, o, o.warmupS, pinning));
   server.check();
-  const w = await runWrk(server.port, script, o, o.durationS, pinning);
+  const w = await runWrk(wrkRun(server.port, script, o, o.durationS, pinning));
   server.check();
   const seconds = w.duration_us / 1e6;
   return {
@@ -515,8 +474,10 @@ async function main(): Promise<void> {
   const { paths, knownShare, distinctUsers } = buildPaths(o);
   const pathsFile = join(tmp, 'paths.txt');
   writeFileSync(pathsFile, paths.join('\n') + '\n');
-  const luaFile = join(tmp, 'paths.lua');
-  writeFileSync(luaFile, wrkScript(pathsFile));
+  const requestsFile = join(tmp, 'requests.bin');
+  writeRequests(requestsFile, paths.map((p) => rawRequest(HOST, 'GET', p, {})));
+  const luaFile = join(tmp, 'requests.lua');
+  writeFileSync(luaFile, wrkScript(requestsFile));
   phase(`request mix: ${fmtInt(paths.length)} paths, ${(knownShare * 100).toFixed(1)}% known users (Zipf s=${o.zipf}), ${fmtInt(distinctUsers)} distinct users`);
 
   // sanity: the servers answer, and segd knows the known keys

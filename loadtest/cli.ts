@@ -10,7 +10,7 @@ import { runLoadTest, type RunOptions } from './runner.js';
 import { SCENARIO_NAMES, type ScenarioName } from './scenarios.js';
 import { writeReport } from './report.js';
 import { summaryText } from './summary.js';
-import { installCleanupHandlers } from './processes.js';
+import { hasCommand, installCleanupHandlers } from './processes.js';
 
 const SPEC: FlagSpec = {
   target: 'segd base URL, e.g. http://127.0.0.1:8080 (required)',
@@ -19,6 +19,7 @@ const SPEC: FlagSpec = {
   out: 'directory for report.html and results.json (required)',
   rate: 'open loop at this many requests/s (20k ok); 0 or absent = closed loop',
   connections: 'connections (ws: sockets), default 32',
+  generator: 'closed-loop generator: autocannon (default; per-second timeline) or wrk (C, for throughput ceilings; HTTP scenarios)',
   warmup: 'seconds of warm-up before each measured run, not counted (default 2)',
   gate: "rollout gate, e.g. 'p99<=1ms,p99.9<=2ms,errors<=0.01%,rps>=20000'",
   'gate-file': 'JSON file: ["p99<=1ms", …] or {"gates": […]} (added to --gate)',
@@ -43,6 +44,12 @@ const SPEC: FlagSpec = {
   'server-pid': 'with --pin: also pin this local segd pid to the servers’ CPU',
   quiet: 'no progress output (the summary is still printed)',
 };
+
+function generatorFlag(v: unknown): 'autocannon' | 'wrk' {
+  if (v === undefined || v === 'autocannon') return 'autocannon';
+  if (v === 'wrk') return 'wrk';
+  throw new Error(`--generator must be autocannon or wrk; got ${JSON.stringify(v)}`);
+}
 
 function options(f: Flags): RunOptions {
   const req = (name: string): string => {
@@ -72,6 +79,7 @@ function options(f: Flags): RunOptions {
     warmupS: numFlag(f, 'warmup', { min: 0, max: 600, def: 2 }),
     rate: intFlag(f, 'rate', { min: 0, max: 10_000_000, def: 0 }),
     connections: intFlag(f, 'connections', { min: 1, max: 10_000, def: 32 }),
+    generator: generatorFlag(f.generator),
     pipeline: intFlag(f, 'pipeline', { min: 1, max: 1000, def: 8 }),
     timeoutS: numFlag(f, 'timeout', { min: 0.1, max: 600, def: 10 }),
     maxRequests: intFlag(f, 'max-requests', { min: 1, max: 1_000_000_000, def: 100_000_000 }),
@@ -95,6 +103,8 @@ function options(f: Flags): RunOptions {
     quiet: f.quiet === true,
   };
   if (o.scenarios.includes('mixed') && o.ingestRate > 0 && !o.ingestKey) throw new Error('--scenario mixed needs --ingest-key (or LOADTEST_INGEST_KEY): the ingest stream authenticates like a collector');
+  if (o.generator === 'wrk' && !hasCommand('wrk')) throw new Error('--generator wrk: wrk is not on PATH (Debian package wrk; `bash .ci/setup-system.sh --bench` installs it)');
+  if (o.generator === 'wrk' && o.scenarios.includes('ws')) throw new Error('--generator wrk speaks HTTP only: run the ws scenario without it');
   if (o.serverPid && !o.pin) throw new Error('--server-pid only means something with --pin');
   return o;
 }

@@ -8,12 +8,13 @@
 // whole ms; its per-response event carries the hrtime duration, which is what
 // the Recorder gets (its figures include the generator's own event-loop delay).
 import autocannon from 'autocannon';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { rawRequest, writeRequests, type LoopSummary } from './open-loop-client.js';
 import { Recorder, type Figures, type Percentiles } from './recorder.js';
 import { run, tempDirs } from './processes.js';
+import { runWrk, wrkFigures, wrkScript } from './wrk.js';
 import type { HttpReq } from './scenarios.js';
 
 const CLIENT_JS = resolve(import.meta.dirname, 'open-loop-client.js');
@@ -32,6 +33,10 @@ export interface HttpDriveOptions {
   maxRequests: number;
   /** Statuses from 200 up to this (exclusive) are successes: 300, or 400 where redirects are answers. */
   okBelow: number;
+  /** Closed-loop generator: autocannon (default) or wrk (a C generator, for throughput ceilings). */
+  generator: 'autocannon' | 'wrk';
+  /** Called when the warm-up ends and measuring begins (the runner scrapes /metrics then). */
+  onMeasureStart?: () => void;
 }
 
 export interface DriveResult {
@@ -87,6 +92,7 @@ function autocannonRun(o: HttpDriveOptions, seconds: number, rec: Recorder | nul
 async function closedLoop(o: HttpDriveOptions): Promise<DriveResult> {
   const rec = new Recorder((s) => s >= 200 && s < o.okBelow);
   if (o.warmupS > 0) await autocannonRun(o, o.warmupS, null);
+  o.onMeasureStart?.();
   rec.start();
   const r = await autocannonRun(o, o.durationS, rec);
   rec.stop();
@@ -99,19 +105,49 @@ async function closedLoop(o: HttpDriveOptions): Promise<DriveResult> {
   return { info, figures: rec.figures() };
 }
 
+/** A temp dir holding the requests as `writeRequests` lays them out; removed after `fn`. */
+async function withRequestsFile<T>(o: HttpDriveOptions, fn: (dir: string, file: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), 'segd-loadtest-'));
+  tempDirs.add(dir);
+  try {
+    const file = join(dir, 'requests.bin');
+    writeRequests(file, o.requests.map((r) => rawRequest(o.host, r.method, r.path, r.headers, r.body)));
+    return await fn(dir, file);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    tempDirs.delete(dir);
+  }
+}
+
+async function wrkClosedLoop(o: HttpDriveOptions): Promise<DriveResult> {
+  return withRequestsFile(o, async (dir, file) => {
+    const script = join(dir, 'requests.lua');
+    writeFileSync(script, wrkScript(file));
+    const run = (seconds: number) => runWrk({ host: o.host, port: o.port, script, connections: o.connections, seconds });
+    if (o.warmupS > 0) await run(Math.max(1, Math.round(o.warmupS)));
+    o.onMeasureStart?.();
+    const w = await run(Math.max(1, Math.round(o.durationS)));
+    return {
+      info: {
+        generator: `wrk -t1, closed loop, ${o.connections} connections`,
+        latencySource: 'wrk (C), µs percentiles; it keeps no per-second series, and its histogram is rebuilt from its percentile curve',
+      },
+      figures: wrkFigures(w),
+    };
+  });
+}
+
 /**
  * The open-loop client runs as its own process (pinned like this one when
  * --pin is given): in this process the harness's heap (keys, requests) made
  * GC pauses show up as client send lag of tens of ms at 5k req/s.
  */
 async function openLoop(o: HttpDriveOptions): Promise<DriveResult> {
-  const dir = mkdtempSync(join(tmpdir(), 'segd-loadtest-'));
-  tempDirs.add(dir);
-  try {
-    const file = join(dir, 'requests.bin');
-    writeRequests(file, o.requests.map((r) => rawRequest(o.host, r.method, r.path, r.headers, r.body)));
+  return withRequestsFile(o, async (_dir, file) => {
     const args = [CLIENT_JS, '--host', o.host, '--port', String(o.port), '--requests', file, '--ok-below', String(o.okBelow), '--rate', String(o.rate), '--connections', String(o.connections), '--warmup-ms', String(o.warmupS * 1000), '--duration-ms', String(o.durationS * 1000)];
-    const { stdout } = await run(process.execPath, args);
+    // The client warms up inside its own process; its measured window starts warmupS after it does.
+    const mark = o.onMeasureStart ? setTimeout(o.onMeasureStart, o.warmupS * 1000) : undefined;
+    const { stdout } = await run(process.execPath, args).finally(() => clearTimeout(mark));
     const r = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as LoopSummary & { figures: Figures };
     return {
       info: {
@@ -121,12 +157,9 @@ async function openLoop(o: HttpDriveOptions): Promise<DriveResult> {
       },
       figures: r.figures,
     };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-    tempDirs.delete(dir);
-  }
+  });
 }
 
 export function driveHttp(o: HttpDriveOptions): Promise<DriveResult> {
-  return o.rate > 0 ? openLoop(o) : closedLoop(o);
+  return o.rate > 0 ? openLoop(o) : o.generator === 'wrk' ? wrkClosedLoop(o) : closedLoop(o);
 }

@@ -22,6 +22,7 @@ export interface WsDriveOptions {
   timeoutS: number;
   maxRequests: number;
   okBelow: number;
+  onMeasureStart?: () => void;
 }
 
 export class WsUnavailable extends Error {
@@ -100,15 +101,13 @@ export async function driveWs(o: WsDriveOptions): Promise<DriveResult> {
   const t0 = performance.now();
   const tMeasure = t0 + o.warmupS * 1000;
   const tEnd = tMeasure + o.durationS * 1000;
-  const warmTimer = setTimeout(() => {
+  const begin = () => {
+    o.onMeasureStart?.();
     measuring = true;
     rec.start();
-  }, o.warmupS * 1000);
-  if (o.warmupS === 0) {
-    clearTimeout(warmTimer);
-    measuring = true;
-    rec.start();
-  }
+  };
+  const warmTimer = o.warmupS > 0 ? setTimeout(begin, o.warmupS * 1000) : undefined;
+  if (!warmTimer) begin();
 
   let schedule: NodeJS.Timeout | undefined;
   if (closedLoop) {

@@ -180,8 +180,8 @@ export function allowedCpus(): number[] {
   return out;
 }
 
-export function planPinning(want: boolean): Pinning {
-  if (!want) return { pinned: false, why: 'unpinned (--no-pin)' };
+export function planPinning(want: boolean, offWhy = 'unpinned (--no-pin)'): Pinning {
+  if (!want) return { pinned: false, why: offWhy };
   if (!hasCommand('taskset')) return { pinned: false, why: 'unpinned: `taskset` not found (util-linux); figures are noisier' };
   const cpusAllowed = allowedCpus();
   if (cpusAllowed.length < 2) return { pinned: false, why: `unpinned: fewer than 2 CPUs available (${cpusAllowed.join(',') || '?'})` };

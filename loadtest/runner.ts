@@ -22,6 +22,7 @@ export interface RunOptions {
   /** Requests per second (open loop); 0 = closed loop. */
   rate: number;
   connections: number;
+  generator: 'autocannon' | 'wrk';
   pipeline: number;
   timeoutS: number;
   maxRequests: number;
@@ -117,7 +118,9 @@ async function measure(o: RunOptions, name: ScenarioName, target: TargetName, or
     return { ...base, status: 'failed', reason: `${name} against ${origin}: ${(err as Error).message}` };
   }
 
-  const before = target === 'segd' ? await scrape(origin) : null;
+  // Scraped as the warm-up ends, so the server's counts cover the measured window (and this one scrape).
+  const scraped: { before?: ReturnType<typeof scrape> } = {};
+  const onMeasureStart = target === 'segd' ? () => void (scraped.before = scrape(origin)) : undefined;
   const total = o.warmupS + o.durationS;
   const progress = new Progress(`${name} → ${target}`.padEnd(24), total, 's', { quiet: o.quiet });
   const t0 = performance.now();
@@ -131,8 +134,8 @@ async function measure(o: RunOptions, name: ScenarioName, target: TargetName, or
   try {
     driven =
       name === 'ws'
-        ? await driveWs({ url: `ws://${url.host}/v1/ws`, partnerKey: o.partnerKey, uids: input.keys.uids, connections: o.connections, pipeline: o.pipeline, rate: o.rate, warmupS: o.warmupS, durationS: o.durationS, timeoutS: o.timeoutS, maxRequests: o.maxRequests, okBelow: sc.okBelow })
-        : await driveHttp({ host, port, requests, connections: o.connections, rate: o.rate, warmupS: o.warmupS, durationS: o.durationS, timeoutS: o.timeoutS, maxRequests: o.maxRequests, okBelow: sc.okBelow });
+        ? await driveWs({ url: `ws://${url.host}/v1/ws`, partnerKey: o.partnerKey, uids: input.keys.uids, connections: o.connections, pipeline: o.pipeline, rate: o.rate, warmupS: o.warmupS, durationS: o.durationS, timeoutS: o.timeoutS, maxRequests: o.maxRequests, okBelow: sc.okBelow, onMeasureStart })
+        : await driveHttp({ host, port, requests, connections: o.connections, rate: o.rate, warmupS: o.warmupS, durationS: o.durationS, timeoutS: o.timeoutS, maxRequests: o.maxRequests, okBelow: sc.okBelow, generator: o.generator, onMeasureStart });
   } finally {
     clearInterval(tick);
     clearTimeout(ingestTimer);
@@ -143,10 +146,11 @@ async function measure(o: RunOptions, name: ScenarioName, target: TargetName, or
   const figures = driven.figures;
   const out: ScenarioResult = { ...base, drive: driven.info, figures, keysPerS: figures.rps * sc.keysPerRequest(input) };
   if (ingestFigures !== undefined) out.ingest = ingestFigures;
-  if (before) {
+  if (scraped.before) {
+    const b = await scraped.before;
     const after = await scrape(origin);
-    const d = diff(before.samples, after.samples);
-    const error = before.error ?? after.error;
+    const d = diff(b.samples, after.samples);
+    const error = b.error ?? after.error;
     out.server = { diff: d, view: serverView(d, ROUTE[name]), ...(error ? { error } : {}) };
   }
   return out;
@@ -161,7 +165,7 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
   const input: ScenarioInput = { keys, batchSize: o.batchSize, partner: o.partner, partnerKey: o.partnerKey, seed: o.seed };
 
   let baselines: Baselines | null = null;
-  const pinning = planPinning(o.pin);
+  const pinning = planPinning(o.pin, 'unpinned (--pin puts this generator and the servers on different CPUs)');
   try {
     if (o.compare) baselines = await startBaselines({ users: o.users, seed: o.seed, quiet: o.quiet, say: (m) => say(o, m) });
     if (pinning.pinned) {
@@ -210,7 +214,7 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
       version: 1,
       startedAt: startedAt.toISOString(),
       finishedAt: new Date().toISOString(),
-      settings: { ...settings, gates: o.gates.map((g) => g.text), node: process.version, mode: o.rate > 0 ? `open loop, ${o.rate} req/s` : `closed loop, ${o.connections} connections` },
+      settings: { ...settings, gates: o.gates.map((g) => g.text), node: process.version, mode: o.rate > 0 ? `open loop, ${o.rate} req/s` : `closed loop, ${o.connections} connections (${o.generator})` },
       keyMix: { knownShare: keys.knownShare, distinct: keys.distinct, topKeyShare: keys.topKeyShare, draws: keys.uids.length },
       pinning,
       results,
