@@ -35,6 +35,7 @@ export interface IngestFigures {
 export class IngestStream {
   private readonly rec = new Recorder((s) => s >= 200 && s < 300);
   private running = false;
+  private stopped = false;
   private done: Promise<void> = Promise.resolve();
   private records = 0;
   private applied = 0;
@@ -56,7 +57,7 @@ export class IngestStream {
   }
 
   start(): void {
-    if (this.o.rate <= 0) return;
+    if (this.o.rate <= 0 || this.stopped) return;
     this.running = true;
     this.t0 = performance.now();
     this.rec.start();
@@ -96,6 +97,7 @@ export class IngestStream {
   }
 
   async stop(): Promise<IngestFigures | null> {
+    this.stopped = true;
     if (!this.running) return null;
     this.running = false;
     await this.done;

@@ -9,7 +9,8 @@ import { fmtUs } from './gate.js';
 import type { Results, ScenarioResult } from './runner.js';
 import type { Bucket, Second } from './recorder.js';
 
-const esc = (s: unknown) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const ENTITY: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+const esc = (s: unknown) => String(s).replace(/[&<>"']/g, (c) => ENTITY[c]!);
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
 
 const W = 640;
@@ -165,6 +166,7 @@ export function renderHtml(res: Results): string {
     ['data set', `${int(s.users)} users, seed ${s.seed}`],
     ['keys', `${int(res.keyMix.draws)} draws: ${(res.keyMix.knownShare * 100).toFixed(1)}% known users (Zipf s=${s.zipf}), ${int(res.keyMix.distinct)} distinct, most drawn key ${(res.keyMix.topKeyShare * 100).toFixed(2)}% of draws`],
     ['pinning', res.pinning.why],
+    ['data set check', res.dataCheck?.note ?? '–'],
     ['gates', s.gates.join(', ') || '–'],
     ['node', s.node],
     ['started / finished', `${res.startedAt} / ${res.finishedAt}`],
@@ -192,6 +194,7 @@ code{font-size:12px}details{margin-top:8px}
 <h1>segd load test <span class="verdict ${verdictCls}">${esc(res.verdict.toUpperCase())}</span></h1>
 <p class="muted">${esc(s.target)} · ${esc(s.mode)} · ${esc(s.durationS)} s per scenario · ${esc(res.startedAt)}</p>
 <p>${nav}</p>
+${res.dataCheck && !res.dataCheck.ok ? `<p class="fail"><b>Warning:</b> ${esc(res.dataCheck.note)}</p>` : ''}
 <h2>Rollout gate</h2>${gates}
 ${res.comparisons.length ? `<h2>Compared in the same run, same settings</h2>${comparisons}` : ''}
 ${res.results.map(scenarioSection).join('\n')}

@@ -69,6 +69,16 @@ export interface Comparison {
   vsFastify?: number;
 }
 
+export interface DataCheck {
+  /** Known users (i < users) looked up on the target before the run, and how many it holds. */
+  known: number;
+  found: number;
+  /** With --compare: the same keys through Fastify + Redis, and how many answers were equal to segd's. */
+  baselineEqual?: number;
+  ok: boolean;
+  note: string;
+}
+
 export interface Results {
   tool: 'segd loadtest';
   version: 1;
@@ -77,6 +87,7 @@ export interface Results {
   settings: Omit<RunOptions, 'gates' | 'partnerKey' | 'ingestKey'> & { gates: string[]; node: string; mode: string };
   keyMix: Omit<KeyMix, 'uids' | 'index'> & { draws: number };
   pinning: Pinning;
+  dataCheck?: DataCheck;
   results: ScenarioResult[];
   comparisons: Comparison[];
   gates: GateResult[];
@@ -120,16 +131,24 @@ async function measure(o: RunOptions, name: ScenarioName, target: TargetName, or
 
   // Scraped as the warm-up ends, so the server's counts cover the measured window (and this one scrape).
   const scraped: { before?: ReturnType<typeof scrape> } = {};
-  const onMeasureStart = target === 'segd' ? () => void (scraped.before = scrape(origin)) : undefined;
-  const total = o.warmupS + o.durationS;
-  const progress = new Progress(`${name} → ${target}`.padEnd(24), total, 's', { quiet: o.quiet });
-  const t0 = performance.now();
-  const tick = setInterval(() => progress.update(Math.min(total, Math.round((performance.now() - t0) / 100) / 10)), 250);
   const ingest =
     name === 'mixed'
       ? new IngestStream({ origin, ingestKey: o.ingestKey, rate: o.ingestRate, batch: o.ingestBatch, segment: o.ingestSegment, ttlS: o.ingestTtlS, seed: o.seed, users: o.users })
       : null;
-  const ingestTimer = ingest ? setTimeout(() => ingest.start(), o.warmupS * 1000) : undefined;
+  // The ingest stream starts once that scrape is answered, so both counts cover the same window.
+  const onMeasureStart =
+    target === 'segd'
+      ? () => {
+          scraped.before = scrape(origin);
+          if (ingest) void scraped.before.then(() => ingest.start());
+        }
+      : ingest
+        ? () => ingest.start()
+        : undefined;
+  const total = o.warmupS + o.durationS;
+  const progress = new Progress(`${name} → ${target}`.padEnd(24), total, 's', { quiet: o.quiet });
+  const t0 = performance.now();
+  const tick = setInterval(() => progress.update(Math.min(total, Math.round((performance.now() - t0) / 100) / 10)), 250);
   let driven: DriveResult;
   try {
     driven =
@@ -138,7 +157,6 @@ async function measure(o: RunOptions, name: ScenarioName, target: TargetName, or
         : await driveHttp({ host, port, requests, connections: o.connections, rate: o.rate, warmupS: o.warmupS, durationS: o.durationS, timeoutS: o.timeoutS, maxRequests: o.maxRequests, okBelow: sc.okBelow, generator: o.generator, onMeasureStart });
   } finally {
     clearInterval(tick);
-    clearTimeout(ingestTimer);
     progress.update(total);
     progress.done();
   }
@@ -154,6 +172,41 @@ async function measure(o: RunOptions, name: ScenarioName, target: TargetName, or
     out.server = { diff: d, view: serverView(d, ROUTE[name]), ...(error ? { error } : {}) };
   }
   return out;
+}
+
+const DATA_CHECK_KEYS = 50;
+
+async function segmentsOf(origin: string, uid: string): Promise<number[] | null> {
+  const r = await fetch(`${origin}/v1/segments?uid=${encodeURIComponent(uid)}`, { signal: AbortSignal.timeout(10_000) });
+  if (r.status !== 200) return null;
+  return ((await r.json()) as { segments?: number[] }).segments ?? null;
+}
+
+/**
+ * Does the target hold the data set the flags describe? Known users come back
+ * with segments when --users/--seed match what was loaded; if they do not, the
+ * hit ratio (and every figure) would be about another workload.
+ */
+async function checkData(origin: string, keys: KeyMix, users: number, fastify: string | null): Promise<DataCheck | undefined> {
+  const known = [...new Set(keys.uids.filter((_, k) => keys.index[k]! < users))].slice(0, DATA_CHECK_KEYS);
+  if (!known.length) return undefined;
+  let found = 0;
+  let equal = 0;
+  for (const uid of known) {
+    const segs = await segmentsOf(origin, uid);
+    if (segs === null) return { known: known.length, found: 0, ok: false, note: `GET /v1/segments does not answer 200 on ${origin}` };
+    if (segs.length) found++;
+    if (fastify) {
+      const other = await segmentsOf(fastify, uid);
+      if (other && other.join(',') === segs.join(',')) equal++;
+    }
+  }
+  // Memberships with TTLs can lapse, so a handful of misses is normal; most known users must be there.
+  const ok = found >= known.length * 0.8;
+  const note = ok
+    ? `${found}/${known.length} sampled known users hold segments on the target${fastify ? `; Fastify + Redis answered ${equal}/${known.length} of them identically` : ''}`
+    : `only ${found}/${known.length} sampled known users hold segments on the target: it does not seem to hold the data set --users ${users} --seed given here, so hit ratios and figures describe another workload`;
+  return { known: known.length, found, ...(fastify ? { baselineEqual: equal } : {}), ok, note };
 }
 
 export async function runLoadTest(o: RunOptions): Promise<Results> {
@@ -175,6 +228,13 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
       pinning.why += o.serverPid ? `; target pid ${o.serverPid} pinned with the servers` : '; target not pinned (pass --server-pid to pin a local segd)';
     }
     say(o, pinning.why);
+    const dataCheck = await checkData(origin, keys, o.users, baselines ? `http://127.0.0.1:${baselines.fastify.port}` : null).catch((err: unknown) => ({
+      known: 0,
+      found: 0,
+      ok: false,
+      note: `could not check the data set: ${(err as Error).message}`,
+    }));
+    if (dataCheck) say(o, `data set check: ${dataCheck.note}`);
 
     const results: ScenarioResult[] = [];
     const comparisons: Comparison[] = [];
@@ -217,6 +277,7 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
       settings: { ...settings, gates: o.gates.map((g) => g.text), node: process.version, mode: o.rate > 0 ? `open loop, ${o.rate} req/s` : `closed loop, ${o.connections} connections (${o.generator})` },
       keyMix: { knownShare: keys.knownShare, distinct: keys.distinct, topKeyShare: keys.topKeyShare, draws: keys.uids.length },
       pinning,
+      ...(dataCheck ? { dataCheck } : {}),
       results,
       comparisons,
       gates,

@@ -18,6 +18,7 @@ export function summaryText(res: Results, files: { html: string; json: string })
   out.push(
     `keys: ${int(s.users)} users (seed ${s.seed}), ${(res.keyMix.knownShare * 100).toFixed(1)}% known, Zipf s=${s.zipf}, ${int(res.keyMix.distinct)} distinct of ${int(res.keyMix.draws)} draws; ${res.pinning.why}`,
   );
+  if (res.dataCheck && !res.dataCheck.ok) out.push(`WARNING: ${res.dataCheck.note}`);
   out.push('');
   const rows = res.results.map((r) => {
     if (!r.figures) return [r.scenario, r.target, r.status.toUpperCase(), '', '', '', '', '', '', (r.reason ?? '').slice(0, 60)];
