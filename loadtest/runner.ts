@@ -146,7 +146,7 @@ async function measure(o: RunOptions, name: ScenarioName, target: TargetName, or
         ? () => ingest.start()
         : undefined;
   const total = o.warmupS + o.durationS;
-  const progress = new Progress(`${name} → ${target}`.padEnd(24), total, 's', { quiet: o.quiet });
+  const progress = new Progress(`${name} → ${target}`.padEnd(24), total, 's', { quiet: o.quiet, rate: false });
   const t0 = performance.now();
   const tick = setInterval(() => progress.update(Math.min(total, Math.round((performance.now() - t0) / 100) / 10)), 250);
   let driven: DriveResult;
