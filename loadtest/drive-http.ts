@@ -19,10 +19,8 @@ import type { HttpReq } from './scenarios.js';
 
 const CLIENT_JS = resolve(import.meta.dirname, 'open-loop-client.js');
 
-export interface HttpDriveOptions {
-  host: string;
-  port: number;
-  requests: HttpReq[];
+/** What every driver takes: the load's shape, its window and what counts as success. */
+export interface LoadShape {
   connections: number;
   /** Requests per second; 0 = closed loop. */
   rate: number;
@@ -33,10 +31,16 @@ export interface HttpDriveOptions {
   maxRequests: number;
   /** Statuses from 200 up to this (exclusive) are successes: 300, or 400 where redirects are answers. */
   okBelow: number;
-  /** Closed-loop generator: autocannon (default) or wrk (a C generator, for throughput ceilings). */
-  generator: 'autocannon' | 'wrk';
   /** Called when the warm-up ends and measuring begins (the runner scrapes /metrics then). */
   onMeasureStart?: () => void;
+}
+
+export interface HttpDriveOptions extends LoadShape {
+  host: string;
+  port: number;
+  requests: HttpReq[];
+  /** Closed-loop generator: autocannon (default) or wrk (a C generator, for throughput ceilings). */
+  generator: 'autocannon' | 'wrk';
 }
 
 export interface DriveResult {

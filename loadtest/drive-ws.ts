@@ -8,21 +8,14 @@
 import WebSocket from 'ws';
 import { pack, unpack } from 'msgpackr';
 import { Recorder } from './recorder.js';
-import type { DriveResult } from './drive-http.js';
+import type { DriveResult, LoadShape } from './drive-http.js';
 
-export interface WsDriveOptions {
+export interface WsDriveOptions extends LoadShape {
   url: string;
   partnerKey: string;
   uids: string[];
-  connections: number;
+  /** Closed loop: frames in flight per socket. */
   pipeline: number;
-  rate: number;
-  warmupS: number;
-  durationS: number;
-  timeoutS: number;
-  maxRequests: number;
-  okBelow: number;
-  onMeasureStart?: () => void;
 }
 
 export class WsUnavailable extends Error {

@@ -14,21 +14,14 @@
 // Raw keep-alive sockets, one request in flight per socket (no pipelining),
 // the request paths read from FILE (one per line) and cycled. Run it as its own
 // process so the caller's heap and GC pauses stay out of the figures.
-import { build as buildHistogram, type Histogram } from 'hdr-histogram-js';
+import type { Histogram } from 'hdr-histogram-js';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { Recorder } from './recorder.js';
+import { Recorder, usHistogram, percentilesOf as latencyOf, type Percentiles as Latency } from './recorder.js';
+
+export type { Latency };
 import { connect, type Socket } from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-
-export interface Latency {
-  p50: number;
-  p90: number;
-  p99: number;
-  p999: number;
-  max: number;
-  mean: number;
-}
 
 export interface LoopOptions {
   host: string;
@@ -79,19 +72,7 @@ export interface LoopSummary {
   sendLagUs: Latency;
 }
 
-const newHistogram = (): Histogram =>
-  buildHistogram({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
-
-export function latencyOf(h: Histogram): Latency {
-  return {
-    p50: h.getValueAtPercentile(50),
-    p90: h.getValueAtPercentile(90),
-    p99: h.getValueAtPercentile(99),
-    p999: h.getValueAtPercentile(99.9),
-    max: h.maxValue,
-    mean: h.mean,
-  };
-}
+const newHistogram = () => usHistogram(3);
 
 interface Conn {
   sock: Socket;

@@ -56,7 +56,8 @@ export interface Figures {
 }
 
 const BUCKETS_PER_DECADE = 10;
-const newHistogram = (digits: number): Histogram =>
+/** A histogram of µs values up to 120 s, with `digits` significant digits. */
+export const usHistogram = (digits: number): Histogram =>
   buildHistogram({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: digits as 1 | 2 | 3 });
 
 export function percentilesOf(h: Histogram): Percentiles {
@@ -72,8 +73,8 @@ export function percentilesOf(h: Histogram): Percentiles {
 }
 
 export class Recorder {
-  private readonly all = newHistogram(3);
-  private readonly sec = newHistogram(2);
+  private readonly all = usHistogram(3);
+  private readonly sec = usHistogram(2);
   private readonly buckets = new Map<number, number>();
   private readonly timeline: Second[] = [];
   private secErrors = 0;
@@ -86,7 +87,9 @@ export class Recorder {
 
   constructor(private readonly isOk: (status: number) => boolean) {}
 
+  /** Starts the clock (once: an answer that arrives first starts it too). */
   start(): void {
+    if (this.t0 !== 0) return;
     this.t0 = performance.now();
     this.nextSecond = this.t0 + 1000;
   }
@@ -121,6 +124,7 @@ export class Recorder {
   }
 
   private roll(final = false): void {
+    if (this.t0 === 0) this.start();
     const now = final ? this.tEnd : performance.now();
     while (now >= this.nextSecond || (final && (this.sec.totalCount > 0 || this.secErrors > 0))) {
       const p = percentilesOf(this.sec);

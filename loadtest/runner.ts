@@ -212,6 +212,13 @@ async function checkData(origin: string, keys: KeyMix, users: number, fastify: s
 export async function runLoadTest(o: RunOptions): Promise<Results> {
   const startedAt = new Date();
   const origin = new URL(o.target).origin;
+  // Unreachable is a usage problem (exit 2), not a failed gate: say so before sampling anything.
+  try {
+    await (await fetch(`${origin}/healthz`, { signal: AbortSignal.timeout(10_000) })).arrayBuffer();
+  } catch (err) {
+    const cause = (err as { cause?: { message?: string } }).cause?.message;
+    throw new Error(`cannot reach ${origin}: ${cause ?? (err as Error).message}`);
+  }
   const needKeys = Math.max(o.keys, o.scenarios.includes('batch') ? o.batchSize * 200 : 0);
   say(o, `sampling ${needKeys.toLocaleString('en-US')} keys from the data set (users ${o.users.toLocaleString('en-US')}, seed ${o.seed}, ${Math.round(o.hitRatio * 100)}% known, Zipf s=${o.zipf})`);
   const keys = sampleKeys({ seed: o.seed, users: o.users, hitRatio: o.hitRatio, zipf: o.zipf, count: needKeys });

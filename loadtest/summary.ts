@@ -21,7 +21,7 @@ export function summaryText(res: Results, files: { html: string; json: string })
   if (res.dataCheck && !res.dataCheck.ok) out.push(`WARNING: ${res.dataCheck.note}`);
   out.push('');
   const rows = res.results.map((r) => {
-    if (!r.figures) return [r.scenario, r.target, r.status.toUpperCase(), '', '', '', '', '', '', (r.reason ?? '').slice(0, 60)];
+    if (!r.figures) return [r.scenario, r.target, r.status.toUpperCase(), '', '', '', '', '', '', 'see below'];
     const f = r.figures;
     const l = f.latencyUs;
     const hit = r.server?.view.hitShare;

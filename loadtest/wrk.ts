@@ -4,7 +4,7 @@
 // `writeRequests` (so POST bodies work too) and prints wrk's summary, µs
 // percentiles and a percentile curve as one JSON line.
 import { run } from './processes.js';
-import type { Bucket, Figures } from './recorder.js';
+import type { Bucket, Figures, Percentiles } from './recorder.js';
 
 export function wrkScript(requestsFile: string): string {
   return `-- written by loadtest/wrk.ts
@@ -49,7 +49,7 @@ end
 }
 
 /** wrk's own summary (latencies in µs), as the script's `done` hook prints it. */
-export interface WrkJson {
+export interface WrkJson extends Percentiles {
   requests: number;
   duration_us: number;
   connect: number;
@@ -58,12 +58,6 @@ export interface WrkJson {
   /** Answers with a status ≥ 400. */
   status: number;
   timeout: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  p999: number;
-  max: number;
-  mean: number;
   min: number;
   /** [percentile, µs] points. */
   curve: Array<[number, number]>;

@@ -143,11 +143,15 @@ describe('rollout gate', () => {
     expect(html).toMatch(/<tr class="fail"><td>kv<\/td><td><code>p99&lt;=1us<\/code>/);
   });
 
-  it('a malformed gate is a usage error (exit 2) before any load is sent', async () => {
+  it('a malformed gate or an unreachable target is a usage error (exit 2) before any load is sent', async () => {
     const out = tempDir('segd-lt-out-');
     const r = await runSegd(['loadtest', '--target', segd.url, '--scenario', 'lookup', '--duration', '1', '--out', out, '--gate', 'p99 about 1ms']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('bad gate "p99 about 1ms"');
+    // A target nobody listens on is the same kind of problem, not a failed gate.
+    const gone = await runSegd(['loadtest', '--target', 'http://127.0.0.1:45999', '--scenario', 'lookup', '--duration', '1', '--out', out]);
+    expect(gone.code).toBe(2);
+    expect(gone.stderr).toContain('cannot reach http://127.0.0.1:45999');
   });
 });
 
