@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
 import { runSegd, startSegd, stopReport, CLEAN_STOP, tempDir, type Segd } from './helpers/server.js';
 import { sampleKeys } from '../loadtest/keys.js';
 import type { Results } from '../loadtest/runner.js';
@@ -28,6 +29,16 @@ beforeAll(async () => {
 afterAll(async () => {
   if (segd) expect(await stopReport(segd)).toEqual(CLEAN_STOP);
 });
+
+/** A loopback port nothing listens on (it was free a moment ago). */
+function closedPort(): Promise<number> {
+  return new Promise((ok) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => ok(port));
+    });
+  });
+}
 
 /** A short run: 0.5 s warm-up, `duration` s measured, 8 connections. */
 async function loadtest(out: string, extra: string[], duration = 2) {
@@ -149,9 +160,10 @@ describe('rollout gate', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('bad gate "p99 about 1ms"');
     // A target nobody listens on is the same kind of problem, not a failed gate.
-    const gone = await runSegd(['loadtest', '--target', 'http://127.0.0.1:45999', '--scenario', 'lookup', '--duration', '1', '--out', out]);
+    const port = await closedPort();
+    const gone = await runSegd(['loadtest', '--target', `http://127.0.0.1:${port}`, '--scenario', 'lookup', '--duration', '1', '--out', out]);
     expect(gone.code).toBe(2);
-    expect(gone.stderr).toContain('cannot reach http://127.0.0.1:45999');
+    expect(gone.stderr).toContain(`cannot reach http://127.0.0.1:${port}: connect ECONNREFUSED`);
   });
 });
 
