@@ -31,8 +31,12 @@ export interface LoadShape {
   maxRequests: number;
   /** Statuses from 200 up to this (exclusive) are successes: 300, or 400 where redirects are answers. */
   okBelow: number;
-  /** Called when the warm-up ends and measuring begins (the runner scrapes /metrics then). */
-  onMeasureStart?: () => void;
+  /**
+   * Called when the warm-up ends (the runner scrapes /metrics then). Closed
+   * loops wait for it before measuring, so the server's counts cover exactly the
+   * measured requests; the open-loop client's schedule cannot wait.
+   */
+  onMeasureStart?: () => Promise<void> | void;
 }
 
 export interface HttpDriveOptions extends LoadShape {
@@ -96,7 +100,7 @@ function autocannonRun(o: HttpDriveOptions, seconds: number, rec: Recorder | nul
 async function closedLoop(o: HttpDriveOptions): Promise<DriveResult> {
   const rec = new Recorder((s) => s >= 200 && s < o.okBelow);
   if (o.warmupS > 0) await autocannonRun(o, o.warmupS, null);
-  o.onMeasureStart?.();
+  await o.onMeasureStart?.();
   rec.start();
   const r = await autocannonRun(o, o.durationS, rec);
   rec.stop();
@@ -129,7 +133,7 @@ async function wrkClosedLoop(o: HttpDriveOptions): Promise<DriveResult> {
     writeFileSync(script, wrkScript(file));
     const run = (seconds: number) => runWrk({ host: o.host, port: o.port, script, connections: o.connections, seconds });
     if (o.warmupS > 0) await run(Math.max(1, Math.round(o.warmupS)));
-    o.onMeasureStart?.();
+    await o.onMeasureStart?.();
     const w = await run(Math.max(1, Math.round(o.durationS)));
     return {
       info: {
@@ -150,7 +154,7 @@ async function openLoop(o: HttpDriveOptions): Promise<DriveResult> {
   return withRequestsFile(o, async (_dir, file) => {
     const args = [CLIENT_JS, '--host', o.host, '--port', String(o.port), '--requests', file, '--ok-below', String(o.okBelow), '--rate', String(o.rate), '--connections', String(o.connections), '--warmup-ms', String(o.warmupS * 1000), '--duration-ms', String(o.durationS * 1000)];
     // The client warms up inside its own process; its measured window starts warmupS after it does.
-    const mark = o.onMeasureStart ? setTimeout(o.onMeasureStart, o.warmupS * 1000) : undefined;
+    const mark = o.onMeasureStart ? setTimeout(() => void o.onMeasureStart!(), o.warmupS * 1000) : undefined;
     const { stdout } = await run(process.execPath, args).finally(() => clearTimeout(mark));
     const r = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as LoopSummary & { figures: Figures };
     return {

@@ -95,7 +95,7 @@ export async function driveWs(o: WsDriveOptions): Promise<DriveResult> {
   const tMeasure = t0 + o.warmupS * 1000;
   const tEnd = tMeasure + o.durationS * 1000;
   const begin = () => {
-    o.onMeasureStart?.();
+    void o.onMeasureStart?.();
     measuring = true;
     rec.start();
   };

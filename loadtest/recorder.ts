@@ -18,6 +18,8 @@ export interface Second {
   /** Seconds since the measured window began. */
   t: number;
   requests: number;
+  /** requests / the second's length (the last one is usually partial: the run's tail). */
+  rps: number;
   errors: number;
   p50Us: number;
   p99Us: number;
@@ -128,7 +130,8 @@ export class Recorder {
     const now = final ? this.tEnd : performance.now();
     while (now >= this.nextSecond || (final && (this.sec.totalCount > 0 || this.secErrors > 0))) {
       const p = percentilesOf(this.sec);
-      this.timeline.push({ t: this.timeline.length + 1, requests: this.sec.totalCount, errors: this.secErrors, p50Us: p.p50, p99Us: p.p99, maxUs: p.max });
+      const len = final ? Math.min(1, Math.max(0.001, (now - (this.nextSecond - 1000)) / 1000)) : 1;
+      this.timeline.push({ t: this.timeline.length + 1, requests: this.sec.totalCount, rps: this.sec.totalCount / len, errors: this.secErrors, p50Us: p.p50, p99Us: p.p99, maxUs: p.max });
       this.sec.reset();
       this.secErrors = 0;
       this.nextSecond += 1000;

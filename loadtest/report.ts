@@ -30,15 +30,15 @@ export function timelineSvg(tl: Second[], title: string): string {
   const iw = W - PAD.l - PAD.r;
   const ih = H - PAD.t - PAD.b;
   const yMax = niceMax(Math.max(...tl.map((s) => s.p99Us)));
-  const rMax = niceMax(Math.max(...tl.map((s) => s.requests)));
+  const rMax = niceMax(Math.max(...tl.map((s) => s.rps)));
   const n = tl.length;
   const x = (i: number) => PAD.l + (n === 1 ? iw / 2 : (i * iw) / (n - 1));
   const y = (us: number) => PAD.t + ih - (Math.min(us, yMax) / yMax) * ih;
   const bw = Math.max(1, iw / n - 1);
   const bars = tl
     .map((s, i) => {
-      const h = (s.requests / rMax) * ih;
-      return `<rect x="${(x(i) - bw / 2).toFixed(1)}" y="${(PAD.t + ih - h).toFixed(1)}" width="${bw.toFixed(1)}" height="${h.toFixed(1)}" class="rps"><title>${s.t} s: ${int(s.requests)} req/s, ${s.errors} errors</title></rect>`;
+      const h = (s.rps / rMax) * ih;
+      return `<rect x="${(x(i) - bw / 2).toFixed(1)}" y="${(PAD.t + ih - h).toFixed(1)}" width="${bw.toFixed(1)}" height="${h.toFixed(1)}" class="rps"><title>${s.t} s: ${int(s.rps)} req/s (${int(s.requests)} answers), ${s.errors} errors</title></rect>`;
     })
     .join('');
   const line = (f: (s: Second) => number, cls: string) =>
@@ -94,7 +94,7 @@ function compareSvg(rows: Array<[string, number]>): string {
       return `<text x="0" y="${i * 26 + 20}">${esc(name)}</text><rect class="${name === 'segd' ? 'p99' : 'bar'}" x="130" y="${i * 26 + 6}" width="${w.toFixed(1)}" height="18"/><text x="${(136 + w).toFixed(1)}" y="${i * 26 + 20}">${int(rps)} req/s</text>`;
     })
     .join('');
-  return `<svg viewBox="0 0 ${W} ${h}" role="img" aria-label="requests per second by server">${body}</svg>`;
+  return `<svg class="cmp" viewBox="0 0 ${W} ${h}" role="img" aria-label="requests per second by server">${body}</svg>`;
 }
 
 function errorsText(r: ScenarioResult): string {
@@ -189,7 +189,7 @@ figcaption{font-weight:600;margin-bottom:4px}svg{width:100%;height:auto;font-siz
 circle.p50{fill:#2f7d4f}circle.p99{fill:#c2410c}rect.p99{fill:#c2410c}.mark{stroke:#c2410c;stroke-dasharray:3 3;fill:#c2410c}.err{fill:#b3261e;font-weight:700}
 .legend{font-size:12px;color:#4a5366}.legend .k{display:inline-block;width:14px;height:4px;margin:0 4px 2px 10px;vertical-align:middle}
 .k.p50{background:#2f7d4f}.k.p99{background:#c2410c}.k.rps{background:#dbe4f3;height:10px}.skip{color:#8a5a00}.fail{color:#b3261e}
-code{font-size:12px}details{margin-top:8px}
+code{font-size:12px}svg.cmp{max-width:760px;font-size:13px}details{margin-top:8px}
 </style></head><body>
 <h1>segd load test <span class="verdict ${verdictCls}">${esc(res.verdict.toUpperCase())}</span></h1>
 <p class="muted">${esc(s.target)} · ${esc(s.mode)} · ${esc(s.durationS)} s per scenario · ${esc(res.startedAt)}</p>

@@ -138,9 +138,10 @@ async function measure(o: RunOptions, name: ScenarioName, target: TargetName, or
   // The ingest stream starts once that scrape is answered, so both counts cover the same window.
   const onMeasureStart =
     target === 'segd'
-      ? () => {
+      ? async () => {
           scraped.before = scrape(origin);
-          if (ingest) void scraped.before.then(() => ingest.start());
+          await scraped.before;
+          ingest?.start();
         }
       : ingest
         ? () => ingest.start()

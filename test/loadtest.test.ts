@@ -4,7 +4,7 @@
 // the report files, scenarios whose endpoints are missing, and --compare
 // against a real redis-server. Speed is never asserted here.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { runSegd, startSegd, stopReport, CLEAN_STOP, tempDir, type Segd } from './helpers/server.js';
@@ -26,8 +26,16 @@ beforeAll(async () => {
   segd = await startSegd({ env: { SEGD_SEED: feed, SEGD_INGEST_KEYS: INGEST_KEY } });
 });
 
+const dirs: string[] = [];
+const outDir = () => {
+  const d = tempDir('segd-lt-out-');
+  dirs.push(d);
+  return d;
+};
+
 afterAll(async () => {
   if (segd) expect(await stopReport(segd)).toEqual(CLEAN_STOP);
+  for (const d of [work, ...dirs]) if (d) rmSync(d, { recursive: true, force: true });
 });
 
 /** A loopback port nothing listens on (it was free a moment ago). */
@@ -79,7 +87,7 @@ describe('key sampling', () => {
   });
 
   it('the server counts the requested hit ratio; a lenient gate passes with exit 0 and the report is written', async () => {
-    const out = tempDir('segd-lt-out-');
+    const out = outDir();
     const r = await loadtest(out, ['--scenario', 'lookup', '--hit-ratio', '0.3', '--gate', 'p99<=10s,errors<=1%,rps>=10']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -95,8 +103,9 @@ describe('key sampling', () => {
     const view = lookup.server!.view;
     expect(view.hitShare).toBeGreaterThan(0.25);
     expect(view.hitShare).toBeLessThan(0.35);
-    // The server saw at least the requests the client counted (plus in-flight ones at the edges).
-    expect(view.lookups).toBeGreaterThanOrEqual(f.requests * 0.95);
+    // The server counted the client's measured requests, plus at most one in flight per connection at the end.
+    expect(view.lookups).toBeGreaterThanOrEqual(f.requests);
+    expect(view.lookups).toBeLessThanOrEqual(f.requests + 8);
     // µs figures, ordered, and the histogram holds every answer.
     const l = f.latencyUs;
     expect(l.p50).toBeGreaterThan(0);
@@ -130,7 +139,7 @@ describe('key sampling', () => {
 
 describe('rollout gate', () => {
   it('an impossible threshold fails the run: exit 1, FAIL in the table, the report says so', async () => {
-    const out = tempDir('segd-lt-out-');
+    const out = outDir();
     const gateFile = join(work, 'gate.json');
     writeFileSync(gateFile, JSON.stringify({ gates: ['errors<=0.01%'] }));
     const r = await loadtest(out, ['--scenario', 'kv', '--gate', 'p99<=1us', '--gate-file', gateFile, '--rate', '500']);
@@ -155,7 +164,7 @@ describe('rollout gate', () => {
   });
 
   it('a malformed gate or an unreachable target is a usage error (exit 2) before any load is sent', async () => {
-    const out = tempDir('segd-lt-out-');
+    const out = outDir();
     const r = await runSegd(['loadtest', '--target', segd.url, '--scenario', 'lookup', '--duration', '1', '--out', out, '--gate', 'p99 about 1ms']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('bad gate "p99 about 1ms"');
@@ -170,7 +179,7 @@ describe('rollout gate', () => {
 // Before the mixed scenario, whose ingest stream adds a (short-lived) segment to some users.
 describe('--compare', () => {
   it('measures the hello-world and Fastify + Redis holding the same users, in the same run, and prints the ratios', async () => {
-    const out = tempDir('segd-lt-out-');
+    const out = outDir();
     const r = await loadtest(out, ['--scenario', 'lookup', '--compare'], 1);
     expect(r.code).toBe(0);
     const res = r.results!;
@@ -193,7 +202,7 @@ describe('--compare', () => {
 
 describe('scenarios', () => {
   it('batch and mixed (with an ingest stream) run; endpoints the target lacks are skipped with a reason', async () => {
-    const out = tempDir('segd-lt-out-');
+    const out = outDir();
     const r = await loadtest(out, ['--scenario', 'batch,mixed,openrtb,sync,ws', '--batch', '50', '--ingest-key', INGEST_KEY, '--ingest-rate', '1000', '--ingest-batch', '100'], 1.5);
     expect(r.code).toBe(0);
     const res = r.results!;
