@@ -32,9 +32,10 @@ export function timelineSvg(tl: Second[], title: string): string {
   const yMax = niceMax(Math.max(...tl.map((s) => s.p99Us)));
   const rMax = niceMax(Math.max(...tl.map((s) => s.rps)));
   const n = tl.length;
-  const x = (i: number) => PAD.l + (n === 1 ? iw / 2 : (i * iw) / (n - 1));
+  // One slot per second: the bar fills most of it and the latency points sit in its middle.
+  const x = (i: number) => PAD.l + ((i + 0.5) * iw) / n;
   const y = (us: number) => PAD.t + ih - (Math.min(us, yMax) / yMax) * ih;
-  const bw = Math.max(1, iw / n - 1);
+  const bw = Math.max(1, (iw / n) * 0.8);
   const bars = tl
     .map((s, i) => {
       const h = (s.rps / rMax) * ih;
@@ -86,15 +87,16 @@ export function histogramSvg(buckets: Bucket[], marks: Array<[string, number]>, 
 }
 
 function compareSvg(rows: Array<[string, number]>): string {
+  const cw = 440;
   const max = Math.max(...rows.map((r) => r[1]));
-  const h = 26 * rows.length + 8;
+  const h = 24 * rows.length + 6;
   const body = rows
     .map(([name, rps], i) => {
-      const w = (rps / max) * (W - 300);
-      return `<text x="0" y="${i * 26 + 20}">${esc(name)}</text><rect class="${name === 'segd' ? 'p99' : 'bar'}" x="130" y="${i * 26 + 6}" width="${w.toFixed(1)}" height="18"/><text x="${(136 + w).toFixed(1)}" y="${i * 26 + 20}">${int(rps)} req/s</text>`;
+      const w = (rps / max) * (cw - 210);
+      return `<text x="0" y="${i * 24 + 18}">${esc(name)}</text><rect class="${name === 'segd' ? 'p99' : 'bar'}" x="100" y="${i * 24 + 6}" width="${w.toFixed(1)}" height="16"/><text x="${(106 + w).toFixed(1)}" y="${i * 24 + 18}">${int(rps)}/s</text>`;
     })
     .join('');
-  return `<svg class="cmp" viewBox="0 0 ${W} ${h}" role="img" aria-label="requests per second by server">${body}</svg>`;
+  return `<svg class="cmp" viewBox="0 0 ${cw} ${h}" role="img" aria-label="requests per second by server">${body}</svg>`;
 }
 
 function errorsText(r: ScenarioResult): string {
@@ -154,7 +156,7 @@ export function renderHtml(res: Results): string {
     .map((c) => {
       const rows = res.results.filter((r) => r.scenario === c.scenario && r.figures).map((r) => [r.target, r.figures!.rps] as [string, number]);
       const ratios = [c.vsHello !== undefined ? `segd / hello-world = <b>${c.vsHello.toFixed(2)}×</b>` : '', c.vsFastify !== undefined ? `segd / Fastify + Redis = <b>${c.vsFastify.toFixed(2)}×</b>` : ''].filter(Boolean).join(' · ');
-      return `<h3>${esc(c.scenario)}</h3>${compareSvg(rows)}<p>${ratios}</p>`;
+      return `<figure class="cmp"><figcaption>${esc(c.scenario)} — requests/s</figcaption>${compareSvg(rows)}<p>${ratios}</p></figure>`;
     })
     .join('');
   const s = res.settings;
@@ -186,17 +188,17 @@ table.kv th{font-weight:600;color:#4a5366;white-space:nowrap}.num{text-align:rig
 .charts{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0;flex:1 1 560px;background:#fff;border:1px solid #e3e7ee;border-radius:6px;padding:8px}
 figcaption{font-weight:600;margin-bottom:4px}svg{width:100%;height:auto;font-size:11px;fill:#4a5366}
 .grid{stroke:#e8ebf0}.rps{fill:#dbe4f3}.bar{fill:#7c93c3}polyline{fill:none;stroke-width:1.8}polyline.p50{stroke:#2f7d4f}polyline.p99{stroke:#c2410c}
-circle.p50{fill:#2f7d4f}circle.p99{fill:#c2410c}rect.p99{fill:#c2410c}.mark{stroke:#c2410c;stroke-dasharray:3 3;fill:#c2410c}.err{fill:#b3261e;font-weight:700}
+circle.p50{fill:#2f7d4f}circle.p99{fill:#c2410c}rect.p99{fill:#c2410c}line.mark{stroke:#c2410c;stroke-dasharray:3 3}text.mark{fill:#c2410c}.err{fill:#b3261e;font-weight:700}
 .legend{font-size:12px;color:#4a5366}.legend .k{display:inline-block;width:14px;height:4px;margin:0 4px 2px 10px;vertical-align:middle}
 .k.p50{background:#2f7d4f}.k.p99{background:#c2410c}.k.rps{background:#dbe4f3;height:10px}.skip{color:#8a5a00}.fail{color:#b3261e}
-code{font-size:12px}svg.cmp{max-width:760px;font-size:13px}details{margin-top:8px}
+code{font-size:12px}figure.cmp{flex:0 1 440px}svg.cmp{font-size:13px}figure.cmp p{margin:4px 0 0;font-size:13px}details{margin-top:8px}
 </style></head><body>
 <h1>segd load test <span class="verdict ${verdictCls}">${esc(res.verdict.toUpperCase())}</span></h1>
 <p class="muted">${esc(s.target)} · ${esc(s.mode)} · ${esc(s.durationS)} s per scenario · ${esc(res.startedAt)}</p>
 <p>${nav}</p>
 ${res.dataCheck && !res.dataCheck.ok ? `<p class="fail"><b>Warning:</b> ${esc(res.dataCheck.note)}</p>` : ''}
 <h2>Rollout gate</h2>${gates}
-${res.comparisons.length ? `<h2>Compared in the same run, same settings</h2>${comparisons}` : ''}
+${res.comparisons.length ? `<h2>Compared in the same run, same settings</h2><div class="charts">${comparisons}</div>` : ''}
 ${res.results.map(scenarioSection).join('\n')}
 <h2>Settings</h2><table class="kv">${settings.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('')}</table>
 <p class="muted">Written by <code>segd loadtest</code>. Latencies are µs-resolution figures recorded per answer; autocannon’s own whole-ms summary is listed beside them where it drove the load.</p>

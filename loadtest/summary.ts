@@ -35,7 +35,7 @@ export function summaryText(res: Results, files: { html: string; json: string })
       fmtUs(l.p999),
       fmtUs(l.max),
       f.errorCount ? `${int(f.errorCount)} (${(f.errorRate * 100).toPrecision(2)}%)` : '0',
-      [hit !== undefined ? `server hit ${(hit * 100).toFixed(0)}%` : '', r.keysPerS && r.keysPerS !== f.rps ? `${int(r.keysPerS)} keys/s` : '', r.ingest ? `ingest ${int(r.ingest.recordsPerS)} rec/s` : '']
+      [hit !== undefined ? `server hit ${(hit * 100).toFixed(0)}%` : '', r.keysPerS && r.keysPerS !== f.rps ? `${int(r.keysPerS)} keys/s` : '', r.ingest ? `ingest ${int(r.ingest.recordsPerS)}/${int(s.ingestRate)} rec/s` : '']
         .filter(Boolean)
         .join(', '),
     ];
