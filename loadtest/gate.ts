@@ -93,13 +93,20 @@ export function fmtUs(us: number): string {
   return `${(us / 1000).toFixed(0)} ms`;
 }
 
+/** An error rate as a percentage people read: 0%, 0.0042%, 1.3%, 100%. */
+export function fmtPct(rate: number): string {
+  const p = rate * 100;
+  if (p === 0) return '0%';
+  return p >= 1 ? `${p.toFixed(1)}%` : `${p.toPrecision(2)}%`;
+}
+
 export function evaluate(gates: Gate[], s: GateSubject): GateResult[] {
   return gates.map((g) => {
     let v: number;
     let shown: string;
     if (g.metric === 'errorRate') {
       v = s.errorRate;
-      shown = `${(v * 100).toPrecision(3)}% (${s.errorCount})`;
+      shown = `${fmtPct(v)} (${s.errorCount})`;
     } else if (g.metric === 'errors') {
       v = s.errorCount;
       shown = String(v);

@@ -74,6 +74,19 @@ export function bidRequest(uid: string, n: number, r: () => number): Record<stri
       os: app ? 'Android' : 'Windows',
       osv: app ? '14' : '10',
       language: 'en',
+      // OpenRTB 2.6 structured user agent (client hints), as Chrome-based exchanges send it.
+      sua: {
+        source: 2,
+        browsers: [
+          { brand: 'Chromium', version: ['124', '0', '6367', '82'] },
+          { brand: 'Google Chrome', version: ['124', '0', '6367', '82'] },
+          { brand: 'Not-A.Brand', version: ['99', '0', '0', '0'] },
+        ],
+        platform: { brand: app ? 'Android' : 'Windows', version: app ? ['14', '0', '0'] : ['15', '0', '0'] },
+        mobile: app ? 1 : 0,
+        architecture: app ? 'arm' : 'x86',
+        bitness: '64',
+      },
       connectiontype: 2,
       js: 1,
       ...(app ? { ifa: uid } : {}),

@@ -5,7 +5,7 @@
 // settings.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fmtUs } from './gate.js';
+import { fmtPct, fmtUs } from './gate.js';
 import type { Results, ScenarioResult } from './runner.js';
 import type { Bucket, Second } from './recorder.js';
 
@@ -105,7 +105,7 @@ function errorsText(r: ScenarioResult): string {
   if (f.errors.timeouts) parts.push(`timeouts: ${int(f.errors.timeouts)}`);
   if (f.errors.connection) parts.push(`connection: ${int(f.errors.connection)}`);
   if (f.errors.other) parts.push(`other: ${int(f.errors.other)}`);
-  return parts.length ? `${int(f.errorCount)} (${(f.errorRate * 100).toPrecision(3)}%) — ${parts.join(', ')}` : 'none';
+  return parts.length ? `${int(f.errorCount)} (${fmtPct(f.errorRate)}) — ${parts.join(', ')}` : 'none';
 }
 
 function scenarioSection(r: ScenarioResult): string {

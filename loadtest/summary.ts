@@ -1,6 +1,6 @@
 // The one-screen terminal summary of a run: a line per scenario and target,
 // the comparison ratios, the gate table and the verdict.
-import { fmtUs } from './gate.js';
+import { fmtPct, fmtUs } from './gate.js';
 import type { Results } from './runner.js';
 
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -34,7 +34,7 @@ export function summaryText(res: Results, files: { html: string; json: string })
       fmtUs(l.p99),
       fmtUs(l.p999),
       fmtUs(l.max),
-      f.errorCount ? `${int(f.errorCount)} (${(f.errorRate * 100).toPrecision(2)}%)` : '0',
+      f.errorCount ? `${int(f.errorCount)} (${fmtPct(f.errorRate)})` : '0',
       [hit !== undefined ? `server hit ${(hit * 100).toFixed(0)}%` : '', r.keysPerS && r.keysPerS !== f.rps ? `${int(r.keysPerS)} keys/s` : '', r.ingest ? `ingest ${int(r.ingest.recordsPerS)}/${int(s.ingestRate)} rec/s` : '']
         .filter(Boolean)
         .join(', '),

@@ -8,7 +8,9 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { runSegd, startSegd, stopReport, CLEAN_STOP, tempDir, type Segd } from './helpers/server.js';
-import { sampleKeys } from '../loadtest/keys.js';
+import { prng, sampleKeys } from '../loadtest/keys.js';
+import { bidRequest } from '../loadtest/openrtb.js';
+import { parseGate, parseGates } from '../loadtest/gate.js';
 import type { Results } from '../loadtest/runner.js';
 
 const USERS = 20_000;
@@ -163,6 +165,20 @@ describe('rollout gate', () => {
     expect(html).toMatch(/<tr class="fail"><td>kv<\/td><td><code>p99&lt;=1us<\/code>/);
   });
 
+  it('reads thresholds in the units people write', () => {
+    const g = parseGates('p99<=1ms, p99.9<=2ms,p50<250us,max<1s,errors<=0.01%,errors==0,rps>=20k');
+    expect(g.map((x) => [x.metric, x.op, x.value])).toEqual([
+      ['p99', '<=', 1000],
+      ['p999', '<=', 2000],
+      ['p50', '<', 250],
+      ['max', '<', 1_000_000],
+      ['errorRate', '<=', 0.0001],
+      ['errors', '==', 0],
+      ['rps', '>=', 20_000],
+    ]);
+    for (const bad of ['p98<=1ms', 'p99<=1kb', 'rps>=1ms', 'errors<=1ms', 'p99=<1ms']) expect(() => parseGate(bad)).toThrow(/bad gate/);
+  });
+
   it('a malformed gate or an unreachable target is a usage error (exit 2) before any load is sent', async () => {
     const out = outDir();
     const r = await runSegd(['loadtest', '--target', segd.url, '--scenario', 'lookup', '--duration', '1', '--out', out, '--gate', 'p99 about 1ms']);
@@ -177,6 +193,24 @@ describe('rollout gate', () => {
 });
 
 // Before the mixed scenario, whose ingest stream adds a (short-lived) segment to some users.
+describe('openrtb bodies', () => {
+  it('are 2–3 KB OpenRTB 2.6 BidRequests carrying the drawn key where segd resolves users', () => {
+    const keys = sampleKeys({ seed: SEED, users: USERS, hitRatio: 0.6, zipf: 1, count: 500 });
+    const r = prng(1);
+    for (const [n, uid] of keys.uids.entries()) {
+      const body = JSON.stringify(bidRequest(uid, n, r));
+      expect(body.length).toBeGreaterThanOrEqual(2048);
+      expect(body.length).toBeLessThanOrEqual(3072);
+      const req = JSON.parse(body) as { user: { id: string; buyeruid: string }; device: { ifa?: string }; imp: unknown[]; site?: unknown; app?: unknown };
+      expect([req.user.id, req.user.buyeruid]).toEqual([uid, uid]);
+      // App traffic (device ad ids are UUIDs) carries the key as device.ifa too; web traffic has a site.
+      if (req.app) expect(req.device.ifa).toBe(uid);
+      else expect(req.site).toBeDefined();
+      expect(req.imp.length).toBeGreaterThanOrEqual(1);
+    }
+  });
+});
+
 describe('--compare', () => {
   it('measures the hello-world and Fastify + Redis holding the same users, in the same run, and prints the ratios', async () => {
     const out = outDir();
