@@ -6,7 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fmtPct, fmtUs } from './gate.js';
-import type { Results, ScenarioResult } from './runner.js';
+import { scenarioLabel, type Results, type ScenarioResult } from './runner.js';
 import type { Bucket, Second } from './recorder.js';
 
 const ENTITY: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
@@ -99,6 +99,8 @@ function compareSvg(rows: Array<[string, number]>): string {
   return `<svg class="cmp" viewBox="0 0 ${cw} ${h}" role="img" aria-label="requests per second by server">${body}</svg>`;
 }
 
+const anchor = (r: ScenarioResult) => `${r.scenario}-${r.phase ?? 'run'}-${r.target}`;
+
 function errorsText(r: ScenarioResult): string {
   const f = r.figures!;
   const parts = Object.entries(f.errors.status).map(([k, v]) => `${k}: ${int(v)}`);
@@ -109,7 +111,7 @@ function errorsText(r: ScenarioResult): string {
 }
 
 function scenarioSection(r: ScenarioResult): string {
-  const head = `<h2 id="${esc(r.scenario)}-${esc(r.target)}">${esc(r.scenario)} <span class="muted">→ ${esc(r.target)}</span></h2><p class="muted">${esc(r.what)}</p>`;
+  const head = `<h2 id="${esc(anchor(r))}">${esc(scenarioLabel(r))} <span class="muted">→ ${esc(r.target)}</span></h2><p class="muted">${esc(r.what)}</p>`;
   if (r.status !== 'ran' || !r.figures) return `<section>${head}<p class="${r.status === 'skipped' ? 'skip' : 'fail'}">${esc(r.status.toUpperCase())}: ${esc(r.reason ?? '')}</p></section>`;
   const f = r.figures;
   const l = f.latencyUs;
@@ -141,7 +143,8 @@ function scenarioSection(r: ScenarioResult): string {
     const d = Object.entries(r.server.diff);
     if (d.length) server = `<details><summary>segd_* counters, after − before (${d.length})</summary><table class="kv">${d.map(([k, n]) => `<tr><td><code>${esc(k)}</code></td><td class="num">${esc(n.toLocaleString('en-US'))}</td></tr>`).join('')}</table></details>`;
   }
-  return `<section>${head}
+  const warnings = (r.warnings ?? []).map((w) => `<p class="skip"><b>Note:</b> ${esc(w)}</p>`).join('');
+  return `<section>${head}${warnings}
 <table class="kv">${rows.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('')}</table>
 <div class="charts"><figure><figcaption>Latency over time</figcaption>${timelineSvg(f.timeline, `${r.scenario} latency over time`)}</figure>
 <figure><figcaption>Latency histogram</figcaption>${histogramSvg(f.histogram, [['p50', l.p50], ['p99', l.p99], ['p99.9', l.p999]], `${r.scenario} latency histogram`)}</figure></div>
@@ -154,7 +157,7 @@ export function renderHtml(res: Results): string {
   const gates = res.gates.length ? `<table class="grid"><tr><th>scenario</th><th>gate</th><th>measured</th><th>result</th></tr>${gateRows}</table>` : '<p class="muted">No gate given (--gate / --gate-file).</p>';
   const comparisons = res.comparisons
     .map((c) => {
-      const rows = res.results.filter((r) => r.scenario === c.scenario && r.figures).map((r) => [r.target, r.figures!.rps] as [string, number]);
+      const rows = res.results.filter((r) => r.scenario === c.scenario && r.phase !== 'half' && r.figures).map((r) => [r.target, r.figures!.rps] as [string, number]);
       const ratios = [c.vsHello !== undefined ? `segd / hello-world = <b>${c.vsHello.toFixed(2)}×</b>` : '', c.vsFastify !== undefined ? `segd / Fastify + Redis = <b>${c.vsFastify.toFixed(2)}×</b>` : ''].filter(Boolean).join(' · ');
       return `<figure class="cmp"><figcaption>${esc(c.scenario)} — requests/s</figcaption>${compareSvg(rows)}<p>${ratios}</p></figure>`;
     })
@@ -173,7 +176,7 @@ export function renderHtml(res: Results): string {
     ['node', s.node],
     ['started / finished', `${res.startedAt} / ${res.finishedAt}`],
   ];
-  const nav = res.results.map((r) => `<a href="#${esc(r.scenario)}-${esc(r.target)}">${esc(r.scenario)} → ${esc(r.target)}</a>`).join(' · ');
+  const nav = res.results.map((r) => `<a href="#${esc(anchor(r))}">${esc(scenarioLabel(r))} → ${esc(r.target)}</a>`).join(' · ');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>segd load test — ${esc(res.verdict.toUpperCase())}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">

@@ -1,7 +1,7 @@
 // The one-screen terminal summary of a run: a line per scenario and target,
 // the comparison ratios, the gate table and the verdict.
 import { fmtPct, fmtUs } from './gate.js';
-import type { Results } from './runner.js';
+import { scenarioLabel, type Results } from './runner.js';
 
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
 
@@ -21,12 +21,12 @@ export function summaryText(res: Results, files: { html: string; json: string })
   if (res.dataCheck && !res.dataCheck.ok) out.push(`WARNING: ${res.dataCheck.note}`);
   out.push('');
   const rows = res.results.map((r) => {
-    if (!r.figures) return [r.scenario, r.target, r.status.toUpperCase(), '', '', '', '', '', '', 'see below'];
+    if (!r.figures) return [scenarioLabel(r), r.target, r.status.toUpperCase(), '', '', '', '', '', '', 'see below'];
     const f = r.figures;
     const l = f.latencyUs;
     const hit = r.server?.view.hitShare;
     return [
-      r.scenario,
+      scenarioLabel(r),
       r.target,
       int(f.rps),
       fmtUs(l.p50),
@@ -43,6 +43,7 @@ export function summaryText(res: Results, files: { html: string; json: string })
   out.push(...table(['scenario', 'target', 'req/s', 'p50', 'p90', 'p99', 'p99.9', 'max', 'errors', 'notes'], rows, new Set([2, 3, 4, 5, 6, 7, 8])));
   const skipped = res.results.filter((r) => r.status !== 'ran');
   for (const r of skipped) out.push(`  ${r.scenario}: ${r.reason}`);
+  for (const r of res.results) for (const w of r.warnings ?? []) out.push(`  ${scenarioLabel(r)} → ${r.target}: ${w}`);
   for (const c of res.comparisons) {
     const parts = [c.vsHello !== undefined ? `segd / hello-world ${c.vsHello.toFixed(2)}×` : '', c.vsFastify !== undefined ? `segd / fastify+redis ${c.vsFastify.toFixed(2)}×` : ''].filter(Boolean);
     out.push(`  compare ${c.scenario}: ${parts.join(', ')} (req/s, same run, same settings)`);

@@ -192,7 +192,6 @@ describe('rollout gate', () => {
   });
 });
 
-// Before the mixed scenario, whose ingest stream adds a (short-lived) segment to some users.
 describe('openrtb bodies', () => {
   it('are 2–3 KB OpenRTB 2.6 BidRequests carrying the drawn key where segd resolves users', () => {
     const keys = sampleKeys({ seed: SEED, users: USERS, hitRatio: 0.6, zipf: 1, count: 500 });
@@ -211,24 +210,37 @@ describe('openrtb bodies', () => {
   });
 });
 
+// Before the mixed scenario, whose ingest stream adds a (short-lived) segment to some users.
 describe('--compare', () => {
-  it('measures the hello-world and Fastify + Redis holding the same users, in the same run, and prints the ratios', async () => {
+  it('measures the hello-world and Fastify + Redis holding the same users in the same run (max, then all at half of segd\'s max) and prints the ratios', async () => {
     const out = outDir();
-    const r = await loadtest(out, ['--scenario', 'lookup', '--compare'], 1);
+    const r = await loadtest(out, ['--scenario', 'lookup', '--compare', '--rate', 'half', '--gate', 'rps>=1,p99<=10s'], 1);
     expect(r.code).toBe(0);
     const res = r.results!;
-    expect(res.results.map((x) => [x.target, x.status])).toEqual([
-      ['segd', 'ran'],
-      ['hello-world', 'ran'],
-      ['fastify+redis', 'ran'],
+    expect(res.results.map((x) => [x.phase, x.target, x.status])).toEqual([
+      ['max', 'segd', 'ran'],
+      ['max', 'hello-world', 'ran'],
+      ['max', 'fastify+redis', 'ran'],
+      ['half', 'segd', 'ran'],
+      ['half', 'hello-world', 'ran'],
+      ['half', 'fastify+redis', 'ran'],
     ]);
     for (const x of res.results) expect(x.figures!.errorCount).toBe(0);
+    // Every target's half-load run goes at the same rate: half of segd's closed-loop max.
+    const segdMax = res.results[0]!.figures!.rps;
+    for (const x of res.results.slice(3)) expect(x.drive!.generator).toContain(`open loop at ${Math.floor(segdMax / 2)} req/s`);
     // Redis was loaded with the same generated users: the same keys give the same answers.
     expect(res.dataCheck!.baselineEqual).toBe(res.dataCheck!.known);
+    // Ratios compare the max runs.
     const c = res.comparisons[0]!;
-    const rps = (t: string) => res.results.find((x) => x.target === t)!.figures!.rps;
-    expect(c.vsHello).toBeCloseTo(rps('segd') / rps('hello-world'), 6);
-    expect(c.vsFastify).toBeCloseTo(rps('segd') / rps('fastify+redis'), 6);
+    const rps = (t: string) => res.results.find((x) => x.target === t && x.phase === 'max')!.figures!.rps;
+    expect(c.vsHello).toBeCloseTo(segdMax / rps('hello-world'), 6);
+    expect(c.vsFastify).toBeCloseTo(segdMax / rps('fastify+redis'), 6);
+    // Throughput is gated at the max, latency at half load.
+    expect(res.gates.map((g) => [g.scenario, g.gate, g.pass])).toEqual([
+      ['lookup max', 'rps>=1', true],
+      ['lookup @½max', 'p99<=10s', true],
+    ]);
     expect(r.stdout).toMatch(/compare lookup: segd \/ hello-world [\d.]+×, segd \/ fastify\+redis [\d.]+×/);
     expect(readFileSync(join(out, 'report.html'), 'utf8')).toContain('segd / Fastify + Redis = <b>');
   });
