@@ -4,9 +4,12 @@
 // status, lookups hit/miss, loader records, aborted requests.
 export type Samples = Map<string, number>;
 
+/** Gauges kept from the last scrape: the process's memory and the store's size (DESIGN: worker memory flat as data grows). */
+const GAUGES = ['segd_process_resident_memory_bytes', 'segd_process_heap_bytes', 'segd_nodejs_heap_size_used_bytes', 'segd_store_users', 'segd_store_file_bytes'];
+
 const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)/;
 
-/** The counter samples (and histogram _count/_sum) of a Prometheus text page whose names start with segd_. */
+/** The counter samples (histogram _count/_sum, and the GAUGES) of a Prometheus text page whose names start with segd_. */
 export function parseCounters(text: string): Samples {
   const types = new Map<string, string>();
   const out: Samples = new Map();
@@ -22,7 +25,8 @@ export function parseCounters(text: string): Samples {
     const series = m[1]!;
     const name = series.replace(/\{.*$/, '');
     const base = name.replace(/_(count|sum)$/, '');
-    const counter = types.get(name) === 'counter' || (types.get(base) === 'histogram' && name !== base && !name.endsWith('_bucket'));
+    const counter =
+      types.get(name) === 'counter' || (types.get(base) === 'histogram' && name !== base && !name.endsWith('_bucket')) || GAUGES.includes(series);
     const v = Number(m[2]);
     if (counter && Number.isFinite(v)) out.set(series, v);
   }
@@ -39,10 +43,18 @@ export async function scrape(origin: string): Promise<{ samples: Samples; error?
   }
 }
 
-/** after − before, non-zero only, sorted by series. */
+/** The kept gauges' values in a scrape. */
+export function gauges(s: Samples): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const g of GAUGES) if (s.has(g)) out[g] = s.get(g)!;
+  return out;
+}
+
+/** after − before of the counters, non-zero only, sorted by series. */
 export function diff(before: Samples, after: Samples): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [k, v] of [...after.entries()].sort((a, b) => a[0].localeCompare(b[0]))) {
+    if (GAUGES.includes(k)) continue;
     const d = v - (before.get(k) ?? 0);
     if (d !== 0) out[k] = Math.round(d * 1e6) / 1e6;
   }

@@ -140,6 +140,14 @@ function scenarioSection(r: ScenarioResult): string {
     if (v.meanUs !== undefined) bits.push(`mean time in the worker ${fmtUs(v.meanUs)}`);
     if (v.aborted) bits.push(`${int(v.aborted)} aborted`);
     rows.push(['server (/metrics diff)', (bits.join('; ') || '–') + (r.server.error ? ` (${r.server.error})` : '')]);
+    const g = r.server.gaugesAfter ?? {};
+    const mb = (k: string) => (g[k] === undefined ? '?' : `${int(g[k] / 1048576)} MB`);
+    if (Object.keys(g).length) {
+      rows.push([
+        'server memory after',
+        `RSS ${mb('segd_process_resident_memory_bytes')} (includes mapped LMDB pages), heap used ${mb('segd_nodejs_heap_size_used_bytes')}; store ${g.segd_store_users === undefined ? '?' : int(g.segd_store_users)} users, ${mb('segd_store_file_bytes')} file`,
+      ]);
+    }
     const d = Object.entries(r.server.diff);
     if (d.length) server = `<details><summary>segd_* counters, after − before (${d.length})</summary><table class="kv">${d.map(([k, n]) => `<tr><td><code>${esc(k)}</code></td><td class="num">${esc(n.toLocaleString('en-US'))}</td></tr>`).join('')}</table></details>`;
   }

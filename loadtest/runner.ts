@@ -8,7 +8,7 @@ import { SCENARIOS, type HttpReq, type ScenarioInput, type ScenarioName } from '
 import { driveHttp, type DriveInfo, type DriveResult } from './drive-http.js';
 import { driveWs, openWs, WsUnavailable } from './drive-ws.js';
 import { IngestStream, type IngestFigures } from './ingest-stream.js';
-import { diff, scrape, serverView, type ServerView } from './metrics-scrape.js';
+import { diff, gauges, scrape, serverView, type ServerView } from './metrics-scrape.js';
 import { evaluate, fmtUs, type Gate, type GateResult } from './gate.js';
 import { startBaselines, type Baselines } from './baselines.js';
 import { cleanup, pin, planPinning, type Pinning } from './processes.js';
@@ -67,7 +67,7 @@ export interface ScenarioResult {
   figures?: Figures;
   /** Lookups per second (batch: requests × keys per request). */
   keysPerS?: number;
-  server?: { diff: Record<string, number>; view: ServerView; error?: string };
+  server?: { diff: Record<string, number>; view: ServerView; error?: string; gaugesAfter?: Record<string, number> };
   ingest?: IngestFigures | null;
   /** Reasons to distrust or qualify the figures (the generator fell behind, a rate not reached). */
   warnings?: string[];
@@ -199,7 +199,7 @@ async function measure(o: RunOptions, name: ScenarioName, target: TargetName, or
     const after = await scrape(origin);
     const d = diff(b.samples, after.samples);
     const error = b.error ?? after.error;
-    out.server = { diff: d, view: serverView(d, ROUTE[name]), ...(error ? { error } : {}) };
+    out.server = { diff: d, view: serverView(d, ROUTE[name]), gaugesAfter: gauges(after.samples), ...(error ? { error } : {}) };
   }
   return out;
 }

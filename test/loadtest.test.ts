@@ -108,6 +108,9 @@ describe('key sampling', () => {
     // The server counted the client's measured requests, plus at most one in flight per connection at the end.
     expect(view.lookups).toBeGreaterThanOrEqual(f.requests);
     expect(view.lookups).toBeLessThanOrEqual(f.requests + 8);
+    // And the store it answered from: the generated users, read from its gauges after the run.
+    expect(lookup.server!.gaugesAfter!['segd_store_users']).toBe(USERS);
+    expect(lookup.server!.gaugesAfter!['segd_process_resident_memory_bytes']).toBeGreaterThan(0);
     // µs figures, ordered, and the histogram holds every answer.
     const l = f.latencyUs;
     expect(l.p50).toBeGreaterThan(0);
