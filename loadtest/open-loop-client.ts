@@ -48,7 +48,7 @@ export interface LoopResult {
   /** Connection errors and closes. */
   errors: number;
   non2xx: number;
-  /** Requests never answered (connection lost, or no answer 5 s after the end). */
+  /** Requests never answered (connection lost, no answer 5 s after the end, or in open loop never sent by then). */
   lost: number;
   /** From the scheduled send time (open loop: includes waiting for a free connection). */
   latency: Histogram;
@@ -303,6 +303,8 @@ export async function driveLoop(o: LoopOptions): Promise<LoopResult> {
       c.busy = false;
       inFlight--;
     }
+    // Requests still waiting for a free connection (a server slower than the rate) were never sent: lost too.
+    if (openLoop) res.lost += Math.max(0, totalK - nextK);
     finished = true;
     finish();
   }, o.warmupMs + o.durationMs + 5000);

@@ -228,7 +228,8 @@ describe('--compare', () => {
       ['half', 'hello-world', 'ran'],
       ['half', 'fastify+redis', 'ran'],
     ]);
-    for (const x of res.results) expect(x.figures!.errorCount).toBe(0);
+    // A baseline slower than half of segd's max cannot keep that rate: its late requests may time out. The rest answer everything.
+    for (const x of res.results) if (x.phase === 'max' || x.target === 'segd') expect(x.figures!.errorCount).toBe(0);
     // Every target's half-load run goes at the same rate: half of segd's closed-loop max.
     const segdMax = res.results[0]!.figures!.rps;
     for (const x of res.results.slice(3)) expect(x.drive!.generator).toContain(`open loop at ${Math.floor(segdMax / 2)} req/s`);
