@@ -183,6 +183,10 @@ async function measure(o: RunOptions, name: ScenarioName, target: TargetName, or
       name === 'ws'
         ? await driveWs({ url: `ws://${url.host}/v1/ws`, partnerKey: o.partnerKey, uids: input.keys.uids, connections: o.connections, pipeline: o.pipeline, rate: o.rate, warmupS: o.warmupS, durationS: o.durationS, timeoutS: o.timeoutS, maxRequests: o.maxRequests, okBelow: sc.okBelow, onMeasureStart })
         : await driveHttp({ host, port, requests, connections: o.connections, rate: o.rate, warmupS: o.warmupS, durationS: o.durationS, timeoutS: o.timeoutS, maxRequests: o.maxRequests, okBelow: sc.okBelow, generator: o.generator, onMeasureStart });
+  } catch (err) {
+    // A generator that died (or a target that went away mid-run) fails this scenario, not the whole run.
+    await ingest?.stop();
+    return { ...base, status: 'failed', reason: `${name} against ${origin} broke off: ${(err as Error).message.slice(0, 500)}` };
   } finally {
     clearInterval(tick);
     progress.update(total);
