@@ -112,12 +112,28 @@ function say(o: RunOptions, msg: string): void {
   if (!o.quiet) process.stderr.write(`[loadtest] ${msg}\n`);
 }
 
-/** One request of the scenario, to see whether the endpoint exists before loading it. */
-async function probe(origin: string, r: HttpReq): Promise<number> {
-  const res = await fetch(origin + r.path, { method: r.method, headers: r.headers, ...(r.body !== undefined ? { body: r.body } : {}), signal: AbortSignal.timeout(10_000), redirect: 'manual' });
-  await res.arrayBuffer();
-  return res.status;
+interface ProbeAnswer {
+  status: number;
+  /** segd's error code when the answer is one of its errors. */
+  code?: string;
+  message?: string;
 }
+
+/** One request of the scenario, to see whether the endpoint exists (and what it says) before loading it. */
+async function probe(origin: string, r: HttpReq): Promise<ProbeAnswer> {
+  const res = await fetch(origin + r.path, { method: r.method, headers: r.headers, ...(r.body !== undefined ? { body: r.body } : {}), signal: AbortSignal.timeout(10_000), redirect: 'manual' });
+  const text = await res.text();
+  if (res.status < 400) return { status: res.status };
+  try {
+    const e = (JSON.parse(text) as { error?: { code?: string; message?: string } }).error;
+    return { status: res.status, ...(e?.code ? { code: e.code } : {}), ...(e?.message ? { message: e.message } : {}) };
+  } catch {
+    return { status: res.status };
+  }
+}
+
+/** A 404 for the route itself (segd's NOT_FOUND, or not a segd answer at all), not e.g. an unknown partner. */
+const routeMissing = (a: ProbeAnswer) => a.status === 404 && (a.code === undefined || a.code === 'NOT_FOUND');
 
 /** A generator late by more than this measures itself as much as the server. */
 const SEND_LAG_LIMIT_US = 1000;
@@ -139,6 +155,7 @@ async function measure(o: RunOptions, name: ScenarioName, target: TargetName, or
   const sc = SCENARIOS[name];
   const base: ScenarioResult = { scenario: name, what: sc.what, target, status: 'ran' };
   const url = new URL(origin);
+  let probeNote: string | undefined;
   const host = url.hostname;
   const port = Number(url.port || 80);
 
@@ -148,8 +165,11 @@ async function measure(o: RunOptions, name: ScenarioName, target: TargetName, or
       const ws = await openWs(`ws://${url.host}/v1/ws`, o.partnerKey);
       ws.terminate();
     } else {
-      const st = await probe(origin, requests[0]!);
-      if (st === 404 && sc.skipOn404) return { ...base, status: 'skipped', reason: `${requests[0]!.method} ${requests[0]!.path.split('?')[0]} answers 404 on ${origin}: the endpoint is not deployed there (yet); scenario skipped` };
+      const first = requests[0]!;
+      const a = await probe(origin, first);
+      if (routeMissing(a) && sc.skipOn404) return { ...base, status: 'skipped', reason: `${first.method} ${first.path.split('?')[0]} answers 404 on ${origin}: the endpoint is not deployed there (yet); scenario skipped` };
+      // Run anyway (the errors are counted by status), but say up front why requests fail.
+      if (a.status >= 400) probeNote = `a first ${first.method} ${first.path.split('?')[0]} answered ${a.status}${a.code ? ` ${a.code}` : ''}${a.message ? `: ${a.message}` : ''}`;
     }
   } catch (err) {
     if (err instanceof WsUnavailable && err.status === 404) return { ...base, status: 'skipped', reason: `the WebSocket upgrade at /v1/ws answers 404 on ${origin}: not deployed there (yet); scenario skipped` };
@@ -197,6 +217,7 @@ async function measure(o: RunOptions, name: ScenarioName, target: TargetName, or
   const out: ScenarioResult = { ...base, drive: driven.info, figures, keysPerS: figures.rps * sc.keysPerRequest(input) };
   if (ingestFigures !== undefined) out.ingest = ingestFigures;
   const warnings = qualify(o, out);
+  if (probeNote) warnings.unshift(probeNote);
   if (warnings.length) out.warnings = warnings;
   if (scraped.before) {
     const b = await scraped.before;
