@@ -6,9 +6,9 @@ set -euo pipefail
 # Programs the test suite runs for real: nats-server (JetStream source tests).
 # Chromium and Redis join this list with the issues that need them.
 # Programs the test suite runs for real: nats-server (JetStream source tests),
-# chromium (cookie sync end to end, driven by playwright-core at /usr/bin/chromium).
-# Redis joins this list with the issue that needs it.
-TEST_PACKAGES=(nats-server chromium)
+# chromium (cookie sync end to end, driven by playwright-core at /usr/bin/chromium),
+# redis-server (the Fastify + Redis baseline of `segd loadtest --compare`).
+TEST_PACKAGES=(nats-server chromium redis-server)
 # Load generators for `npm run bench` (not needed by the tests).
 BENCH_PACKAGES=(wrk util-linux)
 
