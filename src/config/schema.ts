@@ -138,7 +138,7 @@ export const SETTINGS: Setting[] = [
   { key: 'enrichBudgetMs', env: 'SEGD_ENRICH_BUDGET_MS', def: 20, parse: int(1, 10_000), doc: 'most time an enrichment may take, counted from when segd sees the request; the request\'s `tmax` lowers it. Past it → 204 (no enrichment)' },
   { key: 'maxInflight', env: 'SEGD_MAX_INFLIGHT', def: 512, parse: int(1, 1_000_000), doc: 'admission limit per worker: requests with async work under way (bodies being read). Lookup and enrichment requests past it are shed (204 at once)' },
   { key: 'shedLagMs', env: 'SEGD_SHED_LAG_MS', def: 0, parse: int(0, 60_000), doc: 'shed lookups (204 / empty WebSocket answers) while the worker\'s event loop lags more than this (0 = off)' },
-  { key: 'wsMaxPayload', env: 'SEGD_WS_MAX_PAYLOAD', def: 16 * 1024, parse: int(64, 16 << 20), doc: 'largest WebSocket frame accepted on `/v1/ws`; a larger one closes the connection (1009)' },
+  { key: 'wsMaxPayload', env: 'SEGD_WS_MAX_PAYLOAD', def: 16 * 1024, parse: int(64, 16 << 20), doc: 'largest WebSocket frame accepted on `/v1/ws`; a larger one drops the connection' },
   { key: 'wsIdleSeconds', env: 'SEGD_WS_IDLE_S', def: 120, parse: int(8, 960), doc: 'a `/v1/ws` connection with no traffic for this long is closed (segd pings before that)' },
   { key: 'gamKey', env: 'SEGD_GAM_KEY', def: 'seg', parse: str((s) => (/^[A-Za-z0-9_]{1,20}$/.test(s) ? undefined : 'must be 1-20 of A-Z a-z 0-9 _ (GAM key rules)')), doc: 'key of `?format=gam` answers and the on-page targeting snippet' },
   { key: 'gamMaxBytes', env: 'SEGD_GAM_MAX_BYTES', def: 512, parse: int(16, 65_536), doc: 'cap of a `?format=gam` answer; whole values past it are dropped (never a partial id)' },
