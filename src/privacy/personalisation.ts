@@ -1,28 +1,15 @@
-// "May segd return personalised segments for this request?" — one decision
-// from the privacy signals an OpenRTB request carries (numbers and arrays, as
-// OpenRTB has them), with the signal that refused it (a metric label and the
-// X-Segd-Empty reason). Used by enrichment. consent.ts (cookie sync) parses
-// the query-string forms; its mayPersonalise also requires Purpose 3 — the
-// two rules are to be reconciled (see the README).
+// "May segd return personalised segments for this request?" — the activation
+// paths' question, asked of the privacy signals an OpenRTB request carries
+// (numbers and arrays, as OpenRTB has them). The rule itself is consent.ts's
+// `mayPersonalise`, the same one every path uses; this file only maps OpenRTB
+// fields onto it and names the signal that refused (a metric label and the
+// X-Segd-Empty reason). Each signal is checked on its own so the reason is
+// the right one.
 //
-// Rules (README "Privacy signals on activation"):
-// - COPPA (regs.coppa = 1): never.
-// - GDPR (regs.gdpr = 1): a TCF v2 string (user.consent) that @iabtcf/core
-//   decodes, with consent for Purpose 1 (store/access information on a device:
-//   the DMP cookie / device id our profile is keyed by) and Purpose 4 (use
-//   profiles to select personalised ads: exactly what returning segments to a
-//   bidder does), and consent for our GVL vendor id. Purpose 3 (create
-//   profiles) governs building the profile upstream, not reading it here, so
-//   it is not required. Legitimate interest does not count: TCF 2.2 removed it
-//   for purposes 3–6. No GVL id configured (0) means consent can't be shown: no.
-// - US Privacy (regs.us_privacy, "1YNN"): opted out of sale (3rd char Y) → no;
-//   "1---" (not applicable) → yes; anything malformed → no.
-// - GPP (regs.gpp + regs.gpp_sid): each applicable section present in the
-//   string is checked: tcfeuv2 as above, uspv1 as US Privacy, US national and
-//   state sections: SaleOptOut or TargetedAdvertisingOptOut = 1 (opted out) → no.
-//   A GPP string that does not decode → no.
-import { TCString } from '@iabtcf/core';
-import { GppModel, Sections } from '@iabgpp/cmpapi';
+// Rules (README "Consent"): COPPA never; GDPR needs vendor consent +
+// Purposes 1 and 4; a US sale/sharing/targeting opt-out (USP or GPP) refuses;
+// anything that does not decode refuses.
+import { parseConsent, mayPersonalise } from './consent.js';
 
 export interface PrivacySignals {
   /** regs.gdpr: 1 = applies, 0 = does not, undefined = unknown. */
@@ -47,68 +34,22 @@ export interface ConsentPolicy {
   gvlVendorId: number;
 }
 
-const PURPOSE_STORAGE = 1;
-const PURPOSE_PERSONALISED_ADS = 4;
-/** GPP section ids (IAB GPP registry). */
-const GPP_TCF_EU = 2;
-const GPP_USP = 6;
+/** A signal that is present but not a string cannot be honoured: pass something that fails to parse. */
+const text = (v: unknown): string => (typeof v === 'string' ? v : '\u0000');
+const present = (v: unknown) => v !== undefined && v !== null && v !== '';
+/** OpenRTB's gpp_sid is an array of integers; consent.ts takes the query-string form. */
+const sidList = (v: unknown): string | undefined =>
+  v === undefined ? undefined : Array.isArray(v) && v.every((x) => Number.isInteger(x)) ? v.join(',') : '\u0000';
 
 /** null = personalised segments may be returned; otherwise why not. */
 export function personalisationRefusal(s: PrivacySignals, policy: ConsentPolicy): Refusal | null {
+  const v = policy.gvlVendorId;
   if (s.coppa === 1) return 'coppa';
-  if (s.gdpr === 1 && !tcfAllows(s.consent, policy)) return 'gdpr';
-  if (s.usPrivacy !== undefined && s.usPrivacy !== '' && !uspAllows(s.usPrivacy)) return 'us_privacy';
-  if (s.gpp !== undefined && s.gpp !== '' && !gppAllows(s.gpp, s.gppSid, policy)) return 'gpp';
+  if (s.gdpr === 1 && !mayPersonalise(parseConsent({ gdpr: '1', gdprConsent: present(s.consent) ? text(s.consent) : '' }), v)) return 'gdpr';
+  if (present(s.usPrivacy) && !mayPersonalise(parseConsent({ usPrivacy: text(s.usPrivacy) }), v)) return 'us_privacy';
+  if (present(s.gpp)) {
+    const sid = sidList(s.gppSid);
+    if (!mayPersonalise(parseConsent({ gpp: text(s.gpp), gppSid: sid === '' ? undefined : sid }), v)) return 'gpp';
+  }
   return null;
 }
-
-function tcfAllows(consent: unknown, policy: ConsentPolicy): boolean {
-  if (typeof consent !== 'string' || consent === '' || policy.gvlVendorId <= 0) return false;
-  try {
-    const tc = TCString.decode(consent);
-    return (
-      tc.purposeConsents.has(PURPOSE_STORAGE) &&
-      tc.purposeConsents.has(PURPOSE_PERSONALISED_ADS) &&
-      tc.vendorConsents.has(policy.gvlVendorId)
-    );
-  } catch {
-    return false;
-  }
-}
-
-/** US Privacy string: version 1, notice, opt-out of sale, LSPA; each Y, N or -. */
-function uspAllows(v: unknown): boolean {
-  if (typeof v !== 'string' || !/^1[YN-]{3}$/i.test(v)) return false;
-  return v[2]!.toUpperCase() !== 'Y';
-}
-
-function gppAllows(gpp: unknown, sid: unknown, policy: ConsentPolicy): boolean {
-  if (typeof gpp !== 'string') return false;
-  const sids = Array.isArray(sid) ? sid.filter((x): x is number => Number.isInteger(x)) : [];
-  try {
-    // Decodes every section up front: a corrupt one throws here.
-    const model = new GppModel(gpp);
-    for (const id of sids) {
-      const name = GPP_SECTIONS.get(id);
-      if (name === undefined || !model.hasSectionId(id)) continue;
-      if (id === GPP_TCF_EU) {
-        const purposes = model.getFieldValue(name, 'PurposeConsents') as boolean[];
-        const vendors = model.getFieldValue(name, 'VendorConsents') as number[];
-        if (!purposes?.[PURPOSE_STORAGE - 1] || !purposes?.[PURPOSE_PERSONALISED_ADS - 1]) return false;
-        if (policy.gvlVendorId <= 0 || !vendors?.includes(policy.gvlVendorId)) return false;
-      } else if (id === GPP_USP) {
-        if (String(model.getFieldValue(name, 'OptOutSale')).toUpperCase() === 'Y') return false;
-      } else if (name.startsWith('us')) {
-        // US national and state sections: 0 = not applicable, 1 = opted out, 2 = did not opt out.
-        if (model.hasField(name, 'SaleOptOut') && model.getFieldValue(name, 'SaleOptOut') === 1) return false;
-        if (model.hasField(name, 'TargetedAdvertisingOptOut') && model.getFieldValue(name, 'TargetedAdvertisingOptOut') === 1) return false;
-      }
-    }
-  } catch {
-    return false;
-  }
-  return true;
-}
-
-// Section id → name as the library knows them (tcfeuv2, uspv1, usnat, usca, …).
-const GPP_SECTIONS = Sections.SECTION_ID_NAME_MAP as Map<number, string>;
