@@ -15,6 +15,7 @@ import { Sweeper } from './sweep.js';
 import { JetStreamSource } from './jetstream.js';
 import { nowSeconds } from '../lookup/segments.js';
 import { userCount } from '../store/env.js';
+import { SnapshotLoader } from './snapshot.js';
 
 export const SEED_CHECKPOINT = 'ckpt:seed';
 
@@ -30,6 +31,7 @@ export class Loader {
   readonly nats: JetStreamSource | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
   private sweeping: Promise<unknown> = Promise.resolve();
+  readonly snapshots: SnapshotLoader;
 
   constructor(
     private readonly store: Store,
@@ -40,6 +42,7 @@ export class Loader {
   ) {
     this.writer = new Writer(store, hooks);
     this.sweeper = new Sweeper(store, this.writer, log);
+    this.snapshots = new SnapshotLoader(store, this.writer);
     if (config.natsUrl) {
       this.nats = new JetStreamSource(
         store,
@@ -64,6 +67,7 @@ export class Loader {
       log,
       signal: this.abort.signal,
       onFile: (s) => this.count('inbox', s),
+      snapshots: this.snapshots,
     });
   }
 
@@ -71,6 +75,7 @@ export class Loader {
   initialLoad(): Promise<void> {
     const run = (async () => {
       await this.inbox.init();
+      this.snapshots.clearInactive();
       await this.seed();
       await this.inbox.scan();
     })();
@@ -117,6 +122,7 @@ export class Loader {
     this.stopped = true;
     this.abort.abort();
     this.sweeper.stop();
+    this.snapshots.stop();
     if (this.timer) clearTimeout(this.timer);
     if (this.sweepTimer) clearTimeout(this.sweepTimer);
     await Promise.all([this.running, this.sweeping, this.nats?.stop()]);

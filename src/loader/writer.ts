@@ -30,6 +30,8 @@ export interface WriterHooks {
 }
 
 export const DEFAULT_TOMBSTONE_SECONDS = 7 * 86_400;
+/** meta key: ts of the snapshot the active generation came from. */
+export const SNAPSHOT_TS_KEY = 'snapshotTs';
 const MAX_CACHED_COUNTS = 200_000;
 
 export class Writer {
@@ -46,8 +48,32 @@ export class Writer {
   /** How long a tombstone (a user whose set became empty) is kept: the window in which late, older changes are recognised. */
   readonly tombstoneSeconds: number;
 
+  /**
+   * The ts of the snapshot the active generation was loaded from (meta
+   * `snapshotTs`): a change older than it is already reflected in that
+   * snapshot (or superseded), so it is stale, whoever it names.
+   */
+  floorTs: number;
+
+  /** While a snapshot loads: every user a commit touches, re-merged into the new generation at the flip. */
+  dirty: Set<string> | null = null;
+
   constructor(private readonly store: Store, private readonly hooks: WriterHooks = {}) {
     this.tombstoneSeconds = hooks.tombstoneSeconds ?? DEFAULT_TOMBSTONE_SECONDS;
+    this.floorTs = (store.meta.get(SNAPSHOT_TS_KEY) as number | undefined) ?? 0;
+  }
+
+  /** The known-users filter hook, for a snapshot's new users (inside its transaction). */
+  newUser(uid: string): void {
+    this.hooks.onNewUser?.(uid);
+  }
+
+  /** After a snapshot became the active generation (committed): what this writer cached is of the old one. */
+  swapped(floorTs: number, seconds: number): void {
+    this.floorTs = floorTs;
+    this.countCache.clear();
+    this.nextExpiry = 0;
+    this.hooks.afterBatch?.(seconds);
   }
 
   /** After a commit: remember what was written. Bounded: feeds choose segment ids, and this is only a cache. */
@@ -98,6 +124,7 @@ export class Writer {
         // Expiry is not a change: a user it empties is removed, not tombstoned.
         if (live.length === 0) members.removeSync(uid);
         else members.putSync(uid, encodeMembers(updatedAt, live));
+        this.dirty?.add(uid);
       }
       this.putCounts(delta, newCounts);
       if (out.users > 0) meta.putSync('writes', ((meta.get('writes') as number | undefined) ?? 0) + 1);
@@ -117,6 +144,10 @@ export class Writer {
 
     this.store.env.transactionSync(() => {
       for (const ch of changes) {
+        if (ch.ts < this.floorTs) {
+          result.stale++;
+          continue;
+        }
         // Zero-copy read: decoded before the next get reuses the buffer.
         const oldBuf = members.getBinaryFast(ch.uid) as Buffer | undefined;
         let old: { updatedAt: number; members: Membership[] } | undefined;
@@ -143,6 +174,7 @@ export class Writer {
           for (const m of next) if (m.expiresAt !== 0 && m.expiresAt < this.nextExpiry) this.nextExpiry = m.expiresAt;
           members.putSync(ch.uid, encodeMembers(updatedAt, next));
         }
+        this.dirty?.add(ch.uid);
         result.applied++;
       }
       this.putCounts(countDelta, newCounts);

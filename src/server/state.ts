@@ -12,6 +12,12 @@ export const enum Gauge {
   NatsPending = 2,
 }
 
+/**
+ * Slot holding the active members generation (0/1; store/env.ts reads it per
+ * lookup). The last slot, so slots added above it by other features never collide.
+ */
+export const GENERATION_SLOT = 7;
+
 const SLOTS = 8;
 
 export class SharedState {

@@ -14,7 +14,7 @@ import { Loader } from '../loader/loader.js';
 import { KnownUsers } from '../filters/known-users.js';
 import { ProcessMetrics } from '../metrics/process.js';
 import type { Logger } from '../log.js';
-import { SharedState, Flag, Gauge } from './state.js';
+import { SharedState, Flag, Gauge, GENERATION_SLOT } from './state.js';
 import type { FromWorker, ToWorker, WorkerData, Rpc, RpcMethod } from './messages.js';
 import { SegmentExporter } from '../filters/segment-export.js';
 import { writePidfile, removePidfile, runningServer } from './pidfile.js';
@@ -38,9 +38,9 @@ export interface RunningServer {
 export async function serve(config: Readonly<Config>, log: Logger): Promise<RunningServer> {
   const other = runningServer(config.dataDir);
   if (other !== null) throw new Error(`another segd (pid ${other}) is serving ${config.dataDir}`);
-  const store = openStore(config.dataDir, { maxReaders: config.maxReaders });
-  writePidfile(config.dataDir);
   const state = SharedState.create();
+  const store = openStore(config.dataDir, { maxReaders: config.maxReaders, generationCell: { cells: state.flags, index: GENERATION_SLOT } });
+  writePidfile(config.dataDir);
   const known = config.bloomUsers > 0
     ? new KnownUsers(store, { expectedUsers: config.bloomUsers, fpRate: config.bloomFpRate, saveEveryMs: config.bloomSaveMs }, log)
     : null;

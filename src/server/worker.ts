@@ -11,7 +11,7 @@ import type { FilterHandle } from '../filters/known-users.js';
 import { HttpMetrics } from '../metrics/http.js';
 import { createApp } from '../http/app.js';
 import { createLogger } from '../log.js';
-import { SharedState, Flag } from './state.js';
+import { SharedState, Flag, GENERATION_SLOT } from './state.js';
 import type { FromWorker, ToWorker, WorkerData, Rpc, RpcMethod } from './messages.js';
 
 const data = workerData as WorkerData;
@@ -27,8 +27,8 @@ const port = parentPort!;
 const send = (m: FromWorker) => port.postMessage(m);
 const { config } = data;
 const log = createLogger(config.logLevel, { worker: data.index });
-const store = openStore(config.dataDir, { maxReaders: config.maxReaders, readOnly: true });
 const state = new SharedState(data.stateBuffer);
+const store = openStore(config.dataDir, { maxReaders: config.maxReaders, readOnly: true, generationCell: { cells: state.flags, index: GENERATION_SLOT } });
 const metrics = new HttpMetrics();
 const inflight = { n: 0 };
 

@@ -1,0 +1,323 @@
+// Snapshot files: the whole data set, replacing what the store holds, with
+// readers seeing the old set or the new one, never a mix.
+//
+// A generation swap. `members` has two generations (store/env.ts); lookups
+// read the active one. A snapshot is
+//   1. read and validated into memory, then sorted by key;
+//   2. merged with the active generation (key order, both sides) and written
+//      into the empty inactive one with MDB_APPEND, in large transactions
+//      that yield between them, so pushes and the stream keep committing to
+//      the active generation meanwhile (each such write marks its user dirty);
+//   3. made active in one transaction: dirty users re-merged, segment counts
+//      replaced, meta `generation`, `snapshotTs` and the file's checkpoint
+//      (done) written together; then the shared generation cell flips.
+//   4. The old generation is emptied once no reader can still be using it
+//      (a batch lookup pins one generation for its one synchronous turn).
+// A crash before 3 leaves the old generation active and untouched: the
+// restart empties the inactive one and loads the snapshot again from the
+// start. A crash after 3 finds the file's checkpoint done.
+//
+// Merge rules (snapshot ts T = the newest record ts in the file; records
+// without a ts are stamped with the load time):
+//   - user in both: the newer wins; on a tie the snapshot. A deletion
+//     (tombstone) newer than the snapshot's record keeps the user deleted.
+//   - user only in the snapshot: the snapshot's set (a `delete` record
+//     becomes a tombstone).
+//   - user only in the store: kept when changed at or after T (a delta newer
+//     than the snapshot), dropped otherwise.
+//   - afterwards any change older than T is stale (Writer.floorTs): the
+//     snapshot already reflects it, so a late delta cannot resurrect a user
+//     the snapshot left out. A snapshot older than the current T is refused.
+import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
+import { stat, writeFile, appendFile, mkdir } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { GENERATION_KEY, type Store } from '../store/env.js';
+import { decodeMembers, encodeMembers, isValidMembersValue, type Membership } from '../store/members.js';
+import { nowSeconds } from '../lookup/segments.js';
+import { nextMembers, SNAPSHOT_TS_KEY, type Writer } from './writer.js';
+import { readFeed, type FileCheckpoint, type ImportOptions, type ImportSummary, type Reject } from './file-import.js';
+import type { Change } from './records.js';
+
+export const SNAPSHOT_NAME = /\.snapshot\.(ndjson|jsonl|csv|msgpack)(\.gz)?$/;
+
+export function isSnapshotName(name: string): boolean {
+  return SNAPSHOT_NAME.test(name);
+}
+
+/** Users per merge transaction: large (append is cheap), small enough that a push waits < ~100 ms. */
+const MERGE_CHUNK = 100_000;
+/**
+ * How long the old generation is kept after a flip. A reader holds a
+ * generation for one synchronous turn (a batch of at most maxBatchKeys gets);
+ * a second is far beyond that.
+ */
+export const RETIRE_AFTER_MS = 1000;
+
+export class SnapshotError extends Error {}
+
+interface Side {
+  updatedAt: number;
+  members: Membership[];
+}
+
+/** Order of keys in the members db: UTF-8 bytes (ordered-binary writes uids, which hold no control characters, as plain UTF-8). */
+type Compare = (a: string, b: string) => number;
+const utf16Order: Compare = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+const utf8Order: Compare = (a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+/** UTF-16 order equals UTF-8 byte order unless a string holds a surrogate or a char ≥ U+E000. */
+const NEEDS_UTF8_ORDER = /[\uD800-\uFFFF]/;
+
+export class SnapshotLoader {
+  private loading = false;
+  private retireTimer: NodeJS.Timeout | null = null;
+  private flippedAt = 0;
+
+  constructor(private readonly store: Store, private readonly writer: Writer) {}
+
+  /** At start-up (nothing reads the inactive generation yet): leftovers of an interrupted snapshot go. */
+  clearInactive(): void {
+    const inactive = this.store.generations[this.store.generation() ^ 1]!;
+    if ((inactive.getStats() as { entryCount: number }).entryCount > 0) inactive.clearSync();
+  }
+
+  stop(): void {
+    if (this.retireTimer) clearTimeout(this.retireTimer);
+    this.retireTimer = null;
+  }
+
+  async load(path: string, opts: ImportOptions): Promise<ImportSummary> {
+    if (this.loading) throw new SnapshotError('a snapshot is already loading');
+    this.loading = true;
+    try {
+      return await this.loadOnce(path, opts);
+    } finally {
+      this.loading = false;
+      this.writer.dirty = null;
+    }
+  }
+
+  private async loadOnce(path: string, opts: ImportOptions): Promise<ImportSummary> {
+    const t0 = performance.now();
+    const { store, writer } = this;
+    const { size, mtimeMs } = await stat(path);
+    const name = basename(path);
+    const prev = store.meta.get(opts.checkpointKey) as FileCheckpoint | undefined;
+    const summary: ImportSummary = {
+      file: name, bytes: 0, size, applied: 0, stale: 0, rejected: 0, lines: 0, memberships: 0, ms: 0, resumedFrom: 0,
+    };
+    if (prev && prev.file === name && prev.size === size && prev.mtimeMs === mtimeMs && prev.done) {
+      summary.bytes = size;
+      return summary;
+    }
+    // Readers of the generation retired by the last flip must be gone before it is emptied.
+    const wait = this.flippedAt + RETIRE_AFTER_MS - Date.now();
+    if (wait > 0) await sleep(wait);
+    this.stop();
+    const target = store.generation() ^ 1;
+    const next = store.generations[target]!;
+    // Whatever the inactive generation holds (an interrupted load, the retired set) goes; the snapshot starts over.
+    next.clearSync();
+    const cp: FileCheckpoint = { file: name, size, mtimeMs, offset: 0, line: 0, done: false };
+    // So a crash now is resumed (restarted) before any other inbox file.
+    store.meta.putSync(opts.checkpointKey, cp);
+    writer.dirty = new Set();
+
+    // 1. Read and validate. Rejects are written as found: a restart truncates and rewrites them.
+    if (opts.rejectsPath) {
+      await mkdir(dirname(opts.rejectsPath), { recursive: true });
+      await writeFile(opts.rejectsPath, '');
+    }
+    let rejects: Reject[] = [];
+    const flushRejects = async () => {
+      if (rejects.length && opts.rejectsPath) await appendFile(opts.rejectsPath, rejects.map((r) => JSON.stringify(r)).join('\n') + '\n');
+      rejects = [];
+    };
+    const changes: Change[] = [];
+    let wide = false;
+    let maxTs = 0;
+    let now = nowSeconds();
+    let lastOffset = 0;
+    const read = await readFeed(path, { offset: 0, line: 0 }, opts, () => now, {
+      change(ch, _lineNo, next) {
+        lastOffset = next;
+        changes.push(ch);
+        if (ch.ts > maxTs) maxTs = ch.ts;
+        if (!wide && NEEDS_UTF8_ORDER.test(ch.uid)) wide = true;
+      },
+      reject(line, next, reason, record) {
+        lastOffset = next;
+        const r: Reject = { line, reason };
+        if (record !== undefined) r.record = record;
+        rejects.push(r);
+        summary.rejected++;
+      },
+      skip(_lineNo, next) {
+        lastOffset = next;
+      },
+      chunkDone: async () => {
+        await flushRejects();
+        now = nowSeconds();
+        summary.bytes = Math.round(lastOffset / 2); // reading is the first half of the work
+        opts.onProgress?.(summary);
+        opts.signal?.throwIfAborted();
+      },
+    });
+    await flushRejects();
+    summary.lines = read.lines;
+    if (changes.length === 0) {
+      // An empty or wholly bad upload must not wipe the data set.
+      throw new SnapshotError(`${name}: no valid record; a snapshot with no users is refused (the data set is left as it was)`);
+    }
+    if (maxTs < writer.floorTs) {
+      throw new SnapshotError(`${name}: its newest record (ts ${maxTs}) is older than the snapshot already loaded (ts ${writer.floorTs})`);
+    }
+    const cmp = wide ? utf8Order : utf16Order;
+    // Stable: records of one user keep file order, folded in ts order below.
+    changes.sort((a, b) => cmp(a.uid, b.uid));
+
+    // 2. Merge into the inactive generation, in key order, appending.
+    const counts = new Map<number, number>();
+    const bump = (ms: readonly Membership[], d: number) => {
+      for (const m of ms) counts.set(m.id, (counts.get(m.id) ?? 0) + d);
+    };
+    const active = () => store.members;
+    let i = 0;
+    while (i < changes.length) {
+      const end = groupEnd(changes, Math.min(i + MERGE_CHUNK, changes.length));
+      const from = i === 0 ? undefined : changes[i]!.uid;
+      const to = end >= changes.length ? undefined : changes[end]!.uid;
+      store.env.transactionSync(() => {
+        let j = i;
+        const put = (uid: string, v: Side) => {
+          next.putSync(uid, encodeMembers(v.updatedAt, v.members), { append: true });
+          bump(v.members, +1);
+          summary.memberships += v.members.length;
+        };
+        for (const { key, value } of active().getRange({ start: from, end: to })) {
+          const uid = key as string;
+          // Snapshot users before this stored one.
+          while (j < end && cmp(changes[j]!.uid, uid) < 0) {
+            const g = groupEnd(changes, j + 1);
+            const s = fold(changes, j, g, now);
+            if (s.members.length > 0) writer.newUser(changes[j]!.uid);
+            put(changes[j]!.uid, s);
+            summary.applied++;
+            j = g;
+          }
+          const a = side(value as Buffer);
+          if (j < end && changes[j]!.uid === uid) {
+            const g = groupEnd(changes, j + 1);
+            const s = fold(changes, j, g, now);
+            const v = a !== undefined && a.updatedAt > s.updatedAt ? a : s;
+            if (v === s) summary.applied++;
+            else summary.stale++;
+            if (v.members.length > 0 && (a === undefined || a.members.length === 0)) writer.newUser(uid);
+            put(uid, v);
+            j = g;
+          } else if (a !== undefined && a.updatedAt >= maxTs) {
+            put(uid, a);
+          }
+        }
+        while (j < end) {
+          const g = groupEnd(changes, j + 1);
+          const s = fold(changes, j, g, now);
+          if (s.members.length > 0) writer.newUser(changes[j]!.uid);
+          put(changes[j]!.uid, s);
+          summary.applied++;
+          j = g;
+        }
+      });
+      i = end;
+      summary.bytes = Math.round(size / 2 + (size / 2) * (i / changes.length));
+      opts.onProgress?.(summary);
+      if (opts.signal?.aborted) throw opts.signal.reason;
+      // Pushes and the stream commit between chunks (to the active generation; their users are marked dirty).
+      await yieldToLoop();
+    }
+
+    // 3. The flip, in one transaction.
+    const t1 = performance.now();
+    const dirty = writer.dirty!;
+    writer.dirty = null;
+    store.env.transactionSync(() => {
+      const cur = active();
+      for (const uid of dirty) {
+        const a = side(cur.getBinaryFast(uid) as Buffer | undefined);
+        const at = findGroup(changes, uid, cmp);
+        const s = at === null ? undefined : fold(changes, at[0], at[1], now);
+        let v: Side | undefined;
+        if (s !== undefined) v = a !== undefined && a.updatedAt > s.updatedAt ? a : s;
+        else if (a !== undefined && a.updatedAt >= maxTs) v = a;
+        const written = side(next.getBinaryFast(uid) as Buffer | undefined);
+        if (written) bump(written.members, -1);
+        if (v === undefined) {
+          if (written) next.removeSync(uid);
+          continue;
+        }
+        if (v.members.length > 0) writer.newUser(uid);
+        next.putSync(uid, encodeMembers(v.updatedAt, v.members));
+        bump(v.members, +1);
+      }
+      for (const id of store.counts.getKeys({ snapshot: false })) store.counts.removeSync(id as number);
+      for (const [id, c] of counts) if (c > 0) store.counts.putSync(id, c);
+      store.meta.putSync(GENERATION_KEY, target);
+      store.meta.putSync(SNAPSHOT_TS_KEY, maxTs);
+      store.meta.putSync(opts.checkpointKey, { ...cp, offset: read.bytes, line: read.lines, done: true } satisfies FileCheckpoint);
+      store.meta.putSync('writes', ((store.meta.get('writes') as number | undefined) ?? 0) + 1);
+      store.meta.putSync('lastCommitAt', Date.now());
+    });
+    store.setGeneration(target);
+    this.flippedAt = Date.now();
+    writer.swapped(maxTs, (performance.now() - t1) / 1000);
+    this.retireTimer = setTimeout(() => this.retire(target ^ 1), RETIRE_AFTER_MS);
+    this.retireTimer.unref();
+    summary.bytes = size;
+    summary.ms = performance.now() - t0;
+    return summary;
+  }
+
+  /** Empties a retired generation, unless a newer snapshot has claimed it meanwhile. */
+  private retire(g: number): void {
+    this.retireTimer = null;
+    if (this.loading || this.store.generation() === g) return;
+    this.store.generations[g]!.clearSync();
+  }
+}
+
+/** Index past the run of records for the user at `from - 1` (records are sorted by uid). */
+function groupEnd(changes: readonly Change[], from: number): number {
+  let k = from;
+  const uid = changes[from - 1]!.uid;
+  while (k < changes.length && changes[k]!.uid === uid) k++;
+  return k;
+}
+
+function findGroup(changes: readonly Change[], uid: string, cmp: Compare): [number, number] | null {
+  let lo = 0;
+  let hi = changes.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (cmp(changes[mid]!.uid, uid) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo >= changes.length || changes[lo]!.uid !== uid) return null;
+  return [lo, groupEnd(changes, lo + 1)];
+}
+
+/** One user's records of the snapshot, applied in ts order onto nothing: the set the snapshot says it has. */
+function fold(changes: readonly Change[], from: number, to: number, now: number): Side {
+  if (to - from === 1) {
+    const ch = changes[from]!;
+    return { updatedAt: ch.ts, members: nextMembers(undefined, ch, now) };
+  }
+  const group = changes.slice(from, to).sort((a, b) => a.ts - b.ts);
+  let members: Membership[] | undefined;
+  for (const ch of group) members = nextMembers(members, ch, now);
+  return { updatedAt: group[group.length - 1]!.ts, members: members ?? [] };
+}
+
+function side(buf: Buffer | undefined): Side | undefined {
+  if (buf === undefined || !isValidMembersValue(buf)) return undefined;
+  return decodeMembers(buf);
+}
+
