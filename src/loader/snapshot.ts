@@ -7,8 +7,10 @@
 //   2. merged with the active generation (key order, both sides) and written
 //      into the empty inactive one with MDB_APPEND, in large transactions
 //      that yield between them, so pushes and the stream keep committing to
-//      the active generation meanwhile (each such write marks its user dirty);
-//   3. made active in one transaction: dirty users re-merged, segment counts
+//      the active generation meanwhile (each such change is logged, with the
+//      user's value before the first of them);
+//   3. made active in one transaction: the logged users re-merged from their
+//      value before the load and their changes replayed, segment counts
 //      replaced, meta `generation`, `snapshotTs` and the file's checkpoint
 //      (done) written together; then the shared generation cell flips.
 //   4. The old generation is emptied once no reader can still be using it
@@ -19,8 +21,11 @@
 //
 // Merge rules (snapshot ts T = the newest record ts in the file; records
 // without a ts are stamped with the load time):
-//   - user in both: the newer wins; on a tie the snapshot. A deletion
+//   - user in both: the newer wins whole; on a tie the snapshot. A deletion
 //     (tombstone) newer than the snapshot's record keeps the user deleted.
+//     (Changes committed during the load are replayed on the result exactly;
+//     the stored value of a user changed after T before the load began
+//     already holds those changes on its older base and is kept as it is.)
 //   - user only in the snapshot: the snapshot's set (a `delete` record
 //     becomes a tombstone).
 //   - user only in the store: kept when changed at or after T (a delta newer
@@ -34,7 +39,7 @@ import { basename, dirname } from 'node:path';
 import { GENERATION_KEY, type Store } from '../store/env.js';
 import { decodeMembers, encodeMembers, isValidMembersValue, type Membership } from '../store/members.js';
 import { nowSeconds } from '../lookup/segments.js';
-import { nextMembers, SNAPSHOT_TS_KEY, type Writer } from './writer.js';
+import { nextMembers, SNAPSHOT_TS_KEY, type ChangeLog, type Writer } from './writer.js';
 import { readFeed, type FileCheckpoint, type ImportOptions, type ImportSummary, type Reject } from './file-import.js';
 import type { Change } from './records.js';
 
@@ -54,6 +59,24 @@ const MERGE_CHUNK = 100_000;
 export const RETIRE_AFTER_MS = 1000;
 
 export class SnapshotError extends Error {}
+
+/** Changes committed to the active generation while a snapshot loads. */
+class LoadLog implements ChangeLog {
+  /** Each user's stored value before its first logged change (decoded now: the buffer is LMDB's, valid only during the call). */
+  readonly before = new Map<string, Side | undefined>();
+  readonly changes: Change[] = [];
+
+  record(ch: Change, before: Buffer | undefined): void {
+    if (!this.before.has(ch.uid)) this.before.set(ch.uid, side(before));
+    this.changes.push(ch);
+  }
+}
+
+/** The merge rule: what the new generation holds for a user (undefined: nothing). */
+function decide(a: Side | undefined, s: Side | undefined, snapshotTs: number): Side | undefined {
+  if (s !== undefined) return a !== undefined && a.updatedAt > s.updatedAt ? a : s;
+  return a !== undefined && a.updatedAt >= snapshotTs ? a : undefined;
+}
 
 interface Side {
   updatedAt: number;
@@ -120,7 +143,8 @@ export class SnapshotLoader {
     const cp: FileCheckpoint = { file: name, size, mtimeMs, offset: 0, line: 0, done: false };
     // So a crash now is resumed (restarted) before any other inbox file.
     store.meta.putSync(opts.checkpointKey, cp);
-    writer.dirty = new Set();
+    const log = new LoadLog();
+    writer.dirty = log;
 
     // 1. Read and validate. Rejects are written as found: a restart truncates and rewrites them.
     if (opts.rejectsPath) {
@@ -208,14 +232,15 @@ export class SnapshotLoader {
           if (j < end && changes[j]!.uid === uid) {
             const g = groupEnd(changes, j + 1);
             const s = fold(changes, j, g, now);
-            const v = a !== undefined && a.updatedAt > s.updatedAt ? a : s;
+            const v = decide(a, s, maxTs)!;
             if (v === s) summary.applied++;
             else summary.stale++;
             if (v.members.length > 0 && (a === undefined || a.members.length === 0)) writer.newUser(uid);
             put(uid, v);
             j = g;
-          } else if (a !== undefined && a.updatedAt >= maxTs) {
-            put(uid, a);
+          } else {
+            const v = decide(a, undefined, maxTs);
+            if (v !== undefined) put(uid, v);
           }
         }
         while (j < end) {
@@ -237,26 +262,34 @@ export class SnapshotLoader {
 
     // 3. The flip, in one transaction.
     const t1 = performance.now();
-    const dirty = writer.dirty!;
     writer.dirty = null;
     store.env.transactionSync(() => {
-      const cur = active();
-      for (const uid of dirty) {
-        const a = side(cur.getBinaryFast(uid) as Buffer | undefined);
+      // Users changed during the load: merged again from their value before it…
+      for (const [uid, b] of log.before) {
         const at = findGroup(changes, uid, cmp);
-        const s = at === null ? undefined : fold(changes, at[0], at[1], now);
-        let v: Side | undefined;
-        if (s !== undefined) v = a !== undefined && a.updatedAt > s.updatedAt ? a : s;
-        else if (a !== undefined && a.updatedAt >= maxTs) v = a;
+        const v = decide(b, at === null ? undefined : fold(changes, at[0], at[1], now), maxTs);
         const written = side(next.getBinaryFast(uid) as Buffer | undefined);
         if (written) bump(written.members, -1);
         if (v === undefined) {
           if (written) next.removeSync(uid);
           continue;
         }
-        if (v.members.length > 0) writer.newUser(uid);
         next.putSync(uid, encodeMembers(v.updatedAt, v.members));
         bump(v.members, +1);
+      }
+      // …then their changes replayed in commit order, by the writer's rules.
+      for (const ch of log.changes) {
+        if (ch.ts < maxTs) continue; // reflected in the snapshot
+        const cur = side(next.getBinaryFast(ch.uid) as Buffer | undefined);
+        if (cur && ch.ts < cur.updatedAt) continue;
+        const ms = nextMembers(cur?.members, ch, now);
+        if (cur) bump(cur.members, -1);
+        bump(ms, +1);
+        next.putSync(ch.uid, encodeMembers(Math.max(ch.ts, cur?.updatedAt ?? 0), ms));
+      }
+      for (const uid of log.before.keys()) {
+        const v = side(next.getBinaryFast(uid) as Buffer | undefined);
+        if (v && v.members.length > 0) writer.newUser(uid);
       }
       for (const id of store.counts.getKeys({ snapshot: false })) store.counts.removeSync(id as number);
       for (const [id, c] of counts) if (c > 0) store.counts.putSync(id, c);

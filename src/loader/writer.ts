@@ -55,8 +55,8 @@ export class Writer {
    */
   floorTs: number;
 
-  /** While a snapshot loads: every user a commit touches, re-merged into the new generation at the flip. */
-  dirty: Set<string> | null = null;
+  /** While a snapshot loads: every change committed meanwhile, replayed onto the new generation at the flip. */
+  dirty: ChangeLog | null = null;
 
   constructor(private readonly store: Store, private readonly hooks: WriterHooks = {}) {
     this.tombstoneSeconds = hooks.tombstoneSeconds ?? DEFAULT_TOMBSTONE_SECONDS;
@@ -124,7 +124,6 @@ export class Writer {
         // Expiry is not a change: a user it empties is removed, not tombstoned.
         if (live.length === 0) members.removeSync(uid);
         else members.putSync(uid, encodeMembers(updatedAt, live));
-        this.dirty?.add(uid);
       }
       this.putCounts(delta, newCounts);
       if (out.users > 0) meta.putSync('writes', ((meta.get('writes') as number | undefined) ?? 0) + 1);
@@ -156,6 +155,7 @@ export class Writer {
           result.stale++;
           continue;
         }
+        this.dirty?.record(ch, oldBuf);
         const next = nextMembers(old?.members, ch, nowSec);
         // Count diff: every stored pair counts, expired-but-unswept included.
         if (old) for (const m of old.members) bump(m.id, -1);
@@ -174,7 +174,6 @@ export class Writer {
           for (const m of next) if (m.expiresAt !== 0 && m.expiresAt < this.nextExpiry) this.nextExpiry = m.expiresAt;
           members.putSync(ch.uid, encodeMembers(updatedAt, next));
         }
-        this.dirty?.add(ch.uid);
         result.applied++;
       }
       this.putCounts(countDelta, newCounts);
@@ -190,6 +189,12 @@ export class Writer {
     this.hooks.afterBatch?.((performance.now() - t0) / 1000);
     return result;
   }
+}
+
+/** Where a loading snapshot collects the changes committed meanwhile. */
+export interface ChangeLog {
+  /** `before`: the stored value the change applies to (valid only during the call). */
+  record(ch: Change, before: Buffer | undefined): void;
 }
 
 export interface SweepResult {
