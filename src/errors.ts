@@ -21,6 +21,7 @@ export const ERRORS = {
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'send application/json or application/msgpack' },
   BAD_FORMAT: { status: 400, message: 'unknown format (use json, msgpack or kv)' },
   INTERNAL: { status: 500, message: 'internal error' },
+  STORE_FULL: { status: 503, message: 'the store cannot take writes (full); nothing was applied; retry later with the same Idempotency-Key' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

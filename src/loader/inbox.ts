@@ -10,6 +10,7 @@ import type { Logger } from '../log.js';
 import { importFile, type ImportSummary, type ImportProgress, type FileCheckpoint } from './file-import.js';
 import type { Writer } from './writer.js';
 import { isSnapshotName, SnapshotError, type SnapshotLoader } from './snapshot.js';
+import { StoreFullError } from '../store/write-failure.js';
 
 export const FEED_EXTENSIONS = ['.ndjson', '.jsonl', '.csv', '.msgpack', '.ndjson.gz', '.jsonl.gz', '.csv.gz', '.msgpack.gz'];
 export const INBOX_CHECKPOINT = 'ckpt:inbox';
@@ -87,6 +88,11 @@ export class Inbox {
           await rename(path, await freeName(join(dir, 'done'), name));
           this.store.meta.removeSync(INBOX_CHECKPOINT);
           continue;
+        }
+        if (err instanceof StoreFullError) {
+          // Logged once by the writer's stall hook; the next scan retries from the checkpoint.
+          log.debug({ file: name, reason: err.reason }, 'inbox file waits for store space');
+          return files;
         }
         // The file stays and the scan stops here: the shared checkpoint still
         // points into it, and the next scan resumes it before anything else.

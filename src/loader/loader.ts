@@ -16,6 +16,7 @@ import { JetStreamSource } from './jetstream.js';
 import { nowSeconds } from '../lookup/segments.js';
 import { userCount } from '../store/env.js';
 import { SnapshotLoader } from './snapshot.js';
+import { StoreFullError } from '../store/write-failure.js';
 
 export const SEED_CHECKPOINT = 'ckpt:seed';
 
@@ -152,7 +153,13 @@ export class Loader {
 
   /** An HTTP push batch: parsed and applied here, in one transaction, durable when this returns. */
   push(req: PushRequest, maxListed: number): PushAnswer {
-    const r = applyPush(this.store, this.writer, req, nowSeconds(), this.config.maxUidBytes, maxListed);
+    let r: PushAnswer;
+    try {
+      r = applyPush(this.store, this.writer, req, nowSeconds(), this.config.maxUidBytes, maxListed);
+    } catch (err) {
+      if (!(err instanceof StoreFullError)) throw err;
+      return { applied: 0, stale: 0, rejected: 0, replay: false, rejects: [], conflict: false, full: err.reason };
+    }
     if (!r.replay && !r.conflict) this.metrics?.recordOutcome('push', r);
     return r;
   }

@@ -1,6 +1,7 @@
 // HTTP push (server-to-server ingest): parsing a pushed batch, and applying it
 // once per idempotency key. Parsing runs in the worker that took the request;
 // applying runs on the loader thread, through the one writer.
+import type { StallReason } from '../store/write-failure.js';
 import { createHash } from 'node:crypto';
 import { unpackMultiple } from 'msgpackr';
 import type { Store } from '../store/env.js';
@@ -91,6 +92,8 @@ export interface PushAnswer extends PushResult {
   rejects: PushReject[];
   /** The key was used before for a different body: nothing was applied. */
   conflict: boolean;
+  /** The store is full: nothing was applied (retry later with the same key). */
+  full?: StallReason;
 }
 
 interface StoredPush {

@@ -4,6 +4,7 @@
 import type { Store } from '../store/env.js';
 import { decodeMembers, encodeMembers, isValidMembersValue, type Membership } from '../store/members.js';
 import type { Change } from './records.js';
+import { StoreFullError, stallReason, type StallReason } from '../store/write-failure.js';
 
 export interface Checkpoint {
   key: string;
@@ -27,6 +28,8 @@ export interface WriterHooks {
   afterBatch?: (seconds: number) => void;
   /** Tombstone retention (default 7 days). */
   tombstoneSeconds?: number;
+  /** The store stopped taking writes (full), or took one again (null). Called on each change of state. */
+  onStall?: (reason: StallReason | null, err?: unknown) => void;
 }
 
 export const DEFAULT_TOMBSTONE_SECONDS = 7 * 86_400;
@@ -61,6 +64,37 @@ export class Writer {
   constructor(private readonly store: Store, private readonly hooks: WriterHooks = {}) {
     this.tombstoneSeconds = hooks.tombstoneSeconds ?? DEFAULT_TOMBSTONE_SECONDS;
     this.floorTs = (store.meta.get(SNAPSHOT_TS_KEY) as number | undefined) ?? 0;
+  }
+
+  /** Set while the store cannot take writes (full); cleared by the next commit. */
+  stalled: StallReason | null = null;
+
+  /**
+   * Runs one transaction. A store that is full throws StoreFullError (the
+   * transaction, checkpoint included, is not applied) and marks the writer
+   * stalled until a later commit succeeds.
+   */
+  commit<T>(fn: () => T): T {
+    let out: T;
+    const log = this.dirty;
+    log?.begin();
+    try {
+      out = this.store.env.transactionSync(fn);
+    } catch (err) {
+      log?.abort(); // nothing of it committed: nothing of it to replay
+      const reason = stallReason(err, this.store.path);
+      if (reason === null) throw err;
+      if (this.stalled !== reason) {
+        this.stalled = reason;
+        this.hooks.onStall?.(reason, err);
+      }
+      throw new StoreFullError(reason, err);
+    }
+    if (this.stalled !== null) {
+      this.stalled = null;
+      this.hooks.onStall?.(null);
+    }
+    return out;
   }
 
   /** The known-users filter hook, for a snapshot's new users (inside its transaction). */
@@ -103,7 +137,7 @@ export class Writer {
     const { members, meta } = this.store;
     const out: SweepResult = { users: 0, removed: 0 };
     const newCounts = new Map<number, number>();
-    this.store.env.transactionSync(() => {
+    this.commit(() => {
       const delta = new Map<number, number>();
       for (const uid of uids) {
         const buf = members.getBinaryFast(uid) as Buffer | undefined;
@@ -141,7 +175,7 @@ export class Writer {
     const newCounts = new Map<number, number>();
     const t0 = performance.now();
 
-    this.store.env.transactionSync(() => {
+    this.commit(() => {
       for (const ch of changes) {
         if (ch.ts < this.floorTs) {
           result.stale++;
@@ -193,8 +227,12 @@ export class Writer {
 
 /** Where a loading snapshot collects the changes committed meanwhile. */
 export interface ChangeLog {
+  /** A transaction starts: what it records is kept only if it commits. */
+  begin(): void;
   /** `before`: the stored value the change applies to (valid only during the call). */
   record(ch: Change, before: Buffer | undefined): void;
+  /** The transaction since begin() did not commit. */
+  abort(): void;
 }
 
 export interface SweepResult {

@@ -15,6 +15,7 @@ import { KnownUsers } from '../filters/known-users.js';
 import { ProcessMetrics } from '../metrics/process.js';
 import type { Logger } from '../log.js';
 import { SharedState, Flag, Gauge, GENERATION_SLOT } from './state.js';
+import { STALL_REASONS } from '../store/write-failure.js';
 import type { FromWorker, ToWorker, WorkerData, Rpc, RpcMethod } from './messages.js';
 import { SegmentExporter } from '../filters/segment-export.js';
 import { writePidfile, removePidfile, runningServer } from './pidfile.js';
@@ -52,6 +53,13 @@ export async function serve(config: Readonly<Config>, log: Logger): Promise<Runn
       metrics.commitSeconds.observe(seconds);
       metrics.lastCommit.set(Date.now() / 1000);
       known?.afterBatch();
+    },
+    // The store is full: every source retries its uncommitted work until a commit succeeds again.
+    onStall: (reason, err) => {
+      state.setValue(Gauge.LoaderStall, reason === null ? 0 : 1 + STALL_REASONS.indexOf(reason));
+      for (const r of STALL_REASONS) metrics.stalled.labels(r).set(r === reason ? 1 : 0);
+      if (reason === null) log.info('store takes writes again; loader resumed');
+      else log.error({ reason, err: (err as Error | undefined)?.message, dataDir: config.dataDir }, 'store full: loader stopped, lookups keep serving the last committed data');
     },
   });
   const slots: Slot[] = [];
