@@ -2,7 +2,7 @@
 // general path gives for a new user (sorted, last duplicate wins, expired dropped).
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { encodeFresh } from '../src/loader/snapshot.js';
+import { encodeFresh, sortByUid } from '../src/loader/snapshot.js';
 import { nextMembers } from '../src/loader/writer.js';
 import { encodeMembers } from '../src/store/members.js';
 
@@ -23,6 +23,21 @@ describe('encodeFresh', () => {
         },
       ),
       { numRuns: 2000 },
+    );
+  });
+});
+
+describe('sortByUid', () => {
+  it('orders like the members db (UTF-8 bytes) and keeps records of one uid in file order', () => {
+    const uid = fc.oneof(fc.string({ minLength: 1, maxLength: 4 }), fc.string({ unit: 'grapheme', minLength: 1, maxLength: 3 }), fc.constantFrom('a', 'ab', 'b', 'é', '\u{1F600}', '\uE000'));
+    fc.assert(
+      fc.property(fc.array(uid, { maxLength: 200 }), (uids) => {
+        const recs = uids.map((u, i) => ({ op: 'add' as const, uid: u, ids: [], ttls: [], ts: i }));
+        const byBytes = (a: { uid: string }, b: { uid: string }) => Buffer.compare(Buffer.from(a.uid), Buffer.from(b.uid));
+        const got = sortByUid(recs, byBytes);
+        expect(got.map((r) => r.ts)).toEqual([...recs].sort(byBytes).map((r) => r.ts));
+      }),
+      { numRuns: 1000 },
     );
   });
 });
