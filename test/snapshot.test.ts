@@ -3,11 +3,27 @@
 // merge with what the store holds follows the timestamps (deletions stay
 // deleted, newer deltas survive, older ones cannot come back), and a SIGKILL
 // mid-snapshot leaves the old set serving and the restart loads it whole.
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
-import { startSegd, dropFeed, feedLine, tempDir, stopReport, CLEAN_STOP, segmentsOf, waitFor, type Segd } from './helpers/server.js';
+import { startSegd as start, dropFeed, feedLine, tempDir, stopReport, CLEAN_STOP, segmentsOf, waitFor, type Segd } from './helpers/server.js';
+
+// Servers a failed test left running are killed, so nothing outlives the run.
+const running: Segd[] = [];
+const startSegd = async (opts: Parameters<typeof start>[0]) => {
+  const s = await start(opts);
+  running.push(s);
+  return s;
+};
+afterEach(async () => {
+  for (const s of running.splice(0)) {
+    if (s.proc.exitCode === null && s.proc.signalCode === null) {
+      s.proc.kill('SIGKILL');
+      await s.exited;
+    }
+  }
+});
 
 const now = Math.floor(Date.now() / 1000);
 const T0 = now - 100_000;

@@ -2,6 +2,7 @@
 // source stands: checkpoints, inbox backlog (the lag of the file source),
 // filter freshness, whether a server is running. Read-only; safe beside a
 // running server (LMDB readers do not block the writer).
+import { SNAPSHOT_TS_KEY } from '../loader/writer.js';
 import { freeBytes } from '../store/write-failure.js';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -52,6 +53,9 @@ export async function statusCommand(argv: string[]): Promise<number> {
         schema: store.meta.get('schema'),
         commits: writes,
         lastCommitAt: (store.meta.get('lastCommitAt') as number | undefined) ?? null,
+        // Which members generation is live, and the ts of the snapshot it came from (changes older than it are stale).
+        generation: store.generation(),
+        snapshotTs: (store.meta.get(SNAPSHOT_TS_KEY) as number | undefined) ?? null,
       },
       filter,
       sources: {
@@ -85,6 +89,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
       `segd status — ${report.dataDir}`,
       `store    ${s.users.toLocaleString('en')} users · ${mib(s.fileBytes)} (${mib(s.freeBytes)} free on its filesystem) · schema ${String(s.schema)} · ${s.commits} commits` +
         (s.lastCommitAt ? ` · last commit ${new Date(s.lastCommitAt).toISOString()}` : ''),
+      `snapshot ${s.snapshotTs ? `generation ${s.generation}, from a snapshot as of ${new Date(s.snapshotTs * 1000).toISOString()} (older changes are stale)` : 'none loaded'}`,
       `server   ${report.server ? `running (pid ${report.server})` : 'not running'}`,
       `filter   ${String(filter.state)}${filter.users !== undefined ? ` · ${Number(filter.users).toLocaleString('en')} users · ${mib(Number(filter.bytes))}` : ''}`,
       `seed     ${report.sources.seed.file ?? 'none'}${report.sources.seed.checkpoint ? (report.sources.seed.checkpoint.done ? ' · done' : ` · ${report.sources.seed.checkpoint.percent}%`) : ''}`,

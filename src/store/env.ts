@@ -46,7 +46,8 @@ export interface OpenOptions {
   /**
    * Where the active generation lives: an Int32 slot shared by every thread
    * of the process (the server's SharedState). Default: private to this Store.
-   * A read-only opener trusts the cell; a writer sets it from meta.
+   * A read-only opener trusts the cell; a writer sets it from meta, as does
+   * any opener without a shared cell.
    */
   generationCell?: { cells: Int32Array; index: number };
 }
@@ -73,7 +74,8 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
   const segments = env.openDB<unknown, number>({ name: 'segments', encoding: 'msgpack', keyEncoding: 'uint32' });
   const meta = env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' });
   const { cells, index } = opts.generationCell ?? { cells: new Int32Array(1), index: 0 };
-  if (!opts.readOnly) Atomics.store(cells, index, ((meta.get(GENERATION_KEY) as number | undefined) ?? 0) & 1);
+  // A private cell, or the writer's: from meta. A read-only opener given a shared cell trusts it (the writer keeps it).
+  if (!opts.readOnly || !opts.generationCell) Atomics.store(cells, index, ((meta.get(GENERATION_KEY) as number | undefined) ?? 0) & 1);
   // The generation this thread's read transaction was last renewed for: on a
   // flip, the first read renews it, so the new generation is read as
   // committed (the flip commits before the cell changes).
