@@ -143,6 +143,8 @@ export interface FeedSink {
   reject(lineNo: number, next: number, reason: string, record?: string): void;
   /** A line that holds no record (blank, CSV header). */
   skip(lineNo: number, next: number): void;
+  /** The rest of the file cannot be read (corrupt or truncated gzip or msgpack); default: reject(). */
+  broken?(lineNo: number, next: number, reason: string): void;
   /** After each read chunk: the place to commit and to stop. */
   chunkDone(): Promise<void>;
 }
@@ -180,7 +182,7 @@ export async function readFeed(
           }
           sink.change(ch, no, next);
         },
-        broken: (no, reason) => sink.reject(no, lastOffset, reason),
+        broken: (no, reason) => (sink.broken ?? sink.reject).call(sink, no, lastOffset, reason),
         chunkDone: () => sink.chunkDone(),
       });
       return { bytes: r.bytes, lines: r.records };
@@ -206,7 +208,7 @@ export async function readFeed(
     });
   } catch (err) {
     if (!String((err as NodeJS.ErrnoException).code).startsWith('Z_')) throw err;
-    sink.reject(lastLine + 1, lastOffset, `corrupt or truncated gzip after line ${lastLine}: ${(err as Error).message}; the rest of the file is not applied`);
+    (sink.broken ?? sink.reject).call(sink, lastLine + 1, lastOffset, `corrupt or truncated gzip after line ${lastLine}: ${(err as Error).message}; the rest of the file is not applied`);
     return { bytes: lastOffset, lines: lastLine };
   }
 }

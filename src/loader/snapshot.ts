@@ -177,6 +177,7 @@ export class SnapshotLoader {
     let maxTs = 0;
     let now = nowSeconds();
     let lastOffset = 0;
+    let broken: string | null = null;
     const read = await readFeed(path, { offset: 0, line: 0 }, opts, () => now, {
       change(ch, _lineNo, next) {
         lastOffset = next;
@@ -194,6 +195,12 @@ export class SnapshotLoader {
       skip(_lineNo, next) {
         lastOffset = next;
       },
+      broken(line, next, reason) {
+        lastOffset = next;
+        broken = reason;
+        rejects.push({ line, reason });
+        summary.rejected++;
+      },
       chunkDone: async () => {
         await flushRejects();
         now = nowSeconds();
@@ -204,6 +211,10 @@ export class SnapshotLoader {
     });
     await flushRejects();
     summary.lines = read.lines;
+    if (broken !== null) {
+      // A snapshot missing its tail would drop every user after the break.
+      throw new SnapshotError(`${name}: cannot be read to the end (${broken}); a partial snapshot is refused whole (the data set is left as it was)`);
+    }
     if (parsed.length === 0) {
       // An empty or wholly bad upload must not wipe the data set.
       throw new SnapshotError(`${name}: no valid record; a snapshot with no users is refused (the data set is left as it was)`);
