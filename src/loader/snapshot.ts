@@ -43,6 +43,7 @@ import { nextMembers, SNAPSHOT_TS_KEY, type ChangeLog, type Writer } from './wri
 import { readFeed, type FileCheckpoint, type ImportOptions, type ImportSummary, type Reject } from './file-import.js';
 import type { Change } from './records.js';
 import { SnapshotRecords, SortedRecords, FAST_PAIRS } from './snapshot-records.js';
+import { StoreFullError, freeBytes } from '../store/write-failure.js';
 
 export const SNAPSHOT_NAME = /\.snapshot\.(ndjson|jsonl|csv|msgpack)(\.gz)?$/;
 
@@ -148,6 +149,11 @@ export class SnapshotLoader {
     if (prev && prev.file === name && prev.size === size && prev.mtimeMs === mtimeMs && prev.done) {
       summary.bytes = size;
       return summary;
+    }
+    // While the store is full, a snapshot (re-read whole on every retry) waits until there is
+    // at least its file's size free; smaller work (a push) is what probes for space meanwhile.
+    if (writer.stalled !== null && freeBytes(store.path) < size) {
+      throw new StoreFullError(writer.stalled, new Error(`${freeBytes(store.path)} bytes free, snapshot file is ${size}`));
     }
     // Readers of the generation retired by the last flip must be gone before it is emptied.
     const wait = this.flippedAt + RETIRE_AFTER_MS - Date.now();
