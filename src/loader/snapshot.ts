@@ -127,7 +127,7 @@ export class SnapshotLoader {
   }
 
   async load(path: string, opts: ImportOptions): Promise<ImportSummary> {
-    if (this.loading) throw new SnapshotError('a snapshot is already loading');
+    if (this.loading) throw new Error('a snapshot is already loading'); // not a SnapshotError: the file is fine
     this.loading = true;
     try {
       return await this.loadOnce(path, opts);
