@@ -126,13 +126,23 @@ describe('snapshot files', () => {
     expect(await segmentsOf(segd, 'fresh')).toEqual([]);
     expect(await storedUsers(segd)).toBe(1);
 
+    // A record an hour ahead of this node's clock: the snapshot's ts is capped at the load time,
+    // so live changes made after the load still apply.
+    await dropFeed(inbox, '007-ahead.snapshot.ndjson', feedLine({ op: 'add', uid: 'ahead', segments: [1], ts: Math.floor(Date.now() / 1000) + 3600 }));
+    await waitFor(async () => existsSync(join(inbox, 'done', '007-ahead.snapshot.ndjson')));
+    await dropFeed(inbox, '008-live.ndjson', feedLine({ op: 'add', uid: 'live', segments: [2], ts: Math.floor(Date.now() / 1000) + 30 }));
+    await waitFor(async () => existsSync(join(inbox, 'done', '008-live.ndjson')));
+    expect(await segmentsOf(segd, 'live')).toEqual([2]);
+    expect(await segmentsOf(segd, 'csv-user')).toEqual([]);
+
     const report = await stopReport(segd, { allowWarnings: true });
     expect(report.code).toBe(0);
     expect(report.stderr).toBe('');
     expect(segd.logs.filter((l) => (l.level ?? 0) >= 40).map((l) => l.msg)).toEqual(Array(3).fill('inbox snapshot refused; moved to done/ with its reason in rejects/'));
     const st = await readStore(segd.dataDir);
-    expect(st.counts).toEqual({ 98: 1, 99: 1 });
+    expect(st.counts).toEqual({ 1: 1, 2: 1 });
     expect(st.snapshotTs).toBeGreaterThanOrEqual(now);
+    expect(st.snapshotTs).toBeLessThanOrEqual(Math.floor(Date.now() / 1000));
   });
 
   it('readers see the old set or the new one, never a mix, while a snapshot swaps in; pushes meanwhile are kept', async () => {

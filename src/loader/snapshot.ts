@@ -19,8 +19,8 @@
 // restart empties the inactive one and loads the snapshot again from the
 // start. A crash after 3 finds the file's checkpoint done.
 //
-// Merge rules (snapshot ts T = the newest record ts in the file; records
-// without a ts are stamped with the load time):
+// Merge rules (snapshot ts T = the newest record ts in the file, at most the
+// load time; records without a ts are stamped with the load time):
 //   - user in both: the newer wins whole; on a tie the snapshot. A deletion
 //     (tombstone) newer than the snapshot's record keeps the user deleted.
 //     (Changes committed during the load are replayed on the result exactly;
@@ -218,6 +218,9 @@ export class SnapshotLoader {
     });
     await flushRejects();
     summary.lines = read.lines;
+    // Capped at now: a record a few hours ahead (clock skew upstream, allowed up to a day)
+    // must not make every change of the next hours stale.
+    maxTs = Math.min(maxTs, nowSeconds());
     if (broken !== null) {
       // A snapshot missing its tail would drop every user after the break.
       throw new SnapshotError(`${name}: cannot be read to the end (${broken}); a partial snapshot is refused whole (the data set is left as it was)`);
