@@ -36,6 +36,18 @@ describe('SnapshotRecords', () => {
   });
 });
 
+describe('SnapshotRecords growth', () => {
+  it('keeps every record across the growth of its arrays', () => {
+    const recs = new SnapshotRecords();
+    const N = 5000; // past the initial 1,024 records and 65,536 pair slots
+    for (let i = 0; i < N; i++) recs.push({ op: 'add', uid: `u${i}`, ids: Array.from({ length: 20 }, (_, k) => i + k), ttls: Array(20).fill(i % 7), ts: 1_000_000 + i });
+    expect(recs.length).toBe(N);
+    for (const i of [0, 1023, 1024, 3276, 3277, N - 1]) {
+      expect(recs.change(i)).toEqual({ op: 'add', uid: `u${i}`, ids: Array.from({ length: 20 }, (_, k) => i + k), ttls: Array(20).fill(i % 7), ts: 1_000_000 + i });
+    }
+  });
+});
+
 describe('sortedOrder', () => {
   it('orders like the members db (UTF-8 bytes) and keeps records of one uid in file order', () => {
     const uid = fc.oneof(fc.string({ minLength: 1, maxLength: 4 }), fc.string({ unit: 'grapheme', minLength: 1, maxLength: 3 }), fc.constantFrom('a', 'ab', 'b', 'é', '\u{1F600}', '\uE000'));

@@ -28,11 +28,7 @@ export class SnapshotRecords {
     const i = this.uids.length;
     if (i === this.ts.length) this.grow();
     const n = ch.ids.length;
-    while (this.used + 2 * n > this.pairs.length) {
-      const p = new Uint32Array(this.pairs.length * 2);
-      p.set(this.pairs.subarray(0, this.used));
-      this.pairs = p;
-    }
+    while (this.used + 2 * n > this.pairs.length) this.pairs = grown(this.pairs, new Uint32Array(this.pairs.length * 2));
     this.uids.push(ch.uid);
     this.ts[i] = ch.ts;
     this.ops[i] = OPS.indexOf(ch.op);
@@ -46,18 +42,10 @@ export class SnapshotRecords {
 
   private grow(): void {
     const cap = this.ts.length * 2;
-    const ts = new Uint32Array(cap);
-    ts.set(this.ts);
-    this.ts = ts;
-    const ops = new Uint8Array(cap);
-    ops.set(this.ops);
-    this.ops = ops;
-    const start = new Float64Array(cap);
-    start.set(this.start);
-    this.start = start;
-    const len = new Uint32Array(cap);
-    len.set(this.len);
-    this.len = len;
+    this.ts = grown(this.ts, new Uint32Array(cap));
+    this.ops = grown(this.ops, new Uint8Array(cap));
+    this.start = grown(this.start, new Float64Array(cap));
+    this.len = grown(this.len, new Uint32Array(cap));
   }
 
   tsOf(i: number): number {
@@ -117,6 +105,11 @@ export class SnapshotRecords {
     }
     return HEADER_BYTES + w * PAIR_BYTES;
   }
+}
+
+function grown<T extends Uint8Array | Uint32Array | Float64Array>(from: T, to: T): T {
+  to.set(from as never);
+  return to;
 }
 
 const SLOTS = 130; // second code unit: none, 0..127, ≥ 128
