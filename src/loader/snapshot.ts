@@ -67,12 +67,23 @@ class LoadLog implements ChangeLog {
   /** Each user's stored value before its first logged change (decoded now: the buffer is LMDB's, valid only during the call). */
   readonly before = new Map<string, Side | undefined>();
   readonly changes: Change[] = [];
+  /** Users written otherwise (not by a Change) during the load: copied from the active generation at the flip. */
+  readonly touched = new Set<string>();
   private mark = 0;
   private readonly added: string[] = [];
+  private readonly addedTouched: string[] = [];
 
   begin(): void {
     this.mark = this.changes.length;
     this.added.length = 0;
+    this.addedTouched.length = 0;
+  }
+
+  touch(uid: string): void {
+    if (!this.touched.has(uid)) {
+      this.touched.add(uid);
+      this.addedTouched.push(uid);
+    }
   }
 
   record(ch: Change, before: Buffer | undefined): void {
@@ -86,7 +97,9 @@ class LoadLog implements ChangeLog {
   abort(): void {
     this.changes.length = this.mark;
     for (const uid of this.added) this.before.delete(uid);
+    for (const uid of this.addedTouched) this.touched.delete(uid);
     this.added.length = 0;
+    this.addedTouched.length = 0;
   }
 }
 
@@ -108,12 +121,21 @@ const utf8Order: Compare = (a, b) => Buffer.compare(Buffer.from(a), Buffer.from(
 /** UTF-16 order equals UTF-8 byte order unless a string holds a surrogate or a char ≥ U+E000. */
 const NEEDS_UTF8_ORDER = /[\uD800-\uFFFF]/;
 
+export interface SnapshotOptions {
+  /**
+   * Users a snapshot must not bring back whatever it says (opted out, deleted
+   * by a privacy request): their records are skipped and what the store
+   * holds for them is kept.
+   */
+  excluded?: (uid: string, nowSec: number) => boolean;
+}
+
 export class SnapshotLoader {
   private loading = false;
   private retireTimer: NodeJS.Timeout | null = null;
   private flippedAt = 0;
 
-  constructor(private readonly store: Store, private readonly writer: Writer) {}
+  constructor(private readonly store: Store, private readonly writer: Writer, private readonly opts: SnapshotOptions = {}) {}
 
   /** At start-up (nothing reads the inactive generation yet): leftovers of an interrupted snapshot go. */
   clearInactive(): void {
@@ -236,6 +258,7 @@ export class SnapshotLoader {
     const sorted = new SortedRecords(recs, cmp);
 
     // 2. Merge into the inactive generation, in key order, appending.
+    const excluded = this.opts.excluded;
     const scratch = Buffer.allocUnsafe(HEADER_BYTES + PAIR_BYTES * FAST_PAIRS);
     const counts = new Map<number, number>();
     const bump = (ms: readonly Membership[], d: number) => {
@@ -259,6 +282,10 @@ export class SnapshotLoader {
         const putSnapshotOnly = (at: number): number => {
           const uid = sorted.uid(at);
           const g = at + 1 < end && sorted.uid(at + 1) === uid ? sorted.groupEnd(at + 1) : at + 1;
+          if (excluded?.(uid, now)) {
+            summary.stale++;
+            return g;
+          }
           summary.applied++;
           const len = g === at + 1 ? sorted.encodeFresh(at, now, scratch) : -1;
           if (len < 0) {
@@ -284,12 +311,13 @@ export class SnapshotLoader {
           if (j < end && sorted.uid(j) === uid) {
             const g = sorted.groupEnd(j + 1);
             const s = fold(sorted.changes(j, g), now);
-            const v = decide(a, s, maxTs)!;
+            const v = excluded?.(uid, now) ? a : decide(a, s, maxTs)!;
+            j = g;
             if (v === s) summary.applied++;
             else summary.stale++;
+            if (v === undefined) continue;
             if (v.members.length > 0 && (a === undefined || a.members.length === 0)) writer.newUser(uid);
             put(uid, v);
-            j = g;
           } else {
             const v = decide(a, undefined, maxTs);
             if (v !== undefined) put(uid, v);
@@ -309,10 +337,11 @@ export class SnapshotLoader {
     const t1 = performance.now();
     writer.dirty = null;
     writer.commit(() => {
+      const cur = active();
       // Users changed during the load: merged again from their value before it…
       for (const [uid, b] of log.before) {
         const at = sorted.find(uid);
-        const v = decide(b, at === null ? undefined : fold(sorted.changes(at[0], at[1]), now), maxTs);
+        const v = excluded?.(uid, now) ? b : decide(b, at === null ? undefined : fold(sorted.changes(at[0], at[1]), now), maxTs);
         const written = side(next.getBinaryFast(uid) as Buffer | undefined);
         if (written) bump(written.members, -1);
         if (v === undefined) {
@@ -332,7 +361,21 @@ export class SnapshotLoader {
         bump(ms, +1);
         next.putSync(ch.uid, encodeMembers(Math.max(ch.ts, cur?.updatedAt ?? 0), ms));
       }
-      for (const uid of log.before.keys()) {
+      // Users other writes changed during the load (an ID-graph merge, a privacy deletion: newer
+      // than the snapshot by definition, and not expressible as a Change): the active value wins.
+      for (const uid of log.touched) {
+        const a = cur.getBinaryFast(uid) as Buffer | undefined;
+        const v = a === undefined ? undefined : side(a);
+        const written = side(next.getBinaryFast(uid) as Buffer | undefined);
+        if (written) bump(written.members, -1);
+        if (v === undefined) {
+          if (written) next.removeSync(uid);
+          continue;
+        }
+        next.putSync(uid, encodeMembers(v.updatedAt, v.members));
+        bump(v.members, +1);
+      }
+      for (const uid of [...log.before.keys(), ...log.touched]) {
         const v = side(next.getBinaryFast(uid) as Buffer | undefined);
         if (v && v.members.length > 0) writer.newUser(uid);
       }

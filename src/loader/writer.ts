@@ -231,6 +231,12 @@ export interface ChangeLog {
   begin(): void;
   /** `before`: the stored value the change applies to (valid only during the call). */
   record(ch: Change, before: Buffer | undefined): void;
+  /**
+   * A user's members written other than by a Change (any writer of `members`
+   * outside apply/sweep, e.g. ID-graph merges or privacy deletions, must call
+   * this while a snapshot loads): its stored value is carried into the new generation.
+   */
+  touch(uid: string): void;
   /** The transaction since begin() did not commit. */
   abort(): void;
 }
