@@ -129,15 +129,21 @@ export class KnownUsers {
     // snapshot:false: a long scan must not pin an old read snapshot (file growth);
     // users created meanwhile reach `next` through onNewUser.
     let chunk = 0;
-    for (const key of this.store.members.getKeys({ snapshot: false })) {
-      next.add(key as string);
-      n++;
-      if (++chunk === SCAN_CHUNK) {
-        chunk = 0;
-        await yieldToLoop();
-        if (this.closing) {
-          this.building = null;
-          return; // abandoned: the next start rebuilds
+    // A snapshot that swaps generations mid-scan (and soon empties the one being
+    // scanned) restarts the scan on the new one; what was added stays (false positives only).
+    for (let gen = -1; gen !== this.store.generation(); ) {
+      gen = this.store.generation();
+      for (const key of this.store.generations[gen]!.getKeys({ snapshot: false })) {
+        next.add(key as string);
+        n++;
+        if (++chunk === SCAN_CHUNK) {
+          chunk = 0;
+          await yieldToLoop();
+          if (this.closing) {
+            this.building = null;
+            return; // abandoned: the next start rebuilds
+          }
+          if (this.store.generation() !== gen) break;
         }
       }
     }
