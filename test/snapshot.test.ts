@@ -100,7 +100,8 @@ describe('snapshot files', () => {
     expect(await segmentsOf(segd, 'not-in-snapshot')).toEqual([]);
     expect(await segmentsOf(segd, 'never-seen')).toEqual([]);
     expect(await segmentsOf(segd, 'fresh')).toEqual([7, 8, 10]);
-    const imported = segd.logs.find((l) => l.msg === 'inbox file imported' && l.file === '003-late.ndjson')!;
+    // The file reaches done/ just before its summary is logged.
+    const imported = await segd.waitForLog((l) => l.msg === 'inbox file imported' && l.file === '003-late.ndjson');
     expect(imported.stale).toBe(2);
 
     // Refused whole, data left as it was: a snapshot with no valid record, and one older than the loaded one.

@@ -99,11 +99,11 @@ describe.skipIf(!canMount)('a disk that fills (tmpfs data dir)', () => {
       const metrics = await (await fetch(`${segd.url}/metrics`)).text();
       expect(Number(/segd_store_users (\d+)/.exec(metrics)?.[1])).toBe(1000 + N + 1);
       // Lines are all the same length: the resumed import applied exactly the lines after the last committed checkpoint.
-      const imported = segd.logs.find((l) => l.msg === 'inbox file imported')!;
+      const imported = await segd.waitForLog((l) => l.msg === 'inbox file imported');
       const lineBytes = Buffer.byteLength(users) / N;
       expect(imported.applied).toBe(N - (imported.resumedFrom as number) / lineBytes);
       expect(segd.logs.filter((l) => l.msg === 'store full: loader stopped, lookups keep serving the last committed data')).toHaveLength(1);
-      expect(segd.logs.some((l) => l.msg === 'store takes writes again; loader resumed')).toBe(true);
+      await segd.waitForLog((l) => l.msg === 'store takes writes again; loader resumed');
       expect(await segd.stop()).toBe(0);
       // lmdb-js's native code reports each failed page write on stderr itself; nothing else may appear there.
       expect(segd.stderr.join('').replace(/Write error: No space left on device position \d+, size \d+\n?/g, '')).toBe('');

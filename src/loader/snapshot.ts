@@ -338,18 +338,21 @@ export class SnapshotLoader {
     writer.dirty = null;
     writer.commit(() => {
       const cur = active();
-      // Users changed during the load: merged again from their value before it…
-      for (const [uid, b] of log.before) {
-        const at = sorted.find(uid);
-        const v = excluded?.(uid, now) ? b : decide(b, at === null ? undefined : fold(sorted.changes(at[0], at[1]), now), maxTs);
+      /** Replaces what the merge wrote for `uid` (undefined: nothing), keeping the counts right. */
+      const overwrite = (uid: string, v: Side | undefined) => {
         const written = side(next.getBinaryFast(uid) as Buffer | undefined);
         if (written) bump(written.members, -1);
         if (v === undefined) {
           if (written) next.removeSync(uid);
-          continue;
+          return;
         }
         next.putSync(uid, encodeMembers(v.updatedAt, v.members));
         bump(v.members, +1);
+      };
+      // Users changed during the load: merged again from their value before it…
+      for (const [uid, b] of log.before) {
+        const at = sorted.find(uid);
+        overwrite(uid, excluded?.(uid, now) ? b : decide(b, at === null ? undefined : fold(sorted.changes(at[0], at[1]), now), maxTs));
       }
       // …then their changes replayed in commit order, by the writer's rules.
       for (const ch of log.changes) {
@@ -363,18 +366,7 @@ export class SnapshotLoader {
       }
       // Users other writes changed during the load (an ID-graph merge, a privacy deletion: newer
       // than the snapshot by definition, and not expressible as a Change): the active value wins.
-      for (const uid of log.touched) {
-        const a = cur.getBinaryFast(uid) as Buffer | undefined;
-        const v = a === undefined ? undefined : side(a);
-        const written = side(next.getBinaryFast(uid) as Buffer | undefined);
-        if (written) bump(written.members, -1);
-        if (v === undefined) {
-          if (written) next.removeSync(uid);
-          continue;
-        }
-        next.putSync(uid, encodeMembers(v.updatedAt, v.members));
-        bump(v.members, +1);
-      }
+      for (const uid of log.touched) overwrite(uid, side(cur.getBinaryFast(uid) as Buffer | undefined));
       for (const uid of [...log.before.keys(), ...log.touched]) {
         const v = side(next.getBinaryFast(uid) as Buffer | undefined);
         if (v && v.members.length > 0) writer.newUser(uid);
