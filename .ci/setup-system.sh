@@ -3,9 +3,10 @@
 # need. Idempotent: packages already present are skipped. Called by .ci/run.
 set -euo pipefail
 
-# Programs the test suite runs for real: nats-server (JetStream source tests).
-# Chromium and Redis join this list with the issues that need them.
-TEST_PACKAGES=(nats-server)
+# Programs the test suite runs for real: nats-server (JetStream source tests),
+# chromium (cookie sync end to end, driven by playwright-core at /usr/bin/chromium),
+# redis-server (the Fastify + Redis baseline of `segd loadtest --compare`).
+TEST_PACKAGES=(nats-server chromium redis-server)
 # Load generators for `npm run bench` (not needed by the tests).
 BENCH_PACKAGES=(wrk util-linux)
 

@@ -27,15 +27,16 @@
 // only when something crashed. Every process it starts is stopped by pid (also
 // on error and SIGINT), and its temp dir is removed.
 import autocannon from 'autocannon';
-import { followJsonLog, type LogLine } from './json-log.js';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createReadStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
+import { cleanup, hasCommand, httpGet, installCleanupHandlers, pin, planPinning, run, startServer, stopChild, tempDirs, type Pinning, type Server } from './processes.js';
+import { createReadStream, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_SYNTHETIC, Zipf, uidFor } from '../src/gen/synthetic.js';
-import type { Latency, LoopSummary } from './open-loop-client.js';
+import { DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
+import { sampleKeys } from './keys.js';
+import { rawRequest, writeRequests, type LoopSummary } from './open-loop-client.js';
+import type { Latency } from './open-loop-client.js';
+import { runWrk, wrkScript } from './wrk.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const SEGD_BIN = join(ROOT, 'bin/segd.js');
@@ -146,198 +147,9 @@ function phase(msg: string): void {
 const fmtInt = (n: number) => Math.round(n).toLocaleString('en-US');
 const kfmt = (n: number) => (n >= 10_000 ? `${(n / 1000).toFixed(1)}k` : fmtInt(n));
 
-// ───────────────────────── processes and cleanup ─────────────────────────
-
-const children = new Set<ChildProcess>();
-const tempDirs = new Set<string>();
-
-function track(child: ChildProcess): ChildProcess {
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return child;
-}
-
-function alive(child: ChildProcess): boolean {
-  return child.exitCode === null && child.signalCode === null;
-}
-
-function exitOf(child: ChildProcess): Promise<void> {
-  if (!alive(child)) return Promise.resolve();
-  return new Promise((r) => child.once('exit', () => r()));
-}
-
-/** SIGTERM by pid, SIGKILL after `graceMs`. */
-async function stopChild(child: ChildProcess, graceMs = 5000): Promise<void> {
-  if (!alive(child) || child.pid === undefined) return;
-  try {
-    process.kill(child.pid, 'SIGTERM');
-  } catch {
-    return;
-  }
-  let timer: NodeJS.Timeout | undefined;
-  const killed = new Promise<void>((r) => {
-    timer = setTimeout(() => {
-      if (alive(child) && child.pid !== undefined) {
-        try {
-          process.kill(child.pid, 'SIGKILL');
-        } catch {
-          /* gone meanwhile */
-        }
-      }
-      r();
-    }, graceMs);
-  });
-  await Promise.race([exitOf(child), killed]);
-  clearTimeout(timer);
-  await exitOf(child);
-}
-
-let cleaningUp: Promise<void> | null = null;
-function cleanup(): Promise<void> {
-  cleaningUp ??= (async () => {
-    await Promise.all([...children].map((c) => stopChild(c)));
-    for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
-    tempDirs.clear();
-  })();
-  return cleaningUp;
-}
-
-// Last resort (an uncaught throw, process.exit): synchronous kill and removal.
-process.on('exit', () => {
-  for (const c of children) {
-    if (alive(c) && c.pid !== undefined) {
-      try {
-        process.kill(c.pid, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
-    }
-  }
-  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
-});
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    phase(`${sig}: stopping the servers and removing temp files`);
-    void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
-  });
-}
-
-/** Runs a command to completion; rejects with its stderr on a non-zero exit. */
-function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<{ stdout: string; stderr: string }> {
-  return new Promise((resolveRun, reject) => {
-    const child = track(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env }));
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    child.once('error', reject);
-    child.once('exit', (code, signal) => {
-      if (code === 0) resolveRun({ stdout, stderr });
-      else reject(new Error(`${cmd} ${args.join(' ')} failed (${signal ?? `exit ${code}`}):\n${stderr.trim() || stdout.trim()}`));
-    });
-  });
-}
-
-function hasCommand(cmd: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
-}
-
-interface Server {
-  name: string;
-  proc: ChildProcess;
-  port: number;
-  logs: LogLine[];
-  stderr: string[];
-  waitLog(pred: (l: LogLine) => boolean, ms: number, what: string): Promise<LogLine>;
-  /** Throws if the process is gone (it must live through every phase). */
-  check(): void;
-}
-
-/** Starts a server that logs JSON lines on stdout, and waits for "listening". */
-async function startServer(name: string, args: string[], env: NodeJS.ProcessEnv): Promise<Server> {
-  const proc = track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env }));
-  const { logs, stderr, waitFor } = followJsonLog(proc, name, 1000);
-  const waitLog = (pred: (l: LogLine) => boolean, ms: number, what: string) => waitFor(pred, ms, `"${what}"`);
-  proc.once('error', (err) => stderr.push(String(err)));
-  const listening = await waitLog((l) => l.msg === 'listening', 30_000, 'listening');
-  const port = listening.port;
-  if (typeof port !== 'number') throw new Error(`${name}: "listening" line has no port: ${JSON.stringify(listening)}`);
-  return {
-    name,
-    proc,
-    port,
-    logs,
-    stderr,
-    waitLog,
-    check() {
-      if (!alive(proc)) throw new Error(`${name} exited (${proc.signalCode ?? `code ${proc.exitCode}`}); stderr: ${stderr.join('').trim().slice(-2000) || '(none)'}`);
-    },
-  };
-}
-
-function httpGet(port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((res, rej) => {
-    const req = httpRequest({ host: HOST, port, path, method: 'GET', agent: false }, (r) => {
-      let body = '';
-      r.setEncoding('utf8').on('data', (c: string) => (body += c));
-      r.on('end', () => res({ status: r.statusCode ?? 0, body }));
-    });
-    req.on('error', rej);
-    req.setTimeout(10_000, () => req.destroy(new Error(`GET ${path}: timed out`)));
-    req.end();
-  });
-}
-
-// ───────────────────────────── CPU pinning ─────────────────────────────
-
-interface Pinning {
-  pinned: boolean;
-  serverCpu?: number;
-  generatorCpu?: number;
-  why: string;
-}
-
-/** CPUs this process may run on, from `taskset -cp`. */
-function allowedCpus(): number[] {
-  const r = spawnSync('taskset', ['-cp', String(process.pid)], { encoding: 'utf8' });
-  const m = /list:\s*([\d,\s-]+)$/m.exec(r.stdout ?? '');
-  if (r.status !== 0 || !m) return [];
-  const out: number[] = [];
-  for (const part of m[1]!.trim().split(',')) {
-    const [a, b] = part.split('-').map((s) => Number(s.trim()));
-    if (a === undefined || !Number.isInteger(a)) continue;
-    for (let c = a; c <= (b ?? a); c++) out.push(c);
-  }
-  return out;
-}
-
-function planPinning(want: boolean): Pinning {
-  if (!want) return { pinned: false, why: 'unpinned (--no-pin)' };
-  if (!hasCommand('taskset')) return { pinned: false, why: 'unpinned: `taskset` not found (util-linux); figures are noisier' };
-  const cpusAllowed = allowedCpus();
-  if (cpusAllowed.length < 2) return { pinned: false, why: `unpinned: fewer than 2 CPUs available (${cpusAllowed.join(',') || '?'})` };
-  const [serverCpu, generatorCpu] = cpusAllowed as [number, number];
-  return { pinned: true, serverCpu, generatorCpu, why: `servers on CPU ${serverCpu}, generators (this process, wrk) on CPU ${generatorCpu} (taskset)` };
-}
-
-/** Pins every thread of `pid` to `cpu`. */
-function pin(pid: number, cpu: number): void {
-  const r = spawnSync('taskset', ['-a', '-cp', String(cpu), String(pid)], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`taskset -a -cp ${cpu} ${pid} failed: ${r.stderr}`);
-}
+installCleanupHandlers(phase);
 
 // ───────────────────────────── the request mix ─────────────────────────────
-
-/** mulberry32: a small seeded PRNG, so the path list is the same every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface PathSet {
   paths: string[];
@@ -345,33 +157,11 @@ interface PathSet {
   distinctUsers: number;
 }
 
-/**
- * Request paths for the lookup mix: `known` of them for users i < N, chosen by
- * Zipf rank (ranks scattered over 0..N-1 by a fixed bijection, so the hot users
- * are not simply the first ones in the feed); the rest for users N ≤ i < 2N,
- * which have the same key shapes but are not in the data set.
- */
+/** Request paths for the lookup mix (loadtest/keys.ts: Zipf-skewed known users, uniform unknown ones). */
 function buildPaths(o: Opts): PathSet {
-  const rnd = prng(o.seed ^ 0xbe4c);
-  const zipfN = Math.min(o.users, 10_000_000);
-  const zipf = new Zipf(zipfN, o.zipf);
-  const N = BigInt(o.users);
-  const A = 2_147_483_647n; // prime > any N allowed, so i ↦ i·A mod N is a bijection
-  const paths: string[] = [];
-  const users = new Set<number>();
-  let known = 0;
-  for (let k = 0; k < o.paths; k++) {
-    let i: number;
-    if (rnd() < o.known) {
-      i = Number((BigInt(zipf.rank(rnd())) * A) % N);
-      known++;
-    } else {
-      i = o.users + Math.floor(rnd() * o.users);
-    }
-    users.add(i);
-    paths.push(`/v1/segments?uid=${encodeURIComponent(uidFor(o.seed, i))}`);
-  }
-  return { paths, knownShare: known / o.paths, distinctUsers: users.size };
+  const mix = sampleKeys({ seed: o.seed, users: o.users, hitRatio: o.known, zipf: o.zipf, count: o.paths });
+  const paths = mix.uids.map((uid) => `/v1/segments?uid=${encodeURIComponent(uid)}`);
+  return { paths, knownShare: mix.knownShare, distinctUsers: mix.distinct };
 }
 
 /** Memberships in a feed: top-level elements of each line's "segments" array. */
@@ -488,62 +278,19 @@ async function autocannonMeasure(
   };
 }
 
-/** A wrk script that cycles through the precomputed paths and reports in µs as JSON. */
-function wrkScript(pathsFile: string): string {
-  return `-- written by loadtest/bench-lookup.ts
-local reqs = {}
-local n = 0
-local idx = 0
-
-function init(args)
-  for line in io.lines(${JSON.stringify(pathsFile)}) do
-    n = n + 1
-    reqs[n] = wrk.format("GET", line)
-  end
-end
-
-function request()
-  idx = idx + 1
-  if idx > n then idx = 1 end
-  return reqs[idx]
-end
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRK_JSON {"requests":%.0f,"duration_us":%.0f,"connect":%.0f,"read":%.0f,"write":%.0f,"status":%.0f,"timeout":%.0f,' ..
-    '"p50":%.0f,"p90":%.0f,"p99":%.0f,"p999":%.0f,"max":%.0f,"mean":%.1f}\\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9),
-    latency.max, latency.mean))
-end
-`;
-}
-
-/** wrk's own summary (latencies in µs), as its Lua `done` hook prints it. */
-interface WrkJson extends Latency {
-  requests: number;
-  duration_us: number;
-  connect: number;
-  read: number;
-  write: number;
-  status: number;
-  timeout: number;
-}
-
-async function runWrk(port: number, script: string, o: Opts, seconds: number, pinning: Pinning): Promise<WrkJson> {
-  const args = ['-t1', `-c${o.connections}`, `-d${seconds}s`, '--latency', '-s', script, `http://${HOST}:${port}/`];
-  const [cmd, argv] = pinning.pinned ? ['taskset', ['-c', String(pinning.generatorCpu), 'wrk', ...args]] : ['wrk', args];
-  const { stdout } = await run(cmd, argv as string[]);
-  const line = stdout.split('\n').find((l) => l.startsWith('WRK_JSON '));
-  if (!line) throw new Error(`wrk printed no WRK_JSON line:\n${stdout}`);
-  return JSON.parse(line.slice('WRK_JSON '.length)) as WrkJson;
-}
+const wrkRun = (port: number, script: string, o: Opts, seconds: number, pinning: Pinning) => ({
+  host: HOST,
+  port,
+  script,
+  connections: o.connections,
+  seconds,
+  ...(pinning.pinned ? { cpu: pinning.generatorCpu! } : {}),
+});
 
 async function wrkMeasure(server: Server, name: ServerName, round: number, script: string, o: Opts, pinning: Pinning): Promise<Measurement> {
-  if (o.warmupS > 0) await runWrk(server.port, script, o, o.warmupS, pinning);
+  if (o.warmupS > 0) await runWrk(wrkRun(server.port, script, o, o.warmupS, pinning));
   server.check();
-  const w = await runWrk(server.port, script, o, o.durationS, pinning);
+  const w = await runWrk(wrkRun(server.port, script, o, o.durationS, pinning));
   server.check();
   const seconds = w.duration_us / 1e6;
   return {
@@ -727,8 +474,10 @@ async function main(): Promise<void> {
   const { paths, knownShare, distinctUsers } = buildPaths(o);
   const pathsFile = join(tmp, 'paths.txt');
   writeFileSync(pathsFile, paths.join('\n') + '\n');
-  const luaFile = join(tmp, 'paths.lua');
-  writeFileSync(luaFile, wrkScript(pathsFile));
+  const requestsFile = join(tmp, 'requests.bin');
+  writeRequests(requestsFile, paths.map((p) => rawRequest(HOST, 'GET', p, {})));
+  const luaFile = join(tmp, 'requests.lua');
+  writeFileSync(luaFile, wrkScript(requestsFile));
   phase(`request mix: ${fmtInt(paths.length)} paths, ${(knownShare * 100).toFixed(1)}% known users (Zipf s=${o.zipf}), ${fmtInt(distinctUsers)} distinct users`);
 
   // sanity: the servers answer, and segd knows the known keys

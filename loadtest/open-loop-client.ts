@@ -3,36 +3,37 @@
 // "1 ms" from a ms-resolution histogram says nothing (DESIGN.md, "Measuring on
 // this kind of machine").
 //
-//   node dist/loadtest/open-loop-client.js --port P --paths FILE
-//        [--rate R] [--connections C] [--warmup-ms W] [--duration-ms D] [--host H]
+//   node dist/loadtest/open-loop-client.js --port P (--paths FILE | --requests FILE)
+//        [--rate R] [--connections C] [--warmup-ms W] [--duration-ms D] [--host H] [--ok-below 300]
 //
-// Prints one JSON line (LoopSummary). --rate 0 runs closed loop (each
+// Prints one JSON line (LoopSummary; with --requests, whole requests written
+// by `writeRequests`, also the Recorder's figures: timeline, histogram, errors). --rate 0 runs closed loop (each
 // connection sends its next request when the answer arrives), which tells how
 // much this client can drive; --rate R > 0 runs open loop on a fixed schedule.
 //
 // Raw keep-alive sockets, one request in flight per socket (no pipelining),
 // the request paths read from FILE (one per line) and cycled. Run it as its own
 // process so the caller's heap and GC pauses stay out of the figures.
-import { build as buildHistogram, type Histogram } from 'hdr-histogram-js';
-import { readFileSync } from 'node:fs';
+import type { Histogram } from 'hdr-histogram-js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Recorder, usHistogram, percentilesOf as latencyOf, type Percentiles as Latency } from './recorder.js';
+
+export type { Latency };
 import { connect, type Socket } from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
-export interface Latency {
-  p50: number;
-  p90: number;
-  p99: number;
-  p999: number;
-  max: number;
-  mean: number;
-}
-
 export interface LoopOptions {
   host: string;
   port: number;
-  /** Request paths, cycled in order. */
+  /** Request paths (GET), cycled in order; or `requests`. */
   paths: string[];
+  /** Whole HTTP/1.1 requests (see `rawRequest`), cycled in order; used instead of `paths` when given. */
+  requests?: Buffer[];
+  /** Called for every answer in the measured window (latency from the scheduled send, in µs). */
+  onAnswer?: (latencyUs: number, status: number) => void;
+  /** Called once per connection lost (error or close by the server). */
+  onConnectionLost?: (why: string) => void;
   connections: number;
   /** Requests per second on a fixed schedule; 0 = closed loop. */
   rate: number;
@@ -47,7 +48,7 @@ export interface LoopResult {
   /** Connection errors and closes. */
   errors: number;
   non2xx: number;
-  /** Requests never answered (connection lost, or no answer 5 s after the end). */
+  /** Requests never answered (connection lost, no answer 5 s after the end, or in open loop never sent by then). */
   lost: number;
   /** From the scheduled send time (open loop: includes waiting for a free connection). */
   latency: Histogram;
@@ -71,19 +72,7 @@ export interface LoopSummary {
   sendLagUs: Latency;
 }
 
-const newHistogram = (): Histogram =>
-  buildHistogram({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
-
-export function latencyOf(h: Histogram): Latency {
-  return {
-    p50: h.getValueAtPercentile(50),
-    p90: h.getValueAtPercentile(90),
-    p99: h.getValueAtPercentile(99),
-    p999: h.getValueAtPercentile(99.9),
-    max: h.maxValue,
-    mean: h.mean,
-  };
-}
+const newHistogram = () => usHistogram(3);
 
 interface Conn {
   sock: Socket;
@@ -96,6 +85,47 @@ interface Conn {
 
 const HEADER_END = Buffer.from('\r\n\r\n');
 const CONTENT_LENGTH = /\r\ncontent-length:[ \t]*(\d+)/i;
+
+/** GET requests for `paths`, in one buffer; a socket write takes a view of it. */
+function getRequests(host: string, paths: string[]): Buffer[] {
+  const texts = paths.map((p) => `GET ${p} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+  const all = Buffer.from(texts.join(''), 'latin1');
+  const offsets = new Uint32Array(texts.length + 1);
+  for (let i = 0; i < texts.length; i++) offsets[i + 1] = offsets[i]! + texts[i]!.length;
+  return texts.map((_, i) => all.subarray(offsets[i]!, offsets[i + 1]!));
+}
+
+/** Requests for --requests FILE: each one a u32 (big-endian) length, then its bytes. */
+export function writeRequests(file: string, reqs: Buffer[]): void {
+  const parts: Buffer[] = [];
+  for (const r of reqs) {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(r.length);
+    parts.push(len, r);
+  }
+  writeFileSync(file, Buffer.concat(parts));
+}
+
+function readRequests(file: string): Buffer[] {
+  const all = readFileSync(file);
+  const out: Buffer[] = [];
+  for (let at = 0; at + 4 <= all.length; ) {
+    const n = all.readUInt32BE(at);
+    out.push(all.subarray(at + 4, at + 4 + n));
+    at += 4 + n;
+  }
+  return out;
+}
+
+/** One keep-alive HTTP/1.1 request, encoded once. */
+export function rawRequest(host: string, method: string, path: string, headers: Record<string, string>, body?: string | Buffer): Buffer {
+  let head = `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\n`;
+  for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
+  const b = body === undefined ? undefined : typeof body === 'string' ? Buffer.from(body) : body;
+  if (b) head += `Content-Length: ${b.length}\r\n`;
+  head += '\r\n';
+  return b ? Buffer.concat([Buffer.from(head, 'latin1'), b]) : Buffer.from(head, 'latin1');
+}
 
 /**
  * Open loop (`rate` > 0): request k is due at t0 + k/rate and goes out on the
@@ -112,13 +142,9 @@ export async function driveLoop(o: LoopOptions): Promise<LoopResult> {
   const sendLag = newHistogram();
   const res: LoopResult = { completed: 0, seconds: o.durationMs / 1000, errors: 0, non2xx: 0, lost: 0, latency, service, sendLag };
 
-  // All requests in one buffer; a socket write takes a view of it.
-  const texts = o.paths.map((p) => `GET ${p} HTTP/1.1\r\nHost: ${o.host}\r\n\r\n`);
-  const all = Buffer.from(texts.join(''), 'latin1');
-  const offsets = new Uint32Array(texts.length + 1);
-  for (let i = 0; i < texts.length; i++) offsets[i + 1] = offsets[i]! + texts[i]!.length;
-  const reqs = texts.map((_, i) => all.subarray(offsets[i]!, offsets[i + 1]!));
+  const reqs = o.requests ?? getRequests(o.host, o.paths);
   const nReq = reqs.length;
+  const onAnswerHook = o.onAnswer;
 
   const conns: Conn[] = await Promise.all(
     Array.from(
@@ -184,6 +210,7 @@ export async function driveLoop(o: LoopOptions): Promise<LoopResult> {
       res.completed++;
       if (status < 200 || status > 299) res.non2xx++;
       latency.recordValue(us(now - c.intended));
+      onAnswerHook?.((now - c.intended) * 1000, status);
       service.recordValue(us(now - c.sentAt));
     }
     if (openLoop) {
@@ -207,7 +234,8 @@ export async function driveLoop(o: LoopOptions): Promise<LoopResult> {
       inFlight--;
       res.lost++;
     }
-    if (res.errors <= 3) process.stderr.write(`open-loop-client: connection lost (${why})\n`);
+    if (o.onConnectionLost) o.onConnectionLost(why);
+    else if (res.errors <= 3) process.stderr.write(`open-loop-client: connection lost (${why})\n`);
     c.sock.destroy();
     maybeFinish();
   };
@@ -275,6 +303,8 @@ export async function driveLoop(o: LoopOptions): Promise<LoopResult> {
       c.busy = false;
       inFlight--;
     }
+    // Requests still waiting for a free connection (a server slower than the rate) were never sent: lost too.
+    if (openLoop) res.lost += Math.max(0, totalK - nextK);
     finished = true;
     finish();
   }, o.warmupMs + o.durationMs + 5000);
@@ -310,6 +340,8 @@ async function cli(): Promise<void> {
       host: { type: 'string', default: '127.0.0.1' },
       port: { type: 'string' },
       paths: { type: 'string' },
+      requests: { type: 'string' },
+      'ok-below': { type: 'string', default: '300' },
       rate: { type: 'string', default: '0' },
       connections: { type: 'string', default: '50' },
       'warmup-ms': { type: 'string', default: '2000' },
@@ -322,20 +354,33 @@ async function cli(): Promise<void> {
     if (raw === undefined || raw.trim() === '' || !Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number ≥ ${min}; got ${JSON.stringify(raw)}`);
     return n;
   };
-  if (!values.paths) throw new Error('--paths FILE is required');
-  const paths = readFileSync(values.paths, 'utf8').split('\n').filter(Boolean);
-  if (!paths.length) throw new Error(`${values.paths}: no paths`);
+  if (!values.paths && !values.requests) throw new Error('--paths FILE or --requests FILE is required');
+  const paths = values.paths ? readFileSync(values.paths, 'utf8').split('\n').filter(Boolean) : [];
+  const requests = values.requests ? readRequests(values.requests) : undefined;
+  if (!paths.length && !requests?.length) throw new Error(`${values.paths ?? values.requests}: no requests`);
+  // With --requests (the load-test harness), every answer also goes to a Recorder whose figures are printed too.
+  const okBelow = num('ok-below', values['ok-below'], 200);
+  const rec = requests ? new Recorder((s) => s >= 200 && s < okBelow) : null;
   const o: LoopOptions = {
     host: values.host!,
     port: num('port', values.port, 1),
     paths,
+    ...(requests && rec
+      ? { requests, onAnswer: (us: number, st: number) => rec.answer(us, st), onConnectionLost: () => rec.failure('connection') }
+      : {}),
     connections: num('connections', values.connections, 1),
     rate: num('rate', values.rate, 0),
     warmupMs: num('warmup-ms', values['warmup-ms'], 0),
     durationMs: num('duration-ms', values['duration-ms'], 1),
   };
+  const startTimer = rec ? setTimeout(() => rec.start(), o.warmupMs) : undefined;
   const r = await driveLoop(o);
-  process.stdout.write(JSON.stringify(summarize(o, r)) + '\n');
+  clearTimeout(startTimer);
+  if (rec) {
+    rec.stop();
+    if (r.lost > 0) rec.failure('timeouts', r.lost);
+  }
+  process.stdout.write(JSON.stringify(rec ? { ...summarize(o, r), figures: rec.figures() } : summarize(o, r)) + '\n');
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -34,7 +34,7 @@ const CASES: Case[] = [
     ['malformed JSON', '{"uids": [', 'BAD_JSON'],
     ['JSON that is not an object', '[1,2,3]', 'BAD_BATCH'],
     ['uids not an array', '{"uids":"alice"}', 'BAD_BATCH'],
-    ['no uids', '{"keys":["alice"]}', 'BAD_BATCH'],
+    ['no uids', '{"ids":["alice"]}', 'BAD_BATCH'],
     ['JSON null', 'null', 'BAD_BATCH'],
   ].map(([name, body, code]): Case => ({
     name: `batch: ${name}`, method: 'POST', path: '/v1/segments:batch',

@@ -2,21 +2,14 @@
 // add/remove/replace/delete changes (with TTLs and out-of-order timestamps),
 // cut into any batches, leaves exactly the memberships and per-segment counts
 // the model predicts, and lookups return exactly the live ones.
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { rmSync } from 'node:fs';
-import { openStore } from '../src/store/env.js';
 import { Writer } from '../src/loader/writer.js';
 import { SegmentLookup } from '../src/lookup/segments.js';
 import type { Change } from '../src/loader/records.js';
-import { tempDir } from './helpers/server.js';
+import { tempStore } from './helpers/store.js';
 
-const dir = tempDir();
-const store = openStore(dir);
-afterAll(async () => {
-  await store.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+const store = tempStore();
 
 const NOW = 2_000_000_000;
 const uidArb = fc.constantFrom('u1', 'u2', 'u3', 'ü4');

@@ -5,13 +5,14 @@ import { parseArgs } from 'node:util';
 export type FlagSpec = Record<string, string>;
 export type Flags = Record<string, string | boolean | undefined>;
 
-export function parseFlags(cmd: string, argv: string[], spec: FlagSpec): Flags {
-  return parseCommand(cmd, argv, spec, 0).flags;
+/** `booleans`: flags that take no value, beyond quiet, help and json. */
+export function parseFlags(cmd: string, argv: string[], spec: FlagSpec, booleans: string[] = []): Flags {
+  return parseCommand(cmd, argv, spec, 0, booleans).flags;
 }
 
 /** Flags plus exactly `positionals` positional arguments. */
-export function parseCommand(cmd: string, argv: string[], spec: FlagSpec, positionals: number): { flags: Flags; args: string[] } {
-  const boolFlags = new Set(['quiet', 'help', 'json']);
+export function parseCommand(cmd: string, argv: string[], spec: FlagSpec, positionals: number, booleans: string[] = []): { flags: Flags; args: string[] } {
+  const boolFlags = new Set(['quiet', 'help', 'json', ...booleans]);
   const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' } };
   for (const name of Object.keys(spec)) options[name] = { type: boolFlags.has(name) ? 'boolean' : 'string' };
   let values: Flags;

@@ -6,8 +6,11 @@ export class Progress {
   private bar: cliProgress.SingleBar | null = null;
   private lastLine = 0;
   private readonly t0 = performance.now();
+  private readonly showRate: boolean;
 
-  constructor(private readonly label: string, private readonly total: number, private readonly unit: string, opts: { quiet?: boolean } = {}) {
+  /** `rate: false` for progress in time (seconds of a run), where a rate says nothing. */
+  constructor(private readonly label: string, private readonly total: number, private readonly unit: string, opts: { quiet?: boolean; rate?: boolean } = {}) {
+    this.showRate = opts.rate !== false;
     if (opts.quiet) {
       this.update = () => {};
       this.done = () => {};
@@ -15,7 +18,7 @@ export class Progress {
     }
     if (process.stderr.isTTY) {
       this.bar = new cliProgress.SingleBar(
-        { format: `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate}/s | eta {eta_formatted}`, stream: process.stderr, hideCursor: true },
+        { format: `${label} [{bar}] {percentage}% | {value}/{total} ${unit}${this.showRate ? ' | {rate}/s' : ''} | eta {eta_formatted}`, stream: process.stderr, hideCursor: true },
         cliProgress.Presets.shades_classic,
       );
       this.bar.start(total, 0, { rate: 0 });
@@ -29,7 +32,7 @@ export class Progress {
       this.bar.update(value, { rate });
     } else if (performance.now() - this.lastLine > 5000) {
       this.lastLine = performance.now();
-      process.stderr.write(`${this.label}: ${value}/${this.total} ${this.unit} (${((100 * value) / this.total).toFixed(1)}%, ${rate}/s)\n`);
+      process.stderr.write(`${this.label}: ${value}/${this.total} ${this.unit} (${((100 * value) / this.total).toFixed(1)}%${this.showRate ? `, ${rate}/s` : ''})\n`);
     }
   }
 

@@ -3,12 +3,20 @@ import { loadConfig, ConfigError } from '../config/load.js';
 import { createLogger } from '../log.js';
 import { serve } from '../server/supervisor.js';
 import { SchemaError } from '../store/env.js';
+import { readRegistrySeed } from '../partners/admin.js';
+import { cookieSettings, largestSetCookieBytes } from '../identity/cookie.js';
 
 export async function serveCommand(argv: string[]): Promise<number> {
   if (argv.length) throw new Error(`serve takes no arguments (configure with SEGD_* env vars or SEGD_CONFIG); got ${argv.join(' ')}`);
   let config;
+  let seed;
   try {
     config = loadConfig();
+    seed = readRegistrySeed(process.env.SEGD_CONFIG);
+    const cookieBytes = largestSetCookieBytes(cookieSettings(config));
+    if (cookieBytes > config.cookieMaxBytes) {
+      throw new ConfigError([`SEGD_COOKIE_MAX_BYTES: the cookie settings make answers with ${cookieBytes} bytes of Set-Cookie headers, over the limit of ${config.cookieMaxBytes} (shorten SEGD_COOKIE_DOMAIN or the cookie names, or raise the limit)`]);
+    }
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`segd: ${err.message}\n`);
@@ -19,7 +27,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const log = createLogger(config.logLevel);
   let server;
   try {
-    server = await serve(config, log);
+    server = await serve(config, log, seed);
   } catch (err) {
     if (err instanceof SchemaError) {
       log.fatal({ dataDir: config.dataDir }, err.message);

@@ -24,6 +24,7 @@ const files = (dir: string, pred: (n: string) => boolean) => {
   }
 };
 const mib = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
+const entries = (db: { getStats(): unknown }) => (db.getStats() as { entryCount: number }).entryCount;
 const progressOf = (cp: FileCheckpoint | undefined) =>
   cp ? { file: cp.file, offset: cp.offset, size: cp.size, line: cp.line, done: cp.done, percent: cp.size ? Math.round((100 * cp.offset) / cp.size) : 100 } : null;
 
@@ -58,6 +59,12 @@ export async function statusCommand(argv: string[]): Promise<number> {
         snapshotTs: (store.meta.get(SNAPSHOT_TS_KEY) as number | undefined) ?? null,
       },
       filter,
+      identity: {
+        ids: entries(store.idmap),
+        linkedProfiles: entries(store.links),
+        suppressed: entries(store.optout),
+        auditEntries: entries(store.audit),
+      },
       sources: {
         seed: { file: config.seed || null, checkpoint: progressOf(store.meta.get(SEED_CHECKPOINT) as FileCheckpoint | undefined) },
         inbox: {
@@ -90,6 +97,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
       `store    ${s.users.toLocaleString('en')} users · ${mib(s.fileBytes)} (${mib(s.freeBytes)} free on its filesystem) · schema ${String(s.schema)} · ${s.commits} commits` +
         (s.lastCommitAt ? ` · last commit ${new Date(s.lastCommitAt).toISOString()}` : ''),
       `snapshot ${s.snapshotTs ? `generation ${s.generation}, from a snapshot as of ${new Date(s.snapshotTs * 1000).toISOString()} (older changes are stale)` : 'none loaded'}`,
+      `identity ${report.identity.ids.toLocaleString('en')} ids → ${report.identity.linkedProfiles.toLocaleString('en')} profiles · ${report.identity.suppressed.toLocaleString('en')} suppressed (opt-out, deletion) · ${report.identity.auditEntries} audit entries`,
       `server   ${report.server ? `running (pid ${report.server})` : 'not running'}`,
       `filter   ${String(filter.state)}${filter.users !== undefined ? ` · ${Number(filter.users).toLocaleString('en')} users · ${mib(Number(filter.bytes))}` : ''}`,
       `seed     ${report.sources.seed.file ?? 'none'}${report.sources.seed.checkpoint ? (report.sources.seed.checkpoint.done ? ' · done' : ` · ${report.sources.seed.checkpoint.percent}%`) : ''}`,

@@ -11,6 +11,9 @@ export class ConfigError extends Error {
   }
 }
 
+/** Config-file keys that are not settings but records (partners, taxonomy). */
+export const REGISTRY_SECTIONS = ['partners', 'segments'];
+
 export interface ConfigSources {
   env?: NodeJS.ProcessEnv;
   /** Path of a JSON config file; defaults to $SEGD_CONFIG. */
@@ -33,7 +36,8 @@ export function loadConfig(sources: ConfigSources = {}): Readonly<Config> {
     } catch (err) {
       problems.push(`config file ${filePath}: ${(err as Error).message}`);
     }
-    const known = new Set(SETTINGS.map((s) => s.key as string));
+    // `partners` and `segments` are the registry's sections (src/partners/admin.ts reads them).
+    const known = new Set([...SETTINGS.map((s) => s.key as string), ...REGISTRY_SECTIONS]);
     for (const k of Object.keys(fromFile)) {
       if (!known.has(k)) problems.push(`config file ${filePath}: unknown setting "${k}" (known: ${[...known].join(', ')})`);
     }

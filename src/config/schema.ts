@@ -36,6 +36,16 @@ export interface Config {
   natsDurable: string;
   natsBatch: number;
   maxIngestBytes: number;
+  cookieName: string;
+  cookieDomain: string;
+  cookieMaxAge: number;
+  optoutCookieName: string;
+  cookieMaxBytes: number;
+  gvlVendorId: number;
+  syncIntervalSeconds: number;
+  syncLimit: number;
+  syncSignatureWindow: number;
+  deletionTombstoneDays: number;
 }
 
 /** The repo's own sample feed, loaded into an empty store by default. */
@@ -76,6 +86,7 @@ const keyList: Parse<string[]> = (raw) => {
   if (keys.some((k) => k.length < 16)) throw new BadValue('each key must be at least 16 characters');
   return keys;
 };
+const cookieToken = (s: string) => (/^[A-Za-z0-9_-]{1,40}$/.test(s) ? undefined : 'must be 1-40 of A-Z a-z 0-9 _ -');
 const nonEmpty = (s: string) => (s.trim() === '' ? 'must not be empty' : undefined);
 const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -111,6 +122,17 @@ export const SETTINGS: Setting[] = [
   { key: 'natsDurable', env: 'SEGD_NATS_DURABLE', def: () => `segd-${hostname().replace(/[^A-Za-z0-9_-]/g, '_')}`, parse: str((s) => (/^[A-Za-z0-9_-]{1,64}$/.test(s) ? undefined : 'must be 1-64 of A-Z a-z 0-9 _ -')), doc: 'durable consumer name, one per node (default: segd-<hostname>)' },
   { key: 'natsBatch', env: 'SEGD_NATS_BATCH', def: 1000, parse: int(1, 100_000), doc: 'messages fetched and applied per transaction' },
   { key: 'maxIngestBytes', env: 'SEGD_MAX_INGEST_BYTES', def: 16 << 20, parse: int(1024, 1 << 30), doc: 'largest HTTP push body (more → 413 BODY_TOO_LARGE)' },
+  // Identity: cookies, cookie sync, consent, deletion (src/identity, src/privacy).
+  { key: 'cookieName', env: 'SEGD_COOKIE_NAME', def: 'segd', parse: str(cookieToken), doc: 'name of the segd id cookie' },
+  { key: 'cookieDomain', env: 'SEGD_COOKIE_DOMAIN', def: '', parse: str((s) => (s === '' || /^\.?[a-z0-9-]+(\.[a-z0-9-]+)*$/.test(s) ? undefined : 'must be a lower-case domain name or empty')), doc: 'Domain attribute of segd cookies (empty = host-only)' },
+  { key: 'cookieMaxAge', env: 'SEGD_COOKIE_MAX_AGE', def: 34_560_000, parse: int(60, 157_680_000), doc: 'Max-Age of the id cookie in seconds (default 400 days, the most Chromium keeps)' },
+  { key: 'optoutCookieName', env: 'SEGD_OPTOUT_COOKIE', def: 'segd_optout', parse: str(cookieToken), doc: 'name of the opt-out cookie (value `OPT_OUT`, 5 years)' },
+  { key: 'cookieMaxBytes', env: 'SEGD_COOKIE_MAX_BYTES', def: 1024, parse: int(256, 8192), doc: 'most bytes of Set-Cookie header lines in one answer; segd refuses to start when its cookie settings (name, domain) would exceed it' },
+  { key: 'gvlVendorId', env: 'SEGD_GVL_VENDOR_ID', def: 0, parse: int(0, 65_535), doc: 'segd\'s vendor id in the IAB Global Vendor List; with gdpr=1 the TCF string must give it consent (0 = none: nothing is stored under GDPR)' },
+  { key: 'syncIntervalSeconds', env: 'SEGD_SYNC_INTERVAL', def: 604_800, parse: int(0, 34_560_000), doc: 'a partner synced with this browser less than this many seconds ago is skipped by the outbound sync' },
+  { key: 'syncLimit', env: 'SEGD_SYNC_LIMIT', def: 8, parse: int(1, 100), doc: 'most partners one outbound sync answer lists (a request may ask for fewer with `limit`)' },
+  { key: 'syncSignatureWindow', env: 'SEGD_SYNC_SIG_WINDOW', def: 300, parse: int(1, 86_400), doc: 'how far (seconds, either way) a signed callback\'s `ts` may be from now' },
+  { key: 'deletionTombstoneDays', env: 'SEGD_DELETION_TOMBSTONE_DAYS', def: 400, parse: int(8, 36_500), doc: 'how long a deleted user\'s tombstone blocks upstream data for it (opt-outs never lapse)' },
 ] as Setting[];
 
 export { BadValue };

@@ -6,6 +6,7 @@
 // bumped in every loader transaction): a saved filter is exact only for the
 // sequence it records. Until a usable filter exists, workers run without one
 // (every lookup goes to LMDB): slower, never wrong.
+import { aliasKey } from '../identity/keys.js';
 import { join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { Store } from '../store/env.js';
@@ -129,12 +130,17 @@ export class KnownUsers {
     // snapshot:false: a long scan must not pin an old read snapshot (file growth);
     // users created meanwhile reach `next` through onNewUser.
     let chunk = 0;
+    // Device uids merged into another profile hold no memberships but must
+    // pass the filter, so `?uid=` of either device finds the profile.
+    const merged = aliasKey('');
     // A snapshot that swaps generations mid-scan (and soon empties the one being
     // scanned) restarts the scan on the new one; what was added stays (false positives only).
     for (let gen = -1; gen !== this.store.generation(); ) {
       gen = this.store.generation();
-      for (const key of this.store.generations[gen]!.getKeys({ snapshot: false })) {
-        next.add(key as string);
+      const keys = chain(this.store.generations[gen]!.getKeys({ snapshot: false }), this.store.idmap.getKeys({ start: merged, end: `${merged}\uffff`, snapshot: false }));
+      for (const raw of keys) {
+        const key = raw as string;
+        next.add(key.startsWith(merged) ? key.slice(merged.length) : key);
         n++;
         if (++chunk === SCAN_CHUNK) {
           chunk = 0;
@@ -185,4 +191,8 @@ export class KnownUsers {
   get addedCount(): number {
     return this.added;
   }
+}
+
+function* chain<T>(...its: Iterable<T>[]): Generator<T> {
+  for (const it of its) yield* it;
 }

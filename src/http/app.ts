@@ -7,13 +7,20 @@ import { batchRoute } from './routes/batch.js';
 import { healthzRoute, readyzRoute, metricsRoute } from './routes/ops.js';
 import { segmentBloomRoute } from './routes/export.js';
 import { ingestRoute } from './routes/ingest.js';
+import { adminRoutes } from './routes/admin.js';
+import { syncInRoute, syncOutRoutes } from './routes/sync.js';
+import { privacyRoutes } from './routes/privacy.js';
 import { sendError } from './respond.js';
 
 /** Route table: path → method → handler. Anything else is 404 or 405. */
 export function createApp(deps: AppDeps): TemplatedApp {
   const app = uWS.App();
   const other = deps.metrics.route('other');
-  const routes: Array<[string, 'get' | 'post', (res: HttpResponse, req: HttpRequest) => void]> = [
+  const admin = adminRoutes(deps);
+  const syncOut = syncOutRoutes(deps);
+  const privacy = privacyRoutes(deps);
+  type Route = [string, 'get' | 'post' | 'put' | 'del', (res: HttpResponse, req: HttpRequest) => void];
+  const routes: Route[] = [
     ['/v1/segments', 'get', segmentsRoute(deps)],
     ['/v1/segments:batch', 'post', batchRoute(deps)],
     ['/healthz', 'get', healthzRoute(deps)],
@@ -21,6 +28,19 @@ export function createApp(deps: AppDeps): TemplatedApp {
     ['/metrics', 'get', metricsRoute(deps)],
     ['/v1/segments/:id/bloom', 'get', segmentBloomRoute(deps)],
     ['/v1/ingest', 'post', ingestRoute(deps)],
+    ['/sync/in', 'get', syncInRoute(deps)],
+    ['/sync/out', 'get', syncOut.get],
+    ['/sync/out', 'post', syncOut.post],
+    ['/sync/script.js', 'get', syncOut.script],
+    ['/optout', 'get', privacy.optout],
+    ['/v1/users', 'del', privacy.deleteUser],
+    ['/v1/admin/audit', 'get', privacy.audit],
+    ...(['partners', 'segments'] as const).flatMap((kind) => [
+      [`/v1/admin/${kind}`, 'get', admin.list(kind)],
+      [`/v1/admin/${kind}/:id`, 'get', admin.get(kind)],
+      [`/v1/admin/${kind}/:id`, 'put', admin.put(kind)],
+      [`/v1/admin/${kind}/:id`, 'del', admin.del(kind)],
+    ] satisfies Route[]),
   ];
   const known = new Set<string>();
   for (const [path, method, handler] of routes) {

@@ -5,6 +5,12 @@ import type { HttpMetrics } from '../metrics/http.js';
 import type { SharedState } from '../server/state.js';
 import type { Logger } from '../log.js';
 import type { PushRequest, PushAnswer } from '../loader/push.js';
+import type { Registry } from '../partners/registry.js';
+import type { RegistryOp, RegistryResult } from '../partners/admin.js';
+import type { IdGraph } from '../identity/graph.js';
+import type { MatchQueue } from '../identity/match-queue.js';
+import type { ForgetRequest } from '../loader/loader.js';
+import type { ForgetResult } from '../identity/graph-writer.js';
 
 export interface AppDeps {
   config: Readonly<Config>;
@@ -17,6 +23,16 @@ export interface AppDeps {
   exportSegment: (segment: number, fpRate: number) => Promise<string>;
   /** Hands a pushed body to the loader thread (transferred); resolves once parsed and committed (durable). */
   ingest: (req: PushRequest, maxListed: number) => Promise<PushAnswer>;
+  /** Partners and the taxonomy, reloaded when they change. */
+  registry: Registry;
+  /** Applies an admin change on the writer thread; every worker has reloaded when it resolves. */
+  changeRegistry: (op: RegistryOp) => Promise<RegistryResult>;
+  /** The ID graph (read side): any id → segd uid. */
+  graph: IdGraph;
+  /** Cookie-sync matches on their way to the writer, batched. */
+  matches: MatchQueue;
+  /** Opt-out or deletion on the writer thread; resolves once committed. */
+  forget: (req: ForgetRequest) => Promise<ForgetResult>;
   log: Logger;
   /** Which worker thread this app runs in (shown by /healthz). */
   workerIndex: number;

@@ -20,11 +20,11 @@ export function idList(ids: Uint32Array, n: number): string {
   return s;
 }
 
-export function jsonAnswer(uid: string, ids: Uint32Array, n: number): string {
+export function jsonAnswer(uid: string | null, ids: Uint32Array, n: number): string {
   return '{"uid":' + JSON.stringify(uid) + ',"segments":[' + idList(ids, n) + ']}';
 }
 
-export function msgpackAnswer(uid: string, ids: Uint32Array, n: number): Buffer {
+export function msgpackAnswer(uid: string | null, ids: Uint32Array, n: number): Buffer {
   return pack({ uid, segments: Array.from(ids.subarray(0, n)) });
 }
 

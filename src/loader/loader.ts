@@ -17,6 +17,16 @@ import { nowSeconds } from '../lookup/segments.js';
 import { userCount } from '../store/env.js';
 import { SnapshotLoader } from './snapshot.js';
 import { StoreFullError } from '../store/write-failure.js';
+import type { MatchItem } from '../identity/match-queue.js';
+import type { ForgetTarget, ForgetResult } from '../identity/graph-writer.js';
+import type { Change } from './records.js';
+
+export interface ForgetRequest {
+  target: ForgetTarget;
+  reason: 'optout' | 'deletion';
+  /** Who asked (an admin key digest, or "cookie"): for the audit log. */
+  by: string;
+}
 
 export const SEED_CHECKPOINT = 'ckpt:seed';
 
@@ -89,6 +99,7 @@ export class Loader {
     const tick = () => {
       if (this.stopped) return;
       expireIdempotencyKeys(this.store, nowSeconds());
+      this.writer.graph.expire(nowSeconds());
       this.sweeping = this.sweeper
         .pass()
         .then((p) => {
@@ -161,6 +172,25 @@ export class Loader {
       return { applied: 0, stale: 0, rejected: 0, replay: false, rejects: [], conflict: false, full: err.reason };
     }
     if (!r.replay && !r.conflict) this.metrics?.recordOutcome('push', r);
+    return r;
+  }
+
+  /** Cookie-sync matches (partner id → segd uid), one transaction per batch. */
+  matches(items: MatchItem[]): { applied: number; refused: number } {
+    const now = nowSeconds();
+    const changes: Change[] = items.map((m) => ({ op: 'match', uid: m.uid, ids: [], ttls: [], ts: now, key: m.key }));
+    const r = this.writer.apply(changes, now);
+    this.metrics?.recordOutcome('sync', { applied: r.applied, stale: r.stale, rejected: 0 });
+    return { applied: r.applied, refused: r.stale };
+  }
+
+  /** Opt-out (tombstone for good) or deletion (tombstone for SEGD_DELETION_TOMBSTONE_DAYS), audited. */
+  forget(req: ForgetRequest): ForgetResult {
+    const now = nowSeconds();
+    const until = req.reason === 'optout' ? 0 : now + this.config.deletionTombstoneDays * 86_400;
+    const r = this.writer.graph.forget(req.target, req.reason, now, until, req.by);
+    this.metrics?.privacyActions.labels(req.reason === 'optout' ? 'optout' : 'delete').inc();
+    this.log.info({ action: req.reason, found: r.found, ids: r.ids, memberships: r.memberships, audit: r.auditSeq }, 'privacy action applied');
     return r;
   }
 

@@ -5,8 +5,9 @@
 import { isUtf8 } from 'node:buffer';
 import { checkUid } from '../lookup/keys.js';
 import { MAX_SEGMENT_ID } from '../store/members.js';
+import { encodeGraphKey, type GraphKey } from '../identity/keys.js';
 
-export const OPS = ['add', 'remove', 'replace', 'delete'] as const;
+export const OPS = ['add', 'remove', 'replace', 'delete', 'match'] as const;
 export type Op = (typeof OPS)[number];
 
 export interface Change {
@@ -18,6 +19,8 @@ export interface Change {
   ttls: number[];
   /** Unix seconds the change happened upstream. */
   ts: number;
+  /** `match` only: the id key (identity/keys.ts) that now belongs to `uid`. */
+  key?: string;
 }
 
 export const MAX_SEGMENTS_PER_RECORD = 10_000;
@@ -45,6 +48,7 @@ export function toChange(rec: unknown, nowSec: number, maxUidBytes: number): Cha
   if (uidProblem) throw new RecordError(`"uid" must be at most ${maxUidBytes} UTF-8 bytes with no control characters`);
 
   let ts = nowSec;
+  if (op === 'match') return toMatch(r, r.uid as string, nowSec, maxUidBytes);
   if (r.ts !== undefined) {
     if (typeof r.ts !== 'number' || !Number.isInteger(r.ts) || r.ts <= 0 || r.ts > 0xffff_ffff) {
       throw new RecordError(`"ts" must be unix seconds (a positive integer); got ${short(r.ts)}`);
@@ -169,6 +173,26 @@ export function parseCsvLine(line: Uint8Array, nowSec: number, maxUidBytes: numb
 export function isCsvHeader(line: Uint8Array): boolean {
   const t = Buffer.from(line.buffer, line.byteOffset, line.byteLength).toString('utf8').replace(/^\uFEFF/, '').trim().toLowerCase();
   return t === 'uid,segments' || t === 'uid,segment_ids';
+}
+
+const NO_IDS: number[] = [];
+
+/**
+ * `{"op":"match","uid":U, <one id>}` — server-to-server match upload: the id
+ * now belongs to segd uid U. The id is `"partner":P,"puid":X`, `"ifa":X`,
+ * `"eid_source":S,"eid":X` or `"login":X` (optional `"login_source":S`).
+ */
+function toMatch(r: Record<string, unknown>, uid: string, nowSec: number, maxUidBytes: number): Change {
+  const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  let k: GraphKey | null = null;
+  if (r.partner !== undefined || r.puid !== undefined) k = { partner: str(r.partner) ?? '', puid: str(r.puid) ?? '' };
+  else if (r.ifa !== undefined) k = { ifa: str(r.ifa) ?? '' };
+  else if (r.eid_source !== undefined || r.eid !== undefined) k = { eidSource: str(r.eid_source) ?? '', eid: str(r.eid) ?? '' };
+  else if (r.login !== undefined) k = { login: str(r.login) ?? '', loginSource: r.login_source === undefined ? undefined : str(r.login_source) ?? '' };
+  if (k === null) throw new RecordError('a match needs "partner"+"puid", "ifa", "eid_source"+"eid" or "login"');
+  const key = encodeGraphKey(k, maxUidBytes);
+  if (key === null || typeof key !== 'string') throw new RecordError(`bad match id: ${key?.problem ?? 'unknown'}`);
+  return { op: 'match', uid, ids: NO_IDS, ttls: NO_IDS, ts: nowSec, key };
 }
 
 function short(v: unknown): string {

@@ -290,12 +290,12 @@ export class SnapshotLoader {
           const len = g === at + 1 ? sorted.encodeFresh(at, now, scratch) : -1;
           if (len < 0) {
             const v = fold(sorted.changes(at, g), now);
-            if (v.members.length > 0) writer.newUser(uid);
+            if (v.members.length > 0) writer.markKnown(uid);
             put(uid, v);
             return g;
           }
           next.putSync(uid, scratch.subarray(0, len), { append: true });
-          if (len > HEADER_BYTES) writer.newUser(uid);
+          if (len > HEADER_BYTES) writer.markKnown(uid);
           for (let off = HEADER_BYTES; off < len; off += PAIR_BYTES) {
             const id = scratch.readUInt32LE(off);
             counts.set(id, (counts.get(id) ?? 0) + 1);
@@ -316,7 +316,7 @@ export class SnapshotLoader {
             if (v === s) summary.applied++;
             else summary.stale++;
             if (v === undefined) continue;
-            if (v.members.length > 0 && (a === undefined || a.members.length === 0)) writer.newUser(uid);
+            if (v.members.length > 0 && (a === undefined || a.members.length === 0)) writer.markKnown(uid);
             put(uid, v);
           } else {
             const v = decide(a, undefined, maxTs);
@@ -369,7 +369,7 @@ export class SnapshotLoader {
       for (const uid of log.touched) overwrite(uid, side(cur.getBinaryFast(uid) as Buffer | undefined));
       for (const uid of [...log.before.keys(), ...log.touched]) {
         const v = side(next.getBinaryFast(uid) as Buffer | undefined);
-        if (v && v.members.length > 0) writer.newUser(uid);
+        if (v && v.members.length > 0) writer.markKnown(uid);
       }
       for (const id of store.counts.getKeys({ snapshot: false })) store.counts.removeSync(id as number);
       for (const [id, c] of counts) if (c > 0) store.counts.putSync(id, c);

@@ -5,6 +5,7 @@ import type { Store } from '../store/env.js';
 import { decodeMembers, encodeMembers, isValidMembersValue, type Membership } from '../store/members.js';
 import type { Change } from './records.js';
 import { StoreFullError, stallReason, type StallReason } from '../store/write-failure.js';
+import { GraphWriter } from '../identity/graph-writer.js';
 
 export interface Checkpoint {
   key: string;
@@ -61,9 +62,26 @@ export class Writer {
   /** While a snapshot loads: every change committed meanwhile, replayed onto the new generation at the flip. */
   dirty: ChangeLog | null = null;
 
+  /**
+   * Users whose data must not come back (opt-out, deletion): uid → until
+   * (unix s; Infinity = for good). Kept by the ID graph writer, persisted in
+   * the `optout` db; every change for such a user is skipped (counted stale).
+   */
+  readonly suppressed = new Map<string, number>();
+
+  /** The ID graph's writes (match changes, merges, opt-out, deletion) share this writer's transactions. */
+  readonly graph: GraphWriter;
+
   constructor(private readonly store: Store, private readonly hooks: WriterHooks = {}) {
     this.tombstoneSeconds = hooks.tombstoneSeconds ?? DEFAULT_TOMBSTONE_SECONDS;
     this.floorTs = (store.meta.get(SNAPSHOT_TS_KEY) as number | undefined) ?? 0;
+    this.graph = new GraphWriter(store, this);
+    this.graph.loadSuppressed(Math.floor(Date.now() / 1000));
+  }
+
+  isSuppressed(uid: string, nowSec: number): boolean {
+    const until = this.suppressed.get(uid);
+    return until !== undefined && until > nowSec;
   }
 
   /** Set while the store cannot take writes (full); cleared by the next commit. */
@@ -97,8 +115,8 @@ export class Writer {
     return out;
   }
 
-  /** The known-users filter hook, for a snapshot's new users (inside its transaction). */
-  newUser(uid: string): void {
+  /** A user key lookups must find (a snapshot's new user, a merged uid): tells the known-users filter. */
+  markKnown(uid: string): void {
     this.hooks.onNewUser?.(uid);
   }
 
@@ -108,6 +126,64 @@ export class Writer {
     this.countCache.clear();
     this.nextExpiry = 0;
     this.hooks.afterBatch?.(seconds);
+  }
+
+  /** Inside a transaction: removes `uid`'s memberships whatever their ts (deletion). True if it had any. */
+  removeMembers(uid: string): boolean {
+    const buf = this.store.members.getBinaryFast(uid) as Buffer | undefined;
+    if (buf === undefined) return false;
+    const had = isValidMembersValue(buf) ? decodeMembers(buf).members : [];
+    this.store.members.removeSync(uid);
+    this.writeCountsNow(had.map((m) => [m.id, -1]));
+    return had.length > 0;
+  }
+
+  /** Inside a transaction: `from`'s memberships join `into`'s (union; the later expiry wins, 0 = never); `from`'s are removed. */
+  mergeMembers(from: string, into: string): void {
+    const { members } = this.store;
+    const read = (u: string) => {
+      const b = members.getBinaryFast(u) as Buffer | undefined;
+      return b !== undefined && isValidMembersValue(b) ? decodeMembers(b) : undefined;
+    };
+    const a = read(from);
+    if (!a) return;
+    const b = read(into);
+    const exp = new Map<number, number>();
+    for (const m of b?.members ?? []) exp.set(m.id, m.expiresAt);
+    for (const m of a.members) {
+      const e = exp.get(m.id);
+      exp.set(m.id, e === undefined ? m.expiresAt : e === 0 || m.expiresAt === 0 ? 0 : Math.max(e, m.expiresAt));
+    }
+    const merged = [...exp].map(([id, expiresAt]) => ({ id, expiresAt })).sort((x, y) => x.id - y.id);
+    const delta: Array<[number, number]> = [];
+    for (const m of a.members) delta.push([m.id, -1]);
+    for (const m of b?.members ?? []) delta.push([m.id, -1]);
+    for (const m of merged) delta.push([m.id, +1]);
+    members.removeSync(from);
+    if (merged.length > 0 && (!b || b.members.length === 0)) this.hooks.onNewUser?.(into);
+    members.putSync(into, encodeMembers(Math.max(a.updatedAt, b?.updatedAt ?? 0), merged));
+    this.writeCountsNow(delta);
+  }
+
+  /** The count deltas of the batch being applied (null outside `apply`). */
+  private batchDelta: Map<number, number> | null = null;
+
+  /**
+   * Count changes of merges and privacy actions: inside a batch they join the
+   * batch's deltas (written once at its end); outside, they are written
+   * through and the cache dropped.
+   */
+  private writeCountsNow(delta: Array<[number, number]>): void {
+    if (delta.length === 0) return;
+    const pending = this.batchDelta;
+    if (pending !== null) {
+      for (const [id, d] of delta) pending.set(id, (pending.get(id) ?? 0) + d);
+      return;
+    }
+    const sum = new Map<number, number>();
+    for (const [id, d] of delta) sum.set(id, (sum.get(id) ?? 0) + d);
+    this.countCache.clear();
+    this.putCounts(sum, new Map());
   }
 
   /** After a commit: remember what was written. Bounded: feeds choose segment ids, and this is only a cache. */
@@ -175,49 +251,70 @@ export class Writer {
     const newCounts = new Map<number, number>();
     const t0 = performance.now();
 
-    this.commit(() => {
-      for (const ch of changes) {
-        if (ch.ts < this.floorTs) {
-          result.stale++;
-          continue;
+    // Merges inside this batch add their count changes here (writeCountsNow).
+    this.batchDelta = countDelta;
+    try {
+      this.commit(() => {
+        for (let ch of changes) {
+          if (ch.op === 'match') {
+            if (this.graph.match(ch.key!, ch.uid, nowSec)) result.applied++;
+            else result.stale++;
+            continue;
+          }
+          // Changes for a uid merged into another profile go to that profile.
+          if (this.graph.merged.size !== 0) {
+            const to = this.graph.profileOf(ch.uid);
+            if (to !== ch.uid) ch = { ...ch, uid: to };
+          }
+          if (this.suppressed.size !== 0 && this.isSuppressed(ch.uid, nowSec)) {
+            result.stale++;
+            continue;
+          }
+          if (ch.ts < this.floorTs) {
+            result.stale++;
+            continue;
+          }
+          // Zero-copy read: decoded before the next get reuses the buffer.
+          const oldBuf = members.getBinaryFast(ch.uid) as Buffer | undefined;
+          let old: { updatedAt: number; members: Membership[] } | undefined;
+          if (oldBuf !== undefined && isValidMembersValue(oldBuf)) old = decodeMembers(oldBuf);
+          if (old && ch.ts < old.updatedAt) {
+            result.stale++;
+            continue;
+          }
+          // Only changes that will be written (after the suppressed and stale checks), redirected to their profile.
+          this.dirty?.record(ch, oldBuf);
+          const next = nextMembers(old?.members, ch, nowSec);
+          // Count diff: every stored pair counts, expired-but-unswept included.
+          if (old) for (const m of old.members) bump(m.id, -1);
+          for (const m of next) bump(m.id, +1);
+          result.memberships += changedCount(old?.members, next);
+          const updatedAt = Math.max(ch.ts, old?.updatedAt ?? 0);
+          if (next.length === 0) {
+            // A tombstone, not a removal: it keeps updatedAt, so an older change
+            // arriving late cannot bring the user back. Swept after the retention.
+            members.putSync(ch.uid, encodeMembers(updatedAt, next));
+            const gone = updatedAt + this.tombstoneSeconds;
+            if (gone < this.nextExpiry) this.nextExpiry = gone;
+          } else {
+            // New, or back from a tombstone: the known-users filter must know it.
+            if (!old || old.members.length === 0) this.hooks.onNewUser?.(ch.uid);
+            for (const m of next) if (m.expiresAt !== 0 && m.expiresAt < this.nextExpiry) this.nextExpiry = m.expiresAt;
+            members.putSync(ch.uid, encodeMembers(updatedAt, next));
+          }
+          result.applied++;
         }
-        // Zero-copy read: decoded before the next get reuses the buffer.
-        const oldBuf = members.getBinaryFast(ch.uid) as Buffer | undefined;
-        let old: { updatedAt: number; members: Membership[] } | undefined;
-        if (oldBuf !== undefined && isValidMembersValue(oldBuf)) old = decodeMembers(oldBuf);
-        if (old && ch.ts < old.updatedAt) {
-          result.stale++;
-          continue;
+        this.putCounts(countDelta, newCounts);
+        if (checkpoint) {
+          const v = typeof checkpoint.value === 'function' ? (checkpoint.value as (r: BatchResult) => unknown)(result) : checkpoint.value;
+          meta.putSync(checkpoint.key, v);
         }
-        this.dirty?.record(ch, oldBuf);
-        const next = nextMembers(old?.members, ch, nowSec);
-        // Count diff: every stored pair counts, expired-but-unswept included.
-        if (old) for (const m of old.members) bump(m.id, -1);
-        for (const m of next) bump(m.id, +1);
-        result.memberships += changedCount(old?.members, next);
-        const updatedAt = Math.max(ch.ts, old?.updatedAt ?? 0);
-        if (next.length === 0) {
-          // A tombstone, not a removal: it keeps updatedAt, so an older change
-          // arriving late cannot bring the user back. Swept after the retention.
-          members.putSync(ch.uid, encodeMembers(updatedAt, next));
-          const gone = updatedAt + this.tombstoneSeconds;
-          if (gone < this.nextExpiry) this.nextExpiry = gone;
-        } else {
-          // New, or back from a tombstone: the known-users filter must know it.
-          if (!old || old.members.length === 0) this.hooks.onNewUser?.(ch.uid);
-          for (const m of next) if (m.expiresAt !== 0 && m.expiresAt < this.nextExpiry) this.nextExpiry = m.expiresAt;
-          members.putSync(ch.uid, encodeMembers(updatedAt, next));
-        }
-        result.applied++;
-      }
-      this.putCounts(countDelta, newCounts);
-      if (checkpoint) {
-        const v = typeof checkpoint.value === 'function' ? (checkpoint.value as (r: BatchResult) => unknown)(result) : checkpoint.value;
-        meta.putSync(checkpoint.key, v);
-      }
-      meta.putSync('writes', ((meta.get('writes') as number | undefined) ?? 0) + 1);
-      meta.putSync('lastCommitAt', Date.now());
-    });
+        meta.putSync('writes', ((meta.get('writes') as number | undefined) ?? 0) + 1);
+        meta.putSync('lastCommitAt', Date.now());
+      });
+    } finally {
+      this.batchDelta = null;
+    }
     // Only what committed reaches the cache (a failed transaction throws above).
     this.cacheCounts(newCounts);
     this.hooks.afterBatch?.((performance.now() - t0) / 1000);

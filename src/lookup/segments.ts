@@ -18,6 +18,8 @@ export class SegmentLookup {
   readonly ids = new Uint32Array(MAX_SEGMENTS_PER_USER);
   /** The known-users filter; null = none usable yet (every lookup reads LMDB). */
   filter: BlockedBloom | null = null;
+  /** Whether the last `find` was answered by the filter alone ("definitely unknown"). */
+  filtered = false;
   /** Set by pin(): the generation every find reads until unpin(). */
   private pinned: Database<Buffer, string> | null = null;
 
@@ -41,8 +43,10 @@ export class SegmentLookup {
     const filter = this.filter;
     if (filter !== null && !filter.mayContain(uid)) {
       this.filterStats[FILTER_NEGATIVE]!++;
+      this.filtered = true;
       return -1;
     }
+    this.filtered = false;
     const buf = (this.pinned ?? this.store.members).getBinaryFast(uid) as Buffer | undefined;
     // No value, or a tombstone (header only): an unknown user.
     if (buf === undefined || buf.length <= HEADER_BYTES) {

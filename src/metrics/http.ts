@@ -9,7 +9,7 @@
 // implement its `get()` contract.
 import { Registry } from 'prom-client';
 
-export const ROUTES = ['segments', 'batch', 'ingest', 'healthz', 'readyz', 'metrics', 'other'] as const;
+export const ROUTES = ['segments', 'batch', 'ingest', 'healthz', 'readyz', 'metrics', 'admin', 'sync', 'privacy', 'other'] as const;
 export type Route = (typeof ROUTES)[number];
 const STATUSES = [200, 204, 400, 401, 403, 404, 405, 413, 415, 422, 431, 500, 503] as const;
 const OTHER_STATUS = STATUSES.length; // slot for anything not listed
@@ -22,7 +22,7 @@ export interface RouteMetrics {
   observe(status: number, seconds: number): void;
 }
 
-type Value = { value: number; labels: Record<string, string | number>; metricName?: string };
+export type Value = { value: number; labels: Record<string, string | number>; metricName?: string };
 interface CustomMetric {
   name: string;
   help: string;
@@ -31,7 +31,7 @@ interface CustomMetric {
   get(): Promise<{ name: string; help: string; type: string; aggregator: 'sum'; values: Value[] }>;
 }
 
-function metric(name: string, help: string, type: 'counter' | 'histogram', values: () => Value[]): CustomMetric {
+export function metric(name: string, help: string, type: 'counter' | 'histogram', values: () => Value[]): CustomMetric {
   return { name, help, type, aggregator: 'sum', get: async () => ({ name, help, type, aggregator: 'sum', values: values() }) };
 }
 
@@ -110,5 +110,32 @@ export class HttpMetrics {
   }
   aborted(): void {
     this.misc[2]!++;
+  }
+
+  /** Cookie-sync outcomes (one per sync request), by direction and outcome. */
+  readonly sync = new SyncOutcomes(this.registry);
+}
+
+export const SYNC_OUTCOMES = {
+  in: ['stored', 'opted_out', 'no_consent', 'privacy_blocked', 'bad_partner', 'bad_uid', 'bad_signature', 'overloaded'],
+  out: ['ok', 'opted_out', 'no_consent', 'privacy_blocked', 'bad_request'],
+} as const;
+export type SyncDirection = keyof typeof SYNC_OUTCOMES;
+export type SyncOutcome<D extends SyncDirection> = (typeof SYNC_OUTCOMES)[D][number];
+
+/** Why each sync request ended as it did: a 204 no-op says only "nothing stored", this says why. Preloaded at zero. */
+export class SyncOutcomes {
+  private readonly counts = { in: new Float64Array(SYNC_OUTCOMES.in.length), out: new Float64Array(SYNC_OUTCOMES.out.length) };
+
+  constructor(registry: Registry) {
+    registry.registerMetric(metric('segd_sync_total', 'Cookie-sync requests by direction (in = partner callback, out = sync list) and outcome', 'counter', () => {
+      const out: Value[] = [];
+      for (const d of ['in', 'out'] as const) SYNC_OUTCOMES[d].forEach((outcome, i) => out.push({ value: this.counts[d][i]!, labels: { direction: d, outcome } }));
+      return out;
+    }) as never);
+  }
+
+  record<D extends SyncDirection>(direction: D, outcome: SyncOutcome<D>): void {
+    this.counts[direction][(SYNC_OUTCOMES[direction] as readonly string[]).indexOf(outcome)]!++;
   }
 }

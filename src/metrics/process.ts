@@ -8,7 +8,7 @@ import type { KnownUsers } from '../filters/known-users.js';
 import { userCount } from '../store/env.js';
 import { STALL_REASONS } from '../store/write-failure.js';
 
-export const SOURCES = ['seed', 'inbox', 'push', 'nats'] as const;
+export const SOURCES = ['seed', 'inbox', 'push', 'nats', 'sync'] as const;
 export type Source = (typeof SOURCES)[number];
 
 export class ProcessMetrics {
@@ -20,6 +20,8 @@ export class ProcessMetrics {
   readonly stalled: Gauge;
   readonly swept: Counter;
   readonly commitSeconds: Histogram;
+  /** Opt-outs and deletions carried out (identity/graph-writer.ts). */
+  readonly privacyActions: Counter<'action'>;
 
   private readonly fpRate: Gauge;
 
@@ -32,6 +34,8 @@ export class ProcessMetrics {
       labelNames: ['source', 'outcome'],
       registers,
     });
+    this.privacyActions = new Counter({ name: 'segd_privacy_actions_total', help: 'Opt-outs and deletions carried out (memberships and linked ids removed, tombstone written, audited)', labelNames: ['action'], registers });
+    for (const a of ['optout', 'delete']) this.privacyActions.labels(a).inc(0);
     this.files = new Counter({ name: 'segd_loader_files_total', help: 'Feed files fully imported', labelNames: ['source'], registers });
     this.lastCommit = new Gauge({ name: 'segd_loader_last_commit_timestamp_seconds', help: 'When the loader last committed a batch', registers });
     this.commitSeconds = new Histogram({

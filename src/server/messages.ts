@@ -10,6 +10,12 @@ export interface Rpc {
   exportSegment: [{ segment: number; fpRate: number }, string];
   /** Parse and apply a pushed batch (raw body transferred, not copied). */
   ingest: [{ req: import('../loader/push.js').PushRequest; maxListed: number }, import('../loader/push.js').PushAnswer];
+  /** A change to partners or the taxonomy; every worker reloads its Registry before the answer. */
+  registry: [import('../partners/admin.js').RegistryOp, import('../partners/admin.js').RegistryResult];
+  /** ID graph matches from cookie sync, batched by the worker (identity/match-queue.ts). */
+  matches: [{ items: import('../identity/match-queue.js').MatchItem[] }, { applied: number; refused: number }];
+  /** Opt-out or deletion: memberships and linked ids removed, tombstone and audit entry written, in one transaction. */
+  forget: [import('../loader/loader.js').ForgetRequest, import('../identity/graph-writer.js').ForgetResult];
 }
 export type RpcMethod = keyof Rpc;
 
@@ -17,7 +23,9 @@ export type ToWorker =
   | { type: 'drain' }
   | { type: 'collect'; id: number }
   | { type: 'rpc-result'; id: number; result?: unknown; error?: string }
-  | { type: 'filter'; filter: FilterHandle | null };
+  | { type: 'filter'; filter: FilterHandle | null }
+  /** Partners or taxonomy changed in the store: reload the Registry. */
+  | { type: 'registry' };
 
 export type FromWorker =
   | { type: 'listening'; port: number }

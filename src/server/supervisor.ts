@@ -19,6 +19,7 @@ import { STALL_REASONS } from '../store/write-failure.js';
 import type { FromWorker, ToWorker, WorkerData, Rpc, RpcMethod } from './messages.js';
 import { SegmentExporter } from '../filters/segment-export.js';
 import { writePidfile, removePidfile, runningServer } from './pidfile.js';
+import { applyRegistryOp, upsertFromConfig, type RegistrySeed } from '../partners/admin.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 /** Nice value of the loader thread (0 = as lookups, 19 = only idle CPU). */
@@ -36,12 +37,13 @@ export interface RunningServer {
   shutdown(reason: string): Promise<void>;
 }
 
-export async function serve(config: Readonly<Config>, log: Logger): Promise<RunningServer> {
+export async function serve(config: Readonly<Config>, log: Logger, registrySeed?: RegistrySeed): Promise<RunningServer> {
   const other = runningServer(config.dataDir);
   if (other !== null) throw new Error(`another segd (pid ${other}) is serving ${config.dataDir}`);
   const state = SharedState.create();
   const store = openStore(config.dataDir, { maxReaders: config.maxReaders, generationCell: { cells: state.flags, index: GENERATION_SLOT } });
   writePidfile(config.dataDir);
+  if (registrySeed) upsertFromConfig(store, registrySeed);
   const known = config.bloomUsers > 0
     ? new KnownUsers(store, { expectedUsers: config.bloomUsers, fpRate: config.bloomFpRate, saveEveryMs: config.bloomSaveMs }, log)
     : null;
@@ -86,6 +88,14 @@ export async function serve(config: Readonly<Config>, log: Logger): Promise<Runn
     scrape: () => scrape(),
     exportSegment: ({ segment, fpRate }) => exporter.export(segment, fpRate),
     ingest: async ({ req, maxListed }) => loader.push(req, maxListed),
+    matches: async ({ items }) => loader.matches(items),
+    forget: async (req) => loader.forget(req),
+    registry: async (op) => {
+      const r = applyRegistryOp(store, op);
+      // Posted before the rpc result, so the asking worker has reloaded when it answers.
+      if (r.ok) for (const s of slots) s.worker.postMessage({ type: 'registry' } satisfies ToWorker);
+      return r;
+    },
   };
 
   const startWorker = (index: number, wantPort: number) =>

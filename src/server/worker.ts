@@ -11,6 +11,9 @@ import type { FilterHandle } from '../filters/known-users.js';
 import { HttpMetrics } from '../metrics/http.js';
 import { createApp } from '../http/app.js';
 import { createLogger } from '../log.js';
+import { Registry } from '../partners/registry.js';
+import { IdGraph } from '../identity/graph.js';
+import { MatchQueue } from '../identity/match-queue.js';
 import { SharedState, Flag, GENERATION_SLOT } from './state.js';
 import type { FromWorker, ToWorker, WorkerData, Rpc, RpcMethod } from './messages.js';
 
@@ -43,15 +46,24 @@ function rpc<M extends RpcMethod>(method: M, args: Rpc[M][0], transfer: ArrayBuf
 }
 
 const lookup = new SegmentLookup(store, metrics.filterStats);
+const registry = Registry.load(store);
 const attachFilter = (h: FilterHandle | null) => {
   lookup.filter = h ? new BlockedBloom(h.params, h.buffer) : null;
 };
 attachFilter(data.filter);
+const graph = new IdGraph(store, config.maxUidBytes);
+const matches = new MatchQueue(
+  (items) => rpc('matches', { items }),
+  (err, lost) => log.error({ err, lost }, 'cookie-sync matches were not stored'),
+);
 const app = createApp({
-  config, lookup, state, metrics, log, inflight, workerIndex: data.index,
+  config, lookup, state, metrics, log, inflight, registry, workerIndex: data.index,
   metricsText: () => rpc('scrape', {}),
   exportSegment: (segment, fpRate) => rpc('exportSegment', { segment, fpRate }),
   ingest: (req, maxListed) => rpc('ingest', { req, maxListed }, [req.body]),
+  changeRegistry: (op) => rpc('registry', op),
+  graph, matches,
+  forget: (req) => rpc('forget', req),
 });
 let listenSocket: us_listen_socket | null = null;
 
@@ -80,6 +92,9 @@ port.on('message', (msg: ToWorker) => {
     case 'filter':
       attachFilter(msg.filter);
       break;
+    case 'registry':
+      registry.reload();
+      break;
     case 'drain':
       void drain();
       break;
@@ -91,7 +106,8 @@ async function drain(): Promise<void> {
   if (listenSocket) uWS.us_listen_socket_close(listenSocket);
   listenSocket = null;
   const deadline = Date.now() + config.shutdownGraceMs;
-  while (inflight.n > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  matches.flush();
+  while ((inflight.n > 0 || matches.inFlight > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   if (inflight.n > 0) log.warn({ inflight: inflight.n }, 'grace period over; closing with requests in flight');
   // Close idle keep-alive connections too: a worker thread may only end with
   // no open uv handles (Node aborts otherwise). `close` is in uWS.js ≥ 20.x at

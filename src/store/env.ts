@@ -32,10 +32,22 @@ export interface Store {
   setGeneration(g: number): void;
   /** segment id → live member count, maintained by the writer */
   counts: Database<number, number>;
-  /** segment id → taxonomy record (name, provider, segtax, …) */
+  /** segment id → taxonomy record (SegmentDef: name, provider, segtax, …) */
   segments: Database<unknown, number>;
+  /** partner id → Partner (API key digests, licences, sync template) */
+  partners: Database<unknown, string>;
   /** name → checkpoints, schema version, flags */
   meta: Database<unknown, string>;
+  /** ID graph: id key (kind, source, id; see identity/keys.ts) → segd uid */
+  idmap: Database<string, string>;
+  /** ID graph: segd uid → the id keys linked to it (msgpack string[]), for deletion and export */
+  links: Database<string[], string>;
+  /** Suppressed users and ids (opt-out, deletion tombstones): segd uid or id key → Suppression (identity/suppression.ts) */
+  optout: Database<unknown, string>;
+  /** segd uid → {partner id: unix seconds of its last match} (msgpack): the outbound sync skips recent ones */
+  syncs: Database<Record<string, number>, string>;
+  /** Append-only audit log of privacy actions: sequence number → entry (msgpack) */
+  audit: Database<unknown, number>;
   close(): Promise<void>;
 }
 
@@ -72,7 +84,13 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
   ] as const;
   const counts = env.openDB<number, number>({ name: 'counts', keyEncoding: 'uint32' });
   const segments = env.openDB<unknown, number>({ name: 'segments', encoding: 'msgpack', keyEncoding: 'uint32' });
+  const partners = env.openDB<unknown, string>({ name: 'partners', encoding: 'msgpack' });
   const meta = env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' });
+  const idmap = env.openDB<string, string>({ name: 'idmap', encoding: 'string' });
+  const links = env.openDB<string[], string>({ name: 'links', encoding: 'msgpack' });
+  const optout = env.openDB<unknown, string>({ name: 'optout', encoding: 'msgpack' });
+  const syncs = env.openDB<Record<string, number>, string>({ name: 'syncs', encoding: 'msgpack' });
+  const audit = env.openDB<unknown, number>({ name: 'audit', encoding: 'msgpack', keyEncoding: 'uint32' });
   const { cells, index } = opts.generationCell ?? { cells: new Int32Array(1), index: 0 };
   // A private cell, or the writer's: from meta. A read-only opener given a shared cell trusts it (the writer keeps it).
   if (!opts.readOnly || !opts.generationCell) Atomics.store(cells, index, ((meta.get(GENERATION_KEY) as number | undefined) ?? 0) & 1);
@@ -97,7 +115,13 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
     setGeneration: (g) => Atomics.store(cells, index, g),
     counts,
     segments,
+    partners,
     meta,
+    idmap,
+    links,
+    optout,
+    syncs,
+    audit,
     close: () => env.close(),
   };
   checkSchema(store, !opts.readOnly);

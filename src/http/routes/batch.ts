@@ -13,6 +13,7 @@ import { sendError, sendBody, JSON_TYPE, MSGPACK_TYPE } from '../respond.js';
 import { pending } from '../pending.js';
 import { ERRORS, type ErrorCode } from '../../errors.js';
 import { Flag } from '../../server/state.js';
+import { graphKeyOf } from './id-query.js';
 
 type BodyKind = 'json' | 'msgpack';
 
@@ -23,7 +24,7 @@ function bodyKind(contentType: string): BodyKind | null {
 }
 
 export function batchRoute(deps: AppDeps) {
-  const { lookup, metrics, config, state, inflight, log } = deps;
+  const { lookup, metrics, config, state, inflight, log, graph } = deps;
   const m = metrics.route('batch');
 
   return (res: HttpResponse, req: HttpRequest): void => {
@@ -74,7 +75,21 @@ export function batchRoute(deps: AppDeps) {
         return sendError(res, 'BAD_MSGPACK', (err as Error).message, close);
       }
     }
-    const uids = doc !== null && typeof doc === 'object' ? (doc as { uids?: unknown }).uids : undefined;
+    let uids = doc !== null && typeof doc === 'object' ? (doc as { uids?: unknown }).uids : undefined;
+    const keys = doc !== null && typeof doc === 'object' ? (doc as { keys?: unknown }).keys : undefined;
+    // {"keys":[…]}: ids of the ID graph, resolved to segd uids first (errors stay per item).
+    let keyErrors: Array<string | null> | null = null;
+    if (uids === undefined && Array.isArray(keys) && keys.length <= config.maxBatchKeys) {
+      keyErrors = new Array(keys.length).fill(null);
+      uids = keys.map((k, i) => {
+        const g = graphKeyOf(k, config.maxUidBytes);
+        if ('problem' in g) {
+          keyErrors![i] = g.problem;
+          return null;
+        }
+        return 'uid' in g ? graph.profileOf(g.uid) : graph.resolveKey(g.key);
+      });
+    } else if (uids === undefined && Array.isArray(keys)) uids = keys;
     if (!Array.isArray(uids)) return sendError(res, 'BAD_BATCH', undefined, close);
     if (uids.length > config.maxBatchKeys) {
       return sendError(res, 'BATCH_TOO_LARGE', `${uids.length} keys, limit is ${config.maxBatchKeys}`, close);
@@ -90,6 +105,11 @@ export function batchRoute(deps: AppDeps) {
       for (let i = 0; i < uids.length; i++) {
         const uid: unknown = uids[i];
         if (i > 0) out += ',';
+        if (keyErrors !== null && (uid === null || keyErrors[i] !== null)) {
+          out += '{"uid":null,"segments":[]' + (keyErrors[i] !== null ? ',"error":' + JSON.stringify({ code: 'BAD_ID_KEY', message: keyErrors[i] }) : '') + '}';
+          if (keyErrors[i] === null) misses++;
+          continue;
+        }
         const problem = checkUid(uid, maxUid);
         if (problem !== null) {
           out += '{"uid":' + (typeof uid === 'string' ? JSON.stringify(uid) : 'null') + ',"segments":[],"error":' + itemError(problem) + '}';
@@ -109,6 +129,11 @@ export function batchRoute(deps: AppDeps) {
     const results = new Array(uids.length);
     for (let i = 0; i < uids.length; i++) {
       const uid: unknown = uids[i];
+      if (keyErrors !== null && (uid === null || keyErrors[i] !== null)) {
+        results[i] = keyErrors[i] !== null ? { uid: null, segments: [], error: { code: 'BAD_ID_KEY', message: keyErrors[i] } } : { uid: null, segments: [] };
+        if (keyErrors[i] === null) misses++;
+        continue;
+      }
       const problem = checkUid(uid, maxUid);
       if (problem !== null) {
         results[i] = { uid: typeof uid === 'string' ? uid : null, segments: [], error: { code: problem, message: ERRORS[problem].message } };

@@ -1,4 +1,6 @@
-// GET /v1/segments?uid=U — the hot path. Synchronous from request to answer:
+// GET /v1/segments?uid=U — the hot path. Also by any id of the ID graph
+// (partner=&puid=, ifa=, eid_source=&eid=, login=): one more get, and the
+// answer's "uid" is the segd uid it resolved to (null when unknown). Synchronous from request to answer:
 // read the query and headers, one LMDB get from the memory map, encode, end.
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
@@ -7,34 +9,52 @@ import { nowSeconds } from '../../lookup/segments.js';
 import { pickFormat, jsonAnswer, msgpackAnswer, kvAnswer } from '../format.js';
 import { sendError, sendBody, JSON_TYPE, MSGPACK_TYPE, TEXT_TYPE } from '../respond.js';
 import { Flag } from '../../server/state.js';
+import { readGraphKey } from './id-query.js';
 
 export function segmentsRoute(deps: AppDeps) {
-  const { lookup, metrics, config, state } = deps;
+  const { lookup, metrics, config, state, graph } = deps;
   const m = metrics.route('segments');
   const maxUid = config.maxUidBytes;
   const kvKey = config.kvKey;
 
   return (res: HttpResponse, req: HttpRequest): void => {
     const t0 = performance.now();
-    const uid = req.getQuery('uid');
+    let uid = req.getQuery('uid');
     const format = pickFormat(req.getQuery('format'), req.getHeader('accept'));
     let st: number;
-    const problem = checkUid(uid, maxUid);
+    // Not by uid: by a graph id, resolved to the segd uid of its profile.
+    let byGraph: { key: string } | { problem: string } | null = null;
+    if (uid === undefined || uid === '') {
+      byGraph = readGraphKey(req, maxUid);
+      if (byGraph !== null && 'key' in byGraph) uid = graph.resolveKey(byGraph.key) ?? '';
+    }
+    const problem = byGraph === null ? checkUid(uid, maxUid) : null;
     if (problem !== null) {
       st = sendError(res, problem);
+    } else if (byGraph !== null && 'problem' in byGraph) {
+      st = sendError(res, 'BAD_ID_KEY', byGraph.problem);
     } else if (format === null) {
       st = sendError(res, 'BAD_FORMAT');
     } else {
-      const n = lookup.find(uid as string, nowSeconds());
+      const now = nowSeconds();
+      let n = uid === '' ? -1 : lookup.find(uid as string, now);
+      // A device uid merged into another profile (cross-device linking) reads
+      // as that profile. Merged uids are in the known-users filter, so a
+      // filtered miss (most misses) skips this get.
+      if (n < 0 && byGraph === null && !lookup.filtered) {
+        const profile = graph.profileOf(uid as string);
+        if (profile !== uid) n = lookup.find(profile, now);
+      }
       if (n < 0) metrics.miss();
       else metrics.hit();
       const count = n < 0 ? 0 : n;
       const ids = lookup.ids;
       // While draining, ask keep-alive clients to reconnect (to another node).
       const close = state.get(Flag.Draining);
-      if (format === 'json') st = sendBody(res, 200, JSON_TYPE, jsonAnswer(uid as string, ids, count), close);
+      const who = uid === '' ? null : (uid as string);
+      if (format === 'json') st = sendBody(res, 200, JSON_TYPE, jsonAnswer(who, ids, count), close);
       else if (format === 'kv') st = sendBody(res, 200, TEXT_TYPE, kvAnswer(kvKey, ids, count), close);
-      else st = sendBody(res, 200, MSGPACK_TYPE, msgpackAnswer(uid as string, ids, count), close);
+      else st = sendBody(res, 200, MSGPACK_TYPE, msgpackAnswer(who, ids, count), close);
     }
     m.observe(st, (performance.now() - t0) / 1000);
   };

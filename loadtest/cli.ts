@@ -1,0 +1,135 @@
+// `segd loadtest …` / `npm run loadtest -- …`: flags → a run → report files,
+// a terminal summary, and the exit status ops scripts gate a rollout on:
+// 0 every gate passed (or none was given), 1 a gate failed or a scenario could
+// not run, 2 bad flags or the target could not be reached at all.
+import { pathToFileURL } from 'node:url';
+import { parseFlags, intFlag, numFlag, usage, type FlagSpec, type Flags } from '../src/cli/flags.js';
+import { DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
+import { parseGates, readGateFile, type Gate } from './gate.js';
+import { runLoadTest, type RunOptions } from './runner.js';
+import { SCENARIO_NAMES, type ScenarioName } from './scenarios.js';
+import { writeReport } from './report.js';
+import { summaryText } from './summary.js';
+import { hasCommand, installCleanupHandlers } from './processes.js';
+
+const SPEC: FlagSpec = {
+  target: 'segd base URL, e.g. http://127.0.0.1:8080 (required)',
+  scenario: `one or more of ${SCENARIO_NAMES.join(', ')}, comma-separated, or "all" (required)`,
+  duration: 'measured seconds per scenario, 1..3600 (required)',
+  out: 'directory for report.html and results.json (required)',
+  rate: 'open loop at this many requests/s (20k ok); "half": closed-loop max first, then open loop at half of it; 0 or absent = closed loop',
+  connections: 'connections (ws: sockets), default 32',
+  generator: 'closed-loop generator: autocannon (default; per-second timeline) or wrk (C, for throughput ceilings; HTTP scenarios)',
+  warmup: 'seconds of warm-up before each measured run, not counted (default 2)',
+  gate: "rollout gate, e.g. 'p99<=1ms,p99.9<=2ms,errors<=0.01%,rps>=20000'",
+  'gate-file': 'JSON file: ["p99<=1ms", …] or {"gates": […]} (added to --gate)',
+  compare: 'also measure a uWebSockets.js hello-world and Fastify + Redis (same data) with the same settings',
+  users: 'users in the data set the target holds (`segd gen --users`; 10M ok), default 1M',
+  seed: `generator seed of that data set (\`segd gen --seed\`), default ${DEFAULT_SYNTHETIC.seed}`,
+  'hit-ratio': 'share of requests for known users, 0..1 (default 0.6)',
+  zipf: 'Zipf exponent of known users’ popularity (default 1.0; 0 = uniform)',
+  keys: 'keys drawn per run, cycled (default 100000)',
+  batch: 'keys per batch request (default 100)',
+  pipeline: 'ws: frames in flight per socket in closed loop (default 8)',
+  partner: 'partner id for sync (default "loadtest")',
+  'partner-key': 'partner bearer key for openrtb and ws (or env LOADTEST_PARTNER_KEY)',
+  'ingest-key': 'ingest bearer key for mixed (or env LOADTEST_INGEST_KEY)',
+  'ingest-rate': 'mixed: ingest records/s (default 2000)',
+  'ingest-batch': 'mixed: records per ingest request (default 500)',
+  'ingest-segment': 'mixed: segment the ingest stream adds (default 999, outside the generator’s ids)',
+  'ingest-ttl': 'mixed: TTL of those memberships in seconds, so they expire by themselves (default 600)',
+  timeout: 'seconds before a request counts as timed out (default 10)',
+  'max-requests': 'stop a measured run after this many answers (default 100M)',
+  pin: 'pin this generator and the compare servers to different CPUs (taskset)',
+  'server-pid': 'with --pin: also pin this local segd pid to the servers’ CPU',
+  quiet: 'no progress output (the summary is still printed)',
+};
+
+function generatorFlag(v: unknown): 'autocannon' | 'wrk' {
+  if (v === undefined || v === 'autocannon') return 'autocannon';
+  if (v === 'wrk') return 'wrk';
+  throw new Error(`--generator must be autocannon or wrk; got ${JSON.stringify(v)}`);
+}
+
+function options(f: Flags): RunOptions {
+  const req = (name: string): string => {
+    const v = f[name];
+    if (typeof v !== 'string' || v === '') throw new Error(`--${name} is required\n${usage('loadtest', SPEC)}`);
+    return v;
+  };
+  const target = req('target');
+  let url: URL;
+  try {
+    url = new URL(target);
+  } catch {
+    throw new Error(`--target must be a URL such as http://127.0.0.1:8080; got ${JSON.stringify(target)}`);
+  }
+  if (url.protocol !== 'http:') throw new Error(`--target must be http:// (the generators speak plain HTTP/1.1; load-test behind the TLS terminator); got ${url.protocol}`);
+  const rawScenarios = req('scenario');
+  const scenarios = (rawScenarios === 'all' ? SCENARIO_NAMES : rawScenarios.split(',').map((s) => s.trim())) as ScenarioName[];
+  for (const s of scenarios) if (!SCENARIO_NAMES.includes(s)) throw new Error(`--scenario: unknown scenario ${JSON.stringify(s)}; known: ${SCENARIO_NAMES.join(', ')}`);
+  const gates: Gate[] = [];
+  if (typeof f.gate === 'string') gates.push(...parseGates(f.gate));
+  if (typeof f['gate-file'] === 'string') gates.push(...readGateFile(f['gate-file']));
+  const key = (flag: string, env: string) => (typeof f[flag] === 'string' ? (f[flag] as string) : (process.env[env] ?? ''));
+  const o: RunOptions = {
+    target: url.origin,
+    scenarios: [...new Set(scenarios)],
+    durationS: numFlag(f, 'duration', { min: 1, max: 3600 }),
+    warmupS: numFlag(f, 'warmup', { min: 0, max: 600, def: 2 }),
+    rate: f.rate === 'half' ? 0 : intFlag(f, 'rate', { min: 0, max: 10_000_000, def: 0 }),
+    halfOfMax: f.rate === 'half',
+    connections: intFlag(f, 'connections', { min: 1, max: 10_000, def: 32 }),
+    generator: generatorFlag(f.generator),
+    pipeline: intFlag(f, 'pipeline', { min: 1, max: 1000, def: 8 }),
+    timeoutS: numFlag(f, 'timeout', { min: 0.1, max: 600, def: 10 }),
+    maxRequests: intFlag(f, 'max-requests', { min: 1, max: 1_000_000_000, def: 100_000_000 }),
+    users: intFlag(f, 'users', { min: 1, max: 1_000_000_000, def: 1_000_000 }),
+    seed: intFlag(f, 'seed', { min: 0, max: 0xffff_ffff, def: DEFAULT_SYNTHETIC.seed }),
+    hitRatio: numFlag(f, 'hit-ratio', { min: 0, max: 1, def: 0.6 }),
+    zipf: numFlag(f, 'zipf', { min: 0, max: 5, def: 1 }),
+    keys: intFlag(f, 'keys', { min: 100, max: 10_000_000, def: 100_000 }),
+    batchSize: intFlag(f, 'batch', { min: 1, max: 100_000, def: 100 }),
+    partner: typeof f.partner === 'string' ? f.partner : 'loadtest',
+    partnerKey: key('partner-key', 'LOADTEST_PARTNER_KEY'),
+    ingestKey: key('ingest-key', 'LOADTEST_INGEST_KEY'),
+    ingestRate: intFlag(f, 'ingest-rate', { min: 0, max: 10_000_000, def: 2000 }),
+    ingestBatch: intFlag(f, 'ingest-batch', { min: 1, max: 1_000_000, def: 500 }),
+    ingestSegment: intFlag(f, 'ingest-segment', { min: 0, max: 0xffff_ffff, def: 999 }),
+    ingestTtlS: intFlag(f, 'ingest-ttl', { min: 1, max: 90 * 86_400, def: 600 }),
+    gates,
+    compare: f.compare === true,
+    pin: f.pin === true,
+    serverPid: intFlag(f, 'server-pid', { min: 0, max: 2 ** 22, def: 0 }),
+    quiet: f.quiet === true,
+  };
+  if (o.scenarios.includes('mixed') && o.ingestRate > 0 && !o.ingestKey) throw new Error('--scenario mixed needs --ingest-key (or LOADTEST_INGEST_KEY): the ingest stream authenticates like a collector');
+  if (o.generator === 'wrk' && !hasCommand('wrk')) throw new Error('--generator wrk: wrk is not on PATH (Debian package wrk; `bash .ci/setup-system.sh --bench` installs it)');
+  if (o.generator === 'wrk' && o.scenarios.includes('ws')) throw new Error('--generator wrk speaks HTTP only: run the ws scenario without it');
+  if (o.serverPid && !o.pin) throw new Error('--server-pid only means something with --pin');
+  return o;
+}
+
+export async function loadtestMain(argv: string[]): Promise<number> {
+  const f = parseFlags('loadtest', argv, SPEC, ['compare', 'pin']);
+  const o = options(f);
+  const out = f.out;
+  if (typeof out !== 'string' || !out) throw new Error(`--out DIR is required\n${usage('loadtest', SPEC)}`);
+  installCleanupHandlers((m) => process.stderr.write(`[loadtest] ${m}\n`));
+  const res = await runLoadTest(o);
+  const files = writeReport(out, res);
+  process.stdout.write(summaryText(res, files));
+  const failed = res.results.some((r) => r.target === 'segd' && r.status === 'failed');
+  return res.verdict === 'fail' || failed ? 1 : 0;
+}
+
+// `npm run loadtest -- …` runs this file directly.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  loadtestMain(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`segd loadtest: ${(err as Error).message}\n`);
+      process.exit(2);
+    },
+  );
+}

@@ -1,0 +1,173 @@
+// Drives HTTP load for one measured run, in either mode:
+//   closed loop (rate 0): autocannon, `connections` keep-alive connections each
+//     sending its next request when the answer arrives (the max-throughput view);
+//   open loop (rate R): loadtest/open-loop-client.ts, requests due on a fixed
+//     schedule whatever the server does, latency counted from when each was due
+//     (no coordinated omission), so latency is also measured below saturation.
+// Both record into a Recorder with µs latencies. autocannon's own summary rounds to
+// whole ms; its per-response event carries the hrtime duration, which is what
+// the Recorder gets (its figures include the generator's own event-loop delay).
+import autocannon from 'autocannon';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { rawRequest, writeRequests, type LoopSummary } from './open-loop-client.js';
+import { Recorder, type Figures, type Percentiles } from './recorder.js';
+import { run, tempDirs } from './processes.js';
+import { runWrk, wrkFigures, wrkScript } from './wrk.js';
+import type { HttpReq } from './scenarios.js';
+
+const CLIENT_JS = resolve(import.meta.dirname, 'open-loop-client.js');
+
+/** What every driver takes: the load's shape, its window and what counts as success. */
+export interface LoadShape {
+  connections: number;
+  /** Requests per second; 0 = closed loop. */
+  rate: number;
+  warmupS: number;
+  durationS: number;
+  timeoutS: number;
+  /** Stop early after this many answers (closed loop; open loop is bounded by rate × duration). */
+  maxRequests: number;
+  /** Statuses from 200 up to this (exclusive) are successes: 300, or 400 where redirects are answers. */
+  okBelow: number;
+  /**
+   * Called when the warm-up ends (the runner scrapes /metrics then). Closed
+   * loops wait for it before measuring, so the server's counts cover exactly the
+   * measured requests; the open-loop client's schedule cannot wait.
+   */
+  onMeasureStart?: () => Promise<void> | void;
+}
+
+export interface HttpDriveOptions extends LoadShape {
+  host: string;
+  port: number;
+  requests: HttpReq[];
+  /** Closed-loop generator: autocannon (default) or wrk (a C generator, for throughput ceilings). */
+  generator: 'autocannon' | 'wrk';
+}
+
+export interface DriveResult {
+  info: DriveInfo;
+  figures: Figures;
+}
+
+export interface DriveInfo {
+  generator: string;
+  /** Where the latency figures come from and what they can resolve. */
+  latencySource: string;
+  /** autocannon's own whole-ms summary, for reference. */
+  autocannonMs?: Percentiles;
+  /** Open loop: how late the client sent requests against its schedule (its own health), µs. */
+  sendLagUs?: Percentiles;
+}
+
+/**
+ * Each autocannon connection cycles through its own slice of the requests,
+ * encoded once when the connection is set up (bench-lookup.ts measured that a
+ * per-request `setupRequest` halves what autocannon can drive, and that long
+ * slices delay the first answers).
+ */
+const REQUESTS_PER_CONNECTION = 200;
+
+function autocannonRun(o: HttpDriveOptions, seconds: number, rec: Recorder | null) {
+  const per = Math.max(1, Math.min(REQUESTS_PER_CONNECTION, Math.floor(o.requests.length / o.connections)));
+  let client = 0;
+  const inst = autocannon({
+    url: `http://${o.host}:${o.port}`,
+    connections: o.connections,
+    pipelining: 1,
+    duration: seconds,
+    timeout: o.timeoutS,
+    setupClient: (c) => {
+      const from = (client++ * per) % o.requests.length;
+      let slice = o.requests.slice(from, from + per);
+      if (slice.length < per) slice = slice.concat(o.requests.slice(0, per - slice.length));
+      c.setRequests(slice.map((r) => ({ method: r.method, path: r.path, headers: r.headers, ...(r.body !== undefined ? { body: r.body } : {}) })));
+    },
+  });
+  if (rec) {
+    let n = 0;
+    inst.on('response', (_c: unknown, status: number, _bytes: number, ms: number) => {
+      rec.answer(ms * 1000, status);
+      if (++n === o.maxRequests) inst.stop();
+    });
+    inst.on('reqError', (err: Error) => rec.failure(/timed out/.test(err.message) ? 'timeouts' : 'connection'));
+  }
+  return inst;
+}
+
+async function closedLoop(o: HttpDriveOptions): Promise<DriveResult> {
+  const rec = new Recorder((s) => s >= 200 && s < o.okBelow);
+  if (o.warmupS > 0) await autocannonRun(o, o.warmupS, null);
+  await o.onMeasureStart?.();
+  rec.start();
+  const r = await autocannonRun(o, o.durationS, rec);
+  rec.stop();
+  const ms = (v: number) => v * 1000;
+  const info: DriveInfo = {
+    generator: `autocannon, closed loop, ${o.connections} connections`,
+    latencySource: 'autocannon per-response hrtime (µs resolution, includes the generator’s event-loop delay)',
+    autocannonMs: { p50: ms(r.latency.p50), p90: ms(r.latency.p90), p99: ms(r.latency.p99), p999: ms(r.latency.p99_9), max: ms(r.latency.max), mean: ms(r.latency.mean) },
+  };
+  return { info, figures: rec.figures() };
+}
+
+/** A temp dir holding the requests as `writeRequests` lays them out; removed after `fn`. */
+async function withRequestsFile<T>(o: HttpDriveOptions, fn: (dir: string, file: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), 'segd-loadtest-'));
+  tempDirs.add(dir);
+  try {
+    const file = join(dir, 'requests.bin');
+    writeRequests(file, o.requests.map((r) => rawRequest(o.host, r.method, r.path, r.headers, r.body)));
+    return await fn(dir, file);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    tempDirs.delete(dir);
+  }
+}
+
+async function wrkClosedLoop(o: HttpDriveOptions): Promise<DriveResult> {
+  return withRequestsFile(o, async (dir, file) => {
+    const script = join(dir, 'requests.lua');
+    writeFileSync(script, wrkScript(file));
+    const run = (seconds: number) => runWrk({ host: o.host, port: o.port, script, connections: o.connections, seconds });
+    if (o.warmupS > 0) await run(Math.max(1, Math.round(o.warmupS)));
+    await o.onMeasureStart?.();
+    const w = await run(Math.max(1, Math.round(o.durationS)));
+    return {
+      info: {
+        generator: `wrk -t1, closed loop, ${o.connections} connections`,
+        latencySource: 'wrk (C), µs percentiles; it keeps no per-second series, and its histogram is rebuilt from its percentile curve',
+      },
+      figures: wrkFigures(w),
+    };
+  });
+}
+
+/**
+ * The open-loop client runs as its own process (pinned like this one when
+ * --pin is given): in this process the harness's heap (keys, requests) made
+ * GC pauses show up as client send lag of tens of ms at 5k req/s.
+ */
+async function openLoop(o: HttpDriveOptions): Promise<DriveResult> {
+  return withRequestsFile(o, async (_dir, file) => {
+    const args = [CLIENT_JS, '--host', o.host, '--port', String(o.port), '--requests', file, '--ok-below', String(o.okBelow), '--rate', String(o.rate), '--connections', String(o.connections), '--warmup-ms', String(o.warmupS * 1000), '--duration-ms', String(o.durationS * 1000)];
+    // The client warms up inside its own process; its measured window starts warmupS after it does.
+    const mark = o.onMeasureStart ? setTimeout(() => void o.onMeasureStart!(), o.warmupS * 1000) : undefined;
+    const { stdout } = await run(process.execPath, args).finally(() => clearTimeout(mark));
+    const r = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as LoopSummary & { figures: Figures };
+    return {
+      info: {
+        generator: `open loop at ${o.rate} req/s over ${o.connections} connections (loadtest/open-loop-client.ts)`,
+        latencySource: 'open-loop client, µs, from each request’s scheduled send time (no coordinated omission)',
+        sendLagUs: r.sendLagUs,
+      },
+      figures: r.figures,
+    };
+  });
+}
+
+export function driveHttp(o: HttpDriveOptions): Promise<DriveResult> {
+  return o.rate > 0 ? openLoop(o) : o.generator === 'wrk' ? wrkClosedLoop(o) : closedLoop(o);
+}

@@ -1,0 +1,162 @@
+// What one measured run saw: every latency in µs (hdr-histogram-js), a
+// per-second timeline (requests, errors, p50/p99/max), log-spaced buckets for
+// the report's histogram, and errors by kind. Every generator feeds one of these,
+// so the figures, the report and the gate mean the same thing whatever drove
+// the load.
+import { build as buildHistogram, type Histogram } from 'hdr-histogram-js';
+
+export interface Percentiles {
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  max: number;
+  mean: number;
+}
+
+export interface Second {
+  /** Seconds since the measured window began. */
+  t: number;
+  requests: number;
+  /** requests / the second's length (the last one is usually partial: the run's tail). */
+  rps: number;
+  errors: number;
+  p50Us: number;
+  p99Us: number;
+  maxUs: number;
+}
+
+export interface Bucket {
+  /** Lower and upper bound in µs. */
+  fromUs: number;
+  toUs: number;
+  count: number;
+}
+
+export interface ErrorsByKind {
+  /** Answers outside the scenario's success range, by HTTP status (or WebSocket error code). */
+  status: Record<string, number>;
+  timeouts: number;
+  /** Connections refused, reset or closed under a request. */
+  connection: number;
+  /** Anything else (an answer that could not be parsed, a frame for no request). */
+  other: number;
+}
+
+export interface Figures {
+  requests: number;
+  ok: number;
+  seconds: number;
+  rps: number;
+  errors: ErrorsByKind;
+  errorCount: number;
+  /** errorCount / (requests + transport errors). */
+  errorRate: number;
+  latencyUs: Percentiles;
+  timeline: Second[];
+  histogram: Bucket[];
+}
+
+const BUCKETS_PER_DECADE = 10;
+/** A histogram of µs values up to 120 s, with `digits` significant digits. */
+export const usHistogram = (digits: number): Histogram =>
+  buildHistogram({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: digits as 1 | 2 | 3 });
+
+export function percentilesOf(h: Histogram): Percentiles {
+  if (h.totalCount === 0) return { p50: 0, p90: 0, p99: 0, p999: 0, max: 0, mean: 0 };
+  return {
+    p50: h.getValueAtPercentile(50),
+    p90: h.getValueAtPercentile(90),
+    p99: h.getValueAtPercentile(99),
+    p999: h.getValueAtPercentile(99.9),
+    max: h.maxValue,
+    mean: h.mean,
+  };
+}
+
+export class Recorder {
+  private readonly all = usHistogram(3);
+  private readonly sec = usHistogram(2);
+  private readonly buckets = new Map<number, number>();
+  private readonly timeline: Second[] = [];
+  private secErrors = 0;
+  private t0 = 0;
+  private tEnd = 0;
+  private nextSecond = 0;
+  private requests = 0;
+  private okCount = 0;
+  readonly errors: ErrorsByKind = { status: {}, timeouts: 0, connection: 0, other: 0 };
+
+  constructor(private readonly isOk: (status: number) => boolean) {}
+
+  /** Starts the clock (once: an answer that arrives first starts it too). */
+  start(): void {
+    if (this.t0 !== 0) return;
+    this.t0 = performance.now();
+    this.nextSecond = this.t0 + 1000;
+  }
+
+  /** One answer: its latency in µs and status; `errorKey` names a failed answer (default: the status). */
+  answer(latencyUs: number, status: number, errorKey?: string): void {
+    this.roll();
+    const us = Math.max(1, Math.round(latencyUs));
+    this.requests++;
+    this.all.recordValue(us);
+    this.sec.recordValue(us);
+    const b = Math.floor(Math.log10(us) * BUCKETS_PER_DECADE);
+    this.buckets.set(b, (this.buckets.get(b) ?? 0) + 1);
+    if (this.isOk(status)) this.okCount++;
+    else {
+      const key = errorKey ?? String(status);
+      this.errors.status[key] = (this.errors.status[key] ?? 0) + 1;
+      this.secErrors++;
+    }
+  }
+
+  /** A request that got no answer. */
+  failure(kind: 'timeouts' | 'connection' | 'other', n = 1): void {
+    this.roll();
+    this.errors[kind] += n;
+    this.secErrors += n;
+  }
+
+  stop(): void {
+    this.tEnd = performance.now();
+    this.roll(true);
+  }
+
+  private roll(final = false): void {
+    if (this.t0 === 0) this.start();
+    const now = final ? this.tEnd : performance.now();
+    while (now >= this.nextSecond || (final && (this.sec.totalCount > 0 || this.secErrors > 0))) {
+      const p = percentilesOf(this.sec);
+      const len = final ? Math.min(1, Math.max(0.001, (now - (this.nextSecond - 1000)) / 1000)) : 1;
+      this.timeline.push({ t: this.timeline.length + 1, requests: this.sec.totalCount, rps: this.sec.totalCount / len, errors: this.secErrors, p50Us: p.p50, p99Us: p.p99, maxUs: p.max });
+      this.sec.reset();
+      this.secErrors = 0;
+      this.nextSecond += 1000;
+      if (final) break;
+    }
+  }
+
+  figures(): Figures {
+    const seconds = Math.max(1e-3, ((this.tEnd || performance.now()) - this.t0) / 1000);
+    const transport = this.errors.timeouts + this.errors.connection + this.errors.other;
+    const errorCount = this.requests - this.okCount + transport;
+    const histogram = [...this.buckets.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(([b, count]) => ({ fromUs: 10 ** (b / BUCKETS_PER_DECADE), toUs: 10 ** ((b + 1) / BUCKETS_PER_DECADE), count }));
+    return {
+      requests: this.requests,
+      ok: this.okCount,
+      seconds,
+      rps: this.requests / seconds,
+      errors: this.errors,
+      errorCount,
+      errorRate: errorCount / Math.max(1, this.requests + transport),
+      latencyUs: percentilesOf(this.all),
+      timeline: this.timeline,
+      histogram,
+    };
+  }
+}

@@ -1,0 +1,372 @@
+// One load-test run: sample the keys, then for each scenario probe the target,
+// scrape /metrics, warm up (not counted), measure, scrape again; with
+// --compare, run the same scenario with the same settings against the
+// hello-world and Fastify + Redis right after; then evaluate the gate.
+import type { Figures } from './recorder.js';
+import { sampleKeys, type KeyMix } from './keys.js';
+import { SCENARIOS, type HttpReq, type ScenarioInput, type ScenarioName } from './scenarios.js';
+import { driveHttp, type DriveInfo, type DriveResult } from './drive-http.js';
+import { driveWs, openWs, WsUnavailable } from './drive-ws.js';
+import { IngestStream, type IngestFigures } from './ingest-stream.js';
+import { diff, gauges, scrape, serverView, type ServerView } from './metrics-scrape.js';
+import { evaluate, fmtUs, type Gate, type GateResult } from './gate.js';
+import { startBaselines, type Baselines } from './baselines.js';
+import { cleanup, pin, planPinning, type Pinning } from './processes.js';
+import { Progress } from '../src/cli/progress.js';
+
+export interface RunOptions {
+  target: string;
+  scenarios: ScenarioName[];
+  durationS: number;
+  warmupS: number;
+  /** Requests per second (open loop); 0 = closed loop. */
+  rate: number;
+  /** `--rate half`: find each scenario's closed-loop max, then measure at half of it (open loop). */
+  halfOfMax: boolean;
+  connections: number;
+  generator: 'autocannon' | 'wrk';
+  pipeline: number;
+  timeoutS: number;
+  maxRequests: number;
+  users: number;
+  seed: number;
+  hitRatio: number;
+  zipf: number;
+  keys: number;
+  batchSize: number;
+  partner: string;
+  partnerKey: string;
+  ingestKey: string;
+  ingestRate: number;
+  ingestBatch: number;
+  ingestSegment: number;
+  ingestTtlS: number;
+  gates: Gate[];
+  compare: boolean;
+  pin: boolean;
+  serverPid: number;
+  quiet: boolean;
+}
+
+export type TargetName = 'segd' | 'hello-world' | 'fastify+redis';
+
+export const PHASE_LABEL = { max: 'max', half: '@½max' } as const;
+
+/** "lookup", or "lookup max" / "lookup @½max" with --rate half. */
+export const scenarioLabel = (r: { scenario: string; phase?: 'max' | 'half' }) => (r.phase ? `${r.scenario} ${PHASE_LABEL[r.phase]}` : r.scenario);
+
+export interface ScenarioResult {
+  scenario: ScenarioName;
+  /** With --rate half: the closed-loop max run, or the open-loop run at half of segd's max. */
+  phase?: 'max' | 'half';
+  what: string;
+  target: TargetName;
+  status: 'ran' | 'skipped' | 'failed';
+  reason?: string;
+  drive?: DriveInfo;
+  figures?: Figures;
+  /** Lookups per second (batch: requests × keys per request). */
+  keysPerS?: number;
+  server?: { diff: Record<string, number>; view: ServerView; error?: string; gaugesAfter?: Record<string, number> };
+  ingest?: IngestFigures | null;
+  /** Reasons to distrust or qualify the figures (the generator fell behind, a rate not reached). */
+  warnings?: string[];
+}
+
+export interface Comparison {
+  scenario: ScenarioName;
+  /** segd's req/s over the baseline's, and p99 of each. */
+  vsHello?: number;
+  vsFastify?: number;
+}
+
+export interface DataCheck {
+  /** Known users (i < users) looked up on the target before the run, and how many it holds. */
+  known: number;
+  found: number;
+  /** With --compare: the same keys through Fastify + Redis, and how many answers were equal to segd's. */
+  baselineEqual?: number;
+  ok: boolean;
+  note: string;
+}
+
+export interface Results {
+  tool: 'segd loadtest';
+  version: 1;
+  startedAt: string;
+  finishedAt: string;
+  settings: Omit<RunOptions, 'gates' | 'partnerKey' | 'ingestKey'> & { gates: string[]; node: string; mode: string };
+  keyMix: Omit<KeyMix, 'uids' | 'index'> & { draws: number };
+  pinning: Pinning;
+  dataCheck?: DataCheck;
+  results: ScenarioResult[];
+  comparisons: Comparison[];
+  gates: GateResult[];
+  verdict: 'pass' | 'fail' | 'no gates';
+}
+
+/** The metrics route label segd uses for each scenario's requests. */
+const ROUTE: Record<ScenarioName, string> = { lookup: 'segments', kv: 'segments', mixed: 'segments', batch: 'batch', openrtb: 'openrtb', sync: 'sync', ws: 'ws' };
+
+function say(o: RunOptions, msg: string): void {
+  if (!o.quiet) process.stderr.write(`[loadtest] ${msg}\n`);
+}
+
+interface ProbeAnswer {
+  status: number;
+  /** segd's error code when the answer is one of its errors. */
+  code?: string;
+  message?: string;
+}
+
+/** One request of the scenario, to see whether the endpoint exists (and what it says) before loading it. */
+async function probe(origin: string, r: HttpReq): Promise<ProbeAnswer> {
+  const res = await fetch(origin + r.path, { method: r.method, headers: r.headers, ...(r.body !== undefined ? { body: r.body } : {}), signal: AbortSignal.timeout(10_000), redirect: 'manual' });
+  const text = await res.text();
+  if (res.status < 400) return { status: res.status };
+  try {
+    const e = (JSON.parse(text) as { error?: { code?: string; message?: string } }).error;
+    return { status: res.status, ...(e?.code ? { code: e.code } : {}), ...(e?.message ? { message: e.message } : {}) };
+  } catch {
+    return { status: res.status };
+  }
+}
+
+/** A 404 for the route itself (segd's NOT_FOUND, or not a segd answer at all), not e.g. an unknown partner. */
+const routeMissing = (a: ProbeAnswer) => a.status === 404 && (a.code === undefined || a.code === 'NOT_FOUND');
+
+/** A generator late by more than this measures itself as much as the server. */
+const SEND_LAG_LIMIT_US = 1000;
+
+function qualify(o: RunOptions, r: ScenarioResult): string[] {
+  const w: string[] = [];
+  const lag = r.drive?.sendLagUs;
+  if (lag && lag.p99 > SEND_LAG_LIMIT_US) {
+    w.push(`requests went out late (send lag p99 ${fmtUs(lag.p99)}): the generator could not keep its schedule, or every connection was busy with a slow server; latencies count from the schedule, so they include that wait (try --pin, more --connections, a lower --rate)`);
+  }
+  if (o.rate > 0 && r.figures && r.figures.rps < o.rate * 0.97) w.push(`reached ${Math.round(r.figures.rps)} of the ${o.rate} req/s asked for`);
+  if (r.ingest && r.ingest.recordsPerS < o.ingestRate * 0.9) {
+    w.push(`the ingest stream reached ${Math.round(r.ingest.recordsPerS)} of ${o.ingestRate} records/s (one batch in flight, each waiting for its durable ack)`);
+  }
+  return w;
+}
+
+async function measure(o: RunOptions, name: ScenarioName, target: TargetName, origin: string, input: ScenarioInput, requests: HttpReq[]): Promise<ScenarioResult> {
+  const sc = SCENARIOS[name];
+  const base: ScenarioResult = { scenario: name, what: sc.what, target, status: 'ran' };
+  const url = new URL(origin);
+  let probeNote: string | undefined;
+  const host = url.hostname;
+  const port = Number(url.port || 80);
+
+  // Endpoints still being built elsewhere: a 404 means "not deployed here", not a failure.
+  try {
+    if (name === 'ws') {
+      const ws = await openWs(`ws://${url.host}/v1/ws`, o.partnerKey);
+      ws.terminate();
+    } else {
+      const first = requests[0]!;
+      const a = await probe(origin, first);
+      if (routeMissing(a) && sc.skipOn404) return { ...base, status: 'skipped', reason: `${first.method} ${first.path.split('?')[0]} answers 404 on ${origin}: the endpoint is not deployed there (yet); scenario skipped` };
+      // Run anyway (the errors are counted by status), but say up front why requests fail.
+      if (a.status >= 400) probeNote = `a first ${first.method} ${first.path.split('?')[0]} answered ${a.status}${a.code ? ` ${a.code}` : ''}${a.message ? `: ${a.message}` : ''}`;
+    }
+  } catch (err) {
+    if (err instanceof WsUnavailable && err.status === 404) return { ...base, status: 'skipped', reason: `the WebSocket upgrade at /v1/ws answers 404 on ${origin}: not deployed there (yet); scenario skipped` };
+    return { ...base, status: 'failed', reason: `${name} against ${origin}: ${(err as Error).message}` };
+  }
+
+  // Scraped as the warm-up ends, so the server's counts cover the measured window (and this one scrape).
+  const scraped: { before?: ReturnType<typeof scrape> } = {};
+  const ingest =
+    name === 'mixed'
+      ? new IngestStream({ origin, ingestKey: o.ingestKey, rate: o.ingestRate, batch: o.ingestBatch, segment: o.ingestSegment, ttlS: o.ingestTtlS, seed: o.seed, users: o.users })
+      : null;
+  // The ingest stream starts once that scrape is answered, so both counts cover the same window.
+  const onMeasureStart =
+    target === 'segd'
+      ? async () => {
+          scraped.before = scrape(origin);
+          await scraped.before;
+          ingest?.start();
+        }
+      : ingest
+        ? () => ingest.start()
+        : undefined;
+  const total = o.warmupS + o.durationS;
+  const progress = new Progress(`${name} → ${target}`.padEnd(24), total, 's', { quiet: o.quiet, rate: false });
+  const t0 = performance.now();
+  const tick = setInterval(() => progress.update(Math.min(total, Math.round((performance.now() - t0) / 100) / 10)), 250);
+  let driven: DriveResult;
+  try {
+    driven =
+      name === 'ws'
+        ? await driveWs({ url: `ws://${url.host}/v1/ws`, partnerKey: o.partnerKey, uids: input.keys.uids, connections: o.connections, pipeline: o.pipeline, rate: o.rate, warmupS: o.warmupS, durationS: o.durationS, timeoutS: o.timeoutS, maxRequests: o.maxRequests, okBelow: sc.okBelow, onMeasureStart })
+        : await driveHttp({ host, port, requests, connections: o.connections, rate: o.rate, warmupS: o.warmupS, durationS: o.durationS, timeoutS: o.timeoutS, maxRequests: o.maxRequests, okBelow: sc.okBelow, generator: o.generator, onMeasureStart });
+  } catch (err) {
+    // A generator that died (or a target that went away mid-run) fails this scenario, not the whole run.
+    await ingest?.stop();
+    return { ...base, status: 'failed', reason: `${name} against ${origin} broke off: ${(err as Error).message.slice(0, 500)}` };
+  } finally {
+    clearInterval(tick);
+    progress.update(total);
+    progress.done();
+  }
+  const ingestFigures = ingest ? await ingest.stop() : undefined;
+  const figures = driven.figures;
+  const out: ScenarioResult = { ...base, drive: driven.info, figures, keysPerS: figures.rps * sc.keysPerRequest(input) };
+  if (ingestFigures !== undefined) out.ingest = ingestFigures;
+  const warnings = qualify(o, out);
+  if (probeNote) warnings.unshift(probeNote);
+  if (warnings.length) out.warnings = warnings;
+  if (scraped.before) {
+    const b = await scraped.before;
+    const after = await scrape(origin);
+    const d = diff(b.samples, after.samples);
+    const error = b.error ?? after.error;
+    out.server = { diff: d, view: serverView(d, ROUTE[name]), gaugesAfter: gauges(after.samples), ...(error ? { error } : {}) };
+  }
+  return out;
+}
+
+const DATA_CHECK_KEYS = 50;
+
+async function segmentsOf(origin: string, uid: string): Promise<number[] | null> {
+  const r = await fetch(`${origin}/v1/segments?uid=${encodeURIComponent(uid)}`, { signal: AbortSignal.timeout(10_000) });
+  if (r.status !== 200) return null;
+  return ((await r.json()) as { segments?: number[] }).segments ?? null;
+}
+
+/**
+ * Does the target hold the data set the flags describe? Known users come back
+ * with segments when --users/--seed match what was loaded; if they do not, the
+ * hit ratio (and every figure) would be about another workload.
+ */
+async function checkData(origin: string, keys: KeyMix, users: number, fastify: string | null): Promise<DataCheck | undefined> {
+  const known = [...new Set(keys.uids.filter((_, k) => keys.index[k]! < users))].slice(0, DATA_CHECK_KEYS);
+  if (!known.length) return undefined;
+  let found = 0;
+  let equal = 0;
+  for (const uid of known) {
+    const segs = await segmentsOf(origin, uid);
+    if (segs === null) return { known: known.length, found: 0, ok: false, note: `GET /v1/segments does not answer 200 on ${origin}` };
+    if (segs.length) found++;
+    if (fastify) {
+      const other = await segmentsOf(fastify, uid);
+      if (other && other.join(',') === segs.join(',')) equal++;
+    }
+  }
+  // Memberships with TTLs can lapse, so a handful of misses is normal; most known users must be there.
+  const ok = found >= known.length * 0.8;
+  const note = ok
+    ? `${found}/${known.length} sampled known users hold segments on the target${fastify ? `; Fastify + Redis answered ${equal}/${known.length} of them identically` : ''}`
+    : `only ${found}/${known.length} sampled known users hold segments on the target: it does not seem to hold the data set --users ${users} --seed given here, so hit ratios and figures describe another workload`;
+  return { known: known.length, found, ...(fastify ? { baselineEqual: equal } : {}), ok, note };
+}
+
+export async function runLoadTest(o: RunOptions): Promise<Results> {
+  const startedAt = new Date();
+  const origin = new URL(o.target).origin;
+  // Unreachable is a usage problem (exit 2), not a failed gate: say so before sampling anything.
+  try {
+    await (await fetch(`${origin}/healthz`, { signal: AbortSignal.timeout(10_000) })).arrayBuffer();
+  } catch (err) {
+    const cause = (err as { cause?: { message?: string } }).cause?.message;
+    throw new Error(`cannot reach ${origin}: ${cause ?? (err as Error).message}`);
+  }
+  const needKeys = Math.max(o.keys, o.scenarios.includes('batch') ? o.batchSize * 200 : 0);
+  say(o, `sampling ${needKeys.toLocaleString('en-US')} keys from the data set (users ${o.users.toLocaleString('en-US')}, seed ${o.seed}, ${Math.round(o.hitRatio * 100)}% known, Zipf s=${o.zipf})`);
+  const keys = sampleKeys({ seed: o.seed, users: o.users, hitRatio: o.hitRatio, zipf: o.zipf, count: needKeys });
+  const input: ScenarioInput = { keys, batchSize: o.batchSize, partner: o.partner, partnerKey: o.partnerKey, seed: o.seed };
+
+  let baselines: Baselines | null = null;
+  const pinning = planPinning(o.pin, 'unpinned (--pin puts this generator and the servers on different CPUs)');
+  try {
+    if (o.compare) baselines = await startBaselines({ users: o.users, seed: o.seed, quiet: o.quiet, say: (m) => say(o, m) });
+    if (pinning.pinned) {
+      pin(process.pid, pinning.generatorCpu!);
+      for (const pid of baselines?.pids ?? []) pin(pid, pinning.serverCpu!);
+      if (o.serverPid) pin(o.serverPid, pinning.serverCpu!);
+      pinning.why += o.serverPid ? `; target pid ${o.serverPid} pinned with the servers` : '; target not pinned (pass --server-pid to pin a local segd)';
+    }
+    say(o, pinning.why);
+    const dataCheck = await checkData(origin, keys, o.users, baselines ? `http://127.0.0.1:${baselines.fastify.port}` : null).catch((err: unknown) => ({
+      known: 0,
+      found: 0,
+      ok: false,
+      note: `could not check the data set: ${(err as Error).message}`,
+    }));
+    if (dataCheck) say(o, `data set check: ${dataCheck.note}`);
+
+    const results: ScenarioResult[] = [];
+    const comparisons: Comparison[] = [];
+    for (const name of o.scenarios) {
+      const requests = SCENARIOS[name].requests(input);
+      say(o, `${name}: ${SCENARIOS[name].what}`);
+      const targets: Array<[TargetName, string]> = [['segd', origin]];
+      if (baselines && SCENARIOS[name].comparable) {
+        // The hello-world answers GETs only (its answer ignores the path).
+        if (requests[0]!.method === 'GET') targets.push(['hello-world', `http://127.0.0.1:${baselines.hello.port}`]);
+        targets.push(['fastify+redis', `http://127.0.0.1:${baselines.fastify.port}`]);
+      }
+      // --rate half: each target's closed-loop max first; then every target at half of segd's max, the same rate for all.
+      const maxRps = new Map<TargetName, number>();
+      let halfRate = 0;
+      for (const phase of o.halfOfMax ? (['max', 'half'] as const) : ([undefined] as const)) {
+        if (phase === 'half' && !halfRate) break;
+        for (const [target, url] of targets) {
+          if (target !== 'segd' && results.some((r) => r.scenario === name && r.target === 'segd' && r.status !== 'ran')) break;
+          const run = phase === 'half' ? { ...o, rate: halfRate } : o;
+          const r = await measure(run, name, target, url, input, requests);
+          if (phase) r.phase = phase;
+          results.push(r);
+          if (r.status === 'skipped') say(o, r.reason!);
+          if (phase !== 'half' && r.figures) maxRps.set(target, r.figures.rps);
+          if (phase === 'max' && target === 'segd' && r.figures) {
+            halfRate = Math.max(1, Math.floor(r.figures.rps / 2));
+            say(o, `${name}: segd's closed-loop max ${Math.round(r.figures.rps)} req/s; half load at ${halfRate} req/s`);
+          }
+        }
+      }
+      const segdMax = maxRps.get('segd');
+      if (targets.length > 1 && segdMax) {
+        const c: Comparison = { scenario: name };
+        const hello = maxRps.get('hello-world');
+        const fastify = maxRps.get('fastify+redis');
+        if (hello) c.vsHello = segdMax / hello;
+        if (fastify) c.vsFastify = segdMax / fastify;
+        comparisons.push(c);
+      }
+    }
+
+    const gates: GateResult[] = [];
+    for (const r of results) {
+      if (r.target !== 'segd' || r.status === 'skipped') continue;
+      // --rate half: throughput is judged at the max, everything else at half load.
+      const mine = r.phase === 'max' ? o.gates.filter((g) => g.metric === 'rps') : r.phase === 'half' ? o.gates.filter((g) => g.metric !== 'rps') : o.gates;
+      const label = scenarioLabel(r);
+      if (r.status === 'failed' || !r.figures) {
+        for (const g of mine) gates.push({ scenario: label, gate: g.text, measured: 'did not run', pass: false });
+        continue;
+      }
+      gates.push(...evaluate(mine, { scenario: label, latencyUs: r.figures.latencyUs, errorCount: r.figures.errorCount, errorRate: r.figures.errorRate, rps: r.figures.rps }));
+    }
+    const { gates: _g, partnerKey: _p, ingestKey: _i, ...settings } = o;
+    return {
+      tool: 'segd loadtest',
+      version: 1,
+      startedAt: startedAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+      settings: { ...settings, gates: o.gates.map((g) => g.text), node: process.version, mode: o.halfOfMax ? `closed-loop max (${o.generator}, ${o.connections} connections), then open loop at half of segd's max` : o.rate > 0 ? `open loop, ${o.rate} req/s` : `closed loop, ${o.connections} connections (${o.generator})` },
+      keyMix: { knownShare: keys.knownShare, distinct: keys.distinct, topKeyShare: keys.topKeyShare, draws: keys.uids.length },
+      pinning,
+      ...(dataCheck ? { dataCheck } : {}),
+      results,
+      comparisons,
+      gates,
+      verdict: gates.length === 0 ? 'no gates' : gates.every((g) => g.pass) ? 'pass' : 'fail',
+    };
+  } finally {
+    await cleanup();
+  }
+}

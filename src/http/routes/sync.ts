@@ -1,0 +1,279 @@
+// Cookie sync.
+//
+//   GET /sync/in?partner=P&puid=X&gdpr=&gdpr_consent=&us_privacy=&gpp=&gpp_sid=&f=i|b|n[&ts=&sig=]
+//       A partner's pixel sends the browser here with its own uid: the segd
+//       cookie is read or created and partner uid → segd uid goes to the ID
+//       graph. Answers a 1×1 GIF (f=i, default), an empty 200 HTML (f=b) or a
+//       204 (f=n) — never a redirect.
+//   GET|POST /sync/out   the partners this browser should sync with now, their
+//       URLs filled from their registered templates (JSON, like Prebid
+//       Server's /cookie_sync).
+//   GET /sync/script.js  the same list as a script that fires the syncs.
+//
+// Privacy first, as Prebid Server's /setuid: opt-out cookie, then consent,
+// then anything else. A request that may not store or sync gets a fast
+// no-op (204, no cookie, no write) — never an error, never a 5xx.
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import type { AppDeps } from '../deps.js';
+import type { Partner } from '../../partners/types.js';
+import { sendError, sendBody, status, CT, JSON_TYPE } from '../respond.js';
+import type { SyncOutcome } from '../../metrics/http.js';
+import { readBody } from '../body.js';
+import { pending } from '../pending.js';
+import { checkUid } from '../../lookup/keys.js';
+import { nowSeconds } from '../../lookup/segments.js';
+import { parseConsent, mayStore, maySync, type Consent, type ConsentInput } from '../../privacy/consent.js';
+import { partnerKey } from '../../identity/keys.js';
+import { checkSignature } from '../../identity/signature.js';
+import { TemplateCache, type MacroValues } from '../../identity/sync-template.js';
+import {
+  readUid, isOptedOut, newUid, uidCookie, cookieSettings, type CookieSettings,
+} from '../../identity/cookie.js';
+
+/** The smallest valid transparent 1×1 GIF. */
+export const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
+const NO_STORE = 'no-store';
+
+/** Consent fields from the query (copied synchronously: uWS requests live on the stack). */
+export function consentQuery(req: HttpRequest): ConsentInput {
+  return {
+    gdpr: req.getQuery('gdpr'),
+    gdprConsent: req.getQuery('gdpr_consent'),
+    usPrivacy: req.getQuery('us_privacy'),
+    gpp: req.getQuery('gpp'),
+    gppSid: req.getQuery('gpp_sid'),
+  };
+}
+
+/**
+ * Partner uids that are not ids: unfilled macros and "not recognised"
+ * sentinels (Audience Network's "0", Prebid Server #106). Stored, they would
+ * join every browser that sends them into one profile.
+ */
+const PLACEHOLDER = /^(0|-1|null|undefined|none|nil|\$\{?[A-Za-z_]+\}?|\{\{?[A-Za-z_.]+\}?\}|\[[A-Za-z_]+\]|%[A-Za-z_]+%)$/i;
+
+/** A no-op answer: nothing stored, no cookie. */
+function noop(res: HttpResponse): number {
+  res.writeStatus(status(204)).writeHeader('Cache-Control', NO_STORE).end();
+  return 204;
+}
+
+export function syncInRoute(deps: AppDeps) {
+  const { config, registry, matches } = deps;
+  const m = deps.metrics.route('sync');
+  const outcomes = deps.metrics.sync;
+  const cs = cookieSettings(config);
+
+  return (res: HttpResponse, req: HttpRequest): void => {
+    const t0 = performance.now();
+    const done = (st: number) => m.observe(st, (performance.now() - t0) / 1000);
+    const outcome = (o: SyncOutcome<'in'>, st: number) => {
+      outcomes.record('in', o);
+      done(st);
+    };
+    const cookie = req.getHeader('cookie');
+    if (isOptedOut(cookie, cs)) return outcome('opted_out', noop(res));
+    const pid = req.getQuery('partner') ?? '';
+    const p = registry.partner(pid);
+    if (!p || p.disabled || !p.sync) return outcome('bad_partner', sendError(res, 'SYNC_NOT_CONFIGURED'));
+    const puid = req.getQuery('puid');
+    const bad = checkUid(puid, config.maxUidBytes);
+    if (bad !== null) return outcome('bad_uid', sendError(res, bad, 'puid'));
+    if (PLACEHOLDER.test(puid!)) return outcome('bad_uid', sendError(res, 'UID_INVALID', 'puid is a placeholder, not a user id'));
+    const consent = parseConsent(consentQuery(req));
+    if (!mayStore(consent, config.gvlVendorId)) return outcome('no_consent', noop(res));
+    if (!maySync(consent)) return outcome('privacy_blocked', noop(res));
+    const key = p.sync.hmacKey;
+    if (key !== null) {
+      const why = checkSignature(key, p.id, puid!, req.getQuery('ts') ?? '', req.getQuery('sig') ?? '', nowSeconds(), config.syncSignatureWindow);
+      if (why !== 'ok') return outcome('bad_signature', sendError(res, 'BAD_SIGNATURE', why));
+    }
+    const f = req.getQuery('f');
+    const uid = readUid(cookie, cs) ?? newUid();
+    if (!matches.push({ key: partnerKey(p.id, puid!), uid })) return outcome('overloaded', noop(res));
+    res.writeStatus(status(f === 'n' ? 204 : 200)).writeHeader('Cache-Control', NO_STORE).writeHeader('Set-Cookie', uidCookie(cs, uid));
+    if (f === 'n') res.end();
+    else if (f === 'b') res.writeHeader(CT, 'text/html; charset=utf-8').end('');
+    else res.writeHeader(CT, 'image/gif').end(PIXEL);
+    outcome('stored', f === 'n' ? 204 : 200);
+  };
+}
+
+interface OutRequest {
+  consent: ConsentInput;
+  /** Partner ids asked for; null = every partner with sync set up. */
+  partners: string[] | null;
+  limit: number | null;
+  cookie: string;
+}
+
+type PartnerStatus = { partner: string; status: string; usersync?: { url: string; type: string } };
+
+interface OutAnswer {
+  status: 'ok' | 'opted_out' | 'no_consent' | 'privacy_blocked';
+  partners: PartnerStatus[];
+  /** Set-Cookie values to send. */
+  cookies: string[];
+}
+
+/** The outbound sync decision, shared by /sync/out and /sync/script.js. */
+function planSync(deps: AppDeps, templates: TemplateCache, cs: CookieSettings, r: OutRequest): OutAnswer {
+  const { config, registry } = deps;
+  const asked = r.partners ?? registry.partners().filter((p) => p.sync && !p.disabled).map((p) => p.id);
+  const all = (st: string) => asked.map((partner) => ({ partner, status: st }));
+  if (isOptedOut(r.cookie, cs)) return { status: 'opted_out', partners: all('opted_out'), cookies: [] };
+  const consent: Consent = parseConsent(r.consent);
+  if (!mayStore(consent, config.gvlVendorId)) return { status: 'no_consent', partners: all('blocked_by_consent'), cookies: [] };
+  if (!maySync(consent)) return { status: 'privacy_blocked', partners: all('blocked_by_privacy'), cookies: [] };
+  const known = readUid(r.cookie, cs);
+  const uid = known ?? newUid();
+  const times = known !== null ? deps.graph.syncTimes(known) : {};
+  const now = nowSeconds();
+  const limit = Math.min(r.limit ?? config.syncLimit, config.syncLimit);
+  const values: MacroValues = {
+    UID: uid,
+    GDPR: consent.gdprApplies ? '1' : '0',
+    GDPR_CONSENT: r.consent.gdprConsent ?? '',
+    US_PRIVACY: r.consent.usPrivacy ?? '',
+    GPP: r.consent.gpp ?? '',
+    GPP_SID: r.consent.gppSid ?? '',
+  };
+  let n = 0;
+  const seen = new Set<string>();
+  const out: PartnerStatus[] = [];
+  for (const id of asked) {
+    if (seen.has(id)) continue;
+    seen.add(id);
+    const p: Partner | undefined = registry.partner(id);
+    if (!p) out.push({ partner: id, status: 'unknown_partner' });
+    else if (p.disabled || !p.sync) out.push({ partner: id, status: 'not_configured' });
+    else if (now - (times[id] ?? -Infinity) < config.syncIntervalSeconds) out.push({ partner: id, status: 'already_synced' });
+    else if (n >= limit) out.push({ partner: id, status: 'over_limit' });
+    else {
+      const t = templates.get(p.id, p.sync.url, registry.version);
+      if (t === null) out.push({ partner: id, status: 'not_configured' });
+      else {
+        out.push({ partner: id, status: 'ok', usersync: { url: t.fill(values), type: p.sync.type } });
+        n++;
+      }
+    }
+  }
+  return { status: 'ok', partners: out, cookies: [uidCookie(cs, uid)] };
+}
+
+const LIST = /^[a-z0-9_,-]{0,4100}$/;
+
+/** `partners=a,b` or `*`; `limit=N`. Null = malformed. */
+function readOutParams(partners: unknown, limit: unknown): { partners: string[] | null; limit: number | null } | null {
+  let list: string[] | null = null;
+  if (Array.isArray(partners)) {
+    if (partners.length > 200 || !partners.every((x) => typeof x === 'string' && /^[a-z0-9_-]{1,40}$/.test(x))) return null;
+    list = partners as string[];
+  } else if (typeof partners === 'string' && partners !== '' && partners !== '*') {
+    if (!LIST.test(partners)) return null;
+    list = partners.split(',').filter(Boolean);
+  } else if (partners !== undefined && partners !== '' && partners !== '*') return null;
+  let lim: number | null = null;
+  if (limit !== undefined && limit !== '') {
+    const n = typeof limit === 'number' ? limit : /^\d{1,4}$/.test(String(limit)) ? Number(limit) : NaN;
+    if (!Number.isInteger(n) || n < 1) return null;
+    lim = n;
+  }
+  return { partners: list, limit: lim };
+}
+
+function writeCookies(res: HttpResponse, cookies: string[]): void {
+  for (const c of cookies) res.writeHeader('Set-Cookie', c);
+}
+
+function outJson(a: OutAnswer): string {
+  return JSON.stringify({ status: a.status, partners: a.partners });
+}
+
+export function syncOutRoutes(deps: AppDeps) {
+  const { config } = deps;
+  const m = deps.metrics.route('sync');
+  const cs = cookieSettings(config);
+  const templates = new TemplateCache();
+  const plan = (r: OutRequest): OutAnswer => {
+    const a = planSync(deps, templates, cs, r);
+    deps.metrics.sync.record('out', a.status);
+    return a;
+  };
+  const badRequest = (res: HttpResponse, detail: string) => {
+    deps.metrics.sync.record('out', 'bad_request');
+    return sendError(res, 'BAD_SYNC_REQUEST', detail);
+  };
+
+  const get = (res: HttpResponse, req: HttpRequest): void => {
+    const t0 = performance.now();
+    const params = readOutParams(req.getQuery('partners'), req.getQuery('limit'));
+    let st: number;
+    if (params === null) st = badRequest(res, 'partners must be "*" or a comma-separated list of partner ids; limit a positive integer');
+    else {
+      const a = plan({ consent: consentQuery(req), ...params, cookie: req.getHeader('cookie') });
+      res.writeHeader('Cache-Control', NO_STORE);
+      writeCookies(res, a.cookies);
+      st = sendBody(res, 200, JSON_TYPE, outJson(a));
+    }
+    m.observe(st, (performance.now() - t0) / 1000);
+  };
+
+  /** POST: a JSON body like Prebid Server's /cookie_sync: {"partners":[…]|"*","limit":N,"gdpr":1,"gdpr_consent":"…","us_privacy":"…","gpp":"…","gpp_sid":"2,6"}. */
+  const post = (res: HttpResponse, req: HttpRequest): void => {
+    const t0 = performance.now();
+    const done = (st: number) => m.observe(st, (performance.now() - t0) / 1000);
+    const cookie = req.getHeader('cookie');
+    const p = pending(res, deps.inflight, () => deps.metrics.aborted());
+    readBody(res, req.getHeader('content-length'), Math.min(config.maxBodyBytes, 65_536), (r) => {
+      p.settle(() => {
+        if (!r.ok) return done(sendError(res, 'BODY_TOO_LARGE', undefined, true));
+        let body: Record<string, unknown>;
+        try {
+          const v: unknown = r.body.length ? JSON.parse(r.body.toString('utf8')) : {};
+          if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not an object');
+          body = v as Record<string, unknown>;
+        } catch {
+          deps.metrics.sync.record('out', 'bad_request');
+          return done(sendError(res, 'BAD_JSON', 'the body must be a JSON object'));
+        }
+        const params = readOutParams(body.partners, body.limit);
+        const str = (v: unknown) => (v === undefined || v === null ? undefined : typeof v === 'string' ? v : typeof v === 'number' ? String(v) : '\u0000');
+        // gpp_sid as an array (Prebid Server #3787) is accepted as the list it means.
+        const sid = Array.isArray(body.gpp_sid) ? body.gpp_sid.join(',') : str(body.gpp_sid);
+        if (params === null) return done(badRequest(res, 'partners must be "*" or an array of partner ids; limit a positive integer'));
+        const consent = { gdpr: str(body.gdpr), gdprConsent: str(body.gdpr_consent), usPrivacy: str(body.us_privacy), gpp: str(body.gpp), gppSid: sid };
+        const a = plan({ consent, ...params, cookie });
+        res.writeHeader('Cache-Control', NO_STORE);
+        writeCookies(res, a.cookies);
+        done(sendBody(res, 200, JSON_TYPE, outJson(a)));
+      });
+    });
+  };
+
+  /** A script tag's worth of sync: `<script async src="https://segd.example/sync/script.js?gdpr=…&gdpr_consent=…"></script>`. */
+  const script = (res: HttpResponse, req: HttpRequest): void => {
+    const t0 = performance.now();
+    const params = readOutParams(req.getQuery('partners'), req.getQuery('limit')) ?? { partners: [], limit: null };
+    const a = plan({ consent: consentQuery(req), ...params, cookie: req.getHeader('cookie') });
+    const list = a.partners.filter((x) => x.usersync).map((x) => x.usersync!);
+    res.writeHeader('Cache-Control', NO_STORE);
+    writeCookies(res, a.cookies);
+    const st = sendBody(res, 200, 'application/javascript; charset=utf-8', fireScript(list));
+    m.observe(st, (performance.now() - t0) / 1000);
+  };
+
+  return { get, post, script };
+}
+
+/** JS that fires each sync: an image for redirect/pixel syncs, a hidden iframe for iframe syncs. */
+export function fireScript(list: Array<{ url: string; type: string }>): string {
+  // JSON inside a script: escape what could end the script element or a JS string.
+  const data = JSON.stringify(list).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+  return (
+    '(function(s){for(var i=0;i<s.length;i++){var u=s[i];' +
+    "if(u.type==='iframe'){var f=document.createElement('iframe');f.src=u.url;f.width=f.height='0';f.style.display='none';" +
+    "f.setAttribute('aria-hidden','true');(document.body||document.documentElement).appendChild(f);}" +
+    'else{var m=new Image(1,1);m.src=u.url;}}})(' + data + ');\n'
+  );
+}

@@ -1,0 +1,210 @@
+// The ID graph's write side. Runs only on the loader thread, inside the one
+// writer's transactions (loader/writer.ts calls it for `match` changes; the
+// privacy actions open their own), so matches, merges, memberships and
+// tombstones change together or not at all.
+//
+// Linking rules (deterministic: the same changes in the same order give the
+// same graph on every node):
+// - A partner id, device id (ifa) or universal id (eid) belongs to one segd
+//   uid; a later match for it moves it (the partner re-synced after the
+//   browser lost its cookie: the newer segd uid is the live one).
+// - A login id (hashed email, login) is the cross-device key: the first segd
+//   uid matched to it owns it. When another segd uid (another device) is
+//   matched to the same login id, that uid is merged into the owner's
+//   profile: its ids are repointed, its memberships are merged (union; the
+//   later expiry wins), and it becomes an alias (`uid` key) of the owner. From
+//   then on every id of either device resolves to the owner, and membership
+//   changes upstream sends for the merged uid are applied to the owner.
+// - Suppressed users (opt-out, deletion) and tombstoned ids are never matched.
+import { createHash } from 'node:crypto';
+import type { Store } from '../store/env.js';
+import type { Writer } from '../loader/writer.js';
+import { aliasKey, describeKey, kindOf, SEP } from './keys.js';
+import { isActive, type AuditEntry, type Suppression, type SuppressionReason } from './suppression.js';
+
+export interface ForgetTarget {
+  /** A segd uid (resolved through merges), or */
+  uid?: string;
+  /** an id key (keys.ts). */
+  key?: string;
+}
+
+export interface ForgetResult {
+  found: boolean;
+  /** The profile removed (null when nothing was stored for the key). */
+  uid: string | null;
+  /** Linked ids removed. */
+  ids: number;
+  memberships: boolean;
+  /** When the tombstone lapses (unix s; 0 = never). */
+  until: number;
+  auditSeq: number;
+}
+
+const AUDIT_SEQ = 'auditSeq';
+
+export const digest = (s: string) => createHash('sha256').update(s).digest('hex').slice(0, 16);
+
+export class GraphWriter {
+  /**
+   * segd uids merged into another profile. In memory (≈ 60 bytes each), so a
+   * membership change pays a Set lookup, not an LMDB get, to learn it needs
+   * redirecting (an LMDB get is ≈ 1 µs here, a Set lookup tens of ns).
+   */
+  readonly merged = new Set<string>();
+
+  constructor(private readonly store: Store, private readonly writer: Writer) {
+    const start = aliasKey('');
+    for (const key of store.idmap.getKeys({ start, end: `${start}\uffff`, snapshot: false })) this.merged.add((key as string).slice(start.length));
+  }
+
+  /** Loads the suppressed users into the writer (called once at start; each is ≈ 100 bytes of heap). */
+  loadSuppressed(nowSec: number): number {
+    let n = 0;
+    for (const { key, value } of this.store.optout.getRange({ snapshot: false })) {
+      const k = key as string;
+      const s = value as Suppression;
+      if (k.includes(SEP) || !isActive(s, nowSec)) continue;
+      this.writer.suppressed.set(k, s.until === 0 ? Infinity : s.until);
+      n++;
+    }
+    return n;
+  }
+
+  /** The profile a segd uid belongs to (itself unless merged). */
+  profileOf(uid: string): string {
+    if (!this.merged.has(uid)) return uid;
+    return this.store.idmap.get(aliasKey(uid)) ?? uid;
+  }
+
+  /** Inside a writer transaction: `key` now belongs to `uid`'s profile. False = refused (suppressed user or tombstoned id). */
+  match(key: string, uid: string, nowSec: number): boolean {
+    const { idmap } = this.store;
+    const profile = this.profileOf(uid);
+    if (this.writer.isSuppressed(profile, nowSec)) return false;
+    if (isActive(this.store.optout.get(key) as Suppression | undefined, nowSec)) return false;
+    const prev = idmap.get(key);
+    if (prev === profile) {
+      if (kindOf(key) === 'p') this.synced(profile, key.slice(2, key.indexOf(SEP, 2)), nowSec);
+      return true;
+    }
+    if (prev !== undefined && kindOf(key) === 'login') {
+      this.merge(profile, prev);
+      return true;
+    }
+    if (prev !== undefined) this.unlink(prev, key);
+    idmap.putSync(key, profile);
+    this.link(profile, [key]);
+    if (kindOf(key) === 'p') this.synced(profile, key.slice(2, key.indexOf(SEP, 2)), nowSec);
+    return true;
+  }
+
+  /**
+   * When each partner last matched this profile, kept in the store rather
+   * than a cookie: parallel inbound syncs would each rewrite a cookie from
+   * the same old value and lose each other's updates (Prebid.js #3265), and
+   * a cookie growing with partners bloats every request's headers.
+   */
+  private synced(uid: string, partner: string, nowSec: number): void {
+    const had = this.store.syncs.get(uid);
+    this.store.syncs.putSync(uid, { ...had, [partner]: nowSec });
+  }
+
+  /** Merges profile `from` into profile `into` (see the rules above). */
+  private merge(from: string, into: string): void {
+    const { idmap, links } = this.store;
+    this.writer.mergeMembers(from, into);
+    const moved = links.get(from) ?? [];
+    for (const k of moved) idmap.putSync(k, into);
+    links.removeSync(from);
+    this.store.syncs.removeSync(from);
+    const alias = aliasKey(from);
+    idmap.putSync(alias, into);
+    this.link(into, [...moved, alias]);
+    this.merged.add(from);
+    // Lookups by the merged uid go through the known-users filter first.
+    this.writer.markKnown(from);
+  }
+
+  private link(uid: string, keys: string[]): void {
+    const have = this.store.links.get(uid) ?? [];
+    const add = keys.filter((k) => !have.includes(k));
+    if (add.length) this.store.links.putSync(uid, [...have, ...add]);
+  }
+
+  private unlink(uid: string, key: string): void {
+    const have = this.store.links.get(uid);
+    if (!have) return;
+    const left = have.filter((k) => k !== key);
+    if (left.length) this.store.links.putSync(uid, left);
+    else this.store.links.removeSync(uid);
+  }
+
+  /**
+   * Opt-out or deletion, in one transaction: removes the profile's
+   * memberships and every linked id, tombstones the uid, its merged uids and
+   * every id until `until` (0 = for good), and appends an audit entry.
+   * A key or uid with nothing stored is tombstoned all the same (its data may
+   * still be on its way from upstream).
+   */
+  forget(target: ForgetTarget, reason: SuppressionReason, nowSec: number, until: number, by: string): ForgetResult {
+    const { idmap, links, optout, audit, meta } = this.store;
+    let result!: ForgetResult;
+    this.store.env.transactionSync(() => {
+      const uid = target.uid !== undefined ? this.profileOf(target.uid) : idmap.get(target.key!) ?? null;
+      const linked = uid !== null ? links.get(uid) ?? [] : [];
+      const keys = target.key !== undefined && !linked.includes(target.key) ? [...linked, target.key] : linked;
+      const tomb: Suppression = { at: nowSec, until, reason };
+      const users = uid !== null ? [uid] : [target.uid!].filter((u) => u !== undefined);
+      for (const k of keys) {
+        idmap.removeSync(k);
+        if (kindOf(k) === 'uid') {
+          const u = k.slice(k.lastIndexOf(SEP) + 1);
+          users.push(u);
+          this.merged.delete(u);
+        }
+        else optout.putSync(k, tomb);
+      }
+      let memberships = false;
+      for (const u of users) {
+        memberships = this.writer.removeMembers(u) || memberships;
+        this.store.syncs.removeSync(u);
+        optout.putSync(u, tomb);
+        this.writer.suppressed.set(u, until === 0 ? Infinity : until);
+      }
+      if (uid !== null) links.removeSync(uid);
+      const seq = ((meta.get(AUDIT_SEQ) as number | undefined) ?? 0) + 1;
+      meta.putSync(AUDIT_SEQ, seq);
+      const requested = target.key ?? target.uid!;
+      const found = target.key !== undefined ? uid !== null : linked.length > 0 || memberships;
+      const entry: AuditEntry = {
+        seq,
+        at: Date.now(),
+        action: reason === 'optout' ? 'optout' : 'delete',
+        requested: { kind: target.key !== undefined ? describeKey(target.key) : 'uid', digest: digest(requested) },
+        found,
+        uidDigest: uid !== null ? digest(uid) : null,
+        ids: linked.length,
+        memberships,
+        until,
+        by,
+      };
+      audit.putSync(seq, entry);
+      result = { found, uid: found ? uid : null, ids: linked.length, memberships, until, auditSeq: seq };
+    });
+    return result;
+  }
+
+  /** Removes suppressions past their `until`; returns how many. */
+  expire(nowSec: number): number {
+    const old: string[] = [];
+    for (const { key, value } of this.store.optout.getRange({ snapshot: false })) {
+      if (!isActive(value as Suppression, nowSec)) old.push(key as string);
+    }
+    if (old.length) {
+      this.store.env.transactionSync(() => old.forEach((k) => this.store.optout.removeSync(k)));
+      for (const k of old) this.writer.suppressed.delete(k);
+    }
+    return old.length;
+  }
+}

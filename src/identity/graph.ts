@@ -1,0 +1,56 @@
+// The ID graph's read side: any id a user is known by → the segd uid of its
+// profile. Synchronous, straight from LMDB's memory map, one get per key (two
+// for a segd uid that may have been merged into another profile); usable from
+// every thread (lookup workers, the loader).
+//
+//   const graph = new IdGraph(store);
+//   graph.resolve({ partner: 'dsp1', puid: 'abc' })    // → 'k3J…' | null
+//   graph.resolve({ ifa: '6D92078A-…' })                // ifa is lowercased
+//   graph.resolve({ eidSource: 'id5-sync.com', eid: 'ID5*…' })
+//   graph.resolve({ login: '<sha256 hex>', loginSource: 'email-sha256' })
+//   graph.resolve({ uid: 'k3J…' })                      // itself, or the profile it was merged into
+//
+// Merges (cross-device linking) repoint every key to the surviving profile at
+// write time, so a resolved uid is always the profile's: no chains to follow.
+import type { Store } from '../store/env.js';
+import { aliasKey, encodeGraphKey, type GraphKey } from './keys.js';
+import type { AuditEntry } from './suppression.js';
+
+export class IdGraph {
+  constructor(private readonly store: Store, private readonly maxIdBytes = 128) {}
+
+  /** The segd uid `k` resolves to, or null (unknown, invalid, opted out or deleted). */
+  resolve(k: GraphKey): string | null {
+    if ('uid' in k) return this.profileOf(k.uid);
+    const key = encodeGraphKey(k, this.maxIdBytes);
+    if (typeof key !== 'string') return null;
+    return this.resolveKey(key);
+  }
+
+  /** An encoded id key (keys.ts) → segd uid, or null. */
+  resolveKey(key: string): string | null {
+    return this.store.idmap.get(key) ?? null;
+  }
+
+  /** The profile a segd uid belongs to: itself, or the profile it was merged into. */
+  profileOf(uid: string): string {
+    return this.store.idmap.get(aliasKey(uid)) ?? uid;
+  }
+
+  /** Partner id → unix seconds of its last match with this profile. */
+  syncTimes(uid: string): Record<string, number> {
+    return this.store.syncs.get(this.profileOf(uid)) ?? {};
+  }
+
+  /** The newest `limit` entries of the privacy audit log, newest first. */
+  auditTail(limit: number): AuditEntry[] {
+    const out: AuditEntry[] = [];
+    for (const { value } of this.store.audit.getRange({ reverse: true, limit, snapshot: false })) out.push(value as AuditEntry);
+    return out;
+  }
+
+  /** The id keys linked to a profile (partner ids, device ids, merged uids…). */
+  links(uid: string): string[] {
+    return this.store.links.get(uid) ?? [];
+  }
+}

@@ -1,0 +1,48 @@
+// Cookie-sync matches leave a lookup worker in batches: the sync answer does
+// not wait for the write (a pixel must be fast, and the loader may be in the
+// middle of a large import), and one message per batch keeps the writer's
+// transactions few. Flushed after `delayMs` or at `maxItems`, whichever first.
+// Bounded: while `maxInFlight` batches await the writer, push refuses (the
+// sync answers a no-op) rather than queueing without limit in memory.
+export interface MatchItem {
+  /** id key (keys.ts) */
+  key: string;
+  /** segd uid */
+  uid: string;
+}
+
+export class MatchQueue {
+  private items: MatchItem[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  /** Batches sent whose write has not been confirmed yet (drain waits for 0). */
+  inFlight = 0;
+
+  constructor(
+    private readonly send: (items: MatchItem[]) => Promise<unknown>,
+    private readonly onError: (err: unknown, lost: number) => void,
+    private readonly delayMs = 5,
+    private readonly maxItems = 500,
+    private readonly maxInFlight = 64,
+  ) {}
+
+  /** False when the writer is this far behind: the match was not taken. */
+  push(item: MatchItem): boolean {
+    if (this.inFlight >= this.maxInFlight) return false;
+    this.items.push(item);
+    if (this.items.length >= this.maxItems) this.flush();
+    else if (this.timer === null) this.timer = setTimeout(() => this.flush(), this.delayMs);
+    return true;
+  }
+
+  flush(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.items.length === 0) return;
+    const batch = this.items;
+    this.items = [];
+    this.inFlight++;
+    this.send(batch)
+      .catch((err: unknown) => this.onError(err, batch.length))
+      .finally(() => this.inFlight--);
+  }
+}

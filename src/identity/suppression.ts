@@ -1,0 +1,45 @@
+// Suppressions: users and ids whose data must not come back. Stored in the
+// `optout` db keyed by segd uid (a user) or id key (keys.ts: a partner id,
+// device id… of a deleted profile), so neither a later membership feed nor a
+// later match can recreate them.
+//
+//   opt-out    for good (until = 0): the user asked not to be tracked
+//   deletion   until now + SEGD_DELETION_TOMBSTONE_DAYS: long enough for any
+//              upstream snapshot or delta taken before the deletion to have
+//              been replayed (the members db's own 7-day tombstones are far
+//              too short for monthly snapshots)
+export type SuppressionReason = 'optout' | 'deletion';
+
+export interface Suppression {
+  /** Unix seconds it was recorded. */
+  at: number;
+  /** Unix seconds it lapses; 0 = never. */
+  until: number;
+  reason: SuppressionReason;
+}
+
+export function isActive(s: Suppression | undefined, nowSec: number): boolean {
+  return s !== undefined && (s.until === 0 || s.until > nowSec);
+}
+
+/** One entry of the audit log (`audit` db, append-only, keyed by sequence). Ids are kept only as digests. */
+export interface AuditEntry {
+  seq: number;
+  /** Unix milliseconds. */
+  at: number;
+  action: 'optout' | 'delete';
+  /** What the request named: the key's kind and source, and a SHA-256 prefix of the full key. */
+  requested: { kind: string; digest: string };
+  /** Whether the key resolved to a stored profile. */
+  found: boolean;
+  /** SHA-256 prefix of the profile's segd uid (when found). */
+  uidDigest: string | null;
+  /** Linked ids removed (partner ids, device ids, merged uids). */
+  ids: number;
+  /** Whether memberships were removed. */
+  memberships: boolean;
+  /** When the tombstone lapses (unix s; 0 = never). */
+  until: number;
+  /** Who asked: an admin key digest, or "cookie" for a browser opt-out. */
+  by: string;
+}

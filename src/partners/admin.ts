@@ -1,0 +1,109 @@
+// Changes to partners and the taxonomy, made on the writer's thread (the
+// supervisor's main thread) from the admin API and the config file. Each
+// change is one synchronous LMDB transaction; callers tell the workers to
+// reload their Registry afterwards.
+import { readFileSync } from 'node:fs';
+import type { Store } from '../store/env.js';
+import { ConfigError } from '../config/load.js';
+import { parsePartner, parseSegment, publicPartner, type Partner, type SegmentDef } from './types.js';
+
+export type RegistryOp =
+  | { kind: 'putPartner'; id: string; body: unknown }
+  | { kind: 'deletePartner'; id: string }
+  | { kind: 'putSegment'; id: number; body: unknown }
+  | { kind: 'deleteSegment'; id: number };
+
+export type RegistryResult =
+  | { ok: true; created: boolean; value: object | null }
+  | { ok: false; code: 'BAD_PARTNER' | 'BAD_SEGMENT_DEF' | 'NO_SUCH_PARTNER' | 'NO_SUCH_SEGMENT'; problems: string[] };
+
+export function applyRegistryOp(store: Store, op: RegistryOp): RegistryResult {
+  switch (op.kind) {
+    case 'putPartner': {
+      const p = parsePartner(op.body, op.id);
+      if (!p.ok) return { ok: false, code: 'BAD_PARTNER', problems: p.problems };
+      const created = store.env.transactionSync(() => {
+        const had = store.partners.doesExist(op.id);
+        store.partners.putSync(op.id, p.value);
+        return !had;
+      });
+      return { ok: true, created, value: publicPartner(p.value) };
+    }
+    case 'deletePartner': {
+      const gone = store.env.transactionSync(() => store.partners.removeSync(op.id));
+      return gone ? { ok: true, created: false, value: null } : { ok: false, code: 'NO_SUCH_PARTNER', problems: [op.id] };
+    }
+    case 'putSegment': {
+      const s = parseSegment(op.body, op.id);
+      if (!s.ok) return { ok: false, code: 'BAD_SEGMENT_DEF', problems: s.problems };
+      const created = store.env.transactionSync(() => {
+        const had = store.segments.doesExist(op.id);
+        store.segments.putSync(op.id, s.value);
+        return !had;
+      });
+      return { ok: true, created, value: s.value };
+    }
+    case 'deleteSegment': {
+      const gone = store.env.transactionSync(() => store.segments.removeSync(op.id));
+      return gone ? { ok: true, created: false, value: null } : { ok: false, code: 'NO_SUCH_SEGMENT', problems: [String(op.id)] };
+    }
+  }
+}
+
+/**
+ * The config file's `partners` and `segments`, written at start-up: the file
+ * wins for the ids it lists; records made through the admin API stay.
+ */
+export function upsertFromConfig(store: Store, seed: RegistrySeed): void {
+  store.env.transactionSync(() => {
+    for (const p of seed.partners) store.partners.putSync(p.id, p);
+    for (const s of seed.segments) store.segments.putSync(s.id, s);
+  });
+}
+
+export interface RegistrySeed {
+  partners: Partner[];
+  segments: SegmentDef[];
+}
+
+/** Checks the config file's registry sections; every problem is named with its place. */
+export function parseRegistrySeed(file: Record<string, unknown>, where: string): { seed: RegistrySeed; problems: string[] } {
+  const problems: string[] = [];
+  const seed: RegistrySeed = { partners: [], segments: [] };
+  const section = <T>(name: 'partners' | 'segments', parse: (raw: unknown) => { ok: true; value: T } | { ok: false; problems: string[] }, out: T[], idOf: (t: T) => string | number) => {
+    const raw = file[name];
+    if (raw === undefined) return;
+    if (!Array.isArray(raw)) {
+      problems.push(`${where}: "${name}" must be an array`);
+      return;
+    }
+    const seen = new Set<string | number>();
+    raw.forEach((r, i) => {
+      const p = parse(r);
+      if (!p.ok) for (const why of p.problems) problems.push(`${where}: ${name}[${i}]: ${why}`);
+      else if (seen.has(idOf(p.value))) problems.push(`${where}: ${name}[${i}]: id ${JSON.stringify(idOf(p.value))} is listed twice`);
+      else {
+        seen.add(idOf(p.value));
+        out.push(p.value);
+      }
+    });
+  };
+  section('partners', (r) => parsePartner(r), seed.partners, (p) => p.id);
+  section('segments', (r) => parseSegment(r), seed.segments, (s) => s.id);
+  return { seed, problems };
+}
+
+/** The registry sections of the JSON config file at `path` (none when no file is configured). */
+export function readRegistrySeed(path: string | undefined): RegistrySeed {
+  if (!path) return { partners: [], segments: [] };
+  let file: unknown;
+  try {
+    file = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new ConfigError([`config file ${path}: ${(err as Error).message}`]);
+  }
+  if (file === null || typeof file !== 'object' || Array.isArray(file)) return { partners: [], segments: [] };
+  const { seed, problems } = parseRegistrySeed(file as Record<string, unknown>, `config file ${path}`);
+  if (problems.length) throw new ConfigError(problems);
+  return seed;
+}

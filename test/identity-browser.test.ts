@@ -1,0 +1,172 @@
+// Cookie sync end to end in a real headless Chromium: a publisher page on one
+// site loads segd's sync script from another; the script fires both partners'
+// sync URLs (each partner on its own site); each partner redirects the browser
+// back to segd's inbound sync with its own uid. Then: the cookies as the
+// browser stored them, the matches as segd stored them, lookups by each
+// partner's uid, the skip of recently synced partners, the opt-out, and a
+// restart.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, type Server } from 'node:http';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startSegd, tempDir, waitFor, type Segd } from './helpers/server.js';
+import { launchBrowser, type Browser } from './helpers/browser.js';
+import { startPartner, type FakePartner } from './helpers/partner.js';
+
+const INGEST = 'ingest-key-0123456789';
+const HMAC = 'partner-b-hmac-key-0123';
+const MAX_AGE = 86_400;
+
+let segd: Segd;
+let browser: Browser;
+let a: FakePartner;
+let b: FakePartner;
+let publisher: Server;
+let pubUrl: string;
+const dataDir = tempDir('segd-browser-');
+const cfgPath = join(dataDir, '..', `segd-browser-${process.pid}.json`);
+/** segd as the browser sees it: localhost (see helpers/browser.ts on Secure cookies). */
+const segdBase = () => `http://localhost:${segd.port}`;
+
+async function start(): Promise<Segd> {
+  return startSegd({
+    dataDir,
+    env: {
+      SEGD_CONFIG: cfgPath,
+      SEGD_INGEST_KEYS: INGEST,
+      SEGD_COOKIE_MAX_AGE: String(MAX_AGE),
+    },
+  });
+}
+
+const lookup = async (q: string) => (await (await fetch(`${segd.url}/v1/segments?${q}`)).json()) as { uid: string | null; segments: number[] };
+const push = (lines: object[]) =>
+  fetch(`${segd.url}/v1/ingest`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${INGEST}`, 'Content-Type': 'application/x-ndjson' },
+    body: lines.map((l) => JSON.stringify(l)).join('\n'),
+  }).then((r) => r.json() as Promise<{ applied: number; stale: number }>);
+
+beforeAll(async () => {
+  a = await startPartner({ id: 'dspa', host: '127.0.0.2', segdBase });
+  b = await startPartner({ id: 'dspb', host: '127.0.0.3', segdBase, hmacKey: HMAC });
+  writeFileSync(cfgPath, JSON.stringify({
+    partners: [
+      { id: 'dspa', name: 'DSP A', sync: { url: `http://127.0.0.2:${a.port}/sync?segd=\${UID}&gdpr=\${GDPR}&gdpr_consent=\${GDPR_CONSENT}`, type: 'redirect' } },
+      { id: 'dspb', name: 'DSP B', sync: { url: `http://127.0.0.3:${b.port}/sync?segd=\${UID}&us_privacy=\${US_PRIVACY}`, type: 'pixel', hmacKey: HMAC } },
+    ],
+  }));
+  segd = await start();
+  publisher = createServer((req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/html' });
+    res.end(`<!doctype html><title>news</title><p>article</p><script async src="${segdBase()}/sync/script.js?gdpr=0&us_privacy=1YNN"></script>`);
+  });
+  await new Promise<void>((r) => publisher.listen(0, '127.0.0.1', r));
+  pubUrl = `http://127.0.0.1:${(publisher.address() as { port: number }).port}/article`;
+  browser = await launchBrowser();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await segd?.stop();
+  await Promise.all([a?.close(), b?.close(), new Promise((r) => publisher?.close(r))]);
+  rmSync(dataDir, { recursive: true, force: true });
+  rmSync(cfgPath, { force: true });
+});
+
+describe('cookie sync in Chromium', () => {
+  let uid: string;
+
+  it('follows publisher → segd script → both partners → segd inbound, and stores both matches', async () => {
+    const page = await browser.ctx.newPage();
+    const t0 = Date.now() / 1000;
+    await page.goto(pubUrl);
+    await waitFor(async () => a.hits.length === 1 && b.hits.length === 1, 15_000);
+
+    const cookies = await browser.ctx.cookies(segdBase());
+    const id = cookies.find((c) => c.name === 'segd')!;
+    expect(id).toMatchObject({ domain: 'localhost', path: '/', secure: true, httpOnly: true, sameSite: 'None' });
+    expect(id.value).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    expect(id.expires).toBeGreaterThan(t0 + MAX_AGE - 60);
+    expect(id.expires).toBeLessThan(t0 + MAX_AGE + 60);
+    uid = id.value;
+    // Both partners were sent this browser's segd uid, filled into their templates.
+    expect(a.hits[0]!.segdUid).toBe(uid);
+    expect(a.hits[0]!.query.get('gdpr')).toBe('0');
+    expect(b.hits[0]!.segdUid).toBe(uid);
+    expect(b.hits[0]!.query.get('us_privacy')).toBe('1YNN');
+
+    // The matches segd stored: each partner's uid resolves to the cookie's uid.
+    await waitFor(async () => (await lookup(`partner=dspa&puid=${encodeURIComponent(a.hits[0]!.puid)}`)).uid === uid
+      && (await lookup(`partner=dspb&puid=${encodeURIComponent(b.hits[0]!.puid)}`)).uid === uid, 10_000);
+    await page.close();
+  });
+
+  it('a lookup by each partner uid returns the user’s segments', async () => {
+    expect(await push([{ op: 'add', uid, segments: [501, 502] }])).toMatchObject({ applied: 1 });
+    for (const p of [a, b]) {
+      expect(await lookup(`partner=${p.id}&puid=${encodeURIComponent(p.hits[0]!.puid)}`)).toEqual({ uid, segments: [501, 502] });
+    }
+    // Another partner's uid, or the right uid under the wrong partner, is unknown.
+    expect(await lookup(`partner=dspa&puid=${encodeURIComponent(b.hits[0]!.puid)}`)).toEqual({ uid: null, segments: [] });
+  });
+
+  it('the next page view skips partners synced recently (both parallel callbacks were recorded)', async () => {
+    const page = await browser.ctx.newPage();
+    const script = page.waitForResponse((r) => r.url().includes('/sync/script.js'));
+    await page.goto(pubUrl);
+    expect(await (await script).text()).toContain('})([]);');
+    await page.waitForTimeout(300);
+    expect([a.hits.length, b.hits.length]).toEqual([1, 1]);
+    await page.close();
+  });
+
+  it('the browser is never sent anywhere by the inbound sync, whatever it is given', async () => {
+    const page = await browser.ctx.newPage();
+    for (const q of ['redirect=https://evil.example/', 'redir=//evil.example', 'url=javascript:alert(1)', 'redirect=%252F%252Fevil.example', 'puid=%252F%252Fevil.example']) {
+      const target = `${segdBase()}/sync/in?partner=dspa&f=b&${q.startsWith('puid') ? q : `puid=open-redirect&${q}`}`;
+      const r = await page.goto(target);
+      expect([q, r!.status(), page.url()]).toEqual([q, 200, target]);
+      expect(r!.request().redirectedFrom()).toBeNull();
+    }
+    await page.close();
+  });
+
+  it('opt-out: opt-out cookie set, id cookie gone, matches and segments deleted, later syncs are no-ops — across a restart', async () => {
+    const page = await browser.ctx.newPage();
+    const answer = await page.goto(`${segdBase()}/optout`);
+    expect(answer!.status()).toBe(200);
+    const cookies = await browser.ctx.cookies(segdBase());
+    expect(cookies.find((c) => c.name === 'segd')).toBeUndefined();
+    const opt = cookies.find((c) => c.name === 'segd_optout')!;
+    expect(opt).toMatchObject({ value: 'OPT_OUT', secure: true, httpOnly: true, sameSite: 'None', path: '/' });
+    expect(opt.expires).toBeGreaterThan(Date.now() / 1000 + 399 * 86_400); // 5 years asked; Chromium keeps at most 400 days
+    for (const p of [a, b]) expect(await lookup(`partner=${p.id}&puid=${encodeURIComponent(p.hits[0]!.puid)}`)).toEqual({ uid: null, segments: [] });
+    expect(await lookup(`uid=${uid}`)).toEqual({ uid, segments: [] });
+
+    // A partner syncing this browser again gets a no-op: no cookie, no match.
+    const before = a.hits.length;
+    const loaded = await page.evaluate(`new Promise((r) => {
+      const img = new Image();
+      img.onload = () => r('load');
+      img.onerror = () => r('error');
+      img.src = ${JSON.stringify(`http://127.0.0.2:${a.port}/sync?segd=`)};
+    })`);
+    expect([a.hits.length, loaded]).toEqual([before + 1, 'error']); // 204: no image
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await lookup(`partner=dspa&puid=${encodeURIComponent(a.hits.at(-1)!.puid)}`)).uid).toBeNull();
+    expect((await browser.ctx.cookies(segdBase())).map((c) => c.name)).toEqual(['segd_optout']);
+    // The publisher page fires no syncs now.
+    const script = page.waitForResponse((r) => r.url().includes('/sync/script.js'));
+    await page.goto(pubUrl);
+    expect(await (await script).text()).toContain('})([]);');
+
+    await segd.stop();
+    segd = await start();
+    // Upstream data for the opted-out user does not bring it back.
+    expect(await push([{ op: 'add', uid, segments: [777] }])).toMatchObject({ applied: 0, stale: 1 });
+    expect(await lookup(`uid=${uid}`)).toEqual({ uid, segments: [] });
+    for (const p of [a, b]) expect((await lookup(`partner=${p.id}&puid=${encodeURIComponent(p.hits[0]!.puid)}`)).uid).toBeNull();
+    await page.close();
+  });
+});

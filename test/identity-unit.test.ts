@@ -1,0 +1,85 @@
+// The pure parts of identity: template filling (no macro value can move the
+// browser elsewhere), the sync script's escaping, cookie parsing and the
+// sync-times cookie's bound. Properties over generated input, not examples.
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { compileTemplate, TemplateError } from '../src/identity/sync-template.js';
+import { fireScript } from '../src/http/routes/sync.js';
+import { readCookie } from '../src/identity/cookie.js';
+import { parseConsent, mayStore, maySync } from '../src/privacy/consent.js';
+import { MatchQueue, type MatchItem } from '../src/identity/match-queue.js';
+
+
+describe('sync templates', () => {
+  const t = compileTemplate('https://sync.example.com/p/m?u=${UID}&g=${GDPR}&c=${GDPR_CONSENT}&x=${US_PRIVACY}&y=${GPP}&z=${GPP_SID}#f');
+  it('no macro value changes the scheme, host, path or parameter names', () => {
+    fc.assert(fc.property(fc.record({ UID: fc.string(), GDPR: fc.string(), GDPR_CONSENT: fc.string({ unit: 'binary' }), US_PRIVACY: fc.string(), GPP: fc.string({ unit: 'grapheme' }), GPP_SID: fc.string() }), (v) => {
+      const u = new URL(t.fill(v));
+      expect([u.origin, u.pathname, [...u.searchParams.keys()], u.hash]).toEqual(['https://sync.example.com', '/p/m', ['u', 'g', 'c', 'x', 'y', 'z'], '#f']);
+      // Values arrive intact (lone surrogates, possible from a JSON body, become U+FFFD: see below).
+      if (!/[\ud800-\udfff]/.test(v.GDPR_CONSENT)) expect(u.searchParams.get('c')).toBe(v.GDPR_CONSENT);
+    }));
+  });
+  it('fills a lone surrogate as U+FFFD instead of throwing', () => {
+    expect(compileTemplate('https://x.example/?c=${GDPR_CONSENT}').fill({ UID: '', GDPR: '', GDPR_CONSENT: 'a\ud800b', US_PRIVACY: '', GPP: '', GPP_SID: '' })).toBe('https://x.example/?c=a%EF%BF%BDb');
+  });
+  it.each([
+    'https://${UID}.example.com/', 'https://example.com${UID}/', '//example.com/?u=${UID}', 'javascript:alert(1)//${UID}',
+    'https://example.com/?u=${PUID}', 'https://user:pw@example.com/', 'https://example.com/a b', 'https://example.com/\r\n',
+  ])('refuses %s', (url) => {
+    expect(() => compileTemplate(url)).toThrow(TemplateError);
+  });
+});
+
+describe('the sync script', () => {
+  it('cannot be broken out of, whatever the URLs hold', () => {
+    fc.assert(fc.property(fc.array(fc.string({ unit: fc.constantFrom('<', '/', 's', 'c', 'r', 'i', 'p', 't', '>', '\u2028', '\u2029', '"', '\\', "'") })), (urls) => {
+      const js = fireScript(urls.map((url) => ({ url, type: 'pixel' })));
+      expect(js).not.toMatch(/<\/script/i);
+      expect(js).not.toMatch(/[\u2028\u2029]/);
+      // The data is exactly what went in.
+      const data = js.slice(js.lastIndexOf('})(') + 3, -3);
+      expect(JSON.parse(data)).toEqual(urls.map((url) => ({ url, type: 'pixel' })));
+    }));
+  });
+});
+
+describe('cookies', () => {
+  it('reads the last cookie of a name, and only that name', () => {
+    expect(readCookie('a=1; segdx=2; segd=3;segd=4', 'segd')).toBe('4');
+    expect(readCookie('xsegd=1', 'segd')).toBeUndefined();
+  });
+});
+
+describe('consent parsing never throws and fails closed', () => {
+  it('on any input', () => {
+    const s = fc.option(fc.string({ maxLength: 300 }), { nil: undefined });
+    fc.assert(fc.property(s, s, s, s, s, (gdpr, gdprConsent, usPrivacy, gpp, gppSid) => {
+      const c = parseConsent({ gdpr, gdprConsent, usPrivacy, gpp, gppSid });
+      if (c.malformed) expect([mayStore(c, 1), maySync(c)]).toEqual([false, false]);
+      if (gdpr === '1') expect(mayStore(c, 1)).toBe(false); // random strings never carry consent
+    }));
+  });
+});
+
+describe('the match queue', () => {
+  it('batches, and refuses (rather than queueing without bound) while the writer is behind', async () => {
+    const sent: MatchItem[][] = [];
+    let release!: () => void;
+    const stuck = new Promise<void>((r) => (release = r));
+    const q = new MatchQueue(async (items) => {
+      sent.push(items);
+      await stuck;
+    }, () => {}, 1, 3, 2);
+    const item = (i: number) => ({ key: `k${i}`, uid: 'u' });
+    // Two full batches go out at once; the writer holds both.
+    for (let i = 0; i < 6; i++) expect(q.push(item(i))).toBe(true);
+    expect([sent.length, q.inFlight]).toEqual([2, 2]);
+    expect(q.push(item(6))).toBe(false);
+    release();
+    await new Promise((r) => setTimeout(r, 5));
+    expect(q.push(item(7))).toBe(true);
+    q.flush();
+    expect(sent.map((b) => b.map((m) => m.key))).toEqual([['k0', 'k1', 'k2'], ['k3', 'k4', 'k5'], ['k7']]);
+  });
+});
