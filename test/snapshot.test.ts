@@ -193,6 +193,52 @@ describe('snapshot files', () => {
   });
 });
 
+describe('snapshot files and privacy', () => {
+  it('an opted-out or deleted user does not come back from a snapshot, across a restart', async () => {
+    const ADMIN = 'snapshot-admin-key-0123456789';
+    const OPTED = 'OOOOOOOOOOOOOOOOOOOOOO'; // cookie-shaped: the opt-out reads it from the id cookie
+    const dataDir = tempDir();
+    const inbox = join(dataDir, 'inbox');
+    const env = { SEGD_ADMIN_KEYS: ADMIN };
+    const segd = await startSegd({ dataDir, env });
+    await dropFeed(inbox, '001-delta.ndjson', [
+      feedLine({ op: 'add', uid: OPTED, segments: [1], ts: T0 }),
+      feedLine({ op: 'add', uid: 'deleted-user', segments: [2], ts: T0 }),
+      feedLine({ op: 'add', uid: 'kept', segments: [3], ts: T0 }),
+    ].join(''));
+    await waitFor(async () => existsSync(join(inbox, 'done', '001-delta.ndjson')));
+    expect(await batch(segd, [OPTED, 'deleted-user', 'kept'])).toEqual([[1], [2], [3]]);
+
+    expect((await fetch(`${segd.url}/optout`, { headers: { Cookie: `segd=${OPTED}` } })).status).toBe(200);
+    const del = await fetch(`${segd.url}/v1/users?uid=deleted-user`, { method: 'DELETE', headers: { Authorization: `Bearer ${ADMIN}` } });
+    expect([del.status, ((await del.json()) as { found: boolean }).found]).toEqual([200, true]);
+    expect(await batch(segd, [OPTED, 'deleted-user', 'kept'])).toEqual([[], [], [3]]);
+
+    // Upstream's next full snapshot still has both, newer than anything stored; and a match record, which a snapshot refuses.
+    await dropFeed(inbox, '002-all.snapshot.ndjson', [
+      feedLine({ op: 'add', uid: OPTED, segments: [5], ts: T0 + 1000 }),
+      feedLine({ op: 'add', uid: 'deleted-user', segments: [6], ts: T0 + 1000 }),
+      feedLine({ op: 'add', uid: 'kept', segments: [7], ts: T0 + 1000 }),
+      feedLine({ op: 'match', uid: 'kept', ifa: '11111111-2222-3333-4444-555555555555' }),
+      feedLine({ op: 'add', uid: 'new-user', segments: [8], ts: T0 + 1000 }),
+    ].join(''));
+    await waitFor(async () => existsSync(join(inbox, 'done', '002-all.snapshot.ndjson')));
+    const rejects = readFileSync(join(inbox, 'rejects', '002-all.snapshot.ndjson.rejects.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { line: number; reason: string });
+    expect(rejects.map((r) => r.line)).toEqual([4]);
+    expect(rejects[0]!.reason).toMatch(/"match" records/);
+    const want = [[], [], [7], [8]];
+    const uids = [OPTED, 'deleted-user', 'kept', 'new-user'];
+    expect(await batch(segd, uids)).toEqual(want);
+    expect(await storedUsers(segd)).toBe(2);
+    expect(await stopReport(segd)).toEqual(CLEAN_STOP);
+    expect((await readStore(dataDir)).counts).toEqual({ 7: 1, 8: 1 });
+
+    const again = await startSegd({ dataDir, env });
+    expect(await batch(again, uids)).toEqual(want);
+    expect(await stopReport(again)).toEqual(CLEAN_STOP);
+  });
+});
+
 describe('crash safety of snapshots', () => {
   it('SIGKILL mid-snapshot: the old set keeps serving, the restart loads the snapshot whole', async () => {
     const N = 300_000;

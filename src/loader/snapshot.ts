@@ -123,9 +123,10 @@ const NEEDS_UTF8_ORDER = /[\uD800-\uFFFF]/;
 
 export interface SnapshotOptions {
   /**
-   * Users a snapshot must not bring back whatever it says (opted out, deleted
-   * by a privacy request): their records are skipped and what the store
-   * holds for them is kept.
+   * Further users a snapshot must not bring back whatever it says, beside
+   * the writer's suppressed ones (opted out, deleted by a privacy request,
+   * always excluded): their records are skipped and what the store holds
+   * for them is kept.
    */
   excluded?: (uid: string, nowSec: number) => boolean;
 }
@@ -208,8 +209,19 @@ export class SnapshotLoader {
     let lastOffset = 0;
     let broken: string | null = null;
     const read = await readFeed(path, { offset: 0, line: 0 }, opts, () => now, {
-      change(ch, _lineNo, next) {
+      change(ch, lineNo, next) {
         lastOffset = next;
+        if (ch.op === 'match') {
+          // Not a membership set: folded as one it would empty the user's.
+          rejects.push({ line: lineNo, reason: 'a snapshot holds memberships; send "match" records in a delta file or POST /v1/ingest' });
+          summary.rejected++;
+          return;
+        }
+        // A device uid merged into another profile: its memberships are the profile's (as in Writer.apply).
+        if (writer.graph.merged.size !== 0) {
+          const to = writer.graph.profileOf(ch.uid);
+          if (to !== ch.uid) ch = { ...ch, uid: to };
+        }
         recs.push(ch);
         if (ch.ts > maxTs) maxTs = ch.ts;
         if (!wide && NEEDS_UTF8_ORDER.test(ch.uid)) wide = true;
@@ -258,7 +270,10 @@ export class SnapshotLoader {
     const sorted = new SortedRecords(recs, cmp);
 
     // 2. Merge into the inactive generation, in key order, appending.
-    const excluded = this.opts.excluded;
+    const extra = this.opts.excluded;
+    // Checked per user as the merge reaches it: a privacy action committed meanwhile counts too.
+    const excluded = (uid: string, at: number) =>
+      (writer.suppressed.size !== 0 && writer.isSuppressed(uid, at)) || (extra !== undefined && extra(uid, at));
     const scratch = Buffer.allocUnsafe(HEADER_BYTES + PAIR_BYTES * FAST_PAIRS);
     const counts = new Map<number, number>();
     const bump = (ms: readonly Membership[], d: number) => {
@@ -282,7 +297,7 @@ export class SnapshotLoader {
         const putSnapshotOnly = (at: number): number => {
           const uid = sorted.uid(at);
           const g = at + 1 < end && sorted.uid(at + 1) === uid ? sorted.groupEnd(at + 1) : at + 1;
-          if (excluded?.(uid, now)) {
+          if (excluded(uid, now)) {
             summary.stale++;
             return g;
           }
@@ -311,7 +326,7 @@ export class SnapshotLoader {
           if (j < end && sorted.uid(j) === uid) {
             const g = sorted.groupEnd(j + 1);
             const s = fold(sorted.changes(j, g), now);
-            const v = excluded?.(uid, now) ? a : decide(a, s, maxTs)!;
+            const v = excluded(uid, now) ? a : decide(a, s, maxTs)!;
             j = g;
             if (v === s) summary.applied++;
             else summary.stale++;
@@ -352,7 +367,7 @@ export class SnapshotLoader {
       // Users changed during the load: merged again from their value before it…
       for (const [uid, b] of log.before) {
         const at = sorted.find(uid);
-        overwrite(uid, excluded?.(uid, now) ? b : decide(b, at === null ? undefined : fold(sorted.changes(at[0], at[1]), now), maxTs));
+        overwrite(uid, excluded(uid, now) ? b : decide(b, at === null ? undefined : fold(sorted.changes(at[0], at[1]), now), maxTs));
       }
       // …then their changes replayed in commit order, by the writer's rules.
       for (const ch of log.changes) {
