@@ -1,7 +1,8 @@
 // The snapshot loader in-process on a real LMDB env, for what the server
 // tests cannot time: users a privacy rule excludes are never brought back,
 // and a write made during the load by another writer of members (an ID-graph
-// merge, say) is carried into the new generation even when its ts is older.
+// merge, a privacy deletion) is carried into the new generation even when its
+// ts is older.
 import { afterAll, describe, expect, it } from 'vitest';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,6 +10,8 @@ import { openStore } from '../src/store/env.js';
 import { Writer } from '../src/loader/writer.js';
 import { SnapshotLoader } from '../src/loader/snapshot.js';
 import { decodeMembers, encodeMembers } from '../src/store/members.js';
+import { encodeGraphKey } from '../src/identity/keys.js';
+import type { Change } from '../src/loader/records.js';
 import { tempDir, feedLine } from './helpers/server.js';
 
 const dir = tempDir();
@@ -67,5 +70,45 @@ describe('snapshot merge', () => {
     expect(store.counts.get(9)).toBe(1);
     expect(store.counts.get(2)).toBe(undefined);
     expect(store.counts.get(5)).toBe(150_000);
+  });
+
+  it('an ID-graph merge and privacy deletions committed during the load survive the flip', async () => {
+    const writer = new Writer(store);
+    // After the first test's snapshot (ts T0 + 10): older changes would be stale.
+    const put = (uid: string, id: number): Change => ({ op: 'add', uid, ids: [id], ttls: [0], ts: T0 + 12 });
+    // g- keys sort before the filler (merged in the first transaction), z- keys after it (the second).
+    writer.apply([put('g-dev-a', 11), put('g-dev-b', 12), put('g-forgotten', 13), put('z-forgotten', 14)], T0 + 13);
+    const file = join(tempDir(), 'b.snapshot.ndjson');
+    const filler = Array.from({ length: 150_000 }, (_, i) => feedLine({ op: 'add', uid: `h${String(i).padStart(6, '0')}`, segments: [5], ts: T0 + 20 })).join('');
+    writeFileSync(file, filler + ['g-dev-a', 'g-dev-b', 'g-forgotten', 'z-forgotten'].map((uid) => feedLine({ op: 'add', uid, segments: [20], ts: T0 + 20 })).join(''));
+    const login = encodeGraphKey({ login: 'c'.repeat(64) }, 128) as string;
+    const match = (uid: string): Change => ({ op: 'match', uid, ids: [], ttls: [], ts: T0 + 30, key: login });
+    const loader = new SnapshotLoader(store, writer);
+    let during: { merged: number[] | null; gone: number[] | null } | null = null;
+    await loader.load(file, opts({
+      checkpointKey: 'ckpt:test2',
+      onProgress: (p: { applied: number }) => {
+        if (during || p.applied === 0) return; // the first merge transaction has committed
+        // A second device logs in with the first one's login id: g-dev-b is merged into g-dev-a.
+        writer.apply([match('g-dev-a'), match('g-dev-b')], T0 + 30);
+        writer.graph.forget({ uid: 'g-forgotten' }, 'deletion', T0 + 30, 0, 'test');
+        writer.graph.forget({ uid: 'z-forgotten' }, 'optout', T0 + 30, 0, 'test');
+        during = { merged: ids('g-dev-a'), gone: ids('g-dev-b') };
+      },
+    }));
+    loader.stop();
+    expect(during).toEqual({ merged: [11, 12], gone: null });
+    // Without the writer marking them dirty, the new generation would hold the snapshot's
+    // [20] for all four (merged in before these writes).
+    expect(ids('g-dev-a')).toEqual([11, 12]);
+    expect(ids('g-dev-b')).toBe(null);
+    expect(ids('g-forgotten')).toBe(null);
+    expect(ids('z-forgotten')).toBe(null);
+    expect(ids('h000000')).toEqual([5]);
+    // Counts agree with what the new generation holds.
+    const recount = new Map<number, number>();
+    for (const { value } of store.members.getRange()) for (const m of decodeMembers(value as Buffer).members) recount.set(m.id, (recount.get(m.id) ?? 0) + 1);
+    expect(Object.fromEntries([...store.counts.getRange()].map(({ key, value }) => [key, value]))).toEqual(Object.fromEntries(recount));
+    expect(recount.get(20)).toBe(undefined);
   });
 });

@@ -133,6 +133,8 @@ export class Writer {
     const buf = this.store.members.getBinaryFast(uid) as Buffer | undefined;
     if (buf === undefined) return false;
     const had = isValidMembersValue(buf) ? decodeMembers(buf).members : [];
+    // Not a Change: a loading snapshot copies this user's (now absent) value at its flip.
+    this.dirty?.touch(uid);
     this.store.members.removeSync(uid);
     this.writeCountsNow(had.map((m) => [m.id, -1]));
     return had.length > 0;
@@ -159,6 +161,9 @@ export class Writer {
     for (const m of a.members) delta.push([m.id, -1]);
     for (const m of b?.members ?? []) delta.push([m.id, -1]);
     for (const m of merged) delta.push([m.id, +1]);
+    // Not a Change: a loading snapshot copies both users' values at its flip.
+    this.dirty?.touch(from);
+    this.dirty?.touch(into);
     members.removeSync(from);
     if (merged.length > 0 && (!b || b.members.length === 0)) this.hooks.onNewUser?.(into);
     members.putSync(into, encodeMembers(Math.max(a.updatedAt, b?.updatedAt ?? 0), merged));
