@@ -2,7 +2,7 @@
 // here; needs root, skipped otherwise), which a filler file then fills. The
 // loader must stop cleanly (no crash, nothing half-applied), lookups keep
 // answering from the last committed data, /readyz and /metrics say why, a push
-// gets STORE_FULL, and once space is back everything pending is applied,
+// and a privacy deletion get STORE_FULL, and once space is back everything pending is applied,
 // exactly once.
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
@@ -40,6 +40,11 @@ function fill(path: string): number {
 }
 
 const KEY = 'store-full-test-key-0123456789';
+const ADMIN = 'store-full-admin-key-0123456789';
+const deleteUser = async (segd: Segd, uid: string) => {
+  const r = await fetch(`${segd.url}/v1/users?uid=${uid}`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN}` } });
+  return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+};
 
 async function push(segd: Segd, body: string, idem: string) {
   const r = await fetch(`${segd.url}/v1/ingest`, {
@@ -65,7 +70,7 @@ describe.skipIf(!canMount)('a disk that fills (tmpfs data dir)', () => {
       const inbox = join(tempDir(), 'inbox'); // elsewhere: done/ and rejects/ must not be what fails
       segd = await startSegd({
         dataDir,
-        env: { SEGD_INBOX: inbox, SEGD_INGEST_KEYS: KEY, SEGD_BLOOM_USERS: '100000', SEGD_LOADER_BATCH: '5000' },
+        env: { SEGD_INBOX: inbox, SEGD_INGEST_KEYS: KEY, SEGD_ADMIN_KEYS: ADMIN, SEGD_BLOOM_USERS: '100000', SEGD_LOADER_BATCH: '5000' },
       });
       const before = Array.from({ length: 1000 }, (_, i) => feedLine({ op: 'add', uid: `k${i}`, segments: [1] })).join('');
       expect((await push(segd, before, 'before')).status).toBe(200);
@@ -81,6 +86,10 @@ describe.skipIf(!canMount)('a disk that fills (tmpfs data dir)', () => {
       const during = await push(segd, feedLine({ op: 'add', uid: 'pushed-while-full', segments: [9] }), 'while-full');
       expect(during.status).toBe(503);
       expect((during.body.error as { code: string }).code).toBe('STORE_FULL');
+      // A privacy deletion (the ID graph's own transaction) is refused the same way, nothing half-done.
+      const del = await deleteUser(segd, 'k1');
+      expect([del.status, (del.body.error as { code: string }).code]).toEqual([503, 'STORE_FULL']);
+      expect(await segmentsOf(segd, 'k1')).toEqual([1]);
       // The last committed data still answers.
       expect(await segmentsOf(segd, 'k0')).toEqual([1]);
       expect(await segmentsOf(segd, 'k999')).toEqual([1]);
@@ -94,10 +103,12 @@ describe.skipIf(!canMount)('a disk that fills (tmpfs data dir)', () => {
       // The retried push (same key) now applies; everything from the file is there exactly once.
       expect((await push(segd, feedLine({ op: 'add', uid: 'pushed-while-full', segments: [9] }), 'while-full')).body).toMatchObject({ applied: 1, replay: false });
       expect(await segmentsOf(segd, 'pushed-while-full')).toEqual([9]);
+      expect(await deleteUser(segd, 'k1')).toMatchObject({ status: 200, body: { found: true, memberships: true } });
+      expect(await segmentsOf(segd, 'k1')).toEqual([]);
       expect(await segmentsOf(segd, `user-000000-${'x'.repeat(40)}`)).toEqual([2, 3, 4, 5]);
       expect(await segmentsOf(segd, `user-${String(N - 1).padStart(6, '0')}-${'x'.repeat(40)}`)).toEqual([2, 3, 4, 5]);
       const metrics = await (await fetch(`${segd.url}/metrics`)).text();
-      expect(Number(/segd_store_users (\d+)/.exec(metrics)?.[1])).toBe(1000 + N + 1);
+      expect(Number(/segd_store_users (\d+)/.exec(metrics)?.[1])).toBe(1000 + N);
       // Lines are all the same length: the resumed import applied exactly the lines after the last committed checkpoint.
       const imported = await segd.waitForLog((l) => l.msg === 'inbox file imported');
       const lineBytes = Buffer.byteLength(users) / N;
@@ -110,7 +121,7 @@ describe.skipIf(!canMount)('a disk that fills (tmpfs data dir)', () => {
       const { open } = await import('lmdb');
       const env = open({ path: dataDir, readOnly: true });
       const counts = env.openDB<number, number>({ name: 'counts', keyEncoding: 'uint32' });
-      expect(Object.fromEntries([...counts.getRange()].map(({ key, value }) => [key, value]))).toEqual({ 1: 1000, 2: N, 3: N, 4: N, 5: N, 9: 1 });
+      expect(Object.fromEntries([...counts.getRange()].map(({ key, value }) => [key, value]))).toEqual({ 1: 999, 2: N, 3: N, 4: N, 5: N, 9: 1 });
       await env.close();
     } finally {
       if (segd && segd.proc.exitCode === null) await segd.stop();

@@ -16,7 +16,7 @@ import { JetStreamSource } from './jetstream.js';
 import { nowSeconds } from '../lookup/segments.js';
 import { userCount } from '../store/env.js';
 import { SnapshotLoader } from './snapshot.js';
-import { StoreFullError } from '../store/write-failure.js';
+import { StoreFullError, type StallReason } from '../store/write-failure.js';
 import type { MatchItem } from '../identity/match-queue.js';
 import type { ForgetTarget, ForgetResult } from '../identity/graph-writer.js';
 import type { Change } from './records.js';
@@ -27,6 +27,9 @@ export interface ForgetRequest {
   /** Who asked (an admin key digest, or "cookie"): for the audit log. */
   by: string;
 }
+
+/** A privacy action's answer: done, or nothing stored because the store is full (retry later). */
+export type ForgetAnswer = ForgetResult | { full: StallReason };
 
 export const SEED_CHECKPOINT = 'ckpt:seed';
 
@@ -185,10 +188,16 @@ export class Loader {
   }
 
   /** Opt-out (tombstone for good) or deletion (tombstone for SEGD_DELETION_TOMBSTONE_DAYS), audited. */
-  forget(req: ForgetRequest): ForgetResult {
+  forget(req: ForgetRequest): ForgetAnswer {
     const now = nowSeconds();
     const until = req.reason === 'optout' ? 0 : now + this.config.deletionTombstoneDays * 86_400;
-    const r = this.writer.graph.forget(req.target, req.reason, now, until, req.by);
+    let r: ForgetResult;
+    try {
+      r = this.writer.graph.forget(req.target, req.reason, now, until, req.by);
+    } catch (err) {
+      if (!(err instanceof StoreFullError)) throw err;
+      return { full: err.reason };
+    }
     this.metrics?.privacyActions.labels(req.reason === 'optout' ? 'optout' : 'delete').inc();
     this.log.info({ action: req.reason, found: r.found, ids: r.ids, memberships: r.memberships, audit: r.auditSeq }, 'privacy action applied');
     return r;
