@@ -111,4 +111,28 @@ describe('snapshot merge', () => {
     expect(Object.fromEntries([...store.counts.getRange()].map(({ key, value }) => [key, value]))).toEqual(Object.fromEntries(recount));
     expect(recount.get(20)).toBe(undefined);
   });
+
+  it("a record for a device uid merged into another profile is loaded into that profile", async () => {
+    const writer = new Writer(store);
+    const login = encodeGraphKey({ login: 'd'.repeat(64) }, 128) as string;
+    const ts = T0 + 25; // after the previous test's snapshot (T0 + 20)
+    writer.apply([
+      { op: 'add', uid: 'm-dev-x', ids: [31], ttls: [0], ts },
+      { op: 'add', uid: 'm-dev-y', ids: [32], ttls: [0], ts },
+      { op: 'match', uid: 'm-dev-y', ids: [], ttls: [], ts, key: login },
+      { op: 'match', uid: 'm-dev-x', ids: [], ttls: [], ts, key: login }, // m-dev-x merged into m-dev-y
+    ], ts + 1);
+    expect([ids('m-dev-x'), ids('m-dev-y')]).toEqual([null, [31, 32]]);
+    const file = join(tempDir(), 'c.snapshot.ndjson');
+    writeFileSync(file, [
+      feedLine({ op: 'add', uid: 'm-dev-x', segments: [33], ts: T0 + 40 }),
+      feedLine({ op: 'add', uid: 'm-dev-y', segments: [34], ts: T0 + 40 }),
+    ].join(''));
+    const loader = new SnapshotLoader(store, writer);
+    await loader.load(file, opts({ checkpointKey: 'ckpt:test3' }));
+    loader.stop();
+    expect(ids('m-dev-x')).toBe(null);
+    expect(ids('m-dev-y')).toEqual([33, 34]);
+    expect([store.counts.get(33), store.counts.get(34), store.counts.get(31)]).toEqual([1, 1, undefined]);
+  });
 });
