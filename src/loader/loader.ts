@@ -101,8 +101,13 @@ export class Loader {
   private startSweeping(): void {
     const tick = () => {
       if (this.stopped) return;
-      expireIdempotencyKeys(this.store, nowSeconds());
-      this.writer.graph.expire(nowSeconds());
+      try {
+        expireIdempotencyKeys(this.store, this.writer, nowSeconds());
+        this.writer.graph.expire(nowSeconds());
+      } catch (err) {
+        // A full store is already reported (stall state, log); these retry on the next tick.
+        if (!(err instanceof StoreFullError)) this.log.error({ err }, 'expiring idempotency keys or suppressions failed');
+      }
       this.sweeping = this.sweeper
         .pass()
         .then((p) => {

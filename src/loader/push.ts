@@ -140,11 +140,11 @@ export function applyPush(store: Store, writer: Writer, req: PushRequest, nowSec
 }
 
 /** Forgets idempotency keys older than IDEMPOTENCY_SECONDS; returns how many. */
-export function expireIdempotencyKeys(store: Store, nowSec: number): number {
+export function expireIdempotencyKeys(store: Store, writer: Writer, nowSec: number): number {
   const old: string[] = [];
   for (const { key, value } of store.meta.getRange({ start: IDEM_PREFIX, end: `${IDEM_PREFIX}\uffff`, snapshot: false })) {
     if ((value as StoredPush).at + IDEMPOTENCY_SECONDS <= nowSec) old.push(key as string);
   }
-  if (old.length) store.env.transactionSync(() => old.forEach((k) => store.meta.removeSync(k)));
+  if (old.length) writer.commit(() => old.forEach((k) => store.meta.removeSync(k)));
   return old.length;
 }
