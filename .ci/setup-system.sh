@@ -3,6 +3,8 @@
 # need. Idempotent: packages already present are skipped. Called by .ci/run.
 set -euo pipefail
 
+# Programs the test suite runs for real: nats-server (JetStream source tests).
+# Chromium and Redis join this list with the issues that need them.
 # Programs the test suite runs for real: nats-server (JetStream source tests),
 # chromium (cookie sync end to end, driven by playwright-core at /usr/bin/chromium),
 # redis-server (the Fastify + Redis baseline of `segd loadtest --compare`).

@@ -21,6 +21,15 @@ const app = uWS.App();
 app.get('/*', (res) => {
   res.end('Hello World!');
 });
+// Baselines for bench:activation: a POST whose body is read and dropped (the
+// enrichment's bytes on the wire), and a WebSocket that echoes each frame.
+app.post('/*', (res) => {
+  res.onAborted(() => {});
+  res.onData((_chunk, last) => {
+    if (last) res.end('Hello World!');
+  });
+});
+app.ws('/*', { maxPayloadLength: 16 * 1024, message: (ws, msg, isBinary) => void ws.send(msg, isBinary) });
 
 let listenSocket: us_listen_socket | null = null;
 app.listen(host, port, (ls) => {

@@ -102,6 +102,23 @@ describe('NATS JetStream source', () => {
     await nats.stop();
   });
 
+  it('stops promptly while the NATS server is gone', async () => {
+    const port = await freePort();
+    const nats = await startNats(port, tempDir());
+    const { nc, js } = await client(nats.url);
+    await js.publish('segments.a', feedLine({ op: 'add', uid: 'g1', segments: [1] }));
+    await nc.close();
+    // Two more cluster URLs where nothing listens: the client cycles through all three.
+    const urls = [nats.url, `nats://127.0.0.1:${await freePort()}`, `nats://127.0.0.1:${await freePort()}`];
+    const segd = await startSegd({ env: { SEGD_NATS_URL: urls.join(','), SEGD_SHUTDOWN_GRACE_MS: '1000' } });
+    await waitFor(async () => (await segmentsOf(segd, 'g1')).length === 1);
+    await nats.stop();
+    await new Promise((r) => setTimeout(r, 1500)); // the consumer is now reconnecting
+    const t0 = Date.now();
+    expect(await stopReport(segd, { allowWarnings: true })).toEqual(CLEAN_STOP);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+
   it('SIGKILL mid-stream: the restart applies exactly the messages after its checkpoint', async () => {
     const port = await freePort();
     const nats = await startNats(port, tempDir());

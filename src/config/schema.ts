@@ -36,6 +36,16 @@ export interface Config {
   natsDurable: string;
   natsBatch: number;
   maxIngestBytes: number;
+  lookupAuth: 'required' | 'optional';
+  dmpDomain: string;
+  enrichBudgetMs: number;
+  maxInflight: number;
+  shedLagMs: number;
+  wsMaxPayload: number;
+  wsIdleSeconds: number;
+  gamKey: string;
+  gamMaxBytes: number;
+  unknownSegments: 'accept' | 'reject';
   cookieName: string;
   cookieDomain: string;
   cookieMaxAge: number;
@@ -122,6 +132,17 @@ export const SETTINGS: Setting[] = [
   { key: 'natsDurable', env: 'SEGD_NATS_DURABLE', def: () => `segd-${hostname().replace(/[^A-Za-z0-9_-]/g, '_')}`, parse: str((s) => (/^[A-Za-z0-9_-]{1,64}$/.test(s) ? undefined : 'must be 1-64 of A-Z a-z 0-9 _ -')), doc: 'durable consumer name, one per node (default: segd-<hostname>)' },
   { key: 'natsBatch', env: 'SEGD_NATS_BATCH', def: 1000, parse: int(1, 100_000), doc: 'messages fetched and applied per transaction' },
   { key: 'maxIngestBytes', env: 'SEGD_MAX_INGEST_BYTES', def: 16 << 20, parse: int(1024, 1 << 30), doc: 'largest HTTP push body (more → 413 BODY_TOO_LARGE)' },
+  // Activation (issue 6): who may look up, OpenRTB enrichment, shedding, WebSocket, GAM.
+  { key: 'lookupAuth', env: 'SEGD_LOOKUP_AUTH', def: () => (process.env.NODE_ENV === 'production' ? 'required' : 'optional'), parse: (raw) => { if (raw !== 'required' && raw !== 'optional') throw new BadValue('must be required or optional'); return raw; }, doc: 'lookup and enrichment callers: `required` = every caller needs a partner key (401 otherwise); `optional` = a caller without `Authorization` gets every segment (a key, when sent, must be valid and filters by licence). Default `required` when NODE_ENV=production (the Docker image), else `optional` so the quick start works' },
+  { key: 'dmpDomain', env: 'SEGD_DMP_DOMAIN', def: () => hostname(), parse: str((s) => (/^[A-Za-z0-9.-]{1,253}$/.test(s) ? undefined : 'must be a domain name')), doc: 'this DMP\'s domain: `name` of every OpenRTB `user.data` object segd adds (default: the host name)' },
+  { key: 'enrichBudgetMs', env: 'SEGD_ENRICH_BUDGET_MS', def: 20, parse: int(1, 10_000), doc: 'most time an enrichment may take, counted from when segd sees the request; the request\'s `tmax` lowers it. Past it → 204 (no enrichment)' },
+  { key: 'maxInflight', env: 'SEGD_MAX_INFLIGHT', def: 512, parse: int(1, 1_000_000), doc: 'admission limit per worker: requests with async work under way (bodies being read). Lookup and enrichment requests past it are shed (204 at once)' },
+  { key: 'shedLagMs', env: 'SEGD_SHED_LAG_MS', def: 0, parse: int(0, 60_000), doc: 'shed lookups (204 / empty WebSocket answers) while the worker\'s event loop lags more than this (0 = off)' },
+  { key: 'wsMaxPayload', env: 'SEGD_WS_MAX_PAYLOAD', def: 16 * 1024, parse: int(64, 16 << 20), doc: 'largest WebSocket frame accepted on `/v1/ws`; a larger one drops the connection' },
+  { key: 'wsIdleSeconds', env: 'SEGD_WS_IDLE_S', def: 120, parse: int(8, 960), doc: 'a `/v1/ws` connection with no traffic for this long is closed (segd pings before that)' },
+  { key: 'gamKey', env: 'SEGD_GAM_KEY', def: 'seg', parse: str((s) => (/^[A-Za-z0-9_]{1,20}$/.test(s) ? undefined : 'must be 1-20 of A-Z a-z 0-9 _ (GAM key rules)')), doc: 'key of `?format=gam` answers and the on-page targeting snippet' },
+  { key: 'gamMaxBytes', env: 'SEGD_GAM_MAX_BYTES', def: 512, parse: int(16, 65_536), doc: 'cap of a `?format=gam` answer; whole values past it are dropped (never a partial id)' },
+  { key: 'unknownSegments', env: 'SEGD_UNKNOWN_SEGMENTS', def: 'accept', parse: (raw) => { if (raw !== 'accept' && raw !== 'reject') throw new BadValue('must be accept or reject'); return raw; }, doc: 'feed records (inbox, seed, HTTP push, NATS) that add segment ids missing from the taxonomy: `accept` them, or `reject` the record with the ids named' },
   // Identity: cookies, cookie sync, consent, deletion (src/identity, src/privacy).
   { key: 'cookieName', env: 'SEGD_COOKIE_NAME', def: 'segd', parse: str(cookieToken), doc: 'name of the segd id cookie' },
   { key: 'cookieDomain', env: 'SEGD_COOKIE_DOMAIN', def: '', parse: str((s) => (s === '' || /^\.?[a-z0-9-]+(\.[a-z0-9-]+)*$/.test(s) ? undefined : 'must be a lower-case domain name or empty')), doc: 'Domain attribute of segd cookies (empty = host-only)' },

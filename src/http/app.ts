@@ -11,6 +11,8 @@ import { adminRoutes } from './routes/admin.js';
 import { syncInRoute, syncOutRoutes } from './routes/sync.js';
 import { privacyRoutes } from './routes/privacy.js';
 import { sendError } from './respond.js';
+import { enrichRoute } from './routes/enrich.js';
+import { wsBehavior } from './routes/ws.js';
 
 /** Route table: path → method → handler. Anything else is 404 or 405. */
 export function createApp(deps: AppDeps): TemplatedApp {
@@ -42,6 +44,9 @@ export function createApp(deps: AppDeps): TemplatedApp {
       [`/v1/admin/${kind}/:id`, 'del', admin.del(kind)],
     ] satisfies Route[]),
   ];
+  // Activation (issue 6): OpenRTB enrichment and the WebSocket lookup channel.
+  routes.push(['/openrtb2/enrich', 'post', enrichRoute(deps)]);
+  app.ws('/v1/ws', wsBehavior(deps));
   const known = new Set<string>();
   for (const [path, method, handler] of routes) {
     app[method](path, handler);

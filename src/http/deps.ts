@@ -7,6 +7,10 @@ import type { Logger } from '../log.js';
 import type { PushRequest, PushAnswer } from '../loader/push.js';
 import type { Registry } from '../partners/registry.js';
 import type { RegistryOp, RegistryResult } from '../partners/admin.js';
+import type { Callers } from './caller.js';
+import type { Licences } from '../lookup/licences.js';
+import type { UserResolver } from '../lookup/resolve.js';
+import type { Admission } from './admission.js';
 import type { IdGraph } from '../identity/graph.js';
 import type { MatchQueue } from '../identity/match-queue.js';
 import type { ForgetRequest, ForgetAnswer } from '../loader/loader.js';
@@ -37,4 +41,12 @@ export interface AppDeps {
   workerIndex: number;
   /** Requests with async work outstanding (bodies, scrapes); graceful shutdown waits for 0. */
   inflight: { n: number };
+  /** Lookup callers → their licence (SEGD_LOOKUP_AUTH). */
+  callers: Callers;
+  /** Compiled per-partner licences (for callers that are already authenticated, e.g. at WebSocket upgrade). */
+  licences: Licences;
+  /** Partner uid / device id / universal id → segd uid (the ID graph). */
+  resolver: UserResolver;
+  /** Shedding on the lookup paths. */
+  admission: Admission;
 }

@@ -2,12 +2,12 @@
 // and ids are integers, so only the user key needs escaping.
 import { pack } from 'msgpackr';
 
-export type Format = 'json' | 'msgpack' | 'kv';
+export type Format = 'json' | 'msgpack' | 'kv' | 'gam';
 
 /** `?format=` wins; otherwise Accept: application/msgpack selects msgpack. */
 export function pickFormat(formatParam: string | undefined, accept: string): Format | null {
   if (formatParam) {
-    if (formatParam === 'json' || formatParam === 'msgpack' || formatParam === 'kv') return formatParam;
+    if (formatParam === 'json' || formatParam === 'msgpack' || formatParam === 'kv' || formatParam === 'gam') return formatParam;
     return null;
   }
   return accept.includes('application/msgpack') || accept.includes('application/x-msgpack') ? 'msgpack' : 'json';
@@ -30,4 +30,19 @@ export function msgpackAnswer(uid: string | null, ids: Uint32Array, n: number): 
 
 export function kvAnswer(key: string, ids: Uint32Array, n: number): string {
   return key + '=' + idList(ids, n);
+}
+
+/**
+ * Google Ad Manager-style key-values: `key=v1,v2`, at most `maxBytes` long.
+ * Whole values past the cap are dropped (a partial id would target the wrong
+ * segment); ids are ascending, so the same user always keeps the same prefix.
+ */
+export function gamAnswer(key: string, ids: Uint32Array, n: number, maxBytes: number): string {
+  let s = key + '=';
+  for (let i = 0; i < n; i++) {
+    const v = (i === 0 ? '' : ',') + ids[i];
+    if (s.length + v.length > maxBytes) break;
+    s += v;
+  }
+  return s;
 }

@@ -41,3 +41,10 @@ export function sendBody(res: HttpResponse, st: number, type: string, body: stri
   res.writeHeader(CT, type).end(body, close);
   return st;
 }
+
+/** 204: the "empty answer now" of shed lookups and declined enrichments; `reason` goes in X-Segd-Empty. */
+export function sendEmpty(res: HttpResponse, reason: string, close = false): number {
+  // end(''), not endWithoutBody(): the latter does not end a request whose body is unread (uWS aborts).
+  res.writeStatus(status(204)).writeHeader('X-Segd-Empty', reason).end('', close);
+  return 204;
+}

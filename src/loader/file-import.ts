@@ -7,7 +7,7 @@ import { basename, dirname } from 'node:path';
 import type { Store } from '../store/env.js';
 import { nowSeconds } from '../lookup/segments.js';
 import { readLines } from './lines.js';
-import { parseLineBytes, parseCsvLine, isCsvHeader, toChange, RecordError, type Change } from './records.js';
+import { parseLineBytes, parseCsvLine, isCsvHeader, toChange, RecordError, type Change, type RecordLimits } from './records.js';
 import { readMsgpackRecords } from './msgpack-records.js';
 import type { Writer } from './writer.js';
 
@@ -25,7 +25,7 @@ export interface ImportOptions {
   /** meta key of this file's checkpoint. */
   checkpointKey: string;
   batchSize: number;
-  maxUidBytes: number;
+  maxUidBytes: RecordLimits;
   maxLineBytes: number;
   /** Where bad records go (NDJSON: line, reason, start of the record); none = only counted. */
   rejectsPath?: string;
@@ -158,7 +158,7 @@ export interface FeedSink {
 export async function readFeed(
   path: string,
   from: { offset: number; line: number },
-  opts: { maxUidBytes: number; maxLineBytes: number },
+  opts: { maxUidBytes: RecordLimits; maxLineBytes: number },
   now: () => number,
   sink: FeedSink,
 ): Promise<{ bytes: number; lines: number }> {

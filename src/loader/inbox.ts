@@ -3,6 +3,7 @@
 // rename it into place when complete; only complete names are taken, in name
 // order. Each file is imported with its own checkpoint, then moved to `done/`;
 // bad records go to `rejects/<file>.rejects.ndjson`.
+import type { RecordLimits } from './records.js';
 import { appendFile, mkdir, readdir, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Store } from '../store/env.js';
@@ -18,7 +19,7 @@ export const INBOX_CHECKPOINT = 'ckpt:inbox';
 export interface InboxOptions {
   dir: string;
   batchSize: number;
-  maxUidBytes: number;
+  maxUidBytes: RecordLimits;
   maxLineBytes: number;
   log: Logger;
   signal?: AbortSignal;

@@ -17,7 +17,7 @@ import type { Logger } from '../log.js';
 import { nowSeconds } from '../lookup/segments.js';
 import type { Writer } from './writer.js';
 import { parseNdjson, parseMsgpack } from './push.js';
-import type { Change } from './records.js';
+import type { Change, RecordLimits } from './records.js';
 
 export interface JetStreamOptions {
   servers: string[];
@@ -25,7 +25,7 @@ export interface JetStreamOptions {
   subject: string;
   durable: string;
   batch: number;
-  maxUidBytes: number;
+  maxUidBytes: RecordLimits;
 }
 
 export interface JetStreamStats {

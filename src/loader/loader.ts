@@ -19,7 +19,7 @@ import { SnapshotLoader } from './snapshot.js';
 import { StoreFullError, type StallReason } from '../store/write-failure.js';
 import type { MatchItem } from '../identity/match-queue.js';
 import type { ForgetTarget, ForgetResult } from '../identity/graph-writer.js';
-import type { Change } from './records.js';
+import type { Change, RecordLimits } from './records.js';
 
 export interface ForgetRequest {
   target: ForgetTarget;
@@ -44,6 +44,10 @@ export class Loader {
   /** The JetStream feed, when SEGD_NATS_URL is set. */
   readonly nats: JetStreamSource | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
+  /** Segment ids of the taxonomy, for SEGD_UNKNOWN_SEGMENTS=reject (refreshed when it changes). */
+  private readonly knownSegments = new Set<number>();
+  /** What every source checks records against (records.ts). */
+  private readonly limits: RecordLimits;
   private sweeping: Promise<unknown> = Promise.resolve();
   readonly snapshots: SnapshotLoader;
 
@@ -55,6 +59,10 @@ export class Loader {
     hooks: WriterHooks = {},
   ) {
     this.writer = new Writer(store, hooks);
+    this.limits = config.unknownSegments === 'reject'
+      ? { maxUidBytes: config.maxUidBytes, knownSegment: (id) => this.knownSegments.has(id) }
+      : config.maxUidBytes;
+    this.refreshTaxonomy();
     this.sweeper = new Sweeper(store, this.writer, log);
     this.snapshots = new SnapshotLoader(store, this.writer);
     if (config.natsUrl) {
@@ -67,7 +75,7 @@ export class Loader {
           subject: config.natsSubject,
           durable: config.natsDurable,
           batch: config.natsBatch,
-          maxUidBytes: config.maxUidBytes,
+          maxUidBytes: this.limits,
         },
         log,
         (s) => this.metrics?.recordOutcome('nats', s),
@@ -76,7 +84,7 @@ export class Loader {
     this.inbox = new Inbox(store, this.writer, {
       dir: config.inbox,
       batchSize: config.loaderBatchSize,
-      maxUidBytes: config.maxUidBytes,
+      maxUidBytes: this.limits,
       maxLineBytes: config.maxLineBytes,
       log,
       signal: this.abort.signal,
@@ -162,7 +170,7 @@ export class Loader {
     const s = await importFile(this.store, this.writer, path, {
       checkpointKey: SEED_CHECKPOINT,
       batchSize: this.config.loaderBatchSize,
-      maxUidBytes: this.config.maxUidBytes,
+      maxUidBytes: this.limits,
       maxLineBytes: this.config.maxLineBytes,
       signal: this.abort.signal,
     });
@@ -170,11 +178,18 @@ export class Loader {
     this.log.info({ seed: path, applied: s.applied, rejected: s.rejected, ms: Math.round(s.ms) }, 'seed feed imported');
   }
 
+  /** Re-reads the taxonomy's segment ids (after an admin change). */
+  refreshTaxonomy(): void {
+    if (typeof this.limits === 'number') return;
+    this.knownSegments.clear();
+    for (const id of this.store.segments.getKeys({ snapshot: false })) this.knownSegments.add(id as number);
+  }
+
   /** An HTTP push batch: parsed and applied here, in one transaction, durable when this returns. */
   push(req: PushRequest, maxListed: number): PushAnswer {
     let r: PushAnswer;
     try {
-      r = applyPush(this.store, this.writer, req, nowSeconds(), this.config.maxUidBytes, maxListed);
+      r = applyPush(this.store, this.writer, req, nowSeconds(), this.limits, maxListed);
     } catch (err) {
       if (!(err instanceof StoreFullError)) throw err;
       return { applied: 0, stale: 0, rejected: 0, replay: false, rejects: [], conflict: false, full: err.reason };

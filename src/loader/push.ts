@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { unpackMultiple } from 'msgpackr';
 import type { Store } from '../store/env.js';
 import type { Writer, BatchResult } from './writer.js';
-import { parseLineBytes, toChange, RecordError, type Change } from './records.js';
+import { parseLineBytes, toChange, RecordError, type Change, type RecordLimits } from './records.js';
 
 export interface PushReject {
   /** 1-based line (NDJSON) or record number (msgpack). */
@@ -31,7 +31,7 @@ export const MAX_IDEMPOTENCY_KEY = 200;
 const IDEM_PREFIX = 'idem:';
 
 /** NDJSON: one record per line, blank lines allowed. Every bad line is rejected with its reason. */
-export function parseNdjson(body: Buffer, nowSec: number, maxUidBytes: number): ParsedPush {
+export function parseNdjson(body: Buffer, nowSec: number, maxUidBytes: RecordLimits): ParsedPush {
   const out: ParsedPush = { changes: [], rejects: [] };
   let start = 0;
   let line = 0;
@@ -51,7 +51,7 @@ export function parseNdjson(body: Buffer, nowSec: number, maxUidBytes: number): 
 }
 
 /** msgpack: a stream of record maps (or one array of them). A break in the stream rejects the rest, keeping what came before. */
-export function parseMsgpack(body: Buffer, nowSec: number, maxUidBytes: number): ParsedPush {
+export function parseMsgpack(body: Buffer, nowSec: number, maxUidBytes: RecordLimits): ParsedPush {
   const out: ParsedPush = { changes: [], rejects: [] };
   let n = 0;
   const take = (rec: unknown) => {
@@ -116,7 +116,7 @@ export const IDEMPOTENCY_SECONDS = 86_400;
  * Synchronous, so the check and the write cannot interleave with another
  * writer call.
  */
-export function applyPush(store: Store, writer: Writer, req: PushRequest, nowSec: number, maxUidBytes: number, maxListed: number): PushAnswer {
+export function applyPush(store: Store, writer: Writer, req: PushRequest, nowSec: number, maxUidBytes: RecordLimits, maxListed: number): PushAnswer {
   const body = Buffer.from(req.body);
   const idem = req.idempotencyKey ? `${IDEM_PREFIX}${req.caller}:${req.idempotencyKey}` : undefined;
   const digest = idem ? createHash('sha256').update(body).digest('base64') : '';

@@ -32,10 +32,18 @@ export const MAX_FUTURE_SKEW = 86_400;
 
 export class RecordError extends Error {}
 
+/**
+ * What a record is checked against: the longest user key, and, when unknown
+ * segment ids are refused (SEGD_UNKNOWN_SEGMENTS=reject), the taxonomy. A
+ * plain number is the key limit alone.
+ */
+export type RecordLimits = number | { maxUidBytes: number; knownSegment: (id: number) => boolean };
+
 const isU32 = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= MAX_SEGMENT_ID;
 
 /** Validates a decoded record (from JSON or msgpack). Throws RecordError with the reason. */
-export function toChange(rec: unknown, nowSec: number, maxUidBytes: number): Change {
+export function toChange(rec: unknown, nowSec: number, limits: RecordLimits): Change {
+  const maxUidBytes = typeof limits === 'number' ? limits : limits.maxUidBytes;
   if (rec === null || typeof rec !== 'object' || Array.isArray(rec)) throw new RecordError('record must be a JSON object');
   const r = rec as Record<string, unknown>;
   const op = r.op;
@@ -91,10 +99,15 @@ export function toChange(rec: unknown, nowSec: number, maxUidBytes: number): Cha
       }
     }
   }
+  // Refusing unknown ids is for what is added; removing one is harmless.
+  if (typeof limits !== 'number' && (op === 'add' || op === 'replace')) {
+    const unknown = ids.filter((id) => !limits.knownSegment(id));
+    if (unknown.length) throw new RecordError(`segment${unknown.length > 1 ? 's' : ''} ${unknown.slice(0, 5).join(', ')} not in the taxonomy (SEGD_UNKNOWN_SEGMENTS=reject)`);
+  }
   return { op: op as Op, uid: r.uid as string, ids, ttls, ts };
 }
 
-export function parseLine(line: string, nowSec: number, maxUidBytes: number): Change {
+export function parseLine(line: string, nowSec: number, maxUidBytes: RecordLimits): Change {
   let rec: unknown;
   try {
     rec = JSON.parse(line);
@@ -108,7 +121,7 @@ export function parseLine(line: string, nowSec: number, maxUidBytes: number): Ch
  * One feed line given as bytes (files and HTTP push share this): the change,
  * or the reason it was rejected.
  */
-export function parseLineBytes(line: Uint8Array, nowSec: number, maxUidBytes: number): Change | string {
+export function parseLineBytes(line: Uint8Array, nowSec: number, maxUidBytes: RecordLimits): Change | string {
   if (!isUtf8(line)) return 'invalid UTF-8';
   try {
     return parseLine(Buffer.from(line.buffer, line.byteOffset, line.byteLength).toString('utf8'), nowSec, maxUidBytes);
@@ -124,7 +137,7 @@ export function parseLineBytes(line: Uint8Array, nowSec: number, maxUidBytes: nu
  * the start of the file and a header line `uid,segments` are skipped by the
  * caller via `isCsvHeader`.
  */
-export function parseCsvLine(line: Uint8Array, nowSec: number, maxUidBytes: number): Change | string {
+export function parseCsvLine(line: Uint8Array, nowSec: number, maxUidBytes: RecordLimits): Change | string {
   if (!isUtf8(line)) return 'invalid UTF-8';
   let text = Buffer.from(line.buffer, line.byteOffset, line.byteLength).toString('utf8');
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);

@@ -9,7 +9,13 @@
 // implement its `get()` contract.
 import { Registry } from 'prom-client';
 
-export const ROUTES = ['segments', 'batch', 'ingest', 'healthz', 'readyz', 'metrics', 'admin', 'sync', 'privacy', 'other'] as const;
+export const ROUTES = ['segments', 'batch', 'ingest', 'healthz', 'readyz', 'metrics', 'admin', 'sync', 'privacy', 'other', 'enrich', 'ws'] as const;
+/** Why a lookup was answered empty at once: past the admission limit (or loop lag), or past its deadline. */
+export const SHED_REASONS = ['overload', 'deadline'] as const;
+export type ShedReason = (typeof SHED_REASONS)[number];
+/** How an enrichment ended (besides errors). */
+export const ENRICH_OUTCOMES = ['enriched', 'empty', 'coppa', 'gdpr', 'us_privacy', 'gpp', 'deadline', 'overload'] as const;
+export type EnrichOutcome = (typeof ENRICH_OUTCOMES)[number];
 export type Route = (typeof ROUTES)[number];
 const STATUSES = [200, 204, 400, 401, 403, 404, 405, 413, 415, 422, 431, 500, 503] as const;
 const OTHER_STATUS = STATUSES.length; // slot for anything not listed
@@ -47,6 +53,11 @@ export class HttpMetrics {
   private readonly byRoute: RouteMetrics[];
   /** [negative, true positive, false positive] of the known-users filter; written by SegmentLookup. */
   readonly filterStats = new Float64Array(3);
+  /** [route][shed reason] */
+  private readonly sheds = new Float64Array(ROUTES.length * SHED_REASONS.length);
+  private readonly enrichOutcomes = new Float64Array(ENRICH_OUTCOMES.length);
+  /** [open connections, frames answered, times a socket was paused for backpressure] of /v1/ws */
+  private readonly ws = new Float64Array(3);
 
   constructor() {
     const S = STATUSES.length + 1;
@@ -96,6 +107,38 @@ export class HttpMetrics {
     reg(metric('segd_http_aborted_total', 'Requests whose client went away before the answer', 'counter', () => [
       { value: this.misc[2]!, labels: {} },
     ]));
+    reg(metric('segd_shed_total', 'Lookups answered empty at once (204) instead of being served: overload = past the admission limit or event-loop lag; deadline = past the request\'s time budget', 'counter', () => {
+      const out: Value[] = [];
+      ROUTES.forEach((route, r) => SHED_REASONS.forEach((reason, i) => {
+        const v = this.sheds[r * SHED_REASONS.length + i]!;
+        if (v || route === 'segments' || route === 'batch' || route === 'enrich' || route === 'ws') out.push({ value: v, labels: { route, reason } });
+      }));
+      return out;
+    }));
+    reg(metric('segd_enrich_total', 'OpenRTB enrichments by outcome (enriched; empty = nothing licensed/known; coppa/gdpr/us_privacy/gpp = refused by that signal; deadline; overload)', 'counter', () =>
+      ENRICH_OUTCOMES.map((outcome, i) => ({ value: this.enrichOutcomes[i]!, labels: { outcome } }))));
+    reg(metric('segd_ws_frames_total', 'Lookup frames answered on /v1/ws', 'counter', () => [{ value: this.ws[1]!, labels: {} }]));
+    reg(metric('segd_ws_backpressure_pauses_total', '/v1/ws connections paused (not read) because their unsent answers passed the high-water mark', 'counter', () => [{ value: this.ws[2]!, labels: {} }]));
+    this.registry.registerMetric({
+      name: 'segd_ws_connections', help: 'Open /v1/ws connections', type: 'gauge', aggregator: 'sum',
+      get: async () => ({ name: 'segd_ws_connections', help: 'Open /v1/ws connections', type: 'gauge', aggregator: 'sum', values: [{ value: this.ws[0]!, labels: {} }] }),
+    } as never);
+  }
+
+  shed(r: Route, reason: ShedReason): void {
+    this.sheds[ROUTES.indexOf(r) * SHED_REASONS.length + SHED_REASONS.indexOf(reason)]!++;
+  }
+  enriched(outcome: EnrichOutcome): void {
+    this.enrichOutcomes[ENRICH_OUTCOMES.indexOf(outcome)]!++;
+  }
+  wsConnections(delta: number): void {
+    this.ws[0]! += delta;
+  }
+  wsFrame(): void {
+    this.ws[1]!++;
+  }
+  wsPaused(): void {
+    this.ws[2]!++;
   }
 
   route(r: Route): RouteMetrics {

@@ -14,10 +14,14 @@
 //                   their ids (inbound): no US opt-out of sale/sharing
 //                   (USP `1-Y-`, GPP uspv1/usnat/state sale or sharing
 //                   opt-out) — partners receive our id, which is a sale/share
-//   mayPersonalise  returning segments for personalised ads: mayStore +
-//                   Purpose 3 (create a personalised ads profile) + Purpose 4
-//                   (select personalised ads), and no US opt-out of sale,
-//                   sharing or targeted advertising
+//   mayPersonalise  returning segments for personalised ads (enrichment,
+//                   lookups): mayStore + Purpose 4 (use profiles to select
+//                   personalised ads — what handing segments to a bidder is),
+//                   and no US opt-out of sale, sharing or targeted
+//                   advertising. Purpose 3 (create profiles) governs building
+//                   profiles, which the upstream collectors do, not reading
+//                   them here; Prebid's TCF control gates the same activity
+//                   (transmitting user data to bidders) on Purpose 4.
 import { TCString, type TCModel } from '@iabtcf/core';
 import { GppModel } from '@iabgpp/cmpapi';
 
@@ -149,10 +153,9 @@ export function maySync(c: Consent): boolean {
   return !c.malformed && !c.saleOptOut;
 }
 
-/** Segments for personalised ads (mayStore + Purposes 3 and 4; no US sale/sharing/targeting opt-out). */
+/** Segments for personalised ads (mayStore + Purpose 4; no US sale/sharing/targeting opt-out). */
 export function mayPersonalise(c: Consent, vendorId: number): boolean {
   if (!mayStore(c, vendorId) || c.targetingOptOut) return false;
   if (!c.gdprApplies) return true;
-  const t = c.tcf!;
-  return t.purposeConsents.has(3) && t.purposeConsents.has(4);
+  return c.tcf!.purposeConsents.has(4);
 }

@@ -94,6 +94,7 @@ export async function serve(config: Readonly<Config>, log: Logger, registrySeed?
       const r = applyRegistryOp(store, op);
       // Posted before the rpc result, so the asking worker has reloaded when it answers.
       if (r.ok) for (const s of slots) s.worker.postMessage({ type: 'registry' } satisfies ToWorker);
+      if (r.ok) loader.refreshTaxonomy();
       return r;
     },
   };

@@ -12,6 +12,10 @@ import { HttpMetrics } from '../metrics/http.js';
 import { createApp } from '../http/app.js';
 import { createLogger } from '../log.js';
 import { Registry } from '../partners/registry.js';
+import { Licences } from '../lookup/licences.js';
+import { graphResolver } from '../lookup/resolve.js';
+import { Callers } from '../http/caller.js';
+import { Admission } from '../http/admission.js';
 import { IdGraph } from '../identity/graph.js';
 import { MatchQueue } from '../identity/match-queue.js';
 import { SharedState, Flag, GENERATION_SLOT } from './state.js';
@@ -51,6 +55,8 @@ const attachFilter = (h: FilterHandle | null) => {
   lookup.filter = h ? new BlockedBloom(h.params, h.buffer) : null;
 };
 attachFilter(data.filter);
+const licences = new Licences(registry);
+const admission = new Admission(inflight, config.maxInflight, config.shedLagMs);
 const graph = new IdGraph(store, config.maxUidBytes);
 const matches = new MatchQueue(
   (items) => rpc('matches', { items }),
@@ -58,6 +64,9 @@ const matches = new MatchQueue(
 );
 const app = createApp({
   config, lookup, state, metrics, log, inflight, registry, workerIndex: data.index,
+  licences, admission,
+  callers: new Callers(registry, licences, config.lookupAuth === 'required'),
+  resolver: graphResolver(graph, config.maxUidBytes),
   metricsText: () => rpc('scrape', {}),
   exportSegment: (segment, fpRate) => rpc('exportSegment', { segment, fpRate }),
   ingest: (req, maxListed) => rpc('ingest', { req, maxListed }, [req.body]),
@@ -94,6 +103,7 @@ port.on('message', (msg: ToWorker) => {
       break;
     case 'registry':
       registry.reload();
+      licences.refresh(); // now, not in the first lookup after the change
       break;
     case 'drain':
       void drain();
@@ -103,6 +113,7 @@ port.on('message', (msg: ToWorker) => {
 
 async function drain(): Promise<void> {
   state.set(Flag.Draining, true);
+  admission.stop();
   if (listenSocket) uWS.us_listen_socket_close(listenSocket);
   listenSocket = null;
   const deadline = Date.now() + config.shutdownGraceMs;

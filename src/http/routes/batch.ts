@@ -9,7 +9,8 @@ import { readBody } from '../body.js';
 import { checkUid } from '../../lookup/keys.js';
 import { nowSeconds } from '../../lookup/segments.js';
 import { idList, pickFormat } from '../format.js';
-import { sendError, sendBody, JSON_TYPE, MSGPACK_TYPE } from '../respond.js';
+import { sendError, sendBody, sendEmpty, JSON_TYPE, MSGPACK_TYPE } from '../respond.js';
+import type { Licence } from '../../lookup/licences.js';
 import { pending } from '../pending.js';
 import { ERRORS, type ErrorCode } from '../../errors.js';
 import { Flag } from '../../server/state.js';
@@ -24,7 +25,7 @@ function bodyKind(contentType: string): BodyKind | null {
 }
 
 export function batchRoute(deps: AppDeps) {
-  const { lookup, metrics, config, state, inflight, log, graph } = deps;
+  const { lookup, metrics, config, state, inflight, log, graph, callers, admission } = deps;
   const m = metrics.route('batch');
 
   return (res: HttpResponse, req: HttpRequest): void => {
@@ -34,9 +35,15 @@ export function batchRoute(deps: AppDeps) {
     const format = pickFormat(req.getQuery('format'), req.getHeader('accept'));
     const contentLength = req.getHeader('content-length');
     const finish = (st: number) => m.observe(st, (performance.now() - t0) / 1000);
+    const licence = callers.licence(req.getHeader('authorization'));
 
+    if (licence === null) return finish(sendError(res, 'UNAUTHORIZED', undefined, true));
+    if (admission.overloaded()) {
+      metrics.shed('batch', 'overload');
+      return finish(sendEmpty(res, 'overload', true)); // the body is left unread: close
+    }
     if (kind === null) return finish(sendError(res, 'UNSUPPORTED_MEDIA_TYPE', undefined, true));
-    if (format === null || format === 'kv') return finish(sendError(res, 'BAD_FORMAT', 'batch answers are json or msgpack', true));
+    if (format === null || format === 'kv' || format === 'gam') return finish(sendError(res, 'BAD_FORMAT', 'batch answers are json or msgpack', true));
 
     const p = pending(res, inflight, () => metrics.aborted());
     readBody(res, contentLength, config.maxBodyBytes, (r) => {
@@ -47,7 +54,7 @@ export function batchRoute(deps: AppDeps) {
         // One generation for the whole batch: a snapshot swap mid-batch must not mix data sets.
         lookup.pin();
         try {
-          st = answer(res, r.body, kind, format, close);
+          st = answer(res, r.body, kind, format, close, licence);
         } catch (err) {
           log.error({ err }, 'batch lookup failed');
           st = sendError(res, 'INTERNAL', undefined, close);
@@ -59,7 +66,7 @@ export function batchRoute(deps: AppDeps) {
     });
   };
 
-  function answer(res: HttpResponse, body: Buffer, kind: BodyKind, format: 'json' | 'msgpack', close: boolean): number {
+  function answer(res: HttpResponse, body: Buffer, kind: BodyKind, format: 'json' | 'msgpack', close: boolean, licence: Licence): number {
     let doc: unknown;
     if (kind === 'json') {
       if (!isUtf8(body)) return sendError(res, 'BAD_JSON', 'not UTF-8', close);
@@ -85,6 +92,12 @@ export function batchRoute(deps: AppDeps) {
         const g = graphKeyOf(k, config.maxUidBytes);
         if ('problem' in g) {
           keyErrors![i] = g.problem;
+          return null;
+        }
+        // A partner names only its own uids (anonymous callers, where allowed, are trusted).
+        const named = (k as { partner?: unknown }).partner;
+        if (licence.partner !== '' && named !== undefined && named !== licence.partner) {
+          keyErrors![i] = 'a partner key may only look up its own partner uids';
           return null;
         }
         return 'uid' in g ? graph.profileOf(g.uid) : graph.resolveKey(g.key);
@@ -118,7 +131,7 @@ export function batchRoute(deps: AppDeps) {
         const n = lookup.find(uid as string, now);
         if (n < 0) misses++;
         else hits++;
-        out += '{"uid":' + JSON.stringify(uid) + ',"segments":[' + idList(ids, n < 0 ? 0 : n) + ']}';
+        out += '{"uid":' + JSON.stringify(uid) + ',"segments":[' + idList(ids, licence.filter(ids, n < 0 ? 0 : n)) + ']}';
       }
       out += ']}';
       metrics.hit(hits);
@@ -139,10 +152,11 @@ export function batchRoute(deps: AppDeps) {
         results[i] = { uid: typeof uid === 'string' ? uid : null, segments: [], error: { code: problem, message: ERRORS[problem].message } };
         continue;
       }
-      const n = lookup.find(uid as string, now);
+      let n = lookup.find(uid as string, now);
       if (n < 0) misses++;
       else hits++;
-      results[i] = { uid, segments: n <= 0 ? [] : Array.from(ids.subarray(0, n)) };
+      n = licence.filter(ids, n < 0 ? 0 : n);
+      results[i] = { uid, segments: n === 0 ? [] : Array.from(ids.subarray(0, n)) };
     }
     metrics.hit(hits);
     metrics.miss(misses);

@@ -1,0 +1,100 @@
+// POST /openrtb2/enrich[?mode=data] — an OpenRTB 2.6 BidRequest in, the same
+// request out with the caller's licensed segments in `user.data` (or, with
+// mode=data, only the Data objects segd adds). Whenever there is nothing to
+// add — no personalisation allowed, unknown user, nothing licensed, past the
+// time budget, overloaded — the answer is 204 with `X-Segd-Empty: <reason>`:
+// the caller goes on with the request it already has.
+import { isUtf8 } from 'node:buffer';
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import type { AppDeps } from '../deps.js';
+import { readBody } from '../body.js';
+import { pending } from '../pending.js';
+import { sendError, sendBody, sendEmpty, JSON_TYPE } from '../respond.js';
+import { nowSeconds } from '../../lookup/segments.js';
+import { readBidRequest } from '../../openrtb/bid-request.js';
+import { UserData } from '../../openrtb/user-data.js';
+import { personalisationRefusal } from '../../privacy/personalisation.js';
+import type { Licence } from '../../lookup/licences.js';
+import { Flag } from '../../server/state.js';
+import type { EnrichOutcome } from '../../metrics/http.js';
+
+export function enrichRoute(deps: AppDeps) {
+  const { lookup, metrics, config, state, inflight, log, callers, admission, resolver, registry } = deps;
+  const m = metrics.route('enrich');
+  const userData = new UserData(registry, config.dmpDomain);
+  const policy = { gvlVendorId: config.gvlVendorId };
+
+  return (res: HttpResponse, req: HttpRequest): void => {
+    const t0 = performance.now();
+    const finish = (st: number) => m.observe(st, (performance.now() - t0) / 1000);
+    const empty = (outcome: EnrichOutcome, close = false) => {
+      metrics.enriched(outcome);
+      if (outcome === 'deadline' || outcome === 'overload') metrics.shed('enrich', outcome);
+      return sendEmpty(res, outcome, close);
+    };
+    const licence = callers.licence(req.getHeader('authorization'));
+    if (licence === null) return finish(sendError(res, 'UNAUTHORIZED', undefined, true));
+    const mode = req.getQuery('mode');
+    if (mode !== undefined && mode !== 'data') return finish(sendError(res, 'BAD_MODE', undefined, true));
+    const ctype = req.getHeader('content-type');
+    if (ctype !== '' && !ctype.startsWith('application/json')) {
+      return finish(sendError(res, 'UNSUPPORTED_MEDIA_TYPE', 'enrichment takes application/json', true));
+    }
+    if (admission.overloaded()) return finish(empty('overload', true)); // body unread: close
+
+    const p = pending(res, inflight, () => metrics.aborted());
+    readBody(res, req.getHeader('content-length'), config.maxBodyBytes, (r) => {
+      const close = state.get(Flag.Draining);
+      p.settle(() => {
+        if (!r.ok) return finish(sendError(res, 'BODY_TOO_LARGE', `limit is ${config.maxBodyBytes} bytes`, true));
+        let st: number;
+        try {
+          st = answer(res, r.body, licence, mode === 'data', t0, close, empty);
+        } catch (err) {
+          log.error({ err }, 'enrichment failed');
+          st = sendError(res, 'INTERNAL', undefined, close);
+        }
+        finish(st);
+      });
+    });
+  };
+
+  function answer(
+    res: HttpResponse, body: Buffer, licence: Licence, dataOnly: boolean, t0: number, close: boolean,
+    empty: (o: EnrichOutcome, close?: boolean) => number,
+  ): number {
+    if (!isUtf8(body)) return sendError(res, 'BAD_JSON', 'not UTF-8', close);
+    let doc: unknown;
+    try {
+      doc = JSON.parse(body.toString('utf8'));
+    } catch (err) {
+      return sendError(res, 'BAD_JSON', (err as Error).message, close);
+    }
+    const br = readBidRequest(doc, licence.partner || null);
+    if (br === null) return sendError(res, 'BAD_BID_REQUEST', undefined, close);
+    // The budget runs from when segd saw the request; tmax (the whole auction's) can only lower it.
+    const deadline = t0 + Math.min(config.enrichBudgetMs, br.tmax ?? Infinity);
+    if (performance.now() >= deadline) return empty('deadline', close);
+    const refusal = personalisationRefusal(br.signals, policy);
+    if (refusal !== null) return empty(refusal, close);
+
+    const uid = resolver.resolve(br.keys);
+    let n = uid === null ? -1 : lookup.find(uid, nowSeconds());
+    if (n < 0) metrics.miss();
+    else metrics.hit();
+    n = licence.filter(lookup.ids, n < 0 ? 0 : n);
+    const data = userData.build(lookup.ids, n);
+    if (data.length === 0) return empty('empty', close);
+    let out: string;
+    try {
+      out = JSON.stringify(dataOnly ? data : userData.apply(br.doc, data));
+    } catch (err) {
+      // JSON.parse takes nesting that JSON.stringify's recursion cannot write back.
+      if (err instanceof RangeError) return sendError(res, 'BAD_BID_REQUEST', 'nested too deeply', close);
+      throw err;
+    }
+    if (performance.now() >= deadline) return empty('deadline', close);
+    metrics.enriched('enriched');
+    return sendBody(res, 200, JSON_TYPE, out, close);
+  }
+}

@@ -1,0 +1,98 @@
+// Which segments each partner may receive, compiled from the registry once
+// per registry version so the lookup path filters without allocating: a
+// sorted Uint32Array per partner, searched by bisection, compacting the
+// lookup's output array in place.
+//
+// The registry (partners + taxonomy) is the source of truth: a segment is
+// licensed to a partner when `isLicensed` says so; the compile only asks it.
+
+/** The registry as this module needs it (src/partners/registry.ts satisfies it). */
+export interface LicenceSource {
+  readonly version: number;
+  partners(): ReadonlyArray<{ id: string; segments: readonly number[] | '*' }>;
+  segments(): ReadonlyArray<{ id: number; partners: readonly string[] | '*' }>;
+}
+
+export class Licence {
+  constructor(
+    /** Partner id; '' for the anonymous caller. */
+    readonly partner: string,
+    /** Every segment id is licensed (anonymous callers when allowed; partners licensed '*'). */
+    readonly all: boolean,
+    /** Sorted, distinct licensed ids (unused when `all`). */
+    readonly ids: Uint32Array,
+  ) {}
+
+  has(id: number): boolean {
+    if (this.all) return true;
+    const a = this.ids;
+    let lo = 0;
+    let hi = a.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const v = a[mid]!;
+      if (v === id) return true;
+      if (v < id) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return false;
+  }
+
+  /** Keeps only licensed ids among the first `n` of `ids` (in place, order kept); returns the new count. */
+  filter(ids: Uint32Array, n: number): number {
+    if (this.all || n <= 0) return n;
+    let k = 0;
+    for (let i = 0; i < n; i++) {
+      const id = ids[i]!;
+      if (this.has(id)) ids[k++] = id;
+    }
+    return k;
+  }
+}
+
+/** The licence of an anonymous caller where anonymous lookups are allowed: everything. */
+export const ANONYMOUS = new Licence('', true, new Uint32Array(0));
+
+export class Licences {
+  private version = -1;
+  private byPartner = new Map<string, Licence>();
+
+  constructor(private readonly source: LicenceSource) {}
+
+  /** The partner's compiled licence (recompiled first if the registry changed since). */
+  of(partnerId: string): Licence | undefined {
+    if (this.source.version !== this.version) this.refresh();
+    return this.byPartner.get(partnerId);
+  }
+
+  /**
+   * Compiles every partner's licence: O(segments + listed grants), so a
+   * large taxonomy does not stall the first lookup after a change. The rule
+   * is the registry's (`isLicensed`): a segment reaches a partner when the
+   * partner's list or the segment's names the other, or either is "*".
+   */
+  refresh(): void {
+    const version = this.source.version;
+    const open: number[] = [];
+    const granted = new Map<string, number[]>();
+    for (const s of this.source.segments()) {
+      if (s.partners === '*') open.push(s.id);
+      else for (const p of s.partners) {
+        let list = granted.get(p);
+        if (!list) granted.set(p, (list = []));
+        list.push(s.id);
+      }
+    }
+    const next = new Map<string, Licence>();
+    for (const p of this.source.partners()) {
+      if (p.segments === '*') {
+        next.set(p.id, new Licence(p.id, true, new Uint32Array(0)));
+        continue;
+      }
+      const ids = Uint32Array.from(new Set([...p.segments, ...open, ...(granted.get(p.id) ?? [])])).sort();
+      next.set(p.id, new Licence(p.id, false, ids));
+    }
+    this.byPartner = next;
+    this.version = version;
+  }
+}
