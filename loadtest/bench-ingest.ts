@@ -1,5 +1,14 @@
 // Lookups while a heavy delta stream is applied: `npm run bench:ingest
-// [-- --users N --rate R --seconds S --batch B]`.
+// [-- --users N --rate R --seconds S --batch B --layout shared|split|isolated --single-gc]`.
+//
+// CPU layouts (2 cores, with taskset):
+//   shared  segd (lookup worker + loader thread) on CPU 0; lookup client and pusher on CPU 1.
+//   split   the loader thread (segd's main thread) moved to CPU 1 with the pusher; the lookup
+//           worker thread on CPU 0 with the lookup client.
+//   isolated  the lookup worker thread alone on CPU 0; the loader thread (nice 10), the lookup
+//           client and the pusher on CPU 1. Closest to a node under heavy ingest: lookup workers
+//           on all but one core (SEGD_WORKERS = cores - 1), the loader beside them, the callers
+//           on other machines.
 //
 // One run, same segd, same lookup schedule (the µs open-loop client, keys 60%
 // known / 40% unknown): first with no ingest, then while this process pushes
@@ -24,6 +33,12 @@ const USERS = arg('users', 200_000);
 const RATE = arg('rate', 10_000);
 const SECONDS = arg('seconds', 10);
 const BATCH = arg('batch', 5000);
+const LAYOUT = process.argv.includes('--layout') ? process.argv[process.argv.indexOf('--layout') + 1] : 'shared';
+if (LAYOUT !== 'shared' && LAYOUT !== 'split' && LAYOUT !== 'isolated') throw new Error('--layout is shared, split or isolated');
+const CLIENT_CPU = LAYOUT === 'split' ? 0 : 1;
+// --single-gc: V8's GC helper threads run at normal priority whatever the loader thread's nice
+// value; with --single-threaded-gc each isolate collects on its own thread.
+const NODE_FLAGS = process.argv.includes('--single-gc') ? ['--single-threaded-gc'] : [];
 const KEY = 'bench-ingest-key-0123456789';
 const pin = spawnSync('sh', ['-c', 'command -v taskset'], { stdio: 'ignore' }).status === 0;
 const onCpu = (cpu: number, cmd: string[]) => (pin ? ['taskset', '-c', String(cpu), ...cmd] : cmd);
@@ -48,7 +63,7 @@ async function main() {
   const gen = spawnSync(process.execPath, [join(ROOT, 'bin/segd.js'), 'gen', '--users', String(USERS), '--out', seed, '--quiet', '--ts', '0']);
   if (gen.status !== 0) throw new Error(`gen failed: ${gen.stderr}`);
 
-  const [cmd, ...args] = onCpu(0, [process.execPath, join(ROOT, 'bin/segd.js'), 'serve']);
+  const [cmd, ...args] = onCpu(0, [process.execPath, ...NODE_FLAGS, join(ROOT, 'bin/segd.js'), 'serve']);
   const segd = spawn(cmd!, args, {
     env: { PATH: process.env.PATH ?? '', SEGD_PORT: '0', SEGD_HOST: '127.0.0.1', SEGD_DATA_DIR: join(dir, 'data'), SEGD_SEED: seed, SEGD_WORKERS: '1', SEGD_INGEST_KEYS: KEY },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -58,6 +73,8 @@ async function main() {
   const port = (await log.waitFor((l) => l.msg === 'listening', 30_000)).port as number;
   const ready = await log.waitFor((l) => l.msg === 'ready', 600_000);
   say(`segd ready on ${port}: ${USERS} users in ${ready.ms} ms`);
+  // Only the main thread (tid = pid: the loader) moves; the worker threads stay on CPU 0.
+  if (pin && LAYOUT !== 'shared') spawnSync('taskset', ['-p', '-c', '1', String(segd.pid)], { stdio: 'ignore' });
 
   const paths = Array.from({ length: 100_000 }, (_, i) =>
     `/v1/segments?uid=${encodeURIComponent(uidFor(DEFAULT_SYNTHETIC.seed, i % 5 < 3 ? (i * 7919) % USERS : USERS + i))}`);
@@ -66,7 +83,7 @@ async function main() {
 
   const lookups = () =>
     new Promise<LoopSummary>((resolveRun, reject) => {
-      const [c, ...a] = onCpu(1, [process.execPath, join(ROOT, 'dist/loadtest/open-loop-client.js'), '--port', String(port), '--paths', pathsFile, '--rate', String(RATE), '--duration-ms', String(SECONDS * 1000), '--warmup-ms', '1000']);
+      const [c, ...a] = onCpu(CLIENT_CPU, [process.execPath, join(ROOT, 'dist/loadtest/open-loop-client.js'), '--port', String(port), '--paths', pathsFile, '--rate', String(RATE), '--duration-ms', String(SECONDS * 1000), '--warmup-ms', '1000']);
       const p = spawn(c!, a, { stdio: ['ignore', 'pipe', 'inherit'] });
       children.push(p);
       let out = '';
@@ -79,20 +96,26 @@ async function main() {
 
   say(`phase 2: the same lookups while deltas are pushed in batches of ${BATCH}`);
   const syn = new Synthetic({ ...DEFAULT_SYNTHETIC, seed: 99 });
+  // Bodies are built before the phase, so the pusher costs its core little more than the sends
+  // (building them on the fly made the lookup client, which shares that core, fall behind).
+  const bodies: string[] = [];
+  for (let b = 0, next = 0; b < 40; b++) {
+    let body = '';
+    for (let j = 0; j < BATCH; j++, next++) {
+      // Half updates of existing users, half new users; no ts, so a resent body applies again.
+      const u = syn.user(next);
+      const uid = next % 2 ? uidFor(DEFAULT_SYNTHETIC.seed, next % USERS) : u.uid;
+      body += `{"op":"add","uid":"${uid}","segments":${JSON.stringify(u.segments)}}\n`;
+    }
+    bodies.push(body);
+  }
   let pushing = true;
   let applied = 0;
   let batches = 0;
   const pushT0 = performance.now();
   const pusher = (async () => {
-    let next = 0;
     while (pushing) {
-      let body = '';
-      for (let j = 0; j < BATCH; j++, next++) {
-        // Half updates of existing users, half new users.
-        const u = syn.user(next);
-        const uid = next % 2 ? uidFor(DEFAULT_SYNTHETIC.seed, next % USERS) : u.uid;
-        body += `{"op":"add","uid":"${uid}","segments":${JSON.stringify(u.segments)}}\n`;
-      }
+      const body = bodies[batches % bodies.length]!;
       const r = await fetch(`http://127.0.0.1:${port}/v1/ingest`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/x-ndjson' }, body });
       const j = (await r.json()) as { applied: number };
       applied += j.applied;
@@ -107,7 +130,11 @@ async function main() {
   const ms = (us: number) => (us / 1000).toFixed(2).padStart(7);
   const row = (name: string, s: LoopSummary) =>
     `  ${name.padEnd(22)} ${String(Math.round(s.rps)).padStart(7)}  ${ms(s.latencyUs.p50)}  ${ms(s.latencyUs.p90)}  ${ms(s.latencyUs.p99)}  ${ms(s.latencyUs.p999)}  ${ms(s.latencyUs.max)}   ${ms(s.sendLagUs.p99)}   ${ms(s.serviceUs.p99)}`;
-  console.log(`\nsegd bench-ingest — ${USERS} users, 1 worker${pin ? ' (segd on CPU 0, clients on CPU 1)' : ''}, lookups open loop at ${RATE}/s for ${SECONDS} s`);
+  const where = !pin ? ''
+    : LAYOUT === 'split' ? ' (layout split: lookup worker + client on CPU 0, loader thread + pusher on CPU 1)'
+    : LAYOUT === 'isolated' ? ' (layout isolated: lookup worker alone on CPU 0, loader thread + client + pusher on CPU 1)'
+    : ' (layout shared: segd on CPU 0, client + pusher on CPU 1)';
+  console.log(`\nsegd bench-ingest — ${USERS} users, 1 worker${where}${NODE_FLAGS.length ? `, node ${NODE_FLAGS.join(' ')}` : ''}, lookups open loop at ${RATE}/s for ${SECONDS} s`);
   console.log('  phase                    req/s   p50 ms  p90 ms  p99 ms  p99.9    max   client lag p99   p99 from actual send');
   console.log(row('lookups, no ingest', quiet));
   console.log(row('lookups during ingest', busy));

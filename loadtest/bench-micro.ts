@@ -76,6 +76,10 @@ try {
   bench('baseline: empty loop body (key array read)', (i) => hits[i & (K - 1)]);
   const get = bench('lmdb getBinaryFast, known user', (i) => store.members.getBinaryFast(hits[i & (K - 1)]!));
   bench('lmdb getBinaryFast, unknown user', (i) => store.members.getBinaryFast(misses[i & (K - 1)]!));
+  // The snapshot generation swap: every lookup picks the active generation (one Atomics.load).
+  const direct = store.generations[store.generation()]!;
+  bench('lmdb getBinaryFast, known, db handle held', (i) => direct.getBinaryFast(hits[i & (K - 1)]!));
+  bench('store.members (generation pick) alone', () => store.members);
   bench('lookup.find (get + expiry filter), known', (i) => lookup.find(hits[i & (K - 1)]!, now));
   bench('checkUid', (i) => checkUid(hits[i & (K - 1)]!, 128));
   for (let k = 0; k < 8; k++) out[k] = 1000 + k * 37;

@@ -34,6 +34,7 @@ export const ERRORS = {
   BAD_BID_REQUEST: { status: 400, message: 'the body must be an OpenRTB 2.6 BidRequest: a JSON object with "id" (string) and "imp" (array); user, device and regs, when present, objects' },
   BAD_MODE: { status: 400, message: 'unknown mode (omit it for the whole request, or mode=data)' },
   BAD_FRAME: { status: 400, message: 'a WebSocket frame must be a msgpack map with "id" and one key: uid, puid, ifa' },
+  STORE_FULL: { status: 503, message: 'the store cannot take writes (full); nothing was applied; retry later with the same Idempotency-Key' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -45,4 +45,25 @@ describe('segd import / status', () => {
     expect(JSON.parse((await runSegd(['status', '--json'], env)).stdout).server).toBe(segd.proc.pid);
     expect(await stopReport(segd)).toEqual(CLEAN_STOP);
   });
+
+  it('imports a snapshot file: the data set is replaced, and status names the live generation', async () => {
+    const dataDir = tempDir();
+    const src = tempDir();
+    const env = { SEGD_DATA_DIR: dataDir };
+    const ts = Math.floor(Date.now() / 1000) - 60;
+    writeFileSync(join(src, '1-delta.ndjson'), feedLine({ op: 'add', uid: 'old', segments: [1], ts: ts - 100 }) + feedLine({ op: 'add', uid: 'kept', segments: [2], ts: ts + 10 }));
+    writeFileSync(join(src, '2-full.snapshot.csv'), 'uid,segments\nnew-1,5|6\nnew-2,7\n');
+    // CSV rows are stamped with the load time: 'kept' (changed at ts + 10, before that) goes too.
+    const r = await runSegd(['import', src, '--quiet'], env);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^import: 2 file\(s\), 4 applied, 0 stale, 0 rejected, /);
+    const j = JSON.parse((await runSegd(['status', '--json'], env)).stdout) as { store: { users: number; generation: number; snapshotTs: number } };
+    expect(j.store).toMatchObject({ users: 2, generation: 1 });
+    expect(j.store.snapshotTs).toBeGreaterThan(ts);
+    expect((await runSegd(['status'], env)).stdout).toMatch(/snapshot generation 1, from a snapshot as of /);
+    const segd = await startSegd({ dataDir });
+    expect(await (await fetch(`${segd.url}/v1/segments?uid=new-1`)).json()).toEqual({ uid: 'new-1', segments: [5, 6] });
+    expect(await (await fetch(`${segd.url}/v1/segments?uid=old`)).json()).toEqual({ uid: 'old', segments: [] });
+    expect(await stopReport(segd)).toEqual(CLEAN_STOP);
+  });
 });

@@ -9,8 +9,9 @@ import { basename, join } from 'node:path';
 import { loadConfig } from '../config/load.js';
 import { openStore } from '../store/env.js';
 import { Writer } from '../loader/writer.js';
-import { importFile, type ImportSummary } from '../loader/file-import.js';
+import { importFile, type ImportSummary, type ImportProgress } from '../loader/file-import.js';
 import { isCompleteFeedName } from '../loader/inbox.js';
+import { isSnapshotName, SnapshotLoader } from '../loader/snapshot.js';
 import { runningServer } from '../server/pidfile.js';
 import { Progress } from './progress.js';
 import { parseCommand, type FlagSpec } from './flags.js';
@@ -38,6 +39,8 @@ export async function importCommand(argv: string[]): Promise<number> {
 
   const store = openStore(config.dataDir, { maxReaders: config.maxReaders });
   const writer = new Writer(store);
+  const snapshots = new SnapshotLoader(store, writer);
+  snapshots.clearInactive();
   const progress = new Progress('import', Math.max(total, 1), 'bytes', { quiet: flags.quiet === true });
   const t0 = performance.now();
   const sum = { files: 0, applied: 0, stale: 0, rejected: 0, memberships: 0 };
@@ -45,14 +48,16 @@ export async function importCommand(argv: string[]): Promise<number> {
   try {
     for (let i = 0; i < files.length; i++) {
       const file = files[i]!;
-      const s: ImportSummary = await importFile(store, writer, file, {
+      const opts = {
         checkpointKey: CHECKPOINT,
         batchSize: config.loaderBatchSize,
         maxUidBytes: config.maxUidBytes,
         maxLineBytes: config.maxLineBytes,
         rejectsPath: join(rejectsDir, `${basename(file)}.rejects.ndjson`),
-        onProgress: (p) => progress.update(done + p.bytes),
-      });
+        onProgress: (p: ImportProgress) => progress.update(done + p.bytes),
+      };
+      // A snapshot replaces the data set (generation swap); any other file is a delta.
+      const s: ImportSummary = isSnapshotName(basename(file)) ? await snapshots.load(file, opts) : await importFile(store, writer, file, opts);
       store.meta.removeSync(CHECKPOINT);
       done += sizes[i]!;
       progress.update(done);
@@ -65,6 +70,7 @@ export async function importCommand(argv: string[]): Promise<number> {
     }
   } finally {
     progress.done();
+    snapshots.stop();
     await store.close();
   }
   const secs = (performance.now() - t0) / 1000;

@@ -2,6 +2,8 @@
 // source stands: checkpoints, inbox backlog (the lag of the file source),
 // filter freshness, whether a server is running. Read-only; safe beside a
 // running server (LMDB readers do not block the writer).
+import { SNAPSHOT_TS_KEY } from '../loader/writer.js';
+import { freeBytes } from '../store/write-failure.js';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig } from '../config/load.js';
@@ -47,9 +49,14 @@ export async function statusCommand(argv: string[]): Promise<number> {
       store: {
         users: userCount(store),
         fileBytes: statSync(join(config.dataDir, 'data.mdb')).size,
+        // A full disk stops the loader (lookups go on): the first thing to look at when commits stop.
+        freeBytes: freeBytes(config.dataDir),
         schema: store.meta.get('schema'),
         commits: writes,
         lastCommitAt: (store.meta.get('lastCommitAt') as number | undefined) ?? null,
+        // Which members generation is live, and the ts of the snapshot it came from (changes older than it are stale).
+        generation: store.generation(),
+        snapshotTs: (store.meta.get(SNAPSHOT_TS_KEY) as number | undefined) ?? null,
       },
       filter,
       identity: {
@@ -87,8 +94,9 @@ export async function statusCommand(argv: string[]): Promise<number> {
     const inbox = report.sources.inbox;
     const lines = [
       `segd status — ${report.dataDir}`,
-      `store    ${s.users.toLocaleString('en')} users · ${mib(s.fileBytes)} · schema ${String(s.schema)} · ${s.commits} commits` +
+      `store    ${s.users.toLocaleString('en')} users · ${mib(s.fileBytes)} (${mib(s.freeBytes)} free on its filesystem) · schema ${String(s.schema)} · ${s.commits} commits` +
         (s.lastCommitAt ? ` · last commit ${new Date(s.lastCommitAt).toISOString()}` : ''),
+      `snapshot ${s.snapshotTs ? `generation ${s.generation}, from a snapshot as of ${new Date(s.snapshotTs * 1000).toISOString()} (older changes are stale)` : 'none loaded'}`,
       `identity ${report.identity.ids.toLocaleString('en')} ids → ${report.identity.linkedProfiles.toLocaleString('en')} profiles · ${report.identity.suppressed.toLocaleString('en')} suppressed (opt-out, deletion) · ${report.identity.auditEntries} audit entries`,
       `server   ${report.server ? `running (pid ${report.server})` : 'not running'}`,
       `filter   ${String(filter.state)}${filter.users !== undefined ? ` · ${Number(filter.users).toLocaleString('en')} users · ${mib(Number(filter.bytes))}` : ''}`,

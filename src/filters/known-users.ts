@@ -133,17 +133,23 @@ export class KnownUsers {
     // Device uids merged into another profile hold no memberships but must
     // pass the filter, so `?uid=` of either device finds the profile.
     const merged = aliasKey('');
-    const keys = chain(this.store.members.getKeys({ snapshot: false }), this.store.idmap.getKeys({ start: merged, end: `${merged}\uffff`, snapshot: false }));
-    for (const raw of keys) {
-      const key = raw as string;
-      next.add(key.startsWith(merged) ? key.slice(merged.length) : key);
-      n++;
-      if (++chunk === SCAN_CHUNK) {
-        chunk = 0;
-        await yieldToLoop();
-        if (this.closing) {
-          this.building = null;
-          return; // abandoned: the next start rebuilds
+    // A snapshot that swaps generations mid-scan (and soon empties the one being
+    // scanned) restarts the scan on the new one; what was added stays (false positives only).
+    for (let gen = -1; gen !== this.store.generation(); ) {
+      gen = this.store.generation();
+      const keys = chain(this.store.generations[gen]!.getKeys({ snapshot: false }), this.store.idmap.getKeys({ start: merged, end: `${merged}\uffff`, snapshot: false }));
+      for (const raw of keys) {
+        const key = raw as string;
+        next.add(key.startsWith(merged) ? key.slice(merged.length) : key);
+        n++;
+        if (++chunk === SCAN_CHUNK) {
+          chunk = 0;
+          await yieldToLoop();
+          if (this.closing) {
+            this.building = null;
+            return; // abandoned: the next start rebuilds
+          }
+          if (this.store.generation() !== gen) break;
         }
       }
     }

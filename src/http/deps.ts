@@ -13,8 +13,7 @@ import type { UserResolver } from '../lookup/resolve.js';
 import type { Admission } from './admission.js';
 import type { IdGraph } from '../identity/graph.js';
 import type { MatchQueue } from '../identity/match-queue.js';
-import type { ForgetRequest } from '../loader/loader.js';
-import type { ForgetResult } from '../identity/graph-writer.js';
+import type { ForgetRequest, ForgetAnswer } from '../loader/loader.js';
 
 export interface AppDeps {
   config: Readonly<Config>;
@@ -36,7 +35,7 @@ export interface AppDeps {
   /** Cookie-sync matches on their way to the writer, batched. */
   matches: MatchQueue;
   /** Opt-out or deletion on the writer thread; resolves once committed. */
-  forget: (req: ForgetRequest) => Promise<ForgetResult>;
+  forget: (req: ForgetRequest) => Promise<ForgetAnswer>;
   log: Logger;
   /** Which worker thread this app runs in (shown by /healthz). */
   workerIndex: number;

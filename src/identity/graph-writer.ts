@@ -1,6 +1,7 @@
 // The ID graph's write side. Runs only on the loader thread, inside the one
 // writer's transactions (loader/writer.ts calls it for `match` changes; the
-// privacy actions open their own), so matches, merges, memberships and
+// privacy actions open their own through Writer.commit, so a full disk is
+// detected and reported there too), so matches, merges, memberships and
 // tombstones change together or not at all.
 //
 // Linking rules (deterministic: the same changes in the same order give the
@@ -150,7 +151,10 @@ export class GraphWriter {
   forget(target: ForgetTarget, reason: SuppressionReason, nowSec: number, until: number, by: string): ForgetResult {
     const { idmap, links, optout, audit, meta } = this.store;
     let result!: ForgetResult;
-    this.store.env.transactionSync(() => {
+    // Applied to the in-memory sets only once the transaction committed (it may fail: a full disk).
+    const unmerged: string[] = [];
+    let suppressed: string[] = [];
+    this.writer.commit(() => {
       const uid = target.uid !== undefined ? this.profileOf(target.uid) : idmap.get(target.key!) ?? null;
       const linked = uid !== null ? links.get(uid) ?? [] : [];
       const keys = target.key !== undefined && !linked.includes(target.key) ? [...linked, target.key] : linked;
@@ -161,7 +165,7 @@ export class GraphWriter {
         if (kindOf(k) === 'uid') {
           const u = k.slice(k.lastIndexOf(SEP) + 1);
           users.push(u);
-          this.merged.delete(u);
+          unmerged.push(u);
         }
         else optout.putSync(k, tomb);
       }
@@ -170,8 +174,8 @@ export class GraphWriter {
         memberships = this.writer.removeMembers(u) || memberships;
         this.store.syncs.removeSync(u);
         optout.putSync(u, tomb);
-        this.writer.suppressed.set(u, until === 0 ? Infinity : until);
       }
+      suppressed = users;
       if (uid !== null) links.removeSync(uid);
       const seq = ((meta.get(AUDIT_SEQ) as number | undefined) ?? 0) + 1;
       meta.putSync(AUDIT_SEQ, seq);
@@ -192,6 +196,8 @@ export class GraphWriter {
       audit.putSync(seq, entry);
       result = { found, uid: found ? uid : null, ids: linked.length, memberships, until, auditSeq: seq };
     });
+    for (const u of unmerged) this.merged.delete(u);
+    for (const u of suppressed) this.writer.suppressed.set(u, until === 0 ? Infinity : until);
     return result;
   }
 
@@ -202,7 +208,7 @@ export class GraphWriter {
       if (!isActive(value as Suppression, nowSec)) old.push(key as string);
     }
     if (old.length) {
-      this.store.env.transactionSync(() => old.forEach((k) => this.store.optout.removeSync(k)));
+      this.writer.commit(() => old.forEach((k) => this.store.optout.removeSync(k)));
       for (const k of old) this.writer.suppressed.delete(k);
     }
     return old.length;

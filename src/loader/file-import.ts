@@ -80,11 +80,9 @@ export async function importFile(store: Store, writer: Writer, path: string, opt
   let now = nowSeconds();
   if (opts.rejectsPath) await mkdir(dirname(opts.rejectsPath), { recursive: true });
 
-  const reject = (line: number, reason: string, buf?: Buffer, start?: number, end?: number) => {
+  const reject = (line: number, reason: string, record?: string) => {
     const r: Reject = { line, reason };
-    if (buf && start !== undefined && end !== undefined) {
-      r.record = buf.toString('utf8', start, Math.min(end, start + MAX_REJECT_SNIPPET));
-    }
+    if (record !== undefined) r.record = record;
     rejects.push(r);
     summary.rejected++;
   };
@@ -108,62 +106,109 @@ export async function importFile(store: Store, writer: Writer, path: string, opt
   };
 
   let pending = false;
-  const csv = /\.csv(\.gz)?$/.test(name);
-  const chunkDone = async () => {
-    if (pending) {
-      pending = false;
-      await commit(false);
-    }
-    opts.signal?.throwIfAborted();
-  };
-  let res: { bytes: number; lines: number };
-  try {
-    if (/\.msgpack(\.gz)?$/.test(name)) {
-      const r = await readMsgpackRecords(path, resume?.offset ?? 0, resume?.line ?? 0, {
-        record(value, no, next) {
-          lastOffset = next;
-          lastLine = no;
-          try {
-            batch.push(toChange(value, now, opts.maxUidBytes));
-          } catch (err) {
-            if (!(err instanceof RecordError)) throw err;
-            reject(no, err.message);
-          }
-          if (batch.length + rejects.length >= opts.batchSize) pending = true;
-        },
-        broken: (no, reason) => reject(no, reason),
-        chunkDone,
-      });
-      res = { bytes: r.bytes, lines: r.records };
-    } else res = await readLines(path, resume?.offset ?? 0, resume?.line ?? 0, opts.maxLineBytes, {
-      line(buf, start, end, lineNo, next) {
-        lastOffset = next;
-        lastLine = lineNo;
-        if (end === start) return; // blank lines are allowed
-        const bytes = buf.subarray(start, end);
-        if (csv && lineNo === 1 && isCsvHeader(bytes)) return;
-        const parsed = csv ? parseCsvLine(bytes, now, opts.maxUidBytes) : parseLineBytes(bytes, now, opts.maxUidBytes);
-        if (typeof parsed === 'string') reject(lineNo, parsed, parsed === 'invalid UTF-8' ? undefined : buf, start, end);
-        else batch.push(parsed);
-        if (batch.length + rejects.length >= opts.batchSize) pending = true;
-      },
-      tooLong(lineNo, next) {
-        lastOffset = next;
-        lastLine = lineNo;
-        reject(lineNo, `line longer than ${opts.maxLineBytes} bytes`);
-      },
-      chunkDone,
-    });
-  } catch (err) {
-    // A gzip that breaks off or is corrupt half-way: keep everything before
-    // the break, reject the rest with the reason, and finish the file (a
-    // retry would only fail the same way).
-    if (!String((err as NodeJS.ErrnoException).code).startsWith('Z_')) throw err;
-    reject(lastLine + 1, `corrupt or truncated gzip after line ${lastLine}: ${(err as Error).message}; the rest of the file is not applied`);
-    res = { bytes: lastOffset, lines: lastLine };
-  }
+  const res = await readFeed(path, { offset: resume?.offset ?? 0, line: resume?.line ?? 0 }, opts, () => now, {
+    change(ch, lineNo, next) {
+      lastOffset = next;
+      lastLine = lineNo;
+      batch.push(ch);
+      if (batch.length + rejects.length >= opts.batchSize) pending = true;
+    },
+    reject(lineNo, next, reason, snippet) {
+      lastOffset = next;
+      lastLine = lineNo;
+      reject(lineNo, reason, snippet);
+      if (batch.length + rejects.length >= opts.batchSize) pending = true;
+    },
+    skip(lineNo, next) {
+      lastOffset = next;
+      lastLine = lineNo;
+    },
+    async chunkDone() {
+      if (pending) {
+        pending = false;
+        await commit(false);
+      }
+      opts.signal?.throwIfAborted();
+    },
+  });
   summary.lines = res.lines;
   await commit(true);
   summary.ms = performance.now() - t0;
   return summary;
+}
+
+/** What readFeed reports, record by record; `next` is the byte offset just past the record (a checkpoint). */
+export interface FeedSink {
+  change(ch: Change, lineNo: number, next: number): void;
+  reject(lineNo: number, next: number, reason: string, record?: string): void;
+  /** A line that holds no record (blank, CSV header). */
+  skip(lineNo: number, next: number): void;
+  /** The rest of the file cannot be read (corrupt or truncated gzip or msgpack); default: reject(). */
+  broken?(lineNo: number, next: number, reason: string): void;
+  /** After each read chunk: the place to commit and to stop. */
+  chunkDone(): Promise<void>;
+}
+
+/**
+ * Reads a feed file (NDJSON, CSV or msgpack, gzipped or not; by its name) from
+ * a position, validating each record. A gzip that breaks off or is corrupt
+ * half-way keeps everything before the break and rejects the rest with the
+ * reason (a retry would only fail the same way).
+ */
+export async function readFeed(
+  path: string,
+  from: { offset: number; line: number },
+  opts: { maxUidBytes: RecordLimits; maxLineBytes: number },
+  now: () => number,
+  sink: FeedSink,
+): Promise<{ bytes: number; lines: number }> {
+  const name = basename(path);
+  const csv = /\.csv(\.gz)?$/.test(name);
+  let lastOffset = from.offset;
+  let lastLine = from.line;
+  try {
+    if (/\.msgpack(\.gz)?$/.test(name)) {
+      const r = await readMsgpackRecords(path, from.offset, from.line, {
+        record(value, no, next) {
+          lastOffset = next;
+          lastLine = no;
+          let ch: Change;
+          try {
+            ch = toChange(value, now(), opts.maxUidBytes);
+          } catch (err) {
+            if (!(err instanceof RecordError)) throw err;
+            sink.reject(no, next, err.message);
+            return;
+          }
+          sink.change(ch, no, next);
+        },
+        broken: (no, reason) => (sink.broken ?? sink.reject).call(sink, no, lastOffset, reason),
+        chunkDone: () => sink.chunkDone(),
+      });
+      return { bytes: r.bytes, lines: r.records };
+    }
+    return await readLines(path, from.offset, from.line, opts.maxLineBytes, {
+      line(buf, start, end, lineNo, next) {
+        lastOffset = next;
+        lastLine = lineNo;
+        if (end === start) return sink.skip(lineNo, next); // blank lines are allowed
+        const bytes = buf.subarray(start, end);
+        if (csv && lineNo === 1 && isCsvHeader(bytes)) return sink.skip(lineNo, next);
+        const parsed = csv ? parseCsvLine(bytes, now(), opts.maxUidBytes) : parseLineBytes(bytes, now(), opts.maxUidBytes);
+        if (typeof parsed !== 'string') return sink.change(parsed, lineNo, next);
+        const record = parsed === 'invalid UTF-8' ? undefined : buf.toString('utf8', start, Math.min(end, start + MAX_REJECT_SNIPPET));
+        sink.reject(lineNo, next, parsed, record);
+      },
+      tooLong(lineNo, next) {
+        lastOffset = next;
+        lastLine = lineNo;
+        sink.reject(lineNo, next, `line longer than ${opts.maxLineBytes} bytes`);
+      },
+      chunkDone: () => sink.chunkDone(),
+    });
+  } catch (err) {
+    if (!String((err as NodeJS.ErrnoException).code).startsWith('Z_')) throw err;
+    (sink.broken ?? sink.reject).call(sink, lastLine + 1, lastOffset, `corrupt or truncated gzip after line ${lastLine}: ${(err as Error).message}; the rest of the file is not applied`);
+    return { bytes: lastOffset, lines: lastLine };
+  }
 }

@@ -4,12 +4,14 @@
 // order. Each file is imported with its own checkpoint, then moved to `done/`;
 // bad records go to `rejects/<file>.rejects.ndjson`.
 import type { RecordLimits } from './records.js';
-import { mkdir, readdir, rename, stat } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Store } from '../store/env.js';
 import type { Logger } from '../log.js';
-import { importFile, type ImportSummary, type FileCheckpoint } from './file-import.js';
+import { importFile, type ImportSummary, type ImportProgress, type FileCheckpoint } from './file-import.js';
 import type { Writer } from './writer.js';
+import { isSnapshotName, SnapshotError, type SnapshotLoader } from './snapshot.js';
+import { StoreFullError } from '../store/write-failure.js';
 
 export const FEED_EXTENSIONS = ['.ndjson', '.jsonl', '.csv', '.msgpack', '.ndjson.gz', '.jsonl.gz', '.csv.gz', '.msgpack.gz'];
 export const INBOX_CHECKPOINT = 'ckpt:inbox';
@@ -22,6 +24,8 @@ export interface InboxOptions {
   log: Logger;
   signal?: AbortSignal;
   onFile?: (s: ImportSummary) => void;
+  /** Loads `*.snapshot.*` files (a generation swap); without it they are read as deltas. */
+  snapshots?: SnapshotLoader;
 }
 
 export function isCompleteFeedName(name: string): boolean {
@@ -60,19 +64,35 @@ export class Inbox {
       if (this.opts.signal?.aborted) break;
       const path = join(dir, name);
       let summary: ImportSummary;
+      const rejectsPath = join(dir, 'rejects', `${name}.rejects.ndjson`);
       try {
-        summary = await importFile(this.store, this.writer, path, {
+        const opts = {
           checkpointKey: INBOX_CHECKPOINT,
           batchSize: this.opts.batchSize,
           maxUidBytes: this.opts.maxUidBytes,
           maxLineBytes: this.opts.maxLineBytes,
-          rejectsPath: join(dir, 'rejects', `${name}.rejects.ndjson`),
+          rejectsPath,
           signal: this.opts.signal,
-          onProgress: (p) => log.debug({ file: name, offset: p.bytes, size: p.size, applied: p.applied, rejected: p.rejected }, 'inbox batch committed'),
-        });
+          onProgress: (p: ImportProgress) => log.debug({ file: name, offset: p.bytes, size: p.size, applied: p.applied, rejected: p.rejected }, 'inbox batch committed'),
+        };
+        const snapshots = this.opts.snapshots;
+        summary = snapshots && isSnapshotName(name) ? await snapshots.load(path, opts) : await importFile(this.store, this.writer, path, opts);
       } catch (err) {
         if (this.opts.signal?.aborted) {
           log.info({ file: name }, 'inbox import paused for shutdown; resumes from its checkpoint');
+          return files;
+        }
+        if (err instanceof SnapshotError) {
+          // Refused as a whole (empty, or older than the data set): retrying cannot help.
+          log.error({ file: name, reason: err.message }, 'inbox snapshot refused; moved to done/ with its reason in rejects/');
+          await appendFile(rejectsPath, JSON.stringify({ line: 0, reason: err.message }) + '\n');
+          await rename(path, await freeName(join(dir, 'done'), name));
+          this.store.meta.removeSync(INBOX_CHECKPOINT);
+          continue;
+        }
+        if (err instanceof StoreFullError) {
+          // Logged once by the writer's stall hook; the next scan retries from the checkpoint.
+          log.debug({ file: name, reason: err.reason }, 'inbox file waits for store space');
           return files;
         }
         // The file stays and the scan stops here: the shared checkpoint still

@@ -15,6 +15,8 @@ import { Sweeper } from './sweep.js';
 import { JetStreamSource } from './jetstream.js';
 import { nowSeconds } from '../lookup/segments.js';
 import { userCount } from '../store/env.js';
+import { SnapshotLoader } from './snapshot.js';
+import { StoreFullError, type StallReason } from '../store/write-failure.js';
 import type { MatchItem } from '../identity/match-queue.js';
 import type { ForgetTarget, ForgetResult } from '../identity/graph-writer.js';
 import type { Change, RecordLimits } from './records.js';
@@ -25,6 +27,9 @@ export interface ForgetRequest {
   /** Who asked (an admin key digest, or "cookie"): for the audit log. */
   by: string;
 }
+
+/** A privacy action's answer: done, or nothing stored because the store is full (retry later). */
+export type ForgetAnswer = ForgetResult | { full: StallReason };
 
 export const SEED_CHECKPOINT = 'ckpt:seed';
 
@@ -44,6 +49,7 @@ export class Loader {
   /** What every source checks records against (records.ts). */
   private readonly limits: RecordLimits;
   private sweeping: Promise<unknown> = Promise.resolve();
+  readonly snapshots: SnapshotLoader;
 
   constructor(
     private readonly store: Store,
@@ -58,6 +64,7 @@ export class Loader {
       : config.maxUidBytes;
     this.refreshTaxonomy();
     this.sweeper = new Sweeper(store, this.writer, log);
+    this.snapshots = new SnapshotLoader(store, this.writer);
     if (config.natsUrl) {
       this.nats = new JetStreamSource(
         store,
@@ -82,6 +89,7 @@ export class Loader {
       log,
       signal: this.abort.signal,
       onFile: (s) => this.count('inbox', s),
+      snapshots: this.snapshots,
     });
   }
 
@@ -89,6 +97,7 @@ export class Loader {
   initialLoad(): Promise<void> {
     const run = (async () => {
       await this.inbox.init();
+      this.snapshots.clearInactive();
       await this.seed();
       await this.inbox.scan();
     })();
@@ -100,8 +109,13 @@ export class Loader {
   private startSweeping(): void {
     const tick = () => {
       if (this.stopped) return;
-      expireIdempotencyKeys(this.store, nowSeconds());
-      this.writer.graph.expire(nowSeconds());
+      try {
+        expireIdempotencyKeys(this.store, this.writer, nowSeconds());
+        this.writer.graph.expire(nowSeconds());
+      } catch (err) {
+        // A full store is already reported (stall state, log); these retry on the next tick.
+        if (!(err instanceof StoreFullError)) this.log.error({ err }, 'expiring idempotency keys or suppressions failed');
+      }
       this.sweeping = this.sweeper
         .pass()
         .then((p) => {
@@ -136,6 +150,7 @@ export class Loader {
     this.stopped = true;
     this.abort.abort();
     this.sweeper.stop();
+    this.snapshots.stop();
     if (this.timer) clearTimeout(this.timer);
     if (this.sweepTimer) clearTimeout(this.sweepTimer);
     await Promise.all([this.running, this.sweeping, this.nats?.stop()]);
@@ -172,7 +187,13 @@ export class Loader {
 
   /** An HTTP push batch: parsed and applied here, in one transaction, durable when this returns. */
   push(req: PushRequest, maxListed: number): PushAnswer {
-    const r = applyPush(this.store, this.writer, req, nowSeconds(), this.limits, maxListed);
+    let r: PushAnswer;
+    try {
+      r = applyPush(this.store, this.writer, req, nowSeconds(), this.limits, maxListed);
+    } catch (err) {
+      if (!(err instanceof StoreFullError)) throw err;
+      return { applied: 0, stale: 0, rejected: 0, replay: false, rejects: [], conflict: false, full: err.reason };
+    }
     if (!r.replay && !r.conflict) this.metrics?.recordOutcome('push', r);
     return r;
   }
@@ -187,10 +208,16 @@ export class Loader {
   }
 
   /** Opt-out (tombstone for good) or deletion (tombstone for SEGD_DELETION_TOMBSTONE_DAYS), audited. */
-  forget(req: ForgetRequest): ForgetResult {
+  forget(req: ForgetRequest): ForgetAnswer {
     const now = nowSeconds();
     const until = req.reason === 'optout' ? 0 : now + this.config.deletionTombstoneDays * 86_400;
-    const r = this.writer.graph.forget(req.target, req.reason, now, until, req.by);
+    let r: ForgetResult;
+    try {
+      r = this.writer.graph.forget(req.target, req.reason, now, until, req.by);
+    } catch (err) {
+      if (!(err instanceof StoreFullError)) throw err;
+      return { full: err.reason };
+    }
     this.metrics?.privacyActions.labels(req.reason === 'optout' ? 'optout' : 'delete').inc();
     this.log.info({ action: req.reason, found: r.found, ids: r.ids, memberships: r.memberships, audit: r.auditSeq }, 'privacy action applied');
     return r;

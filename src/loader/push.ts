@@ -1,6 +1,7 @@
 // HTTP push (server-to-server ingest): parsing a pushed batch, and applying it
 // once per idempotency key. Parsing runs in the worker that took the request;
 // applying runs on the loader thread, through the one writer.
+import type { StallReason } from '../store/write-failure.js';
 import { createHash } from 'node:crypto';
 import { unpackMultiple } from 'msgpackr';
 import type { Store } from '../store/env.js';
@@ -91,6 +92,8 @@ export interface PushAnswer extends PushResult {
   rejects: PushReject[];
   /** The key was used before for a different body: nothing was applied. */
   conflict: boolean;
+  /** The store is full: nothing was applied (retry later with the same key). */
+  full?: StallReason;
 }
 
 interface StoredPush {
@@ -137,11 +140,11 @@ export function applyPush(store: Store, writer: Writer, req: PushRequest, nowSec
 }
 
 /** Forgets idempotency keys older than IDEMPOTENCY_SECONDS; returns how many. */
-export function expireIdempotencyKeys(store: Store, nowSec: number): number {
+export function expireIdempotencyKeys(store: Store, writer: Writer, nowSec: number): number {
   const old: string[] = [];
   for (const { key, value } of store.meta.getRange({ start: IDEM_PREFIX, end: `${IDEM_PREFIX}\uffff`, snapshot: false })) {
     if ((value as StoredPush).at + IDEMPOTENCY_SECONDS <= nowSec) old.push(key as string);
   }
-  if (old.length) store.env.transactionSync(() => old.forEach((k) => store.meta.removeSync(k)));
+  if (old.length) writer.commit(() => old.forEach((k) => store.meta.removeSync(k)));
   return old.length;
 }

@@ -4,6 +4,7 @@
 import type { Store } from '../store/env.js';
 import { decodeMembers, encodeMembers, isValidMembersValue, type Membership } from '../store/members.js';
 import type { Change } from './records.js';
+import { StoreFullError, stallReason, type StallReason } from '../store/write-failure.js';
 import { GraphWriter } from '../identity/graph-writer.js';
 
 export interface Checkpoint {
@@ -28,9 +29,13 @@ export interface WriterHooks {
   afterBatch?: (seconds: number) => void;
   /** Tombstone retention (default 7 days). */
   tombstoneSeconds?: number;
+  /** The store stopped taking writes (full), or took one again (null). Called on each change of state. */
+  onStall?: (reason: StallReason | null, err?: unknown) => void;
 }
 
 export const DEFAULT_TOMBSTONE_SECONDS = 7 * 86_400;
+/** meta key: ts of the snapshot the active generation came from. */
+export const SNAPSHOT_TS_KEY = 'snapshotTs';
 const MAX_CACHED_COUNTS = 200_000;
 
 export class Writer {
@@ -48,6 +53,16 @@ export class Writer {
   readonly tombstoneSeconds: number;
 
   /**
+   * The ts of the snapshot the active generation was loaded from (meta
+   * `snapshotTs`): a change older than it is already reflected in that
+   * snapshot (or superseded), so it is stale, whoever it names.
+   */
+  floorTs: number;
+
+  /** While a snapshot loads: every change committed meanwhile, replayed onto the new generation at the flip. */
+  dirty: ChangeLog | null = null;
+
+  /**
    * Users whose data must not come back (opt-out, deletion): uid → until
    * (unix s; Infinity = for good). Kept by the ID graph writer, persisted in
    * the `optout` db; every change for such a user is skipped (counted stale).
@@ -59,6 +74,7 @@ export class Writer {
 
   constructor(private readonly store: Store, private readonly hooks: WriterHooks = {}) {
     this.tombstoneSeconds = hooks.tombstoneSeconds ?? DEFAULT_TOMBSTONE_SECONDS;
+    this.floorTs = (store.meta.get(SNAPSHOT_TS_KEY) as number | undefined) ?? 0;
     this.graph = new GraphWriter(store, this);
     this.graph.loadSuppressed(Math.floor(Date.now() / 1000));
   }
@@ -68,9 +84,48 @@ export class Writer {
     return until !== undefined && until > nowSec;
   }
 
-  /** A user key lookups must find (a merged uid): tells the known-users filter. */
+  /** Set while the store cannot take writes (full); cleared by the next commit. */
+  stalled: StallReason | null = null;
+
+  /**
+   * Runs one transaction. A store that is full throws StoreFullError (the
+   * transaction, checkpoint included, is not applied) and marks the writer
+   * stalled until a later commit succeeds.
+   */
+  commit<T>(fn: () => T): T {
+    let out: T;
+    const log = this.dirty;
+    log?.begin();
+    try {
+      out = this.store.env.transactionSync(fn);
+    } catch (err) {
+      log?.abort(); // nothing of it committed: nothing of it to replay
+      const reason = stallReason(err, this.store.path);
+      if (reason === null) throw err;
+      if (this.stalled !== reason) {
+        this.stalled = reason;
+        this.hooks.onStall?.(reason, err);
+      }
+      throw new StoreFullError(reason, err);
+    }
+    if (this.stalled !== null) {
+      this.stalled = null;
+      this.hooks.onStall?.(null);
+    }
+    return out;
+  }
+
+  /** A user key lookups must find (a snapshot's new user, a merged uid): tells the known-users filter. */
   markKnown(uid: string): void {
     this.hooks.onNewUser?.(uid);
+  }
+
+  /** After a snapshot became the active generation (committed): what this writer cached is of the old one. */
+  swapped(floorTs: number, seconds: number): void {
+    this.floorTs = floorTs;
+    this.countCache.clear();
+    this.nextExpiry = 0;
+    this.hooks.afterBatch?.(seconds);
   }
 
   /** Inside a transaction: removes `uid`'s memberships whatever their ts (deletion). True if it had any. */
@@ -78,6 +133,8 @@ export class Writer {
     const buf = this.store.members.getBinaryFast(uid) as Buffer | undefined;
     if (buf === undefined) return false;
     const had = isValidMembersValue(buf) ? decodeMembers(buf).members : [];
+    // Not a Change: a loading snapshot copies this user's (now absent) value at its flip.
+    this.dirty?.touch(uid);
     this.store.members.removeSync(uid);
     this.writeCountsNow(had.map((m) => [m.id, -1]));
     return had.length > 0;
@@ -104,6 +161,9 @@ export class Writer {
     for (const m of a.members) delta.push([m.id, -1]);
     for (const m of b?.members ?? []) delta.push([m.id, -1]);
     for (const m of merged) delta.push([m.id, +1]);
+    // Not a Change: a loading snapshot copies both users' values at its flip.
+    this.dirty?.touch(from);
+    this.dirty?.touch(into);
     members.removeSync(from);
     if (merged.length > 0 && (!b || b.members.length === 0)) this.hooks.onNewUser?.(into);
     members.putSync(into, encodeMembers(Math.max(a.updatedAt, b?.updatedAt ?? 0), merged));
@@ -158,7 +218,7 @@ export class Writer {
     const { members, meta } = this.store;
     const out: SweepResult = { users: 0, removed: 0 };
     const newCounts = new Map<number, number>();
-    this.store.env.transactionSync(() => {
+    this.commit(() => {
       const delta = new Map<number, number>();
       for (const uid of uids) {
         const buf = members.getBinaryFast(uid) as Buffer | undefined;
@@ -199,7 +259,7 @@ export class Writer {
     // Merges inside this batch add their count changes here (writeCountsNow).
     this.batchDelta = countDelta;
     try {
-      this.store.env.transactionSync(() => {
+      this.commit(() => {
         for (let ch of changes) {
           if (ch.op === 'match') {
             if (this.graph.match(ch.key!, ch.uid, nowSec)) result.applied++;
@@ -215,6 +275,10 @@ export class Writer {
             result.stale++;
             continue;
           }
+          if (ch.ts < this.floorTs) {
+            result.stale++;
+            continue;
+          }
           // Zero-copy read: decoded before the next get reuses the buffer.
           const oldBuf = members.getBinaryFast(ch.uid) as Buffer | undefined;
           let old: { updatedAt: number; members: Membership[] } | undefined;
@@ -223,6 +287,8 @@ export class Writer {
             result.stale++;
             continue;
           }
+          // Only changes that will be written (after the suppressed and stale checks), redirected to their profile.
+          this.dirty?.record(ch, oldBuf);
           const next = nextMembers(old?.members, ch, nowSec);
           // Count diff: every stored pair counts, expired-but-unswept included.
           if (old) for (const m of old.members) bump(m.id, -1);
@@ -259,6 +325,22 @@ export class Writer {
     this.hooks.afterBatch?.((performance.now() - t0) / 1000);
     return result;
   }
+}
+
+/** Where a loading snapshot collects the changes committed meanwhile. */
+export interface ChangeLog {
+  /** A transaction starts: what it records is kept only if it commits. */
+  begin(): void;
+  /** `before`: the stored value the change applies to (valid only during the call). */
+  record(ch: Change, before: Buffer | undefined): void;
+  /**
+   * A user's members written other than by a Change (any writer of `members`
+   * outside apply/sweep, e.g. ID-graph merges or privacy deletions, must call
+   * this while a snapshot loads): its stored value is carried into the new generation.
+   */
+  touch(uid: string): void;
+  /** The transaction since begin() did not commit. */
+  abort(): void;
 }
 
 export interface SweepResult {

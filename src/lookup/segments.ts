@@ -1,5 +1,6 @@
 // The read path: user key → live segment ids. Synchronous, straight from the
 // memory map; one reusable output array per worker, no per-lookup objects.
+import type { Database } from 'lmdb';
 import type { Store } from '../store/env.js';
 import { liveSegments, HEADER_BYTES } from '../store/members.js';
 import type { BlockedBloom } from '../filters/blocked-bloom.js';
@@ -19,9 +20,20 @@ export class SegmentLookup {
   filter: BlockedBloom | null = null;
   /** Whether the last `find` was answered by the filter alone ("definitely unknown"). */
   filtered = false;
+  /** Set by pin(): the generation every find reads until unpin(). */
+  private pinned: Database<Buffer, string> | null = null;
 
   /** `filterStats` counts negatives / true positives / false positives (for the measured FP rate). */
   constructor(private readonly store: Store, private readonly filterStats = new Float64Array(3)) {}
+
+  /** Until unpin(), every find reads the generation active now (a batch answers from one data set). */
+  pin(): void {
+    this.pinned = this.store.members;
+  }
+
+  unpin(): void {
+    this.pinned = null;
+  }
 
   /**
    * Number of live segments of `uid` written into `this.ids`, or -1 when the
@@ -35,7 +47,7 @@ export class SegmentLookup {
       return -1;
     }
     this.filtered = false;
-    const buf = this.store.members.getBinaryFast(uid) as Buffer | undefined;
+    const buf = (this.pinned ?? this.store.members).getBinaryFast(uid) as Buffer | undefined;
     // No value, or a tombstone (header only): an unknown user.
     if (buf === undefined || buf.length <= HEADER_BYTES) {
       if (filter !== null) this.filterStats[FILTER_FALSE_POSITIVE]!++;

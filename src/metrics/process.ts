@@ -6,6 +6,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, AggregatorR
 import type { Store } from '../store/env.js';
 import type { KnownUsers } from '../filters/known-users.js';
 import { userCount } from '../store/env.js';
+import { STALL_REASONS } from '../store/write-failure.js';
 
 export const SOURCES = ['seed', 'inbox', 'push', 'nats', 'sync'] as const;
 export type Source = (typeof SOURCES)[number];
@@ -16,6 +17,7 @@ export class ProcessMetrics {
   readonly files: Counter<'source'>;
   readonly lastCommit: Gauge;
   readonly ready: Gauge;
+  readonly stalled: Gauge;
   readonly swept: Counter;
   readonly commitSeconds: Histogram;
   /** Opt-outs and deletions carried out (identity/graph-writer.ts). */
@@ -44,6 +46,13 @@ export class ProcessMetrics {
     });
     this.swept = new Counter({ name: 'segd_ttl_swept_total', help: 'Expired memberships removed by the TTL sweep', registers });
     this.ready = new Gauge({ name: 'segd_ready', help: '1 once the initial load is done', registers });
+    this.stalled = new Gauge({
+      name: 'segd_loader_stalled',
+      help: '1 while the loader cannot commit because the store is full (reason: disk_full, map_full); lookups keep serving the last committed data',
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const r of STALL_REASONS) this.stalled.labels(r).set(0);
     for (const s of SOURCES) {
       for (const o of ['applied', 'stale', 'rejected']) this.records.labels(s, o).inc(0);
       this.files.labels(s).inc(0);

@@ -10,7 +10,16 @@ export const enum Flag {
 export const enum Gauge {
   /** Messages the JetStream consumer has yet to apply; -1 = source off or unknown. */
   NatsPending = 2,
+  /** Why the loader cannot write: 0 = it can; else 1 + index in STALL_REASONS (store/write-failure.ts). High slot: away from others' additions. */
+  LoaderStall = 6,
 }
+
+/**
+ * Slot holding the active members generation (0/1; store/env.ts reads it per
+ * lookup). The last slot, so slots added above it by other features never collide.
+ */
+export const GENERATION_SLOT = 7;
+
 
 const SLOTS = 8;
 

@@ -14,7 +14,8 @@ import { Loader } from '../loader/loader.js';
 import { KnownUsers } from '../filters/known-users.js';
 import { ProcessMetrics } from '../metrics/process.js';
 import type { Logger } from '../log.js';
-import { SharedState, Flag, Gauge } from './state.js';
+import { SharedState, Flag, Gauge, GENERATION_SLOT } from './state.js';
+import { STALL_REASONS } from '../store/write-failure.js';
 import type { FromWorker, ToWorker, WorkerData, Rpc, RpcMethod } from './messages.js';
 import { SegmentExporter } from '../filters/segment-export.js';
 import { writePidfile, removePidfile, runningServer } from './pidfile.js';
@@ -39,10 +40,10 @@ export interface RunningServer {
 export async function serve(config: Readonly<Config>, log: Logger, registrySeed?: RegistrySeed): Promise<RunningServer> {
   const other = runningServer(config.dataDir);
   if (other !== null) throw new Error(`another segd (pid ${other}) is serving ${config.dataDir}`);
-  const store = openStore(config.dataDir, { maxReaders: config.maxReaders });
+  const state = SharedState.create();
+  const store = openStore(config.dataDir, { maxReaders: config.maxReaders, generationCell: { cells: state.flags, index: GENERATION_SLOT } });
   writePidfile(config.dataDir);
   if (registrySeed) upsertFromConfig(store, registrySeed);
-  const state = SharedState.create();
   const known = config.bloomUsers > 0
     ? new KnownUsers(store, { expectedUsers: config.bloomUsers, fpRate: config.bloomFpRate, saveEveryMs: config.bloomSaveMs }, log)
     : null;
@@ -54,6 +55,13 @@ export async function serve(config: Readonly<Config>, log: Logger, registrySeed?
       metrics.commitSeconds.observe(seconds);
       metrics.lastCommit.set(Date.now() / 1000);
       known?.afterBatch();
+    },
+    // The store is full: every source retries its uncommitted work until a commit succeeds again.
+    onStall: (reason, err) => {
+      state.setValue(Gauge.LoaderStall, reason === null ? 0 : 1 + STALL_REASONS.indexOf(reason));
+      for (const r of STALL_REASONS) metrics.stalled.labels(r).set(r === reason ? 1 : 0);
+      if (reason === null) log.info('store takes writes again; loader resumed');
+      else log.error({ reason, err: (err as Error | undefined)?.message, dataDir: config.dataDir }, 'store full: loader stopped, lookups keep serving the last committed data');
     },
   });
   const slots: Slot[] = [];

@@ -18,8 +18,18 @@ export class SchemaError extends Error {
 export interface Store {
   path: string;
   env: RootDatabase;
-  /** user key → members value (see members.ts) */
-  members: Database<Buffer, string>;
+  /**
+   * user key → members value (see members.ts): the active generation. A
+   * snapshot is loaded into the other one and becomes active by one flip of
+   * meta `generation`, mirrored in a shared Int32 every lookup reads.
+   */
+  readonly members: Database<Buffer, string>;
+  /** Both generations of members (`members`, `members.1`); see loader/snapshot.ts. */
+  readonly generations: readonly [Database<Buffer, string>, Database<Buffer, string>];
+  /** The active generation, 0 or 1. */
+  generation(): number;
+  /** Makes `g` active for every reader sharing the cell (after the flip committed). */
+  setGeneration(g: number): void;
   /** segment id → live member count, maintained by the writer */
   counts: Database<number, number>;
   /** segment id → taxonomy record (SegmentDef: name, provider, segtax, …) */
@@ -45,7 +55,16 @@ export interface OpenOptions {
   maxReaders?: number;
   /** Workers open without creating the directory or writing the schema. */
   readOnly?: boolean;
+  /**
+   * Where the active generation lives: an Int32 slot shared by every thread
+   * of the process (the server's SharedState). Default: private to this Store.
+   * A read-only opener trusts the cell; a writer sets it from meta, as does
+   * any opener without a shared cell.
+   */
+  generationCell?: { cells: Int32Array; index: number };
 }
+
+export const GENERATION_KEY = 'generation';
 
 export function openStore(path: string, opts: OpenOptions = {}): Store {
   if (!opts.readOnly) mkdirSync(path, { recursive: true, mode: 0o700 });
@@ -59,7 +78,10 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
     // Data files are private to the service account.
     fileMode: 0o600,
   } as Parameters<typeof open>[0]);
-  const members = env.openDB<Buffer, string>({ name: 'members', encoding: 'binary' });
+  const generations = [
+    env.openDB<Buffer, string>({ name: 'members', encoding: 'binary' }),
+    env.openDB<Buffer, string>({ name: 'members.1', encoding: 'binary' }),
+  ] as const;
   const counts = env.openDB<number, number>({ name: 'counts', keyEncoding: 'uint32' });
   const segments = env.openDB<unknown, number>({ name: 'segments', encoding: 'msgpack', keyEncoding: 'uint32' });
   const partners = env.openDB<unknown, string>({ name: 'partners', encoding: 'msgpack' });
@@ -69,10 +91,28 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
   const optout = env.openDB<unknown, string>({ name: 'optout', encoding: 'msgpack' });
   const syncs = env.openDB<Record<string, number>, string>({ name: 'syncs', encoding: 'msgpack' });
   const audit = env.openDB<unknown, number>({ name: 'audit', encoding: 'msgpack', keyEncoding: 'uint32' });
+  const { cells, index } = opts.generationCell ?? { cells: new Int32Array(1), index: 0 };
+  // A private cell, or the writer's: from meta. A read-only opener given a shared cell trusts it (the writer keeps it).
+  if (!opts.readOnly || !opts.generationCell) Atomics.store(cells, index, ((meta.get(GENERATION_KEY) as number | undefined) ?? 0) & 1);
+  // The generation this thread's read transaction was last renewed for: on a
+  // flip, the first read renews it, so the new generation is read as
+  // committed (the flip commits before the cell changes).
+  let seen = Atomics.load(cells, index);
   const store: Store = {
     path,
     env,
-    members,
+    // Measured (bench:micro, loaded machine): ≈ 10–20 ns over a held db handle, against ≈ 700–2,500 ns for the get itself.
+    get members() {
+      const g = Atomics.load(cells, index);
+      if (g !== seen) {
+        seen = g;
+        env.resetReadTxn();
+      }
+      return generations[g]!;
+    },
+    generations,
+    generation: () => Atomics.load(cells, index),
+    setGeneration: (g) => Atomics.store(cells, index, g),
     counts,
     segments,
     partners,
@@ -92,7 +132,7 @@ function checkSchema(store: Store, mayInit: boolean): void {
   const v = store.meta.get('schema');
   if (v === undefined) {
     if (!mayInit) throw new SchemaError(`${store.path}: no schema version (not initialised by segd)`);
-    if (userCount(store) > 0) {
+    if (storedUsers(store) > 0) {
       throw new SchemaError(`${store.path}: holds data but no schema version; refusing to guess its layout`);
     }
     store.meta.putSync('schema', SCHEMA_VERSION);
@@ -113,4 +153,9 @@ export function writeSequence(store: Store): number {
 
 export function userCount(store: Store): number {
   return (store.members.getStats() as { entryCount: number }).entryCount;
+}
+
+/** Users in either generation: a store with any is not empty (for seeding and schema checks). */
+export function storedUsers(store: Store): number {
+  return store.generations.reduce((n, db) => n + (db.getStats() as { entryCount: number }).entryCount, 0);
 }

@@ -51,11 +51,15 @@ export function batchRoute(deps: AppDeps) {
       p.settle(() => {
         if (!r.ok) return finish(sendError(res, 'BODY_TOO_LARGE', `limit is ${config.maxBodyBytes} bytes`, true));
         let st: number;
+        // One generation for the whole batch: a snapshot swap mid-batch must not mix data sets.
+        lookup.pin();
         try {
           st = answer(res, r.body, kind, format, close, licence);
         } catch (err) {
           log.error({ err }, 'batch lookup failed');
           st = sendError(res, 'INTERNAL', undefined, close);
+        } finally {
+          lookup.unpin();
         }
         finish(st);
       });

@@ -48,6 +48,7 @@ export function ingestRoute(deps: AppDeps) {
         (a) =>
           p.settle(() => {
             if (a.conflict) return finish(sendError(res, 'IDEMPOTENCY_KEY_REUSED'));
+            if (a.full) return finish(sendError(res, 'STORE_FULL', a.full === 'map_full' ? 'LMDB map size reached' : 'disk full'));
             const counts = { applied: a.applied, stale: a.stale, rejected: a.rejected, replay: a.replay, rejects: a.rejects };
             if (a.applied + a.stale === 0 && a.rejected > 0) {
               const err = { error: { code: 'ALL_REJECTED', message: ERRORS.ALL_REJECTED.message } };

@@ -2,6 +2,7 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import { Flag, Gauge } from '../../server/state.js';
+import { STALL_REASONS } from '../../store/write-failure.js';
 import { sendBody, sendError, JSON_TYPE } from '../respond.js';
 import { pending } from '../pending.js';
 
@@ -33,7 +34,11 @@ export function readyzRoute(deps: AppDeps) {
       // The stream's lag is reported, not gated on: a long backlog is not a reason to stop serving.
       const pending = deps.state.value(Gauge.NatsPending);
       const body = deps.lookup.filter ? READY : READY_NO_FILTER;
-      st = sendBody(res, 200, JSON_TYPE, pending < 0 ? body : `${body.slice(0, -1)},"lag":{"nats":${pending}}}`);
+      let text = pending < 0 ? body : `${body.slice(0, -1)},"lag":{"nats":${pending}}}`;
+      // A full store stops the loader, not lookups: still ready (last committed data), and it says why.
+      const stall = deps.state.value(Gauge.LoaderStall);
+      if (stall > 0) text = `${text.slice(0, -1)},"loader":"stalled","reason":"${STALL_REASONS[stall - 1]}"}`;
+      st = sendBody(res, 200, JSON_TYPE, text);
     }
     m.observe(st, (performance.now() - t0) / 1000);
   };

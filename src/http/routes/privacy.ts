@@ -17,7 +17,9 @@ import { pending } from '../pending.js';
 import { checkUid } from '../../lookup/keys.js';
 import { readUid, optoutCookie, expiredCookie, cookieSettings } from '../../identity/cookie.js';
 import { readGraphKey } from './id-query.js';
-import type { ForgetResult } from '../../identity/graph-writer.js';
+import type { ForgetAnswer } from '../../loader/loader.js';
+
+const fullDetail = (reason: string) => `${reason === 'map_full' ? 'LMDB map size reached' : 'disk full'}; nothing was deleted, retry later`;
 
 const OPTED_OUT_PAGE = '<!doctype html><meta charset="utf-8"><title>Opted out</title><p>You have opted out: this browser will not be tracked by segd.</p>\n';
 
@@ -44,7 +46,7 @@ export function privacyRoutes(deps: AppDeps) {
     if (uid === null) return answer();
     const p = pending(res, deps.inflight, () => deps.metrics.aborted());
     deps.forget({ target: { uid }, reason: 'optout', by: 'cookie' }).then(
-      () => p.settle(answer),
+      (r: ForgetAnswer) => p.settle(() => ('full' in r ? done(sendError(res, 'STORE_FULL', fullDetail(r.full))) : answer())),
       (err: unknown) => {
         deps.log.error({ err }, 'opt-out failed');
         p.settle(() => done(sendError(res, 'INTERNAL', 'the opt-out was not stored; try again')));
@@ -65,9 +67,9 @@ export function privacyRoutes(deps: AppDeps) {
     const target = k !== null ? { key: k.key } : { uid: uid! };
     const p = pending(res, deps.inflight, () => deps.metrics.aborted());
     deps.forget({ target, reason: 'deletion', by: `admin:${by}` }).then(
-      (r: ForgetResult) =>
+      (r: ForgetAnswer) =>
         p.settle(() =>
-          done(sendBody(res, 200, JSON_TYPE, JSON.stringify({
+          'full' in r ? done(sendError(res, 'STORE_FULL', fullDetail(r.full))) : done(sendBody(res, 200, JSON_TYPE, JSON.stringify({
             found: r.found, uid: r.uid, ids: r.ids, memberships: r.memberships,
             tombstoneUntil: new Date(r.until * 1000).toISOString(), audit: r.auditSeq,
           }))),

@@ -1,0 +1,426 @@
+// Snapshot files: the whole data set, replacing what the store holds, with
+// readers seeing the old set or the new one, never a mix.
+//
+// A generation swap. `members` has two generations (store/env.ts); lookups
+// read the active one. A snapshot is
+//   1. read and validated into memory, then sorted by key;
+//   2. merged with the active generation (key order, both sides) and written
+//      into the empty inactive one with MDB_APPEND, in large transactions
+//      that yield between them, so pushes and the stream keep committing to
+//      the active generation meanwhile (each such change is logged, with the
+//      user's value before the first of them);
+//   3. made active in one transaction: the logged users re-merged from their
+//      value before the load and their changes replayed, segment counts
+//      replaced, meta `generation`, `snapshotTs` and the file's checkpoint
+//      (done) written together; then the shared generation cell flips.
+//   4. The old generation is emptied once no reader can still be using it
+//      (a batch lookup pins one generation for its one synchronous turn).
+// A crash before 3 leaves the old generation active and untouched: the
+// restart empties the inactive one and loads the snapshot again from the
+// start. A crash after 3 finds the file's checkpoint done.
+//
+// Merge rules (snapshot ts T = the newest record ts in the file, at most the
+// load time; records without a ts are stamped with the load time):
+//   - user in both: the newer wins whole; on a tie the snapshot. A deletion
+//     (tombstone) newer than the snapshot's record keeps the user deleted.
+//     (Changes committed during the load are replayed on the result exactly;
+//     the stored value of a user changed after T before the load began
+//     already holds those changes on its older base and is kept as it is.)
+//   - user only in the snapshot: the snapshot's set (a `delete` record
+//     becomes a tombstone).
+//   - user only in the store: kept when changed at or after T (a delta newer
+//     than the snapshot), dropped otherwise.
+//   - afterwards any change older than T is stale (Writer.floorTs): the
+//     snapshot already reflects it, so a late delta cannot resurrect a user
+//     the snapshot left out. A snapshot older than the current T is refused.
+import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
+import { stat, writeFile, appendFile, mkdir } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { GENERATION_KEY, type Store } from '../store/env.js';
+import { decodeMembers, encodeMembers, isValidMembersValue, HEADER_BYTES, PAIR_BYTES, type Membership } from '../store/members.js';
+import { nowSeconds } from '../lookup/segments.js';
+import { nextMembers, SNAPSHOT_TS_KEY, type ChangeLog, type Writer } from './writer.js';
+import { readFeed, type FileCheckpoint, type ImportOptions, type ImportSummary, type Reject } from './file-import.js';
+import type { Change } from './records.js';
+import { SnapshotRecords, SortedRecords, FAST_PAIRS } from './snapshot-records.js';
+import { StoreFullError, freeBytes } from '../store/write-failure.js';
+
+export const SNAPSHOT_NAME = /\.snapshot\.(ndjson|jsonl|csv|msgpack)(\.gz)?$/;
+
+export function isSnapshotName(name: string): boolean {
+  return SNAPSHOT_NAME.test(name);
+}
+
+/** Users per merge transaction: large (append is cheap), small enough that a push waits < ~100 ms. */
+const MERGE_CHUNK = 100_000;
+/**
+ * How long the old generation is kept after a flip. A reader holds a
+ * generation for one synchronous turn (a batch of at most maxBatchKeys gets);
+ * a second is far beyond that.
+ */
+export const RETIRE_AFTER_MS = 1000;
+
+export class SnapshotError extends Error {}
+
+/** Changes committed to the active generation while a snapshot loads. */
+class LoadLog implements ChangeLog {
+  /** Each user's stored value before its first logged change (decoded now: the buffer is LMDB's, valid only during the call). */
+  readonly before = new Map<string, Side | undefined>();
+  readonly changes: Change[] = [];
+  /** Users written otherwise (not by a Change) during the load: copied from the active generation at the flip. */
+  readonly touched = new Set<string>();
+  private mark = 0;
+  private readonly added: string[] = [];
+  private readonly addedTouched: string[] = [];
+
+  begin(): void {
+    this.mark = this.changes.length;
+    this.added.length = 0;
+    this.addedTouched.length = 0;
+  }
+
+  touch(uid: string): void {
+    if (!this.touched.has(uid)) {
+      this.touched.add(uid);
+      this.addedTouched.push(uid);
+    }
+  }
+
+  record(ch: Change, before: Buffer | undefined): void {
+    if (!this.before.has(ch.uid)) {
+      this.before.set(ch.uid, side(before));
+      this.added.push(ch.uid);
+    }
+    this.changes.push(ch);
+  }
+
+  abort(): void {
+    this.changes.length = this.mark;
+    for (const uid of this.added) this.before.delete(uid);
+    for (const uid of this.addedTouched) this.touched.delete(uid);
+    this.added.length = 0;
+    this.addedTouched.length = 0;
+  }
+}
+
+/** The merge rule: what the new generation holds for a user (undefined: nothing). */
+function decide(a: Side | undefined, s: Side | undefined, snapshotTs: number): Side | undefined {
+  if (s !== undefined) return a !== undefined && a.updatedAt > s.updatedAt ? a : s;
+  return a !== undefined && a.updatedAt >= snapshotTs ? a : undefined;
+}
+
+interface Side {
+  updatedAt: number;
+  members: Membership[];
+}
+
+/** Order of keys in the members db: UTF-8 bytes (ordered-binary writes uids, which hold no control characters, as plain UTF-8). */
+type Compare = (a: string, b: string) => number;
+const utf16Order: Compare = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+const utf8Order: Compare = (a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+/** UTF-16 order equals UTF-8 byte order unless a string holds a surrogate or a char ≥ U+E000. */
+const NEEDS_UTF8_ORDER = /[\uD800-\uFFFF]/;
+
+export interface SnapshotOptions {
+  /**
+   * Further users a snapshot must not bring back whatever it says, beside
+   * the writer's suppressed ones (opted out, deleted by a privacy request,
+   * always excluded): their records are skipped and what the store holds
+   * for them is kept.
+   */
+  excluded?: (uid: string, nowSec: number) => boolean;
+}
+
+export class SnapshotLoader {
+  private loading = false;
+  private retireTimer: NodeJS.Timeout | null = null;
+  private flippedAt = 0;
+
+  constructor(private readonly store: Store, private readonly writer: Writer, private readonly opts: SnapshotOptions = {}) {}
+
+  /** At start-up (nothing reads the inactive generation yet): leftovers of an interrupted snapshot go. */
+  clearInactive(): void {
+    const inactive = this.store.generations[this.store.generation() ^ 1]!;
+    if ((inactive.getStats() as { entryCount: number }).entryCount > 0) inactive.clearSync();
+  }
+
+  stop(): void {
+    if (this.retireTimer) clearTimeout(this.retireTimer);
+    this.retireTimer = null;
+  }
+
+  async load(path: string, opts: ImportOptions): Promise<ImportSummary> {
+    if (this.loading) throw new Error('a snapshot is already loading'); // not a SnapshotError: the file is fine
+    this.loading = true;
+    try {
+      return await this.loadOnce(path, opts);
+    } finally {
+      this.loading = false;
+      this.writer.dirty = null;
+    }
+  }
+
+  private async loadOnce(path: string, opts: ImportOptions): Promise<ImportSummary> {
+    const t0 = performance.now();
+    const { store, writer } = this;
+    const { size, mtimeMs } = await stat(path);
+    const name = basename(path);
+    const prev = store.meta.get(opts.checkpointKey) as FileCheckpoint | undefined;
+    const summary: ImportSummary = {
+      file: name, bytes: 0, size, applied: 0, stale: 0, rejected: 0, lines: 0, memberships: 0, ms: 0, resumedFrom: 0,
+    };
+    if (prev && prev.file === name && prev.size === size && prev.mtimeMs === mtimeMs && prev.done) {
+      summary.bytes = size;
+      return summary;
+    }
+    // While the store is full, a snapshot (re-read whole on every retry) waits until there is
+    // at least its file's size free; smaller work (a push) is what probes for space meanwhile.
+    if (writer.stalled !== null && freeBytes(store.path) < size) {
+      throw new StoreFullError(writer.stalled, new Error(`${freeBytes(store.path)} bytes free, snapshot file is ${size}`));
+    }
+    // Readers of the generation retired by the last flip must be gone before it is emptied.
+    const wait = this.flippedAt + RETIRE_AFTER_MS - Date.now();
+    if (wait > 0) await sleep(wait);
+    this.stop();
+    const target = store.generation() ^ 1;
+    const next = store.generations[target]!;
+    // Whatever the inactive generation holds (an interrupted load, the retired set) goes; the snapshot starts over.
+    next.clearSync();
+    const cp: FileCheckpoint = { file: name, size, mtimeMs, offset: 0, line: 0, done: false };
+    // So a crash now is resumed (restarted) before any other inbox file.
+    writer.commit(() => store.meta.putSync(opts.checkpointKey, cp));
+    const log = new LoadLog();
+    writer.dirty = log;
+
+    // 1. Read and validate. Rejects are written as found: a restart truncates and rewrites them.
+    if (opts.rejectsPath) {
+      await mkdir(dirname(opts.rejectsPath), { recursive: true });
+      await writeFile(opts.rejectsPath, '');
+    }
+    let rejects: Reject[] = [];
+    const flushRejects = async () => {
+      if (rejects.length && opts.rejectsPath) await appendFile(opts.rejectsPath, rejects.map((r) => JSON.stringify(r)).join('\n') + '\n');
+      rejects = [];
+    };
+    const recs = new SnapshotRecords();
+    let wide = false;
+    let maxTs = 0;
+    let now = nowSeconds();
+    let lastOffset = 0;
+    let broken: string | null = null;
+    const read = await readFeed(path, { offset: 0, line: 0 }, opts, () => now, {
+      change(ch, lineNo, next) {
+        lastOffset = next;
+        if (ch.op === 'match') {
+          // Not a membership set: folded as one it would empty the user's.
+          rejects.push({ line: lineNo, reason: 'a snapshot holds memberships; send "match" records in a delta file or POST /v1/ingest' });
+          summary.rejected++;
+          return;
+        }
+        // A device uid merged into another profile: its memberships are the profile's (as in Writer.apply).
+        if (writer.graph.merged.size !== 0) {
+          const to = writer.graph.profileOf(ch.uid);
+          if (to !== ch.uid) ch = { ...ch, uid: to };
+        }
+        recs.push(ch);
+        if (ch.ts > maxTs) maxTs = ch.ts;
+        if (!wide && NEEDS_UTF8_ORDER.test(ch.uid)) wide = true;
+      },
+      reject(line, next, reason, record) {
+        lastOffset = next;
+        const r: Reject = { line, reason };
+        if (record !== undefined) r.record = record;
+        rejects.push(r);
+        summary.rejected++;
+      },
+      skip(_lineNo, next) {
+        lastOffset = next;
+      },
+      broken(line, next, reason) {
+        lastOffset = next;
+        broken = reason;
+        rejects.push({ line, reason });
+        summary.rejected++;
+      },
+      chunkDone: async () => {
+        await flushRejects();
+        now = nowSeconds();
+        summary.bytes = Math.round(lastOffset / 2); // reading is the first half of the work
+        opts.onProgress?.(summary);
+        opts.signal?.throwIfAborted();
+      },
+    });
+    await flushRejects();
+    summary.lines = read.lines;
+    // Capped at now: a record a few hours ahead (clock skew upstream, allowed up to a day)
+    // must not make every change of the next hours stale.
+    maxTs = Math.min(maxTs, nowSeconds());
+    if (broken !== null) {
+      // A snapshot missing its tail would drop every user after the break.
+      throw new SnapshotError(`${name}: cannot be read to the end (${broken}); a partial snapshot is refused whole (the data set is left as it was)`);
+    }
+    if (recs.length === 0) {
+      // An empty or wholly bad upload must not wipe the data set.
+      throw new SnapshotError(`${name}: no valid record; a snapshot with no users is refused (the data set is left as it was)`);
+    }
+    if (maxTs < writer.floorTs) {
+      throw new SnapshotError(`${name}: its newest record (ts ${maxTs}) is older than the snapshot already loaded (ts ${writer.floorTs})`);
+    }
+    const cmp = wide ? utf8Order : utf16Order;
+    const sorted = new SortedRecords(recs, cmp);
+
+    // 2. Merge into the inactive generation, in key order, appending.
+    const extra = this.opts.excluded;
+    // Checked per user as the merge reaches it: a privacy action committed meanwhile counts too.
+    const excluded = (uid: string, at: number) =>
+      (writer.suppressed.size !== 0 && writer.isSuppressed(uid, at)) || (extra !== undefined && extra(uid, at));
+    const scratch = Buffer.allocUnsafe(HEADER_BYTES + PAIR_BYTES * FAST_PAIRS);
+    const counts = new Map<number, number>();
+    const bump = (ms: readonly Membership[], d: number) => {
+      for (const m of ms) counts.set(m.id, (counts.get(m.id) ?? 0) + d);
+    };
+    const active = () => store.members;
+    let i = 0;
+    while (i < sorted.length) {
+      const end = sorted.groupEnd(Math.min(i + MERGE_CHUNK, sorted.length));
+      const from = i === 0 ? undefined : sorted.uid(i);
+      const to = end >= sorted.length ? undefined : sorted.uid(end);
+      writer.commit(() => {
+        let j = i;
+        const put = (uid: string, v: Side) => {
+          next.putSync(uid, encodeMembers(v.updatedAt, v.members), { append: true });
+          bump(v.members, +1);
+          summary.memberships += v.members.length;
+        };
+        // A user only the snapshot has (every user, into an empty store): the
+        // usual one-record add is encoded straight into a reused buffer.
+        const putSnapshotOnly = (at: number): number => {
+          const uid = sorted.uid(at);
+          const g = at + 1 < end && sorted.uid(at + 1) === uid ? sorted.groupEnd(at + 1) : at + 1;
+          if (excluded(uid, now)) {
+            summary.stale++;
+            return g;
+          }
+          summary.applied++;
+          const len = g === at + 1 ? sorted.encodeFresh(at, now, scratch) : -1;
+          if (len < 0) {
+            const v = fold(sorted.changes(at, g), now);
+            if (v.members.length > 0) writer.markKnown(uid);
+            put(uid, v);
+            return g;
+          }
+          next.putSync(uid, scratch.subarray(0, len), { append: true });
+          if (len > HEADER_BYTES) writer.markKnown(uid);
+          for (let off = HEADER_BYTES; off < len; off += PAIR_BYTES) {
+            const id = scratch.readUInt32LE(off);
+            counts.set(id, (counts.get(id) ?? 0) + 1);
+          }
+          summary.memberships += (len - HEADER_BYTES) / PAIR_BYTES;
+          return g;
+        };
+        for (const { key, value } of active().getRange({ start: from, end: to })) {
+          const uid = key as string;
+          // Snapshot users before this stored one.
+          while (j < end && cmp(sorted.uid(j), uid) < 0) j = putSnapshotOnly(j);
+          const a = side(value as Buffer);
+          if (j < end && sorted.uid(j) === uid) {
+            const g = sorted.groupEnd(j + 1);
+            const s = fold(sorted.changes(j, g), now);
+            const v = excluded(uid, now) ? a : decide(a, s, maxTs)!;
+            j = g;
+            if (v === s) summary.applied++;
+            else summary.stale++;
+            if (v === undefined) continue;
+            if (v.members.length > 0 && (a === undefined || a.members.length === 0)) writer.markKnown(uid);
+            put(uid, v);
+          } else {
+            const v = decide(a, undefined, maxTs);
+            if (v !== undefined) put(uid, v);
+          }
+        }
+        while (j < end) j = putSnapshotOnly(j);
+      });
+      i = end;
+      summary.bytes = Math.round(size / 2 + (size / 2) * (i / sorted.length));
+      opts.onProgress?.(summary);
+      if (opts.signal?.aborted) throw opts.signal.reason;
+      // Pushes and the stream commit between chunks (to the active generation; their changes are logged).
+      await yieldToLoop();
+    }
+
+    // 3. The flip, in one transaction.
+    const t1 = performance.now();
+    writer.dirty = null;
+    writer.commit(() => {
+      const cur = active();
+      /** Replaces what the merge wrote for `uid` (undefined: nothing), keeping the counts right. */
+      const overwrite = (uid: string, v: Side | undefined) => {
+        const written = side(next.getBinaryFast(uid) as Buffer | undefined);
+        if (written) bump(written.members, -1);
+        if (v === undefined) {
+          if (written) next.removeSync(uid);
+          return;
+        }
+        next.putSync(uid, encodeMembers(v.updatedAt, v.members));
+        bump(v.members, +1);
+      };
+      // Users changed during the load: merged again from their value before it…
+      for (const [uid, b] of log.before) {
+        const at = sorted.find(uid);
+        overwrite(uid, excluded(uid, now) ? b : decide(b, at === null ? undefined : fold(sorted.changes(at[0], at[1]), now), maxTs));
+      }
+      // …then their changes replayed in commit order, by the writer's rules.
+      for (const ch of log.changes) {
+        if (ch.ts < maxTs) continue; // reflected in the snapshot
+        const cur = side(next.getBinaryFast(ch.uid) as Buffer | undefined);
+        if (cur && ch.ts < cur.updatedAt) continue;
+        const ms = nextMembers(cur?.members, ch, now);
+        if (cur) bump(cur.members, -1);
+        bump(ms, +1);
+        next.putSync(ch.uid, encodeMembers(Math.max(ch.ts, cur?.updatedAt ?? 0), ms));
+      }
+      // Users other writes changed during the load (an ID-graph merge, a privacy deletion: newer
+      // than the snapshot by definition, and not expressible as a Change): the active value wins.
+      for (const uid of log.touched) overwrite(uid, side(cur.getBinaryFast(uid) as Buffer | undefined));
+      for (const uid of [...log.before.keys(), ...log.touched]) {
+        const v = side(next.getBinaryFast(uid) as Buffer | undefined);
+        if (v && v.members.length > 0) writer.markKnown(uid);
+      }
+      for (const id of store.counts.getKeys({ snapshot: false })) store.counts.removeSync(id as number);
+      for (const [id, c] of counts) if (c > 0) store.counts.putSync(id, c);
+      store.meta.putSync(GENERATION_KEY, target);
+      store.meta.putSync(SNAPSHOT_TS_KEY, maxTs);
+      store.meta.putSync(opts.checkpointKey, { ...cp, offset: read.bytes, line: read.lines, done: true } satisfies FileCheckpoint);
+      store.meta.putSync('writes', ((store.meta.get('writes') as number | undefined) ?? 0) + 1);
+      store.meta.putSync('lastCommitAt', Date.now());
+    });
+    store.setGeneration(target);
+    this.flippedAt = Date.now();
+    writer.swapped(maxTs, (performance.now() - t1) / 1000);
+    this.retireTimer = setTimeout(() => this.retire(target ^ 1), RETIRE_AFTER_MS);
+    this.retireTimer.unref();
+    summary.bytes = size;
+    summary.ms = performance.now() - t0;
+    return summary;
+  }
+
+  /** Empties a retired generation, unless a newer snapshot has claimed it meanwhile. */
+  private retire(g: number): void {
+    this.retireTimer = null;
+    if (this.loading || this.store.generation() === g) return;
+    this.store.generations[g]!.clearSync();
+  }
+}
+
+/** One user's records of the snapshot (ts order), applied onto nothing: the set the snapshot says it has. */
+function fold(group: readonly Change[], now: number): Side {
+  let members: Membership[] | undefined;
+  for (const ch of group) members = nextMembers(members, ch, now);
+  return { updatedAt: group[group.length - 1]!.ts, members: members ?? [] };
+}
+
+function side(buf: Buffer | undefined): Side | undefined {
+  if (buf === undefined || !isValidMembersValue(buf)) return undefined;
+  return decodeMembers(buf);
+}
+

@@ -1,0 +1,132 @@
+// A disk that fills, for real: the data dir lives on a small tmpfs (mounted
+// here; needs root, skipped otherwise), which a filler file then fills. The
+// loader must stop cleanly (no crash, nothing half-applied), lookups keep
+// answering from the last committed data, /readyz and /metrics say why, a push
+// and a privacy deletion get STORE_FULL, and once space is back everything pending is applied,
+// exactly once.
+import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { startSegd, dropFeed, feedLine, tempDir, segmentsOf, waitFor, type Segd } from './helpers/server.js';
+
+function tryMount(dir: string, size: string): boolean {
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', dir], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const probe = tempDir('segd-mount-probe-');
+const canMount = process.getuid?.() === 0 && tryMount(probe, '1m');
+if (canMount) execFileSync('umount', [probe]);
+rmSync(probe, { recursive: true, force: true });
+
+/** Writes zeros into `path` until the filesystem refuses (ENOSPC). */
+function fill(path: string): number {
+  const fd = openSync(path, 'w');
+  const chunk = Buffer.alloc(64 * 1024);
+  let n = 0;
+  try {
+    for (;;) n += writeSync(fd, chunk);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+  } finally {
+    closeSync(fd);
+  }
+  return n;
+}
+
+const KEY = 'store-full-test-key-0123456789';
+const ADMIN = 'store-full-admin-key-0123456789';
+const deleteUser = async (segd: Segd, uid: string) => {
+  const r = await fetch(`${segd.url}/v1/users?uid=${uid}`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN}` } });
+  return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+};
+
+async function push(segd: Segd, body: string, idem: string) {
+  const r = await fetch(`${segd.url}/v1/ingest`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/x-ndjson', 'idempotency-key': idem },
+    body,
+  });
+  return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+}
+
+const stalledGauge = async (segd: Segd) =>
+  Number(/segd_loader_stalled\{reason="disk_full"\} (\d+)/.exec(await (await fetch(`${segd.url}/metrics`)).text())?.[1]);
+const readyz = async (segd: Segd) => (await (await fetch(`${segd.url}/readyz`)).json()) as Record<string, unknown>;
+
+describe.skipIf(!canMount)('a disk that fills (tmpfs data dir)', () => {
+  it('stops the loader cleanly, keeps lookups serving, says why, and resumes once space is back', async () => {
+    const mnt = tempDir('segd-full-');
+    expect(tryMount(mnt, '24m')).toBe(true);
+    let segd: Segd | undefined;
+    try {
+      const dataDir = join(mnt, 'data');
+      mkdirSync(dataDir);
+      const inbox = join(tempDir(), 'inbox'); // elsewhere: done/ and rejects/ must not be what fails
+      segd = await startSegd({
+        dataDir,
+        env: { SEGD_INBOX: inbox, SEGD_INGEST_KEYS: KEY, SEGD_ADMIN_KEYS: ADMIN, SEGD_BLOOM_USERS: '100000', SEGD_LOADER_BATCH: '5000' },
+      });
+      const before = Array.from({ length: 1000 }, (_, i) => feedLine({ op: 'add', uid: `k${i}`, segments: [1] })).join('');
+      expect((await push(segd, before, 'before')).status).toBe(200);
+
+      fill(join(mnt, 'filler'));
+      const N = 60_000; // several MB of pages: far more than any free page LMDB holds
+      const users = Array.from({ length: N }, (_, i) => feedLine({ op: 'add', uid: `user-${String(i).padStart(6, '0')}-${'x'.repeat(40)}`, segments: [2, 3, 4, 5] })).join('');
+      await dropFeed(inbox, '001-big.ndjson', users);
+
+      await waitFor(async () => (await readyz(segd!)).loader === 'stalled');
+      expect(await readyz(segd)).toMatchObject({ status: 'ready', loader: 'stalled', reason: 'disk_full' });
+      expect(await stalledGauge(segd)).toBe(1);
+      const during = await push(segd, feedLine({ op: 'add', uid: 'pushed-while-full', segments: [9] }), 'while-full');
+      expect(during.status).toBe(503);
+      expect((during.body.error as { code: string }).code).toBe('STORE_FULL');
+      // A privacy deletion (the ID graph's own transaction) is refused the same way, nothing half-done.
+      const del = await deleteUser(segd, 'k1');
+      expect([del.status, (del.body.error as { code: string }).code]).toEqual([503, 'STORE_FULL']);
+      expect(await segmentsOf(segd, 'k1')).toEqual([1]);
+      // The last committed data still answers.
+      expect(await segmentsOf(segd, 'k0')).toEqual([1]);
+      expect(await segmentsOf(segd, 'k999')).toEqual([1]);
+      expect(existsSync(join(inbox, '001-big.ndjson'))).toBe(true);
+      expect(segd.proc.exitCode).toBe(null);
+
+      rmSync(join(mnt, 'filler'));
+      await waitFor(async () => existsSync(join(inbox, 'done', '001-big.ndjson')), 60_000);
+      await waitFor(async () => (await readyz(segd!)).loader === undefined);
+      expect(await stalledGauge(segd)).toBe(0);
+      // The retried push (same key) now applies; everything from the file is there exactly once.
+      expect((await push(segd, feedLine({ op: 'add', uid: 'pushed-while-full', segments: [9] }), 'while-full')).body).toMatchObject({ applied: 1, replay: false });
+      expect(await segmentsOf(segd, 'pushed-while-full')).toEqual([9]);
+      expect(await deleteUser(segd, 'k1')).toMatchObject({ status: 200, body: { found: true, memberships: true } });
+      expect(await segmentsOf(segd, 'k1')).toEqual([]);
+      expect(await segmentsOf(segd, `user-000000-${'x'.repeat(40)}`)).toEqual([2, 3, 4, 5]);
+      expect(await segmentsOf(segd, `user-${String(N - 1).padStart(6, '0')}-${'x'.repeat(40)}`)).toEqual([2, 3, 4, 5]);
+      const metrics = await (await fetch(`${segd.url}/metrics`)).text();
+      expect(Number(/segd_store_users (\d+)/.exec(metrics)?.[1])).toBe(1000 + N);
+      // Lines are all the same length: the resumed import applied exactly the lines after the last committed checkpoint.
+      const imported = await segd.waitForLog((l) => l.msg === 'inbox file imported');
+      const lineBytes = Buffer.byteLength(users) / N;
+      expect(imported.applied).toBe(N - (imported.resumedFrom as number) / lineBytes);
+      expect(segd.logs.filter((l) => l.msg === 'store full: loader stopped, lookups keep serving the last committed data')).toHaveLength(1);
+      await segd.waitForLog((l) => l.msg === 'store takes writes again; loader resumed');
+      expect(await segd.stop()).toBe(0);
+      // lmdb-js's native code reports each failed page write on stderr itself; nothing else may appear there.
+      expect(segd.stderr.join('').replace(/Write error: No space left on device position \d+, size \d+\n?/g, '')).toBe('');
+      const { open } = await import('lmdb');
+      const env = open({ path: dataDir, readOnly: true });
+      const counts = env.openDB<number, number>({ name: 'counts', keyEncoding: 'uint32' });
+      expect(Object.fromEntries([...counts.getRange()].map(({ key, value }) => [key, value]))).toEqual({ 1: 999, 2: N, 3: N, 4: N, 5: N, 9: 1 });
+      await env.close();
+    } finally {
+      if (segd && segd.proc.exitCode === null) await segd.stop();
+      execFileSync('umount', ['-l', mnt]);
+      rmSync(mnt, { recursive: true, force: true });
+    }
+  });
+});
