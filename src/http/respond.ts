@@ -4,10 +4,14 @@
 import type { HttpResponse } from 'uWebSockets.js';
 import { ERRORS, errorBody, statusLine, type ErrorCode } from '../errors.js';
 
-export const CT = 'Content-Type';
-export const JSON_TYPE = 'application/json';
-export const MSGPACK_TYPE = 'application/msgpack';
-export const TEXT_TYPE = 'text/plain; charset=utf-8';
+// Header names and values as bytes, encoded once: uWS takes them as they are,
+// where a JS string is converted on every call. Measured with wrk, segd pinned
+// to one core, alternating in one run: 159k → 165–168k req/s on a stripped
+// lookup handler, 151.5k → 153.5k on the whole lookup path.
+export const CT = Buffer.from('Content-Type');
+export const JSON_TYPE = Buffer.from('application/json');
+export const MSGPACK_TYPE = Buffer.from('application/msgpack');
+export const TEXT_TYPE = Buffer.from('text/plain; charset=utf-8');
 
 const ERROR_BODIES = new Map<ErrorCode, string>(
   (Object.keys(ERRORS) as ErrorCode[]).map((c) => [c, errorBody(c)]),
@@ -36,7 +40,7 @@ export function sendError(res: HttpResponse, code: ErrorCode, detail?: string, c
   return st;
 }
 
-export function sendBody(res: HttpResponse, st: number, type: string, body: string | Uint8Array, close = false): number {
+export function sendBody(res: HttpResponse, st: number, type: string | Uint8Array, body: string | Uint8Array, close = false): number {
   if (st !== 200) res.writeStatus(status(st));
   res.writeHeader(CT, type).end(body, close);
   return st;
