@@ -2,9 +2,9 @@
 // taxonomy are rejected with the ids named; the rest of the batch applies;
 // a segment added to the taxonomy at run time is accepted from then on.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startSegd, tempDir, stopReport, CLEAN_STOP, segmentsOf, type Segd } from './helpers/server.js';
+import { startSegd, runSegd, tempDir, stopReport, CLEAN_STOP, segmentsOf, type Segd } from './helpers/server.js';
 
 const ADMIN = 'admin-key-0123456789abcdef';
 const INGEST = 'ingest-key-0123456789abcdef';
@@ -48,5 +48,23 @@ describe('SEGD_UNKNOWN_SEGMENTS=reject', () => {
     const b = await push([{ op: 'add', uid: 'u2', segments: [1, 9999] }]);
     expect(b).toMatchObject({ applied: 1, rejected: 0 });
     expect(await segmentsOf(segd, 'u2')).toEqual([1, 9999]);
+  });
+});
+
+describe('segd import with SEGD_UNKNOWN_SEGMENTS=reject', () => {
+  it('takes the same records the server would: unknown ids rejected with a reason, the rest applied', async () => {
+    const dataDir = tempDir();
+    const config = join(tempDir('segd-unknown-'), 'segd.json');
+    writeFileSync(config, JSON.stringify({ segments: [{ id: 1, name: 'one', segtax: 4 }] }));
+    const env = { SEGD_CONFIG: config, SEGD_DATA_DIR: dataDir, SEGD_UNKNOWN_SEGMENTS: 'reject', SEGD_SEED: '' };
+    // The taxonomy reaches the store when a server starts with the config file.
+    const s = await startSegd({ dataDir, env: { SEGD_CONFIG: config } });
+    expect(await stopReport(s)).toEqual(CLEAN_STOP);
+    const feed = join(tempDir('segd-unknown-'), 'feed.ndjson');
+    writeFileSync(feed, [{ op: 'add', uid: 'i1', segments: [1] }, { op: 'add', uid: 'i2', segments: [1, 77] }].map((l) => JSON.stringify(l)).join('\n') + '\n');
+    const r = await runSegd(['import', feed, '--quiet', '--rejects', join(dataDir, 'rej')], env);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^import: 1 file\(s\), 1 applied, 0 stale, 1 rejected, /);
+    expect(readFileSync(join(dataDir, 'rej', 'feed.ndjson.rejects.ndjson'), 'utf8')).toContain('segment 77 not in the taxonomy');
   });
 });

@@ -12,6 +12,7 @@ import { Writer } from '../loader/writer.js';
 import { importFile, type ImportSummary, type ImportProgress } from '../loader/file-import.js';
 import { isCompleteFeedName } from '../loader/inbox.js';
 import { isSnapshotName, SnapshotLoader } from '../loader/snapshot.js';
+import { recordLimits, taxonomyIds } from '../loader/records.js';
 import { runningServer } from '../server/pidfile.js';
 import { Progress } from './progress.js';
 import { parseCommand, type FlagSpec } from './flags.js';
@@ -40,6 +41,8 @@ export async function importCommand(argv: string[]): Promise<number> {
   const store = openStore(config.dataDir, { maxReaders: config.maxReaders });
   const writer = new Writer(store);
   const snapshots = new SnapshotLoader(store, writer);
+  // The same record rules as the server's sources (SEGD_UNKNOWN_SEGMENTS included).
+  const limits = recordLimits(config.maxUidBytes, config.unknownSegments, taxonomyIds(store, new Set()));
   snapshots.clearInactive();
   const progress = new Progress('import', Math.max(total, 1), 'bytes', { quiet: flags.quiet === true });
   const t0 = performance.now();
@@ -51,7 +54,7 @@ export async function importCommand(argv: string[]): Promise<number> {
       const opts = {
         checkpointKey: CHECKPOINT,
         batchSize: config.loaderBatchSize,
-        maxUidBytes: config.maxUidBytes,
+        maxUidBytes: limits,
         maxLineBytes: config.maxLineBytes,
         rejectsPath: join(rejectsDir, `${basename(file)}.rejects.ndjson`),
         onProgress: (p: ImportProgress) => progress.update(done + p.bytes),

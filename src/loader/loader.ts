@@ -6,6 +6,7 @@ import type { Config } from '../config/schema.js';
 import type { Store } from '../store/env.js';
 import type { Logger } from '../log.js';
 import type { ProcessMetrics, Source } from '../metrics/process.js';
+import { recordLimits, taxonomyIds } from './records.js';
 import { Writer, type WriterHooks } from './writer.js';
 import { Inbox } from './inbox.js';
 import { importFile, type ImportSummary, type FileCheckpoint } from './file-import.js';
@@ -59,9 +60,7 @@ export class Loader {
     hooks: WriterHooks = {},
   ) {
     this.writer = new Writer(store, hooks);
-    this.limits = config.unknownSegments === 'reject'
-      ? { maxUidBytes: config.maxUidBytes, knownSegment: (id) => this.knownSegments.has(id) }
-      : config.maxUidBytes;
+    this.limits = recordLimits(config.maxUidBytes, config.unknownSegments, this.knownSegments);
     this.refreshTaxonomy();
     this.sweeper = new Sweeper(store, this.writer, log);
     this.snapshots = new SnapshotLoader(store, this.writer);
@@ -182,7 +181,7 @@ export class Loader {
   refreshTaxonomy(): void {
     if (typeof this.limits === 'number') return;
     this.knownSegments.clear();
-    for (const id of this.store.segments.getKeys({ snapshot: false })) this.knownSegments.add(id as number);
+    taxonomyIds(this.store, this.knownSegments);
   }
 
   /** An HTTP push batch: parsed and applied here, in one transaction, durable when this returns. */

@@ -5,6 +5,7 @@
 import { isUtf8 } from 'node:buffer';
 import { checkUid } from '../lookup/keys.js';
 import { MAX_SEGMENT_ID } from '../store/members.js';
+import type { Store } from '../store/env.js';
 import { encodeGraphKey, type GraphKey } from '../identity/keys.js';
 
 export const OPS = ['add', 'remove', 'replace', 'delete', 'match'] as const;
@@ -38,6 +39,23 @@ export class RecordError extends Error {}
  * plain number is the key limit alone.
  */
 export type RecordLimits = number | { maxUidBytes: number; knownSegment: (id: number) => boolean };
+
+/**
+ * What a record must satisfy under this config: with
+ * SEGD_UNKNOWN_SEGMENTS=reject, segment ids must be in `known` (the
+ * taxonomy's ids; the caller keeps the set current). Used by the server's
+ * sources and by `segd import`, so both accept the same records.
+ */
+/** Fills `into` with the taxonomy's segment ids. */
+export function taxonomyIds(store: Store, into: Set<number>): Set<number> {
+  into.clear();
+  for (const id of store.segments.getKeys({ snapshot: false })) into.add(id as number);
+  return into;
+}
+
+export function recordLimits(maxUidBytes: number, unknownSegments: 'accept' | 'reject', known: ReadonlySet<number>): RecordLimits {
+  return unknownSegments === 'reject' ? { maxUidBytes, knownSegment: (id) => known.has(id) } : maxUidBytes;
+}
 
 const isU32 = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= MAX_SEGMENT_ID;
 
