@@ -13,6 +13,8 @@ export class Registry {
   /** Per partner: the segment ids licensed to it through SegmentDef.partners. */
   private grantedBySegment = new Map<string, Set<number>>();
   private openSegments = new Set<number>();
+  /** Per partner: its own `segments` list, as a set. */
+  private partnerLists = new Map<string, Set<number>>();
   version = 0;
 
   private constructor(private readonly store: Store) {}
@@ -26,9 +28,11 @@ export class Registry {
   reload(): void {
     const byId = new Map<string, Partner>();
     const byDigest = new Map<string, Partner>();
+    const lists = new Map<string, Set<number>>();
     for (const { key, value } of this.store.partners.getRange({ snapshot: false })) {
       const p = value as Partner;
       byId.set(key, p);
+      if (p.segments !== '*') lists.set(key, new Set(p.segments));
       if (!p.disabled) for (const d of p.keyDigests) byDigest.set(d, p);
     }
     const segs = new Map<number, SegmentDef>();
@@ -46,6 +50,7 @@ export class Registry {
     }
     this.byId = byId;
     this.byDigest = byDigest;
+    this.partnerLists = lists;
     this.segs = segs;
     this.grantedBySegment = granted;
     this.openSegments = open;
@@ -78,7 +83,7 @@ export class Registry {
     if (p.segments === '*') return true;
     if (this.openSegments.has(segmentId)) return true;
     if (this.grantedBySegment.get(p.id)?.has(segmentId)) return true;
-    return binarySearch(p.segments, segmentId);
+    return this.partnerLists.get(p.id)?.has(segmentId) ?? false;
   }
 
   /** Live members of a segment, as the writer counts them. */
@@ -93,17 +98,4 @@ export class Registry {
   segments(): SegmentDef[] {
     return [...this.segs.values()];
   }
-}
-
-function binarySearch(sorted: number[], x: number): boolean {
-  let lo = 0;
-  let hi = sorted.length - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >>> 1;
-    const v = sorted[mid]!;
-    if (v === x) return true;
-    if (v < x) lo = mid + 1;
-    else hi = mid - 1;
-  }
-  return false;
 }
