@@ -18,16 +18,18 @@ export type RegistryResult =
   | { ok: false; code: 'BAD_PARTNER' | 'BAD_SEGMENT_DEF' | 'NO_SUCH_PARTNER' | 'NO_SUCH_SEGMENT'; problems: string[] };
 
 export function applyRegistryOp(store: Store, op: RegistryOp): RegistryResult {
+  /** Writes one record; true when it is new. */
+  const upsert = <K extends string | number>(db: { doesExist(k: K): boolean; putSync(k: K, v: unknown): void }, key: K, value: unknown) =>
+    store.env.transactionSync(() => {
+      const had = db.doesExist(key);
+      db.putSync(key, value);
+      return !had;
+    });
   switch (op.kind) {
     case 'putPartner': {
       const p = parsePartner(op.body, op.id);
       if (!p.ok) return { ok: false, code: 'BAD_PARTNER', problems: p.problems };
-      const created = store.env.transactionSync(() => {
-        const had = store.partners.doesExist(op.id);
-        store.partners.putSync(op.id, p.value);
-        return !had;
-      });
-      return { ok: true, created, value: publicPartner(p.value) };
+      return { ok: true, created: upsert(store.partners, op.id, p.value), value: publicPartner(p.value) };
     }
     case 'deletePartner': {
       const gone = store.env.transactionSync(() => store.partners.removeSync(op.id));
@@ -36,12 +38,7 @@ export function applyRegistryOp(store: Store, op: RegistryOp): RegistryResult {
     case 'putSegment': {
       const s = parseSegment(op.body, op.id);
       if (!s.ok) return { ok: false, code: 'BAD_SEGMENT_DEF', problems: s.problems };
-      const created = store.env.transactionSync(() => {
-        const had = store.segments.doesExist(op.id);
-        store.segments.putSync(op.id, s.value);
-        return !had;
-      });
-      return { ok: true, created, value: s.value };
+      return { ok: true, created: upsert(store.segments, op.id, s.value), value: s.value };
     }
     case 'deleteSegment': {
       const gone = store.env.transactionSync(() => store.segments.removeSync(op.id));
