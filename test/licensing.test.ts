@@ -206,9 +206,6 @@ describe('property: every segment returned to a partner is licensed to it', () =
               const n = licences.of(PARTNER_IDS[p]!)!.filter(ids, ids.length);
               const got = Array.from(ids.subarray(0, n));
               expect(got).toEqual(Array.from(sorted).filter((s) => oracle(w, p, s)));
-              // And the registry's own rule agrees.
-              const partner = registry.partner(PARTNER_IDS[p]!)!;
-              expect(got).toEqual(Array.from(sorted).filter((s) => registry.isLicensed(partner, s)));
             }
           }
         }),

@@ -3,8 +3,9 @@
 // sorted Uint32Array per partner, searched by bisection, compacting the
 // lookup's output array in place.
 //
-// The registry (partners + taxonomy) is the source of truth: a segment is
-// licensed to a partner when `isLicensed` says so; the compile only asks it.
+// The registry (partners + taxonomy) is the source of truth, and the rule is
+// this module's alone: a segment reaches a partner when the partner's
+// `segments` or the segment's `partners` names the other, or either is "*".
 
 /** The registry as this module needs it (src/partners/registry.ts satisfies it). */
 export interface LicenceSource {
@@ -67,9 +68,8 @@ export class Licences {
 
   /**
    * Compiles every partner's licence: O(segments + listed grants), so a
-   * large taxonomy does not stall the first lookup after a change. The rule
-   * is the registry's (`isLicensed`): a segment reaches a partner when the
-   * partner's list or the segment's names the other, or either is "*".
+   * large taxonomy does not stall the first lookup after a change (the rule
+   * is in the header comment).
    */
   refresh(): void {
     const version = this.source.version;

@@ -10,11 +10,6 @@ export class Registry {
   private byId = new Map<string, Partner>();
   private byDigest = new Map<string, Partner>();
   private segs = new Map<number, SegmentDef>();
-  /** Per partner: the segment ids licensed to it through SegmentDef.partners. */
-  private grantedBySegment = new Map<string, Set<number>>();
-  private openSegments = new Set<number>();
-  /** Per partner: its own `segments` list, as a set. */
-  private partnerLists = new Map<string, Set<number>>();
   version = 0;
 
   private constructor(private readonly store: Store) {}
@@ -28,32 +23,16 @@ export class Registry {
   reload(): void {
     const byId = new Map<string, Partner>();
     const byDigest = new Map<string, Partner>();
-    const lists = new Map<string, Set<number>>();
     for (const { key, value } of this.store.partners.getRange({ snapshot: false })) {
       const p = value as Partner;
       byId.set(key, p);
-      if (p.segments !== '*') lists.set(key, new Set(p.segments));
       if (!p.disabled) for (const d of p.keyDigests) byDigest.set(d, p);
     }
     const segs = new Map<number, SegmentDef>();
-    const granted = new Map<string, Set<number>>();
-    const open = new Set<number>();
-    for (const { key, value } of this.store.segments.getRange({ snapshot: false })) {
-      const s = value as SegmentDef;
-      segs.set(key, s);
-      if (s.partners === '*') open.add(key);
-      else for (const pid of s.partners) {
-        let set = granted.get(pid);
-        if (!set) granted.set(pid, (set = new Set()));
-        set.add(key);
-      }
-    }
+    for (const { key, value } of this.store.segments.getRange({ snapshot: false })) segs.set(key, value as SegmentDef);
     this.byId = byId;
     this.byDigest = byDigest;
-    this.partnerLists = lists;
     this.segs = segs;
-    this.grantedBySegment = granted;
-    this.openSegments = open;
     this.version++;
   }
 
@@ -76,14 +55,6 @@ export class Registry {
 
   segment(id: number): SegmentDef | undefined {
     return this.segs.get(id);
-  }
-
-  /** A segment reaches a partner if either side grants it: the partner's list, or the segment's. */
-  isLicensed(p: Partner, segmentId: number): boolean {
-    if (p.segments === '*') return true;
-    if (this.openSegments.has(segmentId)) return true;
-    if (this.grantedBySegment.get(p.id)?.has(segmentId)) return true;
-    return this.partnerLists.get(p.id)?.has(segmentId) ?? false;
   }
 
   /** Live members of a segment, as the writer counts them. */
