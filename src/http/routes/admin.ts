@@ -10,6 +10,7 @@ import { sendError, sendBody, JSON_TYPE } from '../respond.js';
 import { pending } from '../pending.js';
 import { ERRORS } from '../../errors.js';
 import { PARTNER_ID, publicPartner } from '../../partners/types.js';
+import { parseJson } from '../../codec/json.js';
 import type { RegistryOp } from '../../partners/admin.js';
 
 type Handler = (res: HttpResponse, req: HttpRequest) => void;
@@ -103,7 +104,7 @@ export function adminRoutes(deps: AppDeps): AdminRoutes {
         if (!r.ok) return p.settle(() => done(sendError(res, 'BODY_TOO_LARGE', undefined, true)));
         let body: unknown;
         try {
-          body = JSON.parse(r.body.toString('utf8'));
+          body = parseJson(r.body);
         } catch (err) {
           return p.settle(() => done(sendError(res, 'BAD_JSON', (err as Error).message.slice(0, 200))));
         }
