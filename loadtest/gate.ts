@@ -75,7 +75,7 @@ export function readGateFile(path: string): Gate[] {
   try {
     doc = JSON.parse(readFileSync(path, 'utf8'));
   } catch (err) {
-    throw new Error(`--gate-file ${path}: ${(err as Error).message}`);
+    throw new Error(`--gate-file ${path}: ${(err as Error).message}`, { cause: err });
   }
   const list = Array.isArray(doc) ? doc : (doc as { gates?: unknown })?.gates;
   if (!Array.isArray(list) || !list.every((g) => typeof g === 'string')) {

@@ -202,7 +202,10 @@ async function measure(o: RunOptions, name: ScenarioName, target: TargetName, or
     driven =
       name === 'ws'
         ? await driveWs({ url: `ws://${url.host}/v1/ws`, partnerKey: o.partnerKey, uids: input.keys.uids, connections: o.connections, pipeline: o.pipeline, rate: o.rate, warmupS: o.warmupS, durationS: o.durationS, timeoutS: o.timeoutS, maxRequests: o.maxRequests, okBelow: sc.okBelow, onMeasureStart })
-        : await driveHttp({ host, port, requests, connections: o.connections, rate: o.rate, warmupS: o.warmupS, durationS: o.durationS, timeoutS: o.timeoutS, maxRequests: o.maxRequests, okBelow: sc.okBelow, generator: o.generator, onMeasureStart });
+        : await driveHttp({
+            host, port, requests, connections: o.connections, rate: o.rate, warmupS: o.warmupS, durationS: o.durationS,
+            timeoutS: o.timeoutS, maxRequests: o.maxRequests, okBelow: sc.okBelow, generator: o.generator, onMeasureStart,
+          });
   } catch (err) {
     // A generator that died (or a target that went away mid-run) fails this scenario, not the whole run.
     await ingest?.stop();
@@ -272,7 +275,7 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
     await (await fetch(`${origin}/healthz`, { signal: AbortSignal.timeout(10_000) })).arrayBuffer();
   } catch (err) {
     const cause = (err as { cause?: { message?: string } }).cause?.message;
-    throw new Error(`cannot reach ${origin}: ${cause ?? (err as Error).message}`);
+    throw new Error(`cannot reach ${origin}: ${cause ?? (err as Error).message}`, { cause: err });
   }
   const needKeys = Math.max(o.keys, o.scenarios.includes('batch') ? o.batchSize * 200 : 0);
   say(o, `sampling ${needKeys.toLocaleString('en-US')} keys from the data set (users ${o.users.toLocaleString('en-US')}, seed ${o.seed}, ${Math.round(o.hitRatio * 100)}% known, Zipf s=${o.zipf})`);

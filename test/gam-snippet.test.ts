@@ -50,7 +50,8 @@ function renderedOut(uid: string): Promise<string> {
     p.on('exit', () => {
       clearTimeout(timer);
       const m = /<pre id="out">([^<]*)<\/pre>/.exec(dom);
-      m ? resolve(m[1]!.replace(/&quot;/g, '"')) : reject(new Error(`no #out in ${dom.slice(0, 500)}`));
+      if (m) resolve(m[1]!.replace(/&quot;/g, '"'));
+      else reject(new Error(`no #out in ${dom.slice(0, 500)}`));
     });
   });
 }

@@ -20,7 +20,7 @@ export function parseCommand(cmd: string, argv: string[], spec: FlagSpec, positi
   try {
     ({ values, positionals: args } = parseArgs({ args: argv, options, allowPositionals: positionals > 0, strict: true }) as { values: Flags; positionals: string[] });
   } catch (err) {
-    throw new Error(`${cmd}: ${(err as Error).message}\n${usage(cmd, spec)}`);
+    throw new Error(`${cmd}: ${(err as Error).message}\n${usage(cmd, spec)}`, { cause: err });
   }
   if (values.help) {
     process.stdout.write(usage(cmd, spec) + '\n');
