@@ -261,8 +261,10 @@ describe('outbound sync', () => {
     const surrogate = await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"gdpr_consent":"\\ud800"}' });
     expect(surrogate.status).toBe(200);
     expect(((await surrogate.json()) as Out).partners[0]!.usersync!.url).toMatch(/gc=%EF%BF%BD&/);
-    const odd = await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"gpp_sid":{"a":1},"us_privacy":["x"]}' });
+    const odd = await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"gpp_sid":"6","us_privacy":["x"]}' });
     expect([odd.status, ((await odd.json()) as { status: string }).status]).toEqual([200, 'no_consent']);
+    const badSid = await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"gpp_sid":{"a":1}}' });
+    expect([badSid.status, ((await badSid.json()) as { error: { code: string } }).error.code]).toEqual([400, 'BAD_SYNC_REQUEST']);
     const r = await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"partners":' });
     expect([r.status, ((await r.json()) as { error: { code: string } }).error.code]).toEqual([400, 'BAD_JSON']);
   });

@@ -175,11 +175,33 @@ function readOutParams(partners: unknown, limit: unknown): { partners: string[] 
   } else if (partners !== undefined && partners !== '' && partners !== '*') return null;
   let lim: number | null = null;
   if (limit !== undefined && limit !== '') {
-    const n = typeof limit === 'number' ? limit : /^\d{1,4}$/.test(String(limit)) ? Number(limit) : NaN;
+    // Types first: String() of a caller's nested array recurses without bound.
+    const n = typeof limit === 'number' ? limit : typeof limit === 'string' && /^\d{1,4}$/.test(limit) ? Number(limit) : NaN;
     if (!Number.isInteger(n) || n < 1) return null;
     lim = n;
   }
   return { partners: list, limit: lim };
+}
+
+const GPP_SID = /^(?:\d{1,5}(?:,\d{1,5}){0,63})?$/;
+
+/**
+ * `gpp_sid` of a POST body: a string like "2,6", or an array of section ids
+ * (Prebid Server #3787) joined into that string. Checked by type and size
+ * before any join: an array's join (or String()) recurses into nested arrays
+ * without bound. Undefined = absent; null = malformed.
+ */
+export function readGppSid(v: unknown): string | undefined | null {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'string') return GPP_SID.test(v) ? v : null;
+  if (!Array.isArray(v) || v.length > 64) return null;
+  let out = '';
+  for (let i = 0; i < v.length; i++) {
+    const x: unknown = v[i];
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 65_535) return null;
+    out += (i ? ',' : '') + x;
+  }
+  return out;
 }
 
 function writeCookies(res: HttpResponse, cookies: string[]): void {
@@ -238,10 +260,10 @@ export function syncOutRoutes(deps: AppDeps) {
           return done(sendError(res, 'BAD_JSON', 'the body must be a JSON object'));
         }
         const params = readOutParams(body.partners, body.limit);
-        const str = (v: unknown) => (v === undefined || v === null ? undefined : typeof v === 'string' ? v : typeof v === 'number' ? String(v) : '\u0000');
-        // gpp_sid as an array (Prebid Server #3787) is accepted as the list it means.
-        const sid = Array.isArray(body.gpp_sid) ? body.gpp_sid.join(',') : str(body.gpp_sid);
         if (params === null) return done(badRequest(res, 'partners must be "*" or an array of partner ids; limit a positive integer'));
+        const sid = readGppSid(body.gpp_sid);
+        if (sid === null) return done(badRequest(res, 'gpp_sid must be an array of section ids (integers 0-65535) or a string like "2,6"'));
+        const str = (v: unknown) => (v === undefined || v === null ? undefined : typeof v === 'string' ? v : typeof v === 'number' ? String(v) : '\u0000');
         const consent = { gdpr: str(body.gdpr), gdprConsent: str(body.gdpr_consent), usPrivacy: str(body.us_privacy), gpp: str(body.gpp), gppSid: sid };
         const a = plan({ consent, ...params, cookie });
         res.writeHeader('Cache-Control', NO_STORE);
