@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startSegd, tempDir, runSegd, waitFor, type Segd } from './helpers/server.js';
+import { openStore } from '../src/store/env.js';
 
 const ADMIN = 'admin-key-0123456789';
 const INGEST = 'ingest-key-0123456789';
@@ -71,5 +72,48 @@ describe('POST /sync/out: hostile bodies never reach a recursive built-in', () =
       expect([r.status, out.status, out.partners.filter((p) => p.usersync).length]).toEqual([200, 'ok', 1]);
       expect(out.partners[0]!.usersync!.url).toMatch(/sid=6%2C7$/);
     }
+  });
+});
+
+const del = (q: string) => fetch(`${segd.url}/v1/users?${q}`, { method: 'DELETE', headers: { Authorization: `Bearer ${ADMIN}` } });
+
+/** The suppressions as stored, read with segd stopped (then started again). */
+async function storedSuppressions(keys: string[]): Promise<Array<{ until: number; reason: string } | undefined>> {
+  await segd.stop();
+  const store = openStore(dataDir);
+  try {
+    return keys.map((k) => store.optout.get(k) as { until: number; reason: string } | undefined);
+  } finally {
+    await store.close();
+    segd = await start();
+  }
+}
+
+describe('the stronger suppression always wins', () => {
+  it('a deletion after an opt-out keeps the tombstone that never lapses; an opt-out after a deletion makes it never lapse', async () => {
+    const optedOut = 'OptOutThenDelete000001';
+    const deleted = 'DeleteThenOptOut000002';
+    expect(await push([
+      { op: 'add', uid: optedOut, segments: [1] },
+      { op: 'match', partner: 'dspa', puid: 'otd-1', uid: optedOut },
+      { op: 'add', uid: deleted, segments: [2] },
+    ])).toMatchObject({ applied: 3 });
+    expect((await get('/optout', { Cookie: `segd=${optedOut}` })).status).toBe(200);
+    for (const q of [`uid=${optedOut}`, 'partner=dspa&puid=otd-1']) {
+      const r = await del(q);
+      expect([q, r.status, ((await r.json()) as { tombstoneUntil: string | null }).tombstoneUntil]).toEqual([q, 200, null]);
+    }
+    const d = (await (await del(`uid=${deleted}`)).json()) as { tombstoneUntil: string | null };
+    expect(Date.parse(d.tombstoneUntil!)).toBeGreaterThan(Date.now());
+    expect((await get('/optout', { Cookie: `segd=${deleted}` })).status).toBe(200);
+
+    const p = (puid: string) => `p\x1fdspa\x1f${puid}`;
+    expect(await storedSuppressions([optedOut, p('otd-1'), deleted])).toEqual([
+      expect.objectContaining({ until: 0, reason: 'optout' }),
+      expect.objectContaining({ until: 0, reason: 'optout' }),
+      expect.objectContaining({ until: 0, reason: 'optout' }),
+    ]);
+    // Upstream data for either user is still skipped after the restart.
+    expect(await push([{ op: 'add', uid: optedOut, segments: [9] }, { op: 'add', uid: deleted, segments: [9] }])).toMatchObject({ applied: 0, stale: 2 });
   });
 });

@@ -21,7 +21,7 @@ import { createHash } from 'node:crypto';
 import type { Store } from '../store/env.js';
 import type { Writer } from '../loader/writer.js';
 import { aliasKey, describeKey, kindOf, SEP } from './keys.js';
-import { isActive, type AuditEntry, type Suppression, type SuppressionReason } from './suppression.js';
+import { isActive, stronger, type AuditEntry, type Suppression, type SuppressionReason } from './suppression.js';
 
 export interface ForgetTarget {
   /** A segd uid (resolved through merges), or */
@@ -153,7 +153,15 @@ export class GraphWriter {
     let result!: ForgetResult;
     // Applied to the in-memory sets only once the transaction committed (it may fail: a full disk).
     const unmerged: string[] = [];
-    let suppressed: string[] = [];
+    const suppressed = new Map<string, number>();
+    const kept = new Map<string, number>();
+    // Never shortens a tombstone already there (an opt-out's "never" stays "never").
+    const tombstone = (k: string, tomb: Suppression): number => {
+      const had = optout.get(k) as Suppression | undefined;
+      const keep = stronger(had, tomb, nowSec);
+      if (keep !== had) optout.putSync(k, keep);
+      return keep.until;
+    };
     this.writer.commit(() => {
       const uid = target.uid !== undefined ? this.profileOf(target.uid) : idmap.get(target.key!) ?? null;
       const linked = uid !== null ? links.get(uid) ?? [] : [];
@@ -167,15 +175,16 @@ export class GraphWriter {
           users.push(u);
           unmerged.push(u);
         }
-        else optout.putSync(k, tomb);
+        else kept.set(k, tombstone(k, tomb));
       }
       let memberships = false;
       for (const u of users) {
         memberships = this.writer.removeMembers(u) || memberships;
         this.store.syncs.removeSync(u);
-        optout.putSync(u, tomb);
+        suppressed.set(u, tombstone(u, tomb));
       }
-      suppressed = users;
+      // What the answer and the audit report: the profile's tombstone as it now stands.
+      const lasts = users.length ? suppressed.get(users[0]!)! : kept.get(target.key!) ?? until;
       if (uid !== null) links.removeSync(uid);
       const seq = ((meta.get(AUDIT_SEQ) as number | undefined) ?? 0) + 1;
       meta.putSync(AUDIT_SEQ, seq);
@@ -190,14 +199,14 @@ export class GraphWriter {
         uidDigest: uid !== null ? digest(uid) : null,
         ids: linked.length,
         memberships,
-        until,
+        until: lasts,
         by,
       };
       audit.putSync(seq, entry);
-      result = { found, uid: found ? uid : null, ids: linked.length, memberships, until, auditSeq: seq };
+      result = { found, uid: found ? uid : null, ids: linked.length, memberships, until: lasts, auditSeq: seq };
     });
     for (const u of unmerged) this.merged.delete(u);
-    for (const u of suppressed) this.writer.suppressed.set(u, until === 0 ? Infinity : until);
+    for (const [u, t] of suppressed) this.writer.suppressed.set(u, t === 0 ? Infinity : t);
     return result;
   }
 

@@ -22,6 +22,17 @@ export function isActive(s: Suppression | undefined, nowSec: number): boolean {
   return s !== undefined && (s.until === 0 || s.until > nowSec);
 }
 
+/**
+ * Of a stored suppression and a new one, the one to keep: the one that lasts
+ * longer (0 = never lapses). A deletion after an opt-out must not turn the
+ * opt-out's "never" into a date.
+ */
+export function stronger(had: Suppression | undefined, next: Suppression, nowSec: number): Suppression {
+  if (!isActive(had, nowSec)) return next;
+  if (had!.until === 0) return had!;
+  return next.until === 0 || next.until > had!.until ? next : had!;
+}
+
 /** One entry of the audit log (`audit` db, append-only, keyed by sequence). Ids are kept only as digests. */
 export interface AuditEntry {
   seq: number;

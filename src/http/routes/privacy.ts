@@ -71,7 +71,7 @@ export function privacyRoutes(deps: AppDeps) {
         p.settle(() =>
           'full' in r ? done(sendError(res, 'STORE_FULL', fullDetail(r.full))) : done(sendBody(res, 200, JSON_TYPE, JSON.stringify({
             found: r.found, uid: r.uid, ids: r.ids, memberships: r.memberships,
-            tombstoneUntil: new Date(r.until * 1000).toISOString(), audit: r.auditSeq,
+            tombstoneUntil: r.until === 0 ? null : new Date(r.until * 1000).toISOString(), audit: r.auditSeq,
           }))),
         ),
       (err: unknown) => {
