@@ -7,6 +7,8 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startSegd, tempDir, runSegd, waitFor, type Segd } from './helpers/server.js';
 import { openStore } from '../src/store/env.js';
+import { Writer } from '../src/loader/writer.js';
+import { tempStore } from './helpers/store.js';
 
 const ADMIN = 'admin-key-0123456789';
 const INGEST = 'ingest-key-0123456789';
@@ -115,5 +117,83 @@ describe('the stronger suppression always wins', () => {
     ]);
     // Upstream data for either user is still skipped after the restart.
     expect(await push([{ op: 'add', uid: optedOut, segments: [9] }, { op: 'add', uid: deleted, segments: [9] }])).toMatchObject({ applied: 0, stale: 2 });
+  });
+});
+
+const audit = async () => ((await (await get('/v1/admin/audit?limit=9999', { Authorization: `Bearer ${ADMIN}` })).json()) as { entries: Array<{ seq: number; action: string; found: boolean }> }).entries;
+const status = async (dir: string) => {
+  const r = await runSegd(['status', '--json'], { SEGD_DATA_DIR: dir });
+  return (JSON.parse(r.stdout) as { identity: { suppressed: number; auditEntries: number } }).identity;
+};
+const randomUid = () => Array.from({ length: 22 }, () => 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-'[Math.floor(Math.random() * 64)]).join('');
+
+describe('GET /optout stores nothing for uids segd never knew, and at a bounded rate', () => {
+  it('300 opt-outs with made-up cookies: 300 opt-out cookies, 0 suppressions, 0 audit entries', async () => {
+    const before = { status: await status(dataDir), audit: (await audit()).length };
+    const answers = await Promise.all(Array.from({ length: 300 }, () => get('/optout', { Cookie: `segd=${randomUid()}` })));
+    expect(answers.map((r) => r.status)).toEqual(Array(300).fill(200));
+    expect(answers.every((r) => r.headers.getSetCookie()[0]!.startsWith('segd_optout=OPT_OUT;'))).toBe(true);
+    expect(await status(dataDir)).toEqual(before.status);
+    expect((await audit()).length).toBe(before.audit);
+  });
+
+  it('a known user’s opt-out still works end to end, once: a repeated opt-out writes nothing', async () => {
+    const uid = 'KnownUserOptsOut000003';
+    expect(await push([{ op: 'add', uid, segments: [7] }])).toMatchObject({ applied: 1 });
+    const sync = await get('/sync/in?partner=dspa&puid=known-3&f=n', { Cookie: `segd=${uid}` });
+    expect(sync.status).toBe(204);
+    await waitFor(async () => (await lookup('partner=dspa&puid=known-3')).uid === uid, 5000);
+    const before = (await audit()).length;
+    expect((await get('/optout', { Cookie: `segd=${uid}` })).status).toBe(200);
+    expect(await lookup(`uid=${uid}`)).toEqual({ uid, segments: [] });
+    expect((await lookup('partner=dspa&puid=known-3')).uid).toBeNull();
+    expect((await get('/optout', { Cookie: `segd=${uid}` })).status).toBe(200);
+    const after = await audit();
+    expect(after.length).toBe(before + 1);
+    expect(after[0]).toMatchObject({ action: 'optout', found: true });
+    expect(await push([{ op: 'add', uid, segments: [8] }])).toMatchObject({ applied: 0, stale: 1 });
+  });
+
+  it('over SEGD_OPTOUT_BURST (no refill) the cookie is still set and the store write refused', async () => {
+    const dir = tempDir('segd-optout-rate-');
+    const s = await startSegd({ dataDir: dir, env: { SEGD_INGEST_KEYS: INGEST, SEGD_OPTOUT_RATE: '0', SEGD_OPTOUT_BURST: '3' } });
+    try {
+      const users = Array.from({ length: 8 }, (_, i) => `RateLimitedUser0000${String(i).padStart(3, '0')}`);
+      const r = await fetch(`${s.url}/v1/ingest`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${INGEST}`, 'Content-Type': 'application/x-ndjson' },
+        body: users.map((uid) => JSON.stringify({ op: 'add', uid, segments: [1] })).join('\n'),
+      });
+      expect(((await r.json()) as { applied: number }).applied).toBe(8);
+      for (const uid of users) {
+        const a = await fetch(`${s.url}/optout`, { headers: { Cookie: `segd=${uid}` } });
+        expect([a.status, a.headers.getSetCookie()[0]!.split(';')[0]]).toEqual([200, 'segd_optout=OPT_OUT']);
+      }
+      const left = await Promise.all(users.map(async (uid) => ((await (await fetch(`${s.url}/v1/segments?uid=${uid}`)).json()) as { segments: number[] }).segments.length));
+      expect(left).toEqual([0, 0, 0, 1, 1, 1, 1, 1]);
+      await s.waitForLog((l) => l.msg === 'browser opt-outs over SEGD_OPTOUT_RATE: cookie set, store write refused');
+    } finally {
+      await s.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('suppressed users in memory are bounded', () => {
+  const store = tempStore();
+
+  it('past the cap the store is the list: every suppression still holds, before and after a restart', () => {
+    const writer = new Writer(store, { suppressedInMemory: 3 });
+    const users = Array.from({ length: 10 }, (_, i) => `capped-${i}`);
+    const now = Math.floor(Date.now() / 1000);
+    writer.apply(users.map((uid) => ({ op: 'add', uid, ids: [1], ttls: [0], ts: now })), now);
+    for (const uid of users) writer.graph.forget({ uid }, 'optout', now, 0, 'test');
+    expect([...writer.suppressed.keys()].length).toBe(3);
+    expect(users.map((u) => writer.isSuppressed(u, now))).toEqual(Array(10).fill(true));
+    expect(writer.apply(users.map((uid) => ({ op: 'add', uid, ids: [2], ttls: [0], ts: now + 1 })), now)).toMatchObject({ applied: 0, stale: 10 });
+    const again = new Writer(store, { suppressedInMemory: 3 });
+    expect([...again.suppressed.keys()].length).toBe(3);
+    expect(users.map((u) => again.isSuppressed(u, now))).toEqual(Array(10).fill(true));
+    expect(again.isSuppressed('never-suppressed', now)).toBe(false);
   });
 });

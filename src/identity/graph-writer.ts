@@ -59,14 +59,14 @@ export class GraphWriter {
     for (const key of store.idmap.getKeys({ start, end: `${start}\uffff`, snapshot: false })) this.merged.add((key as string).slice(start.length));
   }
 
-  /** Loads the suppressed users into the writer (called once at start; each is ≈ 100 bytes of heap). */
+  /** Loads the suppressed users into the writer (called once at start; at most its in-memory cap, the rest stay in the store). */
   loadSuppressed(nowSec: number): number {
     let n = 0;
     for (const { key, value } of this.store.optout.getRange({ snapshot: false })) {
       const k = key as string;
       const s = value as Suppression;
       if (k.includes(SEP) || !isActive(s, nowSec)) continue;
-      this.writer.suppressed.set(k, s.until === 0 ? Infinity : s.until);
+      if (!this.writer.suppressed.set(k, s.until === 0 ? Infinity : s.until)) break;
       n++;
     }
     return n;

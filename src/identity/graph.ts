@@ -14,7 +14,7 @@
 // write time, so a resolved uid is always the profile's: no chains to follow.
 import type { Store } from '../store/env.js';
 import { aliasKey, encodeGraphKey, type GraphKey } from './keys.js';
-import type { AuditEntry } from './suppression.js';
+import type { AuditEntry, Suppression } from './suppression.js';
 
 export class IdGraph {
   constructor(private readonly store: Store, private readonly maxIdBytes = 128) {}
@@ -40,6 +40,24 @@ export class IdGraph {
   /** Partner id → unix seconds of its last match with this profile. */
   syncTimes(uid: string): Record<string, number> {
     return this.store.syncs.get(this.profileOf(uid)) ?? {};
+  }
+
+  /**
+   * Whether segd holds anything for this segd uid: memberships, a partner
+   * match, linked ids, a merge into another profile, or a deletion's
+   * tombstone (an opt-out makes it never lapse). A browser opt-out
+   * stores a tombstone only for a uid segd knows (a made-up cookie writes
+   * nothing).
+   */
+  knows(uid: string): boolean {
+    const s = this.store;
+    return s.members.doesExist(uid) || s.syncs.doesExist(uid) || s.idmap.doesExist(aliasKey(uid)) || s.optout.doesExist(uid) || this.links(uid).length > 0;
+  }
+
+  /** Whether this uid is already opted out for good (a repeated opt-out writes nothing). */
+  optedOut(uid: string): boolean {
+    const t = this.store.optout.get(uid) as Suppression | undefined;
+    return t !== undefined && t.until === 0;
   }
 
   /** The newest `limit` entries of the privacy audit log, newest first. */
