@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { startSegd, tempDir, runSegd, waitFor, type Segd } from './helpers/server.js';
 import { openStore } from '../src/store/env.js';
 import { Writer } from '../src/loader/writer.js';
+import { IdGraph } from '../src/identity/graph.js';
 import { tempStore } from './helpers/store.js';
 
 const ADMIN = 'admin-key-0123456789';
@@ -195,5 +196,76 @@ describe('suppressed users in memory are bounded', () => {
     expect([...again.suppressed.keys()].length).toBe(3);
     expect(users.map((u) => again.isSuppressed(u, now))).toEqual(Array(10).fill(true));
     expect(again.isSuppressed('never-suppressed', now)).toBe(false);
+  });
+});
+
+describe('links per profile are bounded', () => {
+  it('500 syncs of distinct partner uids for one partner and one cookie leave one link: the latest', async () => {
+    const uid = 'OneCookieManyPuids0004';
+    const n = 500;
+    const synced = async () => {
+      const text = await (await get('/metrics')).text();
+      const count = (o: string) => Number(new RegExp(`segd_loader_records_total\\{source="sync",outcome="${o}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+      return count('applied') + count('stale');
+    };
+    const before = await synced();
+    for (let i = 0; i < n; i += 50) {
+      const rs = await Promise.all(Array.from({ length: 50 }, (_, j) => get(`/sync/in?partner=dspa&puid=many-${i + j}&f=n`, { Cookie: `segd=${uid}` })));
+      expect(rs.every((r) => r.status === 204)).toBe(true);
+    }
+    // All 500 through the writer before the last one is sent, so it is the latest.
+    await waitFor(async () => (await synced()) >= before + n, 10_000);
+    const last = await get(`/sync/in?partner=dspa&puid=many-last&f=n`, { Cookie: `segd=${uid}` });
+    expect(last.status).toBe(204);
+    await waitFor(async () => (await lookup('partner=dspa&puid=many-last')).uid === uid, 5000);
+    const resolved = await Promise.all(Array.from({ length: n }, (_, i) => lookup(`partner=dspa&puid=many-${i}`)));
+    expect(resolved.filter((r) => r.uid !== null).length).toBe(0);
+    // Deletion still finds every linked id: the one link left.
+    const d = (await (await del(`uid=${uid}`)).json()) as { ids: number };
+    expect(d.ids).toBe(1);
+  });
+
+  it('past SEGD_MAX_IDS_PER_PROFILE a new partner id is refused; a partner already linked may still replace its own', async () => {
+    const dir = tempDir('segd-links-cap-');
+    const s = await startSegd({ dataDir: dir, env: { SEGD_CONFIG: cfgPath, SEGD_MAX_IDS_PER_PROFILE: '5' } });
+    try {
+      const uid = 'ManyPartnersOneCookie5';
+      const at = async (q: string) => ((await (await fetch(`${s.url}/v1/segments?${q}`)).json()) as { uid: string | null }).uid;
+      for (let i = 0; i < 12; i++) {
+        expect((await fetch(`${s.url}/sync/in?partner=p${i}&puid=cap-${i}&f=n`, { headers: { Cookie: `segd=${uid}` } })).status).toBe(204);
+      }
+      await waitFor(async () => (await at('partner=p4&puid=cap-4')) === uid, 5000);
+      // Every match of the 12 has been through the writer once the last one was: sequential requests, one queue per worker.
+      const latest = await fetch(`${s.url}/sync/in?partner=p0&puid=cap-0-new&f=n`, { headers: { Cookie: `segd=${uid}` } });
+      expect(latest.status).toBe(204);
+      await waitFor(async () => (await at('partner=p0&puid=cap-0-new')) === uid, 5000);
+      const linked = await Promise.all(Array.from({ length: 12 }, (_, i) => at(`partner=p${i}&puid=cap-${i}`)));
+      expect(linked).toEqual([null, uid, uid, uid, uid, null, null, null, null, null, null, null]);
+    } finally {
+      await s.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('links written by earlier versions (one list per profile)', () => {
+  const store = tempStore();
+
+  it('are read, moved to one key per id when the profile changes, and deleted with it', () => {
+    const now = Math.floor(Date.now() / 1000);
+    const keys = ['p\x1fdspa\x1fold-a', 'ifa\x1f\x1fold-ifa'];
+    store.links.putSync('legacy-1', keys);
+    for (const k of keys) store.idmap.putSync(k, 'legacy-1');
+    store.links.putSync('legacy-2', ['p\x1fdspa\x1fold-b']);
+    store.idmap.putSync('p\x1fdspa\x1fold-b', 'legacy-2');
+    const writer = new Writer(store);
+    const graph = new IdGraph(store);
+    expect(graph.links('legacy-1')).toEqual(keys);
+    // A new id of the same partner replaces the old one, and the list is rewritten per id.
+    writer.apply([{ op: 'match', uid: 'legacy-1', ids: [], ttls: [], ts: now, key: 'p\x1fdspa\x1fnew-a' }], now);
+    expect(graph.links('legacy-1').sort()).toEqual(['ifa\x1f\x1fold-ifa', 'p\x1fdspa\x1fnew-a']);
+    expect([store.idmap.get('p\x1fdspa\x1fold-a'), store.links.get('legacy-1')]).toEqual([undefined, undefined]);
+    expect(writer.graph.forget({ uid: 'legacy-2' }, 'deletion', now, now + 60, 'test')).toMatchObject({ ids: 1 });
+    expect([graph.links('legacy-2'), store.idmap.get('p\x1fdspa\x1fold-b'), store.links.get('legacy-2')]).toEqual([[], undefined, undefined]);
   });
 });

@@ -381,12 +381,14 @@ describe('ID graph, deletion and resurrection', () => {
 
   it('matches answered just before a graceful stop are stored', async () => {
     const n = 50;
-    const answers = await Promise.all(Array.from({ length: n }, (_, i) => get(`/sync/in?partner=dspc&puid=stop-${i}&f=n`, { Cookie: 'segd=SSSSSSSSSSSSSSSSSSSSSS' })));
+    // 50 browsers (a partner links one id per profile).
+    const browser = (i: number) => `Stop${String(i).padStart(2, '0')}`.padEnd(22, 'S');
+    const answers = await Promise.all(Array.from({ length: n }, (_, i) => get(`/sync/in?partner=dspc&puid=stop-${i}&f=n`, { Cookie: `segd=${browser(i)}` })));
     expect(answers.every((r) => r.status === 204)).toBe(true);
     await segd.stop();
     segd = await start();
     const found = await Promise.all(Array.from({ length: n }, (_, i) => lookup(`partner=dspc&puid=stop-${i}`)));
-    expect(found.filter((f) => f.uid === 'SSSSSSSSSSSSSSSSSSSSSS').length).toBe(n);
+    expect(found.filter((f, i) => f.uid === browser(i)).length).toBe(n);
   });
 
   it('deleting an id nothing is stored for still tombstones it', async () => {

@@ -12,7 +12,9 @@
 //
 // Merges (cross-device linking) repoint every key to the surviving profile at
 // write time, so a resolved uid is always the profile's: no chains to follow.
+import type { Database } from 'lmdb';
 import type { Store } from '../store/env.js';
+import { linksOf } from './links.js';
 import { aliasKey, encodeGraphKey, type GraphKey } from './keys.js';
 import type { AuditEntry, Suppression } from './suppression.js';
 
@@ -69,6 +71,6 @@ export class IdGraph {
 
   /** The id keys linked to a profile (partner ids, device ids, merged uids…). */
   links(uid: string): string[] {
-    return this.store.links.get(uid) ?? [];
+    return linksOf(this.store.links as Database<unknown, string>, uid);
   }
 }

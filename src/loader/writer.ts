@@ -34,6 +34,8 @@ export interface WriterHooks {
   onStall?: (reason: StallReason | null, err?: unknown) => void;
   /** Most suppressed users held in memory (default MAX_SUPPRESSED_IN_MEMORY); the rest are read from the store. */
   suppressedInMemory?: number;
+  /** Most ids one profile links (identity/graph-writer.ts; default 200). */
+  maxIdsPerProfile?: number;
 }
 
 export const DEFAULT_TOMBSTONE_SECONDS = 7 * 86_400;
@@ -80,7 +82,7 @@ export class Writer {
     this.tombstoneSeconds = hooks.tombstoneSeconds ?? DEFAULT_TOMBSTONE_SECONDS;
     this.floorTs = (store.meta.get(SNAPSHOT_TS_KEY) as number | undefined) ?? 0;
     this.suppressed = new SuppressedUsers(store.optout, hooks.suppressedInMemory);
-    this.graph = new GraphWriter(store, this);
+    this.graph = new GraphWriter(store, this, hooks.maxIdsPerProfile);
     this.graph.loadSuppressed(Math.floor(Date.now() / 1000));
   }
 
