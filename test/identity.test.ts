@@ -162,22 +162,29 @@ describe('inbound sync: formats, cookies, open redirects', () => {
     },
   );
 
-  it('signed callbacks: only a fresh, valid HMAC over partner + uid + time is taken', async () => {
+  it('signed callbacks: only a fresh, valid HMAC over partner + uid + time + this browser\'s segd uid is taken', async () => {
     const now = Math.floor(Date.now() / 1000);
-    const ok = await get(`/sync/in?partner=dspb&puid=signed-1&ts=${now}&sig=${sign(HMAC, 'dspb', 'signed-1', now)}`);
+    const mine = 'SignedBrowser000000001';
+    const other = 'SignedBrowser000000002';
+    const as = (uid: string) => ({ Cookie: `segd=${uid}` });
+    const ok = await get(`/sync/in?partner=dspb&puid=signed-1&ts=${now}&sig=${sign(HMAC, 'dspb', 'signed-1', now, mine)}`, as(mine));
     expect(ok.status).toBe(200);
-    const bad: Array<[string, string]> = [
-      ['missing', 'puid=signed-2'],
-      ['stale', `puid=signed-2&ts=${now - 3600}&sig=${sign(HMAC, 'dspb', 'signed-2', now - 3600)}`],
-      ['another uid', `puid=signed-2&ts=${now}&sig=${sign(HMAC, 'dspb', 'signed-1', now)}`],
-      ['another key', `puid=signed-2&ts=${now}&sig=${sign('x'.repeat(20), 'dspb', 'signed-2', now)}`],
-      ['a bad ts', `puid=signed-2&ts=1e9&sig=${sign(HMAC, 'dspb', 'signed-2', now)}`],
+    const good = `puid=signed-2&ts=${now}&sig=${sign(HMAC, 'dspb', 'signed-2', now, mine)}`;
+    const bad: Array<[string, string, Record<string, string>]> = [
+      ['missing', 'puid=signed-2', as(mine)],
+      ['stale', `puid=signed-2&ts=${now - 3600}&sig=${sign(HMAC, 'dspb', 'signed-2', now - 3600, mine)}`, as(mine)],
+      ['another uid', `puid=signed-2&ts=${now}&sig=${sign(HMAC, 'dspb', 'signed-1', now, mine)}`, as(mine)],
+      ['another key', `puid=signed-2&ts=${now}&sig=${sign('x'.repeat(20), 'dspb', 'signed-2', now, mine)}`, as(mine)],
+      ['a bad ts', `puid=signed-2&ts=1e9&sig=${sign(HMAC, 'dspb', 'signed-2', now, mine)}`, as(mine)],
+      // Replayed into another browser, or into one without a segd uid.
+      ['another browser', good, as(other)],
+      ['no segd cookie', good, {}],
     ];
-    for (const [why, q] of bad) {
-      const r = await get(`/sync/in?partner=dspb&${q}`);
+    for (const [why, q, headers] of bad) {
+      const r = await get(`/sync/in?partner=dspb&${q}`, headers);
       expect([why, r.status, r.headers.getSetCookie()]).toEqual([why, 403, []]);
     }
-    await waitFor(async () => (await lookup('partner=dspb&puid=signed-1')).uid !== null, 5000);
+    await waitFor(async () => (await lookup('partner=dspb&puid=signed-1')).uid === mine, 5000);
     expect((await lookup('partner=dspb&puid=signed-2')).uid).toBeNull();
   });
 });
@@ -208,7 +215,7 @@ describe('outbound sync', () => {
     // Two partners' callbacks at once, as a page firing both syncs would.
     const [ra, rb] = await Promise.all([
       get('/sync/in?partner=dspa&puid=par-a', { Cookie: `segd=${me}` }),
-      get(`/sync/in?partner=dspb&puid=par-b&ts=${now}&sig=${sign(HMAC, 'dspb', 'par-b', now)}`, { Cookie: `segd=${me}` }),
+      get(`/sync/in?partner=dspb&puid=par-b&ts=${now}&sig=${sign(HMAC, 'dspb', 'par-b', now, me)}`, { Cookie: `segd=${me}` }),
     ]);
     expect([ra.status, rb.status]).toEqual([200, 200]);
     await waitFor(async () => (await lookup('partner=dspa&puid=par-a')).uid === me && (await lookup('partner=dspb&puid=par-b')).uid === me, 5000);
@@ -250,7 +257,7 @@ describe('outbound sync', () => {
     expect(count('in', 'privacy_blocked')).toBe(3);
     expect(count('in', 'bad_partner')).toBe(5);
     expect(count('in', 'bad_uid')).toBe(7);
-    expect(count('in', 'bad_signature')).toBe(5);
+    expect(count('in', 'bad_signature')).toBe(7);
     expect(count('out', 'opted_out')).toBe(1);
     expect(count('out', 'privacy_blocked')).toBe(1);
   });

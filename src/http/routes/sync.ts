@@ -1,6 +1,7 @@
 // Cookie sync.
 //
 //   GET /sync/in?partner=P&puid=X&gdpr=&gdpr_consent=&us_privacy=&gpp=&gpp_sid=&f=i|b|n[&ts=&sig=]
+//       (sig: identity/signature.ts — bound to this browser's segd uid)
 //       A partner's pixel sends the browser here with its own uid: the segd
 //       cookie is read or created and partner uid → segd uid goes to the ID
 //       graph. Answers a 1×1 GIF (f=i, default), an empty 200 HTML (f=b) or a
@@ -83,13 +84,15 @@ export function syncInRoute(deps: AppDeps) {
     const consent = parseConsent(consentQuery(req));
     if (!mayStore(consent, config.gvlVendorId)) return outcome('no_consent', noop(res));
     if (!maySync(consent)) return outcome('privacy_blocked', noop(res));
+    const known = readUid(cookie, cs);
     const key = p.sync.hmacKey;
     if (key !== null) {
-      const why = checkSignature(key, p.id, puid!, req.getQuery('ts') ?? '', req.getQuery('sig') ?? '', nowSeconds(), config.syncSignatureWindow);
-      if (why !== 'ok') return outcome('bad_signature', sendError(res, 'BAD_SIGNATURE', why));
+      // Bound to the browser's own uid: a callback made for another browser does not verify here.
+      const why = checkSignature(key, p.id, puid!, req.getQuery('ts') ?? '', req.getQuery('sig') ?? '', nowSeconds(), config.syncSignatureWindow, known);
+      if (why !== 'ok') return outcome('bad_signature', sendError(res, 'BAD_SIGNATURE', why === 'no_uid' ? 'no segd uid in this browser: a signed callback must answer a segd-initiated sync' : why));
     }
     const f = req.getQuery('f');
-    const uid = readUid(cookie, cs) ?? newUid();
+    const uid = known ?? newUid();
     if (!matches.push({ key: partnerKey(p.id, puid!), uid })) return outcome('overloaded', noop(res));
     res.writeStatus(status(f === 'n' ? 204 : 200)).writeHeader('Cache-Control', NO_STORE).writeHeader('Set-Cookie', uidCookie(cs, uid));
     if (f === 'n') res.end();
