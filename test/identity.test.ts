@@ -239,13 +239,18 @@ describe('outbound sync', () => {
     expect([body.status, [...new Set(body.partners.map((p) => p.status))], body.partners.some((p) => p.usersync), r.headers.getSetCookie()]).toEqual([status, [each], false, []]);
   });
 
-  it('the script fires each partner by its type and holds nothing a page could break out of', async () => {
-    const r = await get(`/sync/script.js?partners=dspc,dspa&gdpr=0&gdpr_consent=${enc('</script><script>alert(1)</script>\u2028')}`);
-    const js = await r.text();
-    expect(r.headers.get('content-type')).toBe('application/javascript; charset=utf-8');
-    expect(js).not.toContain('</script>');
-    expect(js).not.toContain('\u2028');
-    expect(js).toContain('"type":"iframe"');
+  it('the script only adds the frame; the frame fires each partner by its type and holds nothing a page could break out of', async () => {
+    const r = await get(`/sync/script.js?partners=dspc,dspa&gdpr=0`);
+    expect([r.headers.get('content-type'), r.headers.getSetCookie()]).toEqual(['application/javascript; charset=utf-8', []]);
+    expect(await r.text()).toContain("'/sync/frame.html'");
+    const f = await get(`/sync/frame.html?partners=dspc,dspa&gdpr=0&gdpr_consent=${enc('</script><script>alert(1)</script>\u2028')}`);
+    const html = await f.text();
+    expect(f.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(f.headers.get('content-security-policy')).toMatch(/^default-src 'none'; script-src 'sha256-[A-Za-z0-9+/]+=*'; img-src \*; frame-src \*; frame-ancestors \*/);
+    expect(f.headers.get('x-frame-options')).toBeNull();
+    expect(html.match(/<\/script>/g)).toHaveLength(2);
+    expect(html).not.toContain('\u2028');
+    expect(html).toContain('"type":"iframe"');
   });
 
   it('metrics say why each sync ended as it did', async () => {

@@ -9,7 +9,9 @@
 //   GET|POST /sync/out   the partners this browser should sync with now, their
 //       URLs filled from their registered templates (JSON, like Prebid
 //       Server's /cookie_sync).
-//   GET /sync/script.js  the same list as a script that fires the syncs.
+//   GET /sync/script.js  a script for a page: adds a hidden iframe on segd's
+//       origin, /sync/frame.html, which holds the same list and fires it, so
+//       the page never sees the uid (identity/sync-frame.ts).
 //
 // Privacy first, as Prebid Server's /setuid: opt-out cookie, then consent,
 // then anything else. A request that may not store or sync gets a fast
@@ -27,6 +29,7 @@ import { parseConsent, mayStore, maySync, type Consent, type ConsentInput } from
 import { partnerKey } from '../../identity/keys.js';
 import { checkSignature } from '../../identity/signature.js';
 import { TemplateCache, type MacroValues } from '../../identity/sync-template.js';
+import { LOADER_SCRIPT, FRAME_CSP, frameHtml } from '../../identity/sync-frame.js';
 import {
   readUid, isOptedOut, newUid, uidCookie, cookieSettings, type CookieSettings,
 } from '../../identity/cookie.js';
@@ -119,7 +122,7 @@ interface OutAnswer {
   cookies: string[];
 }
 
-/** The outbound sync decision, shared by /sync/out and /sync/script.js. */
+/** The outbound sync decision, shared by /sync/out and /sync/frame.html. */
 function planSync(deps: AppDeps, templates: TemplateCache, cs: CookieSettings, r: OutRequest): OutAnswer {
   const { config, registry } = deps;
   const asked = r.partners ?? registry.partners().filter((p) => p.sync && !p.disabled).map((p) => p.id);
@@ -276,29 +279,32 @@ export function syncOutRoutes(deps: AppDeps) {
     });
   };
 
-  /** A script tag's worth of sync: `<script async src="https://segd.example/sync/script.js?gdpr=…&gdpr_consent=…"></script>`. */
-  const script = (res: HttpResponse, req: HttpRequest): void => {
+  /**
+   * A script tag's worth of sync: `<script async src="https://segd.example/sync/script.js?gdpr=…&gdpr_consent=…"></script>`.
+   * The same script for every browser (identity/sync-frame.ts): it only adds the frame.
+   */
+  const script = (res: HttpResponse): void => {
+    const t0 = performance.now();
+    res.writeHeader('Cache-Control', 'public, max-age=3600').writeHeader('X-Content-Type-Options', 'nosniff');
+    const st = sendBody(res, 200, 'application/javascript; charset=utf-8', LOADER_SCRIPT);
+    m.observe(st, (performance.now() - t0) / 1000);
+  };
+
+  /** The frame on segd's origin that holds this browser's sync list and fires it. */
+  const frame = (res: HttpResponse, req: HttpRequest): void => {
     const t0 = performance.now();
     const params = readOutParams(req.getQuery('partners'), req.getQuery('limit')) ?? { partners: [], limit: null };
     const a = plan({ consent: consentQuery(req), ...params, cookie: req.getHeader('cookie') });
     const list = a.partners.filter((x) => x.usersync).map((x) => x.usersync!);
-    res.writeHeader('Cache-Control', NO_STORE);
+    res
+      .writeHeader('Cache-Control', NO_STORE)
+      .writeHeader('Content-Security-Policy', FRAME_CSP)
+      .writeHeader('X-Content-Type-Options', 'nosniff')
+      .writeHeader('Referrer-Policy', 'no-referrer');
     writeCookies(res, a.cookies);
-    const st = sendBody(res, 200, 'application/javascript; charset=utf-8', fireScript(list));
+    const st = sendBody(res, 200, 'text/html; charset=utf-8', frameHtml(list));
     m.observe(st, (performance.now() - t0) / 1000);
   };
 
-  return { get, post, script };
-}
-
-/** JS that fires each sync: an image for redirect/pixel syncs, a hidden iframe for iframe syncs. */
-export function fireScript(list: Array<{ url: string; type: string }>): string {
-  // JSON inside a script: escape what could end the script element or a JS string.
-  const data = JSON.stringify(list).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
-  return (
-    '(function(s){for(var i=0;i<s.length;i++){var u=s[i];' +
-    "if(u.type==='iframe'){var f=document.createElement('iframe');f.src=u.url;f.width=f.height='0';f.style.display='none';" +
-    "f.setAttribute('aria-hidden','true');(document.body||document.documentElement).appendChild(f);}" +
-    'else{var m=new Image(1,1);m.src=u.url;}}})(' + data + ');\n'
-  );
+  return { get, post, script, frame };
 }
