@@ -9,6 +9,7 @@ import { startSegd, tempDir, runSegd, waitFor, type Segd } from './helpers/serve
 import { openStore } from '../src/store/env.js';
 import { Writer } from '../src/loader/writer.js';
 import { IdGraph } from '../src/identity/graph.js';
+import { TokenBucket } from '../src/identity/token-bucket.js';
 import { tempStore } from './helpers/store.js';
 
 const ADMIN = 'admin-key-0123456789';
@@ -267,5 +268,17 @@ describe('links written by earlier versions (one list per profile)', () => {
     expect([store.idmap.get('p\x1fdspa\x1fold-a'), store.links.get('legacy-1')]).toEqual([undefined, undefined]);
     expect(writer.graph.forget({ uid: 'legacy-2' }, 'deletion', now, now + 60, 'test')).toMatchObject({ ids: 1 });
     expect([graph.links('legacy-2'), store.idmap.get('p\x1fdspa\x1fold-b'), store.links.get('legacy-2')]).toEqual([[], undefined, undefined]);
+  });
+});
+
+describe('token bucket', () => {
+  it('gives `burst` at once, then `rate` per second, never more than `burst` saved up', () => {
+    let t = 0;
+    const b = new TokenBucket(2, 3, () => t);
+    expect([b.take(), b.take(), b.take(), b.take()]).toEqual([true, true, true, false]);
+    t = 0.5;
+    expect([b.take(), b.take()]).toEqual([true, false]);
+    t = 100;
+    expect(Array.from({ length: 4 }, () => b.take())).toEqual([true, true, true, false]);
   });
 });

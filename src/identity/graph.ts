@@ -14,7 +14,7 @@
 // write time, so a resolved uid is always the profile's: no chains to follow.
 import type { Database } from 'lmdb';
 import type { Store } from '../store/env.js';
-import { linksOf } from './links.js';
+import { hasLinks, linksOf } from './links.js';
 import { aliasKey, encodeGraphKey, type GraphKey } from './keys.js';
 import type { AuditEntry, Suppression } from './suppression.js';
 
@@ -53,7 +53,7 @@ export class IdGraph {
    */
   knows(uid: string): boolean {
     const s = this.store;
-    return s.members.doesExist(uid) || s.syncs.doesExist(uid) || s.idmap.doesExist(aliasKey(uid)) || s.optout.doesExist(uid) || this.links(uid).length > 0;
+    return s.members.doesExist(uid) || s.syncs.doesExist(uid) || s.idmap.doesExist(aliasKey(uid)) || s.optout.doesExist(uid) || hasLinks(s.links as Database<unknown, string>, uid);
   }
 
   /** Whether this uid is already opted out for good (a repeated opt-out writes nothing). */

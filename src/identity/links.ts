@@ -32,6 +32,11 @@ export function linksOf(db: LinksDb, uid: string): string[] {
   return out;
 }
 
+/** Whether `uid` links any id (read side). */
+export function hasLinks(db: LinksDb, uid: string): boolean {
+  return Array.isArray(db.get(uid)) || db.getKeysCount({ ...range(uid), limit: 1 }) > 0;
+}
+
 /** Write side: inside a writer transaction. */
 export class Links {
   constructor(private readonly db: LinksDb) {}
