@@ -69,11 +69,13 @@ describe('ID graph writer', () => {
           // No chains: a key's target is never itself merged into another profile.
           expect(store.idmap.get(aliasKey(u))).toBeUndefined();
           expect(suppressed(u)).toBe(false);
-          expect(store.links.get(u) ?? []).toContain(k);
+          expect(graph.links(u)).toContain(k);
           if (kindOf(k) === 'uid') expect(graph.profileOf(k.slice(k.lastIndexOf(SEP) + 1))).toBe(u);
         }
-        for (const { key, value } of store.links.getRange({})) {
-          for (const k of value as string[]) expect(store.idmap.get(k)).toBe(key);
+        // Every link (one key per profile and id: `uid \x1e idkey`) points back.
+        for (const key of store.links.getKeys({})) {
+          const [u, k] = (key as string).split('\x1e') as [string, string];
+          expect(store.idmap.get(k)).toBe(u);
         }
         // Every uid that matched a login id still standing resolves to its owner.
         for (const s of steps) {

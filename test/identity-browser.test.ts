@@ -113,9 +113,9 @@ describe('cookie sync in Chromium', () => {
 
   it('the next page view skips partners synced recently (both parallel callbacks were recorded)', async () => {
     const page = await browser.ctx.newPage();
-    const script = page.waitForResponse((r) => r.url().includes('/sync/script.js'));
+    const frame = page.waitForResponse((r) => r.url().includes('/sync/frame.html'));
     await page.goto(pubUrl);
-    expect(await (await script).text()).toContain('})([]);');
+    expect(await (await frame).text()).toContain('id="s">[]<');
     await page.waitForTimeout(300);
     expect([a.hits.length, b.hits.length]).toEqual([1, 1]);
     await page.close();
@@ -157,9 +157,9 @@ describe('cookie sync in Chromium', () => {
     expect((await lookup(`partner=dspa&puid=${encodeURIComponent(a.hits.at(-1)!.puid)}`)).uid).toBeNull();
     expect((await browser.ctx.cookies(segdBase())).map((c) => c.name)).toEqual(['segd_optout']);
     // The publisher page fires no syncs now.
-    const script = page.waitForResponse((r) => r.url().includes('/sync/script.js'));
+    const frame = page.waitForResponse((r) => r.url().includes('/sync/frame.html'));
     await page.goto(pubUrl);
-    expect(await (await script).text()).toContain('})([]);');
+    expect(await (await frame).text()).toContain('id="s">[]<');
 
     await segd.stop();
     segd = await start();
@@ -168,5 +168,32 @@ describe('cookie sync in Chromium', () => {
     expect(await lookup(`uid=${uid}`)).toEqual({ uid, segments: [] });
     for (const p of [a, b]) expect((await lookup(`partner=${p.id}&puid=${encodeURIComponent(p.hits[0]!.puid)}`)).uid).toBeNull();
     await page.close();
+  });
+
+  it('the embedding page cannot find the uid in anything the script exposes: DOM, script text, its performance entries, a credentialed fetch', async () => {
+    const fresh = await launchBrowser();
+    try {
+      const page = await fresh.ctx.newPage();
+      const [na, nb] = [a.hits.length, b.hits.length];
+      const scriptText = page.waitForResponse((r) => r.url().includes('/sync/script.js')).then((r) => r.text());
+      await page.goto(pubUrl);
+      await waitFor(async () => a.hits.length > na && b.hits.length > nb, 15_000);
+      const id = (await fresh.ctx.cookies(segdBase())).find((c) => c.name === 'segd')!.value;
+      // The syncs fired, with this browser's uid, from segd's frame.
+      expect([a.hits.at(-1)!.segdUid, b.hits.at(-1)!.segdUid]).toEqual([id, id]);
+      await waitFor(async () => (await lookup(`partner=dspb&puid=${encodeURIComponent(b.hits.at(-1)!.puid)}`)).uid === id, 10_000);
+      const seen = (await page.evaluate(`(async () => {
+        const frames = [...document.querySelectorAll('iframe')].map((f) => { try { return f.contentDocument ? f.contentDocument.documentElement.outerHTML : 'no document'; } catch (e) { return 'blocked'; } });
+        let fetched;
+        try { fetched = await (await fetch(${JSON.stringify(`${segdBase()}/sync/out?partners=*`)}, { credentials: 'include' })).text(); } catch (e) { fetched = 'refused'; }
+        return { html: document.documentElement.outerHTML, cookie: document.cookie, scripts: [...document.scripts].map((s) => s.src + s.text), entries: performance.getEntries().map((e) => e.name), frames, fetched };
+      })()`)) as { frames: string[]; fetched: string; entries: string[] };
+      expect(JSON.stringify(seen)).not.toContain(id);
+      expect(await scriptText).not.toContain(id);
+      expect([seen.frames, seen.fetched]).toEqual([['no document'], 'refused']);
+      expect(seen.entries.some((e) => e.includes('/sync/frame.html'))).toBe(true);
+    } finally {
+      await fresh.close();
+    }
   });
 });

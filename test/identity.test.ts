@@ -162,22 +162,29 @@ describe('inbound sync: formats, cookies, open redirects', () => {
     },
   );
 
-  it('signed callbacks: only a fresh, valid HMAC over partner + uid + time is taken', async () => {
+  it('signed callbacks: only a fresh, valid HMAC over partner + uid + time + this browser\'s segd uid is taken', async () => {
     const now = Math.floor(Date.now() / 1000);
-    const ok = await get(`/sync/in?partner=dspb&puid=signed-1&ts=${now}&sig=${sign(HMAC, 'dspb', 'signed-1', now)}`);
+    const mine = 'SignedBrowser000000001';
+    const other = 'SignedBrowser000000002';
+    const as = (uid: string) => ({ Cookie: `segd=${uid}` });
+    const ok = await get(`/sync/in?partner=dspb&puid=signed-1&ts=${now}&sig=${sign(HMAC, 'dspb', 'signed-1', now, mine)}`, as(mine));
     expect(ok.status).toBe(200);
-    const bad: Array<[string, string]> = [
-      ['missing', 'puid=signed-2'],
-      ['stale', `puid=signed-2&ts=${now - 3600}&sig=${sign(HMAC, 'dspb', 'signed-2', now - 3600)}`],
-      ['another uid', `puid=signed-2&ts=${now}&sig=${sign(HMAC, 'dspb', 'signed-1', now)}`],
-      ['another key', `puid=signed-2&ts=${now}&sig=${sign('x'.repeat(20), 'dspb', 'signed-2', now)}`],
-      ['a bad ts', `puid=signed-2&ts=1e9&sig=${sign(HMAC, 'dspb', 'signed-2', now)}`],
+    const good = `puid=signed-2&ts=${now}&sig=${sign(HMAC, 'dspb', 'signed-2', now, mine)}`;
+    const bad: Array<[string, string, Record<string, string>]> = [
+      ['missing', 'puid=signed-2', as(mine)],
+      ['stale', `puid=signed-2&ts=${now - 3600}&sig=${sign(HMAC, 'dspb', 'signed-2', now - 3600, mine)}`, as(mine)],
+      ['another uid', `puid=signed-2&ts=${now}&sig=${sign(HMAC, 'dspb', 'signed-1', now, mine)}`, as(mine)],
+      ['another key', `puid=signed-2&ts=${now}&sig=${sign('x'.repeat(20), 'dspb', 'signed-2', now, mine)}`, as(mine)],
+      ['a bad ts', `puid=signed-2&ts=1e9&sig=${sign(HMAC, 'dspb', 'signed-2', now, mine)}`, as(mine)],
+      // Replayed into another browser, or into one without a segd uid.
+      ['another browser', good, as(other)],
+      ['no segd cookie', good, {}],
     ];
-    for (const [why, q] of bad) {
-      const r = await get(`/sync/in?partner=dspb&${q}`);
+    for (const [why, q, headers] of bad) {
+      const r = await get(`/sync/in?partner=dspb&${q}`, headers);
       expect([why, r.status, r.headers.getSetCookie()]).toEqual([why, 403, []]);
     }
-    await waitFor(async () => (await lookup('partner=dspb&puid=signed-1')).uid !== null, 5000);
+    await waitFor(async () => (await lookup('partner=dspb&puid=signed-1')).uid === mine, 5000);
     expect((await lookup('partner=dspb&puid=signed-2')).uid).toBeNull();
   });
 });
@@ -208,7 +215,7 @@ describe('outbound sync', () => {
     // Two partners' callbacks at once, as a page firing both syncs would.
     const [ra, rb] = await Promise.all([
       get('/sync/in?partner=dspa&puid=par-a', { Cookie: `segd=${me}` }),
-      get(`/sync/in?partner=dspb&puid=par-b&ts=${now}&sig=${sign(HMAC, 'dspb', 'par-b', now)}`, { Cookie: `segd=${me}` }),
+      get(`/sync/in?partner=dspb&puid=par-b&ts=${now}&sig=${sign(HMAC, 'dspb', 'par-b', now, me)}`, { Cookie: `segd=${me}` }),
     ]);
     expect([ra.status, rb.status]).toEqual([200, 200]);
     await waitFor(async () => (await lookup('partner=dspa&puid=par-a')).uid === me && (await lookup('partner=dspb&puid=par-b')).uid === me, 5000);
@@ -232,13 +239,18 @@ describe('outbound sync', () => {
     expect([body.status, [...new Set(body.partners.map((p) => p.status))], body.partners.some((p) => p.usersync), r.headers.getSetCookie()]).toEqual([status, [each], false, []]);
   });
 
-  it('the script fires each partner by its type and holds nothing a page could break out of', async () => {
-    const r = await get(`/sync/script.js?partners=dspc,dspa&gdpr=0&gdpr_consent=${enc('</script><script>alert(1)</script>\u2028')}`);
-    const js = await r.text();
-    expect(r.headers.get('content-type')).toBe('application/javascript; charset=utf-8');
-    expect(js).not.toContain('</script>');
-    expect(js).not.toContain('\u2028');
-    expect(js).toContain('"type":"iframe"');
+  it('the script only adds the frame; the frame fires each partner by its type and holds nothing a page could break out of', async () => {
+    const r = await get(`/sync/script.js?partners=dspc,dspa&gdpr=0`);
+    expect([r.headers.get('content-type'), r.headers.getSetCookie()]).toEqual(['application/javascript; charset=utf-8', []]);
+    expect(await r.text()).toContain("'/sync/frame.html'");
+    const f = await get(`/sync/frame.html?partners=dspc,dspa&gdpr=0&gdpr_consent=${enc('</script><script>alert(1)</script>\u2028')}`);
+    const html = await f.text();
+    expect(f.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(f.headers.get('content-security-policy')).toMatch(/^default-src 'none'; script-src 'sha256-[A-Za-z0-9+/]+=*'; img-src \*; frame-src \*; frame-ancestors \*/);
+    expect(f.headers.get('x-frame-options')).toBeNull();
+    expect(html.match(/<\/script>/g)).toHaveLength(2);
+    expect(html).not.toContain('\u2028');
+    expect(html).toContain('"type":"iframe"');
   });
 
   it('metrics say why each sync ended as it did', async () => {
@@ -250,7 +262,7 @@ describe('outbound sync', () => {
     expect(count('in', 'privacy_blocked')).toBe(3);
     expect(count('in', 'bad_partner')).toBe(5);
     expect(count('in', 'bad_uid')).toBe(7);
-    expect(count('in', 'bad_signature')).toBe(5);
+    expect(count('in', 'bad_signature')).toBe(7);
     expect(count('out', 'opted_out')).toBe(1);
     expect(count('out', 'privacy_blocked')).toBe(1);
   });
@@ -261,8 +273,10 @@ describe('outbound sync', () => {
     const surrogate = await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"gdpr_consent":"\\ud800"}' });
     expect(surrogate.status).toBe(200);
     expect(((await surrogate.json()) as Out).partners[0]!.usersync!.url).toMatch(/gc=%EF%BF%BD&/);
-    const odd = await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"gpp_sid":{"a":1},"us_privacy":["x"]}' });
+    const odd = await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"gpp_sid":"6","us_privacy":["x"]}' });
     expect([odd.status, ((await odd.json()) as { status: string }).status]).toEqual([200, 'no_consent']);
+    const badSid = await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"gpp_sid":{"a":1}}' });
+    expect([badSid.status, ((await badSid.json()) as { error: { code: string } }).error.code]).toEqual([400, 'BAD_SYNC_REQUEST']);
     const r = await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"partners":' });
     expect([r.status, ((await r.json()) as { error: { code: string } }).error.code]).toEqual([400, 'BAD_JSON']);
   });
@@ -379,12 +393,14 @@ describe('ID graph, deletion and resurrection', () => {
 
   it('matches answered just before a graceful stop are stored', async () => {
     const n = 50;
-    const answers = await Promise.all(Array.from({ length: n }, (_, i) => get(`/sync/in?partner=dspc&puid=stop-${i}&f=n`, { Cookie: 'segd=SSSSSSSSSSSSSSSSSSSSSS' })));
+    // 50 browsers (a partner links one id per profile).
+    const browser = (i: number) => `Stop${String(i).padStart(2, '0')}`.padEnd(22, 'S');
+    const answers = await Promise.all(Array.from({ length: n }, (_, i) => get(`/sync/in?partner=dspc&puid=stop-${i}&f=n`, { Cookie: `segd=${browser(i)}` })));
     expect(answers.every((r) => r.status === 204)).toBe(true);
     await segd.stop();
     segd = await start();
     const found = await Promise.all(Array.from({ length: n }, (_, i) => lookup(`partner=dspc&puid=stop-${i}`)));
-    expect(found.filter((f) => f.uid === 'SSSSSSSSSSSSSSSSSSSSSS').length).toBe(n);
+    expect(found.filter((f, i) => f.uid === browser(i)).length).toBe(n);
   });
 
   it('deleting an id nothing is stored for still tombstones it', async () => {

@@ -61,7 +61,8 @@ export async function statusCommand(argv: string[]): Promise<number> {
       filter,
       identity: {
         ids: entries(store.idmap),
-        linkedProfiles: entries(store.links),
+        // One entry per (profile, linked id).
+        links: entries(store.links),
         suppressed: entries(store.optout),
         auditEntries: entries(store.audit),
       },
@@ -97,7 +98,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
       `store    ${s.users.toLocaleString('en')} users · ${mib(s.fileBytes)} (${mib(s.freeBytes)} free on its filesystem) · schema ${String(s.schema)} · ${s.commits} commits` +
         (s.lastCommitAt ? ` · last commit ${new Date(s.lastCommitAt).toISOString()}` : ''),
       `snapshot ${s.snapshotTs ? `generation ${s.generation}, from a snapshot as of ${new Date(s.snapshotTs * 1000).toISOString()} (older changes are stale)` : 'none loaded'}`,
-      `identity ${report.identity.ids.toLocaleString('en')} ids → ${report.identity.linkedProfiles.toLocaleString('en')} profiles · ${report.identity.suppressed.toLocaleString('en')} suppressed (opt-out, deletion) · ${report.identity.auditEntries} audit entries`,
+      `identity ${report.identity.ids.toLocaleString('en')} ids · ${report.identity.links.toLocaleString('en')} links · ${report.identity.suppressed.toLocaleString('en')} suppressed (opt-out, deletion) · ${report.identity.auditEntries} audit entries`,
       `server   ${report.server ? `running (pid ${report.server})` : 'not running'}`,
       `filter   ${String(filter.state)}${filter.users !== undefined ? ` · ${Number(filter.users).toLocaleString('en')} users · ${mib(Number(filter.bytes))}` : ''}`,
       `seed     ${report.sources.seed.file ?? 'none'}${report.sources.seed.checkpoint ? (report.sources.seed.checkpoint.done ? ' · done' : ` · ${report.sources.seed.checkpoint.percent}%`) : ''}`,

@@ -56,6 +56,9 @@ export interface Config {
   syncLimit: number;
   syncSignatureWindow: number;
   deletionTombstoneDays: number;
+  optoutRate: number;
+  optoutBurst: number;
+  maxIdsPerProfile: number;
 }
 
 /** The repo's own sample feed, loaded into an empty store by default. */
@@ -154,6 +157,9 @@ export const SETTINGS: Setting[] = [
   { key: 'syncLimit', env: 'SEGD_SYNC_LIMIT', def: 8, parse: int(1, 100), doc: 'most partners one outbound sync answer lists (a request may ask for fewer with `limit`)' },
   { key: 'syncSignatureWindow', env: 'SEGD_SYNC_SIG_WINDOW', def: 300, parse: int(1, 86_400), doc: 'how far (seconds, either way) a signed callback\'s `ts` may be from now' },
   { key: 'deletionTombstoneDays', env: 'SEGD_DELETION_TOMBSTONE_DAYS', def: 400, parse: int(8, 36_500), doc: 'how long a deleted user\'s tombstone blocks upstream data for it (opt-outs never lapse)' },
+  { key: 'optoutRate', env: 'SEGD_OPTOUT_RATE', def: 5, parse: num(0, 10_000), doc: 'browser opt-outs per second each worker stores (a token bucket; past it the opt-out cookie is still set, the store write is refused)' },
+  { key: 'optoutBurst', env: 'SEGD_OPTOUT_BURST', def: 50, parse: int(1, 1_000_000), doc: 'browser opt-outs a worker stores at once before `SEGD_OPTOUT_RATE` applies' },
+  { key: 'maxIdsPerProfile', env: 'SEGD_MAX_IDS_PER_PROFILE', def: 200, parse: int(1, 100_000), doc: 'most ids (partner ids, device ids…) one profile links; a partner links one id per profile (its latest), and a match past the cap is refused' },
 ] as Setting[];
 
 export { BadValue };

@@ -34,6 +34,7 @@ export function createApp(deps: AppDeps): TemplatedApp {
     ['/sync/out', 'get', syncOut.get],
     ['/sync/out', 'post', syncOut.post],
     ['/sync/script.js', 'get', syncOut.script],
+    ['/sync/frame.html', 'get', syncOut.frame],
     ['/optout', 'get', privacy.optout],
     ['/v1/users', 'del', privacy.deleteUser],
     ['/v1/admin/audit', 'get', privacy.audit],

@@ -20,8 +20,10 @@
 import { createHash } from 'node:crypto';
 import type { Store } from '../store/env.js';
 import type { Writer } from '../loader/writer.js';
+import type { Database } from 'lmdb';
 import { aliasKey, describeKey, kindOf, SEP } from './keys.js';
-import { isActive, type AuditEntry, type Suppression, type SuppressionReason } from './suppression.js';
+import { Links } from './links.js';
+import { isActive, stronger, type AuditEntry, type Suppression, type SuppressionReason } from './suppression.js';
 
 export interface ForgetTarget {
   /** A segd uid (resolved through merges), or */
@@ -43,6 +45,7 @@ export interface ForgetResult {
 }
 
 const AUDIT_SEQ = 'auditSeq';
+export const DEFAULT_MAX_IDS_PER_PROFILE = 200;
 
 export const digest = (s: string) => createHash('sha256').update(s).digest('hex').slice(0, 16);
 
@@ -54,19 +57,23 @@ export class GraphWriter {
    */
   readonly merged = new Set<string>();
 
-  constructor(private readonly store: Store, private readonly writer: Writer) {
+  /** The ids each profile links (one key per id). */
+  private readonly links: Links;
+
+  constructor(private readonly store: Store, private readonly writer: Writer, private readonly maxIds = DEFAULT_MAX_IDS_PER_PROFILE) {
+    this.links = new Links(store.links as Database<unknown, string>);
     const start = aliasKey('');
     for (const key of store.idmap.getKeys({ start, end: `${start}\uffff`, snapshot: false })) this.merged.add((key as string).slice(start.length));
   }
 
-  /** Loads the suppressed users into the writer (called once at start; each is ≈ 100 bytes of heap). */
+  /** Loads the suppressed users into the writer (called once at start; at most its in-memory cap, the rest stay in the store). */
   loadSuppressed(nowSec: number): number {
     let n = 0;
     for (const { key, value } of this.store.optout.getRange({ snapshot: false })) {
       const k = key as string;
       const s = value as Suppression;
       if (k.includes(SEP) || !isActive(s, nowSec)) continue;
-      this.writer.suppressed.set(k, s.until === 0 ? Infinity : s.until);
+      if (!this.writer.suppressed.set(k, s.until === 0 ? Infinity : s.until)) break;
       n++;
     }
     return n;
@@ -85,18 +92,26 @@ export class GraphWriter {
     if (this.writer.isSuppressed(profile, nowSec)) return false;
     if (isActive(this.store.optout.get(key) as Suppression | undefined, nowSec)) return false;
     const prev = idmap.get(key);
+    const partner = kindOf(key) === 'p' ? key.slice(2, key.indexOf(SEP, 2)) : null;
     if (prev === profile) {
-      if (kindOf(key) === 'p') this.synced(profile, key.slice(2, key.indexOf(SEP, 2)), nowSec);
+      if (partner !== null) this.synced(profile, partner, nowSec);
       return true;
     }
     if (prev !== undefined && kindOf(key) === 'login') {
       this.merge(profile, prev);
       return true;
     }
-    if (prev !== undefined) this.unlink(prev, key);
+    // One id per partner per profile, the latest: a new partner uid replaces the old one.
+    const replaced = partner !== null ? this.links.ofPartner(profile, partner) : [];
+    if (replaced.length === 0 && this.links.count(profile, this.maxIds) >= this.maxIds) return false;
+    for (const old of replaced) {
+      if (idmap.get(old) === profile) idmap.removeSync(old);
+      this.links.remove(profile, old);
+    }
+    if (prev !== undefined) this.links.remove(prev, key);
     idmap.putSync(key, profile);
-    this.link(profile, [key]);
-    if (kindOf(key) === 'p') this.synced(profile, key.slice(2, key.indexOf(SEP, 2)), nowSec);
+    this.links.add(profile, key);
+    if (partner !== null) this.synced(profile, partner, nowSec);
     return true;
   }
 
@@ -113,32 +128,20 @@ export class GraphWriter {
 
   /** Merges profile `from` into profile `into` (see the rules above). */
   private merge(from: string, into: string): void {
-    const { idmap, links } = this.store;
+    const { idmap } = this.store;
     this.writer.mergeMembers(from, into);
-    const moved = links.get(from) ?? [];
+    const moved = this.links.list(from);
     for (const k of moved) idmap.putSync(k, into);
-    links.removeSync(from);
+    this.links.removeAll(from);
     this.store.syncs.removeSync(from);
     const alias = aliasKey(from);
     idmap.putSync(alias, into);
-    this.link(into, [...moved, alias]);
+    // Not capped: merges come from authenticated match uploads, and every id moved must keep resolving.
+    for (const k of moved) this.links.add(into, k);
+    this.links.add(into, alias);
     this.merged.add(from);
     // Lookups by the merged uid go through the known-users filter first.
     this.writer.markKnown(from);
-  }
-
-  private link(uid: string, keys: string[]): void {
-    const have = this.store.links.get(uid) ?? [];
-    const add = keys.filter((k) => !have.includes(k));
-    if (add.length) this.store.links.putSync(uid, [...have, ...add]);
-  }
-
-  private unlink(uid: string, key: string): void {
-    const have = this.store.links.get(uid);
-    if (!have) return;
-    const left = have.filter((k) => k !== key);
-    if (left.length) this.store.links.putSync(uid, left);
-    else this.store.links.removeSync(uid);
   }
 
   /**
@@ -149,14 +152,22 @@ export class GraphWriter {
    * still be on its way from upstream).
    */
   forget(target: ForgetTarget, reason: SuppressionReason, nowSec: number, until: number, by: string): ForgetResult {
-    const { idmap, links, optout, audit, meta } = this.store;
+    const { idmap, optout, audit, meta } = this.store;
     let result!: ForgetResult;
     // Applied to the in-memory sets only once the transaction committed (it may fail: a full disk).
     const unmerged: string[] = [];
-    let suppressed: string[] = [];
+    const suppressed = new Map<string, number>();
+    const kept = new Map<string, number>();
+    // Never shortens a tombstone already there (an opt-out's "never" stays "never").
+    const tombstone = (k: string, tomb: Suppression): number => {
+      const had = optout.get(k) as Suppression | undefined;
+      const keep = stronger(had, tomb, nowSec);
+      if (keep !== had) optout.putSync(k, keep);
+      return keep.until;
+    };
     this.writer.commit(() => {
       const uid = target.uid !== undefined ? this.profileOf(target.uid) : idmap.get(target.key!) ?? null;
-      const linked = uid !== null ? links.get(uid) ?? [] : [];
+      const linked = uid !== null ? this.links.list(uid) : [];
       const keys = target.key !== undefined && !linked.includes(target.key) ? [...linked, target.key] : linked;
       const tomb: Suppression = { at: nowSec, until, reason };
       const users = uid !== null ? [uid] : [target.uid!].filter((u) => u !== undefined);
@@ -167,16 +178,17 @@ export class GraphWriter {
           users.push(u);
           unmerged.push(u);
         }
-        else optout.putSync(k, tomb);
+        else kept.set(k, tombstone(k, tomb));
       }
       let memberships = false;
       for (const u of users) {
         memberships = this.writer.removeMembers(u) || memberships;
         this.store.syncs.removeSync(u);
-        optout.putSync(u, tomb);
+        suppressed.set(u, tombstone(u, tomb));
       }
-      suppressed = users;
-      if (uid !== null) links.removeSync(uid);
+      // What the answer and the audit report: the profile's tombstone as it now stands.
+      const lasts = users.length ? suppressed.get(users[0]!)! : kept.get(target.key!) ?? until;
+      if (uid !== null) this.links.removeAll(uid);
       const seq = ((meta.get(AUDIT_SEQ) as number | undefined) ?? 0) + 1;
       meta.putSync(AUDIT_SEQ, seq);
       const requested = target.key ?? target.uid!;
@@ -190,14 +202,14 @@ export class GraphWriter {
         uidDigest: uid !== null ? digest(uid) : null,
         ids: linked.length,
         memberships,
-        until,
+        until: lasts,
         by,
       };
       audit.putSync(seq, entry);
-      result = { found, uid: found ? uid : null, ids: linked.length, memberships, until, auditSeq: seq };
+      result = { found, uid: found ? uid : null, ids: linked.length, memberships, until: lasts, auditSeq: seq };
     });
     for (const u of unmerged) this.merged.delete(u);
-    for (const u of suppressed) this.writer.suppressed.set(u, until === 0 ? Infinity : until);
+    for (const [u, t] of suppressed) this.writer.suppressed.set(u, t === 0 ? Infinity : t);
     return result;
   }
 

@@ -12,9 +12,11 @@
 //
 // Merges (cross-device linking) repoint every key to the surviving profile at
 // write time, so a resolved uid is always the profile's: no chains to follow.
+import type { Database } from 'lmdb';
 import type { Store } from '../store/env.js';
+import { hasLinks, linksOf } from './links.js';
 import { aliasKey, encodeGraphKey, type GraphKey } from './keys.js';
-import type { AuditEntry } from './suppression.js';
+import type { AuditEntry, Suppression } from './suppression.js';
 
 export class IdGraph {
   constructor(private readonly store: Store, private readonly maxIdBytes = 128) {}
@@ -42,6 +44,24 @@ export class IdGraph {
     return this.store.syncs.get(this.profileOf(uid)) ?? {};
   }
 
+  /**
+   * Whether segd holds anything for this segd uid: memberships, a partner
+   * match, linked ids, a merge into another profile, or a deletion's
+   * tombstone (an opt-out makes it never lapse). A browser opt-out
+   * stores a tombstone only for a uid segd knows (a made-up cookie writes
+   * nothing).
+   */
+  knows(uid: string): boolean {
+    const s = this.store;
+    return s.members.doesExist(uid) || s.syncs.doesExist(uid) || s.idmap.doesExist(aliasKey(uid)) || s.optout.doesExist(uid) || hasLinks(s.links as Database<unknown, string>, uid);
+  }
+
+  /** Whether this uid is already opted out for good (a repeated opt-out writes nothing). */
+  optedOut(uid: string): boolean {
+    const t = this.store.optout.get(uid) as Suppression | undefined;
+    return t !== undefined && t.until === 0;
+  }
+
   /** The newest `limit` entries of the privacy audit log, newest first. */
   auditTail(limit: number): AuditEntry[] {
     const out: AuditEntry[] = [];
@@ -51,6 +71,6 @@ export class IdGraph {
 
   /** The id keys linked to a profile (partner ids, device ids, merged uids…). */
   links(uid: string): string[] {
-    return this.store.links.get(uid) ?? [];
+    return linksOf(this.store.links as Database<unknown, string>, uid);
   }
 }

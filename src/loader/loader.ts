@@ -59,7 +59,7 @@ export class Loader {
     private readonly metrics?: ProcessMetrics,
     hooks: WriterHooks = {},
   ) {
-    this.writer = new Writer(store, hooks);
+    this.writer = new Writer(store, { maxIdsPerProfile: config.maxIdsPerProfile, ...hooks });
     this.limits = recordLimits(config.maxUidBytes, config.unknownSegments, this.knownSegments);
     this.refreshTaxonomy();
     this.sweeper = new Sweeper(store, this.writer, log);

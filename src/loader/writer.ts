@@ -6,6 +6,7 @@ import { decodeMembers, encodeMembers, isValidMembersValue, type Membership } fr
 import type { Change } from './records.js';
 import { StoreFullError, stallReason, type StallReason } from '../store/write-failure.js';
 import { GraphWriter } from '../identity/graph-writer.js';
+import { SuppressedUsers } from '../identity/suppression.js';
 
 export interface Checkpoint {
   key: string;
@@ -31,6 +32,10 @@ export interface WriterHooks {
   tombstoneSeconds?: number;
   /** The store stopped taking writes (full), or took one again (null). Called on each change of state. */
   onStall?: (reason: StallReason | null, err?: unknown) => void;
+  /** Most suppressed users held in memory (default MAX_SUPPRESSED_IN_MEMORY); the rest are read from the store. */
+  suppressedInMemory?: number;
+  /** Most ids one profile links (identity/graph-writer.ts; default 200). */
+  maxIdsPerProfile?: number;
 }
 
 export const DEFAULT_TOMBSTONE_SECONDS = 7 * 86_400;
@@ -66,8 +71,9 @@ export class Writer {
    * Users whose data must not come back (opt-out, deletion): uid → until
    * (unix s; Infinity = for good). Kept by the ID graph writer, persisted in
    * the `optout` db; every change for such a user is skipped (counted stale).
+   * Bounded in memory (identity/suppression.ts).
    */
-  readonly suppressed = new Map<string, number>();
+  readonly suppressed: SuppressedUsers;
 
   /** The ID graph's writes (match changes, merges, opt-out, deletion) share this writer's transactions. */
   readonly graph: GraphWriter;
@@ -75,13 +81,13 @@ export class Writer {
   constructor(private readonly store: Store, private readonly hooks: WriterHooks = {}) {
     this.tombstoneSeconds = hooks.tombstoneSeconds ?? DEFAULT_TOMBSTONE_SECONDS;
     this.floorTs = (store.meta.get(SNAPSHOT_TS_KEY) as number | undefined) ?? 0;
-    this.graph = new GraphWriter(store, this);
+    this.suppressed = new SuppressedUsers(store.optout, hooks.suppressedInMemory);
+    this.graph = new GraphWriter(store, this, hooks.maxIdsPerProfile);
     this.graph.loadSuppressed(Math.floor(Date.now() / 1000));
   }
 
   isSuppressed(uid: string, nowSec: number): boolean {
-    const until = this.suppressed.get(uid);
-    return until !== undefined && until > nowSec;
+    return this.suppressed.isSuppressed(uid, nowSec);
   }
 
   /** Set while the store cannot take writes (full); cleared by the next commit. */

@@ -32,9 +32,10 @@ export async function startPartner(opts: { id: string; host: string; segdBase: (
       if (v) back.set(k, v);
     }
     if (opts.hmacKey) {
+      // Signed for the segd uid this partner was sent (its ${UID} macro).
       const ts = Math.floor(Date.now() / 1000);
       back.set('ts', String(ts));
-      back.set('sig', sign(opts.hmacKey, opts.id, puid, ts));
+      back.set('sig', sign(opts.hmacKey, opts.id, puid, ts, url.searchParams.get('segd') ?? ''));
     }
     res.writeHead(302, {
       Location: `${opts.segdBase()}/sync/in?${back}`,

@@ -1,9 +1,13 @@
 // Privacy actions.
 //
 //   GET /optout            the browser's opt-out: a non-unique opt-out cookie
-//                          (5 years), the id cookie expired, and
-//                          the user's matches and memberships deleted with a
-//                          tombstone that never lapses. Answers a short HTML page.
+//                          (5 years), the id cookie expired, and — for a uid
+//                          segd knows, at most SEGD_OPTOUT_RATE per second per
+//                          worker — the user's matches and memberships deleted
+//                          with a tombstone that never lapses. Answers a short
+//                          HTML page. A GET (opt-out tools call it as an image),
+//                          so any page can trigger it: what it may write is
+//                          bounded by the rate and by the uids segd holds data for.
 //   DELETE /v1/users?…     (admin) CCPA-style deletion by any id: uid=,
 //                          partner=&puid=, ifa=, eid_source=&eid=, login=[&login_source=].
 //                          Memberships and every linked id removed, tombstoned
@@ -18,6 +22,7 @@ import { checkUid } from '../../lookup/keys.js';
 import { readUid, optoutCookie, expiredCookie, cookieSettings } from '../../identity/cookie.js';
 import { readGraphKey } from './id-query.js';
 import type { ForgetAnswer } from '../../loader/loader.js';
+import { TokenBucket } from '../../identity/token-bucket.js';
 
 const fullDetail = (reason: string) => `${reason === 'map_full' ? 'LMDB map size reached' : 'disk full'}; nothing was deleted, retry later`;
 
@@ -28,6 +33,8 @@ export function privacyRoutes(deps: AppDeps) {
   const m = deps.metrics.route('privacy');
   const cs = cookieSettings(config);
   const admin = new BearerKeys(config.adminKeys);
+  const bucket = new TokenBucket(config.optoutRate, config.optoutBurst);
+  let warnedAt = -Infinity;
 
   const optout = (res: HttpResponse, req: HttpRequest): void => {
     const t0 = performance.now();
@@ -43,7 +50,16 @@ export function privacyRoutes(deps: AppDeps) {
         .end(OPTED_OUT_PAGE);
       done(200);
     };
-    if (uid === null) return answer();
+    // Stored only for a uid segd knows, once, and at a bounded rate: the
+    // cookie is the user's choice either way (it stops every later sync).
+    if (uid === null || deps.graph.optedOut(uid) || !deps.graph.knows(uid)) return answer();
+    if (!bucket.take()) {
+      if (performance.now() - warnedAt > 10_000) {
+        warnedAt = performance.now();
+        deps.log.warn({ rate: config.optoutRate, burst: config.optoutBurst }, 'browser opt-outs over SEGD_OPTOUT_RATE: cookie set, store write refused');
+      }
+      return answer();
+    }
     const p = pending(res, deps.inflight, () => deps.metrics.aborted());
     deps.forget({ target: { uid }, reason: 'optout', by: 'cookie' }).then(
       (r: ForgetAnswer) => p.settle(() => ('full' in r ? done(sendError(res, 'STORE_FULL', fullDetail(r.full))) : answer())),
@@ -71,7 +87,7 @@ export function privacyRoutes(deps: AppDeps) {
         p.settle(() =>
           'full' in r ? done(sendError(res, 'STORE_FULL', fullDetail(r.full))) : done(sendBody(res, 200, JSON_TYPE, JSON.stringify({
             found: r.found, uid: r.uid, ids: r.ids, memberships: r.memberships,
-            tombstoneUntil: new Date(r.until * 1000).toISOString(), audit: r.auditSeq,
+            tombstoneUntil: r.until === 0 ? null : new Date(r.until * 1000).toISOString(), audit: r.auditSeq,
           }))),
         ),
       (err: unknown) => {

@@ -1,6 +1,7 @@
 // Cookie sync.
 //
 //   GET /sync/in?partner=P&puid=X&gdpr=&gdpr_consent=&us_privacy=&gpp=&gpp_sid=&f=i|b|n[&ts=&sig=]
+//       (sig: identity/signature.ts — bound to this browser's segd uid)
 //       A partner's pixel sends the browser here with its own uid: the segd
 //       cookie is read or created and partner uid → segd uid goes to the ID
 //       graph. Answers a 1×1 GIF (f=i, default), an empty 200 HTML (f=b) or a
@@ -8,7 +9,9 @@
 //   GET|POST /sync/out   the partners this browser should sync with now, their
 //       URLs filled from their registered templates (JSON, like Prebid
 //       Server's /cookie_sync).
-//   GET /sync/script.js  the same list as a script that fires the syncs.
+//   GET /sync/script.js  a script for a page: adds a hidden iframe on segd's
+//       origin, /sync/frame.html, which holds the same list and fires it, so
+//       the page never sees the uid (identity/sync-frame.ts).
 //
 // Privacy first, as Prebid Server's /setuid: opt-out cookie, then consent,
 // then anything else. A request that may not store or sync gets a fast
@@ -26,6 +29,7 @@ import { parseConsent, mayStore, maySync, type Consent, type ConsentInput } from
 import { partnerKey } from '../../identity/keys.js';
 import { checkSignature } from '../../identity/signature.js';
 import { TemplateCache, type MacroValues } from '../../identity/sync-template.js';
+import { LOADER_SCRIPT, FRAME_CSP, frameHtml } from '../../identity/sync-frame.js';
 import {
   readUid, isOptedOut, newUid, uidCookie, cookieSettings, type CookieSettings,
 } from '../../identity/cookie.js';
@@ -83,13 +87,15 @@ export function syncInRoute(deps: AppDeps) {
     const consent = parseConsent(consentQuery(req));
     if (!mayStore(consent, config.gvlVendorId)) return outcome('no_consent', noop(res));
     if (!maySync(consent)) return outcome('privacy_blocked', noop(res));
+    const known = readUid(cookie, cs);
     const key = p.sync.hmacKey;
     if (key !== null) {
-      const why = checkSignature(key, p.id, puid!, req.getQuery('ts') ?? '', req.getQuery('sig') ?? '', nowSeconds(), config.syncSignatureWindow);
-      if (why !== 'ok') return outcome('bad_signature', sendError(res, 'BAD_SIGNATURE', why));
+      // Bound to the browser's own uid: a callback made for another browser does not verify here.
+      const why = checkSignature(key, p.id, puid!, req.getQuery('ts') ?? '', req.getQuery('sig') ?? '', nowSeconds(), config.syncSignatureWindow, known);
+      if (why !== 'ok') return outcome('bad_signature', sendError(res, 'BAD_SIGNATURE', why === 'no_uid' ? 'no segd uid in this browser: a signed callback must answer a segd-initiated sync' : why));
     }
     const f = req.getQuery('f');
-    const uid = readUid(cookie, cs) ?? newUid();
+    const uid = known ?? newUid();
     if (!matches.push({ key: partnerKey(p.id, puid!), uid })) return outcome('overloaded', noop(res));
     res.writeStatus(status(f === 'n' ? 204 : 200)).writeHeader('Cache-Control', NO_STORE).writeHeader('Set-Cookie', uidCookie(cs, uid));
     if (f === 'n') res.end();
@@ -116,7 +122,7 @@ interface OutAnswer {
   cookies: string[];
 }
 
-/** The outbound sync decision, shared by /sync/out and /sync/script.js. */
+/** The outbound sync decision, shared by /sync/out and /sync/frame.html. */
 function planSync(deps: AppDeps, templates: TemplateCache, cs: CookieSettings, r: OutRequest): OutAnswer {
   const { config, registry } = deps;
   const asked = r.partners ?? registry.partners().filter((p) => p.sync && !p.disabled).map((p) => p.id);
@@ -175,11 +181,33 @@ function readOutParams(partners: unknown, limit: unknown): { partners: string[] 
   } else if (partners !== undefined && partners !== '' && partners !== '*') return null;
   let lim: number | null = null;
   if (limit !== undefined && limit !== '') {
-    const n = typeof limit === 'number' ? limit : /^\d{1,4}$/.test(String(limit)) ? Number(limit) : NaN;
+    // Types first: String() of a caller's nested array recurses without bound.
+    const n = typeof limit === 'number' ? limit : typeof limit === 'string' && /^\d{1,4}$/.test(limit) ? Number(limit) : NaN;
     if (!Number.isInteger(n) || n < 1) return null;
     lim = n;
   }
   return { partners: list, limit: lim };
+}
+
+const GPP_SID = /^(?:\d{1,5}(?:,\d{1,5}){0,63})?$/;
+
+/**
+ * `gpp_sid` of a POST body: a string like "2,6", or an array of section ids
+ * (Prebid Server #3787) joined into that string. Checked by type and size
+ * before any join: an array's join (or String()) recurses into nested arrays
+ * without bound. Undefined = absent; null = malformed.
+ */
+export function readGppSid(v: unknown): string | undefined | null {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'string') return GPP_SID.test(v) ? v : null;
+  if (!Array.isArray(v) || v.length > 64) return null;
+  let out = '';
+  for (let i = 0; i < v.length; i++) {
+    const x: unknown = v[i];
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 65_535) return null;
+    out += (i ? ',' : '') + x;
+  }
+  return out;
 }
 
 function writeCookies(res: HttpResponse, cookies: string[]): void {
@@ -238,10 +266,10 @@ export function syncOutRoutes(deps: AppDeps) {
           return done(sendError(res, 'BAD_JSON', 'the body must be a JSON object'));
         }
         const params = readOutParams(body.partners, body.limit);
-        const str = (v: unknown) => (v === undefined || v === null ? undefined : typeof v === 'string' ? v : typeof v === 'number' ? String(v) : '\u0000');
-        // gpp_sid as an array (Prebid Server #3787) is accepted as the list it means.
-        const sid = Array.isArray(body.gpp_sid) ? body.gpp_sid.join(',') : str(body.gpp_sid);
         if (params === null) return done(badRequest(res, 'partners must be "*" or an array of partner ids; limit a positive integer'));
+        const sid = readGppSid(body.gpp_sid);
+        if (sid === null) return done(badRequest(res, 'gpp_sid must be an array of section ids (integers 0-65535) or a string like "2,6"'));
+        const str = (v: unknown) => (v === undefined || v === null ? undefined : typeof v === 'string' ? v : typeof v === 'number' ? String(v) : '\u0000');
         const consent = { gdpr: str(body.gdpr), gdprConsent: str(body.gdpr_consent), usPrivacy: str(body.us_privacy), gpp: str(body.gpp), gppSid: sid };
         const a = plan({ consent, ...params, cookie });
         res.writeHeader('Cache-Control', NO_STORE);
@@ -251,29 +279,32 @@ export function syncOutRoutes(deps: AppDeps) {
     });
   };
 
-  /** A script tag's worth of sync: `<script async src="https://segd.example/sync/script.js?gdpr=…&gdpr_consent=…"></script>`. */
-  const script = (res: HttpResponse, req: HttpRequest): void => {
+  /**
+   * A script tag's worth of sync: `<script async src="https://segd.example/sync/script.js?gdpr=…&gdpr_consent=…"></script>`.
+   * The same script for every browser (identity/sync-frame.ts): it only adds the frame.
+   */
+  const script = (res: HttpResponse): void => {
+    const t0 = performance.now();
+    res.writeHeader('Cache-Control', 'public, max-age=3600').writeHeader('X-Content-Type-Options', 'nosniff');
+    const st = sendBody(res, 200, 'application/javascript; charset=utf-8', LOADER_SCRIPT);
+    m.observe(st, (performance.now() - t0) / 1000);
+  };
+
+  /** The frame on segd's origin that holds this browser's sync list and fires it. */
+  const frame = (res: HttpResponse, req: HttpRequest): void => {
     const t0 = performance.now();
     const params = readOutParams(req.getQuery('partners'), req.getQuery('limit')) ?? { partners: [], limit: null };
     const a = plan({ consent: consentQuery(req), ...params, cookie: req.getHeader('cookie') });
     const list = a.partners.filter((x) => x.usersync).map((x) => x.usersync!);
-    res.writeHeader('Cache-Control', NO_STORE);
+    res
+      .writeHeader('Cache-Control', NO_STORE)
+      .writeHeader('Content-Security-Policy', FRAME_CSP)
+      .writeHeader('X-Content-Type-Options', 'nosniff')
+      .writeHeader('Referrer-Policy', 'no-referrer');
     writeCookies(res, a.cookies);
-    const st = sendBody(res, 200, 'application/javascript; charset=utf-8', fireScript(list));
+    const st = sendBody(res, 200, 'text/html; charset=utf-8', frameHtml(list));
     m.observe(st, (performance.now() - t0) / 1000);
   };
 
-  return { get, post, script };
-}
-
-/** JS that fires each sync: an image for redirect/pixel syncs, a hidden iframe for iframe syncs. */
-export function fireScript(list: Array<{ url: string; type: string }>): string {
-  // JSON inside a script: escape what could end the script element or a JS string.
-  const data = JSON.stringify(list).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
-  return (
-    '(function(s){for(var i=0;i<s.length;i++){var u=s[i];' +
-    "if(u.type==='iframe'){var f=document.createElement('iframe');f.src=u.url;f.width=f.height='0';f.style.display='none';" +
-    "f.setAttribute('aria-hidden','true');(document.body||document.documentElement).appendChild(f);}" +
-    'else{var m=new Image(1,1);m.src=u.url;}}})(' + data + ');\n'
-  );
+  return { get, post, script, frame };
 }
