@@ -22,7 +22,7 @@ export function enrichRoute(deps: AppDeps) {
   const { lookup, metrics, config, state, inflight, log, callers, admission, resolver, registry } = deps;
   const m = metrics.route('enrich');
   const userData = new UserData(registry, config.dmpDomain);
-  const policy = { gvlVendorId: config.gvlVendorId };
+  const policy = { gvlVendorId: config.gvlVendorId, gdprApplies: config.gdprDefault === 'applies' };
 
   return (res: HttpResponse, req: HttpRequest): void => {
     const t0 = performance.now();
