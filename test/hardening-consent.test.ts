@@ -31,7 +31,8 @@ const OK = { status: 200, reason: null };
 const no = (reason: string) => ({ status: 204, reason });
 
 // [what, regs, user fields, expected] — under the default SEGD_GDPR_DEFAULT (applies).
-const TABLE: Array<[string, Obj | undefined, Obj, { status: number; reason: string | null }]> = [
+type Row = readonly [string, Obj | undefined, Obj, { status: number; reason: string | null }];
+const TABLE: readonly Row[] = [
   // GDPR applies, in every spelling, without a consent string: refused.
   ...[1, '1', true, 'true'].map((v) => [`regs.gdpr = ${JSON.stringify(v)}, no consent`, { gdpr: v }, {}, no('gdpr')] as const),
   ...[1, '1', true, 'true'].map((v) => [`regs.ext.gdpr = ${JSON.stringify(v)}, no consent`, { ext: { gdpr: v } }, {}, no('gdpr')] as const),
@@ -102,7 +103,7 @@ describe('SEGD_GDPR_DEFAULT=not-applies', () => {
     expect(await stopReport(segd)).toEqual(CLEAN_STOP);
   });
 
-  const table: Array<[string, Obj | undefined, Obj, { status: number; reason: string | null }]> = [
+  const table: readonly Row[] = [
     ['no regs at all', undefined, {}, OK],
     ['regs.gdpr = null', { gdpr: null }, {}, OK],
     // Only "unknown" changes: a signal that is sent is honoured as before.
