@@ -12,12 +12,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pack, unpack } from 'msgpackr';
-import { startSegd, stopReport, tempDir, feedLine, CLEAN_STOP, type Segd } from './helpers/server.js';
+import { startSegd, stopReport, tempDir, feedLine, waitFor, CLEAN_STOP, type Segd } from './helpers/server.js';
 import { bearer, KEYS, ADMIN_KEY, PARTNERS, SEGMENTS, DMP_DOMAIN, GVL_ID } from './helpers/activation.js';
 import { WsLookupClient } from '../src/client/ws-client.js';
 
 type Obj = Record<string, any>;
 const LOGIN = 'b'.repeat(64);
+const SYNCED = 'SyncedBrowserUid000001';
 const V = { ifa: '11111111-2222-4333-8444-555555555555', login: 'c'.repeat(64), id5: 'ID5*victim', dsp1: 'd1-victim' };
 
 // Segments all in the taxonomy (so enrichment's user.data shows every one).
@@ -29,6 +30,8 @@ const USERS: Record<string, number[]> = {
   'dev-b': [1001, 3005],
   // A user dsp2 synced itself, never merged.
   plain: [1002, 3005],
+  // A browser's segd uid (a cookie value segd could have written) both partners sync through /sync/in.
+  [SYNCED]: [1001, 1002, 3005],
 };
 const MATCHES = [
   { op: 'match', ifa: V.ifa, uid: 'victim-1' },
@@ -59,7 +62,9 @@ beforeAll(async () => {
   const seed = join(dir, 'seed.ndjson');
   writeFileSync(seed, [...Object.entries(USERS).map(([uid, segments]) => feedLine({ op: 'add', uid, segments })), ...MATCHES.map(feedLine)].join(''));
   const config = join(dir, 'segd.json');
-  writeFileSync(config, JSON.stringify({ adminKeys: [ADMIN_KEY], dmpDomain: DMP_DOMAIN, gvlVendorId: GVL_ID, partners: PARTNERS, segments: SEGMENTS }));
+  // dsp1 and dsp2 take part in cookie sync.
+  const partners = PARTNERS.map((p) => (p.id === 'all' ? p : { ...p, sync: { url: `https://${p.id}.example/sync?u=\${UID}`, type: 'pixel' } }));
+  writeFileSync(config, JSON.stringify({ adminKeys: [ADMIN_KEY], dmpDomain: DMP_DOMAIN, gvlVendorId: GVL_ID, partners, segments: SEGMENTS }));
   segd = await startSegd({ env: { SEGD_SEED: seed, SEGD_CONFIG: config, SEGD_LOOKUP_AUTH: 'required', SEGD_WORKERS: '2', SEGD_ENRICH_BUDGET_MS: '10000' } });
 });
 afterAll(async () => {
@@ -121,6 +126,20 @@ describe('the segd uid is shown only to callers entitled to it', () => {
     // dsp2 synced dev-b; dev-b was merged into dev-a through a login it never saw.
     expect(await get('dsp2', 'partner=dsp2&puid=d2-b')).toEqual({ uid: null, segments: [1002, 2001, 3005] });
     expect(await get('dsp1', 'partner=dsp1&puid=d1-a')).toEqual({ uid: null, segments: [1001, 1002, 2001] });
+  });
+
+  it('cookie sync: each partner sees the segd uid it synced by its own uid, and nothing of the other\'s', async () => {
+    for (const [partner, puid] of [['dsp1', 'sync-d1'], ['dsp2', 'sync-d2']]) {
+      const r = await fetch(`${segd.url}/sync/in?partner=${partner}&puid=${puid}&f=n`, { headers: { Cookie: `segd=${SYNCED}` } });
+      expect(r.status).toBe(204);
+    }
+    // Matches are stored in the background: wait for the admin key to see both.
+    await waitFor(async () => (await get('admin', 'partner=dsp1&puid=sync-d1')).uid === SYNCED && (await get('admin', 'partner=dsp2&puid=sync-d2')).uid === SYNCED, 10_000);
+    expect(await get('dsp1', 'partner=dsp1&puid=sync-d1')).toEqual({ uid: SYNCED, segments: [1001, 1002] });
+    expect(await get('dsp2', 'partner=dsp2&puid=sync-d2')).toEqual({ uid: SYNCED, segments: [1002, 3005] });
+    const other = await fetch(`${segd.url}/v1/segments?partner=dsp1&puid=sync-d1`, { headers: bearer(KEYS.dsp2) });
+    expect(other.status).toBe(403);
+    expect(await batchJson('dsp2', { keys: [{ partner: 'dsp1', puid: 'sync-d1' }] })).toMatchObject([{ uid: null, segments: [], error: { code: 'BAD_ID_KEY' } }]);
   });
 
   it('GET by a segd uid answers the uid as sent, never the profile it was merged into', async () => {
