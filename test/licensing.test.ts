@@ -70,7 +70,8 @@ describe('licensing between partners with overlapping users', () => {
     const { results } = (await r.json()) as Obj;
     expect(results[0]).toMatchObject({ uid: null, segments: [], error: { code: 'BAD_ID_KEY' } });
     expect(results[1]).toEqual({ uid: 'graph-user', segments: [1001, 2001] });
-    expect(results[2]).toEqual({ uid: 'graph-user', segments: [1001, 2001] });
+    // A device id is resolved for its licensed segments, but its segd uid is not dsp1's to see.
+    expect(results[2]).toEqual({ uid: null, segments: [1001, 2001] });
     const asDsp2 = await fetch(`${segd.url}/v1/segments:batch`, { method: 'POST', headers: { ...bearer(KEYS.dsp2), 'Content-Type': 'application/json' }, body: JSON.stringify({ keys: [{ ifa: GRAPH_IDS.ifa }] }) });
     expect(((await asDsp2.json()) as Obj).results[0].segments).toEqual([2001]);
   });

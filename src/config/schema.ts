@@ -39,6 +39,7 @@ export interface Config {
   lookupAuth: 'required' | 'optional';
   dmpDomain: string;
   enrichBudgetMs: number;
+  gdprDefault: 'applies' | 'not-applies';
   maxInflight: number;
   shedLagMs: number;
   wsMaxPayload: number;
@@ -139,6 +140,7 @@ export const SETTINGS: Setting[] = [
   { key: 'lookupAuth', env: 'SEGD_LOOKUP_AUTH', def: () => (process.env.NODE_ENV === 'production' ? 'required' : 'optional'), parse: (raw) => { if (raw !== 'required' && raw !== 'optional') throw new BadValue('must be required or optional'); return raw; }, doc: 'lookup and enrichment callers: `required` = every caller needs a partner key (401 otherwise); `optional` = a caller without `Authorization` gets every segment (a key, when sent, must be valid and filters by licence). Default `required` when NODE_ENV=production (the Docker image), else `optional` so the quick start works' },
   { key: 'dmpDomain', env: 'SEGD_DMP_DOMAIN', def: () => hostname(), parse: str((s) => (/^[A-Za-z0-9.-]{1,253}$/.test(s) ? undefined : 'must be a domain name')), doc: 'this DMP\'s domain: `name` of every OpenRTB `user.data` object segd adds (default: the host name)' },
   { key: 'enrichBudgetMs', env: 'SEGD_ENRICH_BUDGET_MS', def: 20, parse: int(1, 10_000), doc: 'most time an enrichment may take, counted from when segd sees the request; the request\'s `tmax` lowers it. Past it → 204 (no enrichment)' },
+  { key: 'gdprDefault', env: 'SEGD_GDPR_DEFAULT', def: 'applies', parse: (raw) => { if (raw !== 'applies' && raw !== 'not-applies') throw new BadValue('must be applies or not-applies'); return raw; }, doc: 'what an enrichment request that says nothing about GDPR (no `regs.gdpr`, no `regs.ext.gdpr`, no `regs.gpp_sid`) means: `applies` (the safe side: personalised segments only with a TCF string that consents) or `not-applies`' },
   { key: 'maxInflight', env: 'SEGD_MAX_INFLIGHT', def: 512, parse: int(1, 1_000_000), doc: 'admission limit per worker: requests with async work under way (bodies being read). Lookup and enrichment requests past it are shed (204 at once)' },
   { key: 'shedLagMs', env: 'SEGD_SHED_LAG_MS', def: 0, parse: int(0, 60_000), doc: 'shed lookups (204 / empty WebSocket answers) while the worker\'s event loop lags more than this (0 = off)' },
   { key: 'wsMaxPayload', env: 'SEGD_WS_MAX_PAYLOAD', def: 16 * 1024, parse: int(64, 16 << 20), doc: 'largest WebSocket frame accepted on `/v1/ws`; a larger one drops the connection' },

@@ -22,6 +22,12 @@ export class Licence {
     readonly all: boolean,
     /** Sorted, distinct licensed ids (unused when `all`). */
     readonly ids: Uint32Array,
+    /**
+     * Sees the segd uid any id resolves to (admin keys; anonymous callers
+     * where SEGD_LOOKUP_AUTH=optional makes them the operator's own). A
+     * partner does not: see reveal.ts.
+     */
+    readonly seesUids = false,
   ) {}
 
   has(id: number): boolean {
@@ -52,7 +58,9 @@ export class Licence {
 }
 
 /** The licence of an anonymous caller where anonymous lookups are allowed: everything. */
-export const ANONYMOUS = new Licence('', true, new Uint32Array(0));
+export const ANONYMOUS = new Licence('', true, new Uint32Array(0), true);
+/** The licence of an admin key (SEGD_ADMIN_KEYS): everything. */
+export const ADMIN = new Licence('', true, new Uint32Array(0), true);
 
 export class Licences {
   private version = -1;

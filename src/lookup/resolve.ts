@@ -28,8 +28,9 @@ const MAX_EIDS = 16;
 
 /**
  * Most specific first: the caller's own uid for the user (its sync with us),
- * then universal ids, then the device id, then `uid` as a segd uid (the
- * profile it belongs to). The first key the graph knows wins.
+ * then universal ids, then the device id, then `uid` as a segd uid (as is:
+ * the read path, lookup/read.ts, follows it to the profile it was merged
+ * into). The first key the graph knows wins.
  */
 export function graphResolver(graph: IdGraph, maxUidBytes: number): UserResolver {
   const str = (v: unknown): v is string => typeof v === 'string' && v !== '';
@@ -57,7 +58,7 @@ export function graphResolver(graph: IdGraph, maxUidBytes: number): UserResolver
         const u = graph.resolve({ ifa: keys.ifa });
         if (u !== null) return u;
       }
-      if (checkUid(keys.uid, maxUidBytes) === null) return graph.profileOf(keys.uid as string);
+      if (checkUid(keys.uid, maxUidBytes) === null) return keys.uid as string;
       return null;
     },
   };

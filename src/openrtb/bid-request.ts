@@ -26,7 +26,9 @@ export function readBidRequest(doc: unknown, partner: string | null): BidRequest
   if (user !== undefined && user.data !== undefined && !Array.isArray(user.data)) return null;
   const u = user ?? {};
   const r = regs ?? {};
-  // 2.5-style signals in ext are still common in the wild: honoured when the 2.6 field is absent.
+  // 2.5-style signals in ext are still common in the wild. Both are read
+  // where both may say something (the stricter wins); the consent string
+  // from ext is used when the 2.6 field is absent.
   const uExt = isObj(u.ext) ? u.ext : {};
   const rExt = isObj(r.ext) ? r.ext : {};
   const tmax = typeof doc.tmax === 'number' && doc.tmax > 0 ? doc.tmax : null;
@@ -34,9 +36,11 @@ export function readBidRequest(doc: unknown, partner: string | null): BidRequest
     doc,
     keys: { partner, uid: u.id, buyeruid: u.buyeruid, eids: u.eids, ifa: device?.ifa },
     signals: {
-      gdpr: r.gdpr ?? rExt.gdpr,
+      gdpr: r.gdpr,
+      extGdpr: rExt.gdpr,
       consent: u.consent ?? uExt.consent,
-      usPrivacy: r.us_privacy ?? rExt.us_privacy,
+      usPrivacy: r.us_privacy,
+      extUsPrivacy: rExt.us_privacy,
       gpp: r.gpp,
       gppSid: r.gpp_sid,
       coppa: r.coppa,

@@ -57,7 +57,12 @@ const SID_LIST = /^\d{1,3}(,\d{1,3})*$/;
 const SALE_FIELDS = ['SaleOptOut', 'SharingOptOut', 'OptOutSale'];
 const TARGETING_FIELDS = ['TargetedAdvertisingOptOut'];
 
-export function parseConsent(input: ConsentInput): Consent {
+/**
+ * `unknownGdprApplies`: what a request that says nothing about GDPR (no
+ * `gdpr`, no `gpp_sid`) means. The sync routes leave it false (the CMP
+ * macros fill `gdpr`); enrichment passes SEGD_GDPR_DEFAULT.
+ */
+export function parseConsent(input: ConsentInput, unknownGdprApplies = false): Consent {
   const c: Consent = { gdprApplies: false, tcf: null, saleOptOut: false, targetingOptOut: false, malformed: false, problems: [] };
   const bad = (why: string) => {
     c.malformed = true;
@@ -71,7 +76,7 @@ export function parseConsent(input: ConsentInput): Consent {
   }
   if (input.gdpr === '1') c.gdprApplies = true;
   else if (input.gdpr === '0') c.gdprApplies = false;
-  else if (input.gdpr === undefined || input.gdpr === '') c.gdprApplies = sids.includes(TCF_EU_SID);
+  else if (input.gdpr === undefined || input.gdpr === '') c.gdprApplies = input.gppSid ? sids.includes(TCF_EU_SID) : unknownGdprApplies;
   else bad('gdpr must be 0 or 1');
 
   let tcfString = input.gdprConsent ?? '';

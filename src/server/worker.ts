@@ -65,7 +65,7 @@ const matches = new MatchQueue(
 const app = createApp({
   config, lookup, state, metrics, log, inflight, registry, workerIndex: data.index,
   licences, admission,
-  callers: new Callers(registry, licences, config.lookupAuth === 'required'),
+  callers: new Callers(registry, licences, config.lookupAuth === 'required', config.adminKeys),
   resolver: graphResolver(graph, config.maxUidBytes),
   metricsText: () => rpc('scrape', {}),
   exportSegment: (segment, fpRate) => rpc('exportSegment', { segment, fpRate }),

@@ -1,6 +1,8 @@
 // POST /v1/segments:batch — many keys in one request, answers in request order.
-// Body: {"uids":[…]} as JSON or msgpack. A bad key fails only its own entry
-// (an ad server batching 100 impressions should not lose 99 for one cookie).
+// Body: {"uids":[…]} or {"keys":[…]} (graph ids) as JSON or msgpack. A bad key
+// fails only its own entry (an ad server batching 100 impressions should not
+// lose 99 for one cookie). Every item reads as GET does (lookup/read.ts) and
+// shows only the uid the caller may see (lookup/reveal.ts).
 import { isUtf8 } from 'node:buffer';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { unpack, pack } from 'msgpackr';
@@ -15,6 +17,8 @@ import { pending } from '../pending.js';
 import { ERRORS, type ErrorCode } from '../../errors.js';
 import { Flag } from '../../server/state.js';
 import { graphKeyOf } from './id-query.js';
+import { ReadPath } from '../../lookup/read.js';
+import { shownUid } from '../../lookup/reveal.js';
 
 type BodyKind = 'json' | 'msgpack';
 
@@ -27,6 +31,7 @@ function bodyKind(contentType: string): BodyKind | null {
 export function batchRoute(deps: AppDeps) {
   const { lookup, metrics, config, state, inflight, log, graph, callers, admission } = deps;
   const m = metrics.route('batch');
+  const reader = new ReadPath(lookup, graph, metrics);
 
   return (res: HttpResponse, req: HttpRequest): void => {
     const t0 = performance.now();
@@ -82,84 +87,66 @@ export function batchRoute(deps: AppDeps) {
         return sendError(res, 'BAD_MSGPACK', (err as Error).message, close);
       }
     }
-    let uids = doc !== null && typeof doc === 'object' ? (doc as { uids?: unknown }).uids : undefined;
-    const keys = doc !== null && typeof doc === 'object' ? (doc as { keys?: unknown }).keys : undefined;
-    // {"keys":[…]}: ids of the ID graph, resolved to segd uids first (errors stay per item).
-    let keyErrors: Array<string | null> | null = null;
-    if (uids === undefined && Array.isArray(keys) && keys.length <= config.maxBatchKeys) {
-      keyErrors = new Array(keys.length).fill(null);
-      uids = keys.map((k, i) => {
-        const g = graphKeyOf(k, config.maxUidBytes);
-        if ('problem' in g) {
-          keyErrors![i] = g.problem;
-          return null;
-        }
-        // A partner names only its own uids (anonymous callers, where allowed, are trusted).
-        const named = (k as { partner?: unknown }).partner;
-        if (licence.partner !== '' && named !== undefined && named !== licence.partner) {
-          keyErrors![i] = 'a partner key may only look up its own partner uids';
-          return null;
-        }
-        return 'uid' in g ? graph.profileOf(g.uid) : graph.resolveKey(g.key);
-      });
-    } else if (uids === undefined && Array.isArray(keys)) uids = keys;
-    if (!Array.isArray(uids)) return sendError(res, 'BAD_BATCH', undefined, close);
-    if (uids.length > config.maxBatchKeys) {
-      return sendError(res, 'BATCH_TOO_LARGE', `${uids.length} keys, limit is ${config.maxBatchKeys}`, close);
+    const o = doc !== null && typeof doc === 'object' ? (doc as { uids?: unknown; keys?: unknown }) : {};
+    // {"uids":[…]}: segd uids. {"keys":[…]}: ids of the ID graph (errors stay per item).
+    const byKeys = o.uids === undefined && o.keys !== undefined;
+    const items = byKeys ? o.keys : o.uids;
+    if (!Array.isArray(items)) return sendError(res, 'BAD_BATCH', undefined, close);
+    if (items.length > config.maxBatchKeys) {
+      return sendError(res, 'BATCH_TOO_LARGE', `${items.length} keys, limit is ${config.maxBatchKeys}`, close);
     }
     const now = nowSeconds();
     const maxUid = config.maxUidBytes;
-    const ids = lookup.ids;
-    let hits = 0;
-    let misses = 0;
+    const json = format === 'json';
+    let out = '{"results":[';
+    const results: unknown[] = json ? [] : new Array(items.length);
 
-    if (format === 'json') {
-      let out = '{"results":[';
-      for (let i = 0; i < uids.length; i++) {
-        const uid: unknown = uids[i];
-        if (i > 0) out += ',';
-        if (keyErrors !== null && (uid === null || keyErrors[i] !== null)) {
-          out += '{"uid":null,"segments":[]' + (keyErrors[i] !== null ? ',"error":' + JSON.stringify({ code: 'BAD_ID_KEY', message: keyErrors[i] }) : '') + '}';
-          if (keyErrors[i] === null) misses++;
-          continue;
-        }
+    for (let i = 0; i < items.length; i++) {
+      const item: unknown = items[i];
+      // Per item: the uid the answer shows, the licensed count in reader.ids, or an error.
+      let who: string | null = null;
+      let n = 0;
+      let error: { code: ErrorCode; message: string } | null = null;
+      // A segd uid (every item of "uids", a {"uid"} key) or a graph id key.
+      let uid: unknown = item;
+      let key: string | null = null;
+      if (byKeys) {
+        const g = graphKeyOf(item, maxUid);
+        if ('problem' in g) error = { code: 'BAD_ID_KEY', message: g.problem };
+        else if ('uid' in g) uid = g.uid;
+        else key = g.key;
+      }
+      // An item in error is counted as neither hit nor miss.
+      if (error === null && key === null) {
         const problem = checkUid(uid, maxUid);
         if (problem !== null) {
-          out += '{"uid":' + (typeof uid === 'string' ? JSON.stringify(uid) : 'null') + ',"segments":[],"error":' + itemError(problem) + '}';
-          continue;
+          error = { code: problem, message: ERRORS[problem].message };
+          who = typeof uid === 'string' ? uid : null;
+        } else {
+          n = reader.read(uid as string, licence, now);
+          who = shownUid(licence, 'uid', uid as string, reader.profile, graph);
         }
-        const n = lookup.find(uid as string, now);
-        if (n < 0) misses++;
-        else hits++;
-        out += '{"uid":' + JSON.stringify(uid) + ',"segments":[' + idList(ids, licence.filter(ids, n < 0 ? 0 : n)) + ']}';
+      } else if (error === null && key !== null) {
+        // A partner names only its own uids (anonymous callers, where allowed, are trusted).
+        const named = (item as { partner?: unknown }).partner;
+        if (licence.partner !== '' && named !== undefined && named !== licence.partner) {
+          error = { code: 'BAD_ID_KEY', message: 'a partner key may only look up its own partner uids' };
+        } else {
+          n = reader.read(graph.resolveKey(key), licence, now);
+          who = shownUid(licence, named !== undefined ? 'own' : 'graph', null, reader.profile, graph);
+        }
       }
-      out += ']}';
-      metrics.hit(hits);
-      metrics.miss(misses);
-      return sendBody(res, 200, JSON_TYPE, out, close);
+      if (json) {
+        if (i > 0) out += ',';
+        out += '{"uid":' + (who === null ? 'null' : JSON.stringify(who)) + ',"segments":[' + idList(reader.ids, n) + ']';
+        if (error !== null) out += ',"error":' + (error.code === 'BAD_ID_KEY' ? JSON.stringify(error) : itemError(error.code));
+        out += '}';
+      } else {
+        const segments = n === 0 ? [] : Array.from(reader.ids.subarray(0, n));
+        results[i] = error === null ? { uid: who, segments } : { uid: who, segments, error };
+      }
     }
-
-    const results = new Array(uids.length);
-    for (let i = 0; i < uids.length; i++) {
-      const uid: unknown = uids[i];
-      if (keyErrors !== null && (uid === null || keyErrors[i] !== null)) {
-        results[i] = keyErrors[i] !== null ? { uid: null, segments: [], error: { code: 'BAD_ID_KEY', message: keyErrors[i] } } : { uid: null, segments: [] };
-        if (keyErrors[i] === null) misses++;
-        continue;
-      }
-      const problem = checkUid(uid, maxUid);
-      if (problem !== null) {
-        results[i] = { uid: typeof uid === 'string' ? uid : null, segments: [], error: { code: problem, message: ERRORS[problem].message } };
-        continue;
-      }
-      let n = lookup.find(uid as string, now);
-      if (n < 0) misses++;
-      else hits++;
-      n = licence.filter(ids, n < 0 ? 0 : n);
-      results[i] = { uid, segments: n === 0 ? [] : Array.from(ids.subarray(0, n)) };
-    }
-    metrics.hit(hits);
-    metrics.miss(misses);
+    if (json) return sendBody(res, 200, JSON_TYPE, out + ']}', close);
     return sendBody(res, 200, MSGPACK_TYPE, pack({ results }), close);
   }
 }

@@ -11,6 +11,7 @@ import { readBody } from '../body.js';
 import { pending } from '../pending.js';
 import { sendError, sendBody, sendEmpty, JSON_TYPE } from '../respond.js';
 import { nowSeconds } from '../../lookup/segments.js';
+import { ReadPath } from '../../lookup/read.js';
 import { readBidRequest } from '../../openrtb/bid-request.js';
 import { UserData } from '../../openrtb/user-data.js';
 import { personalisationRefusal } from '../../privacy/personalisation.js';
@@ -19,10 +20,11 @@ import { Flag } from '../../server/state.js';
 import type { EnrichOutcome } from '../../metrics/http.js';
 
 export function enrichRoute(deps: AppDeps) {
-  const { lookup, metrics, config, state, inflight, log, callers, admission, resolver, registry } = deps;
+  const { lookup, metrics, config, state, inflight, log, callers, admission, resolver, registry, graph } = deps;
   const m = metrics.route('enrich');
+  const reader = new ReadPath(lookup, graph, metrics);
   const userData = new UserData(registry, config.dmpDomain);
-  const policy = { gvlVendorId: config.gvlVendorId };
+  const policy = { gvlVendorId: config.gvlVendorId, gdprApplies: config.gdprDefault === 'applies' };
 
   return (res: HttpResponse, req: HttpRequest): void => {
     const t0 = performance.now();
@@ -78,12 +80,10 @@ export function enrichRoute(deps: AppDeps) {
     const refusal = personalisationRefusal(br.signals, policy);
     if (refusal !== null) return empty(refusal, close);
 
-    const uid = resolver.resolve(br.keys);
-    let n = uid === null ? -1 : lookup.find(uid, nowSeconds());
-    if (n < 0) metrics.miss();
-    else metrics.hit();
-    n = licence.filter(lookup.ids, n < 0 ? 0 : n);
-    const data = userData.build(lookup.ids, n);
+    // The same read as every route. The resolved uid is never written into
+    // the request: only user.data changes.
+    const n = reader.read(resolver.resolve(br.keys), licence, nowSeconds());
+    const data = userData.build(reader.ids, n);
     if (data.length === 0) return empty('empty', close);
     let out: string;
     try {

@@ -1,8 +1,10 @@
 // GET /v1/segments?uid=U — the hot path. Also by any id of the ID graph
-// (partner=&puid=, ifa=, eid_source=&eid=, login=): one more get, and the
-// answer's "uid" is the segd uid it resolved to (null when unknown). Synchronous from request to answer:
-// read the query and headers, check the caller (partner key → licence), one
-// LMDB get from the memory map, filter by licence in place, encode, end.
+// (partner=&puid=, ifa=, eid_source=&eid=, login=): one more get. The
+// answer's "uid" is what the caller may see of the segd uid (lookup/reveal.ts:
+// the uid as sent; for graph ids only admin keys, or a partner's own uid).
+// Synchronous from request to answer: read the query and headers, check the
+// caller (partner key → licence), read (lookup/read.ts: one LMDB get from the
+// memory map, filtered by licence in place), encode, end.
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import { checkUid } from '../../lookup/keys.js';
@@ -11,6 +13,8 @@ import { pickFormat, jsonAnswer, msgpackAnswer, kvAnswer, gamAnswer } from '../f
 import { sendError, sendBody, sendEmpty, JSON_TYPE, MSGPACK_TYPE, TEXT_TYPE } from '../respond.js';
 import { Flag } from '../../server/state.js';
 import { readGraphKey } from './id-query.js';
+import { ReadPath } from '../../lookup/read.js';
+import { shownUid } from '../../lookup/reveal.js';
 
 export function segmentsRoute(deps: AppDeps) {
   const { lookup, metrics, config, state, graph, callers, admission } = deps;
@@ -19,6 +23,7 @@ export function segmentsRoute(deps: AppDeps) {
   const m = metrics.route('segments');
   const maxUid = config.maxUidBytes;
   const kvKey = config.kvKey;
+  const reader = new ReadPath(lookup, graph, metrics);
 
   return (res: HttpResponse, req: HttpRequest): void => {
     const t0 = performance.now();
@@ -34,14 +39,11 @@ export function segmentsRoute(deps: AppDeps) {
       metrics.shed('segments', 'overload');
       return m.observe(sendEmpty(res, 'overload'), (performance.now() - t0) / 1000);
     }
-    let uid = req.getQuery('uid');
+    const uid = req.getQuery('uid');
     const format = pickFormat(req.getQuery('format'), req.getHeader('accept'));
     // Not by uid: by a graph id, resolved to the segd uid of its profile.
     let byGraph: { key: string } | { problem: string } | null = null;
-    if (uid === undefined || uid === '') {
-      byGraph = readGraphKey(req, maxUid);
-      if (byGraph !== null && 'key' in byGraph) uid = graph.resolveKey(byGraph.key) ?? '';
-    }
+    if (uid === undefined || uid === '') byGraph = readGraphKey(req, maxUid);
     const problem = byGraph === null ? checkUid(uid, maxUid) : null;
     if (problem !== null) {
       st = sendError(res, problem);
@@ -50,22 +52,18 @@ export function segmentsRoute(deps: AppDeps) {
     } else if (format === null) {
       st = sendError(res, 'BAD_FORMAT');
     } else {
-      const now = nowSeconds();
-      let n = uid === '' ? -1 : lookup.find(uid as string, now);
-      // A device uid merged into another profile (cross-device linking) reads
-      // as that profile. Merged uids are in the known-users filter, so a
-      // filtered miss (most misses) skips this get.
-      if (n < 0 && byGraph === null && !lookup.filtered) {
-        const profile = graph.profileOf(uid as string);
-        if (profile !== uid) n = lookup.find(profile, now);
+      let count: number;
+      let who: string | null;
+      if (byGraph === null) {
+        count = reader.read(uid as string, licence, nowSeconds());
+        who = shownUid(licence, 'uid', uid as string, reader.profile, graph);
+      } else {
+        count = reader.read(graph.resolveKey(byGraph.key), licence, nowSeconds());
+        who = shownUid(licence, named !== undefined ? 'own' : 'graph', null, reader.profile, graph);
       }
-      if (n < 0) metrics.miss();
-      else metrics.hit();
-      const ids = lookup.ids;
-      const count = licence.filter(ids, n < 0 ? 0 : n);
+      const ids = reader.ids;
       // While draining, ask keep-alive clients to reconnect (to another node).
       const close = state.get(Flag.Draining);
-      const who = uid === '' ? null : (uid as string);
       if (format === 'json') st = sendBody(res, 200, JSON_TYPE, jsonAnswer(who, ids, count), close);
       else if (format === 'kv') st = sendBody(res, 200, TEXT_TYPE, kvAnswer(kvKey, ids, count), close);
       else if (format === 'gam') {

@@ -21,6 +21,7 @@ import type { AppDeps } from '../deps.js';
 import { ANONYMOUS } from '../../lookup/licences.js';
 import { checkUid } from '../../lookup/keys.js';
 import { nowSeconds } from '../../lookup/segments.js';
+import { ReadPath } from '../../lookup/read.js';
 import { ERRORS, errorBody, statusLine, type ErrorCode } from '../../errors.js';
 
 const WS_HIGH_WATER = 256 * 1024;
@@ -48,6 +49,7 @@ interface Conn {
 export function wsBehavior(deps: AppDeps): WebSocketBehavior<Conn> {
   const { config, metrics, registry, licences, callers, admission, resolver, lookup, graph } = deps;
   const m = metrics.route('ws');
+  const reader = new ReadPath(lookup, graph, metrics);
   const maxUid = config.maxUidBytes;
   const errorFrames = new Map<ErrorCode, { code: ErrorCode; message: string }>();
   const frameError = (code: ErrorCode) => {
@@ -174,18 +176,9 @@ export function wsBehavior(deps: AppDeps): WebSocketBehavior<Conn> {
     }
     const licence = c.partner === '' ? ANONYMOUS : licences.of(c.partner);
     const uid = f.uid !== undefined ? (f.uid as string) : resolver.resolve({ partner: c.partner || null, buyeruid: f.puid, ifa: f.ifa });
-    const now = nowSeconds();
-    let n = uid === null || licence === undefined ? -1 : lookup.find(uid, now);
-    // As GET: a device uid merged into another profile reads as that profile
-    // (merged uids are in the known-users filter, so filtered misses skip this get).
-    if (n < 0 && f.uid !== undefined && licence !== undefined && !lookup.filtered) {
-      const profile = graph.profileOf(uid as string);
-      if (profile !== uid) n = lookup.find(profile, now);
-    }
-    if (n < 0) metrics.miss();
-    else metrics.hit();
-    n = licence === undefined ? 0 : licence.filter(lookup.ids, n < 0 ? 0 : n);
-    send(ws, { id, segments: Array.from(lookup.ids.subarray(0, n)) });
+    // The same read as every route; answers carry segments only, never a uid.
+    const n = reader.read(uid, licence, nowSeconds());
+    send(ws, { id, segments: Array.from(reader.ids.subarray(0, n)) });
     metrics.wsFrame();
     m.observe(200, (performance.now() - t0) / 1000);
     return true;
