@@ -7,7 +7,7 @@ import { basename, dirname } from 'node:path';
 import type { Store } from '../store/env.js';
 import { nowSeconds } from '../lookup/segments.js';
 import { readLines } from './lines.js';
-import { parseLineBytes, parseCsvLine, isCsvHeader, toChange, RecordError, type Change, type RecordLimits } from './records.js';
+import { parseLineBytes, parseCsvLine, isCsvHeader, toChange, rejectReason, type Change, type RecordLimits } from './records.js';
 import { readMsgpackRecords } from './msgpack-records.js';
 import type { Writer } from './writer.js';
 
@@ -168,7 +168,7 @@ export async function readFeed(
   let lastLine = from.line;
   try {
     if (/\.msgpack(\.gz)?$/.test(name)) {
-      const r = await readMsgpackRecords(path, from.offset, from.line, {
+      const r = await readMsgpackRecords(path, from.offset, from.line, opts.maxLineBytes, {
         record(value, no, next) {
           lastOffset = next;
           lastLine = no;
@@ -176,11 +176,15 @@ export async function readFeed(
           try {
             ch = toChange(value, now(), opts.maxUidBytes);
           } catch (err) {
-            if (!(err instanceof RecordError)) throw err;
-            sink.reject(no, next, err.message);
+            sink.reject(no, next, rejectReason(err));
             return;
           }
           sink.change(ch, no, next);
+        },
+        undecodable(no, next, reason) {
+          lastOffset = next;
+          lastLine = no;
+          sink.reject(no, next, reason);
         },
         broken: (no, reason) => (sink.broken ?? sink.reject).call(sink, no, lastOffset, reason),
         chunkDone: () => sink.chunkDone(),
