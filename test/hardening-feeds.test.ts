@@ -251,3 +251,45 @@ describe('hostile records on NATS JetStream', () => {
     expect(await stopReport(s, { allowWarnings: true })).toEqual(CLEAN_STOP);
   });
 });
+
+describe('known-users filter across restarts', () => {
+  it('a feed that only changes existing users does not make the saved filter stale', async () => {
+    const dataDir = tempDir();
+    const env = { SEGD_BLOOM_USERS: '1000', SEGD_INGEST_KEYS: KEY };
+    const uids = Array.from({ length: 50 }, (_, i) => `ku-${i}`);
+    const pushTo = (s: Segd, body: string) =>
+      fetch(`${s.url}/v1/ingest`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/x-ndjson' }, body });
+    const started: Segd[] = [];
+    try {
+      // New users.
+      const first = await startSegd({ dataDir, env });
+      started.push(first);
+      expect((await pushTo(first, uids.map((uid) => feedLine({ op: 'add', uid, segments: [1] })).join(''))).status).toBe(200);
+      expect(await stopReport(first)).toEqual(CLEAN_STOP);
+
+      // Restart: the filter loads; then only updates to existing users, in several commits.
+      const second = await startSegd({ dataDir, env });
+      started.push(second);
+      expect(second.logs.some((l) => l.msg === 'known-users filter loaded' && l.users === 50)).toBe(true);
+      for (let round = 2; round <= 4; round++) {
+        const r = await pushTo(second, uids.map((uid) => feedLine({ op: 'add', uid, segments: [round] })).join(''));
+        expect(await r.json()).toMatchObject({ applied: 50 });
+      }
+      expect(await stopReport(second)).toEqual(CLEAN_STOP);
+
+      // Restart again: the saved filter still matches the store.
+      const third = await startSegd({ dataDir, env });
+      started.push(third);
+      expect(third.logs.filter((l) => /known-users filter/.test(String(l.msg))).map((l) => l.msg)).toEqual(['known-users filter loaded']);
+      for (const uid of uids) expect(await segmentsOf(third, uid)).toEqual([1, 2, 3, 4]);
+      expect(await stopReport(third)).toEqual(CLEAN_STOP);
+    } finally {
+      for (const s of started) {
+        if (s.proc.exitCode === null && s.proc.signalCode === null) {
+          s.proc.kill('SIGKILL');
+          await s.exited;
+        }
+      }
+    }
+  });
+});
