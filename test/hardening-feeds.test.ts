@@ -4,9 +4,12 @@
 // msgpack, snapshot, HTTP push); the records around it are applied and the
 // files after it are imported.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync, existsSync, createWriteStream } from 'node:fs';
+import { rename } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { gzipSync, createGzip } from 'node:zlib';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { pack } from 'msgpackr';
@@ -291,5 +294,84 @@ describe('known-users filter across restarts', () => {
         }
       }
     }
+  });
+});
+
+/** Peak resident memory of a process (kB), from /proc. */
+const vmHwmKb = (pid: number) => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+
+/** Writes `total` bytes of `line` repeated, gzipped, to `path` (streamed: the plain bytes never exist whole). */
+async function writeGzipBomb(path: string, line: string, total: number): Promise<void> {
+  const block = Buffer.from(line.repeat(Math.floor((1 << 20) / line.length)));
+  const chunks = Math.ceil(total / block.length);
+  await pipeline(
+    Readable.from((function* () {
+      for (let i = 0; i < chunks; i++) yield block;
+    })()),
+    createGzip({ level: 9 }),
+    createWriteStream(path),
+  );
+}
+
+describe('snapshot and inbox files that could take the process down', () => {
+  const started: Segd[] = [];
+  afterAll(async () => {
+    for (const s of started) {
+      if (s.proc.exitCode === null && s.proc.signalCode === null) {
+        s.proc.kill('SIGKILL');
+        await s.exited;
+      }
+    }
+  });
+
+  it('a gzip-bomb snapshot is refused with bounded memory; the next file is imported', async () => {
+    const segd = await startSegd({ env: { SEGD_INBOX_POLL_MS: '100' } });
+    started.push(segd);
+    const inbox = join(segd.dataDir, 'inbox');
+    // 1 GiB of records (≈ 25M users' worth) in ≈ 3 MB of gzip.
+    const line = feedLine({ op: 'add', uid: 'bomb-user-00000001', segments: [1, 2, 3], ts: now });
+    await writeGzipBomb(join(inbox, '001-bomb.snapshot.ndjson.gz.tmp'), line, 1 << 30);
+    expect(statSync(join(inbox, '001-bomb.snapshot.ndjson.gz.tmp')).size).toBeLessThan(8 << 20);
+    await rename(join(inbox, '001-bomb.snapshot.ndjson.gz.tmp'), join(inbox, '001-bomb.snapshot.ndjson.gz'));
+    await dropFeed(inbox, '002-after.ndjson', feedLine({ op: 'add', uid: 'after-bomb', segments: [5] }));
+    const refused = await segd.waitForLog((l) => l.msg === 'inbox snapshot refused; moved to done/ with its reason in rejects/', 50_000);
+    expect(String(refused.reason)).toMatch(/gzip expands more than 100× its compressed size/);
+    await segd.waitForLog((l) => l.msg === 'inbox file imported' && l.file === '002-after.ndjson');
+    expect(await segmentsOf(segd, 'after-bomb')).toEqual([5]);
+    expect(await segmentsOf(segd, 'bomb-user-00000001')).toEqual([]);
+    // Held whole, the bomb's records alone would take GBs.
+    expect(vmHwmKb(segd.proc.pid!)).toBeLessThan(500 * 1024);
+    expect(await stopReport(segd, { allowWarnings: true })).toEqual(CLEAN_STOP);
+  });
+
+  it('a file the process dies on every time is moved to failed/ after SEGD_INBOX_MAX_ATTEMPTS; the files after it go on', async () => {
+    const dataDir = tempDir();
+    const inbox = join(dataDir, 'inbox');
+    const env = { SEGD_INBOX_MAX_ATTEMPTS: '2', SEGD_LOG_LEVEL: 'debug' };
+    const lines = Array.from({ length: 600_000 }, (_, i) => feedLine({ op: 'add', uid: `crash-${i}`, segments: [i % 7], ts: now })).join('');
+    await dropFeed(inbox, '001-crash.snapshot.ndjson', lines);
+    await dropFeed(inbox, '002-after.ndjson', feedLine({ op: 'add', uid: 'after-crash', segments: [6] }));
+    // Two attempts the process does not survive (as if it ran out of memory on the file).
+    for (let i = 0; i < 2; i++) {
+      const victim = await startSegd({ dataDir, env, waitReady: false });
+      started.push(victim);
+      await victim.waitForLog((l) => l.msg === 'inbox batch committed' && l.file === '001-crash.snapshot.ndjson');
+      victim.proc.kill('SIGKILL');
+      await victim.exited;
+      expect(existsSync(join(inbox, '001-crash.snapshot.ndjson'))).toBe(true); // killed before it finished
+    }
+    const segd = await startSegd({ dataDir, env, waitReady: false });
+    started.push(segd);
+    const q = await segd.waitForLog((l) => l.msg === 'inbox file quarantined: moved to failed/ after failing repeatedly');
+    expect(q).toMatchObject({ file: '001-crash.snapshot.ndjson', attempts: 2 });
+    await segd.waitForLog((l) => l.msg === 'inbox file imported' && l.file === '002-after.ndjson');
+    await segd.waitForLog((l) => l.msg === 'ready');
+    expect(await segmentsOf(segd, 'after-crash')).toEqual([6]);
+    expect(await segmentsOf(segd, 'crash-1')).toEqual([]);
+    expect(existsSync(join(inbox, 'failed', '001-crash.snapshot.ndjson'))).toBe(true);
+    expect(readRejects(inbox, '001-crash.snapshot.ndjson').at(-1)!.reason).toMatch(/^moved to failed\/ after 2 attempts: the process stopped during each attempt/);
+    const m = await (await fetch(`${segd.url}/metrics`)).text();
+    expect(/^segd_loader_files_quarantined_total (\d+)$/m.exec(m)?.[1]).toBe('1');
+    expect(await stopReport(segd, { allowWarnings: true })).toEqual(CLEAN_STOP);
   });
 });

@@ -6,7 +6,7 @@ import { stat, appendFile, mkdir } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import type { Store } from '../store/env.js';
 import { nowSeconds } from '../lookup/segments.js';
-import { readLines } from './lines.js';
+import { readLines, GzipRatioError } from './lines.js';
 import { parseLineBytes, parseCsvLine, isCsvHeader, toChange, rejectReason, type Change, type RecordLimits } from './records.js';
 import { readMsgpackRecords } from './msgpack-records.js';
 import type { Writer } from './writer.js';
@@ -27,6 +27,8 @@ export interface ImportOptions {
   batchSize: number;
   maxUidBytes: RecordLimits;
   maxLineBytes: number;
+  /** How many times its compressed size a gzip file may expand to (default DEFAULT_MAX_GZIP_RATIO). */
+  maxGzipRatio?: number;
   /** Where bad records go (NDJSON: line, reason, start of the record); none = only counted. */
   rejectsPath?: string;
   onProgress?: (p: ImportProgress) => void;
@@ -153,12 +155,13 @@ export interface FeedSink {
  * Reads a feed file (NDJSON, CSV or msgpack, gzipped or not; by its name) from
  * a position, validating each record. A gzip that breaks off or is corrupt
  * half-way keeps everything before the break and rejects the rest with the
- * reason (a retry would only fail the same way).
+ * reason (a retry would only fail the same way); so does one that expands
+ * more than `maxGzipRatio` times its compressed size (a decompression bomb).
  */
 export async function readFeed(
   path: string,
   from: { offset: number; line: number },
-  opts: { maxUidBytes: RecordLimits; maxLineBytes: number },
+  opts: { maxUidBytes: RecordLimits; maxLineBytes: number; maxGzipRatio?: number },
   now: () => number,
   sink: FeedSink,
 ): Promise<{ bytes: number; lines: number }> {
@@ -188,7 +191,7 @@ export async function readFeed(
         },
         broken: (no, reason) => (sink.broken ?? sink.reject).call(sink, no, lastOffset, reason),
         chunkDone: () => sink.chunkDone(),
-      });
+      }, opts.maxGzipRatio);
       return { bytes: r.bytes, lines: r.records };
     }
     return await readLines(path, from.offset, from.line, opts.maxLineBytes, {
@@ -209,8 +212,12 @@ export async function readFeed(
         sink.reject(lineNo, next, `line longer than ${opts.maxLineBytes} bytes`);
       },
       chunkDone: () => sink.chunkDone(),
-    });
+    }, opts.maxGzipRatio);
   } catch (err) {
+    if (err instanceof GzipRatioError) {
+      (sink.broken ?? sink.reject).call(sink, lastLine + 1, lastOffset, `${err.message}, after line ${lastLine}; the rest of the file is not applied`);
+      return { bytes: lastOffset, lines: lastLine };
+    }
     if (!String((err as NodeJS.ErrnoException).code).startsWith('Z_')) throw err;
     (sink.broken ?? sink.reject).call(sink, lastLine + 1, lastOffset, `corrupt or truncated gzip after line ${lastLine}: ${(err as Error).message}; the rest of the file is not applied`);
     return { bytes: lastOffset, lines: lastLine };

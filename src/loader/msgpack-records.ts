@@ -26,8 +26,9 @@ export async function readMsgpackRecords(
   startRecord: number,
   maxRecordBytes: number,
   sink: RecordSink,
+  maxGzipRatio?: number,
 ): Promise<{ bytes: number; records: number }> {
-  const src = await openBytes(path, startOffset);
+  const src = await openBytes(path, startOffset, maxGzipRatio);
   let buf = Buffer.alloc(0);
   let base = startOffset; // file offset of buf[0]
   let n = startRecord;

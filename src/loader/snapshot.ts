@@ -36,6 +36,7 @@
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
 import { stat, writeFile, appendFile, mkdir } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
+import { getHeapStatistics } from 'node:v8';
 import { GENERATION_KEY, type Store } from '../store/env.js';
 import { decodeMembers, encodeMembers, isValidMembersValue, HEADER_BYTES, PAIR_BYTES, type Membership } from '../store/members.js';
 import { nowSeconds } from '../lookup/segments.js';
@@ -61,6 +62,26 @@ const MERGE_CHUNK = 100_000;
 export const RETIRE_AFTER_MS = 1000;
 
 export class SnapshotError extends Error {}
+
+/**
+ * Share of the heap limit a snapshot's records may bring the heap to while it
+ * is read. The records are held until the merge (about 120 bytes a user), and
+ * sorting them needs a little more; past this share the snapshot is refused
+ * whole instead of taking the process down (and, resumed from its checkpoint,
+ * again on every restart).
+ */
+const SNAPSHOT_HEAP_SHARE = 0.7;
+
+function checkHeap(name: string): void {
+  const h = getHeapStatistics();
+  if (h.used_heap_size > h.heap_size_limit * SNAPSHOT_HEAP_SHARE) {
+    const mib = (n: number) => Math.round(n / 2 ** 20);
+    throw new SnapshotError(
+      `${name}: too large to hold in memory (heap at ${mib(h.used_heap_size)} of ${mib(h.heap_size_limit)} MiB); ` +
+        'split it into deltas, or raise the heap limit (NODE_OPTIONS=--max-old-space-size=…); the data set is left as it was',
+    );
+  }
+}
 
 /** Changes committed to the active generation while a snapshot loads. */
 class LoadLog implements ChangeLog {
@@ -243,6 +264,7 @@ export class SnapshotLoader {
         summary.rejected++;
       },
       chunkDone: async () => {
+        checkHeap(name);
         await flushRejects();
         now = nowSeconds();
         summary.bytes = Math.round(lastOffset / 2); // reading is the first half of the work
