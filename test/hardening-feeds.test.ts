@@ -375,3 +375,31 @@ describe('snapshot and inbox files that could take the process down', () => {
     expect(await stopReport(segd, { allowWarnings: true })).toEqual(CLEAN_STOP);
   });
 });
+
+describe('a snapshot too large for the heap', () => {
+  let segd: Segd | undefined;
+  afterAll(async () => {
+    if (segd && segd.proc.exitCode === null && segd.proc.signalCode === null) {
+      segd.proc.kill('SIGKILL');
+      await segd.exited;
+    }
+  });
+
+  it('is refused whole with the reason instead of taking the process down; the next file is imported', async () => {
+    // A small heap stands in for a snapshot larger than the machine's memory.
+    segd = await startSegd({ env: { NODE_OPTIONS: '--max-old-space-size=128' } });
+    const inbox = join(segd.dataDir, 'inbox');
+    const pad = 'x'.repeat(100);
+    const lines = Array.from({ length: 500_000 }, (_, i) => feedLine({ op: 'add', uid: `heap-user-${pad}-${i}`, segments: [1, 2], ts: now })).join('');
+    await dropFeed(inbox, '001-huge.snapshot.ndjson', lines);
+    await dropFeed(inbox, '002-after.ndjson', feedLine({ op: 'add', uid: 'after-huge', segments: [4] }));
+    const refused = await segd.waitForLog((l) => l.msg === 'inbox snapshot refused; moved to done/ with its reason in rejects/', 50_000);
+    expect(String(refused.reason)).toMatch(/too large to hold in memory/);
+    await segd.waitForLog((l) => l.msg === 'inbox file imported' && l.file === '002-after.ndjson');
+    expect(await segmentsOf(segd, 'after-huge')).toEqual([4]);
+    expect(await segmentsOf(segd, `heap-user-${pad}-1`)).toEqual([]);
+    const s = segd;
+    segd = undefined;
+    expect(await stopReport(s, { allowWarnings: true })).toEqual(CLEAN_STOP);
+  });
+});

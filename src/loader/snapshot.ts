@@ -66,11 +66,12 @@ export class SnapshotError extends Error {}
 /**
  * Share of the heap limit a snapshot's records may bring the heap to while it
  * is read. The records are held until the merge (about 120 bytes a user), and
- * sorting them needs a little more; past this share the snapshot is refused
+ * sorting them needs a little more; the reported limit also counts the young
+ * generation, which old objects cannot use. Past this share the snapshot is refused
  * whole instead of taking the process down (and, resumed from its checkpoint,
  * again on every restart).
  */
-const SNAPSHOT_HEAP_SHARE = 0.7;
+const SNAPSHOT_HEAP_SHARE = 0.5;
 
 function checkHeap(name: string): void {
   const h = getHeapStatistics();
