@@ -178,6 +178,17 @@ describe('hostile records in the inbox, snapshots and HTTP push', () => {
     expect(rejects[2]!.reason).toMatch(/^segments\[1\]\.ttl must be whole seconds/);
   });
 
+  it('a file of nothing but bad records lists at most 100,000 rejects and counts them all', async () => {
+    // 300,000 msgpack zeros: each a record that is not a map.
+    await dropFeed(inbox, '011-zeros.msgpack', Buffer.concat([Buffer.alloc(300_000), pack({ op: 'add', uid: 'z-last', segments: [9] })]));
+    expect(await imported('011-zeros.msgpack')).toMatchObject({ applied: 1, rejected: 300_000 });
+    expect(await segmentsOf(segd, 'z-last')).toEqual([9]);
+    const rejects = readRejects(inbox, '011-zeros.msgpack');
+    expect(rejects).toHaveLength(100_001);
+    expect(rejects[0]).toEqual({ line: 1, reason: 'record must be a JSON object' });
+    expect(rejects.at(-1)).toEqual({ line: 0, reason: '200000 more rejects not listed (at most 100000 are)' });
+  });
+
   it('msgpack int64/uint64 numbers through HTTP push', async () => {
     const r = await push(Buffer.concat([goodWide('wp-1'), wideRecord('wp-bad', uint64(41n), int64(42n), uint64(60n), int64(-1n))]), 'application/msgpack');
     expect(r.status).toBe(200);

@@ -2,7 +2,7 @@
 // transaction carrying the checkpoint (file, byte offset, line) it reaches.
 // After a crash the same call resumes from the checkpoint: nothing lost,
 // nothing applied twice. Bad lines are rejected with line number and reason.
-import { stat, appendFile, mkdir } from 'node:fs/promises';
+import { stat, mkdir } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import type { Store } from '../store/env.js';
 import { nowSeconds } from '../lookup/segments.js';
@@ -10,6 +10,7 @@ import { readLines, GzipRatioError } from './lines.js';
 import { parseLineBytes, parseCsvLine, isCsvHeader, toChange, rejectReason, type Change, type RecordLimits } from './records.js';
 import { readMsgpackRecords } from './msgpack-records.js';
 import type { Writer } from './writer.js';
+import { RejectLog, type Reject } from './reject-log.js';
 
 export interface FileCheckpoint {
   file: string;
@@ -52,11 +53,7 @@ export interface ImportSummary extends ImportProgress {
   resumedFrom: number;
 }
 
-export interface Reject {
-  line: number;
-  reason: string;
-  record?: string;
-}
+export type { Reject } from './reject-log.js';
 
 const MAX_REJECT_SNIPPET = 200;
 
@@ -76,7 +73,8 @@ export async function importFile(store: Store, writer: Writer, path: string, opt
   }
 
   let batch: Change[] = [];
-  let rejects: Reject[] = [];
+  const rejects = new RejectLog(opts.rejectsPath);
+  let rejectedSinceCommit = 0;
   let lastOffset = resume?.offset ?? 0;
   let lastLine = resume?.line ?? 0;
   let now = nowSeconds();
@@ -85,7 +83,8 @@ export async function importFile(store: Store, writer: Writer, path: string, opt
   const reject = (line: number, reason: string, record?: string) => {
     const r: Reject = { line, reason };
     if (record !== undefined) r.record = record;
-    rejects.push(r);
+    rejects.add(r);
+    rejectedSinceCommit++;
     summary.rejected++;
   };
 
@@ -99,10 +98,8 @@ export async function importFile(store: Store, writer: Writer, path: string, opt
     batch = [];
     // Rejects are written after the commit that passed them: a crash in
     // between loses rejects lines, never data (the data is already right).
-    if (rejects.length && opts.rejectsPath) {
-      await appendFile(opts.rejectsPath, rejects.map((r) => JSON.stringify(r)).join('\n') + '\n');
-    }
-    rejects = [];
+    rejectedSinceCommit = 0;
+    await (done ? rejects.finish() : rejects.flush());
     now = nowSeconds();
     opts.onProgress?.(summary);
   };
@@ -113,13 +110,13 @@ export async function importFile(store: Store, writer: Writer, path: string, opt
       lastOffset = next;
       lastLine = lineNo;
       batch.push(ch);
-      if (batch.length + rejects.length >= opts.batchSize) pending = true;
+      if (batch.length + rejectedSinceCommit >= opts.batchSize) pending = true;
     },
     reject(lineNo, next, reason, snippet) {
       lastOffset = next;
       lastLine = lineNo;
       reject(lineNo, reason, snippet);
-      if (batch.length + rejects.length >= opts.batchSize) pending = true;
+      if (batch.length + rejectedSinceCommit >= opts.batchSize) pending = true;
     },
     skip(lineNo, next) {
       lastOffset = next;

@@ -34,7 +34,7 @@
 //     snapshot already reflects it, so a late delta cannot resurrect a user
 //     the snapshot left out. A snapshot older than the current T is refused.
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
-import { stat, writeFile, appendFile, mkdir } from 'node:fs/promises';
+import { stat, writeFile, mkdir } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
 import { GENERATION_KEY, type Store } from '../store/env.js';
@@ -42,6 +42,7 @@ import { decodeMembers, encodeMembers, isValidMembersValue, HEADER_BYTES, PAIR_B
 import { nowSeconds } from '../lookup/segments.js';
 import { nextMembers, SNAPSHOT_TS_KEY, type ChangeLog, type Writer } from './writer.js';
 import { readFeed, type FileCheckpoint, type ImportOptions, type ImportSummary, type Reject } from './file-import.js';
+import { RejectLog } from './reject-log.js';
 import type { Change } from './records.js';
 import { SnapshotRecords, SortedRecords, FAST_PAIRS } from './snapshot-records.js';
 import { StoreFullError, freeBytes } from '../store/write-failure.js';
@@ -219,11 +220,8 @@ export class SnapshotLoader {
       await mkdir(dirname(opts.rejectsPath), { recursive: true });
       await writeFile(opts.rejectsPath, '');
     }
-    let rejects: Reject[] = [];
-    const flushRejects = async () => {
-      if (rejects.length && opts.rejectsPath) await appendFile(opts.rejectsPath, rejects.map((r) => JSON.stringify(r)).join('\n') + '\n');
-      rejects = [];
-    };
+    const rejects = new RejectLog(opts.rejectsPath);
+    const flushRejects = () => rejects.flush();
     const recs = new SnapshotRecords();
     let wide = false;
     let maxTs = 0;
@@ -235,7 +233,7 @@ export class SnapshotLoader {
         lastOffset = next;
         if (ch.op === 'match') {
           // Not a membership set: folded as one it would empty the user's.
-          rejects.push({ line: lineNo, reason: 'a snapshot holds memberships; send "match" records in a delta file or POST /v1/ingest' });
+          rejects.add({ line: lineNo, reason: 'a snapshot holds memberships; send "match" records in a delta file or POST /v1/ingest' });
           summary.rejected++;
           return;
         }
@@ -252,7 +250,7 @@ export class SnapshotLoader {
         lastOffset = next;
         const r: Reject = { line, reason };
         if (record !== undefined) r.record = record;
-        rejects.push(r);
+        rejects.add(r);
         summary.rejected++;
       },
       skip(_lineNo, next) {
@@ -261,7 +259,7 @@ export class SnapshotLoader {
       broken(line, next, reason) {
         lastOffset = next;
         broken = reason;
-        rejects.push({ line, reason });
+        rejects.add({ line, reason });
         summary.rejected++;
       },
       chunkDone: async () => {
@@ -273,7 +271,7 @@ export class SnapshotLoader {
         opts.signal?.throwIfAborted();
       },
     });
-    await flushRejects();
+    await rejects.finish();
     summary.lines = read.lines;
     // Capped at now: a record a few hours ahead (clock skew upstream, allowed up to a day)
     // must not make every change of the next hours stale.
