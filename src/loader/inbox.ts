@@ -183,6 +183,9 @@ export class Inbox {
   }
 
   private saveAttempt(a: Attempt | undefined): void {
+    // While the store is full nothing is the file's fault, and a small commit
+    // here must not pass for the store having space again.
+    if (this.writer.stalled !== null) return;
     try {
       this.writer.commit(() => (a ? this.store.meta.putSync(INBOX_ATTEMPT, a) : this.store.meta.removeSync(INBOX_ATTEMPT)));
     } catch (err) {
