@@ -355,6 +355,26 @@ describe('snapshot and inbox files that could take the process down', () => {
     expect(await stopReport(segd, { allowWarnings: true })).toEqual(CLEAN_STOP);
   });
 
+  it('a gzip-bomb delta keeps what came before the limit and rejects the rest with the reason', async () => {
+    const segd = await startSegd({ env: { SEGD_INBOX_POLL_MS: '100' } });
+    started.push(segd);
+    const inbox = join(segd.dataDir, 'inbox');
+    const line = feedLine({ op: 'add', uid: 'delta-bomb', segments: [7] });
+    await writeGzipBomb(join(inbox, '001-bomb.ndjson.gz.tmp'), line, 1 << 30);
+    await rename(join(inbox, '001-bomb.ndjson.gz.tmp'), join(inbox, '001-bomb.ndjson.gz'));
+    await dropFeed(inbox, '002-after.ndjson', feedLine({ op: 'add', uid: 'after-delta-bomb', segments: [8] }));
+    const done = await segd.waitForLog((l) => l.msg === 'inbox file imported' && l.file === '001-bomb.ndjson.gz', 50_000);
+    expect(done.rejected).toBe(1);
+    expect(done.applied as number).toBeGreaterThan(0);
+    const [r] = readRejects(inbox, '001-bomb.ndjson.gz');
+    expect(r!.reason).toMatch(/^gzip expands more than 100× its compressed size .*; the rest of the file is not applied$/);
+    await segd.waitForLog((l) => l.msg === 'inbox file imported' && l.file === '002-after.ndjson');
+    expect(await segmentsOf(segd, 'delta-bomb')).toEqual([7]);
+    expect(await segmentsOf(segd, 'after-delta-bomb')).toEqual([8]);
+    expect(vmHwmKb(segd.proc.pid!)).toBeLessThan(500 * 1024);
+    expect(await stopReport(segd)).toEqual(CLEAN_STOP);
+  });
+
   it('a file the process dies on every time is moved to failed/ after SEGD_INBOX_MAX_ATTEMPTS; the files after it go on', async () => {
     const dataDir = tempDir();
     const inbox = join(dataDir, 'inbox');

@@ -66,7 +66,7 @@ function gzipSource(path: string, offset: number, maxRatio: number): ByteSource 
         pending = next.value;
         inflated += pending.length;
         if (inflated > compressed * maxRatio + GZIP_SLACK) {
-          throw new GzipRatioError(`gzip expands more than ${maxRatio}× its compressed size (SEGD_MAX_GZIP_RATIO) after ${inflated} bytes`);
+          throw new GzipRatioError(`gzip expands more than ${maxRatio}× its compressed size (SEGD_MAX_GZIP_RATIO), at uncompressed byte ${inflated}`);
         }
         if (skip > 0) {
           const n = Math.min(skip, pending.length);
