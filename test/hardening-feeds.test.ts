@@ -421,7 +421,7 @@ describe('a snapshot too large for the heap', () => {
     segd = await startSegd({ env: { NODE_OPTIONS: '--max-old-space-size=128' } });
     const inbox = join(segd.dataDir, 'inbox');
     const pad = 'x'.repeat(100);
-    const lines = Array.from({ length: 500_000 }, (_, i) => feedLine({ op: 'add', uid: `heap-user-${pad}-${i}`, segments: [1, 2], ts: now })).join('');
+    const lines = Array.from({ length: 600_000 }, (_, i) => feedLine({ op: 'add', uid: `heap-user-${pad}-${i}`, segments: [1, 2], ts: now })).join('');
     await dropFeed(inbox, '001-huge.snapshot.ndjson', lines);
     await dropFeed(inbox, '002-after.ndjson', feedLine({ op: 'add', uid: 'after-huge', segments: [4] }));
     const refused = await segd.waitForLog((l) => l.msg === 'inbox snapshot refused; moved to done/ with its reason in rejects/', 50_000);

@@ -66,21 +66,23 @@ export const RETIRE_AFTER_MS = 1000;
 export class SnapshotError extends Error {}
 
 /**
- * Share of the heap limit a snapshot's records may bring the heap to while it
- * is read. The records are held until the merge (about 120 bytes a user), and
- * sorting them needs a little more; the reported limit also counts the young
- * generation, which old objects cannot use. Past this share the snapshot is refused
- * whole instead of taking the process down (and, resumed from its checkpoint,
- * again on every restart).
+ * A snapshot's records are held until the merge (about 120 bytes a user, the
+ * uid strings on the heap), and sorting and merging them need more. Past
+ * RECORDS_SHARE of the heap limit (the records' own estimate, so garbage a
+ * collection has not reclaimed yet cannot refuse a snapshot that fits), or
+ * with the heap itself past HEAP_USED_SHARE (out of memory is near whatever
+ * holds it), the snapshot is refused whole instead of taking the process down
+ * (and, resumed from its checkpoint, again on every restart).
  */
-const SNAPSHOT_HEAP_SHARE = 0.5;
+const RECORDS_SHARE = 0.4;
+const HEAP_USED_SHARE = 0.8;
 
-function checkHeap(name: string): void {
+function checkHeap(name: string, recordBytes: number): void {
   const h = getHeapStatistics();
-  if (h.used_heap_size > h.heap_size_limit * SNAPSHOT_HEAP_SHARE) {
+  if (recordBytes > h.heap_size_limit * RECORDS_SHARE || h.used_heap_size > h.heap_size_limit * HEAP_USED_SHARE) {
     const mib = (n: number) => Math.round(n / 2 ** 20);
     throw new SnapshotError(
-      `${name}: too large to hold in memory (heap at ${mib(h.used_heap_size)} of ${mib(h.heap_size_limit)} MiB); ` +
+      `${name}: too large to hold in memory (its records ≈ ${mib(recordBytes)} MiB, heap at ${mib(h.used_heap_size)} of ${mib(h.heap_size_limit)} MiB); ` +
         'split it into deltas, or raise the heap limit (NODE_OPTIONS=--max-old-space-size=…); the data set is left as it was',
     );
   }
@@ -275,7 +277,7 @@ export class SnapshotLoader {
         summary.rejected++;
       },
       chunkDone: async () => {
-        checkHeap(name);
+        checkHeap(name, recs.heapBytes);
         await flushRejects();
         now = nowSeconds();
         summary.bytes = Math.round(lastOffset / 2); // reading is the first half of the work
