@@ -56,6 +56,7 @@ export async function importCommand(argv: string[]): Promise<number> {
         batchSize: config.loaderBatchSize,
         maxUidBytes: limits,
         maxLineBytes: config.maxLineBytes,
+        maxGzipRatio: config.maxGzipRatio,
         rejectsPath: join(rejectsDir, `${basename(file)}.rejects.ndjson`),
         onProgress: (p: ImportProgress) => progress.update(done + p.bytes),
       };

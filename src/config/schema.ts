@@ -20,6 +20,8 @@ export interface Config {
   inboxPollMs: number;
   loaderBatchSize: number;
   maxLineBytes: number;
+  maxGzipRatio: number;
+  inboxMaxAttempts: number;
   kvKey: string;
   logLevel: LogLevel;
   shutdownGraceMs: number;
@@ -120,6 +122,8 @@ export const SETTINGS: Setting[] = [
   // the writer (and so HTTP push acks) for seconds per transaction.
   { key: 'loaderBatchSize', env: 'SEGD_LOADER_BATCH', def: 50_000, parse: int(1, 1_000_000), doc: 'feed records applied per LMDB write transaction' },
   { key: 'maxLineBytes', env: 'SEGD_MAX_LINE_BYTES', def: 1 << 20, parse: int(256, 64 << 20), doc: 'longest feed line; longer lines are rejected, the rest of the file goes on' },
+  { key: 'maxGzipRatio', env: 'SEGD_MAX_GZIP_RATIO', def: 100, parse: int(2, 100_000), doc: 'how many times its compressed size a `.gz` feed or snapshot may expand to (checked as it is read; real feeds are 3–10×); past it the rest of the file is rejected like a corrupt gzip' },
+  { key: 'inboxMaxAttempts', env: 'SEGD_INBOX_MAX_ATTEMPTS', def: 5, parse: int(1, 1000), doc: 'attempts at an inbox file (or snapshot) that fail, or end with the process dying, without progress before it is moved to `failed/` and the inbox goes on' },
   { key: 'kvKey', env: 'SEGD_KV_KEY', def: 'seg', parse: str((s) => (/^[A-Za-z0-9_-]{1,40}$/.test(s) ? undefined : 'must be 1-40 of A-Z a-z 0-9 _ -')), doc: 'key name in `?format=kv` answers (`seg=12,57`)' },
   { key: 'logLevel', env: 'SEGD_LOG_LEVEL', def: 'info', parse: (raw) => { if (!LEVELS.includes(raw as LogLevel)) throw new BadValue(`must be one of ${LEVELS.join(', ')}`); return raw as LogLevel; }, doc: 'pino log level' },
   { key: 'shutdownGraceMs', env: 'SEGD_SHUTDOWN_GRACE_MS', def: 5000, parse: int(0, 600_000), doc: 'on SIGTERM, how long in-flight requests may take before connections are closed' },

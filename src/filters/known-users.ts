@@ -4,7 +4,9 @@
 //
 // Staleness is detected with the store's write sequence (meta "writes",
 // bumped in every loader transaction): a saved filter is exact only for the
-// sequence it records. Until a usable filter exists, workers run without one
+// sequence it records. Commits that add no user (updates to existing users)
+// advance the sequence too, so each checkpoint records the sequence the saved
+// bits cover even when no bit changed (a header-only rewrite). Until a usable filter exists, workers run without one
 // (every lookup goes to LMDB): slower, never wrong.
 import { aliasKey } from '../identity/keys.js';
 import { join } from 'node:path';
@@ -13,7 +15,7 @@ import type { Store } from '../store/env.js';
 import { userCount, writeSequence } from '../store/env.js';
 import type { Logger } from '../log.js';
 import { BlockedBloom, sizeFor, type BloomParams } from './blocked-bloom.js';
-import { saveFilter, loadFilter } from './persist.js';
+import { saveFilter, saveFilterWrites, loadFilter } from './persist.js';
 
 export const FILTER_FILE = 'known-users.bloom';
 const SCAN_CHUNK = 50_000;
@@ -47,6 +49,10 @@ export class KnownUsers {
   private retiredTimer: NodeJS.Timeout | null = null;
   private added = 0;
   private dirty = false;
+  /** The write sequence the file on disk records; -1: no file of ours yet. */
+  private savedWrites = -1;
+  /** Checkpoints run one at a time, so an older one never lands after a newer one. */
+  private saving: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
   private rebuilding: Promise<void> | null = null;
   private readonly path: string;
@@ -82,6 +88,7 @@ export class KnownUsers {
       } else {
         this.current = saved.filter;
         this.added = saved.added;
+        this.savedWrites = saved.writes;
         this.log.info({ users: saved.added, capacity: saved.filter.params.capacity, bytes: saved.filter.buffer.byteLength }, 'known-users filter loaded');
       }
     } catch (err) {
@@ -167,14 +174,36 @@ export class KnownUsers {
     await this.checkpoint();
   }
 
-  /** Saves the filter if it changed. The write sequence is read before the bits are copied: bits ⊇ users at that sequence. */
-  async checkpoint(): Promise<void> {
+  /**
+   * Saves the filter if it changed, or else records the write sequence it
+   * covers now. The sequence is read before the bits are copied: bits ⊇ users
+   * at that sequence.
+   */
+  checkpoint(): Promise<void> {
+    this.saving = this.saving.then(() => this.checkpointNow());
+    return this.saving;
+  }
+
+  private async checkpointNow(): Promise<void> {
     const f = this.current;
-    if (!f || !this.dirty) return;
-    this.dirty = false;
+    if (!f) return;
     const writes = writeSequence(this.store);
+    if (!this.dirty) {
+      // No user added since the last save: the bits on disk cover `writes` too.
+      if (this.savedWrites < 0 || this.savedWrites === writes) return;
+      try {
+        await saveFilterWrites(this.path, writes);
+        this.savedWrites = writes;
+      } catch (err) {
+        this.dirty = true; // the next checkpoint writes the whole file
+        this.log.error({ err, path: this.path }, 'saving the known-users filter failed');
+      }
+      return;
+    }
+    this.dirty = false;
     try {
       await saveFilter(this.path, f, this.added, writes);
+      this.savedWrites = writes;
     } catch (err) {
       this.dirty = true;
       this.log.error({ err, path: this.path }, 'saving the known-users filter failed');

@@ -52,6 +52,28 @@ export async function saveFilter(path: string, filter: BlockedBloom, added: numb
   await rename(tmp, path);
 }
 
+/**
+ * Records that the saved bits also cover store write sequence `writes` (no
+ * user was added since they were saved): the 8-byte field is rewritten in
+ * place, which is far cheaper than the whole file. Within the first sector,
+ * so a crash leaves the old value or the new one; the old one only makes the
+ * next start rebuild.
+ */
+export async function saveFilterWrites(path: string, writes: number): Promise<void> {
+  const field = Buffer.alloc(8);
+  field.writeDoubleLE(writes, 0);
+  const fh = await open(path, 'r+');
+  try {
+    const head = Buffer.alloc(8);
+    await fh.read(head, 0, 8, 0);
+    if (!head.equals(MAGIC)) throw new FilterFileError('not a segd filter file');
+    await fh.write(field, 0, 8, 40);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Reads and verifies a saved filter; throws FilterFileError saying what is wrong. */
 export async function loadFilter(path: string): Promise<SavedFilter> {
   const buf = await readFile(path);

@@ -2,14 +2,15 @@
 // transaction carrying the checkpoint (file, byte offset, line) it reaches.
 // After a crash the same call resumes from the checkpoint: nothing lost,
 // nothing applied twice. Bad lines are rejected with line number and reason.
-import { stat, appendFile, mkdir } from 'node:fs/promises';
+import { stat, mkdir } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import type { Store } from '../store/env.js';
 import { nowSeconds } from '../lookup/segments.js';
-import { readLines } from './lines.js';
-import { parseLineBytes, parseCsvLine, isCsvHeader, toChange, RecordError, type Change, type RecordLimits } from './records.js';
+import { readLines, GzipRatioError } from './lines.js';
+import { parseLineBytes, parseCsvLine, isCsvHeader, toChange, rejectReason, type Change, type RecordLimits } from './records.js';
 import { readMsgpackRecords } from './msgpack-records.js';
 import type { Writer } from './writer.js';
+import { RejectLog, type Reject } from './reject-log.js';
 
 export interface FileCheckpoint {
   file: string;
@@ -27,6 +28,8 @@ export interface ImportOptions {
   batchSize: number;
   maxUidBytes: RecordLimits;
   maxLineBytes: number;
+  /** How many times its compressed size a gzip file may expand to (default DEFAULT_MAX_GZIP_RATIO). */
+  maxGzipRatio?: number;
   /** Where bad records go (NDJSON: line, reason, start of the record); none = only counted. */
   rejectsPath?: string;
   onProgress?: (p: ImportProgress) => void;
@@ -50,11 +53,7 @@ export interface ImportSummary extends ImportProgress {
   resumedFrom: number;
 }
 
-export interface Reject {
-  line: number;
-  reason: string;
-  record?: string;
-}
+export type { Reject } from './reject-log.js';
 
 const MAX_REJECT_SNIPPET = 200;
 
@@ -74,7 +73,8 @@ export async function importFile(store: Store, writer: Writer, path: string, opt
   }
 
   let batch: Change[] = [];
-  let rejects: Reject[] = [];
+  const rejects = new RejectLog(opts.rejectsPath);
+  let rejectedSinceCommit = 0;
   let lastOffset = resume?.offset ?? 0;
   let lastLine = resume?.line ?? 0;
   let now = nowSeconds();
@@ -83,7 +83,8 @@ export async function importFile(store: Store, writer: Writer, path: string, opt
   const reject = (line: number, reason: string, record?: string) => {
     const r: Reject = { line, reason };
     if (record !== undefined) r.record = record;
-    rejects.push(r);
+    rejects.add(r);
+    rejectedSinceCommit++;
     summary.rejected++;
   };
 
@@ -97,10 +98,8 @@ export async function importFile(store: Store, writer: Writer, path: string, opt
     batch = [];
     // Rejects are written after the commit that passed them: a crash in
     // between loses rejects lines, never data (the data is already right).
-    if (rejects.length && opts.rejectsPath) {
-      await appendFile(opts.rejectsPath, rejects.map((r) => JSON.stringify(r)).join('\n') + '\n');
-    }
-    rejects = [];
+    rejectedSinceCommit = 0;
+    await (done ? rejects.finish() : rejects.flush());
     now = nowSeconds();
     opts.onProgress?.(summary);
   };
@@ -111,13 +110,13 @@ export async function importFile(store: Store, writer: Writer, path: string, opt
       lastOffset = next;
       lastLine = lineNo;
       batch.push(ch);
-      if (batch.length + rejects.length >= opts.batchSize) pending = true;
+      if (batch.length + rejectedSinceCommit >= opts.batchSize) pending = true;
     },
     reject(lineNo, next, reason, snippet) {
       lastOffset = next;
       lastLine = lineNo;
       reject(lineNo, reason, snippet);
-      if (batch.length + rejects.length >= opts.batchSize) pending = true;
+      if (batch.length + rejectedSinceCommit >= opts.batchSize) pending = true;
     },
     skip(lineNo, next) {
       lastOffset = next;
@@ -153,12 +152,13 @@ export interface FeedSink {
  * Reads a feed file (NDJSON, CSV or msgpack, gzipped or not; by its name) from
  * a position, validating each record. A gzip that breaks off or is corrupt
  * half-way keeps everything before the break and rejects the rest with the
- * reason (a retry would only fail the same way).
+ * reason (a retry would only fail the same way); so does one that expands
+ * more than `maxGzipRatio` times its compressed size (a decompression bomb).
  */
 export async function readFeed(
   path: string,
   from: { offset: number; line: number },
-  opts: { maxUidBytes: RecordLimits; maxLineBytes: number },
+  opts: { maxUidBytes: RecordLimits; maxLineBytes: number; maxGzipRatio?: number },
   now: () => number,
   sink: FeedSink,
 ): Promise<{ bytes: number; lines: number }> {
@@ -168,7 +168,7 @@ export async function readFeed(
   let lastLine = from.line;
   try {
     if (/\.msgpack(\.gz)?$/.test(name)) {
-      const r = await readMsgpackRecords(path, from.offset, from.line, {
+      const r = await readMsgpackRecords(path, from.offset, from.line, opts.maxLineBytes, {
         record(value, no, next) {
           lastOffset = next;
           lastLine = no;
@@ -176,15 +176,19 @@ export async function readFeed(
           try {
             ch = toChange(value, now(), opts.maxUidBytes);
           } catch (err) {
-            if (!(err instanceof RecordError)) throw err;
-            sink.reject(no, next, err.message);
+            sink.reject(no, next, rejectReason(err));
             return;
           }
           sink.change(ch, no, next);
         },
+        undecodable(no, next, reason) {
+          lastOffset = next;
+          lastLine = no;
+          sink.reject(no, next, reason);
+        },
         broken: (no, reason) => (sink.broken ?? sink.reject).call(sink, no, lastOffset, reason),
         chunkDone: () => sink.chunkDone(),
-      });
+      }, opts.maxGzipRatio);
       return { bytes: r.bytes, lines: r.records };
     }
     return await readLines(path, from.offset, from.line, opts.maxLineBytes, {
@@ -205,8 +209,12 @@ export async function readFeed(
         sink.reject(lineNo, next, `line longer than ${opts.maxLineBytes} bytes`);
       },
       chunkDone: () => sink.chunkDone(),
-    });
+    }, opts.maxGzipRatio);
   } catch (err) {
+    if (err instanceof GzipRatioError) {
+      (sink.broken ?? sink.reject).call(sink, lastLine + 1, lastOffset, `${err.message}, after line ${lastLine}; the rest of the file is not applied`);
+      return { bytes: lastOffset, lines: lastLine };
+    }
     if (!String((err as NodeJS.ErrnoException).code).startsWith('Z_')) throw err;
     (sink.broken ?? sink.reject).call(sink, lastLine + 1, lastOffset, `corrupt or truncated gzip after line ${lastLine}: ${(err as Error).message}; the rest of the file is not applied`);
     return { bytes: lastOffset, lines: lastLine };

@@ -16,8 +16,8 @@ import type { Store } from '../store/env.js';
 import type { Logger } from '../log.js';
 import { nowSeconds } from '../lookup/segments.js';
 import type { Writer } from './writer.js';
-import { parseNdjson, parseMsgpack } from './push.js';
-import type { Change, RecordLimits } from './records.js';
+import { parseNdjson, parseMsgpack, type ParsedPush } from './push.js';
+import { rejectReason, type Change, type RecordLimits } from './records.js';
 
 export interface JetStreamOptions {
   servers: string[];
@@ -147,7 +147,13 @@ export class JetStreamSource {
       last = Math.max(last, seq);
       const body = Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
       const msgpack = m.headers?.get('Content-Type')?.startsWith('application/msgpack') ?? false;
-      const parsed = (msgpack ? parseMsgpack : parseNdjson)(body, now, this.opts.maxUidBytes);
+      let parsed: ParsedPush;
+      try {
+        parsed = (msgpack ? parseMsgpack : parseNdjson)(body, now, this.opts.maxUidBytes);
+      } catch (err) {
+        // Parsing is pure: whatever it throws is this message's fault, so the message is the reject.
+        parsed = { changes: [], rejects: [{ line: 0, reason: rejectReason(err) }] };
+      }
       for (const c of parsed.changes) changes.push(c);
       if (parsed.rejects.length) {
         stats.rejected += parsed.rejects.length;

@@ -27,18 +27,33 @@ async function plainSource(path: string, offset: number): Promise<ByteSource> {
   };
 }
 
-/** A file's bytes from `offset` (uncompressed bytes for `.gz`). */
-export async function openBytes(path: string, offset: number): Promise<ByteSource> {
-  return path.endsWith('.gz') ? gzipSource(path, offset) : plainSource(path, offset);
+/** A file's bytes from `offset` (uncompressed bytes for `.gz`, bounded by `maxGzipRatio`: see gzipSource). */
+export async function openBytes(path: string, offset: number, maxGzipRatio = DEFAULT_MAX_GZIP_RATIO): Promise<ByteSource> {
+  return path.endsWith('.gz') ? gzipSource(path, offset, maxGzipRatio) : plainSource(path, offset);
 }
 
-function gzipSource(path: string, offset: number): ByteSource {
+/** How many times its compressed size a gzip feed may expand to (SEGD_MAX_GZIP_RATIO); real feeds are 3–10×. */
+export const DEFAULT_MAX_GZIP_RATIO = 100;
+/** Expansion allowed beyond the ratio, so a small file's first chunk is never judged on a few compressed bytes. */
+const GZIP_SLACK = 1 << 20;
+
+/** A gzip that expands more than the ratio allows (a decompression bomb): the rest of the file is not read. */
+export class GzipRatioError extends Error {}
+
+function gzipSource(path: string, offset: number, maxRatio: number): ByteSource {
   // pipe() does not forward errors: an error of the file stream (EACCES,
   // ENOENT) is handed to gunzip, so it reaches the reader as a rejected read
   // instead of an unhandled 'error' event that would kill the process.
   const file = createReadStream(path);
   const gunzip = createGunzip();
   file.on('error', (err) => gunzip.destroy(err));
+  // Checked as it goes, against the compressed bytes read so far (a bound that
+  // only looks at the end would have inflated the bomb first).
+  let compressed = 0;
+  let inflated = 0;
+  file.on('data', (c: string | Buffer) => {
+    compressed += c.length;
+  });
   file.pipe(gunzip);
   const it = gunzip[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   let pending: Buffer = Buffer.alloc(0);
@@ -49,6 +64,10 @@ function gzipSource(path: string, offset: number): ByteSource {
         const next = await it.next();
         if (next.done) return 0;
         pending = next.value;
+        inflated += pending.length;
+        if (inflated > compressed * maxRatio + GZIP_SLACK) {
+          throw new GzipRatioError(`gzip expands more than ${maxRatio}× its compressed size (SEGD_MAX_GZIP_RATIO), at uncompressed byte ${inflated}`);
+        }
         if (skip > 0) {
           const n = Math.min(skip, pending.length);
           pending = pending.subarray(n);
@@ -83,8 +102,9 @@ export async function readLines(
   startLine: number,
   maxLineBytes: number,
   sink: LineSink,
+  maxGzipRatio?: number,
 ): Promise<{ bytes: number; lines: number }> {
-  const src = await openBytes(path, startOffset);
+  const src = await openBytes(path, startOffset, maxGzipRatio);
   try {
     let buf = Buffer.allocUnsafe(CHUNK + maxLineBytes);
     let carry = 0; // bytes of an unfinished line at buf[0, carry)

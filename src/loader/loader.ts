@@ -89,6 +89,9 @@ export class Loader {
       signal: this.abort.signal,
       onFile: (s) => this.count('inbox', s),
       snapshots: this.snapshots,
+      maxGzipRatio: config.maxGzipRatio,
+      maxAttempts: config.inboxMaxAttempts,
+      onQuarantine: () => this.metrics?.quarantined.inc(),
     });
   }
 
@@ -171,6 +174,7 @@ export class Loader {
       batchSize: this.config.loaderBatchSize,
       maxUidBytes: this.limits,
       maxLineBytes: this.config.maxLineBytes,
+      maxGzipRatio: this.config.maxGzipRatio,
       signal: this.abort.signal,
     });
     this.count('seed', s);

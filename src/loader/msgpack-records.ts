@@ -1,14 +1,18 @@
 // Reads a file as a stream of msgpack records from a byte offset, reporting
 // each record's number and the byte offset just past it (for checkpoints). A
 // record cut by the end of a read chunk is completed from the next chunk; one
-// cut by the end of the file is reported as truncated. msgpack has no
-// delimiters to resynchronise on, so after a malformed record the rest of the
-// file is reported as unreadable (the records before it are kept).
-import { unpackMultiple } from 'msgpackr';
+// cut by the end of the file is reported as truncated. A record that cannot be
+// decoded but whose extent is known is one reject (msgpack-decode.ts). msgpack
+// has no delimiters to resynchronise on, so after bytes that are not msgpack,
+// or a record longer than `maxRecordBytes`, the rest of the file is reported
+// as unreadable (the records before it are kept).
 import { openBytes } from './lines.js';
+import { decodeRecords } from './msgpack-decode.js';
 
 export interface RecordSink {
   record(value: unknown, recordNo: number, nextOffset: number): void;
+  /** A record that cannot be decoded; the file goes on after it. */
+  undecodable(recordNo: number, nextOffset: number, reason: string): void;
   /** The rest of the file cannot be read: `recordNo` is the first record lost. */
   broken(recordNo: number, reason: string): void;
   chunkDone?(offset: number): Promise<void> | void;
@@ -16,8 +20,15 @@ export interface RecordSink {
 
 const CHUNK = 1 << 20;
 
-export async function readMsgpackRecords(path: string, startOffset: number, startRecord: number, sink: RecordSink): Promise<{ bytes: number; records: number }> {
-  const src = await openBytes(path, startOffset);
+export async function readMsgpackRecords(
+  path: string,
+  startOffset: number,
+  startRecord: number,
+  maxRecordBytes: number,
+  sink: RecordSink,
+  maxGzipRatio?: number,
+): Promise<{ bytes: number; records: number }> {
+  const src = await openBytes(path, startOffset, maxGzipRatio);
   let buf = Buffer.alloc(0);
   let base = startOffset; // file offset of buf[0]
   let n = startRecord;
@@ -27,19 +38,16 @@ export async function readMsgpackRecords(path: string, startOffset: number, star
       const got = await src.read(chunk, 0, CHUNK);
       if (got === 0) break;
       buf = buf.length ? Buffer.concat([buf, chunk.subarray(0, got)]) : chunk.subarray(0, got);
-      let consumed = 0;
-      try {
-        unpackMultiple(buf, (value: unknown, _start?: number, end?: number) => {
-          consumed = end ?? consumed;
-          sink.record(value, ++n, base + consumed);
-        });
-      } catch (err) {
-        const e = err as Error & { incomplete?: boolean };
-        if (!e.incomplete) {
-          sink.broken(n + 1, `malformed msgpack at byte ${base + consumed}: ${e.message}; the rest of the file is not applied`);
-          await sink.chunkDone?.(base + consumed);
-          return { bytes: base + consumed - startOffset, records: n - startRecord };
-        }
+      const end = decodeRecords(buf, {
+        record: (value, e) => sink.record(value, ++n, base + e),
+        undecodable: (reason, e) => sink.undecodable(++n, base + e, reason),
+      });
+      const consumed = end.kind === 'done' ? buf.length : end.at;
+      if (end.kind === 'malformed' || (end.kind === 'incomplete' && buf.length - consumed > maxRecordBytes)) {
+        const why = end.kind === 'malformed' ? `malformed msgpack at byte ${base + consumed}: ${end.reason}` : `msgpack record at byte ${base + consumed} is longer than ${maxRecordBytes} bytes`;
+        sink.broken(n + 1, `${why}; the rest of the file is not applied`);
+        await sink.chunkDone?.(base + consumed);
+        return { bytes: consumed + base - startOffset, records: n - startRecord };
       }
       buf = buf.subarray(consumed);
       base += consumed;

@@ -3,10 +3,10 @@
 // applying runs on the loader thread, through the one writer.
 import type { StallReason } from '../store/write-failure.js';
 import { createHash } from 'node:crypto';
-import { unpackMultiple } from 'msgpackr';
+import { decodeRecords } from './msgpack-decode.js';
 import type { Store } from '../store/env.js';
 import type { Writer, BatchResult } from './writer.js';
-import { parseLineBytes, toChange, RecordError, type Change, type RecordLimits } from './records.js';
+import { parseLineBytes, toChange, rejectReason, type Change, type RecordLimits } from './records.js';
 
 export interface PushReject {
   /** 1-based line (NDJSON) or record number (msgpack). */
@@ -59,20 +59,20 @@ export function parseMsgpack(body: Buffer, nowSec: number, maxUidBytes: RecordLi
     try {
       out.changes.push(toChange(rec, nowSec, maxUidBytes));
     } catch (err) {
-      if (!(err instanceof RecordError)) throw err;
-      out.rejects.push({ line: n, reason: err.message });
+      out.rejects.push({ line: n, reason: rejectReason(err) });
     }
   };
-  let lastEnd = 0;
-  try {
-    unpackMultiple(body, (value: unknown, _start?: number, end?: number) => {
-      if (Array.isArray(value) && n === 0 && end === body.length) value.forEach(take);
+  const end = decodeRecords(body, {
+    record(value, e) {
+      if (Array.isArray(value) && n === 0 && e === body.length) value.forEach(take);
       else take(value);
-      lastEnd = end ?? lastEnd;
-    });
-  } catch (err) {
-    out.rejects.push({ line: n + 1, reason: `malformed or truncated msgpack at byte ${lastEnd}: ${(err as Error).message}` });
-  }
+    },
+    undecodable(reason) {
+      out.rejects.push({ line: ++n, reason });
+    },
+  });
+  if (end.kind === 'incomplete') out.rejects.push({ line: n + 1, reason: `truncated msgpack record at byte ${end.at}` });
+  else if (end.kind === 'malformed') out.rejects.push({ line: n + 1, reason: `malformed msgpack at byte ${end.at}: ${end.reason}` });
   return out;
 }
 

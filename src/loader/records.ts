@@ -7,6 +7,7 @@ import { checkUid } from '../lookup/keys.js';
 import { MAX_SEGMENT_ID } from '../store/members.js';
 import type { Store } from '../store/env.js';
 import { encodeGraphKey, type GraphKey } from '../identity/keys.js';
+import { preview } from './preview.js';
 
 export const OPS = ['add', 'remove', 'replace', 'delete', 'match'] as const;
 export type Op = (typeof OPS)[number];
@@ -144,8 +145,7 @@ export function parseLineBytes(line: Uint8Array, nowSec: number, maxUidBytes: Re
   try {
     return parseLine(Buffer.from(line.buffer, line.byteOffset, line.byteLength).toString('utf8'), nowSec, maxUidBytes);
   } catch (err) {
-    if (err instanceof RecordError) return err.message;
-    throw err;
+    return rejectReason(err);
   }
 }
 
@@ -195,8 +195,7 @@ export function parseCsvLine(line: Uint8Array, nowSec: number, maxUidBytes: Reco
   try {
     return toChange({ op: 'add', uid, segments }, nowSec, maxUidBytes);
   } catch (err) {
-    if (err instanceof RecordError) return err.message;
-    throw err;
+    return rejectReason(err);
   }
 }
 
@@ -226,7 +225,17 @@ function toMatch(r: Record<string, unknown>, uid: string, nowSec: number, maxUid
   return { op: 'match', uid, ids: NO_IDS, ttls: NO_IDS, ts: nowSec, key };
 }
 
-function short(v: unknown): string {
-  const s = v === undefined ? 'nothing' : JSON.stringify(v) ?? String(v);
-  return s.length > 40 ? `${s.slice(0, 40)}…` : s;
+const short = (v: unknown): string => preview(v, 40);
+
+/**
+ * Why a record was rejected, from whatever its parsing or validation threw:
+ * a RecordError's reason, or, for anything else (a stack overflow on a
+ * hostile value, a decoder's own error), a bounded description of it. A bad
+ * record is a rejected record, never a failed file, batch or stream.
+ */
+export function rejectReason(err: unknown): string {
+  if (err instanceof RecordError) return err.message;
+  const e = err as { name?: unknown; message?: unknown } | null;
+  const what = e !== null && typeof e === 'object' && typeof e.message === 'string' ? `${String(e.name)}: ${e.message}` : String(err);
+  return `cannot be read (${what.slice(0, 200)})`;
 }

@@ -19,9 +19,15 @@ export class SnapshotRecords {
   /** id, ttl, id, ttl, … of every record. */
   private pairs = new Uint32Array(1 << 16);
   private used = 0;
+  private uidChars = 0;
 
   get length(): number {
     return this.uids.length;
+  }
+
+  /** About what the records hold on the JS heap: each uid string (header, one byte a char) and its array slot. */
+  get heapBytes(): number {
+    return this.uidChars + 32 * this.uids.length;
   }
 
   push(ch: Change): void {
@@ -30,6 +36,7 @@ export class SnapshotRecords {
     const n = ch.ids.length;
     while (this.used + 2 * n > this.pairs.length) this.pairs = grown(this.pairs, new Uint32Array(this.pairs.length * 2));
     this.uids.push(ch.uid);
+    this.uidChars += ch.uid.length;
     this.ts[i] = ch.ts;
     this.ops[i] = OPS.indexOf(ch.op);
     this.start[i] = this.used;

@@ -34,13 +34,16 @@
 //     snapshot already reflects it, so a late delta cannot resurrect a user
 //     the snapshot left out. A snapshot older than the current T is refused.
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
-import { stat, writeFile, appendFile, mkdir } from 'node:fs/promises';
+import { stat, writeFile, mkdir } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
+import { getHeapStatistics } from 'node:v8';
+import type { Database } from 'lmdb';
 import { GENERATION_KEY, type Store } from '../store/env.js';
 import { decodeMembers, encodeMembers, isValidMembersValue, HEADER_BYTES, PAIR_BYTES, type Membership } from '../store/members.js';
 import { nowSeconds } from '../lookup/segments.js';
 import { nextMembers, SNAPSHOT_TS_KEY, type ChangeLog, type Writer } from './writer.js';
 import { readFeed, type FileCheckpoint, type ImportOptions, type ImportSummary, type Reject } from './file-import.js';
+import { RejectLog } from './reject-log.js';
 import type { Change } from './records.js';
 import { SnapshotRecords, SortedRecords, FAST_PAIRS } from './snapshot-records.js';
 import { StoreFullError, freeBytes } from '../store/write-failure.js';
@@ -61,6 +64,29 @@ const MERGE_CHUNK = 100_000;
 export const RETIRE_AFTER_MS = 1000;
 
 export class SnapshotError extends Error {}
+
+/**
+ * A snapshot's records are held until the merge (about 120 bytes a user, the
+ * uid strings on the heap), and sorting and merging them need more. Past
+ * RECORDS_SHARE of the heap limit (the records' own estimate, so garbage a
+ * collection has not reclaimed yet cannot refuse a snapshot that fits), or
+ * with the heap itself past HEAP_USED_SHARE (out of memory is near whatever
+ * holds it), the snapshot is refused whole instead of taking the process down
+ * (and, resumed from its checkpoint, again on every restart).
+ */
+const RECORDS_SHARE = 0.4;
+const HEAP_USED_SHARE = 0.8;
+
+function checkHeap(name: string, recordBytes: number): void {
+  const h = getHeapStatistics();
+  if (recordBytes > h.heap_size_limit * RECORDS_SHARE || h.used_heap_size > h.heap_size_limit * HEAP_USED_SHARE) {
+    const mib = (n: number) => Math.round(n / 2 ** 20);
+    throw new SnapshotError(
+      `${name}: too large to hold in memory (its records ≈ ${mib(recordBytes)} MiB, heap at ${mib(h.used_heap_size)} of ${mib(h.heap_size_limit)} MiB); ` +
+        'split it into deltas, or raise the heap limit (NODE_OPTIONS=--max-old-space-size=…); the data set is left as it was',
+    );
+  }
+}
 
 /** Changes committed to the active generation while a snapshot loads. */
 class LoadLog implements ChangeLog {
@@ -192,16 +218,24 @@ export class SnapshotLoader {
     const log = new LoadLog();
     writer.dirty = log;
 
-    // 1. Read and validate. Rejects are written as found: a restart truncates and rewrites them.
+    const snap = await this.readRecords(path, name, opts, summary);
+    const counts = await this.merge(next, snap, size, opts, summary);
+    this.flip(target, snap, counts, log, opts.checkpointKey, cp);
+    summary.bytes = size;
+    summary.ms = performance.now() - t0;
+    return summary;
+  }
+
+  /** 1. Reads and validates the whole file into memory, in uid order; throws SnapshotError when it is refused whole. */
+  private async readRecords(path: string, name: string, opts: ImportOptions, summary: ImportSummary): Promise<ReadSnapshot> {
+    const { writer } = this;
+    // Rejects are written as found: a restart truncates and rewrites them.
     if (opts.rejectsPath) {
       await mkdir(dirname(opts.rejectsPath), { recursive: true });
       await writeFile(opts.rejectsPath, '');
     }
-    let rejects: Reject[] = [];
-    const flushRejects = async () => {
-      if (rejects.length && opts.rejectsPath) await appendFile(opts.rejectsPath, rejects.map((r) => JSON.stringify(r)).join('\n') + '\n');
-      rejects = [];
-    };
+    const rejects = new RejectLog(opts.rejectsPath);
+    const flushRejects = () => rejects.flush();
     const recs = new SnapshotRecords();
     let wide = false;
     let maxTs = 0;
@@ -213,7 +247,7 @@ export class SnapshotLoader {
         lastOffset = next;
         if (ch.op === 'match') {
           // Not a membership set: folded as one it would empty the user's.
-          rejects.push({ line: lineNo, reason: 'a snapshot holds memberships; send "match" records in a delta file or POST /v1/ingest' });
+          rejects.add({ line: lineNo, reason: 'a snapshot holds memberships; send "match" records in a delta file or POST /v1/ingest' });
           summary.rejected++;
           return;
         }
@@ -230,7 +264,7 @@ export class SnapshotLoader {
         lastOffset = next;
         const r: Reject = { line, reason };
         if (record !== undefined) r.record = record;
-        rejects.push(r);
+        rejects.add(r);
         summary.rejected++;
       },
       skip(_lineNo, next) {
@@ -239,10 +273,11 @@ export class SnapshotLoader {
       broken(line, next, reason) {
         lastOffset = next;
         broken = reason;
-        rejects.push({ line, reason });
+        rejects.add({ line, reason });
         summary.rejected++;
       },
       chunkDone: async () => {
+        checkHeap(name, recs.heapBytes);
         await flushRejects();
         now = nowSeconds();
         summary.bytes = Math.round(lastOffset / 2); // reading is the first half of the work
@@ -250,7 +285,7 @@ export class SnapshotLoader {
         opts.signal?.throwIfAborted();
       },
     });
-    await flushRejects();
+    await rejects.finish();
     summary.lines = read.lines;
     // Capped at now: a record a few hours ahead (clock skew upstream, allowed up to a day)
     // must not make every change of the next hours stale.
@@ -267,19 +302,19 @@ export class SnapshotLoader {
       throw new SnapshotError(`${name}: its newest record (ts ${maxTs}) is older than the snapshot already loaded (ts ${writer.floorTs})`);
     }
     const cmp = wide ? utf8Order : utf16Order;
-    const sorted = new SortedRecords(recs, cmp);
+    return { sorted: new SortedRecords(recs, cmp), cmp, maxTs, now, read };
+  }
 
-    // 2. Merge into the inactive generation, in key order, appending.
-    const extra = this.opts.excluded;
-    // Checked per user as the merge reaches it: a privacy action committed meanwhile counts too.
-    const excluded = (uid: string, at: number) =>
-      (writer.suppressed.size !== 0 && writer.isSuppressed(uid, at)) || (extra !== undefined && extra(uid, at));
+  /**
+   * 2. Merges the snapshot with the active generation into the inactive one
+   * (`next`), in key order, appending, in transactions of MERGE_CHUNK users
+   * that yield between them. Returns the segment counts of what it wrote.
+   */
+  private async merge(next: Database<Buffer, string>, snap: ReadSnapshot, size: number, opts: ImportOptions, summary: ImportSummary): Promise<Map<number, number>> {
+    const { store, writer } = this;
+    const { sorted, cmp, maxTs, now } = snap;
     const scratch = Buffer.allocUnsafe(HEADER_BYTES + PAIR_BYTES * FAST_PAIRS);
     const counts = new Map<number, number>();
-    const bump = (ms: readonly Membership[], d: number) => {
-      for (const m of ms) counts.set(m.id, (counts.get(m.id) ?? 0) + d);
-    };
-    const active = () => store.members;
     let i = 0;
     while (i < sorted.length) {
       const end = sorted.groupEnd(Math.min(i + MERGE_CHUNK, sorted.length));
@@ -289,7 +324,7 @@ export class SnapshotLoader {
         let j = i;
         const put = (uid: string, v: Side) => {
           next.putSync(uid, encodeMembers(v.updatedAt, v.members), { append: true });
-          bump(v.members, +1);
+          bump(counts, v.members, +1);
           summary.memberships += v.members.length;
         };
         // A user only the snapshot has (every user, into an empty store): the
@@ -297,7 +332,7 @@ export class SnapshotLoader {
         const putSnapshotOnly = (at: number): number => {
           const uid = sorted.uid(at);
           const g = at + 1 < end && sorted.uid(at + 1) === uid ? sorted.groupEnd(at + 1) : at + 1;
-          if (excluded(uid, now)) {
+          if (this.excluded(uid, now)) {
             summary.stale++;
             return g;
           }
@@ -318,7 +353,7 @@ export class SnapshotLoader {
           summary.memberships += (len - HEADER_BYTES) / PAIR_BYTES;
           return g;
         };
-        for (const { key, value } of active().getRange({ start: from, end: to })) {
+        for (const { key, value } of store.members.getRange({ start: from, end: to })) {
           const uid = key as string;
           // Snapshot users before this stored one.
           while (j < end && cmp(sorted.uid(j), uid) < 0) j = putSnapshotOnly(j);
@@ -326,7 +361,7 @@ export class SnapshotLoader {
           if (j < end && sorted.uid(j) === uid) {
             const g = sorted.groupEnd(j + 1);
             const s = fold(sorted.changes(j, g), now);
-            const v = excluded(uid, now) ? a : decide(a, s, maxTs)!;
+            const v = this.excluded(uid, now) ? a : decide(a, s, maxTs)!;
             j = g;
             if (v === s) summary.applied++;
             else summary.stale++;
@@ -347,27 +382,37 @@ export class SnapshotLoader {
       // Pushes and the stream commit between chunks (to the active generation; their changes are logged).
       await yieldToLoop();
     }
+    return counts;
+  }
 
-    // 3. The flip, in one transaction.
+  /**
+   * 3. Makes `target` the active generation in one transaction: users changed
+   * during the load merged again and their changes replayed, segment counts
+   * replaced, generation, snapshot ts and the file's checkpoint written.
+   */
+  private flip(target: number, snap: ReadSnapshot, counts: Map<number, number>, log: LoadLog, checkpointKey: string, cp: FileCheckpoint): void {
+    const { store, writer } = this;
+    const { sorted, maxTs, now, read } = snap;
+    const next = store.generations[target]!;
     const t1 = performance.now();
     writer.dirty = null;
     writer.commit(() => {
-      const cur = active();
+      const cur = store.members;
       /** Replaces what the merge wrote for `uid` (undefined: nothing), keeping the counts right. */
       const overwrite = (uid: string, v: Side | undefined) => {
         const written = side(next.getBinaryFast(uid) as Buffer | undefined);
-        if (written) bump(written.members, -1);
+        if (written) bump(counts, written.members, -1);
         if (v === undefined) {
           if (written) next.removeSync(uid);
           return;
         }
         next.putSync(uid, encodeMembers(v.updatedAt, v.members));
-        bump(v.members, +1);
+        bump(counts, v.members, +1);
       };
       // Users changed during the load: merged again from their value before it…
       for (const [uid, b] of log.before) {
         const at = sorted.find(uid);
-        overwrite(uid, excluded(uid, now) ? b : decide(b, at === null ? undefined : fold(sorted.changes(at[0], at[1]), now), maxTs));
+        overwrite(uid, this.excluded(uid, now) ? b : decide(b, at === null ? undefined : fold(sorted.changes(at[0], at[1]), now), maxTs));
       }
       // …then their changes replayed in commit order, by the writer's rules.
       for (const ch of log.changes) {
@@ -375,8 +420,8 @@ export class SnapshotLoader {
         const cur = side(next.getBinaryFast(ch.uid) as Buffer | undefined);
         if (cur && ch.ts < cur.updatedAt) continue;
         const ms = nextMembers(cur?.members, ch, now);
-        if (cur) bump(cur.members, -1);
-        bump(ms, +1);
+        if (cur) bump(counts, cur.members, -1);
+        bump(counts, ms, +1);
         next.putSync(ch.uid, encodeMembers(Math.max(ch.ts, cur?.updatedAt ?? 0), ms));
       }
       // Users other writes changed during the load (an ID-graph merge, a privacy deletion: newer
@@ -390,7 +435,7 @@ export class SnapshotLoader {
       for (const [id, c] of counts) if (c > 0) store.counts.putSync(id, c);
       store.meta.putSync(GENERATION_KEY, target);
       store.meta.putSync(SNAPSHOT_TS_KEY, maxTs);
-      store.meta.putSync(opts.checkpointKey, { ...cp, offset: read.bytes, line: read.lines, done: true } satisfies FileCheckpoint);
+      store.meta.putSync(checkpointKey, { ...cp, offset: read.bytes, line: read.lines, done: true } satisfies FileCheckpoint);
       store.meta.putSync('writes', ((store.meta.get('writes') as number | undefined) ?? 0) + 1);
       store.meta.putSync('lastCommitAt', Date.now());
     });
@@ -399,9 +444,13 @@ export class SnapshotLoader {
     writer.swapped(maxTs, (performance.now() - t1) / 1000);
     this.retireTimer = setTimeout(() => this.retire(target ^ 1), RETIRE_AFTER_MS);
     this.retireTimer.unref();
-    summary.bytes = size;
-    summary.ms = performance.now() - t0;
-    return summary;
+  }
+
+  /** Checked per user as the merge reaches it: a privacy action committed meanwhile counts too. */
+  private excluded(uid: string, at: number): boolean {
+    const { writer } = this;
+    const extra = this.opts.excluded;
+    return (writer.suppressed.size !== 0 && writer.isSuppressed(uid, at)) || (extra !== undefined && extra(uid, at));
   }
 
   /** Empties a retired generation, unless a newer snapshot has claimed it meanwhile. */
@@ -410,6 +459,21 @@ export class SnapshotLoader {
     if (this.loading || this.store.generation() === g) return;
     this.store.generations[g]!.clearSync();
   }
+}
+
+/** Adds `d` to the count of each segment in `ms`. */
+function bump(counts: Map<number, number>, ms: readonly Membership[], d: number): void {
+  for (const m of ms) counts.set(m.id, (counts.get(m.id) ?? 0) + d);
+}
+
+/** A snapshot read whole: its records in uid order, its ts T, the time it was read at. */
+interface ReadSnapshot {
+  sorted: SortedRecords;
+  /** The members db's key order for these uids. */
+  cmp: Compare;
+  maxTs: number;
+  now: number;
+  read: { bytes: number; lines: number };
 }
 
 /** One user's records of the snapshot (ts order), applied onto nothing: the set the snapshot says it has. */

@@ -15,6 +15,8 @@ export class ProcessMetrics {
   readonly registry = new Registry();
   readonly records: Counter<'source' | 'outcome'>;
   readonly files: Counter<'source'>;
+  /** Inbox files moved to `failed/` after failing repeatedly. */
+  readonly quarantined: Counter;
   readonly lastCommit: Gauge;
   readonly ready: Gauge;
   readonly stalled: Gauge;
@@ -37,6 +39,7 @@ export class ProcessMetrics {
     this.privacyActions = new Counter({ name: 'segd_privacy_actions_total', help: 'Opt-outs and deletions carried out (memberships and linked ids removed, tombstone written, audited)', labelNames: ['action'], registers });
     for (const a of ['optout', 'delete']) this.privacyActions.labels(a).inc(0);
     this.files = new Counter({ name: 'segd_loader_files_total', help: 'Feed files fully imported', labelNames: ['source'], registers });
+    this.quarantined = new Counter({ name: 'segd_loader_files_quarantined_total', help: 'Inbox files moved to failed/ after SEGD_INBOX_MAX_ATTEMPTS attempts without progress', registers });
     this.lastCommit = new Gauge({ name: 'segd_loader_last_commit_timestamp_seconds', help: 'When the loader last committed a batch', registers });
     this.commitSeconds = new Histogram({
       name: 'segd_loader_commit_seconds',
