@@ -56,6 +56,11 @@ export interface Config {
   syncLimit: number;
   syncSignatureWindow: number;
   deletionTombstoneDays: number;
+  maxInflightKeyed: number;
+  maxInflightPublic: number;
+  bodyTimeoutMs: number;
+  metricsKeys: string[];
+  metricsCacheMs: number;
 }
 
 /** The repo's own sample feed, loaded into an empty store by default. */
@@ -136,7 +141,7 @@ export const SETTINGS: Setting[] = [
   { key: 'lookupAuth', env: 'SEGD_LOOKUP_AUTH', def: () => (process.env.NODE_ENV === 'production' ? 'required' : 'optional'), parse: (raw) => { if (raw !== 'required' && raw !== 'optional') throw new BadValue('must be required or optional'); return raw; }, doc: 'lookup and enrichment callers: `required` = every caller needs a partner key (401 otherwise); `optional` = a caller without `Authorization` gets every segment (a key, when sent, must be valid and filters by licence). Default `required` when NODE_ENV=production (the Docker image), else `optional` so the quick start works' },
   { key: 'dmpDomain', env: 'SEGD_DMP_DOMAIN', def: () => hostname(), parse: str((s) => (/^[A-Za-z0-9.-]{1,253}$/.test(s) ? undefined : 'must be a domain name')), doc: 'this DMP\'s domain: `name` of every OpenRTB `user.data` object segd adds (default: the host name)' },
   { key: 'enrichBudgetMs', env: 'SEGD_ENRICH_BUDGET_MS', def: 20, parse: int(1, 10_000), doc: 'most time an enrichment may take, counted from when segd sees the request; the request\'s `tmax` lowers it. Past it → 204 (no enrichment)' },
-  { key: 'maxInflight', env: 'SEGD_MAX_INFLIGHT', def: 512, parse: int(1, 1_000_000), doc: 'admission limit per worker: requests with async work under way (bodies being read). Lookup and enrichment requests past it are shed (204 at once)' },
+  { key: 'maxInflight', env: 'SEGD_MAX_INFLIGHT', def: 512, parse: int(1, 1_000_000), doc: 'admission limit per worker for lookups: lookup and enrichment requests with async work under way (bodies being read). Lookups past it are shed (204 at once); other routes have their own budgets' },
   { key: 'shedLagMs', env: 'SEGD_SHED_LAG_MS', def: 0, parse: int(0, 60_000), doc: 'shed lookups (204 / empty WebSocket answers) while the worker\'s event loop lags more than this (0 = off)' },
   { key: 'wsMaxPayload', env: 'SEGD_WS_MAX_PAYLOAD', def: 16 * 1024, parse: int(64, 16 << 20), doc: 'largest WebSocket frame accepted on `/v1/ws`; a larger one drops the connection' },
   { key: 'wsIdleSeconds', env: 'SEGD_WS_IDLE_S', def: 120, parse: int(8, 960), doc: 'a `/v1/ws` connection with no traffic for this long is closed (segd pings before that)' },
@@ -154,6 +159,12 @@ export const SETTINGS: Setting[] = [
   { key: 'syncLimit', env: 'SEGD_SYNC_LIMIT', def: 8, parse: int(1, 100), doc: 'most partners one outbound sync answer lists (a request may ask for fewer with `limit`)' },
   { key: 'syncSignatureWindow', env: 'SEGD_SYNC_SIG_WINDOW', def: 300, parse: int(1, 86_400), doc: 'how far (seconds, either way) a signed callback\'s `ts` may be from now' },
   { key: 'deletionTombstoneDays', env: 'SEGD_DELETION_TOMBSTONE_DAYS', def: 400, parse: int(8, 36_500), doc: 'how long a deleted user\'s tombstone blocks upstream data for it (opt-outs never lapse)' },
+  // Edge hardening: separate admission budgets, body deadline, /metrics access.
+  { key: 'maxInflightKeyed', env: 'SEGD_MAX_INFLIGHT_KEYED', def: 256, parse: int(1, 1_000_000), doc: 'admission limit per worker for keyed routes other than lookups (push, admin, deletion, export, a keyed `/metrics`); past it → 503 OVERLOADED' },
+  { key: 'maxInflightPublic', env: 'SEGD_MAX_INFLIGHT_PUBLIC', def: 256, parse: int(1, 1_000_000), doc: 'admission limit per worker for unauthenticated routes (cookie sync, opt-out, an open `/metrics`); past it → 503 OVERLOADED' },
+  { key: 'bodyTimeoutMs', env: 'SEGD_BODY_TIMEOUT_MS', def: 10_000, parse: int(100, 600_000), doc: 'a request body not fully received this long after its headers is dropped: 408 BODY_TIMEOUT and the connection closed' },
+  { key: 'metricsKeys', env: 'SEGD_METRICS_KEYS', def: [], parse: keyList, doc: 'comma-separated bearer keys for `GET /metrics`; none = open to every caller' },
+  { key: 'metricsCacheMs', env: 'SEGD_METRICS_CACHE_MS', def: 1000, parse: int(0, 600_000), doc: 'how long one collected `/metrics` text is served to every scrape (concurrent scrapes share one collection)' },
 ] as Setting[];
 
 export { BadValue };

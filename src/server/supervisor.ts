@@ -71,7 +71,7 @@ export async function serve(config: Readonly<Config>, log: Logger, registrySeed?
   // Metrics scrape: ask every worker for its registry, merge with ours.
   let collectSeq = 0;
   const collecting = new Map<number, { want: number; got: object[]; done: (m: object[]) => void }>();
-  const scrape = async (): Promise<string> => {
+  const collect = async (): Promise<string> => {
     const id = ++collectSeq;
     const live = slots.filter((s) => s.worker.threadId > 0);
     const got = await new Promise<object[]>((resolve) => {
@@ -81,6 +81,20 @@ export async function serve(config: Readonly<Config>, log: Logger, registrySeed?
     });
     collecting.delete(id);
     return metrics.text(got);
+  };
+  // One collection serves every scrape for SEGD_METRICS_CACHE_MS, counted from
+  // when it started, so concurrent scrapes share it: scrapes cannot make the
+  // workers do more than one fan-out per period. A failed one is not kept.
+  let cached: { at: number; text: Promise<string> } | null = null;
+  const scrape = (): Promise<string> => {
+    const now = performance.now();
+    if (cached !== null && now - cached.at < config.metricsCacheMs) return cached.text;
+    const entry = { at: now, text: collect() };
+    cached = entry;
+    entry.text.catch(() => {
+      if (cached === entry) cached = null;
+    });
+    return entry.text;
   };
 
   const exporter = new SegmentExporter(store);
