@@ -24,6 +24,10 @@ import { applyRegistryOp, upsertFromConfig, type RegistrySeed } from '../partner
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 /** Nice value of the loader thread (0 = as lookups, 19 = only idle CPU). */
 const LOADER_NICE = 10;
+/** A worker that fails again within this long of its last restart is restarted after a delay, doubling up to the max. */
+const RESTART_CALM_MS = 60_000;
+const RESTART_MIN_DELAY_MS = 250;
+const RESTART_MAX_DELAY_MS = 10_000;
 
 interface Slot {
   index: number;
@@ -65,6 +69,8 @@ export async function serve(config: Readonly<Config>, log: Logger, registrySeed?
     },
   });
   const slots: Slot[] = [];
+  /** The last restart of each worker index, for the restart backoff. */
+  const restarts = new Map<number, { at: number; delay: number }>();
   let shuttingDown = false;
   let port = config.port;
 
@@ -163,12 +169,24 @@ export async function serve(config: Readonly<Config>, log: Logger, registrySeed?
         onDrained();
         if (shuttingDown || !listening) return;
         // A crashed worker is replaced; the others keep serving meanwhile.
-        log.error({ worker: index, code }, 'worker exited; restarting it');
+        // Failing again soon after a restart waits longer each time (a worker
+        // that fails at every start must not spin the process).
+        const now = Date.now();
+        const last = restarts.get(index);
+        const delay = last !== undefined && now - last.at < RESTART_CALM_MS ? Math.min(Math.max(last.delay * 2, RESTART_MIN_DELAY_MS), RESTART_MAX_DELAY_MS) : 0;
+        restarts.set(index, { at: now, delay });
+        log.error({ worker: index, code, delayMs: delay }, 'worker exited; restarting it');
         const i = slots.indexOf(slot);
-        startWorker(index, port).then(
-          (r) => { if (i >= 0) slots[i] = r.slot; },
-          (err: unknown) => log.error({ err, worker: index }, 'worker restart failed'),
-        );
+        setTimeout(() => {
+          if (shuttingDown) return;
+          startWorker(index, port).then(
+            (r) => {
+              if (i >= 0) slots[i] = r.slot;
+              if (shuttingDown) r.slot.worker.postMessage({ type: 'drain' } satisfies ToWorker);
+            },
+            (err: unknown) => log.error({ err, worker: index }, 'worker restart failed'),
+          );
+        }, delay);
       });
     });
 
