@@ -20,6 +20,8 @@ afterAll(async () => {
 });
 
 const alive = (s: Segd) => s.proc.exitCode === null && s.proc.signalCode === null;
+const guarded = async (s: Segd, outcome: string) =>
+  Number(new RegExp(`^segd_http_guarded_total\\{outcome="${outcome}"\\} (\\d+)`, 'm').exec(await (await fetch(`${s.url}/metrics`)).text())?.[1] ?? NaN);
 
 /** A raw request on its own socket: everything the server sent, once it closes the connection. */
 interface Raw {
@@ -156,6 +158,7 @@ describe('admission budgets', () => {
     // With the strangers gone, public routes are served again.
     await waitFor(async () => (await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"partners":"*"}' })).status === 200);
     expect(alive(segd)).toBe(true);
+    expect(await guarded(segd, 'overloaded')).toBe(SLOW - PUBLIC + 1);
   });
 });
 
@@ -186,6 +189,7 @@ describe('the body deadline', () => {
     // A body that arrives in time is served as always.
     const r = await fetch(`${segd.url}/v1/segments:batch`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"uids":["someone"]}' });
     expect(r.status).toBe(200);
+    expect(await guarded(segd, 'body_timeout')).toBe(4);
   });
 });
 

@@ -30,7 +30,7 @@ export function createApp(deps: AppDeps): TemplatedApp {
   const { admission, log } = deps;
   const budgets = { lookup: admission.lookups, keyed: admission.keyed, public: admission.public, ops: admission.public };
   const context = (route: string, method: string, kind: Kind): RouteContext =>
-    ({ route, method: method === 'del' ? 'DELETE' : method.toUpperCase(), budget: budgets[kind], shed: kind === 'keyed' || kind === 'public', log });
+    ({ route, method: method === 'del' ? 'DELETE' : method.toUpperCase(), budget: budgets[kind], shed: kind === 'keyed' || kind === 'public', log, metrics: deps.metrics });
   const other = deps.metrics.route('other');
   const admin = adminRoutes(deps);
   const syncOut = syncOutRoutes(deps);
@@ -62,7 +62,7 @@ export function createApp(deps: AppDeps): TemplatedApp {
   ];
   // Activation (issue 6): OpenRTB enrichment and the WebSocket lookup channel.
   routes.push(['/openrtb2/enrich', 'post', enrichRoute(deps), 'lookup']);
-  app.ws('/v1/ws', guardWs(wsBehavior(deps), log, '/v1/ws'));
+  app.ws('/v1/ws', guardWs(wsBehavior(deps), log, '/v1/ws', deps.metrics));
   const known = new Set<string>();
   for (const [path, method, handler, kind] of routes) {
     app[method](path, guardRoute(context(path, method, kind), handler));

@@ -84,6 +84,7 @@ class Read {
         /* aborted already */
       }
     }
+    this.ctx?.metrics?.guarded('body_timeout');
     this.ctx?.log.info({ route: this.ctx.route, method: this.ctx.method, received: this.len }, 'request body timed out; connection closed');
   }
 

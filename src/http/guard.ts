@@ -11,6 +11,7 @@
 // the logs — with no per-request allocation.
 import type { HttpRequest, HttpResponse, WebSocket, WebSocketBehavior } from 'uWebSockets.js';
 import type { Logger } from '../log.js';
+import type { HttpMetrics } from '../metrics/http.js';
 import type { Budget } from './admission.js';
 import type { Pending } from './pending.js';
 import { sendError } from './respond.js';
@@ -23,6 +24,8 @@ export interface RouteContext {
   /** Refuse (503) when the budget is full; lookup routes shed themselves (204) instead. */
   readonly shed: boolean;
   readonly log: Logger;
+  /** Counts what the guards end (segd_http_guarded_total); absent in tools that build bare apps. */
+  readonly metrics?: HttpMetrics;
 }
 
 export type Handler = (res: HttpResponse, req: HttpRequest) => void;
@@ -47,6 +50,7 @@ export function setOpenedPending(p: Pending): void {
 /** Logs a failed request and ends `res` with 500, unless it was answered or aborted already (uWS throws on any access then). */
 export function answerFailure(res: HttpResponse, err: unknown, ctx: RouteContext | null, url?: string): void {
   logFailure(err, ctx, url);
+  ctx?.metrics?.guarded('failed');
   try {
     // Close: whatever was half-written or left unread on the wire goes with the connection.
     res.cork(() => sendError(res, 'INTERNAL', undefined, true));
@@ -66,11 +70,12 @@ export function logFailure(err: unknown, ctx: RouteContext | null, url?: string)
 
 /** The route table's wrapper: budget check, then the handler inside a try. No closure per request. */
 export function guardRoute(ctx: RouteContext, handler: Handler): Handler {
-  const { budget } = ctx;
+  const { budget, shed } = ctx;
   return (res, req) => {
-    if (ctx.shed && budget.n >= budget.max) {
+    if (shed && budget.n >= budget.max) {
       // The body, if any, is left unread: close.
       sendError(res, 'OVERLOADED', budget.name, true);
+      ctx.metrics?.guarded('overloaded');
       return;
     }
     current = ctx;
@@ -98,9 +103,10 @@ export function guardRoute(ctx: RouteContext, handler: Handler): Handler {
 const WS_INTERNAL_ERROR = 1011;
 
 /** The same for the WebSocket channel: a throw closes that connection with 1011, the worker goes on. */
-export function guardWs<T>(behavior: WebSocketBehavior<T>, log: Logger, route: string): WebSocketBehavior<T> {
+export function guardWs<T>(behavior: WebSocketBehavior<T>, log: Logger, route: string, metrics?: HttpMetrics): WebSocketBehavior<T> {
   const fail = (err: unknown, where: string, ws: WebSocket<T> | null) => {
     logFailure(err, { route, method: `ws ${where}`, log } as RouteContext);
+    metrics?.guarded('failed');
     if (ws === null) return;
     try {
       ws.end(WS_INTERNAL_ERROR, 'internal error');
@@ -115,7 +121,7 @@ export function guardWs<T>(behavior: WebSocketBehavior<T>, log: Logger, route: s
       try {
         void upgrade(res, req, context);
       } catch (err) {
-        answerFailure(res, err, { route, method: 'ws upgrade', log } as RouteContext);
+        answerFailure(res, err, { route, method: 'ws upgrade', log, metrics } as RouteContext);
       }
     };
   }
