@@ -69,6 +69,11 @@ describe('an exception inside a request', () => {
     expect((await fetch(`${segd.url}/healthz`)).status).toBe(200);
     expect((await fetch(`${segd.url}/v1/segments?uid=someone`)).status).toBe(200);
     expect(alive(segd)).toBe(true);
+    // A 500 is the guard's: logged with where it happened. (A 4xx means the route itself refuses the input.)
+    if (r.status === 500) {
+      const failed = await segd.waitForLog((l) => l.msg === 'request failed');
+      expect(failed).toMatchObject({ route: '/sync/out', method: 'POST' });
+    }
     // No worker was replaced: the answer came from the guard, not a restart.
     expect(segd.logs.filter((l) => l.msg === 'worker exited; restarting it')).toEqual([]);
   });
