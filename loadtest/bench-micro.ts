@@ -93,7 +93,7 @@ try {
   store.partners.putSync('dsp1', { id: 'dsp1', name: 'DSP One', keyDigests: [keyDigest(MICRO_KEY)], segments: licensedIds, sync: null, disabled: false });
   const registry = PartnerRegistry.load(store);
   const licences = new Licences(registry);
-  const admission = new Admission({ n: 0 }, 512, 0);
+  const admission = new Admission({ lookups: 512, keyed: 256, public: 256 }, 0);
   const anonymous = new Callers(registry, licences, false);
   const dsp1 = licences.of('dsp1')!;
   const auth = `Bearer ${MICRO_KEY}`;

@@ -35,13 +35,15 @@ export const ERRORS = {
   BAD_MODE: { status: 400, message: 'unknown mode (omit it for the whole request, or mode=data)' },
   BAD_FRAME: { status: 400, message: 'a WebSocket frame must be a msgpack map with "id" and one key: uid, puid, ifa' },
   STORE_FULL: { status: 503, message: 'the store cannot take writes (full); nothing was applied; retry later with the same Idempotency-Key' },
+  BODY_TIMEOUT: { status: 408, message: 'the request body did not arrive in time; the connection is closed' },
+  OVERLOADED: { status: 503, message: 'too many requests of this kind under way on this worker; retry later' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;
 
 const STATUS_TEXT: Record<number, string> = {
   200: 'OK', 204: 'No Content', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found',
-  405: 'Method Not Allowed', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable Content', 500: 'Internal Server Error',
+  405: 'Method Not Allowed', 408: 'Request Timeout', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable Content', 500: 'Internal Server Error',
   503: 'Service Unavailable',
 };
 

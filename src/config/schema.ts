@@ -62,6 +62,11 @@ export interface Config {
   optoutRate: number;
   optoutBurst: number;
   maxIdsPerProfile: number;
+  maxInflightKeyed: number;
+  maxInflightPublic: number;
+  bodyTimeoutMs: number;
+  metricsKeys: string[];
+  metricsCacheMs: number;
 }
 
 /** The repo's own sample feed, loaded into an empty store by default. */
@@ -145,7 +150,7 @@ export const SETTINGS: Setting[] = [
   { key: 'dmpDomain', env: 'SEGD_DMP_DOMAIN', def: () => hostname(), parse: str((s) => (/^[A-Za-z0-9.-]{1,253}$/.test(s) ? undefined : 'must be a domain name')), doc: 'this DMP\'s domain: `name` of every OpenRTB `user.data` object segd adds (default: the host name)' },
   { key: 'enrichBudgetMs', env: 'SEGD_ENRICH_BUDGET_MS', def: 20, parse: int(1, 10_000), doc: 'most time an enrichment may take, counted from when segd sees the request; the request\'s `tmax` lowers it. Past it → 204 (no enrichment)' },
   { key: 'gdprDefault', env: 'SEGD_GDPR_DEFAULT', def: 'applies', parse: (raw) => { if (raw !== 'applies' && raw !== 'not-applies') throw new BadValue('must be applies or not-applies'); return raw; }, doc: 'what an enrichment request that says nothing about GDPR (no `regs.gdpr`, no `regs.ext.gdpr`, no `regs.gpp_sid`) means: `applies` (the safe side: personalised segments only with a TCF string that consents) or `not-applies`' },
-  { key: 'maxInflight', env: 'SEGD_MAX_INFLIGHT', def: 512, parse: int(1, 1_000_000), doc: 'admission limit per worker: requests with async work under way (bodies being read). Lookup and enrichment requests past it are shed (204 at once)' },
+  { key: 'maxInflight', env: 'SEGD_MAX_INFLIGHT', def: 512, parse: int(1, 1_000_000), doc: 'admission limit per worker for lookups: lookup and enrichment requests with async work under way (bodies being read). Lookups past it are shed (204 at once); other routes have their own budgets' },
   { key: 'shedLagMs', env: 'SEGD_SHED_LAG_MS', def: 0, parse: int(0, 60_000), doc: 'shed lookups (204 / empty WebSocket answers) while the worker\'s event loop lags more than this (0 = off)' },
   { key: 'wsMaxPayload', env: 'SEGD_WS_MAX_PAYLOAD', def: 16 * 1024, parse: int(64, 16 << 20), doc: 'largest WebSocket frame accepted on `/v1/ws`; a larger one drops the connection' },
   { key: 'wsIdleSeconds', env: 'SEGD_WS_IDLE_S', def: 120, parse: int(8, 960), doc: 'a `/v1/ws` connection with no traffic for this long is closed (segd pings before that)' },
@@ -166,6 +171,12 @@ export const SETTINGS: Setting[] = [
   { key: 'optoutRate', env: 'SEGD_OPTOUT_RATE', def: 5, parse: num(0, 10_000), doc: 'browser opt-outs per second each worker stores (a token bucket; past it the opt-out cookie is still set, the store write is refused)' },
   { key: 'optoutBurst', env: 'SEGD_OPTOUT_BURST', def: 50, parse: int(1, 1_000_000), doc: 'browser opt-outs a worker stores at once before `SEGD_OPTOUT_RATE` applies' },
   { key: 'maxIdsPerProfile', env: 'SEGD_MAX_IDS_PER_PROFILE', def: 200, parse: int(1, 100_000), doc: 'most ids (partner ids, device ids…) one profile links; a partner links one id per profile (its latest), and a match past the cap is refused' },
+  // Edge hardening: separate admission budgets, body deadline, /metrics access.
+  { key: 'maxInflightKeyed', env: 'SEGD_MAX_INFLIGHT_KEYED', def: 256, parse: int(1, 1_000_000), doc: 'admission limit per worker for keyed routes other than lookups (push, admin, deletion, export, a keyed `/metrics`); past it → 503 OVERLOADED' },
+  { key: 'maxInflightPublic', env: 'SEGD_MAX_INFLIGHT_PUBLIC', def: 256, parse: int(1, 1_000_000), doc: 'admission limit per worker for unauthenticated routes (cookie sync, opt-out, an open `/metrics`); past it → 503 OVERLOADED' },
+  { key: 'bodyTimeoutMs', env: 'SEGD_BODY_TIMEOUT_MS', def: 10_000, parse: int(100, 600_000), doc: 'a request body not fully received this long after its headers is dropped: 408 BODY_TIMEOUT and the connection closed' },
+  { key: 'metricsKeys', env: 'SEGD_METRICS_KEYS', def: [], parse: keyList, doc: 'comma-separated bearer keys for `GET /metrics`; none = open to every caller' },
+  { key: 'metricsCacheMs', env: 'SEGD_METRICS_CACHE_MS', def: 1000, parse: int(0, 600_000), doc: 'how long one collected `/metrics` text is served to every scrape (concurrent scrapes share one collection)' },
 ] as Setting[];
 
 export { BadValue };

@@ -13,55 +13,71 @@ import { privacyRoutes } from './routes/privacy.js';
 import { sendError } from './respond.js';
 import { enrichRoute } from './routes/enrich.js';
 import { wsBehavior } from './routes/ws.js';
+import { guardRoute, guardWs, type RouteContext } from './guard.js';
+import { setBodyTimeout } from './body.js';
 
-/** Route table: path → method → handler. Anything else is 404 or 405. */
+/**
+ * Which budget a route's waiting requests count against (admission.ts):
+ * lookups shed themselves (204); keyed and public routes past their budget
+ * are refused (503); ops routes are synchronous and never refused.
+ */
+type Kind = 'lookup' | 'keyed' | 'public' | 'ops';
+
+/** Route table: path → method → handler. Anything else is 404 or 405. Every handler runs guarded (guard.ts). */
 export function createApp(deps: AppDeps): TemplatedApp {
   const app = uWS.App();
+  setBodyTimeout(deps.config.bodyTimeoutMs);
+  const { admission, log } = deps;
+  const budgets = { lookup: admission.lookups, keyed: admission.keyed, public: admission.public, ops: admission.public };
+  const context = (route: string, method: string, kind: Kind): RouteContext =>
+    ({ route, method: method === 'del' ? 'DELETE' : method.toUpperCase(), budget: budgets[kind], shed: kind === 'keyed' || kind === 'public', log, metrics: deps.metrics });
   const other = deps.metrics.route('other');
   const admin = adminRoutes(deps);
   const syncOut = syncOutRoutes(deps);
   const privacy = privacyRoutes(deps);
-  type Route = [string, 'get' | 'post' | 'put' | 'del', (res: HttpResponse, req: HttpRequest) => void];
+  type Route = [string, 'get' | 'post' | 'put' | 'del', (res: HttpResponse, req: HttpRequest) => void, Kind];
+  // An open /metrics is anyone's; a keyed one only its keys'.
+  const metricsKind: Kind = deps.config.metricsKeys.length > 0 ? 'keyed' : 'public';
   const routes: Route[] = [
-    ['/v1/segments', 'get', segmentsRoute(deps)],
-    ['/v1/segments:batch', 'post', batchRoute(deps)],
-    ['/healthz', 'get', healthzRoute(deps)],
-    ['/readyz', 'get', readyzRoute(deps)],
-    ['/metrics', 'get', metricsRoute(deps)],
-    ['/v1/segments/:id/bloom', 'get', segmentBloomRoute(deps)],
-    ['/v1/ingest', 'post', ingestRoute(deps)],
-    ['/sync/in', 'get', syncInRoute(deps)],
-    ['/sync/out', 'get', syncOut.get],
-    ['/sync/out', 'post', syncOut.post],
-    ['/sync/script.js', 'get', syncOut.script],
-    ['/sync/frame.html', 'get', syncOut.frame],
-    ['/optout', 'get', privacy.optout],
-    ['/v1/users', 'del', privacy.deleteUser],
-    ['/v1/admin/audit', 'get', privacy.audit],
+    ['/v1/segments', 'get', segmentsRoute(deps), 'lookup'],
+    ['/v1/segments:batch', 'post', batchRoute(deps), 'lookup'],
+    ['/healthz', 'get', healthzRoute(deps), 'ops'],
+    ['/readyz', 'get', readyzRoute(deps), 'ops'],
+    ['/metrics', 'get', metricsRoute(deps), metricsKind],
+    ['/v1/segments/:id/bloom', 'get', segmentBloomRoute(deps), 'keyed'],
+    ['/v1/ingest', 'post', ingestRoute(deps), 'keyed'],
+    ['/sync/in', 'get', syncInRoute(deps), 'public'],
+    ['/sync/out', 'get', syncOut.get, 'public'],
+    ['/sync/out', 'post', syncOut.post, 'public'],
+    ['/sync/script.js', 'get', syncOut.script, 'public'],
+    ['/sync/frame.html', 'get', syncOut.frame, 'public'],
+    ['/optout', 'get', privacy.optout, 'public'],
+    ['/v1/users', 'del', privacy.deleteUser, 'keyed'],
+    ['/v1/admin/audit', 'get', privacy.audit, 'keyed'],
     ...(['partners', 'segments'] as const).flatMap((kind) => [
-      [`/v1/admin/${kind}`, 'get', admin.list(kind)],
-      [`/v1/admin/${kind}/:id`, 'get', admin.get(kind)],
-      [`/v1/admin/${kind}/:id`, 'put', admin.put(kind)],
-      [`/v1/admin/${kind}/:id`, 'del', admin.del(kind)],
+      [`/v1/admin/${kind}`, 'get', admin.list(kind), 'keyed'],
+      [`/v1/admin/${kind}/:id`, 'get', admin.get(kind), 'keyed'],
+      [`/v1/admin/${kind}/:id`, 'put', admin.put(kind), 'keyed'],
+      [`/v1/admin/${kind}/:id`, 'del', admin.del(kind), 'keyed'],
     ] satisfies Route[]),
   ];
   // Activation (issue 6): OpenRTB enrichment and the WebSocket lookup channel.
-  routes.push(['/openrtb2/enrich', 'post', enrichRoute(deps)]);
-  app.ws('/v1/ws', wsBehavior(deps));
+  routes.push(['/openrtb2/enrich', 'post', enrichRoute(deps), 'lookup']);
+  app.ws('/v1/ws', guardWs(wsBehavior(deps), log, '/v1/ws', deps.metrics));
   const known = new Set<string>();
-  for (const [path, method, handler] of routes) {
-    app[method](path, handler);
+  for (const [path, method, handler, kind] of routes) {
+    app[method](path, guardRoute(context(path, method, kind), handler));
     known.add(path);
   }
   // Method-specific handlers win over `any` in uWS, so these catch the rest.
   for (const path of known) {
-    app.any(path, (res) => {
+    app.any(path, guardRoute(context(path, 'any', 'ops'), (res) => {
       // Close: the request may carry a body we will not read.
       other.observe(sendError(res, 'METHOD_NOT_ALLOWED', undefined, true), 0);
-    });
+    }));
   }
-  app.any('/*', (res, req) => {
+  app.any('/*', guardRoute(context('/*', 'any', 'ops'), (res, req) => {
     other.observe(sendError(res, 'NOT_FOUND', `${req.getMethod().toUpperCase()} ${req.getUrl()}`.slice(0, 200), true), 0);
-  });
+  }));
   return app;
 }

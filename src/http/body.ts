@@ -1,15 +1,124 @@
-// Reads a request body with a hard size limit, following uWS's rules: onData
-// is attached synchronously, every chunk is copied (uWS neuters it after the
-// callback), the buffer is preallocated from Content-Length, and a body over
-// the limit is refused as soon as it is seen, never buffered.
+// Reads a request body with a hard size limit and a deadline, following uWS's
+// rules: onData is attached synchronously, every chunk is copied (uWS neuters
+// it after the callback). Memory follows the bytes that actually arrived — a
+// bounded first buffer that doubles as needed, never the declared
+// Content-Length up front — and a body over the limit is refused as soon as
+// it is seen, never buffered. A body still incomplete when its deadline
+// passes is dropped: 408 and the connection closed (slow senders cannot hold
+// a worker's admission budget). One sweep timer per worker checks deadlines,
+// so a read costs no timer of its own.
 import type { HttpResponse } from 'uWebSockets.js';
+import { sendError } from './respond.js';
+import { answerFailure, currentRoute, openedPending, type RouteContext } from './guard.js';
+import type { Pending } from './pending.js';
 
 export type BodyResult = { ok: true; body: Buffer } | { ok: false; reason: 'too-large' };
 
+/** First buffer of a body: enough for most requests; larger ones grow by doubling. */
+const FIRST_CHUNK = 16 * 1024;
+
+let timeoutMs = 10_000;
+/** The whole body must have arrived this long after its headers (set once per worker from SEGD_BODY_TIMEOUT_MS). */
+export function setBodyTimeout(ms: number): void {
+  timeoutMs = ms;
+}
+
+class Read {
+  buf: Buffer;
+  len = 0;
+  finished = false;
+  readonly deadline: number;
+
+  constructor(
+    readonly res: HttpResponse,
+    readonly owner: Pending | null,
+    readonly ctx: RouteContext | null,
+    readonly declared: number,
+    readonly maxBytes: number,
+    readonly done: (r: BodyResult) => void,
+  ) {
+    this.buf = Buffer.allocUnsafe(Math.min(declared >= 0 ? declared : FIRST_CHUNK, FIRST_CHUNK, maxBytes));
+    this.deadline = performance.now() + timeoutMs;
+  }
+
+  onData(chunk: ArrayBuffer, isLast: boolean): void {
+    if (this.finished) return;
+    try {
+      const n = chunk.byteLength;
+      if (this.len + n > this.maxBytes) {
+        this.finish();
+        this.done({ ok: false, reason: 'too-large' });
+        return;
+      }
+      if (this.len + n > this.buf.length) {
+        // Double, but never past the limit nor past what the client declared.
+        let size = Math.min(this.maxBytes, Math.max(this.buf.length * 2, this.len + n));
+        if (this.declared >= this.len + n) size = Math.min(size, this.declared);
+        const bigger = Buffer.allocUnsafe(size);
+        this.buf.copy(bigger, 0, 0, this.len);
+        this.buf = bigger;
+      }
+      this.buf.set(new Uint8Array(chunk), this.len);
+      this.len += n;
+      if (isLast) {
+        this.finish();
+        this.done({ ok: true, body: this.buf.subarray(0, this.len) });
+      }
+    } catch (err) {
+      this.finish();
+      if (this.owner !== null) this.owner.fail(err);
+      else answerFailure(this.res, err, this.ctx);
+    }
+  }
+
+  /** Past the deadline: 408 and close, through the request's pending answer. */
+  expire(): void {
+    this.finish();
+    const { res } = this;
+    const write = () => sendError(res, 'BODY_TIMEOUT', `no complete body within ${timeoutMs} ms`, true);
+    if (this.owner !== null) this.owner.settle(write);
+    else {
+      try {
+        res.cork(write);
+      } catch {
+        /* aborted already */
+      }
+    }
+    this.ctx?.metrics?.guarded('body_timeout');
+    this.ctx?.log.info({ route: this.ctx.route, method: this.ctx.method, received: this.len }, 'request body timed out; connection closed');
+  }
+
+  /** Gone when answered or aborted (its pending is closed). */
+  get live(): boolean {
+    return !this.finished && (this.owner === null || this.owner.isOpen);
+  }
+
+  private finish(): void {
+    this.finished = true;
+    reads.delete(this);
+  }
+}
+
+const reads = new Set<Read>();
+let sweeper: NodeJS.Timeout | null = null;
+
+function sweep(): void {
+  const now = performance.now();
+  for (const r of reads) {
+    if (!r.live) reads.delete(r);
+    else if (now >= r.deadline) r.expire();
+  }
+  if (reads.size === 0 && sweeper !== null) {
+    clearInterval(sweeper);
+    sweeper = null;
+  }
+}
+
 /**
  * `contentLength` is the header's value ('' when absent, e.g. chunked).
- * `done` is called exactly once unless the request is aborted first; the
- * caller's onAborted handler must already be attached.
+ * `done` is called exactly once unless the request is aborted first or its
+ * body times out (then the request is answered 408 here); the caller's
+ * onAborted handler (its `pending`) must already be attached.
  */
 export function readBody(res: HttpResponse, contentLength: string, maxBytes: number, done: (r: BodyResult) => void): void {
   const declared = contentLength === '' ? -1 : Number(contentLength);
@@ -17,27 +126,12 @@ export function readBody(res: HttpResponse, contentLength: string, maxBytes: num
     done({ ok: false, reason: 'too-large' });
     return;
   }
-  let buf = Buffer.allocUnsafe(declared >= 0 ? declared : Math.min(16 * 1024, maxBytes));
-  let len = 0;
-  let finished = false;
-  res.onData((chunk, isLast) => {
-    if (finished) return;
-    const n = chunk.byteLength;
-    if (len + n > maxBytes) {
-      finished = true;
-      done({ ok: false, reason: 'too-large' });
-      return;
-    }
-    if (len + n > buf.length) {
-      const bigger = Buffer.allocUnsafe(Math.min(maxBytes, Math.max(buf.length * 2, len + n)));
-      buf.copy(bigger, 0, 0, len);
-      buf = bigger;
-    }
-    buf.set(new Uint8Array(chunk), len);
-    len += n;
-    if (isLast) {
-      finished = true;
-      done({ ok: true, body: buf.subarray(0, len) });
-    }
-  });
+  const p = openedPending();
+  const read = new Read(res, p !== null && p.owns(res) ? p : null, currentRoute(), Number.isFinite(declared) ? declared : -1, maxBytes, done);
+  reads.add(read);
+  if (sweeper === null) {
+    // A quarter of the deadline, at most a second: a body is dropped at most that late.
+    sweeper = setInterval(sweep, Math.min(1000, Math.max(25, timeoutMs / 4))).unref();
+  }
+  res.onData((chunk, isLast) => read.onData(chunk, isLast));
 }

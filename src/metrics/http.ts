@@ -17,6 +17,9 @@ export type ShedReason = (typeof SHED_REASONS)[number];
 export const ENRICH_OUTCOMES = ['enriched', 'empty', 'coppa', 'gdpr', 'us_privacy', 'gpp', 'deadline', 'overload'] as const;
 export type EnrichOutcome = (typeof ENRICH_OUTCOMES)[number];
 export type Route = (typeof ROUTES)[number];
+/** Requests ended by the edge's guards rather than their route: an exception (500), a full budget (503), a late body (408). */
+export const GUARD_OUTCOMES = ['failed', 'overloaded', 'body_timeout'] as const;
+export type GuardOutcome = (typeof GUARD_OUTCOMES)[number];
 const STATUSES = [200, 204, 400, 401, 403, 404, 405, 413, 415, 422, 431, 500, 503] as const;
 const OTHER_STATUS = STATUSES.length; // slot for anything not listed
 const BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1];
@@ -58,6 +61,7 @@ export class HttpMetrics {
   private readonly enrichOutcomes = new Float64Array(ENRICH_OUTCOMES.length);
   /** [open connections, frames answered, times a socket was paused for backpressure] of /v1/ws */
   private readonly ws = new Float64Array(3);
+  private readonly guards = new Float64Array(GUARD_OUTCOMES.length);
 
   constructor() {
     const S = STATUSES.length + 1;
@@ -115,6 +119,8 @@ export class HttpMetrics {
       }));
       return out;
     }));
+    reg(metric('segd_http_guarded_total', 'Requests ended by the HTTP edge instead of their route: failed = an exception answered 500 INTERNAL; overloaded = refused past the keyed or public budget (503); body_timeout = body not complete in time (408)', 'counter', () =>
+      GUARD_OUTCOMES.map((outcome, i) => ({ value: this.guards[i]!, labels: { outcome } }))));
     reg(metric('segd_enrich_total', 'OpenRTB enrichments by outcome (enriched; empty = nothing licensed/known; coppa/gdpr/us_privacy/gpp = refused by that signal; deadline; overload)', 'counter', () =>
       ENRICH_OUTCOMES.map((outcome, i) => ({ value: this.enrichOutcomes[i]!, labels: { outcome } }))));
     reg(metric('segd_ws_frames_total', 'Lookup frames answered on /v1/ws', 'counter', () => [{ value: this.ws[1]!, labels: {} }]));
@@ -130,6 +136,9 @@ export class HttpMetrics {
   }
   enriched(outcome: EnrichOutcome): void {
     this.enrichOutcomes[ENRICH_OUTCOMES.indexOf(outcome)]!++;
+  }
+  guarded(outcome: GuardOutcome): void {
+    this.guards[GUARD_OUTCOMES.indexOf(outcome)]!++;
   }
   wsConnections(delta: number): void {
     this.ws[0]! += delta;

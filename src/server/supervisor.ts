@@ -24,6 +24,10 @@ import { applyRegistryOp, upsertFromConfig, type RegistrySeed } from '../partner
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 /** Nice value of the loader thread (0 = as lookups, 19 = only idle CPU). */
 const LOADER_NICE = 10;
+/** A worker that fails again within this long of its last restart is restarted after a delay, doubling up to the max. */
+const RESTART_CALM_MS = 60_000;
+const RESTART_MIN_DELAY_MS = 250;
+const RESTART_MAX_DELAY_MS = 10_000;
 
 interface Slot {
   index: number;
@@ -65,13 +69,15 @@ export async function serve(config: Readonly<Config>, log: Logger, registrySeed?
     },
   });
   const slots: Slot[] = [];
+  /** The last restart of each worker index, for the restart backoff. */
+  const restarts = new Map<number, { at: number; delay: number }>();
   let shuttingDown = false;
   let port = config.port;
 
   // Metrics scrape: ask every worker for its registry, merge with ours.
   let collectSeq = 0;
   const collecting = new Map<number, { want: number; got: object[]; done: (m: object[]) => void }>();
-  const scrape = async (): Promise<string> => {
+  const collect = async (): Promise<string> => {
     const id = ++collectSeq;
     const live = slots.filter((s) => s.worker.threadId > 0);
     const got = await new Promise<object[]>((resolve) => {
@@ -81,6 +87,20 @@ export async function serve(config: Readonly<Config>, log: Logger, registrySeed?
     });
     collecting.delete(id);
     return metrics.text(got);
+  };
+  // One collection serves every scrape for SEGD_METRICS_CACHE_MS, counted from
+  // when it started, so concurrent scrapes share it: scrapes cannot make the
+  // workers do more than one fan-out per period. A failed one is not kept.
+  let cached: { at: number; text: Promise<string> } | null = null;
+  const scrape = (): Promise<string> => {
+    const now = performance.now();
+    if (cached !== null && now - cached.at < config.metricsCacheMs) return cached.text;
+    const entry = { at: now, text: collect() };
+    cached = entry;
+    entry.text.catch(() => {
+      if (cached === entry) cached = null;
+    });
+    return entry.text;
   };
 
   const exporter = new SegmentExporter(store);
@@ -149,12 +169,24 @@ export async function serve(config: Readonly<Config>, log: Logger, registrySeed?
         onDrained();
         if (shuttingDown || !listening) return;
         // A crashed worker is replaced; the others keep serving meanwhile.
-        log.error({ worker: index, code }, 'worker exited; restarting it');
+        // Failing again soon after a restart waits longer each time (a worker
+        // that fails at every start must not spin the process).
+        const now = Date.now();
+        const last = restarts.get(index);
+        const delay = last !== undefined && now - last.at < RESTART_CALM_MS ? Math.min(Math.max(last.delay * 2, RESTART_MIN_DELAY_MS), RESTART_MAX_DELAY_MS) : 0;
+        restarts.set(index, { at: now, delay });
+        log.error({ worker: index, code, delayMs: delay }, 'worker exited; restarting it');
         const i = slots.indexOf(slot);
-        startWorker(index, port).then(
-          (r) => { if (i >= 0) slots[i] = r.slot; },
-          (err: unknown) => log.error({ err, worker: index }, 'worker restart failed'),
-        );
+        setTimeout(() => {
+          if (shuttingDown) return;
+          startWorker(index, port).then(
+            (r) => {
+              if (i >= 0) slots[i] = r.slot;
+              if (shuttingDown) r.slot.worker.postMessage({ type: 'drain' } satisfies ToWorker);
+            },
+            (err: unknown) => log.error({ err, worker: index }, 'worker restart failed'),
+          );
+        }, delay);
       });
     });
 

@@ -56,7 +56,7 @@ const attachFilter = (h: FilterHandle | null) => {
 };
 attachFilter(data.filter);
 const licences = new Licences(registry);
-const admission = new Admission(inflight, config.maxInflight, config.shedLagMs);
+const admission = new Admission({ lookups: config.maxInflight, keyed: config.maxInflightKeyed, public: config.maxInflightPublic }, config.shedLagMs);
 const graph = new IdGraph(store, config.maxUidBytes);
 const matches = new MatchQueue(
   (items) => rpc('matches', { items }),
@@ -75,6 +75,45 @@ const app = createApp({
   forget: (req) => rpc('forget', req),
 });
 let listenSocket: us_listen_socket | null = null;
+
+// A throw that escaped every guard (a timer, a message handler) leaves this
+// worker in an unknown state: log it, stop uWS and end the thread; the
+// supervisor starts a replacement. Stopping uWS first matters: a worker
+// thread that ends with uWS sockets open aborts the whole process.
+let failing = false;
+process.on('uncaughtException', (err) => {
+  if (failing) return;
+  failing = true;
+  try {
+    log.fatal({ err }, 'worker failed; closing it so the supervisor starts a replacement');
+  } catch {
+    /* the exit below matters more than the log line */
+  }
+  admission.stop();
+  try {
+    if (listenSocket) uWS.us_listen_socket_close(listenSocket);
+    listenSocket = null;
+    (app as unknown as { close(): void }).close();
+  } catch {
+    /* closing as much as we can */
+  }
+  // Next turn: uWS's handles finish closing before the thread ends.
+  setImmediate(() => process.exit(1));
+});
+// A failed async step (a promise nobody awaited) is logged; the worker's state is intact.
+process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled promise rejection in a worker'));
+
+// Fault injection for the test suite only: the route exists only when the
+// test sets SEGD_TEST_FAULTS=1 (never in production), and makes this worker
+// fail the way a bug in a timer would.
+if (process.env.SEGD_TEST_FAULTS === '1') {
+  app.get('/__test/fail-worker', (res) => {
+    setTimeout(() => {
+      throw new Error('injected worker failure (SEGD_TEST_FAULTS)');
+    }, 0);
+    res.end(String(data.index));
+  });
+}
 
 app.listen(config.host, data.port, (ls) => {
   if (!ls) {

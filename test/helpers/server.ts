@@ -51,6 +51,8 @@ export async function startSegd(opts: StartOptions = {}): Promise<Segd> {
       SEGD_WORKERS: '1',
       SEGD_INBOX_POLL_MS: '100',
       SEGD_LOG_LEVEL: 'info',
+      // Tests read their own writes in /metrics: no scrape cache unless a test asks for one.
+      SEGD_METRICS_CACHE_MS: '0',
       ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

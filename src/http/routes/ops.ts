@@ -5,6 +5,7 @@ import { Flag, Gauge } from '../../server/state.js';
 import { STALL_REASONS } from '../../store/write-failure.js';
 import { sendBody, sendError, JSON_TYPE } from '../respond.js';
 import { pending } from '../pending.js';
+import { BearerKeys } from '../auth.js';
 
 // The filter's state is shown, not gated on: without one, lookups are slower, never wrong.
 const READY = '{"status":"ready","filter":"ready"}';
@@ -44,11 +45,14 @@ export function readyzRoute(deps: AppDeps) {
   };
 }
 
+/** Open unless SEGD_METRICS_KEYS names keys; the text is collected at most once per SEGD_METRICS_CACHE_MS (supervisor). */
 export function metricsRoute(deps: AppDeps) {
   const m = deps.metrics.route('metrics');
-  return (res: HttpResponse, _req: HttpRequest): void => {
+  const keys = deps.config.metricsKeys.length > 0 ? new BearerKeys(deps.config.metricsKeys) : null;
+  return (res: HttpResponse, req: HttpRequest): void => {
     const t0 = performance.now();
     const done = (st: number) => m.observe(st, (performance.now() - t0) / 1000);
+    if (keys !== null && !keys.allows(req.getHeader('authorization'))) return done(sendError(res, 'UNAUTHORIZED'));
     const p = pending(res, deps.inflight);
     deps.metricsText().then(
       (text) => p.settle(() => done(sendBody(res, 200, 'text/plain; version=0.0.4; charset=utf-8', text))),
