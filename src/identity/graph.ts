@@ -31,11 +31,13 @@ export class IdGraph {
 
   /** An encoded id key (keys.ts) → segd uid, or null. */
   resolveKey(key: string): string | null {
+    this.store.refresh(); // a match acknowledged a moment ago is found
     return this.store.idmap.get(key) ?? null;
   }
 
   /** The profile a segd uid belongs to: itself, or the profile it was merged into. */
   profileOf(uid: string): string {
+    this.store.refresh();
     return this.store.idmap.get(aliasKey(uid)) ?? uid;
   }
 

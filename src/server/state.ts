@@ -20,6 +20,9 @@ export const enum Gauge {
  */
 export const GENERATION_SLOT = 7;
 
+/** Slot every commit on the store bumps (store/env.ts `commitCell`): readers renew their snapshot when it moves. */
+export const COMMIT_SLOT = 5;
+
 
 const SLOTS = 8;
 

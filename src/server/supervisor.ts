@@ -14,7 +14,7 @@ import { Loader } from '../loader/loader.js';
 import { KnownUsers } from '../filters/known-users.js';
 import { ProcessMetrics } from '../metrics/process.js';
 import type { Logger } from '../log.js';
-import { SharedState, Flag, Gauge, GENERATION_SLOT } from './state.js';
+import { SharedState, Flag, Gauge, GENERATION_SLOT, COMMIT_SLOT } from './state.js';
 import { STALL_REASONS } from '../store/write-failure.js';
 import type { FromWorker, ToWorker, WorkerData, Rpc, RpcMethod } from './messages.js';
 import { SegmentExporter } from '../filters/segment-export.js';
@@ -45,7 +45,7 @@ export async function serve(config: Readonly<Config>, log: Logger, registrySeed?
   const other = runningServer(config.dataDir);
   if (other !== null) throw new Error(`another segd (pid ${other}) is serving ${config.dataDir}`);
   const state = SharedState.create();
-  const store = openStore(config.dataDir, { maxReaders: config.maxReaders, generationCell: { cells: state.flags, index: GENERATION_SLOT } });
+  const store = openStore(config.dataDir, { maxReaders: config.maxReaders, generationCell: { cells: state.flags, index: GENERATION_SLOT }, commitCell: { cells: state.flags, index: COMMIT_SLOT } });
   writePidfile(config.dataDir);
   if (registrySeed) upsertFromConfig(store, registrySeed);
   const known = config.bloomUsers > 0

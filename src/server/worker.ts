@@ -18,7 +18,7 @@ import { Callers } from '../http/caller.js';
 import { Admission } from '../http/admission.js';
 import { IdGraph } from '../identity/graph.js';
 import { MatchQueue } from '../identity/match-queue.js';
-import { SharedState, Flag, GENERATION_SLOT } from './state.js';
+import { SharedState, Flag, GENERATION_SLOT, COMMIT_SLOT } from './state.js';
 import type { FromWorker, ToWorker, WorkerData, Rpc, RpcMethod } from './messages.js';
 
 const data = workerData as WorkerData;
@@ -35,7 +35,7 @@ const send = (m: FromWorker) => port.postMessage(m);
 const { config } = data;
 const log = createLogger(config.logLevel, { worker: data.index });
 const state = new SharedState(data.stateBuffer);
-const store = openStore(config.dataDir, { maxReaders: config.maxReaders, readOnly: true, generationCell: { cells: state.flags, index: GENERATION_SLOT } });
+const store = openStore(config.dataDir, { maxReaders: config.maxReaders, readOnly: true, generationCell: { cells: state.flags, index: GENERATION_SLOT }, commitCell: { cells: state.flags, index: COMMIT_SLOT } });
 const metrics = new HttpMetrics();
 const inflight = { n: 0 };
 
