@@ -1,11 +1,12 @@
 // Starts the real segd (`node bin/segd.js serve`) as a child process on a free
 // port with its own temp data dir, and reads its JSON log to know when it is
 // listening and ready. No mocks: real process, real LMDB, real HTTP.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { followJsonLog, type LogLine } from '../../loadtest/json-log.js';
+import { spawnTracked } from './procs.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const BIN = join(ROOT, 'bin/segd.js');
@@ -41,7 +42,7 @@ export function tempDir(prefix = 'segd-test-'): string {
 
 export async function startSegd(opts: StartOptions = {}): Promise<Segd> {
   const dataDir = opts.dataDir ?? tempDir();
-  const proc = spawn(process.execPath, [BIN, 'serve'], {
+  const proc = spawnTracked(process.execPath, [BIN, 'serve'], {
     env: {
       PATH: process.env.PATH ?? '',
       SEGD_PORT: '0',
@@ -83,11 +84,11 @@ export async function startSegd(opts: StartOptions = {}): Promise<Segd> {
 /** Runs `segd` with args to completion; returns exit code and output. */
 export function runSegd(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawnTracked(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    p.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    p.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    p.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     p.on('exit', (code) => resolve({ code, stdout, stderr }));
   });
 }
