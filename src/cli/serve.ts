@@ -40,20 +40,33 @@ export async function serveCommand(argv: string[]): Promise<number> {
     return 1;
   }
   let stopping = false;
+  // Exiting joins libuv's thread pool, which waits for a file operation stuck
+  // in the kernel (a hung NFS mount, a FIFO): before an exit that may follow
+  // such a hang, the signal handlers go, so a further SIGTERM ends the process
+  // by its default action instead of being caught by a loop that never runs.
+  const exitUnfinished = () => {
+    process.removeAllListeners('SIGTERM');
+    process.removeAllListeners('SIGINT');
+    process.exit(EXIT_UNFINISHED_SHUTDOWN);
+  };
   const stop = (signal: string) => {
     // A second signal means "now": exit without finishing the drain. Every
     // committed batch is already durable in LMDB, so nothing committed is lost.
     if (stopping) {
       log.error({ signal, waitingFor: server.waitingFor() }, 'second signal: exiting without finishing the shutdown');
-      process.exit(EXIT_UNFINISHED_SHUTDOWN);
+      void server.closeNow().finally(exitUnfinished);
+      return;
     }
     stopping = true;
     server.shutdown(signal).then(
       () => process.exit(0),
       (err: unknown) => {
-        if (err instanceof ShutdownTimeout) log.fatal({ waitingFor: err.waitingFor }, 'exiting with the shutdown unfinished');
-        else log.error({ err }, 'shutdown failed');
-        process.exit(err instanceof ShutdownTimeout ? EXIT_UNFINISHED_SHUTDOWN : 1);
+        if (!(err instanceof ShutdownTimeout)) {
+          log.error({ err }, 'shutdown failed');
+          process.exit(1);
+        }
+        log.fatal({ waitingFor: err.waitingFor }, 'exiting with the shutdown unfinished');
+        exitUnfinished();
       },
     );
   };

@@ -41,6 +41,8 @@ export interface RunningServer {
   shutdown(reason: string): Promise<void>;
   /** What a shutdown in progress still waits for. */
   waitingFor(): string[];
+  /** Cuts a shutdown short: workers close their connections at once, so the process can exit. */
+  closeNow(): Promise<void>;
 }
 
 export async function serve(config: Readonly<Config>, log: Logger, registrySeed?: RegistrySeed): Promise<RunningServer> {
@@ -229,22 +231,33 @@ export async function serve(config: Readonly<Config>, log: Logger, registrySeed?
   let stopping: Promise<void> | null = null;
   const waiting = new Waiting();
   const shutdown = (reason: string) => (stopping ??= stopAll(reason));
+  // A worker ends only after closing its own connections (Node aborts the
+  // process otherwise): each is told to cut requests in flight off early
+  // enough to close before the deadline, or at once.
+  const drainWorkers = (graceMs: number) => {
+    for (const s of slots) s.worker.postMessage({ type: 'drain', graceMs } satisfies ToWorker);
+  };
+  const workersDrained = () => Promise.all(slots.map((s) => waiting.track(`worker ${s.index}: drain`, s.drained)));
   const stopAll = async (reason: string) => {
     shuttingDown = true;
-    const deadline = Date.now() + config.shutdownTimeoutMs;
-    log.info({ reason, timeoutMs: config.shutdownTimeoutMs }, 'shutting down');
+    const timeoutMs = config.shutdownTimeoutMs;
+    const deadline = Date.now() + timeoutMs;
+    log.info({ reason, timeoutMs }, 'shutting down');
     state.set(Flag.Draining, true);
     // Stop taking connections at once; the loader finishes its batch meanwhile.
-    for (const s of slots) s.worker.postMessage({ type: 'drain' } satisfies ToWorker);
-    const drained = await settlesBy(
-      Promise.all([loader.stop(waiting.track), ...slots.map((s) => waiting.track(`worker ${s.index}: drain`, s.drained))]),
-      deadline,
-    );
-    if (!drained) log.error({ waitingFor: waiting.list(), timeoutMs: config.shutdownTimeoutMs }, 'shutdown timed out; closing the store without waiting for the rest');
+    drainWorkers(Math.min(config.shutdownGraceMs, timeoutMs - Math.min(CLOSE_STEP_MS, timeoutMs / 2)));
+    const drained = await settlesBy(Promise.all([loader.stop(waiting.track), workersDrained()]), deadline);
+    if (!drained) {
+      log.error({ waitingFor: waiting.list(), timeoutMs }, 'shutdown timed out; closing the store without waiting for the rest');
+      drainWorkers(0);
+    }
     // Past the deadline each closing step still gets a moment: a clean LMDB close is worth it.
     const closed = await closeSteps(
       [
-        ['workers: exit', () => Promise.all(slots.map((s) => s.worker.terminate()))],
+        ['workers: close', async () => {
+          await workersDrained();
+          await Promise.all(slots.map((s) => s.worker.terminate()));
+        }],
         ['known-users filter: save', async () => known?.close()],
         ['store: close', () => closeStore(store, log)],
       ],
@@ -256,8 +269,13 @@ export async function serve(config: Readonly<Config>, log: Logger, registrySeed?
     if (!drained || !closed) throw new ShutdownTimeout(waiting.list());
     log.info('stopped');
   };
+  /** For a second signal: workers close their connections now (the process may then exit). */
+  const closeNow = async () => {
+    drainWorkers(0);
+    await settlesBy(workersDrained(), Date.now() + CLOSE_STEP_MS);
+  };
 
-  return { port, ready, shutdown, waitingFor: () => waiting.list() };
+  return { port, ready, shutdown, closeNow, waitingFor: () => waiting.list() };
 }
 
 /** A shutdown that did not finish in SEGD_SHUTDOWN_TIMEOUT_MS: what it still waited for. */

@@ -106,10 +106,15 @@ port.on('message', (msg: ToWorker) => {
       licences.refresh(); // now, not in the first lookup after the change
       break;
     case 'drain':
-      void drain();
+      drainUntil = Math.min(drainUntil, Date.now() + msg.graceMs);
+      draining ??= drain();
       break;
   }
 });
+
+let draining: Promise<void> | null = null;
+/** When requests still in flight are cut off (a later drain message can bring it forward). */
+let drainUntil = Infinity;
 
 async function drain(): Promise<void> {
   // Whatever fails here, the supervisor hears "drained": it must not wait for
@@ -119,13 +124,13 @@ async function drain(): Promise<void> {
     admission.stop();
     if (listenSocket) uWS.us_listen_socket_close(listenSocket);
     listenSocket = null;
-    const deadline = Date.now() + config.shutdownGraceMs;
     matches.flush();
-    while ((inflight.n > 0 || matches.inFlight > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    while ((inflight.n > 0 || matches.inFlight > 0) && Date.now() < drainUntil) await new Promise((r) => setTimeout(r, 10));
     if (inflight.n > 0) log.warn({ inflight: inflight.n }, 'grace period over; closing with requests in flight');
     // Close idle keep-alive connections too: a worker thread may only end with
-    // no open uv handles (Node aborts otherwise). `close` is in uWS.js ≥ 20.x at
-    // runtime though missing from this build's typings.
+    // no open uv handles (Node aborts the whole process otherwise, also on
+    // process.exit). `close` is in uWS.js ≥ 20.x at runtime though missing
+    // from this build's typings.
     (app as unknown as { close(): void }).close();
   } catch (err) {
     log.error({ err }, 'draining the worker failed');
