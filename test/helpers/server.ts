@@ -22,7 +22,7 @@ export interface Segd {
   stderr: string[];
   /** Resolves with the first log line matching, or rejects after `ms`. */
   waitForLog(pred: (l: LogLine) => boolean, ms?: number): Promise<LogLine>;
-  /** SIGTERM and wait for exit; returns the exit code. */
+  /** SIGTERM (unless it is already shutting down) and wait for exit; returns the exit code. */
   stop(): Promise<number | null>;
   exited: Promise<number | null>;
 }
@@ -73,7 +73,9 @@ export async function startSegd(opts: StartOptions = {}): Promise<Segd> {
     waitForLog,
     exited,
     async stop() {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      // One SIGTERM only: a second one cuts the shutdown short (exit 4).
+      const stopping = logs.some((l) => l.msg === 'shutting down');
+      if (proc.exitCode === null && proc.signalCode === null && !stopping) proc.kill('SIGTERM');
       const code = await exited;
       if (!opts.keepData && !opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
       return code;
