@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // Stops whatever process a test file started and left running.
+    setupFiles: ['test/helpers/teardown.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawnTracked } from './helpers/procs.js';
 import { stopReport, CLEAN_STOP, ROOT, type Segd } from './helpers/server.js';
 import { startActivation } from './helpers/activation.js';
 
@@ -43,10 +43,11 @@ afterAll(async () => {
 
 function renderedOut(uid: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const p = spawn('chromium', ['--headless', '--no-sandbox', '--disable-gpu', '--virtual-time-budget=5000', '--dump-dom', `http://127.0.0.1:${pagePort}/?uid=${uid}`], { stdio: ['ignore', 'pipe', 'ignore'] });
+    // A process group: chromium's helper processes go with it (test/helpers/procs.ts).
+    const p = spawnTracked('chromium', ['--headless', '--no-sandbox', '--disable-gpu', '--virtual-time-budget=5000', '--dump-dom', `http://127.0.0.1:${pagePort}/?uid=${uid}`], { stdio: ['ignore', 'pipe', 'ignore'], group: true });
     let dom = '';
-    p.stdout.setEncoding('utf8').on('data', (c: string) => (dom += c));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 30_000);
+    p.stdout!.setEncoding('utf8').on('data', (c: string) => (dom += c));
+    const timer = setTimeout(() => process.kill(-p.pid!, 'SIGKILL'), 30_000);
     p.on('exit', () => {
       clearTimeout(timer);
       const m = /<pre id="out">([^<]*)<\/pre>/.exec(dom);

@@ -2,14 +2,15 @@
 // by .ci/setup-system.sh): records flow from the stream into lookups, poison
 // messages are rejected without blocking, the consumer survives the server
 // restarting, and a SIGKILLed segd resumes exactly after its checkpoint.
-import { afterAll, describe, expect, it } from 'vitest';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { pack } from 'msgpackr';
 import { startSegd, stopReport, CLEAN_STOP, tempDir, feedLine, type Segd, segmentsOf, waitFor } from './helpers/server.js';
+import { spawnTracked } from './helpers/procs.js';
 
 if (spawnSync('nats-server', ['--version']).status !== 0) {
   throw new Error('nats-server is not installed: run `bash .ci/setup-system.sh` (it installs it from Debian)');
@@ -25,15 +26,13 @@ const freePort = () =>
 
 interface Nats {
   url: string;
-  stop(): Promise<void>;
+  /** SIGTERM: the server tells its clients it shuts down; SIGKILL: it just vanishes. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
 }
-const running: ChildProcess[] = [];
-afterAll(() => running.forEach((p) => p.kill('SIGKILL')));
-
 /** Starts `nats-server -js -a 127.0.0.1 -p PORT -sd DIR …` and waits until it is ready. */
 async function spawnNats(port: number, storeDir: string, extra: string[] = []): Promise<ChildProcess> {
-  const proc = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
-  running.push(proc);
+  // Stopped after the file by the process registry (test/helpers/procs.ts) if a test does not.
+  const proc = spawnTracked('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   await new Promise<void>((resolve, reject) => {
     let out = '';
     const onData = (d: Buffer) => {
@@ -51,10 +50,10 @@ async function startNats(port: number, storeDir: string): Promise<Nats> {
   const proc = await spawnNats(port, storeDir);
   return {
     url: `nats://127.0.0.1:${port}`,
-    stop: () =>
+    stop: (signal: NodeJS.Signals = 'SIGTERM') =>
       new Promise<void>((r) => {
         proc.once('exit', () => r());
-        proc.kill('SIGTERM');
+        proc.kill(signal);
       }),
   };
 }
@@ -102,7 +101,9 @@ describe('NATS JetStream source', () => {
     await nats.stop();
   });
 
-  it('stops promptly while the NATS server is gone', async () => {
+  // A server that vanishes (SIGKILL) leaves a fetch in progress that the
+  // reconnecting client no longer times out: the stop must not wait for it.
+  it.each(['SIGTERM', 'SIGKILL'] as const)('stops cleanly while the NATS server is gone (%s)', async (signal) => {
     const port = await freePort();
     const nats = await startNats(port, tempDir());
     const { nc, js } = await client(nats.url);
@@ -110,13 +111,12 @@ describe('NATS JetStream source', () => {
     await nc.close();
     // Two more cluster URLs where nothing listens: the client cycles through all three.
     const urls = [nats.url, `nats://127.0.0.1:${await freePort()}`, `nats://127.0.0.1:${await freePort()}`];
-    const segd = await startSegd({ env: { SEGD_NATS_URL: urls.join(','), SEGD_SHUTDOWN_GRACE_MS: '1000' } });
+    // A generous deadline: a loaded machine must not trip it; a stop that waits on NATS never ends.
+    const segd = await startSegd({ env: { SEGD_NATS_URL: urls.join(','), SEGD_SHUTDOWN_GRACE_MS: '1000', SEGD_SHUTDOWN_TIMEOUT_MS: '30000' } });
     await waitFor(async () => (await segmentsOf(segd, 'g1')).length === 1);
-    await nats.stop();
+    await nats.stop(signal);
     await new Promise((r) => setTimeout(r, 1500)); // the consumer is now reconnecting
-    const t0 = Date.now();
     expect(await stopReport(segd, { allowWarnings: true })).toEqual(CLEAN_STOP);
-    expect(Date.now() - t0).toBeLessThan(10_000);
   });
 
   it('SIGKILL mid-stream: the restart applies exactly the messages after its checkpoint', async () => {
@@ -215,6 +215,6 @@ describe('NATS JetStream 3-node cluster', () => {
     expect(Number(/segd_loader_records_total\{source="nats",outcome="applied"\} (\d+)/.exec(m)?.[1])).toBe(6000);
     await nc.close();
     expect(await stopReport(segd, { allowWarnings: true })).toEqual(CLEAN_STOP);
-    for (const proc of nodes.values()) proc.kill('SIGTERM');
+    await Promise.all([...nodes.values()].filter((p) => p.exitCode === null).map((p) => new Promise((r) => p.once('exit', r).kill('SIGTERM'))));
   });
 });

@@ -107,7 +107,8 @@ describe('/v1/ws', () => {
     const pending = Array.from({ length: 3000 }, () => c.lookup({ uid: 'big-user' }).catch(() => null));
     // Then far more than the 1 MB queue cap of small frames.
     for (let i = 0; i < 60_000; i++) pending.push(c.lookup({ uid: `nobody-${i}-padding-padding` }).catch(() => null));
-    await new Promise((r) => setTimeout(r, 1000));
+    // Segd closes it (and counts it gone) once the queue passes the cap; only then does the client read.
+    await waitFor(async () => (await metric('segd_ws_connections')) === 0, 30_000);
     tcp.resume();
     await Promise.all(pending);
     await waitFor(async () => c.closed !== null, 10_000);

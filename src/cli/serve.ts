@@ -1,10 +1,13 @@
 // `segd serve`: load config, start the node, stop gracefully on SIGTERM/SIGINT.
 import { loadConfig, ConfigError } from '../config/load.js';
 import { createLogger } from '../log.js';
-import { serve } from '../server/supervisor.js';
+import { serve, ShutdownTimeout } from '../server/supervisor.js';
 import { SchemaError } from '../store/env.js';
 import { readRegistrySeed } from '../partners/admin.js';
 import { cookieSettings, largestSetCookieBytes } from '../identity/cookie.js';
+
+/** Exit status when the shutdown ran out of SEGD_SHUTDOWN_TIMEOUT_MS or a second signal cut it short. */
+export const EXIT_UNFINISHED_SHUTDOWN = 4;
 
 export async function serveCommand(argv: string[]): Promise<number> {
   if (argv.length) throw new Error(`serve takes no arguments (configure with SEGD_* env vars or SEGD_CONFIG); got ${argv.join(' ')}`);
@@ -37,18 +40,33 @@ export async function serveCommand(argv: string[]): Promise<number> {
     return 1;
   }
   let stopping = false;
+  // Exiting joins libuv's thread pool, which waits for a file operation stuck
+  // in the kernel (a hung NFS mount, a FIFO): before an exit that may follow
+  // such a hang, the signal handlers go, so a further SIGTERM ends the process
+  // by its default action instead of being caught by a loop that never runs.
+  const exitUnfinished = () => {
+    process.removeAllListeners('SIGTERM');
+    process.removeAllListeners('SIGINT');
+    process.exit(EXIT_UNFINISHED_SHUTDOWN);
+  };
   const stop = (signal: string) => {
-    // Repeated signals (orchestrators send more than one) do not cut the drain short.
+    // A second signal means "now": exit without finishing the drain. Every
+    // committed batch is already durable in LMDB, so nothing committed is lost.
     if (stopping) {
-      log.info({ signal }, 'already shutting down');
+      log.error({ signal, waitingFor: server.waitingFor() }, 'second signal: exiting without finishing the shutdown');
+      void server.closeNow().finally(exitUnfinished);
       return;
     }
     stopping = true;
     server.shutdown(signal).then(
       () => process.exit(0),
       (err: unknown) => {
-        log.error({ err }, 'shutdown failed');
-        process.exit(1);
+        if (!(err instanceof ShutdownTimeout)) {
+          log.error({ err }, 'shutdown failed');
+          process.exit(1);
+        }
+        log.fatal({ waitingFor: err.waitingFor }, 'exiting with the shutdown unfinished');
+        exitUnfinished();
       },
     );
   };

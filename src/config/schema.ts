@@ -25,6 +25,7 @@ export interface Config {
   kvKey: string;
   logLevel: LogLevel;
   shutdownGraceMs: number;
+  shutdownTimeoutMs: number;
   maxReaders: number;
   bloomUsers: number;
   bloomFpRate: number;
@@ -132,6 +133,7 @@ export const SETTINGS: Setting[] = [
   { key: 'kvKey', env: 'SEGD_KV_KEY', def: 'seg', parse: str((s) => (/^[A-Za-z0-9_-]{1,40}$/.test(s) ? undefined : 'must be 1-40 of A-Z a-z 0-9 _ -')), doc: 'key name in `?format=kv` answers (`seg=12,57`)' },
   { key: 'logLevel', env: 'SEGD_LOG_LEVEL', def: 'info', parse: (raw) => { if (!LEVELS.includes(raw as LogLevel)) throw new BadValue(`must be one of ${LEVELS.join(', ')}`); return raw as LogLevel; }, doc: 'pino log level' },
   { key: 'shutdownGraceMs', env: 'SEGD_SHUTDOWN_GRACE_MS', def: 5000, parse: int(0, 600_000), doc: 'on SIGTERM, how long in-flight requests may take before connections are closed' },
+  { key: 'shutdownTimeoutMs', env: 'SEGD_SHUTDOWN_TIMEOUT_MS', def: 10_000, parse: int(100, 3_600_000), doc: 'on SIGTERM, how long the whole shutdown may take (keep it above `SEGD_SHUTDOWN_GRACE_MS`); past it segd logs what it still waits for, closes the store if it can and exits 4' },
   { key: 'maxReaders', env: 'SEGD_MAX_READERS', def: 1024, parse: int(16, 100_000), doc: 'LMDB reader slots (shared by every thread and process on the env)' },
   { key: 'bloomUsers', env: 'SEGD_BLOOM_USERS', def: 1_000_000, parse: int(0, 2_000_000_000), doc: 'users the known-users bloom filter is sized for (grown automatically past it; 0 = no filter)' },
   { key: 'bloomFpRate', env: 'SEGD_BLOOM_FP_RATE', def: 0.01, parse: num(0.000001, 0.5), doc: 'target false-positive rate of the known-users filter' },

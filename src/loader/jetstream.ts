@@ -9,8 +9,15 @@
 //
 // Payload: NDJSON feed records (one or more lines per message), or msgpack
 // with the header `Content-Type: application/msgpack`.
+//
+// Stopping never waits on the servers: a fetch in progress is stopped (while
+// the client reconnects it checks no heartbeats, so a fetch begun before the
+// servers went away would wait for them forever), the retry backoff and an
+// unfinished connect are cut short, and after a short grace for the ack of a
+// batch in hand the connection is closed, which fails every request still
+// waiting for an answer. A lost ack costs nothing: the redelivery is skipped.
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy, type Consumer, type JsMsg } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy, type Consumer, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Store } from '../store/env.js';
 import type { Logger } from '../log.js';
@@ -41,6 +48,10 @@ interface StreamCheckpoint {
 }
 
 const INFO_EVERY_MS = 1000;
+/** How long stop() lets a committed batch's ack reach a server before closing the connection. */
+const ACK_GRACE_MS = 2000;
+
+type Phase = 'nothing' | 'connect and consumer' | 'fetch, commit and ack' | 'consumer info' | 'retry backoff';
 
 export class JetStreamSource {
   readonly checkpointKey: string;
@@ -52,6 +63,12 @@ export class JetStreamSource {
   private stopped = false;
   private loop: Promise<void> | null = null;
   private infoAt = 0;
+  /** Aborted by stop(): ends the retry backoff and an unfinished connect. */
+  private readonly halt = new AbortController();
+  /** The fetch in progress, stopped by stop(). */
+  private fetching: ConsumerMessages | null = null;
+  /** What the source is waiting for now (named in the log of a shutdown that runs out of time). */
+  waitingFor: Phase = 'nothing';
 
   constructor(
     private readonly store: Store,
@@ -67,19 +84,33 @@ export class JetStreamSource {
     this.loop ??= this.run();
   }
 
+  /** Stops consuming and closes the connection, whether or not any server answers. */
   async stop(): Promise<void> {
     this.stopped = true;
-    await this.loop;
+    this.halt.abort();
+    this.fetching?.stop();
+    // Only a batch in hand has anything left to finish; any other wait ends with the connection.
+    if (this.loop && this.waitingFor === 'fetch, commit and ack') {
+      const grace = new AbortController();
+      await Promise.race([this.loop, sleep(ACK_GRACE_MS, undefined, { signal: grace.signal }).catch(() => undefined)]);
+      grace.abort();
+    }
     await this.nc?.close().catch(() => undefined);
+    await this.loop;
+    this.waitingFor = 'nothing';
   }
 
   private async run(): Promise<void> {
     let backoff = 250;
     while (!this.stopped) {
       try {
+        this.waitingFor = 'connect and consumer';
         const consumer = this.consumer ?? (await this.attach());
+        this.waitingFor = 'fetch, commit and ack';
         const n = await this.fetchAndApply(consumer);
         backoff = 250;
+        if (this.stopped) break;
+        this.waitingFor = 'consumer info';
         if (performance.now() - this.infoAt > INFO_EVERY_MS || n === 0) await this.refreshLag(consumer);
       } catch (err) {
         if (this.stopped) break;
@@ -87,16 +118,32 @@ export class JetStreamSource {
         if (message !== this.lastError) this.log.warn({ err: message, stream: this.opts.stream }, 'jetstream source: retrying');
         this.lastError = message;
         this.consumer = null; // re-resolve after reconnects and server restarts
-        await sleep(backoff);
+        this.waitingFor = 'retry backoff';
+        await sleep(backoff, undefined, { signal: this.halt.signal }).catch(() => undefined);
         backoff = Math.min(backoff * 2, 5000);
       }
     }
   }
 
+  /** One connection (the client reconnects by itself); a stop during the connect closes it once made. */
+  private async connection(): Promise<NatsConnection> {
+    if (this.nc) return this.nc;
+    const connecting = connect({ servers: this.opts.servers, name: `segd ${this.opts.durable}`, maxReconnectAttempts: -1, reconnectTimeWait: 500 });
+    const halted = new Promise<never>((_, reject) => {
+      const onHalt = () => reject(new Error('jetstream source stopped while connecting'));
+      if (this.halt.signal.aborted) onHalt();
+      else this.halt.signal.addEventListener('abort', onHalt, { once: true });
+    });
+    halted.catch(() => undefined);
+    connecting.then((nc) => (this.stopped ? nc.close() : undefined)).catch(() => undefined);
+    this.nc = await Promise.race([connecting, halted]);
+    return this.nc;
+  }
+
   /** Connects (once; the client reconnects by itself) and makes sure the durable consumer exists. */
   private async attach(): Promise<Consumer> {
-    this.nc ??= await connect({ servers: this.opts.servers, name: `segd ${this.opts.durable}`, maxReconnectAttempts: -1, reconnectTimeWait: 500 });
-    const jsm = await jetstreamManager(this.nc);
+    const nc = await this.connection();
+    const jsm = await jetstreamManager(nc);
     const resumeAfter = ((this.store.meta.get(this.checkpointKey) as StreamCheckpoint | undefined)?.seq) ?? 0;
     let delivered: number | null = null;
     try {
@@ -123,7 +170,7 @@ export class JetStreamSource {
       });
       this.log.info({ stream: this.opts.stream, durable: this.opts.durable, subject: this.opts.subject, from: resumeAfter + 1 }, 'jetstream consumer created');
     }
-    this.consumer = await jetstream(this.nc).consumers.get(this.opts.stream, this.opts.durable);
+    this.consumer = await jetstream(nc).consumers.get(this.opts.stream, this.opts.durable);
     this.log.info({ stream: this.opts.stream, durable: this.opts.durable, resumeAfter }, 'jetstream source attached');
     this.lastError = null;
     return this.consumer;
@@ -131,7 +178,10 @@ export class JetStreamSource {
 
   private async fetchAndApply(consumer: Consumer): Promise<number> {
     const msgs: JsMsg[] = [];
-    for await (const m of await consumer.fetch({ max_messages: this.opts.batch, expires: 1000 })) msgs.push(m);
+    this.fetching = await consumer.fetch({ max_messages: this.opts.batch, expires: 1000 });
+    if (this.stopped) this.fetching.stop();
+    for await (const m of this.fetching) msgs.push(m);
+    this.fetching = null;
     if (msgs.length === 0) return 0;
     const now = nowSeconds();
     const done = ((this.store.meta.get(this.checkpointKey) as StreamCheckpoint | undefined)?.seq) ?? 0;

@@ -21,6 +21,7 @@ import { StoreFullError, type StallReason } from '../store/write-failure.js';
 import type { MatchItem } from '../identity/match-queue.js';
 import type { ForgetTarget, ForgetResult } from '../identity/graph-writer.js';
 import type { Change, RecordLimits } from './records.js';
+import type { Track } from '../server/waiting.js';
 
 export interface ForgetRequest {
   target: ForgetTarget;
@@ -133,6 +134,7 @@ export class Loader {
 
   /** Keeps scanning the inbox, consuming the stream and sweeping, until stop(). */
   startPolling(): void {
+    if (this.stopped) return; // a stop during the initial load
     this.startSweeping();
     this.nats?.start();
     const tick = () => {
@@ -147,15 +149,24 @@ export class Loader {
     this.timer = setTimeout(tick, this.config.inboxPollMs);
   }
 
-  /** Stops polling and waits for the scan in progress (each batch commits atomically). */
-  async stop(): Promise<void> {
+  /**
+   * Stops polling and the sources and waits for the work in progress (each
+   * batch commits atomically). `track` names each wait, so a caller that stops
+   * waiting can say which one hung.
+   */
+  async stop(track: Track = (_, step) => step): Promise<void> {
     this.stopped = true;
     this.abort.abort();
     this.sweeper.stop();
     this.snapshots.stop();
     if (this.timer) clearTimeout(this.timer);
     if (this.sweepTimer) clearTimeout(this.sweepTimer);
-    await Promise.all([this.running, this.sweeping, this.nats?.stop()]);
+    const nats = this.nats;
+    await Promise.all([
+      track('loader: inbox scan or initial load', this.running),
+      track('loader: ttl sweep', this.sweeping),
+      nats && track(() => `loader: jetstream source (${nats.waitingFor})`, nats.stop()),
+    ]);
   }
 
   private async seed(): Promise<void> {

@@ -20,7 +20,8 @@ export interface Rpc {
 export type RpcMethod = keyof Rpc;
 
 export type ToWorker =
-  | { type: 'drain' }
+  /** Stop accepting, give requests in flight up to `graceMs`, close; a later drain can only shorten it. */
+  | { type: 'drain'; graceMs: number }
   | { type: 'collect'; id: number }
   | { type: 'rpc-result'; id: number; result?: unknown; error?: string }
   | { type: 'filter'; filter: FilterHandle | null }

@@ -5,6 +5,8 @@
 //             → initial load (seed + inbox) → ready → poll the inbox
 //   SIGTERM:  readyz says draining → stop the loader between batches →
 //             workers stop accepting and finish in-flight requests → close LMDB
+//             (all within SEGD_SHUTDOWN_TIMEOUT_MS; past it, what still hangs is
+//             logged, the store is closed if it can be, and shutdown rejects)
 import { Worker } from 'node:worker_threads';
 import { createServer } from 'node:net';
 import { setPriority } from 'node:os';
@@ -20,6 +22,7 @@ import type { FromWorker, ToWorker, WorkerData, Rpc, RpcMethod } from './message
 import { SegmentExporter } from '../filters/segment-export.js';
 import { writePidfile, removePidfile, runningServer } from './pidfile.js';
 import { applyRegistryOp, upsertFromConfig, type RegistrySeed } from '../partners/admin.js';
+import { Waiting, settlesBy } from './waiting.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 /** Nice value of the loader thread (0 = as lookups, 19 = only idle CPU). */
@@ -38,7 +41,12 @@ interface Slot {
 export interface RunningServer {
   port: number;
   ready: Promise<void>;
+  /** Stops the node; rejects with ShutdownTimeout when it could not within SEGD_SHUTDOWN_TIMEOUT_MS. */
   shutdown(reason: string): Promise<void>;
+  /** What a shutdown in progress still waits for. */
+  waitingFor(): string[];
+  /** Cuts a shutdown short: workers close their connections at once, so the process can exit. */
+  closeNow(): Promise<void>;
 }
 
 export async function serve(config: Readonly<Config>, log: Logger, registrySeed?: RegistrySeed): Promise<RunningServer> {
@@ -250,23 +258,76 @@ export async function serve(config: Readonly<Config>, log: Logger, registrySeed?
     if (!shuttingDown) log.error({ err }, 'initial load failed');
   });
 
-  const shutdown = async (reason: string) => {
-    if (shuttingDown) return;
+  // One shutdown, however often it is asked for; bounded by SEGD_SHUTDOWN_TIMEOUT_MS
+  // whatever a source or a worker is doing.
+  let stopping: Promise<void> | null = null;
+  const waiting = new Waiting();
+  const shutdown = (reason: string) => (stopping ??= stopAll(reason));
+  // A worker ends only after closing its own connections (Node aborts the
+  // process otherwise): each is told to cut requests in flight off early
+  // enough to close before the deadline, or at once.
+  const drainWorkers = (graceMs: number) => {
+    for (const s of slots) s.worker.postMessage({ type: 'drain', graceMs } satisfies ToWorker);
+  };
+  const workersDrained = () => Promise.all(slots.map((s) => waiting.track(`worker ${s.index}: drain`, s.drained)));
+  const stopAll = async (reason: string) => {
     shuttingDown = true;
-    log.info({ reason }, 'shutting down');
+    const timeoutMs = config.shutdownTimeoutMs;
+    const deadline = Date.now() + timeoutMs;
+    log.info({ reason, timeoutMs }, 'shutting down');
     state.set(Flag.Draining, true);
     // Stop taking connections at once; the loader finishes its batch meanwhile.
-    for (const s of slots) s.worker.postMessage({ type: 'drain' } satisfies ToWorker);
-    await loader.stop();
-    await Promise.all(slots.map((s) => s.drained));
-    await Promise.all(slots.map((s) => s.worker.terminate()));
-    await known?.close();
-    await closeStore(store, log);
+    drainWorkers(Math.min(config.shutdownGraceMs, timeoutMs - Math.min(CLOSE_STEP_MS, timeoutMs / 2)));
+    const drained = await settlesBy(Promise.all([loader.stop(waiting.track), workersDrained()]), deadline);
+    if (!drained) {
+      log.error({ waitingFor: waiting.list(), timeoutMs }, 'shutdown timed out; closing the store without waiting for the rest');
+      drainWorkers(0);
+    }
+    // Past the deadline each closing step still gets a moment: a clean LMDB close is worth it.
+    const closed = await closeSteps(
+      [
+        ['workers: close', async () => {
+          await workersDrained();
+          await Promise.all(slots.map((s) => s.worker.terminate()));
+        }],
+        ['known-users filter: save', async () => known?.close()],
+        ['store: close', () => closeStore(store, log)],
+      ],
+      waiting,
+      deadline,
+    );
     removePidfile(config.dataDir);
+    if (!closed) log.error({ waitingFor: waiting.list() }, 'shutdown could not close everything');
+    if (!drained || !closed) throw new ShutdownTimeout(waiting.list());
     log.info('stopped');
   };
+  /** For a second signal: workers close their connections now (the process may then exit). */
+  const closeNow = async () => {
+    drainWorkers(0);
+    await settlesBy(workersDrained(), Date.now() + CLOSE_STEP_MS);
+  };
 
-  return { port, ready, shutdown };
+  return { port, ready, shutdown, closeNow, waitingFor: () => waiting.list() };
+}
+
+/** A shutdown that did not finish in SEGD_SHUTDOWN_TIMEOUT_MS: what it still waited for. */
+export class ShutdownTimeout extends Error {
+  constructor(readonly waitingFor: string[]) {
+    super(`shutdown timed out waiting for ${waitingFor.join(', ') || 'nothing'}`);
+    this.name = 'ShutdownTimeout';
+  }
+}
+
+/** How long each closing step may take once the shutdown deadline has passed. */
+const CLOSE_STEP_MS = 2000;
+
+/** Runs the steps in order, each until the deadline (or CLOSE_STEP_MS past it); false at the first one that hangs. */
+async function closeSteps(steps: [string, () => Promise<unknown>][], waiting: Waiting, deadline: number): Promise<boolean> {
+  for (const [name, step] of steps) {
+    const run = waiting.track(name, step());
+    if (!(await settlesBy(run, Math.max(deadline, Date.now() + CLOSE_STEP_MS)))) return false;
+  }
+  return true;
 }
 
 async function closeStore(store: Store, log: Logger): Promise<void> {

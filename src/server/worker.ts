@@ -145,23 +145,35 @@ port.on('message', (msg: ToWorker) => {
       licences.refresh(); // now, not in the first lookup after the change
       break;
     case 'drain':
-      void drain();
+      drainUntil = Math.min(drainUntil, Date.now() + msg.graceMs);
+      draining ??= drain();
       break;
   }
 });
 
+let draining: Promise<void> | null = null;
+/** When requests still in flight are cut off (a later drain message can bring it forward). */
+let drainUntil = Infinity;
+
 async function drain(): Promise<void> {
-  state.set(Flag.Draining, true);
-  admission.stop();
-  if (listenSocket) uWS.us_listen_socket_close(listenSocket);
-  listenSocket = null;
-  const deadline = Date.now() + config.shutdownGraceMs;
-  matches.flush();
-  while ((inflight.n > 0 || matches.inFlight > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-  if (inflight.n > 0) log.warn({ inflight: inflight.n }, 'grace period over; closing with requests in flight');
-  // Close idle keep-alive connections too: a worker thread may only end with
-  // no open uv handles (Node aborts otherwise). `close` is in uWS.js ≥ 20.x at
-  // runtime though missing from this build's typings.
-  (app as unknown as { close(): void }).close();
-  send({ type: 'drained' });
+  // Whatever fails here, the supervisor hears "drained": it must not wait for
+  // a worker that will never say so.
+  try {
+    state.set(Flag.Draining, true);
+    admission.stop();
+    if (listenSocket) uWS.us_listen_socket_close(listenSocket);
+    listenSocket = null;
+    matches.flush();
+    while ((inflight.n > 0 || matches.inFlight > 0) && Date.now() < drainUntil) await new Promise((r) => setTimeout(r, 10));
+    if (inflight.n > 0) log.warn({ inflight: inflight.n }, 'grace period over; closing with requests in flight');
+    // Close idle keep-alive connections too: a worker thread may only end with
+    // no open uv handles (Node aborts the whole process otherwise, also on
+    // process.exit). `close` is in uWS.js ≥ 20.x at runtime though missing
+    // from this build's typings.
+    (app as unknown as { close(): void }).close();
+  } catch (err) {
+    log.error({ err }, 'draining the worker failed');
+  } finally {
+    send({ type: 'drained' });
+  }
 }

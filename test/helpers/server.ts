@@ -1,11 +1,12 @@
 // Starts the real segd (`node bin/segd.js serve`) as a child process on a free
 // port with its own temp data dir, and reads its JSON log to know when it is
 // listening and ready. No mocks: real process, real LMDB, real HTTP.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { followJsonLog, type LogLine } from '../../loadtest/json-log.js';
+import { spawnTracked } from './procs.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const BIN = join(ROOT, 'bin/segd.js');
@@ -21,7 +22,7 @@ export interface Segd {
   stderr: string[];
   /** Resolves with the first log line matching, or rejects after `ms`. */
   waitForLog(pred: (l: LogLine) => boolean, ms?: number): Promise<LogLine>;
-  /** SIGTERM and wait for exit; returns the exit code. */
+  /** SIGTERM (unless it is already shutting down) and wait for exit; returns the exit code. */
   stop(): Promise<number | null>;
   exited: Promise<number | null>;
 }
@@ -41,7 +42,7 @@ export function tempDir(prefix = 'segd-test-'): string {
 
 export async function startSegd(opts: StartOptions = {}): Promise<Segd> {
   const dataDir = opts.dataDir ?? tempDir();
-  const proc = spawn(process.execPath, [BIN, 'serve'], {
+  const proc = spawnTracked(process.execPath, [BIN, 'serve'], {
     env: {
       PATH: process.env.PATH ?? '',
       SEGD_PORT: '0',
@@ -74,7 +75,9 @@ export async function startSegd(opts: StartOptions = {}): Promise<Segd> {
     waitForLog,
     exited,
     async stop() {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      // One SIGTERM only: a second one cuts the shutdown short (exit 4).
+      const stopping = logs.some((l) => l.msg === 'shutting down');
+      if (proc.exitCode === null && proc.signalCode === null && !stopping) proc.kill('SIGTERM');
       const code = await exited;
       if (!opts.keepData && !opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
       return code;
@@ -85,11 +88,12 @@ export async function startSegd(opts: StartOptions = {}): Promise<Segd> {
 /** Runs `segd` with args to completion; returns exit code and output. */
 export function runSegd(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // A process group: what the command starts (`loadtest --compare`: redis-server, Fastify) is stopped with it.
+    const p = spawnTracked(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'], group: true });
     let stdout = '';
     let stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    p.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    p.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    p.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     p.on('exit', (code) => resolve({ code, stdout, stderr }));
   });
 }
