@@ -9,7 +9,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { pack } from 'msgpackr';
-import { startSegd, stopReport, CLEAN_STOP, tempDir, feedLine, type Segd, segmentsOf, waitFor } from './helpers/server.js';
+import { startSegd, stopReport, CLEAN_STOP, tempDir, feedLine, segmentsOf, waitFor } from './helpers/server.js';
 import { spawnTracked } from './helpers/procs.js';
 
 if (spawnSync('nats-server', ['--version']).status !== 0) {

@@ -145,7 +145,7 @@ export class JetStreamSource {
     const nc = await this.connection();
     const jsm = await jetstreamManager(nc);
     const resumeAfter = ((this.store.meta.get(this.checkpointKey) as StreamCheckpoint | undefined)?.seq) ?? 0;
-    let delivered: number | null = null;
+    let delivered: number | null;
     try {
       delivered = (await jsm.consumers.info(this.opts.stream, this.opts.durable)).delivered.stream_seq;
     } catch {

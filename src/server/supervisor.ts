@@ -190,7 +190,7 @@ export async function serve(config: Readonly<Config>, log: Logger, registrySeed?
           startWorker(index, port).then(
             (r) => {
               if (i >= 0) slots[i] = r.slot;
-              if (shuttingDown) r.slot.worker.postMessage({ type: 'drain' } satisfies ToWorker);
+              if (shuttingDown) r.slot.worker.postMessage({ type: 'drain', graceMs: 0 } satisfies ToWorker);
             },
             (err: unknown) => log.error({ err, worker: index }, 'worker restart failed'),
           );

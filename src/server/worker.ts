@@ -35,7 +35,10 @@ const send = (m: FromWorker) => port.postMessage(m);
 const { config } = data;
 const log = createLogger(config.logLevel, { worker: data.index });
 const state = new SharedState(data.stateBuffer);
-const store = openStore(config.dataDir, { maxReaders: config.maxReaders, readOnly: true, generationCell: { cells: state.flags, index: GENERATION_SLOT }, commitCell: { cells: state.flags, index: COMMIT_SLOT } });
+const store = openStore(config.dataDir, {
+  maxReaders: config.maxReaders, readOnly: true,
+  generationCell: { cells: state.flags, index: GENERATION_SLOT }, commitCell: { cells: state.flags, index: COMMIT_SLOT },
+});
 const metrics = new HttpMetrics();
 const inflight = { n: 0 };
 
