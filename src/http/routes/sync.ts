@@ -22,7 +22,6 @@ import type { Partner } from '../../partners/types.js';
 import { sendError, sendBody, status, CT, JSON_TYPE } from '../respond.js';
 import type { SyncOutcome } from '../../metrics/http.js';
 import { readBody } from '../body.js';
-import { parseJson } from '../../codec/json.js';
 import { pending } from '../pending.js';
 import { checkUid } from '../../lookup/keys.js';
 import { nowSeconds } from '../../lookup/segments.js';
@@ -259,7 +258,7 @@ export function syncOutRoutes(deps: AppDeps) {
         if (!r.ok) return done(sendError(res, 'BODY_TOO_LARGE', undefined, true));
         let body: Record<string, unknown>;
         try {
-          const v: unknown = r.body.length ? parseJson(r.body) : {};
+          const v: unknown = r.body.length ? JSON.parse(r.body.toString('utf8')) : {};
           if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not an object');
           body = v as Record<string, unknown>;
         } catch {
