@@ -5,7 +5,7 @@
 export type Samples = Map<string, number>;
 
 /** Gauges kept from the last scrape: the process's memory and the store's size (DESIGN: worker memory flat as data grows). */
-const GAUGES = ['segd_process_resident_memory_bytes', 'segd_process_heap_bytes', 'segd_nodejs_heap_size_used_bytes', 'segd_store_users', 'segd_store_file_bytes'];
+const GAUGES = ['segd_process_resident_memory_bytes', 'segd_process_heap_bytes', 'segd_nodejs_heap_size_used_bytes', 'segd_store_users', 'segd_store_file_bytes', 'segd_lmdb_readers'];
 
 const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)/;
 

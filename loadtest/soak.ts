@@ -10,7 +10,7 @@
 // level within a bound of the level after warm-up). Writes an HTML report
 // with the resource curves as SVG.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -68,6 +68,11 @@ const count = (t: Tally, status: number | 'dropped') => {
 interface Sample {
   t: number;
   rssMb: number;
+  /** Anonymous memory (heaps, buffers): what a leak grows. RSS also counts the LMDB pages the map has touched, which grow with the data. */
+  anonMb: number;
+  /** Open descriptors that are not sockets (files, pipes); sockets follow the clients' connection pools and are reported apart. */
+  files: number;
+  sockets: number;
   heapMb: number;
   fds: number;
   readers: number | null;
@@ -182,7 +187,19 @@ async function main() {
   ingest.start();
 
   const samples: Sample[] = [];
-  const fdsOf = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
+  const fdsOf = (pid: number) => {
+    let sockets = 0;
+    let files = 0;
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        if (readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:')) sockets++;
+        else files++;
+      } catch {
+        // closed meanwhile
+      }
+    }
+    return { sockets, files };
+  };
   let lastSent = 0;
   const t0 = performance.now();
   const sample = async () => {
@@ -190,16 +207,18 @@ async function main() {
     const m = parseCounters(text);
     const status = readFileSync(`/proc/${segd.pid}/status`, 'utf8');
     const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+    const anonKb = Number(/RssAnon:\s+(\d+)/.exec(status)?.[1] ?? 0);
+    const fds = fdsOf(segd.pid!);
     const heap = [...m].filter(([k]) => k.startsWith('segd_nodejs_heap_size_used_bytes')).reduce((a, [, v]) => a + v, 0);
     const readers = m.get('segd_lmdb_readers') ?? null;
     const sent = good.sent + hostile.sent;
     const s: Sample = {
-      t: Math.round((performance.now() - t0) / 1000), rssMb: rssKb / 1024, heapMb: heap / 2 ** 20, fds: fdsOf(segd.pid!), readers,
+      t: Math.round((performance.now() - t0) / 1000), rssMb: rssKb / 1024, anonMb: anonKb / 1024, heapMb: heap / 2 ** 20, fds: fds.files + fds.sockets, files: fds.files, sockets: fds.sockets, readers,
       rps: (sent - lastSent) / (SAMPLE_MS / 1000),
     };
     lastSent = sent;
     samples.push(s);
-    say(`t=${s.t}s rss ${s.rssMb.toFixed(0)} MB heap ${s.heapMb.toFixed(1)} MB fds ${s.fds} readers ${s.readers ?? 'n/a'} ${s.rps.toFixed(0)} req/s; good ${good.sent} (5xx ${fives(good)}, dropped ${good.dropped}), hostile ${hostile.sent} (5xx ${fives(hostile)})`);
+    say(`t=${s.t}s rss ${s.rssMb.toFixed(0)} MB (anon ${s.anonMb.toFixed(0)}) heap ${s.heapMb.toFixed(1)} MB files ${s.files} sockets ${s.sockets} readers ${s.readers ?? 'n/a'} ${s.rps.toFixed(0)} req/s; good ${good.sent} (5xx ${fives(good)}, dropped ${good.dropped}), hostile ${hostile.sent} (5xx ${fives(hostile)})`);
   };
   await sample();
   const sampler = setInterval(() => void sample().catch((err: unknown) => say(`sample failed: ${String(err)}`)), SAMPLE_MS);
@@ -231,15 +250,15 @@ async function main() {
   const last = samples.slice(-6);
   const growth = (f: (s: Sample) => number) => med(last.map(f)) - med(warm.map(f));
   const checks = [
-    { what: 'RSS', grew: growth((s) => s.rssMb), unit: 'MB', limit: Math.max(32, med(warm.map((s) => s.rssMb)) * 0.1) },
+    { what: 'anonymous memory (RssAnon)', grew: growth((s) => s.anonMb), unit: 'MB', limit: Math.max(32, med(warm.map((s) => s.anonMb)) * 0.1) },
     { what: 'V8 heap (all threads)', grew: growth((s) => s.heapMb), unit: 'MB', limit: Math.max(16, med(warm.map((s) => s.heapMb)) * 0.15) },
-    { what: 'open files', grew: growth((s) => s.fds), unit: '', limit: 8 },
+    { what: 'open files and pipes (sockets apart)', grew: growth((s) => s.files), unit: '', limit: 4 },
     ...(samples[0]!.readers !== null ? [{ what: 'LMDB readers', grew: growth((s) => s.readers ?? 0), unit: '', limit: 2 }] : []),
   ];
   const verdicts = [
     { what: 'good requests: no 5xx, none dropped', ok: fives(good) === 0 && good.dropped === 0, detail: `${good.sent} sent, ${fives(good)} 5xx, ${good.dropped} dropped` },
     { what: 'hostile requests: no 5xx', ok: fives(hostile) === 0, detail: `${hostile.sent} sent, ${fives(hostile)} 5xx; statuses ${JSON.stringify(hostile.byStatus)}` },
-    { what: 'feed kept its rate (≥ 95%)', ok: feed !== null && feed.recordsPerS >= FEED * 0.95 && feed.batch.errorCount === 0, detail: feed ? `${Math.round(feed.recordsPerS)} records/s, ${feed.applied} applied, ${feed.batch.errorCount} failed batches` : 'no feed' },
+    { what: 'feed kept its rate (≥ 95%)', ok: feed !== null && feed.recordsPerS >= FEED * 0.95 && feed.batch.errorCount === 0, detail: feed ? `${Math.round(feed.recordsPerS)} records/s, ${feed.applied} applied, ${feed.batch.errorCount} failed batches ${JSON.stringify(feed.batch.errors)}` : 'no feed' },
     ...checks.map((c) => ({ what: `${c.what} flat (last minute vs after warm-up, ≤ ${c.limit.toFixed(0)} ${c.unit})`, ok: c.grew <= c.limit, detail: `${c.grew >= 0 ? '+' : ''}${c.grew.toFixed(1)} ${c.unit}` })),
   ];
   for (const v of verdicts) console.log(`  [${v.ok ? 'PASS' : 'FAIL'}] ${v.what}: ${v.detail}`);
@@ -274,8 +293,8 @@ function report(samples: Sample[], verdicts: Array<{ what: string; ok: boolean; 
 <style>body{font-family:sans-serif;margin:24px;max-width:1200px}figure{display:inline-block;margin:8px}.ok{color:#1a7f37}.bad{color:#cf222e}td{padding:2px 8px}</style>
 <h1>segd soak</h1><p>${esc(JSON.stringify(run))}</p>
 <table>${verdicts.map((v) => `<tr><td class="${v.ok ? 'ok' : 'bad'}">${v.ok ? 'PASS' : 'FAIL'}</td><td>${esc(v.what)}</td><td>${esc(v.detail)}</td></tr>`).join('')}</table>
-${chart('Resident memory', (s) => s.rssMb, 'MB')}${chart('V8 heap used, all threads', (s) => s.heapMb, 'MB')}
-${chart('Open files', (s) => s.fds, 'count')}${chart('LMDB reader slots', (s) => s.readers, 'count')}${chart('Requests sent', (s) => s.rps, 'per s')}
+${chart('Resident memory (RSS, includes touched LMDB pages)', (s) => s.rssMb, 'MB')}${chart('Anonymous memory (RssAnon)', (s) => s.anonMb, 'MB')}${chart('V8 heap used, all threads', (s) => s.heapMb, 'MB')}
+${chart('Open files and pipes', (s) => s.files, 'count')}${chart('Open sockets', (s) => s.sockets, 'count')}${chart('LMDB reader slots', (s) => s.readers, 'count')}${chart('Requests sent', (s) => s.rps, 'per s')}
 `;
 }
 

@@ -102,6 +102,15 @@ export class ProcessMetrics {
       },
     });
     new Gauge({
+      name: 'segd_lmdb_readers',
+      help: 'LMDB reader slots in use (every thread and process on the env); a number that only grows is a leaked read transaction',
+      registers,
+      collect() {
+        // readerList(): a header line, then one line per slot in use.
+        this.set(Math.max(0, store.env.readerList().split('\n').filter((l) => /^\s*\d+\s/.test(l)).length));
+      },
+    });
+    new Gauge({
       name: 'segd_store_file_bytes',
       help: 'Size of the LMDB data file',
       registers,
