@@ -13,7 +13,7 @@ let segd: Segd;
 let page: Server;
 let pagePort = 0;
 beforeAll(async () => {
-  // Anonymous on-page lookups (see README "Ad-server key-values and on-page targeting").
+  // Anonymous on-page lookups (see docs/api.md "Ad-server key-values and on-page targeting").
   segd = await startActivation({ SEGD_LOOKUP_AUTH: 'optional', SEGD_GAM_KEY: 'segd_aud', SEGD_GAM_MAX_BYTES: '24' });
   const snippet = readFileSync(join(ROOT, 'examples/gam-targeting.js'), 'utf8');
   page = createServer((req, res) => {

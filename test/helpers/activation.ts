@@ -1,5 +1,5 @@
 // A segd with partners, a taxonomy and a few users, for the activation tests
-// (licensing, enrichment, WebSocket): the config file the README shows.
+// (licensing, enrichment, WebSocket): the licensing example of docs/api.md.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startSegd, tempDir, feedLine, type Segd } from './server.js';
