@@ -2,7 +2,7 @@
 // source stands: checkpoints, inbox backlog (the lag of the file source),
 // filter freshness, whether a server is running. Read-only; safe beside a
 // running server (LMDB readers do not block the writer).
-import { SNAPSHOT_TS_KEY } from '../loader/writer.js';
+import { SNAPSHOT_TS_KEY } from '../loader/membership-changes.js';
 import { freeBytes } from '../store/write-failure.js';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';

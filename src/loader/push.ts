@@ -5,7 +5,8 @@ import type { StallReason } from '../store/write-failure.js';
 import { createHash } from 'node:crypto';
 import { decodeRecords } from './msgpack-decode.js';
 import type { Store } from '../store/env.js';
-import type { Writer, BatchResult } from './writer.js';
+import type { Writer } from './writer.js';
+import type { BatchResult } from './membership-changes.js';
 import { parseLineBytes, toChange, rejectReason, type Change, type RecordLimits } from './records.js';
 
 export interface PushReject {
