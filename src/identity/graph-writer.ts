@@ -32,7 +32,7 @@ export interface ProfileMembers {
   markKnown(uid: string): void;
 }
 
-export const DEFAULT_MAX_IDS_PER_PROFILE = 200;
+const DEFAULT_MAX_IDS_PER_PROFILE = 200;
 
 export class GraphWriter implements ProfileGraph {
   /**

@@ -11,7 +11,7 @@ import { Writer, type WriterHooks } from './writer.js';
 import { Inbox } from './inbox.js';
 import { importFile, type ImportSummary, type FileCheckpoint } from './file-import.js';
 import { existsSync } from 'node:fs';
-import { applyPush, expireIdempotencyKeys, type PushRequest, type PushAnswer } from './push.js';
+import { PushSource } from './push.js';
 import { Sweeper } from './sweep.js';
 import { JetStreamSource } from './jetstream.js';
 import { nowSeconds } from '../lookup/segments.js';
@@ -38,6 +38,8 @@ export class Loader {
   private readonly sweeper: Sweeper;
   /** The JetStream feed, when SEGD_NATS_URL is set. */
   readonly nats: JetStreamSource | null = null;
+  /** HTTP push batches from the workers. */
+  readonly push: PushSource;
   /** Cookie-sync matches from the workers. */
   readonly matches: SyncMatches;
   /** Opt-outs and deletions. */
@@ -59,6 +61,7 @@ export class Loader {
     this.writer = new Writer(store, { maxIdsPerProfile: config.maxIdsPerProfile, ...hooks });
     this.taxonomy = new KnownSegments(store, config.maxUidBytes, config.unknownSegments);
     this.limits = this.taxonomy.limits;
+    this.push = new PushSource(store, this.writer, this.limits, (r) => this.metrics?.recordOutcome('push', r));
     this.matches = new SyncMatches(this.writer, (o) => this.metrics?.recordOutcome('sync', o));
     this.privacy = new Forget(store, this.writer, this.writer.graph, this.writer.suppressed, {
       deletionTombstoneDays: config.deletionTombstoneDays,
@@ -115,7 +118,7 @@ export class Loader {
     const tick = () => {
       if (this.stopped) return;
       try {
-        expireIdempotencyKeys(this.store, this.writer, nowSeconds());
+        this.push.expire(nowSeconds());
         this.writer.suppressed.expire(nowSeconds(), (fn) => this.writer.commit(fn));
       } catch (err) {
         // A full store is already reported (stall state, log); these retry on the next tick.
@@ -192,19 +195,6 @@ export class Loader {
     });
     this.count('seed', s);
     this.log.info({ seed: path, applied: s.applied, rejected: s.rejected, ms: Math.round(s.ms) }, 'seed feed imported');
-  }
-
-  /** An HTTP push batch: parsed and applied here, in one transaction, durable when this returns. */
-  push(req: PushRequest, maxListed: number): PushAnswer {
-    let r: PushAnswer;
-    try {
-      r = applyPush(this.store, this.writer, req, nowSeconds(), this.limits, maxListed);
-    } catch (err) {
-      if (!(err instanceof StoreFullError)) throw err;
-      return { applied: 0, stale: 0, rejected: 0, replay: false, rejects: [], conflict: false, full: err.reason };
-    }
-    if (!r.replay && !r.conflict) this.metrics?.recordOutcome('push', r);
-    return r;
   }
 
   private count(source: Source, s: ImportSummary): void {

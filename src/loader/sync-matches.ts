@@ -6,7 +6,7 @@ import { nowSeconds } from '../lookup/segments.js';
 import type { Change } from './records.js';
 import type { Writer } from './writer.js';
 
-export interface MatchOutcome {
+interface MatchOutcome {
   applied: number;
   stale: number;
   rejected: number;

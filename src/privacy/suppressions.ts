@@ -20,7 +20,7 @@ export interface Suppression {
   reason: SuppressionReason;
 }
 
-export function isActive(s: Suppression | undefined, nowSec: number): boolean {
+function isActive(s: Suppression | undefined, nowSec: number): boolean {
   return s !== undefined && (s.until === 0 || s.until > nowSec);
 }
 
@@ -36,7 +36,7 @@ export function stronger(had: Suppression | undefined, next: Suppression, nowSec
 }
 
 /** Suppressed users held in memory at most; past it, the rest are read from the store. */
-export const MAX_SUPPRESSED_IN_MEMORY = 200_000;
+const MAX_SUPPRESSED_IN_MEMORY = 200_000;
 
 /**
  * The suppressed users (segd uid → until, unix s; Infinity = for good), as

@@ -115,7 +115,7 @@ export async function serve(config: Readonly<Config>, log: Logger, registrySeed?
   const rpcs: { [M in RpcMethod]: (args: Rpc[M][0]) => Promise<Rpc[M][1]> } = {
     scrape: () => scrape(),
     exportSegment: ({ segment, fpRate }) => exporter.export(segment, fpRate),
-    ingest: async ({ req, maxListed }) => loader.push(req, maxListed),
+    ingest: async ({ req, maxListed }) => loader.push.apply(req, maxListed),
     matches: async ({ items }) => loader.matches.apply(items),
     forget: async (req) => loader.privacy.run(req),
     registry: async (op) => {
