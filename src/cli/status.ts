@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { loadConfig } from '../config/load.js';
 import { openStore, userCount, writeSequence } from '../store/env.js';
 import { isCompleteFeedName, INBOX_CHECKPOINT } from '../loader/inbox.js';
-import { SEED_CHECKPOINT } from '../loader/loader.js';
+import { SEED_CHECKPOINT } from '../loader/seed.js';
 import type { FileCheckpoint } from '../loader/file-import.js';
 import { FILTER_FILE } from '../filters/known-users.js';
 import { loadFilter } from '../filters/persist.js';

@@ -9,21 +9,18 @@ import type { Logger } from '../log.js';
 import type { ProcessMetrics, Source } from '../metrics/process.js';
 import { Writer, type WriterHooks } from './writer.js';
 import { Inbox } from './inbox.js';
-import { importFile, type ImportSummary, type FileCheckpoint } from './file-import.js';
-import { existsSync } from 'node:fs';
+import type { ImportSummary } from './file-import.js';
+import { importSeed } from './seed.js';
 import { PushSource } from './push.js';
 import { Sweeper } from './sweep.js';
 import { JetStreamSource } from './jetstream.js';
 import { nowSeconds } from '../lookup/segments.js';
-import { userCount } from '../store/env.js';
 import { SnapshotLoader } from './snapshot.js';
 import { StoreFullError } from '../store/write-failure.js';
 import type { RecordLimits } from './records.js';
 import { Forget } from '../privacy/forget.js';
 import { SyncMatches } from './sync-matches.js';
 import { KnownSegments } from './known-segments.js';
-
-export const SEED_CHECKPOINT = 'ckpt:seed';
 
 /** Names a wait of stop() (a name read later may be a function), so a caller that stops waiting can say which one hung. */
 type Track = <T>(name: string | (() => string), step: Promise<T>) => Promise<T>;
@@ -177,24 +174,14 @@ export class Loader {
   private async seed(): Promise<void> {
     const path = this.config.seed;
     if (!path) return;
-    const cp = this.store.meta.get(SEED_CHECKPOINT) as FileCheckpoint | undefined;
-    if (cp?.done) return;
-    // Only an empty store is seeded (or one whose seeding a crash interrupted).
-    if (!cp && userCount(this.store) > 0) return;
-    if (!existsSync(path)) {
-      this.log.warn({ seed: path }, 'seed file not found; starting empty');
-      return;
-    }
-    const s = await importFile(this.store, this.writer, path, {
-      checkpointKey: SEED_CHECKPOINT,
+    const s = await importSeed(this.store, this.writer, path, {
       batchSize: this.config.loaderBatchSize,
       maxUidBytes: this.limits,
       maxLineBytes: this.config.maxLineBytes,
       maxGzipRatio: this.config.maxGzipRatio,
       signal: this.abort.signal,
-    });
-    this.count('seed', s);
-    this.log.info({ seed: path, applied: s.applied, rejected: s.rejected, ms: Math.round(s.ms) }, 'seed feed imported');
+    }, this.log);
+    if (s !== null) this.count('seed', s);
   }
 
   private count(source: Source, s: ImportSummary): void {
