@@ -10,7 +10,7 @@ import { openStore } from '../src/store/env.js';
 import { Writer } from '../src/loader/writer.js';
 import { IdGraph } from '../src/identity/graph.js';
 import { TokenBucket } from '../src/identity/token-bucket.js';
-import { tempStore } from './helpers/store.js';
+import { forgetting, tempStore } from './helpers/store.js';
 
 const ADMIN = 'admin-key-0123456789';
 const INGEST = 'ingest-key-0123456789';
@@ -189,7 +189,7 @@ describe('suppressed users in memory are bounded', () => {
     const users = Array.from({ length: 10 }, (_, i) => `capped-${i}`);
     const now = Math.floor(Date.now() / 1000);
     writer.apply(users.map((uid) => ({ op: 'add', uid, ids: [1], ttls: [0], ts: now })), now);
-    for (const uid of users) writer.graph.forget({ uid }, 'optout', now, 0, 'test');
+    for (const uid of users) forgetting(store, writer).forget({ uid }, 'optout', now, 0, 'test');
     expect([...writer.suppressed.keys()].length).toBe(3);
     expect(users.map((u) => writer.isSuppressed(u, now))).toEqual(Array(10).fill(true));
     expect(writer.apply(users.map((uid) => ({ op: 'add', uid, ids: [2], ttls: [0], ts: now + 1 })), now)).toMatchObject({ applied: 0, stale: 10 });
@@ -266,7 +266,7 @@ describe('links written by earlier versions (one list per profile)', () => {
     writer.apply([{ op: 'match', uid: 'legacy-1', ids: [], ttls: [], ts: now, key: 'p\x1fdspa\x1fnew-a' }], now);
     expect(graph.links('legacy-1').sort()).toEqual(['ifa\x1f\x1fold-ifa', 'p\x1fdspa\x1fnew-a']);
     expect([store.idmap.get('p\x1fdspa\x1fold-a'), store.links.get('legacy-1')]).toEqual([undefined, undefined]);
-    expect(writer.graph.forget({ uid: 'legacy-2' }, 'deletion', now, now + 60, 'test')).toMatchObject({ ids: 1 });
+    expect(forgetting(store, writer).forget({ uid: 'legacy-2' }, 'deletion', now, now + 60, 'test')).toMatchObject({ ids: 1 });
     expect([graph.links('legacy-2'), store.idmap.get('p\x1fdspa\x1fold-b'), store.links.get('legacy-2')]).toEqual([[], undefined, undefined]);
   });
 });

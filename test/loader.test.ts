@@ -161,10 +161,12 @@ describe('inbox loader', () => {
     await dropFeed(inbox, '030-new.ndjson', feedLine({ op: 'replace', uid: 'ordered', segments: [2], ts: t }));
     await waitFor(async () => (await segmentsOf(segd, 'ordered')).length === 1);
     await dropFeed(inbox, '031-old.ndjson', feedLine({ op: 'replace', uid: 'ordered', segments: [1], ts: t - 60 }));
-    await waitFor(async () => existsSync(join(inbox, 'done', '031-old.ndjson')));
+    // The file is counted just after it moves to done/, and a scrape may be served from the
+    // last collection (SEGD_METRICS_CACHE_MS): wait for the count itself.
+    const stale = async () => Number(/segd_loader_records_total\{source="inbox",outcome="stale"\} (\d+)/.exec(await (await fetch(`${segd.url}/metrics`)).text())?.[1]);
+    await waitFor(async () => (await stale()) === 1);
+    expect(existsSync(join(inbox, 'done', '031-old.ndjson'))).toBe(true);
     expect(await segmentsOf(segd, 'ordered')).toEqual([2]);
-    const m = await (await fetch(`${segd.url}/metrics`)).text();
-    expect(Number(/segd_loader_records_total\{source="inbox",outcome="stale"\} (\d+)/.exec(m)?.[1])).toBe(1);
   });
 });
 

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { SnapshotRecords, sortedOrder, FAST_PAIRS } from '../src/loader/snapshot-records.js';
-import { nextMembers } from '../src/loader/writer.js';
+import { nextMembers } from '../src/loader/member-set.js';
 import { encodeMembers } from '../src/store/members.js';
 import { OPS } from '../src/loader/records.js';
 

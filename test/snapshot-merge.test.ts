@@ -13,6 +13,7 @@ import { decodeMembers, encodeMembers } from '../src/store/members.js';
 import { encodeGraphKey } from '../src/identity/keys.js';
 import type { Change } from '../src/loader/records.js';
 import { tempDir, feedLine } from './helpers/server.js';
+import { forgetting } from './helpers/store.js';
 
 const dir = tempDir();
 const store = openStore(dir);
@@ -91,8 +92,8 @@ describe('snapshot merge', () => {
         if (during || p.applied === 0) return; // the first merge transaction has committed
         // A second device logs in with the first one's login id: g-dev-b is merged into g-dev-a.
         writer.apply([match('g-dev-a'), match('g-dev-b')], T0 + 30);
-        writer.graph.forget({ uid: 'g-forgotten' }, 'deletion', T0 + 30, 0, 'test');
-        writer.graph.forget({ uid: 'z-forgotten' }, 'optout', T0 + 30, 0, 'test');
+        forgetting(store, writer).forget({ uid: 'g-forgotten' }, 'deletion', T0 + 30, 0, 'test');
+        forgetting(store, writer).forget({ uid: 'z-forgotten' }, 'optout', T0 + 30, 0, 'test');
         during = { merged: ids('g-dev-a'), gone: ids('g-dev-b') };
       },
     }));

@@ -2,14 +2,14 @@
 // source stands: checkpoints, inbox backlog (the lag of the file source),
 // filter freshness, whether a server is running. Read-only; safe beside a
 // running server (LMDB readers do not block the writer).
-import { SNAPSHOT_TS_KEY } from '../loader/writer.js';
+import { SNAPSHOT_TS_KEY } from '../loader/membership-changes.js';
 import { freeBytes } from '../store/write-failure.js';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig } from '../config/load.js';
 import { openStore, userCount, writeSequence } from '../store/env.js';
 import { isCompleteFeedName, INBOX_CHECKPOINT } from '../loader/inbox.js';
-import { SEED_CHECKPOINT } from '../loader/loader.js';
+import { SEED_CHECKPOINT } from '../loader/seed.js';
 import type { FileCheckpoint } from '../loader/file-import.js';
 import { FILTER_FILE } from '../filters/known-users.js';
 import { loadFilter } from '../filters/persist.js';

@@ -13,7 +13,7 @@ import type { UserResolver } from '../lookup/resolve.js';
 import type { Admission } from './admission.js';
 import type { IdGraph } from '../identity/graph.js';
 import type { MatchQueue } from '../identity/match-queue.js';
-import type { ForgetRequest, ForgetAnswer } from '../loader/loader.js';
+import type { ForgetRequest, ForgetAnswer } from '../privacy/forget.js';
 
 export interface AppDeps {
   config: Readonly<Config>;

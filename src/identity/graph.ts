@@ -16,7 +16,8 @@ import type { Database } from 'lmdb';
 import type { Store } from '../store/env.js';
 import { hasLinks, linksOf } from './links.js';
 import { aliasKey, encodeGraphKey, type GraphKey } from './keys.js';
-import type { AuditEntry, Suppression } from './suppression.js';
+import type { Suppression } from '../privacy/suppressions.js';
+import type { AuditEntry } from '../privacy/audit.js';
 
 export class IdGraph {
   constructor(private readonly store: Store, private readonly maxIdBytes = 128) {}

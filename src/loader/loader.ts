@@ -1,39 +1,29 @@
-// The embedded loader: the one writer of memberships, fed by its sources.
-// Today: a seed file imported once into an empty store, then the inbox
-// directory, scanned at start and every `inboxPollMs`. More sources (HTTP
-// push, NATS JetStream) plug in as further callers of the same Writer.
+// The embedded loader: the one writer of the store and its sources, composed.
+// The sources: a seed file imported once into an empty store, the inbox
+// directory (scanned at start and every `inboxPollMs`), HTTP push, NATS
+// JetStream and the cookie-sync matches; besides them the TTL sweep, and the
+// privacy actions (privacy/forget.ts) on the same writer.
 import type { Config } from '../config/schema.js';
 import type { Store } from '../store/env.js';
 import type { Logger } from '../log.js';
 import type { ProcessMetrics, Source } from '../metrics/process.js';
-import { recordLimits, taxonomyIds } from './records.js';
 import { Writer, type WriterHooks } from './writer.js';
 import { Inbox } from './inbox.js';
-import { importFile, type ImportSummary, type FileCheckpoint } from './file-import.js';
-import { existsSync } from 'node:fs';
-import { applyPush, expireIdempotencyKeys, type PushRequest, type PushAnswer } from './push.js';
+import type { ImportSummary } from './file-import.js';
+import { importSeed } from './seed.js';
+import { PushSource } from './push.js';
 import { Sweeper } from './sweep.js';
 import { JetStreamSource } from './jetstream.js';
 import { nowSeconds } from '../lookup/segments.js';
-import { userCount } from '../store/env.js';
 import { SnapshotLoader } from './snapshot.js';
-import { StoreFullError, type StallReason } from '../store/write-failure.js';
-import type { MatchItem } from '../identity/match-queue.js';
-import type { ForgetTarget, ForgetResult } from '../identity/graph-writer.js';
-import type { Change, RecordLimits } from './records.js';
-import type { Track } from '../server/waiting.js';
+import { StoreFullError } from '../store/write-failure.js';
+import type { RecordLimits } from './records.js';
+import { Forget } from '../privacy/forget.js';
+import { SyncMatches } from './sync-matches.js';
+import { KnownSegments } from './known-segments.js';
 
-export interface ForgetRequest {
-  target: ForgetTarget;
-  reason: 'optout' | 'deletion';
-  /** Who asked (an admin key digest, or "cookie"): for the audit log. */
-  by: string;
-}
-
-/** A privacy action's answer: done, or nothing stored because the store is full (retry later). */
-export type ForgetAnswer = ForgetResult | { full: StallReason };
-
-export const SEED_CHECKPOINT = 'ckpt:seed';
+/** Names a wait of stop() (a name read later may be a function), so a caller that stops waiting can say which one hung. */
+type Track = <T>(name: string | (() => string), step: Promise<T>) => Promise<T>;
 
 export class Loader {
   readonly writer: Writer;
@@ -45,11 +35,16 @@ export class Loader {
   private readonly sweeper: Sweeper;
   /** The JetStream feed, when SEGD_NATS_URL is set. */
   readonly nats: JetStreamSource | null = null;
-  private sweepTimer: NodeJS.Timeout | null = null;
-  /** Segment ids of the taxonomy, for SEGD_UNKNOWN_SEGMENTS=reject (refreshed when it changes). */
-  private readonly knownSegments = new Set<number>();
-  /** What every source checks records against (records.ts). */
+  /** HTTP push batches from the workers. */
+  readonly push: PushSource;
+  /** Cookie-sync matches from the workers. */
+  readonly matches: SyncMatches;
+  /** Opt-outs and deletions. */
+  readonly privacy: Forget;
+  /** What every source checks records against; refresh() after a taxonomy change. */
+  readonly taxonomy: KnownSegments;
   private readonly limits: RecordLimits;
+  private sweepTimer: NodeJS.Timeout | null = null;
   private sweeping: Promise<unknown> = Promise.resolve();
   readonly snapshots: SnapshotLoader;
 
@@ -61,8 +56,15 @@ export class Loader {
     hooks: WriterHooks = {},
   ) {
     this.writer = new Writer(store, { maxIdsPerProfile: config.maxIdsPerProfile, ...hooks });
-    this.limits = recordLimits(config.maxUidBytes, config.unknownSegments, this.knownSegments);
-    this.refreshTaxonomy();
+    this.taxonomy = new KnownSegments(store, config.maxUidBytes, config.unknownSegments);
+    this.limits = this.taxonomy.limits;
+    this.push = new PushSource(store, this.writer, this.limits, (r) => this.metrics?.recordOutcome('push', r));
+    this.matches = new SyncMatches(this.writer, (o) => this.metrics?.recordOutcome('sync', o));
+    this.privacy = new Forget(store, this.writer, this.writer.graph, this.writer.suppressed, {
+      deletionTombstoneDays: config.deletionTombstoneDays,
+      log,
+      onAction: (a) => this.metrics?.privacyActions.labels(a).inc(),
+    });
     this.sweeper = new Sweeper(store, this.writer, log);
     this.snapshots = new SnapshotLoader(store, this.writer);
     if (config.natsUrl) {
@@ -113,8 +115,8 @@ export class Loader {
     const tick = () => {
       if (this.stopped) return;
       try {
-        expireIdempotencyKeys(this.store, this.writer, nowSeconds());
-        this.writer.graph.expire(nowSeconds());
+        this.push.expire(nowSeconds());
+        this.writer.suppressed.expire(nowSeconds(), (fn) => this.writer.commit(fn));
       } catch (err) {
         // A full store is already reported (stall state, log); these retry on the next tick.
         if (!(err instanceof StoreFullError)) this.log.error({ err }, 'expiring idempotency keys or suppressions failed');
@@ -172,69 +174,14 @@ export class Loader {
   private async seed(): Promise<void> {
     const path = this.config.seed;
     if (!path) return;
-    const cp = this.store.meta.get(SEED_CHECKPOINT) as FileCheckpoint | undefined;
-    if (cp?.done) return;
-    // Only an empty store is seeded (or one whose seeding a crash interrupted).
-    if (!cp && userCount(this.store) > 0) return;
-    if (!existsSync(path)) {
-      this.log.warn({ seed: path }, 'seed file not found; starting empty');
-      return;
-    }
-    const s = await importFile(this.store, this.writer, path, {
-      checkpointKey: SEED_CHECKPOINT,
+    const s = await importSeed(this.store, this.writer, path, {
       batchSize: this.config.loaderBatchSize,
       maxUidBytes: this.limits,
       maxLineBytes: this.config.maxLineBytes,
       maxGzipRatio: this.config.maxGzipRatio,
       signal: this.abort.signal,
-    });
-    this.count('seed', s);
-    this.log.info({ seed: path, applied: s.applied, rejected: s.rejected, ms: Math.round(s.ms) }, 'seed feed imported');
-  }
-
-  /** Re-reads the taxonomy's segment ids (after an admin change). */
-  refreshTaxonomy(): void {
-    if (typeof this.limits === 'number') return;
-    this.knownSegments.clear();
-    taxonomyIds(this.store, this.knownSegments);
-  }
-
-  /** An HTTP push batch: parsed and applied here, in one transaction, durable when this returns. */
-  push(req: PushRequest, maxListed: number): PushAnswer {
-    let r: PushAnswer;
-    try {
-      r = applyPush(this.store, this.writer, req, nowSeconds(), this.limits, maxListed);
-    } catch (err) {
-      if (!(err instanceof StoreFullError)) throw err;
-      return { applied: 0, stale: 0, rejected: 0, replay: false, rejects: [], conflict: false, full: err.reason };
-    }
-    if (!r.replay && !r.conflict) this.metrics?.recordOutcome('push', r);
-    return r;
-  }
-
-  /** Cookie-sync matches (partner id → segd uid), one transaction per batch. */
-  matches(items: MatchItem[]): { applied: number; refused: number } {
-    const now = nowSeconds();
-    const changes: Change[] = items.map((m) => ({ op: 'match', uid: m.uid, ids: [], ttls: [], ts: now, key: m.key }));
-    const r = this.writer.apply(changes, now);
-    this.metrics?.recordOutcome('sync', { applied: r.applied, stale: r.stale, rejected: 0 });
-    return { applied: r.applied, refused: r.stale };
-  }
-
-  /** Opt-out (tombstone for good) or deletion (tombstone for SEGD_DELETION_TOMBSTONE_DAYS), audited. */
-  forget(req: ForgetRequest): ForgetAnswer {
-    const now = nowSeconds();
-    const until = req.reason === 'optout' ? 0 : now + this.config.deletionTombstoneDays * 86_400;
-    let r: ForgetResult;
-    try {
-      r = this.writer.graph.forget(req.target, req.reason, now, until, req.by);
-    } catch (err) {
-      if (!(err instanceof StoreFullError)) throw err;
-      return { full: err.reason };
-    }
-    this.metrics?.privacyActions.labels(req.reason === 'optout' ? 'optout' : 'delete').inc();
-    this.log.info({ action: req.reason, found: r.found, ids: r.ids, memberships: r.memberships, audit: r.auditSeq }, 'privacy action applied');
-    return r;
+    }, this.log);
+    if (s !== null) this.count('seed', s);
   }
 
   private count(source: Source, s: ImportSummary): void {

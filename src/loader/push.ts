@@ -1,11 +1,13 @@
 // HTTP push (server-to-server ingest): parsing a pushed batch, and applying it
 // once per idempotency key. Parsing runs in the worker that took the request;
 // applying runs on the loader thread, through the one writer.
-import type { StallReason } from '../store/write-failure.js';
+import { StoreFullError, type StallReason } from '../store/write-failure.js';
 import { createHash } from 'node:crypto';
 import { decodeRecords } from './msgpack-decode.js';
 import type { Store } from '../store/env.js';
-import type { Writer, BatchResult } from './writer.js';
+import type { Writer } from './writer.js';
+import { nowSeconds } from '../lookup/segments.js';
+import type { BatchResult } from './membership-changes.js';
 import { parseLineBytes, toChange, rejectReason, type Change, type RecordLimits } from './records.js';
 
 export interface PushReject {
@@ -116,7 +118,7 @@ export const IDEMPOTENCY_SECONDS = 86_400;
  * Synchronous, so the check and the write cannot interleave with another
  * writer call.
  */
-export function applyPush(store: Store, writer: Writer, req: PushRequest, nowSec: number, maxUidBytes: RecordLimits, maxListed: number): PushAnswer {
+function applyPush(store: Store, writer: Writer, req: PushRequest, nowSec: number, maxUidBytes: RecordLimits, maxListed: number): PushAnswer {
   const body = Buffer.from(req.body);
   const idem = req.idempotencyKey ? `${IDEM_PREFIX}${req.caller}:${req.idempotencyKey}` : undefined;
   const digest = idem ? createHash('sha256').update(body).digest('base64') : '';
@@ -140,11 +142,40 @@ export function applyPush(store: Store, writer: Writer, req: PushRequest, nowSec
 }
 
 /** Forgets idempotency keys older than IDEMPOTENCY_SECONDS; returns how many. */
-export function expireIdempotencyKeys(store: Store, writer: Writer, nowSec: number): number {
+function expireIdempotencyKeys(store: Store, writer: Writer, nowSec: number): number {
   const old: string[] = [];
   for (const { key, value } of store.meta.getRange({ start: IDEM_PREFIX, end: `${IDEM_PREFIX}\uffff`, snapshot: false })) {
     if ((value as StoredPush).at + IDEMPOTENCY_SECONDS <= nowSec) old.push(key as string);
   }
   if (old.length) writer.commit(() => old.forEach((k) => store.meta.removeSync(k)));
   return old.length;
+}
+
+/** The push source on the loader thread: each batch applied in one transaction, durable when apply returns. */
+export class PushSource {
+  constructor(
+    private readonly store: Store,
+    private readonly writer: Writer,
+    private readonly limits: RecordLimits,
+    /** After each batch applied (not a replay or a conflict). */
+    private readonly onBatch?: (r: PushAnswer) => void,
+  ) {}
+
+  /** Parses and applies one pushed batch; a full store answers `full` (nothing applied). */
+  apply(req: PushRequest, maxListed: number): PushAnswer {
+    let r: PushAnswer;
+    try {
+      r = applyPush(this.store, this.writer, req, nowSeconds(), this.limits, maxListed);
+    } catch (err) {
+      if (!(err instanceof StoreFullError)) throw err;
+      return { applied: 0, stale: 0, rejected: 0, replay: false, rejects: [], conflict: false, full: err.reason };
+    }
+    if (!r.replay && !r.conflict) this.onBatch?.(r);
+    return r;
+  }
+
+  /** Forgets idempotency keys older than IDEMPOTENCY_SECONDS; returns how many. */
+  expire(nowSec: number): number {
+    return expireIdempotencyKeys(this.store, this.writer, nowSec);
+  }
 }

@@ -41,7 +41,10 @@ import type { Database } from 'lmdb';
 import { GENERATION_KEY, type Store } from '../store/env.js';
 import { decodeMembers, encodeMembers, isValidMembersValue, HEADER_BYTES, PAIR_BYTES, type Membership } from '../store/members.js';
 import { nowSeconds } from '../lookup/segments.js';
-import { nextMembers, SNAPSHOT_TS_KEY, type ChangeLog, type Writer } from './writer.js';
+import type { Writer } from './writer.js';
+import type { ChangeLog } from './transactions.js';
+import { SNAPSHOT_TS_KEY } from './membership-changes.js';
+import { nextMembers } from './member-set.js';
 import { readFeed, type FileCheckpoint, type ImportOptions, type ImportSummary, type Reject } from './file-import.js';
 import { RejectLog } from './reject-log.js';
 import type { Change } from './records.js';
@@ -251,8 +254,8 @@ export class SnapshotLoader {
           summary.rejected++;
           return;
         }
-        // A device uid merged into another profile: its memberships are the profile's (as in Writer.apply).
-        if (writer.graph.merged.size !== 0) {
+        // A device uid merged into another profile: its memberships are the profile's (as in MembershipChanges.apply).
+        if (writer.graph.merges !== 0) {
           const to = writer.graph.profileOf(ch.uid);
           if (to !== ch.uid) ch = { ...ch, uid: to };
         }

@@ -1,14 +1,83 @@
 // The TTL sweep: expired memberships are never returned (checked at read
 // time), but they take space and inflate segment counts until removed. The
-// sweeper walks the store in key order, a chunk at a time, and hands the users
-// holding expired pairs to the writer in small transactions, yielding between
-// chunks so lookups (other threads) and the loader (this one) never stall.
+// sweeper walks the store in key order, a chunk at a time, and removes the
+// expired pairs it found in small transactions, yielding between chunks so
+// lookups (other threads) and the loader (this one) never stall.
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { Store } from '../store/env.js';
 import type { Logger } from '../log.js';
-import { HEADER_BYTES, PAIR_BYTES, isValidMembersValue } from '../store/members.js';
+import { HEADER_BYTES, PAIR_BYTES, decodeMembers, encodeMembers, isValidMembersValue } from '../store/members.js';
 import { nowSeconds } from '../lookup/segments.js';
-import type { Writer } from './writer.js';
+import type { Transactions } from './transactions.js';
+import type { SegmentCounts } from './segment-counts.js';
+
+/**
+ * Earliest expiry (unix s) of any stored membership, as far as the writer
+ * knows: 0 = unknown (a sweep must look), Infinity = nothing expires. The
+ * sweeper sets it after each pass; every write with a TTL lowers it.
+ */
+export class ExpiryWatch {
+  next = 0;
+
+  lower(at: number): void {
+    if (at < this.next) this.next = at;
+  }
+}
+
+export interface SweepResult {
+  users: number;
+  removed: number;
+}
+
+/** What the sweeper needs of the writer. */
+export interface SweepWrites {
+  readonly expiry: ExpiryWatch;
+  /** How long a tombstone is kept before the sweep removes it. */
+  readonly tombstoneSeconds: number;
+  /** Removes the expired memberships of `uids`, in one transaction. */
+  sweep(uids: readonly string[], nowSec: number): SweepResult;
+}
+
+/**
+ * Removes expired memberships of `uids` (found by the sweeper's scan) in one
+ * small transaction. Each value is re-read here, so a change committed since
+ * the scan is respected; updatedAt is kept (expiry is not a newer change).
+ */
+export function removeExpired(store: Store, tx: Transactions, counts: SegmentCounts, tombstoneSeconds: number, uids: readonly string[], nowSec: number): SweepResult {
+  const { members, meta } = store;
+  const out: SweepResult = { users: 0, removed: 0 };
+  counts.begin();
+  try {
+    tx.commit(() => {
+      for (const uid of uids) {
+        const buf = members.getBinaryFast(uid) as Buffer | undefined;
+        if (buf === undefined || !isValidMembersValue(buf)) continue;
+        const { updatedAt, members: ms } = decodeMembers(buf);
+        if (ms.length === 0) {
+          if (updatedAt + tombstoneSeconds <= nowSec) {
+            members.removeSync(uid);
+            out.users++;
+          }
+          continue;
+        }
+        const live = ms.filter((m) => m.expiresAt === 0 || m.expiresAt > nowSec);
+        if (live.length === ms.length) continue;
+        for (const m of ms) if (!(m.expiresAt === 0 || m.expiresAt > nowSec)) counts.add(m.id, -1);
+        out.removed += ms.length - live.length;
+        out.users++;
+        // Expiry is not a change: a user it empties is removed, not tombstoned.
+        if (live.length === 0) members.removeSync(uid);
+        else members.putSync(uid, encodeMembers(updatedAt, live));
+      }
+      counts.write();
+      if (out.users > 0) meta.putSync('writes', ((meta.get('writes') as number | undefined) ?? 0) + 1);
+    });
+  } finally {
+    counts.end();
+  }
+  counts.committed();
+  return out;
+}
 
 const CHUNK = 2000;
 
@@ -46,7 +115,7 @@ export interface SweepPass {
 export class Sweeper {
   private stopped = false;
 
-  constructor(private readonly store: Store, private readonly writer: Writer, private readonly log: Logger) {}
+  constructor(private readonly store: Store, private readonly writer: SweepWrites, private readonly log: Logger) {}
 
   stop(): void {
     this.stopped = true;
@@ -60,14 +129,14 @@ export class Sweeper {
   async pass(): Promise<SweepPass> {
     const t0 = performance.now();
     const res: SweepPass = { ran: false, scanned: 0, users: 0, removed: 0, ms: 0 };
-    if (nowSeconds() < this.writer.nextExpiry) return res;
+    if (nowSeconds() < this.writer.expiry.next) return res;
     res.ran = true;
-    this.writer.nextExpiry = Infinity; // writes during the pass lower it
+    this.writer.expiry.next = Infinity; // writes during the pass lower it
     const minLive = new Float64Array([Infinity]);
     try {
       await this.scan(res, minLive);
     } catch (err) {
-      this.writer.nextExpiry = 0; // unknown again: the next check runs a pass
+      this.writer.expiry.next = 0; // unknown again: the next check runs a pass
       throw err;
     }
     res.ms = performance.now() - t0;
@@ -97,11 +166,11 @@ export class Sweeper {
         res.removed += r.removed;
       }
       if (this.stopped) {
-        this.writer.nextExpiry = 0; // unknown: the next start scans again
+        this.writer.expiry.next = 0; // unknown: the next start scans again
         break;
       }
       if (n < CHUNK || last === undefined) {
-        this.writer.nextExpiry = Math.min(this.writer.nextExpiry, minLive[0]!);
+        this.writer.expiry.next = Math.min(this.writer.expiry.next, minLive[0]!);
         break;
       }
       start = last;

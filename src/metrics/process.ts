@@ -22,7 +22,7 @@ export class ProcessMetrics {
   readonly stalled: Gauge;
   readonly swept: Counter;
   readonly commitSeconds: Histogram;
-  /** Opt-outs and deletions carried out (identity/graph-writer.ts). */
+  /** Opt-outs and deletions carried out (privacy/forget.ts). */
   readonly privacyActions: Counter<'action'>;
 
   private readonly fpRate: Gauge;

@@ -15,7 +15,7 @@ export interface Rpc {
   /** ID graph matches from cookie sync, batched by the worker (identity/match-queue.ts). */
   matches: [{ items: import('../identity/match-queue.js').MatchItem[] }, { applied: number; refused: number }];
   /** Opt-out or deletion: memberships and linked ids removed, tombstone and audit entry written, in one transaction. */
-  forget: [import('../loader/loader.js').ForgetRequest, import('../loader/loader.js').ForgetAnswer];
+  forget: [import('../privacy/forget.js').ForgetRequest, import('../privacy/forget.js').ForgetAnswer];
 }
 export type RpcMethod = keyof Rpc;
 

@@ -115,14 +115,14 @@ export async function serve(config: Readonly<Config>, log: Logger, registrySeed?
   const rpcs: { [M in RpcMethod]: (args: Rpc[M][0]) => Promise<Rpc[M][1]> } = {
     scrape: () => scrape(),
     exportSegment: ({ segment, fpRate }) => exporter.export(segment, fpRate),
-    ingest: async ({ req, maxListed }) => loader.push(req, maxListed),
-    matches: async ({ items }) => loader.matches(items),
-    forget: async (req) => loader.forget(req),
+    ingest: async ({ req, maxListed }) => loader.push.apply(req, maxListed),
+    matches: async ({ items }) => loader.matches.apply(items),
+    forget: async (req) => loader.privacy.run(req),
     registry: async (op) => {
       const r = applyRegistryOp(store, op);
       // Posted before the rpc result, so the asking worker has reloaded when it answers.
       if (r.ok) for (const s of slots) s.worker.postMessage({ type: 'registry' } satisfies ToWorker);
-      if (r.ok) loader.refreshTaxonomy();
+      if (r.ok) loader.taxonomy.refresh();
       return r;
     },
   };

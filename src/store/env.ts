@@ -48,7 +48,7 @@ export interface Store {
   idmap: Database<string, string>;
   /** ID graph: segd uid → the id keys linked to it (msgpack string[]), for deletion and export */
   links: Database<string[], string>;
-  /** Suppressed users and ids (opt-out, deletion tombstones): segd uid or id key → Suppression (identity/suppression.ts) */
+  /** Suppressed users and ids (opt-out, deletion tombstones): segd uid or id key → Suppression (privacy/suppressions.ts) */
   optout: Database<unknown, string>;
   /** segd uid → {partner id: unix seconds of its last match} (msgpack): the outbound sync skips recent ones */
   syncs: Database<Record<string, number>, string>;

@@ -21,7 +21,7 @@ import { pending } from '../pending.js';
 import { checkUid } from '../../lookup/keys.js';
 import { readUid, optoutCookie, expiredCookie, cookieSettings } from '../../identity/cookie.js';
 import { readGraphKey } from './id-query.js';
-import type { ForgetAnswer } from '../../loader/loader.js';
+import type { ForgetAnswer } from '../../privacy/forget.js';
 import { TokenBucket } from '../../identity/token-bucket.js';
 
 const fullDetail = (reason: string) => `${reason === 'map_full' ? 'LMDB map size reached' : 'disk full'}; nothing was deleted, retry later`;

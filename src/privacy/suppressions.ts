@@ -1,13 +1,15 @@
 // Suppressions: users and ids whose data must not come back. Stored in the
-// `optout` db keyed by segd uid (a user) or id key (keys.ts: a partner id,
-// device id… of a deleted profile), so neither a later membership feed nor a
-// later match can recreate them.
+// `optout` db keyed by segd uid (a user) or id key (identity/keys.ts: a
+// partner id, device id… of a deleted profile), so neither a later membership
+// feed nor a later match can recreate them.
 //
 //   opt-out    for good (until = 0): the user asked not to be tracked
 //   deletion   until now + SEGD_DELETION_TOMBSTONE_DAYS: long enough for any
 //              upstream snapshot or delta taken before the deletion to have
 //              been replayed (the members db's own 7-day tombstones are far
 //              too short for monthly snapshots)
+import type { Database } from 'lmdb';
+
 export type SuppressionReason = 'optout' | 'deletion';
 
 export interface Suppression {
@@ -18,7 +20,7 @@ export interface Suppression {
   reason: SuppressionReason;
 }
 
-export function isActive(s: Suppression | undefined, nowSec: number): boolean {
+function isActive(s: Suppression | undefined, nowSec: number): boolean {
   return s !== undefined && (s.until === 0 || s.until > nowSec);
 }
 
@@ -33,30 +35,8 @@ export function stronger(had: Suppression | undefined, next: Suppression, nowSec
   return next.until === 0 || next.until > had!.until ? next : had!;
 }
 
-/** One entry of the audit log (`audit` db, append-only, keyed by sequence). Ids are kept only as digests. */
-export interface AuditEntry {
-  seq: number;
-  /** Unix milliseconds. */
-  at: number;
-  action: 'optout' | 'delete';
-  /** What the request named: the key's kind and source, and a SHA-256 prefix of the full key. */
-  requested: { kind: string; digest: string };
-  /** Whether the key resolved to a stored profile. */
-  found: boolean;
-  /** SHA-256 prefix of the profile's segd uid (when found). */
-  uidDigest: string | null;
-  /** Linked ids removed (partner ids, device ids, merged uids). */
-  ids: number;
-  /** Whether memberships were removed. */
-  memberships: boolean;
-  /** When the tombstone lapses (unix s; 0 = never). */
-  until: number;
-  /** Who asked: an admin key digest, or "cookie" for a browser opt-out. */
-  by: string;
-}
-
 /** Suppressed users held in memory at most; past it, the rest are read from the store. */
-export const MAX_SUPPRESSED_IN_MEMORY = 200_000;
+const MAX_SUPPRESSED_IN_MEMORY = 200_000;
 
 /**
  * The suppressed users (segd uid → until, unix s; Infinity = for good), as
@@ -71,16 +51,25 @@ export class SuppressedUsers {
   /** Some active suppressions are only in the store. */
   private spilled = false;
 
-  constructor(private readonly db: { get(key: string): unknown }, private readonly cap = MAX_SUPPRESSED_IN_MEMORY) {}
+  constructor(private readonly db: Database<unknown, string>, private readonly cap = MAX_SUPPRESSED_IN_MEMORY) {}
+
+  /** Loads the stored suppressions of users (called once at start; at most `cap`, the rest stay in the store). */
+  load(nowSec: number): number {
+    let n = 0;
+    for (const { key, value } of this.db.getRange({ snapshot: false })) {
+      const k = key as string;
+      const s = value as Suppression;
+      // Id keys (identity/keys.ts) hold \x1f; a segd uid never does.
+      if (k.includes('\x1f') || !isActive(s, nowSec)) continue;
+      if (!this.set(k, s.until === 0 ? Infinity : s.until)) break;
+      n++;
+    }
+    return n;
+  }
 
   /** Nonzero when any user may be suppressed (callers skip the check at 0). */
   get size(): number {
     return this.mem.size === 0 && this.spilled ? 1 : this.mem.size;
-  }
-
-  /** True while every suppression is held in memory. */
-  get complete(): boolean {
-    return !this.spilled;
   }
 
   /** After a committed suppression (or at load): false when it was left to the store (memory full). */
@@ -93,11 +82,7 @@ export class SuppressedUsers {
     return false;
   }
 
-  delete(uid: string): void {
-    this.mem.delete(uid);
-  }
-
-  /** Users held in memory (all of them while `complete`). */
+  /** Users held in memory (all of them while nothing spilled to the store). */
   keys(): IterableIterator<string> {
     return this.mem.keys();
   }
@@ -106,5 +91,23 @@ export class SuppressedUsers {
     const until = this.mem.get(uid);
     if (until !== undefined) return until > nowSec;
     return this.spilled && isActive(this.db.get(uid) as Suppression | undefined, nowSec);
+  }
+
+  /** Whether an id key (a partner id, device id… of a deleted profile) is tombstoned. */
+  isSuppressedId(key: string, nowSec: number): boolean {
+    return isActive(this.db.get(key) as Suppression | undefined, nowSec);
+  }
+
+  /** Removes suppressions past their `until`, in one transaction run by `commit`; returns how many. */
+  expire(nowSec: number, commit: (fn: () => void) => void): number {
+    const old: string[] = [];
+    for (const { key, value } of this.db.getRange({ snapshot: false })) {
+      if (!isActive(value as Suppression, nowSec)) old.push(key as string);
+    }
+    if (old.length) {
+      commit(() => old.forEach((k) => this.db.removeSync(k)));
+      for (const k of old) this.mem.delete(k);
+    }
+    return old.length;
   }
 }

@@ -1,0 +1,140 @@
+// Feed changes applied to the store: a batch of changes is one transaction,
+// with the source's checkpoint, so a crash leaves the store and the checkpoint
+// agreeing. The loop runs once per record of every import: it allocates
+// nothing per record beyond the user's new set and its encoding.
+import type { Store } from '../store/env.js';
+import { decodeMembers, encodeMembers, isValidMembersValue, type Membership } from '../store/members.js';
+import type { GraphWriter } from '../identity/graph-writer.js';
+import type { SuppressedUsers } from '../privacy/suppressions.js';
+import type { Change } from './records.js';
+import type { Transactions } from './transactions.js';
+import type { SegmentCounts } from './segment-counts.js';
+import type { ExpiryWatch } from './sweep.js';
+import { changedCount, nextMembers } from './member-set.js';
+
+export interface Checkpoint {
+  key: string;
+  /** The value, or a function of the batch's result (evaluated inside the transaction). */
+  value: unknown;
+}
+
+export interface BatchResult {
+  /** Changes that altered (or confirmed) the stored state. */
+  applied: number;
+  /** Changes older than what the store already holds for that user: skipped. */
+  stale: number;
+  /** Memberships added + removed across the batch. */
+  memberships: number;
+}
+
+export interface ChangeHooks {
+  /** A user key gets its first membership; called inside the transaction, before commit. */
+  onNewUser?: (uid: string) => void;
+  /** After each committed batch, with the seconds it took. */
+  afterBatch?: (seconds: number) => void;
+}
+
+/** meta key: ts of the snapshot the active generation came from. */
+export const SNAPSHOT_TS_KEY = 'snapshotTs';
+
+export class MembershipChanges {
+  /**
+   * The ts of the snapshot the active generation was loaded from (meta
+   * `snapshotTs`): a change older than it is already reflected in that
+   * snapshot (or superseded), so it is stale, whoever it names.
+   */
+  floorTs: number;
+
+  constructor(
+    private readonly store: Store,
+    private readonly tx: Transactions,
+    private readonly counts: SegmentCounts,
+    private readonly graph: GraphWriter,
+    private readonly suppressed: SuppressedUsers,
+    private readonly expiry: ExpiryWatch,
+    /** How long a tombstone (a user whose set became empty) is kept. */
+    private readonly tombstoneSeconds: number,
+    private readonly hooks: ChangeHooks,
+  ) {
+    this.floorTs = (store.meta.get(SNAPSHOT_TS_KEY) as number | undefined) ?? 0;
+  }
+
+  /** Applies `changes` and writes `checkpoint`, atomically. Synchronous: runs on the loader thread. */
+  apply(changes: readonly Change[], nowSec: number, checkpoint?: Checkpoint): BatchResult {
+    const { store, graph, suppressed, counts, tx, hooks } = this;
+    const { members, meta } = store;
+    const result: BatchResult = { applied: 0, stale: 0, memberships: 0 };
+    const t0 = performance.now();
+
+    // Merges inside this batch add their count changes to it (MemberEdits).
+    counts.begin();
+    try {
+      tx.commit(() => {
+        let nextExpiry = Infinity;
+        for (let ch of changes) {
+          if (ch.op === 'match') {
+            if (graph.match(ch.key!, ch.uid, nowSec)) result.applied++;
+            else result.stale++;
+            continue;
+          }
+          // Changes for a uid merged into another profile go to that profile.
+          if (graph.merges !== 0) {
+            const to = graph.profileOf(ch.uid);
+            if (to !== ch.uid) ch = { ...ch, uid: to };
+          }
+          if (suppressed.size !== 0 && suppressed.isSuppressed(ch.uid, nowSec)) {
+            result.stale++;
+            continue;
+          }
+          if (ch.ts < this.floorTs) {
+            result.stale++;
+            continue;
+          }
+          // Zero-copy read: decoded before the next get reuses the buffer.
+          const oldBuf = members.getBinaryFast(ch.uid) as Buffer | undefined;
+          let old: { updatedAt: number; members: Membership[] } | undefined;
+          if (oldBuf !== undefined && isValidMembersValue(oldBuf)) old = decodeMembers(oldBuf);
+          if (old && ch.ts < old.updatedAt) {
+            result.stale++;
+            continue;
+          }
+          // Only changes that will be written (after the suppressed and stale checks), redirected to their profile.
+          tx.dirty?.record(ch, oldBuf);
+          const next = nextMembers(old?.members, ch, nowSec);
+          // Count diff: every stored pair counts, expired-but-unswept included.
+          if (old) for (const m of old.members) counts.add(m.id, -1);
+          for (const m of next) counts.add(m.id, +1);
+          result.memberships += changedCount(old?.members, next);
+          const updatedAt = Math.max(ch.ts, old?.updatedAt ?? 0);
+          if (next.length === 0) {
+            // A tombstone, not a removal: it keeps updatedAt, so an older change
+            // arriving late cannot bring the user back. Swept after the retention.
+            members.putSync(ch.uid, encodeMembers(updatedAt, next));
+            const gone = updatedAt + this.tombstoneSeconds;
+            if (gone < nextExpiry) nextExpiry = gone;
+          } else {
+            // New, or back from a tombstone: the known-users filter must know it.
+            if (!old || old.members.length === 0) hooks.onNewUser?.(ch.uid);
+            for (const m of next) if (m.expiresAt !== 0 && m.expiresAt < nextExpiry) nextExpiry = m.expiresAt;
+            members.putSync(ch.uid, encodeMembers(updatedAt, next));
+          }
+          result.applied++;
+        }
+        this.expiry.lower(nextExpiry);
+        counts.write();
+        if (checkpoint) {
+          const v = typeof checkpoint.value === 'function' ? (checkpoint.value as (r: BatchResult) => unknown)(result) : checkpoint.value;
+          meta.putSync(checkpoint.key, v);
+        }
+        meta.putSync('writes', ((meta.get('writes') as number | undefined) ?? 0) + 1);
+        meta.putSync('lastCommitAt', Date.now());
+      });
+    } finally {
+      counts.end();
+    }
+    // Only what committed reaches the cache (a failed transaction throws above).
+    counts.committed();
+    hooks.afterBatch?.((performance.now() - t0) / 1000);
+    return result;
+  }
+}
