@@ -11,7 +11,7 @@ import { Counter, Histogram, Registry } from 'prom-client';
 import { openStore } from '../src/store/env.js';
 import { Writer } from '../src/loader/writer.js';
 import { SegmentLookup, nowSeconds } from '../src/lookup/segments.js';
-import { checkUid } from '../src/lookup/keys.js';
+import { checkUid } from '../src/identity/uid.js';
 import { jsonAnswer } from '../src/http/format.js';
 import { HttpMetrics } from '../src/metrics/http.js';
 import { Registry as PartnerRegistry } from '../src/partners/registry.js';

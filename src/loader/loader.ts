@@ -21,7 +21,7 @@ import { StoreFullError, type StallReason } from '../store/write-failure.js';
 import type { MatchItem } from '../identity/match-queue.js';
 import type { ForgetTarget, ForgetResult } from '../identity/graph-writer.js';
 import type { Change, RecordLimits } from './records.js';
-import type { Track } from '../server/waiting.js';
+import type { Track } from '../waiting.js';
 
 export interface ForgetRequest {
   target: ForgetTarget;

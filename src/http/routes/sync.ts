@@ -23,7 +23,7 @@ import { sendError, sendBody, status, CT, JSON_TYPE } from '../respond.js';
 import type { SyncOutcome } from '../../metrics/http.js';
 import { readBody } from '../body.js';
 import { pending } from '../pending.js';
-import { checkUid } from '../../lookup/keys.js';
+import { checkUid } from '../../identity/uid.js';
 import { nowSeconds } from '../../lookup/segments.js';
 import { parseConsent, mayStore, maySync, type Consent, type ConsentInput } from '../../privacy/consent.js';
 import { partnerKey } from '../../identity/keys.js';
