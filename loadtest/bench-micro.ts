@@ -15,7 +15,7 @@ import { checkUid } from '../src/identity/uid.js';
 import { jsonAnswer } from '../src/http/format.js';
 import { HttpMetrics } from '../src/metrics/http.js';
 import { Registry as PartnerRegistry } from '../src/partners/registry.js';
-import { keyDigest } from '../src/partners/types.js';
+import { keyDigest } from '../src/partners/validate.js';
 import { Licences } from '../src/lookup/licences.js';
 import { Callers } from '../src/http/caller.js';
 import { Admission } from '../src/http/admission.js';

@@ -11,7 +11,7 @@
 // \x1f cannot occur in a validated id (control characters are refused), so
 // keys never collide and a segd uid (no control characters) is never a key.
 import { checkUid } from './uid.js';
-import { PARTNER_ID } from '../partners/types.js';
+import { PARTNER_ID } from '../partners/validate.js';
 
 export type IdKind = 'p' | 'ifa' | 'eid' | 'login' | 'uid';
 export const SEP = '\x1f';
