@@ -71,7 +71,7 @@ export interface Config {
 }
 
 /** The repo's own sample feed, loaded into an empty store by default. */
-export const SAMPLE_FEED = join(fileURLToPath(new URL('../../../', import.meta.url)), 'sample', 'feed.ndjson');
+const SAMPLE_FEED = join(fileURLToPath(new URL('../../../', import.meta.url)), 'sample', 'feed.ndjson');
 
 type Parse<T> = (raw: string) => T;
 

@@ -40,7 +40,7 @@ export interface BloomParams {
  * block are Poisson(λ = n / blocks); a block holding j keys answers a stranger
  * "maybe" with probability (1 − (1 − 1/512)^(k·j))^k.
  */
-export function expectedFpRate(blocks: number, k: number, n: number): number {
+function expectedFpRate(blocks: number, k: number, n: number): number {
   const lambda = n / blocks;
   const hi = Math.ceil(lambda + 12 * Math.sqrt(lambda) + 12);
   let p = Math.exp(-lambda); // Poisson(0)

@@ -16,11 +16,11 @@ import { HEADER_BYTES, PAIR_BYTES } from '../store/members.js';
 import { nowSeconds } from '../lookup/segments.js';
 import { BlockedBloom, sizeFor } from './blocked-bloom.js';
 
-export const EXPORT_FORMAT = 'segd-blocked-bloom';
-export const EXPORT_HASH = 'segd-fnv2-v1';
+const EXPORT_FORMAT = 'segd-blocked-bloom';
+const EXPORT_HASH = 'segd-fnv2-v1';
 const SCAN_CHUNK = 50_000;
 
-export interface SegmentExport {
+interface SegmentExport {
   format: typeof EXPORT_FORMAT;
   version: 1;
   segment: number;

@@ -5,12 +5,12 @@ import type { Store } from '../store/env.js';
 import { liveSegments, HEADER_BYTES } from '../store/members.js';
 
 /** More than any real profile holds; a value with more pairs is truncated. */
-export const MAX_SEGMENTS_PER_USER = 65_536;
+const MAX_SEGMENTS_PER_USER = 65_536;
 
 /** Slots of the filter outcome counters. */
-export const FILTER_NEGATIVE = 0;
-export const FILTER_TRUE_POSITIVE = 1;
-export const FILTER_FALSE_POSITIVE = 2;
+const FILTER_NEGATIVE = 0;
+const FILTER_TRUE_POSITIVE = 1;
+const FILTER_FALSE_POSITIVE = 2;
 
 /** The known-users filter (filters/blocked-bloom.ts), as the read path asks it. */
 interface KnownUsersFilter {

@@ -8,7 +8,7 @@ import type { KnownUsers } from '../filters/known-users.js';
 import { userCount } from '../store/env.js';
 import { STALL_REASONS } from '../store/write-failure.js';
 
-export const SOURCES = ['seed', 'inbox', 'push', 'nats', 'sync'] as const;
+const SOURCES = ['seed', 'inbox', 'push', 'nats', 'sync'] as const;
 export type Source = (typeof SOURCES)[number];
 
 export class ProcessMetrics {

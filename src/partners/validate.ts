@@ -10,7 +10,7 @@ export const PARTNER_ID = /^[a-z0-9][a-z0-9_-]{0,39}$/;
 const HOST = /^[a-z0-9.-]{1,253}(:\d{1,5})?$/;
 const MIN_KEY_CHARS = 16;
 
-export type Parsed<T> = { ok: true; value: T } | { ok: false; problems: string[] };
+type Parsed<T> = { ok: true; value: T } | { ok: false; problems: string[] };
 
 export const keyDigest = (key: string): string => createHash('sha256').update(key).digest('hex');
 

@@ -35,11 +35,11 @@ import {
 } from '../../identity/cookie.js';
 
 /** The smallest valid transparent 1×1 GIF. */
-export const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
+const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
 const NO_STORE = 'no-store';
 
 /** Consent fields from the query (copied synchronously: uWS requests live on the stack). */
-export function consentQuery(req: HttpRequest): ConsentInput {
+function consentQuery(req: HttpRequest): ConsentInput {
   return {
     gdpr: req.getQuery('gdpr'),
     gdprConsent: req.getQuery('gdpr_consent'),
@@ -197,7 +197,7 @@ const GPP_SID = /^(?:\d{1,5}(?:,\d{1,5}){0,63})?$/;
  * before any join: an array's join (or String()) recurses into nested arrays
  * without bound. Undefined = absent; null = malformed.
  */
-export function readGppSid(v: unknown): string | undefined | null {
+function readGppSid(v: unknown): string | undefined | null {
   if (v === undefined || v === null) return undefined;
   if (typeof v === 'string') return GPP_SID.test(v) ? v : null;
   if (!Array.isArray(v) || v.length > 64) return null;
