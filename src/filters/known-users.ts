@@ -11,8 +11,7 @@
 import { aliasKey } from '../identity/keys.js';
 import { join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import type { Store } from '../store/env.js';
-import { userCount, writeSequence } from '../store/env.js';
+import { userCount, writeSequence, type Store } from '../store/env.js';
 import type { Logger } from '../log.js';
 import { BlockedBloom, sizeFor, type BloomParams } from './blocked-bloom.js';
 import { saveFilter, saveFilterWrites, loadFilter } from './persist.js';

@@ -10,8 +10,7 @@
 // The check (hash, block, k positions) is the BlockedBloom in blocked-bloom.ts;
 // examples/segment-bloom-reader.mjs is a dependency-free reader.
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import type { Store } from '../store/env.js';
-import { writeSequence } from '../store/env.js';
+import { writeSequence, type Store } from '../store/env.js';
 import { HEADER_BYTES, PAIR_BYTES } from '../store/members.js';
 import { nowSeconds } from '../lookup/segments.js';
 import { BlockedBloom, sizeFor } from './blocked-bloom.js';
