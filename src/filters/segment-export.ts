@@ -2,7 +2,7 @@
 // memory at the edge. Built on the loader thread by one scan of the store, in
 // chunks that let the loader interleave; cached until the store changes.
 //
-// Format (JSON, one document; see README "Segment export"):
+// Format (JSON, one document; the API docs of GET /v1/segments/:id/bloom):
 //   { "format": "segd-blocked-bloom", "version": 1, "segment": 1234,
 //     "members": 81234, "fpRate": 0.001, "blocks": B, "k": K,
 //     "hash": "segd-fnv2-v1", "createdAt": unix seconds,
