@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createClient } from 'redis';
 import { Synthetic, DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
-import { Progress } from '../src/cli/progress.js';
+import { Progress } from '../src/terminal/progress.js';
 import { alive, hasCommand, startServer, track, type Server } from './processes.js';
 
 const DIST = resolve(import.meta.dirname);

@@ -12,7 +12,7 @@ import { diff, gauges, scrape, serverView, type ServerView } from './metrics-scr
 import { evaluate, fmtUs, type Gate, type GateResult } from './gate.js';
 import { startBaselines, type Baselines } from './baselines.js';
 import { cleanup, pin, planPinning, type Pinning } from './processes.js';
-import { Progress } from '../src/cli/progress.js';
+import { Progress } from '../src/terminal/progress.js';
 
 export interface RunOptions {
   target: string;

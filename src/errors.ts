@@ -1,6 +1,6 @@
 // One registry of the errors segd answers with: stable code → HTTP status +
 // message. Bodies are `{"error":{"code":…,"message":…}}`; README lists them all
-// and test/errors.test.ts fails when one is missing there.
+// and test/docs.test.ts fails when one is missing there.
 
 export const ERRORS = {
   UID_MISSING: { status: 400, message: 'a user key is required (uid=…)' },

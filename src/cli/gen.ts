@@ -6,8 +6,8 @@ import { createWriteStream } from 'node:fs';
 import { rename } from 'node:fs/promises';
 import { once } from 'node:events';
 import { Synthetic, DEFAULT_SYNTHETIC } from '../gen/synthetic.js';
-import { Progress } from './progress.js';
-import { parseFlags, intFlag, numFlag, type FlagSpec } from './flags.js';
+import { Progress } from '../terminal/progress.js';
+import { parseFlags, intFlag, numFlag, type FlagSpec } from '../terminal/flags.js';
 
 const SPEC: FlagSpec = {
   users: 'number of users (required)',

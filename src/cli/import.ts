@@ -14,8 +14,8 @@ import { isCompleteFeedName } from '../loader/inbox.js';
 import { isSnapshotName, SnapshotLoader } from '../loader/snapshot.js';
 import { recordLimits, taxonomyIds } from '../loader/records.js';
 import { runningServer } from '../server/pidfile.js';
-import { Progress } from './progress.js';
-import { parseCommand, type FlagSpec } from './flags.js';
+import { Progress } from '../terminal/progress.js';
+import { parseCommand, type FlagSpec } from '../terminal/flags.js';
 
 const SPEC: FlagSpec = {
   rejects: 'directory for <file>.rejects.ndjson (default: <data dir>/rejects)',

@@ -7,7 +7,7 @@ import { readRegistrySeed } from '../partners/admin.js';
 import { cookieSettings, largestSetCookieBytes } from '../identity/cookie.js';
 
 /** Exit status when the shutdown ran out of SEGD_SHUTDOWN_TIMEOUT_MS or a second signal cut it short. */
-export const EXIT_UNFINISHED_SHUTDOWN = 4;
+const EXIT_UNFINISHED_SHUTDOWN = 4;
 
 export async function serveCommand(argv: string[]): Promise<number> {
   if (argv.length) throw new Error(`serve takes no arguments (configure with SEGD_* env vars or SEGD_CONFIG); got ${argv.join(' ')}`);

@@ -14,7 +14,7 @@ import type { FileCheckpoint } from '../loader/file-import.js';
 import { FILTER_FILE } from '../filters/known-users.js';
 import { loadFilter } from '../filters/persist.js';
 import { runningServer } from '../server/pidfile.js';
-import { parseFlags } from './flags.js';
+import { parseFlags } from '../terminal/flags.js';
 
 const files = (dir: string, pred: (n: string) => boolean) => {
   try {

@@ -7,7 +7,7 @@
 // is refused before it is parsed, at the one place every JSON body passes.
 
 /** Deepest nesting accepted in any JSON body or feed record. */
-export const MAX_JSON_DEPTH = 64;
+const MAX_JSON_DEPTH = 64;
 
 export class JsonTooDeep extends Error {
   constructor(limit: number) {

@@ -12,7 +12,7 @@ export class ConfigError extends Error {
 }
 
 /** Config-file keys that are not settings but records (partners, taxonomy). */
-export const REGISTRY_SECTIONS = ['partners', 'segments'];
+const REGISTRY_SECTIONS = ['partners', 'segments'];
 
 export interface ConfigSources {
   env?: NodeJS.ProcessEnv;

@@ -1,6 +1,6 @@
 // Every setting segd understands, in one table: its env var, its config-file
 // key, its default and how it is checked. README's configuration section
-// mirrors this table; test/config.test.ts fails when one is undocumented.
+// mirrors this table; test/docs.test.ts fails when one is undocumented.
 import { availableParallelism, hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
@@ -71,7 +71,7 @@ export interface Config {
 }
 
 /** The repo's own sample feed, loaded into an empty store by default. */
-export const SAMPLE_FEED = join(fileURLToPath(new URL('../../../', import.meta.url)), 'sample', 'feed.ndjson');
+const SAMPLE_FEED = join(fileURLToPath(new URL('../../../', import.meta.url)), 'sample', 'feed.ndjson');
 
 type Parse<T> = (raw: string) => T;
 
@@ -147,7 +147,7 @@ export const SETTINGS: Setting[] = [
   { key: 'natsDurable', env: 'SEGD_NATS_DURABLE', def: () => `segd-${hostname().replace(/[^A-Za-z0-9_-]/g, '_')}`, parse: str((s) => (/^[A-Za-z0-9_-]{1,64}$/.test(s) ? undefined : 'must be 1-64 of A-Z a-z 0-9 _ -')), doc: 'durable consumer name, one per node (default: segd-<hostname>)' },
   { key: 'natsBatch', env: 'SEGD_NATS_BATCH', def: 1000, parse: int(1, 100_000), doc: 'messages fetched and applied per transaction' },
   { key: 'maxIngestBytes', env: 'SEGD_MAX_INGEST_BYTES', def: 16 << 20, parse: int(1024, 1 << 30), doc: 'largest HTTP push body (more → 413 BODY_TOO_LARGE)' },
-  // Activation (issue 6): who may look up, OpenRTB enrichment, shedding, WebSocket, GAM.
+  // Activation: who may look up, OpenRTB enrichment, shedding, WebSocket, GAM.
   { key: 'lookupAuth', env: 'SEGD_LOOKUP_AUTH', def: () => (process.env.NODE_ENV === 'production' ? 'required' : 'optional'), parse: (raw) => { if (raw !== 'required' && raw !== 'optional') throw new BadValue('must be required or optional'); return raw; }, doc: 'lookup and enrichment callers: `required` = every caller needs a partner key (401 otherwise); `optional` = a caller without `Authorization` gets every segment (a key, when sent, must be valid and filters by licence). Default `required` when NODE_ENV=production (the Docker image), else `optional` so the quick start works' },
   { key: 'dmpDomain', env: 'SEGD_DMP_DOMAIN', def: () => hostname(), parse: str((s) => (/^[A-Za-z0-9.-]{1,253}$/.test(s) ? undefined : 'must be a domain name')), doc: 'this DMP\'s domain: `name` of every OpenRTB `user.data` object segd adds (default: the host name)' },
   { key: 'enrichBudgetMs', env: 'SEGD_ENRICH_BUDGET_MS', def: 20, parse: int(1, 10_000), doc: 'most time an enrichment may take, counted from when segd sees the request; the request\'s `tmax` lowers it. Past it → 204 (no enrichment)' },

@@ -6,8 +6,10 @@
 // `npm run bench:micro` on this machine, the package's BloomFilter.has costs
 // ≈ 3–5 µs per check (XXH64 over a re-encoded string, k separate probes) —
 // more than the LMDB get (≈ 2 µs) it exists to avoid. This filter checks in
-// ≈ 60–90 ns (≤ 5% of an LMDB get). The package is still used where its
-// portable format matters: per-segment exports (export.ts).
+// ≈ 60–90 ns (≤ 5% of an LMDB get). Segment exports (segment-export.ts) ship
+// this same filter in a documented JSON format that a dependency-free reader
+// checks (examples/segment-bloom-reader.mjs), so segd has no runtime use for
+// the package: it is a dev dependency, for bench:micro's comparison only.
 //
 // Concurrency: the bits live in a SharedArrayBuffer. Only the loader thread
 // sets bits (Atomics.or), always before the LMDB commit that makes the user
@@ -38,7 +40,7 @@ export interface BloomParams {
  * block are Poisson(λ = n / blocks); a block holding j keys answers a stranger
  * "maybe" with probability (1 − (1 − 1/512)^(k·j))^k.
  */
-export function expectedFpRate(blocks: number, k: number, n: number): number {
+function expectedFpRate(blocks: number, k: number, n: number): number {
   const lambda = n / blocks;
   const hi = Math.ceil(lambda + 12 * Math.sqrt(lambda) + 12);
   let p = Math.exp(-lambda); // Poisson(0)

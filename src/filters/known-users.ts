@@ -11,8 +11,7 @@
 import { aliasKey } from '../identity/keys.js';
 import { join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import type { Store } from '../store/env.js';
-import { userCount, writeSequence } from '../store/env.js';
+import { userCount, writeSequence, type Store } from '../store/env.js';
 import type { Logger } from '../log.js';
 import { BlockedBloom, sizeFor, type BloomParams } from './blocked-bloom.js';
 import { saveFilter, saveFilterWrites, loadFilter } from './persist.js';
@@ -22,14 +21,14 @@ const SCAN_CHUNK = 50_000;
 /** Far longer than a message takes to reach every worker. */
 const RETIRED_MS = 60_000;
 
-export interface KnownUsersOptions {
+interface KnownUsersOptions {
   /** Users to size for (grown to 1.25× the store when that is larger). */
   expectedUsers: number;
   fpRate: number;
   saveEveryMs: number;
 }
 
-export type FilterState = 'ready' | 'building' | 'off';
+type FilterState = 'ready' | 'building' | 'off';
 
 /** What workers need to attach to the filter: shared bits + parameters, or none. */
 export interface FilterHandle {

@@ -20,7 +20,7 @@ const MAGIC = Buffer.from('SEGDBLM1');
 const VERSION = 1;
 const HEADER = 64;
 
-export interface SavedFilter {
+interface SavedFilter {
   filter: BlockedBloom;
   added: number;
   writes: number;

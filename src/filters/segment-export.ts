@@ -2,7 +2,7 @@
 // memory at the edge. Built on the loader thread by one scan of the store, in
 // chunks that let the loader interleave; cached until the store changes.
 //
-// Format (JSON, one document; see README "Segment export"):
+// Format (JSON, one document; the API docs of GET /v1/segments/:id/bloom):
 //   { "format": "segd-blocked-bloom", "version": 1, "segment": 1234,
 //     "members": 81234, "fpRate": 0.001, "blocks": B, "k": K,
 //     "hash": "segd-fnv2-v1", "createdAt": unix seconds,
@@ -10,17 +10,16 @@
 // The check (hash, block, k positions) is the BlockedBloom in blocked-bloom.ts;
 // examples/segment-bloom-reader.mjs is a dependency-free reader.
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import type { Store } from '../store/env.js';
-import { writeSequence } from '../store/env.js';
+import { writeSequence, type Store } from '../store/env.js';
 import { HEADER_BYTES, PAIR_BYTES } from '../store/members.js';
 import { nowSeconds } from '../lookup/segments.js';
 import { BlockedBloom, sizeFor } from './blocked-bloom.js';
 
-export const EXPORT_FORMAT = 'segd-blocked-bloom';
-export const EXPORT_HASH = 'segd-fnv2-v1';
+const EXPORT_FORMAT = 'segd-blocked-bloom';
+const EXPORT_HASH = 'segd-fnv2-v1';
 const SCAN_CHUNK = 50_000;
 
-export interface SegmentExport {
+interface SegmentExport {
   format: typeof EXPORT_FORMAT;
   version: 1;
   segment: number;

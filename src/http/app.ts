@@ -61,7 +61,7 @@ export function createApp(deps: AppDeps): TemplatedApp {
       [`/v1/admin/${kind}/:id`, 'del', admin.del(kind), 'keyed'],
     ] satisfies Route[]),
   ];
-  // Activation (issue 6): OpenRTB enrichment and the WebSocket lookup channel.
+  // Activation: OpenRTB enrichment and the WebSocket lookup channel.
   routes.push(['/openrtb2/enrich', 'post', enrichRoute(deps), 'lookup']);
   app.ws('/v1/ws', guardWs(wsBehavior(deps), log, '/v1/ws', deps.metrics));
   const known = new Set<string>();

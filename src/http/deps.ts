@@ -2,7 +2,7 @@
 import type { Config } from '../config/schema.js';
 import type { SegmentLookup } from '../lookup/segments.js';
 import type { HttpMetrics } from '../metrics/http.js';
-import type { SharedState } from '../server/state.js';
+import type { SharedState } from '../shared-state.js';
 import type { Logger } from '../log.js';
 import type { PushRequest, PushAnswer } from '../loader/push.js';
 import type { Registry } from '../partners/registry.js';

@@ -27,8 +27,8 @@ export function largestSetCookieBytes(s: CookieSettings): number {
 }
 
 /** Opt-out cookies live at least 5 years (NAI); browsers may cap them (Chromium: 400 days). */
-export const OPTOUT_MAX_AGE = 5 * 365 * 86_400;
-export const OPTOUT_VALUE = 'OPT_OUT';
+const OPTOUT_MAX_AGE = 5 * 365 * 86_400;
+const OPTOUT_VALUE = 'OPT_OUT';
 /** What segd writes: 22 base64url characters (128 random bits). Anything else read back is ignored. */
 const UID_VALUE = /^[A-Za-z0-9_-]{22}$/;
 

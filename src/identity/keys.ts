@@ -10,8 +10,8 @@
 //
 // \x1f cannot occur in a validated id (control characters are refused), so
 // keys never collide and a segd uid (no control characters) is never a key.
-import { checkUid } from '../lookup/keys.js';
-import { PARTNER_ID } from '../partners/types.js';
+import { checkUid } from './uid.js';
+import { PARTNER_ID } from '../partners/validate.js';
 
 export type IdKind = 'p' | 'ifa' | 'eid' | 'login' | 'uid';
 export const SEP = '\x1f';
@@ -25,17 +25,14 @@ export type GraphKey =
   | { uid: string };
 
 /** eid sources are domains (`liveramp.com`, `id5-sync.com`); login sources are short names (`email-sha256`). */
-export const SOURCE = /^[A-Za-z0-9._-]{1,100}$/;
-export const DEFAULT_LOGIN_SOURCE = 'login';
+const SOURCE = /^[A-Za-z0-9._-]{1,100}$/;
+const DEFAULT_LOGIN_SOURCE = 'login';
 
 export function idKey(kind: IdKind, source: string, id: string): string {
   return kind + SEP + source + SEP + id;
 }
 
 export const partnerKey = (partner: string, puid: string) => idKey('p', partner, puid);
-export const ifaKey = (ifa: string) => idKey('ifa', '', ifa.toLowerCase());
-export const eidKey = (source: string, eid: string) => idKey('eid', source, eid);
-export const loginKey = (source: string, login: string) => idKey('login', source, login);
 export const aliasKey = (uid: string) => idKey('uid', '', uid);
 
 export function kindOf(key: string): IdKind {

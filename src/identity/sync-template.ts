@@ -1,12 +1,12 @@
 // Filling partner sync URL templates. The registry checks each template when
-// it is stored (partners/types.ts checkSyncTemplate: http(s), fixed host,
+// it is stored (partners/validate.ts checkSyncTemplate: http(s), fixed host,
 // known macros only); here a template is split once into literal parts and
 // macros, then filled per request by concatenation with every macro value
 // URL-encoded: a consent string or uid can never add a parameter, a path or
 // a host.
 //
 //   https://sync.partner.example/match?dmp=segd&uid=${UID}&gdpr=${GDPR}&gdpr_consent=${GDPR_CONSENT}
-import { checkSyncTemplate, SYNC_MACROS } from '../partners/types.js';
+import { checkSyncTemplate, SYNC_MACROS } from '../partners/validate.js';
 
 export type Macro = (typeof SYNC_MACROS)[number];
 export type MacroValues = Record<Macro, string>;

@@ -3,7 +3,7 @@
 // Parsing validates everything the writer relies on, so a bad record is
 // rejected here with a reason and never reaches a transaction.
 import { isUtf8 } from 'node:buffer';
-import { checkUid } from '../lookup/keys.js';
+import { checkUid } from '../identity/uid.js';
 import { MAX_SEGMENT_ID } from '../store/members.js';
 import type { Store } from '../store/env.js';
 import { encodeGraphKey, type GraphKey } from '../identity/keys.js';

@@ -8,7 +8,7 @@
 // `segments` or the segment's `partners` names the other, or either is "*".
 
 /** The registry as this module needs it (src/partners/registry.ts satisfies it). */
-export interface LicenceSource {
+interface LicenceSource {
   readonly version: number;
   partners(): ReadonlyArray<{ id: string; segments: readonly number[] | '*' }>;
   segments(): ReadonlyArray<{ id: number; partners: readonly string[] | '*' }>;

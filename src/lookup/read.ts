@@ -11,12 +11,12 @@ import type { SegmentLookup } from './segments.js';
 import type { Licence } from './licences.js';
 
 /** The ID graph as the read path needs it (src/identity/graph.ts satisfies it). */
-export interface ProfileSource {
+interface ProfileSource {
   profileOf(uid: string): string;
 }
 
 /** Where hits and misses are counted (src/metrics/http.ts satisfies it). */
-export interface LookupCounts {
+interface LookupCounts {
   hit(): void;
   miss(): void;
 }

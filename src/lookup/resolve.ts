@@ -3,7 +3,7 @@
 // of the profile). One small interface, so enrichment and the WebSocket
 // channel do not care how ids are linked.
 import type { IdGraph } from '../identity/graph.js';
-import { checkUid } from './keys.js';
+import { checkUid } from '../identity/uid.js';
 
 export interface UserKeys {
   /** The calling partner (whose uid `buyeruid`/`puid` is); null = anonymous. */

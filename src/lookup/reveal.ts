@@ -16,10 +16,10 @@ import type { Licence } from './licences.js';
 import { aliasKey } from '../identity/keys.js';
 
 /** How a request named its user. */
-export type NamedBy = 'uid' | 'own' | 'graph';
+type NamedBy = 'uid' | 'own' | 'graph';
 
 /** The graph as this rule needs it (src/identity/graph.ts satisfies it). */
-export interface LinkSource {
+interface LinkSource {
   links(uid: string): string[];
 }
 

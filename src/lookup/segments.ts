@@ -3,21 +3,26 @@
 import type { Database } from 'lmdb';
 import type { Store } from '../store/env.js';
 import { liveSegments, HEADER_BYTES } from '../store/members.js';
-import type { BlockedBloom } from '../filters/blocked-bloom.js';
 
 /** More than any real profile holds; a value with more pairs is truncated. */
-export const MAX_SEGMENTS_PER_USER = 65_536;
+const MAX_SEGMENTS_PER_USER = 65_536;
 
 /** Slots of the filter outcome counters. */
-export const FILTER_NEGATIVE = 0;
-export const FILTER_TRUE_POSITIVE = 1;
-export const FILTER_FALSE_POSITIVE = 2;
+const FILTER_NEGATIVE = 0;
+const FILTER_TRUE_POSITIVE = 1;
+const FILTER_FALSE_POSITIVE = 2;
+
+/** The known-users filter (filters/blocked-bloom.ts), as the read path asks it. */
+interface KnownUsersFilter {
+  /** False: the user is certainly unknown. True: maybe known. */
+  mayContain(uid: string): boolean;
+}
 
 export class SegmentLookup {
   /** Filled by `find`; valid until the next call. */
   readonly ids = new Uint32Array(MAX_SEGMENTS_PER_USER);
   /** The known-users filter; null = none usable yet (every lookup reads LMDB). */
-  filter: BlockedBloom | null = null;
+  filter: KnownUsersFilter | null = null;
   /** Whether the last `find` was answered by the filter alone ("definitely unknown"). */
   filtered = false;
   /** Set by pin(): the generation every find reads until unpin(). */

@@ -9,16 +9,16 @@
 // implement its `get()` contract.
 import { Registry } from 'prom-client';
 
-export const ROUTES = ['segments', 'batch', 'ingest', 'healthz', 'readyz', 'metrics', 'admin', 'sync', 'privacy', 'other', 'enrich', 'ws'] as const;
+const ROUTES = ['segments', 'batch', 'ingest', 'healthz', 'readyz', 'metrics', 'admin', 'sync', 'privacy', 'other', 'enrich', 'ws'] as const;
 /** Why a lookup was answered empty at once: past the admission limit (or loop lag), or past its deadline. */
-export const SHED_REASONS = ['overload', 'deadline'] as const;
+const SHED_REASONS = ['overload', 'deadline'] as const;
 export type ShedReason = (typeof SHED_REASONS)[number];
 /** How an enrichment ended (besides errors). */
-export const ENRICH_OUTCOMES = ['enriched', 'empty', 'coppa', 'gdpr', 'us_privacy', 'gpp', 'deadline', 'overload'] as const;
+const ENRICH_OUTCOMES = ['enriched', 'empty', 'coppa', 'gdpr', 'us_privacy', 'gpp', 'deadline', 'overload'] as const;
 export type EnrichOutcome = (typeof ENRICH_OUTCOMES)[number];
 export type Route = (typeof ROUTES)[number];
 /** Requests ended by the edge's guards rather than their route: an exception (500), a full budget (503), a late body (408). */
-export const GUARD_OUTCOMES = ['failed', 'overloaded', 'body_timeout'] as const;
+const GUARD_OUTCOMES = ['failed', 'overloaded', 'body_timeout'] as const;
 export type GuardOutcome = (typeof GUARD_OUTCOMES)[number];
 const STATUSES = [200, 204, 400, 401, 403, 404, 405, 413, 415, 422, 431, 500, 503] as const;
 const OTHER_STATUS = STATUSES.length; // slot for anything not listed
@@ -40,7 +40,7 @@ interface CustomMetric {
   get(): Promise<{ name: string; help: string; type: string; aggregator: 'sum'; values: Value[] }>;
 }
 
-export function metric(name: string, help: string, type: 'counter' | 'histogram', values: () => Value[]): CustomMetric {
+function metric(name: string, help: string, type: 'counter' | 'histogram', values: () => Value[]): CustomMetric {
   return { name, help, type, aggregator: 'sum', get: async () => ({ name, help, type, aggregator: 'sum', values: values() }) };
 }
 
@@ -168,7 +168,7 @@ export class HttpMetrics {
   readonly sync = new SyncOutcomes(this.registry);
 }
 
-export const SYNC_OUTCOMES = {
+const SYNC_OUTCOMES = {
   in: ['stored', 'opted_out', 'no_consent', 'privacy_blocked', 'bad_partner', 'bad_uid', 'bad_signature', 'overloaded'],
   out: ['ok', 'opted_out', 'no_consent', 'privacy_blocked', 'bad_request'],
 } as const;
@@ -176,7 +176,7 @@ export type SyncDirection = keyof typeof SYNC_OUTCOMES;
 export type SyncOutcome<D extends SyncDirection> = (typeof SYNC_OUTCOMES)[D][number];
 
 /** Why each sync request ended as it did: a 204 no-op says only "nothing stored", this says why. Preloaded at zero. */
-export class SyncOutcomes {
+class SyncOutcomes {
   private readonly counts = { in: new Float64Array(SYNC_OUTCOMES.in.length), out: new Float64Array(SYNC_OUTCOMES.out.length) };
 
   constructor(registry: Registry) {

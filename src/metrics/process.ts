@@ -3,12 +3,11 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, AggregatorRegistry } from 'prom-client';
-import type { Store } from '../store/env.js';
 import type { KnownUsers } from '../filters/known-users.js';
-import { userCount } from '../store/env.js';
+import { userCount, type Store } from '../store/env.js';
 import { STALL_REASONS } from '../store/write-failure.js';
 
-export const SOURCES = ['seed', 'inbox', 'push', 'nats', 'sync'] as const;
+const SOURCES = ['seed', 'inbox', 'push', 'nats', 'sync'] as const;
 export type Source = (typeof SOURCES)[number];
 
 export class ProcessMetrics {

@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs';
 import type { Store } from '../store/env.js';
 import { ConfigError } from '../config/load.js';
-import { parsePartner, parseSegment, publicPartner, type Partner, type SegmentDef } from './types.js';
+import type { Partner, SegmentDef } from './types.js';
+import { parsePartner, parseSegment } from './validate.js';
 
 export type RegistryOp =
   | { kind: 'putPartner'; id: string; body: unknown }
@@ -103,4 +104,13 @@ export function readRegistrySeed(path: string | undefined): RegistrySeed {
   const { seed, problems } = parseRegistrySeed(file as Record<string, unknown>, `config file ${path}`);
   if (problems.length) throw new ConfigError(problems);
   return seed;
+}
+
+/** A partner as the admin API shows it: key digests shortened, the HMAC secret hidden. */
+export function publicPartner(p: Partner): object {
+  return {
+    ...p,
+    keyDigests: p.keyDigests.map((d) => d.slice(0, 16)),
+    sync: p.sync ? { ...p.sync, hmacKey: p.sync.hmacKey ? '(set)' : null } : null,
+  };
 }

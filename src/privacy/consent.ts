@@ -50,7 +50,7 @@ export interface Consent {
 
 const TCF_EU_SID = 2;
 /** Longest consent string taken (a TCF string with every vendor is ≈ 2–3 KB; GPP a little more). */
-export const MAX_CONSENT_CHARS = 8192;
+const MAX_CONSENT_CHARS = 8192;
 const USP = /^1[YNyn-]{3}$/;
 const SID_LIST = /^\d{1,3}(,\d{1,3})*$/;
 /** GPP fields that signal an opt-out: 1 = opted out (2 = did not, 0 = n/a); uspv1 uses 'Y'. */

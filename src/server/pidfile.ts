@@ -5,7 +5,7 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-export const PIDFILE = 'segd.pid';
+const PIDFILE = 'segd.pid';
 
 export function writePidfile(dataDir: string): void {
   writeFileSync(join(dataDir, PIDFILE), `${process.pid}\n`, { mode: 0o600 });

@@ -16,13 +16,13 @@ import { Loader } from '../loader/loader.js';
 import { KnownUsers } from '../filters/known-users.js';
 import { ProcessMetrics } from '../metrics/process.js';
 import type { Logger } from '../log.js';
-import { SharedState, Flag, Gauge, GENERATION_SLOT, COMMIT_SLOT } from './state.js';
+import { SharedState, Flag, Gauge, GENERATION_SLOT, COMMIT_SLOT } from '../shared-state.js';
 import { STALL_REASONS } from '../store/write-failure.js';
 import type { FromWorker, ToWorker, WorkerData, Rpc, RpcMethod } from './messages.js';
 import { SegmentExporter } from '../filters/segment-export.js';
 import { writePidfile, removePidfile, runningServer } from './pidfile.js';
 import { applyRegistryOp, upsertFromConfig, type RegistrySeed } from '../partners/admin.js';
-import { Waiting, settlesBy } from './waiting.js';
+import { Waiting, settlesBy } from '../waiting.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 /** Nice value of the loader thread (0 = as lookups, 19 = only idle CPU). */

@@ -18,7 +18,7 @@ import { Callers } from '../http/caller.js';
 import { Admission } from '../http/admission.js';
 import { IdGraph } from '../identity/graph.js';
 import { MatchQueue } from '../identity/match-queue.js';
-import { SharedState, Flag, GENERATION_SLOT, COMMIT_SLOT } from './state.js';
+import { SharedState, Flag, GENERATION_SLOT, COMMIT_SLOT } from '../shared-state.js';
 import type { FromWorker, ToWorker, WorkerData, Rpc, RpcMethod } from './messages.js';
 
 const data = workerData as WorkerData;

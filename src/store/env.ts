@@ -6,7 +6,7 @@
 import { open, type RootDatabase, type Database } from 'lmdb';
 import { mkdirSync } from 'node:fs';
 
-export const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 1;
 
 export class SchemaError extends Error {
   constructor(message: string) {
@@ -188,6 +188,6 @@ export function userCount(store: Store): number {
 }
 
 /** Users in either generation: a store with any is not empty (for seeding and schema checks). */
-export function storedUsers(store: Store): number {
+function storedUsers(store: Store): number {
   return store.generations.reduce((n, db) => n + (db.getStats() as { entryCount: number }).entryCount, 0);
 }

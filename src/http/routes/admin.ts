@@ -9,9 +9,9 @@ import { readBody } from '../body.js';
 import { sendError, sendBody, JSON_TYPE } from '../respond.js';
 import { pending } from '../pending.js';
 import { ERRORS } from '../../errors.js';
-import { PARTNER_ID, publicPartner } from '../../partners/types.js';
+import { PARTNER_ID } from '../../partners/validate.js';
 import { parseJson } from '../../codec/json.js';
-import type { RegistryOp } from '../../partners/admin.js';
+import { publicPartner, type RegistryOp } from '../../partners/admin.js';
 
 type Handler = (res: HttpResponse, req: HttpRequest) => void;
 type Kind = 'partners' | 'segments';

@@ -16,7 +16,7 @@ import { readBidRequest } from '../../openrtb/bid-request.js';
 import { UserData } from '../../openrtb/user-data.js';
 import { personalisationRefusal } from '../../privacy/personalisation.js';
 import type { Licence } from '../../lookup/licences.js';
-import { Flag } from '../../server/state.js';
+import { Flag } from '../../shared-state.js';
 import type { EnrichOutcome } from '../../metrics/http.js';
 
 export function enrichRoute(deps: AppDeps) {

@@ -7,7 +7,7 @@ import { BearerKeys } from '../auth.js';
 import { sendError, sendBody, JSON_TYPE } from '../respond.js';
 import { pending } from '../pending.js';
 
-export const DEFAULT_EXPORT_FP = 0.001;
+const DEFAULT_EXPORT_FP = 0.001;
 
 export function segmentBloomRoute(deps: AppDeps) {
   const keys = new BearerKeys(deps.config.adminKeys);

@@ -1,7 +1,7 @@
 // Health, readiness and metrics: what load balancers and Prometheus call.
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
-import { Flag, Gauge } from '../../server/state.js';
+import { Flag, Gauge } from '../../shared-state.js';
 import { STALL_REASONS } from '../../store/write-failure.js';
 import { sendBody, sendError, JSON_TYPE } from '../respond.js';
 import { pending } from '../pending.js';

@@ -18,7 +18,7 @@ import type { AppDeps } from '../deps.js';
 import { BearerKeys } from '../auth.js';
 import { sendError, sendBody, status, JSON_TYPE } from '../respond.js';
 import { pending } from '../pending.js';
-import { checkUid } from '../../lookup/keys.js';
+import { checkUid } from '../../identity/uid.js';
 import { readUid, optoutCookie, expiredCookie, cookieSettings } from '../../identity/cookie.js';
 import { readGraphKey } from './id-query.js';
 import type { ForgetAnswer } from '../../privacy/forget.js';

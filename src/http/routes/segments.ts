@@ -7,11 +7,11 @@
 // memory map, filtered by licence in place), encode, end.
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
-import { checkUid } from '../../lookup/keys.js';
+import { checkUid } from '../../identity/uid.js';
 import { nowSeconds } from '../../lookup/segments.js';
 import { pickFormat, jsonAnswer, msgpackAnswer, kvAnswer, gamAnswer } from '../format.js';
 import { sendError, sendBody, sendEmpty, JSON_TYPE, MSGPACK_TYPE, TEXT_TYPE } from '../respond.js';
-import { Flag } from '../../server/state.js';
+import { Flag } from '../../shared-state.js';
 import { readGraphKey } from './id-query.js';
 import { ReadPath } from '../../lookup/read.js';
 import { shownUid } from '../../lookup/reveal.js';

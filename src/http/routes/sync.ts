@@ -23,7 +23,7 @@ import { sendError, sendBody, status, CT, JSON_TYPE } from '../respond.js';
 import type { SyncOutcome } from '../../metrics/http.js';
 import { readBody } from '../body.js';
 import { pending } from '../pending.js';
-import { checkUid } from '../../lookup/keys.js';
+import { checkUid } from '../../identity/uid.js';
 import { nowSeconds } from '../../lookup/segments.js';
 import { parseConsent, mayStore, maySync, type Consent, type ConsentInput } from '../../privacy/consent.js';
 import { partnerKey } from '../../identity/keys.js';
@@ -35,11 +35,11 @@ import {
 } from '../../identity/cookie.js';
 
 /** The smallest valid transparent 1×1 GIF. */
-export const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
+const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
 const NO_STORE = 'no-store';
 
 /** Consent fields from the query (copied synchronously: uWS requests live on the stack). */
-export function consentQuery(req: HttpRequest): ConsentInput {
+function consentQuery(req: HttpRequest): ConsentInput {
   return {
     gdpr: req.getQuery('gdpr'),
     gdprConsent: req.getQuery('gdpr_consent'),
@@ -197,7 +197,7 @@ const GPP_SID = /^(?:\d{1,5}(?:,\d{1,5}){0,63})?$/;
  * before any join: an array's join (or String()) recurses into nested arrays
  * without bound. Undefined = absent; null = malformed.
  */
-export function readGppSid(v: unknown): string | undefined | null {
+function readGppSid(v: unknown): string | undefined | null {
   if (v === undefined || v === null) return undefined;
   if (typeof v === 'string') return GPP_SID.test(v) ? v : null;
   if (!Array.isArray(v) || v.length > 64) return null;

@@ -19,7 +19,7 @@ import uWS, { type WebSocket, type WebSocketBehavior } from 'uWebSockets.js';
 import { pack, unpack } from 'msgpackr';
 import type { AppDeps } from '../deps.js';
 import { ANONYMOUS } from '../../lookup/licences.js';
-import { checkUid } from '../../lookup/keys.js';
+import { checkUid } from '../../identity/uid.js';
 import { nowSeconds } from '../../lookup/segments.js';
 import { ReadPath } from '../../lookup/read.js';
 import { ERRORS, errorBody, statusLine, type ErrorCode } from '../../errors.js';

@@ -2,7 +2,7 @@
 // of 1..maxUidBytes UTF-8 bytes with no control characters. The same check
 // guards lookups and feeds, so nothing stored can't be looked up.
 
-export type UidProblem = 'UID_MISSING' | 'UID_INVALID';
+type UidProblem = 'UID_MISSING' | 'UID_INVALID';
 
 export function checkUid(uid: unknown, maxBytes: number): UidProblem | null {
   if (uid === undefined || uid === null || uid === '') return 'UID_MISSING';

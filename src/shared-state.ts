@@ -10,19 +10,15 @@ export const enum Flag {
 export const enum Gauge {
   /** Messages the JetStream consumer has yet to apply; -1 = source off or unknown. */
   NatsPending = 2,
-  /** Why the loader cannot write: 0 = it can; else 1 + index in STALL_REASONS (store/write-failure.ts). High slot: away from others' additions. */
+  /** Why the loader cannot write: 0 = it can; else 1 + index in STALL_REASONS (store/write-failure.ts). */
   LoaderStall = 6,
 }
 
-/**
- * Slot holding the active members generation (0/1; store/env.ts reads it per
- * lookup). The last slot, so slots added above it by other features never collide.
- */
+/** Slot holding the active members generation (0/1; store/env.ts reads it per lookup). */
 export const GENERATION_SLOT = 7;
 
 /** Slot every commit on the store bumps (store/env.ts `commitCell`): readers renew their snapshot when it moves. */
 export const COMMIT_SLOT = 5;
-
 
 const SLOTS = 8;
 

@@ -1,0 +1,156 @@
+// The one place partner and taxonomy records are checked. Records come from
+// the config file and the admin API; both go through `parsePartner` /
+// `parseSegment`, so what is stored is always well formed and a bad record is
+// refused with every problem named.
+import { createHash } from 'node:crypto';
+import type { DataType, Partner, SegmentDef, SyncSpec } from './types.js';
+
+export const SYNC_MACROS = ['UID', 'GDPR', 'GDPR_CONSENT', 'US_PRIVACY', 'GPP', 'GPP_SID'] as const;
+export const PARTNER_ID = /^[a-z0-9][a-z0-9_-]{0,39}$/;
+const HOST = /^[a-z0-9.-]{1,253}(:\d{1,5})?$/;
+const MIN_KEY_CHARS = 16;
+
+type Parsed<T> = { ok: true; value: T } | { ok: false; problems: string[] };
+
+export const keyDigest = (key: string): string => createHash('sha256').update(key).digest('hex');
+
+const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+function unknownFields(raw: Record<string, unknown>, allowed: readonly string[], problems: string[]): void {
+  for (const k of Object.keys(raw)) if (!allowed.includes(k)) problems.push(`unknown field "${k}"`);
+}
+
+const u32 = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xffff_ffff;
+
+/** A sync URL template: http(s), a fixed host (macros only in path and query), only known macros. */
+export function checkSyncTemplate(url: string): string | null {
+  const macros = [...url.matchAll(/\$\{([^}]*)\}/g)].map((m) => m[1]!);
+  const bad = macros.filter((m) => !(SYNC_MACROS as readonly string[]).includes(m));
+  if (bad.length) return `unknown macro ${bad.map((m) => '${' + m + '}').join(', ')} (known: ${SYNC_MACROS.map((m) => '${' + m + '}').join(' ')})`;
+  if (/[\s\u0000-\u001f\u007f]/.test(url)) return 'must not contain white space or control characters';
+  let u: URL;
+  try {
+    u = new URL(url.replace(/\$\{[A-Z_]+\}/g, 'x'));
+  } catch {
+    return 'is not an absolute URL';
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') return 'must be http(s)';
+  if (u.username || u.password) return 'must not carry credentials';
+  // The host must be fixed, so a macro value can never choose where the browser goes.
+  const authority = url.slice(url.indexOf('//') + 2).split(/[/?#]/)[0]!;
+  if (authority.includes('${')) return 'macros are not allowed in the host';
+  return null;
+}
+
+function parseSync(raw: unknown, problems: string[]): SyncSpec | null {
+  if (raw === undefined || raw === null) return null;
+  if (!isObj(raw)) {
+    problems.push('sync must be an object');
+    return null;
+  }
+  unknownFields(raw, ['url', 'type', 'callbackHosts', 'hmacKey'], problems);
+  const url = raw.url;
+  if (typeof url !== 'string' || url.length > 2048) problems.push('sync.url must be a string of at most 2048 characters');
+  else {
+    const why = checkSyncTemplate(url);
+    if (why) problems.push(`sync.url ${why}`);
+  }
+  const type = raw.type ?? 'redirect';
+  if (type !== 'redirect' && type !== 'pixel' && type !== 'iframe') problems.push('sync.type must be redirect, pixel or iframe');
+  const hosts = raw.callbackHosts ?? [];
+  if (!Array.isArray(hosts) || hosts.some((h) => typeof h !== 'string' || !HOST.test(h))) {
+    problems.push('sync.callbackHosts must be an array of host names (lower case, optional :port)');
+  }
+  const hmacKey = raw.hmacKey ?? null;
+  if (hmacKey !== null && (typeof hmacKey !== 'string' || hmacKey.length < MIN_KEY_CHARS)) {
+    problems.push(`sync.hmacKey must be a string of at least ${MIN_KEY_CHARS} characters`);
+  }
+  return { url: url as string, type: type as SyncSpec['type'], callbackHosts: hosts as string[], hmacKey: hmacKey as string | null };
+}
+
+/**
+ * A partner from the config file or the admin API. Plain `keys` are hashed
+ * here; `keyDigests` (sha256 hex) may be given instead, so a config file need
+ * not hold secrets.
+ */
+export function parsePartner(raw: unknown, idFromPath?: string): Parsed<Partner> {
+  const problems: string[] = [];
+  if (!isObj(raw)) return { ok: false, problems: ['a partner must be a JSON object'] };
+  unknownFields(raw, ['id', 'name', 'keys', 'keyDigests', 'segments', 'sync', 'disabled'], problems);
+  const id = raw.id ?? idFromPath;
+  if (typeof id !== 'string' || !PARTNER_ID.test(id)) problems.push('id must be 1-40 of a-z 0-9 _ - (starting with a letter or digit)');
+  else if (idFromPath !== undefined && id !== idFromPath) problems.push(`id "${id}" does not match the path's "${idFromPath}"`);
+  const name = raw.name ?? id;
+  if (typeof name !== 'string' || name.length < 1 || name.length > 200) problems.push('name must be a string of 1-200 characters');
+  const digests: string[] = [];
+  const keys = raw.keys ?? [];
+  if (!Array.isArray(keys) || keys.some((k) => typeof k !== 'string' || k.length < MIN_KEY_CHARS || k.length > 512)) {
+    problems.push(`keys must be an array of strings of ${MIN_KEY_CHARS}-512 characters`);
+  } else {
+    for (const k of keys as string[]) digests.push(keyDigest(k));
+  }
+  const given = raw.keyDigests ?? [];
+  if (!Array.isArray(given) || given.some((d) => typeof d !== 'string' || !/^[0-9a-f]{64}$/.test(d))) {
+    problems.push('keyDigests must be an array of sha256 hex digests (64 lower-case hex characters)');
+  } else {
+    for (const d of given as string[]) if (!digests.includes(d)) digests.push(d);
+  }
+  const segments = raw.segments ?? [];
+  if (segments !== '*' && (!Array.isArray(segments) || !segments.every(u32))) {
+    problems.push('segments must be "*" or an array of segment ids (0..4294967295)');
+  }
+  const sync = parseSync(raw.sync, problems);
+  const disabled = raw.disabled ?? false;
+  if (typeof disabled !== 'boolean') problems.push('disabled must be true or false');
+  if (problems.length) return { ok: false, problems };
+  return {
+    ok: true,
+    value: {
+      id: id as string,
+      name: name as string,
+      keyDigests: digests,
+      segments: segments === '*' ? '*' : [...new Set(segments as number[])].sort((a, b) => a - b),
+      sync,
+      disabled: disabled as boolean,
+    },
+  };
+}
+
+export function parseSegment(raw: unknown, idFromPath?: number): Parsed<SegmentDef> {
+  const problems: string[] = [];
+  if (!isObj(raw)) return { ok: false, problems: ['a segment must be a JSON object'] };
+  unknownFields(raw, ['id', 'name', 'provider', 'segtax', 'dataType', 'ttl', 'cpm', 'partners'], problems);
+  const id = raw.id ?? idFromPath;
+  if (!u32(id)) problems.push('id must be an integer 0..4294967295');
+  else if (idFromPath !== undefined && id !== idFromPath) problems.push(`id ${id as number} does not match the path's ${idFromPath}`);
+  const name = raw.name;
+  if (typeof name !== 'string' || name.length < 1 || name.length > 200) problems.push('name must be a string of 1-200 characters');
+  const provider = raw.provider ?? 'segd';
+  if (typeof provider !== 'string' || provider.length < 1 || provider.length > 100) problems.push('provider must be a string of 1-100 characters');
+  const segtax = raw.segtax;
+  if (!Number.isInteger(segtax) || (segtax as number) < 1 || (segtax as number) > 0x7fff_ffff) problems.push('segtax must be a positive integer (IAB segtax registry id)');
+  const dataType = raw.dataType ?? 'first';
+  if (dataType !== 'first' && dataType !== 'second' && dataType !== 'third') problems.push('dataType must be first, second or third');
+  const ttl = raw.ttl ?? null;
+  if (ttl !== null && (!Number.isInteger(ttl) || (ttl as number) < 1 || (ttl as number) > 0xffff_ffff)) problems.push('ttl must be null or whole seconds ≥ 1');
+  const cpm = raw.cpm ?? null;
+  if (cpm !== null && (typeof cpm !== 'number' || !Number.isFinite(cpm) || cpm < 0)) problems.push('cpm must be null or a number ≥ 0');
+  const partners = raw.partners ?? [];
+  if (partners !== '*' && (!Array.isArray(partners) || partners.some((p) => typeof p !== 'string' || !PARTNER_ID.test(p)))) {
+    problems.push('partners must be "*" or an array of partner ids');
+  }
+  if (problems.length) return { ok: false, problems };
+  return {
+    ok: true,
+    value: {
+      id: id as number,
+      name: name as string,
+      provider: provider as string,
+      segtax: segtax as number,
+      dataType: dataType as DataType,
+      ttl: ttl as number | null,
+      cpm: cpm as number | null,
+      partners: partners === '*' ? '*' : [...new Set(partners as string[])].sort(),
+    },
+  };
+}
