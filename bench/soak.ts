@@ -17,10 +17,10 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pack } from 'msgpackr';
 import WebSocket from 'ws';
-import { followJsonLog } from './json-log.js';
-import { IngestStream } from './ingest-stream.js';
-import { parseCounters } from './metrics-scrape.js';
-import { prng } from './keys.js';
+import { followJsonLog } from '../src/loadtest/json-log.js';
+import { IngestStream } from '../src/loadtest/ingest-stream.js';
+import { parseCounters } from '../src/loadtest/metrics-scrape.js';
+import { prng } from '../src/loadtest/key-mix.js';
 import { uidFor, DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));

@@ -3,7 +3,7 @@
 // latency in µs (hdr-histogram). Used by bench:activation against segd's
 // /v1/ws and the hello-world's echo (same client, same frames).
 //
-//   node dist/loadtest/ws-load.js <ws url> <uids file> [--key K] [--connections 8] [--window 64] [--seconds 5]
+//   node dist/bench/ws-load.js <ws url> <uids file> [--key K] [--connections 8] [--window 64] [--seconds 5]
 import WebSocket from 'ws';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';

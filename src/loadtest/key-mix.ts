@@ -6,7 +6,7 @@
 // Known users are drawn by Zipf rank, and ranks are scattered over 0..N-1 by a
 // fixed bijection so the hot users are not simply the first ones in the feed.
 // Unknown users are drawn uniformly: a miss rarely repeats in real traffic.
-import { Zipf, uidFor } from '../src/gen/synthetic.js';
+import { Zipf, uidFor } from '../gen/synthetic.js';
 
 export interface KeyMixOptions {
   /** Generator seed of the data set (`segd gen --seed`). */

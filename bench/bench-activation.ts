@@ -7,7 +7,7 @@
 //               60% known / 40% unknown) and a partner key; baselines: the
 //               hello-world answering the same POSTs (body read, dropped)
 //               and plain GETs.
-//   websocket:  loadtest/ws-load.ts, 8 connections × 64 frames in flight of
+//   websocket:  bench/ws-load.ts, 8 connections × 64 frames in flight of
 //               {id, uid}; baseline: the hello-world echoing each frame.
 // Servers on one CPU, generators on the other (taskset), when there are two.
 // Reports only; prints a table and exits 0 unless something crashed.
@@ -16,7 +16,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { followJsonLog } from './json-log.js';
+import { followJsonLog } from '../src/loadtest/json-log.js';
 import { Synthetic, uidFor, DEFAULT_SYNTHETIC, FIRST_SEGMENT_ID } from '../src/gen/synthetic.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -75,7 +75,7 @@ function wrk(port: number, script: string, seconds: number): Figures {
 }
 
 function wsLoad(url: string, uidsFile: string, key?: string): Figures {
-  const args = [join(ROOT, 'dist/loadtest/ws-load.js'), url, uidsFile, '--seconds', String(SECONDS), ...(key ? ['--key', key] : [])];
+  const args = [join(ROOT, 'dist/bench/ws-load.js'), url, uidsFile, '--seconds', String(SECONDS), ...(key ? ['--key', key] : [])];
   const out = run(process.execPath, args);
   return JSON.parse(out.trim().split('\n').pop()!) as Figures;
 }
@@ -140,7 +140,7 @@ end`));
     SEGD_PORT: '0', SEGD_HOST: '127.0.0.1', SEGD_DATA_DIR: join(dir, 'data'), SEGD_SEED: feed, SEGD_WORKERS: '1',
     SEGD_CONFIG: config, SEGD_LOOKUP_AUTH: 'required', SEGD_LOG_LEVEL: 'info', SEGD_DMP_DOMAIN: 'dmp.example',
   });
-  const hello = await start('hello', [join(ROOT, 'dist/loadtest/hello-world.js')], {});
+  const hello = await start('hello', [join(ROOT, 'dist/src/loadtest/hello-world.js')], {});
   const enrichOutcomes = async () => {
     const text = await (await fetch(`http://127.0.0.1:${segd}/metrics`)).text();
     return Object.fromEntries([...text.matchAll(/^segd_enrich_total\{outcome="(\w+)"\} (\d+)/gm)].map((m) => [m[1], Number(m[2])]));

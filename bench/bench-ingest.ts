@@ -20,9 +20,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { followJsonLog } from './json-log.js';
+import { followJsonLog } from '../src/loadtest/json-log.js';
 import { uidFor, Synthetic, DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
-import type { LoopSummary } from './open-loop-client.js';
+import type { LoopSummary } from '../src/loadtest/open-loop.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const arg = (name: string, def: number) => {
@@ -83,7 +83,7 @@ async function main() {
 
   const lookups = () =>
     new Promise<LoopSummary>((resolveRun, reject) => {
-      const [c, ...a] = onCpu(CLIENT_CPU, [process.execPath, join(ROOT, 'dist/loadtest/open-loop-client.js'), '--port', String(port), '--paths', pathsFile, '--rate', String(RATE), '--duration-ms', String(SECONDS * 1000), '--warmup-ms', '1000']);
+      const [c, ...a] = onCpu(CLIENT_CPU, [process.execPath, join(ROOT, 'dist/src/loadtest/open-loop-client.js'), '--port', String(port), '--paths', pathsFile, '--rate', String(RATE), '--duration-ms', String(SECONDS * 1000), '--warmup-ms', '1000']);
       const p = spawn(c!, a, { stdio: ['ignore', 'pipe', 'inherit'] });
       children.push(p);
       let out = '';

@@ -7,7 +7,7 @@ import { run } from './processes.js';
 import type { Bucket, Figures, Percentiles } from './recorder.js';
 
 export function wrkScript(requestsFile: string): string {
-  return `-- written by loadtest/wrk.ts
+  return `-- written by src/loadtest/wrk.ts
 local reqs = {}
 local n = 0
 local idx = 0

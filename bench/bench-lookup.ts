@@ -27,21 +27,21 @@
 // only when something crashed. Every process it starts is stopped by pid (also
 // on error and SIGINT), and its temp dir is removed.
 import autocannon from 'autocannon';
-import { cleanup, hasCommand, httpGet, installCleanupHandlers, pin, planPinning, run, startServer, stopChild, tempDirs, type Pinning, type Server } from './processes.js';
+import { cleanup, hasCommand, httpGet, installCleanupHandlers, pin, planPinning, run, startServer, stopChild, tempDirs, type Pinning, type Server } from '../src/loadtest/processes.js';
 import { createReadStream, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
-import { sampleKeys } from './keys.js';
-import { rawRequest, writeRequests, type LoopSummary } from './open-loop-client.js';
-import type { Latency } from './open-loop-client.js';
-import { runWrk, wrkScript } from './wrk.js';
+import { sampleKeys } from '../src/loadtest/key-mix.js';
+import { rawRequest, writeRequests, type LoopSummary } from '../src/loadtest/open-loop.js';
+import type { Percentiles as Latency } from '../src/loadtest/recorder.js';
+import { runWrk, wrkScript } from '../src/loadtest/wrk.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const SEGD_BIN = join(ROOT, 'bin/segd.js');
-const HELLO_JS = join(ROOT, 'dist/loadtest/hello-world.js');
-const CLIENT_JS = join(ROOT, 'dist/loadtest/open-loop-client.js');
+const HELLO_JS = join(ROOT, 'dist/src/loadtest/hello-world.js');
+const CLIENT_JS = join(ROOT, 'dist/src/loadtest/open-loop-client.js');
 const HOST = '127.0.0.1';
 
 // ───────────────────────────── flags ─────────────────────────────
@@ -157,7 +157,7 @@ interface PathSet {
   distinctUsers: number;
 }
 
-/** Request paths for the lookup mix (loadtest/keys.ts: Zipf-skewed known users, uniform unknown ones). */
+/** Request paths for the lookup mix (src/loadtest/key-mix.ts: Zipf-skewed known users, uniform unknown ones). */
 function buildPaths(o: Opts): PathSet {
   const mix = sampleKeys({ seed: o.seed, users: o.users, hitRatio: o.known, zipf: o.zipf, count: o.paths });
   const paths = mix.uids.map((uid) => `/v1/segments?uid=${encodeURIComponent(uid)}`);
@@ -308,7 +308,7 @@ async function wrkMeasure(server: Server, name: ServerName, round: number, scrip
   };
 }
 
-// ─────────────── the µs open-loop client (loadtest/open-loop-client.ts) ───────────────
+// ─────────────── the µs open-loop client (src/loadtest/open-loop-client.ts) ───────────────
 
 /** Runs the µs client as its own process (pinned like every generator). */
 async function runClient(port: number, pathsFile: string, o: Opts, rate: number, warmupMs: number, durationMs: number, pinning: Pinning): Promise<LoopSummary> {
@@ -693,7 +693,7 @@ async function main(): Promise<void> {
   out.push(`Half load, open loop at ${fmtInt(rate)} req/s (${rateWhy})${acRate < rate ? `; autocannon at ${fmtInt(acRate)} (½ of its own max)` : ''}:`);
   out.push(table(halfRows));
   out.push('  * whole milliseconds: autocannon reports nothing finer. Its overallRate is a per-connection quota per second, sent in bursts, so its');
-  out.push('    half-load rows are response times under bursts (ignoreCoordinatedOmission). The µs client (loadtest/open-loop-client.ts) sends on an');
+  out.push('    half-load rows are response times under bursts (ignoreCoordinatedOmission). The µs client (src/loadtest/open-loop-client.ts) sends on an');
   out.push('    even schedule and records every latency in µs from the scheduled send time, so waiting for a free connection counts.');
   const lagOf = (server: ServerName) => usRuns(server).map((m) => fmtLat(m.sendLagUs!.p99, 1)).join(' / ');
   const svcOf = (server: ServerName) => usRuns(server).map((m) => fmtLat(m.serviceUs!.p99, 1)).join(' / ');
