@@ -75,10 +75,10 @@ export interface DriveInfo {
  * per-request `setupRequest` halves what autocannon can drive, and that long
  * slices delay the first answers).
  */
-const REQUESTS_PER_CONNECTION = 200;
+export const AUTOCANNON_REQUESTS_PER_CONNECTION = 200;
 
 function autocannonRun(o: HttpDriveOptions, seconds: number, rec: Recorder | null) {
-  const per = Math.max(1, Math.min(REQUESTS_PER_CONNECTION, Math.floor(o.requests.length / o.connections)));
+  const per = Math.max(1, Math.min(AUTOCANNON_REQUESTS_PER_CONNECTION, Math.floor(o.requests.length / o.connections)));
   let client = 0;
   const inst = autocannon({
     url: `http://${o.host}:${o.port}`,
