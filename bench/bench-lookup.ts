@@ -26,19 +26,19 @@
 // The benchmark reports; it does not fail on a missed target. It exits non-zero
 // only when something crashed. Every process it starts is stopped by pid (also
 // on error and SIGINT), and its temp dir is removed.
-import { createReadStream, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { intFlag, numFlag, parseFlags, type FlagSpec } from '../src/cli/flags.js';
 import { DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
+import { envWithoutSegd, startSeededSegd } from './seeded-segd.js';
 import { AUTOCANNON_REQUESTS_PER_CONNECTION, driveHttp } from '../src/loadtest/drive-http.js';
 import { sampleKeys } from '../src/loadtest/key-mix.js';
-import { cleanup, hasCommand, httpGet, installCleanupHandlers, pin, planPinning, run, startServer, stopChild, tempDirs, type Pinning, type Server } from '../src/loadtest/processes.js';
+import { cleanup, hasCommand, httpGet, installCleanupHandlers, pin, planPinning, startServer, stopChild, tempDirs, type Pinning, type Server } from '../src/loadtest/processes.js';
 import type { Percentiles as Latency } from '../src/loadtest/recorder.js';
 import type { HttpReq } from '../src/loadtest/scenarios.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const SEGD_BIN = join(ROOT, 'bin/segd.js');
 const HELLO_JS = join(ROOT, 'dist/src/loadtest/hello-world.js');
 const HOST = '127.0.0.1';
 
@@ -103,31 +103,6 @@ function buildRequests(o: Opts) {
   const mix = sampleKeys({ seed: o.seed, users: o.users, hitRatio: o.known, zipf: o.zipf, count: o.paths });
   const requests: HttpReq[] = mix.uids.map((uid) => ({ method: 'GET', path: `/v1/segments?uid=${encodeURIComponent(uid)}`, headers: {} }));
   return { requests, knownShare: mix.knownShare, distinctUsers: mix.distinct };
-}
-
-/** Memberships in a feed: top-level elements of each line's "segments" array. */
-async function countMemberships(file: string): Promise<number> {
-  let count = 0;
-  let inArray = false;
-  let justOpened = false;
-  let depth = 0;
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
-    for (let i = 0; i < chunk.length; i++) {
-      const c = chunk[i]!;
-      if (justOpened) {
-        justOpened = false;
-        if (c !== 0x5d) count++;
-      }
-      if (c === 0x7b) depth++;
-      else if (c === 0x7d) depth--;
-      else if (c === 0x5b) {
-        inArray = true;
-        justOpened = true;
-      } else if (c === 0x5d) inArray = false;
-      else if (c === 0x2c && inArray && depth === 1) count++;
-    }
-  }
-  return count;
 }
 
 // ───────────────────────────── measurements ─────────────────────────────
@@ -292,51 +267,10 @@ async function main(): Promise<void> {
 
   const tmp = mkdtempSync(join(tmpdir(), 'segd-bench-'));
   tempDirs.add(tmp);
-  const feed = join(tmp, 'feed.ndjson');
-  const dataDir = join(tmp, 'data');
 
-  // (a) the data set
-  phase(`generating ${fmtInt(o.users)} users → ${feed}`);
-  const tGen = performance.now();
-  await run(process.execPath, [SEGD_BIN, 'gen', '--users', String(o.users), '--out', feed, '--seed', String(o.seed), '--ts', '0', '--quiet']);
-  const genSeconds = (performance.now() - tGen) / 1000;
-  phase(`generated in ${genSeconds.toFixed(1)} s`);
-
-  // (b) segd, importing the feed into an empty store
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('SEGD_')) env[k] = v;
-  phase(`starting segd (SEGD_WORKERS=${o.workers}) and importing the feed`);
-  const tImport = performance.now();
-  const segd = await startServer('segd', [SEGD_BIN, 'serve'], {
-    ...env,
-    SEGD_PORT: '0',
-    SEGD_HOST: HOST,
-    SEGD_DATA_DIR: dataDir,
-    SEGD_SEED: feed,
-    SEGD_WORKERS: String(o.workers),
-    SEGD_LOG_LEVEL: 'info',
-    SEGD_SHUTDOWN_GRACE_MS: '1000',
-  });
-  const ready = await segd.waitLog((l) => l.msg === 'ready', 30 * 60_000, 'ready');
-  const importWallS = (performance.now() - tImport) / 1000;
-  const seeded = segd.logs.find((l) => l.msg === 'seed feed imported');
-  const readyMs = typeof ready.ms === 'number' ? ready.ms : importWallS * 1000;
-  const importMs = typeof seeded?.ms === 'number' ? seeded.ms : readyMs;
-  const loadedUsers = typeof ready.users === 'number' ? ready.users : NaN;
-  if (loadedUsers !== o.users) throw new Error(`segd is ready with ${loadedUsers} users, expected ${o.users}; logs: ${JSON.stringify(segd.logs.slice(-5))}`);
-  phase(`segd ready on port ${segd.port}: ${fmtInt(loadedUsers)} users imported in ${(importMs / 1000).toFixed(2)} s (${fmtInt(loadedUsers / (importMs / 1000))} users/s; start to ready ${importWallS.toFixed(2)} s)`);
-  const memberships = await countMemberships(feed);
-  const imp = {
-    users: loadedUsers,
-    memberships,
-    importMs,
-    readyMs,
-    startToReadyS: importWallS,
-    usersPerS: loadedUsers / (importMs / 1000),
-    membershipsPerS: memberships / (importMs / 1000),
-    feedGenS: genSeconds,
-  };
-  phase(`import rate: ${fmtInt(imp.membershipsPerS)} memberships/s (${fmtInt(memberships)} memberships, ${(memberships / loadedUsers).toFixed(2)} per user)`);
+  // (a) the data set, (b) segd importing it into an empty store
+  const { segd, imp } = await startSeededSegd({ dir: tmp, users: o.users, seed: o.seed, workers: o.workers, host: HOST, say: phase });
+  const env = envWithoutSegd();
 
   // (c) the baseline
   phase('starting the uWebSockets.js hello-world');
@@ -541,7 +475,7 @@ async function main(): Promise<void> {
   out.push('');
   out.push(`segd bench-lookup — ${startedAt.toISOString()}, node ${process.version}, ${CPU_COUNT} CPUs (${cpus()[0]?.model.trim() ?? '?'})`);
   out.push(
-    `data: ${fmtInt(o.users)} users, ${fmtInt(memberships)} memberships; imported in ${(importMs / 1000).toFixed(2)} s = ${fmtInt(imp.usersPerS)} users/s, ${fmtInt(imp.membershipsPerS)} memberships/s (start to ready ${importWallS.toFixed(2)} s)`,
+    `data: ${fmtInt(o.users)} users, ${fmtInt(imp.memberships)} memberships; imported in ${(imp.importMs / 1000).toFixed(2)} s = ${fmtInt(imp.usersPerS)} users/s, ${fmtInt(imp.membershipsPerS)} memberships/s (start to ready ${imp.startToReadyS.toFixed(2)} s)`,
   );
   out.push(
     `keys: ${fmtInt(requests.length)} paths cycled, ${(knownShare * 100).toFixed(0)}% known users (Zipf s=${o.zipf}, ${fmtInt(distinctUsers)} distinct users), rest unknown; same sequence for both servers (autocannon: ${Math.min(AUTOCANNON_REQUESTS_PER_CONNECTION, Math.floor(requests.length / o.connections))} of them per connection)` +
