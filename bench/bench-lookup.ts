@@ -12,8 +12,8 @@
 //   4. closed loop (max req/s): autocannon, then wrk if on PATH, alternating
 //      hello, segd, hello, segd … with a 2 s warm-up before each measured run;
 //   5. half load: open loop at min(½ × segd's max, what the µs client can
-//      drive), with autocannon's `overallRate` (whole-ms latencies) and with a
-//      small raw-socket client here that records every latency in µs
+//      drive), with autocannon's `overallRate` (whole-ms latencies) and with
+//      the harness's open-loop client, which records every latency in µs
 //      (hdr-histogram-js), both servers at the same rate;
 //   6. prints a table with the DESIGN.md targets marked PASS/FAIL and writes
 //      every figure to bench-out/bench-lookup-<timestamp>.json.
@@ -22,6 +22,9 @@
 // `/v1/segments?uid=…` drawn from the data set — by default 60% known users
 // (Zipf-skewed over i < N) and 40% unknown users (i ≥ N, same key shapes).
 // The hello-world ignores the path, so generator cost is identical for both.
+//
+// Every run goes through the harness's HTTP driver (src/loadtest/drive-http.ts),
+// so this bench and `segd loadtest` measure with the same generators.
 //
 // The benchmark reports; it does not fail on a missed target. It exits non-zero
 // only when something crashed. Every process it starts is stopped by pid (also
