@@ -8,10 +8,10 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { runSegd, startSegd, stopReport, CLEAN_STOP, tempDir, type Segd } from './helpers/server.js';
-import { prng, sampleKeys } from '../loadtest/keys.js';
-import { bidRequest } from '../loadtest/openrtb.js';
-import { parseGate, parseGates } from '../loadtest/gate.js';
-import type { Results } from '../loadtest/runner.js';
+import { prng, sampleKeys } from '../src/loadtest/key-mix.js';
+import { bidRequest } from '../src/loadtest/openrtb.js';
+import { parseGate, parseGates } from '../src/loadtest/gate.js';
+import type { Results } from '../src/loadtest/runner.js';
 
 const USERS = 20_000;
 const SEED = 11;

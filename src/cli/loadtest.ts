@@ -1,15 +1,15 @@
-// `segd loadtest …`: the harness lives in loadtest/ (with its generators,
-// which are dev dependencies) and is loaded only when this command runs, so
-// `segd serve` never depends on it and a production install without dev
-// dependencies still starts.
+// `segd loadtest …`: the harness (src/loadtest/) drives load with generators
+// that are dev dependencies (autocannon, hdr-histogram-js, fastify, redis), so
+// it is loaded only when this command runs: `segd serve` never depends on it,
+// and a production install without dev dependencies still starts.
 export async function loadtestCommand(argv: string[]): Promise<number> {
-  let mod: typeof import('../../loadtest/cli.js');
+  let mod: typeof import('../loadtest/cli.js');
   try {
-    mod = await import('../../loadtest/cli.js');
+    mod = await import('../loadtest/cli.js');
   } catch (err) {
     const e = err as { code?: string; message: string };
     if (e.code === 'ERR_MODULE_NOT_FOUND') {
-      throw new Error(`the load-test harness or its dev dependencies are missing (${e.message.split('\n')[0]}): run it from a checkout after \`npm ci && npm run build\``, { cause: err });
+      throw new Error(`the load-test harness's dev dependencies are missing (${e.message.split('\n')[0]}): run it from a checkout after \`npm ci && npm run build\``, { cause: err });
     }
     throw err;
   }

@@ -5,7 +5,7 @@
 // writes (identity/graph-writer.ts) and the suppressed users
 // (privacy/suppressions.ts). Every source hands it batches of changes; each
 // batch is one LMDB transaction that also carries the source's checkpoint, so
-// a crash leaves the store and the checkpoint agreeing (DESIGN.md).
+// a crash leaves the store and the checkpoint agreeing (docs/design.md).
 import type { Store } from '../store/env.js';
 import type { StallReason } from '../store/write-failure.js';
 import { GraphWriter } from '../identity/graph-writer.js';

@@ -1,4 +1,4 @@
-// The LMDB env and its named databases (see DESIGN.md "Data model").
+// The LMDB env and its named databases (see docs/design.md "Data model").
 //
 // One env per process: lmdb-js shares the native env between worker threads of
 // the same process, so the loader (main thread) writes and the lookup workers

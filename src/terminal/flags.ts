@@ -31,7 +31,8 @@ export function parseCommand(cmd: string, argv: string[], spec: FlagSpec, positi
 }
 
 export function usage(cmd: string, spec: FlagSpec): string {
-  return `usage: segd ${cmd} [flags]\n` + Object.entries(spec).map(([k, v]) => `  --${k.padEnd(12)} ${v}`).join('\n');
+  // A bench names itself by its npm script (`npm run bench --`), a command by its name.
+  return `usage: ${cmd.startsWith('npm ') ? cmd : `segd ${cmd}`} [flags]\n` + Object.entries(spec).map(([k, v]) => `  --${k.padEnd(12)} ${v}`).join('\n');
 }
 
 export function numFlag(f: Flags, name: string, o: { min: number; max: number; def?: number }): number {

@@ -5,7 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { followJsonLog, type LogLine } from '../../loadtest/json-log.js';
+import { followJsonLog, type LogLine } from '../../src/loadtest/json-log.js';
 import { spawnTracked } from './procs.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');

@@ -3,8 +3,8 @@
 // 0 every gate passed (or none was given), 1 a gate failed or a scenario could
 // not run, 2 bad flags or the target could not be reached at all.
 import { pathToFileURL } from 'node:url';
-import { parseFlags, intFlag, numFlag, usage, type FlagSpec, type Flags } from '../src/terminal/flags.js';
-import { DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
+import { parseFlags, intFlag, numFlag, usage, type FlagSpec, type Flags } from '../terminal/flags.js';
+import { DEFAULT_SYNTHETIC } from '../gen/synthetic.js';
 import { parseGates, readGateFile, type Gate } from './gate.js';
 import { runLoadTest, type RunOptions } from './runner.js';
 import { SCENARIO_NAMES, type ScenarioName } from './scenarios.js';

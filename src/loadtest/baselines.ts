@@ -7,8 +7,8 @@ import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createClient } from 'redis';
-import { Synthetic, DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
-import { Progress } from '../src/terminal/progress.js';
+import { Synthetic, DEFAULT_SYNTHETIC } from '../gen/synthetic.js';
+import { Progress } from '../terminal/progress.js';
 import { alive, hasCommand, startServer, track, type Server } from './processes.js';
 
 const DIST = resolve(import.meta.dirname);

@@ -1,5 +1,5 @@
 // wrk (C, from Debian) for throughput ceilings: autocannon is a Node program
-// that saturates before segd does on 2 cores (DESIGN.md, "Measuring on this
+// that saturates before segd does on 2 cores (docs/design.md, "Measuring on this
 // kind of machine"). A Lua script cycles through whole requests written by
 // `writeRequests` (so POST bodies work too) and prints wrk's summary, µs
 // percentiles and a percentile curve as one JSON line.
@@ -7,7 +7,7 @@ import { run } from './processes.js';
 import type { Bucket, Figures, Percentiles } from './recorder.js';
 
 export function wrkScript(requestsFile: string): string {
-  return `-- written by loadtest/wrk.ts
+  return `-- written by src/loadtest/wrk.ts
 local reqs = {}
 local n = 0
 local idx = 0

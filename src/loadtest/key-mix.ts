@@ -1,12 +1,12 @@
 // The user keys a load test asks for, drawn from the data set the target
 // holds without reading it: `segd gen` makes user i's key a pure function of
 // (seed, i), so users i < N are known and users N ≤ i < 2N are unknown keys of
-// the same shapes (DESIGN.md: match rates of 30–60% are normal).
+// the same shapes (docs/design.md: match rates of 30–60% are normal).
 //
 // Known users are drawn by Zipf rank, and ranks are scattered over 0..N-1 by a
 // fixed bijection so the hot users are not simply the first ones in the feed.
 // Unknown users are drawn uniformly: a miss rarely repeats in real traffic.
-import { Zipf, uidFor } from '../src/gen/synthetic.js';
+import { Zipf, uidFor } from '../gen/synthetic.js';
 
 export interface KeyMixOptions {
   /** Generator seed of the data set (`segd gen --seed`). */

@@ -14,81 +14,61 @@
 // known / 40% unknown): first with no ingest, then while this process pushes
 // delta batches over HTTP (`POST /v1/ingest`) as fast as segd acks them.
 // Prints lookup latency for both phases and the delta apply rate; the target
-// (DESIGN.md) is lookup p99 ≤ 1.5 ms during heavy ingest.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+// (docs/design.md) is lookup p99 ≤ 1.5 ms during heavy ingest.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { followJsonLog } from './json-log.js';
+import { join } from 'node:path';
+import { intFlag, parseFlags } from '../src/terminal/flags.js';
 import { uidFor, Synthetic, DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
-import type { LoopSummary } from './open-loop-client.js';
+import { driveHttp, type DriveResult } from '../src/loadtest/drive-http.js';
+import { cleanup, hasCommand, installCleanupHandlers, pin as pinAll, tempDirs } from '../src/loadtest/processes.js';
+import { startSeededSegd } from './seeded-segd.js';
 
-const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-};
-const USERS = arg('users', 200_000);
-const RATE = arg('rate', 10_000);
-const SECONDS = arg('seconds', 10);
-const BATCH = arg('batch', 5000);
-const LAYOUT = process.argv.includes('--layout') ? process.argv[process.argv.indexOf('--layout') + 1] : 'shared';
+const flags = parseFlags('npm run bench:ingest --', process.argv.slice(2), {
+  users: 'users in the data set (default 200000)',
+  rate: 'lookups/s, open loop (default 10000)',
+  seconds: 'seconds per phase (default 10)',
+  batch: 'records per ingest request (default 5000)',
+  layout: 'CPU layout: shared (default), split or isolated',
+  'single-gc': 'segd runs with --single-threaded-gc',
+}, ['single-gc']);
+const USERS = intFlag(flags, 'users', { min: 1000, max: 100_000_000, def: 200_000 });
+const RATE = intFlag(flags, 'rate', { min: 1, max: 10_000_000, def: 10_000 });
+const SECONDS = intFlag(flags, 'seconds', { min: 1, max: 3600, def: 10 });
+const BATCH = intFlag(flags, 'batch', { min: 1, max: 1_000_000, def: 5000 });
+const LAYOUT = flags.layout ?? 'shared';
 if (LAYOUT !== 'shared' && LAYOUT !== 'split' && LAYOUT !== 'isolated') throw new Error('--layout is shared, split or isolated');
 const CLIENT_CPU = LAYOUT === 'split' ? 0 : 1;
 // --single-gc: V8's GC helper threads run at normal priority whatever the loader thread's nice
 // value; with --single-threaded-gc each isolate collects on its own thread.
-const NODE_FLAGS = process.argv.includes('--single-gc') ? ['--single-threaded-gc'] : [];
+const NODE_FLAGS = flags['single-gc'] ? ['--single-threaded-gc'] : [];
 const KEY = 'bench-ingest-key-0123456789';
-const pin = spawnSync('sh', ['-c', 'command -v taskset'], { stdio: 'ignore' }).status === 0;
-const onCpu = (cpu: number, cmd: string[]) => (pin ? ['taskset', '-c', String(cpu), ...cmd] : cmd);
-
-const children: ChildProcess[] = [];
-const dir = mkdtempSync(join(tmpdir(), 'segd-bench-ingest-'));
-process.on('exit', () => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-  rmSync(dir, { recursive: true, force: true });
-});
-process.on('SIGINT', () => process.exit(130));
+const pin = hasCommand('taskset');
 
 function say(s: string) {
   process.stderr.write(`bench-ingest: ${s}\n`);
 }
+installCleanupHandlers(say);
 
 async function main() {
   // The pusher (this process) shares the client's core, not segd's.
   if (pin) spawnSync('taskset', ['-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
-  const seed = join(dir, 'seed.ndjson');
-  say(`generating ${USERS} users…`);
-  const gen = spawnSync(process.execPath, [join(ROOT, 'bin/segd.js'), 'gen', '--users', String(USERS), '--out', seed, '--quiet', '--ts', '0']);
-  if (gen.status !== 0) throw new Error(`gen failed: ${gen.stderr}`);
-
-  const [cmd, ...args] = onCpu(0, [process.execPath, ...NODE_FLAGS, join(ROOT, 'bin/segd.js'), 'serve']);
-  const segd = spawn(cmd!, args, {
-    env: { PATH: process.env.PATH ?? '', SEGD_PORT: '0', SEGD_HOST: '127.0.0.1', SEGD_DATA_DIR: join(dir, 'data'), SEGD_SEED: seed, SEGD_WORKERS: '1', SEGD_INGEST_KEYS: KEY },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(segd);
-  const log = followJsonLog(segd, 'segd', 1000);
-  const port = (await log.waitFor((l) => l.msg === 'listening', 30_000)).port as number;
-  const ready = await log.waitFor((l) => l.msg === 'ready', 600_000);
-  say(`segd ready on ${port}: ${USERS} users in ${ready.ms} ms`);
+  const dir = mkdtempSync(join(tmpdir(), 'segd-bench-ingest-'));
+  tempDirs.add(dir);
+  const { segd: server } = await startSeededSegd({ dir, users: USERS, seed: DEFAULT_SYNTHETIC.seed, workers: 1, host: '127.0.0.1', nodeFlags: NODE_FLAGS, env: { SEGD_INGEST_KEYS: KEY }, say });
+  const { port, proc: segd } = server;
+  if (pin) pinAll(segd.pid!, 0);
   // Only the main thread (tid = pid: the loader) moves; the worker threads stay on CPU 0.
   if (pin && LAYOUT !== 'shared') spawnSync('taskset', ['-p', '-c', '1', String(segd.pid)], { stdio: 'ignore' });
 
   const paths = Array.from({ length: 100_000 }, (_, i) =>
     `/v1/segments?uid=${encodeURIComponent(uidFor(DEFAULT_SYNTHETIC.seed, i % 5 < 3 ? (i * 7919) % USERS : USERS + i))}`);
-  const pathsFile = join(dir, 'paths.txt');
-  writeFileSync(pathsFile, paths.join('\n') + '\n');
-
+  const requests = paths.map((path) => ({ method: 'GET' as const, path, headers: {} }));
   const lookups = () =>
-    new Promise<LoopSummary>((resolveRun, reject) => {
-      const [c, ...a] = onCpu(CLIENT_CPU, [process.execPath, join(ROOT, 'dist/loadtest/open-loop-client.js'), '--port', String(port), '--paths', pathsFile, '--rate', String(RATE), '--duration-ms', String(SECONDS * 1000), '--warmup-ms', '1000']);
-      const p = spawn(c!, a, { stdio: ['ignore', 'pipe', 'inherit'] });
-      children.push(p);
-      let out = '';
-      p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-      p.once('exit', (code) => (code === 0 ? resolveRun(JSON.parse(out.trim().split('\n').pop()!) as LoopSummary) : reject(new Error(`client exit ${code}`))));
+    driveHttp({
+      generator: 'client', host: '127.0.0.1', port, requests, rate: RATE, connections: 50, warmupS: 1, durationS: SECONDS,
+      timeoutS: 10, maxRequests: Number.MAX_SAFE_INTEGER, okBelow: 300, ...(pin ? { cpu: CLIENT_CPU } : {}),
     });
 
   say(`phase 1: ${RATE} lookups/s for ${SECONDS} s, no ingest`);
@@ -128,8 +108,8 @@ async function main() {
   const pushS = (performance.now() - pushT0) / 1000;
 
   const ms = (us: number) => (us / 1000).toFixed(2).padStart(7);
-  const row = (name: string, s: LoopSummary) =>
-    `  ${name.padEnd(22)} ${String(Math.round(s.rps)).padStart(7)}  ${ms(s.latencyUs.p50)}  ${ms(s.latencyUs.p90)}  ${ms(s.latencyUs.p99)}  ${ms(s.latencyUs.p999)}  ${ms(s.latencyUs.max)}   ${ms(s.sendLagUs.p99)}   ${ms(s.serviceUs.p99)}`;
+  const row = (name: string, { figures: f, info }: DriveResult) =>
+    `  ${name.padEnd(22)} ${String(Math.round(f.rps)).padStart(7)}  ${ms(f.latencyUs.p50)}  ${ms(f.latencyUs.p90)}  ${ms(f.latencyUs.p99)}  ${ms(f.latencyUs.p999)}  ${ms(f.latencyUs.max)}   ${ms(info.sendLagUs!.p99)}   ${ms(info.serviceUs!.p99)}`;
   const where = !pin ? ''
     : LAYOUT === 'split' ? ' (layout split: lookup worker + client on CPU 0, loader thread + pusher on CPU 1)'
     : LAYOUT === 'isolated' ? ' (layout isolated: lookup worker alone on CPU 0, loader thread + client + pusher on CPU 1)'
@@ -139,16 +119,17 @@ async function main() {
   console.log(row('lookups, no ingest', quiet));
   console.log(row('lookups during ingest', busy));
   console.log(`\n  ingest during phase 2: ${applied} records in ${batches} batches, ${Math.round(applied / pushS)} records/s applied and acked (HTTP push, batches of ${BATCH})`);
-  const p99 = busy.latencyUs.p99 / 1000;
-  console.log(`  [${p99 <= 1.5 ? 'PASS' : 'FAIL'}] lookup p99 during heavy ingest ≤ 1.5 ms: ${p99.toFixed(2)} ms (without ingest: ${(quiet.latencyUs.p99 / 1000).toFixed(2)} ms); from the actual send ${(busy.serviceUs.p99 / 1000).toFixed(2)} ms`);
+  const p99 = busy.figures.latencyUs.p99 / 1000;
+  console.log(`  [${p99 <= 1.5 ? 'PASS' : 'FAIL'}] lookup p99 during heavy ingest ≤ 1.5 ms: ${p99.toFixed(2)} ms (without ingest: ${(quiet.figures.latencyUs.p99 / 1000).toFixed(2)} ms); from the actual send ${(busy.info.serviceUs!.p99 / 1000).toFixed(2)} ms`);
   console.log('  (on 2 cores segd, the lookup client and this pusher share the CPUs: the client-lag column shows how much of the latency is the client waiting for a core)');
-  segd.kill('SIGTERM');
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
+main()
+  .catch((err: unknown) => {
     console.error(err);
-    process.exit(1);
-  },
-);
+    process.exitCode = 1;
+  })
+  .finally(async () => {
+    await cleanup();
+    process.exit();
+  });

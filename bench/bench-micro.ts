@@ -23,14 +23,12 @@ import { Synthetic, uidFor, DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
 import type { Change } from '../src/loader/records.js';
 import { BlockedBloom, sizeFor } from '../src/filters/blocked-bloom.js';
 import bloomFilters from 'bloom-filters';
+import { intFlag, parseFlags } from '../src/terminal/flags.js';
 const { BloomFilter } = bloomFilters;
 
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-};
-const USERS = arg('users', 1_000_000);
-const OPS = arg('ops', 2_000_000);
+const flags = parseFlags('npm run bench:micro --', process.argv.slice(2), { users: 'users in the store (default 1M)', ops: 'operations per measurement (default 2M)' });
+const USERS = intFlag(flags, 'users', { min: 1000, max: 100_000_000, def: 1_000_000 });
+const OPS = intFlag(flags, 'ops', { min: 1000, max: 1_000_000_000, def: 2_000_000 });
 const MICRO_KEY = 'micro-bench-key-0123456789';
 
 function bench(name: string, fn: (i: number) => unknown): number {

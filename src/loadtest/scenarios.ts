@@ -1,9 +1,9 @@
 // The load-test scenarios: which requests each one sends (built once, before
 // the run, from the sampled keys) and which answers count as success.
-// `mixed` is `lookup` plus an ingest stream (loadtest/ingest-stream.ts); `ws`
-// is driven by loadtest/drive-ws.ts over one WebSocket per connection.
-import type { KeyMix } from './keys.js';
-import { prng } from './keys.js';
+// `mixed` is `lookup` plus an ingest stream (src/loadtest/ingest-stream.ts); `ws`
+// is driven by src/loadtest/drive-ws.ts over one WebSocket per connection.
+import type { KeyMix } from './key-mix.js';
+import { prng } from './key-mix.js';
 import { bidRequest } from './openrtb.js';
 
 export interface HttpReq {

@@ -14,6 +14,7 @@ import { mkdtempSync, mkdirSync, rmdirSync, rmSync, statSync, writeFileSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import hdr from 'hdr-histogram-js';
+import { intFlag, numFlag, parseFlags } from '../src/terminal/flags.js';
 import { openStore } from '../src/store/env.js';
 import { Writer } from '../src/loader/writer.js';
 import { SegmentLookup, nowSeconds } from '../src/lookup/segments.js';
@@ -22,15 +23,22 @@ import { BlockedBloom, sizeFor } from '../src/filters/blocked-bloom.js';
 import { saveFilter, loadFilter } from '../src/filters/persist.js';
 import type { Change } from '../src/loader/records.js';
 
-const arg = (name: string, def: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1]! : def;
-};
-const USERS = Number(arg('users', '1000000'));
-const PROBES = Number(arg('probes', '20000'));
+const flags = parseFlags('npm run bench:bloom --', process.argv.slice(2), {
+  users: 'users in the store (default 1M)',
+  probes: 'lookups per measurement (default 20000)',
+  'base-mb': 'memory a cold child needs besides the data, MB (default 96)',
+  child: '(internal) one cold measurement: --dir, --filter yes|no, --kind hit|miss, --offset',
+  dir: '(internal)',
+  filter: '(internal)',
+  kind: '(internal)',
+  offset: '(internal)',
+}, ['child']);
+const str = (name: string, def: string) => (typeof flags[name] === 'string' ? (flags[name] as string) : def);
+const USERS = intFlag(flags, 'users', { min: 1000, max: 100_000_000, def: 1_000_000 });
+const PROBES = intFlag(flags, 'probes', { min: 1, max: 10_000_000, def: 20_000 });
 const SEED = DEFAULT_SYNTHETIC.seed;
 /** What the child needs besides the data: Node, the filter, the keys. */
-const BASE_MEMORY = Number(arg('base-mb', '96')) * 1048576;
+const BASE_MEMORY = numFlag(flags, 'base-mb', { min: 1, max: 1_000_000, def: 96 }) * 1048576;
 
 interface Stats {
   n: number;
@@ -63,15 +71,16 @@ const missKeys = (offset: number) => Array.from({ length: PROBES }, (_, i) => fl
 const hitKeys = (offset: number) => Array.from({ length: PROBES }, (_, i) => flat(uidFor(SEED, (offset + i * 7919) % USERS)));
 
 // Child mode: one cold measurement in a fresh process.
-if (process.argv.includes('--child')) {
-  const dir = arg('dir', '');
-  const withFilter = arg('filter', 'no') === 'yes';
-  const kind = arg('kind', 'miss');
+if (flags.child) {
+  const dir = str('dir', '');
+  const withFilter = str('filter', 'no') === 'yes';
+  const kind = str('kind', 'miss');
   const store = openStore(dir);
   const lookup = new SegmentLookup(store);
   if (withFilter) lookup.filter = (await loadFilter(join(dir, 'bench.bloom'))).filter;
   const now = nowSeconds();
-  const keys = kind === 'miss' ? missKeys(Number(arg('offset', '0'))) : hitKeys(Number(arg('offset', '0')));
+  const offset = intFlag(flags, 'offset', { min: 0, max: 1_000_000_000, def: 0 });
+  const keys = kind === 'miss' ? missKeys(offset) : hitKeys(offset);
   const stats = measure(keys, (k) => lookup.find(k, now));
   process.stdout.write(JSON.stringify(stats));
   await store.close();

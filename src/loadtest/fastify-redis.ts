@@ -3,7 +3,7 @@
 // (key = user key). Same routes and answers as segd's lookups, written the
 // way a team would write them (async handler, one GET / MGET per request).
 //
-//   REDIS_URL=redis://127.0.0.1:P node dist/loadtest/fastify-redis.js
+//   REDIS_URL=redis://127.0.0.1:P node dist/src/loadtest/fastify-redis.js
 //
 // Prints {"msg":"listening","port":…} when ready; stops on SIGTERM/SIGINT.
 import Fastify from 'fastify';

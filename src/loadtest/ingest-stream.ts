@@ -7,8 +7,8 @@
 // data set, so the load test changes nothing that lasts: the memberships
 // expire by themselves and the users' other segments are untouched.
 import { Recorder, type Figures } from './recorder.js';
-import { uidFor } from '../src/gen/synthetic.js';
-import { prng } from './keys.js';
+import { uidFor } from '../gen/synthetic.js';
+import { prng } from './key-mix.js';
 
 export interface IngestOptions {
   origin: string;

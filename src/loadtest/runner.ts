@@ -3,7 +3,7 @@
 // --compare, run the same scenario with the same settings against the
 // hello-world and Fastify + Redis right after; then evaluate the gate.
 import type { Figures } from './recorder.js';
-import { sampleKeys, type KeyMix } from './keys.js';
+import { sampleKeys, type KeyMix } from './key-mix.js';
 import { SCENARIOS, type HttpReq, type ScenarioInput, type ScenarioName } from './scenarios.js';
 import { driveHttp, type DriveInfo, type DriveResult } from './drive-http.js';
 import { driveWs, openWs, WsUnavailable } from './drive-ws.js';
@@ -12,7 +12,7 @@ import { diff, gauges, scrape, serverView, type ServerView } from './metrics-scr
 import { evaluate, fmtUs, type Gate, type GateResult } from './gate.js';
 import { startBaselines, type Baselines } from './baselines.js';
 import { cleanup, pin, planPinning, type Pinning } from './processes.js';
-import { Progress } from '../src/terminal/progress.js';
+import { Progress } from '../terminal/progress.js';
 
 export interface RunOptions {
   target: string;
@@ -204,7 +204,7 @@ async function measure(o: RunOptions, name: ScenarioName, target: TargetName, or
         ? await driveWs({ url: `ws://${url.host}/v1/ws`, partnerKey: o.partnerKey, uids: input.keys.uids, connections: o.connections, pipeline: o.pipeline, rate: o.rate, warmupS: o.warmupS, durationS: o.durationS, timeoutS: o.timeoutS, maxRequests: o.maxRequests, okBelow: sc.okBelow, onMeasureStart })
         : await driveHttp({
             host, port, requests, connections: o.connections, rate: o.rate, warmupS: o.warmupS, durationS: o.durationS,
-            timeoutS: o.timeoutS, maxRequests: o.maxRequests, okBelow: sc.okBelow, generator: o.generator, onMeasureStart,
+            timeoutS: o.timeoutS, maxRequests: o.maxRequests, okBelow: sc.okBelow, generator: o.rate > 0 ? 'client' : o.generator, onMeasureStart,
           });
   } catch (err) {
     // A generator that died (or a target that went away mid-run) fails this scenario, not the whole run.

@@ -17,13 +17,11 @@ import { parseConsent } from '../src/privacy/consent.js';
 import type { Change } from '../src/loader/records.js';
 import { GVL, TCModel, TCString } from '@iabtcf/core';
 import { GppModel } from '@iabgpp/cmpapi';
+import { intFlag, parseFlags } from '../src/terminal/flags.js';
 
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-};
-const USERS = arg('users', 200_000);
-const OPS = arg('ops', 1_000_000);
+const flags = parseFlags('npm run bench:identity --', process.argv.slice(2), { users: 'users in the store (default 200000)', ops: 'operations per measurement (default 1M)' });
+const USERS = intFlag(flags, 'users', { min: 1000, max: 100_000_000, def: 200_000 });
+const OPS = intFlag(flags, 'ops', { min: 1000, max: 1_000_000_000, def: 1_000_000 });
 
 function bench(name: string, ops: number, fn: (i: number) => unknown): number {
   let sink = 0;

@@ -9,48 +9,43 @@
 // requests, no 5xx on hostile ones, and every resource flat (the last minute's
 // level within a bound of the level after warm-up). Writes an HTML report
 // with the resource curves as SVG.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { pack } from 'msgpackr';
 import WebSocket from 'ws';
-import { followJsonLog } from './json-log.js';
-import { IngestStream } from './ingest-stream.js';
-import { parseCounters } from './metrics-scrape.js';
-import { prng } from './keys.js';
+import { intFlag, numFlag, parseFlags } from '../src/terminal/flags.js';
+import { IngestStream } from '../src/loadtest/ingest-stream.js';
+import { parseCounters } from '../src/loadtest/metrics-scrape.js';
+import { prng } from '../src/loadtest/key-mix.js';
 import { uidFor, DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
+import { installCleanupHandlers, stopChild, tempDirs } from '../src/loadtest/processes.js';
+import { startSeededSegd } from './seeded-segd.js';
 
-const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-};
-const sarg = (name: string, def: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1]! : def;
-};
-const MINUTES = arg('minutes', 10);
-const USERS = arg('users', 200_000);
-const RATE = arg('rate', 2_000);
-const FEED = arg('feed', 5_000);
-const HOSTILE = arg('hostile', 0.05);
-const OUT = resolve(sarg('out', 'soak-report.html'));
+const flags = parseFlags('npm run bench:soak --', process.argv.slice(2), {
+  minutes: 'minutes of traffic (default 10)',
+  users: 'users in the data set (default 200000)',
+  rate: 'requests/s (default 2000)',
+  feed: 'pushed feed records/s (default 5000)',
+  hostile: 'share of hostile requests, 0..1 (default 0.05)',
+  out: 'the HTML report (default soak-report.html)',
+});
+const MINUTES = numFlag(flags, 'minutes', { min: 0.1, max: 7 * 24 * 60, def: 10 });
+const USERS = intFlag(flags, 'users', { min: 1000, max: 100_000_000, def: 200_000 });
+const RATE = intFlag(flags, 'rate', { min: 1, max: 1_000_000, def: 2_000 });
+const FEED = intFlag(flags, 'feed', { min: 0, max: 10_000_000, def: 5_000 });
+const HOSTILE = numFlag(flags, 'hostile', { min: 0, max: 1, def: 0.05 });
+const OUT = resolve(typeof flags.out === 'string' ? flags.out : 'soak-report.html');
 const SAMPLE_MS = 10_000;
 const ADMIN = 'soak-admin-key-0123456789';
 const INGEST = 'soak-ingest-key-0123456789';
 const PARTNER = 'soak-partner-key-0123456789';
 
-const children: ChildProcess[] = [];
 const dir = mkdtempSync(join(tmpdir(), 'segd-soak-'));
-process.on('exit', () => {
-  for (const c of children) if (c.exitCode === null && c.pid !== undefined) process.kill(c.pid, 'SIGKILL');
-  rmSync(dir, { recursive: true, force: true });
-});
-process.on('SIGINT', () => process.exit(130));
+tempDirs.add(dir);
 const say = (s: string) => process.stderr.write(`soak: ${s}\n`);
+installCleanupHandlers(say);
 
 interface Tally {
   sent: number;
@@ -82,27 +77,20 @@ interface Sample {
 const deep = (d: number) => '['.repeat(d) + ']'.repeat(d);
 
 async function main() {
-  const seed = join(dir, 'seed.ndjson');
-  say(`generating ${USERS} users…`);
-  const gen = spawnSync(process.execPath, [join(ROOT, 'bin/segd.js'), 'gen', '--users', String(USERS), '--out', seed, '--quiet', '--ts', '0']);
-  if (gen.status !== 0) throw new Error(`gen failed: ${gen.stderr}`);
   writeFileSync(join(dir, 'segd.json'), JSON.stringify({
     adminKeys: [ADMIN],
     partners: [{ id: 'dspa', name: 'A', keys: [PARTNER], segments: '*', sync: { url: 'https://a.example/s?u=${UID}', type: 'redirect' } }],
   }));
-  const segd = spawn(process.execPath, [join(ROOT, 'bin/segd.js'), 'serve'], {
+  const server = await startSeededSegd({
+    dir, users: USERS, seed: DEFAULT_SYNTHETIC.seed, workers: 2, host: '127.0.0.1', say,
     env: {
-      PATH: process.env.PATH ?? '', SEGD_PORT: '0', SEGD_HOST: '127.0.0.1', SEGD_DATA_DIR: join(dir, 'data'), SEGD_SEED: seed,
-      SEGD_WORKERS: '2', SEGD_INGEST_KEYS: INGEST, SEGD_CONFIG: join(dir, 'segd.json'), SEGD_ENRICH_BUDGET_MS: '1000',
+      SEGD_INGEST_KEYS: INGEST, SEGD_CONFIG: join(dir, 'segd.json'), SEGD_ENRICH_BUDGET_MS: '1000',
       // Slow bodies are dropped after 2 s here, so the slow-loris share comes and goes within the run.
       SEGD_BODY_TIMEOUT_MS: '2000',
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  children.push(segd);
-  const log = followJsonLog(segd, 'segd', 2000);
-  const port = (await log.waitFor((l) => l.msg === 'listening', 30_000)).port as number;
-  await log.waitFor((l) => l.msg === 'ready', 600_000);
+  const { port, proc: segd } = server.segd;
+  say(`segd ready on ${port}; ${MINUTES} min of ${RATE} req/s (${Math.round(HOSTILE * 100)}% hostile) and a ${FEED} records/s feed`);
   const origin = `http://127.0.0.1:${port}`;
   say(`segd ready on ${port}; ${MINUTES} min of ${RATE} req/s (${Math.round(HOSTILE * 100)}% hostile) and a ${FEED} records/s feed`);
 
@@ -240,8 +228,7 @@ async function main() {
   clearInterval(sampler);
   await sample();
   const feed = await ingest.stop();
-  segd.kill('SIGTERM');
-  await new Promise((r) => segd.once('exit', r));
+  await stopChild(segd, 30_000);
 
   // Flat: the level over the last minute against the level after the first minute of warm-up.
   const after = (s: number) => samples.filter((x) => x.t >= s);

@@ -6,21 +6,19 @@
 //   snapshot → loaded store    (the same file again: merged with the live generation, then swapped)
 //   delta    → empty store     (*.ndjson: the writer's per-record read-modify-write path)
 // Prints memberships/s for each and the snapshot/delta ratio from the same
-// round. The target (DESIGN.md) is snapshot import ≥ 1,000,000 memberships/s.
+// round. The target (docs/design.md) is snapshot import ≥ 1,000,000 memberships/s.
 import { spawnSync } from 'node:child_process';
 import { linkSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { intFlag, parseFlags } from '../src/terminal/flags.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const BIN = join(ROOT, 'bin/segd.js');
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : def;
-};
-const USERS = arg('users', 1_000_000);
-const ROUNDS = arg('rounds', 2);
+const flags = parseFlags('npm run bench:import --', process.argv.slice(2), { users: 'users in the data set (default 1M)', rounds: 'rounds (default 2)' });
+const USERS = intFlag(flags, 'users', { min: 1000, max: 100_000_000, def: 1_000_000 });
+const ROUNDS = intFlag(flags, 'rounds', { min: 1, max: 100, def: 2 });
 
 const dir = mkdtempSync(join(tmpdir(), 'segd-bench-import-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));

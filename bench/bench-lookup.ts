@@ -1,6 +1,6 @@
 // `npm run bench [-- flags]`: single-lookup throughput and latency of segd
 // against a bare uWebSockets.js hello-world measured in the same run, on the
-// same machine, with the same generator settings (DESIGN.md "Targets" and
+// same machine, with the same generator settings (docs/design.md "Targets" and
 // "Measuring on this kind of machine").
 //
 // One run:
@@ -12,10 +12,10 @@
 //   4. closed loop (max req/s): autocannon, then wrk if on PATH, alternating
 //      hello, segd, hello, segd … with a 2 s warm-up before each measured run;
 //   5. half load: open loop at min(½ × segd's max, what the µs client can
-//      drive), with autocannon's `overallRate` (whole-ms latencies) and with a
-//      small raw-socket client here that records every latency in µs
+//      drive), with autocannon's `overallRate` (whole-ms latencies) and with
+//      the harness's open-loop client, which records every latency in µs
 //      (hdr-histogram-js), both servers at the same rate;
-//   6. prints a table with the DESIGN.md targets marked PASS/FAIL and writes
+//   6. prints a table with the docs/design.md targets marked PASS/FAIL and writes
 //      every figure to bench-out/bench-lookup-<timestamp>.json.
 //
 // Both servers get the very same request sequence: paths
@@ -23,115 +23,65 @@
 // (Zipf-skewed over i < N) and 40% unknown users (i ≥ N, same key shapes).
 // The hello-world ignores the path, so generator cost is identical for both.
 //
+// Every run goes through the harness's HTTP driver (src/loadtest/drive-http.ts),
+// so this bench and `segd loadtest` measure with the same generators.
+//
 // The benchmark reports; it does not fail on a missed target. It exits non-zero
 // only when something crashed. Every process it starts is stopped by pid (also
 // on error and SIGINT), and its temp dir is removed.
-import autocannon from 'autocannon';
-import { cleanup, hasCommand, httpGet, installCleanupHandlers, pin, planPinning, run, startServer, stopChild, tempDirs, type Pinning, type Server } from './processes.js';
-import { createReadStream, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { intFlag, numFlag, parseFlags, type FlagSpec } from '../src/terminal/flags.js';
 import { DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
-import { sampleKeys } from './keys.js';
-import { rawRequest, writeRequests, type LoopSummary } from './open-loop-client.js';
-import type { Latency } from './open-loop-client.js';
-import { runWrk, wrkScript } from './wrk.js';
+import { envWithoutSegd, startSeededSegd } from './seeded-segd.js';
+import { AUTOCANNON_REQUESTS_PER_CONNECTION, driveHttp } from '../src/loadtest/drive-http.js';
+import { sampleKeys } from '../src/loadtest/key-mix.js';
+import { cleanup, hasCommand, httpGet, installCleanupHandlers, pin, planPinning, startServer, stopChild, tempDirs, type Pinning, type Server } from '../src/loadtest/processes.js';
+import type { Percentiles as Latency } from '../src/loadtest/recorder.js';
+import type { HttpReq } from '../src/loadtest/scenarios.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const SEGD_BIN = join(ROOT, 'bin/segd.js');
-const HELLO_JS = join(ROOT, 'dist/loadtest/hello-world.js');
-const CLIENT_JS = join(ROOT, 'dist/loadtest/open-loop-client.js');
+const HELLO_JS = join(ROOT, 'dist/src/loadtest/hello-world.js');
 const HOST = '127.0.0.1';
 
 // ───────────────────────────── flags ─────────────────────────────
 
-const FLAGS = {
-  users: { def: '1000000', help: 'users in the generated data set (takes 100k, 1M)' },
-  workers: { def: '1', help: 'SEGD_WORKERS for segd' },
-  duration: { def: '10', help: 'seconds per measured run' },
-  warmup: { def: '2', help: 'seconds of warm-up before each measured run (not counted)' },
-  rounds: { def: '2', help: 'closed-loop rounds (each: hello then segd)' },
-  connections: { def: '50', help: 'connections, for every generator' },
-  known: { def: '0.6', help: 'share of requests for known users (the rest are unknown users)' },
-  zipf: { def: '1.0', help: 'Zipf exponent of the known-user skew' },
-  paths: { def: '100000', help: 'distinct precomputed request paths, cycled' },
-  seed: { def: String(DEFAULT_SYNTHETIC.seed), help: 'generator seed' },
-  rate: { def: '0', help: 'half-load rate in req/s (0 = auto: min(½ segd max, client limit))' },
-  'no-wrk': { def: false, help: 'skip wrk even if it is on PATH' },
-  'no-pin': { def: false, help: 'do not pin with taskset' },
-  help: { def: false, help: 'this help' },
-} as const;
+const SPEC: FlagSpec = {
+  users: 'users in the generated data set (takes 100k, 1M; default 1M)',
+  workers: 'SEGD_WORKERS for segd (default 1)',
+  duration: 'seconds per measured run (default 10)',
+  warmup: 'seconds of warm-up before each measured run, not counted (default 2)',
+  rounds: 'closed-loop rounds, each hello then segd (default 2)',
+  connections: 'connections, for every generator (default 50)',
+  known: 'share of requests for known users, the rest unknown users (default 0.6)',
+  zipf: 'Zipf exponent of the known-user skew (default 1.0)',
+  paths: 'distinct precomputed request paths, cycled (default 100000)',
+  seed: `generator seed (default ${DEFAULT_SYNTHETIC.seed})`,
+  rate: 'half-load rate in req/s (0 = auto: min(½ segd max, client limit); default 0)',
+  'no-wrk': 'skip wrk even if it is on PATH',
+  'no-pin': 'do not pin with taskset',
+};
 
-function usage(): string {
-  return (
-    'usage: npm run bench -- [flags]\n' +
-    Object.entries(FLAGS)
-      .map(([k, v]) => `  --${k.padEnd(12)} ${v.help}${typeof v.def === 'string' ? ` (default ${v.def})` : ''}`)
-      .join('\n')
-  );
-}
-
-interface Opts {
-  users: number;
-  workers: number;
-  durationS: number;
-  warmupS: number;
-  rounds: number;
-  connections: number;
-  known: number;
-  zipf: number;
-  paths: number;
-  seed: number;
-  rate: number;
-  wrk: boolean;
-  pin: boolean;
-}
-
-function parseOpts(argv: string[]): Opts {
-  const options: Record<string, { type: 'string' | 'boolean' }> = {};
-  for (const [k, v] of Object.entries(FLAGS)) options[k] = { type: typeof v.def === 'boolean' ? 'boolean' : 'string' };
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false }) as {
-      values: Record<string, string | boolean | undefined>;
-    });
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${usage()}`);
-  }
-  if (values.help) {
-    process.stdout.write(usage() + '\n');
-    process.exit(0);
-  }
-  const num = (name: keyof typeof FLAGS, min: number, max: number, int = true): number => {
-    let raw = String(values[name] ?? FLAGS[name].def).trim();
-    let mult = 1;
-    if (/^\d+(\.\d+)?[kKmM]$/.test(raw)) {
-      mult = /[kK]$/.test(raw) ? 1e3 : 1e6;
-      raw = raw.slice(0, -1);
-    }
-    const n = Number(raw) * mult;
-    if (raw === '' || !Number.isFinite(n) || n < min || n > max || (int && !Number.isInteger(n))) {
-      throw new UsageError(`--${name} must be ${int ? 'a whole number' : 'a number'} from ${min} to ${max}; got ${JSON.stringify(values[name])}`);
-    }
-    return n;
-  };
+function parseOpts(argv: string[]) {
+  const f = parseFlags('npm run bench --', argv, SPEC, ['no-wrk', 'no-pin']);
   return {
-    users: num('users', 1000, 100_000_000),
-    workers: num('workers', 1, 256),
-    durationS: num('duration', 1, 3600),
-    warmupS: num('warmup', 0, 600),
-    rounds: num('rounds', 1, 100),
-    connections: num('connections', 1, 10_000),
-    known: num('known', 0, 1, false),
-    zipf: num('zipf', 0, 5, false),
-    paths: num('paths', 1000, 10_000_000),
-    seed: num('seed', 0, 0xffff_ffff),
-    rate: num('rate', 0, 10_000_000),
-    wrk: values['no-wrk'] !== true,
-    pin: values['no-pin'] !== true,
+    users: intFlag(f, 'users', { min: 1000, max: 100_000_000, def: 1_000_000 }),
+    workers: intFlag(f, 'workers', { min: 1, max: 256, def: 1 }),
+    durationS: intFlag(f, 'duration', { min: 1, max: 3600, def: 10 }),
+    warmupS: intFlag(f, 'warmup', { min: 0, max: 600, def: 2 }),
+    rounds: intFlag(f, 'rounds', { min: 1, max: 100, def: 2 }),
+    connections: intFlag(f, 'connections', { min: 1, max: 10_000, def: 50 }),
+    known: numFlag(f, 'known', { min: 0, max: 1, def: 0.6 }),
+    zipf: numFlag(f, 'zipf', { min: 0, max: 5, def: 1 }),
+    paths: intFlag(f, 'paths', { min: 1000, max: 10_000_000, def: 100_000 }),
+    seed: intFlag(f, 'seed', { min: 0, max: 0xffff_ffff, def: DEFAULT_SYNTHETIC.seed }),
+    rate: intFlag(f, 'rate', { min: 0, max: 10_000_000, def: 0 }),
+    wrk: f['no-wrk'] !== true,
+    pin: f['no-pin'] !== true,
   };
 }
+type Opts = ReturnType<typeof parseOpts>;
 
 class UsageError extends Error {}
 
@@ -151,42 +101,11 @@ installCleanupHandlers(phase);
 
 // ───────────────────────────── the request mix ─────────────────────────────
 
-interface PathSet {
-  paths: string[];
-  knownShare: number;
-  distinctUsers: number;
-}
-
-/** Request paths for the lookup mix (loadtest/keys.ts: Zipf-skewed known users, uniform unknown ones). */
-function buildPaths(o: Opts): PathSet {
+/** Lookups for the request mix (src/loadtest/key-mix.ts: Zipf-skewed known users, uniform unknown ones). */
+function buildRequests(o: Opts) {
   const mix = sampleKeys({ seed: o.seed, users: o.users, hitRatio: o.known, zipf: o.zipf, count: o.paths });
-  const paths = mix.uids.map((uid) => `/v1/segments?uid=${encodeURIComponent(uid)}`);
-  return { paths, knownShare: mix.knownShare, distinctUsers: mix.distinct };
-}
-
-/** Memberships in a feed: top-level elements of each line's "segments" array. */
-async function countMemberships(file: string): Promise<number> {
-  let count = 0;
-  let inArray = false;
-  let justOpened = false;
-  let depth = 0;
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
-    for (let i = 0; i < chunk.length; i++) {
-      const c = chunk[i]!;
-      if (justOpened) {
-        justOpened = false;
-        if (c !== 0x5d) count++;
-      }
-      if (c === 0x7b) depth++;
-      else if (c === 0x7d) depth--;
-      else if (c === 0x5b) {
-        inArray = true;
-        justOpened = true;
-      } else if (c === 0x5d) inArray = false;
-      else if (c === 0x2c && inArray && depth === 1) count++;
-    }
-  }
-  return count;
+  const requests: HttpReq[] = mix.uids.map((uid) => ({ method: 'GET', path: `/v1/segments?uid=${encodeURIComponent(uid)}`, headers: {} }));
+  return { requests, knownShare: mix.knownShare, distinctUsers: mix.distinct };
 }
 
 // ───────────────────────────── measurements ─────────────────────────────
@@ -214,129 +133,55 @@ interface Measurement {
   sendLagUs?: Latency;
 }
 
+/** The harness's generator names for this bench's: the µs client is the harness's open-loop client. */
+const DRIVER = { autocannon: 'autocannon', wrk: 'wrk', 'node-µs': 'client' } as const;
+
 /**
- * Each autocannon connection cycles through its own slice of the paths, as
- * requests autocannon encodes once when the connection is set up. (A
- * `setupRequest` function would re-encode every request in the generator's
- * hot loop: measured here, that halves what autocannon can drive.) Slices are
- * short because autocannon encodes them synchronously while the first
- * connections already wait for answers (≈ 10 µs a request): 2,000 a
- * connection showed up as a 1 s max latency.
+ * One run of `generator` against `server` through the harness's HTTP driver
+ * (rate 0: closed loop). autocannon rows keep autocannon's own summary, whole
+ * milliseconds, as every earlier run of this bench printed them.
  */
-const AUTOCANNON_PATHS_PER_CONNECTION = 200;
-
-async function runAutocannon(port: number, paths: string[], o: Opts, seconds: number, overallRate?: number) {
-  const per = Math.max(1, Math.min(AUTOCANNON_PATHS_PER_CONNECTION, Math.floor(paths.length / o.connections)));
-  let client = 0;
-  const inst = autocannon({
-    url: `http://${HOST}:${port}`,
-    connections: o.connections,
-    pipelining: 1,
-    duration: seconds,
-    timeout: 10,
-    // Its rate limit is a per-connection quota per second, sent in bursts;
-    // "correcting" latencies against an even schedule it never kept invents
-    // up to a second of delay. Report the response times it saw instead.
-    ...(overallRate ? { overallRate, ignoreCoordinatedOmission: true } : {}),
-    setupClient: (c) => {
-      const from = (client++ * per) % paths.length;
-      const slice = paths.slice(from, from + per);
-      c.setRequests(slice.map((path) => ({ method: 'GET', path })));
-    },
-  });
-  return await inst;
-}
-
-async function autocannonMeasure(
+async function measure(
   server: Server,
   name: ServerName,
   phaseName: 'closed' | 'half',
   round: number,
-  paths: string[],
+  generator: Generator,
+  rate: number,
   o: Opts,
-  overallRate?: number,
+  requests: HttpReq[],
+  pinning: Pinning,
+  window = { warmupS: o.warmupS, durationS: o.durationS },
 ): Promise<Measurement> {
-  if (o.warmupS > 0) await runAutocannon(server.port, paths, o, o.warmupS, overallRate);
+  const { info, figures: f } = await driveHttp({
+    host: HOST,
+    port: server.port,
+    requests,
+    generator: DRIVER[generator],
+    connections: o.connections,
+    rate,
+    ...window,
+    timeoutS: 10,
+    maxRequests: Number.MAX_SAFE_INTEGER,
+    okBelow: 300,
+    ...(pinning.pinned ? { cpu: pinning.generatorCpu! } : {}),
+  });
   server.check();
-  const r = await runAutocannon(server.port, paths, o, o.durationS, overallRate);
-  server.check();
-  const ms = (v: number) => v * 1000;
-  const total = r['2xx'] + r.non2xx;
   return {
     phase: phaseName,
     server: name,
-    generator: 'autocannon',
+    generator,
     round,
-    rps: total / r.duration,
-    requests: total,
-    seconds: r.duration,
-    latencyUs: { p50: ms(r.latency.p50), p90: ms(r.latency.p90), p99: ms(r.latency.p99), p999: ms(r.latency.p99_9), max: ms(r.latency.max), mean: ms(r.latency.mean) },
-    resolutionUs: 1000,
-    errors: r.errors + r.timeouts,
-    non2xx: r.non2xx,
-    ...(overallRate ? { targetRate: overallRate } : {}),
-  };
-}
-
-const wrkRun = (port: number, script: string, o: Opts, seconds: number, pinning: Pinning) => ({
-  host: HOST,
-  port,
-  script,
-  connections: o.connections,
-  seconds,
-  ...(pinning.pinned ? { cpu: pinning.generatorCpu! } : {}),
-});
-
-async function wrkMeasure(server: Server, name: ServerName, round: number, script: string, o: Opts, pinning: Pinning): Promise<Measurement> {
-  if (o.warmupS > 0) await runWrk(wrkRun(server.port, script, o, o.warmupS, pinning));
-  server.check();
-  const w = await runWrk(wrkRun(server.port, script, o, o.durationS, pinning));
-  server.check();
-  const seconds = w.duration_us / 1e6;
-  return {
-    phase: 'closed',
-    server: name,
-    generator: 'wrk',
-    round,
-    rps: w.requests / seconds,
-    requests: w.requests,
-    seconds,
-    latencyUs: { p50: w.p50, p90: w.p90, p99: w.p99, p999: w.p999, max: w.max, mean: w.mean },
-    resolutionUs: 1,
-    errors: w.connect + w.read + w.write + w.timeout,
-    non2xx: w.status,
-  };
-}
-
-// ─────────────── the µs open-loop client (loadtest/open-loop-client.ts) ───────────────
-
-/** Runs the µs client as its own process (pinned like every generator). */
-async function runClient(port: number, pathsFile: string, o: Opts, rate: number, warmupMs: number, durationMs: number, pinning: Pinning): Promise<LoopSummary> {
-  const args = [CLIENT_JS, '--host', HOST, '--port', String(port), '--paths', pathsFile, '--rate', String(rate), '--connections', String(o.connections), '--warmup-ms', String(warmupMs), '--duration-ms', String(durationMs)];
-  const [cmd, argv] = pinning.pinned ? ['taskset', ['-c', String(pinning.generatorCpu), process.execPath, ...args]] : [process.execPath, args];
-  const { stdout } = await run(cmd, argv as string[]);
-  const line = stdout.trim().split('\n').pop() ?? '';
-  return JSON.parse(line) as LoopSummary;
-}
-
-async function clientMeasure(server: Server, name: ServerName, round: number, pathsFile: string, o: Opts, rate: number, pinning: Pinning): Promise<Measurement> {
-  const r = await runClient(server.port, pathsFile, o, rate, o.warmupS * 1000, o.durationS * 1000, pinning);
-  server.check();
-  return {
-    phase: 'half',
-    server: name,
-    generator: 'node-µs',
-    round,
-    rps: r.rps,
-    requests: r.completed,
-    seconds: r.seconds,
-    latencyUs: r.latencyUs,
-    resolutionUs: 1,
-    errors: r.errors + r.lost,
-    non2xx: r.non2xx,
-    targetRate: rate,
-    serviceUs: r.serviceUs,
-    sendLagUs: r.sendLagUs,
+    rps: f.rps,
+    requests: f.requests,
+    seconds: f.seconds,
+    latencyUs: info.autocannonMs ?? f.latencyUs,
+    resolutionUs: info.autocannonMs ? 1000 : 1,
+    errors: f.errors.timeouts + f.errors.connection + f.errors.other,
+    non2xx: Object.values(f.errors.status).reduce((a, b) => a + b, 0),
+    ...(rate > 0 ? { targetRate: rate } : {}),
+    ...(info.serviceUs ? { serviceUs: info.serviceUs } : {}),
+    ...(info.sendLagUs ? { sendLagUs: info.sendLagUs } : {}),
   };
 }
 
@@ -409,7 +254,12 @@ const mark = (p: boolean | null) => (p === null ? '[ n/a]' : p ? '[PASS]' : '[FA
 // ───────────────────────────── main ─────────────────────────────
 
 async function main(): Promise<void> {
-  const o = parseOpts(process.argv.slice(2));
+  let o: Opts;
+  try {
+    o = parseOpts(process.argv.slice(2));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   const startedAt = new Date();
   const haveWrk = o.wrk && hasCommand('wrk');
   const pinning = planPinning(o.pin);
@@ -420,75 +270,28 @@ async function main(): Promise<void> {
 
   const tmp = mkdtempSync(join(tmpdir(), 'segd-bench-'));
   tempDirs.add(tmp);
-  const feed = join(tmp, 'feed.ndjson');
-  const dataDir = join(tmp, 'data');
 
-  // (a) the data set
-  phase(`generating ${fmtInt(o.users)} users → ${feed}`);
-  const tGen = performance.now();
-  await run(process.execPath, [SEGD_BIN, 'gen', '--users', String(o.users), '--out', feed, '--seed', String(o.seed), '--ts', '0', '--quiet']);
-  const genSeconds = (performance.now() - tGen) / 1000;
-  phase(`generated in ${genSeconds.toFixed(1)} s`);
-
-  // (b) segd, importing the feed into an empty store
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('SEGD_')) env[k] = v;
-  phase(`starting segd (SEGD_WORKERS=${o.workers}) and importing the feed`);
-  const tImport = performance.now();
-  const segd = await startServer('segd', [SEGD_BIN, 'serve'], {
-    ...env,
-    SEGD_PORT: '0',
-    SEGD_HOST: HOST,
-    SEGD_DATA_DIR: dataDir,
-    SEGD_SEED: feed,
-    SEGD_WORKERS: String(o.workers),
-    SEGD_LOG_LEVEL: 'info',
-    SEGD_SHUTDOWN_GRACE_MS: '1000',
-  });
-  const ready = await segd.waitLog((l) => l.msg === 'ready', 30 * 60_000, 'ready');
-  const importWallS = (performance.now() - tImport) / 1000;
-  const seeded = segd.logs.find((l) => l.msg === 'seed feed imported');
-  const readyMs = typeof ready.ms === 'number' ? ready.ms : importWallS * 1000;
-  const importMs = typeof seeded?.ms === 'number' ? seeded.ms : readyMs;
-  const loadedUsers = typeof ready.users === 'number' ? ready.users : NaN;
-  if (loadedUsers !== o.users) throw new Error(`segd is ready with ${loadedUsers} users, expected ${o.users}; logs: ${JSON.stringify(segd.logs.slice(-5))}`);
-  phase(`segd ready on port ${segd.port}: ${fmtInt(loadedUsers)} users imported in ${(importMs / 1000).toFixed(2)} s (${fmtInt(loadedUsers / (importMs / 1000))} users/s; start to ready ${importWallS.toFixed(2)} s)`);
-  const memberships = await countMemberships(feed);
-  const imp = {
-    users: loadedUsers,
-    memberships,
-    importMs,
-    readyMs,
-    startToReadyS: importWallS,
-    usersPerS: loadedUsers / (importMs / 1000),
-    membershipsPerS: memberships / (importMs / 1000),
-    feedGenS: genSeconds,
-  };
-  phase(`import rate: ${fmtInt(imp.membershipsPerS)} memberships/s (${fmtInt(memberships)} memberships, ${(memberships / loadedUsers).toFixed(2)} per user)`);
+  // (a) the data set, (b) segd importing it into an empty store
+  const { segd, imp } = await startSeededSegd({ dir: tmp, users: o.users, seed: o.seed, workers: o.workers, host: HOST, say: phase });
+  const env = envWithoutSegd();
 
   // (c) the baseline
   phase('starting the uWebSockets.js hello-world');
   const hello = await startServer('hello-world', [HELLO_JS, '0'], { ...env, HELLO_HOST: HOST });
 
   // the request mix, shared by every generator and both servers
-  const { paths, knownShare, distinctUsers } = buildPaths(o);
-  const pathsFile = join(tmp, 'paths.txt');
-  writeFileSync(pathsFile, paths.join('\n') + '\n');
-  const requestsFile = join(tmp, 'requests.bin');
-  writeRequests(requestsFile, paths.map((p) => rawRequest(HOST, 'GET', p, {})));
-  const luaFile = join(tmp, 'requests.lua');
-  writeFileSync(luaFile, wrkScript(requestsFile));
-  phase(`request mix: ${fmtInt(paths.length)} paths, ${(knownShare * 100).toFixed(1)}% known users (Zipf s=${o.zipf}), ${fmtInt(distinctUsers)} distinct users`);
+  const { requests, knownShare, distinctUsers } = buildRequests(o);
+  phase(`request mix: ${fmtInt(requests.length)} paths, ${(knownShare * 100).toFixed(1)}% known users (Zipf s=${o.zipf}), ${fmtInt(distinctUsers)} distinct users`);
 
   // sanity: the servers answer, and segd knows the known keys
-  const sample = paths.slice(0, 200);
+  const sample = requests.slice(0, 200).map((r) => r.path);
   let knownHits = 0;
   for (const p of sample) {
     const r = await httpGet(segd.port, p);
     if (r.status !== 200) throw new Error(`segd answered ${r.status} to ${p}: ${r.body}`);
     if (!/"segments":\[\]/.test(r.body)) knownHits++;
   }
-  const h = await httpGet(hello.port, paths[0]!);
+  const h = await httpGet(hello.port, sample[0]!);
   if (h.status !== 200 || h.body !== 'Hello World!') throw new Error(`hello-world answered ${h.status} ${h.body}`);
   phase(`sanity check: ${knownHits}/${sample.length} sampled keys have segments in segd`);
   if (knownShare > 0 && knownHits === 0) throw new Error('segd knows none of the sampled "known" keys: the feed and the key generator disagree');
@@ -518,7 +321,7 @@ async function main(): Promise<void> {
   for (let round = 1; round <= o.rounds; round++) {
     for (const [name, srv] of servers) {
       phase(`closed loop, autocannon, round ${round}/${o.rounds}: ${name}`);
-      const m = await autocannonMeasure(srv, name, 'closed', round, paths, o);
+      const m = await measure(srv, name, 'closed', round, 'autocannon', 0, o, requests, pinning);
       ms.push(m);
       show(m);
     }
@@ -529,7 +332,7 @@ async function main(): Promise<void> {
     for (let round = 1; round <= o.rounds; round++) {
       for (const [name, srv] of servers) {
         phase(`closed loop, wrk, round ${round}/${o.rounds}: ${name}`);
-        const m = await wrkMeasure(srv, name, round, luaFile, o, pinning);
+        const m = await measure(srv, name, 'closed', round, 'wrk', 0, o, requests, pinning);
         ms.push(m);
         show(m);
       }
@@ -540,8 +343,7 @@ async function main(): Promise<void> {
   const segdMaxSource: Generator = haveWrk ? 'wrk' : 'autocannon';
   const segdMax = Math.max(...ms.filter((m) => m.phase === 'closed' && m.server === 'segd' && m.generator === segdMaxSource).map((m) => m.rps));
   phase('calibrating the µs client: closed loop against the hello-world (1 s warm-up + 3 s)');
-  const cal = await runClient(hello.port, pathsFile, o, 0, 1000, 3000, pinning);
-  hello.check();
+  const cal = await measure(hello, 'hello', 'closed', 0, 'node-µs', 0, o, requests, pinning, { warmupS: 1, durationS: 3 });
   const clientMax = cal.rps;
   // An open-loop client near its own saturation measures its own queueing:
   // keep it at half of what it can do.
@@ -568,14 +370,14 @@ async function main(): Promise<void> {
   if (acRate < rate) phase(`autocannon half load at ${fmtInt(acRate)} req/s: ½ of its own closed-loop max (${fmtInt(acMax)}), below ${fmtInt(rate)}`);
   for (const [name, srv] of servers) {
     phase(`half load, autocannon overallRate=${acRate}: ${name}`);
-    const m = await autocannonMeasure(srv, name, 'half', 1, paths, o, acRate);
+    const m = await measure(srv, name, 'half', 1, 'autocannon', acRate, o, requests, pinning);
     ms.push(m);
     show(m);
   }
   for (let round = 1; round <= o.rounds; round++) {
     for (const [name, srv] of servers) {
       phase(`half load, µs open-loop client at ${rate} req/s, round ${round}/${o.rounds}: ${name}`);
-      const m = await clientMeasure(srv, name, round, pathsFile, o, rate, pinning);
+      const m = await measure(srv, name, 'half', round, 'node-µs', rate, o, requests, pinning);
       ms.push(m);
       show(m);
       phase(`    (client send lag p99 ${fmtLat(m.sendLagUs!.p99, 1)}, max ${fmtLat(m.sendLagUs!.max, 1)}; service time p99 ${fmtLat(m.serviceUs!.p99, 1)})`);
@@ -676,10 +478,10 @@ async function main(): Promise<void> {
   out.push('');
   out.push(`segd bench-lookup — ${startedAt.toISOString()}, node ${process.version}, ${CPU_COUNT} CPUs (${cpus()[0]?.model.trim() ?? '?'})`);
   out.push(
-    `data: ${fmtInt(o.users)} users, ${fmtInt(memberships)} memberships; imported in ${(importMs / 1000).toFixed(2)} s = ${fmtInt(imp.usersPerS)} users/s, ${fmtInt(imp.membershipsPerS)} memberships/s (start to ready ${importWallS.toFixed(2)} s)`,
+    `data: ${fmtInt(o.users)} users, ${fmtInt(imp.memberships)} memberships; imported in ${(imp.importMs / 1000).toFixed(2)} s = ${fmtInt(imp.usersPerS)} users/s, ${fmtInt(imp.membershipsPerS)} memberships/s (start to ready ${imp.startToReadyS.toFixed(2)} s)`,
   );
   out.push(
-    `keys: ${fmtInt(paths.length)} paths cycled, ${(knownShare * 100).toFixed(0)}% known users (Zipf s=${o.zipf}, ${fmtInt(distinctUsers)} distinct users), rest unknown; same sequence for both servers (autocannon: ${Math.min(AUTOCANNON_PATHS_PER_CONNECTION, Math.floor(paths.length / o.connections))} of them per connection)` +
+    `keys: ${fmtInt(requests.length)} paths cycled, ${(knownShare * 100).toFixed(0)}% known users (Zipf s=${o.zipf}, ${fmtInt(distinctUsers)} distinct users), rest unknown; same sequence for both servers (autocannon: ${Math.min(AUTOCANNON_REQUESTS_PER_CONNECTION, Math.floor(requests.length / o.connections))} of them per connection)` +
       (hitShare !== undefined ? `; segd counted ${(hitShare * 100).toFixed(1)}% hits` : ''),
   );
   out.push(`segd: ${o.workers} worker(s); ${pinning.why}`);
@@ -693,7 +495,7 @@ async function main(): Promise<void> {
   out.push(`Half load, open loop at ${fmtInt(rate)} req/s (${rateWhy})${acRate < rate ? `; autocannon at ${fmtInt(acRate)} (½ of its own max)` : ''}:`);
   out.push(table(halfRows));
   out.push('  * whole milliseconds: autocannon reports nothing finer. Its overallRate is a per-connection quota per second, sent in bursts, so its');
-  out.push('    half-load rows are response times under bursts (ignoreCoordinatedOmission). The µs client (loadtest/open-loop-client.ts) sends on an');
+  out.push('    half-load rows are response times under bursts (ignoreCoordinatedOmission). The µs client (src/loadtest/open-loop-client.ts) sends on an');
   out.push('    even schedule and records every latency in µs from the scheduled send time, so waiting for a free connection counts.');
   const lagOf = (server: ServerName) => usRuns(server).map((m) => fmtLat(m.sendLagUs!.p99, 1)).join(' / ');
   const svcOf = (server: ServerName) => usRuns(server).map((m) => fmtLat(m.serviceUs!.p99, 1)).join(' / ');
@@ -705,7 +507,7 @@ async function main(): Promise<void> {
   const bad = ms.filter((m) => m.errors || m.non2xx);
   for (const m of bad) out.push(`  ! ${m.phase} ${m.server} ${m.generator} round ${m.round}: ${m.errors} errors, ${m.non2xx} non-2xx`);
   out.push('');
-  out.push('Targets (DESIGN.md):');
+  out.push('Targets (docs/design.md):');
   for (const t of targets) out.push(`  ${mark(t.pass)} ${t.target}: ${t.measured}${t.note ? `  (${t.note})` : ''}`);
   if (segdExit !== 0) out.push(`  ! segd exited with ${segdExit ?? segd.proc.signalCode} on SIGTERM`);
   out.push('');
@@ -727,7 +529,7 @@ async function main(): Promise<void> {
         pinning,
         generators: { autocannon: true, wrk: haveWrk },
         import: imp,
-        mix: { paths: paths.length, knownShare, distinctUsers, zipf: o.zipf, segdHitShare: hitShare },
+        mix: { paths: requests.length, knownShare, distinctUsers, zipf: o.zipf, segdHitShare: hitShare },
         halfLoad: { rate, why: rateWhy, segdMax, segdMaxSource, clientClosedLoopMax: clientMax, clientLimit, autocannonRate: acRate },
         ratios,
         targets,

@@ -1,27 +1,14 @@
-// A small HTTP/1.1 load generator that records every latency in µs
-// (hdr-histogram-js): autocannon reports whole milliseconds only, and a p99 of
-// "1 ms" from a ms-resolution histogram says nothing (DESIGN.md, "Measuring on
-// this kind of machine").
-//
-//   node dist/loadtest/open-loop-client.js --port P (--paths FILE | --requests FILE)
-//        [--rate R] [--connections C] [--warmup-ms W] [--duration-ms D] [--host H] [--ok-below 300]
-//
-// Prints one JSON line (LoopSummary; with --requests, whole requests written
-// by `writeRequests`, also the Recorder's figures: timeline, histogram, errors). --rate 0 runs closed loop (each
-// connection sends its next request when the answer arrives), which tells how
-// much this client can drive; --rate R > 0 runs open loop on a fixed schedule.
-//
-// Raw keep-alive sockets, one request in flight per socket (no pipelining),
-// the request paths read from FILE (one per line) and cycled. Run it as its own
-// process so the caller's heap and GC pauses stay out of the figures.
+// The µs load loop: raw keep-alive HTTP/1.1 sockets, one request in flight per
+// socket (no pipelining), every latency recorded in µs (hdr-histogram-js):
+// autocannon reports whole milliseconds only, and a p99 of "1 ms" from a
+// ms-resolution histogram says nothing. Open loop on a fixed schedule (latency
+// from when each request was due), or closed loop to learn how much it can
+// drive. open-loop-client.ts runs it as its own process, so the caller's heap
+// and GC pauses stay out of the figures.
 import type { Histogram } from 'hdr-histogram-js';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { Recorder, usHistogram, percentilesOf as latencyOf, type Percentiles as Latency } from './recorder.js';
-
-export type { Latency };
 import { connect, type Socket } from 'node:net';
-import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { usHistogram, percentilesOf as latencyOf, type Percentiles as Latency } from './recorder.js';
 
 export interface LoopOptions {
   host: string;
@@ -106,7 +93,7 @@ export function writeRequests(file: string, reqs: Buffer[]): void {
   writeFileSync(file, Buffer.concat(parts));
 }
 
-function readRequests(file: string): Buffer[] {
+export function readRequests(file: string): Buffer[] {
   const all = readFileSync(file);
   const out: Buffer[] = [];
   for (let at = 0; at + 4 <= all.length; ) {
@@ -332,63 +319,4 @@ export function summarize(o: LoopOptions, r: LoopResult): LoopSummary {
     serviceUs: latencyOf(r.service),
     sendLagUs: latencyOf(r.sendLag),
   };
-}
-
-async function cli(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      host: { type: 'string', default: '127.0.0.1' },
-      port: { type: 'string' },
-      paths: { type: 'string' },
-      requests: { type: 'string' },
-      'ok-below': { type: 'string', default: '300' },
-      rate: { type: 'string', default: '0' },
-      connections: { type: 'string', default: '50' },
-      'warmup-ms': { type: 'string', default: '2000' },
-      'duration-ms': { type: 'string', default: '10000' },
-    },
-    strict: true,
-  });
-  const num = (name: string, raw: string | undefined, min: number) => {
-    const n = Number(raw);
-    if (raw === undefined || raw.trim() === '' || !Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number ≥ ${min}; got ${JSON.stringify(raw)}`);
-    return n;
-  };
-  if (!values.paths && !values.requests) throw new Error('--paths FILE or --requests FILE is required');
-  const paths = values.paths ? readFileSync(values.paths, 'utf8').split('\n').filter(Boolean) : [];
-  const requests = values.requests ? readRequests(values.requests) : undefined;
-  if (!paths.length && !requests?.length) throw new Error(`${values.paths ?? values.requests}: no requests`);
-  // With --requests (the load-test harness), every answer also goes to a Recorder whose figures are printed too.
-  const okBelow = num('ok-below', values['ok-below'], 200);
-  const rec = requests ? new Recorder((s) => s >= 200 && s < okBelow) : null;
-  const o: LoopOptions = {
-    host: values.host!,
-    port: num('port', values.port, 1),
-    paths,
-    ...(requests && rec
-      ? { requests, onAnswer: (us: number, st: number) => rec.answer(us, st), onConnectionLost: () => rec.failure('connection') }
-      : {}),
-    connections: num('connections', values.connections, 1),
-    rate: num('rate', values.rate, 0),
-    warmupMs: num('warmup-ms', values['warmup-ms'], 0),
-    durationMs: num('duration-ms', values['duration-ms'], 1),
-  };
-  const startTimer = rec ? setTimeout(() => rec.start(), o.warmupMs) : undefined;
-  const r = await driveLoop(o);
-  clearTimeout(startTimer);
-  if (rec) {
-    rec.stop();
-    if (r.lost > 0) rec.failure('timeouts', r.lost);
-  }
-  process.stdout.write(JSON.stringify(rec ? { ...summarize(o, r), figures: rec.figures() } : summarize(o, r)) + '\n');
-}
-
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  cli().then(
-    () => process.exit(0),
-    (err: unknown) => {
-      process.stderr.write(`open-loop-client: ${(err as Error).message}\n`);
-      process.exit(1);
-    },
-  );
 }

@@ -2,7 +2,7 @@
 // on one thread, so segd's figures can be quoted as a ratio of what uWS itself
 // does on this machine with the same generator.
 //
-//   node dist/loadtest/hello-world.js [port]      (or HELLO_PORT / HELLO_HOST)
+//   node dist/src/loadtest/hello-world.js [port]      (or HELLO_PORT / HELLO_HOST)
 //
 // Port 0 (the default) picks a free port. Prints one JSON line when listening:
 //   {"msg":"listening","port":12345,"host":"127.0.0.1","pid":…}

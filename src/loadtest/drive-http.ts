@@ -1,17 +1,20 @@
-// Drives HTTP load for one measured run, in either mode:
-//   closed loop (rate 0): autocannon, `connections` keep-alive connections each
-//     sending its next request when the answer arrives (the max-throughput view);
-//   open loop (rate R): loadtest/open-loop-client.ts, requests due on a fixed
-//     schedule whatever the server does, latency counted from when each was due
-//     (no coordinated omission), so latency is also measured below saturation.
-// Both record into a Recorder with µs latencies. autocannon's own summary rounds to
+// Drives HTTP load for one measured run, with one of three generators:
+//   autocannon: closed loop, `connections` keep-alive connections each sending
+//     its next request when the answer arrives (the max-throughput view); with
+//     a rate, its own per-connection quota per second, sent in bursts;
+//   wrk: closed loop, a C generator, for throughput ceilings;
+//   client: open-loop-client.ts, requests due on a fixed schedule whatever the
+//     server does, latency counted from when each was due (no coordinated
+//     omission), so latency is also measured below saturation; at rate 0 it
+//     runs closed loop, which tells how much it can drive.
+// All record into a Recorder with µs latencies. autocannon's own summary rounds to
 // whole ms; its per-response event carries the hrtime duration, which is what
 // the Recorder gets (its figures include the generator's own event-loop delay).
 import autocannon from 'autocannon';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { rawRequest, writeRequests, type LoopSummary } from './open-loop-client.js';
+import { rawRequest, writeRequests, type LoopSummary } from './open-loop.js';
 import { Recorder, type Figures, type Percentiles } from './recorder.js';
 import { run, tempDirs } from './processes.js';
 import { runWrk, wrkFigures, wrkScript } from './wrk.js';
@@ -43,8 +46,10 @@ export interface HttpDriveOptions extends LoadShape {
   host: string;
   port: number;
   requests: HttpReq[];
-  /** Closed-loop generator: autocannon (default) or wrk (a C generator, for throughput ceilings). */
-  generator: 'autocannon' | 'wrk';
+  /** wrk runs closed loop only; the harness drives every open loop with the client. */
+  generator: 'autocannon' | 'wrk' | 'client';
+  /** Pin the generator's own process (wrk, the client) to this CPU with taskset. */
+  cpu?: number;
 }
 
 export interface DriveResult {
@@ -58,8 +63,10 @@ export interface DriveInfo {
   latencySource: string;
   /** autocannon's own whole-ms summary, for reference. */
   autocannonMs?: Percentiles;
-  /** Open loop: how late the client sent requests against its schedule (its own health), µs. */
+  /** The client: how late it sent requests against its schedule (its own health), µs. */
   sendLagUs?: Percentiles;
+  /** The client: latency from the actual send, µs (without the wait for a free connection). */
+  serviceUs?: Percentiles;
 }
 
 /**
@@ -68,10 +75,10 @@ export interface DriveInfo {
  * per-request `setupRequest` halves what autocannon can drive, and that long
  * slices delay the first answers).
  */
-const REQUESTS_PER_CONNECTION = 200;
+export const AUTOCANNON_REQUESTS_PER_CONNECTION = 200;
 
 function autocannonRun(o: HttpDriveOptions, seconds: number, rec: Recorder | null) {
-  const per = Math.max(1, Math.min(REQUESTS_PER_CONNECTION, Math.floor(o.requests.length / o.connections)));
+  const per = Math.max(1, Math.min(AUTOCANNON_REQUESTS_PER_CONNECTION, Math.floor(o.requests.length / o.connections)));
   let client = 0;
   const inst = autocannon({
     url: `http://${o.host}:${o.port}`,
@@ -79,6 +86,10 @@ function autocannonRun(o: HttpDriveOptions, seconds: number, rec: Recorder | nul
     pipelining: 1,
     duration: seconds,
     timeout: o.timeoutS,
+    // Its rate limit is a per-connection quota per second, sent in bursts;
+    // "correcting" latencies against an even schedule it never kept invents
+    // up to a second of delay. Report the response times it saw instead.
+    ...(o.rate > 0 ? { overallRate: o.rate, ignoreCoordinatedOmission: true } : {}),
     setupClient: (c) => {
       const from = (client++ * per) % o.requests.length;
       let slice = o.requests.slice(from, from + per);
@@ -97,7 +108,7 @@ function autocannonRun(o: HttpDriveOptions, seconds: number, rec: Recorder | nul
   return inst;
 }
 
-async function closedLoop(o: HttpDriveOptions): Promise<DriveResult> {
+async function autocannonLoop(o: HttpDriveOptions): Promise<DriveResult> {
   const rec = new Recorder((s) => s >= 200 && s < o.okBelow);
   if (o.warmupS > 0) await autocannonRun(o, o.warmupS, null);
   await o.onMeasureStart?.();
@@ -106,7 +117,7 @@ async function closedLoop(o: HttpDriveOptions): Promise<DriveResult> {
   rec.stop();
   const ms = (v: number) => v * 1000;
   const info: DriveInfo = {
-    generator: `autocannon, closed loop, ${o.connections} connections`,
+    generator: `autocannon, ${o.rate > 0 ? `overallRate ${o.rate}` : 'closed loop'}, ${o.connections} connections`,
     latencySource: 'autocannon per-response hrtime (µs resolution, includes the generator’s event-loop delay)',
     autocannonMs: { p50: ms(r.latency.p50), p90: ms(r.latency.p90), p99: ms(r.latency.p99), p999: ms(r.latency.p99_9), max: ms(r.latency.max), mean: ms(r.latency.mean) },
   };
@@ -131,7 +142,7 @@ async function wrkClosedLoop(o: HttpDriveOptions): Promise<DriveResult> {
   return withRequestsFile(o, async (dir, file) => {
     const script = join(dir, 'requests.lua');
     writeFileSync(script, wrkScript(file));
-    const run = (seconds: number) => runWrk({ host: o.host, port: o.port, script, connections: o.connections, seconds });
+    const run = (seconds: number) => runWrk({ host: o.host, port: o.port, script, connections: o.connections, seconds, ...(o.cpu !== undefined ? { cpu: o.cpu } : {}) });
     if (o.warmupS > 0) await run(Math.max(1, Math.round(o.warmupS)));
     await o.onMeasureStart?.();
     const w = await run(Math.max(1, Math.round(o.durationS)));
@@ -150,18 +161,20 @@ async function wrkClosedLoop(o: HttpDriveOptions): Promise<DriveResult> {
  * --pin is given): in this process the harness's heap (keys, requests) made
  * GC pauses show up as client send lag of tens of ms at 5k req/s.
  */
-async function openLoop(o: HttpDriveOptions): Promise<DriveResult> {
+async function clientLoop(o: HttpDriveOptions): Promise<DriveResult> {
   return withRequestsFile(o, async (_dir, file) => {
     const args = [CLIENT_JS, '--host', o.host, '--port', String(o.port), '--requests', file, '--ok-below', String(o.okBelow), '--rate', String(o.rate), '--connections', String(o.connections), '--warmup-ms', String(o.warmupS * 1000), '--duration-ms', String(o.durationS * 1000)];
     // The client warms up inside its own process; its measured window starts warmupS after it does.
     const mark = o.onMeasureStart ? setTimeout(() => void o.onMeasureStart!(), o.warmupS * 1000) : undefined;
-    const { stdout } = await run(process.execPath, args).finally(() => clearTimeout(mark));
+    const [cmd, ...argv] = [...(o.cpu !== undefined ? ['taskset', '-c', String(o.cpu)] : []), process.execPath, ...args];
+    const { stdout } = await run(cmd!, argv).finally(() => clearTimeout(mark));
     const r = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as LoopSummary & { figures: Figures };
     return {
       info: {
-        generator: `open loop at ${o.rate} req/s over ${o.connections} connections (loadtest/open-loop-client.ts)`,
+        generator: `${o.rate > 0 ? `open loop at ${o.rate} req/s` : 'closed loop'} over ${o.connections} connections (src/loadtest/open-loop-client.ts)`,
         latencySource: 'open-loop client, µs, from each request’s scheduled send time (no coordinated omission)',
         sendLagUs: r.sendLagUs,
+        serviceUs: r.serviceUs,
       },
       figures: r.figures,
     };
@@ -169,5 +182,6 @@ async function openLoop(o: HttpDriveOptions): Promise<DriveResult> {
 }
 
 export function driveHttp(o: HttpDriveOptions): Promise<DriveResult> {
-  return o.rate > 0 ? openLoop(o) : o.generator === 'wrk' ? wrkClosedLoop(o) : closedLoop(o);
+  if (o.generator === 'wrk' && o.rate > 0) throw new Error('wrk runs closed loop only: drive a rate with the client');
+  return o.generator === 'client' ? clientLoop(o) : o.generator === 'wrk' ? wrkClosedLoop(o) : autocannonLoop(o);
 }
