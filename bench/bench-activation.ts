@@ -18,7 +18,8 @@ import { intFlag, parseFlags } from '../src/terminal/flags.js';
 import { Synthetic, uidFor, DEFAULT_SYNTHETIC, FIRST_SEGMENT_ID } from '../src/gen/synthetic.js';
 import { driveHttp, type DriveResult, type LoadShape } from '../src/loadtest/drive-http.js';
 import { driveWs } from '../src/loadtest/drive-ws.js';
-import { cleanup, installCleanupHandlers, pin, planPinning, startServer, tempDirs } from '../src/loadtest/processes.js';
+import { installCleanupHandlers, pin, planPinning, startServer, tempDirs } from '../src/loadtest/processes.js';
+import { runBench } from './run-bench.js';
 import type { HttpReq } from '../src/loadtest/scenarios.js';
 import { envWithoutSegd, SEGD_BIN } from './seeded-segd.js';
 
@@ -130,12 +131,4 @@ async function main(): Promise<void> {
   console.log('every round:', JSON.stringify(results));
 }
 
-main()
-  .catch((err: unknown) => {
-    console.error(err);
-    process.exitCode = 1;
-  })
-  .finally(async () => {
-    await cleanup();
-    process.exit();
-  });
+runBench(main);

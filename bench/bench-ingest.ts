@@ -22,7 +22,8 @@ import { join } from 'node:path';
 import { intFlag, parseFlags } from '../src/terminal/flags.js';
 import { uidFor, Synthetic, DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
 import { driveHttp, type DriveResult } from '../src/loadtest/drive-http.js';
-import { cleanup, hasCommand, installCleanupHandlers, pin as pinAll, tempDirs } from '../src/loadtest/processes.js';
+import { hasCommand, installCleanupHandlers, pin as pinAll, tempDirs } from '../src/loadtest/processes.js';
+import { runBench } from './run-bench.js';
 import { startSeededSegd } from './seeded-segd.js';
 
 const flags = parseFlags('npm run bench:ingest --', process.argv.slice(2), {
@@ -124,12 +125,4 @@ async function main() {
   console.log('  (on 2 cores segd, the lookup client and this pusher share the CPUs: the client-lag column shows how much of the latency is the client waiting for a core)');
 }
 
-main()
-  .catch((err: unknown) => {
-    console.error(err);
-    process.exitCode = 1;
-  })
-  .finally(async () => {
-    await cleanup();
-    process.exit();
-  });
+runBench(main);

@@ -37,7 +37,8 @@ import { DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
 import { envWithoutSegd, startSeededSegd } from './seeded-segd.js';
 import { AUTOCANNON_REQUESTS_PER_CONNECTION, driveHttp } from '../src/loadtest/drive-http.js';
 import { sampleKeys } from '../src/loadtest/key-mix.js';
-import { cleanup, hasCommand, httpGet, installCleanupHandlers, pin, planPinning, startServer, stopChild, tempDirs, type Pinning, type Server } from '../src/loadtest/processes.js';
+import { hasCommand, httpGet, installCleanupHandlers, pin, planPinning, startServer, stopChild, tempDirs, type Pinning, type Server } from '../src/loadtest/processes.js';
+import { runBench } from './run-bench.js';
 import type { Percentiles as Latency } from '../src/loadtest/recorder.js';
 import type { HttpReq } from '../src/loadtest/scenarios.js';
 
@@ -543,13 +544,7 @@ async function main(): Promise<void> {
   process.stdout.write(out.join('\n') + '\n');
 }
 
-main()
-  .catch(async (err: unknown) => {
-    process.stderr.write(`bench-lookup: ${err instanceof UsageError ? err.message : ((err as Error)?.stack ?? String(err))}\n`);
-    process.exitCode = err instanceof UsageError ? 2 : 1;
-  })
-  .finally(async () => {
-    await cleanup();
-    // autocannon can leave timers behind; everything we started is stopped.
-    process.exit();
-  });
+runBench(main, (err) => {
+  process.stderr.write(`bench-lookup: ${err instanceof UsageError ? err.message : ((err as Error)?.stack ?? String(err))}\n`);
+  process.exitCode = err instanceof UsageError ? 2 : 1;
+});
