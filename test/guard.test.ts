@@ -14,6 +14,7 @@ import { readBody } from '../src/http/body.js';
 import { Budget } from '../src/http/admission.js';
 import { sendBody } from '../src/http/respond.js';
 import { waitFor } from './helpers/server.js';
+import { listenLocal, type LocalApp } from './helpers/uws.js';
 
 const lines: Array<Record<string, unknown>> = [];
 const log = pino({ level: 'info' }, new Writable({ write(c, _e, cb) { lines.push(JSON.parse(String(c))); cb(); } }));
@@ -21,7 +22,7 @@ const budget = new Budget('public', 100);
 const inflight = { n: 0 };
 const lateWrites: string[] = [];
 let app: uWS.TemplatedApp;
-let listen: uWS.us_listen_socket;
+let local: LocalApp;
 let port = 0;
 
 beforeAll(async () => {
@@ -57,19 +58,10 @@ beforeAll(async () => {
       ws.send(m, false);
     },
   }, log, '/ws'));
-  await new Promise<void>((resolve, reject) =>
-    app.listen('127.0.0.1', 0, (ls) => {
-      if (!ls) return reject(new Error('no listen'));
-      listen = ls;
-      port = uWS.us_socket_local_port(ls);
-      resolve();
-    }),
-  );
+  local = await listenLocal(app);
+  port = local.port;
 });
-afterAll(() => {
-  uWS.us_listen_socket_close(listen);
-  (app as unknown as { close(): void }).close();
-});
+afterAll(() => local.close());
 
 const post = (path: string, body = '{}') => fetch(`http://127.0.0.1:${port}${path}`, { method: 'POST', body });
 const failures = () => lines.filter((l) => l.msg === 'request failed');

@@ -7,6 +7,7 @@ import { connect, type Socket } from 'node:net';
 import { createHash } from 'node:crypto';
 import uWS from 'uWebSockets.js';
 import { startSegd, waitFor, type Segd } from './helpers/server.js';
+import { listenLocal, type LocalApp } from './helpers/uws.js';
 import { readBody } from '../src/http/body.js';
 
 const started: Segd[] = [];
@@ -227,7 +228,7 @@ describe('/metrics', () => {
 describe('readBody memory', () => {
   // A real uWS app in this process, so its memory can be read directly.
   let app: uWS.TemplatedApp;
-  let listen: uWS.us_listen_socket;
+  let local: LocalApp;
   let port = 0;
   let handled = 0;
   beforeAll(async () => {
@@ -239,19 +240,10 @@ describe('readBody memory', () => {
         res.cork(() => res.end(r.ok ? createHash('sha256').update(r.body).digest('hex') : 'too-large'));
       });
     });
-    await new Promise<void>((resolve, reject) =>
-      app.listen('127.0.0.1', 0, (ls) => {
-        if (!ls) return reject(new Error('no listen'));
-        listen = ls;
-        port = uWS.us_socket_local_port(ls);
-        resolve();
-      }),
-    );
+    local = await listenLocal(app);
+    port = local.port;
   });
-  afterAll(() => {
-    uWS.us_listen_socket_close(listen);
-    (app as unknown as { close(): void }).close();
-  });
+  afterAll(() => local.close());
 
   it('grows with the bytes that arrive, not with the declared Content-Length', async () => {
     const N = 20;
