@@ -182,10 +182,12 @@ describe('NATS JetStream 3-node cluster', () => {
       }
     }
     const js = jetstream(nc);
+    // A message id per record, as a real producer sets it: a publish retried
+    // across the leader change is deduplicated by JetStream, not stored twice.
     const publish = async (from: number, to: number) => {
       for (let i = from; i < to; i += 500) {
         const acks = [];
-        for (let j = i; j < Math.min(to, i + 500); j++) acks.push(js.publish('segments.c', feedLine({ op: 'add', uid: `c${j}`, segments: [j % 50] })));
+        for (let j = i; j < Math.min(to, i + 500); j++) acks.push(js.publish('segments.c', feedLine({ op: 'add', uid: `c${j}`, segments: [j % 50] }), { msgID: `c${j}` }));
         await Promise.all(acks);
       }
     };
