@@ -39,10 +39,28 @@ const HOST = '127.0.0.1';
 const pinning = planPinning(true);
 installCleanupHandlers((m) => process.stderr.write(`bench-activation: ${m}\n`));
 
-interface Figures { rps: number; p50: number; p99: number; p999: number }
+interface Figures {
+  rps: number;
+  p50: number;
+  p99: number;
+  p999: number;
+}
 
-const shape = (warmupS: number): LoadShape => ({ connections: CONNECTIONS, rate: 0, warmupS, durationS: SECONDS, timeoutS: 10, maxRequests: Number.MAX_SAFE_INTEGER, okBelow: 300 });
-const figures = ({ figures: f }: DriveResult): Figures => ({ rps: f.rps, p50: f.latencyUs.p50, p99: f.latencyUs.p99, p999: f.latencyUs.p999 });
+const shape = (warmupS: number): LoadShape => ({
+  connections: CONNECTIONS,
+  rate: 0,
+  warmupS,
+  durationS: SECONDS,
+  timeoutS: 10,
+  maxRequests: Number.MAX_SAFE_INTEGER,
+  okBelow: 300,
+});
+const figures = ({ figures: f }: DriveResult): Figures => ({
+  rps: f.rps,
+  p50: f.latencyUs.p50,
+  p99: f.latencyUs.p99,
+  p999: f.latencyUs.p999,
+});
 
 /** wrk, closed loop, cycling through `requests`. */
 async function wrk(port: number, requests: HttpReq[], warmupS: number): Promise<Figures> {
@@ -72,37 +90,61 @@ async function main(): Promise<void> {
   const lines: string[] = [];
   for (let i = 0; i < USERS; i++) {
     const u = syn.user(i);
-    lines.push(JSON.stringify({ op: 'add', uid: u.uid, segments: u.segments.map((s) => (typeof s === 'number' ? s : s.id)) }));
+    lines.push(
+      JSON.stringify({ op: 'add', uid: u.uid, segments: u.segments.map((s) => (typeof s === 'number' ? s : s.id)) }),
+    );
   }
   writeFileSync(feed, lines.join('\n') + '\n');
   const taxonomy = Array.from({ length: DEFAULT_SYNTHETIC.taxonomy }, (_, k) => ({
-    id: FIRST_SEGMENT_ID + k, name: `s${k}`, provider: k % 2 ? 'segd' : 'acme-data', segtax: k % 3 ? 4 : 600,
+    id: FIRST_SEGMENT_ID + k,
+    name: `s${k}`,
+    provider: k % 2 ? 'segd' : 'acme-data',
+    segtax: k % 3 ? 4 : 600,
   }));
   const config = join(dir, 'segd.json');
-  writeFileSync(config, JSON.stringify({
-    partners: [{ id: 'bench', keys: [KEY], segments: taxonomy.filter((_, k) => k % 3 === 0).map((s) => s.id) }],
-    segments: taxonomy,
-  }));
+  writeFileSync(
+    config,
+    JSON.stringify({
+      partners: [{ id: 'bench', keys: [KEY], segments: taxonomy.filter((_, k) => k % 3 === 0).map((s) => s.id) }],
+      segments: taxonomy,
+    }),
+  );
   const known = (i: number) => uidFor(DEFAULT_SYNTHETIC.seed, Math.floor((i * 7919) % USERS));
   const unknown = (i: number) => uidFor(DEFAULT_SYNTHETIC.seed, USERS + i);
   const uidsAt = Array.from({ length: 2000 }, (_, i) => (i % 5 < 3 ? known(i) : unknown(i)));
 
   // Bodies: the banner fixture, minified, one per uid.
   const banner = JSON.parse(readFileSync(join(ROOT, 'test/fixtures/openrtb/banner.json'), 'utf8'));
-  const bodies = uidsAt.slice(0, 500).map((uid, i) => JSON.stringify({ ...banner, id: `req-${i}`, tmax: 1000, user: { ...banner.user, id: uid } }));
+  const bodies = uidsAt
+    .slice(0, 500)
+    .map((uid, i) => JSON.stringify({ ...banner, id: `req-${i}`, tmax: 1000, user: { ...banner.user, id: uid } }));
   const avgBytes = Math.round(bodies.reduce((a, b) => a + b.length, 0) / bodies.length);
-  const posts: HttpReq[] = bodies.map((body) => ({ method: 'POST', path: '/openrtb2/enrich', headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${KEY}` }, body }));
+  const posts: HttpReq[] = bodies.map((body) => ({
+    method: 'POST',
+    path: '/openrtb2/enrich',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${KEY}` },
+    body,
+  }));
   const gets: HttpReq[] = [{ method: 'GET', path: '/', headers: {} }];
 
   process.stderr.write(`starting segd with ${USERS} users…\n`);
   const segd = await start('segd', [SEGD_BIN, 'serve'], {
-    SEGD_PORT: '0', SEGD_HOST: '127.0.0.1', SEGD_DATA_DIR: join(dir, 'data'), SEGD_SEED: feed, SEGD_WORKERS: '1',
-    SEGD_CONFIG: config, SEGD_LOOKUP_AUTH: 'required', SEGD_LOG_LEVEL: 'info', SEGD_DMP_DOMAIN: 'dmp.example',
+    SEGD_PORT: '0',
+    SEGD_HOST: '127.0.0.1',
+    SEGD_DATA_DIR: join(dir, 'data'),
+    SEGD_SEED: feed,
+    SEGD_WORKERS: '1',
+    SEGD_CONFIG: config,
+    SEGD_LOOKUP_AUTH: 'required',
+    SEGD_LOG_LEVEL: 'info',
+    SEGD_DMP_DOMAIN: 'dmp.example',
   });
   const hello = await start('hello', [join(ROOT, 'dist/src/loadtest/hello-world.js')], {});
   const enrichOutcomes = async () => {
     const text = await (await fetch(`http://127.0.0.1:${segd}/metrics`)).text();
-    return Object.fromEntries([...text.matchAll(/^segd_enrich_total\{outcome="(\w+)"\} (\d+)/gm)].map((m) => [m[1], Number(m[2])]));
+    return Object.fromEntries(
+      [...text.matchAll(/^segd_enrich_total\{outcome="(\w+)"\} (\d+)/gm)].map((m) => [m[1], Number(m[2])]),
+    );
   };
 
   const results: Record<string, Figures[]> = { helloGet: [], helloPost: [], enrich: [], helloWs: [], segdWs: [] };
@@ -118,13 +160,20 @@ async function main(): Promise<void> {
   const outcomes = await enrichOutcomes();
 
   const best = (k: string) => results[k]!.reduce((a, b) => (b.rps > a.rps ? b : a));
-  const fmt = (f: Figures) => `${Math.round(f.rps).toLocaleString('en-US').padStart(9)} /s   p50 ${String(f.p50).padStart(6)} µs   p99 ${String(f.p99).padStart(6)} µs   p99.9 ${String(f.p999).padStart(6)} µs`;
+  const fmt = (f: Figures) =>
+    `${Math.round(f.rps).toLocaleString('en-US').padStart(9)} /s   p50 ${String(f.p50).padStart(6)} µs   p99 ${String(f.p99).padStart(6)} µs   p99.9 ${String(f.p999).padStart(6)} µs`;
   const ratio = (a: string, b: string) => (best(a).rps / best(b).rps).toFixed(2);
-  console.log(`\nsegd activation benchmark — ${USERS} users, ${ROUNDS} alternating rounds × ${SECONDS} s, best round shown (Node ${process.version}; ${pinning.why})`);
-  console.log(`bid request body ≈ ${avgBytes} bytes (banner fixture, minified); wrk -t1 -c${CONNECTIONS}; WebSocket: 8 connections × 64 in flight\n`);
+  console.log(
+    `\nsegd activation benchmark — ${USERS} users, ${ROUNDS} alternating rounds × ${SECONDS} s, best round shown (Node ${process.version}; ${pinning.why})`,
+  );
+  console.log(
+    `bid request body ≈ ${avgBytes} bytes (banner fixture, minified); wrk -t1 -c${CONNECTIONS}; WebSocket: 8 connections × 64 in flight\n`,
+  );
   console.log(`hello-world GET              ${fmt(best('helloGet'))}`);
   console.log(`hello-world POST (same body) ${fmt(best('helloPost'))}`);
-  console.log(`segd POST /openrtb2/enrich   ${fmt(best('enrich'))}   = ${ratio('enrich', 'helloPost')}× hello POST, ${ratio('enrich', 'helloGet')}× hello GET`);
+  console.log(
+    `segd POST /openrtb2/enrich   ${fmt(best('enrich'))}   = ${ratio('enrich', 'helloPost')}× hello POST, ${ratio('enrich', 'helloGet')}× hello GET`,
+  );
   console.log(`hello-world WebSocket echo   ${fmt(best('helloWs'))}`);
   console.log(`segd /v1/ws lookups          ${fmt(best('segdWs'))}   = ${ratio('segdWs', 'helloWs')}× hello echo`);
   console.log(`\nenrichment outcomes over the run: ${JSON.stringify(outcomes)}`);

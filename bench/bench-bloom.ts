@@ -23,16 +23,21 @@ import { BlockedBloom, sizeFor } from '../src/filters/blocked-bloom.js';
 import { saveFilter, loadFilter } from '../src/filters/persist.js';
 import type { Change } from '../src/loader/records.js';
 
-const flags = parseFlags('npm run bench:bloom --', process.argv.slice(2), {
-  users: 'users in the store (default 1M)',
-  probes: 'lookups per measurement (default 20000)',
-  'base-mb': 'memory a cold child needs besides the data, MB (default 96)',
-  child: '(internal) one cold measurement: --dir, --filter yes|no, --kind hit|miss, --offset',
-  dir: '(internal)',
-  filter: '(internal)',
-  kind: '(internal)',
-  offset: '(internal)',
-}, ['child']);
+const flags = parseFlags(
+  'npm run bench:bloom --',
+  process.argv.slice(2),
+  {
+    users: 'users in the store (default 1M)',
+    probes: 'lookups per measurement (default 20000)',
+    'base-mb': 'memory a cold child needs besides the data, MB (default 96)',
+    child: '(internal) one cold measurement: --dir, --filter yes|no, --kind hit|miss, --offset',
+    dir: '(internal)',
+    filter: '(internal)',
+    kind: '(internal)',
+    offset: '(internal)',
+  },
+  ['child'],
+);
 const str = (name: string, def: string) => (typeof flags[name] === 'string' ? (flags[name] as string) : def);
 const USERS = intFlag(flags, 'users', { min: 1000, max: 100_000_000, def: 1_000_000 });
 const PROBES = intFlag(flags, 'probes', { min: 1, max: 10_000_000, def: 20_000 });
@@ -51,7 +56,11 @@ interface Stats {
 
 /** Times each call with µs resolution. */
 function measure(keys: string[], fn: (k: string) => unknown): Stats {
-  const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 10_000_000, numberOfSignificantValueDigits: 3 });
+  const h = hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 10_000_000,
+    numberOfSignificantValueDigits: 3,
+  });
   let total = 0;
   for (const k of keys) {
     const t0 = process.hrtime.bigint();
@@ -61,14 +70,22 @@ function measure(keys: string[], fn: (k: string) => unknown): Stats {
     h.recordValue(Math.max(1, Math.round(ns / 100))); // units of 0.1 µs
   }
   const q = (p: number) => h.getValueAtPercentile(p) / 10;
-  return { n: keys.length, mean: total / keys.length / 1000, p50: q(50), p99: q(99), p999: q(99.9), max: h.maxValue / 10 };
+  return {
+    n: keys.length,
+    mean: total / keys.length / 1000,
+    p50: q(50),
+    p99: q(99),
+    p999: q(99.9),
+    max: h.maxValue / 10,
+  };
 }
 
 // Flat strings, as uWS hands them over: uidFor builds ropes, and flattening a
 // rope on first use would be charged to whichever lookup step reads it first.
 const flat = (s: string) => Buffer.from(s, 'latin1').toString('latin1');
 const missKeys = (offset: number) => Array.from({ length: PROBES }, (_, i) => flat(uidFor(SEED, USERS + offset + i)));
-const hitKeys = (offset: number) => Array.from({ length: PROBES }, (_, i) => flat(uidFor(SEED, (offset + i * 7919) % USERS)));
+const hitKeys = (offset: number) =>
+  Array.from({ length: PROBES }, (_, i) => flat(uidFor(SEED, (offset + i * 7919) % USERS)));
 
 // Child mode: one cold measurement in a fresh process.
 if (flags.child) {
@@ -103,7 +120,13 @@ try {
     for (let j = i; j < Math.min(USERS, i + 20_000); j++) {
       const u = syn.user(j);
       filter.add(u.uid);
-      batch.push({ op: 'add', uid: u.uid, ts: now, ids: u.segments.map((s) => (typeof s === 'number' ? s : s.id)), ttls: u.segments.map((s) => (typeof s === 'number' ? 0 : s.ttl)) });
+      batch.push({
+        op: 'add',
+        uid: u.uid,
+        ts: now,
+        ids: u.segments.map((s) => (typeof s === 'number' ? s : s.id)),
+        ttls: u.segments.map((s) => (typeof s === 'number' ? 0 : s.ttl)),
+      });
     }
     writer.apply(batch, now);
     if ((i / 20_000) % 10 === 0) process.stderr.write(`\rloading ${i + 20_000}/${USERS} users…`);
@@ -127,7 +150,9 @@ try {
   for (const [name, s] of rows.slice(4)) console.log(`${name}  ${fmt(s)}`); // second round: warmed JIT
   await store.close();
 
-  console.log('\ncold (data set larger than the memory given: fresh process in a memory cgroup, page cache dropped first)');
+  console.log(
+    '\ncold (data set larger than the memory given: fresh process in a memory cgroup, page cache dropped first)',
+  );
   let canDrop = true;
   try {
     writeFileSync('/proc/sys/vm/drop_caches', '1');
@@ -144,17 +169,40 @@ try {
       mkdirSync(cg);
       writeFileSync(join(cg, 'memory.limit_in_bytes'), String(limit));
       cgroup = cg;
-      console.log(`  memory limit ${(limit / 1048576).toFixed(0)} MiB (process ≈ ${(BASE_MEMORY / 1048576).toFixed(0)} MiB + ¼ of the ${(dataBytes / 1048576).toFixed(0)} MiB data file)`);
+      console.log(
+        `  memory limit ${(limit / 1048576).toFixed(0)} MiB (process ≈ ${(BASE_MEMORY / 1048576).toFixed(0)} MiB + ¼ of the ${(dataBytes / 1048576).toFixed(0)} MiB data file)`,
+      );
     } catch (err) {
       console.log(`  no memory cgroup (${(err as Error).message}): page cache dropped only`);
     }
   }
   if (canDrop) {
     const cold: Record<string, Stats> = {};
-    for (const [kind, withFilter] of [['miss', 'no'], ['miss', 'yes'], ['hit', 'no'], ['hit', 'yes']] as const) {
+    for (const [kind, withFilter] of [
+      ['miss', 'no'],
+      ['miss', 'yes'],
+      ['hit', 'no'],
+      ['hit', 'yes'],
+    ] as const) {
       spawnSync('sync');
       writeFileSync('/proc/sys/vm/drop_caches', '1');
-      const child = [process.execPath, process.argv[1]!, '--child', '--dir', dir, '--filter', withFilter, '--kind', kind, '--offset', String(PROBES * 40), '--probes', String(PROBES), '--users', String(USERS)];
+      const child = [
+        process.execPath,
+        process.argv[1]!,
+        '--child',
+        '--dir',
+        dir,
+        '--filter',
+        withFilter,
+        '--kind',
+        kind,
+        '--offset',
+        String(PROBES * 40),
+        '--probes',
+        String(PROBES),
+        '--users',
+        String(USERS),
+      ];
       // Join the memory cgroup, then become the child: its page cache is charged there.
       const r = cgroup
         ? spawnSync('sh', ['-c', `echo $$ > ${cgroup}/cgroup.procs && exec "$@"`, 'sh', ...child], { encoding: 'utf8' })
@@ -162,11 +210,15 @@ try {
       if (r.status !== 0) throw new Error(`child failed: ${r.stderr}`);
       const s = JSON.parse(r.stdout) as Stats;
       cold[`${kind}-${withFilter}`] = s;
-      console.log(`  ${kind === 'miss' ? 'misses' : 'hits  '} ${withFilter === 'yes' ? 'with filter   ' : 'without filter'}  ${fmt(s)}`);
+      console.log(
+        `  ${kind === 'miss' ? 'misses' : 'hits  '} ${withFilter === 'yes' ? 'with filter   ' : 'without filter'}  ${fmt(s)}`,
+      );
     }
     const a = cold['miss-no']!;
     const b = cold['miss-yes']!;
-    console.log(`\ncold misses: the filter cuts mean latency ${(a.mean / b.mean).toFixed(1)}×, p50 ${(a.p50 / Math.max(b.p50, 0.1)).toFixed(1)}×, p99 ${(a.p99 / Math.max(b.p99, 0.1)).toFixed(1)}×`);
+    console.log(
+      `\ncold misses: the filter cuts mean latency ${(a.mean / b.mean).toFixed(1)}×, p50 ${(a.p50 / Math.max(b.p50, 0.1)).toFixed(1)}×, p99 ${(a.p99 / Math.max(b.p99, 0.1)).toFixed(1)}×`,
+    );
   }
   if (cgroup) rmdirSync(cgroup);
   const wn = rows[4]!;

@@ -19,7 +19,10 @@ import { GVL, TCModel, TCString } from '@iabtcf/core';
 import { GppModel } from '@iabgpp/cmpapi';
 import { intFlag, parseFlags } from '../src/terminal/flags.js';
 
-const flags = parseFlags('npm run bench:identity --', process.argv.slice(2), { users: 'users in the store (default 200000)', ops: 'operations per measurement (default 1M)' });
+const flags = parseFlags('npm run bench:identity --', process.argv.slice(2), {
+  users: 'users in the store (default 200000)',
+  ops: 'operations per measurement (default 1M)',
+});
 const USERS = intFlag(flags, 'users', { min: 1000, max: 100_000_000, def: 200_000 });
 const OPS = intFlag(flags, 'ops', { min: 1000, max: 1_000_000_000, def: 1_000_000 });
 
@@ -51,10 +54,13 @@ function build(dir: string, suppress: number, merge: number) {
   }
   for (let i = 0; i < merge; i++) {
     const login = `login-${i}`;
-    writer.apply([
-      { op: 'match', uid: uid(i * 2), ids: [], ttls: [], ts: now, key: `login\x1fl\x1f${login}` },
-      { op: 'match', uid: uid(i * 2 + 1), ids: [], ttls: [], ts: now, key: `login\x1fl\x1f${login}` },
-    ], now);
+    writer.apply(
+      [
+        { op: 'match', uid: uid(i * 2), ids: [], ttls: [], ts: now, key: `login\x1fl\x1f${login}` },
+        { op: 'match', uid: uid(i * 2 + 1), ids: [], ttls: [], ts: now, key: `login\x1fl\x1f${login}` },
+      ],
+      now,
+    );
   }
   for (let i = 0; i < suppress; i++) writer.suppressed.set(`gone-${i}`, Infinity);
   return { store, writer };
@@ -75,7 +81,9 @@ function importRate(writer: Writer, label: string): number {
 const dirA = mkdtempSync(join(tmpdir(), 'segd-bench-id-'));
 const dirB = mkdtempSync(join(tmpdir(), 'segd-bench-id-'));
 try {
-  console.log(`identity benchmarks: ${USERS.toLocaleString('en')} users, each with a partner id; ${OPS.toLocaleString('en')} ops per lookup figure`);
+  console.log(
+    `identity benchmarks: ${USERS.toLocaleString('en')} users, each with a partner id; ${OPS.toLocaleString('en')} ops per lookup figure`,
+  );
   const plain = build(dirA, 0, 0);
   const lookup = new SegmentLookup(plain.store);
   const graph = new IdGraph(plain.store);
@@ -83,14 +91,33 @@ try {
   const keys = Array.from({ length: 4096 }, (_, i) => (i * 2654435761) % USERS);
   const pkeys = keys.map((i) => partnerKey('dsp', puid(i)));
   const byUid = bench('lookup by segd uid (members get)', OPS, (i) => lookup.find(uid(keys[i & 4095]!), now) > 0);
-  const byKey = bench('lookup by partner uid (idmap get + members get)', OPS, (i) => lookup.find(graph.resolveKey(pkeys[i & 4095]!)!, now) > 0);
+  const byKey = bench(
+    'lookup by partner uid (idmap get + members get)',
+    OPS,
+    (i) => lookup.find(graph.resolveKey(pkeys[i & 4095]!)!, now) > 0,
+  );
   const byApi = bench('IdGraph.resolve({partner, puid}) + members get', OPS, (i) => {
     const k = keys[i & 4095]!;
     return lookup.find(graph.resolve({ partner: 'dsp', puid: puid(k) })!, now) > 0;
   });
-  console.log(`  partner-uid lookup / uid lookup: ${(byKey / byUid).toFixed(2)}× (resolve API: ${(byApi / byUid).toFixed(2)}×)`);
+  console.log(
+    `  partner-uid lookup / uid lookup: ${(byKey / byUid).toFixed(2)}× (resolve API: ${(byApi / byUid).toFixed(2)}×)`,
+  );
 
-  const m = new TCModel(new GVL({ gvlSpecificationVersion: 3, vendorListVersion: 1, tcfPolicyVersion: 5, lastUpdated: '2026-01-01T00:00:00Z', purposes: {}, specialPurposes: {}, features: {}, specialFeatures: {}, vendors: {}, stacks: {} } as never));
+  const m = new TCModel(
+    new GVL({
+      gvlSpecificationVersion: 3,
+      vendorListVersion: 1,
+      tcfPolicyVersion: 5,
+      lastUpdated: '2026-01-01T00:00:00Z',
+      purposes: {},
+      specialPurposes: {},
+      features: {},
+      specialFeatures: {},
+      vendors: {},
+      stacks: {},
+    } as never),
+  );
   m.cmpId = 10;
   m.cmpVersion = 1;
   for (const v of [1, 2, 755, 4242]) m.vendorConsents.set(v);
@@ -100,10 +127,24 @@ try {
   g.setFieldValue('usnat', 'SaleOptOutNotice', 1);
   g.setFieldValue('usnat', 'SaleOptOut', 2);
   const gpp = g.encode();
-  const base = bench('US Privacy parse (baseline: no library)', 200_000, () => parseConsent({ usPrivacy: '1YNN' }).saleOptOut);
-  const t = bench('TCF v2 parse (@iabtcf/core TCString.decode)', 20_000, () => parseConsent({ gdpr: '1', gdprConsent: tcf }).tcf);
-  const gp = bench('GPP parse (@iabgpp/cmpapi GppModel, usnat)', 20_000, () => parseConsent({ gpp, gppSid: '7' }).saleOptOut);
-  console.log(`  TCF / USP: ${(t / base).toFixed(0)}×, GPP / USP: ${(gp / base).toFixed(0)}× — once per sync request, not on lookups`);
+  const base = bench(
+    'US Privacy parse (baseline: no library)',
+    200_000,
+    () => parseConsent({ usPrivacy: '1YNN' }).saleOptOut,
+  );
+  const t = bench(
+    'TCF v2 parse (@iabtcf/core TCString.decode)',
+    20_000,
+    () => parseConsent({ gdpr: '1', gdprConsent: tcf }).tcf,
+  );
+  const gp = bench(
+    'GPP parse (@iabgpp/cmpapi GppModel, usnat)',
+    20_000,
+    () => parseConsent({ gpp, gppSid: '7' }).saleOptOut,
+  );
+  console.log(
+    `  TCF / USP: ${(t / base).toFixed(0)}×, GPP / USP: ${(gp / base).toFixed(0)}× — once per sync request, not on lookups`,
+  );
 
   const withId = build(dirB, 10_000, 1_000);
   // Alternating rounds: the first import into a store is slower (page cache, map growth).

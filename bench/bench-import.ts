@@ -16,7 +16,10 @@ import { intFlag, parseFlags } from '../src/terminal/flags.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const BIN = join(ROOT, 'bin/segd.js');
-const flags = parseFlags('npm run bench:import --', process.argv.slice(2), { users: 'users in the data set (default 1M)', rounds: 'rounds (default 2)' });
+const flags = parseFlags('npm run bench:import --', process.argv.slice(2), {
+  users: 'users in the data set (default 1M)',
+  rounds: 'rounds (default 2)',
+});
 const USERS = intFlag(flags, 'users', { min: 1000, max: 100_000_000, def: 1_000_000 });
 const ROUNDS = intFlag(flags, 'rounds', { min: 1, max: 100, def: 2 });
 
@@ -50,7 +53,10 @@ function importRate(file: string, dataDir: string): Rate {
 const snapshot = join(dir, 'users.snapshot.ndjson');
 const delta = join(dir, 'users.ndjson');
 say(`generating ${USERS} users`);
-segd(['gen', '--users', String(USERS), '--out', snapshot, '--quiet', '--ts', String(Math.floor(Date.now() / 1000) - 3600)], join(dir, 'unused'));
+segd(
+  ['gen', '--users', String(USERS), '--out', snapshot, '--quiet', '--ts', String(Math.floor(Date.now() / 1000) - 3600)],
+  join(dir, 'unused'),
+);
 linkSync(snapshot, delta); // same bytes; the name decides the path
 
 const rows: Array<{ round: number; snapEmpty: Rate; snapLoaded: Rate; deltaEmpty: Rate }> = [];
@@ -69,7 +75,9 @@ for (let round = 1; round <= ROUNDS; round++) {
 }
 
 const k = (n: number) => `${(n / 1000).toFixed(0)}k/s`;
-console.log(`\nimport rates, ${USERS} users, ${rows[0]!.snapEmpty.memberships} memberships (segd gen), node ${process.version}`);
+console.log(
+  `\nimport rates, ${USERS} users, ${rows[0]!.snapEmpty.memberships} memberships (segd gen), node ${process.version}`,
+);
 console.log('round  snapshot→empty  snapshot→loaded  delta→empty  snapshot/delta');
 for (const r of rows) {
   console.log(
@@ -78,4 +86,6 @@ for (const r of rows) {
   );
 }
 const best = Math.max(...rows.map((r) => r.snapEmpty.perSecond));
-console.log(`target: snapshot import ≥ 1,000,000 memberships/s — best round ${best >= 1_000_000 ? 'meets' : 'misses'} it (${k(best)})`);
+console.log(
+  `target: snapshot import ≥ 1,000,000 memberships/s — best round ${best >= 1_000_000 ? 'meets' : 'misses'} it (${k(best)})`,
+);

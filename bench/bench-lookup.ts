@@ -37,7 +37,18 @@ import { DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
 import { envWithoutSegd, startSeededSegd } from './seeded-segd.js';
 import { AUTOCANNON_REQUESTS_PER_CONNECTION, driveHttp } from '../src/loadtest/drive-http.js';
 import { sampleKeys } from '../src/loadtest/key-mix.js';
-import { hasCommand, httpGet, installCleanupHandlers, pin, planPinning, startServer, stopChild, tempDirs, type Pinning, type Server } from '../src/loadtest/processes.js';
+import {
+  hasCommand,
+  httpGet,
+  installCleanupHandlers,
+  pin,
+  planPinning,
+  startServer,
+  stopChild,
+  tempDirs,
+  type Pinning,
+  type Server,
+} from '../src/loadtest/processes.js';
 import { runBench } from './run-bench.js';
 import type { Percentiles as Latency } from '../src/loadtest/recorder.js';
 import type { HttpReq } from '../src/loadtest/scenarios.js';
@@ -105,7 +116,11 @@ installCleanupHandlers(phase);
 /** Lookups for the request mix (src/loadtest/key-mix.ts: Zipf-skewed known users, uniform unknown ones). */
 function buildRequests(o: Opts) {
   const mix = sampleKeys({ seed: o.seed, users: o.users, hitRatio: o.known, zipf: o.zipf, count: o.paths });
-  const requests: HttpReq[] = mix.uids.map((uid) => ({ method: 'GET', path: `/v1/segments?uid=${encodeURIComponent(uid)}`, headers: {} }));
+  const requests: HttpReq[] = mix.uids.map((uid) => ({
+    method: 'GET',
+    path: `/v1/segments?uid=${encodeURIComponent(uid)}`,
+    headers: {},
+  }));
   return { requests, knownShare: mix.knownShare, distinctUsers: mix.distinct };
 }
 
@@ -209,7 +224,13 @@ interface Row {
   note?: string;
 }
 
-function summarize(ms: Measurement[], server: ServerName, generator: Generator, phaseName: 'closed' | 'half', label: string): Row | undefined {
+function summarize(
+  ms: Measurement[],
+  server: ServerName,
+  generator: Generator,
+  phaseName: 'closed' | 'half',
+  label: string,
+): Row | undefined {
   const mine = ms.filter((m) => m.server === server && m.generator === generator && m.phase === phaseName);
   if (!mine.length) return undefined;
   const avg = (f: (l: Latency) => number) => mean(mine.map((m) => f(m.latencyUs)));
@@ -218,7 +239,14 @@ function summarize(ms: Measurement[], server: ServerName, generator: Generator, 
     generator: label,
     rps: mean(mine.map((m) => m.rps)),
     rounds: mine.map((m) => m.rps),
-    lat: { p50: avg((l) => l.p50), p90: avg((l) => l.p90), p99: avg((l) => l.p99), p999: avg((l) => l.p999), max: Math.max(...mine.map((m) => m.latencyUs.max)), mean: avg((l) => l.mean) },
+    lat: {
+      p50: avg((l) => l.p50),
+      p90: avg((l) => l.p90),
+      p99: avg((l) => l.p99),
+      p999: avg((l) => l.p999),
+      max: Math.max(...mine.map((m) => m.latencyUs.max)),
+      mean: avg((l) => l.mean),
+    },
     resolutionUs: mine[0]!.resolutionUs,
   };
 }
@@ -239,7 +267,12 @@ function table(rows: Row[]): string {
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const right = new Set([2, 4, 5, 6, 7, 8]);
-  const line = (cells: string[]) => '  ' + cells.map((c, i) => (right.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    '  ' +
+    cells
+      .map((c, i) => (right.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   return [line(head), line(widths.map((w) => '─'.repeat(w))), ...body.map(line)].join('\n');
 }
 
@@ -273,7 +306,14 @@ async function main(): Promise<void> {
   tempDirs.add(tmp);
 
   // (a) the data set, (b) segd importing it into an empty store
-  const { segd, imp } = await startSeededSegd({ dir: tmp, users: o.users, seed: o.seed, workers: o.workers, host: HOST, say: phase });
+  const { segd, imp } = await startSeededSegd({
+    dir: tmp,
+    users: o.users,
+    seed: o.seed,
+    workers: o.workers,
+    host: HOST,
+    say: phase,
+  });
   const env = envWithoutSegd();
 
   // (c) the baseline
@@ -282,7 +322,9 @@ async function main(): Promise<void> {
 
   // the request mix, shared by every generator and both servers
   const { requests, knownShare, distinctUsers } = buildRequests(o);
-  phase(`request mix: ${fmtInt(requests.length)} paths, ${(knownShare * 100).toFixed(1)}% known users (Zipf s=${o.zipf}), ${fmtInt(distinctUsers)} distinct users`);
+  phase(
+    `request mix: ${fmtInt(requests.length)} paths, ${(knownShare * 100).toFixed(1)}% known users (Zipf s=${o.zipf}), ${fmtInt(distinctUsers)} distinct users`,
+  );
 
   // sanity: the servers answer, and segd knows the known keys
   const sample = requests.slice(0, 200).map((r) => r.path);
@@ -295,7 +337,8 @@ async function main(): Promise<void> {
   const h = await httpGet(hello.port, sample[0]!);
   if (h.status !== 200 || h.body !== 'Hello World!') throw new Error(`hello-world answered ${h.status} ${h.body}`);
   phase(`sanity check: ${knownHits}/${sample.length} sampled keys have segments in segd`);
-  if (knownShare > 0 && knownHits === 0) throw new Error('segd knows none of the sampled "known" keys: the feed and the key generator disagree');
+  if (knownShare > 0 && knownHits === 0)
+    throw new Error('segd knows none of the sampled "known" keys: the feed and the key generator disagree');
 
   // (d) pinning
   if (pinning.pinned) {
@@ -342,9 +385,14 @@ async function main(): Promise<void> {
 
   // (g) half load, open loop
   const segdMaxSource: Generator = haveWrk ? 'wrk' : 'autocannon';
-  const segdMax = Math.max(...ms.filter((m) => m.phase === 'closed' && m.server === 'segd' && m.generator === segdMaxSource).map((m) => m.rps));
+  const segdMax = Math.max(
+    ...ms.filter((m) => m.phase === 'closed' && m.server === 'segd' && m.generator === segdMaxSource).map((m) => m.rps),
+  );
   phase('calibrating the µs client: closed loop against the hello-world (1 s warm-up + 3 s)');
-  const cal = await measure(hello, 'hello', 'closed', 0, 'node-µs', 0, o, requests, pinning, { warmupS: 1, durationS: 3 });
+  const cal = await measure(hello, 'hello', 'closed', 0, 'node-µs', 0, o, requests, pinning, {
+    warmupS: 1,
+    durationS: 3,
+  });
   const clientMax = cal.rps;
   // An open-loop client near its own saturation measures its own queueing:
   // keep it at half of what it can do.
@@ -366,9 +414,14 @@ async function main(): Promise<void> {
   // autocannon's rate limit is a per-connection quota per second, and in that
   // mode it drives far less than closed loop: past ½ of its own closed-loop
   // max it falls behind and "corrects" latencies against a schedule it missed.
-  const acMax = mean(ms.filter((m) => m.phase === 'closed' && m.generator === 'autocannon' && m.server === 'hello').map((m) => m.rps));
+  const acMax = mean(
+    ms.filter((m) => m.phase === 'closed' && m.generator === 'autocannon' && m.server === 'hello').map((m) => m.rps),
+  );
   const acRate = Math.min(rate, Math.floor(acMax / 2));
-  if (acRate < rate) phase(`autocannon half load at ${fmtInt(acRate)} req/s: ½ of its own closed-loop max (${fmtInt(acMax)}), below ${fmtInt(rate)}`);
+  if (acRate < rate)
+    phase(
+      `autocannon half load at ${fmtInt(acRate)} req/s: ½ of its own closed-loop max (${fmtInt(acMax)}), below ${fmtInt(rate)}`,
+    );
   for (const [name, srv] of servers) {
     phase(`half load, autocannon overallRate=${acRate}: ${name}`);
     const m = await measure(srv, name, 'half', 1, 'autocannon', acRate, o, requests, pinning);
@@ -381,7 +434,9 @@ async function main(): Promise<void> {
       const m = await measure(srv, name, 'half', round, 'node-µs', rate, o, requests, pinning);
       ms.push(m);
       show(m);
-      phase(`    (client send lag p99 ${fmtLat(m.sendLagUs!.p99, 1)}, max ${fmtLat(m.sendLagUs!.max, 1)}; service time p99 ${fmtLat(m.serviceUs!.p99, 1)})`);
+      phase(
+        `    (client send lag p99 ${fmtLat(m.sendLagUs!.p99, 1)}, max ${fmtLat(m.sendLagUs!.max, 1)}; service time p99 ${fmtLat(m.serviceUs!.p99, 1)})`,
+      );
     }
   }
 
@@ -424,7 +479,8 @@ async function main(): Promise<void> {
   pair('node-µs', `µs client R=${rate}`, 'half', halfRows);
 
   // Latency targets: the µs client's rounds.
-  const usRuns = (server: ServerName) => ms.filter((m) => m.server === server && m.generator === 'node-µs' && m.phase === 'half');
+  const usRuns = (server: ServerName) =>
+    ms.filter((m) => m.server === server && m.generator === 'node-µs' && m.phase === 'half');
   // The best round of each server (lowest p99), the same rule for both: on a
   // shared box a stall of the whole machine can land in any one round; every
   // round is listed next to it.
@@ -433,22 +489,34 @@ async function main(): Promise<void> {
   const helloUs = { ...bestUs('hello'), lat: bestUs('hello').latencyUs };
   const perRoundUs = (server: ServerName, f: (l: Latency) => number) => {
     const runs = usRuns(server);
-    return runs.length > 1 ? ` (best of ${runs.length} rounds: ${runs.map((m) => fmtLat(f(m.latencyUs), 1)).join(' / ')})` : '';
+    return runs.length > 1
+      ? ` (best of ${runs.length} rounds: ${runs.map((m) => fmtLat(f(m.latencyUs), 1)).join(' / ')})`
+      : '';
   };
   const thrGen: Generator = haveWrk ? 'wrk' : 'autocannon';
   const thr = ratios[thrGen]!;
   const worstLag = Math.max(segdUs.sendLagUs!.p99, helloUs.sendLagUs!.p99);
   const atHalf = rate >= halfMax * 0.95;
   const halfNote = atHalf ? undefined : `at ${fmtInt(rate)} req/s, below ½ of max (${fmtInt(halfMax)}): client-limited`;
-  const rateShort = Math.min(segdUs.rps, helloUs.rps) < rate * 0.97 ? `achieved only ${fmtInt(segdUs.rps)} (segd) / ${fmtInt(helloUs.rps)} (hello) of ${fmtInt(rate)} req/s` : undefined;
-  const lagNote = worstLag > 100 ? `the µs client fell behind its schedule (send lag p99 up to ${fmtLat(worstLag, 1)}): the box is busy and these latencies include generator delay` : undefined;
+  const rateShort =
+    Math.min(segdUs.rps, helloUs.rps) < rate * 0.97
+      ? `achieved only ${fmtInt(segdUs.rps)} (segd) / ${fmtInt(helloUs.rps)} (hello) of ${fmtInt(rate)} req/s`
+      : undefined;
+  const lagNote =
+    worstLag > 100
+      ? `the µs client fell behind its schedule (send lag p99 up to ${fmtLat(worstLag, 1)}): the box is busy and these latencies include generator delay`
+      : undefined;
   const latNote = [halfNote, rateShort, lagNote].filter(Boolean).join('; ') || undefined;
   const targets: TargetCheck[] = [
     {
       target: 'single lookup ≥ 0.85× hello-world req/s (same generator, same run)',
       measured: `${thr.ratio.toFixed(2)}× by ${thrGen}`,
       pass: thr.ratio >= 0.85,
-      ...(thrGen === 'autocannon' ? { note: 'autocannon saturates first (≈45–52k req/s on 2 cores): this ratio is generator-limited and flatters segd; install wrk' } : {}),
+      ...(thrGen === 'autocannon'
+        ? {
+            note: 'autocannon saturates first (≈45–52k req/s on 2 cores): this ratio is generator-limited and flatters segd; install wrk',
+          }
+        : {}),
     },
     {
       target: 'p99 ≤ 1 ms at half of max load (µs client)',
@@ -477,7 +545,9 @@ async function main(): Promise<void> {
 
   const out: string[] = [];
   out.push('');
-  out.push(`segd bench-lookup — ${startedAt.toISOString()}, node ${process.version}, ${CPU_COUNT} CPUs (${cpus()[0]?.model.trim() ?? '?'})`);
+  out.push(
+    `segd bench-lookup — ${startedAt.toISOString()}, node ${process.version}, ${CPU_COUNT} CPUs (${cpus()[0]?.model.trim() ?? '?'})`,
+  );
   out.push(
     `data: ${fmtInt(o.users)} users, ${fmtInt(imp.memberships)} memberships; imported in ${(imp.importMs / 1000).toFixed(2)} s = ${fmtInt(imp.usersPerS)} users/s, ${fmtInt(imp.membershipsPerS)} memberships/s (start to ready ${imp.startToReadyS.toFixed(2)} s)`,
   );
@@ -488,25 +558,52 @@ async function main(): Promise<void> {
   out.push(`segd: ${o.workers} worker(s); ${pinning.why}`);
   out.push(`runs: ${o.durationS} s measured after ${o.warmupS} s warm-up, ${o.connections} connections, pipelining 1`);
   out.push('');
-  out.push(`Closed loop (max throughput), ${o.rounds} round(s) alternating hello, segd; req/s and latencies are means over rounds, max is the worst:`);
+  out.push(
+    `Closed loop (max throughput), ${o.rounds} round(s) alternating hello, segd; req/s and latencies are means over rounds, max is the worst:`,
+  );
   out.push(table(closedRows));
-  if (!haveWrk) out.push('  (wrk not on PATH: only autocannon, which saturates near 45–52k req/s on 2 cores — the ratio is generator-limited)');
-  else out.push('  autocannon is a Node program that saturates near 45–52k req/s on 2 cores: its ratio is generator-limited; wrk\'s is the ceiling.');
+  if (!haveWrk)
+    out.push(
+      '  (wrk not on PATH: only autocannon, which saturates near 45–52k req/s on 2 cores — the ratio is generator-limited)',
+    );
+  else
+    out.push(
+      "  autocannon is a Node program that saturates near 45–52k req/s on 2 cores: its ratio is generator-limited; wrk's is the ceiling.",
+    );
   out.push('');
-  out.push(`Half load, open loop at ${fmtInt(rate)} req/s (${rateWhy})${acRate < rate ? `; autocannon at ${fmtInt(acRate)} (½ of its own max)` : ''}:`);
+  out.push(
+    `Half load, open loop at ${fmtInt(rate)} req/s (${rateWhy})${acRate < rate ? `; autocannon at ${fmtInt(acRate)} (½ of its own max)` : ''}:`,
+  );
   out.push(table(halfRows));
-  out.push('  * whole milliseconds: autocannon reports nothing finer. Its overallRate is a per-connection quota per second, sent in bursts, so its');
-  out.push('    half-load rows are response times under bursts (ignoreCoordinatedOmission). The µs client (src/loadtest/open-loop-client.ts) sends on an');
-  out.push('    even schedule and records every latency in µs from the scheduled send time, so waiting for a free connection counts.');
-  const lagOf = (server: ServerName) => usRuns(server).map((m) => fmtLat(m.sendLagUs!.p99, 1)).join(' / ');
-  const svcOf = (server: ServerName) => usRuns(server).map((m) => fmtLat(m.serviceUs!.p99, 1)).join(' / ');
-  out.push(`  µs client health — send lag p99: hello ${lagOf('hello')}, segd ${lagOf('segd')}; p99 from the actual send: hello ${svcOf('hello')}, segd ${svcOf('segd')}`);
+  out.push(
+    '  * whole milliseconds: autocannon reports nothing finer. Its overallRate is a per-connection quota per second, sent in bursts, so its',
+  );
+  out.push(
+    '    half-load rows are response times under bursts (ignoreCoordinatedOmission). The µs client (src/loadtest/open-loop-client.ts) sends on an',
+  );
+  out.push(
+    '    even schedule and records every latency in µs from the scheduled send time, so waiting for a free connection counts.',
+  );
+  const lagOf = (server: ServerName) =>
+    usRuns(server)
+      .map((m) => fmtLat(m.sendLagUs!.p99, 1))
+      .join(' / ');
+  const svcOf = (server: ServerName) =>
+    usRuns(server)
+      .map((m) => fmtLat(m.serviceUs!.p99, 1))
+      .join(' / ');
+  out.push(
+    `  µs client health — send lag p99: hello ${lagOf('hello')}, segd ${lagOf('segd')}; p99 from the actual send: hello ${svcOf('hello')}, segd ${svcOf('segd')}`,
+  );
   out.push(`  µs client closed-loop max against the hello-world: ${fmtInt(clientMax)} req/s`);
   for (const m of ms.filter((x) => x.phase === 'half' && x.generator === 'autocannon' && x.rps < acRate * 0.97)) {
-    out.push(`  ! autocannon reached only ${fmtInt(m.rps)} of ${fmtInt(acRate)} req/s against ${m.server}: its rate-limited mode is saturated`);
+    out.push(
+      `  ! autocannon reached only ${fmtInt(m.rps)} of ${fmtInt(acRate)} req/s against ${m.server}: its rate-limited mode is saturated`,
+    );
   }
   const bad = ms.filter((m) => m.errors || m.non2xx);
-  for (const m of bad) out.push(`  ! ${m.phase} ${m.server} ${m.generator} round ${m.round}: ${m.errors} errors, ${m.non2xx} non-2xx`);
+  for (const m of bad)
+    out.push(`  ! ${m.phase} ${m.server} ${m.generator} round ${m.round}: ${m.errors} errors, ${m.non2xx} non-2xx`);
   out.push('');
   out.push('Targets (docs/design.md):');
   for (const t of targets) out.push(`  ${mark(t.pass)} ${t.target}: ${t.measured}${t.note ? `  (${t.note})` : ''}`);
@@ -531,7 +628,15 @@ async function main(): Promise<void> {
         generators: { autocannon: true, wrk: haveWrk },
         import: imp,
         mix: { paths: requests.length, knownShare, distinctUsers, zipf: o.zipf, segdHitShare: hitShare },
-        halfLoad: { rate, why: rateWhy, segdMax, segdMaxSource, clientClosedLoopMax: clientMax, clientLimit, autocannonRate: acRate },
+        halfLoad: {
+          rate,
+          why: rateWhy,
+          segdMax,
+          segdMaxSource,
+          clientClosedLoopMax: clientMax,
+          clientLimit,
+          autocannonRate: acRate,
+        },
         ratios,
         targets,
         measurements: ms,
@@ -545,6 +650,8 @@ async function main(): Promise<void> {
 }
 
 runBench(main, (err) => {
-  process.stderr.write(`bench-lookup: ${err instanceof UsageError ? err.message : ((err as Error)?.stack ?? String(err))}\n`);
+  process.stderr.write(
+    `bench-lookup: ${err instanceof UsageError ? err.message : ((err as Error)?.stack ?? String(err))}\n`,
+  );
   process.exitCode = err instanceof UsageError ? 2 : 1;
 });

@@ -26,7 +26,10 @@ import bloomFilters from 'bloom-filters';
 import { intFlag, parseFlags } from '../src/terminal/flags.js';
 const { BloomFilter } = bloomFilters;
 
-const flags = parseFlags('npm run bench:micro --', process.argv.slice(2), { users: 'users in the store (default 1M)', ops: 'operations per measurement (default 2M)' });
+const flags = parseFlags('npm run bench:micro --', process.argv.slice(2), {
+  users: 'users in the store (default 1M)',
+  ops: 'operations per measurement (default 2M)',
+});
 const USERS = intFlag(flags, 'users', { min: 1000, max: 100_000_000, def: 1_000_000 });
 const OPS = intFlag(flags, 'ops', { min: 1000, max: 1_000_000_000, def: 2_000_000 });
 const MICRO_KEY = 'micro-bench-key-0123456789';
@@ -54,7 +57,9 @@ try {
     for (let j = i; j < Math.min(USERS, i + 20_000); j++) {
       const u = syn.user(j);
       batch.push({
-        op: 'add', uid: u.uid, ts: now,
+        op: 'add',
+        uid: u.uid,
+        ts: now,
         ids: u.segments.map((s) => (typeof s === 'number' ? s : s.id)),
         ttls: u.segments.map((s) => (typeof s === 'number' ? 0 : s.ttl)),
       });
@@ -88,7 +93,14 @@ try {
   // against the lookup with the caller check, admission check and licence
   // filter. The licence: 60 segments of the 5000-id synthetic taxonomy.
   const licensedIds = Array.from({ length: 60 }, (_, i) => 1000 + i * 83);
-  store.partners.putSync('dsp1', { id: 'dsp1', name: 'DSP One', keyDigests: [keyDigest(MICRO_KEY)], segments: licensedIds, sync: null, disabled: false });
+  store.partners.putSync('dsp1', {
+    id: 'dsp1',
+    name: 'DSP One',
+    keyDigests: [keyDigest(MICRO_KEY)],
+    segments: licensedIds,
+    sync: null,
+    disabled: false,
+  });
   const registry = PartnerRegistry.load(store);
   const licences = new Licences(registry);
   const admission = new Admission({ lookups: 512, keyed: 256, public: 256 }, 0);
@@ -125,9 +137,15 @@ try {
     best.before = Math.min(best.before, quiet(asBefore));
     best.key = Math.min(best.key, quiet(withKey));
     best.nokey = Math.min(best.nokey, quiet(withoutKey));
-    best.digest = Math.min(best.digest, quiet(() => anonymous.licence(auth)));
+    best.digest = Math.min(
+      best.digest,
+      quiet(() => anonymous.licence(auth)),
+    );
     // Filtering a typical 12-segment answer, refilled each time (the refill measured alone and subtracted).
-    best.filter = Math.min(best.filter, quiet(() => (scratch.set(profile), dsp1.filter(scratch, 12))) - quiet(() => (scratch.set(profile), 12)));
+    best.filter = Math.min(
+      best.filter,
+      quiet(() => (scratch.set(profile), dsp1.filter(scratch, 12))) - quiet(() => (scratch.set(profile), 12)),
+    );
   }
   const row = (name: string, ns: number) => console.log(`${name.padEnd(48)} ${ns.toFixed(1).padStart(8)} ns/op`);
   row('lookup as before: find + json (best of 5)', best.before);
@@ -138,8 +156,12 @@ try {
   const heap0 = process.memoryUsage().heapUsed;
   let sinkN = 0;
   for (let i = 0; i < 1_000_000; i++) sinkN += dsp1.filter(lookup.ids, lookup.find(hits[i & (K - 1)]!, now));
-  console.log(`licence filter heap growth over 1M filters: ${((process.memoryUsage().heapUsed - heap0) / 1_000_000).toFixed(2)} bytes/op (GC may run: ≤ 0 means none retained)${sinkN === -1 ? ' ' : ''}`);
-  console.log(`activation cost on the lookup: +${(best.key - best.before).toFixed(0)} ns with a partner key (${((100 * (best.key - best.before)) / best.before).toFixed(0)}%), +${(best.nokey - best.before).toFixed(0)} ns without\n`);
+  console.log(
+    `licence filter heap growth over 1M filters: ${((process.memoryUsage().heapUsed - heap0) / 1_000_000).toFixed(2)} bytes/op (GC may run: ≤ 0 means none retained)${sinkN === -1 ? ' ' : ''}`,
+  );
+  console.log(
+    `activation cost on the lookup: +${(best.key - best.before).toFixed(0)} ns with a partner key (${((100 * (best.key - best.before)) / best.before).toFixed(0)}%), +${(best.nokey - best.before).toFixed(0)} ns without\n`,
+  );
 
   const m = new HttpMetrics();
   const r = m.route('segments');
@@ -175,8 +197,12 @@ try {
   let fp = 0;
   for (let i = 0; i < 200_000; i++) if (bloom.mayContain(uidFor(DEFAULT_SYNTHETIC.seed, USERS + 1_000_000 + i))) fp++;
   console.log(`\nLMDB get ≈ ${get.toFixed(0)} ns`);
-  console.log(`blocked bloom check = ${((100 * ours) / get).toFixed(1)}% of an LMDB get (target ≤ 10%); bloom-filters package = ${((100 * theirs) / get).toFixed(0)}%`);
-  console.log(`blocked bloom false-positive rate at capacity: ${((100 * fp) / 200_000).toFixed(2)}% (target 1%), ${(bloom.buffer.byteLength / 1048576).toFixed(1)} MiB, k=${bloom.params.k}`);
+  console.log(
+    `blocked bloom check = ${((100 * ours) / get).toFixed(1)}% of an LMDB get (target ≤ 10%); bloom-filters package = ${((100 * theirs) / get).toFixed(0)}%`,
+  );
+  console.log(
+    `blocked bloom false-positive rate at capacity: ${((100 * fp) / 200_000).toFixed(2)}% (target 1%), ${(bloom.buffer.byteLength / 1048576).toFixed(1)} MiB, k=${bloom.params.k}`,
+  );
   await store.close();
 } finally {
   rmSync(dir, { recursive: true, force: true });

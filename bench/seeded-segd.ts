@@ -70,7 +70,19 @@ export async function startSeededSegd(o: SeededOptions): Promise<{ segd: Server;
   const feed = join(o.dir, 'feed.ndjson');
   o.say(`generating ${fmtInt(o.users)} users → ${feed}`);
   const tGen = performance.now();
-  await run(process.execPath, [SEGD_BIN, 'gen', '--users', String(o.users), '--out', feed, '--seed', String(o.seed), '--ts', '0', '--quiet']);
+  await run(process.execPath, [
+    SEGD_BIN,
+    'gen',
+    '--users',
+    String(o.users),
+    '--out',
+    feed,
+    '--seed',
+    String(o.seed),
+    '--ts',
+    '0',
+    '--quiet',
+  ]);
   const feedGenS = (performance.now() - tGen) / 1000;
   o.say(`generated in ${feedGenS.toFixed(1)} s`);
 
@@ -93,10 +105,26 @@ export async function startSeededSegd(o: SeededOptions): Promise<{ segd: Server;
   const readyMs = typeof ready.ms === 'number' ? ready.ms : startToReadyS * 1000;
   const importMs = typeof seeded?.ms === 'number' ? seeded.ms : readyMs;
   const users = typeof ready.users === 'number' ? ready.users : NaN;
-  if (users !== o.users) throw new Error(`segd is ready with ${users} users, expected ${o.users}; logs: ${JSON.stringify(segd.logs.slice(-5))}`);
-  o.say(`segd ready on port ${segd.port}: ${fmtInt(users)} users imported in ${(importMs / 1000).toFixed(2)} s (${fmtInt(users / (importMs / 1000))} users/s; start to ready ${startToReadyS.toFixed(2)} s)`);
+  if (users !== o.users)
+    throw new Error(
+      `segd is ready with ${users} users, expected ${o.users}; logs: ${JSON.stringify(segd.logs.slice(-5))}`,
+    );
+  o.say(
+    `segd ready on port ${segd.port}: ${fmtInt(users)} users imported in ${(importMs / 1000).toFixed(2)} s (${fmtInt(users / (importMs / 1000))} users/s; start to ready ${startToReadyS.toFixed(2)} s)`,
+  );
   const memberships = await countMemberships(feed);
-  const imp: SeedImport = { users, memberships, importMs, readyMs, startToReadyS, usersPerS: users / (importMs / 1000), membershipsPerS: memberships / (importMs / 1000), feedGenS };
-  o.say(`import rate: ${fmtInt(imp.membershipsPerS)} memberships/s (${fmtInt(memberships)} memberships, ${(memberships / users).toFixed(2)} per user)`);
+  const imp: SeedImport = {
+    users,
+    memberships,
+    importMs,
+    readyMs,
+    startToReadyS,
+    usersPerS: users / (importMs / 1000),
+    membershipsPerS: memberships / (importMs / 1000),
+    feedGenS,
+  };
+  o.say(
+    `import rate: ${fmtInt(imp.membershipsPerS)} memberships/s (${fmtInt(memberships)} memberships, ${(memberships / users).toFixed(2)} per user)`,
+  );
   return { segd, feed, imp };
 }

@@ -29,7 +29,12 @@
   function parse(kv) {
     var eq = kv.indexOf('=');
     if (eq < 1) return null;
-    var values = kv.slice(eq + 1).split(',').filter(function (v) { return /^\d+$/.test(v); });
+    var values = kv
+      .slice(eq + 1)
+      .split(',')
+      .filter(function (v) {
+        return /^\d+$/.test(v);
+      });
     return values.length ? [kv.slice(0, eq), values] : null;
   }
 
@@ -41,8 +46,13 @@
       if (ctrl) ctrl.abort();
       resolve(null);
     }, timeoutMs);
-    fetch(base + '/v1/segments?format=gam&uid=' + encodeURIComponent(uid), { credentials: 'omit', signal: ctrl ? ctrl.signal : undefined })
-      .then(function (r) { return r.status === 200 ? r.text() : ''; })
+    fetch(base + '/v1/segments?format=gam&uid=' + encodeURIComponent(uid), {
+      credentials: 'omit',
+      signal: ctrl ? ctrl.signal : undefined,
+    })
+      .then(function (r) {
+        return r.status === 200 ? r.text() : '';
+      })
       .then(function (text) {
         clearTimeout(timer);
         var kv = parse(text);

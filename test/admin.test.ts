@@ -15,10 +15,29 @@ const json = { ...auth, 'Content-Type': 'application/json' };
 const config = {
   adminKeys: [ADMIN],
   partners: [
-    { id: 'dsp1', name: 'DSP One', keys: [DSP_KEY], segments: [1001, 1002], sync: { url: 'https://sync.dsp1.example/setuid?u=${UID}&gdpr=${GDPR}&c=${GDPR_CONSENT}', type: 'redirect', callbackHosts: ['sync.dsp1.example'] } },
+    {
+      id: 'dsp1',
+      name: 'DSP One',
+      keys: [DSP_KEY],
+      segments: [1001, 1002],
+      sync: {
+        url: 'https://sync.dsp1.example/setuid?u=${UID}&gdpr=${GDPR}&c=${GDPR_CONSENT}',
+        type: 'redirect',
+        callbackHosts: ['sync.dsp1.example'],
+      },
+    },
   ],
   segments: [
-    { id: 1001, name: 'Auto intenders', provider: 'segd', segtax: 4, dataType: 'first', ttl: 2592000, cpm: 0.5, partners: ['dsp1'] },
+    {
+      id: 1001,
+      name: 'Auto intenders',
+      provider: 'segd',
+      segtax: 4,
+      dataType: 'first',
+      ttl: 2592000,
+      cpm: 0.5,
+      partners: ['dsp1'],
+    },
     { id: 1002, name: 'Sports fans', segtax: 600 },
   ],
 };
@@ -33,7 +52,11 @@ beforeAll(async () => {
   dataDir = tempDir();
   configPath = join(tempDir('segd-config-'), 'segd.json');
   writeFileSync(configPath, JSON.stringify(config));
-  segd = await startSegd({ dataDir, keepData: true, env: { SEGD_CONFIG: configPath, SEGD_WORKERS: '2', SEGD_MAX_BODY_BYTES: '4096' } });
+  segd = await startSegd({
+    dataDir,
+    keepData: true,
+    env: { SEGD_CONFIG: configPath, SEGD_WORKERS: '2', SEGD_MAX_BODY_BYTES: '4096' },
+  });
 });
 afterAll(async () => {
   await segd?.stop();
@@ -48,7 +71,17 @@ describe('registry', () => {
     expect(partners[0]).toMatchObject({ id: 'dsp1', name: 'DSP One', segments: [1001, 1002], disabled: false });
     expect(JSON.stringify(partners)).not.toContain(DSP_KEY);
     const seg = (await (await call('/v1/admin/segments/1002', { headers: auth })).json()) as Record<string, unknown>;
-    expect(seg).toEqual({ id: 1002, name: 'Sports fans', provider: 'segd', segtax: 600, dataType: 'first', ttl: null, cpm: null, partners: [], members: 0 });
+    expect(seg).toEqual({
+      id: 1002,
+      name: 'Sports fans',
+      provider: 'segd',
+      segtax: 600,
+      dataType: 'first',
+      ttl: null,
+      cpm: null,
+      partners: [],
+      members: 0,
+    });
     // Not in any data file either.
     for (const f of readdirSync(dataDir)) {
       if (f.endsWith('.mdb')) expect(readFileSync(join(dataDir, f)).includes(Buffer.from(DSP_KEY))).toBe(false);
@@ -56,25 +89,41 @@ describe('registry', () => {
   });
 
   it('refuses callers without the admin key', async () => {
-    const tries: Array<Record<string, string>> = [{}, { Authorization: 'Bearer wrong-key-wrong-key-wrong' }, { Authorization: `Bearer ${DSP_KEY}` }];
+    const tries: Array<Record<string, string>> = [
+      {},
+      { Authorization: 'Bearer wrong-key-wrong-key-wrong' },
+      { Authorization: `Bearer ${DSP_KEY}` },
+    ];
     for (const headers of tries) {
       const r = await call('/v1/admin/partners', { headers });
       expect(r.status).toBe(401);
       expect(((await r.json()) as { error: { code: string } }).error.code).toBe('UNAUTHORIZED');
     }
-    const r = await call('/v1/admin/partners/x', { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: '{}' });
+    const r = await call('/v1/admin/partners/x', {
+      method: 'PUT',
+      headers: { 'Content-Type': 'application/json' },
+      body: '{}',
+    });
     expect(r.status).toBe(401);
   });
 
   it('creates, changes and deletes partners and segments; every worker sees the change at once', async () => {
-    const created = await call('/v1/admin/partners/ssp2', { method: 'PUT', headers: json, body: JSON.stringify({ name: 'SSP Two', segments: '*' }) });
+    const created = await call('/v1/admin/partners/ssp2', {
+      method: 'PUT',
+      headers: json,
+      body: JSON.stringify({ name: 'SSP Two', segments: '*' }),
+    });
     expect(created.status).toBe(201);
     // Two workers, fresh connections: whichever answers has reloaded.
     for (let i = 0; i < 8; i++) {
       const r = await call('/v1/admin/partners/ssp2', { headers: { ...auth, Connection: 'close' } });
       expect(((await r.json()) as { name: string }).name).toBe('SSP Two');
     }
-    const changed = await call('/v1/admin/partners/ssp2', { method: 'PUT', headers: json, body: JSON.stringify({ name: 'SSP 2', disabled: true }) });
+    const changed = await call('/v1/admin/partners/ssp2', {
+      method: 'PUT',
+      headers: json,
+      body: JSON.stringify({ name: 'SSP 2', disabled: true }),
+    });
     expect(changed.status).toBe(200);
     expect(((await changed.json()) as { disabled: boolean }).disabled).toBe(true);
     expect((await call('/v1/admin/partners/ssp2', { method: 'DELETE', headers: auth })).status).toBe(204);
@@ -84,17 +133,44 @@ describe('registry', () => {
     }
     expect((await call('/v1/admin/partners/ssp2', { method: 'DELETE', headers: auth })).status).toBe(404);
 
-    const seg = await call('/v1/admin/segments/77', { method: 'PUT', headers: json, body: JSON.stringify({ name: 'Travel', segtax: 4, dataType: 'third', cpm: 1.25, partners: '*' }) });
+    const seg = await call('/v1/admin/segments/77', {
+      method: 'PUT',
+      headers: json,
+      body: JSON.stringify({ name: 'Travel', segtax: 4, dataType: 'third', cpm: 1.25, partners: '*' }),
+    });
     expect(seg.status).toBe(201);
-    const list = (await (await call('/v1/admin/segments', { headers: auth })).json()) as { segments: Array<{ id: number }> };
+    const list = (await (await call('/v1/admin/segments', { headers: auth })).json()) as {
+      segments: Array<{ id: number }>;
+    };
     expect(list.segments.map((s) => s.id).sort((a, b) => a - b)).toEqual([77, 1001, 1002]);
     expect((await call('/v1/admin/segments/77', { method: 'DELETE', headers: auth })).status).toBe(204);
   });
 
   const BAD: Array<[string, string, string, unknown, string, RegExp]> = [
-    ['macro in the host', 'partners', 'p1', { sync: { url: 'https://${UID}.evil.example/x' } }, 'BAD_PARTNER', /macros are not allowed in the host/],
-    ['unknown macro', 'partners', 'p1', { sync: { url: 'https://a.example/x?u=${USER}' } }, 'BAD_PARTNER', /unknown macro \$\{USER\}/],
-    ['javascript: template', 'partners', 'p1', { sync: { url: 'javascript:alert(1)//${UID}' } }, 'BAD_PARTNER', /must be http\(s\)/],
+    [
+      'macro in the host',
+      'partners',
+      'p1',
+      { sync: { url: 'https://${UID}.evil.example/x' } },
+      'BAD_PARTNER',
+      /macros are not allowed in the host/,
+    ],
+    [
+      'unknown macro',
+      'partners',
+      'p1',
+      { sync: { url: 'https://a.example/x?u=${USER}' } },
+      'BAD_PARTNER',
+      /unknown macro \$\{USER\}/,
+    ],
+    [
+      'javascript: template',
+      'partners',
+      'p1',
+      { sync: { url: 'javascript:alert(1)//${UID}' } },
+      'BAD_PARTNER',
+      /must be http\(s\)/,
+    ],
     ['short key', 'partners', 'p1', { keys: ['short'] }, 'BAD_PARTNER', /keys must be/],
     ['id that disagrees with the path', 'partners', 'p1', { id: 'p2' }, 'BAD_PARTNER', /does not match/],
     ['unknown field', 'partners', 'p1', { licence: 'all' }, 'BAD_PARTNER', /unknown field "licence"/],
@@ -116,8 +192,18 @@ describe('registry', () => {
       ['/v1/admin/partners/Bad%20Id', { headers: auth }, 400, 'BAD_PARTNER_ID'],
       ['/v1/admin/segments/99999999999', { headers: auth }, 400, 'BAD_SEGMENT'],
       ['/v1/admin/partners/p1', { method: 'PUT', headers: json, body: '{"name":' }, 400, 'BAD_JSON'],
-      ['/v1/admin/partners/p1', { method: 'PUT', headers: { ...auth, 'Content-Type': 'text/plain' }, body: '{}' }, 415, 'UNSUPPORTED_MEDIA_TYPE'],
-      ['/v1/admin/partners/p1', { method: 'PUT', headers: json, body: JSON.stringify({ name: 'x'.repeat(5000) }) }, 413, 'BODY_TOO_LARGE'],
+      [
+        '/v1/admin/partners/p1',
+        { method: 'PUT', headers: { ...auth, 'Content-Type': 'text/plain' }, body: '{}' },
+        415,
+        'UNSUPPORTED_MEDIA_TYPE',
+      ],
+      [
+        '/v1/admin/partners/p1',
+        { method: 'PUT', headers: json, body: JSON.stringify({ name: 'x'.repeat(5000) }) },
+        413,
+        'BODY_TOO_LARGE',
+      ],
       ['/v1/admin/partners/p1', { method: 'POST', headers: json, body: '{}' }, 405, 'METHOD_NOT_ALLOWED'],
     ];
     for (const [path, init, status, code] of cases) {
@@ -129,14 +215,25 @@ describe('registry', () => {
   });
 
   it('keeps admin changes across a restart, and a bad config file stops start-up with every problem named', async () => {
-    await call('/v1/admin/segments/88', { method: 'PUT', headers: json, body: JSON.stringify({ name: 'Kept', segtax: 4 }) });
+    await call('/v1/admin/segments/88', {
+      method: 'PUT',
+      headers: json,
+      body: JSON.stringify({ name: 'Kept', segtax: 4 }),
+    });
     expect(await stopReport(segd)).toEqual(CLEAN_STOP);
-    segd = await startSegd({ dataDir, keepData: true, env: { SEGD_CONFIG: configPath, SEGD_WORKERS: '2', SEGD_MAX_BODY_BYTES: '4096' } });
+    segd = await startSegd({
+      dataDir,
+      keepData: true,
+      env: { SEGD_CONFIG: configPath, SEGD_WORKERS: '2', SEGD_MAX_BODY_BYTES: '4096' },
+    });
     expect((await call('/v1/admin/segments/88', { headers: auth })).status).toBe(200);
     expect((await call('/v1/admin/partners/dsp1', { headers: auth })).status).toBe(200);
 
     const badPath = join(tempDir('segd-config-'), 'bad.json');
-    writeFileSync(badPath, JSON.stringify({ partners: [{ id: 'ok1' }, { id: 'BAD' }, { id: 'ok1' }], segments: [{ id: 1, name: 'n' }] }));
+    writeFileSync(
+      badPath,
+      JSON.stringify({ partners: [{ id: 'ok1' }, { id: 'BAD' }, { id: 'ok1' }], segments: [{ id: 1, name: 'n' }] }),
+    );
     const bad = await runSegd(['serve'], { SEGD_CONFIG: badPath, SEGD_DATA_DIR: tempDir(), SEGD_PORT: '0' });
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('partners[1]: id must be');

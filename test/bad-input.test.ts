@@ -22,12 +22,23 @@ const CASES: Case[] = [
   { name: 'missing uid', path: '/v1/segments', status: 400, code: 'UID_MISSING' },
   { name: 'empty uid', path: '/v1/segments?uid=', status: 400, code: 'UID_MISSING' },
   { name: 'uid over 128 bytes', path: `/v1/segments?uid=${long}`, status: 400, code: 'UID_INVALID' },
-  { name: 'uid of 43 three-byte chars (129 bytes)', path: `/v1/segments?uid=${encodeURIComponent('€'.repeat(43))}`, status: 400, code: 'UID_INVALID' },
+  {
+    name: 'uid of 43 three-byte chars (129 bytes)',
+    path: `/v1/segments?uid=${encodeURIComponent('€'.repeat(43))}`,
+    status: 400,
+    code: 'UID_INVALID',
+  },
   { name: 'uid with CR/LF', path: '/v1/segments?uid=a%0d%0aSet-Cookie:%20x', status: 400, code: 'UID_INVALID' },
   { name: 'uid with NUL', path: '/v1/segments?uid=a%00b', status: 400, code: 'UID_INVALID' },
   { name: 'unknown format', path: '/v1/segments?uid=a&format=xml', status: 400, code: 'BAD_FORMAT' },
   { name: 'unknown route', path: '/v2/whatever', status: 404, code: 'NOT_FOUND' },
-  { name: 'wrong method on lookup', method: 'DELETE', path: '/v1/segments?uid=a', status: 405, code: 'METHOD_NOT_ALLOWED' },
+  {
+    name: 'wrong method on lookup',
+    method: 'DELETE',
+    path: '/v1/segments?uid=a',
+    status: 405,
+    code: 'METHOD_NOT_ALLOWED',
+  },
   { name: 'GET on batch', path: '/v1/segments:batch', status: 405, code: 'METHOD_NOT_ALLOWED' },
   { name: 'POST on lookup', method: 'POST', path: '/v1/segments', body: '{}', status: 405, code: 'METHOD_NOT_ALLOWED' },
   ...[
@@ -37,16 +48,77 @@ const CASES: Case[] = [
     ['no uids', '{"ids":["alice"]}', 'BAD_BATCH'],
     ['JSON null', 'null', 'BAD_BATCH'],
   ].map(([name, body, code]): Case => ({
-    name: `batch: ${name}`, method: 'POST', path: '/v1/segments:batch',
-    headers: { 'content-type': 'application/json' }, body, status: 400, code: code!,
+    name: `batch: ${name}`,
+    method: 'POST',
+    path: '/v1/segments:batch',
+    headers: { 'content-type': 'application/json' },
+    body,
+    status: 400,
+    code: code!,
   })),
-  { name: 'batch: invalid UTF-8', method: 'POST', path: '/v1/segments:batch', headers: { 'content-type': 'application/json' }, body: Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), status: 400, code: 'BAD_JSON' },
-  { name: 'batch: malformed msgpack', method: 'POST', path: '/v1/segments:batch', headers: { 'content-type': 'application/msgpack' }, body: Buffer.from([0xdf, 0xff, 0xff, 0xff, 0xff]), status: 400, code: 'BAD_MSGPACK' },
-  { name: 'batch: truncated msgpack', method: 'POST', path: '/v1/segments:batch', headers: { 'content-type': 'application/msgpack' }, body: pack({ uids: ['alice', 'bob'] }).subarray(0, 9), status: 400, code: 'BAD_MSGPACK' },
-  { name: 'batch: form body', method: 'POST', path: '/v1/segments:batch', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'uids=alice', status: 415, code: 'UNSUPPORTED_MEDIA_TYPE' },
-  { name: 'batch: kv format', method: 'POST', path: '/v1/segments:batch?format=kv', headers: { 'content-type': 'application/json' }, body: '{"uids":[]}', status: 400, code: 'BAD_FORMAT' },
-  { name: 'batch: too many keys', method: 'POST', path: '/v1/segments:batch', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ uids: Array.from({ length: 11 }, (_, i) => `u${i}`) }), status: 413, code: 'BATCH_TOO_LARGE' },
-  { name: 'batch: body over the limit (Content-Length)', method: 'POST', path: '/v1/segments:batch', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ uids: ['a'.repeat(5000)] }), status: 413, code: 'BODY_TOO_LARGE' },
+  {
+    name: 'batch: invalid UTF-8',
+    method: 'POST',
+    path: '/v1/segments:batch',
+    headers: { 'content-type': 'application/json' },
+    body: Buffer.from([0x7b, 0xff, 0xfe, 0x7d]),
+    status: 400,
+    code: 'BAD_JSON',
+  },
+  {
+    name: 'batch: malformed msgpack',
+    method: 'POST',
+    path: '/v1/segments:batch',
+    headers: { 'content-type': 'application/msgpack' },
+    body: Buffer.from([0xdf, 0xff, 0xff, 0xff, 0xff]),
+    status: 400,
+    code: 'BAD_MSGPACK',
+  },
+  {
+    name: 'batch: truncated msgpack',
+    method: 'POST',
+    path: '/v1/segments:batch',
+    headers: { 'content-type': 'application/msgpack' },
+    body: pack({ uids: ['alice', 'bob'] }).subarray(0, 9),
+    status: 400,
+    code: 'BAD_MSGPACK',
+  },
+  {
+    name: 'batch: form body',
+    method: 'POST',
+    path: '/v1/segments:batch',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: 'uids=alice',
+    status: 415,
+    code: 'UNSUPPORTED_MEDIA_TYPE',
+  },
+  {
+    name: 'batch: kv format',
+    method: 'POST',
+    path: '/v1/segments:batch?format=kv',
+    headers: { 'content-type': 'application/json' },
+    body: '{"uids":[]}',
+    status: 400,
+    code: 'BAD_FORMAT',
+  },
+  {
+    name: 'batch: too many keys',
+    method: 'POST',
+    path: '/v1/segments:batch',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ uids: Array.from({ length: 11 }, (_, i) => `u${i}`) }),
+    status: 413,
+    code: 'BATCH_TOO_LARGE',
+  },
+  {
+    name: 'batch: body over the limit (Content-Length)',
+    method: 'POST',
+    path: '/v1/segments:batch',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ uids: ['a'.repeat(5000)] }),
+    status: 413,
+    code: 'BODY_TOO_LARGE',
+  },
 ];
 
 describe('bad input', () => {
@@ -84,7 +156,9 @@ describe('bad input', () => {
       body: JSON.stringify({ uids: ['alice', 42, '', long, 'nobody', null] }),
     });
     expect(r.status).toBe(200);
-    const { results } = (await r.json()) as { results: Array<{ uid: unknown; segments: number[]; error?: { code: string } }> };
+    const { results } = (await r.json()) as {
+      results: Array<{ uid: unknown; segments: number[]; error?: { code: string } }>;
+    };
     expect(results.map((x) => [x.uid, x.segments, x.error?.code])).toEqual([
       ['alice', [1, 2], undefined],
       [null, [], 'UID_INVALID'],
@@ -111,7 +185,8 @@ describe('bad input', () => {
 
   it('refuses a chunked body that grows over the limit, without buffering it', async () => {
     const chunk = 'a'.repeat(1000);
-    let req = 'POST /v1/segments:batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n';
+    let req =
+      'POST /v1/segments:batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n';
     for (let i = 0; i < 10; i++) req += `${chunk.length.toString(16)}\r\n${chunk}\r\n`;
     req += '0\r\n\r\n';
     const res = await raw(req);
@@ -123,7 +198,9 @@ describe('bad input', () => {
   it('survives a client that aborts mid-body', async () => {
     await new Promise<void>((resolve) => {
       const sock = connect(segd.port, '127.0.0.1', () => {
-        sock.write('POST /v1/segments:batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"uids":["al');
+        sock.write(
+          'POST /v1/segments:batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"uids":["al',
+        );
         // The one worker reads connections in order: once it answers a later one, it holds ours.
         void fetch(`${segd.url}/healthz`).then(() => {
           sock.destroy();
@@ -138,7 +215,10 @@ describe('bad input', () => {
 
   it('rejects garbage that is not HTTP and keeps serving', async () => {
     await raw(Buffer.from([0x16, 0x03, 0x01, 0x00, 0xff, 0x00, 0x0d, 0x0a, 0x0d, 0x0a]), { endAfterWrite: true });
-    await raw('GET /v1/segments?uid=alice HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', { endAfterWrite: true });
+    await raw(
+      'GET /v1/segments?uid=alice HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+      { endAfterWrite: true },
+    );
     await stillServing();
   });
 });

@@ -8,16 +8,31 @@ import { join } from 'node:path';
 import { BlockedBloom, sizeFor } from '../src/filters/blocked-bloom.js';
 import { saveFilter, loadFilter, FilterFileError } from '../src/filters/persist.js';
 import { uidFor } from '../src/gen/synthetic.js';
-import { startSegd, runSegd, tempDir, dropFeed, feedLine, stopReport, CLEAN_STOP, type Segd, segmentsOf, waitFor } from './helpers/server.js';
+import {
+  startSegd,
+  runSegd,
+  tempDir,
+  dropFeed,
+  feedLine,
+  stopReport,
+  CLEAN_STOP,
+  type Segd,
+  segmentsOf,
+  waitFor,
+} from './helpers/server.js';
 
 describe('blocked bloom filter', () => {
   it('never answers "not present" for a key that was added', () => {
     fc.assert(
-      fc.property(fc.uniqueArray(fc.string({ unit: 'binary', minLength: 1, maxLength: 64 }), { maxLength: 300 }), fc.integer({ min: 1, max: 2000 }), (keys, capacity) => {
-        const f = new BlockedBloom(sizeFor(capacity, 0.01));
-        for (const k of keys) f.add(k);
-        return keys.every((k) => f.mayContain(k));
-      }),
+      fc.property(
+        fc.uniqueArray(fc.string({ unit: 'binary', minLength: 1, maxLength: 64 }), { maxLength: 300 }),
+        fc.integer({ min: 1, max: 2000 }),
+        (keys, capacity) => {
+          const f = new BlockedBloom(sizeFor(capacity, 0.01));
+          for (const k of keys) f.add(k);
+          return keys.every((k) => f.mayContain(k));
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -59,7 +74,8 @@ describe('blocked bloom filter', () => {
   });
 });
 
-const metric = async (segd: Segd, re: RegExp) => Number(re.exec(await (await fetch(`${segd.url}/metrics`)).text())?.[1]);
+const metric = async (segd: Segd, re: RegExp) =>
+  Number(re.exec(await (await fetch(`${segd.url}/metrics`)).text())?.[1]);
 
 describe('known-users filter in the server', () => {
   it('is persisted, reloaded without a rebuild, rebuilt when corrupt, and answers stay right throughout', async () => {
@@ -95,7 +111,9 @@ describe('known-users filter in the server', () => {
     expect(await Promise.all(known.map((u) => segmentsOf(third, u)))).toEqual(want);
     const built = await third.waitForLog((l) => l.msg === 'known-users filter built');
     expect(built.users).toBe(20000);
-    expect(third.logs.some((l) => l.msg === 'known-users filter unusable; rebuilding' && l.err === 'checksum mismatch')).toBe(true);
+    expect(
+      third.logs.some((l) => l.msg === 'known-users filter unusable; rebuilding' && l.err === 'checksum mismatch'),
+    ).toBe(true);
     expect(await Promise.all(known.map((u) => segmentsOf(third, u)))).toEqual(want);
     expect(await stopReport(third, { allowWarnings: true })).toEqual(CLEAN_STOP);
   });
@@ -111,7 +129,9 @@ describe('known-users filter in the server', () => {
     // Fresh connections land on both workers; every one must see the user.
     const seen = new Set<number>();
     for (let i = 0; i < 40; i++) {
-      const h = (await (await fetch(`${segd.url}/healthz`, { headers: { connection: 'close' } })).json()) as { worker: number };
+      const h = (await (await fetch(`${segd.url}/healthz`, { headers: { connection: 'close' } })).json()) as {
+        worker: number;
+      };
       seen.add(h.worker);
       const r = await fetch(`${segd.url}/v1/segments?uid=newcomer`, { headers: { connection: 'close' } });
       expect(await r.json()).toEqual({ uid: 'newcomer', segments: [77] });
@@ -129,12 +149,24 @@ describe('known-users filter in the server', () => {
     expect(segd.logs.some((l) => l.msg === 'known-users filter full; rebuilding at twice the size')).toBe(true);
     for (const i of [0, 2500, 4999]) expect((await segmentsOf(segd, uidFor(1, i))).length).toBeGreaterThan(0);
     // A user added after the swap is seen by every worker (each on the new filter).
-    await dropFeed(join(segd.dataDir, 'inbox'), 'after-swap.ndjson', feedLine({ op: 'add', uid: 'after-swap', segments: [5] }));
+    await dropFeed(
+      join(segd.dataDir, 'inbox'),
+      'after-swap.ndjson',
+      feedLine({ op: 'add', uid: 'after-swap', segments: [5] }),
+    );
     await waitFor(async () => (await segmentsOf(segd, 'after-swap')).length > 0, 10_000);
     const workers = new Set<number>();
     for (let i = 0; i < 30; i++) {
-      workers.add(((await (await fetch(`${segd.url}/healthz`, { headers: { connection: 'close' } })).json()) as { worker: number }).worker);
-      expect(await (await fetch(`${segd.url}/v1/segments?uid=after-swap`, { headers: { connection: 'close' } })).json()).toEqual({ uid: 'after-swap', segments: [5] });
+      workers.add(
+        (
+          (await (await fetch(`${segd.url}/healthz`, { headers: { connection: 'close' } })).json()) as {
+            worker: number;
+          }
+        ).worker,
+      );
+      expect(
+        await (await fetch(`${segd.url}/v1/segments?uid=after-swap`, { headers: { connection: 'close' } })).json(),
+      ).toEqual({ uid: 'after-swap', segments: [5] });
     }
     expect(workers.size).toBe(2);
     expect(await stopReport(segd)).toEqual(CLEAN_STOP);
@@ -145,12 +177,21 @@ describe('segment export', () => {
   it('exports a segment as a bloom filter the partner reader understands; admin key required', async () => {
     const seed = join(tempDir(), 'seed.ndjson');
     const lines = [];
-    for (let i = 0; i < 3000; i++) lines.push(feedLine({ op: 'add', uid: `u-${i}`, segments: i % 3 === 0 ? [500, 501] : [501] }));
-    lines.push(feedLine({ op: 'add', uid: 'expired', segments: [{ id: 500, ttl: 60 }], ts: Math.floor(Date.now() / 1000) - 3600 }));
+    for (let i = 0; i < 3000; i++)
+      lines.push(feedLine({ op: 'add', uid: `u-${i}`, segments: i % 3 === 0 ? [500, 501] : [501] }));
+    lines.push(
+      feedLine({
+        op: 'add',
+        uid: 'expired',
+        segments: [{ id: 500, ttl: 60 }],
+        ts: Math.floor(Date.now() / 1000) - 3600,
+      }),
+    );
     writeFileSync(seed, lines.join(''));
     const key = 'admin-key-0123456789abcdef';
     const segd = await startSegd({ env: { SEGD_SEED: seed, SEGD_ADMIN_KEYS: `other-key-0000000000000,${key}` } });
-    const get = (path: string, auth?: string) => fetch(`${segd.url}${path}`, { headers: auth ? { authorization: `Bearer ${auth}` } : {} });
+    const get = (path: string, auth?: string) =>
+      fetch(`${segd.url}${path}`, { headers: auth ? { authorization: `Bearer ${auth}` } : {} });
 
     for (const bad of [undefined, 'wrong-key-that-is-long-enough']) {
       const r = await get('/v1/segments/500/bloom', bad);

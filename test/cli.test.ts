@@ -8,15 +8,24 @@ describe('segd import / status', () => {
   it('imports files and directories with a summary, rejects bad records, and status reports the store', async () => {
     const dataDir = tempDir();
     const src = tempDir();
-    writeFileSync(join(src, 'a.ndjson'), feedLine({ op: 'add', uid: 'u1', segments: [1, 2] }) + 'not json\n' + feedLine({ op: 'add', uid: 'u2', segments: [3] }));
+    writeFileSync(
+      join(src, 'a.ndjson'),
+      feedLine({ op: 'add', uid: 'u1', segments: [1, 2] }) +
+        'not json\n' +
+        feedLine({ op: 'add', uid: 'u2', segments: [3] }),
+    );
     writeFileSync(join(src, 'b.ndjson'), feedLine({ op: 'remove', uid: 'u1', segments: [2] }));
     writeFileSync(join(src, 'c.ndjson.tmp'), feedLine({ op: 'add', uid: 'never', segments: [9] }));
     const env = { SEGD_DATA_DIR: dataDir };
     const r = await runSegd(['import', src, '--quiet'], env);
-    expect(r.stderr).toBe('import: a.ndjson: 1 rejected → ' + join(dataDir, 'rejects', 'a.ndjson.rejects.ndjson') + '\n');
+    expect(r.stderr).toBe(
+      'import: a.ndjson: 1 rejected → ' + join(dataDir, 'rejects', 'a.ndjson.rejects.ndjson') + '\n',
+    );
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^import: 2 file\(s\), 3 applied, 0 stale, 1 rejected, 4 memberships in /);
-    expect(JSON.parse(readFileSync(join(dataDir, 'rejects', 'a.ndjson.rejects.ndjson'), 'utf8'))).toMatchObject({ line: 2 });
+    expect(JSON.parse(readFileSync(join(dataDir, 'rejects', 'a.ndjson.rejects.ndjson'), 'utf8'))).toMatchObject({
+      line: 2,
+    });
 
     // Nothing applicable → non-zero, so scripts notice.
     writeFileSync(join(src, 'bad.json'), '');
@@ -28,7 +37,12 @@ describe('segd import / status', () => {
     writeFileSync(join(dataDir, 'inbox', 'waiting.ndjson'), feedLine({ op: 'add', uid: 'w', segments: [1] }));
     const st = await runSegd(['status', '--json'], env);
     expect(st.code).toBe(0);
-    const j = JSON.parse(st.stdout) as { server: unknown; store: { users: number; commits: number }; sources: { inbox: { waitingFiles: number } }; filter: { state: string } };
+    const j = JSON.parse(st.stdout) as {
+      server: unknown;
+      store: { users: number; commits: number };
+      sources: { inbox: { waitingFiles: number } };
+      filter: { state: string };
+    };
     expect(j.server).toBe(null);
     expect(j.store.users).toBe(2);
     expect(j.store.commits).toBe(3); // a.ndjson, b.ndjson, and the all-rejected file's checkpoint
@@ -51,13 +65,19 @@ describe('segd import / status', () => {
     const src = tempDir();
     const env = { SEGD_DATA_DIR: dataDir };
     const ts = Math.floor(Date.now() / 1000) - 60;
-    writeFileSync(join(src, '1-delta.ndjson'), feedLine({ op: 'add', uid: 'old', segments: [1], ts: ts - 100 }) + feedLine({ op: 'add', uid: 'kept', segments: [2], ts: ts + 10 }));
+    writeFileSync(
+      join(src, '1-delta.ndjson'),
+      feedLine({ op: 'add', uid: 'old', segments: [1], ts: ts - 100 }) +
+        feedLine({ op: 'add', uid: 'kept', segments: [2], ts: ts + 10 }),
+    );
     writeFileSync(join(src, '2-full.snapshot.csv'), 'uid,segments\nnew-1,5|6\nnew-2,7\n');
     // CSV rows are stamped with the load time: 'kept' (changed at ts + 10, before that) goes too.
     const r = await runSegd(['import', src, '--quiet'], env);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^import: 2 file\(s\), 4 applied, 0 stale, 0 rejected, /);
-    const j = JSON.parse((await runSegd(['status', '--json'], env)).stdout) as { store: { users: number; generation: number; snapshotTs: number } };
+    const j = JSON.parse((await runSegd(['status', '--json'], env)).stdout) as {
+      store: { users: number; generation: number; snapshotTs: number };
+    };
     expect(j.store).toMatchObject({ users: 2, generation: 1 });
     expect(j.store.snapshotTs).toBeGreaterThan(ts);
     expect((await runSegd(['status'], env)).stdout).toMatch(/snapshot generation 1, from a snapshot as of /);

@@ -25,7 +25,9 @@ describe('docs/api.md', () => {
   it('documents every error code with its status, and no others', () => {
     const doc = read('docs/api.md');
     const documented = new Map([...doc.matchAll(/^\| (\d{3}) \| `([A-Z_]+)` \|/gm)].map((m) => [m[2], Number(m[1])]));
-    expect(Object.fromEntries(documented)).toEqual(Object.fromEntries(Object.entries(ERRORS).map(([k, v]) => [k, v.status])));
+    expect(Object.fromEntries(documented)).toEqual(
+      Object.fromEntries(Object.entries(ERRORS).map(([k, v]) => [k, v.status])),
+    );
   });
 });
 
@@ -54,7 +56,10 @@ function anchors(markdown: string): Set<string> {
   const out = new Set<string>();
   for (const m of markdown.replace(/^```[\s\S]*?^```/gm, '').matchAll(/^#{1,6} +(.+?) *#* *$/gm)) {
     const text = (m[1] ?? '').replace(/\[([^\]]*)\]\([^)]*\)/g, '$1').replace(/[`*_]{1,2}([^`*_]+)[`*_]{1,2}/g, '$1');
-    const base = text.toLowerCase().replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, '').replace(/ /g, '-');
+    const base = text
+      .toLowerCase()
+      .replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, '')
+      .replace(/ /g, '-');
     const n = seen.get(base) ?? 0;
     seen.set(base, n + 1);
     out.add(n === 0 ? base : `${base}-${n}`);
@@ -65,7 +70,8 @@ function anchors(markdown: string): Set<string> {
 describe('links in README.md and docs/', () => {
   const files = markdownFiles();
   const links = files.flatMap((file) =>
-    [...prose(read(file)).matchAll(/\]\(([^)\s]+)(?: "[^"]*")?\)/g)].map((m) => ({ file, target: m[1] ?? '' })));
+    [...prose(read(file)).matchAll(/\]\(([^)\s]+)(?: "[^"]*")?\)/g)].map((m) => ({ file, target: m[1] ?? '' })),
+  );
 
   it('finds the pages and their links', () => {
     expect(files).toContain('docs/api.md');
@@ -83,14 +89,16 @@ describe('links in README.md and docs/', () => {
   });
 
   it('lead to files that exist, and to headings that exist', () => {
-    const broken = links.filter(({ file, target }) => {
-      if (/^[a-z]+:/i.test(target)) return false;
-      const [path = '', anchor] = target.split('#');
-      const to = path === '' ? join(ROOT, file) : resolve(ROOT, dirname(file), path);
-      if (!existsSync(to)) return true;
-      if (anchor === undefined) return false;
-      return !to.endsWith('.md') || !anchors(readFileSync(to, 'utf8')).has(anchor);
-    }).map(({ file, target }) => `${file} → ${target}`);
+    const broken = links
+      .filter(({ file, target }) => {
+        if (/^[a-z]+:/i.test(target)) return false;
+        const [path = '', anchor] = target.split('#');
+        const to = path === '' ? join(ROOT, file) : resolve(ROOT, dirname(file), path);
+        if (!existsSync(to)) return true;
+        if (anchor === undefined) return false;
+        return !to.endsWith('.md') || !anchors(readFileSync(to, 'utf8')).has(anchor);
+      })
+      .map(({ file, target }) => `${file} → ${target}`);
     expect(broken).toEqual([]);
   });
 

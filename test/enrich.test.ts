@@ -9,10 +9,16 @@ import { stopReport, CLEAN_STOP, ROOT, type Segd } from './helpers/server.js';
 import { startActivation, bearer, KEYS, DMP_DOMAIN, GRAPH_IDS } from './helpers/activation.js';
 
 type Obj = Record<string, any>;
-const fixture = (name: string): Obj => JSON.parse(readFileSync(join(ROOT, 'test/fixtures/openrtb', `${name}.json`), 'utf8'));
+const fixture = (name: string): Obj =>
+  JSON.parse(readFileSync(join(ROOT, 'test/fixtures/openrtb', `${name}.json`), 'utf8'));
 
 // What each partner may see of rtb-user-1, as OpenRTB Data objects (ids ascending → group order).
-const data = (id: string, segtax: number, segs: number[]) => ({ id, name: DMP_DOMAIN, segment: segs.map((s) => ({ id: String(s) })), ext: { segtax } });
+const data = (id: string, segtax: number, segs: number[]) => ({
+  id,
+  name: DMP_DOMAIN,
+  segment: segs.map((s) => ({ id: String(s) })),
+  ext: { segtax },
+});
 const EXPECTED: Record<string, Obj[]> = {
   dsp1: [data('segd', 4, [1001, 1002]), data('segd', 600, [2001])],
   // 4002 is licensed to dsp2 but has no taxonomy entry (no segtax): left out of user.data.
@@ -56,7 +62,7 @@ describe('enrichment of real OpenRTB 2.6 requests', () => {
     });
   }
 
-  it('keeps unknown fields, ext and the publisher\'s own user.data in place', async () => {
+  it("keeps unknown fields, ext and the publisher's own user.data in place", async () => {
     const req = fixture('banner');
     const out = (await (await enrich(req)).json()) as Obj;
     expect(out.x_vendor_unknown_top_level).toEqual({ kept: [1, 2, 3] });
@@ -81,12 +87,20 @@ describe('enrichment of real OpenRTB 2.6 requests', () => {
     expect(twice).toEqual(once);
   });
 
-  it('resolves the user through the ID graph: buyeruid as the caller\'s uid, eids, device.ifa', async () => {
+  it("resolves the user through the ID graph: buyeruid as the caller's uid, eids, device.ifa", async () => {
     const graphUser = [data('segd', 4, [1001]), data('segd', 600, [2001])];
     const base = fixture('video');
     const asDsp1 = [
       { ...base, user: { buyeruid: GRAPH_IDS.dsp1Uid } },
-      { ...base, user: { eids: [{ source: 'liveramp.com', uids: [{ id: 'unknown' }] }, { source: 'id5-sync.com', uids: [{ id: GRAPH_IDS.id5, atype: 1 }] }] } },
+      {
+        ...base,
+        user: {
+          eids: [
+            { source: 'liveramp.com', uids: [{ id: 'unknown' }] },
+            { source: 'id5-sync.com', uids: [{ id: GRAPH_IDS.id5, atype: 1 }] },
+          ],
+        },
+      },
       { ...fixture('app-ifa'), user: undefined, device: { ...fixture('app-ifa').device, ifa: GRAPH_IDS.ifa } },
       // buyeruid wins over user.id: it is the caller's own sync with us.
       { ...base, user: { id: 'rtb-user-1', buyeruid: GRAPH_IDS.dsp1Uid } },
@@ -163,7 +177,9 @@ describe('tmax', () => {
     const half = Math.floor(body.length / 2);
     const answer = await new Promise<string>((resolve, reject) => {
       const s = connect(segd.port, '127.0.0.1', () => {
-        s.write(`POST /openrtb2/enrich HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEYS.dsp1}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, half)}`);
+        s.write(
+          `POST /openrtb2/enrich HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEYS.dsp1}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, half)}`,
+        );
         setTimeout(() => s.write(body.slice(half)), 80);
       });
       let got = '';
@@ -221,8 +237,14 @@ describe('auth and bad input', () => {
   }
 
   it('refuses an unknown mode and a non-JSON content type', async () => {
-    expect(((await (await enrich(fixture('video'), KEYS.dsp1, '?mode=xml')).json()) as Obj).error.code).toBe('BAD_MODE');
-    const r = await fetch(`${segd.url}/openrtb2/enrich`, { method: 'POST', headers: { 'Content-Type': 'text/plain', ...bearer(KEYS.dsp1) }, body: '{}' });
+    expect(((await (await enrich(fixture('video'), KEYS.dsp1, '?mode=xml')).json()) as Obj).error.code).toBe(
+      'BAD_MODE',
+    );
+    const r = await fetch(`${segd.url}/openrtb2/enrich`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'text/plain', ...bearer(KEYS.dsp1) },
+      body: '{}',
+    });
     expect(r.status).toBe(415);
   });
 
@@ -235,7 +257,7 @@ describe('auth and bad input', () => {
     const deep = `{"id":"d","imp":[],"regs":{"gdpr":0},"user":{"id":"rtb-user-1"},"ext":${'['.repeat(20_000)}${']'.repeat(20_000)}}`;
     const d = await enrich(deep);
     expect([200, 400]).toContain(d.status);
-    if (d.status === 400) expect(((await d.json()) as Obj).error.code).toBe("BAD_BID_REQUEST");
+    if (d.status === 400) expect(((await d.json()) as Obj).error.code).toBe('BAD_BID_REQUEST');
     // Still serving.
     expect((await enrich(fixture('native'))).status).toBe(200);
   });

@@ -39,13 +39,17 @@ describe('preview', () => {
 describe('msgpack record boundaries', () => {
   it('recordEnd agrees with the encoded length of any value, and says INCOMPLETE for any cut', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.jsonValue(), fc.uint8Array(), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 64n - 1n })), fc.nat(), (v, cutAt) => {
-        const bytes = pack(v);
-        const buf = Buffer.concat([bytes, Buffer.from([0xc0])]);
-        expect(recordEnd(buf, 0)).toBe(bytes.length);
-        const cut = cutAt % bytes.length;
-        expect(recordEnd(bytes.subarray(0, cut), 0)).toBe(INCOMPLETE);
-      }),
+      fc.property(
+        fc.oneof(fc.jsonValue(), fc.uint8Array(), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 64n - 1n })),
+        fc.nat(),
+        (v, cutAt) => {
+          const bytes = pack(v);
+          const buf = Buffer.concat([bytes, Buffer.from([0xc0])]);
+          expect(recordEnd(buf, 0)).toBe(bytes.length);
+          const cut = cutAt % bytes.length;
+          expect(recordEnd(bytes.subarray(0, cut), 0)).toBe(INCOMPLETE);
+        },
+      ),
     );
     expect(recordEnd(Buffer.from([0xc1]), 0)).toBe(MALFORMED);
   });

@@ -44,7 +44,18 @@ afterAll(async () => {
 function renderedOut(uid: string): Promise<string> {
   return new Promise((resolve, reject) => {
     // A process group: chromium's helper processes go with it (test/helpers/procs.ts).
-    const p = spawnTracked('chromium', ['--headless', '--no-sandbox', '--disable-gpu', '--virtual-time-budget=5000', '--dump-dom', `http://127.0.0.1:${pagePort}/?uid=${uid}`], { stdio: ['ignore', 'pipe', 'ignore'], group: true });
+    const p = spawnTracked(
+      'chromium',
+      [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--virtual-time-budget=5000',
+        '--dump-dom',
+        `http://127.0.0.1:${pagePort}/?uid=${uid}`,
+      ],
+      { stdio: ['ignore', 'pipe', 'ignore'], group: true },
+    );
     let dom = '';
     p.stdout!.setEncoding('utf8').on('data', (c: string) => (dom += c));
     const timer = setTimeout(() => process.kill(-p.pid!, 'SIGKILL'), 30_000);
@@ -58,7 +69,7 @@ function renderedOut(uid: string): Promise<string> {
 }
 
 describe('examples/gam-targeting.js in chromium', () => {
-  it('targets the page with the user\'s segments under the configured key, within the size cap', async () => {
+  it("targets the page with the user's segments under the configured key, within the size cap", async () => {
     // rtb-user-1 holds 1001,1002,2001,3005,4002: "segd_aud=1001,1002,2001" is 23 bytes; ",3005" would pass 24.
     expect(JSON.parse(await renderedOut('rtb-user-1'))).toEqual(['segd_aud', ['1001', '1002', '2001']]);
   }, 40_000);

@@ -17,7 +17,9 @@ describe('gen', () => {
     expect(lines).toHaveLength(5000);
     const syn = new Synthetic({ ...DEFAULT_SYNTHETIC, seed: 3 });
     expect(lines[1234]).toBe(syn.line(1234, 1700000000).trimEnd());
-    const recs = lines.map((l) => JSON.parse(l) as { uid: string; segments: Array<number | { id: number; ttl: number }> });
+    const recs = lines.map(
+      (l) => JSON.parse(l) as { uid: string; segments: Array<number | { id: number; ttl: number }> },
+    );
     expect(new Set(recs.map((x) => x.uid)).size).toBe(5000);
     expect(recs.every((x, i) => x.uid === uidFor(3, i))).toBe(true);
     const sizes = recs.map((x) => x.segments.length);
@@ -26,7 +28,9 @@ describe('gen', () => {
     const median = [...sizes].sort((x, y) => x - y)[2500]!;
     expect(median).toBeLessThanOrEqual(6); // skewed: most users in a handful
     const cookie = recs.filter((x) => /^[0-9A-Za-z]{22}$/.test(x.uid)).length;
-    const uuid = recs.filter((x) => /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(x.uid)).length;
+    const uuid = recs.filter((x) =>
+      /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(x.uid),
+    ).length;
     expect(cookie + uuid).toBe(5000);
     expect(cookie / 5000).toBeGreaterThan(0.5);
     const all = recs.flatMap((x) => x.segments);
@@ -35,7 +39,10 @@ describe('gen', () => {
     expect(ttlShare).toBeLessThan(0.25);
     // Zipf-like: the most popular segment is far more common than the median one.
     const freq = new Map<number, number>();
-    for (const s of all) { const id = typeof s === 'number' ? s : s.id; freq.set(id, (freq.get(id) ?? 0) + 1); }
+    for (const s of all) {
+      const id = typeof s === 'number' ? s : s.id;
+      freq.set(id, (freq.get(id) ?? 0) + 1);
+    }
     const f = [...freq.values()].sort((x, y) => y - x);
     expect(f[0]! / f[Math.floor(f.length / 2)]!).toBeGreaterThan(20);
   });

@@ -24,15 +24,45 @@ type Step =
 
 const keyOf = (kind: IdKind, id: string) => idKey(kind, kind === 'p' ? 'dsp' : kind === 'login' ? 'email' : '', id);
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
-  { weight: 5, arbitrary: fc.record({ t: fc.constant('match' as const), kind: fc.constantFrom<IdKind>('p', 'ifa', 'login', 'login'), id: fc.constantFrom('a', 'b', 'c'), uid: fc.constantFrom(...uids) }) },
-  { weight: 3, arbitrary: fc.record({ t: fc.constant('add' as const), uid: fc.constantFrom(...uids), seg: fc.integer({ min: 1, max: 4 }) }) },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant('forget' as const), uid: fc.constantFrom(...uids), reason: fc.constantFrom<'optout' | 'deletion'>('optout', 'deletion') }) },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant('forget' as const), key: fc.constantFrom('a', 'b').map((id) => keyOf('p', id)), reason: fc.constant<'deletion'>('deletion') }) },
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      t: fc.constant('match' as const),
+      kind: fc.constantFrom<IdKind>('p', 'ifa', 'login', 'login'),
+      id: fc.constantFrom('a', 'b', 'c'),
+      uid: fc.constantFrom(...uids),
+    }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      t: fc.constant('add' as const),
+      uid: fc.constantFrom(...uids),
+      seg: fc.integer({ min: 1, max: 4 }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      t: fc.constant('forget' as const),
+      uid: fc.constantFrom(...uids),
+      reason: fc.constantFrom<'optout' | 'deletion'>('optout', 'deletion'),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      t: fc.constant('forget' as const),
+      key: fc.constantFrom('a', 'b').map((id) => keyOf('p', id)),
+      reason: fc.constant<'deletion'>('deletion'),
+    }),
+  },
 );
 
 function reset(): void {
   store.env.transactionSync(() => {
-    for (const db of [store.members, store.counts, store.idmap, store.links, store.optout, store.syncs, store.audit]) db.clearSync();
+    for (const db of [store.members, store.counts, store.idmap, store.links, store.optout, store.syncs, store.audit])
+      db.clearSync();
   });
 }
 
@@ -48,7 +78,13 @@ function run(steps: Step[], cut: number): Writer {
     else if (s.t === 'add') batch.push({ op: 'add', uid: s.uid, ids: [s.seg], ttls: [0], ts: NOW });
     else {
       flush();
-      forgetting(store, writer).forget(s.uid !== undefined ? { uid: s.uid } : { key: s.key! }, s.reason, NOW, s.reason === 'optout' ? 0 : NOW + 1000, 'test');
+      forgetting(store, writer).forget(
+        s.uid !== undefined ? { uid: s.uid } : { key: s.key! },
+        s.reason,
+        NOW,
+        s.reason === 'optout' ? 0 : NOW + 1000,
+        'test',
+      );
     }
     if (batch.length >= cut) flush();
   }
@@ -90,7 +126,9 @@ describe('ID graph writer', () => {
           if (suppressed(key as string)) expect(ms).toEqual([]);
           for (const m of ms) counted.set(m.id, (counted.get(m.id) ?? 0) + 1);
         }
-        const stored = new Map([...store.counts.getRange({})].map(({ key, value }) => [key as number, value as number]));
+        const stored = new Map(
+          [...store.counts.getRange({})].map(({ key, value }) => [key as number, value as number]),
+        );
         expect(stored).toEqual(counted);
         // What the writer keeps in memory agrees with the store (a restart rebuilds the same).
         const again = new Writer(store);

@@ -17,7 +17,15 @@ import { waitFor } from './helpers/server.js';
 import { listenLocal, type LocalApp } from './helpers/uws.js';
 
 const lines: Array<Record<string, unknown>> = [];
-const log = pino({ level: 'info' }, new Writable({ write(c, _e, cb) { lines.push(JSON.parse(String(c))); cb(); } }));
+const log = pino(
+  { level: 'info' },
+  new Writable({
+    write(c, _e, cb) {
+      lines.push(JSON.parse(String(c)));
+      cb();
+    },
+  }),
+);
 const budget = new Budget('public', 100);
 const inflight = { n: 0 };
 const lateWrites: string[] = [];
@@ -28,36 +36,64 @@ let port = 0;
 beforeAll(async () => {
   app = uWS.App();
   const ctx = (route: string): RouteContext => ({ route, method: 'POST', budget, shed: true, log });
-  const route = (path: string, h: (res: uWS.HttpResponse, req: uWS.HttpRequest) => void) => app.post(path, guardRoute(ctx(path), h));
+  const route = (path: string, h: (res: uWS.HttpResponse, req: uWS.HttpRequest) => void) =>
+    app.post(path, guardRoute(ctx(path), h));
   route('/throws', () => {
     throw new Error('in the handler');
   });
   route('/throws-after-pending', (res, req) => {
     const p = pending(res, inflight);
-    readBody(res, req.getHeader('content-length'), 1 << 20, () => p.settle(() => { lateWrites.push('after-pending'); res.end('late'); }));
+    readBody(res, req.getHeader('content-length'), 1 << 20, () =>
+      p.settle(() => {
+        lateWrites.push('after-pending');
+        res.end('late');
+      }),
+    );
     throw new Error('after the body read began');
   });
   route('/throws-in-settle', (res, req) => {
     const p = pending(res, inflight);
-    readBody(res, req.getHeader('content-length'), 1 << 20, () => p.settle(() => { throw new RangeError('in the answer'); }));
+    readBody(res, req.getHeader('content-length'), 1 << 20, () =>
+      p.settle(() => {
+        throw new RangeError('in the answer');
+      }),
+    );
   });
   route('/throws-in-body-callback', (res, req) => {
     pending(res, inflight);
-    readBody(res, req.getHeader('content-length'), 1 << 20, () => { throw new Error('in onData'); });
+    readBody(res, req.getHeader('content-length'), 1 << 20, () => {
+      throw new Error('in onData');
+    });
   });
   route('/answers-after-abort', (res, req) => {
-    const p = pending(res, inflight, () => setTimeout(() => p.settle(() => { lateWrites.push('after-abort'); res.end('too late'); }), 10));
+    const p = pending(res, inflight, () =>
+      setTimeout(
+        () =>
+          p.settle(() => {
+            lateWrites.push('after-abort');
+            res.end('too late');
+          }),
+        10,
+      ),
+    );
     void req;
   });
   route('/ok', (res) => {
     sendBody(res, 200, 'text/plain', 'ok');
   });
-  app.ws('/ws', guardWs<object>({
-    message(ws, m) {
-      if (Buffer.from(m).toString() === 'boom') throw new Error('in a ws handler');
-      ws.send(m, false);
-    },
-  }, log, '/ws'));
+  app.ws(
+    '/ws',
+    guardWs<object>(
+      {
+        message(ws, m) {
+          if (Buffer.from(m).toString() === 'boom') throw new Error('in a ws handler');
+          ws.send(m, false);
+        },
+      },
+      log,
+      '/ws',
+    ),
+  );
   local = await listenLocal(app);
   port = local.port;
 });
@@ -67,19 +103,22 @@ const post = (path: string, body = '{}') => fetch(`http://127.0.0.1:${port}${pat
 const failures = () => lines.filter((l) => l.msg === 'request failed');
 
 describe('guarded uWS callbacks', () => {
-  it.each(['/throws', '/throws-after-pending', '/throws-in-settle', '/throws-in-body-callback'])('%s: 500 INTERNAL, logged with route, method and URL', async (path) => {
-    const before = failures().length;
-    const r = await post(`${path}?x=1`);
-    expect(r.status).toBe(500);
-    expect(await r.json()).toEqual({ error: { code: 'INTERNAL', message: 'internal error' } });
-    const logged = failures().slice(before);
-    expect(logged).toHaveLength(1);
-    expect(logged[0]).toMatchObject({ route: path, method: 'POST', level: 50 });
-    expect((logged[0]!.err as { message: string }).message).toBeTruthy();
-    if (path === '/throws') expect(logged[0]!.url).toBe('/throws');
-    // Still serving.
-    expect((await post('/ok')).status).toBe(200);
-  });
+  it.each(['/throws', '/throws-after-pending', '/throws-in-settle', '/throws-in-body-callback'])(
+    '%s: 500 INTERNAL, logged with route, method and URL',
+    async (path) => {
+      const before = failures().length;
+      const r = await post(`${path}?x=1`);
+      expect(r.status).toBe(500);
+      expect(await r.json()).toEqual({ error: { code: 'INTERNAL', message: 'internal error' } });
+      const logged = failures().slice(before);
+      expect(logged).toHaveLength(1);
+      expect(logged[0]).toMatchObject({ route: path, method: 'POST', level: 50 });
+      expect((logged[0]!.err as { message: string }).message).toBeTruthy();
+      if (path === '/throws') expect(logged[0]!.url).toBe('/throws');
+      // Still serving.
+      expect((await post('/ok')).status).toBe(200);
+    },
+  );
 
   it('answers once: a late answer after a failure or an abort writes nothing, and budgets return to zero', async () => {
     // A client that sends headers and leaves: the late settle must be a no-op.
@@ -94,11 +133,12 @@ describe('guarded uWS callbacks', () => {
   });
 
   it('a WebSocket handler that throws closes that connection with 1011; others go on', async () => {
-    const open = (): Promise<WebSocket> => new Promise((resolve, reject) => {
-      const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
-      ws.once('open', () => resolve(ws));
-      ws.once('error', reject);
-    });
+    const open = (): Promise<WebSocket> =>
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
+        ws.once('open', () => resolve(ws));
+        ws.once('error', reject);
+      });
     const a = await open();
     const b = await open();
     const closed = new Promise<number>((r) => a.once('close', (code) => r(code)));

@@ -16,12 +16,17 @@ const GPP_TCF_OK = 'DBABMA~CQuMEMAQuMEMAAKAAAENCWEgAPIAAAAAAAYgGEwAgAQAMJAAAAAA.
 
 /** A bid request for rtb-user-1 (who holds dsp1's segments) with these regs and user fields. */
 const request = (regs: Obj | undefined, user: Obj = {}): Obj => ({
-  id: 'r', imp: [{ id: '1', banner: { w: 300, h: 250 } }], user: { id: 'rtb-user-1', ...user }, ...(regs === undefined ? {} : { regs }),
+  id: 'r',
+  imp: [{ id: '1', banner: { w: 300, h: 250 } }],
+  user: { id: 'rtb-user-1', ...user },
+  ...(regs === undefined ? {} : { regs }),
 });
 
 async function enrich(segd: Segd, body: Obj): Promise<{ status: number; reason: string | null }> {
   const r = await fetch(`${segd.url}/openrtb2/enrich?mode=data`, {
-    method: 'POST', headers: { 'Content-Type': 'application/json', ...bearer(KEYS.dsp1) }, body: JSON.stringify(body),
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', ...bearer(KEYS.dsp1) },
+    body: JSON.stringify(body),
   });
   await r.arrayBuffer();
   return { status: r.status, reason: r.headers.get('x-segd-empty') };
@@ -34,15 +39,23 @@ const no = (reason: string) => ({ status: 204, reason });
 type Row = readonly [string, Obj | undefined, Obj, { status: number; reason: string | null }];
 const TABLE: readonly Row[] = [
   // GDPR applies, in every spelling, without a consent string: refused.
-  ...[1, '1', true, 'true'].map((v) => [`regs.gdpr = ${JSON.stringify(v)}, no consent`, { gdpr: v }, {}, no('gdpr')] as const),
-  ...[1, '1', true, 'true'].map((v) => [`regs.ext.gdpr = ${JSON.stringify(v)}, no consent`, { ext: { gdpr: v } }, {}, no('gdpr')] as const),
+  ...[1, '1', true, 'true'].map(
+    (v) => [`regs.gdpr = ${JSON.stringify(v)}, no consent`, { gdpr: v }, {}, no('gdpr')] as const,
+  ),
+  ...[1, '1', true, 'true'].map(
+    (v) => [`regs.ext.gdpr = ${JSON.stringify(v)}, no consent`, { ext: { gdpr: v } }, {}, no('gdpr')] as const,
+  ),
   // … and with consent for Purposes 1 and 4 and our vendor: enriched.
-  ...[1, '1', true, 'true'].map((v) => [`regs.gdpr = ${JSON.stringify(v)} with user.consent`, { gdpr: v }, { consent: TCF_OK }, OK] as const),
+  ...[1, '1', true, 'true'].map(
+    (v) => [`regs.gdpr = ${JSON.stringify(v)} with user.consent`, { gdpr: v }, { consent: TCF_OK }, OK] as const,
+  ),
   ['regs.ext.gdpr = "1" with user.ext.consent', { ext: { gdpr: '1' } }, { ext: { consent: TCF_OK } }, OK],
   // GDPR does not apply, in every spelling.
   ...[0, '0', false, 'false'].map((v) => [`regs.gdpr = ${JSON.stringify(v)}`, { gdpr: v }, {}, OK] as const),
   // Values that mean nothing: fail closed.
-  ...[2, -1, 'yes', 'TRUE ', '', {}, [1], 0.5].map((v) => [`regs.gdpr = ${JSON.stringify(v)} (unrecognised)`, { gdpr: v }, { consent: TCF_OK }, no('gdpr')] as const),
+  ...[2, -1, 'yes', 'TRUE ', '', {}, [1], 0.5].map(
+    (v) => [`regs.gdpr = ${JSON.stringify(v)} (unrecognised)`, { gdpr: v }, { consent: TCF_OK }, no('gdpr')] as const,
+  ),
   // The 2.6 field and the 2.5 ext field disagree: the stricter wins.
   ['regs.gdpr = 0 but regs.ext.gdpr = 1', { gdpr: 0, ext: { gdpr: 1 } }, {}, no('gdpr')],
   ['regs.gdpr = 1 with a consent that is not a string', { gdpr: 1 }, { consent: 12345 }, no('gdpr')],
@@ -57,14 +70,33 @@ const TABLE: readonly Row[] = [
   ['gpp_sid [7] (usnat) says GDPR does not apply', { gpp: GPP_USNAT_OK, gpp_sid: [7] }, {}, OK],
   ['gpp_sid [2] with a TCF section', { gpp: GPP_TCF_OK, gpp_sid: [2] }, {}, OK],
   // COPPA in every truthy spelling (checked first, whatever consent says).
-  ...[1, '1', true, 'true'].map((v) => [`regs.coppa = ${JSON.stringify(v)}`, { gdpr: 0, coppa: v }, {}, no('coppa')] as const),
-  ...[0, '0', false, 'false', null].map((v) => [`regs.coppa = ${JSON.stringify(v)}`, { gdpr: 0, coppa: v }, {}, OK] as const),
-  ...[2, 'yes', '', {}, [1]].map((v) => [`regs.coppa = ${JSON.stringify(v)} (unrecognised)`, { gdpr: 0, coppa: v }, {}, no('coppa')] as const),
+  ...[1, '1', true, 'true'].map(
+    (v) => [`regs.coppa = ${JSON.stringify(v)}`, { gdpr: 0, coppa: v }, {}, no('coppa')] as const,
+  ),
+  ...[0, '0', false, 'false', null].map(
+    (v) => [`regs.coppa = ${JSON.stringify(v)}`, { gdpr: 0, coppa: v }, {}, OK] as const,
+  ),
+  ...[2, 'yes', '', {}, [1]].map(
+    (v) => [`regs.coppa = ${JSON.stringify(v)} (unrecognised)`, { gdpr: 0, coppa: v }, {}, no('coppa')] as const,
+  ),
   // US Privacy: the 2.6 field, the 2.5 ext field, and values that are not strings.
   ['regs.us_privacy opted out', { gdpr: 0, us_privacy: '1YYN' }, {}, no('us_privacy')],
   ['regs.ext.us_privacy opted out', { gdpr: 0, ext: { us_privacy: '1YYN' } }, {}, no('us_privacy')],
-  ['regs.us_privacy ok but regs.ext.us_privacy opted out', { gdpr: 0, us_privacy: '1YNN', ext: { us_privacy: '1YYN' } }, {}, no('us_privacy')],
-  ...[1, ['1YYN'], {}, true].map((v) => [`regs.us_privacy = ${JSON.stringify(v)} (unrecognised)`, { gdpr: 0, us_privacy: v }, {}, no('us_privacy')] as const),
+  [
+    'regs.us_privacy ok but regs.ext.us_privacy opted out',
+    { gdpr: 0, us_privacy: '1YNN', ext: { us_privacy: '1YYN' } },
+    {},
+    no('us_privacy'),
+  ],
+  ...[1, ['1YYN'], {}, true].map(
+    (v) =>
+      [
+        `regs.us_privacy = ${JSON.stringify(v)} (unrecognised)`,
+        { gdpr: 0, us_privacy: v },
+        {},
+        no('us_privacy'),
+      ] as const,
+  ),
   ['regs.us_privacy ok', { gdpr: 0, us_privacy: '1YNN' }, {}, OK],
   // GPP: gpp_sid as OpenRTB's array, as a string, as an array of strings; values that mean nothing.
   ['gpp opted out, gpp_sid [7]', { gdpr: 0, gpp: GPP_USNAT_OPTOUT, gpp_sid: [7] }, {}, no('gpp')],
@@ -72,9 +104,20 @@ const TABLE: readonly Row[] = [
   ['gpp opted out, gpp_sid ["7"]', { gdpr: 0, gpp: GPP_USNAT_OPTOUT, gpp_sid: ['7'] }, {}, no('gpp')],
   ['gpp ok, gpp_sid "7"', { gdpr: 0, gpp: GPP_USNAT_OK, gpp_sid: '7' }, {}, OK],
   ['gpp ok, gpp_sid ["7"]', { gdpr: 0, gpp: GPP_USNAT_OK, gpp_sid: ['7'] }, {}, OK],
-  ...[{}, [[7]], 'x', [7.5], true].map((v) => [`gpp_sid = ${JSON.stringify(v)} (unrecognised)`, { gdpr: 0, gpp: GPP_USNAT_OK, gpp_sid: v }, {}, no('gpp')] as const),
+  ...[{}, [[7]], 'x', [7.5], true].map(
+    (v) =>
+      [
+        `gpp_sid = ${JSON.stringify(v)} (unrecognised)`,
+        { gdpr: 0, gpp: GPP_USNAT_OK, gpp_sid: v },
+        {},
+        no('gpp'),
+      ] as const,
+  ),
   ['gpp_sid without gpp, unrecognised', { gdpr: 0, gpp_sid: { a: 1 } }, {}, no('gpp')],
-  ...[123, ['DBABLA~CAAiAAAAAABA.QA'], {}, true].map((v) => [`regs.gpp = ${JSON.stringify(v)} (unrecognised)`, { gdpr: 0, gpp: v, gpp_sid: [7] }, {}, no('gpp')] as const),
+  ...[123, ['DBABLA~CAAiAAAAAABA.QA'], {}, true].map(
+    (v) =>
+      [`regs.gpp = ${JSON.stringify(v)} (unrecognised)`, { gdpr: 0, gpp: v, gpp_sid: [7] }, {}, no('gpp')] as const,
+  ),
 ];
 
 describe('enrichment gates every spelling of a privacy signal (SEGD_GDPR_DEFAULT=applies, the default)', () => {

@@ -15,7 +15,17 @@ import { createServer } from 'node:net';
 import { pack } from 'msgpackr';
 import { connect, headers as natsHeaders } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { startSegd, stopReport, CLEAN_STOP, dropFeed, feedLine, segmentsOf, tempDir, waitFor, type Segd } from './helpers/server.js';
+import {
+  startSegd,
+  stopReport,
+  CLEAN_STOP,
+  dropFeed,
+  feedLine,
+  segmentsOf,
+  tempDir,
+  waitFor,
+  type Segd,
+} from './helpers/server.js';
 
 const KEY = 'ingest-key-hardening-0123456789';
 const DEPTH = 100_000;
@@ -36,7 +46,9 @@ export function deepMsgpack(): Buffer {
 /** msgpack str (fixstr or str8) */
 function str(s: string): Buffer {
   const b = Buffer.from(s);
-  return b.length < 32 ? Buffer.concat([Buffer.from([0xa0 | b.length]), b]) : Buffer.concat([Buffer.from([0xd9, b.length]), b]);
+  return b.length < 32
+    ? Buffer.concat([Buffer.from([0xa0 | b.length]), b])
+    : Buffer.concat([Buffer.from([0xd9, b.length]), b]);
 }
 const int64 = (n: bigint) => {
   const b = Buffer.alloc(9);
@@ -58,10 +70,20 @@ const uint64 = (n: bigint) => {
 export function wideRecord(uid: string, seg: Buffer, seg2: Buffer, ttl: Buffer, ts: Buffer): Buffer {
   return Buffer.concat([
     Buffer.from([0x84]),
-    str('op'), str('add'),
-    str('uid'), str(uid),
-    str('segments'), Buffer.from([0x92]), seg, Buffer.from([0x82]), str('id'), seg2, str('ttl'), ttl,
-    str('ts'), ts,
+    str('op'),
+    str('add'),
+    str('uid'),
+    str(uid),
+    str('segments'),
+    Buffer.from([0x92]),
+    seg,
+    Buffer.from([0x82]),
+    str('id'),
+    seg2,
+    str('ttl'),
+    ttl,
+    str('ts'),
+    ts,
   ]);
 }
 const goodWide = (uid: string) => wideRecord(uid, uint64(41n), int64(42n), uint64(3600n), int64(BigInt(now)));
@@ -71,7 +93,10 @@ interface Reject {
   reason: string;
 }
 const readRejects = (inbox: string, file: string): Reject[] =>
-  readFileSync(join(inbox, 'rejects', `${file}.rejects.ndjson`), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Reject);
+  readFileSync(join(inbox, 'rejects', `${file}.rejects.ndjson`), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Reject);
 
 describe('hostile records in the inbox, snapshots and HTTP push', () => {
   let segd: Segd;
@@ -86,10 +111,17 @@ describe('hostile records in the inbox, snapshots and HTTP push', () => {
 
   const imported = (file: string) => segd.waitForLog((l) => l.msg === 'inbox file imported' && l.file === file);
   const push = (body: string | Buffer, type = 'application/x-ndjson') =>
-    fetch(`${segd.url}/v1/ingest`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': type }, body });
+    fetch(`${segd.url}/v1/ingest`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': type },
+      body,
+    });
 
   it('a deeply nested NDJSON line is one reject; the file and the next one are imported', async () => {
-    const body = feedLine({ op: 'add', uid: 'nd-1', segments: [1] }) + deepJson() + feedLine({ op: 'add', uid: 'nd-2', segments: [2] });
+    const body =
+      feedLine({ op: 'add', uid: 'nd-1', segments: [1] }) +
+      deepJson() +
+      feedLine({ op: 'add', uid: 'nd-2', segments: [2] });
     await dropFeed(inbox, '001-deep.ndjson', body);
     await dropFeed(inbox, '002-after.ndjson', feedLine({ op: 'add', uid: 'nd-after', segments: [3] }));
     const first = await imported('001-deep.ndjson');
@@ -105,7 +137,10 @@ describe('hostile records in the inbox, snapshots and HTTP push', () => {
   });
 
   it('the same in a gzip file', async () => {
-    const body = feedLine({ op: 'add', uid: 'gz-1', segments: [1] }) + deepJson() + feedLine({ op: 'add', uid: 'gz-2', segments: [2] });
+    const body =
+      feedLine({ op: 'add', uid: 'gz-1', segments: [1] }) +
+      deepJson() +
+      feedLine({ op: 'add', uid: 'gz-2', segments: [2] });
     await dropFeed(inbox, '003-deep.ndjson.gz', gzipSync(body));
     await dropFeed(inbox, '004-after.ndjson', feedLine({ op: 'add', uid: 'gz-after', segments: [3] }));
     expect(await imported('003-deep.ndjson.gz')).toMatchObject({ applied: 2, rejected: 1 });
@@ -116,7 +151,11 @@ describe('hostile records in the inbox, snapshots and HTTP push', () => {
   });
 
   it('a msgpack record too deep to decode is one reject; the records after it are applied', async () => {
-    const body = Buffer.concat([pack({ op: 'add', uid: 'mp-1', segments: [1] }), deepMsgpack(), pack({ op: 'add', uid: 'mp-2', segments: [2] })]);
+    const body = Buffer.concat([
+      pack({ op: 'add', uid: 'mp-1', segments: [1] }),
+      deepMsgpack(),
+      pack({ op: 'add', uid: 'mp-2', segments: [2] }),
+    ]);
     await dropFeed(inbox, '005-deep.msgpack', body);
     await dropFeed(inbox, '006-after.ndjson', feedLine({ op: 'add', uid: 'mp-after', segments: [3] }));
     expect(await imported('005-deep.msgpack')).toMatchObject({ applied: 2, rejected: 1 });
@@ -129,7 +168,10 @@ describe('hostile records in the inbox, snapshots and HTTP push', () => {
   });
 
   it('a snapshot with a deeply nested record loads the rest; a later delta is imported', async () => {
-    const body = feedLine({ op: 'add', uid: 'sn-1', segments: [7], ts: now - 5 }) + deepJson() + feedLine({ op: 'add', uid: 'sn-2', segments: [8], ts: now - 5 });
+    const body =
+      feedLine({ op: 'add', uid: 'sn-1', segments: [7], ts: now - 5 }) +
+      deepJson() +
+      feedLine({ op: 'add', uid: 'sn-2', segments: [8], ts: now - 5 });
     await dropFeed(inbox, '007-full.snapshot.ndjson', body);
     await dropFeed(inbox, '008-after.ndjson', feedLine({ op: 'add', uid: 'sn-after', segments: [9] }));
     expect(await imported('007-full.snapshot.ndjson')).toMatchObject({ applied: 2, rejected: 1 });
@@ -141,19 +183,36 @@ describe('hostile records in the inbox, snapshots and HTTP push', () => {
   });
 
   it('HTTP push: the deep NDJSON line and the deep msgpack record are rejected with reasons, the rest applied', async () => {
-    const nd = await push(feedLine({ op: 'add', uid: 'ps-1', segments: [1] }) + deepJson() + feedLine({ op: 'add', uid: 'ps-2', segments: [2] }));
+    const nd = await push(
+      feedLine({ op: 'add', uid: 'ps-1', segments: [1] }) +
+        deepJson() +
+        feedLine({ op: 'add', uid: 'ps-2', segments: [2] }),
+    );
     expect(nd.status).toBe(200);
     const a = (await nd.json()) as { applied: number; rejected: number; rejects: Reject[] };
     expect(a).toMatchObject({ applied: 2, rejected: 1 });
     expect(a.rejects[0]!.line).toBe(2);
     expect(a.rejects[0]!.reason).toMatch(/^"op" must be one of/);
 
-    const mp = await push(Buffer.concat([pack({ op: 'add', uid: 'ps-3', segments: [3] }), deepMsgpack(), pack({ op: 'add', uid: 'ps-4', segments: [4] })]), 'application/msgpack');
+    const mp = await push(
+      Buffer.concat([
+        pack({ op: 'add', uid: 'ps-3', segments: [3] }),
+        deepMsgpack(),
+        pack({ op: 'add', uid: 'ps-4', segments: [4] }),
+      ]),
+      'application/msgpack',
+    );
     expect(mp.status).toBe(200);
     const b = (await mp.json()) as { applied: number; rejected: number; rejects: Reject[] };
     expect(b).toMatchObject({ applied: 2, rejected: 1 });
     expect(b.rejects[0]).toMatchObject({ line: 2, reason: expect.stringMatching(/cannot be decoded/) });
-    for (const [uid, seg] of [['ps-1', 1], ['ps-2', 2], ['ps-3', 3], ['ps-4', 4]] as const) expect(await segmentsOf(segd, uid)).toEqual([seg]);
+    for (const [uid, seg] of [
+      ['ps-1', 1],
+      ['ps-2', 2],
+      ['ps-3', 3],
+      ['ps-4', 4],
+    ] as const)
+      expect(await segmentsOf(segd, uid)).toEqual([seg]);
     // And a later push goes through.
     expect((await push(feedLine({ op: 'add', uid: 'ps-5', segments: [5] }))).status).toBe(200);
     expect(await segmentsOf(segd, 'ps-5')).toEqual([5]);
@@ -180,7 +239,11 @@ describe('hostile records in the inbox, snapshots and HTTP push', () => {
 
   it('a file of nothing but bad records lists at most 100,000 rejects and counts them all', async () => {
     // 300,000 msgpack zeros: each a record that is not a map.
-    await dropFeed(inbox, '011-zeros.msgpack', Buffer.concat([Buffer.alloc(300_000), pack({ op: 'add', uid: 'z-last', segments: [9] })]));
+    await dropFeed(
+      inbox,
+      '011-zeros.msgpack',
+      Buffer.concat([Buffer.alloc(300_000), pack({ op: 'add', uid: 'z-last', segments: [9] })]),
+    );
     expect(await imported('011-zeros.msgpack')).toMatchObject({ applied: 1, rejected: 300_000 });
     expect(await segmentsOf(segd, 'z-last')).toEqual([9]);
     const rejects = readRejects(inbox, '011-zeros.msgpack');
@@ -190,7 +253,10 @@ describe('hostile records in the inbox, snapshots and HTTP push', () => {
   });
 
   it('msgpack int64/uint64 numbers through HTTP push', async () => {
-    const r = await push(Buffer.concat([goodWide('wp-1'), wideRecord('wp-bad', uint64(41n), int64(42n), uint64(60n), int64(-1n))]), 'application/msgpack');
+    const r = await push(
+      Buffer.concat([goodWide('wp-1'), wideRecord('wp-bad', uint64(41n), int64(42n), uint64(60n), int64(-1n))]),
+      'application/msgpack',
+    );
     expect(r.status).toBe(200);
     const a = (await r.json()) as { applied: number; rejected: number; rejects: Reject[] };
     expect(a).toMatchObject({ applied: 1, rejected: 1 });
@@ -211,14 +277,17 @@ describe('hostile records on NATS JetStream', () => {
   });
 
   it('a deeply nested record is rejected and acked; the messages around and after it are applied', async () => {
-    if (spawnSync('nats-server', ['--version']).status !== 0) throw new Error('nats-server is not installed: run `bash .ci/setup-system.sh`');
+    if (spawnSync('nats-server', ['--version']).status !== 0)
+      throw new Error('nats-server is not installed: run `bash .ci/setup-system.sh`');
     const port = await new Promise<number>((resolve) => {
       const s = createServer().listen(0, '127.0.0.1', () => {
         const p = (s.address() as { port: number }).port;
         s.close(() => resolve(p));
       });
     });
-    const nats = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', tempDir()], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const nats = spawn('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', tempDir()], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     procs.push(nats);
     await new Promise<void>((resolve, reject) => {
       let out = '';
@@ -237,8 +306,15 @@ describe('hostile records on NATS JetStream', () => {
       const js = jetstream(nc);
       const h = natsHeaders();
       h.set('Content-Type', 'application/msgpack');
-      await js.publish('segments.a', feedLine({ op: 'add', uid: 'js-1', segments: [1] }) + deepJson() + feedLine({ op: 'add', uid: 'js-2', segments: [2] }));
-      await js.publish('segments.a', Buffer.concat([deepMsgpack(), pack({ op: 'add', uid: 'js-3', segments: [3] })]), { headers: h });
+      await js.publish(
+        'segments.a',
+        feedLine({ op: 'add', uid: 'js-1', segments: [1] }) +
+          deepJson() +
+          feedLine({ op: 'add', uid: 'js-2', segments: [2] }),
+      );
+      await js.publish('segments.a', Buffer.concat([deepMsgpack(), pack({ op: 'add', uid: 'js-3', segments: [3] })]), {
+        headers: h,
+      });
       await js.publish('segments.a', goodWide('js-wide'), { headers: h });
       segd = await startSegd({ env: { SEGD_NATS_URL: url } });
       await waitFor(async () => (await segmentsOf(segd!, 'js-wide')).length === 2);
@@ -272,13 +348,19 @@ describe('known-users filter across restarts', () => {
     const env = { SEGD_BLOOM_USERS: '1000', SEGD_INGEST_KEYS: KEY };
     const uids = Array.from({ length: 50 }, (_, i) => `ku-${i}`);
     const pushTo = (s: Segd, body: string) =>
-      fetch(`${s.url}/v1/ingest`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/x-ndjson' }, body });
+      fetch(`${s.url}/v1/ingest`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/x-ndjson' },
+        body,
+      });
     const started: Segd[] = [];
     try {
       // New users.
       const first = await startSegd({ dataDir, env });
       started.push(first);
-      expect((await pushTo(first, uids.map((uid) => feedLine({ op: 'add', uid, segments: [1] })).join(''))).status).toBe(200);
+      expect(
+        (await pushTo(first, uids.map((uid) => feedLine({ op: 'add', uid, segments: [1] })).join(''))).status,
+      ).toBe(200);
       expect(await stopReport(first)).toEqual(CLEAN_STOP);
 
       // Restart: the filter loads; then only updates to existing users, in several commits.
@@ -294,7 +376,9 @@ describe('known-users filter across restarts', () => {
       // Restart again: the saved filter still matches the store.
       const third = await startSegd({ dataDir, env });
       started.push(third);
-      expect(third.logs.filter((l) => /known-users filter/.test(String(l.msg))).map((l) => l.msg)).toEqual(['known-users filter loaded']);
+      expect(third.logs.filter((l) => /known-users filter/.test(String(l.msg))).map((l) => l.msg)).toEqual([
+        'known-users filter loaded',
+      ]);
       for (const uid of uids) expect(await segmentsOf(third, uid)).toEqual([1, 2, 3, 4]);
       expect(await stopReport(third)).toEqual(CLEAN_STOP);
     } finally {
@@ -316,9 +400,11 @@ async function writeGzipBomb(path: string, line: string, total: number): Promise
   const block = Buffer.from(line.repeat(Math.floor((1 << 20) / line.length)));
   const chunks = Math.ceil(total / block.length);
   await pipeline(
-    Readable.from((function* () {
-      for (let i = 0; i < chunks; i++) yield block;
-    })()),
+    Readable.from(
+      (function* () {
+        for (let i = 0; i < chunks; i++) yield block;
+      })(),
+    ),
     createGzip({ level: 9 }),
     createWriteStream(path),
   );
@@ -345,7 +431,10 @@ describe('snapshot and inbox files that could take the process down', () => {
     expect(statSync(join(inbox, '001-bomb.snapshot.ndjson.gz.tmp')).size).toBeLessThan(8 << 20);
     await rename(join(inbox, '001-bomb.snapshot.ndjson.gz.tmp'), join(inbox, '001-bomb.snapshot.ndjson.gz'));
     await dropFeed(inbox, '002-after.ndjson', feedLine({ op: 'add', uid: 'after-bomb', segments: [5] }));
-    const refused = await segd.waitForLog((l) => l.msg === 'inbox snapshot refused; moved to done/ with its reason in rejects/', 50_000);
+    const refused = await segd.waitForLog(
+      (l) => l.msg === 'inbox snapshot refused; moved to done/ with its reason in rejects/',
+      50_000,
+    );
     expect(String(refused.reason)).toMatch(/gzip expands more than 100× its compressed size/);
     await segd.waitForLog((l) => l.msg === 'inbox file imported' && l.file === '002-after.ndjson');
     expect(await segmentsOf(segd, 'after-bomb')).toEqual([5]);
@@ -363,11 +452,16 @@ describe('snapshot and inbox files that could take the process down', () => {
     await writeGzipBomb(join(inbox, '001-bomb.ndjson.gz.tmp'), line, 1 << 30);
     await rename(join(inbox, '001-bomb.ndjson.gz.tmp'), join(inbox, '001-bomb.ndjson.gz'));
     await dropFeed(inbox, '002-after.ndjson', feedLine({ op: 'add', uid: 'after-delta-bomb', segments: [8] }));
-    const done = await segd.waitForLog((l) => l.msg === 'inbox file imported' && l.file === '001-bomb.ndjson.gz', 50_000);
+    const done = await segd.waitForLog(
+      (l) => l.msg === 'inbox file imported' && l.file === '001-bomb.ndjson.gz',
+      50_000,
+    );
     expect(done.rejected).toBe(1);
     expect(done.applied as number).toBeGreaterThan(0);
     const [r] = readRejects(inbox, '001-bomb.ndjson.gz');
-    expect(r!.reason).toMatch(/^gzip expands more than 100× its compressed size .*; the rest of the file is not applied$/);
+    expect(r!.reason).toMatch(
+      /^gzip expands more than 100× its compressed size .*; the rest of the file is not applied$/,
+    );
     await segd.waitForLog((l) => l.msg === 'inbox file imported' && l.file === '002-after.ndjson');
     expect(await segmentsOf(segd, 'delta-bomb')).toEqual([7]);
     expect(await segmentsOf(segd, 'after-delta-bomb')).toEqual([8]);
@@ -379,7 +473,9 @@ describe('snapshot and inbox files that could take the process down', () => {
     const dataDir = tempDir();
     const inbox = join(dataDir, 'inbox');
     const env = { SEGD_INBOX_MAX_ATTEMPTS: '2', SEGD_LOG_LEVEL: 'debug' };
-    const lines = Array.from({ length: 600_000 }, (_, i) => feedLine({ op: 'add', uid: `crash-${i}`, segments: [i % 7], ts: now })).join('');
+    const lines = Array.from({ length: 600_000 }, (_, i) =>
+      feedLine({ op: 'add', uid: `crash-${i}`, segments: [i % 7], ts: now }),
+    ).join('');
     await dropFeed(inbox, '001-crash.snapshot.ndjson', lines);
     await dropFeed(inbox, '002-after.ndjson', feedLine({ op: 'add', uid: 'after-crash', segments: [6] }));
     // Two attempts the process does not survive (as if it ran out of memory on the file).
@@ -393,14 +489,18 @@ describe('snapshot and inbox files that could take the process down', () => {
     }
     const segd = await startSegd({ dataDir, env, waitReady: false });
     started.push(segd);
-    const q = await segd.waitForLog((l) => l.msg === 'inbox file quarantined: moved to failed/ after failing repeatedly');
+    const q = await segd.waitForLog(
+      (l) => l.msg === 'inbox file quarantined: moved to failed/ after failing repeatedly',
+    );
     expect(q).toMatchObject({ file: '001-crash.snapshot.ndjson', attempts: 2 });
     await segd.waitForLog((l) => l.msg === 'inbox file imported' && l.file === '002-after.ndjson');
     await segd.waitForLog((l) => l.msg === 'ready');
     expect(await segmentsOf(segd, 'after-crash')).toEqual([6]);
     expect(await segmentsOf(segd, 'crash-1')).toEqual([]);
     expect(existsSync(join(inbox, 'failed', '001-crash.snapshot.ndjson'))).toBe(true);
-    expect(readRejects(inbox, '001-crash.snapshot.ndjson').at(-1)!.reason).toMatch(/^moved to failed\/ after 2 attempts: the process stopped during each attempt/);
+    expect(readRejects(inbox, '001-crash.snapshot.ndjson').at(-1)!.reason).toMatch(
+      /^moved to failed\/ after 2 attempts: the process stopped during each attempt/,
+    );
     const m = await (await fetch(`${segd.url}/metrics`)).text();
     expect(/^segd_loader_files_quarantined_total (\d+)$/m.exec(m)?.[1]).toBe('1');
     expect(await stopReport(segd, { allowWarnings: true })).toEqual(CLEAN_STOP);
@@ -421,10 +521,15 @@ describe('a snapshot too large for the heap', () => {
     segd = await startSegd({ env: { NODE_OPTIONS: '--max-old-space-size=128' } });
     const inbox = join(segd.dataDir, 'inbox');
     const pad = 'x'.repeat(100);
-    const lines = Array.from({ length: 600_000 }, (_, i) => feedLine({ op: 'add', uid: `heap-user-${pad}-${i}`, segments: [1, 2], ts: now })).join('');
+    const lines = Array.from({ length: 600_000 }, (_, i) =>
+      feedLine({ op: 'add', uid: `heap-user-${pad}-${i}`, segments: [1, 2], ts: now }),
+    ).join('');
     await dropFeed(inbox, '001-huge.snapshot.ndjson', lines);
     await dropFeed(inbox, '002-after.ndjson', feedLine({ op: 'add', uid: 'after-huge', segments: [4] }));
-    const refused = await segd.waitForLog((l) => l.msg === 'inbox snapshot refused; moved to done/ with its reason in rejects/', 50_000);
+    const refused = await segd.waitForLog(
+      (l) => l.msg === 'inbox snapshot refused; moved to done/ with its reason in rejects/',
+      50_000,
+    );
     expect(String(refused.reason)).toMatch(/too large to hold in memory/);
     await segd.waitForLog((l) => l.msg === 'inbox file imported' && l.file === '002-after.ndjson');
     expect(await segmentsOf(segd, 'after-huge')).toEqual([4]);

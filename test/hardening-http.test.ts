@@ -22,7 +22,11 @@ afterAll(async () => {
 
 const alive = (s: Segd) => s.proc.exitCode === null && s.proc.signalCode === null;
 const guarded = async (s: Segd, outcome: string) =>
-  Number(new RegExp(`^segd_http_guarded_total\\{outcome="${outcome}"\\} (\\d+)`, 'm').exec(await (await fetch(`${s.url}/metrics`)).text())?.[1] ?? NaN);
+  Number(
+    new RegExp(`^segd_http_guarded_total\\{outcome="${outcome}"\\} (\\d+)`, 'm').exec(
+      await (await fetch(`${s.url}/metrics`)).text(),
+    )?.[1] ?? NaN,
+  );
 
 /** A raw request on its own socket: everything the server sent, once it closes the connection. */
 interface Raw {
@@ -100,11 +104,17 @@ describe('a worker that fails anyway', () => {
     for (let round = 1; round <= 2; round++) {
       const r = await fetch(`${segd.url}/__test/fail-worker`);
       expect(r.status).toBe(200);
-      await segd.waitForLog((l) => l.msg === 'worker exited; restarting it' && segd.logs.filter((x) => x.msg === 'worker exited; restarting it').length >= round);
+      await segd.waitForLog(
+        (l) =>
+          l.msg === 'worker exited; restarting it' &&
+          segd.logs.filter((x) => x.msg === 'worker exited; restarting it').length >= round,
+      );
       await waitFor(ok);
       expect(alive(segd)).toBe(true);
     }
-    expect(segd.logs.filter((l) => l.msg === 'worker failed; closing it so the supervisor starts a replacement')).toHaveLength(2);
+    expect(
+      segd.logs.filter((l) => l.msg === 'worker failed; closing it so the supervisor starts a replacement'),
+    ).toHaveLength(2);
     expect(segd.stderr.join('')).not.toMatch(/uv_loop_close|Assertion failed/);
     // And it still stops cleanly.
     expect(await segd.stop()).toBe(0);
@@ -145,7 +155,11 @@ describe('admission budgets', () => {
         const r = await fetch(`${segd.url}/v1/segments?uid=someone`);
         expect(r.status).toBe(200);
       }
-      const batch = await fetch(`${segd.url}/v1/segments:batch`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"uids":["someone"]}' });
+      const batch = await fetch(`${segd.url}/v1/segments:batch`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: '{"uids":["someone"]}',
+      });
       expect(batch.status).toBe(200);
       // …and so do keyed routes.
       const push = await fetch(`${segd.url}/v1/ingest`, {
@@ -162,7 +176,9 @@ describe('admission budgets', () => {
       for (const s of slow) s.socket.destroy();
     }
     // With the strangers gone, public routes are served again.
-    await waitFor(async () => (await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"partners":"*"}' })).status === 200);
+    await waitFor(
+      async () => (await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"partners":"*"}' })).status === 200,
+    );
     expect(alive(segd)).toBe(true);
     expect(await guarded(segd, 'overloaded')).toBe(SLOW - PUBLIC + 1);
   });
@@ -175,8 +191,13 @@ describe('the body deadline', () => {
   });
 
   it('a body that does not arrive in time is answered 408 and its connection closed, trickled or silent', async () => {
-    const head = (path: string) => `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n`;
-    const silent = [raw(segd.port, head('/sync/out')), raw(segd.port, head('/v1/segments:batch')), raw(segd.port, head('/openrtb2/enrich'))];
+    const head = (path: string) =>
+      `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n`;
+    const silent = [
+      raw(segd.port, head('/sync/out')),
+      raw(segd.port, head('/v1/segments:batch')),
+      raw(segd.port, head('/openrtb2/enrich')),
+    ];
     // A byte every 50 ms: an idle timer alone would never drop it.
     const trickle = raw(segd.port, head('/sync/out'), '{');
     const timer = setInterval(() => trickle.socket.writable && trickle.socket.write(' '), 50);
@@ -191,9 +212,17 @@ describe('the body deadline', () => {
     // Logged with the route (the log pipe may trail the sockets).
     const timedOut = () => segd.logs.filter((l) => l.msg === 'request body timed out; connection closed');
     await waitFor(async () => timedOut().length >= 4);
-    expect(timedOut().map((l) => l.route).sort()).toEqual(['/openrtb2/enrich', '/sync/out', '/sync/out', '/v1/segments:batch']);
+    expect(
+      timedOut()
+        .map((l) => l.route)
+        .sort(),
+    ).toEqual(['/openrtb2/enrich', '/sync/out', '/sync/out', '/v1/segments:batch']);
     // A body that arrives in time is served as always.
-    const r = await fetch(`${segd.url}/v1/segments:batch`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"uids":["someone"]}' });
+    const r = await fetch(`${segd.url}/v1/segments:batch`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: '{"uids":["someone"]}',
+    });
     expect(r.status).toBe(200);
     expect(await guarded(segd, 'body_timeout')).toBe(4);
   });
@@ -216,7 +245,8 @@ describe('/metrics', () => {
   });
 
   it('serves one collection to every scrape within the cache period, concurrent or not', async () => {
-    const scrape = async () => (await fetch(`${segd.url}/metrics`, { headers: { Authorization: `Bearer ${KEY}` } })).text();
+    const scrape = async () =>
+      (await fetch(`${segd.url}/metrics`, { headers: { Authorization: `Bearer ${KEY}` } })).text();
     const first = await scrape();
     // Traffic in between that would show in a fresh collection.
     for (let i = 0; i < 5; i++) await fetch(`${segd.url}/v1/segments?uid=u${i}`);
@@ -248,7 +278,9 @@ describe('readBody memory', () => {
   it('grows with the bytes that arrive, not with the declared Content-Length', async () => {
     const N = 20;
     const before = process.memoryUsage().arrayBuffers;
-    const held = Array.from({ length: N }, () => raw(port, `POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: ${50 << 20}\r\n\r\n`, 'x'.repeat(10)));
+    const held = Array.from({ length: N }, () =>
+      raw(port, `POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: ${50 << 20}\r\n\r\n`, 'x'.repeat(10)),
+    );
     try {
       await waitFor(async () => handled >= N);
       const grown = process.memoryUsage().arrayBuffers - before;

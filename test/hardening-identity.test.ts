@@ -22,13 +22,20 @@ const env = { SEGD_CONFIG: cfgPath, SEGD_INGEST_KEYS: INGEST, SEGD_WORKERS: '2' 
 const start = () => startSegd({ dataDir, env });
 
 beforeAll(async () => {
-  writeFileSync(cfgPath, JSON.stringify({
-    adminKeys: [ADMIN],
-    partners: [
-      { id: 'dspa', name: 'A', sync: { url: 'https://a.example/m?u=${UID}&sid=${GPP_SID}', type: 'redirect' } },
-      ...Array.from({ length: 12 }, (_, i) => ({ id: `p${i}`, name: `P${i}`, sync: { url: `https://p${i}.example/m?u=\${UID}`, type: 'pixel' } })),
-    ],
-  }));
+  writeFileSync(
+    cfgPath,
+    JSON.stringify({
+      adminKeys: [ADMIN],
+      partners: [
+        { id: 'dspa', name: 'A', sync: { url: 'https://a.example/m?u=${UID}&sid=${GPP_SID}', type: 'redirect' } },
+        ...Array.from({ length: 12 }, (_, i) => ({
+          id: `p${i}`,
+          name: `P${i}`,
+          sync: { url: `https://p${i}.example/m?u=\${UID}`, type: 'pixel' },
+        })),
+      ],
+    }),
+  );
   segd = await start();
 });
 
@@ -38,8 +45,10 @@ afterAll(async () => {
   rmSync(cfgPath, { force: true });
 });
 
-const get = (path: string, headers: Record<string, string> = {}) => fetch(`${segd.url}${path}`, { headers, redirect: 'manual' });
-const lookup = async (q: string) => (await (await get(`/v1/segments?${q}`)).json()) as { uid: string | null; segments: number[] };
+const get = (path: string, headers: Record<string, string> = {}) =>
+  fetch(`${segd.url}${path}`, { headers, redirect: 'manual' });
+const lookup = async (q: string) =>
+  (await (await get(`/v1/segments?${q}`)).json()) as { uid: string | null; segments: number[] };
 const code = async (r: Response) => ((await r.json()) as { error: { code: string } }).error.code;
 const push = async (lines: object[]) => {
   const r = await fetch(`${segd.url}/v1/ingest`, {
@@ -49,7 +58,8 @@ const push = async (lines: object[]) => {
   });
   return (await r.json()) as { applied: number; stale: number; rejected: number };
 };
-const postOut = (body: string) => fetch(`${segd.url}/sync/out`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body });
+const postOut = (body: string) =>
+  fetch(`${segd.url}/sync/out`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body });
 
 describe('POST /sync/out: hostile bodies never reach a recursive built-in', () => {
   const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
@@ -72,14 +82,18 @@ describe('POST /sync/out: hostile bodies never reach a recursive built-in', () =
   it('well-formed gpp_sid and limit, as an array, a string or a number, are still taken', async () => {
     for (const body of ['{"gpp_sid":[6,7],"limit":1}', '{"gpp_sid":"6,7","limit":"1"}']) {
       const r = await postOut(body);
-      const out = (await r.json()) as { status: string; partners: Array<{ status: string; usersync?: { url: string } }> };
+      const out = (await r.json()) as {
+        status: string;
+        partners: Array<{ status: string; usersync?: { url: string } }>;
+      };
       expect([r.status, out.status, out.partners.filter((p) => p.usersync).length]).toEqual([200, 'ok', 1]);
       expect(out.partners[0]!.usersync!.url).toMatch(/sid=6%2C7$/);
     }
   });
 });
 
-const del = (q: string) => fetch(`${segd.url}/v1/users?${q}`, { method: 'DELETE', headers: { Authorization: `Bearer ${ADMIN}` } });
+const del = (q: string) =>
+  fetch(`${segd.url}/v1/users?${q}`, { method: 'DELETE', headers: { Authorization: `Bearer ${ADMIN}` } });
 
 /** The suppressions as stored, read with segd stopped (then started again). */
 async function storedSuppressions(keys: string[]): Promise<Array<{ until: number; reason: string } | undefined>> {
@@ -97,15 +111,21 @@ describe('the stronger suppression always wins', () => {
   it('a deletion after an opt-out keeps the tombstone that never lapses; an opt-out after a deletion makes it never lapse', async () => {
     const optedOut = 'OptOutThenDelete000001';
     const deleted = 'DeleteThenOptOut000002';
-    expect(await push([
-      { op: 'add', uid: optedOut, segments: [1] },
-      { op: 'match', partner: 'dspa', puid: 'otd-1', uid: optedOut },
-      { op: 'add', uid: deleted, segments: [2] },
-    ])).toMatchObject({ applied: 3 });
+    expect(
+      await push([
+        { op: 'add', uid: optedOut, segments: [1] },
+        { op: 'match', partner: 'dspa', puid: 'otd-1', uid: optedOut },
+        { op: 'add', uid: deleted, segments: [2] },
+      ]),
+    ).toMatchObject({ applied: 3 });
     expect((await get('/optout', { Cookie: `segd=${optedOut}` })).status).toBe(200);
     for (const q of [`uid=${optedOut}`, 'partner=dspa&puid=otd-1']) {
       const r = await del(q);
-      expect([q, r.status, ((await r.json()) as { tombstoneUntil: string | null }).tombstoneUntil]).toEqual([q, 200, null]);
+      expect([q, r.status, ((await r.json()) as { tombstoneUntil: string | null }).tombstoneUntil]).toEqual([
+        q,
+        200,
+        null,
+      ]);
     }
     const d = (await (await del(`uid=${deleted}`)).json()) as { tombstoneUntil: string | null };
     expect(Date.parse(d.tombstoneUntil!)).toBeGreaterThan(Date.now());
@@ -118,21 +138,37 @@ describe('the stronger suppression always wins', () => {
       expect.objectContaining({ until: 0, reason: 'optout' }),
     ]);
     // Upstream data for either user is still skipped after the restart.
-    expect(await push([{ op: 'add', uid: optedOut, segments: [9] }, { op: 'add', uid: deleted, segments: [9] }])).toMatchObject({ applied: 0, stale: 2 });
+    expect(
+      await push([
+        { op: 'add', uid: optedOut, segments: [9] },
+        { op: 'add', uid: deleted, segments: [9] },
+      ]),
+    ).toMatchObject({ applied: 0, stale: 2 });
   });
 });
 
-const audit = async () => ((await (await get('/v1/admin/audit?limit=9999', { Authorization: `Bearer ${ADMIN}` })).json()) as { entries: Array<{ seq: number; action: string; found: boolean }> }).entries;
+const audit = async () =>
+  (
+    (await (await get('/v1/admin/audit?limit=9999', { Authorization: `Bearer ${ADMIN}` })).json()) as {
+      entries: Array<{ seq: number; action: string; found: boolean }>;
+    }
+  ).entries;
 const status = async (dir: string) => {
   const r = await runSegd(['status', '--json'], { SEGD_DATA_DIR: dir });
   return (JSON.parse(r.stdout) as { identity: { suppressed: number; auditEntries: number } }).identity;
 };
-const randomUid = () => Array.from({ length: 22 }, () => 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-'[Math.floor(Math.random() * 64)]).join('');
+const randomUid = () =>
+  Array.from(
+    { length: 22 },
+    () => 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-'[Math.floor(Math.random() * 64)],
+  ).join('');
 
 describe('GET /optout stores nothing for uids segd never knew, and at a bounded rate', () => {
   it('300 opt-outs with made-up cookies: 300 opt-out cookies, 0 suppressions, 0 audit entries', async () => {
     const before = { status: await status(dataDir), audit: (await audit()).length };
-    const answers = await Promise.all(Array.from({ length: 300 }, () => get('/optout', { Cookie: `segd=${randomUid()}` })));
+    const answers = await Promise.all(
+      Array.from({ length: 300 }, () => get('/optout', { Cookie: `segd=${randomUid()}` })),
+    );
     expect(answers.map((r) => r.status)).toEqual(Array(300).fill(200));
     expect(answers.every((r) => r.headers.getSetCookie()[0]!.startsWith('segd_optout=OPT_OUT;'))).toBe(true);
     expect(await status(dataDir)).toEqual(before.status);
@@ -158,7 +194,10 @@ describe('GET /optout stores nothing for uids segd never knew, and at a bounded 
 
   it('over SEGD_OPTOUT_BURST (no refill) the cookie is still set and the store write refused', async () => {
     const dir = tempDir('segd-optout-rate-');
-    const s = await startSegd({ dataDir: dir, env: { SEGD_INGEST_KEYS: INGEST, SEGD_OPTOUT_RATE: '0', SEGD_OPTOUT_BURST: '3' } });
+    const s = await startSegd({
+      dataDir: dir,
+      env: { SEGD_INGEST_KEYS: INGEST, SEGD_OPTOUT_RATE: '0', SEGD_OPTOUT_BURST: '3' },
+    });
     try {
       const users = Array.from({ length: 8 }, (_, i) => `RateLimitedUser0000${String(i).padStart(3, '0')}`);
       const r = await fetch(`${s.url}/v1/ingest`, {
@@ -171,7 +210,12 @@ describe('GET /optout stores nothing for uids segd never knew, and at a bounded 
         const a = await fetch(`${s.url}/optout`, { headers: { Cookie: `segd=${uid}` } });
         expect([a.status, a.headers.getSetCookie()[0]!.split(';')[0]]).toEqual([200, 'segd_optout=OPT_OUT']);
       }
-      const left = await Promise.all(users.map(async (uid) => ((await (await fetch(`${s.url}/v1/segments?uid=${uid}`)).json()) as { segments: number[] }).segments.length));
+      const left = await Promise.all(
+        users.map(
+          async (uid) =>
+            ((await (await fetch(`${s.url}/v1/segments?uid=${uid}`)).json()) as { segments: number[] }).segments.length,
+        ),
+      );
       expect(left).toEqual([0, 0, 0, 1, 1, 1, 1, 1]);
       await s.waitForLog((l) => l.msg === 'browser opt-outs over SEGD_OPTOUT_RATE: cookie set, store write refused');
     } finally {
@@ -188,11 +232,19 @@ describe('suppressed users in memory are bounded', () => {
     const writer = new Writer(store, { suppressedInMemory: 3 });
     const users = Array.from({ length: 10 }, (_, i) => `capped-${i}`);
     const now = Math.floor(Date.now() / 1000);
-    writer.apply(users.map((uid) => ({ op: 'add', uid, ids: [1], ttls: [0], ts: now })), now);
+    writer.apply(
+      users.map((uid) => ({ op: 'add', uid, ids: [1], ttls: [0], ts: now })),
+      now,
+    );
     for (const uid of users) forgetting(store, writer).forget({ uid }, 'optout', now, 0, 'test');
     expect([...writer.suppressed.keys()].length).toBe(3);
     expect(users.map((u) => writer.isSuppressed(u, now))).toEqual(Array(10).fill(true));
-    expect(writer.apply(users.map((uid) => ({ op: 'add', uid, ids: [2], ttls: [0], ts: now + 1 })), now)).toMatchObject({ applied: 0, stale: 10 });
+    expect(
+      writer.apply(
+        users.map((uid) => ({ op: 'add', uid, ids: [2], ttls: [0], ts: now + 1 })),
+        now,
+      ),
+    ).toMatchObject({ applied: 0, stale: 10 });
     const again = new Writer(store, { suppressedInMemory: 3 });
     expect([...again.suppressed.keys()].length).toBe(3);
     expect(users.map((u) => again.isSuppressed(u, now))).toEqual(Array(10).fill(true));
@@ -206,12 +258,17 @@ describe('links per profile are bounded', () => {
     const n = 500;
     const synced = async () => {
       const text = await (await get('/metrics')).text();
-      const count = (o: string) => Number(new RegExp(`segd_loader_records_total\\{source="sync",outcome="${o}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+      const count = (o: string) =>
+        Number(new RegExp(`segd_loader_records_total\\{source="sync",outcome="${o}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
       return count('applied') + count('stale');
     };
     const before = await synced();
     for (let i = 0; i < n; i += 50) {
-      const rs = await Promise.all(Array.from({ length: 50 }, (_, j) => get(`/sync/in?partner=dspa&puid=many-${i + j}&f=n`, { Cookie: `segd=${uid}` })));
+      const rs = await Promise.all(
+        Array.from({ length: 50 }, (_, j) =>
+          get(`/sync/in?partner=dspa&puid=many-${i + j}&f=n`, { Cookie: `segd=${uid}` }),
+        ),
+      );
       expect(rs.every((r) => r.status === 204)).toBe(true);
     }
     // All 500 through the writer before the last one is sent, so it is the latest.
@@ -231,13 +288,19 @@ describe('links per profile are bounded', () => {
     const s = await startSegd({ dataDir: dir, env: { SEGD_CONFIG: cfgPath, SEGD_MAX_IDS_PER_PROFILE: '5' } });
     try {
       const uid = 'ManyPartnersOneCookie5';
-      const at = async (q: string) => ((await (await fetch(`${s.url}/v1/segments?${q}`)).json()) as { uid: string | null }).uid;
+      const at = async (q: string) =>
+        ((await (await fetch(`${s.url}/v1/segments?${q}`)).json()) as { uid: string | null }).uid;
       for (let i = 0; i < 12; i++) {
-        expect((await fetch(`${s.url}/sync/in?partner=p${i}&puid=cap-${i}&f=n`, { headers: { Cookie: `segd=${uid}` } })).status).toBe(204);
+        expect(
+          (await fetch(`${s.url}/sync/in?partner=p${i}&puid=cap-${i}&f=n`, { headers: { Cookie: `segd=${uid}` } }))
+            .status,
+        ).toBe(204);
       }
       await waitFor(async () => (await at('partner=p4&puid=cap-4')) === uid, 5000);
       // Every match of the 12 has been through the writer once the last one was: sequential requests, one queue per worker.
-      const latest = await fetch(`${s.url}/sync/in?partner=p0&puid=cap-0-new&f=n`, { headers: { Cookie: `segd=${uid}` } });
+      const latest = await fetch(`${s.url}/sync/in?partner=p0&puid=cap-0-new&f=n`, {
+        headers: { Cookie: `segd=${uid}` },
+      });
       expect(latest.status).toBe(204);
       await waitFor(async () => (await at('partner=p0&puid=cap-0-new')) === uid, 5000);
       const linked = await Promise.all(Array.from({ length: 12 }, (_, i) => at(`partner=p${i}&puid=cap-${i}`)));
@@ -266,8 +329,14 @@ describe('links written by earlier versions (one list per profile)', () => {
     writer.apply([{ op: 'match', uid: 'legacy-1', ids: [], ttls: [], ts: now, key: 'p\x1fdspa\x1fnew-a' }], now);
     expect(graph.links('legacy-1').sort()).toEqual(['ifa\x1f\x1fold-ifa', 'p\x1fdspa\x1fnew-a']);
     expect([store.idmap.get('p\x1fdspa\x1fold-a'), store.links.get('legacy-1')]).toEqual([undefined, undefined]);
-    expect(forgetting(store, writer).forget({ uid: 'legacy-2' }, 'deletion', now, now + 60, 'test')).toMatchObject({ ids: 1 });
-    expect([graph.links('legacy-2'), store.idmap.get('p\x1fdspa\x1fold-b'), store.links.get('legacy-2')]).toEqual([[], undefined, undefined]);
+    expect(forgetting(store, writer).forget({ uid: 'legacy-2' }, 'deletion', now, now + 60, 'test')).toMatchObject({
+      ids: 1,
+    });
+    expect([graph.links('legacy-2'), store.idmap.get('p\x1fdspa\x1fold-b'), store.links.get('legacy-2')]).toEqual([
+      [],
+      undefined,
+      undefined,
+    ]);
   });
 });
 

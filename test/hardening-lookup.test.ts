@@ -52,20 +52,50 @@ const LICENSED: Record<string, (s: number) => boolean> = {
   all: () => true,
   admin: () => true,
 };
-const PROFILE: Record<string, number[]> = { 'victim-1': [1001], 'dev-a': [1001, 1002, 2001, 3005], plain: [1002, 3005] };
-const seen = (who: string, profile: string | null) => (profile === null ? [] : PROFILE[profile]!.filter(LICENSED[who]!));
+const PROFILE: Record<string, number[]> = {
+  'victim-1': [1001],
+  'dev-a': [1001, 1002, 2001, 3005],
+  plain: [1002, 3005],
+};
+const seen = (who: string, profile: string | null) =>
+  profile === null ? [] : PROFILE[profile]!.filter(LICENSED[who]!);
 const keyOf = (who: string) => (who === 'admin' ? ADMIN_KEY : KEYS[who as keyof typeof KEYS]);
 
 let segd: Segd;
 beforeAll(async () => {
   const dir = tempDir('segd-hard-lookup-');
   const seed = join(dir, 'seed.ndjson');
-  writeFileSync(seed, [...Object.entries(USERS).map(([uid, segments]) => feedLine({ op: 'add', uid, segments })), ...MATCHES.map(feedLine)].join(''));
+  writeFileSync(
+    seed,
+    [
+      ...Object.entries(USERS).map(([uid, segments]) => feedLine({ op: 'add', uid, segments })),
+      ...MATCHES.map(feedLine),
+    ].join(''),
+  );
   const config = join(dir, 'segd.json');
   // dsp1 and dsp2 take part in cookie sync.
-  const partners = PARTNERS.map((p) => (p.id === 'all' ? p : { ...p, sync: { url: `https://${p.id}.example/sync?u=\${UID}`, type: 'pixel' } }));
-  writeFileSync(config, JSON.stringify({ adminKeys: [ADMIN_KEY], dmpDomain: DMP_DOMAIN, gvlVendorId: GVL_ID, partners, segments: SEGMENTS }));
-  segd = await startSegd({ env: { SEGD_SEED: seed, SEGD_CONFIG: config, SEGD_LOOKUP_AUTH: 'required', SEGD_WORKERS: '2', SEGD_ENRICH_BUDGET_MS: '10000' } });
+  const partners = PARTNERS.map((p) =>
+    p.id === 'all' ? p : { ...p, sync: { url: `https://${p.id}.example/sync?u=\${UID}`, type: 'pixel' } },
+  );
+  writeFileSync(
+    config,
+    JSON.stringify({
+      adminKeys: [ADMIN_KEY],
+      dmpDomain: DMP_DOMAIN,
+      gvlVendorId: GVL_ID,
+      partners,
+      segments: SEGMENTS,
+    }),
+  );
+  segd = await startSegd({
+    env: {
+      SEGD_SEED: seed,
+      SEGD_CONFIG: config,
+      SEGD_LOOKUP_AUTH: 'required',
+      SEGD_WORKERS: '2',
+      SEGD_ENRICH_BUDGET_MS: '10000',
+    },
+  });
 });
 afterAll(async () => {
   expect(await stopReport(segd)).toEqual(CLEAN_STOP);
@@ -77,13 +107,19 @@ const get = async (who: string, q: string): Promise<Obj> => {
   return (await r.json()) as Obj;
 };
 const batchJson = async (who: string, body: Obj): Promise<Obj[]> => {
-  const r = await fetch(`${segd.url}/v1/segments:batch`, { method: 'POST', headers: { ...bearer(keyOf(who)), 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  const r = await fetch(`${segd.url}/v1/segments:batch`, {
+    method: 'POST',
+    headers: { ...bearer(keyOf(who)), 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   expect(r.status).toBe(200);
   return ((await r.json()) as Obj).results;
 };
 const batchMsgpack = async (who: string, body: Obj): Promise<Obj[]> => {
   const r = await fetch(`${segd.url}/v1/segments:batch`, {
-    method: 'POST', headers: { ...bearer(keyOf(who)), 'Content-Type': 'application/msgpack', Accept: 'application/msgpack' }, body: pack(body),
+    method: 'POST',
+    headers: { ...bearer(keyOf(who)), 'Content-Type': 'application/msgpack', Accept: 'application/msgpack' },
+    body: pack(body),
   });
   expect(r.status).toBe(200);
   return (unpack(Buffer.from(await r.arrayBuffer())) as Obj).results;
@@ -91,7 +127,8 @@ const batchMsgpack = async (who: string, body: Obj): Promise<Obj[]> => {
 /** Enrichment's segments (user.data ids) and the user object it sent back; GDPR stated so consent is not the question. */
 const enrich = async (who: string, user: Obj, device: Obj = {}): Promise<{ segments: number[]; user: Obj | null }> => {
   const r = await fetch(`${segd.url}/openrtb2/enrich`, {
-    method: 'POST', headers: { ...bearer(keyOf(who)), 'Content-Type': 'application/json' },
+    method: 'POST',
+    headers: { ...bearer(keyOf(who)), 'Content-Type': 'application/json' },
     body: JSON.stringify({ id: 'r', imp: [{ id: '1' }], regs: { gdpr: 0 }, user, device }),
   });
   if (r.status === 204) {
@@ -100,12 +137,14 @@ const enrich = async (who: string, user: Obj, device: Obj = {}): Promise<{ segme
   }
   expect(r.status).toBe(200);
   const out = (await r.json()) as Obj;
-  const segments = (out.user.data as Obj[]).filter((d) => d.name === DMP_DOMAIN).flatMap((d) => d.segment.map((s: Obj) => Number(s.id)));
+  const segments = (out.user.data as Obj[])
+    .filter((d) => d.name === DMP_DOMAIN)
+    .flatMap((d) => d.segment.map((s: Obj) => Number(s.id)));
   return { segments: segments.sort((a, b) => a - b), user: out.user };
 };
 
 describe('the segd uid is shown only to callers entitled to it', () => {
-  it('reproduction: a partner licensed none of a user\'s segments learns nothing from the user\'s login or device id', async () => {
+  it("reproduction: a partner licensed none of a user's segments learns nothing from the user's login or device id", async () => {
     for (const q of [`login=${V.login}`, `ifa=${V.ifa}`, `eid_source=id5-sync.com&eid=${encodeURIComponent(V.id5)}`]) {
       expect(await get('dsp2', q), q).toEqual({ uid: null, segments: [] });
     }
@@ -113,14 +152,19 @@ describe('the segd uid is shown only to callers entitled to it', () => {
 
   it('GET by ifa, eid or login: licensed segments, no uid, for every partner key', async () => {
     for (const who of ['dsp1', 'dsp2', 'all']) {
-      for (const q of [`login=${V.login}`, `ifa=${V.ifa}`, `eid_source=id5-sync.com&eid=${encodeURIComponent(V.id5)}`, `login=${LOGIN}`]) {
+      for (const q of [
+        `login=${V.login}`,
+        `ifa=${V.ifa}`,
+        `eid_source=id5-sync.com&eid=${encodeURIComponent(V.id5)}`,
+        `login=${LOGIN}`,
+      ]) {
         const profile = q.includes(LOGIN) ? 'dev-a' : 'victim-1';
         expect(await get(who, q), `${who} ${q}`).toEqual({ uid: null, segments: seen(who, profile) });
       }
     }
   });
 
-  it('GET by the partner\'s own uid: the segd uid it synced; withheld when the profile holds merged devices', async () => {
+  it("GET by the partner's own uid: the segd uid it synced; withheld when the profile holds merged devices", async () => {
     expect(await get('dsp1', `partner=dsp1&puid=${V.dsp1}`)).toEqual({ uid: 'victim-1', segments: [1001] });
     expect(await get('dsp2', 'partner=dsp2&puid=d2-plain')).toEqual({ uid: 'plain', segments: [1002, 3005] });
     // dsp2 synced dev-b; dev-b was merged into dev-a through a login it never saw.
@@ -128,18 +172,30 @@ describe('the segd uid is shown only to callers entitled to it', () => {
     expect(await get('dsp1', 'partner=dsp1&puid=d1-a')).toEqual({ uid: null, segments: [1001, 1002, 2001] });
   });
 
-  it('cookie sync: each partner sees the segd uid it synced by its own uid, and nothing of the other\'s', async () => {
-    for (const [partner, puid] of [['dsp1', 'sync-d1'], ['dsp2', 'sync-d2']]) {
-      const r = await fetch(`${segd.url}/sync/in?partner=${partner}&puid=${puid}&f=n`, { headers: { Cookie: `segd=${SYNCED}` } });
+  it("cookie sync: each partner sees the segd uid it synced by its own uid, and nothing of the other's", async () => {
+    for (const [partner, puid] of [
+      ['dsp1', 'sync-d1'],
+      ['dsp2', 'sync-d2'],
+    ]) {
+      const r = await fetch(`${segd.url}/sync/in?partner=${partner}&puid=${puid}&f=n`, {
+        headers: { Cookie: `segd=${SYNCED}` },
+      });
       expect(r.status).toBe(204);
     }
     // Matches are stored in the background: wait for the admin key to see both.
-    await waitFor(async () => (await get('admin', 'partner=dsp1&puid=sync-d1')).uid === SYNCED && (await get('admin', 'partner=dsp2&puid=sync-d2')).uid === SYNCED, 10_000);
+    await waitFor(
+      async () =>
+        (await get('admin', 'partner=dsp1&puid=sync-d1')).uid === SYNCED &&
+        (await get('admin', 'partner=dsp2&puid=sync-d2')).uid === SYNCED,
+      10_000,
+    );
     expect(await get('dsp1', 'partner=dsp1&puid=sync-d1')).toEqual({ uid: SYNCED, segments: [1001, 1002] });
     expect(await get('dsp2', 'partner=dsp2&puid=sync-d2')).toEqual({ uid: SYNCED, segments: [1002, 3005] });
     const other = await fetch(`${segd.url}/v1/segments?partner=dsp1&puid=sync-d1`, { headers: bearer(KEYS.dsp2) });
     expect(other.status).toBe(403);
-    expect(await batchJson('dsp2', { keys: [{ partner: 'dsp1', puid: 'sync-d1' }] })).toMatchObject([{ uid: null, segments: [], error: { code: 'BAD_ID_KEY' } }]);
+    expect(await batchJson('dsp2', { keys: [{ partner: 'dsp1', puid: 'sync-d1' }] })).toMatchObject([
+      { uid: null, segments: [], error: { code: 'BAD_ID_KEY' } },
+    ]);
   });
 
   it('GET by a segd uid answers the uid as sent, never the profile it was merged into', async () => {
@@ -155,10 +211,21 @@ describe('the segd uid is shown only to callers entitled to it', () => {
   });
 
   it('batch by keys, JSON and msgpack: the same rule per item', async () => {
-    const keys = [{ login: V.login }, { ifa: V.ifa }, { eid_source: 'id5-sync.com', eid: V.id5 }, { partner: 'dsp2', puid: 'd2-plain' }, { partner: 'dsp2', puid: 'd2-b' }, { uid: 'dev-b' }];
+    const keys = [
+      { login: V.login },
+      { ifa: V.ifa },
+      { eid_source: 'id5-sync.com', eid: V.id5 },
+      { partner: 'dsp2', puid: 'd2-plain' },
+      { partner: 'dsp2', puid: 'd2-b' },
+      { uid: 'dev-b' },
+    ];
     const want = [
-      { uid: null, segments: [] }, { uid: null, segments: [] }, { uid: null, segments: [] },
-      { uid: 'plain', segments: [1002, 3005] }, { uid: null, segments: [1002, 2001, 3005] }, { uid: 'dev-b', segments: [1002, 2001, 3005] },
+      { uid: null, segments: [] },
+      { uid: null, segments: [] },
+      { uid: null, segments: [] },
+      { uid: 'plain', segments: [1002, 3005] },
+      { uid: null, segments: [1002, 2001, 3005] },
+      { uid: 'dev-b', segments: [1002, 2001, 3005] },
     ];
     expect(await batchJson('dsp2', { keys })).toEqual(want);
     expect(await batchMsgpack('dsp2', { keys })).toEqual(want);
@@ -177,7 +244,11 @@ describe('the segd uid is shown only to callers entitled to it', () => {
     } finally {
       await c.close();
     }
-    expect(frames.map((f) => Object.keys(f).sort())).toEqual([['id', 'segments'], ['id', 'segments'], ['id', 'segments']]);
+    expect(frames.map((f) => Object.keys(f).sort())).toEqual([
+      ['id', 'segments'],
+      ['id', 'segments'],
+      ['id', 'segments'],
+    ]);
   });
 
   it('enrichment never writes the resolved uid into the request', async () => {
@@ -199,12 +270,30 @@ describe('the segd uid is shown only to callers entitled to it', () => {
 describe('one read path: the same keys give the same answers on every route', () => {
   // [key, the profile it reads]: segd uids (one merged), own partner uids, a device id, unknown keys.
   const KEYS_BY_KIND: Record<string, Array<[Obj, string | null]>> = {
-    uid: [[{ uid: 'victim-1' }, 'victim-1'], [{ uid: 'dev-a' }, 'dev-a'], [{ uid: 'dev-b' }, 'dev-a'], [{ uid: 'plain' }, 'plain'], [{ uid: 'nobody' }, null]],
-    ifa: [[{ ifa: V.ifa }, 'victim-1'], [{ ifa: 'AAAAAAAA-0000-4000-8000-00000000000B' }, 'dev-a'], [{ ifa: '99999999-0000-4000-8000-000000000000' }, null]],
+    uid: [
+      [{ uid: 'victim-1' }, 'victim-1'],
+      [{ uid: 'dev-a' }, 'dev-a'],
+      [{ uid: 'dev-b' }, 'dev-a'],
+      [{ uid: 'plain' }, 'plain'],
+      [{ uid: 'nobody' }, null],
+    ],
+    ifa: [
+      [{ ifa: V.ifa }, 'victim-1'],
+      [{ ifa: 'AAAAAAAA-0000-4000-8000-00000000000B' }, 'dev-a'],
+      [{ ifa: '99999999-0000-4000-8000-000000000000' }, null],
+    ],
   };
   const ownPuids: Record<string, Array<[string, string | null]>> = {
-    dsp1: [[V.dsp1, 'victim-1'], ['d1-a', 'dev-a'], ['d1-unknown', null]],
-    dsp2: [['d2-b', 'dev-a'], ['d2-plain', 'plain'], ['d2-unknown', null]],
+    dsp1: [
+      [V.dsp1, 'victim-1'],
+      ['d1-a', 'dev-a'],
+      ['d1-unknown', null],
+    ],
+    dsp2: [
+      ['d2-b', 'dev-a'],
+      ['d2-plain', 'plain'],
+      ['d2-unknown', null],
+    ],
   };
 
   for (const who of ['dsp1', 'dsp2', 'all']) {
@@ -213,12 +302,15 @@ describe('one read path: the same keys give the same answers on every route', ()
       for (const list of Object.values(KEYS_BY_KIND)) for (const [key, profile] of list) cases.push({ key, profile });
       for (const [puid, profile] of ownPuids[who] ?? []) cases.push({ key: { puid }, profile });
       const partner = who;
-      const query = (k: Obj) => ('uid' in k ? `uid=${k.uid}` : 'ifa' in k ? `ifa=${k.ifa}` : `partner=${partner}&puid=${k.puid}`);
+      const query = (k: Obj) =>
+        'uid' in k ? `uid=${k.uid}` : 'ifa' in k ? `ifa=${k.ifa}` : `partner=${partner}&puid=${k.puid}`;
       const batchKey = (k: Obj) => ('puid' in k ? { partner, puid: k.puid } : k);
 
       const viaGet = await Promise.all(cases.map(async (c) => (await get(who, query(c.key))).segments));
       const viaKeysJson = (await batchJson(who, { keys: cases.map((c) => batchKey(c.key)) })).map((r) => r.segments);
-      const viaKeysMsgpack = (await batchMsgpack(who, { keys: cases.map((c) => batchKey(c.key)) })).map((r) => r.segments);
+      const viaKeysMsgpack = (await batchMsgpack(who, { keys: cases.map((c) => batchKey(c.key)) })).map(
+        (r) => r.segments,
+      );
       const uidCases = cases.filter((c) => 'uid' in c.key);
       const viaUidsJson = (await batchJson(who, { uids: uidCases.map((c) => c.key.uid) })).map((r) => r.segments);
       const viaUidsMsgpack = (await batchMsgpack(who, { uids: uidCases.map((c) => c.key.uid) })).map((r) => r.segments);
@@ -229,11 +321,18 @@ describe('one read path: the same keys give the same answers on every route', ()
       } finally {
         await ws.close();
       }
-      const viaEnrich = await Promise.all(cases.map(async (c) => {
-        const k = c.key;
-        const r = 'uid' in k ? await enrich(who, { id: k.uid }) : 'ifa' in k ? await enrich(who, {}, { ifa: k.ifa }) : await enrich(who, { buyeruid: k.puid });
-        return r.segments;
-      }));
+      const viaEnrich = await Promise.all(
+        cases.map(async (c) => {
+          const k = c.key;
+          const r =
+            'uid' in k
+              ? await enrich(who, { id: k.uid })
+              : 'ifa' in k
+                ? await enrich(who, {}, { ifa: k.ifa })
+                : await enrich(who, { buyeruid: k.puid });
+          return r.segments;
+        }),
+      );
 
       const want = cases.map((c) => seen(who, c.profile));
       const uidWant = uidCases.map((c) => seen(who, c.profile));
@@ -248,7 +347,11 @@ describe('one read path: the same keys give the same answers on every route', ()
   }
 
   it('counts a merged uid as a hit on every route', async () => {
-    const hits = async () => Number(/^segd_lookups_total\{result="hit"\} (\d+)/m.exec(await (await fetch(`${segd.url}/metrics`)).text())?.[1] ?? NaN);
+    const hits = async () =>
+      Number(
+        /^segd_lookups_total\{result="hit"\} (\d+)/m.exec(await (await fetch(`${segd.url}/metrics`)).text())?.[1] ??
+          NaN,
+      );
     const before = await hits();
     await get('dsp1', 'uid=dev-b');
     await batchJson('dsp1', { uids: ['dev-b'] });

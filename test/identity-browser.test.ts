@@ -39,7 +39,8 @@ async function start(): Promise<Segd> {
   });
 }
 
-const lookup = async (q: string) => (await (await fetch(`${segd.url}/v1/segments?${q}`)).json()) as { uid: string | null; segments: number[] };
+const lookup = async (q: string) =>
+  (await (await fetch(`${segd.url}/v1/segments?${q}`)).json()) as { uid: string | null; segments: number[] };
 const push = (lines: object[]) =>
   fetch(`${segd.url}/v1/ingest`, {
     method: 'POST',
@@ -50,16 +51,36 @@ const push = (lines: object[]) =>
 beforeAll(async () => {
   a = await startPartner({ id: 'dspa', host: '127.0.0.2', segdBase });
   b = await startPartner({ id: 'dspb', host: '127.0.0.3', segdBase, hmacKey: HMAC });
-  writeFileSync(cfgPath, JSON.stringify({
-    partners: [
-      { id: 'dspa', name: 'DSP A', sync: { url: `http://127.0.0.2:${a.port}/sync?segd=\${UID}&gdpr=\${GDPR}&gdpr_consent=\${GDPR_CONSENT}`, type: 'redirect' } },
-      { id: 'dspb', name: 'DSP B', sync: { url: `http://127.0.0.3:${b.port}/sync?segd=\${UID}&us_privacy=\${US_PRIVACY}`, type: 'pixel', hmacKey: HMAC } },
-    ],
-  }));
+  writeFileSync(
+    cfgPath,
+    JSON.stringify({
+      partners: [
+        {
+          id: 'dspa',
+          name: 'DSP A',
+          sync: {
+            url: `http://127.0.0.2:${a.port}/sync?segd=\${UID}&gdpr=\${GDPR}&gdpr_consent=\${GDPR_CONSENT}`,
+            type: 'redirect',
+          },
+        },
+        {
+          id: 'dspb',
+          name: 'DSP B',
+          sync: {
+            url: `http://127.0.0.3:${b.port}/sync?segd=\${UID}&us_privacy=\${US_PRIVACY}`,
+            type: 'pixel',
+            hmacKey: HMAC,
+          },
+        },
+      ],
+    }),
+  );
   segd = await start();
   publisher = createServer((req, res) => {
     res.writeHead(200, { 'Content-Type': 'text/html' });
-    res.end(`<!doctype html><title>news</title><p>article</p><script async src="${segdBase()}/sync/script.js?gdpr=0&us_privacy=1YNN"></script>`);
+    res.end(
+      `<!doctype html><title>news</title><p>article</p><script async src="${segdBase()}/sync/script.js?gdpr=0&us_privacy=1YNN"></script>`,
+    );
   });
   await new Promise<void>((r) => publisher.listen(0, '127.0.0.1', r));
   pubUrl = `http://127.0.0.1:${(publisher.address() as { port: number }).port}/article`;
@@ -97,18 +118,28 @@ describe('cookie sync in Chromium', () => {
     expect(b.hits[0]!.query.get('us_privacy')).toBe('1YNN');
 
     // The matches segd stored: each partner's uid resolves to the cookie's uid.
-    await waitFor(async () => (await lookup(`partner=dspa&puid=${encodeURIComponent(a.hits[0]!.puid)}`)).uid === uid
-      && (await lookup(`partner=dspb&puid=${encodeURIComponent(b.hits[0]!.puid)}`)).uid === uid, 10_000);
+    await waitFor(
+      async () =>
+        (await lookup(`partner=dspa&puid=${encodeURIComponent(a.hits[0]!.puid)}`)).uid === uid &&
+        (await lookup(`partner=dspb&puid=${encodeURIComponent(b.hits[0]!.puid)}`)).uid === uid,
+      10_000,
+    );
     await page.close();
   });
 
   it('a lookup by each partner uid returns the user’s segments', async () => {
     expect(await push([{ op: 'add', uid, segments: [501, 502] }])).toMatchObject({ applied: 1 });
     for (const p of [a, b]) {
-      expect(await lookup(`partner=${p.id}&puid=${encodeURIComponent(p.hits[0]!.puid)}`)).toEqual({ uid, segments: [501, 502] });
+      expect(await lookup(`partner=${p.id}&puid=${encodeURIComponent(p.hits[0]!.puid)}`)).toEqual({
+        uid,
+        segments: [501, 502],
+      });
     }
     // Another partner's uid, or the right uid under the wrong partner, is unknown.
-    expect(await lookup(`partner=dspa&puid=${encodeURIComponent(b.hits[0]!.puid)}`)).toEqual({ uid: null, segments: [] });
+    expect(await lookup(`partner=dspa&puid=${encodeURIComponent(b.hits[0]!.puid)}`)).toEqual({
+      uid: null,
+      segments: [],
+    });
   });
 
   it('the next page view skips partners synced recently (both parallel callbacks were recorded)', async () => {
@@ -123,7 +154,13 @@ describe('cookie sync in Chromium', () => {
 
   it('the browser is never sent anywhere by the inbound sync, whatever it is given', async () => {
     const page = await browser.ctx.newPage();
-    for (const q of ['redirect=https://evil.example/', 'redir=//evil.example', 'url=javascript:alert(1)', 'redirect=%252F%252Fevil.example', 'puid=%252F%252Fevil.example']) {
+    for (const q of [
+      'redirect=https://evil.example/',
+      'redir=//evil.example',
+      'url=javascript:alert(1)',
+      'redirect=%252F%252Fevil.example',
+      'puid=%252F%252Fevil.example',
+    ]) {
       const target = `${segdBase()}/sync/in?partner=dspa&f=b&${q.startsWith('puid') ? q : `puid=open-redirect&${q}`}`;
       const r = await page.goto(target);
       expect([q, r!.status(), page.url()]).toEqual([q, 200, target]);
@@ -141,7 +178,11 @@ describe('cookie sync in Chromium', () => {
     const opt = cookies.find((c) => c.name === 'segd_optout')!;
     expect(opt).toMatchObject({ value: 'OPT_OUT', secure: true, httpOnly: true, sameSite: 'None', path: '/' });
     expect(opt.expires).toBeGreaterThan(Date.now() / 1000 + 399 * 86_400); // 5 years asked; Chromium keeps at most 400 days
-    for (const p of [a, b]) expect(await lookup(`partner=${p.id}&puid=${encodeURIComponent(p.hits[0]!.puid)}`)).toEqual({ uid: null, segments: [] });
+    for (const p of [a, b])
+      expect(await lookup(`partner=${p.id}&puid=${encodeURIComponent(p.hits[0]!.puid)}`)).toEqual({
+        uid: null,
+        segments: [],
+      });
     expect(await lookup(`uid=${uid}`)).toEqual({ uid, segments: [] });
 
     // A partner syncing this browser again gets a no-op: no cookie, no match.
@@ -166,7 +207,8 @@ describe('cookie sync in Chromium', () => {
     // Upstream data for the opted-out user does not bring it back.
     expect(await push([{ op: 'add', uid, segments: [777] }])).toMatchObject({ applied: 0, stale: 1 });
     expect(await lookup(`uid=${uid}`)).toEqual({ uid, segments: [] });
-    for (const p of [a, b]) expect((await lookup(`partner=${p.id}&puid=${encodeURIComponent(p.hits[0]!.puid)}`)).uid).toBeNull();
+    for (const p of [a, b])
+      expect((await lookup(`partner=${p.id}&puid=${encodeURIComponent(p.hits[0]!.puid)}`)).uid).toBeNull();
     await page.close();
   });
 
@@ -181,7 +223,10 @@ describe('cookie sync in Chromium', () => {
       const id = (await fresh.ctx.cookies(segdBase())).find((c) => c.name === 'segd')!.value;
       // The syncs fired, with this browser's uid, from segd's frame.
       expect([a.hits.at(-1)!.segdUid, b.hits.at(-1)!.segdUid]).toEqual([id, id]);
-      await waitFor(async () => (await lookup(`partner=dspb&puid=${encodeURIComponent(b.hits.at(-1)!.puid)}`)).uid === id, 10_000);
+      await waitFor(
+        async () => (await lookup(`partner=dspb&puid=${encodeURIComponent(b.hits.at(-1)!.puid)}`)).uid === id,
+        10_000,
+      );
       const seen = (await page.evaluate(`(async () => {
         const frames = [...document.querySelectorAll('iframe')].map((f) => { try { return f.contentDocument ? f.contentDocument.documentElement.outerHTML : 'no document'; } catch (e) { return 'blocked'; } });
         let fetched;

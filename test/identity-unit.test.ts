@@ -9,23 +9,56 @@ import { readCookie } from '../src/identity/cookie.js';
 import { parseConsent, mayStore, maySync } from '../src/privacy/consent.js';
 import { MatchQueue, type MatchItem } from '../src/identity/match-queue.js';
 
-
 describe('sync templates', () => {
-  const t = compileTemplate('https://sync.example.com/p/m?u=${UID}&g=${GDPR}&c=${GDPR_CONSENT}&x=${US_PRIVACY}&y=${GPP}&z=${GPP_SID}#f');
+  const t = compileTemplate(
+    'https://sync.example.com/p/m?u=${UID}&g=${GDPR}&c=${GDPR_CONSENT}&x=${US_PRIVACY}&y=${GPP}&z=${GPP_SID}#f',
+  );
   it('no macro value changes the scheme, host, path or parameter names', () => {
-    fc.assert(fc.property(fc.record({ UID: fc.string(), GDPR: fc.string(), GDPR_CONSENT: fc.string({ unit: 'binary' }), US_PRIVACY: fc.string(), GPP: fc.string({ unit: 'grapheme' }), GPP_SID: fc.string() }), (v) => {
-      const u = new URL(t.fill(v));
-      expect([u.origin, u.pathname, [...u.searchParams.keys()], u.hash]).toEqual(['https://sync.example.com', '/p/m', ['u', 'g', 'c', 'x', 'y', 'z'], '#f']);
-      // Values arrive intact (lone surrogates, possible from a JSON body, become U+FFFD: see below).
-      if (!/[\ud800-\udfff]/.test(v.GDPR_CONSENT)) expect(u.searchParams.get('c')).toBe(v.GDPR_CONSENT);
-    }));
+    fc.assert(
+      fc.property(
+        fc.record({
+          UID: fc.string(),
+          GDPR: fc.string(),
+          GDPR_CONSENT: fc.string({ unit: 'binary' }),
+          US_PRIVACY: fc.string(),
+          GPP: fc.string({ unit: 'grapheme' }),
+          GPP_SID: fc.string(),
+        }),
+        (v) => {
+          const u = new URL(t.fill(v));
+          expect([u.origin, u.pathname, [...u.searchParams.keys()], u.hash]).toEqual([
+            'https://sync.example.com',
+            '/p/m',
+            ['u', 'g', 'c', 'x', 'y', 'z'],
+            '#f',
+          ]);
+          // Values arrive intact (lone surrogates, possible from a JSON body, become U+FFFD: see below).
+          if (!/[\ud800-\udfff]/.test(v.GDPR_CONSENT)) expect(u.searchParams.get('c')).toBe(v.GDPR_CONSENT);
+        },
+      ),
+    );
   });
   it('fills a lone surrogate as U+FFFD instead of throwing', () => {
-    expect(compileTemplate('https://x.example/?c=${GDPR_CONSENT}').fill({ UID: '', GDPR: '', GDPR_CONSENT: 'a\ud800b', US_PRIVACY: '', GPP: '', GPP_SID: '' })).toBe('https://x.example/?c=a%EF%BF%BDb');
+    expect(
+      compileTemplate('https://x.example/?c=${GDPR_CONSENT}').fill({
+        UID: '',
+        GDPR: '',
+        GDPR_CONSENT: 'a\ud800b',
+        US_PRIVACY: '',
+        GPP: '',
+        GPP_SID: '',
+      }),
+    ).toBe('https://x.example/?c=a%EF%BF%BDb');
   });
   it.each([
-    'https://${UID}.example.com/', 'https://example.com${UID}/', '//example.com/?u=${UID}', 'javascript:alert(1)//${UID}',
-    'https://example.com/?u=${PUID}', 'https://user:pw@example.com/', 'https://example.com/a b', 'https://example.com/\r\n',
+    'https://${UID}.example.com/',
+    'https://example.com${UID}/',
+    '//example.com/?u=${UID}',
+    'javascript:alert(1)//${UID}',
+    'https://example.com/?u=${PUID}',
+    'https://user:pw@example.com/',
+    'https://example.com/a b',
+    'https://example.com/\r\n',
   ])('refuses %s', (url) => {
     expect(() => compileTemplate(url)).toThrow(TemplateError);
   });
@@ -33,14 +66,40 @@ describe('sync templates', () => {
 
 describe('the sync frame', () => {
   it('cannot be broken out of, whatever the URLs hold', () => {
-    fc.assert(fc.property(fc.array(fc.string({ unit: fc.constantFrom('<', '/', 's', 'c', 'r', 'i', 'p', 't', '>', '!', '-', '\u2028', '\u2029', '"', '\\', "'") })), (urls) => {
-      const html = frameHtml(urls.map((url) => ({ url, type: 'pixel' })));
-      const open = '<script type="application/json" id="s">';
-      const data = html.slice(html.indexOf(open) + open.length, html.indexOf('</script>'));
-      // The data element ends where the page says, and holds exactly what went in.
-      expect(data).not.toMatch(/<|[\u2028\u2029]/);
-      expect(JSON.parse(data)).toEqual(urls.map((url) => ({ url, type: 'pixel' })));
-    }));
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.string({
+            unit: fc.constantFrom(
+              '<',
+              '/',
+              's',
+              'c',
+              'r',
+              'i',
+              'p',
+              't',
+              '>',
+              '!',
+              '-',
+              '\u2028',
+              '\u2029',
+              '"',
+              '\\',
+              "'",
+            ),
+          }),
+        ),
+        (urls) => {
+          const html = frameHtml(urls.map((url) => ({ url, type: 'pixel' })));
+          const open = '<script type="application/json" id="s">';
+          const data = html.slice(html.indexOf(open) + open.length, html.indexOf('</script>'));
+          // The data element ends where the page says, and holds exactly what went in.
+          expect(data).not.toMatch(/<|[\u2028\u2029]/);
+          expect(JSON.parse(data)).toEqual(urls.map((url) => ({ url, type: 'pixel' })));
+        },
+      ),
+    );
   });
 });
 
@@ -54,11 +113,13 @@ describe('cookies', () => {
 describe('consent parsing never throws and fails closed', () => {
   it('on any input', () => {
     const s = fc.option(fc.string({ maxLength: 300 }), { nil: undefined });
-    fc.assert(fc.property(s, s, s, s, s, (gdpr, gdprConsent, usPrivacy, gpp, gppSid) => {
-      const c = parseConsent({ gdpr, gdprConsent, usPrivacy, gpp, gppSid });
-      if (c.malformed) expect([mayStore(c, 1), maySync(c)]).toEqual([false, false]);
-      if (gdpr === '1') expect(mayStore(c, 1)).toBe(false); // random strings never carry consent
-    }));
+    fc.assert(
+      fc.property(s, s, s, s, s, (gdpr, gdprConsent, usPrivacy, gpp, gppSid) => {
+        const c = parseConsent({ gdpr, gdprConsent, usPrivacy, gpp, gppSid });
+        if (c.malformed) expect([mayStore(c, 1), maySync(c)]).toEqual([false, false]);
+        if (gdpr === '1') expect(mayStore(c, 1)).toBe(false); // random strings never carry consent
+      }),
+    );
   });
 });
 
@@ -67,10 +128,16 @@ describe('the match queue', () => {
     const sent: MatchItem[][] = [];
     let release!: () => void;
     const stuck = new Promise<void>((r) => (release = r));
-    const q = new MatchQueue(async (items) => {
-      sent.push(items);
-      await stuck;
-    }, () => {}, 1, 3, 2);
+    const q = new MatchQueue(
+      async (items) => {
+        sent.push(items);
+        await stuck;
+      },
+      () => {},
+      1,
+      3,
+      2,
+    );
     const item = (i: number) => ({ key: `k${i}`, uid: 'u' });
     // Two full batches go out at once; the writer holds both.
     for (let i = 0; i < 6; i++) expect(q.push(item(i))).toBe(true);

@@ -17,25 +17,36 @@ const INGEST = 'ingest-key-0123456789';
 const HMAC = 'dspb-hmac-key-0123456789';
 const dataDir = tempDir('segd-identity-');
 const cfgPath = join(dataDir, '..', `segd-identity-${process.pid}.json`);
-const TEMPLATE_A = 'https://sync.dspa.example/m?dmp=segd&u=${UID}&gdpr=${GDPR}&gc=${GDPR_CONSENT}&usp=${US_PRIVACY}&gpp=${GPP}&sid=${GPP_SID}';
+const TEMPLATE_A =
+  'https://sync.dspa.example/m?dmp=segd&u=${UID}&gdpr=${GDPR}&gc=${GDPR_CONSENT}&usp=${US_PRIVACY}&gpp=${GPP}&sid=${GPP_SID}';
 let segd: Segd;
 
-const start = () => startSegd({
-  dataDir,
-  env: { SEGD_CONFIG: cfgPath, SEGD_INGEST_KEYS: INGEST, SEGD_GVL_VENDOR_ID: String(TEST_VENDOR), SEGD_SYNC_LIMIT: '2', SEGD_WORKERS: '2' },
-});
+const start = () =>
+  startSegd({
+    dataDir,
+    env: {
+      SEGD_CONFIG: cfgPath,
+      SEGD_INGEST_KEYS: INGEST,
+      SEGD_GVL_VENDOR_ID: String(TEST_VENDOR),
+      SEGD_SYNC_LIMIT: '2',
+      SEGD_WORKERS: '2',
+    },
+  });
 
 beforeAll(async () => {
-  writeFileSync(cfgPath, JSON.stringify({
-    adminKeys: [ADMIN],
-    partners: [
-      { id: 'dspa', name: 'A', sync: { url: TEMPLATE_A, type: 'redirect' } },
-      { id: 'dspb', name: 'B', sync: { url: 'https://b.example/px?u=${UID}', type: 'pixel', hmacKey: HMAC } },
-      { id: 'dspc', name: 'C', sync: { url: 'https://c.example/if?u=${UID}', type: 'iframe' } },
-      { id: 'dspoff', name: 'Off', disabled: true, sync: { url: 'https://off.example/?u=${UID}', type: 'pixel' } },
-      { id: 'nosync', name: 'No sync' },
-    ],
-  }));
+  writeFileSync(
+    cfgPath,
+    JSON.stringify({
+      adminKeys: [ADMIN],
+      partners: [
+        { id: 'dspa', name: 'A', sync: { url: TEMPLATE_A, type: 'redirect' } },
+        { id: 'dspb', name: 'B', sync: { url: 'https://b.example/px?u=${UID}', type: 'pixel', hmacKey: HMAC } },
+        { id: 'dspc', name: 'C', sync: { url: 'https://c.example/if?u=${UID}', type: 'iframe' } },
+        { id: 'dspoff', name: 'Off', disabled: true, sync: { url: 'https://off.example/?u=${UID}', type: 'pixel' } },
+        { id: 'nosync', name: 'No sync' },
+      ],
+    }),
+  );
   segd = await start();
 });
 
@@ -45,17 +56,25 @@ afterAll(async () => {
   rmSync(cfgPath, { force: true });
 });
 
-const get = (path: string, headers: Record<string, string> = {}) => fetch(`${segd.url}${path}`, { headers, redirect: 'manual' });
-const lookup = async (q: string) => (await (await get(`/v1/segments?${q}`)).json()) as { uid: string | null; segments: number[] };
+const get = (path: string, headers: Record<string, string> = {}) =>
+  fetch(`${segd.url}${path}`, { headers, redirect: 'manual' });
+const lookup = async (q: string) =>
+  (await (await get(`/v1/segments?${q}`)).json()) as { uid: string | null; segments: number[] };
 const push = async (lines: Array<object | string>) => {
   const r = await fetch(`${segd.url}/v1/ingest`, {
     method: 'POST',
     headers: { Authorization: `Bearer ${INGEST}`, 'Content-Type': 'application/x-ndjson' },
     body: lines.map((l) => (typeof l === 'string' ? l : JSON.stringify(l))).join('\n'),
   });
-  return (await r.json()) as { applied: number; stale: number; rejected: number; rejects: Array<{ line: number; reason: string }> };
+  return (await r.json()) as {
+    applied: number;
+    stale: number;
+    rejected: number;
+    rejects: Array<{ line: number; reason: string }>;
+  };
 };
-const del = (q: string, key = ADMIN) => fetch(`${segd.url}/v1/users?${q}`, { method: 'DELETE', headers: { Authorization: `Bearer ${key}` } });
+const del = (q: string, key = ADMIN) =>
+  fetch(`${segd.url}/v1/users?${q}`, { method: 'DELETE', headers: { Authorization: `Bearer ${key}` } });
 const cookieNames = (r: Response) => r.headers.getSetCookie().map((c) => c.split('=')[0]);
 const enc = encodeURIComponent;
 
@@ -124,10 +143,26 @@ describe('inbound sync: formats, cookies, open redirects', () => {
     const lines = r.headers.getSetCookie();
     expect(lines.map((l) => l.split('=')[0])).toEqual(['segd_optout', 'segd']);
     const bytes = lines.reduce((n, l) => n + 'Set-Cookie: '.length + l.length + 2, 0);
-    expect(bytes).toBe(largestSetCookieBytes(cookieSettings({ cookieName: 'segd', cookieDomain: '', cookieMaxAge: 34_560_000, optoutCookieName: 'segd_optout' })));
+    expect(bytes).toBe(
+      largestSetCookieBytes(
+        cookieSettings({
+          cookieName: 'segd',
+          cookieDomain: '',
+          cookieMaxAge: 34_560_000,
+          optoutCookieName: 'segd_optout',
+        }),
+      ),
+    );
     expect(bytes).toBeLessThanOrEqual(1024);
-    const refused = await runSegd(['serve'], { SEGD_DATA_DIR: join(dataDir, 'never'), SEGD_COOKIE_DOMAIN: `${'sub.'.repeat(40)}example.com`, SEGD_COOKIE_MAX_BYTES: '256' });
-    expect([refused.code, refused.stderr]).toEqual([2, expect.stringMatching(/SEGD_COOKIE_MAX_BYTES: the cookie settings make answers with \d+ bytes/)]);
+    const refused = await runSegd(['serve'], {
+      SEGD_DATA_DIR: join(dataDir, 'never'),
+      SEGD_COOKIE_DOMAIN: `${'sub.'.repeat(40)}example.com`,
+      SEGD_COOKIE_MAX_BYTES: '256',
+    });
+    expect([refused.code, refused.stderr]).toEqual([
+      2,
+      expect.stringMatching(/SEGD_COOKIE_MAX_BYTES: the cookie settings make answers with \d+ bytes/),
+    ]);
   });
 
   it.each([
@@ -152,22 +187,37 @@ describe('inbound sync: formats, cookies, open redirects', () => {
     ['a "not recognised" sentinel', 'puid=0', 'UID_INVALID'],
   ])('refuses %s', async (_n, q, code) => {
     const r = await get(`/sync/in?partner=dspa&${q}`);
-    expect([r.status, r.headers.get('location'), r.headers.getSetCookie(), ((await r.json()) as { error: { code: string } }).error.code]).toEqual([400, null, [], code]);
+    expect([
+      r.status,
+      r.headers.get('location'),
+      r.headers.getSetCookie(),
+      ((await r.json()) as { error: { code: string } }).error.code,
+    ]).toEqual([400, null, [], code]);
   });
 
-  it.each([['missing', ''], ['unknown', 'partner=nobody'], ['disabled', 'partner=dspoff'], ['without sync', 'partner=nosync'], ['malformed', 'partner=%0d%0a']])(
-    'refuses a %s partner', async (_n, q) => {
-      const r = await get(`/sync/in?${q}&puid=x`);
-      expect([r.status, ((await r.json()) as { error: { code: string } }).error.code]).toEqual([400, 'SYNC_NOT_CONFIGURED']);
-    },
-  );
+  it.each([
+    ['missing', ''],
+    ['unknown', 'partner=nobody'],
+    ['disabled', 'partner=dspoff'],
+    ['without sync', 'partner=nosync'],
+    ['malformed', 'partner=%0d%0a'],
+  ])('refuses a %s partner', async (_n, q) => {
+    const r = await get(`/sync/in?${q}&puid=x`);
+    expect([r.status, ((await r.json()) as { error: { code: string } }).error.code]).toEqual([
+      400,
+      'SYNC_NOT_CONFIGURED',
+    ]);
+  });
 
-  it('signed callbacks: only a fresh, valid HMAC over partner + uid + time + this browser\'s segd uid is taken', async () => {
+  it("signed callbacks: only a fresh, valid HMAC over partner + uid + time + this browser's segd uid is taken", async () => {
     const now = Math.floor(Date.now() / 1000);
     const mine = 'SignedBrowser000000001';
     const other = 'SignedBrowser000000002';
     const as = (uid: string) => ({ Cookie: `segd=${uid}` });
-    const ok = await get(`/sync/in?partner=dspb&puid=signed-1&ts=${now}&sig=${sign(HMAC, 'dspb', 'signed-1', now, mine)}`, as(mine));
+    const ok = await get(
+      `/sync/in?partner=dspb&puid=signed-1&ts=${now}&sig=${sign(HMAC, 'dspb', 'signed-1', now, mine)}`,
+      as(mine),
+    );
     expect(ok.status).toBe(200);
     const good = `puid=signed-2&ts=${now}&sig=${sign(HMAC, 'dspb', 'signed-2', now, mine)}`;
     const bad: Array<[string, string, Record<string, string>]> = [
@@ -190,22 +240,44 @@ describe('inbound sync: formats, cookies, open redirects', () => {
 });
 
 describe('outbound sync', () => {
-  type Out = { status: string; partners: Array<{ partner: string; status: string; usersync?: { url: string; type: string } }> };
+  type Out = {
+    status: string;
+    partners: Array<{ partner: string; status: string; usersync?: { url: string; type: string } }>;
+  };
   const uid = 'ZZZZZZZZZZZZZZZZZZZZZZ';
 
   it('lists registered templates filled and encoded, with per-partner statuses and a limit', async () => {
     const hostile = 'CO"><script>&evil=https://evil.example/#';
-    const r = await get(`/sync/out?partners=dspa,dspb,dspc,dspoff,nosync,ghost,dspa&gdpr=0&gdpr_consent=${enc(hostile)}&us_privacy=1YNN&gpp_sid=6`, { Cookie: `segd=${uid}` });
+    const r = await get(
+      `/sync/out?partners=dspa,dspb,dspc,dspoff,nosync,ghost,dspa&gdpr=0&gdpr_consent=${enc(hostile)}&us_privacy=1YNN&gpp_sid=6`,
+      { Cookie: `segd=${uid}` },
+    );
     const body = (await r.json()) as Out;
     expect(body.status).toBe('ok');
     expect(body.partners.map((p) => [p.partner, p.status, p.usersync?.type])).toEqual([
-      ['dspa', 'ok', 'redirect'], ['dspb', 'ok', 'pixel'], ['dspc', 'over_limit', undefined],
-      ['dspoff', 'not_configured', undefined], ['nosync', 'not_configured', undefined], ['ghost', 'unknown_partner', undefined],
+      ['dspa', 'ok', 'redirect'],
+      ['dspb', 'ok', 'pixel'],
+      ['dspc', 'over_limit', undefined],
+      ['dspoff', 'not_configured', undefined],
+      ['nosync', 'not_configured', undefined],
+      ['ghost', 'unknown_partner', undefined],
     ]);
     const a = new URL(body.partners[0]!.usersync!.url);
     // Only the registered host and path; every macro value arrives intact as one parameter.
-    expect([a.origin, a.pathname, [...a.searchParams.keys()]]).toEqual(['https://sync.dspa.example', '/m', ['dmp', 'u', 'gdpr', 'gc', 'usp', 'gpp', 'sid']]);
-    expect(Object.fromEntries(a.searchParams)).toEqual({ dmp: 'segd', u: uid, gdpr: '0', gc: hostile, usp: '1YNN', gpp: '', sid: '6' });
+    expect([a.origin, a.pathname, [...a.searchParams.keys()]]).toEqual([
+      'https://sync.dspa.example',
+      '/m',
+      ['dmp', 'u', 'gdpr', 'gc', 'usp', 'gpp', 'sid'],
+    ]);
+    expect(Object.fromEntries(a.searchParams)).toEqual({
+      dmp: 'segd',
+      u: uid,
+      gdpr: '0',
+      gc: hostile,
+      usp: '1YNN',
+      gpp: '',
+      sid: '6',
+    });
     expect(r.headers.getSetCookie()[0]).toMatch(new RegExp(`^segd=${uid};`));
   });
 
@@ -215,17 +287,27 @@ describe('outbound sync', () => {
     // Two partners' callbacks at once, as a page firing both syncs would.
     const [ra, rb] = await Promise.all([
       get('/sync/in?partner=dspa&puid=par-a', { Cookie: `segd=${me}` }),
-      get(`/sync/in?partner=dspb&puid=par-b&ts=${now}&sig=${sign(HMAC, 'dspb', 'par-b', now, me)}`, { Cookie: `segd=${me}` }),
+      get(`/sync/in?partner=dspb&puid=par-b&ts=${now}&sig=${sign(HMAC, 'dspb', 'par-b', now, me)}`, {
+        Cookie: `segd=${me}`,
+      }),
     ]);
     expect([ra.status, rb.status]).toEqual([200, 200]);
-    await waitFor(async () => (await lookup('partner=dspa&puid=par-a')).uid === me && (await lookup('partner=dspb&puid=par-b')).uid === me, 5000);
+    await waitFor(
+      async () =>
+        (await lookup('partner=dspa&puid=par-a')).uid === me && (await lookup('partner=dspb&puid=par-b')).uid === me,
+      5000,
+    );
     const r = await fetch(`${segd.url}/sync/out`, {
       method: 'POST',
       headers: { Cookie: `segd=${me}`, 'Content-Type': 'application/json' },
       body: JSON.stringify({ partners: '*', limit: 5, gdpr: 0, gpp_sid: [6] }),
     });
     const body = (await r.json()) as Out;
-    expect(body.partners.map((p) => [p.partner, p.status])).toEqual([['dspa', 'already_synced'], ['dspb', 'already_synced'], ['dspc', 'ok']]);
+    expect(body.partners.map((p) => [p.partner, p.status])).toEqual([
+      ['dspa', 'already_synced'],
+      ['dspb', 'already_synced'],
+      ['dspc', 'ok'],
+    ]);
   });
 
   it.each([
@@ -236,17 +318,29 @@ describe('outbound sync', () => {
   ])('%s: no sync URLs, no cookie', async (_n, headers, q, status, each) => {
     const r = await get(`/sync/out?${q}`, headers as Record<string, string>);
     const body = (await r.json()) as Out;
-    expect([body.status, [...new Set(body.partners.map((p) => p.status))], body.partners.some((p) => p.usersync), r.headers.getSetCookie()]).toEqual([status, [each], false, []]);
+    expect([
+      body.status,
+      [...new Set(body.partners.map((p) => p.status))],
+      body.partners.some((p) => p.usersync),
+      r.headers.getSetCookie(),
+    ]).toEqual([status, [each], false, []]);
   });
 
   it('the script only adds the frame; the frame fires each partner by its type and holds nothing a page could break out of', async () => {
     const r = await get(`/sync/script.js?partners=dspc,dspa&gdpr=0`);
-    expect([r.headers.get('content-type'), r.headers.getSetCookie()]).toEqual(['application/javascript; charset=utf-8', []]);
+    expect([r.headers.get('content-type'), r.headers.getSetCookie()]).toEqual([
+      'application/javascript; charset=utf-8',
+      [],
+    ]);
     expect(await r.text()).toContain("'/sync/frame.html'");
-    const f = await get(`/sync/frame.html?partners=dspc,dspa&gdpr=0&gdpr_consent=${enc('</script><script>alert(1)</script>\u2028')}`);
+    const f = await get(
+      `/sync/frame.html?partners=dspc,dspa&gdpr=0&gdpr_consent=${enc('</script><script>alert(1)</script>\u2028')}`,
+    );
     const html = await f.text();
     expect(f.headers.get('content-type')).toBe('text/html; charset=utf-8');
-    expect(f.headers.get('content-security-policy')).toMatch(/^default-src 'none'; script-src 'sha256-[A-Za-z0-9+/]+=*'; img-src \*; frame-src \*; frame-ancestors \*/);
+    expect(f.headers.get('content-security-policy')).toMatch(
+      /^default-src 'none'; script-src 'sha256-[A-Za-z0-9+/]+=*'; img-src \*; frame-src \*; frame-ancestors \*/,
+    );
     expect(f.headers.get('x-frame-options')).toBeNull();
     expect(html.match(/<\/script>/g)).toHaveLength(2);
     expect(html).not.toContain('\u2028');
@@ -255,7 +349,8 @@ describe('outbound sync', () => {
 
   it('metrics say why each sync ended as it did', async () => {
     const text = await (await get('/metrics')).text();
-    const count = (d: string, o: string) => Number(new RegExp(`segd_sync_total\\{direction="${d}",outcome="${o}"\\} (\\d+)`).exec(text)?.[1] ?? -1);
+    const count = (d: string, o: string) =>
+      Number(new RegExp(`segd_sync_total\\{direction="${d}",outcome="${o}"\\} (\\d+)`).exec(text)?.[1] ?? -1);
     // From the tests above: the consent matrix, refusals, signatures, the outbound statuses.
     expect(count('in', 'stored')).toBeGreaterThanOrEqual(8);
     expect(count('in', 'no_consent')).toBeGreaterThanOrEqual(9);
@@ -276,7 +371,10 @@ describe('outbound sync', () => {
     const odd = await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"gpp_sid":"6","us_privacy":["x"]}' });
     expect([odd.status, ((await odd.json()) as { status: string }).status]).toEqual([200, 'no_consent']);
     const badSid = await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"gpp_sid":{"a":1}}' });
-    expect([badSid.status, ((await badSid.json()) as { error: { code: string } }).error.code]).toEqual([400, 'BAD_SYNC_REQUEST']);
+    expect([badSid.status, ((await badSid.json()) as { error: { code: string } }).error.code]).toEqual([
+      400,
+      'BAD_SYNC_REQUEST',
+    ]);
     const r = await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"partners":' });
     expect([r.status, ((await r.json()) as { error: { code: string } }).error.code]).toEqual([400, 'BAD_JSON']);
   });
@@ -309,13 +407,33 @@ describe('ID graph, deletion and resurrection', () => {
   });
 
   it('batch lookups take graph ids too: resolved in request order, a bad id failing only its own entry', async () => {
-    const keys = [{ partner: 'dspa', puid: 'pa-dev-2' }, { ifa: '6D92078A-8246-4BA4-AE5B-76104861E7DC' }, { uid: 'dev-2' }, { partner: 'dspa' }, { eid_source: 'id5-sync.com', eid: 'nobody' }];
+    const keys = [
+      { partner: 'dspa', puid: 'pa-dev-2' },
+      { ifa: '6D92078A-8246-4BA4-AE5B-76104861E7DC' },
+      { uid: 'dev-2' },
+      { partner: 'dspa' },
+      { eid_source: 'id5-sync.com', eid: 'nobody' },
+    ];
     const profile = { uid: 'dev-1', segments: [1, 2, 3, 4, 5] };
     // A segd uid is answered as sent (GET does the same), the profile's segments read through the merge.
-    const want = [profile, profile, { ...profile, uid: 'dev-2' }, { uid: null, segments: [], error: { code: 'BAD_ID_KEY', message: expect.stringMatching(/id must be/) } }, { uid: null, segments: [] }];
-    const r = await fetch(`${segd.url}/v1/segments:batch`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ keys }) });
+    const want = [
+      profile,
+      profile,
+      { ...profile, uid: 'dev-2' },
+      { uid: null, segments: [], error: { code: 'BAD_ID_KEY', message: expect.stringMatching(/id must be/) } },
+      { uid: null, segments: [] },
+    ];
+    const r = await fetch(`${segd.url}/v1/segments:batch`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ keys }),
+    });
     expect(await r.json()).toEqual({ results: want });
-    const m = await fetch(`${segd.url}/v1/segments:batch`, { method: 'POST', headers: { 'Content-Type': 'application/msgpack', Accept: 'application/msgpack' }, body: pack({ keys }) });
+    const m = await fetch(`${segd.url}/v1/segments:batch`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/msgpack', Accept: 'application/msgpack' },
+      body: pack({ keys }),
+    });
     expect(unpack(Buffer.from(await m.arrayBuffer()))).toEqual({ results: want });
   });
 
@@ -333,7 +451,11 @@ describe('ID graph, deletion and resurrection', () => {
   });
 
   it('matches from inbox files too', async () => {
-    await dropFeed(join(dataDir, 'inbox'), '001-matches.ndjson', `${JSON.stringify({ op: 'match', partner: 'dspc', puid: 'inbox-1', uid: 'dev-9' })}\n`);
+    await dropFeed(
+      join(dataDir, 'inbox'),
+      '001-matches.ndjson',
+      `${JSON.stringify({ op: 'match', partner: 'dspc', puid: 'inbox-1', uid: 'dev-9' })}\n`,
+    );
     await waitFor(async () => (await lookup('partner=dspc&puid=inbox-1')).uid === 'dev-9');
   });
 
@@ -341,20 +463,40 @@ describe('ID graph, deletion and resurrection', () => {
     expect((await del('partner=dspa&puid=pa-dev-2', 'wrong-key-0123456789')).status).toBe(401);
     expect((await del('partner=dspa&puid=pa-dev-2&ifa=x')).status).toBe(400);
     const r = await del('partner=dspa&puid=pa-dev-2');
-    const body = (await r.json()) as { found: boolean; uid: string; ids: number; memberships: boolean; tombstoneUntil: string; audit: number };
+    const body = (await r.json()) as {
+      found: boolean;
+      uid: string;
+      ids: number;
+      memberships: boolean;
+      tombstoneUntil: string;
+      audit: number;
+    };
     expect([r.status, body.found, body.uid, body.ids, body.memberships]).toEqual([200, true, 'dev-1', 5, true]);
     expect(Date.parse(body.tombstoneUntil) / 1000).toBeGreaterThan(Date.now() / 1000 + 399 * 86_400);
     const gone = { uid: null, segments: [] };
-    const keys = ['ifa=6d92078a-8246-4ba4-ae5b-76104861e7dc', `eid_source=id5-sync.com&eid=${enc('ID5*abc')}`, 'partner=dspa&puid=pa-dev-2', `login=${login}&login_source=email-sha256`];
+    const keys = [
+      'ifa=6d92078a-8246-4ba4-ae5b-76104861e7dc',
+      `eid_source=id5-sync.com&eid=${enc('ID5*abc')}`,
+      'partner=dspa&puid=pa-dev-2',
+      `login=${login}&login_source=email-sha256`,
+    ];
     for (const k of keys) expect(await lookup(k)).toEqual(gone);
     expect((await lookup('uid=dev-1')).segments).toEqual([]);
     expect((await lookup('uid=dev-2')).segments).toEqual([]);
 
     // Resurrection: the upstream snapshot replayed (HTTP push and an inbox file), and a newer delta.
     expect(await push(snapshot)).toMatchObject({ applied: 0, stale: 7 });
-    await dropFeed(join(dataDir, 'inbox'), '002-snapshot.ndjson', snapshot.map((l) => JSON.stringify(l)).join('\n') + '\n');
-    await waitFor(async () => (await get('/metrics').then((m) => m.text())).includes('segd_loader_files_total{source="inbox"} 2'));
-    expect(await push([{ op: 'add', uid: 'dev-2', segments: [9], ts: Math.floor(Date.now() / 1000) + 60 }])).toMatchObject({ applied: 0, stale: 1 });
+    await dropFeed(
+      join(dataDir, 'inbox'),
+      '002-snapshot.ndjson',
+      snapshot.map((l) => JSON.stringify(l)).join('\n') + '\n',
+    );
+    await waitFor(async () =>
+      (await get('/metrics').then((m) => m.text())).includes('segd_loader_files_total{source="inbox"} 2'),
+    );
+    expect(
+      await push([{ op: 'add', uid: 'dev-2', segments: [9], ts: Math.floor(Date.now() / 1000) + 60 }]),
+    ).toMatchObject({ applied: 0, stale: 1 });
     // And a browser sync for a deleted partner id stores nothing.
     await get('/sync/in?partner=dspa&puid=pa-dev-2');
     await new Promise((res) => setTimeout(res, 100));
@@ -369,8 +511,17 @@ describe('ID graph, deletion and resurrection', () => {
     segd = await start();
     await check();
 
-    const audit = (await (await get('/v1/admin/audit?limit=5', { Authorization: `Bearer ${ADMIN}` })).json()) as { entries: Array<Record<string, unknown>> };
-    expect(audit.entries[0]).toMatchObject({ seq: body.audit, action: 'delete', found: true, ids: 5, memberships: true, requested: { kind: 'p:dspa' } });
+    const audit = (await (await get('/v1/admin/audit?limit=5', { Authorization: `Bearer ${ADMIN}` })).json()) as {
+      entries: Array<Record<string, unknown>>;
+    };
+    expect(audit.entries[0]).toMatchObject({
+      seq: body.audit,
+      action: 'delete',
+      found: true,
+      ids: 5,
+      memberships: true,
+      requested: { kind: 'p:dspa' },
+    });
     expect(audit.entries[0]!.by).toMatch(/^admin:[0-9a-f]{16}$/);
     // Ids are kept only as digests.
     expect(JSON.stringify(audit.entries)).not.toMatch(/pa-dev-2|dev-1|id5/);
@@ -379,11 +530,13 @@ describe('ID graph, deletion and resurrection', () => {
 
   it('a merged device uid still finds its profile after the known-users filter is rebuilt from the store', async () => {
     const email = 'b'.repeat(64);
-    expect(await push([
-      { op: 'add', uid: 'dev-5', segments: [50] },
-      { op: 'match', login: email, uid: 'dev-5' },
-      { op: 'match', login: email, uid: 'dev-6' },
-    ])).toMatchObject({ applied: 3 });
+    expect(
+      await push([
+        { op: 'add', uid: 'dev-5', segments: [50] },
+        { op: 'match', login: email, uid: 'dev-5' },
+        { op: 'match', login: email, uid: 'dev-6' },
+      ]),
+    ).toMatchObject({ applied: 3 });
     expect(await lookup('uid=dev-6')).toEqual({ uid: 'dev-6', segments: [50] });
     await segd.stop();
     rmSync(join(dataDir, FILTER_FILE));
@@ -396,7 +549,11 @@ describe('ID graph, deletion and resurrection', () => {
     const n = 50;
     // 50 browsers (a partner links one id per profile).
     const browser = (i: number) => `Stop${String(i).padStart(2, '0')}`.padEnd(22, 'S');
-    const answers = await Promise.all(Array.from({ length: n }, (_, i) => get(`/sync/in?partner=dspc&puid=stop-${i}&f=n`, { Cookie: `segd=${browser(i)}` })));
+    const answers = await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        get(`/sync/in?partner=dspc&puid=stop-${i}&f=n`, { Cookie: `segd=${browser(i)}` }),
+      ),
+    );
     expect(answers.every((r) => r.status === 204)).toBe(true);
     await segd.stop();
     segd = await start();
@@ -407,7 +564,10 @@ describe('ID graph, deletion and resurrection', () => {
   it('deleting an id nothing is stored for still tombstones it', async () => {
     const r = await del('ifa=11111111-2222-3333-4444-555555555555');
     expect(((await r.json()) as { found: boolean }).found).toBe(false);
-    expect(await push([{ op: 'match', ifa: '11111111-2222-3333-4444-555555555555', uid: 'dev-7' }])).toMatchObject({ applied: 0, stale: 1 });
+    expect(await push([{ op: 'match', ifa: '11111111-2222-3333-4444-555555555555', uid: 'dev-7' }])).toMatchObject({
+      applied: 0,
+      stale: 1,
+    });
     expect((await lookup('ifa=11111111-2222-3333-4444-555555555555')).uid).toBeNull();
   });
 });

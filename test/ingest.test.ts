@@ -12,7 +12,9 @@ const KEY2 = 'second-collector-key-000000';
 describe('POST /v1/ingest', () => {
   let segd: Segd;
   beforeAll(async () => {
-    segd = await startSegd({ env: { SEGD_INGEST_KEYS: `${KEY},${KEY2}`, SEGD_MAX_INGEST_BYTES: '65536', SEGD_WORKERS: '2' } });
+    segd = await startSegd({
+      env: { SEGD_INGEST_KEYS: `${KEY},${KEY2}`, SEGD_MAX_INGEST_BYTES: '65536', SEGD_WORKERS: '2' },
+    });
   });
   afterAll(async () => {
     expect(await stopReport(segd)).toEqual(CLEAN_STOP);
@@ -25,10 +27,13 @@ describe('POST /v1/ingest', () => {
       body,
     });
   const segmentsOf = async (uid: string) =>
-    ((await (await fetch(`${segd.url}/v1/segments?uid=${encodeURIComponent(uid)}`)).json()) as { segments: number[] }).segments;
+    ((await (await fetch(`${segd.url}/v1/segments?uid=${encodeURIComponent(uid)}`)).json()) as { segments: number[] })
+      .segments;
 
   it('applies NDJSON and answers with counts after commit', async () => {
-    const r = await push(feedLine({ op: 'add', uid: 'p1', segments: [1, 2] }) + feedLine({ op: 'add', uid: 'p2', segments: [3] }));
+    const r = await push(
+      feedLine({ op: 'add', uid: 'p1', segments: [1, 2] }) + feedLine({ op: 'add', uid: 'p2', segments: [3] }),
+    );
     expect(r.status).toBe(200);
     expect(await r.json()).toEqual({ applied: 2, stale: 0, rejected: 0, replay: false, rejects: [] });
     // Acked means visible on every worker right away.
@@ -36,7 +41,10 @@ describe('POST /v1/ingest', () => {
   });
 
   it('applies msgpack streams and arrays', async () => {
-    const stream = Buffer.concat([pack({ op: 'add', uid: 'm1', segments: [7] }), pack({ op: 'add', uid: 'm2', segments: [{ id: 8, ttl: 600 }] })]);
+    const stream = Buffer.concat([
+      pack({ op: 'add', uid: 'm1', segments: [7] }),
+      pack({ op: 'add', uid: 'm2', segments: [{ id: 8, ttl: 600 }] }),
+    ]);
     const r = await push(stream, { 'content-type': 'application/msgpack' });
     expect(await r.json()).toMatchObject({ applied: 2, rejected: 0 });
     const arr = pack([{ op: 'replace', uid: 'm1', segments: [9] }]);
@@ -56,7 +64,11 @@ describe('POST /v1/ingest', () => {
     ].join('');
     const r = await push(body);
     expect(r.status).toBe(200);
-    const j = (await r.json()) as { applied: number; rejected: number; rejects: Array<{ line: number; reason: string }> };
+    const j = (await r.json()) as {
+      applied: number;
+      rejected: number;
+      rejects: Array<{ line: number; reason: string }>;
+    };
     expect(j.applied).toBe(2);
     expect(j.rejected).toBe(3);
     expect(j.rejects.map((x) => x.line)).toEqual([2, 3, 5]);
@@ -93,7 +105,10 @@ describe('POST /v1/ingest', () => {
     expect(((await other.json()) as { error: { code: string } }).error.code).toBe('IDEMPOTENCY_KEY_REUSED');
     expect(await segmentsOf('idem')).toEqual([2]);
     // Keys are per caller: another collector's "batch-42" is its own batch.
-    const r2 = await push(feedLine({ op: 'add', uid: 'idem-2', segments: [4] }), { 'idempotency-key': 'batch-42', authorization: `Bearer ${KEY2}` });
+    const r2 = await push(feedLine({ op: 'add', uid: 'idem-2', segments: [4] }), {
+      'idempotency-key': 'batch-42',
+      authorization: `Bearer ${KEY2}`,
+    });
     expect(await r2.json()).toMatchObject({ applied: 1, replay: false });
     expect(await segmentsOf('idem-2')).toEqual([4]);
     const m = await (await fetch(`${segd.url}/metrics`)).text();
@@ -111,7 +126,11 @@ describe('POST /v1/ingest', () => {
     const h: Record<string, string> = { ...(headers as Record<string, string>) };
     const r = await fetch(`${segd.url}/v1/ingest`, {
       method: 'POST',
-      headers: { 'content-type': 'application/x-ndjson', ...(h.authorization === undefined && _name !== 'no key' ? { authorization: `Bearer ${KEY}` } : {}), ...h },
+      headers: {
+        'content-type': 'application/x-ndjson',
+        ...(h.authorization === undefined && _name !== 'no key' ? { authorization: `Bearer ${KEY}` } : {}),
+        ...h,
+      },
       body: body as string,
     });
     expect(r.status).toBe(status);

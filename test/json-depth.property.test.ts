@@ -12,13 +12,18 @@ describe('JSON nesting bound', () => {
     const tricky = fc.constantFrom('[', ']', '{', '}', '"', '\\', '\\"', '\\\\', '["', '"]');
     const str = fc.array(fc.oneof(tricky, fc.string({ maxLength: 4 })), { maxLength: 6 }).map((a) => a.join(''));
     fc.assert(
-      fc.property(fc.jsonValue({ maxDepth: 8, stringUnit: 'grapheme' }), fc.array(str, { maxLength: 3 }), fc.integer({ min: 0, max: 10 }), (v, strings, limit) => {
-        const doc = [v, ...strings];
-        const text = JSON.stringify(doc);
-        const want = depthOf(doc) > limit;
-        expect(nestsDeeper(text, limit)).toBe(want);
-        expect(nestsDeeper(Buffer.from(text), limit)).toBe(want);
-      }),
+      fc.property(
+        fc.jsonValue({ maxDepth: 8, stringUnit: 'grapheme' }),
+        fc.array(str, { maxLength: 3 }),
+        fc.integer({ min: 0, max: 10 }),
+        (v, strings, limit) => {
+          const doc = [v, ...strings];
+          const text = JSON.stringify(doc);
+          const want = depthOf(doc) > limit;
+          expect(nestsDeeper(text, limit)).toBe(want);
+          expect(nestsDeeper(Buffer.from(text), limit)).toBe(want);
+        },
+      ),
       { numRuns: 2_000 },
     );
   });

@@ -63,8 +63,9 @@ interface Edge {
 /** Every relative import of src/ (static, `export … from`, type-only, `import()`), resolved to a .ts path. */
 function importsOf(file: string): Edge[] {
   const text = readFileSync(file, 'utf8');
-  return ts.preProcessFile(text, true, true).importedFiles
-    .filter((f) => f.fileName.startsWith('.'))
+  return ts
+    .preProcessFile(text, true, true)
+    .importedFiles.filter((f) => f.fileName.startsWith('.'))
     .map((f) => ({
       from: file,
       to: resolve(dirname(file), f.fileName.replace(/\.js$/, '.ts')),
@@ -178,7 +179,10 @@ describe('layers (README "Source map")', () => {
     }
     const found = cycles(graph).map((group) => {
       const path = shortestCycle(graph, group);
-      return path.slice(0, -1).map((a, i) => describeEdge(example.get(`${a}>${path[i + 1]}`)!)).join(', then ');
+      return path
+        .slice(0, -1)
+        .map((a, i) => describeEdge(example.get(`${a}>${path[i + 1]}`)!))
+        .join(', then ');
     });
     expect(found).toEqual([]);
   });

@@ -4,9 +4,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, readdirSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startSegd, dropFeed, feedLine, tempDir, stopReport, CLEAN_STOP, runSegd, type Segd, segmentsOf, waitFor } from './helpers/server.js';
-
-
+import {
+  startSegd,
+  dropFeed,
+  feedLine,
+  tempDir,
+  stopReport,
+  CLEAN_STOP,
+  runSegd,
+  type Segd,
+  segmentsOf,
+  waitFor,
+} from './helpers/server.js';
 
 describe('inbox loader', () => {
   let segd: Segd;
@@ -88,18 +97,24 @@ describe('inbox loader', () => {
 
   it('reads gzip files, and keeps what comes before a gzip that breaks off half-way', async () => {
     const { gzipSync } = await import('node:zlib');
-    const lines = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => feedLine({ op: 'add', uid: `${prefix}${i}`, segments: [i % 7] })).join('');
+    const lines = (prefix: string, n: number) =>
+      Array.from({ length: n }, (_, i) => feedLine({ op: 'add', uid: `${prefix}${i}`, segments: [i % 7] })).join('');
     await dropFeed(inbox, '040-ok.ndjson.gz', gzipSync(lines('gz', 500)));
     await waitFor(async () => existsSync(join(inbox, 'done', '040-ok.ndjson.gz')));
     expect(await segmentsOf(segd, 'gz499')).toEqual([499 % 7]);
 
     // Incompressible-ish content so the cut falls well inside the stream.
-    const big = Array.from({ length: 20000 }, (_, i) => feedLine({ op: 'add', uid: `cut${i}-${(i * 2654435761) >>> 0}`, segments: [i % 1000] })).join('');
+    const big = Array.from({ length: 20000 }, (_, i) =>
+      feedLine({ op: 'add', uid: `cut${i}-${(i * 2654435761) >>> 0}`, segments: [i % 1000] }),
+    ).join('');
     const gz = gzipSync(big);
     await dropFeed(inbox, '041-cut.ndjson.gz', gz.subarray(0, Math.floor(gz.length * 0.6)));
     await waitFor(async () => existsSync(join(inbox, 'done', '041-cut.ndjson.gz')));
     expect(await segmentsOf(segd, `cut0-0`)).toEqual([0]);
-    const rejects = readFileSync(join(inbox, 'rejects', '041-cut.ndjson.gz.rejects.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { line: number; reason: string });
+    const rejects = readFileSync(join(inbox, 'rejects', '041-cut.ndjson.gz.rejects.ndjson'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { line: number; reason: string });
     const last = rejects[rejects.length - 1]!;
     expect(last.reason).toMatch(/^corrupt or truncated gzip after line \d+/);
     // Every line before the break was applied.
@@ -126,7 +141,10 @@ describe('inbox loader', () => {
     expect(await segmentsOf(segd, 'csv-a')).toEqual([10, 11]);
     expect(await segmentsOf(segd, 'csv,b "quoted"')).toEqual([12]);
     expect(await segmentsOf(segd, 'csv-h')).toEqual([17, 18]);
-    const rejects = readFileSync(join(inbox, 'rejects', '050-audience.csv.rejects.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { line: number; reason: string });
+    const rejects = readFileSync(join(inbox, 'rejects', '050-audience.csv.rejects.ndjson'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { line: number; reason: string });
     expect(rejects.map((r) => [r.line, r.reason])).toEqual([
       [4, 'no segments'],
       [5, 'bad segment "x" (want id or id:ttl)'],
@@ -140,7 +158,10 @@ describe('inbox loader', () => {
     const { pack } = await import('msgpackr');
     const recs: Buffer[] = [];
     // Over 1 MiB, so records straddle the reader's chunks.
-    for (let i = 0; i < 20000; i++) recs.push(pack({ op: 'add', uid: `mp${i}`, segments: [i % 9, { id: 100 + (i % 5), ttl: 3600 }], pad: 'x'.repeat(40) }));
+    for (let i = 0; i < 20000; i++)
+      recs.push(
+        pack({ op: 'add', uid: `mp${i}`, segments: [i % 9, { id: 100 + (i % 5), ttl: 3600 }], pad: 'x'.repeat(40) }),
+      );
     recs.push(pack({ op: 'add', uid: 'mp-bad', segments: ['nope'] })); // record 20001: rejected
     recs.push(pack({ op: 'add', uid: 'mp-last', segments: [1] })); // 20002
     const full = pack({ op: 'add', uid: 'mp-cut', segments: [2] });
@@ -151,7 +172,10 @@ describe('inbox loader', () => {
     expect(await segmentsOf(segd, 'mp19999')).toEqual([19999 % 9, 100 + (19999 % 5)].sort((a, b) => a - b));
     expect(await segmentsOf(segd, 'mp-last')).toEqual([1]);
     expect(await segmentsOf(segd, 'mp-cut')).toEqual([]);
-    const rejects = readFileSync(join(inbox, 'rejects', '060-stream.msgpack.rejects.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { line: number; reason: string });
+    const rejects = readFileSync(join(inbox, 'rejects', '060-stream.msgpack.rejects.ndjson'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { line: number; reason: string });
     expect(rejects.map((r) => r.line)).toEqual([20001, 20003]);
     expect(rejects[1]!.reason).toMatch(/^truncated msgpack record at byte \d+/);
   });
@@ -163,7 +187,12 @@ describe('inbox loader', () => {
     await dropFeed(inbox, '031-old.ndjson', feedLine({ op: 'replace', uid: 'ordered', segments: [1], ts: t - 60 }));
     // The file is counted just after it moves to done/, and a scrape may be served from the
     // last collection (SEGD_METRICS_CACHE_MS): wait for the count itself.
-    const stale = async () => Number(/segd_loader_records_total\{source="inbox",outcome="stale"\} (\d+)/.exec(await (await fetch(`${segd.url}/metrics`)).text())?.[1]);
+    const stale = async () =>
+      Number(
+        /segd_loader_records_total\{source="inbox",outcome="stale"\} (\d+)/.exec(
+          await (await fetch(`${segd.url}/metrics`)).text(),
+        )?.[1],
+      );
     await waitFor(async () => (await stale()) === 1);
     expect(existsSync(join(inbox, 'done', '031-old.ndjson'))).toBe(true);
     expect(await segmentsOf(segd, 'ordered')).toEqual([2]);
@@ -183,7 +212,12 @@ describe('crash safety of the inbox', () => {
     const removes = firstLines.map((l) => {
       const r = JSON.parse(l) as { uid: string; segments: Array<number | { id: number }> };
       const first = r.segments[0]!;
-      return feedLine({ op: 'remove', uid: r.uid, segments: [typeof first === 'number' ? first : first.id], ts: 1700000001 });
+      return feedLine({
+        op: 'remove',
+        uid: r.uid,
+        segments: [typeof first === 'number' ? first : first.id],
+        ts: 1700000001,
+      });
     });
     await dropFeed(inbox, 'feed.ndjson', content + removes.join(''));
 
@@ -211,17 +245,29 @@ describe('crash safety of the inbox', () => {
 
     // Compare with a clean import of the same file into a fresh store.
     const ref = await startSegd({ env: { SEGD_SEED: join(inbox, 'done', 'feed.ndjson') } });
-    const uids = content.split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { uid: string }).uid);
+    const uids = content
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => (JSON.parse(l) as { uid: string }).uid);
     const batch = async (s: Segd, keys: string[]) =>
-      (await (await fetch(`${s.url}/v1/segments:batch`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ uids: keys }) })).json()) as unknown;
+      (await (
+        await fetch(`${s.url}/v1/segments:batch`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ uids: keys }),
+        })
+      ).json()) as unknown;
     for (let i = 0; i < uids.length; i += 1000) {
       const keys = uids.slice(i, i + 1000);
       expect(await batch(segd, keys)).toEqual(await batch(ref, keys));
     }
-    const users = async (s: Segd) => Number(/segd_store_users (\d+)/.exec(await (await fetch(`${s.url}/metrics`)).text())?.[1]);
+    const users = async (s: Segd) =>
+      Number(/segd_store_users (\d+)/.exec(await (await fetch(`${s.url}/metrics`)).text())?.[1]);
     expect(await users(segd)).toBe(await users(ref));
     // The kill also left the known-users filter behind the store: detected and rebuilt.
-    expect(segd.logs.filter((l) => (l.level ?? 0) >= 40).map((l) => l.msg)).toEqual(['known-users filter is stale; rebuilding']);
+    expect(segd.logs.filter((l) => (l.level ?? 0) >= 40).map((l) => l.msg)).toEqual([
+      'known-users filter is stale; rebuilding',
+    ]);
     expect(await stopReport(segd, { allowWarnings: true })).toEqual(CLEAN_STOP);
     expect(await stopReport(ref)).toEqual(CLEAN_STOP);
   });
@@ -240,14 +286,20 @@ describe('TTL sweep', () => {
     writeFileSync(seed, lines.join(''));
     const dataDir = tempDir();
     const segd = await startSegd({ dataDir, env: { SEGD_SEED: seed, SEGD_SWEEP_MS: '300' } });
-    const users = async () => Number(/^segd_store_users (\d+)$/m.exec(await (await fetch(`${segd.url}/metrics`)).text())?.[1]);
+    const users = async () =>
+      Number(/^segd_store_users (\d+)$/m.exec(await (await fetch(`${segd.url}/metrics`)).text())?.[1]);
     expect(await users()).toBe(5000);
-    const removed = () => segd.logs.filter((l) => l.msg === 'ttl sweep removed expired memberships').reduce((a, l) => a + (l.removed as number), 0);
+    const removed = () =>
+      segd.logs
+        .filter((l) => l.msg === 'ttl sweep removed expired memberships')
+        .reduce((a, l) => a + (l.removed as number), 0);
     // On a busy machine the expiries can land in more than one sweep pass, and the user count
     // reaches 4000 before the last segment-2 removals: wait for those too (never more than 3000).
     await waitFor(async () => (await users()) === 4000 && removed() >= 3000, 15_000);
     expect(removed()).toBe(1000 + 2000); // 1000 users' segment 3, 2000 users' segment 2
-    expect(Number(/^segd_ttl_swept_total (\d+)$/m.exec(await (await fetch(`${segd.url}/metrics`)).text())?.[1])).toBe(3000);
+    expect(Number(/^segd_ttl_swept_total (\d+)$/m.exec(await (await fetch(`${segd.url}/metrics`)).text())?.[1])).toBe(
+      3000,
+    );
     expect(await stopReport(segd)).toEqual(CLEAN_STOP);
 
     const env = open({ path: dataDir, readOnly: true });

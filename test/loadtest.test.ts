@@ -53,10 +53,28 @@ function closedPort(): Promise<number> {
 /** A short run: 0.5 s warm-up, `duration` s measured, 8 connections. */
 async function loadtest(out: string, extra: string[], duration = 2) {
   const r = await runSegd([
-    'loadtest', '--target', segd.url, '--duration', String(duration), '--warmup', '0.5', '--connections', '8',
-    '--users', String(USERS), '--seed', String(SEED), '--keys', '5000', '--out', out, '--quiet', ...extra,
+    'loadtest',
+    '--target',
+    segd.url,
+    '--duration',
+    String(duration),
+    '--warmup',
+    '0.5',
+    '--connections',
+    '8',
+    '--users',
+    String(USERS),
+    '--seed',
+    String(SEED),
+    '--keys',
+    '5000',
+    '--out',
+    out,
+    '--quiet',
+    ...extra,
   ]);
-  const results = r.code === 0 || r.code === 1 ? (JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as Results) : null;
+  const results =
+    r.code === 0 || r.code === 1 ? (JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as Results) : null;
   return { ...r, results };
 }
 
@@ -70,10 +88,11 @@ describe('key sampling', () => {
     const topShare = (m: typeof skewed) => {
       const counts = new Map<number, number>();
       let known = 0;
-      for (const i of m.index) if (i < USERS) {
-        counts.set(i, (counts.get(i) ?? 0) + 1);
-        known++;
-      }
+      for (const i of m.index)
+        if (i < USERS) {
+          counts.set(i, (counts.get(i) ?? 0) + 1);
+          known++;
+        }
       const sorted = [...counts.values()].sort((a, b) => b - a);
       return sorted.slice(0, USERS / 100).reduce((a, b) => a + b, 0) / known;
     };
@@ -90,7 +109,14 @@ describe('key sampling', () => {
 
   it('the server counts the requested hit ratio; a lenient gate passes with exit 0 and the report is written', async () => {
     const out = outDir();
-    const r = await loadtest(out, ['--scenario', 'lookup', '--hit-ratio', '0.3', '--gate', 'p99<=10s,errors<=1%,rps>=10']);
+    const r = await loadtest(out, [
+      '--scenario',
+      'lookup',
+      '--hit-ratio',
+      '0.3',
+      '--gate',
+      'p99<=10s,errors<=1%,rps>=10',
+    ]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const res = r.results!;
@@ -179,17 +205,40 @@ describe('rollout gate', () => {
       ['errors', '==', 0],
       ['rps', '>=', 20_000],
     ]);
-    for (const bad of ['p98<=1ms', 'p99<=1kb', 'rps>=1ms', 'errors<=1ms', 'p99=<1ms']) expect(() => parseGate(bad)).toThrow(/bad gate/);
+    for (const bad of ['p98<=1ms', 'p99<=1kb', 'rps>=1ms', 'errors<=1ms', 'p99=<1ms'])
+      expect(() => parseGate(bad)).toThrow(/bad gate/);
   });
 
   it('a malformed gate or an unreachable target is a usage error (exit 2) before any load is sent', async () => {
     const out = outDir();
-    const r = await runSegd(['loadtest', '--target', segd.url, '--scenario', 'lookup', '--duration', '1', '--out', out, '--gate', 'p99 about 1ms']);
+    const r = await runSegd([
+      'loadtest',
+      '--target',
+      segd.url,
+      '--scenario',
+      'lookup',
+      '--duration',
+      '1',
+      '--out',
+      out,
+      '--gate',
+      'p99 about 1ms',
+    ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('bad gate "p99 about 1ms"');
     // A target nobody listens on is the same kind of problem, not a failed gate.
     const port = await closedPort();
-    const gone = await runSegd(['loadtest', '--target', `http://127.0.0.1:${port}`, '--scenario', 'lookup', '--duration', '1', '--out', out]);
+    const gone = await runSegd([
+      'loadtest',
+      '--target',
+      `http://127.0.0.1:${port}`,
+      '--scenario',
+      'lookup',
+      '--duration',
+      '1',
+      '--out',
+      out,
+    ]);
     expect(gone.code).toBe(2);
     expect(gone.stderr).toContain(`cannot reach http://127.0.0.1:${port}: connect ECONNREFUSED`);
   });
@@ -203,7 +252,13 @@ describe('openrtb bodies', () => {
       const body = JSON.stringify(bidRequest(uid, n, r));
       expect(body.length).toBeGreaterThanOrEqual(2048);
       expect(body.length).toBeLessThanOrEqual(3072);
-      const req = JSON.parse(body) as { user: { id: string; buyeruid: string }; device: { ifa?: string }; imp: unknown[]; site?: unknown; app?: unknown };
+      const req = JSON.parse(body) as {
+        user: { id: string; buyeruid: string };
+        device: { ifa?: string };
+        imp: unknown[];
+        site?: unknown;
+        app?: unknown;
+      };
       expect([req.user.id, req.user.buyeruid]).toEqual([uid, uid]);
       // App traffic (device ad ids are UUIDs) carries the key as device.ifa too; web traffic has a site.
       if (req.app) expect(req.device.ifa).toBe(uid);
@@ -215,9 +270,13 @@ describe('openrtb bodies', () => {
 
 // Before the mixed scenario, whose ingest stream adds a (short-lived) segment to some users.
 describe('--compare', () => {
-  it('measures the hello-world and Fastify + Redis holding the same users in the same run (max, then all at half of segd\'s max) and prints the ratios', async () => {
+  it("measures the hello-world and Fastify + Redis holding the same users in the same run (max, then all at half of segd's max) and prints the ratios", async () => {
     const out = outDir();
-    const r = await loadtest(out, ['--scenario', 'lookup', '--compare', '--rate', 'half', '--gate', 'rps>=1,p99<=10s'], 1);
+    const r = await loadtest(
+      out,
+      ['--scenario', 'lookup', '--compare', '--rate', 'half', '--gate', 'rps>=1,p99<=10s'],
+      1,
+    );
     expect(r.code).toBe(0);
     const res = r.results!;
     expect(res.results.map((x) => [x.phase, x.target, x.status])).toEqual([
@@ -232,7 +291,8 @@ describe('--compare', () => {
     for (const x of res.results) if (x.phase === 'max' || x.target === 'segd') expect(x.figures!.errorCount).toBe(0);
     // Every target's half-load run goes at the same rate: half of segd's closed-loop max.
     const segdMax = res.results[0]!.figures!.rps;
-    for (const x of res.results.slice(3)) expect(x.drive!.generator).toContain(`open loop at ${Math.floor(segdMax / 2)} req/s`);
+    for (const x of res.results.slice(3))
+      expect(x.drive!.generator).toContain(`open loop at ${Math.floor(segdMax / 2)} req/s`);
     // Redis was loaded with the same generated users: the same keys give the same answers.
     expect(res.dataCheck!.baselineEqual).toBe(res.dataCheck!.known);
     // Ratios compare the max runs.
@@ -253,21 +313,40 @@ describe('--compare', () => {
 describe('scenarios', () => {
   it('batch and mixed (with an ingest stream) run; endpoints the target lacks are skipped with a reason', async () => {
     const out = outDir();
-    const r = await loadtest(out, ['--scenario', 'batch,mixed,openrtb,sync,ws', '--batch', '50', '--ingest-key', INGEST_KEY, '--ingest-rate', '1000', '--ingest-batch', '100'], 1.5);
+    const r = await loadtest(
+      out,
+      [
+        '--scenario',
+        'batch,mixed,openrtb,sync,ws',
+        '--batch',
+        '50',
+        '--ingest-key',
+        INGEST_KEY,
+        '--ingest-rate',
+        '1000',
+        '--ingest-batch',
+        '100',
+      ],
+      1.5,
+    );
     expect(r.code).toBe(0);
     const res = r.results!;
     const by = (name: string) => res.results.find((x) => x.scenario === name && x.target === 'segd')!;
     const batch = by('batch');
     expect(batch.figures!.errorCount).toBe(0);
     expect(batch.keysPerS).toBeCloseTo(batch.figures!.rps * 50, 5);
-    expect(batch.server!.diff['segd_http_requests_total{route="batch",status="200"}']).toBeGreaterThanOrEqual(batch.figures!.requests);
+    expect(batch.server!.diff['segd_http_requests_total{route="batch",status="200"}']).toBeGreaterThanOrEqual(
+      batch.figures!.requests,
+    );
 
     const mixed = by('mixed');
     expect(mixed.figures!.errorCount).toBe(0);
     expect(mixed.ingest!.batch.errorCount).toBe(0);
     expect(mixed.ingest!.applied).toBeGreaterThan(0);
     expect(mixed.ingest!.applied).toBe(mixed.ingest!.records);
-    expect(mixed.server!.diff['segd_loader_records_total{source="push",outcome="applied"}']).toBe(mixed.ingest!.applied);
+    expect(mixed.server!.diff['segd_loader_records_total{source="push",outcome="applied"}']).toBe(
+      mixed.ingest!.applied,
+    );
 
     // Built by other teams: until the target serves them, a 404 skips them, and says why.
     for (const name of ['openrtb', 'sync', 'ws']) {

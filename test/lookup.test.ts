@@ -65,7 +65,10 @@ describe('lookups from a loaded feed', () => {
   });
 
   it('answers msgpack on Accept and ?format=msgpack', async () => {
-    for (const r of [await get('uid=alice', { accept: 'application/msgpack' }), await get('uid=alice&format=msgpack')]) {
+    for (const r of [
+      await get('uid=alice', { accept: 'application/msgpack' }),
+      await get('uid=alice&format=msgpack'),
+    ]) {
       expect(r.status).toBe(200);
       expect(r.headers.get('content-type')).toBe('application/msgpack');
       expect(unpack(Buffer.from(await r.arrayBuffer()))).toEqual({ uid: 'alice', segments: [12, 57, 99] });

@@ -32,7 +32,9 @@ interface Nats {
 /** Starts `nats-server -js -a 127.0.0.1 -p PORT -sd DIR …` and waits until it is ready. */
 async function spawnNats(port: number, storeDir: string, extra: string[] = []): Promise<ChildProcess> {
   // Stopped after the file by the process registry (test/helpers/procs.ts) if a test does not.
-  const proc = spawnTracked('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawnTracked('nats-server', ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', storeDir, ...extra], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   await new Promise<void>((resolve, reject) => {
     let out = '';
     const onData = (d: Buffer) => {
@@ -65,14 +67,16 @@ async function client(url: string): Promise<{ nc: NatsConnection; js: JetStreamC
   return { nc, js: jetstream(nc) };
 }
 
-
 describe('NATS JetStream source', () => {
   it('applies the stream, rejects poison without blocking, and survives the server restarting', async () => {
     const port = await freePort();
     const store = tempDir();
     let nats = await startNats(port, store);
     let { nc, js } = await client(nats.url);
-    await js.publish('segments.a', feedLine({ op: 'add', uid: 'n1', segments: [1, 2] }) + feedLine({ op: 'add', uid: 'n2', segments: [3] }));
+    await js.publish(
+      'segments.a',
+      feedLine({ op: 'add', uid: 'n1', segments: [1, 2] }) + feedLine({ op: 'add', uid: 'n2', segments: [3] }),
+    );
     await js.publish('segments.a', 'this is not a record');
     const h = natsHeaders();
     h.set('Content-Type', 'application/msgpack');
@@ -85,7 +89,9 @@ describe('NATS JetStream source', () => {
     expect(await segmentsOf(segd, 'n2')).toEqual([3]);
     const m = await (await fetch(`${segd.url}/metrics`)).text();
     expect(Number(/segd_loader_records_total\{source="nats",outcome="rejected"\} (\d+)/.exec(m)?.[1])).toBe(1);
-    await waitFor(async () => ((await (await fetch(`${segd.url}/readyz`)).json()) as { lag?: { nats: number } }).lag?.nats === 0);
+    await waitFor(
+      async () => ((await (await fetch(`${segd.url}/readyz`)).json()) as { lag?: { nats: number } }).lag?.nats === 0,
+    );
 
     // The server goes away for a while and comes back on the same port and store.
     await nc.close();
@@ -112,7 +118,9 @@ describe('NATS JetStream source', () => {
     // Two more cluster URLs where nothing listens: the client cycles through all three.
     const urls = [nats.url, `nats://127.0.0.1:${await freePort()}`, `nats://127.0.0.1:${await freePort()}`];
     // A generous deadline: a loaded machine must not trip it; a stop that waits on NATS never ends.
-    const segd = await startSegd({ env: { SEGD_NATS_URL: urls.join(','), SEGD_SHUTDOWN_GRACE_MS: '1000', SEGD_SHUTDOWN_TIMEOUT_MS: '30000' } });
+    const segd = await startSegd({
+      env: { SEGD_NATS_URL: urls.join(','), SEGD_SHUTDOWN_GRACE_MS: '1000', SEGD_SHUTDOWN_TIMEOUT_MS: '30000' },
+    });
     await waitFor(async () => (await segmentsOf(segd, 'g1')).length === 1);
     await nats.stop(signal);
     await new Promise((r) => setTimeout(r, 1500)); // the consumer is now reconnecting
@@ -125,11 +133,17 @@ describe('NATS JetStream source', () => {
     const { nc, js } = await client(nats.url);
     const N = 6000;
     const acks = [];
-    for (let i = 0; i < N; i++) acks.push(js.publish('segments.x', feedLine({ op: 'add', uid: `k${i}`, segments: [i % 100] })));
+    for (let i = 0; i < N; i++)
+      acks.push(js.publish('segments.x', feedLine({ op: 'add', uid: `k${i}`, segments: [i % 100] })));
     await Promise.all(acks);
 
     const dataDir = tempDir();
-    const env = { SEGD_NATS_URL: nats.url, SEGD_NATS_BATCH: '200', SEGD_NATS_DURABLE: 'node-a', SEGD_LOG_LEVEL: 'debug' };
+    const env = {
+      SEGD_NATS_URL: nats.url,
+      SEGD_NATS_BATCH: '200',
+      SEGD_NATS_DURABLE: 'node-a',
+      SEGD_LOG_LEVEL: 'debug',
+    };
     const victim = await startSegd({ dataDir, env });
     await waitFor(async () => (await segmentsOf(victim, 'k1000')).length === 1);
     victim.proc.kill('SIGKILL');
@@ -140,7 +154,9 @@ describe('NATS JetStream source', () => {
     const cp = { seq: (await segd.waitForLog((l) => l.msg === 'jetstream source attached')).resumeAfter as number };
     expect(cp.seq).toBeGreaterThan(1000);
     await waitFor(async () => (await segmentsOf(segd, `k${N - 1}`)).length === 1, 30_000);
-    await waitFor(async () => ((await (await fetch(`${segd.url}/readyz`)).json()) as { lag?: { nats: number } }).lag?.nats === 0);
+    await waitFor(
+      async () => ((await (await fetch(`${segd.url}/readyz`)).json()) as { lag?: { nats: number } }).lag?.nats === 0,
+    );
     const m = await (await fetch(`${segd.url}/metrics`)).text();
     // Exactly the messages after the checkpoint: none at or below it re-applied,
     // none the dead process had fetched but not committed lost.
@@ -162,7 +178,16 @@ describe('NATS JetStream 3-node cluster', () => {
     await Promise.all(
       clientPorts.map(async (port, i) => {
         const name = `n${i + 1}`;
-        const cluster = ['-n', name, '--cluster_name', 'segd-test', '--cluster', `nats://127.0.0.1:${[c1, c2, c3][i]}`, '--routes', routes];
+        const cluster = [
+          '-n',
+          name,
+          '--cluster_name',
+          'segd-test',
+          '--cluster',
+          `nats://127.0.0.1:${[c1, c2, c3][i]}`,
+          '--routes',
+          routes,
+        ];
         nodes.set(name, await spawnNats(port, tempDir(), cluster));
       }),
     );
@@ -170,7 +195,7 @@ describe('NATS JetStream 3-node cluster', () => {
     const nc = await connect({ servers: urls, maxReconnectAttempts: -1, reconnectTimeWait: 200 });
     // The cluster needs a moment to elect a meta leader.
     let leader = '';
-    for (const end = Date.now() + 20_000; ; ) {
+    for (const end = Date.now() + 20_000; ;) {
       try {
         const jsm = await jetstreamManager(nc);
         await jsm.streams.add({ name: 'SEGMENTS', subjects: ['segments.>'], num_replicas: 3 });
@@ -187,7 +212,10 @@ describe('NATS JetStream 3-node cluster', () => {
     const publish = async (from: number, to: number) => {
       for (let i = from; i < to; i += 500) {
         const acks = [];
-        for (let j = i; j < Math.min(to, i + 500); j++) acks.push(js.publish('segments.c', feedLine({ op: 'add', uid: `c${j}`, segments: [j % 50] }), { msgID: `c${j}` }));
+        for (let j = i; j < Math.min(to, i + 500); j++)
+          acks.push(
+            js.publish('segments.c', feedLine({ op: 'add', uid: `c${j}`, segments: [j % 50] }), { msgID: `c${j}` }),
+          );
         await Promise.all(acks);
       }
     };
@@ -201,7 +229,7 @@ describe('NATS JetStream 3-node cluster', () => {
       proc.once('exit', () => r());
       proc.kill('SIGTERM');
     });
-    for (const end = Date.now() + 30_000; ; ) {
+    for (const end = Date.now() + 30_000; ;) {
       try {
         await publish(3000, 6000);
         break;
@@ -217,6 +245,10 @@ describe('NATS JetStream 3-node cluster', () => {
     expect(Number(/segd_loader_records_total\{source="nats",outcome="applied"\} (\d+)/.exec(m)?.[1])).toBe(6000);
     await nc.close();
     expect(await stopReport(segd, { allowWarnings: true })).toEqual(CLEAN_STOP);
-    await Promise.all([...nodes.values()].filter((p) => p.exitCode === null).map((p) => new Promise((r) => p.once('exit', r).kill('SIGTERM'))));
+    await Promise.all(
+      [...nodes.values()]
+        .filter((p) => p.exitCode === null)
+        .map((p) => new Promise((r) => p.once('exit', r).kill('SIGTERM'))),
+    );
   });
 });

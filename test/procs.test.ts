@@ -20,8 +20,12 @@ const alive = (pid: number) => {
 const stubborn = (child: boolean) => `
   process.on('SIGTERM', () => {});
   setInterval(() => {}, 1000);
-  ${child ? `const c = require('node:child_process').spawn(process.execPath, ['-e', "process.on('SIGTERM', () => {}); setInterval(() => {}, 1000)"], { stdio: 'ignore' });
-  console.log('ready ' + c.pid);` : `console.log('ready');`}
+  ${
+    child
+      ? `const c = require('node:child_process').spawn(process.execPath, ['-e', "process.on('SIGTERM', () => {}); setInterval(() => {}, 1000)"], { stdio: 'ignore' });
+  console.log('ready ' + c.pid);`
+      : `console.log('ready');`
+  }
 `;
 
 async function started(cmd: string, group: boolean): Promise<{ pid: number; child: number | null }> {

@@ -46,14 +46,22 @@ describe('graceful shutdown', () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'seed.ndjson'), feedLine({ op: 'add', uid: 'alice', segments: [5] }));
     // A grace no loaded machine runs out of: the test ends the request itself.
-    const segd = await startSegd({ env: { SEGD_SEED: join(dir, 'seed.ndjson'), SEGD_SHUTDOWN_GRACE_MS: '120000', SEGD_SHUTDOWN_TIMEOUT_MS: '180000' } });
+    const segd = await startSegd({
+      env: {
+        SEGD_SEED: join(dir, 'seed.ndjson'),
+        SEGD_SHUTDOWN_GRACE_MS: '120000',
+        SEGD_SHUTDOWN_TIMEOUT_MS: '180000',
+      },
+    });
     const body = JSON.stringify({ uids: ['alice', 'bob'] });
     const sock = connect(segd.port, '127.0.0.1');
     let answer = '';
     sock.setEncoding('utf8').on('data', (d: string) => (answer += d));
     const closed = new Promise<void>((r) => sock.on('close', () => r()));
     await new Promise<void>((r) => sock.once('connect', () => r()));
-    sock.write(`POST /v1/segments:batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
+    sock.write(
+      `POST /v1/segments:batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`,
+    );
     sock.write(body.slice(0, 10));
     // The one worker reads connections in order: once it answers a later one, it holds ours.
     expect((await fetch(`${segd.url}/healthz`, { headers: { connection: 'close' } })).status).toBe(200);
@@ -63,7 +71,10 @@ describe('graceful shutdown', () => {
     // The listen socket closes: new connections are refused while the old one is served.
     let refused = false;
     for (let i = 0; i < 250 && !refused; i++) {
-      refused = await fetch(`${segd.url}/healthz`, { headers: { connection: 'close' } }).then(() => false, () => true);
+      refused = await fetch(`${segd.url}/healthz`, { headers: { connection: 'close' } }).then(
+        () => false,
+        () => true,
+      );
       if (!refused) await new Promise((r) => setTimeout(r, 20));
     }
     expect(refused).toBe(true);
@@ -73,7 +84,9 @@ describe('graceful shutdown', () => {
     await closed;
     expect(answer).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
     expect(answer).toMatch(/\r\nConnection: close\r\n/i);
-    expect(answer.slice(answer.indexOf('\r\n\r\n') + 4)).toBe('{"results":[{"uid":"alice","segments":[5]},{"uid":"bob","segments":[]}]}');
+    expect(answer.slice(answer.indexOf('\r\n\r\n') + 4)).toBe(
+      '{"results":[{"uid":"alice","segments":[5]},{"uid":"bob","segments":[]}]}',
+    );
     expect(await stopReport(segd)).toEqual(CLEAN_STOP);
   });
 });
@@ -107,7 +120,12 @@ describe('refusing to start', () => {
 
   it('will not share a port with another process (SO_REUSEPORT would let it)', async () => {
     const first = await startSegd();
-    const r = await runSegd(['serve'], { SEGD_PORT: String(first.port), SEGD_HOST: '127.0.0.1', SEGD_DATA_DIR: tempDir(), SEGD_SEED: '' });
+    const r = await runSegd(['serve'], {
+      SEGD_PORT: String(first.port),
+      SEGD_HOST: '127.0.0.1',
+      SEGD_DATA_DIR: tempDir(),
+      SEGD_SEED: '',
+    });
     expect(r.code).toBe(1);
     expect(r.stdout).toContain(`port ${first.port} on 127.0.0.1 is in use by another process`);
     expect(await stopReport(first)).toEqual(CLEAN_STOP);

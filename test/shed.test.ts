@@ -19,7 +19,9 @@ afterAll(async () => {
 function heldRequest(path: string, body: string): { answer: Promise<string>; finish: () => void; socket: Socket } {
   const socket = connect(segd.port, '127.0.0.1');
   const half = Math.floor(body.length / 2);
-  socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEYS.dsp1}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, half)}`);
+  socket.write(
+    `POST ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEYS.dsp1}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, half)}`,
+  );
   const answer = new Promise<string>((resolve, reject) => {
     let got = '';
     socket.on('data', (c) => {
@@ -47,7 +49,9 @@ describe('admission limit', () => {
     // Wait until the four are admitted (their headers read).
     await new Promise((r) => setTimeout(r, 200));
     const burst = Array.from({ length: 20 }, (_, i) =>
-      i % 2 === 0 ? heldRequest('/v1/segments:batch', batchBody) : heldRequest('/openrtb2/enrich', JSON.stringify({ id: 'x', imp: [], user: { id: 'rtb-user-1' } })),
+      i % 2 === 0
+        ? heldRequest('/v1/segments:batch', batchBody)
+        : heldRequest('/openrtb2/enrich', JSON.stringify({ id: 'x', imp: [], user: { id: 'rtb-user-1' } })),
     );
     // Shed ones are answered without their body: nothing to finish.
     const shed = await Promise.all(burst.map((b) => b.answer));
@@ -55,7 +59,9 @@ describe('admission limit', () => {
       expect(statusOf(raw)).toBe(204);
       expect(raw.toLowerCase()).toMatch(/x-segd-empty: overload/);
     }
-    const get = await fetch(`${segd.url}/v1/segments?uid=rtb-user-1`, { headers: { Authorization: `Bearer ${KEYS.dsp1}` } });
+    const get = await fetch(`${segd.url}/v1/segments?uid=rtb-user-1`, {
+      headers: { Authorization: `Bearer ${KEYS.dsp1}` },
+    });
     expect(get.status).toBe(204);
     const ws = await WsLookupClient.connect(`ws://127.0.0.1:${segd.port}/v1/ws`, KEYS.dsp1);
     expect(await ws.lookup({ uid: 'rtb-user-1' })).toEqual({ segments: [], shed: true });
@@ -69,7 +75,9 @@ describe('admission limit', () => {
     // And with the load gone, lookups are served again.
     expect((await ws.lookup({ uid: 'rtb-user-1' })).segments).toEqual([1001, 1002, 2001]);
     await ws.close();
-    const ok = await fetch(`${segd.url}/v1/segments?uid=rtb-user-1`, { headers: { Authorization: `Bearer ${KEYS.dsp1}` } });
+    const ok = await fetch(`${segd.url}/v1/segments?uid=rtb-user-1`, {
+      headers: { Authorization: `Bearer ${KEYS.dsp1}` },
+    });
     expect(((await ok.json()) as { segments: number[] }).segments).toEqual([1001, 1002, 2001]);
 
     expect(await metric(/^segd_shed_total\{route="batch",reason="overload"\} (\d+)/m)).toBe(10);

@@ -17,7 +17,9 @@ async function requestInFlight(segd: Segd): Promise<Socket> {
   const sock = connect(segd.port, '127.0.0.1');
   sock.on('error', () => undefined); // the server goes away under it
   await new Promise<void>((r) => sock.once('connect', () => r()));
-  sock.write(`POST /v1/segments:batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 5)}`);
+  sock.write(
+    `POST /v1/segments:batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 5)}`,
+  );
   // Answered by the worker once it holds the request: a health check on the same worker after it.
   const r = await fetch(`${segd.url}/healthz`);
   expect(r.status).toBe(200);
@@ -43,7 +45,9 @@ describe('bounded shutdown', () => {
     const report = stopReport(segd, { allowWarnings: true });
     await closed;
     expect(await report).toEqual(CLEAN_STOP);
-    expect(segd.logs.filter((l) => (l.level ?? 0) >= 40).map((l) => [l.msg, l.inflight])).toEqual([['grace period over; closing with requests in flight', 1]]);
+    expect(segd.logs.filter((l) => (l.level ?? 0) >= 40).map((l) => [l.msg, l.inflight])).toEqual([
+      ['grace period over; closing with requests in flight', 1],
+    ]);
   });
 
   it('past SEGD_SHUTDOWN_TIMEOUT_MS: logs what it waits for, closes the store, exits 4', async () => {
@@ -52,10 +56,16 @@ describe('bounded shutdown', () => {
     const fifo = join(dir, 'seed.ndjson');
     execFileSync('mkfifo', [fifo]);
     const dataDir = join(dir, 'data');
-    const segd = await startSegd({ dataDir, waitReady: false, env: { SEGD_SEED: fifo, SEGD_SHUTDOWN_TIMEOUT_MS: '1000' } });
+    const segd = await startSegd({
+      dataDir,
+      waitReady: false,
+      env: { SEGD_SEED: fifo, SEGD_SHUTDOWN_TIMEOUT_MS: '1000' },
+    });
     await waitFor(async () => blockedOnFifo(segd.proc.pid!));
     segd.proc.kill('SIGTERM');
-    const timedOut = await segd.waitForLog((l) => l.msg === 'shutdown timed out; closing the store without waiting for the rest');
+    const timedOut = await segd.waitForLog(
+      (l) => l.msg === 'shutdown timed out; closing the store without waiting for the rest',
+    );
     expect(timedOut.waitingFor).toEqual(['loader: inbox scan or initial load']);
     const last = await segd.waitForLog((l) => l.msg === 'exiting with the shutdown unfinished');
     expect(last.waitingFor).toEqual(['loader: inbox scan or initial load']);

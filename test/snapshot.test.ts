@@ -7,7 +7,17 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
-import { startSegd as start, dropFeed, feedLine, tempDir, stopReport, CLEAN_STOP, segmentsOf, waitFor, type Segd } from './helpers/server.js';
+import {
+  startSegd as start,
+  dropFeed,
+  feedLine,
+  tempDir,
+  stopReport,
+  CLEAN_STOP,
+  segmentsOf,
+  waitFor,
+  type Segd,
+} from './helpers/server.js';
 
 // Servers a failed test left running are killed, so nothing outlives the run.
 const running: Segd[] = [];
@@ -29,7 +39,11 @@ const now = Math.floor(Date.now() / 1000);
 const T0 = now - 100_000;
 
 async function batch(s: Segd, uids: string[]): Promise<number[][]> {
-  const r = await fetch(`${s.url}/v1/segments:batch`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ uids }) });
+  const r = await fetch(`${s.url}/v1/segments:batch`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ uids }),
+  });
   if (!r.ok) throw new Error(`batch lookup: ${r.status} ${await r.text()}`);
   return ((await r.json()) as { results: Array<{ segments: number[] }> }).results.map((x) => x.segments);
 }
@@ -54,19 +68,25 @@ async function readStore(dataDir: string) {
 }
 
 const users = (prefix: string, n: number, segs: number[], ts: number) =>
-  Array.from({ length: n }, (_, i) => feedLine({ op: 'add', uid: `${prefix}${String(i).padStart(7, '0')}`, segments: segs, ts })).join('');
+  Array.from({ length: n }, (_, i) =>
+    feedLine({ op: 'add', uid: `${prefix}${String(i).padStart(7, '0')}`, segments: segs, ts }),
+  ).join('');
 
 describe('snapshot files', () => {
   it('replace the data set, merged with the store by timestamp; a late older delta cannot bring a user back', async () => {
     const segd = await startSegd({ keepData: true });
     const inbox = join(segd.dataDir, 'inbox');
-    await dropFeed(inbox, '001-delta.ndjson', [
-      feedLine({ op: 'add', uid: 'newer-in-store', segments: [1], ts: T0 + 500 }),
-      feedLine({ op: 'add', uid: 'deleted', segments: [2], ts: T0 + 100 }),
-      feedLine({ op: 'delete', uid: 'deleted', ts: T0 + 300 }),
-      feedLine({ op: 'add', uid: 'not-in-snapshot', segments: [3], ts: T0 + 100 }),
-      feedLine({ op: 'add', uid: 'delta-after-snapshot', segments: [4], ts: T0 + 5000 }),
-    ].join(''));
+    await dropFeed(
+      inbox,
+      '001-delta.ndjson',
+      [
+        feedLine({ op: 'add', uid: 'newer-in-store', segments: [1], ts: T0 + 500 }),
+        feedLine({ op: 'add', uid: 'deleted', segments: [2], ts: T0 + 100 }),
+        feedLine({ op: 'delete', uid: 'deleted', ts: T0 + 300 }),
+        feedLine({ op: 'add', uid: 'not-in-snapshot', segments: [3], ts: T0 + 100 }),
+        feedLine({ op: 'add', uid: 'delta-after-snapshot', segments: [4], ts: T0 + 5000 }),
+      ].join(''),
+    );
     await waitFor(async () => existsSync(join(inbox, 'done', '001-delta.ndjson')));
 
     // Snapshot ts = its newest record, T0 + 1000.
@@ -87,15 +107,21 @@ describe('snapshot files', () => {
     expect(await segmentsOf(segd, 'delta-after-snapshot')).toEqual([4]); // newer than the snapshot: kept
     expect(await segmentsOf(segd, 'fresh')).toEqual([7, 8]);
     expect(await segmentsOf(segd, 'twice')).toEqual([1, 2]);
-    const rejects = readFileSync(join(inbox, 'rejects', '002-full.snapshot.ndjson.gz.rejects.ndjson'), 'utf8').trim().split('\n');
+    const rejects = readFileSync(join(inbox, 'rejects', '002-full.snapshot.ndjson.gz.rejects.ndjson'), 'utf8')
+      .trim()
+      .split('\n');
     expect(rejects.map((l) => (JSON.parse(l) as { line: number }).line)).toEqual([6]);
 
     // Deltas after the snapshot: older than its ts are stale, whoever they name; newer apply.
-    await dropFeed(inbox, '003-late.ndjson', [
-      feedLine({ op: 'add', uid: 'not-in-snapshot', segments: [3], ts: T0 + 900 }),
-      feedLine({ op: 'add', uid: 'never-seen', segments: [6], ts: T0 + 999 }),
-      feedLine({ op: 'add', uid: 'fresh', segments: [10], ts: T0 + 1001 }),
-    ].join(''));
+    await dropFeed(
+      inbox,
+      '003-late.ndjson',
+      [
+        feedLine({ op: 'add', uid: 'not-in-snapshot', segments: [3], ts: T0 + 900 }),
+        feedLine({ op: 'add', uid: 'never-seen', segments: [6], ts: T0 + 999 }),
+        feedLine({ op: 'add', uid: 'fresh', segments: [10], ts: T0 + 1001 }),
+      ].join(''),
+    );
     await waitFor(async () => existsSync(join(inbox, 'done', '003-late.ndjson')));
     expect(await segmentsOf(segd, 'not-in-snapshot')).toEqual([]);
     expect(await segmentsOf(segd, 'never-seen')).toEqual([]);
@@ -110,7 +136,9 @@ describe('snapshot files', () => {
     await waitFor(async () => existsSync(join(inbox, 'done', '004-empty.snapshot.ndjson')));
     // The CSV snapshot is stamped with the load time, so it is newer: it applies and replaces everything.
     await waitFor(async () => existsSync(join(inbox, 'done', '005-now.snapshot.csv')));
-    expect(readFileSync(join(inbox, 'rejects', '004-empty.snapshot.ndjson.rejects.ndjson'), 'utf8')).toMatch(/no valid record/);
+    expect(readFileSync(join(inbox, 'rejects', '004-empty.snapshot.ndjson.rejects.ndjson'), 'utf8')).toMatch(
+      /no valid record/,
+    );
     expect(await segmentsOf(segd, 'csv-user')).toEqual([98, 99]);
     expect(await segmentsOf(segd, 'fresh')).toEqual([]);
     expect(await segmentsOf(segd, 'delta-after-snapshot')).toEqual([]); // older than this snapshot
@@ -118,20 +146,32 @@ describe('snapshot files', () => {
     const gz = gzipSync(users('cut', 2000, [1], now));
     await dropFeed(inbox, '005b-cut.snapshot.ndjson.gz', gz.subarray(0, gz.length >> 1));
     await waitFor(async () => existsSync(join(inbox, 'done', '005b-cut.snapshot.ndjson.gz')));
-    expect(readFileSync(join(inbox, 'rejects', '005b-cut.snapshot.ndjson.gz.rejects.ndjson'), 'utf8')).toMatch(/a partial snapshot is refused whole/);
+    expect(readFileSync(join(inbox, 'rejects', '005b-cut.snapshot.ndjson.gz.rejects.ndjson'), 'utf8')).toMatch(
+      /a partial snapshot is refused whole/,
+    );
     expect(await segmentsOf(segd, 'cut0000000')).toEqual([]);
     expect(await segmentsOf(segd, 'csv-user')).toEqual([98, 99]);
     await dropFeed(inbox, '006-older.snapshot.ndjson', feedLine({ op: 'add', uid: 'fresh', segments: [1], ts: T0 }));
     await waitFor(async () => existsSync(join(inbox, 'done', '006-older.snapshot.ndjson')));
-    expect(readFileSync(join(inbox, 'rejects', '006-older.snapshot.ndjson.rejects.ndjson'), 'utf8')).toMatch(/older than the snapshot already loaded/);
+    expect(readFileSync(join(inbox, 'rejects', '006-older.snapshot.ndjson.rejects.ndjson'), 'utf8')).toMatch(
+      /older than the snapshot already loaded/,
+    );
     expect(await segmentsOf(segd, 'fresh')).toEqual([]);
     expect(await storedUsers(segd)).toBe(1);
 
     // A record an hour ahead of this node's clock: the snapshot's ts is capped at the load time,
     // so live changes made after the load still apply.
-    await dropFeed(inbox, '007-ahead.snapshot.ndjson', feedLine({ op: 'add', uid: 'ahead', segments: [1], ts: Math.floor(Date.now() / 1000) + 3600 }));
+    await dropFeed(
+      inbox,
+      '007-ahead.snapshot.ndjson',
+      feedLine({ op: 'add', uid: 'ahead', segments: [1], ts: Math.floor(Date.now() / 1000) + 3600 }),
+    );
     await waitFor(async () => existsSync(join(inbox, 'done', '007-ahead.snapshot.ndjson')));
-    await dropFeed(inbox, '008-live.ndjson', feedLine({ op: 'add', uid: 'live', segments: [2], ts: Math.floor(Date.now() / 1000) + 30 }));
+    await dropFeed(
+      inbox,
+      '008-live.ndjson',
+      feedLine({ op: 'add', uid: 'live', segments: [2], ts: Math.floor(Date.now() / 1000) + 30 }),
+    );
     await waitFor(async () => existsSync(join(inbox, 'done', '008-live.ndjson')));
     expect(await segmentsOf(segd, 'live')).toEqual([2]);
     expect(await segmentsOf(segd, 'csv-user')).toEqual([]);
@@ -139,7 +179,9 @@ describe('snapshot files', () => {
     const report = await stopReport(segd, { allowWarnings: true });
     expect(report.code).toBe(0);
     expect(report.stderr).toBe('');
-    expect(segd.logs.filter((l) => (l.level ?? 0) >= 40).map((l) => l.msg)).toEqual(Array(3).fill('inbox snapshot refused; moved to done/ with its reason in rejects/'));
+    expect(segd.logs.filter((l) => (l.level ?? 0) >= 40).map((l) => l.msg)).toEqual(
+      Array(3).fill('inbox snapshot refused; moved to done/ with its reason in rejects/'),
+    );
     const st = await readStore(segd.dataDir);
     expect(st.counts).toEqual({ 1: 1, 2: 1 });
     expect(st.snapshotTs).toBeGreaterThanOrEqual(now);
@@ -201,29 +243,43 @@ describe('snapshot files and privacy', () => {
     const inbox = join(dataDir, 'inbox');
     const env = { SEGD_ADMIN_KEYS: ADMIN };
     const segd = await startSegd({ dataDir, env });
-    await dropFeed(inbox, '001-delta.ndjson', [
-      feedLine({ op: 'add', uid: OPTED, segments: [1], ts: T0 }),
-      feedLine({ op: 'add', uid: 'deleted-user', segments: [2], ts: T0 }),
-      feedLine({ op: 'add', uid: 'kept', segments: [3], ts: T0 }),
-    ].join(''));
+    await dropFeed(
+      inbox,
+      '001-delta.ndjson',
+      [
+        feedLine({ op: 'add', uid: OPTED, segments: [1], ts: T0 }),
+        feedLine({ op: 'add', uid: 'deleted-user', segments: [2], ts: T0 }),
+        feedLine({ op: 'add', uid: 'kept', segments: [3], ts: T0 }),
+      ].join(''),
+    );
     await waitFor(async () => existsSync(join(inbox, 'done', '001-delta.ndjson')));
     expect(await batch(segd, [OPTED, 'deleted-user', 'kept'])).toEqual([[1], [2], [3]]);
 
     expect((await fetch(`${segd.url}/optout`, { headers: { Cookie: `segd=${OPTED}` } })).status).toBe(200);
-    const del = await fetch(`${segd.url}/v1/users?uid=deleted-user`, { method: 'DELETE', headers: { Authorization: `Bearer ${ADMIN}` } });
+    const del = await fetch(`${segd.url}/v1/users?uid=deleted-user`, {
+      method: 'DELETE',
+      headers: { Authorization: `Bearer ${ADMIN}` },
+    });
     expect([del.status, ((await del.json()) as { found: boolean }).found]).toEqual([200, true]);
     expect(await batch(segd, [OPTED, 'deleted-user', 'kept'])).toEqual([[], [], [3]]);
 
     // Upstream's next full snapshot still has both, newer than anything stored; and a match record, which a snapshot refuses.
-    await dropFeed(inbox, '002-all.snapshot.ndjson', [
-      feedLine({ op: 'add', uid: OPTED, segments: [5], ts: T0 + 1000 }),
-      feedLine({ op: 'add', uid: 'deleted-user', segments: [6], ts: T0 + 1000 }),
-      feedLine({ op: 'add', uid: 'kept', segments: [7], ts: T0 + 1000 }),
-      feedLine({ op: 'match', uid: 'kept', ifa: '11111111-2222-3333-4444-555555555555' }),
-      feedLine({ op: 'add', uid: 'new-user', segments: [8], ts: T0 + 1000 }),
-    ].join(''));
+    await dropFeed(
+      inbox,
+      '002-all.snapshot.ndjson',
+      [
+        feedLine({ op: 'add', uid: OPTED, segments: [5], ts: T0 + 1000 }),
+        feedLine({ op: 'add', uid: 'deleted-user', segments: [6], ts: T0 + 1000 }),
+        feedLine({ op: 'add', uid: 'kept', segments: [7], ts: T0 + 1000 }),
+        feedLine({ op: 'match', uid: 'kept', ifa: '11111111-2222-3333-4444-555555555555' }),
+        feedLine({ op: 'add', uid: 'new-user', segments: [8], ts: T0 + 1000 }),
+      ].join(''),
+    );
     await waitFor(async () => existsSync(join(inbox, 'done', '002-all.snapshot.ndjson')));
-    const rejects = readFileSync(join(inbox, 'rejects', '002-all.snapshot.ndjson.rejects.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { line: number; reason: string });
+    const rejects = readFileSync(join(inbox, 'rejects', '002-all.snapshot.ndjson.rejects.ndjson'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { line: number; reason: string });
     expect(rejects.map((r) => r.line)).toEqual([4]);
     expect(rejects[0]!.reason).toMatch(/"match" records/);
     const want = [[], [], [7], [8]];
@@ -257,7 +313,10 @@ describe('crash safety of snapshots', () => {
     await dropFeed(inbox, '002-b.snapshot.ndjson', b);
     const victim = await startSegd({ dataDir, env, waitReady: false });
     // Killed once merge transactions have committed into the new generation (applied > 0), before the flip.
-    await victim.waitForLog((l) => l.msg === 'inbox batch committed' && l.file === '002-b.snapshot.ndjson' && (l.applied as number) > 0, 60_000);
+    await victim.waitForLog(
+      (l) => l.msg === 'inbox batch committed' && l.file === '002-b.snapshot.ndjson' && (l.applied as number) > 0,
+      60_000,
+    );
     victim.proc.kill('SIGKILL');
     await victim.exited;
     const mid = await readStore(dataDir);
@@ -269,7 +328,10 @@ describe('crash safety of snapshots', () => {
     // The interrupted snapshot is resumed first and loaded from the start (its checkpoint holds no offset to trust).
     await segd.waitForLog((l) => l.msg === 'ready', 60_000);
     expect(existsSync(join(inbox, 'done', '002-b.snapshot.ndjson'))).toBe(true);
-    const keys = Array.from({ length: 1000 }, (_, i) => (i % 2 ? 'v' : 'u') + String(Math.floor((i * N) / 1000)).padStart(7, '0'));
+    const keys = Array.from(
+      { length: 1000 },
+      (_, i) => (i % 2 ? 'v' : 'u') + String(Math.floor((i * N) / 1000)).padStart(7, '0'),
+    );
     const got = await batch(segd, keys);
     keys.forEach((k, i) => {
       const n = Number(k.slice(1));

@@ -42,7 +42,10 @@ function fill(path: string): number {
 const KEY = 'store-full-test-key-0123456789';
 const ADMIN = 'store-full-admin-key-0123456789';
 const deleteUser = async (segd: Segd, uid: string) => {
-  const r = await fetch(`${segd.url}/v1/users?uid=${uid}`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN}` } });
+  const r = await fetch(`${segd.url}/v1/users?uid=${uid}`, {
+    method: 'DELETE',
+    headers: { authorization: `Bearer ${ADMIN}` },
+  });
   return { status: r.status, body: (await r.json()) as Record<string, unknown> };
 };
 
@@ -56,7 +59,9 @@ async function push(segd: Segd, body: string, idem: string) {
 }
 
 const stalledGauge = async (segd: Segd) =>
-  Number(/segd_loader_stalled\{reason="disk_full"\} (\d+)/.exec(await (await fetch(`${segd.url}/metrics`)).text())?.[1]);
+  Number(
+    /segd_loader_stalled\{reason="disk_full"\} (\d+)/.exec(await (await fetch(`${segd.url}/metrics`)).text())?.[1],
+  );
 const readyz = async (segd: Segd) => (await (await fetch(`${segd.url}/readyz`)).json()) as Record<string, unknown>;
 
 describe.skipIf(!canMount)('a disk that fills (tmpfs data dir)', () => {
@@ -70,14 +75,24 @@ describe.skipIf(!canMount)('a disk that fills (tmpfs data dir)', () => {
       const inbox = join(tempDir(), 'inbox'); // elsewhere: done/ and rejects/ must not be what fails
       segd = await startSegd({
         dataDir,
-        env: { SEGD_INBOX: inbox, SEGD_INGEST_KEYS: KEY, SEGD_ADMIN_KEYS: ADMIN, SEGD_BLOOM_USERS: '100000', SEGD_LOADER_BATCH: '5000' },
+        env: {
+          SEGD_INBOX: inbox,
+          SEGD_INGEST_KEYS: KEY,
+          SEGD_ADMIN_KEYS: ADMIN,
+          SEGD_BLOOM_USERS: '100000',
+          SEGD_LOADER_BATCH: '5000',
+        },
       });
-      const before = Array.from({ length: 1000 }, (_, i) => feedLine({ op: 'add', uid: `k${i}`, segments: [1] })).join('');
+      const before = Array.from({ length: 1000 }, (_, i) => feedLine({ op: 'add', uid: `k${i}`, segments: [1] })).join(
+        '',
+      );
       expect((await push(segd, before, 'before')).status).toBe(200);
 
       fill(join(mnt, 'filler'));
       const N = 60_000; // several MB of pages: far more than any free page LMDB holds
-      const users = Array.from({ length: N }, (_, i) => feedLine({ op: 'add', uid: `user-${String(i).padStart(6, '0')}-${'x'.repeat(40)}`, segments: [2, 3, 4, 5] })).join('');
+      const users = Array.from({ length: N }, (_, i) =>
+        feedLine({ op: 'add', uid: `user-${String(i).padStart(6, '0')}-${'x'.repeat(40)}`, segments: [2, 3, 4, 5] }),
+      ).join('');
       await dropFeed(inbox, '001-big.ndjson', users);
 
       await waitFor(async () => (await readyz(segd!)).loader === 'stalled');
@@ -101,7 +116,9 @@ describe.skipIf(!canMount)('a disk that fills (tmpfs data dir)', () => {
       await waitFor(async () => (await readyz(segd!)).loader === undefined);
       expect(await stalledGauge(segd)).toBe(0);
       // The retried push (same key) now applies; everything from the file is there exactly once.
-      expect((await push(segd, feedLine({ op: 'add', uid: 'pushed-while-full', segments: [9] }), 'while-full')).body).toMatchObject({ applied: 1, replay: false });
+      expect(
+        (await push(segd, feedLine({ op: 'add', uid: 'pushed-while-full', segments: [9] }), 'while-full')).body,
+      ).toMatchObject({ applied: 1, replay: false });
       expect(await segmentsOf(segd, 'pushed-while-full')).toEqual([9]);
       expect(await deleteUser(segd, 'k1')).toMatchObject({ status: 200, body: { found: true, memberships: true } });
       expect(await segmentsOf(segd, 'k1')).toEqual([]);
@@ -113,15 +130,26 @@ describe.skipIf(!canMount)('a disk that fills (tmpfs data dir)', () => {
       const imported = await segd.waitForLog((l) => l.msg === 'inbox file imported');
       const lineBytes = Buffer.byteLength(users) / N;
       expect(imported.applied).toBe(N - (imported.resumedFrom as number) / lineBytes);
-      expect(segd.logs.filter((l) => l.msg === 'store full: loader stopped, lookups keep serving the last committed data')).toHaveLength(1);
+      expect(
+        segd.logs.filter((l) => l.msg === 'store full: loader stopped, lookups keep serving the last committed data'),
+      ).toHaveLength(1);
       await segd.waitForLog((l) => l.msg === 'store takes writes again; loader resumed');
       expect(await segd.stop()).toBe(0);
       // lmdb-js's native code reports each failed page write on stderr itself; nothing else may appear there.
-      expect(segd.stderr.join('').replace(/Write error: No space left on device position \d+, size \d+\n?/g, '')).toBe('');
+      expect(segd.stderr.join('').replace(/Write error: No space left on device position \d+, size \d+\n?/g, '')).toBe(
+        '',
+      );
       const { open } = await import('lmdb');
       const env = open({ path: dataDir, readOnly: true });
       const counts = env.openDB<number, number>({ name: 'counts', keyEncoding: 'uint32' });
-      expect(Object.fromEntries([...counts.getRange()].map(({ key, value }) => [key, value]))).toEqual({ 1: 999, 2: N, 3: N, 4: N, 5: N, 9: 1 });
+      expect(Object.fromEntries([...counts.getRange()].map(({ key, value }) => [key, value]))).toEqual({
+        1: 999,
+        2: N,
+        3: N,
+        4: N,
+        5: N,
+        9: 1,
+      });
       await env.close();
     } finally {
       if (segd && segd.proc.exitCode === null) await segd.stop();

@@ -11,8 +11,18 @@ const INGEST = 'ingest-key-0123456789abcdef';
 let segd: Segd;
 beforeAll(async () => {
   const config = join(tempDir('segd-unknown-'), 'segd.json');
-  writeFileSync(config, JSON.stringify({ segments: [{ id: 1, name: 'one', segtax: 4 }, { id: 2, name: 'two', segtax: 4 }] }));
-  segd = await startSegd({ env: { SEGD_CONFIG: config, SEGD_UNKNOWN_SEGMENTS: 'reject', SEGD_ADMIN_KEYS: ADMIN, SEGD_INGEST_KEYS: INGEST } });
+  writeFileSync(
+    config,
+    JSON.stringify({
+      segments: [
+        { id: 1, name: 'one', segtax: 4 },
+        { id: 2, name: 'two', segtax: 4 },
+      ],
+    }),
+  );
+  segd = await startSegd({
+    env: { SEGD_CONFIG: config, SEGD_UNKNOWN_SEGMENTS: 'reject', SEGD_ADMIN_KEYS: ADMIN, SEGD_INGEST_KEYS: INGEST },
+  });
 });
 afterAll(async () => {
   expect(await stopReport(segd)).toEqual(CLEAN_STOP);
@@ -20,7 +30,9 @@ afterAll(async () => {
 
 const push = async (lines: object[]) => {
   const r = await fetch(`${segd.url}/v1/ingest`, {
-    method: 'POST', headers: { Authorization: `Bearer ${INGEST}`, 'Content-Type': 'application/x-ndjson' }, body: lines.map((l) => JSON.stringify(l)).join('\n'),
+    method: 'POST',
+    headers: { Authorization: `Bearer ${INGEST}`, 'Content-Type': 'application/x-ndjson' },
+    body: lines.map((l) => JSON.stringify(l)).join('\n'),
   });
   return (await r.json()) as { applied: number; rejected: number; rejects: Array<{ line: number; reason: string }> };
 };
@@ -42,7 +54,9 @@ describe('SEGD_UNKNOWN_SEGMENTS=reject', () => {
     expect(await segmentsOf(segd, 'u2')).toEqual([]);
 
     const put = await fetch(`${segd.url}/v1/admin/segments/9999`, {
-      method: 'PUT', headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ name: 'new', segtax: 4 }),
+      method: 'PUT',
+      headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name: 'new', segtax: 4 }),
     });
     expect(put.status).toBe(201);
     const b = await push([{ op: 'add', uid: 'u2', segments: [1, 9999] }]);
@@ -61,10 +75,20 @@ describe('segd import with SEGD_UNKNOWN_SEGMENTS=reject', () => {
     const s = await startSegd({ dataDir, env: { SEGD_CONFIG: config } });
     expect(await stopReport(s)).toEqual(CLEAN_STOP);
     const feed = join(tempDir('segd-unknown-'), 'feed.ndjson');
-    writeFileSync(feed, [{ op: 'add', uid: 'i1', segments: [1] }, { op: 'add', uid: 'i2', segments: [1, 77] }].map((l) => JSON.stringify(l)).join('\n') + '\n');
+    writeFileSync(
+      feed,
+      [
+        { op: 'add', uid: 'i1', segments: [1] },
+        { op: 'add', uid: 'i2', segments: [1, 77] },
+      ]
+        .map((l) => JSON.stringify(l))
+        .join('\n') + '\n',
+    );
     const r = await runSegd(['import', feed, '--quiet', '--rejects', join(dataDir, 'rej')], env);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^import: 1 file\(s\), 1 applied, 0 stale, 1 rejected, /);
-    expect(readFileSync(join(dataDir, 'rej', 'feed.ndjson.rejects.ndjson'), 'utf8')).toContain('segment 77 not in the taxonomy');
+    expect(readFileSync(join(dataDir, 'rej', 'feed.ndjson.rejects.ndjson'), 'utf8')).toContain(
+      'segment 77 not in the taxonomy',
+    );
   });
 });

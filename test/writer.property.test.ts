@@ -14,12 +14,20 @@ const store = tempStore();
 const NOW = 2_000_000_000;
 const uidArb = fc.constantFrom('u1', 'u2', 'u3', 'ü4');
 const segArb = fc.integer({ min: 0, max: 6 }).map((n) => (n === 6 ? 0xffff_ffff : n));
-const changeArb: fc.Arbitrary<Change> = fc.record({
-  op: fc.constantFrom('add', 'remove', 'replace', 'delete') as fc.Arbitrary<Change['op']>,
-  uid: uidArb,
-  segs: fc.array(fc.tuple(segArb, fc.constantFrom(0, 0, 5, 100)), { maxLength: 5 }),
-  ts: fc.integer({ min: NOW - 50, max: NOW }),
-}).map(({ op, uid, segs, ts }) => ({ op, uid, ids: segs.map((s) => s[0]), ttls: op === 'delete' ? [] : segs.map((s) => s[1]), ts }));
+const changeArb: fc.Arbitrary<Change> = fc
+  .record({
+    op: fc.constantFrom('add', 'remove', 'replace', 'delete') as fc.Arbitrary<Change['op']>,
+    uid: uidArb,
+    segs: fc.array(fc.tuple(segArb, fc.constantFrom(0, 0, 5, 100)), { maxLength: 5 }),
+    ts: fc.integer({ min: NOW - 50, max: NOW }),
+  })
+  .map(({ op, uid, segs, ts }) => ({
+    op,
+    uid,
+    ids: segs.map((s) => s[0]),
+    ttls: op === 'delete' ? [] : segs.map((s) => s[1]),
+    ts,
+  }));
 
 /** The model: per user, updatedAt and id → expiresAt. */
 function model(changes: Change[]) {
@@ -28,7 +36,8 @@ function model(changes: Change[]) {
     const u = users.get(ch.uid);
     if (u && ch.ts < u.ts) continue;
     const m = new Map<number, number>();
-    if (u && ch.op !== 'replace' && ch.op !== 'delete') for (const [id, exp] of u.m) if (exp === 0 || exp > NOW) m.set(id, exp);
+    if (u && ch.op !== 'replace' && ch.op !== 'delete')
+      for (const [id, exp] of u.m) if (exp === 0 || exp > NOW) m.set(id, exp);
     if (ch.op === 'remove') for (const id of ch.ids) m.delete(id);
     if (ch.op === 'add' || ch.op === 'replace') {
       ch.ids.forEach((id, i) => {
@@ -59,7 +68,12 @@ describe('writer', () => {
         for (const uid of ['u1', 'u2', 'u3', 'ü4']) {
           const u = want.get(uid);
           const n = lookup.find(uid, NOW + 10); // +10 s: TTL-5 memberships lapse
-          const live = u ? [...u.m].filter(([, e]) => e === 0 || e > NOW + 10).map(([id]) => id).sort((a, b) => a - b) : [];
+          const live = u
+            ? [...u.m]
+                .filter(([, e]) => e === 0 || e > NOW + 10)
+                .map(([id]) => id)
+                .sort((a, b) => a - b)
+            : [];
           expect(n < 0 ? [] : Array.from(lookup.ids.subarray(0, n))).toEqual(live);
           expect(n < 0).toBe(!u || u.m.size === 0); // a tombstone reads as unknown
           if (u) for (const id of u.m.keys()) counts.set(id, (counts.get(id) ?? 0) + 1);

@@ -25,7 +25,10 @@ const metric = async (name: string) => {
 describe('/v1/ws', () => {
   it('refuses the upgrade without a valid partner key (401)', async () => {
     for (const key of [undefined, 'wrong-key-wrong-key-wrong-key']) {
-      const err = await WsLookupClient.connect(wsUrl(), key).then(() => null, (e: Error & { status?: number }) => e);
+      const err = await WsLookupClient.connect(wsUrl(), key).then(
+        () => null,
+        (e: Error & { status?: number }) => e,
+      );
       expect(err?.status).toBe(401);
     }
   });
@@ -76,7 +79,12 @@ describe('/v1/ws', () => {
   it('closes a connection whose key was rotated out (4401) at its next frame', async () => {
     const admin = { ...bearer(ADMIN_KEY), 'Content-Type': 'application/json' };
     const OLD = 'dsp2-temp-key-0123456789';
-    const put = (keys: string[]) => fetch(`${segd.url}/v1/admin/partners/dsp2`, { method: 'PUT', headers: admin, body: JSON.stringify({ name: 'DSP Two', keys, segments: [4002] }) });
+    const put = (keys: string[]) =>
+      fetch(`${segd.url}/v1/admin/partners/dsp2`, {
+        method: 'PUT',
+        headers: admin,
+        body: JSON.stringify({ name: 'DSP Two', keys, segments: [4002] }),
+      });
     expect((await put([KEYS.dsp2, OLD])).status).toBeLessThan(300);
     const c = await WsLookupClient.connect(wsUrl(), OLD);
     expect((await c.lookup({ uid: 'rtb-user-1' })).segments).toEqual([1002, 2001, 3005, 4002]);
@@ -126,7 +134,8 @@ describe('WsLookupClient', () => {
     const app = uWS.App().ws('/*', {
       message(ws, msg) {
         held.push(unpack(Buffer.from(msg)) as { id: number; uid: string });
-        if (held.length === 50) for (const f of held.reverse()) ws.send(pack({ id: f.id, segments: [Number(f.uid.slice(1))] }), true);
+        if (held.length === 50)
+          for (const f of held.reverse()) ws.send(pack({ id: f.id, segments: [Number(f.uid.slice(1))] }), true);
       },
     });
     const port = await new Promise<number>((r) => app.listen('127.0.0.1', 0, (ls) => r(uWS.us_socket_local_port(ls))));

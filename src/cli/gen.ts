@@ -51,6 +51,7 @@ export async function genCommand(argv: string[]): Promise<number> {
   }
   progress.done();
   const s = (performance.now() - t0) / 1000;
-  if (!toStdout) process.stderr.write(`gen: ${users} users → ${out} in ${s.toFixed(1)} s (${Math.round(users / s)} users/s)\n`);
+  if (!toStdout)
+    process.stderr.write(`gen: ${users} users → ${out} in ${s.toFixed(1)} s (${Math.round(users / s)} users/s)\n`);
   return 0;
 }

@@ -29,10 +29,15 @@ export async function importCommand(argv: string[]): Promise<number> {
   const config = loadConfig();
   const pid = runningServer(config.dataDir);
   if (pid !== null) {
-    throw new Error(`segd (pid ${pid}) is serving ${config.dataDir}: drop the file into its inbox (${config.inbox}) or POST it to /v1/ingest`);
+    throw new Error(
+      `segd (pid ${pid}) is serving ${config.dataDir}: drop the file into its inbox (${config.inbox}) or POST it to /v1/ingest`,
+    );
   }
   const files = (await stat(target)).isDirectory()
-    ? (await readdir(target)).filter(isCompleteFeedName).sort().map((n) => join(target, n))
+    ? (await readdir(target))
+        .filter(isCompleteFeedName)
+        .sort()
+        .map((n) => join(target, n))
     : [target];
   const sizes = await Promise.all(files.map(async (f) => (await stat(f)).size));
   const total = sizes.reduce((a, b) => a + b, 0);
@@ -61,7 +66,9 @@ export async function importCommand(argv: string[]): Promise<number> {
         onProgress: (p: ImportProgress) => progress.update(done + p.bytes),
       };
       // A snapshot replaces the data set (generation swap); any other file is a delta.
-      const s: ImportSummary = isSnapshotName(basename(file)) ? await snapshots.load(file, opts) : await importFile(store, writer, file, opts);
+      const s: ImportSummary = isSnapshotName(basename(file))
+        ? await snapshots.load(file, opts)
+        : await importFile(store, writer, file, opts);
       store.meta.removeSync(CHECKPOINT);
       done += sizes[i]!;
       progress.update(done);
@@ -70,7 +77,10 @@ export async function importCommand(argv: string[]): Promise<number> {
       sum.stale += s.stale;
       sum.rejected += s.rejected;
       sum.memberships += s.memberships;
-      if (s.rejected) process.stderr.write(`import: ${basename(file)}: ${s.rejected} rejected → ${join(rejectsDir, `${basename(file)}.rejects.ndjson`)}\n`);
+      if (s.rejected)
+        process.stderr.write(
+          `import: ${basename(file)}: ${s.rejected} rejected → ${join(rejectsDir, `${basename(file)}.rejects.ndjson`)}\n`,
+        );
     }
   } finally {
     progress.done();

@@ -9,7 +9,10 @@ export async function loadtestCommand(argv: string[]): Promise<number> {
   } catch (err) {
     const e = err as { code?: string; message: string };
     if (e.code === 'ERR_MODULE_NOT_FOUND') {
-      throw new Error(`the load-test harness's dev dependencies are missing (${e.message.split('\n')[0]}): run it from a checkout after \`npm ci && npm run build\``, { cause: err });
+      throw new Error(
+        `the load-test harness's dev dependencies are missing (${e.message.split('\n')[0]}): run it from a checkout after \`npm ci && npm run build\``,
+        { cause: err },
+      );
     }
     throw err;
   }

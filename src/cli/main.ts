@@ -10,15 +10,22 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
   gen: { run: genCommand, help: 'write a synthetic NDJSON feed: --users N --out FILE' },
   import: { run: importCommand, help: 'apply a feed file or directory to the store (server stopped): PATH' },
   status: { run: statusCommand, help: 'the store and each source: checkpoint, backlog, last commit (--json)' },
-  loadtest: { run: loadtestCommand, help: 'load-test a segd with a rollout gate and an HTML report: --target URL --scenario S --duration S --out DIR' },
+  loadtest: {
+    run: loadtestCommand,
+    help: 'load-test a segd with a rollout gate and an HTML report: --target URL --scenario S --duration S --out DIR',
+  },
 };
 
 export async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
   const c = cmd ? COMMANDS[cmd] : undefined;
   if (!c) {
-    const list = Object.entries(COMMANDS).map(([k, v]) => `  ${k.padEnd(9)} ${v.help}`).join('\n');
-    process.stderr.write(`${cmd && cmd !== 'help' && cmd !== '--help' ? `segd: unknown command "${cmd}"\n` : ''}usage: segd <command>\n${list}\n`);
+    const list = Object.entries(COMMANDS)
+      .map(([k, v]) => `  ${k.padEnd(9)} ${v.help}`)
+      .join('\n');
+    process.stderr.write(
+      `${cmd && cmd !== 'help' && cmd !== '--help' ? `segd: unknown command "${cmd}"\n` : ''}usage: segd <command>\n${list}\n`,
+    );
     process.exitCode = cmd && cmd !== 'help' && cmd !== '--help' ? 2 : 0;
     return;
   }

@@ -10,7 +10,8 @@ import { cookieSettings, largestSetCookieBytes } from '../identity/cookie.js';
 const EXIT_UNFINISHED_SHUTDOWN = 4;
 
 export async function serveCommand(argv: string[]): Promise<number> {
-  if (argv.length) throw new Error(`serve takes no arguments (configure with SEGD_* env vars or SEGD_CONFIG); got ${argv.join(' ')}`);
+  if (argv.length)
+    throw new Error(`serve takes no arguments (configure with SEGD_* env vars or SEGD_CONFIG); got ${argv.join(' ')}`);
   let config;
   let seed;
   try {
@@ -18,7 +19,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
     seed = readRegistrySeed(process.env.SEGD_CONFIG);
     const cookieBytes = largestSetCookieBytes(cookieSettings(config));
     if (cookieBytes > config.cookieMaxBytes) {
-      throw new ConfigError([`SEGD_COOKIE_MAX_BYTES: the cookie settings make answers with ${cookieBytes} bytes of Set-Cookie headers, over the limit of ${config.cookieMaxBytes} (shorten SEGD_COOKIE_DOMAIN or the cookie names, or raise the limit)`]);
+      throw new ConfigError([
+        `SEGD_COOKIE_MAX_BYTES: the cookie settings make answers with ${cookieBytes} bytes of Set-Cookie headers, over the limit of ${config.cookieMaxBytes} (shorten SEGD_COOKIE_DOMAIN or the cookie names, or raise the limit)`,
+      ]);
     }
   } catch (err) {
     if (err instanceof ConfigError) {

@@ -18,7 +18,9 @@ import { parseFlags } from '../terminal/flags.js';
 
 const files = (dir: string, pred: (n: string) => boolean) => {
   try {
-    return readdirSync(dir).filter(pred).map((n) => ({ name: n, bytes: statSync(join(dir, n)).size }));
+    return readdirSync(dir)
+      .filter(pred)
+      .map((n) => ({ name: n, bytes: statSync(join(dir, n)).size }));
   } catch {
     return [];
   }
@@ -26,7 +28,16 @@ const files = (dir: string, pred: (n: string) => boolean) => {
 const mib = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
 const entries = (db: { getStats(): unknown }) => (db.getStats() as { entryCount: number }).entryCount;
 const progressOf = (cp: FileCheckpoint | undefined) =>
-  cp ? { file: cp.file, offset: cp.offset, size: cp.size, line: cp.line, done: cp.done, percent: cp.size ? Math.round((100 * cp.offset) / cp.size) : 100 } : null;
+  cp
+    ? {
+        file: cp.file,
+        offset: cp.offset,
+        size: cp.size,
+        line: cp.line,
+        done: cp.done,
+        percent: cp.size ? Math.round((100 * cp.offset) / cp.size) : 100,
+      }
+    : null;
 
 export async function statusCommand(argv: string[]): Promise<number> {
   const flags = parseFlags('status', argv, { json: 'print JSON' });
@@ -38,9 +49,19 @@ export async function statusCommand(argv: string[]): Promise<number> {
     let filter: Record<string, unknown>;
     try {
       const f = await loadFilter(join(config.dataDir, FILTER_FILE));
-      filter = { state: f.writes === writes ? 'current' : 'stale (rebuilt at next start)', users: f.added, capacity: f.filter.params.capacity, bytes: f.filter.buffer.byteLength };
+      filter = {
+        state: f.writes === writes ? 'current' : 'stale (rebuilt at next start)',
+        users: f.added,
+        capacity: f.filter.params.capacity,
+        bytes: f.filter.buffer.byteLength,
+      };
     } catch (err) {
-      filter = { state: (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing (built at next start)' : `unusable: ${(err as Error).message}` };
+      filter = {
+        state:
+          (err as NodeJS.ErrnoException).code === 'ENOENT'
+            ? 'missing (built at next start)'
+            : `unusable: ${(err as Error).message}`,
+      };
     }
     const waiting = files(config.inbox, isCompleteFeedName);
     const report = {
@@ -67,7 +88,10 @@ export async function statusCommand(argv: string[]): Promise<number> {
         auditEntries: entries(store.audit),
       },
       sources: {
-        seed: { file: config.seed || null, checkpoint: progressOf(store.meta.get(SEED_CHECKPOINT) as FileCheckpoint | undefined) },
+        seed: {
+          file: config.seed || null,
+          checkpoint: progressOf(store.meta.get(SEED_CHECKPOINT) as FileCheckpoint | undefined),
+        },
         inbox: {
           dir: config.inbox,
           waitingFiles: waiting.length,
@@ -82,7 +106,9 @@ export async function statusCommand(argv: string[]): Promise<number> {
               servers: config.natsUrl,
               stream: config.natsStream,
               durable: config.natsDurable,
-              appliedThroughSeq: ((store.meta.get(`ckpt:nats:${config.natsStream}:${config.natsDurable}`) as { seq: number } | undefined)?.seq) ?? 0,
+              appliedThroughSeq:
+                (store.meta.get(`ckpt:nats:${config.natsStream}:${config.natsDurable}`) as { seq: number } | undefined)
+                  ?.seq ?? 0,
             }
           : null,
       },
@@ -103,7 +129,9 @@ export async function statusCommand(argv: string[]): Promise<number> {
       `filter   ${String(filter.state)}${filter.users !== undefined ? ` · ${Number(filter.users).toLocaleString('en')} users · ${mib(Number(filter.bytes))}` : ''}`,
       `seed     ${report.sources.seed.file ?? 'none'}${report.sources.seed.checkpoint ? (report.sources.seed.checkpoint.done ? ' · done' : ` · ${report.sources.seed.checkpoint.percent}%`) : ''}`,
       `inbox    ${inbox.dir} · ${inbox.waitingFiles} file(s) waiting (${mib(inbox.waitingBytes)})` +
-        (inbox.inProgress ? ` · in progress: ${inbox.inProgress.file} at ${inbox.inProgress.percent}% (line ${inbox.inProgress.line})` : '') +
+        (inbox.inProgress
+          ? ` · in progress: ${inbox.inProgress.file} at ${inbox.inProgress.percent}% (line ${inbox.inProgress.line})`
+          : '') +
         ` · ${inbox.done} done · ${inbox.rejectFiles.length} rejects file(s)`,
       `nats     ${report.sources.nats ? `${report.sources.nats.stream} as ${report.sources.nats.durable}: applied through stream seq ${report.sources.nats.appliedThroughSeq} (live lag: /readyz, segd_nats_pending)` : 'off'}`,
       `import   ${report.sources.import.interrupted ? `interrupted: ${report.sources.import.interrupted.file} at ${report.sources.import.interrupted.percent}% (run segd import again to resume)` : 'none interrupted'}`,

@@ -17,7 +17,10 @@ export interface LookupAnswer {
 }
 
 export class WsLookupError extends Error {
-  constructor(readonly code: string, message: string) {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
     super(`${code}: ${message}`);
     this.name = 'WsLookupError';
   }
@@ -50,7 +53,11 @@ export class WsLookupClient {
   /** Opens a connection; `key` is the partner's API key (sent as a Bearer header at upgrade). */
   static connect(url: string, key?: string, opts: { maxPayload?: number } = {}): Promise<WsLookupClient> {
     return new Promise((resolve, reject) => {
-      const socket = new WebSocket(url, { headers: key ? { authorization: `Bearer ${key}` } : {}, perMessageDeflate: false, maxPayload: opts.maxPayload });
+      const socket = new WebSocket(url, {
+        headers: key ? { authorization: `Bearer ${key}` } : {},
+        perMessageDeflate: false,
+        maxPayload: opts.maxPayload,
+      });
       socket.once('open', () => resolve(new WsLookupClient(socket)));
       socket.once('unexpected-response', (_req, res) => {
         reject(Object.assign(new Error(`upgrade refused: ${res.statusCode}`), { status: res.statusCode }));

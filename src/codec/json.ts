@@ -28,7 +28,8 @@ export function nestsDeeper(text: Uint8Array | string, limit = MAX_JSON_DEPTH): 
   for (let i = 0; i < n; i++) {
     const c = s ? (text as string).charCodeAt(i) : (text as Uint8Array)[i]!;
     if (inString) {
-      if (c === 0x5c) i++; // backslash: the next unit is escaped
+      if (c === 0x5c)
+        i++; // backslash: the next unit is escaped
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x5b || c === 0x7b) {
@@ -41,5 +42,7 @@ export function nestsDeeper(text: Uint8Array | string, limit = MAX_JSON_DEPTH): 
 /** JSON.parse with the nesting bound: throws JsonTooDeep, or JSON.parse's SyntaxError. */
 export function parseJson(text: Uint8Array | string, limit = MAX_JSON_DEPTH): unknown {
   if (nestsDeeper(text, limit)) throw new JsonTooDeep(limit);
-  return JSON.parse(typeof text === 'string' ? text : Buffer.from(text.buffer, text.byteOffset, text.byteLength).toString('utf8'));
+  return JSON.parse(
+    typeof text === 'string' ? text : Buffer.from(text.buffer, text.byteOffset, text.byteLength).toString('utf8'),
+  );
 }

@@ -39,7 +39,8 @@ export function loadConfig(sources: ConfigSources = {}): Readonly<Config> {
     // `partners` and `segments` are the registry's sections (src/partners/admin.ts reads them).
     const known = new Set([...SETTINGS.map((s) => s.key as string), ...REGISTRY_SECTIONS]);
     for (const k of Object.keys(fromFile)) {
-      if (!known.has(k)) problems.push(`config file ${filePath}: unknown setting "${k}" (known: ${[...known].join(', ')})`);
+      if (!known.has(k))
+        problems.push(`config file ${filePath}: unknown setting "${k}" (known: ${[...known].join(', ')})`);
     }
   }
 
@@ -52,7 +53,9 @@ export function loadConfig(sources: ConfigSources = {}): Readonly<Config> {
       if (rawEnv !== undefined) {
         value = s.parse(rawEnv);
       } else if (rawFile !== undefined) {
-        value = s.parse(typeof rawFile === 'string' ? rawFile : Array.isArray(rawFile) ? rawFile.join(',') : JSON.stringify(rawFile));
+        value = s.parse(
+          typeof rawFile === 'string' ? rawFile : Array.isArray(rawFile) ? rawFile.join(',') : JSON.stringify(rawFile),
+        );
       } else {
         value = typeof s.def === 'function' ? (s.def as (c: Partial<Config>) => unknown)(out) : s.def;
       }

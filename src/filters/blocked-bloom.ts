@@ -106,7 +106,10 @@ export class BlockedBloom {
   readonly words: Int32Array;
   private readonly h = new Uint32Array(2);
 
-  constructor(readonly params: BloomParams, readonly buffer: SharedArrayBuffer = new SharedArrayBuffer(params.blocks * BLOCK_BITS / 8)) {
+  constructor(
+    readonly params: BloomParams,
+    readonly buffer: SharedArrayBuffer = new SharedArrayBuffer((params.blocks * BLOCK_BITS) / 8),
+  ) {
     if (buffer.byteLength !== (params.blocks * BLOCK_BITS) / 8) {
       throw new Error(`bloom buffer is ${buffer.byteLength} bytes, params need ${(params.blocks * BLOCK_BITS) / 8}`);
     }
@@ -155,7 +158,7 @@ export class BlockedBloom {
       let v = this.words[i]! >>> 0;
       v -= (v >>> 1) & 0x55555555;
       v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
-      set += (Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24);
+      set += Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24;
     }
     return set / (this.words.length * 32);
   }

@@ -59,7 +59,11 @@ export class KnownUsers {
   rebuilds = 0;
   private closing = false;
 
-  constructor(private readonly store: Store, private readonly opts: KnownUsersOptions, private readonly log: Logger) {
+  constructor(
+    private readonly store: Store,
+    private readonly opts: KnownUsersOptions,
+    private readonly log: Logger,
+  ) {
     this.path = join(store.path, FILTER_FILE);
   }
 
@@ -83,12 +87,18 @@ export class KnownUsers {
       if (saved.writes !== writes) {
         this.log.warn({ saved: saved.writes, store: writes }, 'known-users filter is stale; rebuilding');
       } else if (saved.added > saved.filter.params.capacity) {
-        this.log.warn({ added: saved.added, capacity: saved.filter.params.capacity }, 'known-users filter is too full; rebuilding');
+        this.log.warn(
+          { added: saved.added, capacity: saved.filter.params.capacity },
+          'known-users filter is too full; rebuilding',
+        );
       } else {
         this.current = saved.filter;
         this.added = saved.added;
         this.savedWrites = saved.writes;
-        this.log.info({ users: saved.added, capacity: saved.filter.params.capacity, bytes: saved.filter.buffer.byteLength }, 'known-users filter loaded');
+        this.log.info(
+          { users: saved.added, capacity: saved.filter.params.capacity, bytes: saved.filter.buffer.byteLength },
+          'known-users filter loaded',
+        );
       }
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
@@ -141,9 +151,12 @@ export class KnownUsers {
     const merged = aliasKey('');
     // A snapshot that swaps generations mid-scan (and soon empties the one being
     // scanned) restarts the scan on the new one; what was added stays (false positives only).
-    for (let gen = -1; gen !== this.store.generation(); ) {
+    for (let gen = -1; gen !== this.store.generation();) {
       gen = this.store.generation();
-      const keys = chain(this.store.generations[gen]!.getKeys({ snapshot: false }), this.store.idmap.getKeys({ start: merged, end: `${merged}\uffff`, snapshot: false }));
+      const keys = chain(
+        this.store.generations[gen]!.getKeys({ snapshot: false }),
+        this.store.idmap.getKeys({ start: merged, end: `${merged}\uffff`, snapshot: false }),
+      );
       for (const raw of keys) {
         const key = raw as string;
         next.add(key.startsWith(merged) ? key.slice(merged.length) : key);
@@ -168,7 +181,16 @@ export class KnownUsers {
     this.added = n;
     this.rebuilds++;
     this.dirty = true;
-    this.log.info({ users: n, capacity: params.capacity, k: params.k, bytes: next.buffer.byteLength, ms: Math.round(performance.now() - t0) }, 'known-users filter built');
+    this.log.info(
+      {
+        users: n,
+        capacity: params.capacity,
+        k: params.k,
+        bytes: next.buffer.byteLength,
+        ms: Math.round(performance.now() - t0),
+      },
+      'known-users filter built',
+    );
     for (const fn of this.listeners) fn(this.handle());
     await this.checkpoint();
   }

@@ -88,7 +88,8 @@ export async function loadFilter(path: string): Promise<SavedFilter> {
   };
   const size = (params.blocks * BLOCK_BITS) / 8;
   if (params.blocks === 0 || params.k < 1 || params.k > 16) throw new FilterFileError('bad parameters');
-  if (buf.length !== HEADER + size) throw new FilterFileError(`truncated: ${buf.length - HEADER} of ${size} bytes of bits`);
+  if (buf.length !== HEADER + size)
+    throw new FilterFileError(`truncated: ${buf.length - HEADER} of ${size} bytes of bits`);
   const bits = buf.subarray(HEADER);
   if (crc32(bits) !== buf.readUInt32LE(48)) throw new FilterFileError('checksum mismatch');
   const sab = new SharedArrayBuffer(size);

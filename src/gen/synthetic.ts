@@ -66,7 +66,10 @@ export function uidFor(seed: number, i: number): string {
  */
 export class Zipf {
   private readonly cdf: Float64Array;
-  constructor(readonly n: number, s = 1.0) {
+  constructor(
+    readonly n: number,
+    s = 1.0,
+  ) {
     this.cdf = new Float64Array(n);
     let sum = 0;
     for (let k = 0; k < n; k++) this.cdf[k] = sum += 1 / Math.pow(k + 1, s);

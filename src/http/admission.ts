@@ -38,7 +38,10 @@ export class Admission {
   readonly public: Budget;
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(limits: Limits, private readonly maxLagMs: number) {
+  constructor(
+    limits: Limits,
+    private readonly maxLagMs: number,
+  ) {
     this.lookups = new Budget('lookups', limits.lookups);
     this.keyed = new Budget('keyed', limits.keyed);
     this.public = new Budget('public', limits.public);

@@ -28,9 +28,20 @@ export function createApp(deps: AppDeps): TemplatedApp {
   const app = uWS.App();
   setBodyTimeout(deps.config.bodyTimeoutMs);
   const { admission, log } = deps;
-  const budgets = { lookup: admission.lookups, keyed: admission.keyed, public: admission.public, ops: admission.public };
-  const context = (route: string, method: string, kind: Kind): RouteContext =>
-    ({ route, method: method === 'del' ? 'DELETE' : method.toUpperCase(), budget: budgets[kind], shed: kind === 'keyed' || kind === 'public', log, metrics: deps.metrics });
+  const budgets = {
+    lookup: admission.lookups,
+    keyed: admission.keyed,
+    public: admission.public,
+    ops: admission.public,
+  };
+  const context = (route: string, method: string, kind: Kind): RouteContext => ({
+    route,
+    method: method === 'del' ? 'DELETE' : method.toUpperCase(),
+    budget: budgets[kind],
+    shed: kind === 'keyed' || kind === 'public',
+    log,
+    metrics: deps.metrics,
+  });
   const other = deps.metrics.route('other');
   const admin = adminRoutes(deps);
   const syncOut = syncOutRoutes(deps);
@@ -54,12 +65,15 @@ export function createApp(deps: AppDeps): TemplatedApp {
     ['/optout', 'get', privacy.optout, 'public'],
     ['/v1/users', 'del', privacy.deleteUser, 'keyed'],
     ['/v1/admin/audit', 'get', privacy.audit, 'keyed'],
-    ...(['partners', 'segments'] as const).flatMap((kind) => [
-      [`/v1/admin/${kind}`, 'get', admin.list(kind), 'keyed'],
-      [`/v1/admin/${kind}/:id`, 'get', admin.get(kind), 'keyed'],
-      [`/v1/admin/${kind}/:id`, 'put', admin.put(kind), 'keyed'],
-      [`/v1/admin/${kind}/:id`, 'del', admin.del(kind), 'keyed'],
-    ] satisfies Route[]),
+    ...(['partners', 'segments'] as const).flatMap(
+      (kind) =>
+        [
+          [`/v1/admin/${kind}`, 'get', admin.list(kind), 'keyed'],
+          [`/v1/admin/${kind}/:id`, 'get', admin.get(kind), 'keyed'],
+          [`/v1/admin/${kind}/:id`, 'put', admin.put(kind), 'keyed'],
+          [`/v1/admin/${kind}/:id`, 'del', admin.del(kind), 'keyed'],
+        ] satisfies Route[],
+    ),
   ];
   // Activation: OpenRTB enrichment and the WebSocket lookup channel.
   routes.push(['/openrtb2/enrich', 'post', enrichRoute(deps), 'lookup']);
@@ -71,13 +85,22 @@ export function createApp(deps: AppDeps): TemplatedApp {
   }
   // Method-specific handlers win over `any` in uWS, so these catch the rest.
   for (const path of known) {
-    app.any(path, guardRoute(context(path, 'any', 'ops'), (res) => {
-      // Close: the request may carry a body we will not read.
-      other.observe(sendError(res, 'METHOD_NOT_ALLOWED', undefined, true), 0);
-    }));
+    app.any(
+      path,
+      guardRoute(context(path, 'any', 'ops'), (res) => {
+        // Close: the request may carry a body we will not read.
+        other.observe(sendError(res, 'METHOD_NOT_ALLOWED', undefined, true), 0);
+      }),
+    );
   }
-  app.any('/*', guardRoute(context('/*', 'any', 'ops'), (res, req) => {
-    other.observe(sendError(res, 'NOT_FOUND', `${req.getMethod().toUpperCase()} ${req.getUrl()}`.slice(0, 200), true), 0);
-  }));
+  app.any(
+    '/*',
+    guardRoute(context('/*', 'any', 'ops'), (res, req) => {
+      other.observe(
+        sendError(res, 'NOT_FOUND', `${req.getMethod().toUpperCase()} ${req.getUrl()}`.slice(0, 200), true),
+        0,
+      );
+    }),
+  );
   return app;
 }

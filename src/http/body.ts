@@ -85,7 +85,10 @@ class Read {
       }
     }
     this.ctx?.metrics?.guarded('body_timeout');
-    this.ctx?.log.info({ route: this.ctx.route, method: this.ctx.method, received: this.len }, 'request body timed out; connection closed');
+    this.ctx?.log.info(
+      { route: this.ctx.route, method: this.ctx.method, received: this.len },
+      'request body timed out; connection closed',
+    );
   }
 
   /** Gone when answered or aborted (its pending is closed). */
@@ -120,14 +123,26 @@ function sweep(): void {
  * body times out (then the request is answered 408 here); the caller's
  * onAborted handler (its `pending`) must already be attached.
  */
-export function readBody(res: HttpResponse, contentLength: string, maxBytes: number, done: (r: BodyResult) => void): void {
+export function readBody(
+  res: HttpResponse,
+  contentLength: string,
+  maxBytes: number,
+  done: (r: BodyResult) => void,
+): void {
   const declared = contentLength === '' ? -1 : Number(contentLength);
   if (declared > maxBytes) {
     done({ ok: false, reason: 'too-large' });
     return;
   }
   const p = openedPending();
-  const read = new Read(res, p !== null && p.owns(res) ? p : null, currentRoute(), Number.isFinite(declared) ? declared : -1, maxBytes, done);
+  const read = new Read(
+    res,
+    p !== null && p.owns(res) ? p : null,
+    currentRoute(),
+    Number.isFinite(declared) ? declared : -1,
+    maxBytes,
+    done,
+  );
   reads.add(read);
   if (sweeper === null) {
     // A quarter of the deadline, at most a second: a body is dropped at most that late.

@@ -7,7 +7,8 @@ export type Format = 'json' | 'msgpack' | 'kv' | 'gam';
 /** `?format=` wins; otherwise Accept: application/msgpack selects msgpack. */
 export function pickFormat(formatParam: string | undefined, accept: string): Format | null {
   if (formatParam) {
-    if (formatParam === 'json' || formatParam === 'msgpack' || formatParam === 'kv' || formatParam === 'gam') return formatParam;
+    if (formatParam === 'json' || formatParam === 'msgpack' || formatParam === 'kv' || formatParam === 'gam')
+      return formatParam;
     return null;
   }
   return accept.includes('application/msgpack') || accept.includes('application/x-msgpack') ? 'msgpack' : 'json';

@@ -103,7 +103,12 @@ export function guardRoute(ctx: RouteContext, handler: Handler): Handler {
 const WS_INTERNAL_ERROR = 1011;
 
 /** The same for the WebSocket channel: a throw closes that connection with 1011, the worker goes on. */
-export function guardWs<T>(behavior: WebSocketBehavior<T>, log: Logger, route: string, metrics?: HttpMetrics): WebSocketBehavior<T> {
+export function guardWs<T>(
+  behavior: WebSocketBehavior<T>,
+  log: Logger,
+  route: string,
+  metrics?: HttpMetrics,
+): WebSocketBehavior<T> {
   const fail = (err: unknown, where: string, ws: WebSocket<T> | null) => {
     logFailure(err, { route, method: `ws ${where}`, log } as RouteContext);
     metrics?.guarded('failed');
@@ -125,13 +130,62 @@ export function guardWs<T>(behavior: WebSocketBehavior<T>, log: Logger, route: s
       }
     };
   }
-  if (open) out.open = (ws) => { try { void open(ws); } catch (err) { fail(err, 'open', ws); } };
-  if (message) out.message = (ws, m, b) => { try { void message(ws, m, b); } catch (err) { fail(err, 'message', ws); } };
-  if (drain) out.drain = (ws) => { try { drain(ws); } catch (err) { fail(err, 'drain', ws); } };
+  if (open)
+    out.open = (ws) => {
+      try {
+        void open(ws);
+      } catch (err) {
+        fail(err, 'open', ws);
+      }
+    };
+  if (message)
+    out.message = (ws, m, b) => {
+      try {
+        void message(ws, m, b);
+      } catch (err) {
+        fail(err, 'message', ws);
+      }
+    };
+  if (drain)
+    out.drain = (ws) => {
+      try {
+        drain(ws);
+      } catch (err) {
+        fail(err, 'drain', ws);
+      }
+    };
   // Closed already: only logged.
-  if (close) out.close = (ws, code, m) => { try { close(ws, code, m); } catch (err) { fail(err, 'close', null); } };
-  if (ping) out.ping = (ws, m) => { try { ping(ws, m); } catch (err) { fail(err, 'ping', ws); } };
-  if (pong) out.pong = (ws, m) => { try { pong(ws, m); } catch (err) { fail(err, 'pong', ws); } };
-  if (subscription) out.subscription = (ws, t, n, o) => { try { subscription(ws, t, n, o); } catch (err) { fail(err, 'subscription', ws); } };
+  if (close)
+    out.close = (ws, code, m) => {
+      try {
+        close(ws, code, m);
+      } catch (err) {
+        fail(err, 'close', null);
+      }
+    };
+  if (ping)
+    out.ping = (ws, m) => {
+      try {
+        ping(ws, m);
+      } catch (err) {
+        fail(err, 'ping', ws);
+      }
+    };
+  if (pong)
+    out.pong = (ws, m) => {
+      try {
+        pong(ws, m);
+      } catch (err) {
+        fail(err, 'pong', ws);
+      }
+    };
+  if (subscription)
+    out.subscription = (ws, t, n, o) => {
+      try {
+        subscription(ws, t, n, o);
+      } catch (err) {
+        fail(err, 'subscription', ws);
+      }
+    };
   return out;
 }

@@ -13,9 +13,7 @@ export const JSON_TYPE = Buffer.from('application/json');
 export const MSGPACK_TYPE = Buffer.from('application/msgpack');
 export const TEXT_TYPE = Buffer.from('text/plain; charset=utf-8');
 
-const ERROR_BODIES = new Map<ErrorCode, string>(
-  (Object.keys(ERRORS) as ErrorCode[]).map((c) => [c, errorBody(c)]),
-);
+const ERROR_BODIES = new Map<ErrorCode, string>((Object.keys(ERRORS) as ErrorCode[]).map((c) => [c, errorBody(c)]));
 const STATUS_LINES = new Map<number, string>();
 export function status(code: number): string {
   let s = STATUS_LINES.get(code);
@@ -40,7 +38,13 @@ export function sendError(res: HttpResponse, code: ErrorCode, detail?: string, c
   return st;
 }
 
-export function sendBody(res: HttpResponse, st: number, type: string | Uint8Array, body: string | Uint8Array, close = false): number {
+export function sendBody(
+  res: HttpResponse,
+  st: number,
+  type: string | Uint8Array,
+  body: string | Uint8Array,
+  close = false,
+): number {
   if (st !== 200) res.writeStatus(status(st));
   res.writeHeader(CT, type).end(body, close);
   return st;

@@ -16,7 +16,9 @@ export interface CookieSettings {
   optoutName: string;
 }
 
-export function cookieSettings(c: Pick<Config, 'cookieName' | 'cookieDomain' | 'cookieMaxAge' | 'optoutCookieName'>): CookieSettings {
+export function cookieSettings(
+  c: Pick<Config, 'cookieName' | 'cookieDomain' | 'cookieMaxAge' | 'optoutCookieName'>,
+): CookieSettings {
   return { name: c.cookieName, domain: c.cookieDomain, maxAgeSeconds: c.cookieMaxAge, optoutName: c.optoutCookieName };
 }
 

@@ -53,7 +53,8 @@ export class GraphWriter implements ProfileGraph {
   ) {
     this.links = new Links(store.links as Database<unknown, string>);
     const start = aliasKey('');
-    for (const key of store.idmap.getKeys({ start, end: `${start}\uffff`, snapshot: false })) this.merged.add((key as string).slice(start.length));
+    for (const key of store.idmap.getKeys({ start, end: `${start}\uffff`, snapshot: false }))
+      this.merged.add((key as string).slice(start.length));
   }
 
   /** Nonzero when some segd uid was merged into another profile (callers skip profileOf at 0). */
@@ -138,7 +139,7 @@ export class GraphWriter implements ProfileGraph {
    */
   unlink(target: ForgetTarget): Unlinked {
     const { idmap, syncs } = this.store;
-    const uid = target.uid !== undefined ? this.profileOf(target.uid) : idmap.get(target.key!) ?? null;
+    const uid = target.uid !== undefined ? this.profileOf(target.uid) : (idmap.get(target.key!) ?? null);
     const linked = uid !== null ? this.links.list(uid) : [];
     const keys = target.key !== undefined && !linked.includes(target.key) ? [...linked, target.key] : linked;
     const ids: string[] = [];

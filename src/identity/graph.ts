@@ -20,7 +20,10 @@ import type { Suppression } from '../privacy/suppressions.js';
 import type { AuditEntry } from '../privacy/audit.js';
 
 export class IdGraph {
-  constructor(private readonly store: Store, private readonly maxIdBytes = 128) {}
+  constructor(
+    private readonly store: Store,
+    private readonly maxIdBytes = 128,
+  ) {}
 
   /** The segd uid `k` resolves to, or null (unknown, invalid, opted out or deleted). */
   resolve(k: GraphKey): string | null {
@@ -56,7 +59,13 @@ export class IdGraph {
    */
   knows(uid: string): boolean {
     const s = this.store;
-    return s.members.doesExist(uid) || s.syncs.doesExist(uid) || s.idmap.doesExist(aliasKey(uid)) || s.optout.doesExist(uid) || hasLinks(s.links as Database<unknown, string>, uid);
+    return (
+      s.members.doesExist(uid) ||
+      s.syncs.doesExist(uid) ||
+      s.idmap.doesExist(aliasKey(uid)) ||
+      s.optout.doesExist(uid) ||
+      hasLinks(s.links as Database<unknown, string>, uid)
+    );
   }
 
   /** Whether this uid is already opted out for good (a repeated opt-out writes nothing). */
@@ -68,7 +77,8 @@ export class IdGraph {
   /** The newest `limit` entries of the privacy audit log, newest first. */
   auditTail(limit: number): AuditEntry[] {
     const out: AuditEntry[] = [];
-    for (const { value } of this.store.audit.getRange({ reverse: true, limit, snapshot: false })) out.push(value as AuditEntry);
+    for (const { value } of this.store.audit.getRange({ reverse: true, limit, snapshot: false }))
+      out.push(value as AuditEntry);
     return out;
   }
 

@@ -68,7 +68,8 @@ export function encodeGraphKey(k: GraphKey, maxIdBytes: number): string | { prob
     kind = 'login';
     id = k.login;
   } else return null;
-  if (checkUid(id, maxIdBytes) !== null) return { problem: `the id must be 1..${maxIdBytes} UTF-8 bytes with no control characters` };
+  if (checkUid(id, maxIdBytes) !== null)
+    return { problem: `the id must be 1..${maxIdBytes} UTF-8 bytes with no control characters` };
   return kind + SEP + source + SEP + id;
 }
 

@@ -57,7 +57,8 @@ export class Links {
     this.migrate(uid);
     const skip = uid.length + 1;
     const out: string[] = [];
-    for (const k of this.db.getKeys({ ...range(uid, `p${SEP}${partner}${SEP}`), snapshot: false })) out.push((k as string).slice(skip));
+    for (const k of this.db.getKeys({ ...range(uid, `p${SEP}${partner}${SEP}`), snapshot: false }))
+      out.push((k as string).slice(skip));
     return out;
   }
 

@@ -19,7 +19,16 @@ export function sign(key: string, partner: string, puid: string, ts: number, uid
 export type SignatureCheck = 'ok' | 'missing' | 'stale' | 'bad' | 'no_uid';
 
 /** `uid`: the segd uid of the browser's cookie (null = none: a signed callback needs one). */
-export function checkSignature(key: string, partner: string, puid: string, tsParam: string, sig: string, nowSec: number, windowSeconds: number, uid: string | null): SignatureCheck {
+export function checkSignature(
+  key: string,
+  partner: string,
+  puid: string,
+  tsParam: string,
+  sig: string,
+  nowSec: number,
+  windowSeconds: number,
+  uid: string | null,
+): SignatureCheck {
   if (!tsParam || !sig) return 'missing';
   if (!/^\d{1,12}$/.test(tsParam)) return 'bad';
   const ts = Number(tsParam);

@@ -39,6 +39,9 @@ export const FRAME_CSP = `default-src 'none'; script-src 'sha256-${RUNNER_HASH}'
 /** The frame page holding `list`. */
 export function frameHtml(list: Array<{ url: string; type: string }>): string {
   // JSON inside a script element: escape what could end the element.
-  const data = JSON.stringify(list).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+  const data = JSON.stringify(list)
+    .replace(/</g, '\\u003c')
+    .replace(/\u2028/g, '\\u2028')
+    .replace(/\u2029/g, '\\u2029');
   return `<!doctype html><meta charset="utf-8"><title>sync</title><body><script type="application/json" id="s">${data}</script><script>${RUNNER}</script></body>\n`;
 }

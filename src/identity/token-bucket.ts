@@ -5,7 +5,11 @@ export class TokenBucket {
   private tokens: number;
   private at: number;
 
-  constructor(private readonly rate: number, private readonly burst: number, private readonly now: () => number = () => performance.now() / 1000) {
+  constructor(
+    private readonly rate: number,
+    private readonly burst: number,
+    private readonly now: () => number = () => performance.now() / 1000,
+  ) {
     this.tokens = burst;
     this.at = now();
   }

@@ -7,7 +7,15 @@ import { basename, dirname } from 'node:path';
 import type { Store } from '../store/env.js';
 import { nowSeconds } from '../lookup/segments.js';
 import { readLines, GzipRatioError } from './lines.js';
-import { parseLineBytes, parseCsvLine, isCsvHeader, toChange, rejectReason, type Change, type RecordLimits } from './records.js';
+import {
+  parseLineBytes,
+  parseCsvLine,
+  isCsvHeader,
+  toChange,
+  rejectReason,
+  type Change,
+  type RecordLimits,
+} from './records.js';
 import { readMsgpackRecords } from './msgpack-records.js';
 import type { Writer } from './writer.js';
 import { RejectLog, type Reject } from './reject-log.js';
@@ -57,15 +65,28 @@ export type { Reject } from './reject-log.js';
 
 const MAX_REJECT_SNIPPET = 200;
 
-export async function importFile(store: Store, writer: Writer, path: string, opts: ImportOptions): Promise<ImportSummary> {
+export async function importFile(
+  store: Store,
+  writer: Writer,
+  path: string,
+  opts: ImportOptions,
+): Promise<ImportSummary> {
   const t0 = performance.now();
   const { size, mtimeMs } = await stat(path);
   const name = basename(path);
   const prev = store.meta.get(opts.checkpointKey) as FileCheckpoint | undefined;
   const resume = prev && prev.file === name && prev.size === size && prev.mtimeMs === mtimeMs ? prev : undefined;
   const summary: ImportSummary = {
-    file: name, bytes: resume?.offset ?? 0, size, applied: 0, stale: 0, rejected: 0,
-    lines: 0, memberships: 0, ms: 0, resumedFrom: resume?.offset ?? 0,
+    file: name,
+    bytes: resume?.offset ?? 0,
+    size,
+    applied: 0,
+    stale: 0,
+    rejected: 0,
+    lines: 0,
+    memberships: 0,
+    ms: 0,
+    resumedFrom: resume?.offset ?? 0,
   };
   if (resume?.done) {
     summary.ms = performance.now() - t0;
@@ -168,55 +189,84 @@ export async function readFeed(
   let lastLine = from.line;
   try {
     if (/\.msgpack(\.gz)?$/.test(name)) {
-      const r = await readMsgpackRecords(path, from.offset, from.line, opts.maxLineBytes, {
-        record(value, no, next) {
-          lastOffset = next;
-          lastLine = no;
-          let ch: Change;
-          try {
-            ch = toChange(value, now(), opts.maxUidBytes);
-          } catch (err) {
-            sink.reject(no, next, rejectReason(err));
-            return;
-          }
-          sink.change(ch, no, next);
+      const r = await readMsgpackRecords(
+        path,
+        from.offset,
+        from.line,
+        opts.maxLineBytes,
+        {
+          record(value, no, next) {
+            lastOffset = next;
+            lastLine = no;
+            let ch: Change;
+            try {
+              ch = toChange(value, now(), opts.maxUidBytes);
+            } catch (err) {
+              sink.reject(no, next, rejectReason(err));
+              return;
+            }
+            sink.change(ch, no, next);
+          },
+          undecodable(no, next, reason) {
+            lastOffset = next;
+            lastLine = no;
+            sink.reject(no, next, reason);
+          },
+          broken: (no, reason) => (sink.broken ?? sink.reject).call(sink, no, lastOffset, reason),
+          chunkDone: () => sink.chunkDone(),
         },
-        undecodable(no, next, reason) {
-          lastOffset = next;
-          lastLine = no;
-          sink.reject(no, next, reason);
-        },
-        broken: (no, reason) => (sink.broken ?? sink.reject).call(sink, no, lastOffset, reason),
-        chunkDone: () => sink.chunkDone(),
-      }, opts.maxGzipRatio);
+        opts.maxGzipRatio,
+      );
       return { bytes: r.bytes, lines: r.records };
     }
-    return await readLines(path, from.offset, from.line, opts.maxLineBytes, {
-      line(buf, start, end, lineNo, next) {
-        lastOffset = next;
-        lastLine = lineNo;
-        if (end === start) return sink.skip(lineNo, next); // blank lines are allowed
-        const bytes = buf.subarray(start, end);
-        if (csv && lineNo === 1 && isCsvHeader(bytes)) return sink.skip(lineNo, next);
-        const parsed = csv ? parseCsvLine(bytes, now(), opts.maxUidBytes) : parseLineBytes(bytes, now(), opts.maxUidBytes);
-        if (typeof parsed !== 'string') return sink.change(parsed, lineNo, next);
-        const record = parsed === 'invalid UTF-8' ? undefined : buf.toString('utf8', start, Math.min(end, start + MAX_REJECT_SNIPPET));
-        sink.reject(lineNo, next, parsed, record);
+    return await readLines(
+      path,
+      from.offset,
+      from.line,
+      opts.maxLineBytes,
+      {
+        line(buf, start, end, lineNo, next) {
+          lastOffset = next;
+          lastLine = lineNo;
+          if (end === start) return sink.skip(lineNo, next); // blank lines are allowed
+          const bytes = buf.subarray(start, end);
+          if (csv && lineNo === 1 && isCsvHeader(bytes)) return sink.skip(lineNo, next);
+          const parsed = csv
+            ? parseCsvLine(bytes, now(), opts.maxUidBytes)
+            : parseLineBytes(bytes, now(), opts.maxUidBytes);
+          if (typeof parsed !== 'string') return sink.change(parsed, lineNo, next);
+          const record =
+            parsed === 'invalid UTF-8'
+              ? undefined
+              : buf.toString('utf8', start, Math.min(end, start + MAX_REJECT_SNIPPET));
+          sink.reject(lineNo, next, parsed, record);
+        },
+        tooLong(lineNo, next) {
+          lastOffset = next;
+          lastLine = lineNo;
+          sink.reject(lineNo, next, `line longer than ${opts.maxLineBytes} bytes`);
+        },
+        chunkDone: () => sink.chunkDone(),
       },
-      tooLong(lineNo, next) {
-        lastOffset = next;
-        lastLine = lineNo;
-        sink.reject(lineNo, next, `line longer than ${opts.maxLineBytes} bytes`);
-      },
-      chunkDone: () => sink.chunkDone(),
-    }, opts.maxGzipRatio);
+      opts.maxGzipRatio,
+    );
   } catch (err) {
     if (err instanceof GzipRatioError) {
-      (sink.broken ?? sink.reject).call(sink, lastLine + 1, lastOffset, `${err.message}, after line ${lastLine}; the rest of the file is not applied`);
+      (sink.broken ?? sink.reject).call(
+        sink,
+        lastLine + 1,
+        lastOffset,
+        `${err.message}, after line ${lastLine}; the rest of the file is not applied`,
+      );
       return { bytes: lastOffset, lines: lastLine };
     }
     if (!String((err as NodeJS.ErrnoException).code).startsWith('Z_')) throw err;
-    (sink.broken ?? sink.reject).call(sink, lastLine + 1, lastOffset, `corrupt or truncated gzip after line ${lastLine}: ${(err as Error).message}; the rest of the file is not applied`);
+    (sink.broken ?? sink.reject).call(
+      sink,
+      lastLine + 1,
+      lastOffset,
+      `corrupt or truncated gzip after line ${lastLine}: ${(err as Error).message}; the rest of the file is not applied`,
+    );
     return { bytes: lastOffset, lines: lastLine };
   }
 }

@@ -19,7 +19,16 @@ import type { Writer } from './writer.js';
 import { isSnapshotName, SnapshotError, type SnapshotLoader } from './snapshot.js';
 import { StoreFullError } from '../store/write-failure.js';
 
-export const FEED_EXTENSIONS = ['.ndjson', '.jsonl', '.csv', '.msgpack', '.ndjson.gz', '.jsonl.gz', '.csv.gz', '.msgpack.gz'];
+export const FEED_EXTENSIONS = [
+  '.ndjson',
+  '.jsonl',
+  '.csv',
+  '.msgpack',
+  '.ndjson.gz',
+  '.jsonl.gz',
+  '.csv.gz',
+  '.msgpack.gz',
+];
 export const INBOX_CHECKPOINT = 'ckpt:inbox';
 
 export interface InboxOptions {
@@ -63,7 +72,11 @@ export function isCompleteFeedName(name: string): boolean {
 export class Inbox {
   private scanning: Promise<number> | null = null;
 
-  constructor(private readonly store: Store, private readonly writer: Writer, private readonly opts: InboxOptions) {}
+  constructor(
+    private readonly store: Store,
+    private readonly writer: Writer,
+    private readonly opts: InboxOptions,
+  ) {}
 
   async init(): Promise<void> {
     await mkdir(join(this.opts.dir, 'done'), { recursive: true });
@@ -82,7 +95,10 @@ export class Inbox {
   private async scanOnce(): Promise<number> {
     const { dir, log } = this.opts;
     const entries = await readdir(dir, { withFileTypes: true });
-    const names = entries.filter((e) => e.isFile() && isCompleteFeedName(e.name)).map((e) => e.name).sort();
+    const names = entries
+      .filter((e) => e.isFile() && isCompleteFeedName(e.name))
+      .map((e) => e.name)
+      .sort();
     // A file interrupted by a crash is finished first, whatever its name.
     const cp = this.store.meta.get(INBOX_CHECKPOINT) as FileCheckpoint | undefined;
     if (cp && names.includes(cp.file)) names.sort((a, b) => (a === cp.file ? -1 : b === cp.file ? 1 : 0));
@@ -100,7 +116,11 @@ export class Inbox {
         continue;
       }
       if (attempt.cur.n > (this.opts.maxAttempts ?? 5)) {
-        await this.quarantine(name, attempt.prev?.reason ?? 'the process stopped during each attempt (out of memory or killed)', attempt.prev?.n ?? 0);
+        await this.quarantine(
+          name,
+          attempt.prev?.reason ?? 'the process stopped during each attempt (out of memory or killed)',
+          attempt.prev?.n ?? 0,
+        );
         continue;
       }
       try {
@@ -112,10 +132,17 @@ export class Inbox {
           maxLineBytes: this.opts.maxLineBytes,
           rejectsPath,
           signal: this.opts.signal,
-          onProgress: (p: ImportProgress) => log.debug({ file: name, offset: p.bytes, size: p.size, applied: p.applied, rejected: p.rejected }, 'inbox batch committed'),
+          onProgress: (p: ImportProgress) =>
+            log.debug(
+              { file: name, offset: p.bytes, size: p.size, applied: p.applied, rejected: p.rejected },
+              'inbox batch committed',
+            ),
         };
         const snapshots = this.opts.snapshots;
-        summary = snapshots && isSnapshotName(name) ? await snapshots.load(path, opts) : await importFile(this.store, this.writer, path, opts);
+        summary =
+          snapshots && isSnapshotName(name)
+            ? await snapshots.load(path, opts)
+            : await importFile(this.store, this.writer, path, opts);
       } catch (err) {
         if (this.opts.signal?.aborted) {
           this.saveAttempt(attempt.prev); // not the file's fault
@@ -124,7 +151,10 @@ export class Inbox {
         }
         if (err instanceof SnapshotError) {
           // Refused as a whole (empty, or older than the data set): retrying cannot help.
-          log.error({ file: name, reason: err.message }, 'inbox snapshot refused; moved to done/ with its reason in rejects/');
+          log.error(
+            { file: name, reason: err.message },
+            'inbox snapshot refused; moved to done/ with its reason in rejects/',
+          );
           await appendFile(rejectsPath, JSON.stringify({ line: 0, reason: err.message }) + '\n');
           await rename(path, await freeName(join(dir, 'done'), name));
           this.store.meta.removeSync(INBOX_CHECKPOINT);
@@ -138,7 +168,10 @@ export class Inbox {
           return files;
         }
         const reason = `${(err as Error).name}: ${(err as Error).message}`.slice(0, 500);
-        if (attempt.cur.n >= (this.opts.maxAttempts ?? 5) && attempt.cur.offset === this.checkpointOffset(name, attempt.cur)) {
+        if (
+          attempt.cur.n >= (this.opts.maxAttempts ?? 5) &&
+          attempt.cur.offset === this.checkpointOffset(name, attempt.cur)
+        ) {
           await this.quarantine(name, reason, attempt.cur.n);
           continue;
         }
@@ -154,8 +187,13 @@ export class Inbox {
       files++;
       log.info(
         {
-          file: name, applied: summary.applied, stale: summary.stale, rejected: summary.rejected,
-          memberships: summary.memberships, ms: Math.round(summary.ms), resumedFrom: summary.resumedFrom,
+          file: name,
+          applied: summary.applied,
+          stale: summary.stale,
+          rejected: summary.rejected,
+          memberships: summary.memberships,
+          ms: Math.round(summary.ms),
+          resumedFrom: summary.resumedFrom,
         },
         'inbox file imported',
       );
@@ -169,7 +207,10 @@ export class Inbox {
     const { size, mtimeMs } = await stat(path);
     const offset = this.checkpointOffset(name, { size, mtimeMs });
     const stored = this.store.meta.get(INBOX_ATTEMPT) as Attempt | undefined;
-    const prev = stored && stored.file === name && stored.size === size && stored.mtimeMs === mtimeMs && stored.offset === offset ? stored : undefined;
+    const prev =
+      stored && stored.file === name && stored.size === size && stored.mtimeMs === mtimeMs && stored.offset === offset
+        ? stored
+        : undefined;
     const cur: Attempt = { file: name, size, mtimeMs, offset, n: (prev?.n ?? 0) + 1 };
     if (prev?.reason !== undefined) cur.reason = prev.reason;
     this.saveAttempt(cur);
@@ -187,7 +228,9 @@ export class Inbox {
     // here must not pass for the store having space again.
     if (this.writer.stalled !== null) return;
     try {
-      this.writer.commit(() => (a ? this.store.meta.putSync(INBOX_ATTEMPT, a) : this.store.meta.removeSync(INBOX_ATTEMPT)));
+      this.writer.commit(() =>
+        a ? this.store.meta.putSync(INBOX_ATTEMPT, a) : this.store.meta.removeSync(INBOX_ATTEMPT),
+      );
     } catch (err) {
       // A full store: attempts go uncounted meanwhile (the import itself waits for space).
       if (!(err instanceof StoreFullError)) throw err;
@@ -198,14 +241,20 @@ export class Inbox {
   private async quarantine(name: string, reason: string, attempts: number): Promise<void> {
     const { dir, log } = this.opts;
     const to = await freeName(join(dir, 'failed'), name);
-    await appendFile(join(dir, 'rejects', `${name}.rejects.ndjson`), JSON.stringify({ line: 0, reason: `moved to failed/ after ${attempts} attempts: ${reason}` }) + '\n');
+    await appendFile(
+      join(dir, 'rejects', `${name}.rejects.ndjson`),
+      JSON.stringify({ line: 0, reason: `moved to failed/ after ${attempts} attempts: ${reason}` }) + '\n',
+    );
     await rename(join(dir, name), to);
     const cp = this.store.meta.get(INBOX_CHECKPOINT) as FileCheckpoint | undefined;
     this.writer.commit(() => {
       if (cp?.file === name) this.store.meta.removeSync(INBOX_CHECKPOINT);
       this.store.meta.removeSync(INBOX_ATTEMPT);
     });
-    log.error({ file: name, attempts, reason, to }, 'inbox file quarantined: moved to failed/ after failing repeatedly');
+    log.error(
+      { file: name, attempts, reason, to },
+      'inbox file quarantined: moved to failed/ after failing repeatedly',
+    );
     this.opts.onQuarantine?.(name, reason);
   }
 }

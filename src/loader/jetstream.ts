@@ -17,7 +17,15 @@
 // batch in hand the connection is closed, which fails every request still
 // waiting for an answer. A lost ack costs nothing: the redelivery is skipped.
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy, type Consumer, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import {
+  jetstream,
+  jetstreamManager,
+  AckPolicy,
+  DeliverPolicy,
+  type Consumer,
+  type ConsumerMessages,
+  type JsMsg,
+} from '@nats-io/jetstream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Store } from '../store/env.js';
 import type { Logger } from '../log.js';
@@ -115,7 +123,8 @@ export class JetStreamSource {
       } catch (err) {
         if (this.stopped) break;
         const message = (err as Error).message;
-        if (message !== this.lastError) this.log.warn({ err: message, stream: this.opts.stream }, 'jetstream source: retrying');
+        if (message !== this.lastError)
+          this.log.warn({ err: message, stream: this.opts.stream }, 'jetstream source: retrying');
         this.lastError = message;
         this.consumer = null; // re-resolve after reconnects and server restarts
         this.waitingFor = 'retry backoff';
@@ -128,7 +137,12 @@ export class JetStreamSource {
   /** One connection (the client reconnects by itself); a stop during the connect closes it once made. */
   private async connection(): Promise<NatsConnection> {
     if (this.nc) return this.nc;
-    const connecting = connect({ servers: this.opts.servers, name: `segd ${this.opts.durable}`, maxReconnectAttempts: -1, reconnectTimeWait: 500 });
+    const connecting = connect({
+      servers: this.opts.servers,
+      name: `segd ${this.opts.durable}`,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 500,
+    });
     const halted = new Promise<never>((_, reject) => {
       const onHalt = () => reject(new Error('jetstream source stopped while connecting'));
       if (this.halt.signal.aborted) onHalt();
@@ -144,7 +158,7 @@ export class JetStreamSource {
   private async attach(): Promise<Consumer> {
     const nc = await this.connection();
     const jsm = await jetstreamManager(nc);
-    const resumeAfter = ((this.store.meta.get(this.checkpointKey) as StreamCheckpoint | undefined)?.seq) ?? 0;
+    const resumeAfter = (this.store.meta.get(this.checkpointKey) as StreamCheckpoint | undefined)?.seq ?? 0;
     let delivered: number | null;
     try {
       delivered = (await jsm.consumers.info(this.opts.stream, this.opts.durable)).delivered.stream_seq;
@@ -166,9 +180,14 @@ export class JetStreamSource {
         durable_name: this.opts.durable,
         ack_policy: AckPolicy.All,
         filter_subject: this.opts.subject,
-        ...(resumeAfter > 0 ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: resumeAfter + 1 } : { deliver_policy: DeliverPolicy.All }),
+        ...(resumeAfter > 0
+          ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: resumeAfter + 1 }
+          : { deliver_policy: DeliverPolicy.All }),
       });
-      this.log.info({ stream: this.opts.stream, durable: this.opts.durable, subject: this.opts.subject, from: resumeAfter + 1 }, 'jetstream consumer created');
+      this.log.info(
+        { stream: this.opts.stream, durable: this.opts.durable, subject: this.opts.subject, from: resumeAfter + 1 },
+        'jetstream consumer created',
+      );
     }
     this.consumer = await jetstream(nc).consumers.get(this.opts.stream, this.opts.durable);
     this.log.info({ stream: this.opts.stream, durable: this.opts.durable, resumeAfter }, 'jetstream source attached');
@@ -184,7 +203,7 @@ export class JetStreamSource {
     this.fetching = null;
     if (msgs.length === 0) return 0;
     const now = nowSeconds();
-    const done = ((this.store.meta.get(this.checkpointKey) as StreamCheckpoint | undefined)?.seq) ?? 0;
+    const done = (this.store.meta.get(this.checkpointKey) as StreamCheckpoint | undefined)?.seq ?? 0;
     const changes: Change[] = [];
     const stats: JetStreamStats = { applied: 0, stale: 0, rejected: 0, skipped: 0 };
     let last = done;
@@ -207,11 +226,17 @@ export class JetStreamSource {
       for (const c of parsed.changes) changes.push(c);
       if (parsed.rejects.length) {
         stats.rejected += parsed.rejects.length;
-        this.log.warn({ seq, subject: m.subject, rejects: parsed.rejects.slice(0, 5) }, 'jetstream message rejected (acked, not retried)');
+        this.log.warn(
+          { seq, subject: m.subject, rejects: parsed.rejects.slice(0, 5) },
+          'jetstream message rejected (acked, not retried)',
+        );
       }
     }
     if (last > done) {
-      const r = this.writer.apply(changes, now, { key: this.checkpointKey, value: { seq: last, at: now } satisfies StreamCheckpoint });
+      const r = this.writer.apply(changes, now, {
+        key: this.checkpointKey,
+        value: { seq: last, at: now } satisfies StreamCheckpoint,
+      });
       stats.applied = r.applied;
       stats.stale = r.stale;
     }

@@ -8,7 +8,11 @@ export class KnownSegments {
   readonly limits: RecordLimits;
   private readonly ids = new Set<number>();
 
-  constructor(private readonly store: Store, maxUidBytes: number, unknownSegments: 'accept' | 'reject') {
+  constructor(
+    private readonly store: Store,
+    maxUidBytes: number,
+    unknownSegments: 'accept' | 'reject',
+  ) {
     this.limits = recordLimits(maxUidBytes, unknownSegments, this.ids);
     this.refresh();
   }

@@ -28,7 +28,11 @@ async function plainSource(path: string, offset: number): Promise<ByteSource> {
 }
 
 /** A file's bytes from `offset` (uncompressed bytes for `.gz`, bounded by `maxGzipRatio`: see gzipSource). */
-export async function openBytes(path: string, offset: number, maxGzipRatio = DEFAULT_MAX_GZIP_RATIO): Promise<ByteSource> {
+export async function openBytes(
+  path: string,
+  offset: number,
+  maxGzipRatio = DEFAULT_MAX_GZIP_RATIO,
+): Promise<ByteSource> {
   return path.endsWith('.gz') ? gzipSource(path, offset, maxGzipRatio) : plainSource(path, offset);
 }
 
@@ -66,7 +70,9 @@ function gzipSource(path: string, offset: number, maxRatio: number): ByteSource 
         pending = next.value;
         inflated += pending.length;
         if (inflated > compressed * maxRatio + GZIP_SLACK) {
-          throw new GzipRatioError(`gzip expands more than ${maxRatio}× its compressed size (SEGD_MAX_GZIP_RATIO), at uncompressed byte ${inflated}`);
+          throw new GzipRatioError(
+            `gzip expands more than ${maxRatio}× its compressed size (SEGD_MAX_GZIP_RATIO), at uncompressed byte ${inflated}`,
+          );
         }
         if (skip > 0) {
           const n = Math.min(skip, pending.length);

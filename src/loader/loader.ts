@@ -72,7 +72,10 @@ export class Loader {
         store,
         this.writer,
         {
-          servers: config.natsUrl.split(',').map((s) => s.trim()).filter(Boolean),
+          servers: config.natsUrl
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean),
           stream: config.natsStream,
           subject: config.natsSubject,
           durable: config.natsDurable,
@@ -119,7 +122,8 @@ export class Loader {
         this.writer.suppressed.expire(nowSeconds(), (fn) => this.writer.commit(fn));
       } catch (err) {
         // A full store is already reported (stall state, log); these retry on the next tick.
-        if (!(err instanceof StoreFullError)) this.log.error({ err }, 'expiring idempotency keys or suppressions failed');
+        if (!(err instanceof StoreFullError))
+          this.log.error({ err }, 'expiring idempotency keys or suppressions failed');
       }
       this.sweeping = this.sweeper
         .pass()
@@ -174,13 +178,19 @@ export class Loader {
   private async seed(): Promise<void> {
     const path = this.config.seed;
     if (!path) return;
-    const s = await importSeed(this.store, this.writer, path, {
-      batchSize: this.config.loaderBatchSize,
-      maxUidBytes: this.limits,
-      maxLineBytes: this.config.maxLineBytes,
-      maxGzipRatio: this.config.maxGzipRatio,
-      signal: this.abort.signal,
-    }, this.log);
+    const s = await importSeed(
+      this.store,
+      this.writer,
+      path,
+      {
+        batchSize: this.config.loaderBatchSize,
+        maxUidBytes: this.limits,
+        maxLineBytes: this.config.maxLineBytes,
+        maxGzipRatio: this.config.maxGzipRatio,
+        signal: this.abort.signal,
+      },
+      this.log,
+    );
     if (s !== null) this.count('seed', s);
   }
 

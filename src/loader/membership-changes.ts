@@ -123,7 +123,10 @@ export class MembershipChanges {
         this.expiry.lower(nextExpiry);
         counts.write();
         if (checkpoint) {
-          const v = typeof checkpoint.value === 'function' ? (checkpoint.value as (r: BatchResult) => unknown)(result) : checkpoint.value;
+          const v =
+            typeof checkpoint.value === 'function'
+              ? (checkpoint.value as (r: BatchResult) => unknown)(result)
+              : checkpoint.value;
           meta.putSync(checkpoint.key, v);
         }
         meta.putSync('writes', ((meta.get('writes') as number | undefined) ?? 0) + 1);

@@ -119,7 +119,8 @@ export function recordEnd(buf: Uint8Array, at: number): number {
     else if (t === 0xcd || t === 0xd1) body = 2;
     else if (t === 0xce || t === 0xd2) body = 4;
     else if (t === 0xcf || t === 0xd3) body = 8;
-    else if (t >= 0xd4 && t <= 0xd8) body = 1 + (1 << (t - 0xd4)); // fixext: type byte + 1..16
+    else if (t >= 0xd4 && t <= 0xd8)
+      body = 1 + (1 << (t - 0xd4)); // fixext: type byte + 1..16
     else if (t === 0xdc || t === 0xde) {
       if (!need(2)) return INCOMPLETE;
       head = 3;

@@ -44,7 +44,10 @@ export async function readMsgpackRecords(
       });
       const consumed = end.kind === 'done' ? buf.length : end.at;
       if (end.kind === 'malformed' || (end.kind === 'incomplete' && buf.length - consumed > maxRecordBytes)) {
-        const why = end.kind === 'malformed' ? `malformed msgpack at byte ${base + consumed}: ${end.reason}` : `msgpack record at byte ${base + consumed} is longer than ${maxRecordBytes} bytes`;
+        const why =
+          end.kind === 'malformed'
+            ? `malformed msgpack at byte ${base + consumed}: ${end.reason}`
+            : `msgpack record at byte ${base + consumed} is longer than ${maxRecordBytes} bytes`;
         sink.broken(n + 1, `${why}; the rest of the file is not applied`);
         await sink.chunkDone?.(base + consumed);
         return { bytes: consumed + base - startOffset, records: n - startRecord };

@@ -35,7 +35,10 @@ export function preview(v: unknown, max = 40): string {
       for (const k in x) {
         if (!Object.prototype.hasOwnProperty.call(x, k)) continue;
         if (n > 0) entries.push({ text: ',' });
-        entries.push({ text: `${JSON.stringify(k.length > max ? k.slice(0, max) : k)}:` }, { value: (x as Record<string, unknown>)[k] });
+        entries.push(
+          { text: `${JSON.stringify(k.length > max ? k.slice(0, max) : k)}:` },
+          { value: (x as Record<string, unknown>)[k] },
+        );
         if (++n > max) break;
       }
       todo.push({ text: '}' });

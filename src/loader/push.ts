@@ -73,8 +73,10 @@ export function parseMsgpack(body: Buffer, nowSec: number, maxUidBytes: RecordLi
       out.rejects.push({ line: ++n, reason });
     },
   });
-  if (end.kind === 'incomplete') out.rejects.push({ line: n + 1, reason: `truncated msgpack record at byte ${end.at}` });
-  else if (end.kind === 'malformed') out.rejects.push({ line: n + 1, reason: `malformed msgpack at byte ${end.at}: ${end.reason}` });
+  if (end.kind === 'incomplete')
+    out.rejects.push({ line: n + 1, reason: `truncated msgpack record at byte ${end.at}` });
+  else if (end.kind === 'malformed')
+    out.rejects.push({ line: n + 1, reason: `malformed msgpack at byte ${end.at}: ${end.reason}` });
   return out;
 }
 
@@ -118,15 +120,30 @@ export const IDEMPOTENCY_SECONDS = 86_400;
  * Synchronous, so the check and the write cannot interleave with another
  * writer call.
  */
-function applyPush(store: Store, writer: Writer, req: PushRequest, nowSec: number, maxUidBytes: RecordLimits, maxListed: number): PushAnswer {
+function applyPush(
+  store: Store,
+  writer: Writer,
+  req: PushRequest,
+  nowSec: number,
+  maxUidBytes: RecordLimits,
+  maxListed: number,
+): PushAnswer {
   const body = Buffer.from(req.body);
   const idem = req.idempotencyKey ? `${IDEM_PREFIX}${req.caller}:${req.idempotencyKey}` : undefined;
   const digest = idem ? createHash('sha256').update(body).digest('base64') : '';
   if (idem) {
     const prev = store.meta.get(idem) as StoredPush | undefined;
     if (prev && prev.at + IDEMPOTENCY_SECONDS > nowSec) {
-      if (prev.digest !== digest) return { applied: 0, stale: 0, rejected: 0, replay: false, conflict: true, rejects: [] };
-      return { applied: prev.applied, stale: prev.stale, rejected: prev.rejected, replay: true, conflict: false, rejects: [] };
+      if (prev.digest !== digest)
+        return { applied: 0, stale: 0, rejected: 0, replay: false, conflict: true, rejects: [] };
+      return {
+        applied: prev.applied,
+        stale: prev.stale,
+        rejected: prev.rejected,
+        replay: true,
+        conflict: false,
+        rejects: [],
+      };
     }
   }
   const parsed = (req.format === 'ndjson' ? parseNdjson : parseMsgpack)(body, nowSec, maxUidBytes);
@@ -136,7 +153,12 @@ function applyPush(store: Store, writer: Writer, req: PushRequest, nowSec: numbe
   const res = writer.apply(
     parsed.changes,
     nowSec,
-    idem ? { key: idem, value: (r: BatchResult): StoredPush => ({ applied: r.applied, stale: r.stale, rejected, at: nowSec, digest }) } : undefined,
+    idem
+      ? {
+          key: idem,
+          value: (r: BatchResult): StoredPush => ({ applied: r.applied, stale: r.stale, rejected, at: nowSec, digest }),
+        }
+      : undefined,
   );
   return { applied: res.applied, stale: res.stale, rejected, replay: false, conflict: false, rejects };
 }
@@ -144,7 +166,11 @@ function applyPush(store: Store, writer: Writer, req: PushRequest, nowSec: numbe
 /** Forgets idempotency keys older than IDEMPOTENCY_SECONDS; returns how many. */
 function expireIdempotencyKeys(store: Store, writer: Writer, nowSec: number): number {
   const old: string[] = [];
-  for (const { key, value } of store.meta.getRange({ start: IDEM_PREFIX, end: `${IDEM_PREFIX}\uffff`, snapshot: false })) {
+  for (const { key, value } of store.meta.getRange({
+    start: IDEM_PREFIX,
+    end: `${IDEM_PREFIX}\uffff`,
+    snapshot: false,
+  })) {
     if ((value as StoredPush).at + IDEMPOTENCY_SECONDS <= nowSec) old.push(key as string);
   }
   if (old.length) writer.commit(() => old.forEach((k) => store.meta.removeSync(k)));

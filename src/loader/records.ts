@@ -54,16 +54,22 @@ export function taxonomyIds(store: Store, into: Set<number>): Set<number> {
   return into;
 }
 
-export function recordLimits(maxUidBytes: number, unknownSegments: 'accept' | 'reject', known: ReadonlySet<number>): RecordLimits {
+export function recordLimits(
+  maxUidBytes: number,
+  unknownSegments: 'accept' | 'reject',
+  known: ReadonlySet<number>,
+): RecordLimits {
   return unknownSegments === 'reject' ? { maxUidBytes, knownSegment: (id) => known.has(id) } : maxUidBytes;
 }
 
-const isU32 = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= MAX_SEGMENT_ID;
+const isU32 = (n: unknown): n is number =>
+  typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= MAX_SEGMENT_ID;
 
 /** Validates a decoded record (from JSON or msgpack). Throws RecordError with the reason. */
 export function toChange(rec: unknown, nowSec: number, limits: RecordLimits): Change {
   const maxUidBytes = typeof limits === 'number' ? limits : limits.maxUidBytes;
-  if (rec === null || typeof rec !== 'object' || Array.isArray(rec)) throw new RecordError('record must be a JSON object');
+  if (rec === null || typeof rec !== 'object' || Array.isArray(rec))
+    throw new RecordError('record must be a JSON object');
   const r = rec as Record<string, unknown>;
   const op = r.op;
   if (typeof op !== 'string' || !(OPS as readonly string[]).includes(op)) {
@@ -94,7 +100,8 @@ export function toChange(rec: unknown, nowSec: number, limits: RecordLimits): Ch
     if (segs !== undefined && !Array.isArray(segs)) throw new RecordError('"segments" must be an array');
   } else {
     if (!Array.isArray(segs)) throw new RecordError(`"segments" must be an array for op "${op}"`);
-    if (segs.length > MAX_SEGMENTS_PER_RECORD) throw new RecordError(`more than ${MAX_SEGMENTS_PER_RECORD} segments in one record`);
+    if (segs.length > MAX_SEGMENTS_PER_RECORD)
+      throw new RecordError(`more than ${MAX_SEGMENTS_PER_RECORD} segments in one record`);
     for (let i = 0; i < segs.length; i++) {
       const s = segs[i];
       if (isU32(s)) {
@@ -102,11 +109,14 @@ export function toChange(rec: unknown, nowSec: number, limits: RecordLimits): Ch
         ttls.push(0);
       } else if (s !== null && typeof s === 'object' && !Array.isArray(s)) {
         const o = s as Record<string, unknown>;
-        if (!isU32(o.id)) throw new RecordError(`segments[${i}].id must be an integer 0..${MAX_SEGMENT_ID}; got ${short(o.id)}`);
+        if (!isU32(o.id))
+          throw new RecordError(`segments[${i}].id must be an integer 0..${MAX_SEGMENT_ID}; got ${short(o.id)}`);
         let ttl = 0;
         if (o.ttl !== undefined) {
           if (typeof o.ttl !== 'number' || !Number.isInteger(o.ttl) || o.ttl <= 0 || o.ttl > MAX_TTL_SECONDS) {
-            throw new RecordError(`segments[${i}].ttl must be whole seconds 1..${MAX_TTL_SECONDS}; got ${short(o.ttl)}`);
+            throw new RecordError(
+              `segments[${i}].ttl must be whole seconds 1..${MAX_TTL_SECONDS}; got ${short(o.ttl)}`,
+            );
           }
           ttl = o.ttl;
         }
@@ -114,14 +124,19 @@ export function toChange(rec: unknown, nowSec: number, limits: RecordLimits): Ch
         ids.push(o.id);
         ttls.push(ttl);
       } else {
-        throw new RecordError(`segments[${i}] must be an integer 0..${MAX_SEGMENT_ID} or {"id":…,"ttl":…}; got ${short(s)}`);
+        throw new RecordError(
+          `segments[${i}] must be an integer 0..${MAX_SEGMENT_ID} or {"id":…,"ttl":…}; got ${short(s)}`,
+        );
       }
     }
   }
   // Refusing unknown ids is for what is added; removing one is harmless.
   if (typeof limits !== 'number' && (op === 'add' || op === 'replace')) {
     const unknown = ids.filter((id) => !limits.knownSegment(id));
-    if (unknown.length) throw new RecordError(`segment${unknown.length > 1 ? 's' : ''} ${unknown.slice(0, 5).join(', ')} not in the taxonomy (SEGD_UNKNOWN_SEGMENTS=reject)`);
+    if (unknown.length)
+      throw new RecordError(
+        `segment${unknown.length > 1 ? 's' : ''} ${unknown.slice(0, 5).join(', ')} not in the taxonomy (SEGD_UNKNOWN_SEGMENTS=reject)`,
+      );
   }
   return { op: op as Op, uid: r.uid as string, ids, ttls, ts };
 }
@@ -201,7 +216,11 @@ export function parseCsvLine(line: Uint8Array, nowSec: number, maxUidBytes: Reco
 
 /** A first line naming the columns rather than holding data. */
 export function isCsvHeader(line: Uint8Array): boolean {
-  const t = Buffer.from(line.buffer, line.byteOffset, line.byteLength).toString('utf8').replace(/^\uFEFF/, '').trim().toLowerCase();
+  const t = Buffer.from(line.buffer, line.byteOffset, line.byteLength)
+    .toString('utf8')
+    .replace(/^\uFEFF/, '')
+    .trim()
+    .toLowerCase();
   return t === 'uid,segments' || t === 'uid,segment_ids';
 }
 
@@ -217,8 +236,13 @@ function toMatch(r: Record<string, unknown>, uid: string, nowSec: number, maxUid
   let k: GraphKey | null = null;
   if (r.partner !== undefined || r.puid !== undefined) k = { partner: str(r.partner) ?? '', puid: str(r.puid) ?? '' };
   else if (r.ifa !== undefined) k = { ifa: str(r.ifa) ?? '' };
-  else if (r.eid_source !== undefined || r.eid !== undefined) k = { eidSource: str(r.eid_source) ?? '', eid: str(r.eid) ?? '' };
-  else if (r.login !== undefined) k = { login: str(r.login) ?? '', loginSource: r.login_source === undefined ? undefined : str(r.login_source) ?? '' };
+  else if (r.eid_source !== undefined || r.eid !== undefined)
+    k = { eidSource: str(r.eid_source) ?? '', eid: str(r.eid) ?? '' };
+  else if (r.login !== undefined)
+    k = {
+      login: str(r.login) ?? '',
+      loginSource: r.login_source === undefined ? undefined : (str(r.login_source) ?? ''),
+    };
   if (k === null) throw new RecordError('a match needs "partner"+"puid", "ifa", "eid_source"+"eid" or "login"');
   const key = encodeGraphKey(k, maxUidBytes);
   if (key === null || typeof key !== 'string') throw new RecordError(`bad match id: ${key?.problem ?? 'unknown'}`);
@@ -236,6 +260,9 @@ const short = (v: unknown): string => preview(v, 40);
 export function rejectReason(err: unknown): string {
   if (err instanceof RecordError) return err.message;
   const e = err as { name?: unknown; message?: unknown } | null;
-  const what = e !== null && typeof e === 'object' && typeof e.message === 'string' ? `${String(e.name)}: ${e.message}` : String(err);
+  const what =
+    e !== null && typeof e === 'object' && typeof e.message === 'string'
+      ? `${String(e.name)}: ${e.message}`
+      : String(err);
   return `cannot be read (${what.slice(0, 200)})`;
 }

@@ -18,7 +18,10 @@ export class RejectLog {
   private listed = 0;
   private unlisted = 0;
 
-  constructor(private readonly path: string | undefined, private readonly max = MAX_LISTED_REJECTS) {}
+  constructor(
+    private readonly path: string | undefined,
+    private readonly max = MAX_LISTED_REJECTS,
+  ) {}
 
   add(r: Reject): void {
     if (this.listed + this.pending.length < this.max) this.pending.push(r);
@@ -37,7 +40,11 @@ export class RejectLog {
   async finish(): Promise<void> {
     await this.flush();
     if (this.unlisted > 0 && this.path) {
-      await appendFile(this.path, JSON.stringify({ line: 0, reason: `${this.unlisted} more rejects not listed (at most ${this.max} are)` }) + '\n');
+      await appendFile(
+        this.path,
+        JSON.stringify({ line: 0, reason: `${this.unlisted} more rejects not listed (at most ${this.max} are)` }) +
+          '\n',
+      );
     }
     this.unlisted = 0;
   }

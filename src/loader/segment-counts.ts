@@ -36,7 +36,7 @@ export class SegmentCounts {
     const { db, cache, written } = this;
     for (const [id, d] of this.delta) {
       if (d === 0) continue;
-      const c = (cache.get(id) ?? ((db.get(id) as number | undefined) ?? 0)) + d;
+      const c = (cache.get(id) ?? (db.get(id) as number | undefined) ?? 0) + d;
       written.set(id, c);
       if (c > 0) db.putSync(id, c);
       else db.removeSync(id);

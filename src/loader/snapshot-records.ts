@@ -34,7 +34,8 @@ export class SnapshotRecords {
     const i = this.uids.length;
     if (i === this.ts.length) this.grow();
     const n = ch.ids.length;
-    while (this.used + 2 * n > this.pairs.length) this.pairs = grown(this.pairs, new Uint32Array(this.pairs.length * 2));
+    while (this.used + 2 * n > this.pairs.length)
+      this.pairs = grown(this.pairs, new Uint32Array(this.pairs.length * 2));
     this.uids.push(ch.uid);
     this.uidChars += ch.uid.length;
     this.ts[i] = ch.ts;
@@ -107,7 +108,13 @@ export class SnapshotRecords {
     for (let r = 0; r < count; r++) {
       const exp = out.readUInt32LE(HEADER_BYTES + r * PAIR_BYTES + 4);
       if (exp !== 0 && exp <= now) continue;
-      if (w !== r) out.copy(out, HEADER_BYTES + w * PAIR_BYTES, HEADER_BYTES + r * PAIR_BYTES, HEADER_BYTES + (r + 1) * PAIR_BYTES);
+      if (w !== r)
+        out.copy(
+          out,
+          HEADER_BYTES + w * PAIR_BYTES,
+          HEADER_BYTES + r * PAIR_BYTES,
+          HEADER_BYTES + (r + 1) * PAIR_BYTES,
+        );
       w++;
     }
     return HEADER_BYTES + w * PAIR_BYTES;
@@ -162,7 +169,10 @@ export function sortedOrder(uids: readonly string[], cmp: (a: string, b: string)
 export class SortedRecords {
   readonly order: Uint32Array;
 
-  constructor(readonly recs: SnapshotRecords, private readonly cmp: (a: string, b: string) => number) {
+  constructor(
+    readonly recs: SnapshotRecords,
+    private readonly cmp: (a: string, b: string) => number,
+  ) {
     const { uids } = recs;
     let sorted = true;
     for (let k = 1; k < uids.length && sorted; k++) if (cmp(uids[k - 1]!, uids[k]!) > 0) sorted = false;

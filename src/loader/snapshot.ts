@@ -39,7 +39,14 @@ import { basename, dirname } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
 import type { Database } from 'lmdb';
 import { GENERATION_KEY, type Store } from '../store/env.js';
-import { decodeMembers, encodeMembers, isValidMembersValue, HEADER_BYTES, PAIR_BYTES, type Membership } from '../store/members.js';
+import {
+  decodeMembers,
+  encodeMembers,
+  isValidMembersValue,
+  HEADER_BYTES,
+  PAIR_BYTES,
+  type Membership,
+} from '../store/members.js';
 import { nowSeconds } from '../lookup/segments.js';
 import type { Writer } from './writer.js';
 import type { ChangeLog } from './transactions.js';
@@ -165,7 +172,11 @@ export class SnapshotLoader {
   private retireTimer: NodeJS.Timeout | null = null;
   private flippedAt = 0;
 
-  constructor(private readonly store: Store, private readonly writer: Writer, private readonly opts: SnapshotOptions = {}) {}
+  constructor(
+    private readonly store: Store,
+    private readonly writer: Writer,
+    private readonly opts: SnapshotOptions = {},
+  ) {}
 
   /** At start-up (nothing reads the inactive generation yet): leftovers of an interrupted snapshot go. */
   clearInactive(): void {
@@ -196,7 +207,16 @@ export class SnapshotLoader {
     const name = basename(path);
     const prev = store.meta.get(opts.checkpointKey) as FileCheckpoint | undefined;
     const summary: ImportSummary = {
-      file: name, bytes: 0, size, applied: 0, stale: 0, rejected: 0, lines: 0, memberships: 0, ms: 0, resumedFrom: 0,
+      file: name,
+      bytes: 0,
+      size,
+      applied: 0,
+      stale: 0,
+      rejected: 0,
+      lines: 0,
+      memberships: 0,
+      ms: 0,
+      resumedFrom: 0,
     };
     if (prev && prev.file === name && prev.size === size && prev.mtimeMs === mtimeMs && prev.done) {
       summary.bytes = size;
@@ -205,7 +225,10 @@ export class SnapshotLoader {
     // While the store is full, a snapshot (re-read whole on every retry) waits until there is
     // at least its file's size free; smaller work (a push) is what probes for space meanwhile.
     if (writer.stalled !== null && freeBytes(store.path) < size) {
-      throw new StoreFullError(writer.stalled, new Error(`${freeBytes(store.path)} bytes free, snapshot file is ${size}`));
+      throw new StoreFullError(
+        writer.stalled,
+        new Error(`${freeBytes(store.path)} bytes free, snapshot file is ${size}`),
+      );
     }
     // Readers of the generation retired by the last flip must be gone before it is emptied.
     const wait = this.flippedAt + RETIRE_AFTER_MS - Date.now();
@@ -230,7 +253,12 @@ export class SnapshotLoader {
   }
 
   /** 1. Reads and validates the whole file into memory, in uid order; throws SnapshotError when it is refused whole. */
-  private async readRecords(path: string, name: string, opts: ImportOptions, summary: ImportSummary): Promise<ReadSnapshot> {
+  private async readRecords(
+    path: string,
+    name: string,
+    opts: ImportOptions,
+    summary: ImportSummary,
+  ): Promise<ReadSnapshot> {
     const { writer } = this;
     // Rejects are written as found: a restart truncates and rewrites them.
     if (opts.rejectsPath) {
@@ -250,7 +278,10 @@ export class SnapshotLoader {
         lastOffset = next;
         if (ch.op === 'match') {
           // Not a membership set: folded as one it would empty the user's.
-          rejects.add({ line: lineNo, reason: 'a snapshot holds memberships; send "match" records in a delta file or POST /v1/ingest' });
+          rejects.add({
+            line: lineNo,
+            reason: 'a snapshot holds memberships; send "match" records in a delta file or POST /v1/ingest',
+          });
           summary.rejected++;
           return;
         }
@@ -295,14 +326,20 @@ export class SnapshotLoader {
     maxTs = Math.min(maxTs, nowSeconds());
     if (broken !== null) {
       // A snapshot missing its tail would drop every user after the break.
-      throw new SnapshotError(`${name}: cannot be read to the end (${broken}); a partial snapshot is refused whole (the data set is left as it was)`);
+      throw new SnapshotError(
+        `${name}: cannot be read to the end (${broken}); a partial snapshot is refused whole (the data set is left as it was)`,
+      );
     }
     if (recs.length === 0) {
       // An empty or wholly bad upload must not wipe the data set.
-      throw new SnapshotError(`${name}: no valid record; a snapshot with no users is refused (the data set is left as it was)`);
+      throw new SnapshotError(
+        `${name}: no valid record; a snapshot with no users is refused (the data set is left as it was)`,
+      );
     }
     if (maxTs < writer.floorTs) {
-      throw new SnapshotError(`${name}: its newest record (ts ${maxTs}) is older than the snapshot already loaded (ts ${writer.floorTs})`);
+      throw new SnapshotError(
+        `${name}: its newest record (ts ${maxTs}) is older than the snapshot already loaded (ts ${writer.floorTs})`,
+      );
     }
     const cmp = wide ? utf8Order : utf16Order;
     return { sorted: new SortedRecords(recs, cmp), cmp, maxTs, now, read };
@@ -313,7 +350,13 @@ export class SnapshotLoader {
    * (`next`), in key order, appending, in transactions of MERGE_CHUNK users
    * that yield between them. Returns the segment counts of what it wrote.
    */
-  private async merge(next: Database<Buffer, string>, snap: ReadSnapshot, size: number, opts: ImportOptions, summary: ImportSummary): Promise<Map<number, number>> {
+  private async merge(
+    next: Database<Buffer, string>,
+    snap: ReadSnapshot,
+    size: number,
+    opts: ImportOptions,
+    summary: ImportSummary,
+  ): Promise<Map<number, number>> {
     const { store, writer } = this;
     const { sorted, cmp, maxTs, now } = snap;
     const scratch = Buffer.allocUnsafe(HEADER_BYTES + PAIR_BYTES * FAST_PAIRS);
@@ -393,7 +436,14 @@ export class SnapshotLoader {
    * during the load merged again and their changes replayed, segment counts
    * replaced, generation, snapshot ts and the file's checkpoint written.
    */
-  private flip(target: number, snap: ReadSnapshot, counts: Map<number, number>, log: LoadLog, checkpointKey: string, cp: FileCheckpoint): void {
+  private flip(
+    target: number,
+    snap: ReadSnapshot,
+    counts: Map<number, number>,
+    log: LoadLog,
+    checkpointKey: string,
+    cp: FileCheckpoint,
+  ): void {
     const { store, writer } = this;
     const { sorted, maxTs, now, read } = snap;
     const next = store.generations[target]!;
@@ -415,7 +465,12 @@ export class SnapshotLoader {
       // Users changed during the load: merged again from their value before it…
       for (const [uid, b] of log.before) {
         const at = sorted.find(uid);
-        overwrite(uid, this.excluded(uid, now) ? b : decide(b, at === null ? undefined : fold(sorted.changes(at[0], at[1]), now), maxTs));
+        overwrite(
+          uid,
+          this.excluded(uid, now)
+            ? b
+            : decide(b, at === null ? undefined : fold(sorted.changes(at[0], at[1]), now), maxTs),
+        );
       }
       // …then their changes replayed in commit order, by the writer's rules.
       for (const ch of log.changes) {
@@ -438,7 +493,12 @@ export class SnapshotLoader {
       for (const [id, c] of counts) if (c > 0) store.counts.putSync(id, c);
       store.meta.putSync(GENERATION_KEY, target);
       store.meta.putSync(SNAPSHOT_TS_KEY, maxTs);
-      store.meta.putSync(checkpointKey, { ...cp, offset: read.bytes, line: read.lines, done: true } satisfies FileCheckpoint);
+      store.meta.putSync(checkpointKey, {
+        ...cp,
+        offset: read.bytes,
+        line: read.lines,
+        done: true,
+      } satisfies FileCheckpoint);
       store.meta.putSync('writes', ((store.meta.get('writes') as number | undefined) ?? 0) + 1);
       store.meta.putSync('lastCommitAt', Date.now());
     });
@@ -490,4 +550,3 @@ function side(buf: Buffer | undefined): Side | undefined {
   if (buf === undefined || !isValidMembersValue(buf)) return undefined;
   return decodeMembers(buf);
 }
-

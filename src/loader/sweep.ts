@@ -43,7 +43,14 @@ export interface SweepWrites {
  * small transaction. Each value is re-read here, so a change committed since
  * the scan is respected; updatedAt is kept (expiry is not a newer change).
  */
-export function removeExpired(store: Store, tx: Transactions, counts: SegmentCounts, tombstoneSeconds: number, uids: readonly string[], nowSec: number): SweepResult {
+export function removeExpired(
+  store: Store,
+  tx: Transactions,
+  counts: SegmentCounts,
+  tombstoneSeconds: number,
+  uids: readonly string[],
+  nowSec: number,
+): SweepResult {
   const { members, meta } = store;
   const out: SweepResult = { users: 0, removed: 0 };
   counts.begin();
@@ -115,7 +122,11 @@ export interface SweepPass {
 export class Sweeper {
   private stopped = false;
 
-  constructor(private readonly store: Store, private readonly writer: SweepWrites, private readonly log: Logger) {}
+  constructor(
+    private readonly store: Store,
+    private readonly writer: SweepWrites,
+    private readonly log: Logger,
+  ) {}
 
   stop(): void {
     this.stopped = true;

@@ -13,7 +13,10 @@ interface MatchOutcome {
 }
 
 export class SyncMatches {
-  constructor(private readonly writer: Writer, private readonly onBatch?: (outcome: MatchOutcome) => void) {}
+  constructor(
+    private readonly writer: Writer,
+    private readonly onBatch?: (outcome: MatchOutcome) => void,
+  ) {}
 
   /** One batch of matches; refused ones name a suppressed user, a tombstoned id or a full profile. */
   apply(items: readonly MatchItem[]): { applied: number; refused: number } {

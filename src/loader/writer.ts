@@ -52,7 +52,10 @@ export class Writer implements ForgetWrites, SweepWrites {
   private readonly edits: MemberEdits;
   private readonly changes: MembershipChanges;
 
-  constructor(private readonly store: Store, private readonly hooks: WriterHooks = {}) {
+  constructor(
+    private readonly store: Store,
+    private readonly hooks: WriterHooks = {},
+  ) {
     this.tombstoneSeconds = hooks.tombstoneSeconds ?? DEFAULT_TOMBSTONE_SECONDS;
     this.tx = new Transactions(store, hooks.onStall);
     this.counts = new SegmentCounts(store.counts);
@@ -60,7 +63,16 @@ export class Writer implements ForgetWrites, SweepWrites {
     this.suppressed = new SuppressedUsers(store.optout, hooks.suppressedInMemory);
     this.suppressed.load(Math.floor(Date.now() / 1000));
     this.graph = new GraphWriter(store, this.edits, this.suppressed, hooks.maxIdsPerProfile);
-    this.changes = new MembershipChanges(store, this.tx, this.counts, this.graph, this.suppressed, this.expiry, this.tombstoneSeconds, hooks);
+    this.changes = new MembershipChanges(
+      store,
+      this.tx,
+      this.counts,
+      this.graph,
+      this.suppressed,
+      this.expiry,
+      this.tombstoneSeconds,
+      hooks,
+    );
   }
 
   /** Set while the store cannot take writes (full); cleared by the next commit. */

@@ -38,7 +38,12 @@ declare module 'autocannon' {
 
     interface Request extends RawRequest {
       setupRequest?: (req: RawRequest, context: Record<string, unknown>) => RawRequest | null | undefined;
-      onResponse?: (status: number, body: string, context: Record<string, unknown>, headers: Record<string, string>) => void;
+      onResponse?: (
+        status: number,
+        body: string,
+        context: Record<string, unknown>,
+        headers: Record<string, string>,
+      ) => void;
     }
 
     interface Client extends EventEmitter {
@@ -99,7 +104,10 @@ declare module 'autocannon' {
   }
 
   function autocannon(opts: autocannon.Options): autocannon.Instance;
-  function autocannon(opts: autocannon.Options, cb: (err: Error | null, result: autocannon.Result) => void): autocannon.Instance;
+  function autocannon(
+    opts: autocannon.Options,
+    cb: (err: Error | null, result: autocannon.Result) => void,
+  ): autocannon.Instance;
 
   export default autocannon;
 }

@@ -34,13 +34,35 @@ function freePort(): Promise<number> {
 }
 
 async function startRedis(): Promise<{ port: number; pid: number }> {
-  if (!hasCommand('redis-server')) throw new Error('--compare needs redis-server (Debian package redis-server; `bash .ci/setup-system.sh` installs it)');
+  if (!hasCommand('redis-server'))
+    throw new Error(
+      '--compare needs redis-server (Debian package redis-server; `bash .ci/setup-system.sh` installs it)',
+    );
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
     const proc = track(
-      spawn('redis-server', ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--protected-mode', 'no', '--daemonize', 'no', '--loglevel', 'warning'], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      }),
+      spawn(
+        'redis-server',
+        [
+          '--port',
+          String(port),
+          '--bind',
+          HOST,
+          '--save',
+          '',
+          '--appendonly',
+          'no',
+          '--protected-mode',
+          'no',
+          '--daemonize',
+          'no',
+          '--loglevel',
+          'warning',
+        ],
+        {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      ),
     );
     let out = '';
     proc.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
@@ -90,7 +112,12 @@ async function loadRedis(port: number, users: number, seed: number, quiet: boole
   return (performance.now() - t0) / 1000;
 }
 
-export async function startBaselines(o: { users: number; seed: number; quiet: boolean; say: (m: string) => void }): Promise<Baselines> {
+export async function startBaselines(o: {
+  users: number;
+  seed: number;
+  quiet: boolean;
+  say: (m: string) => void;
+}): Promise<Baselines> {
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '' };
   o.say('compare: starting the uWebSockets.js hello-world');
   const hello = await startServer('hello-world', [join(DIST, 'hello-world.js'), '0'], { ...env, HELLO_HOST: HOST });
@@ -99,6 +126,16 @@ export async function startBaselines(o: { users: number; seed: number; quiet: bo
   o.say(`compare: loading ${o.users.toLocaleString('en-US')} users (seed ${o.seed}) into redis on port ${redis.port}`);
   const loadS = await loadRedis(redis.port, o.users, o.seed, o.quiet);
   o.say(`compare: redis loaded in ${loadS.toFixed(1)} s; starting Fastify`);
-  const fastify = await startServer('fastify+redis', [join(DIST, 'fastify-redis.js')], { ...env, REDIS_URL: `redis://${HOST}:${redis.port}`, PORT: '0', HOST });
-  return { hello, fastify, pids: [hello.proc.pid!, fastify.proc.pid!, redis.pid], redis: { port: redis.port, users: o.users, loadS } };
+  const fastify = await startServer('fastify+redis', [join(DIST, 'fastify-redis.js')], {
+    ...env,
+    REDIS_URL: `redis://${HOST}:${redis.port}`,
+    PORT: '0',
+    HOST,
+  });
+  return {
+    hello,
+    fastify,
+    pids: [hello.proc.pid!, fastify.proc.pid!, redis.pid],
+    redis: { port: redis.port, users: o.users, loadS },
+  };
 }

@@ -19,7 +19,8 @@ const SPEC: FlagSpec = {
   out: 'directory for report.html and results.json (required)',
   rate: 'open loop at this many requests/s (20k ok); "half": closed-loop max first, then open loop at half of it; 0 or absent = closed loop',
   connections: 'connections (ws: sockets), default 32',
-  generator: 'closed-loop generator: autocannon (default; per-second timeline) or wrk (C, for throughput ceilings; HTTP scenarios)',
+  generator:
+    'closed-loop generator: autocannon (default; per-second timeline) or wrk (C, for throughput ceilings; HTTP scenarios)',
   warmup: 'seconds of warm-up before each measured run, not counted (default 2)',
   gate: "rollout gate, e.g. 'p99<=1ms,p99.9<=2ms,errors<=0.01%,rps>=20000'",
   'gate-file': 'JSON file: ["p99<=1ms", …] or {"gates": […]} (added to --gate)',
@@ -64,14 +65,22 @@ function options(f: Flags): RunOptions {
   } catch {
     throw new Error(`--target must be a URL such as http://127.0.0.1:8080; got ${JSON.stringify(target)}`);
   }
-  if (url.protocol !== 'http:') throw new Error(`--target must be http:// (the generators speak plain HTTP/1.1; load-test behind the TLS terminator); got ${url.protocol}`);
+  if (url.protocol !== 'http:')
+    throw new Error(
+      `--target must be http:// (the generators speak plain HTTP/1.1; load-test behind the TLS terminator); got ${url.protocol}`,
+    );
   const rawScenarios = req('scenario');
-  const scenarios = (rawScenarios === 'all' ? SCENARIO_NAMES : rawScenarios.split(',').map((s) => s.trim())) as ScenarioName[];
-  for (const s of scenarios) if (!SCENARIO_NAMES.includes(s)) throw new Error(`--scenario: unknown scenario ${JSON.stringify(s)}; known: ${SCENARIO_NAMES.join(', ')}`);
+  const scenarios = (
+    rawScenarios === 'all' ? SCENARIO_NAMES : rawScenarios.split(',').map((s) => s.trim())
+  ) as ScenarioName[];
+  for (const s of scenarios)
+    if (!SCENARIO_NAMES.includes(s))
+      throw new Error(`--scenario: unknown scenario ${JSON.stringify(s)}; known: ${SCENARIO_NAMES.join(', ')}`);
   const gates: Gate[] = [];
   if (typeof f.gate === 'string') gates.push(...parseGates(f.gate));
   if (typeof f['gate-file'] === 'string') gates.push(...readGateFile(f['gate-file']));
-  const key = (flag: string, env: string) => (typeof f[flag] === 'string' ? (f[flag] as string) : (process.env[env] ?? ''));
+  const key = (flag: string, env: string) =>
+    typeof f[flag] === 'string' ? (f[flag] as string) : (process.env[env] ?? '');
   const o: RunOptions = {
     target: url.origin,
     scenarios: [...new Set(scenarios)],
@@ -103,9 +112,16 @@ function options(f: Flags): RunOptions {
     serverPid: intFlag(f, 'server-pid', { min: 0, max: 2 ** 22, def: 0 }),
     quiet: f.quiet === true,
   };
-  if (o.scenarios.includes('mixed') && o.ingestRate > 0 && !o.ingestKey) throw new Error('--scenario mixed needs --ingest-key (or LOADTEST_INGEST_KEY): the ingest stream authenticates like a collector');
-  if (o.generator === 'wrk' && !hasCommand('wrk')) throw new Error('--generator wrk: wrk is not on PATH (Debian package wrk; `bash .ci/setup-system.sh --bench` installs it)');
-  if (o.generator === 'wrk' && o.scenarios.includes('ws')) throw new Error('--generator wrk speaks HTTP only: run the ws scenario without it');
+  if (o.scenarios.includes('mixed') && o.ingestRate > 0 && !o.ingestKey)
+    throw new Error(
+      '--scenario mixed needs --ingest-key (or LOADTEST_INGEST_KEY): the ingest stream authenticates like a collector',
+    );
+  if (o.generator === 'wrk' && !hasCommand('wrk'))
+    throw new Error(
+      '--generator wrk: wrk is not on PATH (Debian package wrk; `bash .ci/setup-system.sh --bench` installs it)',
+    );
+  if (o.generator === 'wrk' && o.scenarios.includes('ws'))
+    throw new Error('--generator wrk speaks HTTP only: run the ws scenario without it');
   if (o.serverPid && !o.pin) throw new Error('--server-pid only means something with --pin');
   return o;
 }

@@ -94,7 +94,14 @@ function autocannonRun(o: HttpDriveOptions, seconds: number, rec: Recorder | nul
       const from = (client++ * per) % o.requests.length;
       let slice = o.requests.slice(from, from + per);
       if (slice.length < per) slice = slice.concat(o.requests.slice(0, per - slice.length));
-      c.setRequests(slice.map((r) => ({ method: r.method, path: r.path, headers: r.headers, ...(r.body !== undefined ? { body: r.body } : {}) })));
+      c.setRequests(
+        slice.map((r) => ({
+          method: r.method,
+          path: r.path,
+          headers: r.headers,
+          ...(r.body !== undefined ? { body: r.body } : {}),
+        })),
+      );
     },
   });
   if (rec) {
@@ -119,7 +126,14 @@ async function autocannonLoop(o: HttpDriveOptions): Promise<DriveResult> {
   const info: DriveInfo = {
     generator: `autocannon, ${o.rate > 0 ? `overallRate ${o.rate}` : 'closed loop'}, ${o.connections} connections`,
     latencySource: 'autocannon per-response hrtime (µs resolution, includes the generator’s event-loop delay)',
-    autocannonMs: { p50: ms(r.latency.p50), p90: ms(r.latency.p90), p99: ms(r.latency.p99), p999: ms(r.latency.p99_9), max: ms(r.latency.max), mean: ms(r.latency.mean) },
+    autocannonMs: {
+      p50: ms(r.latency.p50),
+      p90: ms(r.latency.p90),
+      p99: ms(r.latency.p99),
+      p999: ms(r.latency.p99_9),
+      max: ms(r.latency.max),
+      mean: ms(r.latency.mean),
+    },
   };
   return { info, figures: rec.figures() };
 }
@@ -130,7 +144,10 @@ async function withRequestsFile<T>(o: HttpDriveOptions, fn: (dir: string, file: 
   tempDirs.add(dir);
   try {
     const file = join(dir, 'requests.bin');
-    writeRequests(file, o.requests.map((r) => rawRequest(o.host, r.method, r.path, r.headers, r.body)));
+    writeRequests(
+      file,
+      o.requests.map((r) => rawRequest(o.host, r.method, r.path, r.headers, r.body)),
+    );
     return await fn(dir, file);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -142,14 +159,23 @@ async function wrkClosedLoop(o: HttpDriveOptions): Promise<DriveResult> {
   return withRequestsFile(o, async (dir, file) => {
     const script = join(dir, 'requests.lua');
     writeFileSync(script, wrkScript(file));
-    const run = (seconds: number) => runWrk({ host: o.host, port: o.port, script, connections: o.connections, seconds, ...(o.cpu !== undefined ? { cpu: o.cpu } : {}) });
+    const run = (seconds: number) =>
+      runWrk({
+        host: o.host,
+        port: o.port,
+        script,
+        connections: o.connections,
+        seconds,
+        ...(o.cpu !== undefined ? { cpu: o.cpu } : {}),
+      });
     if (o.warmupS > 0) await run(Math.max(1, Math.round(o.warmupS)));
     await o.onMeasureStart?.();
     const w = await run(Math.max(1, Math.round(o.durationS)));
     return {
       info: {
         generator: `wrk -t1, closed loop, ${o.connections} connections`,
-        latencySource: 'wrk (C), µs percentiles; it keeps no per-second series, and its histogram is rebuilt from its percentile curve',
+        latencySource:
+          'wrk (C), µs percentiles; it keeps no per-second series, and its histogram is rebuilt from its percentile curve',
       },
       figures: wrkFigures(w),
     };
@@ -163,10 +189,32 @@ async function wrkClosedLoop(o: HttpDriveOptions): Promise<DriveResult> {
  */
 async function clientLoop(o: HttpDriveOptions): Promise<DriveResult> {
   return withRequestsFile(o, async (_dir, file) => {
-    const args = [CLIENT_JS, '--host', o.host, '--port', String(o.port), '--requests', file, '--ok-below', String(o.okBelow), '--rate', String(o.rate), '--connections', String(o.connections), '--warmup-ms', String(o.warmupS * 1000), '--duration-ms', String(o.durationS * 1000)];
+    const args = [
+      CLIENT_JS,
+      '--host',
+      o.host,
+      '--port',
+      String(o.port),
+      '--requests',
+      file,
+      '--ok-below',
+      String(o.okBelow),
+      '--rate',
+      String(o.rate),
+      '--connections',
+      String(o.connections),
+      '--warmup-ms',
+      String(o.warmupS * 1000),
+      '--duration-ms',
+      String(o.durationS * 1000),
+    ];
     // The client warms up inside its own process; its measured window starts warmupS after it does.
     const mark = o.onMeasureStart ? setTimeout(() => void o.onMeasureStart!(), o.warmupS * 1000) : undefined;
-    const [cmd, ...argv] = [...(o.cpu !== undefined ? ['taskset', '-c', String(o.cpu)] : []), process.execPath, ...args];
+    const [cmd, ...argv] = [
+      ...(o.cpu !== undefined ? ['taskset', '-c', String(o.cpu)] : []),
+      process.execPath,
+      ...args,
+    ];
     const { stdout } = await run(cmd!, argv).finally(() => clearTimeout(mark));
     const r = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as LoopSummary & { figures: Figures };
     return {

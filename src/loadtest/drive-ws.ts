@@ -19,7 +19,10 @@ export interface WsDriveOptions extends LoadShape {
 }
 
 export class WsUnavailable extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -33,7 +36,11 @@ interface Sock {
 /** Opens one socket; rejects with WsUnavailable when the upgrade is answered with an HTTP status. */
 export function openWs(url: string, partnerKey: string, timeoutMs = 5000): Promise<WebSocket> {
   return new Promise((ok, fail) => {
-    const ws = new WebSocket(url, { headers: partnerKey ? { Authorization: `Bearer ${partnerKey}` } : {}, perMessageDeflate: false, handshakeTimeout: timeoutMs });
+    const ws = new WebSocket(url, {
+      headers: partnerKey ? { Authorization: `Bearer ${partnerKey}` } : {},
+      perMessageDeflate: false,
+      handshakeTimeout: timeoutMs,
+    });
     ws.once('open', () => ok(ws));
     ws.once('unexpected-response', (_req, res) => {
       ws.terminate();
@@ -45,7 +52,8 @@ export function openWs(url: string, partnerKey: string, timeoutMs = 5000): Promi
 
 export async function driveWs(o: WsDriveOptions): Promise<DriveResult> {
   const socks: Sock[] = [];
-  for (let c = 0; c < o.connections; c++) socks.push({ ws: await openWs(o.url, o.partnerKey), inFlight: new Map(), open: true });
+  for (let c = 0; c < o.connections; c++)
+    socks.push({ ws: await openWs(o.url, o.partnerKey), inFlight: new Map(), open: true });
   const rec = new Recorder((s) => s >= 200 && s < o.okBelow);
   let measuring = false;
   let stopped = false;
@@ -132,7 +140,8 @@ export async function driveWs(o: WsDriveOptions): Promise<DriveResult> {
   clearTimeout(warmTimer);
   // Give answers in flight a moment, then count what never came back.
   const grace = Date.now() + Math.min(o.timeoutS * 1000, 2000);
-  while (Date.now() < grace && socks.some((s) => s.open && [...s.inFlight.values()].some((d) => d > 0))) await new Promise((r) => setTimeout(r, 10));
+  while (Date.now() < grace && socks.some((s) => s.open && [...s.inFlight.values()].some((d) => d > 0)))
+    await new Promise((r) => setTimeout(r, 10));
   rec.stop();
   let lost = 0;
   for (const s of socks) for (const d of s.inFlight.values()) if (d > 0) lost++;

@@ -31,7 +31,9 @@ app.post('/v1/segments::batch', async (req) => {
 });
 
 const address = await app.listen({ host: process.env.HOST ?? '127.0.0.1', port: Number(process.env.PORT ?? 0) });
-process.stdout.write(JSON.stringify({ msg: 'listening', port: Number(new URL(address).port), pid: process.pid }) + '\n');
+process.stdout.write(
+  JSON.stringify({ msg: 'listening', port: Number(new URL(address).port), pid: process.pid }) + '\n',
+);
 
 const stop = () => {
   void app.close().finally(() => redis.quit().finally(() => process.exit(0)));

@@ -38,12 +38,16 @@ export interface GateResult {
 }
 
 const LAT = new Set(['p50', 'p90', 'p99', 'p999', 'max', 'mean']);
-const UNIT_US: Record<string, number> = { '': 1, us: 1, 'µs': 1, ms: 1000, s: 1_000_000 };
-const GATE = /^\s*(p50|p90|p99\.9|p999|p99|max|mean|errors|rps)\s*(<=|>=|==|<|>)\s*([0-9]*\.?[0-9]+)\s*(us|µs|ms|s|%|k)?\s*$/i;
+const UNIT_US: Record<string, number> = { '': 1, us: 1, µs: 1, ms: 1000, s: 1_000_000 };
+const GATE =
+  /^\s*(p50|p90|p99\.9|p999|p99|max|mean|errors|rps)\s*(<=|>=|==|<|>)\s*([0-9]*\.?[0-9]+)\s*(us|µs|ms|s|%|k)?\s*$/i;
 
 export function parseGate(text: string): Gate {
   const m = GATE.exec(text);
-  if (!m) throw new Error(`bad gate ${JSON.stringify(text)}: expected METRIC OP VALUE, e.g. p99<=1ms, errors<=0.01%, rps>=20000 (metrics: p50 p90 p99 p99.9 max mean errors rps)`);
+  if (!m)
+    throw new Error(
+      `bad gate ${JSON.stringify(text)}: expected METRIC OP VALUE, e.g. p99<=1ms, errors<=0.01%, rps>=20000 (metrics: p50 p90 p99 p99.9 max mean errors rps)`,
+    );
   const raw = m[1]!.toLowerCase();
   const op = m[2] as Op;
   const n = Number(m[3]);
@@ -58,7 +62,8 @@ export function parseGate(text: string): Gate {
     if (unit !== '') throw new Error(`bad gate ${JSON.stringify(text)}: errors take a % (a rate) or nothing (a count)`);
     return { text: text.trim(), metric: 'errors', op, value: n };
   }
-  if (unit !== '' && unit !== 'k') throw new Error(`bad gate ${JSON.stringify(text)}: rps takes a number (20000 or 20k)`);
+  if (unit !== '' && unit !== 'k')
+    throw new Error(`bad gate ${JSON.stringify(text)}: rps takes a number (20000 or 20k)`);
   return { text: text.trim(), metric, op, value: unit === 'k' ? n * 1000 : n };
 }
 
@@ -84,7 +89,8 @@ export function readGateFile(path: string): Gate[] {
   return list.map(parseGate);
 }
 
-const cmp = (a: number, op: Op, b: number) => (op === '<=' ? a <= b : op === '<' ? a < b : op === '>=' ? a >= b : op === '>' ? a > b : a === b);
+const cmp = (a: number, op: Op, b: number) =>
+  op === '<=' ? a <= b : op === '<' ? a < b : op === '>=' ? a >= b : op === '>' ? a > b : a === b;
 
 export function fmtUs(us: number): string {
   if (!Number.isFinite(us)) return '–';

@@ -38,7 +38,9 @@ app.listen(host, port, (ls) => {
     process.exit(1);
   }
   listenSocket = ls;
-  process.stdout.write(JSON.stringify({ msg: 'listening', port: uWS.us_socket_local_port(ls), host, pid: process.pid }) + '\n');
+  process.stdout.write(
+    JSON.stringify({ msg: 'listening', port: uWS.us_socket_local_port(ls), host, pid: process.pid }) + '\n',
+  );
 });
 
 const stop = () => {

@@ -43,7 +43,8 @@ export function followJsonLog(proc: ChildProcess, name: string, keep = Infinity)
     stderr.push(c);
     if (stderr.length > 200) stderr.splice(0, 100);
   });
-  const tail = () => `stderr: ${stderr.join('').trim().slice(-2000) || '(none)'}; last log lines: ${JSON.stringify(logs.slice(-5))}`;
+  const tail = () =>
+    `stderr: ${stderr.join('').trim().slice(-2000) || '(none)'}; last log lines: ${JSON.stringify(logs.slice(-5))}`;
   const waitFor = (pred: (l: LogLine) => boolean, ms: number, what = 'log line') => {
     const seen = logs.find(pred);
     if (seen) return Promise.resolve(seen);

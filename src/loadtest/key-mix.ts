@@ -70,5 +70,11 @@ export function sampleKeys(o: KeyMixOptions): KeyMix {
   }
   let top = 0;
   for (const c of counts.values()) if (c > top) top = c;
-  return { uids, index, knownShare: known / Math.max(1, o.count), distinct: counts.size, topKeyShare: top / Math.max(1, o.count) };
+  return {
+    uids,
+    index,
+    knownShare: known / Math.max(1, o.count),
+    distinct: counts.size,
+    topKeyShare: top / Math.max(1, o.count),
+  };
 }

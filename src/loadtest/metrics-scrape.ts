@@ -5,7 +5,14 @@
 export type Samples = Map<string, number>;
 
 /** Gauges kept from the last scrape: the process's memory and the store's size (DESIGN: worker memory flat as data grows). */
-const GAUGES = ['segd_process_resident_memory_bytes', 'segd_process_heap_bytes', 'segd_nodejs_heap_size_used_bytes', 'segd_store_users', 'segd_store_file_bytes', 'segd_lmdb_readers'];
+const GAUGES = [
+  'segd_process_resident_memory_bytes',
+  'segd_process_heap_bytes',
+  'segd_nodejs_heap_size_used_bytes',
+  'segd_store_users',
+  'segd_store_file_bytes',
+  'segd_lmdb_readers',
+];
 
 const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?)\s+(\S+)/;
 
@@ -26,7 +33,9 @@ export function parseCounters(text: string): Samples {
     const name = series.replace(/\{.*$/, '');
     const base = name.replace(/_(count|sum)$/, '');
     const counter =
-      types.get(name) === 'counter' || (types.get(base) === 'histogram' && name !== base && !name.endsWith('_bucket')) || GAUGES.includes(series);
+      types.get(name) === 'counter' ||
+      (types.get(base) === 'histogram' && name !== base && !name.endsWith('_bucket')) ||
+      GAUGES.includes(series);
     const v = Number(m[2]);
     if (counter && Number.isFinite(v)) out.set(series, v);
   }

@@ -34,7 +34,8 @@ async function cli(): Promise<void> {
   });
   const num = (name: string, raw: string | undefined, min: number) => {
     const n = Number(raw);
-    if (raw === undefined || raw.trim() === '' || !Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number ≥ ${min}; got ${JSON.stringify(raw)}`);
+    if (raw === undefined || raw.trim() === '' || !Number.isFinite(n) || n < min)
+      throw new Error(`--${name} must be a number ≥ ${min}; got ${JSON.stringify(raw)}`);
     return n;
   };
   if (!values.paths && !values.requests) throw new Error('--paths FILE or --requests FILE is required');
@@ -49,7 +50,11 @@ async function cli(): Promise<void> {
     port: num('port', values.port, 1),
     paths,
     ...(requests && rec
-      ? { requests, onAnswer: (us: number, st: number) => rec.answer(us, st), onConnectionLost: () => rec.failure('connection') }
+      ? {
+          requests,
+          onAnswer: (us: number, st: number) => rec.answer(us, st),
+          onConnectionLost: () => rec.failure('connection'),
+        }
       : {}),
     connections: num('connections', values.connections, 1),
     rate: num('rate', values.rate, 0),

@@ -96,7 +96,7 @@ export function writeRequests(file: string, reqs: Buffer[]): void {
 export function readRequests(file: string): Buffer[] {
   const all = readFileSync(file);
   const out: Buffer[] = [];
-  for (let at = 0; at + 4 <= all.length; ) {
+  for (let at = 0; at + 4 <= all.length;) {
     const n = all.readUInt32BE(at);
     out.push(all.subarray(at + 4, at + 4 + n));
     at += 4 + n;
@@ -105,7 +105,13 @@ export function readRequests(file: string): Buffer[] {
 }
 
 /** One keep-alive HTTP/1.1 request, encoded once. */
-export function rawRequest(host: string, method: string, path: string, headers: Record<string, string>, body?: string | Buffer): Buffer {
+export function rawRequest(
+  host: string,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: string | Buffer,
+): Buffer {
   let head = `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\n`;
   for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
   const b = body === undefined ? undefined : typeof body === 'string' ? Buffer.from(body) : body;
@@ -127,7 +133,16 @@ export async function driveLoop(o: LoopOptions): Promise<LoopResult> {
   const latency = newHistogram();
   const service = newHistogram();
   const sendLag = newHistogram();
-  const res: LoopResult = { completed: 0, seconds: o.durationMs / 1000, errors: 0, non2xx: 0, lost: 0, latency, service, sendLag };
+  const res: LoopResult = {
+    completed: 0,
+    seconds: o.durationMs / 1000,
+    errors: 0,
+    non2xx: 0,
+    lost: 0,
+    latency,
+    service,
+    sendLag,
+  };
 
   const reqs = o.requests ?? getRequests(o.host, o.paths);
   const nReq = reqs.length;
@@ -282,19 +297,22 @@ export async function driveLoop(o: LoopOptions): Promise<LoopResult> {
     setTimeout(maybeFinish, o.warmupMs + o.durationMs + 1);
   }
 
-  const deadline = setTimeout(() => {
-    if (finished) return;
-    for (const c of conns) {
-      if (!c.busy) continue;
-      res.lost++;
-      c.busy = false;
-      inFlight--;
-    }
-    // Requests still waiting for a free connection (a server slower than the rate) were never sent: lost too.
-    if (openLoop) res.lost += Math.max(0, totalK - nextK);
-    finished = true;
-    finish();
-  }, o.warmupMs + o.durationMs + 5000);
+  const deadline = setTimeout(
+    () => {
+      if (finished) return;
+      for (const c of conns) {
+        if (!c.busy) continue;
+        res.lost++;
+        c.busy = false;
+        inFlight--;
+      }
+      // Requests still waiting for a free connection (a server slower than the rate) were never sent: lost too.
+      if (openLoop) res.lost += Math.max(0, totalK - nextK);
+      finished = true;
+      finish();
+    },
+    o.warmupMs + o.durationMs + 5000,
+  );
   await allDone;
   clearTimeout(deadline);
   for (const c of conns) {

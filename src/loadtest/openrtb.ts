@@ -22,7 +22,14 @@ const UAS = [
   'Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.6367.82 Mobile Safari/537.36',
   'Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15',
 ] as const;
-const SIZES = [[300, 250], [728, 90], [320, 50], [160, 600], [300, 600], [970, 250]] as const;
+const SIZES = [
+  [300, 250],
+  [728, 90],
+  [320, 50],
+  [160, 600],
+  [300, 600],
+  [970, 250],
+] as const;
 const GEO = [
   ['DEU', 'BE', 'Berlin', 52.52, 13.405],
   ['FRA', 'IDF', 'Paris', 48.8566, 2.3522],
@@ -30,7 +37,8 @@ const GEO = [
   ['GBR', 'ENG', 'London', 51.5072, -0.1276],
 ] as const;
 // A TCF v2 string of realistic length (the exact bits don't matter to a load test).
-const TC_STRING = 'CQBxNIAQBxNIAAHABBENBGFgAP_gAEPgAAAAKZtX_G__bWlr-bb3aftkeYxP9_hr7sQxBgbJk24FzLvW7JwX32E7NAzatqYKmRIAu3TBIQNlHJDURVCgaogVryDMaEyUoTNKJ6BkiFMRI2dYCFxvm4pjeQCY5vr991dx2B-t7dr83dzyy4hHn3a5_2S0WJCdA5-tDfv9bROb-9IOd_x8v4v4_F7pE2-eS1l_tWvp7D9-cts_9XW99_fbff9Pn_-uB_-_X_vf_H3wAAAAA';
+const TC_STRING =
+  'CQBxNIAQBxNIAAHABBENBGFgAP_gAEPgAAAAKZtX_G__bWlr-bb3aftkeYxP9_hr7sQxBgbJk24FzLvW7JwX32E7NAzatqYKmRIAu3TBIQNlHJDURVCgaogVryDMaEyUoTNKJ6BkiFMRI2dYCFxvm4pjeQCY5vr991dx2B-t7dr83dzyy4hHn3a5_2S0WJCdA5-tDfv9bROb-9IOd_x8v4v4_F7pE2-eS1l_tWvp7D9-cts_9XW99_fbff9Pn_-uB_-_X_vf_H3wAAAAA';
 
 function pick<T>(xs: readonly T[], r: () => number): T {
   return xs[Math.floor(r() * xs.length)]!;
@@ -59,7 +67,13 @@ export function bidRequest(uid: string, n: number, r: () => number): Record<stri
       bidfloor: Math.round(r() * 300) / 100,
       bidfloorcur: 'USD',
       secure: 1,
-      banner: { w, h, format: SIZES.slice(0, 3).map(([fw, fh]) => ({ w: fw, h: fh })), pos: 1 + Math.floor(r() * 3), api: [3, 5] },
+      banner: {
+        w,
+        h,
+        format: SIZES.slice(0, 3).map(([fw, fh]) => ({ w: fw, h: fh })),
+        pos: 1 + Math.floor(r() * 3),
+        api: [3, 5],
+      },
       ext: { gpid: `/1234/${app ? 'app' : 'web'}/slot-${k}`, data: { pbadslot: `/1234/slot-${k}` } },
     })),
     device: {
@@ -114,7 +128,15 @@ export function bidRequest(uid: string, n: number, r: () => number): Record<stri
   };
   if (app) {
     const [bundle, name, cat] = pick(APPS, r);
-    req.app = { id: bundle, bundle, name, cat: [cat], storeurl: `https://play.example/store/apps/details?id=${bundle}`, publisher: { id: `pub-${Math.floor(r() * 900)}`, name: `${name} Ltd` }, ver: '3.2.1' };
+    req.app = {
+      id: bundle,
+      bundle,
+      name,
+      cat: [cat],
+      storeurl: `https://play.example/store/apps/details?id=${bundle}`,
+      publisher: { id: `pub-${Math.floor(r() * 900)}`, name: `${name} Ltd` },
+      ver: '3.2.1',
+    };
   } else {
     const [domain, name, cat] = pick(SITES, r);
     req.site = {

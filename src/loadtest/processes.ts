@@ -92,7 +92,11 @@ export function installCleanupHandlers(say: (msg: string) => void): void {
 }
 
 /** Runs a command to completion; rejects with its stderr on a non-zero exit. */
-export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<{ stdout: string; stderr: string }> {
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv } = {},
+): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolveRun, reject) => {
     const child = track(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env }));
     let stdout = '';
@@ -102,7 +106,12 @@ export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv
     child.once('error', reject);
     child.once('exit', (code, signal) => {
       if (code === 0) resolveRun({ stdout, stderr });
-      else reject(new Error(`${cmd} ${args.join(' ')} failed (${signal ?? `exit ${code}`}):\n${stderr.trim() || stdout.trim()}`));
+      else
+        reject(
+          new Error(
+            `${cmd} ${args.join(' ')} failed (${signal ?? `exit ${code}`}):\n${stderr.trim() || stdout.trim()}`,
+          ),
+        );
     });
   });
 }
@@ -139,7 +148,10 @@ export async function startServer(name: string, args: string[], env: NodeJS.Proc
     stderr,
     waitLog,
     check() {
-      if (!alive(proc)) throw new Error(`${name} exited (${proc.signalCode ?? `code ${proc.exitCode}`}); stderr: ${stderr.join('').trim().slice(-2000) || '(none)'}`);
+      if (!alive(proc))
+        throw new Error(
+          `${name} exited (${proc.signalCode ?? `code ${proc.exitCode}`}); stderr: ${stderr.join('').trim().slice(-2000) || '(none)'}`,
+        );
     },
   };
 }
@@ -182,11 +194,18 @@ export function allowedCpus(): number[] {
 
 export function planPinning(want: boolean, offWhy = 'unpinned (--no-pin)'): Pinning {
   if (!want) return { pinned: false, why: offWhy };
-  if (!hasCommand('taskset')) return { pinned: false, why: 'unpinned: `taskset` not found (util-linux); figures are noisier' };
+  if (!hasCommand('taskset'))
+    return { pinned: false, why: 'unpinned: `taskset` not found (util-linux); figures are noisier' };
   const cpusAllowed = allowedCpus();
-  if (cpusAllowed.length < 2) return { pinned: false, why: `unpinned: fewer than 2 CPUs available (${cpusAllowed.join(',') || '?'})` };
+  if (cpusAllowed.length < 2)
+    return { pinned: false, why: `unpinned: fewer than 2 CPUs available (${cpusAllowed.join(',') || '?'})` };
   const [serverCpu, generatorCpu] = cpusAllowed as [number, number];
-  return { pinned: true, serverCpu, generatorCpu, why: `servers on CPU ${serverCpu}, generators (this process, wrk) on CPU ${generatorCpu} (taskset)` };
+  return {
+    pinned: true,
+    serverCpu,
+    generatorCpu,
+    why: `servers on CPU ${serverCpu}, generators (this process, wrk) on CPU ${generatorCpu} (taskset)`,
+  };
 }
 
 /** Pins every thread of `pid` to `cpu`. */

@@ -60,7 +60,11 @@ export interface Figures {
 const BUCKETS_PER_DECADE = 10;
 /** A histogram of µs values up to 120 s, with `digits` significant digits. */
 export const usHistogram = (digits: number): Histogram =>
-  buildHistogram({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: digits as 1 | 2 | 3 });
+  buildHistogram({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 120_000_000,
+    numberOfSignificantValueDigits: digits as 1 | 2 | 3,
+  });
 
 export function percentilesOf(h: Histogram): Percentiles {
   if (h.totalCount === 0) return { p50: 0, p90: 0, p99: 0, p999: 0, max: 0, mean: 0 };
@@ -131,7 +135,15 @@ export class Recorder {
     while (now >= this.nextSecond || (final && (this.sec.totalCount > 0 || this.secErrors > 0))) {
       const p = percentilesOf(this.sec);
       const len = final ? Math.min(1, Math.max(0.001, (now - (this.nextSecond - 1000)) / 1000)) : 1;
-      this.timeline.push({ t: this.timeline.length + 1, requests: this.sec.totalCount, rps: this.sec.totalCount / len, errors: this.secErrors, p50Us: p.p50, p99Us: p.p99, maxUs: p.max });
+      this.timeline.push({
+        t: this.timeline.length + 1,
+        requests: this.sec.totalCount,
+        rps: this.sec.totalCount / len,
+        errors: this.secErrors,
+        p50Us: p.p50,
+        p99Us: p.p99,
+        maxUs: p.max,
+      });
       this.sec.reset();
       this.secErrors = 0;
       this.nextSecond += 1000;
@@ -145,7 +157,11 @@ export class Recorder {
     const errorCount = this.requests - this.okCount + transport;
     const histogram = [...this.buckets.entries()]
       .sort((a, b) => a[0] - b[0])
-      .map(([b, count]) => ({ fromUs: 10 ** (b / BUCKETS_PER_DECADE), toUs: 10 ** ((b + 1) / BUCKETS_PER_DECADE), count }));
+      .map(([b, count]) => ({
+        fromUs: 10 ** (b / BUCKETS_PER_DECADE),
+        toUs: 10 ** ((b + 1) / BUCKETS_PER_DECADE),
+        count,
+      }));
     return {
       requests: this.requests,
       ok: this.okCount,

@@ -44,10 +44,18 @@ export function timelineSvg(tl: Second[], title: string): string {
     .join('');
   const line = (f: (s: Second) => number, cls: string) =>
     `<polyline class="${cls}" points="${tl.map((s, i) => `${x(i).toFixed(1)},${y(f(s)).toFixed(1)}`).join(' ')}"/>` +
-    tl.map((s, i) => `<circle class="${cls}" cx="${x(i).toFixed(1)}" cy="${y(f(s)).toFixed(1)}" r="2.2"><title>${s.t} s: ${cls} ${fmtUs(f(s))}</title></circle>`).join('');
+    tl
+      .map(
+        (s, i) =>
+          `<circle class="${cls}" cx="${x(i).toFixed(1)}" cy="${y(f(s)).toFixed(1)}" r="2.2"><title>${s.t} s: ${cls} ${fmtUs(f(s))}</title></circle>`,
+      )
+      .join('');
   const errs = tl
     .filter((s) => s.errors > 0)
-    .map((s) => `<text class="err" x="${x(s.t - 1).toFixed(1)}" y="${PAD.t + 10}" text-anchor="middle">×<title>${s.errors} errors</title></text>`)
+    .map(
+      (s) =>
+        `<text class="err" x="${x(s.t - 1).toFixed(1)}" y="${PAD.t + 10}" text-anchor="middle">×<title>${s.errors} errors</title></text>`,
+    )
     .join('');
   const ticks = [0, 0.25, 0.5, 0.75, 1]
     .map((f) => {
@@ -55,7 +63,9 @@ export function timelineSvg(tl: Second[], title: string): string {
       return `<line class="grid" x1="${PAD.l}" x2="${W - PAD.r}" y1="${yy}" y2="${yy}"/><text x="${PAD.l - 6}" y="${yy + 4}" text-anchor="end">${esc(fmtUs(f * yMax))}</text><text x="${W - PAD.r + 6}" y="${yy + 4}">${int(f * rMax)}</text>`;
     })
     .join('');
-  const xt = [...new Set([0, Math.floor((n - 1) / 2), n - 1])].map((i) => `<text x="${x(i)}" y="${H - 10}" text-anchor="middle">${tl[i]!.t} s</text>`).join('');
+  const xt = [...new Set([0, Math.floor((n - 1) / 2), n - 1])]
+    .map((i) => `<text x="${x(i)}" y="${H - 10}" text-anchor="middle">${tl[i]!.t} s</text>`)
+    .join('');
   return `<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(title)}"><title>${esc(title)}</title>${ticks}${bars}${line((s) => s.p50Us, 'p50')}${line((s) => s.p99Us, 'p99')}${errs}${xt}</svg>
 <div class="legend"><span class="k p50"></span>p50 <span class="k p99"></span>p99 <span class="k rps"></span>requests/s (right axis) <span class="err">×</span> second with errors</div>`;
 }
@@ -78,10 +88,21 @@ export function histogramSvg(buckets: Bucket[], marks: Array<[string, number]>, 
     })
     .join('');
   const decades: string[] = [];
-  for (let d = Math.ceil(lo); d <= Math.floor(hi); d++) decades.push(`<line class="grid" x1="${x(10 ** d)}" x2="${x(10 ** d)}" y1="${PAD.t}" y2="${PAD.t + ih}"/><text x="${x(10 ** d)}" y="${H - 10}" text-anchor="middle">${esc(fmtUs(10 ** d))}</text>`);
-  const yt = [0, 0.5, 1].map((f) => `<text x="${PAD.l - 6}" y="${y(f * yMax) + 4}" text-anchor="end">${(f * yMax * 100).toFixed(f ? 1 : 0)}%</text>`).join('');
+  for (let d = Math.ceil(lo); d <= Math.floor(hi); d++)
+    decades.push(
+      `<line class="grid" x1="${x(10 ** d)}" x2="${x(10 ** d)}" y1="${PAD.t}" y2="${PAD.t + ih}"/><text x="${x(10 ** d)}" y="${H - 10}" text-anchor="middle">${esc(fmtUs(10 ** d))}</text>`,
+    );
+  const yt = [0, 0.5, 1]
+    .map(
+      (f) =>
+        `<text x="${PAD.l - 6}" y="${y(f * yMax) + 4}" text-anchor="end">${(f * yMax * 100).toFixed(f ? 1 : 0)}%</text>`,
+    )
+    .join('');
   const mk = marks
-    .map(([name, us], i) => `<line class="mark" x1="${x(us)}" x2="${x(us)}" y1="${PAD.t}" y2="${PAD.t + ih}"/><text class="mark" x="${x(us) + 3}" y="${PAD.t + 10 + i * 12}">${esc(name)} ${esc(fmtUs(us))}</text>`)
+    .map(
+      ([name, us], i) =>
+        `<line class="mark" x1="${x(us)}" x2="${x(us)}" y1="${PAD.t}" y2="${PAD.t + ih}"/><text class="mark" x="${x(us) + 3}" y="${PAD.t + 10 + i * 12}">${esc(name)} ${esc(fmtUs(us))}</text>`,
+    )
     .join('');
   return `<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(title)}"><title>${esc(title)}</title>${decades.join('')}${yt}${bars}${mk}</svg>`;
 }
@@ -112,7 +133,8 @@ function errorsText(r: ScenarioResult): string {
 
 function scenarioSection(r: ScenarioResult): string {
   const head = `<h2 id="${esc(anchor(r))}">${esc(scenarioLabel(r))} <span class="muted">→ ${esc(r.target)}</span></h2><p class="muted">${esc(r.what)}</p>`;
-  if (r.status !== 'ran' || !r.figures) return `<section>${head}<p class="${r.status === 'skipped' ? 'skip' : 'fail'}">${esc(r.status.toUpperCase())}: ${esc(r.reason ?? '')}</p></section>`;
+  if (r.status !== 'ran' || !r.figures)
+    return `<section>${head}<p class="${r.status === 'skipped' ? 'skip' : 'fail'}">${esc(r.status.toUpperCase())}: ${esc(r.reason ?? '')}</p></section>`;
   const f = r.figures;
   const l = f.latencyUs;
   const rows: Array<[string, string]> = [
@@ -125,12 +147,22 @@ function scenarioSection(r: ScenarioResult): string {
   ];
   if (r.drive?.autocannonMs) {
     const a = r.drive.autocannonMs;
-    rows.push(['autocannon’s own summary (whole ms)', [a.p50, a.p90, a.p99, a.p999, a.max].map((v) => `${Math.round(v / 1000)} ms`).join(' / ')]);
+    rows.push([
+      'autocannon’s own summary (whole ms)',
+      [a.p50, a.p90, a.p99, a.p999, a.max].map((v) => `${Math.round(v / 1000)} ms`).join(' / '),
+    ]);
   }
-  if (r.drive?.sendLagUs) rows.push(['client send lag p99 / max', `${fmtUs(r.drive.sendLagUs.p99)} / ${fmtUs(r.drive.sendLagUs.max)} (how late the generator itself was)`]);
+  if (r.drive?.sendLagUs)
+    rows.push([
+      'client send lag p99 / max',
+      `${fmtUs(r.drive.sendLagUs.p99)} / ${fmtUs(r.drive.sendLagUs.max)} (how late the generator itself was)`,
+    ]);
   if (r.ingest) {
     const g = r.ingest;
-    rows.push(['ingest stream', `${int(g.records)} records in ${int(g.batches)} batches (${int(g.recordsPerS)} records/s), ${int(g.applied)} applied, ${int(g.rejected)} rejected; batch ack p50 ${fmtUs(g.batch.latencyUs.p50)}, p99 ${fmtUs(g.batch.latencyUs.p99)}; ${g.batch.errorCount} failed`]);
+    rows.push([
+      'ingest stream',
+      `${int(g.records)} records in ${int(g.batches)} batches (${int(g.recordsPerS)} records/s), ${int(g.applied)} applied, ${int(g.rejected)} rejected; batch ack p50 ${fmtUs(g.batch.latencyUs.p50)}, p99 ${fmtUs(g.batch.latencyUs.p99)}; ${g.batch.errorCount} failed`,
+    ]);
   }
   let server = '';
   if (r.server) {
@@ -149,24 +181,47 @@ function scenarioSection(r: ScenarioResult): string {
       ]);
     }
     const d = Object.entries(r.server.diff);
-    if (d.length) server = `<details><summary>segd_* counters, after − before (${d.length})</summary><table class="kv">${d.map(([k, n]) => `<tr><td><code>${esc(k)}</code></td><td class="num">${esc(n.toLocaleString('en-US'))}</td></tr>`).join('')}</table></details>`;
+    if (d.length)
+      server = `<details><summary>segd_* counters, after − before (${d.length})</summary><table class="kv">${d.map(([k, n]) => `<tr><td><code>${esc(k)}</code></td><td class="num">${esc(n.toLocaleString('en-US'))}</td></tr>`).join('')}</table></details>`;
   }
   const warnings = (r.warnings ?? []).map((w) => `<p class="skip"><b>Note:</b> ${esc(w)}</p>`).join('');
   return `<section>${head}${warnings}
 <table class="kv">${rows.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('')}</table>
 <div class="charts"><figure><figcaption>Latency over time</figcaption>${timelineSvg(f.timeline, `${r.scenario} latency over time`)}</figure>
-<figure><figcaption>Latency histogram</figcaption>${histogramSvg(f.histogram, [['p50', l.p50], ['p99', l.p99], ['p99.9', l.p999]], `${r.scenario} latency histogram`)}</figure></div>
+<figure><figcaption>Latency histogram</figcaption>${histogramSvg(
+    f.histogram,
+    [
+      ['p50', l.p50],
+      ['p99', l.p99],
+      ['p99.9', l.p999],
+    ],
+    `${r.scenario} latency histogram`,
+  )}</figure></div>
 ${server}</section>`;
 }
 
 export function renderHtml(res: Results): string {
   const verdictCls = res.verdict === 'fail' ? 'fail' : res.verdict === 'pass' ? 'pass' : 'muted';
-  const gateRows = res.gates.map((g) => `<tr class="${g.pass ? 'pass' : 'fail'}"><td>${esc(g.scenario)}</td><td><code>${esc(g.gate)}</code></td><td class="num">${esc(g.measured)}</td><td><b>${g.pass ? 'PASS' : 'FAIL'}</b></td></tr>`).join('');
-  const gates = res.gates.length ? `<table class="grid"><tr><th>scenario</th><th>gate</th><th>measured</th><th>result</th></tr>${gateRows}</table>` : '<p class="muted">No gate given (--gate / --gate-file).</p>';
+  const gateRows = res.gates
+    .map(
+      (g) =>
+        `<tr class="${g.pass ? 'pass' : 'fail'}"><td>${esc(g.scenario)}</td><td><code>${esc(g.gate)}</code></td><td class="num">${esc(g.measured)}</td><td><b>${g.pass ? 'PASS' : 'FAIL'}</b></td></tr>`,
+    )
+    .join('');
+  const gates = res.gates.length
+    ? `<table class="grid"><tr><th>scenario</th><th>gate</th><th>measured</th><th>result</th></tr>${gateRows}</table>`
+    : '<p class="muted">No gate given (--gate / --gate-file).</p>';
   const comparisons = res.comparisons
     .map((c) => {
-      const rows = res.results.filter((r) => r.scenario === c.scenario && r.phase !== 'half' && r.figures).map((r) => [r.target, r.figures!.rps] as [string, number]);
-      const ratios = [c.vsHello !== undefined ? `segd / hello-world = <b>${c.vsHello.toFixed(2)}×</b>` : '', c.vsFastify !== undefined ? `segd / Fastify + Redis = <b>${c.vsFastify.toFixed(2)}×</b>` : ''].filter(Boolean).join(' · ');
+      const rows = res.results
+        .filter((r) => r.scenario === c.scenario && r.phase !== 'half' && r.figures)
+        .map((r) => [r.target, r.figures!.rps] as [string, number]);
+      const ratios = [
+        c.vsHello !== undefined ? `segd / hello-world = <b>${c.vsHello.toFixed(2)}×</b>` : '',
+        c.vsFastify !== undefined ? `segd / Fastify + Redis = <b>${c.vsFastify.toFixed(2)}×</b>` : '',
+      ]
+        .filter(Boolean)
+        .join(' · ');
       return `<figure class="cmp"><figcaption>${esc(c.scenario)} — requests/s</figcaption>${compareSvg(rows)}<p>${ratios}</p></figure>`;
     })
     .join('');
@@ -177,14 +232,19 @@ export function renderHtml(res: Results): string {
     ['mode', s.mode],
     ['duration / warm-up', `${s.durationS} s / ${s.warmupS} s (warm-up not counted)`],
     ['data set', `${int(s.users)} users, seed ${s.seed}`],
-    ['keys', `${int(res.keyMix.draws)} draws: ${(res.keyMix.knownShare * 100).toFixed(1)}% known users (Zipf s=${s.zipf}), ${int(res.keyMix.distinct)} distinct, most drawn key ${(res.keyMix.topKeyShare * 100).toFixed(2)}% of draws`],
+    [
+      'keys',
+      `${int(res.keyMix.draws)} draws: ${(res.keyMix.knownShare * 100).toFixed(1)}% known users (Zipf s=${s.zipf}), ${int(res.keyMix.distinct)} distinct, most drawn key ${(res.keyMix.topKeyShare * 100).toFixed(2)}% of draws`,
+    ],
     ['pinning', res.pinning.why],
     ['data set check', res.dataCheck?.note ?? '–'],
     ['gates', s.gates.join(', ') || '–'],
     ['node', s.node],
     ['started / finished', `${res.startedAt} / ${res.finishedAt}`],
   ];
-  const nav = res.results.map((r) => `<a href="#${esc(anchor(r))}">${esc(scenarioLabel(r))} → ${esc(r.target)}</a>`).join(' · ');
+  const nav = res.results
+    .map((r) => `<a href="#${esc(anchor(r))}">${esc(scenarioLabel(r))} → ${esc(r.target)}</a>`)
+    .join(' · ');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>segd load test — ${esc(res.verdict.toUpperCase())}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">

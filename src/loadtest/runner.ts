@@ -53,7 +53,8 @@ export type TargetName = 'segd' | 'hello-world' | 'fastify+redis';
 export const PHASE_LABEL = { max: 'max', half: '@½max' } as const;
 
 /** "lookup", or "lookup max" / "lookup @½max" with --rate half. */
-export const scenarioLabel = (r: { scenario: string; phase?: 'max' | 'half' }) => (r.phase ? `${r.scenario} ${PHASE_LABEL[r.phase]}` : r.scenario);
+export const scenarioLabel = (r: { scenario: string; phase?: 'max' | 'half' }) =>
+  r.phase ? `${r.scenario} ${PHASE_LABEL[r.phase]}` : r.scenario;
 
 export interface ScenarioResult {
   scenario: ScenarioName;
@@ -106,7 +107,15 @@ export interface Results {
 }
 
 /** The metrics route label segd uses for each scenario's requests. */
-const ROUTE: Record<ScenarioName, string> = { lookup: 'segments', kv: 'segments', mixed: 'segments', batch: 'batch', openrtb: 'openrtb', sync: 'sync', ws: 'ws' };
+const ROUTE: Record<ScenarioName, string> = {
+  lookup: 'segments',
+  kv: 'segments',
+  mixed: 'segments',
+  batch: 'batch',
+  openrtb: 'openrtb',
+  sync: 'sync',
+  ws: 'ws',
+};
 
 function say(o: RunOptions, msg: string): void {
   if (!o.quiet) process.stderr.write(`[loadtest] ${msg}\n`);
@@ -121,7 +130,13 @@ interface ProbeAnswer {
 
 /** One request of the scenario, to see whether the endpoint exists (and what it says) before loading it. */
 async function probe(origin: string, r: HttpReq): Promise<ProbeAnswer> {
-  const res = await fetch(origin + r.path, { method: r.method, headers: r.headers, ...(r.body !== undefined ? { body: r.body } : {}), signal: AbortSignal.timeout(10_000), redirect: 'manual' });
+  const res = await fetch(origin + r.path, {
+    method: r.method,
+    headers: r.headers,
+    ...(r.body !== undefined ? { body: r.body } : {}),
+    signal: AbortSignal.timeout(10_000),
+    redirect: 'manual',
+  });
   const text = await res.text();
   if (res.status < 400) return { status: res.status };
   try {
@@ -142,16 +157,28 @@ function qualify(o: RunOptions, r: ScenarioResult): string[] {
   const w: string[] = [];
   const lag = r.drive?.sendLagUs;
   if (lag && lag.p99 > SEND_LAG_LIMIT_US) {
-    w.push(`requests went out late (send lag p99 ${fmtUs(lag.p99)}): the generator could not keep its schedule, or every connection was busy with a slow server; latencies count from the schedule, so they include that wait (try --pin, more --connections, a lower --rate)`);
+    w.push(
+      `requests went out late (send lag p99 ${fmtUs(lag.p99)}): the generator could not keep its schedule, or every connection was busy with a slow server; latencies count from the schedule, so they include that wait (try --pin, more --connections, a lower --rate)`,
+    );
   }
-  if (o.rate > 0 && r.figures && r.figures.rps < o.rate * 0.97) w.push(`reached ${Math.round(r.figures.rps)} of the ${o.rate} req/s asked for`);
+  if (o.rate > 0 && r.figures && r.figures.rps < o.rate * 0.97)
+    w.push(`reached ${Math.round(r.figures.rps)} of the ${o.rate} req/s asked for`);
   if (r.ingest && r.ingest.recordsPerS < o.ingestRate * 0.9) {
-    w.push(`the ingest stream reached ${Math.round(r.ingest.recordsPerS)} of ${o.ingestRate} records/s (one batch in flight, each waiting for its durable ack)`);
+    w.push(
+      `the ingest stream reached ${Math.round(r.ingest.recordsPerS)} of ${o.ingestRate} records/s (one batch in flight, each waiting for its durable ack)`,
+    );
   }
   return w;
 }
 
-async function measure(o: RunOptions, name: ScenarioName, target: TargetName, origin: string, input: ScenarioInput, requests: HttpReq[]): Promise<ScenarioResult> {
+async function measure(
+  o: RunOptions,
+  name: ScenarioName,
+  target: TargetName,
+  origin: string,
+  input: ScenarioInput,
+  requests: HttpReq[],
+): Promise<ScenarioResult> {
   const sc = SCENARIOS[name];
   const base: ScenarioResult = { scenario: name, what: sc.what, target, status: 'ran' };
   const url = new URL(origin);
@@ -167,12 +194,23 @@ async function measure(o: RunOptions, name: ScenarioName, target: TargetName, or
     } else {
       const first = requests[0]!;
       const a = await probe(origin, first);
-      if (routeMissing(a) && sc.skipOn404) return { ...base, status: 'skipped', reason: `${first.method} ${first.path.split('?')[0]} answers 404 on ${origin}: the endpoint is not deployed there (yet); scenario skipped` };
+      if (routeMissing(a) && sc.skipOn404)
+        return {
+          ...base,
+          status: 'skipped',
+          reason: `${first.method} ${first.path.split('?')[0]} answers 404 on ${origin}: the endpoint is not deployed there (yet); scenario skipped`,
+        };
       // Run anyway (the errors are counted by status), but say up front why requests fail.
-      if (a.status >= 400) probeNote = `a first ${first.method} ${first.path.split('?')[0]} answered ${a.status}${a.code ? ` ${a.code}` : ''}${a.message ? `: ${a.message}` : ''}`;
+      if (a.status >= 400)
+        probeNote = `a first ${first.method} ${first.path.split('?')[0]} answered ${a.status}${a.code ? ` ${a.code}` : ''}${a.message ? `: ${a.message}` : ''}`;
     }
   } catch (err) {
-    if (err instanceof WsUnavailable && err.status === 404) return { ...base, status: 'skipped', reason: `the WebSocket upgrade at /v1/ws answers 404 on ${origin}: not deployed there (yet); scenario skipped` };
+    if (err instanceof WsUnavailable && err.status === 404)
+      return {
+        ...base,
+        status: 'skipped',
+        reason: `the WebSocket upgrade at /v1/ws answers 404 on ${origin}: not deployed there (yet); scenario skipped`,
+      };
     return { ...base, status: 'failed', reason: `${name} against ${origin}: ${(err as Error).message}` };
   }
 
@@ -180,7 +218,16 @@ async function measure(o: RunOptions, name: ScenarioName, target: TargetName, or
   const scraped: { before?: ReturnType<typeof scrape> } = {};
   const ingest =
     name === 'mixed'
-      ? new IngestStream({ origin, ingestKey: o.ingestKey, rate: o.ingestRate, batch: o.ingestBatch, segment: o.ingestSegment, ttlS: o.ingestTtlS, seed: o.seed, users: o.users })
+      ? new IngestStream({
+          origin,
+          ingestKey: o.ingestKey,
+          rate: o.ingestRate,
+          batch: o.ingestBatch,
+          segment: o.ingestSegment,
+          ttlS: o.ingestTtlS,
+          seed: o.seed,
+          users: o.users,
+        })
       : null;
   // The ingest stream starts once that scrape is answered, so both counts cover the same window.
   const onMeasureStart =
@@ -196,20 +243,50 @@ async function measure(o: RunOptions, name: ScenarioName, target: TargetName, or
   const total = o.warmupS + o.durationS;
   const progress = new Progress(`${name} → ${target}`.padEnd(24), total, 's', { quiet: o.quiet, rate: false });
   const t0 = performance.now();
-  const tick = setInterval(() => progress.update(Math.min(total, Math.round((performance.now() - t0) / 100) / 10)), 250);
+  const tick = setInterval(
+    () => progress.update(Math.min(total, Math.round((performance.now() - t0) / 100) / 10)),
+    250,
+  );
   let driven: DriveResult;
   try {
     driven =
       name === 'ws'
-        ? await driveWs({ url: `ws://${url.host}/v1/ws`, partnerKey: o.partnerKey, uids: input.keys.uids, connections: o.connections, pipeline: o.pipeline, rate: o.rate, warmupS: o.warmupS, durationS: o.durationS, timeoutS: o.timeoutS, maxRequests: o.maxRequests, okBelow: sc.okBelow, onMeasureStart })
+        ? await driveWs({
+            url: `ws://${url.host}/v1/ws`,
+            partnerKey: o.partnerKey,
+            uids: input.keys.uids,
+            connections: o.connections,
+            pipeline: o.pipeline,
+            rate: o.rate,
+            warmupS: o.warmupS,
+            durationS: o.durationS,
+            timeoutS: o.timeoutS,
+            maxRequests: o.maxRequests,
+            okBelow: sc.okBelow,
+            onMeasureStart,
+          })
         : await driveHttp({
-            host, port, requests, connections: o.connections, rate: o.rate, warmupS: o.warmupS, durationS: o.durationS,
-            timeoutS: o.timeoutS, maxRequests: o.maxRequests, okBelow: sc.okBelow, generator: o.rate > 0 ? 'client' : o.generator, onMeasureStart,
+            host,
+            port,
+            requests,
+            connections: o.connections,
+            rate: o.rate,
+            warmupS: o.warmupS,
+            durationS: o.durationS,
+            timeoutS: o.timeoutS,
+            maxRequests: o.maxRequests,
+            okBelow: sc.okBelow,
+            generator: o.rate > 0 ? 'client' : o.generator,
+            onMeasureStart,
           });
   } catch (err) {
     // A generator that died (or a target that went away mid-run) fails this scenario, not the whole run.
     await ingest?.stop();
-    return { ...base, status: 'failed', reason: `${name} against ${origin} broke off: ${(err as Error).message.slice(0, 500)}` };
+    return {
+      ...base,
+      status: 'failed',
+      reason: `${name} against ${origin} broke off: ${(err as Error).message.slice(0, 500)}`,
+    };
   } finally {
     clearInterval(tick);
     progress.update(total);
@@ -217,7 +294,12 @@ async function measure(o: RunOptions, name: ScenarioName, target: TargetName, or
   }
   const ingestFigures = ingest ? await ingest.stop() : undefined;
   const figures = driven.figures;
-  const out: ScenarioResult = { ...base, drive: driven.info, figures, keysPerS: figures.rps * sc.keysPerRequest(input) };
+  const out: ScenarioResult = {
+    ...base,
+    drive: driven.info,
+    figures,
+    keysPerS: figures.rps * sc.keysPerRequest(input),
+  };
   if (ingestFigures !== undefined) out.ingest = ingestFigures;
   const warnings = qualify(o, out);
   if (probeNote) warnings.unshift(probeNote);
@@ -227,7 +309,12 @@ async function measure(o: RunOptions, name: ScenarioName, target: TargetName, or
     const after = await scrape(origin);
     const d = diff(b.samples, after.samples);
     const error = b.error ?? after.error;
-    out.server = { diff: d, view: serverView(d, ROUTE[name]), gaugesAfter: gauges(after.samples), ...(error ? { error } : {}) };
+    out.server = {
+      diff: d,
+      view: serverView(d, ROUTE[name]),
+      gaugesAfter: gauges(after.samples),
+      ...(error ? { error } : {}),
+    };
   }
   return out;
 }
@@ -235,7 +322,9 @@ async function measure(o: RunOptions, name: ScenarioName, target: TargetName, or
 const DATA_CHECK_KEYS = 50;
 
 async function segmentsOf(origin: string, uid: string): Promise<number[] | null> {
-  const r = await fetch(`${origin}/v1/segments?uid=${encodeURIComponent(uid)}`, { signal: AbortSignal.timeout(10_000) });
+  const r = await fetch(`${origin}/v1/segments?uid=${encodeURIComponent(uid)}`, {
+    signal: AbortSignal.timeout(10_000),
+  });
   if (r.status !== 200) return null;
   return ((await r.json()) as { segments?: number[] }).segments ?? null;
 }
@@ -245,14 +334,20 @@ async function segmentsOf(origin: string, uid: string): Promise<number[] | null>
  * with segments when --users/--seed match what was loaded; if they do not, the
  * hit ratio (and every figure) would be about another workload.
  */
-async function checkData(origin: string, keys: KeyMix, users: number, fastify: string | null): Promise<DataCheck | undefined> {
+async function checkData(
+  origin: string,
+  keys: KeyMix,
+  users: number,
+  fastify: string | null,
+): Promise<DataCheck | undefined> {
   const known = [...new Set(keys.uids.filter((_, k) => keys.index[k]! < users))].slice(0, DATA_CHECK_KEYS);
   if (!known.length) return undefined;
   let found = 0;
   let equal = 0;
   for (const uid of known) {
     const segs = await segmentsOf(origin, uid);
-    if (segs === null) return { known: known.length, found: 0, ok: false, note: `GET /v1/segments does not answer 200 on ${origin}` };
+    if (segs === null)
+      return { known: known.length, found: 0, ok: false, note: `GET /v1/segments does not answer 200 on ${origin}` };
     if (segs.length) found++;
     if (fastify) {
       const other = await segmentsOf(fastify, uid);
@@ -278,22 +373,39 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
     throw new Error(`cannot reach ${origin}: ${cause ?? (err as Error).message}`, { cause: err });
   }
   const needKeys = Math.max(o.keys, o.scenarios.includes('batch') ? o.batchSize * 200 : 0);
-  say(o, `sampling ${needKeys.toLocaleString('en-US')} keys from the data set (users ${o.users.toLocaleString('en-US')}, seed ${o.seed}, ${Math.round(o.hitRatio * 100)}% known, Zipf s=${o.zipf})`);
+  say(
+    o,
+    `sampling ${needKeys.toLocaleString('en-US')} keys from the data set (users ${o.users.toLocaleString('en-US')}, seed ${o.seed}, ${Math.round(o.hitRatio * 100)}% known, Zipf s=${o.zipf})`,
+  );
   const keys = sampleKeys({ seed: o.seed, users: o.users, hitRatio: o.hitRatio, zipf: o.zipf, count: needKeys });
-  const input: ScenarioInput = { keys, batchSize: o.batchSize, partner: o.partner, partnerKey: o.partnerKey, seed: o.seed };
+  const input: ScenarioInput = {
+    keys,
+    batchSize: o.batchSize,
+    partner: o.partner,
+    partnerKey: o.partnerKey,
+    seed: o.seed,
+  };
 
   let baselines: Baselines | null = null;
   const pinning = planPinning(o.pin, 'unpinned (--pin puts this generator and the servers on different CPUs)');
   try {
-    if (o.compare) baselines = await startBaselines({ users: o.users, seed: o.seed, quiet: o.quiet, say: (m) => say(o, m) });
+    if (o.compare)
+      baselines = await startBaselines({ users: o.users, seed: o.seed, quiet: o.quiet, say: (m) => say(o, m) });
     if (pinning.pinned) {
       pin(process.pid, pinning.generatorCpu!);
       for (const pid of baselines?.pids ?? []) pin(pid, pinning.serverCpu!);
       if (o.serverPid) pin(o.serverPid, pinning.serverCpu!);
-      pinning.why += o.serverPid ? `; target pid ${o.serverPid} pinned with the servers` : '; target not pinned (pass --server-pid to pin a local segd)';
+      pinning.why += o.serverPid
+        ? `; target pid ${o.serverPid} pinned with the servers`
+        : '; target not pinned (pass --server-pid to pin a local segd)';
     }
     say(o, pinning.why);
-    const dataCheck = await checkData(origin, keys, o.users, baselines ? `http://127.0.0.1:${baselines.fastify.port}` : null).catch((err: unknown) => ({
+    const dataCheck = await checkData(
+      origin,
+      keys,
+      o.users,
+      baselines ? `http://127.0.0.1:${baselines.fastify.port}` : null,
+    ).catch((err: unknown) => ({
       known: 0,
       found: 0,
       ok: false,
@@ -318,7 +430,11 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
       for (const phase of o.halfOfMax ? (['max', 'half'] as const) : ([undefined] as const)) {
         if (phase === 'half' && !halfRate) break;
         for (const [target, url] of targets) {
-          if (target !== 'segd' && results.some((r) => r.scenario === name && r.target === 'segd' && r.status !== 'ran')) break;
+          if (
+            target !== 'segd' &&
+            results.some((r) => r.scenario === name && r.target === 'segd' && r.status !== 'ran')
+          )
+            break;
           const run = phase === 'half' ? { ...o, rate: halfRate } : o;
           const r = await measure(run, name, target, url, input, requests);
           if (phase) r.phase = phase;
@@ -327,7 +443,10 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
           if (phase !== 'half' && r.figures) maxRps.set(target, r.figures.rps);
           if (phase === 'max' && target === 'segd' && r.figures) {
             halfRate = Math.max(1, Math.floor(r.figures.rps / 2));
-            say(o, `${name}: segd's closed-loop max ${Math.round(r.figures.rps)} req/s; half load at ${halfRate} req/s`);
+            say(
+              o,
+              `${name}: segd's closed-loop max ${Math.round(r.figures.rps)} req/s; half load at ${halfRate} req/s`,
+            );
           }
         }
       }
@@ -346,13 +465,26 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
     for (const r of results) {
       if (r.target !== 'segd' || r.status === 'skipped') continue;
       // --rate half: throughput is judged at the max, everything else at half load.
-      const mine = r.phase === 'max' ? o.gates.filter((g) => g.metric === 'rps') : r.phase === 'half' ? o.gates.filter((g) => g.metric !== 'rps') : o.gates;
+      const mine =
+        r.phase === 'max'
+          ? o.gates.filter((g) => g.metric === 'rps')
+          : r.phase === 'half'
+            ? o.gates.filter((g) => g.metric !== 'rps')
+            : o.gates;
       const label = scenarioLabel(r);
       if (r.status === 'failed' || !r.figures) {
         for (const g of mine) gates.push({ scenario: label, gate: g.text, measured: 'did not run', pass: false });
         continue;
       }
-      gates.push(...evaluate(mine, { scenario: label, latencyUs: r.figures.latencyUs, errorCount: r.figures.errorCount, errorRate: r.figures.errorRate, rps: r.figures.rps }));
+      gates.push(
+        ...evaluate(mine, {
+          scenario: label,
+          latencyUs: r.figures.latencyUs,
+          errorCount: r.figures.errorCount,
+          errorRate: r.figures.errorRate,
+          rps: r.figures.rps,
+        }),
+      );
     }
     const { gates: _g, partnerKey: _p, ingestKey: _i, ...settings } = o;
     return {
@@ -360,8 +492,22 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
       version: 1,
       startedAt: startedAt.toISOString(),
       finishedAt: new Date().toISOString(),
-      settings: { ...settings, gates: o.gates.map((g) => g.text), node: process.version, mode: o.halfOfMax ? `closed-loop max (${o.generator}, ${o.connections} connections), then open loop at half of segd's max` : o.rate > 0 ? `open loop, ${o.rate} req/s` : `closed loop, ${o.connections} connections (${o.generator})` },
-      keyMix: { knownShare: keys.knownShare, distinct: keys.distinct, topKeyShare: keys.topKeyShare, draws: keys.uids.length },
+      settings: {
+        ...settings,
+        gates: o.gates.map((g) => g.text),
+        node: process.version,
+        mode: o.halfOfMax
+          ? `closed-loop max (${o.generator}, ${o.connections} connections), then open loop at half of segd's max`
+          : o.rate > 0
+            ? `open loop, ${o.rate} req/s`
+            : `closed loop, ${o.connections} connections (${o.generator})`,
+      },
+      keyMix: {
+        knownShare: keys.knownShare,
+        distinct: keys.distinct,
+        topKeyShare: keys.topKeyShare,
+        draws: keys.uids.length,
+      },
       pinning,
       ...(dataCheck ? { dataCheck } : {}),
       results,

@@ -79,7 +79,12 @@ export const SCENARIOS: Record<ScenarioName, Scenario> = {
       for (let b = 0; b < count; b++) {
         const uids: string[] = [];
         for (let k = 0; k < i.batchSize; k++) uids.push(i.keys.uids[(b * i.batchSize + k) % n]!);
-        out.push({ method: 'POST', path: '/v1/segments:batch', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ uids }) });
+        out.push({
+          method: 'POST',
+          path: '/v1/segments:batch',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ uids }),
+        });
       }
       return out;
     },
@@ -118,7 +123,12 @@ export const SCENARIOS: Record<ScenarioName, Scenario> = {
     name: 'sync',
     what: 'GET /sync/in?partner=P&puid=X (cookie sync pixel)',
     keysPerRequest: () => 1,
-    requests: (i) => i.keys.uids.map((uid) => ({ method: 'GET', path: `/sync/in?partner=${q(i.partner)}&puid=${q(uid)}`, headers: {} })),
+    requests: (i) =>
+      i.keys.uids.map((uid) => ({
+        method: 'GET',
+        path: `/sync/in?partner=${q(i.partner)}&puid=${q(uid)}`,
+        headers: {},
+      })),
     // A pixel (200/204) or a redirect to the next partner (302) are both answers.
     okBelow: 400,
     skipOn404: true,
@@ -136,4 +146,3 @@ export const SCENARIOS: Record<ScenarioName, Scenario> = {
 };
 
 export const SCENARIO_NAMES = Object.keys(SCENARIOS) as ScenarioName[];
-

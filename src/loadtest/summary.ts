@@ -7,7 +7,12 @@ const int = (n: number) => Math.round(n).toLocaleString('en-US');
 
 function table(head: string[], rows: string[][], right: Set<number>): string[] {
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => '  ' + cells.map((c, i) => (right.has(i) ? c.padStart(w[i]!) : c.padEnd(w[i]!))).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    '  ' +
+    cells
+      .map((c, i) => (right.has(i) ? c.padStart(w[i]!) : c.padEnd(w[i]!)))
+      .join('  ')
+      .trimEnd();
   return [line(head), line(w.map((n) => '─'.repeat(n))), ...rows.map(line)];
 }
 
@@ -35,22 +40,41 @@ export function summaryText(res: Results, files: { html: string; json: string })
       fmtUs(l.p999),
       fmtUs(l.max),
       f.errorCount ? `${int(f.errorCount)} (${fmtPct(f.errorRate)})` : '0',
-      [hit !== undefined ? `server hit ${(hit * 100).toFixed(0)}%` : '', r.keysPerS && r.keysPerS !== f.rps ? `${int(r.keysPerS)} keys/s` : '', r.ingest ? `ingest ${int(r.ingest.recordsPerS)}/${int(s.ingestRate)} rec/s` : '']
+      [
+        hit !== undefined ? `server hit ${(hit * 100).toFixed(0)}%` : '',
+        r.keysPerS && r.keysPerS !== f.rps ? `${int(r.keysPerS)} keys/s` : '',
+        r.ingest ? `ingest ${int(r.ingest.recordsPerS)}/${int(s.ingestRate)} rec/s` : '',
+      ]
         .filter(Boolean)
         .join(', '),
     ];
   });
-  out.push(...table(['scenario', 'target', 'req/s', 'p50', 'p90', 'p99', 'p99.9', 'max', 'errors', 'notes'], rows, new Set([2, 3, 4, 5, 6, 7, 8])));
+  out.push(
+    ...table(
+      ['scenario', 'target', 'req/s', 'p50', 'p90', 'p99', 'p99.9', 'max', 'errors', 'notes'],
+      rows,
+      new Set([2, 3, 4, 5, 6, 7, 8]),
+    ),
+  );
   const skipped = res.results.filter((r) => r.status !== 'ran');
   for (const r of skipped) out.push(`  ${r.scenario}: ${r.reason}`);
   for (const r of res.results) for (const w of r.warnings ?? []) out.push(`  ${scenarioLabel(r)} → ${r.target}: ${w}`);
   for (const c of res.comparisons) {
-    const parts = [c.vsHello !== undefined ? `segd / hello-world ${c.vsHello.toFixed(2)}×` : '', c.vsFastify !== undefined ? `segd / fastify+redis ${c.vsFastify.toFixed(2)}×` : ''].filter(Boolean);
+    const parts = [
+      c.vsHello !== undefined ? `segd / hello-world ${c.vsHello.toFixed(2)}×` : '',
+      c.vsFastify !== undefined ? `segd / fastify+redis ${c.vsFastify.toFixed(2)}×` : '',
+    ].filter(Boolean);
     out.push(`  compare ${c.scenario}: ${parts.join(', ')} (req/s, same run, same settings)`);
   }
   out.push('');
   if (res.gates.length) {
-    out.push(...table(['gate', 'scenario', 'measured', 'result'], res.gates.map((g) => [g.gate, g.scenario, g.measured, g.pass ? 'PASS' : 'FAIL']), new Set([2])));
+    out.push(
+      ...table(
+        ['gate', 'scenario', 'measured', 'result'],
+        res.gates.map((g) => [g.gate, g.scenario, g.measured, g.pass ? 'PASS' : 'FAIL']),
+        new Set([2]),
+      ),
+    );
     out.push('');
   }
   out.push(`verdict: ${res.verdict.toUpperCase()}   report: ${files.html}   json: ${files.json}`);

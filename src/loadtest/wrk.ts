@@ -63,8 +63,23 @@ export interface WrkJson extends Percentiles {
   curve: Array<[number, number]>;
 }
 
-export async function runWrk(o: { host: string; port: number; script: string; connections: number; seconds: number; cpu?: number }): Promise<WrkJson> {
-  const args = ['-t1', `-c${o.connections}`, `-d${o.seconds}s`, '--latency', '-s', o.script, `http://${o.host}:${o.port}/`];
+export async function runWrk(o: {
+  host: string;
+  port: number;
+  script: string;
+  connections: number;
+  seconds: number;
+  cpu?: number;
+}): Promise<WrkJson> {
+  const args = [
+    '-t1',
+    `-c${o.connections}`,
+    `-d${o.seconds}s`,
+    '--latency',
+    '-s',
+    o.script,
+    `http://${o.host}:${o.port}/`,
+  ];
   const [cmd, argv] = o.cpu !== undefined ? ['taskset', ['-c', String(o.cpu), 'wrk', ...args]] : ['wrk', args];
   const { stdout } = await run(cmd, argv as string[]);
   const line = stdout.split('\n').find((l) => l.startsWith('WRK_JSON '));
@@ -99,7 +114,12 @@ export function wrkFigures(w: WrkJson): Figures {
     ok: w.requests - w.status,
     seconds,
     rps: w.requests / seconds,
-    errors: { status: w.status ? { '4xx/5xx': w.status } : {}, timeouts: w.timeout, connection: w.connect + w.read + w.write, other: 0 },
+    errors: {
+      status: w.status ? { '4xx/5xx': w.status } : {},
+      timeouts: w.timeout,
+      connection: w.connect + w.read + w.write,
+      other: 0,
+    },
     errorCount,
     errorRate: errorCount / Math.max(1, w.requests + transport),
     latencyUs: { p50: w.p50, p90: w.p90, p99: w.p99, p999: w.p999, max: w.max, mean: w.mean },

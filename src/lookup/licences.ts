@@ -85,11 +85,12 @@ export class Licences {
     const granted = new Map<string, number[]>();
     for (const s of this.source.segments()) {
       if (s.partners === '*') open.push(s.id);
-      else for (const p of s.partners) {
-        let list = granted.get(p);
-        if (!list) granted.set(p, (list = []));
-        list.push(s.id);
-      }
+      else
+        for (const p of s.partners) {
+          let list = granted.get(p);
+          if (!list) granted.set(p, (list = []));
+          list.push(s.id);
+        }
     }
     const next = new Map<string, Licence>();
     for (const p of this.source.partners()) {

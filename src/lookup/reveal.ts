@@ -31,7 +31,13 @@ const ALIAS_PREFIX = aliasKey('');
  * (by 'uid'), `profile` the profile the read found or tried (ReadPath), null
  * when the request's id resolved to nobody.
  */
-export function shownUid(licence: Licence, by: NamedBy, sent: string | null, profile: string | null, graph: LinkSource): string | null {
+export function shownUid(
+  licence: Licence,
+  by: NamedBy,
+  sent: string | null,
+  profile: string | null,
+  graph: LinkSource,
+): string | null {
   if (by === 'uid') return sent;
   if (licence.seesUids) return profile;
   if (by === 'own' && profile !== null && !holdsMerged(graph, profile)) return profile;

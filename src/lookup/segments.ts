@@ -29,7 +29,10 @@ export class SegmentLookup {
   private pinned: Database<Buffer, string> | null = null;
 
   /** `filterStats` counts negatives / true positives / false positives (for the measured FP rate). */
-  constructor(private readonly store: Store, private readonly filterStats = new Float64Array(3)) {}
+  constructor(
+    private readonly store: Store,
+    private readonly filterStats = new Float64Array(3),
+  ) {}
 
   /** Until unpin(), every find reads the generation active now (a batch answers from one data set). */
   pin(): void {

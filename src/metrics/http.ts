@@ -9,7 +9,20 @@
 // implement its `get()` contract.
 import { Registry } from 'prom-client';
 
-const ROUTES = ['segments', 'batch', 'ingest', 'healthz', 'readyz', 'metrics', 'admin', 'sync', 'privacy', 'other', 'enrich', 'ws'] as const;
+const ROUTES = [
+  'segments',
+  'batch',
+  'ingest',
+  'healthz',
+  'readyz',
+  'metrics',
+  'admin',
+  'sync',
+  'privacy',
+  'other',
+  'enrich',
+  'ws',
+] as const;
 /** Why a lookup was answered empty at once: past the admission limit (or loop lag), or past its deadline. */
 const SHED_REASONS = ['overload', 'deadline'] as const;
 export type ShedReason = (typeof SHED_REASONS)[number];
@@ -41,7 +54,13 @@ interface CustomMetric {
 }
 
 function metric(name: string, help: string, type: 'counter' | 'histogram', values: () => Value[]): CustomMetric {
-  return { name, help, type, aggregator: 'sum', get: async () => ({ name, help, type, aggregator: 'sum', values: values() }) };
+  return {
+    name,
+    help,
+    type,
+    aggregator: 'sum',
+    get: async () => ({ name, help, type, aggregator: 'sum', values: values() }),
+  };
 }
 
 export class HttpMetrics {
@@ -77,57 +96,128 @@ export class HttpMetrics {
     }));
 
     const reg = (m: CustomMetric) => this.registry.registerMetric(m as never);
-    reg(metric('segd_http_requests_total', 'HTTP requests answered, by route and status', 'counter', () => {
-      const out: Value[] = [];
-      ROUTES.forEach((route, r) => {
-        STATUSES.forEach((status, s) => out.push({ value: this.requests[r * S + s]!, labels: { route, status } }));
-        const other = this.requests[r * S + OTHER_STATUS]!;
-        if (other) out.push({ value: other, labels: { route, status: 'other' } });
-      });
-      return out;
-    }));
-    reg(metric('segd_http_request_duration_seconds', 'Time from request to response in the worker, by route', 'histogram', () => {
-      const out: Value[] = [];
-      ROUTES.forEach((route, r) => {
-        let cum = 0;
-        for (let b = 0; b < B; b++) {
-          cum += this.buckets[r * B + b]!;
-          out.push({ value: cum, labels: { le: b < BUCKETS.length ? BUCKETS[b]! : '+Inf', route }, metricName: 'segd_http_request_duration_seconds_bucket' });
-        }
-        out.push({ value: this.sums[r]!, labels: { route }, metricName: 'segd_http_request_duration_seconds_sum' });
-        out.push({ value: cum, labels: { route }, metricName: 'segd_http_request_duration_seconds_count' });
-      });
-      return out;
-    }));
-    reg(metric('segd_lookups_total', 'User keys looked up, by result (hit = known user, miss = unknown)', 'counter', () => [
-      { value: this.misc[0]!, labels: { result: 'hit' } },
-      { value: this.misc[1]!, labels: { result: 'miss' } },
-    ]));
-    reg(metric('segd_bloom_checks_total', 'Known-users filter outcomes: negative = LMDB skipped; false_positive = filter said maybe, user unknown', 'counter', () => [
-      { value: this.filterStats[0]!, labels: { result: 'negative' } },
-      { value: this.filterStats[1]!, labels: { result: 'true_positive' } },
-      { value: this.filterStats[2]!, labels: { result: 'false_positive' } },
-    ]));
-    reg(metric('segd_http_aborted_total', 'Requests whose client went away before the answer', 'counter', () => [
-      { value: this.misc[2]!, labels: {} },
-    ]));
-    reg(metric('segd_shed_total', 'Lookups answered empty at once (204) instead of being served: overload = past the admission limit or event-loop lag; deadline = past the request\'s time budget', 'counter', () => {
-      const out: Value[] = [];
-      ROUTES.forEach((route, r) => SHED_REASONS.forEach((reason, i) => {
-        const v = this.sheds[r * SHED_REASONS.length + i]!;
-        if (v || route === 'segments' || route === 'batch' || route === 'enrich' || route === 'ws') out.push({ value: v, labels: { route, reason } });
-      }));
-      return out;
-    }));
-    reg(metric('segd_http_guarded_total', 'Requests ended by the HTTP edge instead of their route: failed = an exception answered 500 INTERNAL; overloaded = refused past the keyed or public budget (503); body_timeout = body not complete in time (408)', 'counter', () =>
-      GUARD_OUTCOMES.map((outcome, i) => ({ value: this.guards[i]!, labels: { outcome } }))));
-    reg(metric('segd_enrich_total', 'OpenRTB enrichments by outcome (enriched; empty = nothing licensed/known; coppa/gdpr/us_privacy/gpp = refused by that signal; deadline; overload)', 'counter', () =>
-      ENRICH_OUTCOMES.map((outcome, i) => ({ value: this.enrichOutcomes[i]!, labels: { outcome } }))));
-    reg(metric('segd_ws_frames_total', 'Lookup frames answered on /v1/ws', 'counter', () => [{ value: this.ws[1]!, labels: {} }]));
-    reg(metric('segd_ws_backpressure_pauses_total', '/v1/ws connections paused (not read) because their unsent answers passed the high-water mark', 'counter', () => [{ value: this.ws[2]!, labels: {} }]));
+    reg(
+      metric('segd_http_requests_total', 'HTTP requests answered, by route and status', 'counter', () => {
+        const out: Value[] = [];
+        ROUTES.forEach((route, r) => {
+          STATUSES.forEach((status, s) => out.push({ value: this.requests[r * S + s]!, labels: { route, status } }));
+          const other = this.requests[r * S + OTHER_STATUS]!;
+          if (other) out.push({ value: other, labels: { route, status: 'other' } });
+        });
+        return out;
+      }),
+    );
+    reg(
+      metric(
+        'segd_http_request_duration_seconds',
+        'Time from request to response in the worker, by route',
+        'histogram',
+        () => {
+          const out: Value[] = [];
+          ROUTES.forEach((route, r) => {
+            let cum = 0;
+            for (let b = 0; b < B; b++) {
+              cum += this.buckets[r * B + b]!;
+              out.push({
+                value: cum,
+                labels: { le: b < BUCKETS.length ? BUCKETS[b]! : '+Inf', route },
+                metricName: 'segd_http_request_duration_seconds_bucket',
+              });
+            }
+            out.push({ value: this.sums[r]!, labels: { route }, metricName: 'segd_http_request_duration_seconds_sum' });
+            out.push({ value: cum, labels: { route }, metricName: 'segd_http_request_duration_seconds_count' });
+          });
+          return out;
+        },
+      ),
+    );
+    reg(
+      metric(
+        'segd_lookups_total',
+        'User keys looked up, by result (hit = known user, miss = unknown)',
+        'counter',
+        () => [
+          { value: this.misc[0]!, labels: { result: 'hit' } },
+          { value: this.misc[1]!, labels: { result: 'miss' } },
+        ],
+      ),
+    );
+    reg(
+      metric(
+        'segd_bloom_checks_total',
+        'Known-users filter outcomes: negative = LMDB skipped; false_positive = filter said maybe, user unknown',
+        'counter',
+        () => [
+          { value: this.filterStats[0]!, labels: { result: 'negative' } },
+          { value: this.filterStats[1]!, labels: { result: 'true_positive' } },
+          { value: this.filterStats[2]!, labels: { result: 'false_positive' } },
+        ],
+      ),
+    );
+    reg(
+      metric('segd_http_aborted_total', 'Requests whose client went away before the answer', 'counter', () => [
+        { value: this.misc[2]!, labels: {} },
+      ]),
+    );
+    reg(
+      metric(
+        'segd_shed_total',
+        "Lookups answered empty at once (204) instead of being served: overload = past the admission limit or event-loop lag; deadline = past the request's time budget",
+        'counter',
+        () => {
+          const out: Value[] = [];
+          ROUTES.forEach((route, r) =>
+            SHED_REASONS.forEach((reason, i) => {
+              const v = this.sheds[r * SHED_REASONS.length + i]!;
+              if (v || route === 'segments' || route === 'batch' || route === 'enrich' || route === 'ws')
+                out.push({ value: v, labels: { route, reason } });
+            }),
+          );
+          return out;
+        },
+      ),
+    );
+    reg(
+      metric(
+        'segd_http_guarded_total',
+        'Requests ended by the HTTP edge instead of their route: failed = an exception answered 500 INTERNAL; overloaded = refused past the keyed or public budget (503); body_timeout = body not complete in time (408)',
+        'counter',
+        () => GUARD_OUTCOMES.map((outcome, i) => ({ value: this.guards[i]!, labels: { outcome } })),
+      ),
+    );
+    reg(
+      metric(
+        'segd_enrich_total',
+        'OpenRTB enrichments by outcome (enriched; empty = nothing licensed/known; coppa/gdpr/us_privacy/gpp = refused by that signal; deadline; overload)',
+        'counter',
+        () => ENRICH_OUTCOMES.map((outcome, i) => ({ value: this.enrichOutcomes[i]!, labels: { outcome } })),
+      ),
+    );
+    reg(
+      metric('segd_ws_frames_total', 'Lookup frames answered on /v1/ws', 'counter', () => [
+        { value: this.ws[1]!, labels: {} },
+      ]),
+    );
+    reg(
+      metric(
+        'segd_ws_backpressure_pauses_total',
+        '/v1/ws connections paused (not read) because their unsent answers passed the high-water mark',
+        'counter',
+        () => [{ value: this.ws[2]!, labels: {} }],
+      ),
+    );
     this.registry.registerMetric({
-      name: 'segd_ws_connections', help: 'Open /v1/ws connections', type: 'gauge', aggregator: 'sum',
-      get: async () => ({ name: 'segd_ws_connections', help: 'Open /v1/ws connections', type: 'gauge', aggregator: 'sum', values: [{ value: this.ws[0]!, labels: {} }] }),
+      name: 'segd_ws_connections',
+      help: 'Open /v1/ws connections',
+      type: 'gauge',
+      aggregator: 'sum',
+      get: async () => ({
+        name: 'segd_ws_connections',
+        help: 'Open /v1/ws connections',
+        type: 'gauge',
+        aggregator: 'sum',
+        values: [{ value: this.ws[0]!, labels: {} }],
+      }),
     } as never);
   }
 
@@ -177,14 +267,27 @@ export type SyncOutcome<D extends SyncDirection> = (typeof SYNC_OUTCOMES)[D][num
 
 /** Why each sync request ended as it did: a 204 no-op says only "nothing stored", this says why. Preloaded at zero. */
 class SyncOutcomes {
-  private readonly counts = { in: new Float64Array(SYNC_OUTCOMES.in.length), out: new Float64Array(SYNC_OUTCOMES.out.length) };
+  private readonly counts = {
+    in: new Float64Array(SYNC_OUTCOMES.in.length),
+    out: new Float64Array(SYNC_OUTCOMES.out.length),
+  };
 
   constructor(registry: Registry) {
-    registry.registerMetric(metric('segd_sync_total', 'Cookie-sync requests by direction (in = partner callback, out = sync list) and outcome', 'counter', () => {
-      const out: Value[] = [];
-      for (const d of ['in', 'out'] as const) SYNC_OUTCOMES[d].forEach((outcome, i) => out.push({ value: this.counts[d][i]!, labels: { direction: d, outcome } }));
-      return out;
-    }) as never);
+    registry.registerMetric(
+      metric(
+        'segd_sync_total',
+        'Cookie-sync requests by direction (in = partner callback, out = sync list) and outcome',
+        'counter',
+        () => {
+          const out: Value[] = [];
+          for (const d of ['in', 'out'] as const)
+            SYNC_OUTCOMES[d].forEach((outcome, i) =>
+              out.push({ value: this.counts[d][i]!, labels: { direction: d, outcome } }),
+            );
+          return out;
+        },
+      ) as never,
+    );
   }
 
   record<D extends SyncDirection>(direction: D, outcome: SyncOutcome<D>): void {

@@ -35,18 +35,40 @@ export class ProcessMetrics {
       labelNames: ['source', 'outcome'],
       registers,
     });
-    this.privacyActions = new Counter({ name: 'segd_privacy_actions_total', help: 'Opt-outs and deletions carried out (memberships and linked ids removed, tombstone written, audited)', labelNames: ['action'], registers });
+    this.privacyActions = new Counter({
+      name: 'segd_privacy_actions_total',
+      help: 'Opt-outs and deletions carried out (memberships and linked ids removed, tombstone written, audited)',
+      labelNames: ['action'],
+      registers,
+    });
     for (const a of ['optout', 'delete']) this.privacyActions.labels(a).inc(0);
-    this.files = new Counter({ name: 'segd_loader_files_total', help: 'Feed files fully imported', labelNames: ['source'], registers });
-    this.quarantined = new Counter({ name: 'segd_loader_files_quarantined_total', help: 'Inbox files moved to failed/ after SEGD_INBOX_MAX_ATTEMPTS attempts without progress', registers });
-    this.lastCommit = new Gauge({ name: 'segd_loader_last_commit_timestamp_seconds', help: 'When the loader last committed a batch', registers });
+    this.files = new Counter({
+      name: 'segd_loader_files_total',
+      help: 'Feed files fully imported',
+      labelNames: ['source'],
+      registers,
+    });
+    this.quarantined = new Counter({
+      name: 'segd_loader_files_quarantined_total',
+      help: 'Inbox files moved to failed/ after SEGD_INBOX_MAX_ATTEMPTS attempts without progress',
+      registers,
+    });
+    this.lastCommit = new Gauge({
+      name: 'segd_loader_last_commit_timestamp_seconds',
+      help: 'When the loader last committed a batch',
+      registers,
+    });
     this.commitSeconds = new Histogram({
       name: 'segd_loader_commit_seconds',
       help: 'Time to apply and commit one loader transaction (any source)',
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
       registers,
     });
-    this.swept = new Counter({ name: 'segd_ttl_swept_total', help: 'Expired memberships removed by the TTL sweep', registers });
+    this.swept = new Counter({
+      name: 'segd_ttl_swept_total',
+      help: 'Expired memberships removed by the TTL sweep',
+      registers,
+    });
     this.ready = new Gauge({ name: 'segd_ready', help: '1 once the initial load is done', registers });
     this.stalled = new Gauge({
       name: 'segd_loader_stalled',
@@ -106,7 +128,15 @@ export class ProcessMetrics {
       registers,
       collect() {
         // readerList(): a header line, then one line per slot in use.
-        this.set(Math.max(0, store.env.readerList().split('\n').filter((l) => /^\s*\d+\s/.test(l)).length));
+        this.set(
+          Math.max(
+            0,
+            store.env
+              .readerList()
+              .split('\n')
+              .filter((l) => /^\s*\d+\s/.test(l)).length,
+          ),
+        );
       },
     });
     new Gauge({
@@ -147,7 +177,9 @@ export class ProcessMetrics {
     // The measured FP rate needs every worker's counters: computed here.
     let neg = 0;
     let fp = 0;
-    for (const w of workerMetrics as Array<Array<{ name: string; values: Array<{ value: number; labels: { result?: string } }> }>>) {
+    for (const w of workerMetrics as Array<
+      Array<{ name: string; values: Array<{ value: number; labels: { result?: string } }> }>
+    >) {
       for (const m of w) {
         if (m.name !== 'segd_bloom_checks_total') continue;
         for (const v of m.values) {

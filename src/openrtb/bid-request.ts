@@ -22,7 +22,12 @@ export interface BidRequestView {
 export function readBidRequest(doc: unknown, partner: string | null): BidRequestView | null {
   if (!isObj(doc) || typeof doc.id !== 'string' || !Array.isArray(doc.imp)) return null;
   const { user, device, regs } = doc;
-  if ((user !== undefined && !isObj(user)) || (device !== undefined && !isObj(device)) || (regs !== undefined && !isObj(regs))) return null;
+  if (
+    (user !== undefined && !isObj(user)) ||
+    (device !== undefined && !isObj(device)) ||
+    (regs !== undefined && !isObj(regs))
+  )
+    return null;
   if (user !== undefined && user.data !== undefined && !Array.isArray(user.data)) return null;
   const u = user ?? {};
   const r = regs ?? {};

@@ -13,7 +13,10 @@ export interface Data {
 }
 
 export class UserData {
-  constructor(private readonly registry: Registry, private readonly dmpDomain: string) {}
+  constructor(
+    private readonly registry: Registry,
+    private readonly dmpDomain: string,
+  ) {}
 
   /** The Data objects for the first `n` ids (ascending); empty when none is in the taxonomy. */
   build(ids: Uint32Array, n: number): Data[] {
@@ -23,7 +26,8 @@ export class UserData {
       const def = this.registry.segment(ids[i]!);
       if (def === undefined) continue;
       let d = out.find((g) => g.id === def.provider && g.ext.segtax === def.segtax);
-      if (d === undefined) out.push((d = { id: def.provider, name: this.dmpDomain, segment: [], ext: { segtax: def.segtax } }));
+      if (d === undefined)
+        out.push((d = { id: def.provider, name: this.dmpDomain, segment: [], ext: { segtax: def.segtax } }));
       d.segment.push({ id: String(def.id) });
     }
     return out;
@@ -37,7 +41,10 @@ export class UserData {
   apply(doc: Obj, data: Data[]): Obj {
     const user = (doc.user ?? (doc.user = {})) as Obj;
     const before = Array.isArray(user.data) ? (user.data as unknown[]) : [];
-    user.data = [...before.filter((d) => !(d !== null && typeof d === 'object' && (d as Obj).name === this.dmpDomain)), ...data];
+    user.data = [
+      ...before.filter((d) => !(d !== null && typeof d === 'object' && (d as Obj).name === this.dmpDomain)),
+      ...data,
+    ];
     return doc;
   }
 }

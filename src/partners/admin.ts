@@ -20,7 +20,11 @@ export type RegistryResult =
 
 export function applyRegistryOp(store: Store, op: RegistryOp): RegistryResult {
   /** Writes one record; true when it is new. */
-  const upsert = <K extends string | number>(db: { doesExist(k: K): boolean; putSync(k: K, v: unknown): void }, key: K, value: unknown) =>
+  const upsert = <K extends string | number>(
+    db: { doesExist(k: K): boolean; putSync(k: K, v: unknown): void },
+    key: K,
+    value: unknown,
+  ) =>
     store.env.transactionSync(() => {
       const had = db.doesExist(key);
       db.putSync(key, value);
@@ -34,7 +38,9 @@ export function applyRegistryOp(store: Store, op: RegistryOp): RegistryResult {
     }
     case 'deletePartner': {
       const gone = store.env.transactionSync(() => store.partners.removeSync(op.id));
-      return gone ? { ok: true, created: false, value: null } : { ok: false, code: 'NO_SUCH_PARTNER', problems: [op.id] };
+      return gone
+        ? { ok: true, created: false, value: null }
+        : { ok: false, code: 'NO_SUCH_PARTNER', problems: [op.id] };
     }
     case 'putSegment': {
       const s = parseSegment(op.body, op.id);
@@ -43,7 +49,9 @@ export function applyRegistryOp(store: Store, op: RegistryOp): RegistryResult {
     }
     case 'deleteSegment': {
       const gone = store.env.transactionSync(() => store.segments.removeSync(op.id));
-      return gone ? { ok: true, created: false, value: null } : { ok: false, code: 'NO_SUCH_SEGMENT', problems: [String(op.id)] };
+      return gone
+        ? { ok: true, created: false, value: null }
+        : { ok: false, code: 'NO_SUCH_SEGMENT', problems: [String(op.id)] };
     }
   }
 }
@@ -65,10 +73,18 @@ export interface RegistrySeed {
 }
 
 /** Checks the config file's registry sections; every problem is named with its place. */
-export function parseRegistrySeed(file: Record<string, unknown>, where: string): { seed: RegistrySeed; problems: string[] } {
+export function parseRegistrySeed(
+  file: Record<string, unknown>,
+  where: string,
+): { seed: RegistrySeed; problems: string[] } {
   const problems: string[] = [];
   const seed: RegistrySeed = { partners: [], segments: [] };
-  const section = <T>(name: 'partners' | 'segments', parse: (raw: unknown) => { ok: true; value: T } | { ok: false; problems: string[] }, out: T[], idOf: (t: T) => string | number) => {
+  const section = <T>(
+    name: 'partners' | 'segments',
+    parse: (raw: unknown) => { ok: true; value: T } | { ok: false; problems: string[] },
+    out: T[],
+    idOf: (t: T) => string | number,
+  ) => {
     const raw = file[name];
     if (raw === undefined) return;
     if (!Array.isArray(raw)) {
@@ -79,15 +95,26 @@ export function parseRegistrySeed(file: Record<string, unknown>, where: string):
     raw.forEach((r, i) => {
       const p = parse(r);
       if (!p.ok) for (const why of p.problems) problems.push(`${where}: ${name}[${i}]: ${why}`);
-      else if (seen.has(idOf(p.value))) problems.push(`${where}: ${name}[${i}]: id ${JSON.stringify(idOf(p.value))} is listed twice`);
+      else if (seen.has(idOf(p.value)))
+        problems.push(`${where}: ${name}[${i}]: id ${JSON.stringify(idOf(p.value))} is listed twice`);
       else {
         seen.add(idOf(p.value));
         out.push(p.value);
       }
     });
   };
-  section('partners', (r) => parsePartner(r), seed.partners, (p) => p.id);
-  section('segments', (r) => parseSegment(r), seed.segments, (s) => s.id);
+  section(
+    'partners',
+    (r) => parsePartner(r),
+    seed.partners,
+    (p) => p.id,
+  );
+  section(
+    'segments',
+    (r) => parseSegment(r),
+    seed.segments,
+    (s) => s.id,
+  );
   return { seed, problems };
 }
 

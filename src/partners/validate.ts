@@ -26,7 +26,8 @@ const u32 = (v: unknown): v is number => Number.isInteger(v) && (v as number) >=
 export function checkSyncTemplate(url: string): string | null {
   const macros = [...url.matchAll(/\$\{([^}]*)\}/g)].map((m) => m[1]!);
   const bad = macros.filter((m) => !(SYNC_MACROS as readonly string[]).includes(m));
-  if (bad.length) return `unknown macro ${bad.map((m) => '${' + m + '}').join(', ')} (known: ${SYNC_MACROS.map((m) => '${' + m + '}').join(' ')})`;
+  if (bad.length)
+    return `unknown macro ${bad.map((m) => '${' + m + '}').join(', ')} (known: ${SYNC_MACROS.map((m) => '${' + m + '}').join(' ')})`;
   if (/[\s\u0000-\u001f\u007f]/.test(url)) return 'must not contain white space or control characters';
   let u: URL;
   try {
@@ -50,13 +51,15 @@ function parseSync(raw: unknown, problems: string[]): SyncSpec | null {
   }
   unknownFields(raw, ['url', 'type', 'callbackHosts', 'hmacKey'], problems);
   const url = raw.url;
-  if (typeof url !== 'string' || url.length > 2048) problems.push('sync.url must be a string of at most 2048 characters');
+  if (typeof url !== 'string' || url.length > 2048)
+    problems.push('sync.url must be a string of at most 2048 characters');
   else {
     const why = checkSyncTemplate(url);
     if (why) problems.push(`sync.url ${why}`);
   }
   const type = raw.type ?? 'redirect';
-  if (type !== 'redirect' && type !== 'pixel' && type !== 'iframe') problems.push('sync.type must be redirect, pixel or iframe');
+  if (type !== 'redirect' && type !== 'pixel' && type !== 'iframe')
+    problems.push('sync.type must be redirect, pixel or iframe');
   const hosts = raw.callbackHosts ?? [];
   if (!Array.isArray(hosts) || hosts.some((h) => typeof h !== 'string' || !HOST.test(h))) {
     problems.push('sync.callbackHosts must be an array of host names (lower case, optional :port)');
@@ -65,7 +68,12 @@ function parseSync(raw: unknown, problems: string[]): SyncSpec | null {
   if (hmacKey !== null && (typeof hmacKey !== 'string' || hmacKey.length < MIN_KEY_CHARS)) {
     problems.push(`sync.hmacKey must be a string of at least ${MIN_KEY_CHARS} characters`);
   }
-  return { url: url as string, type: type as SyncSpec['type'], callbackHosts: hosts as string[], hmacKey: hmacKey as string | null };
+  return {
+    url: url as string,
+    type: type as SyncSpec['type'],
+    callbackHosts: hosts as string[],
+    hmacKey: hmacKey as string | null,
+  };
 }
 
 /**
@@ -78,10 +86,13 @@ export function parsePartner(raw: unknown, idFromPath?: string): Parsed<Partner>
   if (!isObj(raw)) return { ok: false, problems: ['a partner must be a JSON object'] };
   unknownFields(raw, ['id', 'name', 'keys', 'keyDigests', 'segments', 'sync', 'disabled'], problems);
   const id = raw.id ?? idFromPath;
-  if (typeof id !== 'string' || !PARTNER_ID.test(id)) problems.push('id must be 1-40 of a-z 0-9 _ - (starting with a letter or digit)');
-  else if (idFromPath !== undefined && id !== idFromPath) problems.push(`id "${id}" does not match the path's "${idFromPath}"`);
+  if (typeof id !== 'string' || !PARTNER_ID.test(id))
+    problems.push('id must be 1-40 of a-z 0-9 _ - (starting with a letter or digit)');
+  else if (idFromPath !== undefined && id !== idFromPath)
+    problems.push(`id "${id}" does not match the path's "${idFromPath}"`);
   const name = raw.name ?? id;
-  if (typeof name !== 'string' || name.length < 1 || name.length > 200) problems.push('name must be a string of 1-200 characters');
+  if (typeof name !== 'string' || name.length < 1 || name.length > 200)
+    problems.push('name must be a string of 1-200 characters');
   const digests: string[] = [];
   const keys = raw.keys ?? [];
   if (!Array.isArray(keys) || keys.some((k) => typeof k !== 'string' || k.length < MIN_KEY_CHARS || k.length > 512)) {
@@ -122,21 +133,31 @@ export function parseSegment(raw: unknown, idFromPath?: number): Parsed<SegmentD
   unknownFields(raw, ['id', 'name', 'provider', 'segtax', 'dataType', 'ttl', 'cpm', 'partners'], problems);
   const id = raw.id ?? idFromPath;
   if (!u32(id)) problems.push('id must be an integer 0..4294967295');
-  else if (idFromPath !== undefined && id !== idFromPath) problems.push(`id ${id as number} does not match the path's ${idFromPath}`);
+  else if (idFromPath !== undefined && id !== idFromPath)
+    problems.push(`id ${id as number} does not match the path's ${idFromPath}`);
   const name = raw.name;
-  if (typeof name !== 'string' || name.length < 1 || name.length > 200) problems.push('name must be a string of 1-200 characters');
+  if (typeof name !== 'string' || name.length < 1 || name.length > 200)
+    problems.push('name must be a string of 1-200 characters');
   const provider = raw.provider ?? 'segd';
-  if (typeof provider !== 'string' || provider.length < 1 || provider.length > 100) problems.push('provider must be a string of 1-100 characters');
+  if (typeof provider !== 'string' || provider.length < 1 || provider.length > 100)
+    problems.push('provider must be a string of 1-100 characters');
   const segtax = raw.segtax;
-  if (!Number.isInteger(segtax) || (segtax as number) < 1 || (segtax as number) > 0x7fff_ffff) problems.push('segtax must be a positive integer (IAB segtax registry id)');
+  if (!Number.isInteger(segtax) || (segtax as number) < 1 || (segtax as number) > 0x7fff_ffff)
+    problems.push('segtax must be a positive integer (IAB segtax registry id)');
   const dataType = raw.dataType ?? 'first';
-  if (dataType !== 'first' && dataType !== 'second' && dataType !== 'third') problems.push('dataType must be first, second or third');
+  if (dataType !== 'first' && dataType !== 'second' && dataType !== 'third')
+    problems.push('dataType must be first, second or third');
   const ttl = raw.ttl ?? null;
-  if (ttl !== null && (!Number.isInteger(ttl) || (ttl as number) < 1 || (ttl as number) > 0xffff_ffff)) problems.push('ttl must be null or whole seconds ≥ 1');
+  if (ttl !== null && (!Number.isInteger(ttl) || (ttl as number) < 1 || (ttl as number) > 0xffff_ffff))
+    problems.push('ttl must be null or whole seconds ≥ 1');
   const cpm = raw.cpm ?? null;
-  if (cpm !== null && (typeof cpm !== 'number' || !Number.isFinite(cpm) || cpm < 0)) problems.push('cpm must be null or a number ≥ 0');
+  if (cpm !== null && (typeof cpm !== 'number' || !Number.isFinite(cpm) || cpm < 0))
+    problems.push('cpm must be null or a number ≥ 0');
   const partners = raw.partners ?? [];
-  if (partners !== '*' && (!Array.isArray(partners) || partners.some((p) => typeof p !== 'string' || !PARTNER_ID.test(p)))) {
+  if (
+    partners !== '*' &&
+    (!Array.isArray(partners) || partners.some((p) => typeof p !== 'string' || !PARTNER_ID.test(p)))
+  ) {
     problems.push('partners must be "*" or an array of partner ids');
   }
   if (problems.length) return { ok: false, problems };

@@ -63,7 +63,14 @@ const TARGETING_FIELDS = ['TargetedAdvertisingOptOut'];
  * macros fill `gdpr`); enrichment passes SEGD_GDPR_DEFAULT.
  */
 export function parseConsent(input: ConsentInput, unknownGdprApplies = false): Consent {
-  const c: Consent = { gdprApplies: false, tcf: null, saleOptOut: false, targetingOptOut: false, malformed: false, problems: [] };
+  const c: Consent = {
+    gdprApplies: false,
+    tcf: null,
+    saleOptOut: false,
+    targetingOptOut: false,
+    malformed: false,
+    problems: [],
+  };
   const bad = (why: string) => {
     c.malformed = true;
     c.problems.push(why);
@@ -76,7 +83,8 @@ export function parseConsent(input: ConsentInput, unknownGdprApplies = false): C
   }
   if (input.gdpr === '1') c.gdprApplies = true;
   else if (input.gdpr === '0') c.gdprApplies = false;
-  else if (input.gdpr === undefined || input.gdpr === '') c.gdprApplies = input.gppSid ? sids.includes(TCF_EU_SID) : unknownGdprApplies;
+  else if (input.gdpr === undefined || input.gdpr === '')
+    c.gdprApplies = input.gppSid ? sids.includes(TCF_EU_SID) : unknownGdprApplies;
   else bad('gdpr must be 0 or 1');
 
   let tcfString = input.gdprConsent ?? '';
@@ -122,7 +130,7 @@ function readGpp(gpp: string): { saleOptOut: boolean; targetingOptOut: boolean; 
       for (const f of TARGETING_FIELDS) if (optedOut(m, name, f)) targetingOptOut = true;
     }
     const i = ids.indexOf(TCF_EU_SID);
-    return { saleOptOut, targetingOptOut, tcf: i >= 0 ? gpp.split('~')[i + 1] ?? '' : '' };
+    return { saleOptOut, targetingOptOut, tcf: i >= 0 ? (gpp.split('~')[i + 1] ?? '') : '' };
   } catch {
     return null;
   }

@@ -101,7 +101,10 @@ export class Forget {
       return { full: err.reason };
     }
     this.opts.onAction?.(req.reason === 'optout' ? 'optout' : 'delete');
-    this.opts.log.info({ action: req.reason, found: r.found, ids: r.ids, memberships: r.memberships, audit: r.auditSeq }, 'privacy action applied');
+    this.opts.log.info(
+      { action: req.reason, found: r.found, ids: r.ids, memberships: r.memberships, audit: r.auditSeq },
+      'privacy action applied',
+    );
     return r;
   }
 
@@ -135,13 +138,16 @@ export class Forget {
         suppressed.set(uid, tombstone(uid, tomb));
       }
       // What the answer and the audit report: the profile's tombstone as it now stands.
-      const lasts = users.length ? suppressed.get(users[0]!)! : kept.get(target.key!) ?? until;
+      const lasts = users.length ? suppressed.get(users[0]!)! : (kept.get(target.key!) ?? until);
       const requested = target.key ?? target.uid!;
       const found = target.key !== undefined ? u.uid !== null : u.linked > 0 || memberships;
       const seq = appendAudit(this.store, {
         at: Date.now(),
         action: reason === 'optout' ? 'optout' : 'delete',
-        requested: { kind: target.key !== undefined ? this.graph.describe(target.key) : 'uid', digest: digest(requested) },
+        requested: {
+          kind: target.key !== undefined ? this.graph.describe(target.key) : 'uid',
+          digest: digest(requested),
+        },
         found,
         uidDigest: u.uid !== null ? digest(u.uid) : null,
         ids: u.linked,

@@ -63,9 +63,15 @@ function flag(v: unknown): string | undefined {
     case undefined:
     case null:
       return undefined;
-    case 1: case '1': case true: case 'true':
+    case 1:
+    case '1':
+    case true:
+    case 'true':
       return '1';
-    case 0: case '0': case false: case 'false':
+    case 0:
+    case '0':
+    case false:
+    case 'false':
       return '0';
     default:
       return UNREADABLE;
@@ -109,9 +115,19 @@ export function personalisationRefusal(s: PrivacySignals, policy: ConsentPolicy)
   // The GPP string (checked above) can carry the TCF string when user.consent is absent.
   const consent = present(s.consent) ? text(s.consent) : undefined;
   const gdpr = stricter(flag(s.gdpr), flag(s.extGdpr));
-  if (!mayPersonalise(parseConsent({ gdpr, gdprConsent: consent, gpp: consent === undefined ? gpp : undefined, gppSid: sid }, policy.gdprApplies), v)) return 'gdpr';
+  if (
+    !mayPersonalise(
+      parseConsent(
+        { gdpr, gdprConsent: consent, gpp: consent === undefined ? gpp : undefined, gppSid: sid },
+        policy.gdprApplies,
+      ),
+      v,
+    )
+  )
+    return 'gdpr';
 
   if (present(s.usPrivacy) && !mayPersonalise(parseConsent({ usPrivacy: text(s.usPrivacy) }), v)) return 'us_privacy';
-  if (present(s.extUsPrivacy) && !mayPersonalise(parseConsent({ usPrivacy: text(s.extUsPrivacy) }), v)) return 'us_privacy';
+  if (present(s.extUsPrivacy) && !mayPersonalise(parseConsent({ usPrivacy: text(s.extUsPrivacy) }), v))
+    return 'us_privacy';
   return null;
 }

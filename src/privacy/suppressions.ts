@@ -51,7 +51,10 @@ export class SuppressedUsers {
   /** Some active suppressions are only in the store. */
   private spilled = false;
 
-  constructor(private readonly db: Database<unknown, string>, private readonly cap = MAX_SUPPRESSED_IN_MEMORY) {}
+  constructor(
+    private readonly db: Database<unknown, string>,
+    private readonly cap = MAX_SUPPRESSED_IN_MEMORY,
+  ) {}
 
   /** Loads the stored suppressions of users (called once at start; at most `cap`, the rest stay in the store). */
   load(nowSec: number): number {

@@ -49,16 +49,29 @@ export interface RunningServer {
   closeNow(): Promise<void>;
 }
 
-export async function serve(config: Readonly<Config>, log: Logger, registrySeed?: RegistrySeed): Promise<RunningServer> {
+export async function serve(
+  config: Readonly<Config>,
+  log: Logger,
+  registrySeed?: RegistrySeed,
+): Promise<RunningServer> {
   const other = runningServer(config.dataDir);
   if (other !== null) throw new Error(`another segd (pid ${other}) is serving ${config.dataDir}`);
   const state = SharedState.create();
-  const store = openStore(config.dataDir, { maxReaders: config.maxReaders, generationCell: { cells: state.flags, index: GENERATION_SLOT }, commitCell: { cells: state.flags, index: COMMIT_SLOT } });
+  const store = openStore(config.dataDir, {
+    maxReaders: config.maxReaders,
+    generationCell: { cells: state.flags, index: GENERATION_SLOT },
+    commitCell: { cells: state.flags, index: COMMIT_SLOT },
+  });
   writePidfile(config.dataDir);
   if (registrySeed) upsertFromConfig(store, registrySeed);
-  const known = config.bloomUsers > 0
-    ? new KnownUsers(store, { expectedUsers: config.bloomUsers, fpRate: config.bloomFpRate, saveEveryMs: config.bloomSaveMs }, log)
-    : null;
+  const known =
+    config.bloomUsers > 0
+      ? new KnownUsers(
+          store,
+          { expectedUsers: config.bloomUsers, fpRate: config.bloomFpRate, saveEveryMs: config.bloomSaveMs },
+          log,
+        )
+      : null;
   const metrics = new ProcessMetrics(store, known);
   const loader = new Loader(store, config, log, metrics, {
     onNewUser: known?.onNewUser,
@@ -73,7 +86,11 @@ export async function serve(config: Readonly<Config>, log: Logger, registrySeed?
       state.setValue(Gauge.LoaderStall, reason === null ? 0 : 1 + STALL_REASONS.indexOf(reason));
       for (const r of STALL_REASONS) metrics.stalled.labels(r).set(r === reason ? 1 : 0);
       if (reason === null) log.info('store takes writes again; loader resumed');
-      else log.error({ reason, err: (err as Error | undefined)?.message, dataDir: config.dataDir }, 'store full: loader stopped, lookups keep serving the last committed data');
+      else
+        log.error(
+          { reason, err: (err as Error | undefined)?.message, dataDir: config.dataDir },
+          'store full: loader stopped, lookups keep serving the last committed data',
+        );
     },
   });
   const slots: Slot[] = [];
@@ -129,7 +146,13 @@ export async function serve(config: Readonly<Config>, log: Logger, registrySeed?
 
   const startWorker = (index: number, wantPort: number) =>
     new Promise<{ slot: Slot; port: number }>((resolve, reject) => {
-      const data: WorkerData = { config: { ...config }, stateBuffer: state.buffer, index, port: wantPort, filter: known?.handle() ?? null };
+      const data: WorkerData = {
+        config: { ...config },
+        stateBuffer: state.buffer,
+        index,
+        port: wantPort,
+        filter: known?.handle() ?? null,
+      };
       const worker = new Worker(WORKER_URL, { workerData: data });
       let onDrained!: () => void;
       const slot: Slot = { index, worker, drained: new Promise((r) => (onDrained = r)) };
@@ -181,7 +204,10 @@ export async function serve(config: Readonly<Config>, log: Logger, registrySeed?
         // that fails at every start must not spin the process).
         const now = Date.now();
         const last = restarts.get(index);
-        const delay = last !== undefined && now - last.at < RESTART_CALM_MS ? Math.min(Math.max(last.delay * 2, RESTART_MIN_DELAY_MS), RESTART_MAX_DELAY_MS) : 0;
+        const delay =
+          last !== undefined && now - last.at < RESTART_CALM_MS
+            ? Math.min(Math.max(last.delay * 2, RESTART_MIN_DELAY_MS), RESTART_MAX_DELAY_MS)
+            : 0;
         restarts.set(index, { at: now, delay });
         log.error({ worker: index, code, delayMs: delay }, 'worker exited; restarting it');
         const i = slots.indexOf(slot);
@@ -280,16 +306,22 @@ export async function serve(config: Readonly<Config>, log: Logger, registrySeed?
     drainWorkers(Math.min(config.shutdownGraceMs, timeoutMs - Math.min(CLOSE_STEP_MS, timeoutMs / 2)));
     const drained = await settlesBy(Promise.all([loader.stop(waiting.track), workersDrained()]), deadline);
     if (!drained) {
-      log.error({ waitingFor: waiting.list(), timeoutMs }, 'shutdown timed out; closing the store without waiting for the rest');
+      log.error(
+        { waitingFor: waiting.list(), timeoutMs },
+        'shutdown timed out; closing the store without waiting for the rest',
+      );
       drainWorkers(0);
     }
     // Past the deadline each closing step still gets a moment: a clean LMDB close is worth it.
     const closed = await closeSteps(
       [
-        ['workers: close', async () => {
-          await workersDrained();
-          await Promise.all(slots.map((s) => s.worker.terminate()));
-        }],
+        [
+          'workers: close',
+          async () => {
+            await workersDrained();
+            await Promise.all(slots.map((s) => s.worker.terminate()));
+          },
+        ],
         ['known-users filter: save', async () => known?.close()],
         ['store: close', () => closeStore(store, log)],
       ],
@@ -322,7 +354,11 @@ export class ShutdownTimeout extends Error {
 const CLOSE_STEP_MS = 2000;
 
 /** Runs the steps in order, each until the deadline (or CLOSE_STEP_MS past it); false at the first one that hangs. */
-async function closeSteps(steps: [string, () => Promise<unknown>][], waiting: Waiting, deadline: number): Promise<boolean> {
+async function closeSteps(
+  steps: [string, () => Promise<unknown>][],
+  waiting: Waiting,
+  deadline: number,
+): Promise<boolean> {
   for (const [name, step] of steps) {
     const run = waiting.track(name, step());
     if (!(await settlesBy(run, Math.max(deadline, Date.now() + CLOSE_STEP_MS)))) return false;
@@ -343,7 +379,9 @@ function portIsFree(host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new Error(err.code === 'EADDRINUSE' ? `port ${port} on ${host} is in use by another process` : err.message)),
+      reject(
+        new Error(err.code === 'EADDRINUSE' ? `port ${port} on ${host} is in use by another process` : err.message),
+      ),
     );
     srv.listen({ port, host, exclusive: true }, () => srv.close(() => resolve(port)));
   });

@@ -36,8 +36,10 @@ const { config } = data;
 const log = createLogger(config.logLevel, { worker: data.index });
 const state = new SharedState(data.stateBuffer);
 const store = openStore(config.dataDir, {
-  maxReaders: config.maxReaders, readOnly: true,
-  generationCell: { cells: state.flags, index: GENERATION_SLOT }, commitCell: { cells: state.flags, index: COMMIT_SLOT },
+  maxReaders: config.maxReaders,
+  readOnly: true,
+  generationCell: { cells: state.flags, index: GENERATION_SLOT },
+  commitCell: { cells: state.flags, index: COMMIT_SLOT },
 });
 const metrics = new HttpMetrics();
 const inflight = { n: 0 };
@@ -59,22 +61,34 @@ const attachFilter = (h: FilterHandle | null) => {
 };
 attachFilter(data.filter);
 const licences = new Licences(registry);
-const admission = new Admission({ lookups: config.maxInflight, keyed: config.maxInflightKeyed, public: config.maxInflightPublic }, config.shedLagMs);
+const admission = new Admission(
+  { lookups: config.maxInflight, keyed: config.maxInflightKeyed, public: config.maxInflightPublic },
+  config.shedLagMs,
+);
 const graph = new IdGraph(store, config.maxUidBytes);
 const matches = new MatchQueue(
   (items) => rpc('matches', { items }),
   (err, lost) => log.error({ err, lost }, 'cookie-sync matches were not stored'),
 );
 const app = createApp({
-  config, lookup, state, metrics, log, inflight, registry, workerIndex: data.index,
-  licences, admission,
+  config,
+  lookup,
+  state,
+  metrics,
+  log,
+  inflight,
+  registry,
+  workerIndex: data.index,
+  licences,
+  admission,
   callers: new Callers(registry, licences, config.lookupAuth === 'required', config.adminKeys),
   resolver: graphResolver(graph, config.maxUidBytes),
   metricsText: () => rpc('scrape', {}),
   exportSegment: (segment, fpRate) => rpc('exportSegment', { segment, fpRate }),
   ingest: (req, maxListed) => rpc('ingest', { req, maxListed }, [req.body]),
   changeRegistry: (op) => rpc('registry', op),
-  graph, matches,
+  graph,
+  matches,
   forget: (req) => rpc('forget', req),
 });
 let listenSocket: us_listen_socket | null = null;
@@ -167,7 +181,8 @@ async function drain(): Promise<void> {
     if (listenSocket) uWS.us_listen_socket_close(listenSocket);
     listenSocket = null;
     matches.flush();
-    while ((inflight.n > 0 || matches.inFlight > 0) && Date.now() < drainUntil) await new Promise((r) => setTimeout(r, 10));
+    while ((inflight.n > 0 || matches.inFlight > 0) && Date.now() < drainUntil)
+      await new Promise((r) => setTimeout(r, 10));
     if (inflight.n > 0) log.warn({ inflight: inflight.n }, 'grace period over; closing with requests in flight');
     // Close idle keep-alive connections too: a worker thread may only end with
     // no open uv handles (Node aborts the whole process otherwise, also on

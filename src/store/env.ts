@@ -109,7 +109,8 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
   const audit = env.openDB<unknown, number>({ name: 'audit', encoding: 'msgpack', keyEncoding: 'uint32' });
   const { cells, index } = opts.generationCell ?? { cells: new Int32Array(1), index: 0 };
   // A private cell, or the writer's: from meta. A read-only opener given a shared cell trusts it (the writer keeps it).
-  if (!opts.readOnly || !opts.generationCell) Atomics.store(cells, index, ((meta.get(GENERATION_KEY) as number | undefined) ?? 0) & 1);
+  if (!opts.readOnly || !opts.generationCell)
+    Atomics.store(cells, index, ((meta.get(GENERATION_KEY) as number | undefined) ?? 0) & 1);
   // The generation this thread's read transaction was last renewed for: on a
   // flip, the first read renews it, so the new generation is read as
   // committed (the flip commits before the cell changes).

@@ -11,8 +11,16 @@ export const STALL_REASONS: readonly StallReason[] = ['disk_full', 'map_full'];
 const LOW_SPACE_BYTES = 64 * 1024 * 1024;
 
 export class StoreFullError extends Error {
-  constructor(readonly reason: StallReason, cause: unknown) {
-    super(reason === 'map_full' ? 'the LMDB map size is reached (SEGD map size too small)' : 'no space left on the data dir\'s filesystem', { cause });
+  constructor(
+    readonly reason: StallReason,
+    cause: unknown,
+  ) {
+    super(
+      reason === 'map_full'
+        ? 'the LMDB map size is reached (SEGD map size too small)'
+        : "no space left on the data dir's filesystem",
+      { cause },
+    );
     this.name = 'StoreFullError';
   }
 }
@@ -27,8 +35,10 @@ export function stallReason(err: unknown, dataDir: string): StallReason | null {
   const msg = String(e?.message ?? '');
   if (msg.includes('MDB_MAP_FULL') || e?.code === -30792) return 'map_full';
   const code = e?.code;
-  if (code === 'ENOSPC' || code === 28 || code === 'EDQUOT' || code === 122 || /No space left/i.test(msg)) return 'disk_full';
-  if (code === 5 || code === 'EIO' || /Input\/output error/.test(msg)) return freeBytes(dataDir) < LOW_SPACE_BYTES ? 'disk_full' : null;
+  if (code === 'ENOSPC' || code === 28 || code === 'EDQUOT' || code === 122 || /No space left/i.test(msg))
+    return 'disk_full';
+  if (code === 5 || code === 'EIO' || /Input\/output error/.test(msg))
+    return freeBytes(dataDir) < LOW_SPACE_BYTES ? 'disk_full' : null;
   return null;
 }
 

@@ -11,14 +11,25 @@ export function parseFlags(cmd: string, argv: string[], spec: FlagSpec, booleans
 }
 
 /** Flags plus exactly `positionals` positional arguments. */
-export function parseCommand(cmd: string, argv: string[], spec: FlagSpec, positionals: number, booleans: string[] = []): { flags: Flags; args: string[] } {
+export function parseCommand(
+  cmd: string,
+  argv: string[],
+  spec: FlagSpec,
+  positionals: number,
+  booleans: string[] = [],
+): { flags: Flags; args: string[] } {
   const boolFlags = new Set(['quiet', 'help', 'json', ...booleans]);
   const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' } };
   for (const name of Object.keys(spec)) options[name] = { type: boolFlags.has(name) ? 'boolean' : 'string' };
   let values: Flags;
   let args: string[];
   try {
-    ({ values, positionals: args } = parseArgs({ args: argv, options, allowPositionals: positionals > 0, strict: true }) as { values: Flags; positionals: string[] });
+    ({ values, positionals: args } = parseArgs({
+      args: argv,
+      options,
+      allowPositionals: positionals > 0,
+      strict: true,
+    }) as { values: Flags; positionals: string[] });
   } catch (err) {
     throw new Error(`${cmd}: ${(err as Error).message}\n${usage(cmd, spec)}`, { cause: err });
   }
@@ -26,13 +37,19 @@ export function parseCommand(cmd: string, argv: string[], spec: FlagSpec, positi
     process.stdout.write(usage(cmd, spec) + '\n');
     process.exit(0);
   }
-  if (args.length !== positionals) throw new Error(`${cmd}: expected ${positionals} argument(s), got ${args.length}\n${usage(cmd, spec)}`);
+  if (args.length !== positionals)
+    throw new Error(`${cmd}: expected ${positionals} argument(s), got ${args.length}\n${usage(cmd, spec)}`);
   return { flags: values, args };
 }
 
 export function usage(cmd: string, spec: FlagSpec): string {
   // A bench names itself by its npm script (`npm run bench --`), a command by its name.
-  return `usage: ${cmd.startsWith('npm ') ? cmd : `segd ${cmd}`} [flags]\n` + Object.entries(spec).map(([k, v]) => `  --${k.padEnd(12)} ${v}`).join('\n');
+  return (
+    `usage: ${cmd.startsWith('npm ') ? cmd : `segd ${cmd}`} [flags]\n` +
+    Object.entries(spec)
+      .map(([k, v]) => `  --${k.padEnd(12)} ${v}`)
+      .join('\n')
+  );
 }
 
 export function numFlag(f: Flags, name: string, o: { min: number; max: number; def?: number }): number {

@@ -9,7 +9,12 @@ export class Progress {
   private readonly showRate: boolean;
 
   /** `rate: false` for progress in time (seconds of a run), where a rate says nothing. */
-  constructor(private readonly label: string, private readonly total: number, private readonly unit: string, opts: { quiet?: boolean; rate?: boolean } = {}) {
+  constructor(
+    private readonly label: string,
+    private readonly total: number,
+    private readonly unit: string,
+    opts: { quiet?: boolean; rate?: boolean } = {},
+  ) {
     this.showRate = opts.rate !== false;
     if (opts.quiet) {
       this.update = () => {};
@@ -18,7 +23,11 @@ export class Progress {
     }
     if (process.stderr.isTTY) {
       this.bar = new cliProgress.SingleBar(
-        { format: `${label} [{bar}] {percentage}% | {value}/{total} ${unit}${this.showRate ? ' | {rate}/s' : ''} | eta {eta_formatted}`, stream: process.stderr, hideCursor: true },
+        {
+          format: `${label} [{bar}] {percentage}% | {value}/{total} ${unit}${this.showRate ? ' | {rate}/s' : ''} | eta {eta_formatted}`,
+          stream: process.stderr,
+          hideCursor: true,
+        },
         cliProgress.Presets.shades_classic,
       );
       this.bar.start(total, 0, { rate: 0 });
@@ -32,7 +41,9 @@ export class Progress {
       this.bar.update(value, { rate });
     } else if (performance.now() - this.lastLine > 5000) {
       this.lastLine = performance.now();
-      process.stderr.write(`${this.label}: ${value}/${this.total} ${this.unit} (${((100 * value) / this.total).toFixed(1)}%${this.showRate ? `, ${rate}/s` : ''})\n`);
+      process.stderr.write(
+        `${this.label}: ${value}/${this.total} ${this.unit} (${((100 * value) / this.total).toFixed(1)}%${this.showRate ? `, ${rate}/s` : ''})\n`,
+      );
     }
   }
 

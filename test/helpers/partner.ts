@@ -15,7 +15,12 @@ export interface FakePartner {
   close(): Promise<void>;
 }
 
-export async function startPartner(opts: { id: string; host: string; segdBase: () => string; hmacKey?: string }): Promise<FakePartner> {
+export async function startPartner(opts: {
+  id: string;
+  host: string;
+  segdBase: () => string;
+  hmacKey?: string;
+}): Promise<FakePartner> {
   const hits: FakePartner['hits'] = [];
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', `http://${opts.host}`);

@@ -86,10 +86,17 @@ export async function startSegd(opts: StartOptions = {}): Promise<Segd> {
 }
 
 /** Runs `segd` with args to completion; returns exit code and output. */
-export function runSegd(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runSegd(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     // A process group: what the command starts (`loadtest --compare`: redis-server, Fastify) is stopped with it.
-    const p = spawnTracked(process.execPath, [BIN, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'], group: true });
+    const p = spawnTracked(process.execPath, [BIN, ...args], {
+      env: { PATH: process.env.PATH ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      group: true,
+    });
     let stdout = '';
     let stderr = '';
     p.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));

@@ -20,5 +20,8 @@ export function tempStore(): Store {
 
 /** Opt-outs and deletions on `writer`, composed as the loader does. */
 export function forgetting(store: Store, writer: Writer): Forget {
-  return new Forget(store, writer, writer.graph, writer.suppressed, { deletionTombstoneDays: 30, log: pino({ level: 'silent' }) });
+  return new Forget(store, writer, writer.graph, writer.suppressed, {
+    deletionTombstoneDays: 30,
+    log: pino({ level: 'silent' }),
+  });
 }

@@ -40,7 +40,13 @@ export function adminRoutes(deps: AppDeps): AdminRoutes {
   };
 
   /** The path's id, or an error already sent. */
-  const idOf = (kind: Kind, res: HttpResponse, req: HttpRequest, done: (st: number) => void, unreadBody: boolean): string | number | null => {
+  const idOf = (
+    kind: Kind,
+    res: HttpResponse,
+    req: HttpRequest,
+    done: (st: number) => void,
+    unreadBody: boolean,
+  ): string | number | null => {
     const raw = req.getParameter(0);
     if (kind === 'partners') {
       if (PARTNER_ID.test(raw)) return raw;
@@ -63,7 +69,14 @@ export function adminRoutes(deps: AppDeps): AdminRoutes {
         p.settle(() => {
           if (!r.ok) {
             const e = ERRORS[r.code];
-            return done(sendBody(res, e.status, JSON_TYPE, JSON.stringify({ error: { code: r.code, message: e.message, problems: r.problems } })));
+            return done(
+              sendBody(
+                res,
+                e.status,
+                JSON_TYPE,
+                JSON.stringify({ error: { code: r.code, message: e.message, problems: r.problems } }),
+              ),
+            );
           }
           if (r.value === null) return done(sendBody(res, 204, JSON_TYPE, ''));
           done(sendBody(res, r.created ? 201 : 200, JSON_TYPE, JSON.stringify(r.value)));
@@ -79,7 +92,10 @@ export function adminRoutes(deps: AppDeps): AdminRoutes {
     list: (kind) => (res, req) => {
       const done = begin(res, req, false);
       if (!done) return;
-      const items = kind === 'partners' ? registry.partners().map(publicPartner) : registry.segments().map((s) => segmentView(s.id));
+      const items =
+        kind === 'partners'
+          ? registry.partners().map(publicPartner)
+          : registry.segments().map((s) => segmentView(s.id));
       done(sendBody(res, 200, JSON_TYPE, JSON.stringify({ [kind]: items })));
     },
     get: (kind) => (res, req) => {
@@ -108,7 +124,14 @@ export function adminRoutes(deps: AppDeps): AdminRoutes {
         } catch (err) {
           return p.settle(() => done(sendError(res, 'BAD_JSON', (err as Error).message.slice(0, 200))));
         }
-        change(res, done, kind === 'partners' ? { kind: 'putPartner', id: id as string, body } : { kind: 'putSegment', id: id as number, body }, p);
+        change(
+          res,
+          done,
+          kind === 'partners'
+            ? { kind: 'putPartner', id: id as string, body }
+            : { kind: 'putSegment', id: id as number, body },
+          p,
+        );
       });
     },
     del: (kind) => (res, req) => {
@@ -116,7 +139,11 @@ export function adminRoutes(deps: AppDeps): AdminRoutes {
       if (!done) return;
       const id = idOf(kind, res, req, done, false);
       if (id === null) return;
-      change(res, done, kind === 'partners' ? { kind: 'deletePartner', id: id as string } : { kind: 'deleteSegment', id: id as number });
+      change(
+        res,
+        done,
+        kind === 'partners' ? { kind: 'deletePartner', id: id as string } : { kind: 'deleteSegment', id: id as number },
+      );
     },
   };
 }

@@ -24,7 +24,8 @@ type BodyKind = 'json' | 'msgpack';
 
 function bodyKind(contentType: string): BodyKind | null {
   if (contentType === '' || contentType.startsWith('application/json')) return 'json';
-  if (contentType.startsWith('application/msgpack') || contentType.startsWith('application/x-msgpack')) return 'msgpack';
+  if (contentType.startsWith('application/msgpack') || contentType.startsWith('application/x-msgpack'))
+    return 'msgpack';
   return null;
 }
 
@@ -48,7 +49,8 @@ export function batchRoute(deps: AppDeps) {
       return finish(sendEmpty(res, 'overload', true)); // the body is left unread: close
     }
     if (kind === null) return finish(sendError(res, 'UNSUPPORTED_MEDIA_TYPE', undefined, true));
-    if (format === null || format === 'kv' || format === 'gam') return finish(sendError(res, 'BAD_FORMAT', 'batch answers are json or msgpack', true));
+    if (format === null || format === 'kv' || format === 'gam')
+      return finish(sendError(res, 'BAD_FORMAT', 'batch answers are json or msgpack', true));
 
     const p = pending(res, inflight, () => metrics.aborted());
     readBody(res, contentLength, config.maxBodyBytes, (r) => {
@@ -71,7 +73,14 @@ export function batchRoute(deps: AppDeps) {
     });
   };
 
-  function answer(res: HttpResponse, body: Buffer, kind: BodyKind, format: 'json' | 'msgpack', close: boolean, licence: Licence): number {
+  function answer(
+    res: HttpResponse,
+    body: Buffer,
+    kind: BodyKind,
+    format: 'json' | 'msgpack',
+    close: boolean,
+    licence: Licence,
+  ): number {
     let doc: unknown;
     if (kind === 'json') {
       if (!isUtf8(body)) return sendError(res, 'BAD_JSON', 'not UTF-8', close);
@@ -138,8 +147,10 @@ export function batchRoute(deps: AppDeps) {
       }
       if (json) {
         if (i > 0) out += ',';
-        out += '{"uid":' + (who === null ? 'null' : JSON.stringify(who)) + ',"segments":[' + idList(reader.ids, n) + ']';
-        if (error !== null) out += ',"error":' + (error.code === 'BAD_ID_KEY' ? JSON.stringify(error) : itemError(error.code));
+        out +=
+          '{"uid":' + (who === null ? 'null' : JSON.stringify(who)) + ',"segments":[' + idList(reader.ids, n) + ']';
+        if (error !== null)
+          out += ',"error":' + (error.code === 'BAD_ID_KEY' ? JSON.stringify(error) : itemError(error.code));
         out += '}';
       } else {
         const segments = n === 0 ? [] : Array.from(reader.ids.subarray(0, n));

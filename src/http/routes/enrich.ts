@@ -62,7 +62,12 @@ export function enrichRoute(deps: AppDeps) {
   };
 
   function answer(
-    res: HttpResponse, body: Buffer, licence: Licence, dataOnly: boolean, t0: number, close: boolean,
+    res: HttpResponse,
+    body: Buffer,
+    licence: Licence,
+    dataOnly: boolean,
+    t0: number,
+    close: boolean,
     empty: (o: EnrichOutcome, close?: boolean) => number,
   ): number {
     if (!isUtf8(body)) return sendError(res, 'BAD_JSON', 'not UTF-8', close);

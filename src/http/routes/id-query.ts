@@ -33,10 +33,11 @@ export function graphKeyOf(o: unknown, maxIdBytes: number): { key: string } | { 
   if (r.partner !== undefined || r.puid !== undefined) found.push({ partner: str(r.partner), puid: str(r.puid) });
   if (r.ifa !== undefined) found.push({ ifa: str(r.ifa) });
   if (r.eid_source !== undefined || r.eid !== undefined) found.push({ eidSource: str(r.eid_source), eid: str(r.eid) });
-  if (r.login !== undefined) found.push({ login: str(r.login), loginSource: r.login_source === undefined ? undefined : str(r.login_source) });
+  if (r.login !== undefined)
+    found.push({ login: str(r.login), loginSource: r.login_source === undefined ? undefined : str(r.login_source) });
   if (found.length !== 1) return { problem: 'give exactly one id' };
   const k = found[0]!;
   if ('uid' in k) return { uid: k.uid };
   const key = encodeGraphKey(k, maxIdBytes);
-  return typeof key === 'string' ? { key } : key ?? { problem: 'not an id' };
+  return typeof key === 'string' ? { key } : (key ?? { problem: 'not an id' });
 }

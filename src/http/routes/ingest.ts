@@ -27,17 +27,28 @@ export function ingestRoute(deps: AppDeps) {
     const caller = keys.match(req.getHeader('authorization'));
     if (caller === null) return finish(sendError(res, 'UNAUTHORIZED', undefined, true));
     const ctype = req.getHeader('content-type');
-    const format: PushFormat | null = ctype.startsWith('application/x-ndjson') || ctype.startsWith('application/jsonl') ? 'ndjson'
-      : ctype.startsWith('application/msgpack') || ctype.startsWith('application/x-msgpack') ? 'msgpack'
-      : null;
-    if (!format) return finish(sendError(res, 'UNSUPPORTED_MEDIA_TYPE', 'ingest takes application/x-ndjson or application/msgpack', true));
+    const format: PushFormat | null =
+      ctype.startsWith('application/x-ndjson') || ctype.startsWith('application/jsonl')
+        ? 'ndjson'
+        : ctype.startsWith('application/msgpack') || ctype.startsWith('application/x-msgpack')
+          ? 'msgpack'
+          : null;
+    if (!format)
+      return finish(
+        sendError(res, 'UNSUPPORTED_MEDIA_TYPE', 'ingest takes application/x-ndjson or application/msgpack', true),
+      );
     const idem = req.getHeader('idempotency-key');
-    if (idem !== '' && (idem.length > MAX_IDEMPOTENCY_KEY || !PRINTABLE.test(idem))) return finish(sendError(res, 'BAD_IDEMPOTENCY_KEY', undefined, true));
+    if (idem !== '' && (idem.length > MAX_IDEMPOTENCY_KEY || !PRINTABLE.test(idem)))
+      return finish(sendError(res, 'BAD_IDEMPOTENCY_KEY', undefined, true));
 
     const p = pending(res, inflight, () => deps.metrics.aborted());
     readBody(res, req.getHeader('content-length'), config.maxIngestBytes, (r) => {
       if (!r.ok) {
-        p.settle(() => finish(sendError(res, 'BODY_TOO_LARGE', `limit is ${config.maxIngestBytes} bytes; nothing was applied`, true)));
+        p.settle(() =>
+          finish(
+            sendError(res, 'BODY_TOO_LARGE', `limit is ${config.maxIngestBytes} bytes; nothing was applied`, true),
+          ),
+        );
         return;
       }
       // Parsing happens on the loader thread: a large body must not stall this
@@ -48,8 +59,17 @@ export function ingestRoute(deps: AppDeps) {
         (a) =>
           p.settle(() => {
             if (a.conflict) return finish(sendError(res, 'IDEMPOTENCY_KEY_REUSED'));
-            if (a.full) return finish(sendError(res, 'STORE_FULL', a.full === 'map_full' ? 'LMDB map size reached' : 'disk full'));
-            const counts = { applied: a.applied, stale: a.stale, rejected: a.rejected, replay: a.replay, rejects: a.rejects };
+            if (a.full)
+              return finish(
+                sendError(res, 'STORE_FULL', a.full === 'map_full' ? 'LMDB map size reached' : 'disk full'),
+              );
+            const counts = {
+              applied: a.applied,
+              stale: a.stale,
+              rejected: a.rejected,
+              replay: a.replay,
+              rejects: a.rejects,
+            };
             if (a.applied + a.stale === 0 && a.rejected > 0) {
               const err = { error: { code: 'ALL_REJECTED', message: ERRORS.ALL_REJECTED.message } };
               finish(sendBody(res, ERRORS.ALL_REJECTED.status, JSON_TYPE, JSON.stringify({ ...err, ...counts })));
@@ -59,7 +79,9 @@ export function ingestRoute(deps: AppDeps) {
           }),
         (err: unknown) => {
           log.error({ err }, 'ingest failed; nothing was applied');
-          p.settle(() => finish(sendError(res, 'INTERNAL', 'the batch was not applied; retry with the same Idempotency-Key')));
+          p.settle(() =>
+            finish(sendError(res, 'INTERNAL', 'the batch was not applied; retry with the same Idempotency-Key')),
+          );
         },
       );
     });

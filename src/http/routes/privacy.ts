@@ -24,9 +24,11 @@ import { readGraphKey } from './id-query.js';
 import type { ForgetAnswer } from '../../privacy/forget.js';
 import { TokenBucket } from '../../identity/token-bucket.js';
 
-const fullDetail = (reason: string) => `${reason === 'map_full' ? 'LMDB map size reached' : 'disk full'}; nothing was deleted, retry later`;
+const fullDetail = (reason: string) =>
+  `${reason === 'map_full' ? 'LMDB map size reached' : 'disk full'}; nothing was deleted, retry later`;
 
-const OPTED_OUT_PAGE = '<!doctype html><meta charset="utf-8"><title>Opted out</title><p>You have opted out: this browser will not be tracked by segd.</p>\n';
+const OPTED_OUT_PAGE =
+  '<!doctype html><meta charset="utf-8"><title>Opted out</title><p>You have opted out: this browser will not be tracked by segd.</p>\n';
 
 export function privacyRoutes(deps: AppDeps) {
   const { config } = deps;
@@ -56,13 +58,17 @@ export function privacyRoutes(deps: AppDeps) {
     if (!bucket.take()) {
       if (performance.now() - warnedAt > 10_000) {
         warnedAt = performance.now();
-        deps.log.warn({ rate: config.optoutRate, burst: config.optoutBurst }, 'browser opt-outs over SEGD_OPTOUT_RATE: cookie set, store write refused');
+        deps.log.warn(
+          { rate: config.optoutRate, burst: config.optoutBurst },
+          'browser opt-outs over SEGD_OPTOUT_RATE: cookie set, store write refused',
+        );
       }
       return answer();
     }
     const p = pending(res, deps.inflight, () => deps.metrics.aborted());
     deps.forget({ target: { uid }, reason: 'optout', by: 'cookie' }).then(
-      (r: ForgetAnswer) => p.settle(() => ('full' in r ? done(sendError(res, 'STORE_FULL', fullDetail(r.full))) : answer())),
+      (r: ForgetAnswer) =>
+        p.settle(() => ('full' in r ? done(sendError(res, 'STORE_FULL', fullDetail(r.full))) : answer())),
       (err: unknown) => {
         deps.log.error({ err }, 'opt-out failed');
         p.settle(() => done(sendError(res, 'INTERNAL', 'the opt-out was not stored; try again')));
@@ -77,7 +83,8 @@ export function privacyRoutes(deps: AppDeps) {
     if (by === null) return done(sendError(res, 'UNAUTHORIZED'));
     const uid = req.getQuery('uid');
     const k = readGraphKey(req, config.maxUidBytes);
-    if ((uid !== undefined && uid !== '') === (k !== null)) return done(sendError(res, 'BAD_ID_KEY', 'give exactly one id'));
+    if ((uid !== undefined && uid !== '') === (k !== null))
+      return done(sendError(res, 'BAD_ID_KEY', 'give exactly one id'));
     if (k !== null && 'problem' in k) return done(sendError(res, 'BAD_ID_KEY', k.problem));
     if (k === null && checkUid(uid, config.maxUidBytes) !== null) return done(sendError(res, 'UID_INVALID'));
     const target = k !== null ? { key: k.key } : { uid: uid! };
@@ -85,10 +92,23 @@ export function privacyRoutes(deps: AppDeps) {
     deps.forget({ target, reason: 'deletion', by: `admin:${by}` }).then(
       (r: ForgetAnswer) =>
         p.settle(() =>
-          'full' in r ? done(sendError(res, 'STORE_FULL', fullDetail(r.full))) : done(sendBody(res, 200, JSON_TYPE, JSON.stringify({
-            found: r.found, uid: r.uid, ids: r.ids, memberships: r.memberships,
-            tombstoneUntil: r.until === 0 ? null : new Date(r.until * 1000).toISOString(), audit: r.auditSeq,
-          }))),
+          'full' in r
+            ? done(sendError(res, 'STORE_FULL', fullDetail(r.full)))
+            : done(
+                sendBody(
+                  res,
+                  200,
+                  JSON_TYPE,
+                  JSON.stringify({
+                    found: r.found,
+                    uid: r.uid,
+                    ids: r.ids,
+                    memberships: r.memberships,
+                    tombstoneUntil: r.until === 0 ? null : new Date(r.until * 1000).toISOString(),
+                    audit: r.auditSeq,
+                  }),
+                ),
+              ),
         ),
       (err: unknown) => {
         deps.log.error({ err }, 'deletion failed');

@@ -70,8 +70,7 @@ export function segmentsRoute(deps: AppDeps) {
         // Readable by the on-page snippet (a simple GET: no preflight).
         res.writeHeader('Access-Control-Allow-Origin', '*');
         st = sendBody(res, 200, TEXT_TYPE, gamAnswer(gamKey, ids, count, gamMax), close);
-      }
-      else st = sendBody(res, 200, MSGPACK_TYPE, msgpackAnswer(who, ids, count), close);
+      } else st = sendBody(res, 200, MSGPACK_TYPE, msgpackAnswer(who, ids, count), close);
     }
     m.observe(st, (performance.now() - t0) / 1000);
   };

@@ -30,9 +30,7 @@ import { partnerKey } from '../../identity/keys.js';
 import { checkSignature } from '../../identity/signature.js';
 import { TemplateCache, type MacroValues } from '../../identity/sync-template.js';
 import { LOADER_SCRIPT, FRAME_CSP, frameHtml } from '../../identity/sync-frame.js';
-import {
-  readUid, isOptedOut, newUid, uidCookie, cookieSettings, type CookieSettings,
-} from '../../identity/cookie.js';
+import { readUid, isOptedOut, newUid, uidCookie, cookieSettings, type CookieSettings } from '../../identity/cookie.js';
 
 /** The smallest valid transparent 1×1 GIF. */
 const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
@@ -54,7 +52,8 @@ function consentQuery(req: HttpRequest): ConsentInput {
  * sentinels (Audience Network's "0", Prebid Server #106). Stored, they would
  * join every browser that sends them into one profile.
  */
-const PLACEHOLDER = /^(0|-1|null|undefined|none|nil|\$\{?[A-Za-z_]+\}?|\{\{?[A-Za-z_.]+\}?\}|\[[A-Za-z_]+\]|%[A-Za-z_]+%)$/i;
+const PLACEHOLDER =
+  /^(0|-1|null|undefined|none|nil|\$\{?[A-Za-z_]+\}?|\{\{?[A-Za-z_.]+\}?\}|\[[A-Za-z_]+\]|%[A-Za-z_]+%)$/i;
 
 /** A no-op answer: nothing stored, no cookie. */
 function noop(res: HttpResponse): number {
@@ -83,7 +82,8 @@ export function syncInRoute(deps: AppDeps) {
     const puid = req.getQuery('puid');
     const bad = checkUid(puid, config.maxUidBytes);
     if (bad !== null) return outcome('bad_uid', sendError(res, bad, 'puid'));
-    if (PLACEHOLDER.test(puid!)) return outcome('bad_uid', sendError(res, 'UID_INVALID', 'puid is a placeholder, not a user id'));
+    if (PLACEHOLDER.test(puid!))
+      return outcome('bad_uid', sendError(res, 'UID_INVALID', 'puid is a placeholder, not a user id'));
     const consent = parseConsent(consentQuery(req));
     if (!mayStore(consent, config.gvlVendorId)) return outcome('no_consent', noop(res));
     if (!maySync(consent)) return outcome('privacy_blocked', noop(res));
@@ -91,13 +91,33 @@ export function syncInRoute(deps: AppDeps) {
     const key = p.sync.hmacKey;
     if (key !== null) {
       // Bound to the browser's own uid: a callback made for another browser does not verify here.
-      const why = checkSignature(key, p.id, puid!, req.getQuery('ts') ?? '', req.getQuery('sig') ?? '', nowSeconds(), config.syncSignatureWindow, known);
-      if (why !== 'ok') return outcome('bad_signature', sendError(res, 'BAD_SIGNATURE', why === 'no_uid' ? 'no segd uid in this browser: a signed callback must answer a segd-initiated sync' : why));
+      const why = checkSignature(
+        key,
+        p.id,
+        puid!,
+        req.getQuery('ts') ?? '',
+        req.getQuery('sig') ?? '',
+        nowSeconds(),
+        config.syncSignatureWindow,
+        known,
+      );
+      if (why !== 'ok')
+        return outcome(
+          'bad_signature',
+          sendError(
+            res,
+            'BAD_SIGNATURE',
+            why === 'no_uid' ? 'no segd uid in this browser: a signed callback must answer a segd-initiated sync' : why,
+          ),
+        );
     }
     const f = req.getQuery('f');
     const uid = known ?? newUid();
     if (!matches.push({ key: partnerKey(p.id, puid!), uid })) return outcome('overloaded', noop(res));
-    res.writeStatus(status(f === 'n' ? 204 : 200)).writeHeader('Cache-Control', NO_STORE).writeHeader('Set-Cookie', uidCookie(cs, uid));
+    res
+      .writeStatus(status(f === 'n' ? 204 : 200))
+      .writeHeader('Cache-Control', NO_STORE)
+      .writeHeader('Set-Cookie', uidCookie(cs, uid));
     if (f === 'n') res.end();
     else if (f === 'b') res.writeHeader(CT, 'text/html; charset=utf-8').end('');
     else res.writeHeader(CT, 'image/gif').end(PIXEL);
@@ -125,11 +145,17 @@ interface OutAnswer {
 /** The outbound sync decision, shared by /sync/out and /sync/frame.html. */
 function planSync(deps: AppDeps, templates: TemplateCache, cs: CookieSettings, r: OutRequest): OutAnswer {
   const { config, registry } = deps;
-  const asked = r.partners ?? registry.partners().filter((p) => p.sync && !p.disabled).map((p) => p.id);
+  const asked =
+    r.partners ??
+    registry
+      .partners()
+      .filter((p) => p.sync && !p.disabled)
+      .map((p) => p.id);
   const all = (st: string) => asked.map((partner) => ({ partner, status: st }));
   if (isOptedOut(r.cookie, cs)) return { status: 'opted_out', partners: all('opted_out'), cookies: [] };
   const consent: Consent = parseConsent(r.consent);
-  if (!mayStore(consent, config.gvlVendorId)) return { status: 'no_consent', partners: all('blocked_by_consent'), cookies: [] };
+  if (!mayStore(consent, config.gvlVendorId))
+    return { status: 'no_consent', partners: all('blocked_by_consent'), cookies: [] };
   if (!maySync(consent)) return { status: 'privacy_blocked', partners: all('blocked_by_privacy'), cookies: [] };
   const known = readUid(r.cookie, cs);
   const uid = known ?? newUid();
@@ -153,7 +179,8 @@ function planSync(deps: AppDeps, templates: TemplateCache, cs: CookieSettings, r
     const p: Partner | undefined = registry.partner(id);
     if (!p) out.push({ partner: id, status: 'unknown_partner' });
     else if (p.disabled || !p.sync) out.push({ partner: id, status: 'not_configured' });
-    else if (now - (times[id] ?? -Infinity) < config.syncIntervalSeconds) out.push({ partner: id, status: 'already_synced' });
+    else if (now - (times[id] ?? -Infinity) < config.syncIntervalSeconds)
+      out.push({ partner: id, status: 'already_synced' });
     else if (n >= limit) out.push({ partner: id, status: 'over_limit' });
     else {
       const t = templates.get(p.id, p.sync.url, registry.version);
@@ -173,7 +200,8 @@ const LIST = /^[a-z0-9_,-]{0,4100}$/;
 function readOutParams(partners: unknown, limit: unknown): { partners: string[] | null; limit: number | null } | null {
   let list: string[] | null = null;
   if (Array.isArray(partners)) {
-    if (partners.length > 200 || !partners.every((x) => typeof x === 'string' && /^[a-z0-9_-]{1,40}$/.test(x))) return null;
+    if (partners.length > 200 || !partners.every((x) => typeof x === 'string' && /^[a-z0-9_-]{1,40}$/.test(x)))
+      return null;
     list = partners as string[];
   } else if (typeof partners === 'string' && partners !== '' && partners !== '*') {
     if (!LIST.test(partners)) return null;
@@ -182,7 +210,8 @@ function readOutParams(partners: unknown, limit: unknown): { partners: string[] 
   let lim: number | null = null;
   if (limit !== undefined && limit !== '') {
     // Types first: String() of a caller's nested array recurses without bound.
-    const n = typeof limit === 'number' ? limit : typeof limit === 'string' && /^\d{1,4}$/.test(limit) ? Number(limit) : NaN;
+    const n =
+      typeof limit === 'number' ? limit : typeof limit === 'string' && /^\d{1,4}$/.test(limit) ? Number(limit) : NaN;
     if (!Number.isInteger(n) || n < 1) return null;
     lim = n;
   }
@@ -237,7 +266,8 @@ export function syncOutRoutes(deps: AppDeps) {
     const t0 = performance.now();
     const params = readOutParams(req.getQuery('partners'), req.getQuery('limit'));
     let st: number;
-    if (params === null) st = badRequest(res, 'partners must be "*" or a comma-separated list of partner ids; limit a positive integer');
+    if (params === null)
+      st = badRequest(res, 'partners must be "*" or a comma-separated list of partner ids; limit a positive integer');
     else {
       const a = plan({ consent: consentQuery(req), ...params, cookie: req.getHeader('cookie') });
       res.writeHeader('Cache-Control', NO_STORE);
@@ -266,11 +296,28 @@ export function syncOutRoutes(deps: AppDeps) {
           return done(sendError(res, 'BAD_JSON', 'the body must be a JSON object'));
         }
         const params = readOutParams(body.partners, body.limit);
-        if (params === null) return done(badRequest(res, 'partners must be "*" or an array of partner ids; limit a positive integer'));
+        if (params === null)
+          return done(badRequest(res, 'partners must be "*" or an array of partner ids; limit a positive integer'));
         const sid = readGppSid(body.gpp_sid);
-        if (sid === null) return done(badRequest(res, 'gpp_sid must be an array of section ids (integers 0-65535) or a string like "2,6"'));
-        const str = (v: unknown) => (v === undefined || v === null ? undefined : typeof v === 'string' ? v : typeof v === 'number' ? String(v) : '\u0000');
-        const consent = { gdpr: str(body.gdpr), gdprConsent: str(body.gdpr_consent), usPrivacy: str(body.us_privacy), gpp: str(body.gpp), gppSid: sid };
+        if (sid === null)
+          return done(
+            badRequest(res, 'gpp_sid must be an array of section ids (integers 0-65535) or a string like "2,6"'),
+          );
+        const str = (v: unknown) =>
+          v === undefined || v === null
+            ? undefined
+            : typeof v === 'string'
+              ? v
+              : typeof v === 'number'
+                ? String(v)
+                : '\u0000';
+        const consent = {
+          gdpr: str(body.gdpr),
+          gdprConsent: str(body.gdpr_consent),
+          usPrivacy: str(body.us_privacy),
+          gpp: str(body.gpp),
+          gppSid: sid,
+        };
         const a = plan({ consent, ...params, cookie });
         res.writeHeader('Cache-Control', NO_STORE);
         writeCookies(res, a.cookies);

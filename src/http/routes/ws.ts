@@ -89,7 +89,10 @@ export function wsBehavior(deps: AppDeps): WebSocketBehavior<Conn> {
       const authorization = req.getHeader('authorization');
       const licence = callers.licence(authorization);
       if (licence === null) {
-        res.writeStatus(statusLine(401)).writeHeader('Content-Type', 'application/json').end(errorBody('UNAUTHORIZED'), true);
+        res
+          .writeStatus(statusLine(401))
+          .writeHeader('Content-Type', 'application/json')
+          .end(errorBody('UNAUTHORIZED'), true);
         return;
       }
       const conn: Conn = {
@@ -99,7 +102,13 @@ export function wsBehavior(deps: AppDeps): WebSocketBehavior<Conn> {
         queue: [],
         queuedBytes: 0,
       };
-      res.upgrade(conn, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
+      res.upgrade(
+        conn,
+        req.getHeader('sec-websocket-key'),
+        req.getHeader('sec-websocket-protocol'),
+        req.getHeader('sec-websocket-extensions'),
+        context,
+      );
     },
 
     open() {
@@ -154,7 +163,10 @@ export function wsBehavior(deps: AppDeps): WebSocketBehavior<Conn> {
       m.observe(400, (performance.now() - t0) / 1000);
       return true;
     }
-    const f = (frame !== null && typeof frame === 'object' && !Array.isArray(frame) ? frame : {}) as Record<string, unknown>;
+    const f = (frame !== null && typeof frame === 'object' && !Array.isArray(frame) ? frame : {}) as Record<
+      string,
+      unknown
+    >;
     const id = f.id;
     if (!(typeof id === 'number' || (typeof id === 'string' && id.length <= MAX_ID_CHARS))) {
       send(ws, { id: null, error: frameError('BAD_FRAME') });
@@ -175,7 +187,10 @@ export function wsBehavior(deps: AppDeps): WebSocketBehavior<Conn> {
       return true;
     }
     const licence = c.partner === '' ? ANONYMOUS : licences.of(c.partner);
-    const uid = f.uid !== undefined ? (f.uid as string) : resolver.resolve({ partner: c.partner || null, buyeruid: f.puid, ifa: f.ifa });
+    const uid =
+      f.uid !== undefined
+        ? (f.uid as string)
+        : resolver.resolve({ partner: c.partner || null, buyeruid: f.puid, ifa: f.ifa });
     // The same read as every route; answers carry segments only, never a uid.
     const n = reader.read(uid, licence, nowSeconds());
     send(ws, { id, segments: Array.from(reader.ids.subarray(0, n)) });
