@@ -12,7 +12,7 @@ import { openStore } from '../src/store/env.js';
 import { Writer } from '../src/loader/writer.js';
 import { SegmentLookup, nowSeconds } from '../src/lookup/segments.js';
 import { IdGraph } from '../src/identity/graph.js';
-import { partnerKey } from '../src/identity/keys.js';
+import { partnerKey } from '../src/identity/graph-keys.js';
 import { parseConsent } from '../src/privacy/consent.js';
 import type { Change } from '../src/loader/records.js';
 import { GVL, TCModel, TCString } from '@iabtcf/core';

@@ -1,5 +1,5 @@
 // One registry of the errors segd answers with: stable code → HTTP status +
-// message. Bodies are `{"error":{"code":…,"message":…}}`; README lists them all
+// message. Bodies are `{"error":{"code":…,"message":…}}`; docs/api.md lists them all
 // and test/docs.test.ts fails when one is missing there.
 
 export const ERRORS = {

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Writer } from '../src/loader/writer.js';
 import { IdGraph } from '../src/identity/graph.js';
-import { aliasKey, idKey, kindOf, SEP, type IdKind } from '../src/identity/keys.js';
+import { aliasKey, idKey, kindOf, SEP, type IdKind } from '../src/identity/graph-keys.js';
 import { decodeMembers } from '../src/store/members.js';
 import type { Change } from '../src/loader/records.js';
 import { forgetting, tempStore } from './helpers/store.js';

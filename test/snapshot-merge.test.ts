@@ -10,7 +10,7 @@ import { openStore } from '../src/store/env.js';
 import { Writer } from '../src/loader/writer.js';
 import { SnapshotLoader } from '../src/loader/snapshot.js';
 import { decodeMembers, encodeMembers } from '../src/store/members.js';
-import { encodeGraphKey } from '../src/identity/keys.js';
+import { encodeGraphKey } from '../src/identity/graph-keys.js';
 import type { Change } from '../src/loader/records.js';
 import { tempDir, feedLine } from './helpers/server.js';
 import { forgetting } from './helpers/store.js';

@@ -1,5 +1,5 @@
 // Every setting segd understands, in one table: its env var, its config-file
-// key, its default and how it is checked. README's configuration section
+// key, its default and how it is checked. docs/configuration.md
 // mirrors this table; test/docs.test.ts fails when one is undocumented.
 import { availableParallelism, hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';

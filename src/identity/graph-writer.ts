@@ -21,7 +21,7 @@ import type { Database } from 'lmdb';
 import type { Store } from '../store/env.js';
 import type { SuppressedUsers } from '../privacy/suppressions.js';
 import type { ForgetTarget, ProfileGraph, Unlinked } from '../privacy/forget.js';
-import { aliasKey, describeKey, kindOf, SEP } from './keys.js';
+import { aliasKey, describeKey, kindOf, SEP } from './graph-keys.js';
 import { Links } from './links.js';
 
 /** What the graph's writes need of the memberships (the loader's writer provides it). */

@@ -15,7 +15,7 @@
 import type { Database } from 'lmdb';
 import type { Store } from '../store/env.js';
 import { hasLinks, linksOf } from './links.js';
-import { aliasKey, encodeGraphKey, type GraphKey } from './keys.js';
+import { aliasKey, encodeGraphKey, type GraphKey } from './graph-keys.js';
 import type { Suppression } from '../privacy/suppressions.js';
 import type { AuditEntry } from '../privacy/audit.js';
 

@@ -8,7 +8,7 @@
 // read alongside and rewritten into the per-id layout the first time the
 // profile's links change.
 import type { Database } from 'lmdb';
-import { SEP } from './keys.js';
+import { SEP } from './graph-keys.js';
 
 const LINK = '\x1e';
 /** The first character after LINK: the end of a profile's range. */

@@ -6,7 +6,7 @@ import { isUtf8 } from 'node:buffer';
 import { checkUid } from '../identity/uid.js';
 import { MAX_SEGMENT_ID } from '../store/members.js';
 import type { Store } from '../store/env.js';
-import { encodeGraphKey, type GraphKey } from '../identity/keys.js';
+import { encodeGraphKey, type GraphKey } from '../identity/graph-keys.js';
 import { preview } from './preview.js';
 
 export const OPS = ['add', 'remove', 'replace', 'delete', 'match'] as const;

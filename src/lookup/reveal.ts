@@ -13,7 +13,7 @@
 // - a device id, universal id or login: none (null). The segments, filtered
 //   by licence, are answered as always.
 import type { Licence } from './licences.js';
-import { aliasKey } from '../identity/keys.js';
+import { aliasKey } from '../identity/graph-keys.js';
 
 /** How a request named its user. */
 type NamedBy = 'uid' | 'own' | 'graph';

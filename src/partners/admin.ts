@@ -73,10 +73,7 @@ export interface RegistrySeed {
 }
 
 /** Checks the config file's registry sections; every problem is named with its place. */
-export function parseRegistrySeed(
-  file: Record<string, unknown>,
-  where: string,
-): { seed: RegistrySeed; problems: string[] } {
+function parseRegistrySeed(file: Record<string, unknown>, where: string): { seed: RegistrySeed; problems: string[] } {
   const problems: string[] = [];
   const seed: RegistrySeed = { partners: [], segments: [] };
   const section = <T>(

@@ -13,7 +13,7 @@
 // gpp_sid is OpenRTB's array of integers, also taken as digit strings or the
 // query-string form "2,6"; consent.ts checks its grammar.
 //
-// Rules (README "Privacy signals on activation"): COPPA never; GDPR needs
+// Rules (docs/identity-and-privacy.md, "Privacy signals on activation"): COPPA never; GDPR needs
 // vendor consent + Purposes 1 and 4; a US sale/sharing/targeting opt-out
 // (USP or GPP) refuses; anything that does not decode refuses. A request
 // that says nothing about GDPR is judged by SEGD_GDPR_DEFAULT.

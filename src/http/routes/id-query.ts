@@ -1,7 +1,7 @@
 // The graph id a request names in its query: partner=&puid=, ifa=,
 // eid_source=&eid=, or login=[&login_source=]. Read synchronously (uWS).
 import type { HttpRequest } from 'uWebSockets.js';
-import { encodeGraphKey, type GraphKey } from '../../identity/keys.js';
+import { encodeGraphKey, type GraphKey } from '../../identity/graph-keys.js';
 
 /** null = none given; {problem} = malformed or more than one; {key} = the encoded id key. */
 export function readGraphKey(req: HttpRequest, maxIdBytes: number): { key: string } | { problem: string } | null {

@@ -26,7 +26,7 @@ import { pending } from '../pending.js';
 import { checkUid } from '../../identity/uid.js';
 import { nowSeconds } from '../../lookup/segments.js';
 import { parseConsent, mayStore, maySync, type Consent, type ConsentInput } from '../../privacy/consent.js';
-import { partnerKey } from '../../identity/keys.js';
+import { partnerKey } from '../../identity/graph-keys.js';
 import { checkSignature } from '../../identity/signature.js';
 import { TemplateCache, type MacroValues } from '../../identity/sync-template.js';
 import { LOADER_SCRIPT, FRAME_CSP, frameHtml } from '../../identity/sync-frame.js';
