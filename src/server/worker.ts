@@ -3,6 +3,7 @@
 // drains on request. One per core; the kernel spreads connections (SO_REUSEPORT).
 import { parentPort, workerData } from 'node:worker_threads';
 import { setPriority } from 'node:os';
+import { readlinkSync } from 'node:fs';
 import uWS, { type us_listen_socket } from 'uWebSockets.js';
 import { openStore } from '../store/env.js';
 import { SegmentLookup } from '../lookup/segments.js';
@@ -33,7 +34,15 @@ try {
 const port = parentPort!;
 const send = (m: FromWorker) => port.postMessage(m);
 const { config } = data;
-const log = createLogger(config.logLevel, { worker: data.index });
+/** This thread's kernel id (Linux): what `ps -T`, `perf sched` and `chrt -p` name it by. */
+const tid = (() => {
+  try {
+    return Number(readlinkSync('/proc/thread-self').split('/').pop());
+  } catch {
+    return undefined;
+  }
+})();
+const log = createLogger(config.logLevel, { worker: data.index, tid });
 const state = new SharedState(data.stateBuffer);
 const store = openStore(config.dataDir, {
   maxReaders: config.maxReaders,
@@ -138,6 +147,7 @@ app.listen(config.host, data.port, (ls) => {
     return;
   }
   listenSocket = ls;
+  log.info({ port: uWS.us_socket_local_port(ls) }, 'worker listening');
   send({ type: 'listening', port: uWS.us_socket_local_port(ls) });
 });
 
