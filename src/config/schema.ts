@@ -45,6 +45,7 @@ export interface Config {
   gdprDefault: 'applies' | 'not-applies';
   maxInflight: number;
   shedLagMs: number;
+  loaderPriority: 'normal' | 'nice' | 'idle';
   wsMaxPayload: number;
   wsIdleSeconds: number;
   gamKey: string;
@@ -380,6 +381,16 @@ export const SETTINGS: Setting[] = [
     def: 512,
     parse: int(1, 1_000_000),
     doc: 'admission limit per worker for lookups: lookup and enrichment requests with async work under way (bodies being read). Lookups past it are shed (204 at once); other routes have their own budgets',
+  },
+  {
+    key: 'loaderPriority',
+    env: 'SEGD_LOADER_PRIORITY',
+    def: 'nice',
+    parse: (raw) => {
+      if (raw !== 'normal' && raw !== 'nice' && raw !== 'idle') throw new BadValue('must be normal, nice or idle');
+      return raw;
+    },
+    doc: 'CPU priority of the loader (writer) thread against the lookup workers in the same process (Linux; per thread): `nice` (nice 10), `idle` (SCHED_IDLE: the loader runs only on CPU time lookups leave; feeds slow down first under lookup load), or `normal`',
   },
   {
     key: 'shedLagMs',

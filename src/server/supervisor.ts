@@ -9,7 +9,6 @@
 //             logged, the store is closed if it can be, and shutdown rejects)
 import { Worker } from 'node:worker_threads';
 import { createServer } from 'node:net';
-import { setPriority } from 'node:os';
 import type { Config } from '../config/schema.js';
 import { openStore, userCount, type Store } from '../store/env.js';
 import { Loader } from '../loader/loader.js';
@@ -23,10 +22,9 @@ import { SegmentExporter } from '../filters/segment-export.js';
 import { writePidfile, removePidfile, runningServer } from './pidfile.js';
 import { applyRegistryOp, upsertFromConfig, type RegistrySeed } from '../partners/admin.js';
 import { Waiting, settlesBy } from '../waiting.js';
+import { lowerThisThread } from './thread-priority.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
-/** Nice value of the loader thread (0 = as lookups, 19 = only idle CPU). */
-const LOADER_NICE = 10;
 /** A worker that fails again within this long of its last restart is restarted after a delay, doubling up to the max. */
 const RESTART_CALM_MS = 60_000;
 const RESTART_MIN_DELAY_MS = 250;
@@ -257,15 +255,13 @@ export async function serve(
     throw err;
   }
   log.info({ port, host: config.host, workers: config.workers, dataDir: config.dataDir }, 'listening');
-  // The loader (this thread) yields the CPU to lookups: Linux nice values are
+  // The loader (this thread) yields the CPU to lookups: Linux priorities are
   // per thread, and workers were created before this, so only the loader
   // thread drops. Measured with bench:ingest: lookup p99 during heavy push
-  // ingest, segd pinned to one core, went from 24.8 ms to 11.9–15.4 ms.
-  try {
-    setPriority(0, LOADER_NICE);
-  } catch (err) {
-    log.warn({ err: (err as Error).message }, 'could not lower the loader thread priority');
-  }
+  // ingest, segd pinned to one core, went from 24.8 ms to 11.9–15.4 ms at nice 10.
+  const lowered = lowerThisThread(config.loaderPriority);
+  if (lowered) log.warn({ why: lowered, mode: config.loaderPriority }, 'could not lower the loader thread priority');
+  else log.info({ mode: config.loaderPriority, tid: process.pid }, 'loader thread priority');
 
   const ready = (async () => {
     const t0 = performance.now();

@@ -2,8 +2,6 @@
 // loader, read-only by use), builds the app, listens on the shared port, and
 // drains on request. One per core; the kernel spreads connections (SO_REUSEPORT).
 import { parentPort, workerData } from 'node:worker_threads';
-import { setPriority } from 'node:os';
-import { readlinkSync } from 'node:fs';
 import uWS, { type us_listen_socket } from 'uWebSockets.js';
 import { openStore } from '../store/env.js';
 import { SegmentLookup } from '../lookup/segments.js';
@@ -21,28 +19,18 @@ import { IdGraph } from '../identity/graph.js';
 import { MatchQueue } from '../identity/match-queue.js';
 import { SharedState, Flag, GENERATION_SLOT, COMMIT_SLOT } from '../shared-state.js';
 import type { FromWorker, ToWorker, WorkerData, Rpc, RpcMethod } from './messages.js';
+import { restoreThisThread, threadId } from './thread-priority.js';
 
 const data = workerData as WorkerData;
-// A worker restarted after the loader thread lowered its own priority inherits
-// that nice value; take normal priority back (allowed for root / CAP_SYS_NICE,
-// otherwise it stays lowered, which costs latency, not correctness).
-try {
-  setPriority(0, 0);
-} catch {
-  /* not permitted here */
-}
+// A worker restarted after the loader thread lowered its own priority
+// inherits that priority (nice value or SCHED_IDLE); take normal priority back.
+const lowered = restoreThisThread();
 const port = parentPort!;
 const send = (m: FromWorker) => port.postMessage(m);
 const { config } = data;
-/** This thread's kernel id (Linux): what `ps -T`, `perf sched` and `chrt -p` name it by. */
-const tid = (() => {
-  try {
-    return Number(readlinkSync('/proc/thread-self').split('/').pop());
-  } catch {
-    return undefined;
-  }
-})();
-const log = createLogger(config.logLevel, { worker: data.index, tid });
+// The kernel's id of this thread is what `ps -T`, `perf sched` and `chrt -p` name it by.
+const log = createLogger(config.logLevel, { worker: data.index, tid: threadId() });
+if (lowered) log.warn({ why: lowered }, 'could not take normal CPU priority back from the loader');
 const state = new SharedState(data.stateBuffer);
 const store = openStore(config.dataDir, {
   maxReaders: config.maxReaders,
