@@ -38,7 +38,7 @@ export function feedFormatOf(name: string): FeedFormat {
   return 'ndjson';
 }
 
-export interface FeedRecord {
+interface FeedRecord {
   /** 1-based line (NDJSON, CSV) or record number (msgpack). */
   line: number;
   /** Byte offset just past the record. */
@@ -97,12 +97,12 @@ export function readFeed(format: FeedFormat, chunks: Chunks, opts: FeedReadOptio
 }
 
 /** One JSON record per line; blank lines are skipped. */
-export function readNdjson(chunks: Chunks, opts: FeedReadOptions): AsyncGenerator<FeedBatch> {
+function readNdjson(chunks: Chunks, opts: FeedReadOptions): AsyncGenerator<FeedBatch> {
   return readLines(chunks, opts, (bytes, _line, now) => parseLineBytes(bytes, now, opts.limits));
 }
 
 /** `uid,seg|seg:ttl|…` per line (records.ts parseCsvLine); blank lines and a header first line are skipped. */
-export function readCsv(chunks: Chunks, opts: FeedReadOptions): AsyncGenerator<FeedBatch> {
+function readCsv(chunks: Chunks, opts: FeedReadOptions): AsyncGenerator<FeedBatch> {
   return readLines(chunks, opts, (bytes, line, now) =>
     line === 1 && isCsvHeader(bytes) ? null : parseCsvLine(bytes, now, opts.limits),
   );
@@ -218,7 +218,7 @@ const EMPTY = Buffer.alloc(0);
  * feed is rejected as truncated. A record that cannot be decoded but whose
  * extent is known is one reject (msgpack-decode.ts).
  */
-export async function* readMsgpack(chunks: Chunks, opts: FeedReadOptions): AsyncGenerator<FeedBatch> {
+async function* readMsgpack(chunks: Chunks, opts: FeedReadOptions): AsyncGenerator<FeedBatch> {
   const max = opts.maxRecordBytes ?? Infinity;
   const start = opts.from?.offset ?? 0;
   const first = opts.from?.line ?? 0;

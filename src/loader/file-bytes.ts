@@ -9,7 +9,7 @@ import { createGunzip } from 'node:zlib';
 import { FeedBreak } from './feed-reader.js';
 
 /** How many times its compressed size a gzip feed may expand to (SEGD_MAX_GZIP_RATIO); real feeds are 3–10×. */
-export const DEFAULT_MAX_GZIP_RATIO = 100;
+const DEFAULT_MAX_GZIP_RATIO = 100;
 /** Expansion allowed beyond the ratio, so a small file's first chunk is never judged on a few compressed bytes. */
 const GZIP_SLACK = 1 << 20;
 /** Bytes per chunk: large, so the per-chunk work (a commit check, an await) is spread over thousands of records. */

@@ -8,9 +8,9 @@ import type { Store } from '../store/env.js';
 import { nowSeconds } from '../lookup/segments.js';
 import type { Change, RecordLimits } from './records.js';
 import { fileChunks } from './file-bytes.js';
-import { readFeed, feedFormatOf, type FeedBatch, type FeedReject } from './feed-reader.js';
+import { readFeed, feedFormatOf, type FeedBatch } from './feed-reader.js';
 import type { Writer } from './writer.js';
-import { RejectLog, type Reject } from './reject-log.js';
+import { RejectLog } from './reject-log.js';
 
 export interface FileCheckpoint {
   file: string;
@@ -28,7 +28,7 @@ export interface ImportOptions {
   batchSize: number;
   maxUidBytes: RecordLimits;
   maxLineBytes: number;
-  /** How many times its compressed size a gzip file may expand to (default DEFAULT_MAX_GZIP_RATIO). */
+  /** How many times its compressed size a gzip file may expand to (default: file-bytes.ts). */
   maxGzipRatio?: number;
   /** Where bad records go (NDJSON: line, reason, start of the record); none = only counted. */
   rejectsPath?: string;
@@ -52,8 +52,6 @@ export interface ImportSummary extends ImportProgress {
   ms: number;
   resumedFrom: number;
 }
-
-export type { Reject } from './reject-log.js';
 
 export async function importFile(
   store: Store,
@@ -110,7 +108,7 @@ export async function importFile(
   const from = { line: lastLine, offset: lastOffset };
   for await (const b of readFeedFile(path, from, opts, () => now)) {
     for (const r of b.records) batch.push(r.change);
-    for (const r of b.rejects) rejects.add(toReject(r));
+    for (const r of b.rejects) rejects.add(r);
     rejectedSinceCommit += b.rejects.length;
     summary.rejected += b.rejects.length;
     lastOffset = b.offset;
@@ -143,11 +141,4 @@ export function readFeedFile(
     now,
     from,
   });
-}
-
-/** A reject as the rejects file lists it. */
-export function toReject(r: FeedReject): Reject {
-  const out: Reject = { line: r.line, reason: r.reason };
-  if (r.record !== undefined) out.record = r.record;
-  return out;
 }

@@ -16,13 +16,13 @@ import { Unpackr } from 'msgpackr';
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'auto' as 'number' });
 
 /** What a decoded stream reports, record by record; `end` is the offset just past the record in `buf`. */
-export interface DecodeSink {
+interface DecodeSink {
   record(value: unknown, end: number): void;
   /** A complete record that cannot be decoded: a reject, and the stream goes on after it. */
   undecodable(reason: string, end: number): void;
 }
 
-export type DecodeEnd =
+type DecodeEnd =
   /** Every record in the buffer was reported. */
   | { kind: 'done' }
   /** `buf[at…]` is the start of a record cut by the end of the buffer. */

@@ -52,7 +52,7 @@ import type { Writer } from './writer.js';
 import type { ChangeLog } from './transactions.js';
 import { SNAPSHOT_TS_KEY } from './membership-changes.js';
 import { nextMembers } from './member-set.js';
-import { readFeedFile, toReject, type FileCheckpoint, type ImportOptions, type ImportSummary } from './file-import.js';
+import { readFeedFile, type FileCheckpoint, type ImportOptions, type ImportSummary } from './file-import.js';
 import { RejectLog } from './reject-log.js';
 import type { Change } from './records.js';
 import { SnapshotRecords, SortedRecords, FAST_PAIRS } from './snapshot-records.js';
@@ -311,7 +311,7 @@ export class SnapshotLoader {
         if (ch.ts > maxTs) maxTs = ch.ts;
         if (!wide && NEEDS_UTF8_ORDER.test(ch.uid)) wide = true;
       }
-      for (const r of b.rejects) rejects.add(toReject(r));
+      for (const r of b.rejects) rejects.add(r);
       summary.rejected += b.rejects.length;
       if (b.broken !== undefined) broken = b.broken;
       read.bytes = b.offset;
