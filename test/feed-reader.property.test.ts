@@ -46,6 +46,16 @@ async function readAll(format: FeedFormat, chunks: Chunks, o = opts()): Promise<
   return out;
 }
 
+/** The chunks as a source that reuses one buffer for every chunk (as the file source does). */
+function* reusing(chunks: Buffer[]): Generator<Buffer> {
+  const buf = Buffer.alloc(Math.max(0, ...chunks.map((c) => c.length)));
+  for (const c of chunks) {
+    buf.fill(0xff);
+    c.copy(buf);
+    yield buf.subarray(0, c.length);
+  }
+}
+
 /** `bytes` cut at the given places (any number, any order, repeats allowed: empty chunks too). */
 function split(bytes: Buffer, cuts: number[]): Buffer[] {
   const at = [...new Set(cuts.map((c) => (bytes.length === 0 ? 0 : c % (bytes.length + 1))))].sort((a, b) => a - b);
@@ -130,10 +140,12 @@ describe('NDJSON reader', () => {
           // An empty tail after the last newline is no line.
           const count = finalNewline || parts[parts.length - 1]?.length ? lines.length : lines.length - 1;
           if (bytes.length > 0) expect(whole.end).toEqual({ line: count, offset: bytes.length });
-          const cut = await readAll('ndjson', split(bytes, cuts));
-          expect(cut.records).toEqual(whole.records);
-          expect(cut.rejects).toEqual(whole.rejects);
-          if (bytes.length > 0) expect(cut.end).toEqual(whole.end);
+          for (const chunks of [split(bytes, cuts), reusing(split(bytes, cuts))]) {
+            const cut = await readAll('ndjson', chunks);
+            expect(cut.records).toEqual(whole.records);
+            expect(cut.rejects).toEqual(whole.rejects);
+            if (bytes.length > 0) expect(cut.end).toEqual(whole.end);
+          }
         },
       ),
       { numRuns: 300 },
@@ -230,8 +242,8 @@ describe('msgpack reader', () => {
           if (truncated) bytes = bytes.subarray(0, bytes.length - 1 - (truncateAt % (lastLength - 1)));
           const o = opts({ maxRecordBytes: undefined });
           const whole = await readAll('msgpack', [bytes], o);
-          const cut = await readAll('msgpack', split(bytes, cuts), o);
-          expect(cut).toEqual(whole);
+          expect(await readAll('msgpack', split(bytes, cuts), o)).toEqual(whole);
+          expect(await readAll('msgpack', reusing(split(bytes, cuts)), o)).toEqual(whole);
           // Every record (or reject) numbered in order, each ending where its bytes end.
           const ends: number[] = [];
           parts.reduce((at, p) => (ends.push(at + p.length), at + p.length), 0);
@@ -305,6 +317,38 @@ describe('msgpack reader', () => {
     );
     expect(more.records.map((r) => [r.line, r.uid])).toEqual([[2, 'c']]);
     expect(more.rejects.map((r) => r.line)).toEqual([1]);
+  });
+});
+
+describe('long feeds', () => {
+  it('come out in batches of a few hundred records, the same whatever the cut', async () => {
+    const recs = Array.from({ length: 2000 }, (_, i) => ({ op: 'add', uid: `u${i}`, segments: [i] }));
+    const feeds: Array<[FeedFormat, Buffer]> = [
+      ['ndjson', Buffer.from(recs.map((r) => JSON.stringify(r)).join('\n'))],
+      ['msgpack', Buffer.concat(recs.map((r) => pack(r)))],
+    ];
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...feeds),
+        fc.array(fc.nat(), { maxLength: 8 }),
+        async ([format, bytes], cuts) => {
+          const sizes: number[] = [];
+          const seen: Array<[number, string]> = [];
+          let offset = 0;
+          for await (const b of readFeed(format, reusing(split(bytes, cuts)), opts({ maxRecordBytes: undefined }))) {
+            sizes.push(b.records.length);
+            for (const r of b.records) seen.push([r.line, r.change.uid]);
+            if (b.records.length) expect(b.offset).toBe(b.records[b.records.length - 1]!.next);
+            expect(b.offset).toBeGreaterThanOrEqual(offset);
+            offset = b.offset;
+          }
+          expect(Math.max(...sizes)).toBeLessThanOrEqual(256);
+          expect(seen).toEqual(recs.map((r, i) => [i + 1, r.uid]));
+          expect(offset).toBe(bytes.length);
+        },
+      ),
+      { numRuns: 40 },
+    );
   });
 });
 

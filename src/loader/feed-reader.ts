@@ -2,14 +2,11 @@
 // msgpack), shared by every source: inbox and `segd import` files, snapshot
 // files, HTTP push bodies and NATS messages. A reader takes the bytes as
 // chunks of any size (a file read a megabyte at a time, a body in one piece)
-// and yields one batch per chunk: the records it completes, the rejects, and
-// the position just past the last line or record it covers, which is where a
-// resume starts (a checkpoint). How the bytes are cut into chunks changes
-// nothing but the batches: the same records, rejects, line numbers and
-// offsets come out.
-//
-// A batch per chunk, not a yield per record: the await of an async iterator
-// step would otherwise be paid once per record.
+// and yields batches of a few hundred records (BATCH_RECORDS): the records,
+// the rejects, and the position just past the last line or record the batch
+// covers, which is where a resume starts (a checkpoint). How the bytes are cut
+// into chunks changes nothing but the batches: the same records, rejects, line
+// numbers and offsets come out.
 //
 // A bad record is a reject with its line (record number for msgpack) and the
 // reason, and the feed goes on; whatever a record holds, parsing it never
@@ -18,7 +15,7 @@
 // not msgpack, or a msgpack record longer than the limit (msgpack has no
 // delimiter to resynchronise on) — the records before the break are kept and
 // the break is the batch's last reject, also given as `broken`.
-import { decodeRecords } from './msgpack-decode.js';
+import { decodeRecords, type DecodeEnd } from './msgpack-decode.js';
 import {
   isCsvHeader,
   parseCsvLine,
@@ -77,7 +74,11 @@ export interface FeedReadOptions {
   arrayOfRecords?: boolean;
 }
 
-/** The chunks a reader takes: a file's, or a body already in memory (`[body]`). */
+/**
+ * The chunks a reader takes: a file's, or a body already in memory (`[body]`).
+ * A source may reuse a chunk's buffer for the next chunk: readers copy what
+ * they keep.
+ */
 export type Chunks = AsyncIterable<Buffer> | Iterable<Buffer>;
 
 /**
@@ -112,6 +113,15 @@ function readCsv(chunks: Chunks, opts: FeedReadOptions): AsyncGenerator<FeedBatc
 type LineParser = (bytes: Buffer, line: number, now: number) => Change | string | null;
 
 const MAX_REJECT_SNIPPET = 200;
+/**
+ * Records (and rejects) per batch at most. A batch's records stay alive until
+ * it is consumed: a whole megabyte chunk of them (≈ 8,000) outlives
+ * young-generation collections and is promoted, which costs full collections;
+ * a yield per record costs an await per record instead. Reading 1M NDJSON
+ * records: ≈ 1.6 s CPU at 256 a batch, as the callback reader took; ≈ 2.3 s
+ * a record at a time; ≈ 2.6–3.0 s a chunk at a time (11 full collections).
+ */
+const BATCH_RECORDS = 256;
 
 /**
  * Lines of the chunks, each a record or a reject. A line longer than
@@ -175,10 +185,15 @@ async function* readLines(chunks: Chunks, opts: FeedReadOptions, parse: LinePars
           carryBytes = 0;
         }
         start = nl + 1;
+        if (batch.records.length + batch.rejects.length >= BATCH_RECORDS) {
+          batch.line = line;
+          batch.offset = offset;
+          yield batch;
+          batch = newBatch(line, offset);
+        }
       }
       if (start < chunk.length && !skipping) {
-        // Kept as a view of the chunk (the source hands out a fresh buffer per chunk).
-        carry.push(chunk.subarray(start));
+        carry.push(Buffer.from(chunk.subarray(start))); // a copy: the source may reuse the chunk
         carryBytes += chunk.length - start;
         if (carryBytes > max) {
           skipping = true;
@@ -244,7 +259,7 @@ async function* readMsgpack(chunks: Chunks, opts: FeedReadOptions): AsyncGenerat
     held = null;
     take(h.value, h.next);
   };
-  const at = () => {
+  const position = () => {
     batch.line = n;
     batch.offset = held === null ? base : start;
     return batch;
@@ -255,20 +270,33 @@ async function* readMsgpack(chunks: Chunks, opts: FeedReadOptions): AsyncGenerat
       if (chunk.length === 0) continue;
       now = opts.now();
       buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-      const end = decodeRecords(buf, {
-        record(value, e) {
-          if (opts.arrayOfRecords && n === first && held === null && Array.isArray(value)) {
-            held = { value, next: base + e };
-            return;
-          }
-          release();
-          take(value, base + e);
-        },
-        undecodable(reason, e) {
-          release();
-          batch.rejects.push({ line: ++n, next: base + e, reason });
-        },
-      });
+      let end: DecodeEnd;
+      for (;;) {
+        const at0 = base; // feed offset of buf[0]
+        end = decodeRecords(
+          buf,
+          {
+            record(value, e) {
+              if (opts.arrayOfRecords && n === first && held === null && Array.isArray(value)) {
+                held = { value, next: at0 + e };
+                return;
+              }
+              release();
+              take(value, at0 + e);
+            },
+            undecodable(reason, e) {
+              release();
+              batch.rejects.push({ line: ++n, next: at0 + e, reason });
+            },
+          },
+          BATCH_RECORDS,
+        );
+        if (end.kind !== 'paused') break;
+        buf = buf.subarray(end.at);
+        base += end.at;
+        yield position();
+        batch = newBatch(n, base);
+      }
       const consumed = end.kind === 'done' ? buf.length : end.at;
       if (end.kind === 'malformed' || (end.kind === 'incomplete' && buf.length - consumed > max)) {
         release();
@@ -280,9 +308,10 @@ async function* readMsgpack(chunks: Chunks, opts: FeedReadOptions): AsyncGenerat
         yield breakOff(batch, n, base, `${why}; the rest of the feed is not applied`);
         return;
       }
-      buf = buf.subarray(consumed);
+      // A copy of the unfinished record: the source may reuse the chunk.
+      buf = consumed === buf.length ? EMPTY : Buffer.from(buf.subarray(consumed));
       base += consumed;
-      yield at();
+      yield position();
       batch = newBatch(n, base);
     }
   } catch (err) {
@@ -302,7 +331,7 @@ async function* readMsgpack(chunks: Chunks, opts: FeedReadOptions): AsyncGenerat
     held = null;
     now = opts.now();
     for (const v of h.value) take(v, h.next);
-    yield at();
+    yield position();
   }
 }
 

@@ -23,10 +23,13 @@ export function fileChunks(path: string, offset: number, maxGzipRatio = DEFAULT_
 async function* plainChunks(path: string, offset: number): AsyncGenerator<Buffer> {
   const fh = await open(path, 'r');
   try {
+    // One buffer for the whole file (the readers copy what they keep of a
+    // chunk): a fresh megabyte per chunk costs a full garbage collection every
+    // few dozen chunks, which a snapshot holding millions of records on the
+    // heap pays dearly for.
+    const buf = Buffer.allocUnsafe(CHUNK);
     let pos = offset;
     for (;;) {
-      // A fresh buffer per chunk: the reader may keep a view of the previous one (an unfinished line).
-      const buf = Buffer.allocUnsafe(CHUNK);
       const { bytesRead } = await fh.read(buf, 0, CHUNK, pos);
       if (bytesRead === 0) return;
       pos += bytesRead;

@@ -64,6 +64,8 @@ export function isSnapshotName(name: string): boolean {
   return SNAPSHOT_NAME.test(name);
 }
 
+/** Bytes read between the heap check, the rejects flush and a progress report. */
+const REPORT_BYTES = 1 << 20;
 /** Users per merge transaction: large (append is cheap), small enough that a push waits < ~100 ms. */
 const MERGE_CHUNK = 100_000;
 /**
@@ -290,6 +292,7 @@ export class SnapshotLoader {
     let now = nowSeconds();
     let broken: string | null = null;
     const read = { bytes: 0, lines: 0 };
+    let reportedAt = 0;
     for await (const b of readFeedFile(path, { offset: 0, line: 0 }, opts, () => now)) {
       for (const r of b.records) {
         let ch = r.change;
@@ -316,12 +319,14 @@ export class SnapshotLoader {
       if (b.broken !== undefined) broken = b.broken;
       read.bytes = b.offset;
       read.lines = b.line;
+      opts.signal?.throwIfAborted();
+      if (b.offset - reportedAt < REPORT_BYTES) continue;
+      reportedAt = b.offset;
       checkHeap(name, recs.heapBytes);
       await rejects.flush();
       now = nowSeconds();
       summary.bytes = Math.round(b.offset / 2); // reading is the first half of the work
       opts.onProgress?.(summary);
-      opts.signal?.throwIfAborted();
     }
     await rejects.finish();
     summary.lines = read.lines;
