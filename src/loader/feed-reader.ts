@@ -66,7 +66,7 @@ export interface FeedReadOptions {
   limits: RecordLimits;
   /** Longest line or msgpack record in bytes (SEGD_MAX_LINE_BYTES); default: no bound. */
   maxRecordBytes?: number;
-  /** Unix seconds records without a ts are stamped with; asked once per chunk. */
+  /** Unix seconds records without a ts are stamped with; asked again after each batch is taken. */
   now: () => number;
   /** Where the bytes start in the feed: after line (record) `line`, at byte `offset` (a resume). */
   from?: { line: number; offset: number };
@@ -190,6 +190,7 @@ async function* readLines(chunks: Chunks, opts: FeedReadOptions, parse: LinePars
           batch.offset = offset;
           yield batch;
           batch = newBatch(line, offset);
+          now = opts.now();
         }
       }
       if (start < chunk.length && !skipping) {
@@ -296,6 +297,7 @@ async function* readMsgpack(chunks: Chunks, opts: FeedReadOptions): AsyncGenerat
         base += end.at;
         yield position();
         batch = newBatch(n, base);
+        now = opts.now();
       }
       const consumed = end.kind === 'done' ? buf.length : end.at;
       if (end.kind === 'malformed' || (end.kind === 'incomplete' && buf.length - consumed > max)) {
