@@ -31,7 +31,7 @@ import type { Store } from '../store/env.js';
 import type { Logger } from '../log.js';
 import { nowSeconds } from '../lookup/segments.js';
 import type { Writer } from './writer.js';
-import { parseNdjson, parseMsgpack, type ParsedPush } from './push.js';
+import { parseBody, type ParsedPush } from './push.js';
 import { rejectReason, type Change, type RecordLimits } from './records.js';
 
 export interface JetStreamOptions {
@@ -218,7 +218,7 @@ export class JetStreamSource {
       const msgpack = m.headers?.get('Content-Type')?.startsWith('application/msgpack') ?? false;
       let parsed: ParsedPush;
       try {
-        parsed = (msgpack ? parseMsgpack : parseNdjson)(body, now, this.opts.maxUidBytes);
+        parsed = await parseBody(msgpack ? 'msgpack' : 'ndjson', body, now, this.opts.maxUidBytes);
       } catch (err) {
         // Parsing is pure: whatever it throws is this message's fault, so the message is the reject.
         parsed = { changes: [], rejects: [{ line: 0, reason: rejectReason(err) }] };

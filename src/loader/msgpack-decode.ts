@@ -16,7 +16,7 @@ import { Unpackr } from 'msgpackr';
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'auto' as 'number' });
 
 /** What a decoded stream reports, record by record; `end` is the offset just past the record in `buf`. */
-export interface DecodeSink {
+interface DecodeSink {
   record(value: unknown, end: number): void;
   /** A complete record that cannot be decoded: a reject, and the stream goes on after it. */
   undecodable(reason: string, end: number): void;
@@ -28,12 +28,19 @@ export type DecodeEnd =
   /** `buf[at…]` is the start of a record cut by the end of the buffer. */
   | { kind: 'incomplete'; at: number }
   /** `buf[at…]` is not msgpack: nothing after it can be read. */
-  | { kind: 'malformed'; at: number; reason: string };
+  | { kind: 'malformed'; at: number; reason: string }
+  /** `limit` records were reported; `buf[at…]` is still to decode. */
+  | { kind: 'paused'; at: number };
 
-/** Reports each record of `buf` in order; says how the buffer ended. Errors thrown by the sink propagate. */
-export function decodeRecords(buf: Uint8Array, sink: DecodeSink): DecodeEnd {
+/**
+ * Reports each record of `buf` in order, at most `limit` of them; says how the
+ * buffer ended. Errors thrown by the sink propagate.
+ */
+export function decodeRecords(buf: Uint8Array, sink: DecodeSink, limit = Infinity): DecodeEnd {
   let pos = 0;
+  let reported = 0;
   while (pos < buf.length) {
+    if (reported >= limit) return { kind: 'paused', at: pos };
     let end = pos;
     let sinkError: { err: unknown } | null = null;
     try {
@@ -45,7 +52,9 @@ export function decodeRecords(buf: Uint8Array, sink: DecodeSink): DecodeEnd {
           sinkError = { err };
           throw err;
         }
+        return ++reported < limit; // false stops the decoder
       });
+      if (end < buf.length && reported >= limit) return { kind: 'paused', at: end };
       return { kind: 'done' };
     } catch (err) {
       if (sinkError !== null) throw (sinkError as { err: unknown }).err;
@@ -56,6 +65,7 @@ export function decodeRecords(buf: Uint8Array, sink: DecodeSink): DecodeEnd {
       const reason = `${(err as Error).name}: ${(err as Error).message}`.slice(0, 200);
       if (skip === MALFORMED) return { kind: 'malformed', at: pos, reason };
       sink.undecodable(`msgpack record cannot be decoded (${reason})`, skip);
+      reported++;
       pos = skip;
     }
   }

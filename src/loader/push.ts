@@ -1,14 +1,15 @@
 // HTTP push (server-to-server ingest): parsing a pushed batch, and applying it
-// once per idempotency key. Parsing runs in the worker that took the request;
-// applying runs on the loader thread, through the one writer.
+// once per idempotency key. Both run on the loader thread (a large body would
+// stall the lookup worker that took the request); applying goes through the
+// one writer.
 import { StoreFullError, type StallReason } from '../store/write-failure.js';
 import { createHash } from 'node:crypto';
-import { decodeRecords } from './msgpack-decode.js';
+import { readAll } from './feed-reader.js';
 import type { Store } from '../store/env.js';
 import type { Writer } from './writer.js';
 import { nowSeconds } from '../lookup/segments.js';
 import type { BatchResult } from './membership-changes.js';
-import { parseLineBytes, toChange, rejectReason, type Change, type RecordLimits } from './records.js';
+import type { Change, RecordLimits } from './records.js';
 
 export interface PushReject {
   /** 1-based line (NDJSON) or record number (msgpack). */
@@ -32,52 +33,20 @@ export interface PushResult {
 export const MAX_IDEMPOTENCY_KEY = 200;
 const IDEM_PREFIX = 'idem:';
 
-/** NDJSON: one record per line, blank lines allowed. Every bad line is rejected with its reason. */
-export function parseNdjson(body: Buffer, nowSec: number, maxUidBytes: RecordLimits): ParsedPush {
-  const out: ParsedPush = { changes: [], rejects: [] };
-  let start = 0;
-  let line = 0;
-  while (start < body.length) {
-    let end = body.indexOf(10, start);
-    if (end === -1) end = body.length;
-    line++;
-    const stop = end > start && body[end - 1] === 13 ? end - 1 : end;
-    if (stop > start) {
-      const r = parseLineBytes(body.subarray(start, stop), nowSec, maxUidBytes);
-      if (typeof r === 'string') out.rejects.push({ line, reason: r });
-      else out.changes.push(r);
-    }
-    start = end + 1;
-  }
-  return out;
-}
-
-/** msgpack: a stream of record maps (or one array of them). A break in the stream rejects the rest, keeping what came before. */
-export function parseMsgpack(body: Buffer, nowSec: number, maxUidBytes: RecordLimits): ParsedPush {
-  const out: ParsedPush = { changes: [], rejects: [] };
-  let n = 0;
-  const take = (rec: unknown) => {
-    n++;
-    try {
-      out.changes.push(toChange(rec, nowSec, maxUidBytes));
-    } catch (err) {
-      out.rejects.push({ line: n, reason: rejectReason(err) });
-    }
-  };
-  const end = decodeRecords(body, {
-    record(value, e) {
-      if (Array.isArray(value) && n === 0 && e === body.length) value.forEach(take);
-      else take(value);
-    },
-    undecodable(reason) {
-      out.rejects.push({ line: ++n, reason });
-    },
-  });
-  if (end.kind === 'incomplete')
-    out.rejects.push({ line: n + 1, reason: `truncated msgpack record at byte ${end.at}` });
-  else if (end.kind === 'malformed')
-    out.rejects.push({ line: n + 1, reason: `malformed msgpack at byte ${end.at}: ${end.reason}` });
-  return out;
+/**
+ * A pushed body (HTTP push, a NATS message): NDJSON records, blank lines
+ * allowed, or msgpack, a stream of record maps or one array of them. Every bad
+ * record is rejected with its line (record number) and reason; a break in a
+ * msgpack stream rejects the rest, keeping what came before.
+ */
+export async function parseBody(
+  format: PushFormat,
+  body: Buffer,
+  nowSec: number,
+  limits: RecordLimits,
+): Promise<ParsedPush> {
+  const read = await readAll(format, body, { limits, now: () => nowSec, arrayOfRecords: true });
+  return { changes: read.changes, rejects: read.rejects.map((r) => ({ line: r.line, reason: r.reason })) };
 }
 
 export type PushFormat = 'ndjson' | 'msgpack';
@@ -112,10 +81,9 @@ interface StoredPush {
 export const IDEMPOTENCY_SECONDS = 86_400;
 
 /**
- * Parses and applies a pushed batch in one transaction, on the loader thread
- * (parsing a large body would stall a lookup worker). With an idempotency
- * key, the result and a digest of the body are stored in that same
- * transaction; a retry with the key and the same body returns the stored
+ * Applies a parsed push in one transaction, on the loader thread. With an
+ * idempotency key, the result and a digest of the body are stored in that
+ * same transaction; a retry with the key and the same body returns the stored
  * result and applies nothing; the key with another body is a conflict.
  * Synchronous, so the check and the write cannot interleave with another
  * writer call.
@@ -123,30 +91,15 @@ export const IDEMPOTENCY_SECONDS = 86_400;
 function applyPush(
   store: Store,
   writer: Writer,
-  req: PushRequest,
+  idem: Idempotency | undefined,
+  parsed: ParsedPush,
   nowSec: number,
-  maxUidBytes: RecordLimits,
   maxListed: number,
 ): PushAnswer {
-  const body = Buffer.from(req.body);
-  const idem = req.idempotencyKey ? `${IDEM_PREFIX}${req.caller}:${req.idempotencyKey}` : undefined;
-  const digest = idem ? createHash('sha256').update(body).digest('base64') : '';
   if (idem) {
-    const prev = store.meta.get(idem) as StoredPush | undefined;
-    if (prev && prev.at + IDEMPOTENCY_SECONDS > nowSec) {
-      if (prev.digest !== digest)
-        return { applied: 0, stale: 0, rejected: 0, replay: false, conflict: true, rejects: [] };
-      return {
-        applied: prev.applied,
-        stale: prev.stale,
-        rejected: prev.rejected,
-        replay: true,
-        conflict: false,
-        rejects: [],
-      };
-    }
+    const prev = storedAnswer(store, idem, nowSec);
+    if (prev) return prev;
   }
-  const parsed = (req.format === 'ndjson' ? parseNdjson : parseMsgpack)(body, nowSec, maxUidBytes);
   const rejected = parsed.rejects.length;
   const rejects = parsed.rejects.slice(0, maxListed);
   if (parsed.changes.length === 0) return { applied: 0, stale: 0, rejected, replay: false, conflict: false, rejects };
@@ -155,12 +108,48 @@ function applyPush(
     nowSec,
     idem
       ? {
-          key: idem,
-          value: (r: BatchResult): StoredPush => ({ applied: r.applied, stale: r.stale, rejected, at: nowSec, digest }),
+          key: idem.key,
+          value: (r: BatchResult): StoredPush => ({
+            applied: r.applied,
+            stale: r.stale,
+            rejected,
+            at: nowSec,
+            digest: idem.digest,
+          }),
         }
       : undefined,
   );
   return { applied: res.applied, stale: res.stale, rejected, replay: false, conflict: false, rejects };
+}
+
+/** A push's idempotency key (meta key, per caller) and the digest of its body. */
+interface Idempotency {
+  key: string;
+  digest: string;
+}
+
+function idempotency(req: PushRequest, body: Buffer): Idempotency | undefined {
+  if (!req.idempotencyKey) return undefined;
+  return {
+    key: `${IDEM_PREFIX}${req.caller}:${req.idempotencyKey}`,
+    digest: createHash('sha256').update(body).digest('base64'),
+  };
+}
+
+/** The answer for a key used within IDEMPOTENCY_SECONDS: a replay (same body) or a conflict; undefined if unused. */
+function storedAnswer(store: Store, idem: Idempotency, nowSec: number): PushAnswer | undefined {
+  const prev = store.meta.get(idem.key) as StoredPush | undefined;
+  if (!prev || prev.at + IDEMPOTENCY_SECONDS <= nowSec) return undefined;
+  if (prev.digest !== idem.digest)
+    return { applied: 0, stale: 0, rejected: 0, replay: false, conflict: true, rejects: [] };
+  return {
+    applied: prev.applied,
+    stale: prev.stale,
+    rejected: prev.rejected,
+    replay: true,
+    conflict: false,
+    rejects: [],
+  };
 }
 
 /** Forgets idempotency keys older than IDEMPOTENCY_SECONDS; returns how many. */
@@ -187,14 +176,24 @@ export class PushSource {
     private readonly onBatch?: (r: PushAnswer) => void,
   ) {}
 
-  /** Parses and applies one pushed batch; a full store answers `full` (nothing applied). */
-  apply(req: PushRequest, maxListed: number): PushAnswer {
-    let r: PushAnswer;
-    try {
-      r = applyPush(this.store, this.writer, req, nowSeconds(), this.limits, maxListed);
-    } catch (err) {
-      if (!(err instanceof StoreFullError)) throw err;
-      return { applied: 0, stale: 0, rejected: 0, replay: false, rejects: [], conflict: false, full: err.reason };
+  /**
+   * Parses and applies one pushed batch; a full store answers `full` (nothing
+   * applied). A retry of a key already applied is answered before its body is
+   * parsed, and checked again, with the write, once it is.
+   */
+  async apply(req: PushRequest, maxListed: number): Promise<PushAnswer> {
+    const body = Buffer.from(req.body);
+    const idem = idempotency(req, body);
+    let r: PushAnswer | undefined = idem && storedAnswer(this.store, idem, nowSeconds());
+    if (r === undefined) {
+      const nowSec = nowSeconds();
+      const parsed = await parseBody(req.format, body, nowSec, this.limits);
+      try {
+        r = applyPush(this.store, this.writer, idem, parsed, nowSec, maxListed);
+      } catch (err) {
+        if (!(err instanceof StoreFullError)) throw err;
+        return { applied: 0, stale: 0, rejected: 0, replay: false, rejects: [], conflict: false, full: err.reason };
+      }
     }
     if (!r.replay && !r.conflict) this.onBatch?.(r);
     return r;

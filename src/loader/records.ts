@@ -25,14 +25,14 @@ export interface Change {
   key?: string;
 }
 
-export const MAX_SEGMENTS_PER_RECORD = 10_000;
+const MAX_SEGMENTS_PER_RECORD = 10_000;
 /** Ten years: longer TTLs are a units mistake (ms for s), not a policy. */
-export const MAX_TTL_SECONDS = 10 * 365 * 86_400;
+const MAX_TTL_SECONDS = 10 * 365 * 86_400;
 
 /** How far ahead of this node's clock a change's ts may be (clock skew upstream). */
-export const MAX_FUTURE_SKEW = 86_400;
+const MAX_FUTURE_SKEW = 86_400;
 
-export class RecordError extends Error {}
+class RecordError extends Error {}
 
 /**
  * What a record is checked against: the longest user key, and, when unknown
@@ -141,7 +141,7 @@ export function toChange(rec: unknown, nowSec: number, limits: RecordLimits): Ch
   return { op: op as Op, uid: r.uid as string, ids, ttls, ts };
 }
 
-export function parseLine(line: string, nowSec: number, maxUidBytes: RecordLimits): Change {
+function parseLine(line: string, nowSec: number, maxUidBytes: RecordLimits): Change {
   let rec: unknown;
   try {
     rec = JSON.parse(line);

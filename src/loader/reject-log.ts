@@ -23,9 +23,15 @@ export class RejectLog {
     private readonly max = MAX_LISTED_REJECTS,
   ) {}
 
+  /** Lists `r` (its line, reason and record only: a reader's reject carries more). */
   add(r: Reject): void {
-    if (this.listed + this.pending.length < this.max) this.pending.push(r);
-    else this.unlisted++;
+    if (this.listed + this.pending.length >= this.max) {
+      this.unlisted++;
+      return;
+    }
+    const listed: Reject = { line: r.line, reason: r.reason };
+    if (r.record !== undefined) listed.record = r.record;
+    this.pending.push(listed);
   }
 
   /** Appends what was added since the last flush. */

@@ -52,7 +52,7 @@ import type { Writer } from './writer.js';
 import type { ChangeLog } from './transactions.js';
 import { SNAPSHOT_TS_KEY } from './membership-changes.js';
 import { nextMembers } from './member-set.js';
-import { readFeed, type FileCheckpoint, type ImportOptions, type ImportSummary, type Reject } from './file-import.js';
+import { readFeedFile, type FileCheckpoint, type ImportOptions, type ImportSummary } from './file-import.js';
 import { RejectLog } from './reject-log.js';
 import type { Change } from './records.js';
 import { SnapshotRecords, SortedRecords, FAST_PAIRS } from './snapshot-records.js';
@@ -64,6 +64,8 @@ export function isSnapshotName(name: string): boolean {
   return SNAPSHOT_NAME.test(name);
 }
 
+/** Bytes read between the heap check, the rejects flush and a progress report. */
+const REPORT_BYTES = 1 << 20;
 /** Users per merge transaction: large (append is cheap), small enough that a push waits < ~100 ms. */
 const MERGE_CHUNK = 100_000;
 /**
@@ -202,10 +204,8 @@ export class SnapshotLoader {
 
   private async loadOnce(path: string, opts: ImportOptions): Promise<ImportSummary> {
     const t0 = performance.now();
-    const { store, writer } = this;
     const { size, mtimeMs } = await stat(path);
     const name = basename(path);
-    const prev = store.meta.get(opts.checkpointKey) as FileCheckpoint | undefined;
     const summary: ImportSummary = {
       file: name,
       bytes: 0,
@@ -218,10 +218,37 @@ export class SnapshotLoader {
       ms: 0,
       resumedFrom: 0,
     };
-    if (prev && prev.file === name && prev.size === size && prev.mtimeMs === mtimeMs && prev.done) {
+    if (this.isDone(opts.checkpointKey, name, size, mtimeMs)) {
       summary.bytes = size;
       return summary;
     }
+    const { target, cp, log } = await this.begin(opts.checkpointKey, name, size, mtimeMs);
+    const snap = await this.readRecords(path, name, opts, summary);
+    const counts = await this.merge(this.store.generations[target]!, snap, size, opts, summary);
+    this.flip(target, snap, counts, log, opts.checkpointKey, cp);
+    summary.bytes = size;
+    summary.ms = performance.now() - t0;
+    return summary;
+  }
+
+  /** This very file (same name, size and mtime) was loaded before. */
+  private isDone(checkpointKey: string, name: string, size: number, mtimeMs: number): boolean {
+    const prev = this.store.meta.get(checkpointKey) as FileCheckpoint | undefined;
+    return prev !== undefined && prev.file === name && prev.size === size && prev.mtimeMs === mtimeMs && prev.done;
+  }
+
+  /**
+   * 0. Readies the inactive generation (`target`) for the load: emptied once
+   * the readers of the last flip are gone, the file's checkpoint written (not
+   * done), and the writer logging changes to the active generation from now on.
+   */
+  private async begin(
+    checkpointKey: string,
+    name: string,
+    size: number,
+    mtimeMs: number,
+  ): Promise<{ target: number; cp: FileCheckpoint; log: LoadLog }> {
+    const { store, writer } = this;
     // While the store is full, a snapshot (re-read whole on every retry) waits until there is
     // at least its file's size free; smaller work (a push) is what probes for space meanwhile.
     if (writer.stalled !== null && freeBytes(store.path) < size) {
@@ -235,21 +262,14 @@ export class SnapshotLoader {
     if (wait > 0) await sleep(wait);
     this.stop();
     const target = store.generation() ^ 1;
-    const next = store.generations[target]!;
     // Whatever the inactive generation holds (an interrupted load, the retired set) goes; the snapshot starts over.
-    next.clearSync();
+    store.generations[target]!.clearSync();
     const cp: FileCheckpoint = { file: name, size, mtimeMs, offset: 0, line: 0, done: false };
     // So a crash now is resumed (restarted) before any other inbox file.
-    writer.commit(() => store.meta.putSync(opts.checkpointKey, cp));
+    writer.commit(() => store.meta.putSync(checkpointKey, cp));
     const log = new LoadLog();
     writer.dirty = log;
-
-    const snap = await this.readRecords(path, name, opts, summary);
-    const counts = await this.merge(next, snap, size, opts, summary);
-    this.flip(target, snap, counts, log, opts.checkpointKey, cp);
-    summary.bytes = size;
-    summary.ms = performance.now() - t0;
-    return summary;
+    return { target, cp, log };
   }
 
   /** 1. Reads and validates the whole file into memory, in uid order; throws SnapshotError when it is refused whole. */
@@ -266,24 +286,24 @@ export class SnapshotLoader {
       await writeFile(opts.rejectsPath, '');
     }
     const rejects = new RejectLog(opts.rejectsPath);
-    const flushRejects = () => rejects.flush();
     const recs = new SnapshotRecords();
     let wide = false;
     let maxTs = 0;
     let now = nowSeconds();
-    let lastOffset = 0;
     let broken: string | null = null;
-    const read = await readFeed(path, { offset: 0, line: 0 }, opts, () => now, {
-      change(ch, lineNo, next) {
-        lastOffset = next;
+    const read = { bytes: 0, lines: 0 };
+    let reportedAt = 0;
+    for await (const b of readFeedFile(path, { offset: 0, line: 0 }, opts, () => now)) {
+      for (const r of b.records) {
+        let ch = r.change;
         if (ch.op === 'match') {
           // Not a membership set: folded as one it would empty the user's.
           rejects.add({
-            line: lineNo,
+            line: r.line,
             reason: 'a snapshot holds memberships; send "match" records in a delta file or POST /v1/ingest',
           });
           summary.rejected++;
-          return;
+          continue;
         }
         // A device uid merged into another profile: its memberships are the profile's (as in MembershipChanges.apply).
         if (writer.graph.merges !== 0) {
@@ -293,56 +313,50 @@ export class SnapshotLoader {
         recs.push(ch);
         if (ch.ts > maxTs) maxTs = ch.ts;
         if (!wide && NEEDS_UTF8_ORDER.test(ch.uid)) wide = true;
-      },
-      reject(line, next, reason, record) {
-        lastOffset = next;
-        const r: Reject = { line, reason };
-        if (record !== undefined) r.record = record;
-        rejects.add(r);
-        summary.rejected++;
-      },
-      skip(_lineNo, next) {
-        lastOffset = next;
-      },
-      broken(line, next, reason) {
-        lastOffset = next;
-        broken = reason;
-        rejects.add({ line, reason });
-        summary.rejected++;
-      },
-      chunkDone: async () => {
-        checkHeap(name, recs.heapBytes);
-        await flushRejects();
-        now = nowSeconds();
-        summary.bytes = Math.round(lastOffset / 2); // reading is the first half of the work
-        opts.onProgress?.(summary);
-        opts.signal?.throwIfAborted();
-      },
-    });
+      }
+      for (const r of b.rejects) rejects.add(r);
+      summary.rejected += b.rejects.length;
+      if (b.broken !== undefined) broken = b.broken;
+      read.bytes = b.offset;
+      read.lines = b.line;
+      opts.signal?.throwIfAborted();
+      if (b.offset - reportedAt < REPORT_BYTES) continue;
+      reportedAt = b.offset;
+      checkHeap(name, recs.heapBytes);
+      await rejects.flush();
+      now = nowSeconds();
+      summary.bytes = Math.round(b.offset / 2); // reading is the first half of the work
+      opts.onProgress?.(summary);
+    }
     await rejects.finish();
     summary.lines = read.lines;
     // Capped at now: a record a few hours ahead (clock skew upstream, allowed up to a day)
     // must not make every change of the next hours stale.
     maxTs = Math.min(maxTs, nowSeconds());
+    this.refuseWhole(name, broken, recs.length, maxTs);
+    const cmp = wide ? utf8Order : utf16Order;
+    return { sorted: new SortedRecords(recs, cmp), cmp, maxTs, now, read };
+  }
+
+  /** Throws SnapshotError when the snapshot read is refused whole; the data set is then left as it was. */
+  private refuseWhole(name: string, broken: string | null, records: number, maxTs: number): void {
     if (broken !== null) {
       // A snapshot missing its tail would drop every user after the break.
       throw new SnapshotError(
         `${name}: cannot be read to the end (${broken}); a partial snapshot is refused whole (the data set is left as it was)`,
       );
     }
-    if (recs.length === 0) {
+    if (records === 0) {
       // An empty or wholly bad upload must not wipe the data set.
       throw new SnapshotError(
         `${name}: no valid record; a snapshot with no users is refused (the data set is left as it was)`,
       );
     }
-    if (maxTs < writer.floorTs) {
+    if (maxTs < this.writer.floorTs) {
       throw new SnapshotError(
-        `${name}: its newest record (ts ${maxTs}) is older than the snapshot already loaded (ts ${writer.floorTs})`,
+        `${name}: its newest record (ts ${maxTs}) is older than the snapshot already loaded (ts ${this.writer.floorTs})`,
       );
     }
-    const cmp = wide ? utf8Order : utf16Order;
-    return { sorted: new SortedRecords(recs, cmp), cmp, maxTs, now, read };
   }
 
   /**
