@@ -2,79 +2,34 @@
 // open-redirect attempts, signed callbacks, the outbound sync, the ID graph
 // (match upload, lookups by every key kind, cross-device merges), deletion
 // with the resurrection case, and hostile input.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rmSync, writeFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { startSegd, tempDir, dropFeed, waitFor, runSegd, type Segd } from './helpers/server.js';
+import { dropFeed, waitFor, runSegd } from './helpers/server.js';
+import { identityServer, ADMIN } from './helpers/identity.js';
+import { metric } from './helpers/metrics.js';
 import { cookieSettings, largestSetCookieBytes } from '../src/identity/cookie.js';
 import { tcfString, gppUsp, gppUsNat, TEST_VENDOR } from './helpers/tcf.js';
 import { sign } from '../src/identity/signature.js';
 import { pack, unpack } from 'msgpackr';
 import { FILTER_FILE } from '../src/filters/known-users.js';
 
-const ADMIN = 'admin-key-0123456789';
-const INGEST = 'ingest-key-0123456789';
 const HMAC = 'dspb-hmac-key-0123456789';
-const dataDir = tempDir('segd-identity-');
-const cfgPath = join(dataDir, '..', `segd-identity-${process.pid}.json`);
 const TEMPLATE_A =
   'https://sync.dspa.example/m?dmp=segd&u=${UID}&gdpr=${GDPR}&gc=${GDPR_CONSENT}&usp=${US_PRIVACY}&gpp=${GPP}&sid=${GPP_SID}';
-let segd: Segd;
 
-const start = () =>
-  startSegd({
-    dataDir,
-    env: {
-      SEGD_CONFIG: cfgPath,
-      SEGD_INGEST_KEYS: INGEST,
-      SEGD_GVL_VENDOR_ID: String(TEST_VENDOR),
-      SEGD_SYNC_LIMIT: '2',
-      SEGD_WORKERS: '2',
-    },
-  });
-
-beforeAll(async () => {
-  writeFileSync(
-    cfgPath,
-    JSON.stringify({
-      adminKeys: [ADMIN],
-      partners: [
-        { id: 'dspa', name: 'A', sync: { url: TEMPLATE_A, type: 'redirect' } },
-        { id: 'dspb', name: 'B', sync: { url: 'https://b.example/px?u=${UID}', type: 'pixel', hmacKey: HMAC } },
-        { id: 'dspc', name: 'C', sync: { url: 'https://c.example/if?u=${UID}', type: 'iframe' } },
-        { id: 'dspoff', name: 'Off', disabled: true, sync: { url: 'https://off.example/?u=${UID}', type: 'pixel' } },
-        { id: 'nosync', name: 'No sync' },
-      ],
-    }),
-  );
-  segd = await start();
+const fx = identityServer({
+  name: 'segd-identity-',
+  env: { SEGD_GVL_VENDOR_ID: String(TEST_VENDOR), SEGD_SYNC_LIMIT: '2', SEGD_WORKERS: '2' },
+  partners: [
+    { id: 'dspa', name: 'A', sync: { url: TEMPLATE_A, type: 'redirect' } },
+    { id: 'dspb', name: 'B', sync: { url: 'https://b.example/px?u=${UID}', type: 'pixel', hmacKey: HMAC } },
+    { id: 'dspc', name: 'C', sync: { url: 'https://c.example/if?u=${UID}', type: 'iframe' } },
+    { id: 'dspoff', name: 'Off', disabled: true, sync: { url: 'https://off.example/?u=${UID}', type: 'pixel' } },
+    { id: 'nosync', name: 'No sync' },
+  ],
 });
-
-afterAll(async () => {
-  await segd?.stop();
-  rmSync(dataDir, { recursive: true, force: true });
-  rmSync(cfgPath, { force: true });
-});
-
-const get = (path: string, headers: Record<string, string> = {}) =>
-  fetch(`${segd.url}${path}`, { headers, redirect: 'manual' });
-const lookup = async (q: string) =>
-  (await (await get(`/v1/segments?${q}`)).json()) as { uid: string | null; segments: number[] };
-const push = async (lines: Array<object | string>) => {
-  const r = await fetch(`${segd.url}/v1/ingest`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${INGEST}`, 'Content-Type': 'application/x-ndjson' },
-    body: lines.map((l) => (typeof l === 'string' ? l : JSON.stringify(l))).join('\n'),
-  });
-  return (await r.json()) as {
-    applied: number;
-    stale: number;
-    rejected: number;
-    rejects: Array<{ line: number; reason: string }>;
-  };
-};
-const del = (q: string, key = ADMIN) =>
-  fetch(`${segd.url}/v1/users?${q}`, { method: 'DELETE', headers: { Authorization: `Bearer ${key}` } });
+const { get, lookup, push, del, dataDir } = fx;
 const cookieNames = (r: Response) => r.headers.getSetCookie().map((c) => c.split('=')[0]);
 const enc = encodeURIComponent;
 
@@ -113,7 +68,7 @@ describe('inbound sync: the consent matrix', () => {
     } else {
       // A fast no-op: 204, no cookie read or written, nothing stored.
       expect([r.status, cookieNames(r), await r.text()]).toEqual([204, [], '']);
-      await new Promise((res) => setTimeout(res, 100));
+      await fx.matchesWritten();
       expect(await lookup(`partner=dspa&puid=${puid}`)).toEqual({ uid: null, segments: [] });
     }
   });
@@ -297,7 +252,7 @@ describe('outbound sync', () => {
         (await lookup('partner=dspa&puid=par-a')).uid === me && (await lookup('partner=dspb&puid=par-b')).uid === me,
       5000,
     );
-    const r = await fetch(`${segd.url}/sync/out`, {
+    const r = await fetch(`${fx.segd.url}/sync/out`, {
       method: 'POST',
       headers: { Cookie: `segd=${me}`, 'Content-Type': 'application/json' },
       body: JSON.stringify({ partners: '*', limit: 5, gdpr: 0, gpp_sid: [6] }),
@@ -365,17 +320,17 @@ describe('outbound sync', () => {
   it('refuses malformed requests with a 400', async () => {
     expect((await get('/sync/out?partners=A%20B')).status).toBe(400);
     expect((await get('/sync/out?limit=-1')).status).toBe(400);
-    const surrogate = await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"gdpr_consent":"\\ud800"}' });
+    const surrogate = await fetch(`${fx.segd.url}/sync/out`, { method: 'POST', body: '{"gdpr_consent":"\\ud800"}' });
     expect(surrogate.status).toBe(200);
     expect(((await surrogate.json()) as Out).partners[0]!.usersync!.url).toMatch(/gc=%EF%BF%BD&/);
-    const odd = await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"gpp_sid":"6","us_privacy":["x"]}' });
+    const odd = await fetch(`${fx.segd.url}/sync/out`, { method: 'POST', body: '{"gpp_sid":"6","us_privacy":["x"]}' });
     expect([odd.status, ((await odd.json()) as { status: string }).status]).toEqual([200, 'no_consent']);
-    const badSid = await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"gpp_sid":{"a":1}}' });
+    const badSid = await fetch(`${fx.segd.url}/sync/out`, { method: 'POST', body: '{"gpp_sid":{"a":1}}' });
     expect([badSid.status, ((await badSid.json()) as { error: { code: string } }).error.code]).toEqual([
       400,
       'BAD_SYNC_REQUEST',
     ]);
-    const r = await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"partners":' });
+    const r = await fetch(`${fx.segd.url}/sync/out`, { method: 'POST', body: '{"partners":' });
     expect([r.status, ((await r.json()) as { error: { code: string } }).error.code]).toEqual([400, 'BAD_JSON']);
   });
 });
@@ -423,13 +378,13 @@ describe('ID graph, deletion and resurrection', () => {
       { uid: null, segments: [], error: { code: 'BAD_ID_KEY', message: expect.stringMatching(/id must be/) } },
       { uid: null, segments: [] },
     ];
-    const r = await fetch(`${segd.url}/v1/segments:batch`, {
+    const r = await fetch(`${fx.segd.url}/v1/segments:batch`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ keys }),
     });
     expect(await r.json()).toEqual({ results: want });
-    const m = await fetch(`${segd.url}/v1/segments:batch`, {
+    const m = await fetch(`${fx.segd.url}/v1/segments:batch`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/msgpack', Accept: 'application/msgpack' },
       body: pack({ keys }),
@@ -497,9 +452,12 @@ describe('ID graph, deletion and resurrection', () => {
     expect(
       await push([{ op: 'add', uid: 'dev-2', segments: [9], ts: Math.floor(Date.now() / 1000) + 60 }]),
     ).toMatchObject({ applied: 0, stale: 1 });
-    // And a browser sync for a deleted partner id stores nothing.
-    await get('/sync/in?partner=dspa&puid=pa-dev-2');
-    await new Promise((res) => setTimeout(res, 100));
+    // And a browser sync for a deleted partner id stores nothing: taken, and refused by the writer.
+    const refused = () => metric(fx.segd.url, 'segd_loader_records_total', { source: 'sync', outcome: 'stale' });
+    const refusedBefore = await refused();
+    expect((await get('/sync/in?partner=dspa&puid=pa-dev-2')).status).toBe(200);
+    await fx.matchesWritten();
+    expect(await refused()).toBe(refusedBefore + 1);
 
     const check = async () => {
       for (const k of keys) expect(await lookup(k)).toEqual(gone);
@@ -507,8 +465,7 @@ describe('ID graph, deletion and resurrection', () => {
       expect((await lookup('uid=dev-2')).segments).toEqual([]);
     };
     await check();
-    await segd.stop();
-    segd = await start();
+    await fx.restart();
     await check();
 
     const audit = (await (await get('/v1/admin/audit?limit=5', { Authorization: `Bearer ${ADMIN}` })).json()) as {
@@ -538,9 +495,7 @@ describe('ID graph, deletion and resurrection', () => {
       ]),
     ).toMatchObject({ applied: 3 });
     expect(await lookup('uid=dev-6')).toEqual({ uid: 'dev-6', segments: [50] });
-    await segd.stop();
-    rmSync(join(dataDir, FILTER_FILE));
-    segd = await start();
+    await fx.restart(() => rmSync(join(dataDir, FILTER_FILE)));
     await waitFor(async () => (await (await get('/readyz')).text()).includes('"filter":"ready"'));
     expect(await lookup('uid=dev-6')).toEqual({ uid: 'dev-6', segments: [50] });
   });
@@ -555,8 +510,7 @@ describe('ID graph, deletion and resurrection', () => {
       ),
     );
     expect(answers.every((r) => r.status === 204)).toBe(true);
-    await segd.stop();
-    segd = await start();
+    await fx.restart();
     const found = await Promise.all(Array.from({ length: n }, (_, i) => lookup(`partner=dspc&puid=stop-${i}`)));
     expect(found.filter((f, i) => f.uid === browser(i)).length).toBe(n);
   });
