@@ -7,75 +7,57 @@
 // restart.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
-import { rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { startSegd, tempDir, waitFor, type Segd } from './helpers/server.js';
+import { waitFor } from './helpers/server.js';
+import { identityServer } from './helpers/identity.js';
+import { metric } from './helpers/metrics.js';
 import { launchBrowser, type Browser } from './helpers/browser.js';
 import { startPartner, type FakePartner } from './helpers/partner.js';
 
-const INGEST = 'ingest-key-0123456789';
 const HMAC = 'partner-b-hmac-key-0123';
 const MAX_AGE = 86_400;
 
-let segd: Segd;
 let browser: Browser;
 let a: FakePartner;
 let b: FakePartner;
 let publisher: Server;
 let pubUrl: string;
-const dataDir = tempDir('segd-browser-');
-const cfgPath = join(dataDir, '..', `segd-browser-${process.pid}.json`);
 /** segd as the browser sees it: localhost (see helpers/browser.ts on Secure cookies). */
-const segdBase = () => `http://localhost:${segd.port}`;
-
-async function start(): Promise<Segd> {
-  return startSegd({
-    dataDir,
-    env: {
-      SEGD_CONFIG: cfgPath,
-      SEGD_INGEST_KEYS: INGEST,
-      SEGD_COOKIE_MAX_AGE: String(MAX_AGE),
-    },
-  });
-}
-
-const lookup = async (q: string) =>
-  (await (await fetch(`${segd.url}/v1/segments?${q}`)).json()) as { uid: string | null; segments: number[] };
-const push = (lines: object[]) =>
-  fetch(`${segd.url}/v1/ingest`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${INGEST}`, 'Content-Type': 'application/x-ndjson' },
-    body: lines.map((l) => JSON.stringify(l)).join('\n'),
-  }).then((r) => r.json() as Promise<{ applied: number; stale: number }>);
+const segdBase = () => `http://localhost:${fx.segd.port}`;
 
 beforeAll(async () => {
   a = await startPartner({ id: 'dspa', host: '127.0.0.2', segdBase });
   b = await startPartner({ id: 'dspb', host: '127.0.0.3', segdBase, hmacKey: HMAC });
-  writeFileSync(
-    cfgPath,
-    JSON.stringify({
-      partners: [
-        {
-          id: 'dspa',
-          name: 'DSP A',
-          sync: {
-            url: `http://127.0.0.2:${a.port}/sync?segd=\${UID}&gdpr=\${GDPR}&gdpr_consent=\${GDPR_CONSENT}`,
-            type: 'redirect',
-          },
-        },
-        {
-          id: 'dspb',
-          name: 'DSP B',
-          sync: {
-            url: `http://127.0.0.3:${b.port}/sync?segd=\${UID}&us_privacy=\${US_PRIVACY}`,
-            type: 'pixel',
-            hmacKey: HMAC,
-          },
-        },
-      ],
-    }),
-  );
-  segd = await start();
+});
+afterAll(async () => {
+  await Promise.all([a?.close(), b?.close()]);
+});
+
+const fx = identityServer({
+  name: 'segd-browser-',
+  env: { SEGD_COOKIE_MAX_AGE: String(MAX_AGE) },
+  partners: () => [
+    {
+      id: 'dspa',
+      name: 'DSP A',
+      sync: {
+        url: `http://127.0.0.2:${a.port}/sync?segd=\${UID}&gdpr=\${GDPR}&gdpr_consent=\${GDPR_CONSENT}`,
+        type: 'redirect',
+      },
+    },
+    {
+      id: 'dspb',
+      name: 'DSP B',
+      sync: {
+        url: `http://127.0.0.3:${b.port}/sync?segd=\${UID}&us_privacy=\${US_PRIVACY}`,
+        type: 'pixel',
+        hmacKey: HMAC,
+      },
+    },
+  ],
+});
+const { lookup, push } = fx;
+
+beforeAll(async () => {
   publisher = createServer((req, res) => {
     res.writeHead(200, { 'Content-Type': 'text/html' });
     res.end(
@@ -89,10 +71,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  await segd?.stop();
-  await Promise.all([a?.close(), b?.close(), new Promise((r) => publisher?.close(r))]);
-  rmSync(dataDir, { recursive: true, force: true });
-  rmSync(cfgPath, { force: true });
+  await new Promise((r) => publisher?.close(r));
 });
 
 describe('cookie sync in Chromium', () => {
@@ -146,8 +125,10 @@ describe('cookie sync in Chromium', () => {
     const page = await browser.ctx.newPage();
     const frame = page.waitForResponse((r) => r.url().includes('/sync/frame.html'));
     await page.goto(pubUrl);
-    expect(await (await frame).text()).toContain('id="s">[]<');
-    await page.waitForTimeout(300);
+    const answer = await frame;
+    // The frame fires only its list, as it loads: an empty list, and the frame loaded, is nothing fired.
+    expect(await answer.text()).toContain('id="s">[]<');
+    await answer.frame().waitForLoadState('load');
     expect([a.hits.length, b.hits.length]).toEqual([1, 1]);
     await page.close();
   });
@@ -187,6 +168,8 @@ describe('cookie sync in Chromium', () => {
 
     // A partner syncing this browser again gets a no-op: no cookie, no match.
     const before = a.hits.length;
+    const optedOut = () => metric(fx.segd.url, 'segd_sync_total', { direction: 'in', outcome: 'opted_out' });
+    const optedOutBefore = await optedOut();
     const loaded = await page.evaluate(`new Promise((r) => {
       const img = new Image();
       img.onload = () => r('load');
@@ -194,7 +177,8 @@ describe('cookie sync in Chromium', () => {
       img.src = ${JSON.stringify(`http://127.0.0.2:${a.port}/sync?segd=`)};
     })`);
     expect([a.hits.length, loaded]).toEqual([before + 1, 'error']); // 204: no image
-    await new Promise((r) => setTimeout(r, 200));
+    expect(await optedOut()).toBe(optedOutBefore + 1);
+    await fx.matchesWritten();
     expect((await lookup(`partner=dspa&puid=${encodeURIComponent(a.hits.at(-1)!.puid)}`)).uid).toBeNull();
     expect((await browser.ctx.cookies(segdBase())).map((c) => c.name)).toEqual(['segd_optout']);
     // The publisher page fires no syncs now.
@@ -202,8 +186,7 @@ describe('cookie sync in Chromium', () => {
     await page.goto(pubUrl);
     expect(await (await frame).text()).toContain('id="s">[]<');
 
-    await segd.stop();
-    segd = await start();
+    await fx.restart();
     // Upstream data for the opted-out user does not bring it back.
     expect(await push([{ op: 'add', uid, segments: [777] }])).toMatchObject({ applied: 0, stale: 1 });
     expect(await lookup(`uid=${uid}`)).toEqual({ uid, segments: [] });

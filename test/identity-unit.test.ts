@@ -8,6 +8,7 @@ import { frameHtml } from '../src/identity/sync-frame.js';
 import { readCookie } from '../src/identity/cookie.js';
 import { parseConsent, mayStore, maySync } from '../src/privacy/consent.js';
 import { MatchQueue, type MatchItem } from '../src/identity/match-queue.js';
+import { waitFor } from './helpers/server.js';
 
 describe('sync templates', () => {
   const t = compileTemplate(
@@ -144,7 +145,7 @@ describe('the match queue', () => {
     expect([sent.length, q.inFlight]).toEqual([2, 2]);
     expect(q.push(item(6))).toBe(false);
     release();
-    await new Promise((r) => setTimeout(r, 5));
+    await waitFor(async () => q.inFlight === 0);
     expect(q.push(item(7))).toBe(true);
     q.flush();
     expect(sent.map((b) => b.map((m) => m.key))).toEqual([['k0', 'k1', 'k2'], ['k3', 'k4', 'k5'], ['k7']]);
