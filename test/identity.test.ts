@@ -303,18 +303,27 @@ describe('outbound sync', () => {
   });
 
   it('metrics say why each sync ended as it did', async () => {
-    const text = await (await get('/metrics')).text();
-    const count = (d: string, o: string) =>
-      Number(new RegExp(`segd_sync_total\\{direction="${d}",outcome="${o}"\\} (\\d+)`).exec(text)?.[1] ?? -1);
-    // From the tests above: the consent matrix, refusals, signatures, the outbound statuses.
-    expect(count('in', 'stored')).toBeGreaterThanOrEqual(8);
-    expect(count('in', 'no_consent')).toBeGreaterThanOrEqual(9);
-    expect(count('in', 'privacy_blocked')).toBe(3);
-    expect(count('in', 'bad_partner')).toBe(5);
-    expect(count('in', 'bad_uid')).toBe(7);
-    expect(count('in', 'bad_signature')).toBe(7);
-    expect(count('out', 'opted_out')).toBe(1);
-    expect(count('out', 'privacy_blocked')).toBe(1);
+    const count = async (d: string, o: string) => metric(fx.segd.url, 'segd_sync_total', { direction: d, outcome: o });
+    const optedOut = { Cookie: 'segd_optout=OPT_OUT' };
+    const cases: Array<[string, string, () => Promise<Response>]> = [
+      ['in', 'stored', () => get('/sync/in?partner=dspa&puid=metric-1&f=n')],
+      ['in', 'opted_out', () => get('/sync/in?partner=dspa&puid=metric-2', optedOut)],
+      ['in', 'no_consent', () => get('/sync/in?partner=dspa&puid=metric-3&gdpr=1')],
+      ['in', 'privacy_blocked', () => get('/sync/in?partner=dspa&puid=metric-4&us_privacy=1YYN')],
+      ['in', 'bad_partner', () => get('/sync/in?partner=dspoff&puid=metric-5')],
+      ['in', 'bad_uid', () => get('/sync/in?partner=dspa&puid=null')],
+      ['in', 'bad_signature', () => get('/sync/in?partner=dspb&puid=metric-6')],
+      ['out', 'ok', () => get('/sync/out?partners=dspa')],
+      ['out', 'opted_out', () => get('/sync/out', optedOut)],
+      ['out', 'no_consent', () => get('/sync/out?gdpr=1')],
+      ['out', 'privacy_blocked', () => get('/sync/out?us_privacy=1YYN')],
+      ['out', 'bad_request', () => get('/sync/out?limit=-1')],
+    ];
+    for (const [d, o, request] of cases) {
+      const before = await count(d, o);
+      await (await request()).arrayBuffer();
+      expect([d, o, await count(d, o)]).toEqual([d, o, before + 1]);
+    }
   });
 
   it('refuses malformed requests with a 400', async () => {
@@ -336,45 +345,63 @@ describe('outbound sync', () => {
 });
 
 describe('ID graph, deletion and resurrection', () => {
-  const login = 'a'.repeat(64);
-  const snapshot = [
-    { op: 'add', uid: 'dev-1', segments: [1, 2] },
-    { op: 'add', uid: 'dev-2', segments: [3, { id: 4, ttl: 86_400 }] },
-    { op: 'match', ifa: '6D92078A-8246-4BA4-AE5B-76104861E7DC', uid: 'dev-1' },
-    { op: 'match', eid_source: 'id5-sync.com', eid: 'ID5*abc', uid: 'dev-1' },
-    { op: 'match', partner: 'dspa', puid: 'pa-dev-2', uid: 'dev-2' },
-    { op: 'match', login, login_source: 'email-sha256', uid: 'dev-1' },
-    { op: 'match', login, login_source: 'email-sha256', uid: 'dev-2' },
-  ];
+  /** Two devices of one person, merged by a shared login, with every id kind: each test uploads a graph of its own. */
+  const graph = (n: number) => {
+    const g = {
+      dev1: `g${n}-dev-1`,
+      dev2: `g${n}-dev-2`,
+      ifa: `6D92078A-8246-4BA4-AE5B-${String(n).padStart(12, '0')}`,
+      eid: `ID5*graph-${n}`,
+      puid: `pa-graph-${n}`,
+      login: String(n).padStart(64, 'a'),
+    };
+    const records = [
+      { op: 'add', uid: g.dev1, segments: [1, 2] },
+      { op: 'add', uid: g.dev2, segments: [3, { id: 4, ttl: 86_400 }] },
+      { op: 'match', ifa: g.ifa, uid: g.dev1 },
+      { op: 'match', eid_source: 'id5-sync.com', eid: g.eid, uid: g.dev1 },
+      { op: 'match', partner: 'dspa', puid: g.puid, uid: g.dev2 },
+      { op: 'match', login: g.login, login_source: 'email-sha256', uid: g.dev1 },
+      { op: 'match', login: g.login, login_source: 'email-sha256', uid: g.dev2 },
+    ];
+    /** A lookup query by each graph id. */
+    const keys = [
+      `ifa=${g.ifa.toLowerCase()}`,
+      `ifa=${g.ifa}`,
+      `eid_source=id5-sync.com&eid=${enc(g.eid)}`,
+      `partner=dspa&puid=${g.puid}`,
+      `login=${g.login}&login_source=email-sha256`,
+    ];
+    return { ...g, records, keys };
+  };
 
   it('match upload: every key kind resolves, and a shared login id merges two devices into one profile', async () => {
-    expect(await push(snapshot)).toMatchObject({ applied: 7, rejected: 0 });
-    const profile = { uid: 'dev-1', segments: [1, 2, 3, 4] };
-    expect(await lookup('ifa=6d92078a-8246-4ba4-ae5b-76104861e7dc')).toEqual(profile);
-    expect(await lookup('ifa=6D92078A-8246-4BA4-AE5B-76104861E7DC')).toEqual(profile);
-    expect(await lookup(`eid_source=id5-sync.com&eid=${enc('ID5*abc')}`)).toEqual(profile);
-    expect(await lookup('partner=dspa&puid=pa-dev-2')).toEqual(profile);
-    expect(await lookup(`login=${login}&login_source=email-sha256`)).toEqual(profile);
-    expect((await lookup('uid=dev-2')).segments).toEqual([1, 2, 3, 4]);
+    const g = graph(1);
+    expect(await push(g.records)).toMatchObject({ applied: 7, rejected: 0 });
+    const profile = { uid: g.dev1, segments: [1, 2, 3, 4] };
+    for (const k of g.keys) expect([k, await lookup(k)]).toEqual([k, profile]);
+    expect((await lookup(`uid=${g.dev2}`)).segments).toEqual([1, 2, 3, 4]);
     // Upstream keeps sending the merged device's uid: it lands on the profile.
-    expect(await push([{ op: 'add', uid: 'dev-2', segments: [5] }])).toMatchObject({ applied: 1 });
-    expect((await lookup('partner=dspa&puid=pa-dev-2')).segments).toEqual([1, 2, 3, 4, 5]);
+    expect(await push([{ op: 'add', uid: g.dev2, segments: [5] }])).toMatchObject({ applied: 1 });
+    expect((await lookup(`partner=dspa&puid=${g.puid}`)).segments).toEqual([1, 2, 3, 4, 5]);
   });
 
   it('batch lookups take graph ids too: resolved in request order, a bad id failing only its own entry', async () => {
+    const g = graph(2);
+    expect(await push(g.records)).toMatchObject({ applied: 7, rejected: 0 });
     const keys = [
-      { partner: 'dspa', puid: 'pa-dev-2' },
-      { ifa: '6D92078A-8246-4BA4-AE5B-76104861E7DC' },
-      { uid: 'dev-2' },
+      { partner: 'dspa', puid: g.puid },
+      { ifa: g.ifa },
+      { uid: g.dev2 },
       { partner: 'dspa' },
       { eid_source: 'id5-sync.com', eid: 'nobody' },
     ];
-    const profile = { uid: 'dev-1', segments: [1, 2, 3, 4, 5] };
+    const profile = { uid: g.dev1, segments: [1, 2, 3, 4] };
     // A segd uid is answered as sent (GET does the same), the profile's segments read through the merge.
     const want = [
       profile,
       profile,
-      { ...profile, uid: 'dev-2' },
+      { ...profile, uid: g.dev2 },
       { uid: null, segments: [], error: { code: 'BAD_ID_KEY', message: expect.stringMatching(/id must be/) } },
       { uid: null, segments: [] },
     ];
@@ -415,9 +442,12 @@ describe('ID graph, deletion and resurrection', () => {
   });
 
   it('deletion by any id removes the profile and every linked id, audited, and nothing brings it back', async () => {
-    expect((await del('partner=dspa&puid=pa-dev-2', 'wrong-key-0123456789')).status).toBe(401);
-    expect((await del('partner=dspa&puid=pa-dev-2&ifa=x')).status).toBe(400);
-    const r = await del('partner=dspa&puid=pa-dev-2');
+    const g = graph(3);
+    expect(await push(g.records)).toMatchObject({ applied: 7, rejected: 0 });
+    const byPuid = `partner=dspa&puid=${g.puid}`;
+    expect((await del(byPuid, 'wrong-key-0123456789')).status).toBe(401);
+    expect((await del(`${byPuid}&ifa=x`)).status).toBe(400);
+    const r = await del(byPuid);
     const body = (await r.json()) as {
       found: boolean;
       uid: string;
@@ -426,44 +456,36 @@ describe('ID graph, deletion and resurrection', () => {
       tombstoneUntil: string;
       audit: number;
     };
-    expect([r.status, body.found, body.uid, body.ids, body.memberships]).toEqual([200, true, 'dev-1', 5, true]);
+    expect([r.status, body.found, body.uid, body.ids, body.memberships]).toEqual([200, true, g.dev1, 5, true]);
     expect(Date.parse(body.tombstoneUntil) / 1000).toBeGreaterThan(Date.now() / 1000 + 399 * 86_400);
     const gone = { uid: null, segments: [] };
-    const keys = [
-      'ifa=6d92078a-8246-4ba4-ae5b-76104861e7dc',
-      `eid_source=id5-sync.com&eid=${enc('ID5*abc')}`,
-      'partner=dspa&puid=pa-dev-2',
-      `login=${login}&login_source=email-sha256`,
-    ];
-    for (const k of keys) expect(await lookup(k)).toEqual(gone);
-    expect((await lookup('uid=dev-1')).segments).toEqual([]);
-    expect((await lookup('uid=dev-2')).segments).toEqual([]);
+    const check = async () => {
+      for (const k of g.keys) expect([k, await lookup(k)]).toEqual([k, gone]);
+      expect((await lookup(`uid=${g.dev1}`)).segments).toEqual([]);
+      expect((await lookup(`uid=${g.dev2}`)).segments).toEqual([]);
+    };
+    await check();
 
     // Resurrection: the upstream snapshot replayed (HTTP push and an inbox file), and a newer delta.
-    expect(await push(snapshot)).toMatchObject({ applied: 0, stale: 7 });
+    expect(await push(g.records)).toMatchObject({ applied: 0, stale: 7 });
+    const files = () => metric(fx.segd.url, 'segd_loader_files_total', { source: 'inbox' });
+    const filesBefore = await files();
     await dropFeed(
       join(dataDir, 'inbox'),
-      '002-snapshot.ndjson',
-      snapshot.map((l) => JSON.stringify(l)).join('\n') + '\n',
+      `${g.dev1}-snapshot.ndjson`,
+      g.records.map((l) => JSON.stringify(l)).join('\n') + '\n',
     );
-    await waitFor(async () =>
-      (await get('/metrics').then((m) => m.text())).includes('segd_loader_files_total{source="inbox"} 2'),
-    );
+    await waitFor(async () => (await files()) === filesBefore + 1);
     expect(
-      await push([{ op: 'add', uid: 'dev-2', segments: [9], ts: Math.floor(Date.now() / 1000) + 60 }]),
+      await push([{ op: 'add', uid: g.dev2, segments: [9], ts: Math.floor(Date.now() / 1000) + 60 }]),
     ).toMatchObject({ applied: 0, stale: 1 });
     // And a browser sync for a deleted partner id stores nothing: taken, and refused by the writer.
     const refused = () => metric(fx.segd.url, 'segd_loader_records_total', { source: 'sync', outcome: 'stale' });
     const refusedBefore = await refused();
-    expect((await get('/sync/in?partner=dspa&puid=pa-dev-2')).status).toBe(200);
+    expect((await get(`/sync/in?${byPuid}`)).status).toBe(200);
     await fx.matchesWritten();
     expect(await refused()).toBe(refusedBefore + 1);
 
-    const check = async () => {
-      for (const k of keys) expect(await lookup(k)).toEqual(gone);
-      expect((await lookup('uid=dev-1')).segments).toEqual([]);
-      expect((await lookup('uid=dev-2')).segments).toEqual([]);
-    };
     await check();
     await fx.restart();
     await check();
@@ -481,7 +503,7 @@ describe('ID graph, deletion and resurrection', () => {
     });
     expect(audit.entries[0]!.by).toMatch(/^admin:[0-9a-f]{16}$/);
     // Ids are kept only as digests.
-    expect(JSON.stringify(audit.entries)).not.toMatch(/pa-dev-2|dev-1|id5/);
+    expect(JSON.stringify(audit.entries)).not.toMatch(/pa-graph|g3-dev|graph-3/);
     expect((await get('/v1/admin/audit')).status).toBe(401);
   });
 
