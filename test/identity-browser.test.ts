@@ -5,7 +5,7 @@
 // browser stored them, the matches as segd stored them, lookups by each
 // partner's uid, the skip of recently synced partners, the opt-out, and a
 // restart.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import { waitFor } from './helpers/server.js';
 import { identityServer } from './helpers/identity.js';
@@ -74,54 +74,74 @@ afterAll(async () => {
   await new Promise((r) => publisher?.close(r));
 });
 
+/** What a page view on the publisher did for this browser: its segd uid and each partner's sync hit. */
+interface Synced {
+  uid: string;
+  a: FakePartner['hits'][number];
+  b: FakePartner['hits'][number];
+}
+
+/** A page view on the publisher; returns once both partners synced this browser and segd stored both matches. */
+async function pageView(): Promise<Synced> {
+  const [na, nb] = [a.hits.length, b.hits.length];
+  const page = await browser.ctx.newPage();
+  await page.goto(pubUrl);
+  await waitFor(async () => a.hits.length > na && b.hits.length > nb, 15_000);
+  await page.close();
+  expect([a.hits.length, b.hits.length]).toEqual([na + 1, nb + 1]);
+  const uid = (await browser.ctx.cookies(segdBase())).find((c) => c.name === 'segd')!.value;
+  const synced = { uid, a: a.hits.at(-1)!, b: b.hits.at(-1)! };
+  // The matches segd stored: each partner's uid resolves to the cookie's uid.
+  await waitFor(
+    async () =>
+      (await lookup(`partner=dspa&puid=${encodeURIComponent(synced.a.puid)}`)).uid === uid &&
+      (await lookup(`partner=dspb&puid=${encodeURIComponent(synced.b.puid)}`)).uid === uid,
+    10_000,
+  );
+  return synced;
+}
+
 describe('cookie sync in Chromium', () => {
-  let uid: string;
+  // Each test is a browser of its own: no segd, opt-out or partner cookie from another.
+  beforeEach(() => browser.ctx.clearCookies());
 
   it('follows publisher → segd script → both partners → segd inbound, and stores both matches', async () => {
-    const page = await browser.ctx.newPage();
     const t0 = Date.now() / 1000;
-    await page.goto(pubUrl);
-    await waitFor(async () => a.hits.length === 1 && b.hits.length === 1, 15_000);
-
-    const cookies = await browser.ctx.cookies(segdBase());
-    const id = cookies.find((c) => c.name === 'segd')!;
+    const s = await pageView();
+    const id = (await browser.ctx.cookies(segdBase())).find((c) => c.name === 'segd')!;
     expect(id).toMatchObject({ domain: 'localhost', path: '/', secure: true, httpOnly: true, sameSite: 'None' });
     expect(id.value).toMatch(/^[A-Za-z0-9_-]{22}$/);
     expect(id.expires).toBeGreaterThan(t0 + MAX_AGE - 60);
     expect(id.expires).toBeLessThan(t0 + MAX_AGE + 60);
-    uid = id.value;
     // Both partners were sent this browser's segd uid, filled into their templates.
-    expect(a.hits[0]!.segdUid).toBe(uid);
-    expect(a.hits[0]!.query.get('gdpr')).toBe('0');
-    expect(b.hits[0]!.segdUid).toBe(uid);
-    expect(b.hits[0]!.query.get('us_privacy')).toBe('1YNN');
-
-    // The matches segd stored: each partner's uid resolves to the cookie's uid.
-    await waitFor(
-      async () =>
-        (await lookup(`partner=dspa&puid=${encodeURIComponent(a.hits[0]!.puid)}`)).uid === uid &&
-        (await lookup(`partner=dspb&puid=${encodeURIComponent(b.hits[0]!.puid)}`)).uid === uid,
-      10_000,
-    );
-    await page.close();
+    expect(s.a.segdUid).toBe(s.uid);
+    expect(s.a.query.get('gdpr')).toBe('0');
+    expect(s.b.segdUid).toBe(s.uid);
+    expect(s.b.query.get('us_privacy')).toBe('1YNN');
   });
 
   it('a lookup by each partner uid returns the user’s segments', async () => {
-    expect(await push([{ op: 'add', uid, segments: [501, 502] }])).toMatchObject({ applied: 1 });
-    for (const p of [a, b]) {
-      expect(await lookup(`partner=${p.id}&puid=${encodeURIComponent(p.hits[0]!.puid)}`)).toEqual({
-        uid,
+    const s = await pageView();
+    expect(await push([{ op: 'add', uid: s.uid, segments: [501, 502] }])).toMatchObject({ applied: 1 });
+    for (const [id, hit] of [
+      ['dspa', s.a],
+      ['dspb', s.b],
+    ] as const) {
+      expect(await lookup(`partner=${id}&puid=${encodeURIComponent(hit.puid)}`)).toEqual({
+        uid: s.uid,
         segments: [501, 502],
       });
     }
     // Another partner's uid, or the right uid under the wrong partner, is unknown.
-    expect(await lookup(`partner=dspa&puid=${encodeURIComponent(b.hits[0]!.puid)}`)).toEqual({
+    expect(await lookup(`partner=dspa&puid=${encodeURIComponent(s.b.puid)}`)).toEqual({
       uid: null,
       segments: [],
     });
   });
 
   it('the next page view skips partners synced recently (both parallel callbacks were recorded)', async () => {
+    await pageView();
+    const [na, nb] = [a.hits.length, b.hits.length];
     const page = await browser.ctx.newPage();
     const frame = page.waitForResponse((r) => r.url().includes('/sync/frame.html'));
     await page.goto(pubUrl);
@@ -129,7 +149,7 @@ describe('cookie sync in Chromium', () => {
     // The frame fires only its list, as it loads: an empty list, and the frame loaded, is nothing fired.
     expect(await answer.text()).toContain('id="s">[]<');
     await answer.frame().waitForLoadState('load');
-    expect([a.hits.length, b.hits.length]).toEqual([1, 1]);
+    expect([a.hits.length, b.hits.length]).toEqual([na, nb]);
     await page.close();
   });
 
@@ -151,6 +171,7 @@ describe('cookie sync in Chromium', () => {
   });
 
   it('opt-out: opt-out cookie set, id cookie gone, matches and segments deleted, later syncs are no-ops — across a restart', async () => {
+    const s = await pageView();
     const page = await browser.ctx.newPage();
     const answer = await page.goto(`${segdBase()}/optout`);
     expect(answer!.status()).toBe(200);
@@ -159,12 +180,12 @@ describe('cookie sync in Chromium', () => {
     const opt = cookies.find((c) => c.name === 'segd_optout')!;
     expect(opt).toMatchObject({ value: 'OPT_OUT', secure: true, httpOnly: true, sameSite: 'None', path: '/' });
     expect(opt.expires).toBeGreaterThan(Date.now() / 1000 + 399 * 86_400); // 5 years asked; Chromium keeps at most 400 days
-    for (const p of [a, b])
-      expect(await lookup(`partner=${p.id}&puid=${encodeURIComponent(p.hits[0]!.puid)}`)).toEqual({
-        uid: null,
-        segments: [],
-      });
-    expect(await lookup(`uid=${uid}`)).toEqual({ uid, segments: [] });
+    const byPartner = [
+      `partner=dspa&puid=${encodeURIComponent(s.a.puid)}`,
+      `partner=dspb&puid=${encodeURIComponent(s.b.puid)}`,
+    ];
+    for (const q of byPartner) expect(await lookup(q)).toEqual({ uid: null, segments: [] });
+    expect(await lookup(`uid=${s.uid}`)).toEqual({ uid: s.uid, segments: [] });
 
     // A partner syncing this browser again gets a no-op: no cookie, no match.
     const before = a.hits.length;
@@ -188,10 +209,9 @@ describe('cookie sync in Chromium', () => {
 
     await fx.restart();
     // Upstream data for the opted-out user does not bring it back.
-    expect(await push([{ op: 'add', uid, segments: [777] }])).toMatchObject({ applied: 0, stale: 1 });
-    expect(await lookup(`uid=${uid}`)).toEqual({ uid, segments: [] });
-    for (const p of [a, b])
-      expect((await lookup(`partner=${p.id}&puid=${encodeURIComponent(p.hits[0]!.puid)}`)).uid).toBeNull();
+    expect(await push([{ op: 'add', uid: s.uid, segments: [777] }])).toMatchObject({ applied: 0, stale: 1 });
+    expect(await lookup(`uid=${s.uid}`)).toEqual({ uid: s.uid, segments: [] });
+    for (const q of byPartner) expect((await lookup(q)).uid).toBeNull();
     await page.close();
   });
 
