@@ -1,12 +1,12 @@
 // The pure parts of identity: template filling (no macro value can move the
 // browser elsewhere), the sync script's escaping, cookie parsing and the
-// sync-times cookie's bound. Properties over generated input, not examples.
+// sync-times cookie's bound, the match queue's bound. Properties over
+// generated input, not examples.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { compileTemplate, TemplateError } from '../src/identity/sync-template.js';
 import { frameHtml } from '../src/identity/sync-frame.js';
 import { readCookie } from '../src/identity/cookie.js';
-import { parseConsent, mayStore, maySync } from '../src/privacy/consent.js';
 import { MatchQueue, type MatchItem } from '../src/identity/match-queue.js';
 import { waitFor } from './helpers/server.js';
 
@@ -108,19 +108,6 @@ describe('cookies', () => {
   it('reads the last cookie of a name, and only that name', () => {
     expect(readCookie('a=1; segdx=2; segd=3;segd=4', 'segd')).toBe('4');
     expect(readCookie('xsegd=1', 'segd')).toBeUndefined();
-  });
-});
-
-describe('consent parsing never throws and fails closed', () => {
-  it('on any input', () => {
-    const s = fc.option(fc.string({ maxLength: 300 }), { nil: undefined });
-    fc.assert(
-      fc.property(s, s, s, s, s, (gdpr, gdprConsent, usPrivacy, gpp, gppSid) => {
-        const c = parseConsent({ gdpr, gdprConsent, usPrivacy, gpp, gppSid });
-        if (c.malformed) expect([mayStore(c, 1), maySync(c)]).toEqual([false, false]);
-        if (gdpr === '1') expect(mayStore(c, 1)).toBe(false); // random strings never carry consent
-      }),
-    );
   });
 });
 
