@@ -9,6 +9,7 @@ import uWS from 'uWebSockets.js';
 import { startSegd, waitFor, type Segd } from './helpers/server.js';
 import { listenLocal, type LocalApp } from './helpers/uws.js';
 import { readBody } from '../src/http/body.js';
+import { metric } from './helpers/metrics.js';
 
 const started: Segd[] = [];
 async function start(env: Record<string, string>): Promise<Segd> {
@@ -21,12 +22,7 @@ afterAll(async () => {
 });
 
 const alive = (s: Segd) => s.proc.exitCode === null && s.proc.signalCode === null;
-const guarded = async (s: Segd, outcome: string) =>
-  Number(
-    new RegExp(`^segd_http_guarded_total\\{outcome="${outcome}"\\} (\\d+)`, 'm').exec(
-      await (await fetch(`${s.url}/metrics`)).text(),
-    )?.[1] ?? NaN,
-  );
+const guarded = (s: Segd, outcome: string) => metric(s.url, 'segd_http_guarded_total', { outcome });
 
 /** A raw request on its own socket: everything the server sent, once it closes the connection. */
 interface Raw {
