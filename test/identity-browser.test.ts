@@ -5,77 +5,59 @@
 // browser stored them, the matches as segd stored them, lookups by each
 // partner's uid, the skip of recently synced partners, the opt-out, and a
 // restart.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
-import { rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { startSegd, tempDir, waitFor, type Segd } from './helpers/server.js';
+import { waitFor } from './helpers/server.js';
+import { identityServer } from './helpers/identity.js';
+import { metric } from './helpers/metrics.js';
 import { launchBrowser, type Browser } from './helpers/browser.js';
 import { startPartner, type FakePartner } from './helpers/partner.js';
 
-const INGEST = 'ingest-key-0123456789';
 const HMAC = 'partner-b-hmac-key-0123';
 const MAX_AGE = 86_400;
 
-let segd: Segd;
 let browser: Browser;
 let a: FakePartner;
 let b: FakePartner;
 let publisher: Server;
 let pubUrl: string;
-const dataDir = tempDir('segd-browser-');
-const cfgPath = join(dataDir, '..', `segd-browser-${process.pid}.json`);
 /** segd as the browser sees it: localhost (see helpers/browser.ts on Secure cookies). */
-const segdBase = () => `http://localhost:${segd.port}`;
-
-async function start(): Promise<Segd> {
-  return startSegd({
-    dataDir,
-    env: {
-      SEGD_CONFIG: cfgPath,
-      SEGD_INGEST_KEYS: INGEST,
-      SEGD_COOKIE_MAX_AGE: String(MAX_AGE),
-    },
-  });
-}
-
-const lookup = async (q: string) =>
-  (await (await fetch(`${segd.url}/v1/segments?${q}`)).json()) as { uid: string | null; segments: number[] };
-const push = (lines: object[]) =>
-  fetch(`${segd.url}/v1/ingest`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${INGEST}`, 'Content-Type': 'application/x-ndjson' },
-    body: lines.map((l) => JSON.stringify(l)).join('\n'),
-  }).then((r) => r.json() as Promise<{ applied: number; stale: number }>);
+const segdBase = () => `http://localhost:${fx.segd.port}`;
 
 beforeAll(async () => {
   a = await startPartner({ id: 'dspa', host: '127.0.0.2', segdBase });
   b = await startPartner({ id: 'dspb', host: '127.0.0.3', segdBase, hmacKey: HMAC });
-  writeFileSync(
-    cfgPath,
-    JSON.stringify({
-      partners: [
-        {
-          id: 'dspa',
-          name: 'DSP A',
-          sync: {
-            url: `http://127.0.0.2:${a.port}/sync?segd=\${UID}&gdpr=\${GDPR}&gdpr_consent=\${GDPR_CONSENT}`,
-            type: 'redirect',
-          },
-        },
-        {
-          id: 'dspb',
-          name: 'DSP B',
-          sync: {
-            url: `http://127.0.0.3:${b.port}/sync?segd=\${UID}&us_privacy=\${US_PRIVACY}`,
-            type: 'pixel',
-            hmacKey: HMAC,
-          },
-        },
-      ],
-    }),
-  );
-  segd = await start();
+});
+afterAll(async () => {
+  await Promise.all([a?.close(), b?.close()]);
+});
+
+const fx = identityServer({
+  name: 'segd-browser-',
+  env: { SEGD_COOKIE_MAX_AGE: String(MAX_AGE) },
+  partners: () => [
+    {
+      id: 'dspa',
+      name: 'DSP A',
+      sync: {
+        url: `http://127.0.0.2:${a.port}/sync?segd=\${UID}&gdpr=\${GDPR}&gdpr_consent=\${GDPR_CONSENT}`,
+        type: 'redirect',
+      },
+    },
+    {
+      id: 'dspb',
+      name: 'DSP B',
+      sync: {
+        url: `http://127.0.0.3:${b.port}/sync?segd=\${UID}&us_privacy=\${US_PRIVACY}`,
+        type: 'pixel',
+        hmacKey: HMAC,
+      },
+    },
+  ],
+});
+const { lookup, push } = fx;
+
+beforeAll(async () => {
   publisher = createServer((req, res) => {
     res.writeHead(200, { 'Content-Type': 'text/html' });
     res.end(
@@ -89,66 +71,85 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  await segd?.stop();
-  await Promise.all([a?.close(), b?.close(), new Promise((r) => publisher?.close(r))]);
-  rmSync(dataDir, { recursive: true, force: true });
-  rmSync(cfgPath, { force: true });
+  await new Promise((r) => publisher?.close(r));
 });
 
+/** What a page view on the publisher did for this browser: its segd uid and each partner's sync hit. */
+interface Synced {
+  uid: string;
+  a: FakePartner['hits'][number];
+  b: FakePartner['hits'][number];
+}
+
+/** A page view on the publisher; returns once both partners synced this browser and segd stored both matches. */
+async function pageView(): Promise<Synced> {
+  const [na, nb] = [a.hits.length, b.hits.length];
+  const page = await browser.ctx.newPage();
+  await page.goto(pubUrl);
+  await waitFor(async () => a.hits.length > na && b.hits.length > nb, 15_000);
+  await page.close();
+  expect([a.hits.length, b.hits.length]).toEqual([na + 1, nb + 1]);
+  const uid = (await browser.ctx.cookies(segdBase())).find((c) => c.name === 'segd')!.value;
+  const synced = { uid, a: a.hits.at(-1)!, b: b.hits.at(-1)! };
+  // The matches segd stored: each partner's uid resolves to the cookie's uid.
+  await waitFor(
+    async () =>
+      (await lookup(`partner=dspa&puid=${encodeURIComponent(synced.a.puid)}`)).uid === uid &&
+      (await lookup(`partner=dspb&puid=${encodeURIComponent(synced.b.puid)}`)).uid === uid,
+    10_000,
+  );
+  return synced;
+}
+
 describe('cookie sync in Chromium', () => {
-  let uid: string;
+  // Each test is a browser of its own: no segd, opt-out or partner cookie from another.
+  beforeEach(() => browser.ctx.clearCookies());
 
   it('follows publisher → segd script → both partners → segd inbound, and stores both matches', async () => {
-    const page = await browser.ctx.newPage();
     const t0 = Date.now() / 1000;
-    await page.goto(pubUrl);
-    await waitFor(async () => a.hits.length === 1 && b.hits.length === 1, 15_000);
-
-    const cookies = await browser.ctx.cookies(segdBase());
-    const id = cookies.find((c) => c.name === 'segd')!;
+    const s = await pageView();
+    const id = (await browser.ctx.cookies(segdBase())).find((c) => c.name === 'segd')!;
     expect(id).toMatchObject({ domain: 'localhost', path: '/', secure: true, httpOnly: true, sameSite: 'None' });
     expect(id.value).toMatch(/^[A-Za-z0-9_-]{22}$/);
     expect(id.expires).toBeGreaterThan(t0 + MAX_AGE - 60);
     expect(id.expires).toBeLessThan(t0 + MAX_AGE + 60);
-    uid = id.value;
     // Both partners were sent this browser's segd uid, filled into their templates.
-    expect(a.hits[0]!.segdUid).toBe(uid);
-    expect(a.hits[0]!.query.get('gdpr')).toBe('0');
-    expect(b.hits[0]!.segdUid).toBe(uid);
-    expect(b.hits[0]!.query.get('us_privacy')).toBe('1YNN');
-
-    // The matches segd stored: each partner's uid resolves to the cookie's uid.
-    await waitFor(
-      async () =>
-        (await lookup(`partner=dspa&puid=${encodeURIComponent(a.hits[0]!.puid)}`)).uid === uid &&
-        (await lookup(`partner=dspb&puid=${encodeURIComponent(b.hits[0]!.puid)}`)).uid === uid,
-      10_000,
-    );
-    await page.close();
+    expect(s.a.segdUid).toBe(s.uid);
+    expect(s.a.query.get('gdpr')).toBe('0');
+    expect(s.b.segdUid).toBe(s.uid);
+    expect(s.b.query.get('us_privacy')).toBe('1YNN');
   });
 
   it('a lookup by each partner uid returns the user’s segments', async () => {
-    expect(await push([{ op: 'add', uid, segments: [501, 502] }])).toMatchObject({ applied: 1 });
-    for (const p of [a, b]) {
-      expect(await lookup(`partner=${p.id}&puid=${encodeURIComponent(p.hits[0]!.puid)}`)).toEqual({
-        uid,
+    const s = await pageView();
+    expect(await push([{ op: 'add', uid: s.uid, segments: [501, 502] }])).toMatchObject({ applied: 1 });
+    for (const [id, hit] of [
+      ['dspa', s.a],
+      ['dspb', s.b],
+    ] as const) {
+      expect(await lookup(`partner=${id}&puid=${encodeURIComponent(hit.puid)}`)).toEqual({
+        uid: s.uid,
         segments: [501, 502],
       });
     }
     // Another partner's uid, or the right uid under the wrong partner, is unknown.
-    expect(await lookup(`partner=dspa&puid=${encodeURIComponent(b.hits[0]!.puid)}`)).toEqual({
+    expect(await lookup(`partner=dspa&puid=${encodeURIComponent(s.b.puid)}`)).toEqual({
       uid: null,
       segments: [],
     });
   });
 
   it('the next page view skips partners synced recently (both parallel callbacks were recorded)', async () => {
+    await pageView();
+    const [na, nb] = [a.hits.length, b.hits.length];
     const page = await browser.ctx.newPage();
     const frame = page.waitForResponse((r) => r.url().includes('/sync/frame.html'));
     await page.goto(pubUrl);
-    expect(await (await frame).text()).toContain('id="s">[]<');
-    await page.waitForTimeout(300);
-    expect([a.hits.length, b.hits.length]).toEqual([1, 1]);
+    const answer = await frame;
+    // The frame fires only its list, as it loads: an empty list, and the frame loaded, is nothing fired.
+    expect(await answer.text()).toContain('id="s">[]<');
+    await answer.frame().waitForLoadState('load');
+    expect([a.hits.length, b.hits.length]).toEqual([na, nb]);
     await page.close();
   });
 
@@ -170,6 +171,7 @@ describe('cookie sync in Chromium', () => {
   });
 
   it('opt-out: opt-out cookie set, id cookie gone, matches and segments deleted, later syncs are no-ops — across a restart', async () => {
+    const s = await pageView();
     const page = await browser.ctx.newPage();
     const answer = await page.goto(`${segdBase()}/optout`);
     expect(answer!.status()).toBe(200);
@@ -178,15 +180,17 @@ describe('cookie sync in Chromium', () => {
     const opt = cookies.find((c) => c.name === 'segd_optout')!;
     expect(opt).toMatchObject({ value: 'OPT_OUT', secure: true, httpOnly: true, sameSite: 'None', path: '/' });
     expect(opt.expires).toBeGreaterThan(Date.now() / 1000 + 399 * 86_400); // 5 years asked; Chromium keeps at most 400 days
-    for (const p of [a, b])
-      expect(await lookup(`partner=${p.id}&puid=${encodeURIComponent(p.hits[0]!.puid)}`)).toEqual({
-        uid: null,
-        segments: [],
-      });
-    expect(await lookup(`uid=${uid}`)).toEqual({ uid, segments: [] });
+    const byPartner = [
+      `partner=dspa&puid=${encodeURIComponent(s.a.puid)}`,
+      `partner=dspb&puid=${encodeURIComponent(s.b.puid)}`,
+    ];
+    for (const q of byPartner) expect(await lookup(q)).toEqual({ uid: null, segments: [] });
+    expect(await lookup(`uid=${s.uid}`)).toEqual({ uid: s.uid, segments: [] });
 
     // A partner syncing this browser again gets a no-op: no cookie, no match.
     const before = a.hits.length;
+    const optedOut = () => metric(fx.segd.url, 'segd_sync_total', { direction: 'in', outcome: 'opted_out' });
+    const optedOutBefore = await optedOut();
     const loaded = await page.evaluate(`new Promise((r) => {
       const img = new Image();
       img.onload = () => r('load');
@@ -194,7 +198,8 @@ describe('cookie sync in Chromium', () => {
       img.src = ${JSON.stringify(`http://127.0.0.2:${a.port}/sync?segd=`)};
     })`);
     expect([a.hits.length, loaded]).toEqual([before + 1, 'error']); // 204: no image
-    await new Promise((r) => setTimeout(r, 200));
+    expect(await optedOut()).toBe(optedOutBefore + 1);
+    await fx.matchesWritten();
     expect((await lookup(`partner=dspa&puid=${encodeURIComponent(a.hits.at(-1)!.puid)}`)).uid).toBeNull();
     expect((await browser.ctx.cookies(segdBase())).map((c) => c.name)).toEqual(['segd_optout']);
     // The publisher page fires no syncs now.
@@ -202,13 +207,11 @@ describe('cookie sync in Chromium', () => {
     await page.goto(pubUrl);
     expect(await (await frame).text()).toContain('id="s">[]<');
 
-    await segd.stop();
-    segd = await start();
+    await fx.restart();
     // Upstream data for the opted-out user does not bring it back.
-    expect(await push([{ op: 'add', uid, segments: [777] }])).toMatchObject({ applied: 0, stale: 1 });
-    expect(await lookup(`uid=${uid}`)).toEqual({ uid, segments: [] });
-    for (const p of [a, b])
-      expect((await lookup(`partner=${p.id}&puid=${encodeURIComponent(p.hits[0]!.puid)}`)).uid).toBeNull();
+    expect(await push([{ op: 'add', uid: s.uid, segments: [777] }])).toMatchObject({ applied: 0, stale: 1 });
+    expect(await lookup(`uid=${s.uid}`)).toEqual({ uid: s.uid, segments: [] });
+    for (const q of byPartner) expect((await lookup(q)).uid).toBeNull();
     await page.close();
   });
 

@@ -1,13 +1,14 @@
 // The pure parts of identity: template filling (no macro value can move the
 // browser elsewhere), the sync script's escaping, cookie parsing and the
-// sync-times cookie's bound. Properties over generated input, not examples.
+// sync-times cookie's bound, the match queue's bound. Properties over
+// generated input, not examples.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { compileTemplate, TemplateError } from '../src/identity/sync-template.js';
 import { frameHtml } from '../src/identity/sync-frame.js';
 import { readCookie } from '../src/identity/cookie.js';
-import { parseConsent, mayStore, maySync } from '../src/privacy/consent.js';
 import { MatchQueue, type MatchItem } from '../src/identity/match-queue.js';
+import { waitFor } from './helpers/server.js';
 
 describe('sync templates', () => {
   const t = compileTemplate(
@@ -110,19 +111,6 @@ describe('cookies', () => {
   });
 });
 
-describe('consent parsing never throws and fails closed', () => {
-  it('on any input', () => {
-    const s = fc.option(fc.string({ maxLength: 300 }), { nil: undefined });
-    fc.assert(
-      fc.property(s, s, s, s, s, (gdpr, gdprConsent, usPrivacy, gpp, gppSid) => {
-        const c = parseConsent({ gdpr, gdprConsent, usPrivacy, gpp, gppSid });
-        if (c.malformed) expect([mayStore(c, 1), maySync(c)]).toEqual([false, false]);
-        if (gdpr === '1') expect(mayStore(c, 1)).toBe(false); // random strings never carry consent
-      }),
-    );
-  });
-});
-
 describe('the match queue', () => {
   it('batches, and refuses (rather than queueing without bound) while the writer is behind', async () => {
     const sent: MatchItem[][] = [];
@@ -144,7 +132,7 @@ describe('the match queue', () => {
     expect([sent.length, q.inFlight]).toEqual([2, 2]);
     expect(q.push(item(6))).toBe(false);
     release();
-    await new Promise((r) => setTimeout(r, 5));
+    await waitFor(async () => q.inFlight === 0);
     expect(q.push(item(7))).toBe(true);
     q.flush();
     expect(sent.map((b) => b.map((m) => m.key))).toEqual([['k0', 'k1', 'k2'], ['k3', 'k4', 'k5'], ['k7']]);

@@ -2,79 +2,34 @@
 // open-redirect attempts, signed callbacks, the outbound sync, the ID graph
 // (match upload, lookups by every key kind, cross-device merges), deletion
 // with the resurrection case, and hostile input.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rmSync, writeFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { startSegd, tempDir, dropFeed, waitFor, runSegd, type Segd } from './helpers/server.js';
+import { dropFeed, waitFor, runSegd } from './helpers/server.js';
+import { identityServer, ADMIN } from './helpers/identity.js';
+import { metric } from './helpers/metrics.js';
 import { cookieSettings, largestSetCookieBytes } from '../src/identity/cookie.js';
 import { tcfString, gppUsp, gppUsNat, TEST_VENDOR } from './helpers/tcf.js';
 import { sign } from '../src/identity/signature.js';
 import { pack, unpack } from 'msgpackr';
 import { FILTER_FILE } from '../src/filters/known-users.js';
 
-const ADMIN = 'admin-key-0123456789';
-const INGEST = 'ingest-key-0123456789';
 const HMAC = 'dspb-hmac-key-0123456789';
-const dataDir = tempDir('segd-identity-');
-const cfgPath = join(dataDir, '..', `segd-identity-${process.pid}.json`);
 const TEMPLATE_A =
   'https://sync.dspa.example/m?dmp=segd&u=${UID}&gdpr=${GDPR}&gc=${GDPR_CONSENT}&usp=${US_PRIVACY}&gpp=${GPP}&sid=${GPP_SID}';
-let segd: Segd;
 
-const start = () =>
-  startSegd({
-    dataDir,
-    env: {
-      SEGD_CONFIG: cfgPath,
-      SEGD_INGEST_KEYS: INGEST,
-      SEGD_GVL_VENDOR_ID: String(TEST_VENDOR),
-      SEGD_SYNC_LIMIT: '2',
-      SEGD_WORKERS: '2',
-    },
-  });
-
-beforeAll(async () => {
-  writeFileSync(
-    cfgPath,
-    JSON.stringify({
-      adminKeys: [ADMIN],
-      partners: [
-        { id: 'dspa', name: 'A', sync: { url: TEMPLATE_A, type: 'redirect' } },
-        { id: 'dspb', name: 'B', sync: { url: 'https://b.example/px?u=${UID}', type: 'pixel', hmacKey: HMAC } },
-        { id: 'dspc', name: 'C', sync: { url: 'https://c.example/if?u=${UID}', type: 'iframe' } },
-        { id: 'dspoff', name: 'Off', disabled: true, sync: { url: 'https://off.example/?u=${UID}', type: 'pixel' } },
-        { id: 'nosync', name: 'No sync' },
-      ],
-    }),
-  );
-  segd = await start();
+const fx = identityServer({
+  name: 'segd-identity-',
+  env: { SEGD_GVL_VENDOR_ID: String(TEST_VENDOR), SEGD_SYNC_LIMIT: '2', SEGD_WORKERS: '2' },
+  partners: [
+    { id: 'dspa', name: 'A', sync: { url: TEMPLATE_A, type: 'redirect' } },
+    { id: 'dspb', name: 'B', sync: { url: 'https://b.example/px?u=${UID}', type: 'pixel', hmacKey: HMAC } },
+    { id: 'dspc', name: 'C', sync: { url: 'https://c.example/if?u=${UID}', type: 'iframe' } },
+    { id: 'dspoff', name: 'Off', disabled: true, sync: { url: 'https://off.example/?u=${UID}', type: 'pixel' } },
+    { id: 'nosync', name: 'No sync' },
+  ],
 });
-
-afterAll(async () => {
-  await segd?.stop();
-  rmSync(dataDir, { recursive: true, force: true });
-  rmSync(cfgPath, { force: true });
-});
-
-const get = (path: string, headers: Record<string, string> = {}) =>
-  fetch(`${segd.url}${path}`, { headers, redirect: 'manual' });
-const lookup = async (q: string) =>
-  (await (await get(`/v1/segments?${q}`)).json()) as { uid: string | null; segments: number[] };
-const push = async (lines: Array<object | string>) => {
-  const r = await fetch(`${segd.url}/v1/ingest`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${INGEST}`, 'Content-Type': 'application/x-ndjson' },
-    body: lines.map((l) => (typeof l === 'string' ? l : JSON.stringify(l))).join('\n'),
-  });
-  return (await r.json()) as {
-    applied: number;
-    stale: number;
-    rejected: number;
-    rejects: Array<{ line: number; reason: string }>;
-  };
-};
-const del = (q: string, key = ADMIN) =>
-  fetch(`${segd.url}/v1/users?${q}`, { method: 'DELETE', headers: { Authorization: `Bearer ${key}` } });
+const { get, lookup, push, del, dataDir } = fx;
 const cookieNames = (r: Response) => r.headers.getSetCookie().map((c) => c.split('=')[0]);
 const enc = encodeURIComponent;
 
@@ -113,7 +68,7 @@ describe('inbound sync: the consent matrix', () => {
     } else {
       // A fast no-op: 204, no cookie read or written, nothing stored.
       expect([r.status, cookieNames(r), await r.text()]).toEqual([204, [], '']);
-      await new Promise((res) => setTimeout(res, 100));
+      await fx.matchesWritten();
       expect(await lookup(`partner=dspa&puid=${puid}`)).toEqual({ uid: null, segments: [] });
     }
   });
@@ -297,7 +252,7 @@ describe('outbound sync', () => {
         (await lookup('partner=dspa&puid=par-a')).uid === me && (await lookup('partner=dspb&puid=par-b')).uid === me,
       5000,
     );
-    const r = await fetch(`${segd.url}/sync/out`, {
+    const r = await fetch(`${fx.segd.url}/sync/out`, {
       method: 'POST',
       headers: { Cookie: `segd=${me}`, 'Content-Type': 'application/json' },
       body: JSON.stringify({ partners: '*', limit: 5, gdpr: 0, gpp_sid: [6] }),
@@ -348,88 +303,115 @@ describe('outbound sync', () => {
   });
 
   it('metrics say why each sync ended as it did', async () => {
-    const text = await (await get('/metrics')).text();
-    const count = (d: string, o: string) =>
-      Number(new RegExp(`segd_sync_total\\{direction="${d}",outcome="${o}"\\} (\\d+)`).exec(text)?.[1] ?? -1);
-    // From the tests above: the consent matrix, refusals, signatures, the outbound statuses.
-    expect(count('in', 'stored')).toBeGreaterThanOrEqual(8);
-    expect(count('in', 'no_consent')).toBeGreaterThanOrEqual(9);
-    expect(count('in', 'privacy_blocked')).toBe(3);
-    expect(count('in', 'bad_partner')).toBe(5);
-    expect(count('in', 'bad_uid')).toBe(7);
-    expect(count('in', 'bad_signature')).toBe(7);
-    expect(count('out', 'opted_out')).toBe(1);
-    expect(count('out', 'privacy_blocked')).toBe(1);
+    const count = async (d: string, o: string) => metric(fx.segd.url, 'segd_sync_total', { direction: d, outcome: o });
+    const optedOut = { Cookie: 'segd_optout=OPT_OUT' };
+    const cases: Array<[string, string, () => Promise<Response>]> = [
+      ['in', 'stored', () => get('/sync/in?partner=dspa&puid=metric-1&f=n')],
+      ['in', 'opted_out', () => get('/sync/in?partner=dspa&puid=metric-2', optedOut)],
+      ['in', 'no_consent', () => get('/sync/in?partner=dspa&puid=metric-3&gdpr=1')],
+      ['in', 'privacy_blocked', () => get('/sync/in?partner=dspa&puid=metric-4&us_privacy=1YYN')],
+      ['in', 'bad_partner', () => get('/sync/in?partner=dspoff&puid=metric-5')],
+      ['in', 'bad_uid', () => get('/sync/in?partner=dspa&puid=null')],
+      ['in', 'bad_signature', () => get('/sync/in?partner=dspb&puid=metric-6')],
+      ['out', 'ok', () => get('/sync/out?partners=dspa')],
+      ['out', 'opted_out', () => get('/sync/out', optedOut)],
+      ['out', 'no_consent', () => get('/sync/out?gdpr=1')],
+      ['out', 'privacy_blocked', () => get('/sync/out?us_privacy=1YYN')],
+      ['out', 'bad_request', () => get('/sync/out?limit=-1')],
+    ];
+    for (const [d, o, request] of cases) {
+      const before = await count(d, o);
+      await (await request()).arrayBuffer();
+      expect([d, o, await count(d, o)]).toEqual([d, o, before + 1]);
+    }
   });
 
   it('refuses malformed requests with a 400', async () => {
     expect((await get('/sync/out?partners=A%20B')).status).toBe(400);
     expect((await get('/sync/out?limit=-1')).status).toBe(400);
-    const surrogate = await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"gdpr_consent":"\\ud800"}' });
+    const surrogate = await fetch(`${fx.segd.url}/sync/out`, { method: 'POST', body: '{"gdpr_consent":"\\ud800"}' });
     expect(surrogate.status).toBe(200);
     expect(((await surrogate.json()) as Out).partners[0]!.usersync!.url).toMatch(/gc=%EF%BF%BD&/);
-    const odd = await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"gpp_sid":"6","us_privacy":["x"]}' });
+    const odd = await fetch(`${fx.segd.url}/sync/out`, { method: 'POST', body: '{"gpp_sid":"6","us_privacy":["x"]}' });
     expect([odd.status, ((await odd.json()) as { status: string }).status]).toEqual([200, 'no_consent']);
-    const badSid = await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"gpp_sid":{"a":1}}' });
+    const badSid = await fetch(`${fx.segd.url}/sync/out`, { method: 'POST', body: '{"gpp_sid":{"a":1}}' });
     expect([badSid.status, ((await badSid.json()) as { error: { code: string } }).error.code]).toEqual([
       400,
       'BAD_SYNC_REQUEST',
     ]);
-    const r = await fetch(`${segd.url}/sync/out`, { method: 'POST', body: '{"partners":' });
+    const r = await fetch(`${fx.segd.url}/sync/out`, { method: 'POST', body: '{"partners":' });
     expect([r.status, ((await r.json()) as { error: { code: string } }).error.code]).toEqual([400, 'BAD_JSON']);
   });
 });
 
 describe('ID graph, deletion and resurrection', () => {
-  const login = 'a'.repeat(64);
-  const snapshot = [
-    { op: 'add', uid: 'dev-1', segments: [1, 2] },
-    { op: 'add', uid: 'dev-2', segments: [3, { id: 4, ttl: 86_400 }] },
-    { op: 'match', ifa: '6D92078A-8246-4BA4-AE5B-76104861E7DC', uid: 'dev-1' },
-    { op: 'match', eid_source: 'id5-sync.com', eid: 'ID5*abc', uid: 'dev-1' },
-    { op: 'match', partner: 'dspa', puid: 'pa-dev-2', uid: 'dev-2' },
-    { op: 'match', login, login_source: 'email-sha256', uid: 'dev-1' },
-    { op: 'match', login, login_source: 'email-sha256', uid: 'dev-2' },
-  ];
+  /** Two devices of one person, merged by a shared login, with every id kind: each test uploads a graph of its own. */
+  const graph = (n: number) => {
+    const g = {
+      dev1: `g${n}-dev-1`,
+      dev2: `g${n}-dev-2`,
+      ifa: `6D92078A-8246-4BA4-AE5B-${String(n).padStart(12, '0')}`,
+      eid: `ID5*graph-${n}`,
+      puid: `pa-graph-${n}`,
+      login: String(n).padStart(64, 'a'),
+    };
+    const records = [
+      { op: 'add', uid: g.dev1, segments: [1, 2] },
+      { op: 'add', uid: g.dev2, segments: [3, { id: 4, ttl: 86_400 }] },
+      { op: 'match', ifa: g.ifa, uid: g.dev1 },
+      { op: 'match', eid_source: 'id5-sync.com', eid: g.eid, uid: g.dev1 },
+      { op: 'match', partner: 'dspa', puid: g.puid, uid: g.dev2 },
+      { op: 'match', login: g.login, login_source: 'email-sha256', uid: g.dev1 },
+      { op: 'match', login: g.login, login_source: 'email-sha256', uid: g.dev2 },
+    ];
+    /** A lookup query by each graph id. */
+    const keys = [
+      `ifa=${g.ifa.toLowerCase()}`,
+      `ifa=${g.ifa}`,
+      `eid_source=id5-sync.com&eid=${enc(g.eid)}`,
+      `partner=dspa&puid=${g.puid}`,
+      `login=${g.login}&login_source=email-sha256`,
+    ];
+    return { ...g, records, keys };
+  };
 
   it('match upload: every key kind resolves, and a shared login id merges two devices into one profile', async () => {
-    expect(await push(snapshot)).toMatchObject({ applied: 7, rejected: 0 });
-    const profile = { uid: 'dev-1', segments: [1, 2, 3, 4] };
-    expect(await lookup('ifa=6d92078a-8246-4ba4-ae5b-76104861e7dc')).toEqual(profile);
-    expect(await lookup('ifa=6D92078A-8246-4BA4-AE5B-76104861E7DC')).toEqual(profile);
-    expect(await lookup(`eid_source=id5-sync.com&eid=${enc('ID5*abc')}`)).toEqual(profile);
-    expect(await lookup('partner=dspa&puid=pa-dev-2')).toEqual(profile);
-    expect(await lookup(`login=${login}&login_source=email-sha256`)).toEqual(profile);
-    expect((await lookup('uid=dev-2')).segments).toEqual([1, 2, 3, 4]);
+    const g = graph(1);
+    expect(await push(g.records)).toMatchObject({ applied: 7, rejected: 0 });
+    const profile = { uid: g.dev1, segments: [1, 2, 3, 4] };
+    for (const k of g.keys) expect([k, await lookup(k)]).toEqual([k, profile]);
+    expect((await lookup(`uid=${g.dev2}`)).segments).toEqual([1, 2, 3, 4]);
     // Upstream keeps sending the merged device's uid: it lands on the profile.
-    expect(await push([{ op: 'add', uid: 'dev-2', segments: [5] }])).toMatchObject({ applied: 1 });
-    expect((await lookup('partner=dspa&puid=pa-dev-2')).segments).toEqual([1, 2, 3, 4, 5]);
+    expect(await push([{ op: 'add', uid: g.dev2, segments: [5] }])).toMatchObject({ applied: 1 });
+    expect((await lookup(`partner=dspa&puid=${g.puid}`)).segments).toEqual([1, 2, 3, 4, 5]);
   });
 
   it('batch lookups take graph ids too: resolved in request order, a bad id failing only its own entry', async () => {
+    const g = graph(2);
+    expect(await push(g.records)).toMatchObject({ applied: 7, rejected: 0 });
     const keys = [
-      { partner: 'dspa', puid: 'pa-dev-2' },
-      { ifa: '6D92078A-8246-4BA4-AE5B-76104861E7DC' },
-      { uid: 'dev-2' },
+      { partner: 'dspa', puid: g.puid },
+      { ifa: g.ifa },
+      { uid: g.dev2 },
       { partner: 'dspa' },
       { eid_source: 'id5-sync.com', eid: 'nobody' },
     ];
-    const profile = { uid: 'dev-1', segments: [1, 2, 3, 4, 5] };
+    const profile = { uid: g.dev1, segments: [1, 2, 3, 4] };
     // A segd uid is answered as sent (GET does the same), the profile's segments read through the merge.
     const want = [
       profile,
       profile,
-      { ...profile, uid: 'dev-2' },
+      { ...profile, uid: g.dev2 },
       { uid: null, segments: [], error: { code: 'BAD_ID_KEY', message: expect.stringMatching(/id must be/) } },
       { uid: null, segments: [] },
     ];
-    const r = await fetch(`${segd.url}/v1/segments:batch`, {
+    const r = await fetch(`${fx.segd.url}/v1/segments:batch`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ keys }),
     });
     expect(await r.json()).toEqual({ results: want });
-    const m = await fetch(`${segd.url}/v1/segments:batch`, {
+    const m = await fetch(`${fx.segd.url}/v1/segments:batch`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/msgpack', Accept: 'application/msgpack' },
       body: pack({ keys }),
@@ -460,9 +442,12 @@ describe('ID graph, deletion and resurrection', () => {
   });
 
   it('deletion by any id removes the profile and every linked id, audited, and nothing brings it back', async () => {
-    expect((await del('partner=dspa&puid=pa-dev-2', 'wrong-key-0123456789')).status).toBe(401);
-    expect((await del('partner=dspa&puid=pa-dev-2&ifa=x')).status).toBe(400);
-    const r = await del('partner=dspa&puid=pa-dev-2');
+    const g = graph(3);
+    expect(await push(g.records)).toMatchObject({ applied: 7, rejected: 0 });
+    const byPuid = `partner=dspa&puid=${g.puid}`;
+    expect((await del(byPuid, 'wrong-key-0123456789')).status).toBe(401);
+    expect((await del(`${byPuid}&ifa=x`)).status).toBe(400);
+    const r = await del(byPuid);
     const body = (await r.json()) as {
       found: boolean;
       uid: string;
@@ -471,44 +456,38 @@ describe('ID graph, deletion and resurrection', () => {
       tombstoneUntil: string;
       audit: number;
     };
-    expect([r.status, body.found, body.uid, body.ids, body.memberships]).toEqual([200, true, 'dev-1', 5, true]);
+    expect([r.status, body.found, body.uid, body.ids, body.memberships]).toEqual([200, true, g.dev1, 5, true]);
     expect(Date.parse(body.tombstoneUntil) / 1000).toBeGreaterThan(Date.now() / 1000 + 399 * 86_400);
     const gone = { uid: null, segments: [] };
-    const keys = [
-      'ifa=6d92078a-8246-4ba4-ae5b-76104861e7dc',
-      `eid_source=id5-sync.com&eid=${enc('ID5*abc')}`,
-      'partner=dspa&puid=pa-dev-2',
-      `login=${login}&login_source=email-sha256`,
-    ];
-    for (const k of keys) expect(await lookup(k)).toEqual(gone);
-    expect((await lookup('uid=dev-1')).segments).toEqual([]);
-    expect((await lookup('uid=dev-2')).segments).toEqual([]);
-
-    // Resurrection: the upstream snapshot replayed (HTTP push and an inbox file), and a newer delta.
-    expect(await push(snapshot)).toMatchObject({ applied: 0, stale: 7 });
-    await dropFeed(
-      join(dataDir, 'inbox'),
-      '002-snapshot.ndjson',
-      snapshot.map((l) => JSON.stringify(l)).join('\n') + '\n',
-    );
-    await waitFor(async () =>
-      (await get('/metrics').then((m) => m.text())).includes('segd_loader_files_total{source="inbox"} 2'),
-    );
-    expect(
-      await push([{ op: 'add', uid: 'dev-2', segments: [9], ts: Math.floor(Date.now() / 1000) + 60 }]),
-    ).toMatchObject({ applied: 0, stale: 1 });
-    // And a browser sync for a deleted partner id stores nothing.
-    await get('/sync/in?partner=dspa&puid=pa-dev-2');
-    await new Promise((res) => setTimeout(res, 100));
-
     const check = async () => {
-      for (const k of keys) expect(await lookup(k)).toEqual(gone);
-      expect((await lookup('uid=dev-1')).segments).toEqual([]);
-      expect((await lookup('uid=dev-2')).segments).toEqual([]);
+      for (const k of g.keys) expect([k, await lookup(k)]).toEqual([k, gone]);
+      expect((await lookup(`uid=${g.dev1}`)).segments).toEqual([]);
+      expect((await lookup(`uid=${g.dev2}`)).segments).toEqual([]);
     };
     await check();
-    await segd.stop();
-    segd = await start();
+
+    // Resurrection: the upstream snapshot replayed (HTTP push and an inbox file), and a newer delta.
+    expect(await push(g.records)).toMatchObject({ applied: 0, stale: 7 });
+    const files = () => metric(fx.segd.url, 'segd_loader_files_total', { source: 'inbox' });
+    const filesBefore = await files();
+    await dropFeed(
+      join(dataDir, 'inbox'),
+      `${g.dev1}-snapshot.ndjson`,
+      g.records.map((l) => JSON.stringify(l)).join('\n') + '\n',
+    );
+    await waitFor(async () => (await files()) === filesBefore + 1);
+    expect(
+      await push([{ op: 'add', uid: g.dev2, segments: [9], ts: Math.floor(Date.now() / 1000) + 60 }]),
+    ).toMatchObject({ applied: 0, stale: 1 });
+    // And a browser sync for a deleted partner id stores nothing: taken, and refused by the writer.
+    const refused = () => metric(fx.segd.url, 'segd_loader_records_total', { source: 'sync', outcome: 'stale' });
+    const refusedBefore = await refused();
+    expect((await get(`/sync/in?${byPuid}`)).status).toBe(200);
+    await fx.matchesWritten();
+    expect(await refused()).toBe(refusedBefore + 1);
+
+    await check();
+    await fx.restart();
     await check();
 
     const audit = (await (await get('/v1/admin/audit?limit=5', { Authorization: `Bearer ${ADMIN}` })).json()) as {
@@ -524,7 +503,7 @@ describe('ID graph, deletion and resurrection', () => {
     });
     expect(audit.entries[0]!.by).toMatch(/^admin:[0-9a-f]{16}$/);
     // Ids are kept only as digests.
-    expect(JSON.stringify(audit.entries)).not.toMatch(/pa-dev-2|dev-1|id5/);
+    expect(JSON.stringify(audit.entries)).not.toMatch(/pa-graph|g3-dev|graph-3/);
     expect((await get('/v1/admin/audit')).status).toBe(401);
   });
 
@@ -538,9 +517,7 @@ describe('ID graph, deletion and resurrection', () => {
       ]),
     ).toMatchObject({ applied: 3 });
     expect(await lookup('uid=dev-6')).toEqual({ uid: 'dev-6', segments: [50] });
-    await segd.stop();
-    rmSync(join(dataDir, FILTER_FILE));
-    segd = await start();
+    await fx.restart(() => rmSync(join(dataDir, FILTER_FILE)));
     await waitFor(async () => (await (await get('/readyz')).text()).includes('"filter":"ready"'));
     expect(await lookup('uid=dev-6')).toEqual({ uid: 'dev-6', segments: [50] });
   });
@@ -555,8 +532,7 @@ describe('ID graph, deletion and resurrection', () => {
       ),
     );
     expect(answers.every((r) => r.status === 204)).toBe(true);
-    await segd.stop();
-    segd = await start();
+    await fx.restart();
     const found = await Promise.all(Array.from({ length: n }, (_, i) => lookup(`partner=dspc&puid=stop-${i}`)));
     expect(found.filter((f, i) => f.uid === browser(i)).length).toBe(n);
   });

@@ -46,20 +46,28 @@ export const GRAPH_IDS = {
   id5: 'ID5*graph-user',
   ifa: 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee',
 };
-const MATCHES = [
+const MATCHES: Array<Record<string, unknown>> = [
   { op: 'match', partner: 'dsp1', puid: GRAPH_IDS.dsp1Uid, uid: 'graph-user' },
   { op: 'match', eid_source: 'id5-sync.com', eid: GRAPH_IDS.id5, uid: 'graph-user' },
   { op: 'match', ifa: GRAPH_IDS.ifa, uid: 'graph-user' },
 ];
 
-export async function startActivation(env: Record<string, string> = {}): Promise<Segd> {
+/** What a test may seed instead of the defaults above. */
+export interface ActivationData {
+  users?: Record<string, number[]>;
+  matches?: Array<Record<string, unknown>>;
+  partners?: object[];
+}
+
+export async function startActivation(env: Record<string, string> = {}, data: ActivationData = {}): Promise<Segd> {
+  const { users = USERS, matches = MATCHES, partners = PARTNERS } = data;
   const dir = tempDir('segd-activation-');
   const seed = join(dir, 'seed.ndjson');
   writeFileSync(
     seed,
     [
-      ...Object.entries(USERS).map(([uid, segments]) => feedLine({ op: 'add', uid, segments })),
-      ...MATCHES.map(feedLine),
+      ...Object.entries(users).map(([uid, segments]) => feedLine({ op: 'add', uid, segments })),
+      ...matches.map(feedLine),
     ].join(''),
   );
   const config = join(dir, 'segd.json');
@@ -69,7 +77,7 @@ export async function startActivation(env: Record<string, string> = {}): Promise
       adminKeys: [ADMIN_KEY],
       dmpDomain: DMP_DOMAIN,
       gvlVendorId: GVL_ID,
-      partners: PARTNERS,
+      partners,
       segments: SEGMENTS,
     }),
   );

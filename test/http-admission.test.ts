@@ -4,7 +4,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type Socket } from 'node:net';
 import { stopReport, CLEAN_STOP, type Segd } from './helpers/server.js';
-import { startActivation, KEYS } from './helpers/activation.js';
+import { startActivation, KEYS, bearer } from './helpers/activation.js';
+import { metric } from './helpers/metrics.js';
 import { WsLookupClient } from '../src/client/ws-client.js';
 
 let segd: Segd;
@@ -40,14 +41,22 @@ function heldRequest(path: string, body: string): { answer: Promise<string>; fin
 }
 
 const statusOf = (raw: string) => Number(raw.slice(9, 12));
-const metric = async (re: RegExp) => Number(re.exec(await (await fetch(`${segd.url}/metrics`)).text())?.[1] ?? NaN);
+const shedCount = (route: string) => metric(segd.url, 'segd_shed_total', { route, reason: 'overload' });
 
 describe('admission limit', () => {
   it('sheds a burst past the limit with 204 at once, on every lookup path, and counts it', async () => {
     const batchBody = JSON.stringify({ uids: ['rtb-user-1'] });
     const held = Array.from({ length: 4 }, () => heldRequest('/v1/segments:batch', batchBody));
-    // Wait until the four are admitted (their headers read).
-    await new Promise((r) => setTimeout(r, 200));
+    // The four are admitted (their headers read) once a lookup is shed: the budget is full.
+    const lookup = () => fetch(`${segd.url}/v1/segments?uid=rtb-user-1`, { headers: bearer(KEYS.dsp1) });
+    let probe = await lookup();
+    while (probe.headers.get('x-segd-empty') !== 'overload') {
+      // Admitted before the four were: answered in full.
+      expect(probe.status).toBe(200);
+      await probe.arrayBuffer();
+      probe = await lookup();
+    }
+    expect(probe.status).toBe(204);
     const burst = Array.from({ length: 20 }, (_, i) =>
       i % 2 === 0
         ? heldRequest('/v1/segments:batch', batchBody)
@@ -59,10 +68,6 @@ describe('admission limit', () => {
       expect(statusOf(raw)).toBe(204);
       expect(raw.toLowerCase()).toMatch(/x-segd-empty: overload/);
     }
-    const get = await fetch(`${segd.url}/v1/segments?uid=rtb-user-1`, {
-      headers: { Authorization: `Bearer ${KEYS.dsp1}` },
-    });
-    expect(get.status).toBe(204);
     const ws = await WsLookupClient.connect(`ws://127.0.0.1:${segd.port}/v1/ws`, KEYS.dsp1);
     expect(await ws.lookup({ uid: 'rtb-user-1' })).toEqual({ segments: [], shed: true });
 
@@ -75,14 +80,12 @@ describe('admission limit', () => {
     // And with the load gone, lookups are served again.
     expect((await ws.lookup({ uid: 'rtb-user-1' })).segments).toEqual([1001, 1002, 2001]);
     await ws.close();
-    const ok = await fetch(`${segd.url}/v1/segments?uid=rtb-user-1`, {
-      headers: { Authorization: `Bearer ${KEYS.dsp1}` },
-    });
+    const ok = await lookup();
     expect(((await ok.json()) as { segments: number[] }).segments).toEqual([1001, 1002, 2001]);
 
-    expect(await metric(/^segd_shed_total\{route="batch",reason="overload"\} (\d+)/m)).toBe(10);
-    expect(await metric(/^segd_shed_total\{route="enrich",reason="overload"\} (\d+)/m)).toBe(10);
-    expect(await metric(/^segd_shed_total\{route="segments",reason="overload"\} (\d+)/m)).toBe(1);
-    expect(await metric(/^segd_shed_total\{route="ws",reason="overload"\} (\d+)/m)).toBe(1);
+    expect(await shedCount('batch')).toBe(10);
+    expect(await shedCount('enrich')).toBe(10);
+    expect(await shedCount('segments')).toBe(1);
+    expect(await shedCount('ws')).toBe(1);
   });
 });

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { BlockedBloom, sizeFor } from '../src/filters/blocked-bloom.js';
 import { saveFilter, loadFilter, FilterFileError } from '../src/filters/persist.js';
 import { uidFor } from '../src/gen/synthetic.js';
+import { metric } from './helpers/metrics.js';
 import {
   startSegd,
   runSegd,
@@ -16,7 +17,6 @@ import {
   feedLine,
   stopReport,
   CLEAN_STOP,
-  type Segd,
   segmentsOf,
   waitFor,
 } from './helpers/server.js';
@@ -74,9 +74,6 @@ describe('blocked bloom filter', () => {
   });
 });
 
-const metric = async (segd: Segd, re: RegExp) =>
-  Number(re.exec(await (await fetch(`${segd.url}/metrics`)).text())?.[1]);
-
 describe('known-users filter in the server', () => {
   it('is persisted, reloaded without a rebuild, rebuilt when corrupt, and answers stay right throughout', async () => {
     const dataDir = tempDir();
@@ -99,8 +96,8 @@ describe('known-users filter in the server', () => {
     expect(await Promise.all(known.map((u) => segmentsOf(second, u)))).toEqual(want);
     // Unknown users are answered by the filter, mostly without LMDB.
     for (let i = 0; i < 200; i++) expect(await segmentsOf(second, uidFor(1, 1_000_000 + i))).toEqual([]);
-    expect(await metric(second, /segd_bloom_checks_total\{result="negative"\} (\d+)/)).toBeGreaterThan(180);
-    expect(await metric(second, /^segd_bloom_false_positive_rate (\S+)$/m)).toBeLessThan(0.1);
+    expect(await metric(second.url, 'segd_bloom_checks_total', { result: 'negative' })).toBeGreaterThan(180);
+    expect(await metric(second.url, 'segd_bloom_false_positive_rate')).toBeLessThan(0.1);
     expect(await stopReport(second)).toEqual(CLEAN_STOP);
 
     // Corrupt it: the server starts, answers correctly at once, and rebuilds.

@@ -11,7 +11,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startSegd, stopReport, CLEAN_STOP, tempDir, waitFor, type Segd } from './helpers/server.js';
 
-/** A batch lookup whose body stops halfway: a request in flight until the socket closes. */
+/** A batch lookup whose body stops halfway: a request in flight until the socket closes. segd runs with SEGD_MAX_INFLIGHT=1. */
 async function requestInFlight(segd: Segd): Promise<Socket> {
   const body = JSON.stringify({ uids: ['alice'] });
   const sock = connect(segd.port, '127.0.0.1');
@@ -20,9 +20,10 @@ async function requestInFlight(segd: Segd): Promise<Socket> {
   sock.write(
     `POST /v1/segments:batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 5)}`,
   );
-  // Answered by the worker once it holds the request: a health check on the same worker after it.
-  const r = await fetch(`${segd.url}/healthz`);
-  expect(r.status).toBe(200);
+  // Held once it has taken the one lookup slot (SEGD_MAX_INFLIGHT=1): a lookup is then shed.
+  await waitFor(
+    async () => (await fetch(`${segd.url}/v1/segments?uid=probe`)).headers.get('x-segd-empty') === 'overload',
+  );
   return sock;
 }
 
@@ -39,7 +40,9 @@ function blockedOnFifo(pid: number): boolean {
 
 describe('bounded shutdown', () => {
   it('SEGD_SHUTDOWN_TIMEOUT_MS bounds the grace: a request in flight is cut off in time and the stop is clean', async () => {
-    const segd = await startSegd({ env: { SEGD_SHUTDOWN_GRACE_MS: '600000', SEGD_SHUTDOWN_TIMEOUT_MS: '1000' } });
+    const segd = await startSegd({
+      env: { SEGD_SHUTDOWN_GRACE_MS: '600000', SEGD_SHUTDOWN_TIMEOUT_MS: '1000', SEGD_MAX_INFLIGHT: '1' },
+    });
     const sock = await requestInFlight(segd);
     const closed = new Promise<void>((r) => sock.once('close', () => r()));
     const report = stopReport(segd, { allowWarnings: true });
@@ -80,7 +83,9 @@ describe('bounded shutdown', () => {
   });
 
   it('a second SIGTERM exits at once, naming what the shutdown still waited for', async () => {
-    const segd = await startSegd({ env: { SEGD_SHUTDOWN_GRACE_MS: '600000', SEGD_SHUTDOWN_TIMEOUT_MS: '600000' } });
+    const segd = await startSegd({
+      env: { SEGD_SHUTDOWN_GRACE_MS: '600000', SEGD_SHUTDOWN_TIMEOUT_MS: '600000', SEGD_MAX_INFLIGHT: '1' },
+    });
     const sock = await requestInFlight(segd);
     segd.proc.kill('SIGTERM');
     await segd.waitForLog((l) => l.msg === 'shutting down');

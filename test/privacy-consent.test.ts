@@ -2,8 +2,11 @@
 // signal arrives in: numbers, strings, booleans, 2.5 `ext` fields, arrays and
 // strings for gpp_sid, and values that mean nothing. A truthy spelling gates;
 // a value segd does not understand gates too (fails closed); a request that
-// says nothing about GDPR is judged by SEGD_GDPR_DEFAULT.
+// says nothing about GDPR is judged by SEGD_GDPR_DEFAULT. And the parsing
+// under it, on any input.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { parseConsent, mayStore, maySync } from '../src/privacy/consent.js';
 import { stopReport, CLEAN_STOP, type Segd } from './helpers/server.js';
 import { startActivation, bearer, KEYS } from './helpers/activation.js';
 
@@ -175,5 +178,18 @@ describe('SEGD_GDPR_DEFAULT=not-applies', () => {
     expect(started).toBeNull();
     expect(why).toContain('code 2');
     expect(why).toContain('SEGD_GDPR_DEFAULT: must be applies or not-applies');
+  });
+});
+
+describe('consent parsing never throws and fails closed', () => {
+  it('on any input', () => {
+    const s = fc.option(fc.string({ maxLength: 300 }), { nil: undefined });
+    fc.assert(
+      fc.property(s, s, s, s, s, (gdpr, gdprConsent, usPrivacy, gpp, gppSid) => {
+        const c = parseConsent({ gdpr, gdprConsent, usPrivacy, gpp, gppSid });
+        if (c.malformed) expect([mayStore(c, 1), maySync(c)]).toEqual([false, false]);
+        if (gdpr === '1') expect(mayStore(c, 1)).toBe(false); // random strings never carry consent
+      }),
+    );
   });
 });

@@ -125,6 +125,17 @@ describe('licensing between partners with overlapping users', () => {
       segments: [],
     });
   });
+});
+
+describe('registry changes, live', () => {
+  // A server of its own: these changes (a key rotated, a licence withdrawn, a partner disabled) would leak into other tests.
+  let segd: Segd;
+  beforeAll(async () => {
+    segd = await startActivation({ SEGD_WORKERS: '2' });
+  });
+  afterAll(async () => {
+    expect(await stopReport(segd)).toEqual(CLEAN_STOP);
+  });
 
   it('rotates a key without a restart: both keys during the overlap, then only the new one', async () => {
     const admin = { ...bearer(ADMIN_KEY), 'Content-Type': 'application/json' };

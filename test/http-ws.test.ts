@@ -7,6 +7,7 @@ import { pack, unpack } from 'msgpackr';
 import { stopReport, CLEAN_STOP, waitFor, type Segd } from './helpers/server.js';
 import { startActivation, bearer, KEYS, ADMIN_KEY, USERS, GRAPH_IDS } from './helpers/activation.js';
 import { WsLookupClient, WsLookupError } from '../src/client/ws-client.js';
+import { metric as metricAt } from './helpers/metrics.js';
 
 let segd: Segd;
 const wsUrl = () => `ws://127.0.0.1:${segd.port}/v1/ws`;
@@ -17,10 +18,7 @@ afterAll(async () => {
   expect(await stopReport(segd)).toEqual(CLEAN_STOP);
 });
 
-const metric = async (name: string) => {
-  const text = await (await fetch(`${segd.url}/metrics`)).text();
-  return Number(text.match(new RegExp(`^${name} (\\S+)`, 'm'))?.[1] ?? NaN);
-};
+const metric = (name: string) => metricAt(segd.url, name);
 
 describe('/v1/ws', () => {
   it('refuses the upgrade without a valid partner key (401)', async () => {

@@ -9,11 +9,9 @@
 //   batch (JSON and msgpack, by uids and by keys), /v1/ws and enrichment —
 //   including a device uid merged into another profile.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { pack, unpack } from 'msgpackr';
-import { startSegd, stopReport, tempDir, feedLine, waitFor, CLEAN_STOP, type Segd } from './helpers/server.js';
-import { bearer, KEYS, ADMIN_KEY, PARTNERS, SEGMENTS, DMP_DOMAIN, GVL_ID } from './helpers/activation.js';
+import { stopReport, waitFor, CLEAN_STOP, type Segd } from './helpers/server.js';
+import { bearer, KEYS, ADMIN_KEY, PARTNERS, DMP_DOMAIN, startActivation } from './helpers/activation.js';
 import { WsLookupClient } from '../src/client/ws-client.js';
 
 type Obj = Record<string, any>;
@@ -63,39 +61,14 @@ const keyOf = (who: string) => (who === 'admin' ? ADMIN_KEY : KEYS[who as keyof 
 
 let segd: Segd;
 beforeAll(async () => {
-  const dir = tempDir('segd-hard-lookup-');
-  const seed = join(dir, 'seed.ndjson');
-  writeFileSync(
-    seed,
-    [
-      ...Object.entries(USERS).map(([uid, segments]) => feedLine({ op: 'add', uid, segments })),
-      ...MATCHES.map(feedLine),
-    ].join(''),
-  );
-  const config = join(dir, 'segd.json');
   // dsp1 and dsp2 take part in cookie sync.
   const partners = PARTNERS.map((p) =>
     p.id === 'all' ? p : { ...p, sync: { url: `https://${p.id}.example/sync?u=\${UID}`, type: 'pixel' } },
   );
-  writeFileSync(
-    config,
-    JSON.stringify({
-      adminKeys: [ADMIN_KEY],
-      dmpDomain: DMP_DOMAIN,
-      gvlVendorId: GVL_ID,
-      partners,
-      segments: SEGMENTS,
-    }),
+  segd = await startActivation(
+    { SEGD_WORKERS: '2', SEGD_ENRICH_BUDGET_MS: '10000' },
+    { users: USERS, matches: MATCHES, partners },
   );
-  segd = await startSegd({
-    env: {
-      SEGD_SEED: seed,
-      SEGD_CONFIG: config,
-      SEGD_LOOKUP_AUTH: 'required',
-      SEGD_WORKERS: '2',
-      SEGD_ENRICH_BUDGET_MS: '10000',
-    },
-  });
 });
 afterAll(async () => {
   expect(await stopReport(segd)).toEqual(CLEAN_STOP);

@@ -2,64 +2,32 @@
 // bodies, opt-outs for uids segd never issued, the strongest suppression
 // winning, bounded links per profile, and signed callbacks bound to the
 // browser they were made for.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { startSegd, tempDir, runSegd, waitFor, type Segd } from './helpers/server.js';
+import { describe, expect, it } from 'vitest';
+import { rmSync } from 'node:fs';
+import { startSegd, tempDir, runSegd, waitFor } from './helpers/server.js';
+import { identityServer, ADMIN, INGEST } from './helpers/identity.js';
 import { openStore } from '../src/store/env.js';
 import { Writer } from '../src/loader/writer.js';
 import { IdGraph } from '../src/identity/graph.js';
 import { TokenBucket } from '../src/identity/token-bucket.js';
 import { forgetting, tempStore } from './helpers/store.js';
 
-const ADMIN = 'admin-key-0123456789';
-const INGEST = 'ingest-key-0123456789';
-const dataDir = tempDir('segd-hard-identity-');
-const cfgPath = join(dataDir, '..', `segd-hard-identity-${process.pid}.json`);
-let segd: Segd;
-
-const env = { SEGD_CONFIG: cfgPath, SEGD_INGEST_KEYS: INGEST, SEGD_WORKERS: '2' };
-const start = () => startSegd({ dataDir, env });
-
-beforeAll(async () => {
-  writeFileSync(
-    cfgPath,
-    JSON.stringify({
-      adminKeys: [ADMIN],
-      partners: [
-        { id: 'dspa', name: 'A', sync: { url: 'https://a.example/m?u=${UID}&sid=${GPP_SID}', type: 'redirect' } },
-        ...Array.from({ length: 12 }, (_, i) => ({
-          id: `p${i}`,
-          name: `P${i}`,
-          sync: { url: `https://p${i}.example/m?u=\${UID}`, type: 'pixel' },
-        })),
-      ],
-    }),
-  );
-  segd = await start();
+const fx = identityServer({
+  name: 'segd-hard-identity-',
+  env: { SEGD_WORKERS: '2' },
+  partners: [
+    { id: 'dspa', name: 'A', sync: { url: 'https://a.example/m?u=${UID}&sid=${GPP_SID}', type: 'redirect' } },
+    ...Array.from({ length: 12 }, (_, i) => ({
+      id: `p${i}`,
+      name: `P${i}`,
+      sync: { url: `https://p${i}.example/m?u=\${UID}`, type: 'pixel' },
+    })),
+  ],
 });
-
-afterAll(async () => {
-  await segd?.stop();
-  rmSync(dataDir, { recursive: true, force: true });
-  rmSync(cfgPath, { force: true });
-});
-
-const get = (path: string, headers: Record<string, string> = {}) =>
-  fetch(`${segd.url}${path}`, { headers, redirect: 'manual' });
-const lookup = async (q: string) =>
-  (await (await get(`/v1/segments?${q}`)).json()) as { uid: string | null; segments: number[] };
+const { get, lookup, push, del, dataDir } = fx;
 const code = async (r: Response) => ((await r.json()) as { error: { code: string } }).error.code;
-const push = async (lines: object[]) => {
-  const r = await fetch(`${segd.url}/v1/ingest`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${INGEST}`, 'Content-Type': 'application/x-ndjson' },
-    body: lines.map((l) => JSON.stringify(l)).join('\n'),
-  });
-  return (await r.json()) as { applied: number; stale: number; rejected: number };
-};
 const postOut = (body: string) =>
-  fetch(`${segd.url}/sync/out`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body });
+  fetch(`${fx.segd.url}/sync/out`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body });
 
 describe('POST /sync/out: hostile bodies never reach a recursive built-in', () => {
   const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
@@ -92,19 +60,18 @@ describe('POST /sync/out: hostile bodies never reach a recursive built-in', () =
   });
 });
 
-const del = (q: string) =>
-  fetch(`${segd.url}/v1/users?${q}`, { method: 'DELETE', headers: { Authorization: `Bearer ${ADMIN}` } });
-
 /** The suppressions as stored, read with segd stopped (then started again). */
 async function storedSuppressions(keys: string[]): Promise<Array<{ until: number; reason: string } | undefined>> {
-  await segd.stop();
-  const store = openStore(dataDir);
-  try {
-    return keys.map((k) => store.optout.get(k) as { until: number; reason: string } | undefined);
-  } finally {
-    await store.close();
-    segd = await start();
-  }
+  let stored: Array<{ until: number; reason: string } | undefined> = [];
+  await fx.restart(async () => {
+    const store = openStore(dataDir);
+    try {
+      stored = keys.map((k) => store.optout.get(k) as { until: number; reason: string } | undefined);
+    } finally {
+      await store.close();
+    }
+  });
+  return stored;
 }
 
 describe('the stronger suppression always wins', () => {
@@ -256,13 +223,6 @@ describe('links per profile are bounded', () => {
   it('500 syncs of distinct partner uids for one partner and one cookie leave one link: the latest', async () => {
     const uid = 'OneCookieManyPuids0004';
     const n = 500;
-    const synced = async () => {
-      const text = await (await get('/metrics')).text();
-      const count = (o: string) =>
-        Number(new RegExp(`segd_loader_records_total\\{source="sync",outcome="${o}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
-      return count('applied') + count('stale');
-    };
-    const before = await synced();
     for (let i = 0; i < n; i += 50) {
       const rs = await Promise.all(
         Array.from({ length: 50 }, (_, j) =>
@@ -272,7 +232,7 @@ describe('links per profile are bounded', () => {
       expect(rs.every((r) => r.status === 204)).toBe(true);
     }
     // All 500 through the writer before the last one is sent, so it is the latest.
-    await waitFor(async () => (await synced()) >= before + n, 10_000);
+    await fx.matchesWritten();
     const last = await get(`/sync/in?partner=dspa&puid=many-last&f=n`, { Cookie: `segd=${uid}` });
     expect(last.status).toBe(204);
     await waitFor(async () => (await lookup('partner=dspa&puid=many-last')).uid === uid, 5000);
@@ -285,7 +245,7 @@ describe('links per profile are bounded', () => {
 
   it('past SEGD_MAX_IDS_PER_PROFILE a new partner id is refused; a partner already linked may still replace its own', async () => {
     const dir = tempDir('segd-links-cap-');
-    const s = await startSegd({ dataDir: dir, env: { SEGD_CONFIG: cfgPath, SEGD_MAX_IDS_PER_PROFILE: '5' } });
+    const s = await startSegd({ dataDir: dir, env: { SEGD_CONFIG: fx.cfgPath, SEGD_MAX_IDS_PER_PROFILE: '5' } });
     try {
       const uid = 'ManyPartnersOneCookie5';
       const at = async (q: string) =>
