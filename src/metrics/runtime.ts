@@ -99,7 +99,6 @@ export class RuntimeObservers {
     this.eld.enable();
     this.timer = setInterval(() => this.fold(), FOLD_MS);
     this.timer.unref();
-    const self = this;
     const name = 'segd_event_loop_delay_seconds';
     const help = `Event-loop delay of each thread: how late a ${RESOLUTION_MS} ms timer fired (monitorEventLoopDelay). Quantiles over the last ${WINDOW_S} s (quantile 1 = max); _sum and _count since start`;
     registry.registerMetric({
@@ -107,7 +106,7 @@ export class RuntimeObservers {
       help,
       type: 'summary',
       aggregator: 'sum',
-      get: async () => ({ name, help, type: 'summary', aggregator: 'sum', values: self.summary(name) }),
+      get: async () => ({ name, help, type: 'summary', aggregator: 'sum', values: this.summary(name) }),
     } as never);
   }
 

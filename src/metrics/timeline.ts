@@ -42,6 +42,21 @@ export const DEFAULT_CAPACITY = 4096;
 
 const monoUs = () => Number(process.hrtime.bigint() / 1000n);
 
+/** Wall clock minus this thread's performance clock, ms; re-read every WALL_SYNC_MS so a stepped wall clock is followed. */
+let wallOffset = Date.now() - performance.now();
+let wallSyncedAt = performance.now();
+const WALL_SYNC_MS = 10_000;
+
+/** The wall-clock time (ms, sub-ms precision) of a performance.now() reading: monotonic between re-syncs. */
+function wallOf(perf: number): number {
+  const now = performance.now();
+  if (now - wallSyncedAt > WALL_SYNC_MS) {
+    wallOffset = Date.now() - now;
+    wallSyncedAt = now;
+  }
+  return perf + wallOffset;
+}
+
 export class Timeline {
   private ring: (TimelineEvent | undefined)[];
   private next = 0;
@@ -73,7 +88,7 @@ export class Timeline {
     const ago = performance.now() - startPerf;
     this.push({
       seq: 0,
-      t: Math.round((Date.now() - ago) * 1000) / 1000,
+      t: Math.round(wallOf(startPerf) * 1000) / 1000,
       us: Math.round(monoUs() - ago * 1000),
       kind,
       ms: Math.round(ms * 1000) / 1000,
