@@ -118,3 +118,17 @@ describe('runtime metrics', () => {
     expect(cpu).toBeLessThanOrEqual(wall * 1.05 + 0.001);
   });
 });
+
+describe('SEGD_LOOP_MONITOR_MS=0', () => {
+  it('runs no delay monitor; GC pauses and CPU are still there', async () => {
+    const off = await startSegd({ env: { SEGD_LOOP_MONITOR_MS: '0' } });
+    try {
+      const text = await (await fetch(`${off.url}/metrics`)).text();
+      expect(text).not.toContain('segd_event_loop_delay_seconds');
+      expect(text).toContain('segd_gc_pause_seconds_count{thread="worker",worker="0",kind="scavenge"}');
+      expect(text).toContain('segd_thread_cpu_seconds_total{thread="main"}');
+    } finally {
+      expect(await stopReport(off)).toEqual(CLEAN_STOP);
+    }
+  });
+});

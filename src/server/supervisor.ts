@@ -97,7 +97,7 @@ export async function serve(
   });
   // Event-loop delay, GC pauses and CPU of this (the writer's) thread; workers run their own.
   timeline.resize(config.timelineEvents);
-  const runtime = new RuntimeObservers(metrics.registry, { thread: 'main' }, timeline);
+  const runtime = new RuntimeObservers(metrics.registry, { thread: 'main' }, timeline, config.loopMonitorMs);
   const slots: Slot[] = [];
   /** The last restart of each worker index, for the restart backoff. */
   const restarts = new Map<number, { at: number; delay: number }>();

@@ -45,7 +45,12 @@ const store = openStore(config.dataDir, {
 });
 const metrics = new HttpMetrics();
 timeline.thread = `worker ${data.index}`;
-const runtime = new RuntimeObservers(metrics.registry, { thread: 'worker', worker: String(data.index) }, timeline);
+const runtime = new RuntimeObservers(
+  metrics.registry,
+  { thread: 'worker', worker: String(data.index) },
+  timeline,
+  config.loopMonitorMs,
+);
 /** How often this worker hands its timeline events (GC pauses, loop-delay spikes) to the main thread's ring. */
 const EVENTS_EVERY_MS = 1000;
 const eventsTimer = setInterval(() => {
