@@ -46,6 +46,7 @@ export const ERRORS = {
       'the body must be an OpenRTB 2.6 BidRequest: a JSON object with "id" (string) and "imp" (array); user, device and regs, when present, objects',
   },
   BAD_MODE: { status: 400, message: 'unknown mode (omit it for the whole request, or mode=data)' },
+  BAD_SINCE: { status: 400, message: 'since must be a wall-clock time in ms since the epoch (a non-negative number)' },
   BAD_FRAME: { status: 400, message: 'a WebSocket frame must be a msgpack map with "id" and one key: uid, puid, ifa' },
   STORE_FULL: {
     status: 503,

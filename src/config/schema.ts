@@ -69,6 +69,8 @@ export interface Config {
   bodyTimeoutMs: number;
   metricsKeys: string[];
   metricsCacheMs: number;
+  timelineEvents: number;
+  loopMonitorMs: number;
 }
 
 /** The repo's own sample feed, loaded into an empty store by default. */
@@ -566,6 +568,20 @@ export const SETTINGS: Setting[] = [
     def: 1000,
     parse: int(0, 600_000),
     doc: 'how long one collected `/metrics` text is served to every scrape (concurrent scrapes share one collection)',
+  },
+  {
+    key: 'timelineEvents',
+    env: 'SEGD_TIMELINE_EVENTS',
+    def: 4096,
+    parse: int(16, 1_000_000),
+    doc: 'events the timeline ring holds (`GET /v1/admin/timeline`); the oldest are overwritten',
+  },
+  {
+    key: 'loopMonitorMs',
+    env: 'SEGD_LOOP_MONITOR_MS',
+    def: 1,
+    parse: int(0, 1000),
+    doc: 'period of the event-loop delay monitor of every thread, ms (0 = off); each period wakes an idle thread',
   },
 ] as Setting[];
 

@@ -15,6 +15,7 @@ import { userCount, writeSequence, type Store } from '../store/env.js';
 import type { Logger } from '../log.js';
 import { BlockedBloom, sizeFor, type BloomParams } from './blocked-bloom.js';
 import { saveFilter, saveFilterWrites, loadFilter } from './persist.js';
+import { timeline } from '../metrics/timeline.js';
 
 export const FILTER_FILE = 'known-users.bloom';
 const SCAN_CHUNK = 50_000;
@@ -222,8 +223,10 @@ export class KnownUsers {
       return;
     }
     this.dirty = false;
+    const t0 = performance.now();
     try {
       await saveFilter(this.path, f, this.added, writes);
+      timeline.mark('filter-save', t0, { bytes: f.buffer.byteLength });
       this.savedWrites = writes;
     } catch (err) {
       this.dirty = true;

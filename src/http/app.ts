@@ -8,6 +8,7 @@ import { healthzRoute, readyzRoute, metricsRoute } from './routes/ops.js';
 import { segmentBloomRoute } from './routes/export.js';
 import { ingestRoute } from './routes/ingest.js';
 import { adminRoutes } from './routes/admin.js';
+import { timelineRoute } from './routes/timeline.js';
 import { syncInRoute, syncOutRoutes } from './routes/sync.js';
 import { privacyRoutes } from './routes/privacy.js';
 import { sendError } from './respond.js';
@@ -65,6 +66,7 @@ export function createApp(deps: AppDeps): TemplatedApp {
     ['/optout', 'get', privacy.optout, 'public'],
     ['/v1/users', 'del', privacy.deleteUser, 'keyed'],
     ['/v1/admin/audit', 'get', privacy.audit, 'keyed'],
+    ['/v1/admin/timeline', 'get', timelineRoute(deps), 'keyed'],
     ...(['partners', 'segments'] as const).flatMap(
       (kind) =>
         [

@@ -14,6 +14,7 @@ import type { Admission } from './admission.js';
 import type { IdGraph } from '../identity/graph.js';
 import type { MatchQueue } from '../identity/match-queue.js';
 import type { ForgetRequest, ForgetAnswer } from '../privacy/forget.js';
+import type { TimelineAnswer } from '../metrics/timeline.js';
 
 export interface AppDeps {
   config: Readonly<Config>;
@@ -36,6 +37,8 @@ export interface AppDeps {
   matches: MatchQueue;
   /** Opt-out or deletion on the writer thread; resolves once committed. */
   forget: (req: ForgetRequest) => Promise<ForgetAnswer>;
+  /** The process's event timeline (main thread's ring) from `sinceMs` on (wall clock). */
+  timeline: (sinceMs: number) => Promise<TimelineAnswer>;
   log: Logger;
   /** Which worker thread this app runs in (shown by /healthz). */
   workerIndex: number;

@@ -131,7 +131,7 @@ export class MembershipChanges {
         }
         meta.putSync('writes', ((meta.get('writes') as number | undefined) ?? 0) + 1);
         meta.putSync('lastCommitAt', Date.now());
-      });
+      }, changes.length);
     } finally {
       counts.end();
     }

@@ -57,6 +57,7 @@ import { RejectLog } from './reject-log.js';
 import type { Change } from './records.js';
 import { SnapshotRecords, SortedRecords, FAST_PAIRS } from './snapshot-records.js';
 import { StoreFullError, freeBytes } from '../store/write-failure.js';
+import { timeline } from '../metrics/timeline.js';
 
 export const SNAPSHOT_NAME = /\.snapshot\.(ndjson|jsonl|csv|msgpack)(\.gz)?$/;
 
@@ -519,6 +520,7 @@ export class SnapshotLoader {
     store.setGeneration(target);
     this.flippedAt = Date.now();
     writer.swapped(maxTs, (performance.now() - t1) / 1000);
+    timeline.mark('snapshot-flip', t1, { generation: target });
     this.retireTimer = setTimeout(() => this.retire(target ^ 1), RETIRE_AFTER_MS);
     this.retireTimer.unref();
   }

@@ -10,6 +10,7 @@ import { HEADER_BYTES, PAIR_BYTES, decodeMembers, encodeMembers, isValidMembersV
 import { nowSeconds } from '../lookup/segments.js';
 import type { Transactions } from './transactions.js';
 import type { SegmentCounts } from './segment-counts.js';
+import { timeline } from '../metrics/timeline.js';
 
 /**
  * Earliest expiry (unix s) of any stored membership, as far as the writer
@@ -151,6 +152,7 @@ export class Sweeper {
       throw err;
     }
     res.ms = performance.now() - t0;
+    timeline.add('sweep', t0, res.ms, { scanned: res.scanned, removed: res.removed });
     if (res.removed || res.users) this.log.info(res, 'ttl sweep removed expired memberships');
     return res;
   }

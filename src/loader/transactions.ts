@@ -5,6 +5,7 @@
 import type { Store } from '../store/env.js';
 import { StoreFullError, stallReason, type StallReason } from '../store/write-failure.js';
 import type { Change } from './records.js';
+import { sliceBegins, sliceCommitted } from '../metrics/writer-slices.js';
 
 /** Where a loading snapshot collects the changes committed meanwhile. */
 export interface ChangeLog {
@@ -39,10 +40,11 @@ export class Transactions {
   /**
    * Runs one transaction. A store that is full throws StoreFullError (the
    * transaction, checkpoint included, is not applied) and marks the writer
-   * stalled until a later commit succeeds.
+   * stalled until a later commit succeeds. `records`: the feed changes it applies, for the timeline.
    */
-  commit<T>(fn: () => T): T {
+  commit<T>(fn: () => T, records?: number): T {
     let out: T;
+    const slice = sliceBegins();
     const log = this.dirty;
     log?.begin();
     try {
@@ -57,6 +59,7 @@ export class Transactions {
       }
       throw new StoreFullError(reason, err);
     }
+    sliceCommitted(slice, records);
     if (this.stalled !== null) {
       this.stalled = null;
       this.onStall?.(null);

@@ -35,6 +35,9 @@ const SPEC: FlagSpec = {
   partner: 'partner id for sync (default "loadtest")',
   'partner-key': 'partner bearer key for openrtb and ws (or env LOADTEST_PARTNER_KEY)',
   'ingest-key': 'ingest bearer key for mixed (or env LOADTEST_INGEST_KEY)',
+  'admin-key':
+    "admin bearer key (or env LOADTEST_ADMIN_KEY): fetch segd's event timeline, mark it on the charts and attribute answers slower than p99 to its events",
+  'attribution-window': 'ms an event is widened by on each side when matched to slow answers (default 2)',
   'ingest-rate': 'mixed: ingest records/s (default 2000)',
   'ingest-batch': 'mixed: records per ingest request (default 500)',
   'ingest-segment': 'mixed: segment the ingest stream adds (default 999, outside the generator’s ids)',
@@ -102,6 +105,8 @@ function options(f: Flags): RunOptions {
     partner: typeof f.partner === 'string' ? f.partner : 'loadtest',
     partnerKey: key('partner-key', 'LOADTEST_PARTNER_KEY'),
     ingestKey: key('ingest-key', 'LOADTEST_INGEST_KEY'),
+    adminKey: key('admin-key', 'LOADTEST_ADMIN_KEY'),
+    attributionWindowMs: numFlag(f, 'attribution-window', { min: 0, max: 10_000, def: 2 }),
     ingestRate: intFlag(f, 'ingest-rate', { min: 0, max: 10_000_000, def: 2000 }),
     ingestBatch: intFlag(f, 'ingest-batch', { min: 1, max: 1_000_000, def: 500 }),
     ingestSegment: intFlag(f, 'ingest-segment', { min: 0, max: 0xffff_ffff, def: 999 }),

@@ -1,7 +1,10 @@
 // Server-side figures: /metrics scraped before and after a run, and the
 // difference of every segd_* counter (histograms by their _count and _sum), so
 // the report shows what the server itself counted: requests by route and
-// status, lookups hit/miss, loader records, aborted requests.
+// status, lookups hit/miss, loader records, aborted requests. With an admin
+// key, also the server's event timeline over the run (TimelineFollower).
+import type { ServerEvent } from './attribution.js';
+
 export type Samples = Map<string, number>;
 
 /** Gauges kept from the last scrape: the process's memory and the store's size (DESIGN: worker memory flat as data grows). */
@@ -93,4 +96,81 @@ export function serverView(d: Record<string, number>, route: string): ServerView
   const aborted = d['segd_http_aborted_total'];
   if (aborted) v.aborted = aborted;
   return v;
+}
+
+/** One page of the server's event timeline (GET /v1/admin/timeline, metrics/timeline.ts). */
+export interface TimelinePage {
+  now: number;
+  capacity: number;
+  recorded: number;
+  oldestSeq?: number;
+  events: Array<ServerEvent & { seq: number }>;
+}
+
+export async function fetchTimeline(origin: string, adminKey: string, sinceMs: number): Promise<TimelinePage> {
+  const r = await fetch(`${origin}/v1/admin/timeline?since=${Math.max(0, Math.floor(sinceMs))}`, {
+    headers: { authorization: `Bearer ${adminKey}` },
+    signal: AbortSignal.timeout(10_000),
+  });
+  if (!r.ok) {
+    const code = await r
+      .json()
+      .then((j) => (j as { error?: { code?: string } }).error?.code)
+      .catch(() => undefined);
+    throw new Error(`GET /v1/admin/timeline answered ${r.status}${code ? ` ${code}` : ''}`);
+  }
+  return (await r.json()) as TimelinePage;
+}
+
+/**
+ * Follows the timeline during a run: a poll every few seconds (the ring is
+ * bounded, a long run would outlive it), events kept once each (by seq), and
+ * a note when the ring overwrote events before they were fetched.
+ */
+export class TimelineFollower {
+  private readonly seen = new Map<number, ServerEvent>();
+  private lastSeq = 0;
+  private latestT = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private polling: Promise<void> = Promise.resolve();
+  lost = false;
+  error: string | undefined;
+
+  constructor(
+    private readonly origin: string,
+    private readonly adminKey: string,
+    private readonly fromMs: number,
+  ) {}
+
+  start(everyMs = 5000): void {
+    this.poll();
+    this.timer = setInterval(() => this.poll(), everyMs);
+    this.timer.unref();
+  }
+
+  private poll(): void {
+    this.polling = this.polling.then(async () => {
+      try {
+        // Worker events reach the ring up to a second late: ask again for the last few seconds.
+        const page = await fetchTimeline(this.origin, this.adminKey, Math.max(this.fromMs, this.latestT - 5000));
+        if (this.lastSeq > 0 && page.oldestSeq !== undefined && page.oldestSeq > this.lastSeq + 1) this.lost = true;
+        for (const e of page.events) {
+          const { seq, ...ev } = e;
+          this.seen.set(seq, ev);
+          if (seq > this.lastSeq) this.lastSeq = seq;
+          if (e.t > this.latestT) this.latestT = e.t;
+        }
+      } catch (err) {
+        this.error = (err as Error).message;
+      }
+    });
+  }
+
+  /** A last poll, then every event seen, oldest first. */
+  async stop(): Promise<ServerEvent[]> {
+    if (this.timer) clearInterval(this.timer);
+    this.poll();
+    await this.polling;
+    return [...this.seen.values()].sort((a, b) => a.t - b.t);
+  }
 }

@@ -43,6 +43,23 @@ export interface ErrorsByKind {
   other: number;
 }
 
+/**
+ * The slow answers with when they ended (wall clock, ms), for laying them
+ * against the server's event timeline (attribution.ts). Kept: every answer at
+ * or above the running 98th percentile of the run so far (recomputed each
+ * second; every answer of the first second), so the run's final p99 set is
+ * whole unless latencies rise past the p98–p99 gap mid-run. Not written to
+ * results.json.
+ */
+export interface SlowAnswers {
+  endMs: number[];
+  us: number[];
+  /** More than MAX_SLOW were kept: the rest were dropped. */
+  truncated: boolean;
+}
+
+const MAX_SLOW = 2_000_000;
+
 export interface Figures {
   requests: number;
   ok: number;
@@ -55,6 +72,9 @@ export interface Figures {
   latencyUs: Percentiles;
   timeline: Second[];
   histogram: Bucket[];
+  /** Wall clock (ms) when the measured window began (generators that keep no timeline leave it out). */
+  startMs?: number;
+  slow?: SlowAnswers;
 }
 
 const BUCKETS_PER_DECADE = 10;
@@ -89,6 +109,8 @@ export class Recorder {
   private nextSecond = 0;
   private requests = 0;
   private okCount = 0;
+  private slowFloorUs = 0;
+  private readonly slow: SlowAnswers = { endMs: [], us: [], truncated: false };
   readonly errors: ErrorsByKind = { status: {}, timeouts: 0, connection: 0, other: 0 };
 
   constructor(private readonly isOk: (status: number) => boolean) {}
@@ -102,8 +124,14 @@ export class Recorder {
 
   /** One answer: its latency in µs and status; `errorKey` names a failed answer (default: the status). */
   answer(latencyUs: number, status: number, errorKey?: string): void {
-    this.roll();
+    const now = this.roll();
     const us = Math.max(1, Math.round(latencyUs));
+    if (us >= this.slowFloorUs) {
+      if (this.slow.us.length < MAX_SLOW) {
+        this.slow.endMs.push(performance.timeOrigin + now);
+        this.slow.us.push(us);
+      } else this.slow.truncated = true;
+    }
     this.requests++;
     this.all.recordValue(us);
     this.sec.recordValue(us);
@@ -129,7 +157,8 @@ export class Recorder {
     this.roll(true);
   }
 
-  private roll(final = false): void {
+  /** Closes the seconds that ended; returns the time now. */
+  private roll(final = false): number {
     if (this.t0 === 0) this.start();
     const now = final ? this.tEnd : performance.now();
     while (now >= this.nextSecond || (final && (this.sec.totalCount > 0 || this.secErrors > 0))) {
@@ -147,8 +176,10 @@ export class Recorder {
       this.sec.reset();
       this.secErrors = 0;
       this.nextSecond += 1000;
+      this.slowFloorUs = this.all.getValueAtPercentile(98);
       if (final) break;
     }
+    return now;
   }
 
   figures(): Figures {
@@ -173,6 +204,8 @@ export class Recorder {
       latencyUs: percentilesOf(this.all),
       timeline: this.timeline,
       histogram,
+      startMs: performance.timeOrigin + this.t0,
+      slow: this.slow,
     };
   }
 }

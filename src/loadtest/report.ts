@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fmtPct, fmtUs } from './gate.js';
 import { scenarioLabel, type Results, type ScenarioResult } from './runner.js';
 import type { Bucket, Second } from './recorder.js';
+import { kindOf, type Attribution, type ServerEvent } from './attribution.js';
 
 const ENTITY: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 const esc = (s: unknown) => String(s).replace(/[&<>"']/g, (c) => ENTITY[c]!);
@@ -24,8 +25,54 @@ function niceMax(v: number): number {
   return 10 * p;
 }
 
-/** p50 and p99 per second (left axis, µs) over requests per second (bars, right axis). */
-export function timelineSvg(tl: Second[], title: string): string {
+/** Colours of the server's event kinds on the latency chart (worker-thread events share their kind's). */
+const EVENT_COLOURS: Record<string, string> = {
+  commit: '#7c3aed',
+  'snapshot-flip': '#0e7490',
+  sweep: '#a16207',
+  'filter-save': '#be185d',
+  'registry-reload': '#4d7c0f',
+  'metrics-scrape': '#64748b',
+  gc: '#dc2626',
+  'loop-delay': '#ea580c',
+};
+const LANE = 9;
+const LANE_LABEL_W = 44;
+
+/** The server's events under the chart: one lane per kind, each event a bar from its start for its duration. */
+function eventLanes(events: ServerEvent[], startMs: number, n: number, iw: number, top: number): [string, number] {
+  const lanes = [...new Set(events.map(kindOf))].sort();
+  const x = (ms: number) => PAD.l + Math.min(Math.max(((ms - startMs) / 1000) * (iw / n), 0), iw);
+  const svg = lanes
+    .map((lane, i) => {
+      const y = top + i * LANE;
+      const colour = EVENT_COLOURS[lane.replace(/ \(worker\)$/, '')] ?? '#334155';
+      const marks = events
+        .filter((e) => kindOf(e) === lane)
+        .map((e) => {
+          const x0 = x(e.t);
+          const w = Math.max(1.2, x(e.t + e.ms) - x0);
+          const detail = e.detail
+            ? ' ' +
+              Object.entries(e.detail)
+                .map(([k, v]) => `${k}=${v}`)
+                .join(' ')
+            : '';
+          return `<rect class="ev" x="${x0.toFixed(1)}" y="${y}" width="${w.toFixed(1)}" height="${LANE - 2}" fill="${colour}"><title>${esc(`${((e.t - startMs) / 1000).toFixed(3)} s: ${e.kind} on ${e.thread}, ${e.ms} ms${detail}`)}</title></rect>`;
+        })
+        .join('');
+      return `<text x="${PAD.l - 6}" y="${y + LANE - 2}" text-anchor="end" class="lane">${esc(lane)}</text>${marks}`;
+    })
+    .join('');
+  return [svg, lanes.length * LANE];
+}
+
+/**
+ * p50 and p99 per second (left axis, µs) over requests per second (bars, right
+ * axis); with the server's events (startMs: wall clock of the first second),
+ * a lane per event kind under the time axis.
+ */
+export function timelineSvg(tl: Second[], title: string, server?: { startMs: number; events: ServerEvent[] }): string {
   if (!tl.length) return '<p class="muted">no answers to chart</p>';
   const iw = W - PAD.l - PAD.r;
   const ih = H - PAD.t - PAD.b;
@@ -66,8 +113,12 @@ export function timelineSvg(tl: Second[], title: string): string {
   const xt = [...new Set([0, Math.floor((n - 1) / 2), n - 1])]
     .map((i) => `<text x="${x(i)}" y="${H - 10}" text-anchor="middle">${tl[i]!.t} s</text>`)
     .join('');
-  return `<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(title)}"><title>${esc(title)}</title>${ticks}${bars}${line((s) => s.p50Us, 'p50')}${line((s) => s.p99Us, 'p99')}${errs}${xt}</svg>
-<div class="legend"><span class="k p50"></span>p50 <span class="k p99"></span>p99 <span class="k rps"></span>requests/s (right axis) <span class="err">×</span> second with errors</div>`;
+  const [lanes, lanesH] = server?.events.length ? eventLanes(server.events, server.startMs, n, iw, H + 2) : ['', 0];
+  const h = H + (lanesH ? lanesH + 6 : 0);
+  // Lane names are wider than the left axis: the view starts further left.
+  const x0 = lanesH ? -LANE_LABEL_W : 0;
+  return `<svg viewBox="${x0} 0 ${W - x0} ${h}" role="img" aria-label="${esc(title)}"><title>${esc(title)}</title>${ticks}${bars}${line((s) => s.p50Us, 'p50')}${line((s) => s.p99Us, 'p99')}${errs}${xt}${lanes}</svg>
+<div class="legend"><span class="k p50"></span>p50 <span class="k p99"></span>p99 <span class="k rps"></span>requests/s (right axis) <span class="err">×</span> second with errors${lanesH ? ' · under the axis: the server’s events (hover for details)' : ''}</div>`;
 }
 
 /** Latency distribution: log-spaced buckets (10 per decade), share of answers, with p50/p99/p99.9 marked. */
@@ -187,7 +238,11 @@ function scenarioSection(r: ScenarioResult): string {
   const warnings = (r.warnings ?? []).map((w) => `<p class="skip"><b>Note:</b> ${esc(w)}</p>`).join('');
   return `<section>${head}${warnings}
 <table class="kv">${rows.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('')}</table>
-<div class="charts"><figure><figcaption>Latency over time</figcaption>${timelineSvg(f.timeline, `${r.scenario} latency over time`)}</figure>
+<div class="charts"><figure><figcaption>Latency over time</figcaption>${timelineSvg(
+    f.timeline,
+    `${r.scenario} latency over time`,
+    r.events && f.startMs !== undefined ? { startMs: f.startMs, events: r.events } : undefined,
+  )}</figure>
 <figure><figcaption>Latency histogram</figcaption>${histogramSvg(
     f.histogram,
     [
@@ -197,7 +252,22 @@ function scenarioSection(r: ScenarioResult): string {
     ],
     `${r.scenario} latency histogram`,
   )}</figure></div>
-${server}</section>`;
+${r.attribution ? attributionTable(r.attribution) : ''}${server}</section>`;
+}
+
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+
+/** Which server events the answers slower than p99 overlapped (attribution.ts). */
+export function attributionTable(a: Attribution): string {
+  const rows = a.kinds
+    .map(
+      (k) =>
+        `<tr><td>${esc(k.kind)}</td><td class="num">${int(k.events)}</td><td class="num">${int(k.samples)}</td><td class="num"><b>${pct(k.share)}</b></td><td class="num">${pct(k.timeShare)}</td><td class="num">${k.lift.toFixed(2)}×</td></tr>`,
+    )
+    .join('');
+  return `<h3>Slow answers against server events</h3>
+<p class="muted">${int(a.samples)} answers slower than p99 (${esc(fmtUs(a.thresholdUs))}); an event explains one it overlaps, widened by ±${a.windowMs} ms. Time share: how much of the run those events cover — lift well above 1× means slow answers cluster around them.${a.truncated ? ' The generator kept only some slow answers.' : ''}</p>
+<table class="grid"><tr><th>event kind</th><th>events</th><th>slow answers</th><th>share</th><th>time share</th><th>lift</th></tr>${rows}<tr><td><i>none (unexplained)</i></td><td></td><td class="num">${int(a.unexplained.samples)}</td><td class="num"><b>${pct(a.unexplained.share)}</b></td><td></td><td></td></tr></table>`;
 }
 
 export function renderHtml(res: Results): string {
@@ -259,7 +329,7 @@ table.kv th{font-weight:600;color:#4a5366;white-space:nowrap}.num{text-align:rig
 .charts{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0;flex:1 1 560px;background:#fff;border:1px solid #e3e7ee;border-radius:6px;padding:8px}
 figcaption{font-weight:600;margin-bottom:4px}svg{width:100%;height:auto;font-size:11px;fill:#4a5366}
 .grid{stroke:#e8ebf0}.rps{fill:#dbe4f3}.bar{fill:#7c93c3}polyline{fill:none;stroke-width:1.8}polyline.p50{stroke:#2f7d4f}polyline.p99{stroke:#c2410c}
-circle.p50{fill:#2f7d4f}circle.p99{fill:#c2410c}rect.p99{fill:#c2410c}line.mark{stroke:#c2410c;stroke-dasharray:3 3}text.mark{fill:#c2410c}.err{fill:#b3261e;font-weight:700}
+text.lane{font-size:8px}rect.ev{opacity:.75}circle.p50{fill:#2f7d4f}circle.p99{fill:#c2410c}rect.p99{fill:#c2410c}line.mark{stroke:#c2410c;stroke-dasharray:3 3}text.mark{fill:#c2410c}.err{fill:#b3261e;font-weight:700}
 .legend{font-size:12px;color:#4a5366}.legend .k{display:inline-block;width:14px;height:4px;margin:0 4px 2px 10px;vertical-align:middle}
 .k.p50{background:#2f7d4f}.k.p99{background:#c2410c}.k.rps{background:#dbe4f3;height:10px}.skip{color:#8a5a00}.fail{color:#b3261e}
 code{font-size:12px}figure.cmp{flex:0 1 440px}svg.cmp{font-size:13px}figure.cmp p{margin:4px 0 0;font-size:13px}details{margin-top:8px}

@@ -2,13 +2,14 @@
 // scrape /metrics, warm up (not counted), measure, scrape again; with
 // --compare, run the same scenario with the same settings against the
 // hello-world and Fastify + Redis right after; then evaluate the gate.
-import type { Figures } from './recorder.js';
+import type { Figures, SlowAnswers } from './recorder.js';
 import { sampleKeys, type KeyMix } from './key-mix.js';
 import { SCENARIOS, type HttpReq, type ScenarioInput, type ScenarioName } from './scenarios.js';
 import { driveHttp, type DriveInfo, type DriveResult } from './drive-http.js';
 import { driveWs, openWs, WsUnavailable } from './drive-ws.js';
 import { IngestStream, type IngestFigures } from './ingest-stream.js';
-import { diff, gauges, scrape, serverView, type ServerView } from './metrics-scrape.js';
+import { diff, gauges, scrape, serverView, TimelineFollower, type ServerView } from './metrics-scrape.js';
+import { attribute, type Attribution, type ServerEvent } from './attribution.js';
 import { evaluate, fmtUs, type Gate, type GateResult } from './gate.js';
 import { startBaselines, type Baselines } from './baselines.js';
 import { cleanup, pin, planPinning, type Pinning } from './processes.js';
@@ -37,6 +38,10 @@ export interface RunOptions {
   partner: string;
   partnerKey: string;
   ingestKey: string;
+  /** Admin bearer key: fetch the server's event timeline and attribute slow answers to its events ('' = off). */
+  adminKey: string;
+  /** Attribution: an event explains a slow answer it overlaps when widened by this much on each side, ms. */
+  attributionWindowMs: number;
   ingestRate: number;
   ingestBatch: number;
   ingestSegment: number;
@@ -72,6 +77,10 @@ export interface ScenarioResult {
   ingest?: IngestFigures | null;
   /** Reasons to distrust or qualify the figures (the generator fell behind, a rate not reached). */
   warnings?: string[];
+  /** With --admin-key: the server's timeline events during the measured window (and windowMs around it). */
+  events?: ServerEvent[];
+  /** With --admin-key: which event kinds the answers slower than p99 overlapped. */
+  attribution?: Attribution;
 }
 
 export interface Comparison {
@@ -96,7 +105,11 @@ export interface Results {
   version: 1;
   startedAt: string;
   finishedAt: string;
-  settings: Omit<RunOptions, 'gates' | 'partnerKey' | 'ingestKey'> & { gates: string[]; node: string; mode: string };
+  settings: Omit<RunOptions, 'gates' | 'partnerKey' | 'ingestKey' | 'adminKey'> & {
+    gates: string[];
+    node: string;
+    mode: string;
+  };
   keyMix: Omit<KeyMix, 'uids' | 'index'> & { draws: number };
   pinning: Pinning;
   dataCheck?: DataCheck;
@@ -230,9 +243,11 @@ async function measure(
         })
       : null;
   // The ingest stream starts once that scrape is answered, so both counts cover the same window.
+  const follower = target === 'segd' && o.adminKey ? new TimelineFollower(origin, o.adminKey, Date.now() - 1000) : null;
   const onMeasureStart =
     target === 'segd'
       ? async () => {
+          follower?.start();
           scraped.before = scrape(origin);
           await scraped.before;
           ingest?.start();
@@ -282,6 +297,7 @@ async function measure(
   } catch (err) {
     // A generator that died (or a target that went away mid-run) fails this scenario, not the whole run.
     await ingest?.stop();
+    await follower?.stop();
     return {
       ...base,
       status: 'failed',
@@ -293,7 +309,7 @@ async function measure(
     progress.done();
   }
   const ingestFigures = ingest ? await ingest.stop() : undefined;
-  const figures = driven.figures;
+  const { slow, ...figures } = driven.figures;
   const out: ScenarioResult = {
     ...base,
     drive: driven.info,
@@ -303,6 +319,12 @@ async function measure(
   if (ingestFigures !== undefined) out.ingest = ingestFigures;
   const warnings = qualify(o, out);
   if (probeNote) warnings.unshift(probeNote);
+  if (follower) {
+    const t = await attributeRun(o, follower, figures, slow);
+    if (t.events) out.events = t.events;
+    if (t.attribution) out.attribution = t.attribution;
+    warnings.push(...t.warnings);
+  }
   if (warnings.length) out.warnings = warnings;
   if (scraped.before) {
     const b = await scraped.before;
@@ -317,6 +339,34 @@ async function measure(
     };
   }
   return out;
+}
+
+/** Worker events reach the server's ring up to this long after they happen (server/worker.ts). */
+const WORKER_EVENTS_LAG_MS = 1200;
+
+/** The run's server events and the attribution of its slow answers to them. */
+async function attributeRun(
+  o: RunOptions,
+  follower: TimelineFollower,
+  figures: Figures,
+  slow: SlowAnswers | undefined,
+): Promise<{ events?: ServerEvent[]; attribution?: Attribution; warnings: string[] }> {
+  await new Promise((r) => setTimeout(r, WORKER_EVENTS_LAG_MS));
+  const all = await follower.stop();
+  const warnings: string[] = [];
+  if (follower.error) warnings.push(`server timeline: ${follower.error}`);
+  if (follower.lost)
+    warnings.push(
+      'the server timeline overwrote events before they were fetched (raise SEGD_TIMELINE_EVENTS): the attribution misses some',
+    );
+  if (figures.startMs === undefined || !slow) return { events: all, warnings };
+  const fromMs = figures.startMs;
+  const toMs = fromMs + figures.seconds * 1000;
+  const w = o.attributionWindowMs;
+  const events = all.filter((e) => e.t + e.ms >= fromMs - w && e.t <= toMs + w);
+  const attribution = attribute(slow, events, { thresholdUs: figures.latencyUs.p99, windowMs: w, fromMs, toMs });
+  if (attribution.truncated) warnings.push('attribution: the generator kept only the first 2M slow answers');
+  return { events, attribution, warnings };
 }
 
 const DATA_CHECK_KEYS = 50;
@@ -486,7 +536,7 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
         }),
       );
     }
-    const { gates: _g, partnerKey: _p, ingestKey: _i, ...settings } = o;
+    const { gates: _g, partnerKey: _p, ingestKey: _i, adminKey: _a, ...settings } = o;
     return {
       tool: 'segd loadtest',
       version: 1,

@@ -59,6 +59,18 @@ export function summaryText(res: Results, files: { html: string; json: string })
   const skipped = res.results.filter((r) => r.status !== 'ran');
   for (const r of skipped) out.push(`  ${r.scenario}: ${r.reason}`);
   for (const r of res.results) for (const w of r.warnings ?? []) out.push(`  ${scenarioLabel(r)} → ${r.target}: ${w}`);
+  for (const r of res.results) {
+    const a = r.attribution;
+    if (!a) continue;
+    const kinds = a.kinds
+      .filter((k) => k.samples > 0)
+      .slice(0, 5)
+      .map((k) => `${k.kind} ${(k.share * 100).toFixed(0)}% (lift ${k.lift.toFixed(1)}×)`);
+    kinds.push(`unexplained ${(a.unexplained.share * 100).toFixed(0)}%`);
+    out.push(
+      `  ${scenarioLabel(r)}: of ${int(a.samples)} answers slower than p99 ${fmtUs(a.thresholdUs)}, ±${a.windowMs} ms of: ${kinds.join(', ')}`,
+    );
+  }
   for (const c of res.comparisons) {
     const parts = [
       c.vsHello !== undefined ? `segd / hello-world ${c.vsHello.toFixed(2)}×` : '',

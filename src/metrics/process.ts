@@ -3,9 +3,17 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, AggregatorRegistry } from 'prom-client';
-import type { KnownUsers } from '../filters/known-users.js';
 import { userCount, type Store } from '../store/env.js';
 import { STALL_REASONS } from '../store/write-failure.js';
+import { transactionCpuSeconds, transactionSeconds } from './writer-slices.js';
+
+/** What the metrics read of the known-users filter (filters/known-users.ts), which itself records on the timeline. */
+export interface FilterView {
+  readonly state: string;
+  readonly current: { params: { capacity: number }; buffer: ArrayBufferLike; fillRatio(): number } | null;
+  readonly addedCount: number;
+  readonly rebuilds: number;
+}
 
 const SOURCES = ['seed', 'inbox', 'push', 'nats', 'sync'] as const;
 export type Source = (typeof SOURCES)[number];
@@ -26,7 +34,7 @@ export class ProcessMetrics {
 
   private readonly fpRate: Gauge;
 
-  constructor(store: Store, known: KnownUsers | null = null) {
+  constructor(store: Store, known: FilterView | null = null) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'segd_' });
     this.records = new Counter({
@@ -64,6 +72,8 @@ export class ProcessMetrics {
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
       registers,
     });
+    this.registry.registerMetric(transactionSeconds);
+    this.registry.registerMetric(transactionCpuSeconds);
     this.swept = new Counter({
       name: 'segd_ttl_swept_total',
       help: 'Expired memberships removed by the TTL sweep',

@@ -6,6 +6,8 @@ import type { FilterHandle } from '../filters/known-users.js';
 export interface Rpc {
   /** Prometheus text for the whole process. */
   scrape: [Record<string, never>, string];
+  /** The event timeline (metrics/timeline.ts) from a wall-clock ms on. */
+  timeline: [{ since: number }, import('../metrics/timeline.js').TimelineAnswer];
   /** A segment's members as a bloom filter export (JSON text). */
   exportSegment: [{ segment: number; fpRate: number }, string];
   /** Parse and apply a pushed batch (raw body transferred, not copied). */
@@ -32,6 +34,8 @@ export type FromWorker =
   | { type: 'listening'; port: number }
   | { type: 'listen-failed'; port: number }
   | { type: 'collected'; id: number; metrics: object }
+  /** Timeline events this worker recorded (GC pauses, loop-delay spikes), for the main thread's ring. */
+  | { type: 'events'; events: import('../metrics/timeline.js').TimelineEvent[] }
   | { type: 'rpc'; id: number; method: RpcMethod; args: unknown }
   | { type: 'drained' };
 

@@ -14,6 +14,8 @@ import { openStore, userCount, type Store } from '../store/env.js';
 import { Loader } from '../loader/loader.js';
 import { KnownUsers } from '../filters/known-users.js';
 import { ProcessMetrics } from '../metrics/process.js';
+import { RuntimeObservers } from '../metrics/runtime.js';
+import { timeline } from '../metrics/timeline.js';
 import type { Logger } from '../log.js';
 import { SharedState, Flag, Gauge, GENERATION_SLOT, COMMIT_SLOT } from '../shared-state.js';
 import { STALL_REASONS } from '../store/write-failure.js';
@@ -91,6 +93,9 @@ export async function serve(
         );
     },
   });
+  // Event-loop delay, GC pauses and CPU of this (the writer's) thread; workers run their own.
+  timeline.resize(config.timelineEvents);
+  const runtime = new RuntimeObservers(metrics.registry, { thread: 'main' }, timeline, config.loopMonitorMs);
   const slots: Slot[] = [];
   /** The last restart of each worker index, for the restart backoff. */
   const restarts = new Map<number, { at: number; delay: number }>();
@@ -101,6 +106,7 @@ export async function serve(
   let collectSeq = 0;
   const collecting = new Map<number, { want: number; got: object[]; done: (m: object[]) => void }>();
   const collect = async (): Promise<string> => {
+    const t0 = performance.now();
     const id = ++collectSeq;
     const live = slots.filter((s) => s.worker.threadId > 0);
     const got = await new Promise<object[]>((resolve) => {
@@ -109,7 +115,9 @@ export async function serve(
       setTimeout(() => collecting.get(id)?.done(collecting.get(id)!.got), 1000).unref();
     });
     collecting.delete(id);
-    return metrics.text(got);
+    const text = await metrics.text(got);
+    timeline.mark('metrics-scrape', t0, { workers: got.length });
+    return text;
   };
   // One collection serves every scrape for SEGD_METRICS_CACHE_MS, counted from
   // when it started, so concurrent scrapes share it: scrapes cannot make the
@@ -134,12 +142,15 @@ export async function serve(
     matches: async ({ items }) => loader.matches.apply(items),
     forget: async (req) => loader.privacy.run(req),
     registry: async (op) => {
+      const t0 = performance.now();
       const r = applyRegistryOp(store, op);
       // Posted before the rpc result, so the asking worker has reloaded when it answers.
       if (r.ok) for (const s of slots) s.worker.postMessage({ type: 'registry' } satisfies ToWorker);
       if (r.ok) loader.taxonomy.refresh();
+      if (r.ok) timeline.mark('registry-reload', t0, { change: op.kind, id: op.id });
       return r;
     },
+    timeline: async ({ since }) => timeline.since(since),
   };
 
   const startWorker = (index: number, wantPort: number) =>
@@ -176,6 +187,9 @@ export async function serve(
             }
             break;
           }
+          case 'events':
+            timeline.append(msg.events);
+            break;
           case 'rpc':
             rpcs[msg.method](msg.args as never).then(
               (result) => worker.postMessage({ type: 'rpc-result', id: msg.id, result } satisfies ToWorker),
@@ -294,6 +308,7 @@ export async function serve(
   const workersDrained = () => Promise.all(slots.map((s) => waiting.track(`worker ${s.index}: drain`, s.drained)));
   const stopAll = async (reason: string) => {
     shuttingDown = true;
+    runtime.stop();
     const timeoutMs = config.shutdownTimeoutMs;
     const deadline = Date.now() + timeoutMs;
     log.info({ reason, timeoutMs }, 'shutting down');

@@ -8,6 +8,8 @@ import { SegmentLookup } from '../lookup/segments.js';
 import { BlockedBloom } from '../filters/blocked-bloom.js';
 import type { FilterHandle } from '../filters/known-users.js';
 import { HttpMetrics } from '../metrics/http.js';
+import { RuntimeObservers } from '../metrics/runtime.js';
+import { timeline } from '../metrics/timeline.js';
 import { createApp } from '../http/app.js';
 import { createLogger } from '../log.js';
 import { Registry } from '../partners/registry.js';
@@ -39,6 +41,20 @@ const store = openStore(config.dataDir, {
   commitCell: { cells: state.flags, index: COMMIT_SLOT },
 });
 const metrics = new HttpMetrics();
+timeline.thread = `worker ${data.index}`;
+const runtime = new RuntimeObservers(
+  metrics.registry,
+  { thread: 'worker', worker: String(data.index) },
+  timeline,
+  config.loopMonitorMs,
+);
+/** How often this worker hands its timeline events (GC pauses, loop-delay spikes) to the main thread's ring. */
+const EVENTS_EVERY_MS = 1000;
+const eventsTimer = setInterval(() => {
+  const events = timeline.drain();
+  if (events.length) send({ type: 'events', events });
+}, EVENTS_EVERY_MS);
+eventsTimer.unref();
 const inflight = { n: 0 };
 
 let rpcSeq = 0;
@@ -87,6 +103,7 @@ const app = createApp({
   graph,
   matches,
   forget: (req) => rpc('forget', req),
+  timeline: (since) => rpc('timeline', { since }),
 });
 let listenSocket: us_listen_socket | null = null;
 
@@ -176,6 +193,8 @@ async function drain(): Promise<void> {
   try {
     state.set(Flag.Draining, true);
     admission.stop();
+    runtime.stop();
+    clearInterval(eventsTimer);
     if (listenSocket) uWS.us_listen_socket_close(listenSocket);
     listenSocket = null;
     matches.flush();

@@ -1,0 +1,134 @@
+// The runtime families of /metrics on the real server, after some traffic:
+// event-loop delay, GC pauses and CPU of the main (writer) thread and of each
+// worker, and the writer's transaction wall and CPU time.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSegd, stopReport, feedLine, waitFor, CLEAN_STOP, type Segd } from './helpers/server.js';
+
+const INGEST = 'runtime-ingest-key-0123456789';
+let segd: Segd;
+
+beforeAll(async () => {
+  segd = await startSegd({ env: { SEGD_INGEST_KEYS: INGEST, SEGD_WORKERS: '2' } });
+});
+afterAll(async () => {
+  if (segd) expect(await stopReport(segd)).toEqual(CLEAN_STOP);
+});
+
+/** series (name{labels}) → value, for the families starting with `prefix`. */
+async function scrape(prefix: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`${segd.url}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(prefix)) continue;
+    const i = line.lastIndexOf(' ');
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+
+const THREADS = ['thread="main"', 'thread="worker",worker="0"', 'thread="worker",worker="1"'];
+
+let pushed = 0;
+async function pushSome(n: number): Promise<void> {
+  let body = '';
+  for (let i = 0; i < n; i++) body += feedLine({ op: 'add', uid: `rt-${pushed++}`, segments: [1 + (i % 50), 100] });
+  const r = await fetch(`${segd.url}/v1/ingest`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${INGEST}`, 'content-type': 'application/x-ndjson' },
+    body,
+  });
+  expect(r.status).toBe(200);
+}
+
+describe('runtime metrics', () => {
+  it('exposes event-loop delay per thread: quantiles in seconds, ordered, and counts that grow', async () => {
+    for (let i = 0; i < 200; i++) await fetch(`${segd.url}/v1/segments?uid=u${i}`);
+    const name = 'segd_event_loop_delay_seconds';
+    let first = await scrape(name);
+    // The quantiles cover folded samples (every 100 ms): wait for the first fold of every thread.
+    await waitFor(async () => {
+      first = await scrape(name);
+      return THREADS.every((t) => (first.get(`${name}_count{${t}}`) ?? 0) > 0);
+    });
+    for (const t of THREADS) {
+      const q = (x: string) => first.get(`${name}{${t},quantile="${x}"}`)!;
+      for (const x of ['0.5', '0.99', '0.999', '1']) {
+        expect(q(x), `${t} ${x}`).toBeGreaterThanOrEqual(0);
+        // Seconds, not ns or ms: a 1 ms timer is not a minute late.
+        expect(q(x), `${t} ${x}`).toBeLessThan(60);
+      }
+      expect(q('0.5')).toBeLessThanOrEqual(q('0.99'));
+      expect(q('0.99')).toBeLessThanOrEqual(q('0.999'));
+      expect(q('0.999')).toBeLessThanOrEqual(q('1'));
+      expect(first.get(`${name}_sum{${t}}`)).toBeGreaterThanOrEqual(0);
+    }
+    // A 1 ms timer fires up to ~1000 times a second per thread: the counts keep growing.
+    await waitFor(async () => {
+      const later = await scrape(name);
+      return THREADS.every((t) => later.get(`${name}_count{${t}}`)! > first.get(`${name}_count{${t}}`)! + 50);
+    });
+  });
+
+  it('exposes GC pauses by kind for every thread, and counts them', async () => {
+    const name = 'segd_gc_pause_seconds';
+    const m = await scrape(name);
+    for (const t of THREADS)
+      for (const kind of ['scavenge', 'mark-sweep-compact', 'incremental', 'weakcb'])
+        expect(m.has(`${name}_count{${t},kind="${kind}"}`), `${t} ${kind}`).toBe(true);
+    // Parsing and applying pushed records allocates on the main thread: its young generation fills.
+    await waitFor(async () => {
+      await pushSome(2000);
+      const now = await scrape(name);
+      return (now.get(`${name}_count{thread="main",kind="scavenge"}`) ?? 0) > 0;
+    }, 30_000);
+    const now = await scrape(name);
+    const sum = now.get(`${name}_sum{thread="main",kind="scavenge"}`)!;
+    const count = now.get(`${name}_count{thread="main",kind="scavenge"}`)!;
+    // A pause is positive and under a second.
+    expect(sum).toBeGreaterThan(0);
+    expect(sum / count).toBeLessThan(1);
+    expect(now.get(`${name}_bucket{le="+Inf",thread="main",kind="scavenge"}`)).toBe(count);
+  });
+
+  it("exposes each thread's CPU time and the writer's transaction wall and CPU time", async () => {
+    const before = await scrape('segd_');
+    await pushSome(500);
+    const after = await scrape('segd_');
+    for (const t of THREADS) {
+      const cpu = after.get(`segd_thread_cpu_seconds_total{${t}}`)!;
+      expect(cpu, t).toBeGreaterThan(0);
+      expect(cpu, t).toBeLessThan(600);
+    }
+    // The writer worked for the push: its CPU grew.
+    expect(after.get('segd_thread_cpu_seconds_total{thread="main"}')!).toBeGreaterThan(
+      before.get('segd_thread_cpu_seconds_total{thread="main"}')!,
+    );
+    const n = (m: Map<string, number>, s: string) => m.get(s) ?? 0;
+    expect(n(after, 'segd_loader_transaction_seconds_count')).toBeGreaterThan(
+      n(before, 'segd_loader_transaction_seconds_count'),
+    );
+    expect(n(after, 'segd_loader_transaction_cpu_seconds_count')).toBe(
+      n(after, 'segd_loader_transaction_seconds_count'),
+    );
+    const wall = n(after, 'segd_loader_transaction_seconds_sum');
+    const cpu = n(after, 'segd_loader_transaction_cpu_seconds_sum');
+    expect(wall).toBeGreaterThan(0);
+    expect(cpu).toBeGreaterThan(0);
+    // CPU time of one thread cannot pass its wall time (schedstat is per thread).
+    expect(cpu).toBeLessThanOrEqual(wall * 1.05 + 0.001);
+  });
+});
+
+describe('SEGD_LOOP_MONITOR_MS=0', () => {
+  it('runs no delay monitor; GC pauses and CPU are still there', async () => {
+    const off = await startSegd({ env: { SEGD_LOOP_MONITOR_MS: '0' } });
+    try {
+      const text = await (await fetch(`${off.url}/metrics`)).text();
+      expect(text).not.toContain('segd_event_loop_delay_seconds');
+      expect(text).toContain('segd_gc_pause_seconds_count{thread="worker",worker="0",kind="scavenge"}');
+      expect(text).toContain('segd_thread_cpu_seconds_total{thread="main"}');
+    } finally {
+      expect(await stopReport(off)).toEqual(CLEAN_STOP);
+    }
+  });
+});
