@@ -5,15 +5,19 @@
 //   openloop --port P (--requests FILE | --paths FILE) --rate R
 //            [--host 127.0.0.1] [--connections 50] [--warmup-ms 2000]
 //            [--duration-ms 10000] [--ok-below 300] [--timeout-ms 10000]
-//            [--spin-us 200] [--out FILE]
+//            [--spin-us 50] [--out FILE]
 //
 // Request k is due at t0 + k/R and goes out on the next idle keep-alive
 // connection (one request in flight per connection, no pipelining); its
 // latency counts from when it was due, so a stalled server cannot hide its
 // stall by slowing the generator down (coordinated omission). Pacing: a
-// timerfd armed on CLOCK_MONOTONIC wakes the loop `spin-us` before the next
-// due time, and the loop then polls (epoll_wait with a zero timeout) until it
-// is due, so sends are late by µs, not by a millisecond timer tick.
+// timerfd armed on CLOCK_MONOTONIC (timer slack 1 ns) wakes the loop
+// `spin-us` before the next due time, and the loop then polls (epoll_wait
+// with a zero timeout) until it is due, so sends are late by µs, not by a
+// millisecond timer tick. The spin is short (50 µs, about a timer wake-up)
+// because a client that spins longer holds its whole core, and on a shared
+// machine the scheduler then takes the core away for long stretches: with
+// 200 µs its send lag was 10-100× worse than with 0 or 50 µs under load.
 //
 // Requests: --requests holds whole requests, each a u32 (big-endian) length
 // then its bytes (src/loadtest/open-loop.ts `writeRequests`); --paths holds
@@ -119,7 +123,7 @@ static struct {
   int connections;
   double warmup_ms, duration_ms, timeout_ms, spin_us;
   int ok_below;
-} opt = {"127.0.0.1", 0, NULL, NULL, NULL, 0, 50, 2000, 10000, 10000, 200, 300};
+} opt = {"127.0.0.1", 0, NULL, NULL, NULL, 0, 50, 2000, 10000, 10000, 50, 300};
 
 static void die(const char *fmt, ...) {
   va_list ap;
