@@ -11,11 +11,10 @@ import { IngestStream, type IngestFigures } from './ingest-stream.js';
 import { diff, gauges, scrape, serverView, type ServerView } from './metrics-scrape.js';
 import { evaluate, fmtUs, type Gate, type GateResult } from './gate.js';
 import { startBaselines, type Baselines } from './baselines.js';
-import { cleanup, pin, planPinning, type Pinning } from './processes.js';
+import { cleanup, pin, planPinning, type Pinning, type Server } from './processes.js';
 import { Progress } from '../terminal/progress.js';
 import type { OpenLoopClient } from './native-client.js';
 import { generatorBoundWhy, startControl } from './control.js';
-import type { Server } from './processes.js';
 
 export interface RunOptions {
   target: string;
@@ -228,8 +227,9 @@ async function measure(
 
   // Scraped as the warm-up ends, so the server's counts cover the measured window (and this one scrape).
   const scraped: { before?: ReturnType<typeof scrape> } = {};
+  // The hello-world control gets the lookups only: it measures the generator, not segd under ingest.
   const ingest =
-    name === 'mixed'
+    name === 'mixed' && target === 'segd'
       ? new IngestStream({
           origin,
           ingestKey: o.ingestKey,
