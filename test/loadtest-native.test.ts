@@ -33,6 +33,8 @@ interface Run {
     lost: number;
     latencyUs: Record<string, number>;
     sendLagUs: Record<string, number>;
+    ownLagUs: Record<string, number>;
+    connWaits: number;
     figures: {
       requests: number;
       errorCount: number;
@@ -112,6 +114,10 @@ describe('native open-loop client', () => {
     expect(l.p99).toBeLessThanOrEqual(l.max!);
     expect(l.max).toBeLessThan(100_000);
     expect(r.out.sendLagUs.max).toBeLessThan(100_000);
+    // The send lag split: requests that had a free connection (the generator's own lateness), and the rest.
+    expect(r.out.ownLagUs.max).toBeLessThanOrEqual(r.out.sendLagUs.max!);
+    expect(r.out.connWaits).toBeGreaterThanOrEqual(0);
+    expect(r.out.connWaits).toBeLessThan(r.out.completed);
     const timeline = r.out.figures.timeline;
     expect(timeline.length).toBeGreaterThanOrEqual(1);
     expect(timeline.reduce((n, s) => n + s.requests!, 0)).toBe(r.out.completed);
@@ -252,6 +258,14 @@ describe('the generator-bound rule', () => {
       /this run’s send lag p99 is 2\.000 ms/,
     );
     expect(generatorBoundWhy(run, undefined)[0]).toMatch(/no control/);
+    // The native client's split says whether the server or the generator made requests late.
+    const slowServer = {
+      figures: { latencyUs: lat(3000), requests: 100 },
+      drive: { sendLagUs: lat(2000), ownLagUs: lat(20), connWaits: 7 },
+    };
+    expect(generatorBoundWhy(slowServer, { figures: { latencyUs: lat(50) } })).toEqual([
+      expect.stringMatching(/7 of 100 requests waited for a free connection .*own lateness p99 was 0\.020 ms/),
+    ]);
   });
 });
 

@@ -274,7 +274,9 @@ static double interval_ns;
 static uint64_t total_k, next_k;
 static int in_flight;
 
-static hist_t *lat, *svc, *lag, *sec_h;
+static hist_t *lat, *svc, *lag, *own_lag, *sec_h;
+static uint64_t conn_waits; // in-window requests that went out on a connection as it freed up, none other idle
+static int n_idle;          // connections in C_IDLE
 static uint64_t completed, non2xx, ok_count, lost, conn_events, connect_failures;
 static uint64_t fail_conn, fail_timeout, fail_other; // requests in the window that got no usable answer
 static uint64_t status_counts[1000];
@@ -312,6 +314,13 @@ static void note_failure(uint64_t *kind, int64_t now) {
   }
 }
 
+static void idle_push(conn_t *c);
+
+static void set_state(conn_t *c, int state) {
+  n_idle += (state == C_IDLE) - (c->state == C_IDLE);
+  c->state = state;
+}
+
 static void ep_set(conn_t *c, int out) {
   struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (out ? EPOLLOUT : 0), .data.u64 = (uint64_t)(c - conns)};
   if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) != 0) die("epoll_ctl: %s", strerror(errno));
@@ -329,12 +338,12 @@ static void start_connect(conn_t *c, int64_t now) {
   struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP, .data.u64 = (uint64_t)(c - conns)};
   if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) != 0) die("epoll_ctl: %s", strerror(errno));
   c->want_out = 1;
-  c->state = C_CONNECTING;
+  set_state(c, C_CONNECTING);
+  // Loopback may connect at once; otherwise (done or refused) epoll reports it.
   if (connect(c->fd, (struct sockaddr *)&addr, addr_len) == 0) {
-    c->state = C_IDLE;
+    set_state(c, C_IDLE);
     ep_set(c, 0);
-  } else if (errno != EINPROGRESS) {
-    c->state = C_CONNECTING; // reported by epoll as an error
+    idle_push(c);
   }
   (void)now;
 }
@@ -354,7 +363,7 @@ static void lose(conn_t *c, int64_t now, uint64_t *why) {
   epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
   close(c->fd);
   c->fd = -1;
-  c->state = C_WAIT;
+  set_state(c, C_WAIT);
   c->backoff = c->backoff ? (c->backoff * 2 > 100000000 ? 100000000 : c->backoff * 2) : 1000000;
   c->retry_at = now + c->backoff;
 }
@@ -378,15 +387,26 @@ static void flush(conn_t *c, int64_t now) {
   if (c->want_out) ep_set(c, 0);
 }
 
-static void send_req(conn_t *c, uint64_t k, int64_t now) {
+/**
+ * Sends request k on idle connection c. `freed`: c just became free and takes
+ * a request already due; with no other connection idle, that request waited
+ * for a connection (the server was slow) rather than for the generator.
+ */
+static void send_req(conn_t *c, uint64_t k, int64_t now, int freed) {
   const req_t *r = &reqs[k % n_reqs];
-  c->state = C_BUSY;
+  int waited = freed && n_idle == 1;
+  set_state(c, C_BUSY);
   c->intended = t0 + (int64_t)((double)k * interval_ns);
   c->sent = now;
   c->wbuf = r->data;
   c->wlen = r->len;
   in_flight++;
-  if (in_window(c->intended)) hist_record(lag, us_of(now - c->intended, 0));
+  if (in_window(c->intended)) {
+    uint64_t l = us_of(now - c->intended, 0);
+    hist_record(lag, l);
+    if (waited) conn_waits++;
+    else hist_record(own_lag, l);
+  }
   flush(c, now);
 }
 
@@ -420,7 +440,7 @@ static conn_t *idle_take(void) {
 
 /** An answer is complete: record it, and send the next due request on this connection. */
 static void answered(conn_t *c, int64_t now) {
-  c->state = C_IDLE;
+  set_state(c, C_IDLE);
   c->backoff = 0;
   in_flight--;
   if (in_window(c->intended)) {
@@ -440,7 +460,7 @@ static void answered(conn_t *c, int64_t now) {
       sec_errors++;
     }
   }
-  if (next_k < due_count(now)) send_req(c, next_k++, now);
+  if (next_k < due_count(now)) send_req(c, next_k++, now, 1);
   else idle_push(c);
 }
 
@@ -512,9 +532,9 @@ static void on_event(conn_t *c, uint32_t ev) {
       return;
     }
     if (ev & EPOLLOUT) {
-      c->state = C_IDLE;
+      set_state(c, C_IDLE);
       ep_set(c, 0);
-      if (t0 && next_k < due_count(now)) send_req(c, next_k++, now);
+      if (t0 && next_k < due_count(now)) send_req(c, next_k++, now, 1);
       else idle_push(c);
     }
     return;
@@ -568,6 +588,9 @@ static void write_json(FILE *f) {
   pct_json(f, "serviceUs", svc);
   fputc(',', f);
   pct_json(f, "sendLagUs", lag);
+  fputc(',', f);
+  pct_json(f, "ownLagUs", own_lag);
+  fprintf(f, ",\"connWaits\":%llu", (unsigned long long)conn_waits);
   fprintf(f, ",\"figures\":{\"requests\":%llu,\"ok\":%llu,\"seconds\":%g,\"rps\":%.3f,\"errors\":{\"status\":{",
           (unsigned long long)completed, (unsigned long long)ok_count, seconds, (double)completed / seconds);
   int first = 1;
@@ -655,13 +678,14 @@ int main(int argc, char **argv) {
   lat = calloc(1, sizeof *lat);
   svc = calloc(1, sizeof *svc);
   lag = calloc(1, sizeof *lag);
+  own_lag = calloc(1, sizeof *own_lag);
   sec_h = calloc(1, sizeof *sec_h);
   conns = calloc((size_t)opt.connections, sizeof *conns);
   idle_ring = calloc((size_t)opt.connections, sizeof *idle_ring);
   int64_t grace_ns = (int64_t)((opt.timeout_ms < 5000 ? opt.timeout_ms : 5000) * 1e6);
   cap_seconds = (size_t)ceil(opt.duration_ms / 1000) + (size_t)ceil((double)grace_ns / 1e9) + 2;
   timeline = calloc(cap_seconds, sizeof *timeline);
-  if (!lat || !svc || !lag || !sec_h || !conns || !idle_ring || !timeline) die("out of memory");
+  if (!lat || !svc || !lag || !own_lag || !sec_h || !conns || !idle_ring || !timeline) die("out of memory");
 
   ep = epoll_create1(EPOLL_CLOEXEC);
   tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -700,7 +724,7 @@ int main(int argc, char **argv) {
     while (next_k < due) {
       conn_t *c = idle_take();
       if (!c) break;
-      send_req(c, next_k++, now);
+      send_req(c, next_k++, now, 0);
     }
     if (next_k >= total_k && in_flight == 0) break;
     if (now >= drain_until) break;

@@ -20,8 +20,8 @@ export function startControl(): Promise<Server> {
 
 /** What the rule reads from a measured run. */
 export interface Measured {
-  figures?: { latencyUs: Percentiles };
-  drive?: { sendLagUs?: Percentiles };
+  drive?: { sendLagUs?: Percentiles; ownLagUs?: Percentiles; connWaits?: number };
+  figures?: { latencyUs: Percentiles; requests?: number };
 }
 
 const ms = (us: number) => `${(us / 1000).toFixed(us < 10_000 ? 3 : 1)} ms`;
@@ -46,9 +46,15 @@ export function generatorBoundWhy(run: Measured, control: Measured | undefined):
       `the control’s send lag p99 is ${ms(controlLag)} (limit ${ms(SEND_LAG_P99_LIMIT_US)}): the generator fell behind its schedule`,
     );
   const lag = run.drive?.sendLagUs?.p99;
-  if (lag !== undefined && lag > SEND_LAG_P99_LIMIT_US)
+  if (lag !== undefined && lag > SEND_LAG_P99_LIMIT_US) {
+    // The native client tells the two causes apart: a free connection and a late generator, or none free.
+    const own = run.drive?.ownLagUs;
+    const split = own
+      ? `: ${run.drive?.connWaits ?? 0} of ${run.figures?.requests ?? '?'} requests waited for a free connection (a slow server), and the generator’s own lateness p99 was ${ms(own.p99)}`
+      : ', because the generator fell behind or every connection was busy';
     why.push(
-      `this run’s send lag p99 is ${ms(lag)} (limit ${ms(SEND_LAG_P99_LIMIT_US)}): requests went out late, because the generator fell behind or every connection was busy`,
+      `this run’s send lag p99 is ${ms(lag)} (limit ${ms(SEND_LAG_P99_LIMIT_US)}): requests went out late${split}`,
     );
+  }
   return why;
 }

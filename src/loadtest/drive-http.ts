@@ -69,6 +69,10 @@ export interface DriveInfo {
   sendLagUs?: Percentiles;
   /** The client: latency from the actual send, µs (without the wait for a free connection). */
   serviceUs?: Percentiles;
+  /** The native client: send lag of requests that had a free connection (the generator's own lateness), µs. */
+  ownLagUs?: Percentiles;
+  /** The native client: requests that waited for a free connection (every one busy with the server). */
+  connWaits?: number;
 }
 
 /**
@@ -216,13 +220,18 @@ async function clientLoop(o: HttpDriveOptions): Promise<DriveResult> {
     const mark = o.onMeasureStart ? setTimeout(() => void o.onMeasureStart!(), o.warmupS * 1000) : undefined;
     const [cmd, ...argv] = [...(o.cpu !== undefined ? ['taskset', '-c', String(o.cpu)] : []), ...args];
     const { stdout } = await run(cmd!, argv).finally(() => clearTimeout(mark));
-    const r = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as LoopSummary & { figures: Figures };
+    const r = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as LoopSummary & {
+      figures: Figures;
+      ownLagUs?: Percentiles;
+      connWaits?: number;
+    };
     return {
       info: {
         generator: `${o.rate > 0 ? `open loop at ${o.rate} req/s` : 'closed loop'} over ${o.connections} connections (${client === 'native' ? 'native/openloop' : 'src/loadtest/open-loop-client.ts'})`,
         latencySource: 'open-loop client, µs, from each request’s scheduled send time (no coordinated omission)',
         sendLagUs: r.sendLagUs,
         serviceUs: r.serviceUs,
+        ...(r.ownLagUs ? { ownLagUs: r.ownLagUs, connWaits: r.connWaits ?? 0 } : {}),
       },
       figures: r.figures,
     };
