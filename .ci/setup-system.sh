@@ -8,7 +8,8 @@ set -euo pipefail
 # Programs the test suite runs for real: nats-server (JetStream source tests),
 # chromium (cookie sync end to end, driven by playwright-core at /usr/bin/chromium),
 # redis-server (the Fastify + Redis baseline of `segd loadtest --compare`).
-TEST_PACKAGES=(nats-server chromium redis-server)
+# gcc and libc6-dev build native/openloop (the open-loop load client; its test runs it).
+TEST_PACKAGES=(nats-server chromium redis-server gcc libc6-dev)
 # Load generators for `npm run bench` (not needed by the tests).
 BENCH_PACKAGES=(wrk util-linux)
 

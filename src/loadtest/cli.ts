@@ -11,6 +11,7 @@ import { SCENARIO_NAMES, type ScenarioName } from './scenarios.js';
 import { writeReport } from './report.js';
 import { summaryText } from './summary.js';
 import { hasCommand, installCleanupHandlers } from './processes.js';
+import { defaultClient, nativeClientPath, OPEN_LOOP_CLIENTS, type OpenLoopClient } from './native-client.js';
 
 const SPEC: FlagSpec = {
   target: 'segd base URL, e.g. http://127.0.0.1:8080 (required)',
@@ -21,6 +22,8 @@ const SPEC: FlagSpec = {
   connections: 'connections (ws: sockets), default 32',
   generator:
     'closed-loop generator: autocannon (default; per-second timeline) or wrk (C, for throughput ceilings; HTTP scenarios)',
+  client:
+    'open-loop client: native (C, µs pacing; the default when `npm run build:native` has built it) or node; every open-loop run is validated by a hello-world control at the same rate',
   warmup: 'seconds of warm-up before each measured run, not counted (default 2)',
   gate: "rollout gate, e.g. 'p99<=1ms,p99.9<=2ms,errors<=0.01%,rps>=20000'",
   'gate-file': 'JSON file: ["p99<=1ms", …] or {"gates": […]} (added to --gate)',
@@ -53,6 +56,15 @@ function generatorFlag(v: unknown): 'autocannon' | 'wrk' {
   if (v === undefined || v === 'autocannon') return 'autocannon';
   if (v === 'wrk') return 'wrk';
   throw new Error(`--generator must be autocannon or wrk; got ${JSON.stringify(v)}`);
+}
+
+function clientFlag(v: unknown): OpenLoopClient {
+  if (v === undefined) return defaultClient();
+  if (!OPEN_LOOP_CLIENTS.includes(v as OpenLoopClient))
+    throw new Error(`--client must be ${OPEN_LOOP_CLIENTS.join(' or ')}; got ${JSON.stringify(v)}`);
+  if (v === 'native' && !nativeClientPath())
+    throw new Error('--client native: the native client is not built (`npm run build:native`, needs gcc)');
+  return v as OpenLoopClient;
 }
 
 function options(f: Flags): RunOptions {
@@ -93,6 +105,7 @@ function options(f: Flags): RunOptions {
     halfOfMax: f.rate === 'half',
     connections: intFlag(f, 'connections', { min: 1, max: 10_000, def: 32 }),
     generator: generatorFlag(f.generator),
+    client: clientFlag(f.client),
     pipeline: intFlag(f, 'pipeline', { min: 1, max: 1000, def: 8 }),
     timeoutS: numFlag(f, 'timeout', { min: 0.1, max: 600, def: 10 }),
     maxRequests: intFlag(f, 'max-requests', { min: 1, max: 1_000_000_000, def: 100_000_000 }),

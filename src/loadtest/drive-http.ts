@@ -3,9 +3,10 @@
 //     its next request when the answer arrives (the max-throughput view); with
 //     a rate, its own per-connection quota per second, sent in bursts;
 //   wrk: closed loop, a C generator, for throughput ceilings;
-//   client: open-loop-client.ts, requests due on a fixed schedule whatever the
-//     server does, latency counted from when each was due (no coordinated
-//     omission), so latency is also measured below saturation; at rate 0 it
+//   client: an open-loop client (native/openloop or open-loop-client.ts, see
+//     native-client.ts), requests due on a fixed schedule whatever the server
+//     does, latency counted from when each was due (no coordinated omission),
+//     so latency is also measured below saturation; at rate 0 the Node one
 //     runs closed loop, which tells how much it can drive.
 // All record into a Recorder with µs latencies. autocannon's own summary rounds to
 // whole ms; its per-response event carries the hrtime duration, which is what
@@ -13,14 +14,13 @@
 import autocannon from 'autocannon';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { rawRequest, writeRequests, type LoopSummary } from './open-loop.js';
 import { Recorder, type Figures, type Percentiles } from './recorder.js';
 import { run, tempDirs } from './processes.js';
 import { runWrk, wrkFigures, wrkScript } from './wrk.js';
+import { clientCommand, type OpenLoopClient } from './native-client.js';
 import type { HttpReq } from './scenarios.js';
-
-const CLIENT_JS = resolve(import.meta.dirname, 'open-loop-client.js');
 
 /** What every driver takes: the load's shape, its window and what counts as success. */
 export interface LoadShape {
@@ -48,6 +48,8 @@ export interface HttpDriveOptions extends LoadShape {
   requests: HttpReq[];
   /** wrk runs closed loop only; the harness drives every open loop with the client. */
   generator: 'autocannon' | 'wrk' | 'client';
+  /** Which open-loop client (generator 'client'); the native one runs open loop only. Default node. */
+  client?: OpenLoopClient;
   /** Pin the generator's own process (wrk, the client) to this CPU with taskset. */
   cpu?: number;
 }
@@ -67,6 +69,10 @@ export interface DriveInfo {
   sendLagUs?: Percentiles;
   /** The client: latency from the actual send, µs (without the wait for a free connection). */
   serviceUs?: Percentiles;
+  /** The native client: send lag of requests that had a free connection (the generator's own lateness), µs. */
+  ownLagUs?: Percentiles;
+  /** The native client: requests that waited for a free connection (every one busy with the server). */
+  connWaits?: number;
 }
 
 /**
@@ -189,8 +195,9 @@ async function wrkClosedLoop(o: HttpDriveOptions): Promise<DriveResult> {
  */
 async function clientLoop(o: HttpDriveOptions): Promise<DriveResult> {
   return withRequestsFile(o, async (_dir, file) => {
+    const client = o.rate > 0 ? (o.client ?? 'node') : 'node';
     const args = [
-      CLIENT_JS,
+      ...clientCommand(client),
       '--host',
       o.host,
       '--port',
@@ -207,22 +214,24 @@ async function clientLoop(o: HttpDriveOptions): Promise<DriveResult> {
       String(o.warmupS * 1000),
       '--duration-ms',
       String(o.durationS * 1000),
+      ...(client === 'native' ? ['--timeout-ms', String(o.timeoutS * 1000)] : []),
     ];
     // The client warms up inside its own process; its measured window starts warmupS after it does.
     const mark = o.onMeasureStart ? setTimeout(() => void o.onMeasureStart!(), o.warmupS * 1000) : undefined;
-    const [cmd, ...argv] = [
-      ...(o.cpu !== undefined ? ['taskset', '-c', String(o.cpu)] : []),
-      process.execPath,
-      ...args,
-    ];
+    const [cmd, ...argv] = [...(o.cpu !== undefined ? ['taskset', '-c', String(o.cpu)] : []), ...args];
     const { stdout } = await run(cmd!, argv).finally(() => clearTimeout(mark));
-    const r = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as LoopSummary & { figures: Figures };
+    const r = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as LoopSummary & {
+      figures: Figures;
+      ownLagUs?: Percentiles;
+      connWaits?: number;
+    };
     return {
       info: {
-        generator: `${o.rate > 0 ? `open loop at ${o.rate} req/s` : 'closed loop'} over ${o.connections} connections (src/loadtest/open-loop-client.ts)`,
+        generator: `${o.rate > 0 ? `open loop at ${o.rate} req/s` : 'closed loop'} over ${o.connections} connections (${client === 'native' ? 'native/openloop' : 'src/loadtest/open-loop-client.ts'})`,
         latencySource: 'open-loop client, µs, from each request’s scheduled send time (no coordinated omission)',
         sendLagUs: r.sendLagUs,
         serviceUs: r.serviceUs,
+        ...(r.ownLagUs ? { ownLagUs: r.ownLagUs, connWaits: r.connWaits ?? 0 } : {}),
       },
       figures: r.figures,
     };

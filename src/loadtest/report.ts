@@ -338,6 +338,13 @@ code{font-size:12px}figure.cmp{flex:0 1 440px}svg.cmp{font-size:13px}figure.cmp 
 <p class="muted">${esc(s.target)} · ${esc(s.mode)} · ${esc(s.durationS)} s per scenario · ${esc(res.startedAt)}</p>
 <p>${nav}</p>
 ${res.dataCheck && !res.dataCheck.ok ? `<p class="fail"><b>Warning:</b> ${esc(res.dataCheck.note)}</p>` : ''}
+${res.results
+  .filter((r) => r.generatorBound)
+  .map(
+    (r) =>
+      `<p class="fail"><b>Generator-bound:</b> ${esc(scenarioLabel(r))} → ${esc(r.target)}: its tail figures do not count (${esc(r.generatorBoundWhy!.join('; '))})</p>`,
+  )
+  .join('')}
 <h2>Rollout gate</h2>${gates}
 ${res.comparisons.length ? `<h2>Compared in the same run, same settings</h2><div class="charts">${comparisons}</div>` : ''}
 ${res.results.map(scenarioSection).join('\n')}

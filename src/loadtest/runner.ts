@@ -12,8 +12,10 @@ import { diff, gauges, scrape, serverView, TimelineFollower, type ServerView } f
 import { attribute, type Attribution, type ServerEvent } from './attribution.js';
 import { evaluate, fmtUs, type Gate, type GateResult } from './gate.js';
 import { startBaselines, type Baselines } from './baselines.js';
-import { cleanup, pin, planPinning, type Pinning } from './processes.js';
+import { cleanup, pin, planPinning, type Pinning, type Server } from './processes.js';
 import { Progress } from '../terminal/progress.js';
+import type { OpenLoopClient } from './native-client.js';
+import { generatorBoundWhy, startControl } from './control.js';
 
 export interface RunOptions {
   target: string;
@@ -26,6 +28,8 @@ export interface RunOptions {
   halfOfMax: boolean;
   connections: number;
   generator: 'autocannon' | 'wrk';
+  /** Which program drives open loops (see native-client.ts). */
+  client: OpenLoopClient;
   pipeline: number;
   timeoutS: number;
   maxRequests: number;
@@ -81,6 +85,11 @@ export interface ScenarioResult {
   events?: ServerEvent[];
   /** With --admin-key: which event kinds the answers slower than p99 overlapped. */
   attribution?: Attribution;
+  /** The hello-world run that validates the generator for this scenario's open-loop run (control.ts). */
+  control?: true;
+  /** Open loop: whether the control says these tail figures measure the generator, and why. */
+  generatorBound?: boolean;
+  generatorBoundWhy?: string[];
 }
 
 export interface Comparison {
@@ -117,6 +126,8 @@ export interface Results {
   comparisons: Comparison[];
   gates: GateResult[];
   verdict: 'pass' | 'fail' | 'no gates';
+  /** Some segd tail figure is generator-bound (its control failed the rule in control.ts): it does not count. */
+  generatorBound: boolean;
 }
 
 /** The metrics route label segd uses for each scenario's requests. */
@@ -229,8 +240,9 @@ async function measure(
 
   // Scraped as the warm-up ends, so the server's counts cover the measured window (and this one scrape).
   const scraped: { before?: ReturnType<typeof scrape> } = {};
+  // The hello-world control gets the lookups only: it measures the generator, not segd under ingest.
   const ingest =
-    name === 'mixed'
+    name === 'mixed' && target === 'segd'
       ? new IngestStream({
           origin,
           ingestKey: o.ingestKey,
@@ -292,6 +304,7 @@ async function measure(
             maxRequests: o.maxRequests,
             okBelow: sc.okBelow,
             generator: o.rate > 0 ? 'client' : o.generator,
+            client: o.client,
             onMeasureStart,
           });
   } catch (err) {
@@ -437,13 +450,23 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
   };
 
   let baselines: Baselines | null = null;
+  let control: Server | null = null;
   const pinning = planPinning(o.pin, 'unpinned (--pin puts this generator and the servers on different CPUs)');
   try {
     if (o.compare)
       baselines = await startBaselines({ users: o.users, seed: o.seed, quiet: o.quiet, say: (m) => say(o, m) });
+    // Tail-latency (open-loop) HTTP runs each get their control; --compare's hello-world serves when it runs.
+    const openLoop = o.rate > 0 || o.halfOfMax;
+    if (openLoop && !baselines && o.scenarios.some((n) => n !== 'ws')) control = await startControl();
+    const controlUrl = baselines
+      ? `http://127.0.0.1:${baselines.hello.port}`
+      : control
+        ? `http://127.0.0.1:${control.port}`
+        : null;
     if (pinning.pinned) {
       pin(process.pid, pinning.generatorCpu!);
       for (const pid of baselines?.pids ?? []) pin(pid, pinning.serverCpu!);
+      if (control) pin(control.proc.pid!, pinning.serverCpu!);
       if (o.serverPid) pin(o.serverPid, pinning.serverCpu!);
       pinning.why += o.serverPid
         ? `; target pid ${o.serverPid} pinned with the servers`
@@ -474,6 +497,8 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
         if (requests[0]!.method === 'GET') targets.push(['hello-world', `http://127.0.0.1:${baselines.hello.port}`]);
         targets.push(['fastify+redis', `http://127.0.0.1:${baselines.fastify.port}`]);
       }
+      // The segd runs waiting for their control: the one measured right after, or --compare's hello-world.
+      const controlled: Array<{ run: ScenarioResult; control: ScenarioResult | undefined }> = [];
       // --rate half: each target's closed-loop max first; then every target at half of segd's max, the same rate for all.
       const maxRps = new Map<TargetName, number>();
       let halfRate = 0;
@@ -490,6 +515,17 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
           if (phase) r.phase = phase;
           results.push(r);
           if (r.status === 'skipped') say(o, r.reason!);
+          if (target === 'segd' && r.status === 'ran' && run.rate > 0 && name !== 'ws' && controlUrl) {
+            const c = targets.some(([t]) => t === 'hello-world')
+              ? undefined
+              : await measure(run, name, 'hello-world', controlUrl, input, requests);
+            if (c) {
+              c.control = true;
+              if (phase) c.phase = phase;
+              results.push(c);
+            }
+            controlled.push({ run: r, control: c });
+          }
           if (phase !== 'half' && r.figures) maxRps.set(target, r.figures.rps);
           if (phase === 'max' && target === 'segd' && r.figures) {
             halfRate = Math.max(1, Math.floor(r.figures.rps / 2));
@@ -499,6 +535,15 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
             );
           }
         }
+      }
+      for (const { run, control: c } of controlled) {
+        const ctl =
+          c ?? results.find((x) => x.scenario === name && x.target === 'hello-world' && x.phase === run.phase);
+        const why = generatorBoundWhy(run, ctl);
+        run.generatorBound = why.length > 0;
+        if (why.length) run.generatorBoundWhy = why;
+        if (why.length)
+          say(o, `${scenarioLabel(run)}: GENERATOR-BOUND, these tail figures do not count: ${why.join('; ')}`);
       }
       const segdMax = maxRps.get('segd');
       if (targets.length > 1 && segdMax) {
@@ -564,6 +609,7 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
       comparisons,
       gates,
       verdict: gates.length === 0 ? 'no gates' : gates.every((g) => g.pass) ? 'pass' : 'fail',
+      generatorBound: results.some((r) => r.generatorBound),
     };
   } finally {
     await cleanup();

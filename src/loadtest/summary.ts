@@ -24,6 +24,11 @@ export function summaryText(res: Results, files: { html: string; json: string })
     `keys: ${int(s.users)} users (seed ${s.seed}), ${(res.keyMix.knownShare * 100).toFixed(1)}% known, Zipf s=${s.zipf}, ${int(res.keyMix.distinct)} distinct of ${int(res.keyMix.draws)} draws; ${res.pinning.why}`,
   );
   if (res.dataCheck && !res.dataCheck.ok) out.push(`WARNING: ${res.dataCheck.note}`);
+  for (const r of res.results)
+    if (r.generatorBound)
+      out.push(
+        `GENERATOR-BOUND: ${scenarioLabel(r)} → ${r.target}: its tail figures do not count (${r.generatorBoundWhy!.join('; ')})`,
+      );
   out.push('');
   const rows = res.results.map((r) => {
     if (!r.figures) return [scenarioLabel(r), r.target, r.status.toUpperCase(), '', '', '', '', '', '', 'see below'];
@@ -43,6 +48,8 @@ export function summaryText(res: Results, files: { html: string; json: string })
       [
         hit !== undefined ? `server hit ${(hit * 100).toFixed(0)}%` : '',
         r.keysPerS && r.keysPerS !== f.rps ? `${int(r.keysPerS)} keys/s` : '',
+        r.control ? 'control' : '',
+        r.generatorBound ? 'GENERATOR-BOUND' : '',
         r.ingest ? `ingest ${int(r.ingest.recordsPerS)}/${int(s.ingestRate)} rec/s` : '',
       ]
         .filter(Boolean)
