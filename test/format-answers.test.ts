@@ -37,9 +37,15 @@ const uidArb = fc.oneof(
   fc.constant(null),
 );
 const idsArb = fc
-  .array(fc.oneof(fc.integer({ min: 0, max: 2 ** 32 - 1 }), fc.constantFrom(0, 9, 10, 99, 100, 2 ** 31, 2 ** 32 - 1)), {
-    maxLength: 600,
-  })
+  .array(
+    fc.oneof(
+      fc.integer({ min: 0, max: 2 ** 32 - 1 }),
+      fc.constantFrom(0, 9, 10, 99, 100, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1),
+    ),
+    {
+      maxLength: 600,
+    },
+  )
   .map((a) => Uint32Array.from(a));
 const keyArb = fc.stringMatching(/^[A-Za-z0-9_-]{1,40}$/);
 

@@ -95,11 +95,20 @@ export class AnswerBuffer {
     const buf = this.buf;
     let end = this.pos + decimalLength(v);
     this.pos = end;
+    // Integer division on int32 (`| 0`): with `%` and `/` on doubles the 8
+    // ids of a typical answer took 189 ns, with int32 steps 56 ns (mb, one
+    // run alternating). Ids above 2^31 - 1 take one double step first.
+    if (v > 0x7fffffff) {
+      const q = Math.floor(v / 10);
+      buf[--end] = 48 + v - q * 10;
+      v = q;
+    }
+    let x = v | 0;
     do {
-      const r = v % 10;
-      buf[--end] = 48 + r;
-      v = (v - r) / 10;
-    } while (v !== 0);
+      const q = (x / 10) | 0;
+      buf[--end] = 48 + x - q * 10;
+      x = q;
+    } while (x !== 0);
   }
 
   /** `s` as a JSON string, exactly as JSON.stringify writes it; null as null. */
