@@ -10,7 +10,16 @@ import type { AppDeps } from '../deps.js';
 import { checkUid } from '../../identity/uid.js';
 import { nowSeconds } from '../../lookup/segments.js';
 import { pickFormat, jsonAnswer, msgpackAnswer, kvAnswer, gamAnswer, keyPrefix, AnswerBuffer } from '../format.js';
-import { sendError, sendBody, sendEmpty, JSON_TYPE, MSGPACK_TYPE, TEXT_TYPE } from '../respond.js';
+import {
+  sendError,
+  sendBody,
+  sendEmpty,
+  JSON_TYPE,
+  MSGPACK_TYPE,
+  TEXT_TYPE,
+  ALLOW_ORIGIN,
+  ANY_ORIGIN,
+} from '../respond.js';
 import { Flag } from '../../shared-state.js';
 import { readGraphKey } from './id-query.js';
 import { ReadPath } from '../../lookup/read.js';
@@ -71,7 +80,7 @@ export function segmentsRoute(deps: AppDeps) {
       else if (format === 'kv') st = sendBody(res, 200, TEXT_TYPE, kvAnswer(out, kvPrefix, ids, count), close);
       else if (format === 'gam') {
         // Readable by the on-page snippet (a simple GET: no preflight).
-        res.writeHeader('Access-Control-Allow-Origin', '*');
+        res.writeHeader(ALLOW_ORIGIN, ANY_ORIGIN);
         st = sendBody(res, 200, TEXT_TYPE, gamAnswer(out, gamPrefix, ids, count, gamMax), close);
       } else st = sendBody(res, 200, MSGPACK_TYPE, msgpackAnswer(who, ids, count), close);
     }
