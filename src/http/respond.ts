@@ -12,6 +12,8 @@ export const CT = Buffer.from('Content-Type');
 export const JSON_TYPE = Buffer.from('application/json');
 export const MSGPACK_TYPE = Buffer.from('application/msgpack');
 export const TEXT_TYPE = Buffer.from('text/plain; charset=utf-8');
+export const ALLOW_ORIGIN = Buffer.from('Access-Control-Allow-Origin');
+export const ANY_ORIGIN = Buffer.from('*');
 
 const ERROR_BODIES = new Map<ErrorCode, string>((Object.keys(ERRORS) as ErrorCode[]).map((c) => [c, errorBody(c)]));
 const STATUS_LINES = new Map<number, string>();

@@ -10,7 +10,7 @@ import type { AppDeps } from '../deps.js';
 import { readBody } from '../body.js';
 import { checkUid } from '../../identity/uid.js';
 import { nowSeconds } from '../../lookup/segments.js';
-import { idList, pickFormat } from '../format.js';
+import { AnswerBuffer, pickFormat, writeJsonItem } from '../format.js';
 import { sendError, sendBody, sendEmpty, JSON_TYPE, MSGPACK_TYPE } from '../respond.js';
 import type { Licence } from '../../lookup/licences.js';
 import { pending } from '../pending.js';
@@ -33,6 +33,7 @@ export function batchRoute(deps: AppDeps) {
   const { lookup, metrics, config, state, inflight, log, graph, callers, admission } = deps;
   const m = metrics.route('batch');
   const reader = new ReadPath(lookup, graph, metrics);
+  const out = new AnswerBuffer();
 
   return (res: HttpResponse, req: HttpRequest): void => {
     const t0 = performance.now();
@@ -107,7 +108,10 @@ export function batchRoute(deps: AppDeps) {
     const now = nowSeconds();
     const maxUid = config.maxUidBytes;
     const json = format === 'json';
-    let out = '{"results":[';
+    if (json) {
+      out.reset();
+      out.text('{"results":[');
+    }
     const results: unknown[] = json ? [] : new Array(items.length);
 
     for (let i = 0; i < items.length; i++) {
@@ -146,18 +150,20 @@ export function batchRoute(deps: AppDeps) {
         }
       }
       if (json) {
-        if (i > 0) out += ',';
-        out +=
-          '{"uid":' + (who === null ? 'null' : JSON.stringify(who)) + ',"segments":[' + idList(reader.ids, n) + ']';
+        if (i > 0) out.text(',');
+        writeJsonItem(out, who, reader.ids, n);
         if (error !== null)
-          out += ',"error":' + (error.code === 'BAD_ID_KEY' ? JSON.stringify(error) : itemError(error.code));
-        out += '}';
+          out.text(',"error":' + (error.code === 'BAD_ID_KEY' ? JSON.stringify(error) : itemError(error.code)));
+        out.text('}');
       } else {
         const segments = n === 0 ? [] : Array.from(reader.ids.subarray(0, n));
         results[i] = error === null ? { uid: who, segments } : { uid: who, segments, error };
       }
     }
-    if (json) return sendBody(res, 200, JSON_TYPE, out + ']}', close);
+    if (json) {
+      out.text(']}');
+      return sendBody(res, 200, JSON_TYPE, out.view(), close);
+    }
     return sendBody(res, 200, MSGPACK_TYPE, pack({ results }), close);
   }
 }

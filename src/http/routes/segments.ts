@@ -9,8 +9,17 @@ import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import { checkUid } from '../../identity/uid.js';
 import { nowSeconds } from '../../lookup/segments.js';
-import { pickFormat, jsonAnswer, msgpackAnswer, kvAnswer, gamAnswer } from '../format.js';
-import { sendError, sendBody, sendEmpty, JSON_TYPE, MSGPACK_TYPE, TEXT_TYPE } from '../respond.js';
+import { pickFormat, jsonAnswer, msgpackAnswer, kvAnswer, gamAnswer, keyPrefix, AnswerBuffer } from '../format.js';
+import {
+  sendError,
+  sendBody,
+  sendEmpty,
+  JSON_TYPE,
+  MSGPACK_TYPE,
+  TEXT_TYPE,
+  ALLOW_ORIGIN,
+  ANY_ORIGIN,
+} from '../respond.js';
 import { Flag } from '../../shared-state.js';
 import { readGraphKey } from './id-query.js';
 import { ReadPath } from '../../lookup/read.js';
@@ -18,11 +27,12 @@ import { shownUid } from '../../lookup/reveal.js';
 
 export function segmentsRoute(deps: AppDeps) {
   const { lookup, metrics, config, state, graph, callers, admission } = deps;
-  const gamKey = config.gamKey;
+  const gamPrefix = keyPrefix(config.gamKey);
   const gamMax = config.gamMaxBytes;
   const m = metrics.route('segments');
   const maxUid = config.maxUidBytes;
-  const kvKey = config.kvKey;
+  const kvPrefix = keyPrefix(config.kvKey);
+  const out = new AnswerBuffer();
   const reader = new ReadPath(lookup, graph, metrics);
 
   return (res: HttpResponse, req: HttpRequest): void => {
@@ -40,7 +50,9 @@ export function segmentsRoute(deps: AppDeps) {
       return m.observe(sendEmpty(res, 'overload'), (performance.now() - t0) / 1000);
     }
     const uid = req.getQuery('uid');
-    const format = pickFormat(req.getQuery('format'), req.getHeader('accept'));
+    // Accept is read only when ?format= is absent (it decides nothing then): one string less.
+    const formatParam = req.getQuery('format');
+    const format = pickFormat(formatParam, formatParam ? '' : req.getHeader('accept'));
     // Not by uid: by a graph id, resolved to the segd uid of its profile.
     let byGraph: { key: string } | { problem: string } | null = null;
     if (uid === undefined || uid === '') byGraph = readGraphKey(req, maxUid);
@@ -64,12 +76,12 @@ export function segmentsRoute(deps: AppDeps) {
       const ids = reader.ids;
       // While draining, ask keep-alive clients to reconnect (to another node).
       const close = state.get(Flag.Draining);
-      if (format === 'json') st = sendBody(res, 200, JSON_TYPE, jsonAnswer(who, ids, count), close);
-      else if (format === 'kv') st = sendBody(res, 200, TEXT_TYPE, kvAnswer(kvKey, ids, count), close);
+      if (format === 'json') st = sendBody(res, 200, JSON_TYPE, jsonAnswer(out, who, ids, count), close);
+      else if (format === 'kv') st = sendBody(res, 200, TEXT_TYPE, kvAnswer(out, kvPrefix, ids, count), close);
       else if (format === 'gam') {
         // Readable by the on-page snippet (a simple GET: no preflight).
-        res.writeHeader('Access-Control-Allow-Origin', '*');
-        st = sendBody(res, 200, TEXT_TYPE, gamAnswer(gamKey, ids, count, gamMax), close);
+        res.writeHeader(ALLOW_ORIGIN, ANY_ORIGIN);
+        st = sendBody(res, 200, TEXT_TYPE, gamAnswer(out, gamPrefix, ids, count, gamMax), close);
       } else st = sendBody(res, 200, MSGPACK_TYPE, msgpackAnswer(who, ids, count), close);
     }
     m.observe(st, (performance.now() - t0) / 1000);
