@@ -28,7 +28,7 @@ export type ToWorker =
   | { type: 'rpc-result'; id: number; result?: unknown; error?: string }
   | { type: 'filter'; filter: FilterHandle | null }
   /** Partners or taxonomy changed in the store: reload the Registry. */
-  | { type: 'registry' };
+  | { type: 'registry'; id: number };
 
 export type FromWorker =
   | { type: 'listening'; port: number }
@@ -37,6 +37,7 @@ export type FromWorker =
   /** Timeline events this worker recorded (GC pauses, loop-delay spikes), for the main thread's ring. */
   | { type: 'events'; events: import('../metrics/timeline.js').TimelineEvent[] }
   | { type: 'rpc'; id: number; method: RpcMethod; args: unknown }
+  | { type: 'registry-reloaded'; id: number }
   | { type: 'drained' };
 
 export interface WorkerData {

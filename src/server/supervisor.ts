@@ -119,6 +119,22 @@ export async function serve(
     timeline.mark('metrics-scrape', t0, { workers: got.length });
     return text;
   };
+  // A registry change is answered once every live worker has reloaded it, so
+  // the next request sees it whichever worker takes it (a worker that does not
+  // answer within a second, being restarted say, loads the registry afresh at start).
+  let reloadSeq = 0;
+  const reloading = new Map<number, { want: number; got: number; done: () => void }>();
+  const reloadWorkers = async (): Promise<void> => {
+    const id = ++reloadSeq;
+    const live = slots.filter((s) => s.worker.threadId > 0);
+    await new Promise<void>((resolve) => {
+      reloading.set(id, { want: live.length, got: 0, done: resolve });
+      for (const s of live) s.worker.postMessage({ type: 'registry', id } satisfies ToWorker);
+      if (live.length === 0) resolve();
+      setTimeout(resolve, 1000).unref();
+    });
+    reloading.delete(id);
+  };
   // One collection serves every scrape for SEGD_METRICS_CACHE_MS, counted from
   // when it started, so concurrent scrapes share it: scrapes cannot make the
   // workers do more than one fan-out per period. A failed one is not kept.
@@ -144,8 +160,7 @@ export async function serve(
     registry: async (op) => {
       const t0 = performance.now();
       const r = applyRegistryOp(store, op);
-      // Posted before the rpc result, so the asking worker has reloaded when it answers.
-      if (r.ok) for (const s of slots) s.worker.postMessage({ type: 'registry' } satisfies ToWorker);
+      if (r.ok) await reloadWorkers();
       if (r.ok) loader.taxonomy.refresh();
       if (r.ok) timeline.mark('registry-reload', t0, { change: op.kind, id: op.id });
       return r;
@@ -185,6 +200,11 @@ export async function serve(
               c.got.push(msg.metrics);
               if (c.got.length >= c.want) c.done(c.got);
             }
+            break;
+          }
+          case 'registry-reloaded': {
+            const c = reloading.get(msg.id);
+            if (c && ++c.got >= c.want) c.done();
             break;
           }
           case 'events':

@@ -128,8 +128,20 @@ process.on('uncaughtException', (err) => {
   } catch {
     /* closing as much as we can */
   }
-  // Next turn: uWS's handles finish closing before the thread ends.
-  setImmediate(() => process.exit(1));
+  // The fatal line is written out before the thread ends (an exit right after
+  // the log call lost it in about one of six tries), and uWS's handles finish
+  // closing in the turn after; a logger that never calls back does not keep
+  // the thread alive past a second.
+  const exit = () => setImmediate(() => process.exit(1));
+  const backstop = setTimeout(exit, 1000);
+  try {
+    log.flush(() => {
+      clearTimeout(backstop);
+      exit();
+    });
+  } catch {
+    /* the backstop exits */
+  }
 });
 // A failed async step (a promise nobody awaited) is logged; the worker's state is intact.
 process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled promise rejection in a worker'));
@@ -175,6 +187,7 @@ port.on('message', (msg: ToWorker) => {
     case 'registry':
       registry.reload();
       licences.refresh(); // now, not in the first lookup after the change
+      send({ type: 'registry-reloaded', id: msg.id });
       break;
     case 'drain':
       drainUntil = Math.min(drainUntil, Date.now() + msg.graceMs);
