@@ -9,3 +9,12 @@ export type { Logger };
 export function createLogger(level: LogLevel, bindings: Record<string, unknown> = {}): Logger {
   return pino({ level, base: { pid: process.pid, thread: threadId, ...bindings } });
 }
+
+/**
+ * The same logger writing synchronously, for a thread's last words: the
+ * default destination writes asynchronously, and a thread that ends right
+ * after logging loses the line (seen about one time in six on a pipe).
+ */
+export function lastWordsLogger(log: Logger): Logger {
+  return pino({ level: log.level, base: log.bindings() }, pino.destination({ dest: 1, sync: true }));
+}

@@ -34,7 +34,7 @@
 // min(timeout, 5 s), whatever is still in flight then counting as lost.
 //
 // Memory is bounded: four fixed histograms, a per-second timeline sized from
-// the duration, and a header buffer per connection.
+// the duration, a header buffer per connection, and at most MAX_SLOW slow answers.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -294,12 +294,35 @@ static uint64_t sec_errors;
 
 static inline int in_window(int64_t intended) { return intended >= measure_from && intended < measure_to; }
 
+// The slow answers with when they ended (wall clock, ms), for laying them
+// against the server's event timeline, as the Node client's Recorder keeps
+// them: every answer at or above the running 98th percentile (recomputed each
+// second; every answer of the first second), at most MAX_SLOW (16 bytes each).
+#define MAX_SLOW 2000000
+static double *slow_end_ms;
+static uint64_t *slow_us;
+static size_t n_slow;
+static int slow_truncated;
+static uint64_t slow_floor;
+static double wall_minus_mono_ms; // CLOCK_REALTIME − CLOCK_MONOTONIC, read once at the start
+
+static void keep_if_slow(uint64_t l, int64_t now) {
+  if (l < slow_floor) return;
+  if (n_slow >= MAX_SLOW) {
+    slow_truncated = 1;
+    return;
+  }
+  slow_end_ms[n_slow] = wall_minus_mono_ms + (double)now / 1e6;
+  slow_us[n_slow++] = l;
+}
+
 static void close_second(void) {
   if (n_seconds < cap_seconds)
     timeline[n_seconds++] = (second_t){sec_h->total, sec_errors, hist_pct(sec_h, 50), hist_pct(sec_h, 99), sec_h->max};
   hist_reset(sec_h);
   sec_errors = 0;
   sec_end += 1000000000;
+  slow_floor = hist_pct(lat, 98);
 }
 
 /** Closes every second that ended by `now`; `final` also closes the partial one if anything fell in it. */
@@ -452,6 +475,7 @@ static void answered(conn_t *c, int64_t now) {
     hist_record(svc, us_of(now - c->sent, 1));
     roll_to(now, 0);
     hist_record(sec_h, l);
+    keep_if_slow(l, now);
     int b = (int)floor(log10((double)l) * 10);
     if (b >= 0 && b < 100) decade_buckets[b]++;
     int s = c->status;
@@ -622,7 +646,11 @@ static void write_json(FILE *f) {
               pow(10, (b + 1) / 10.0), (unsigned long long)decade_buckets[b]);
       first = 0;
     }
-  fputs("]}}\n", f);
+  fprintf(f, "],\"startMs\":%.3f,\"slow\":{\"endMs\":[", wall_minus_mono_ms + (double)measure_from / 1e6);
+  for (size_t i = 0; i < n_slow; i++) fprintf(f, "%s%.3f", i ? "," : "", slow_end_ms[i]);
+  fputs("],\"us\":[", f);
+  for (size_t i = 0; i < n_slow; i++) fprintf(f, "%s%llu", i ? "," : "", (unsigned long long)slow_us[i]);
+  fprintf(f, "],\"truncated\":%s}}}\n", slow_truncated ? "true" : "false");
 }
 
 // ───────────────────────────── main loop ─────────────────────────────
@@ -687,7 +715,10 @@ int main(int argc, char **argv) {
   int64_t grace_ns = (int64_t)((opt.timeout_ms < 5000 ? opt.timeout_ms : 5000) * 1e6);
   cap_seconds = (size_t)ceil(opt.duration_ms / 1000) + (size_t)ceil((double)grace_ns / 1e9) + 2;
   timeline = calloc(cap_seconds, sizeof *timeline);
-  if (!lat || !svc || !lag || !own_lag || !sec_h || !conns || !idle_ring || !timeline) die("out of memory");
+  slow_end_ms = malloc(MAX_SLOW * sizeof *slow_end_ms);
+  slow_us = malloc(MAX_SLOW * sizeof *slow_us);
+  if (!lat || !svc || !lag || !own_lag || !sec_h || !conns || !idle_ring || !timeline || !slow_end_ms || !slow_us)
+    die("out of memory");
 
   ep = epoll_create1(EPOLL_CLOEXEC);
   tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -710,6 +741,11 @@ int main(int argc, char **argv) {
   if (!open) die("cannot connect to %s:%d", opt.host, opt.port);
 
   interval_ns = 1e9 / opt.rate;
+  {
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    wall_minus_mono_ms = (double)wall.tv_sec * 1e3 + wall.tv_nsec / 1e6 - (double)now_ns() / 1e6;
+  }
   t0 = now_ns();
   measure_from = t0 + (int64_t)(opt.warmup_ms * 1e6);
   measure_to = measure_from + (int64_t)(opt.duration_ms * 1e6);

@@ -11,7 +11,7 @@ import { HttpMetrics } from '../metrics/http.js';
 import { RuntimeObservers } from '../metrics/runtime.js';
 import { timeline } from '../metrics/timeline.js';
 import { createApp } from '../http/app.js';
-import { createLogger } from '../log.js';
+import { createLogger, lastWordsLogger } from '../log.js';
 import { Registry } from '../partners/registry.js';
 import { Licences } from '../lookup/licences.js';
 import { graphResolver } from '../lookup/resolve.js';
@@ -116,7 +116,7 @@ process.on('uncaughtException', (err) => {
   if (failing) return;
   failing = true;
   try {
-    log.fatal({ err }, 'worker failed; closing it so the supervisor starts a replacement');
+    lastWordsLogger(log).fatal({ err }, 'worker failed; closing it so the supervisor starts a replacement');
   } catch {
     /* the exit below matters more than the log line */
   }
@@ -128,20 +128,8 @@ process.on('uncaughtException', (err) => {
   } catch {
     /* closing as much as we can */
   }
-  // The fatal line is written out before the thread ends (an exit right after
-  // the log call lost it in about one of six tries), and uWS's handles finish
-  // closing in the turn after; a logger that never calls back does not keep
-  // the thread alive past a second.
-  const exit = () => setImmediate(() => process.exit(1));
-  const backstop = setTimeout(exit, 1000);
-  try {
-    log.flush(() => {
-      clearTimeout(backstop);
-      exit();
-    });
-  } catch {
-    /* the backstop exits */
-  }
+  // Next turn: uWS's handles finish closing before the thread ends.
+  setImmediate(() => process.exit(1));
 });
 // A failed async step (a promise nobody awaited) is logged; the worker's state is intact.
 process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled promise rejection in a worker'));
