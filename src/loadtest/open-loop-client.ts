@@ -68,7 +68,10 @@ async function cli(): Promise<void> {
     rec.stop();
     if (r.lost > 0) rec.failure('timeouts', r.lost);
   }
-  process.stdout.write(JSON.stringify(rec ? { ...summarize(o, r), figures: rec.figures() } : summarize(o, r)) + '\n');
+  const out = JSON.stringify(rec ? { ...summarize(o, r), figures: rec.figures() } : summarize(o, r)) + '\n';
+  // Written out before the exit: stdout to a pipe is asynchronous, and the
+  // answer (with its slow answers, often hundreds of KB) was cut short.
+  await new Promise<void>((resolve, reject) => process.stdout.write(out, (err) => (err ? reject(err) : resolve())));
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
