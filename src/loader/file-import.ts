@@ -53,6 +53,22 @@ export interface ImportSummary extends ImportProgress {
   resumedFrom: number;
 }
 
+/** A file's summary before any of it is read; `from` is where reading starts (a resume offset). */
+export function newSummary(file: string, size: number, from = 0): ImportSummary {
+  return {
+    file,
+    bytes: from,
+    size,
+    applied: 0,
+    stale: 0,
+    rejected: 0,
+    lines: 0,
+    memberships: 0,
+    ms: 0,
+    resumedFrom: from,
+  };
+}
+
 export async function importFile(
   store: Store,
   writer: Writer,
@@ -64,18 +80,7 @@ export async function importFile(
   const name = basename(path);
   const prev = store.meta.get(opts.checkpointKey) as FileCheckpoint | undefined;
   const resume = prev && prev.file === name && prev.size === size && prev.mtimeMs === mtimeMs ? prev : undefined;
-  const summary: ImportSummary = {
-    file: name,
-    bytes: resume?.offset ?? 0,
-    size,
-    applied: 0,
-    stale: 0,
-    rejected: 0,
-    lines: 0,
-    memberships: 0,
-    ms: 0,
-    resumedFrom: resume?.offset ?? 0,
-  };
+  const summary = newSummary(name, size, resume?.offset ?? 0);
   if (resume?.done) {
     summary.ms = performance.now() - t0;
     return summary;

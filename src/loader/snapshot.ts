@@ -52,7 +52,13 @@ import type { Writer } from './writer.js';
 import type { ChangeLog } from './transactions.js';
 import { SNAPSHOT_TS_KEY } from './membership-changes.js';
 import { nextMembers } from './member-set.js';
-import { readFeedFile, type FileCheckpoint, type ImportOptions, type ImportSummary } from './file-import.js';
+import {
+  newSummary,
+  readFeedFile,
+  type FileCheckpoint,
+  type ImportOptions,
+  type ImportSummary,
+} from './file-import.js';
 import { RejectLog } from './reject-log.js';
 import type { Change } from './records.js';
 import { SnapshotRecords, SortedRecords, FAST_PAIRS } from './snapshot-records.js';
@@ -207,18 +213,7 @@ export class SnapshotLoader {
     const t0 = performance.now();
     const { size, mtimeMs } = await stat(path);
     const name = basename(path);
-    const summary: ImportSummary = {
-      file: name,
-      bytes: 0,
-      size,
-      applied: 0,
-      stale: 0,
-      rejected: 0,
-      lines: 0,
-      memberships: 0,
-      ms: 0,
-      resumedFrom: 0,
-    };
+    const summary = newSummary(name, size);
     if (this.isDone(opts.checkpointKey, name, size, mtimeMs)) {
       summary.bytes = size;
       return summary;

@@ -274,38 +274,35 @@ async function measure(
     () => progress.update(Math.min(total, Math.round((performance.now() - t0) / 100) / 10)),
     250,
   );
+  // What every driver takes alike; each adds its own.
+  const drive = {
+    connections: o.connections,
+    rate: o.rate,
+    warmupS: o.warmupS,
+    durationS: o.durationS,
+    timeoutS: o.timeoutS,
+    maxRequests: o.maxRequests,
+    okBelow: sc.okBelow,
+    onMeasureStart,
+  };
   let driven: DriveResult;
   try {
     driven =
       name === 'ws'
         ? await driveWs({
+            ...drive,
             url: `ws://${url.host}/v1/ws`,
             partnerKey: o.partnerKey,
             uids: input.keys.uids,
-            connections: o.connections,
             pipeline: o.pipeline,
-            rate: o.rate,
-            warmupS: o.warmupS,
-            durationS: o.durationS,
-            timeoutS: o.timeoutS,
-            maxRequests: o.maxRequests,
-            okBelow: sc.okBelow,
-            onMeasureStart,
           })
         : await driveHttp({
+            ...drive,
             host,
             port,
             requests,
-            connections: o.connections,
-            rate: o.rate,
-            warmupS: o.warmupS,
-            durationS: o.durationS,
-            timeoutS: o.timeoutS,
-            maxRequests: o.maxRequests,
-            okBelow: sc.okBelow,
             generator: o.rate > 0 ? 'client' : o.generator,
             client: o.client,
-            onMeasureStart,
           });
   } catch (err) {
     // A generator that died (or a target that went away mid-run) fails this scenario, not the whole run.
