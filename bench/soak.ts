@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { pack } from 'msgpackr';
 import WebSocket from 'ws';
 import { intFlag, numFlag, parseFlags } from '../src/terminal/flags.js';
-import { IngestStream } from '../src/loadtest/ingest-stream.js';
+import { FeedStream, pushSender } from '../src/loadtest/feed-stream.js';
 import { parseCounters } from '../src/loadtest/metrics-scrape.js';
 import { prng } from '../src/loadtest/key-mix.js';
 import { uidFor, DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
@@ -234,16 +234,21 @@ async function main() {
     () => slowBody(),
   ];
 
-  const ingest = new IngestStream({
-    origin,
-    ingestKey: INGEST,
-    rate: FEED,
-    batch: Math.max(1, Math.round(FEED / 10)),
-    segment: 9_999,
-    ttlS: 60,
-    seed: DEFAULT_SYNTHETIC.seed,
-    users: USERS,
-  });
+  const ingest = new FeedStream(
+    {
+      origin,
+      rate: FEED,
+      batch: Math.max(1, Math.round(FEED / 10)),
+      inflight: 1,
+      segment: 9_999,
+      ttlS: 60,
+      seed: DEFAULT_SYNTHETIC.seed,
+      users: USERS,
+      probeEveryMs: 0,
+    },
+    pushSender(origin, INGEST),
+  );
+  await ingest.prepare();
   ingest.start();
 
   const samples: Sample[] = [];

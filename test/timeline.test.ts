@@ -5,7 +5,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { startSegd, stopReport, runSegd, tempDir, feedLine, CLEAN_STOP, type Segd } from './helpers/server.js';
+import {
+  startSegd,
+  stopReport,
+  runSegd,
+  tempDir,
+  feedLine,
+  segmentsOf,
+  waitFor,
+  CLEAN_STOP,
+  type Segd,
+} from './helpers/server.js';
+import type { MaintenanceAnswer } from '../src/http/deps.js';
 import type { TimelineAnswer, TimelineEvent } from '../src/metrics/timeline.js';
 import type { Results } from '../src/loadtest/runner.js';
 
@@ -120,6 +131,59 @@ describe('GET /v1/admin/timeline', () => {
     }
     // No since: everything the ring holds.
     expect((await timeline()).status).toBe(200);
+  });
+});
+
+const maintenance = (task: string, key: string | null = ADMIN, method = 'POST') =>
+  fetch(`${segd.url}/v1/admin/maintenance/${task}`, {
+    method,
+    headers: key ? { authorization: `Bearer ${key}` } : {},
+  });
+
+describe('POST /v1/admin/maintenance/:task', () => {
+  it('sweep: runs a TTL sweep pass now that removes expired memberships, and marks it on the timeline', async () => {
+    expect((await push(feedLine({ op: 'add', uid: 'mt-expiring', segments: [{ id: 77, ttl: 1 }] }))).status).toBe(200);
+    expect(await segmentsOf(segd, 'mt-expiring')).toEqual([77]);
+    // Expired memberships are never answered; the sweep is what frees them.
+    await waitFor(async () => (await segmentsOf(segd, 'mt-expiring')).length === 0);
+    const before = Date.now();
+    let answer: MaintenanceAnswer | undefined;
+    // A pass runs once the earliest stored expiry (whole seconds) has passed.
+    await waitFor(async () => {
+      const r = await maintenance('sweep');
+      expect(r.status).toBe(200);
+      answer = (await r.json()) as MaintenanceAnswer;
+      return answer.ran;
+    });
+    expect(answer!.task).toBe('sweep');
+    expect(answer!.detail.removed).toBeGreaterThanOrEqual(1);
+    expect(answer!.detail.scanned).toBeGreaterThanOrEqual(1);
+    const sweeps = (await events(before - 1)).events.filter((e) => e.kind === 'sweep');
+    expect(sweeps.some((e) => Number(e.detail?.removed ?? 0) >= 1)).toBe(true);
+    // Nothing else can have expired: the next pass has nothing to do.
+    const again = (await (await maintenance('sweep')).json()) as MaintenanceAnswer;
+    expect(again.ran).toBe(false);
+  });
+
+  it('filter-save: writes the whole known-users filter now and marks it on the timeline', async () => {
+    const before = Date.now();
+    const r = await maintenance('filter-save');
+    expect(r.status).toBe(200);
+    const a = (await r.json()) as MaintenanceAnswer;
+    expect(a).toMatchObject({ task: 'filter-save', ran: true });
+    expect(a.detail.bytes).toBeGreaterThan(0);
+    const saves = (await events(before - 1)).events.filter((e) => e.kind === 'filter-save');
+    expect(saves.map((e) => e.detail?.bytes)).toContain(a.detail.bytes);
+  });
+
+  it('refuses unknown tasks (404), callers without the admin key (401) and other methods (405)', async () => {
+    for (const task of ['nope', 'SWEEP', '..%2Fsweep', 'x'.repeat(300)]) {
+      const r = await maintenance(task);
+      expect(r.status, task).toBe(404);
+      expect(((await r.json()) as { error: { message: string } }).error.message).toContain('sweep, filter-save');
+    }
+    for (const key of [null, INGEST]) expect((await maintenance('sweep', key)).status).toBe(401);
+    expect((await maintenance('sweep', ADMIN, 'GET')).status).toBe(405);
   });
 });
 

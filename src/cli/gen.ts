@@ -5,7 +5,7 @@
 import { createWriteStream } from 'node:fs';
 import { rename } from 'node:fs/promises';
 import { once } from 'node:events';
-import { Synthetic, DEFAULT_SYNTHETIC } from '../gen/synthetic.js';
+import { Synthetic, DEFAULT_SYNTHETIC, writeSyntheticFeed } from '../gen/synthetic.js';
 import { Progress } from '../terminal/progress.js';
 import { parseFlags, intFlag, numFlag, type FlagSpec } from '../terminal/flags.js';
 
@@ -35,15 +35,7 @@ export async function genCommand(argv: string[]): Promise<number> {
   const stream = toStdout ? process.stdout : createWriteStream(tmp, { highWaterMark: 1 << 20 });
   const progress = new Progress('gen', users, 'users', { quiet: flags.quiet === true || toStdout });
   const t0 = performance.now();
-  let chunk = '';
-  for (let i = 0; i < users; i++) {
-    chunk += gen.line(i, ts);
-    if (chunk.length > 1 << 20 || i === users - 1) {
-      if (!stream.write(chunk)) await once(stream, 'drain');
-      chunk = '';
-      progress.update(i + 1);
-    }
-  }
+  await writeSyntheticFeed(stream, gen, users, ts, (n) => progress.update(n));
   if (!toStdout) {
     stream.end();
     await once(stream, 'finish');

@@ -120,3 +120,22 @@ export class Synthetic {
     return `{"op":"add","uid":"${u.uid}","segments":${JSON.stringify(u.segments)}${ts ? `,"ts":${ts}` : ''}}\n`;
   }
 }
+
+/** Writes users 0..users-1 as feed lines to `stream` in 1 MB chunks, honouring backpressure. */
+export async function writeSyntheticFeed(
+  stream: NodeJS.WritableStream,
+  gen: Synthetic,
+  users: number,
+  ts: number,
+  onProgress: (written: number) => void = () => {},
+): Promise<void> {
+  let chunk = '';
+  for (let i = 0; i < users; i++) {
+    chunk += gen.line(i, ts);
+    if (chunk.length > 1 << 20 || i === users - 1) {
+      if (!stream.write(chunk)) await new Promise((r) => stream.once('drain', r));
+      chunk = '';
+      onProgress(i + 1);
+    }
+  }
+}

@@ -9,6 +9,7 @@ import { segmentBloomRoute } from './routes/export.js';
 import { ingestRoute } from './routes/ingest.js';
 import { adminRoutes } from './routes/admin.js';
 import { timelineRoute } from './routes/timeline.js';
+import { maintenanceRoute } from './routes/maintenance.js';
 import { syncInRoute, syncOutRoutes } from './routes/sync.js';
 import { privacyRoutes } from './routes/privacy.js';
 import { sendError } from './respond.js';
@@ -67,6 +68,7 @@ export function createApp(deps: AppDeps): TemplatedApp {
     ['/v1/users', 'del', privacy.deleteUser, 'keyed'],
     ['/v1/admin/audit', 'get', privacy.audit, 'keyed'],
     ['/v1/admin/timeline', 'get', timelineRoute(deps), 'keyed'],
+    ['/v1/admin/maintenance/:task', 'post', maintenanceRoute(deps), 'keyed'],
     ...(['partners', 'segments'] as const).flatMap(
       (kind) =>
         [

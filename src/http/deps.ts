@@ -16,6 +16,19 @@ import type { MatchQueue } from '../identity/match-queue.js';
 import type { ForgetRequest, ForgetAnswer } from '../privacy/forget.js';
 import type { TimelineAnswer } from '../metrics/timeline.js';
 
+/** Writer-side upkeep an admin can run now: a TTL sweep pass, or a full save of the known-users filter. */
+export type MaintenanceTask = 'sweep' | 'filter-save';
+export const MAINTENANCE_TASKS: readonly MaintenanceTask[] = ['sweep', 'filter-save'];
+
+export interface MaintenanceAnswer {
+  task: MaintenanceTask;
+  /** False when there was nothing to do: no membership can have expired yet, or the server keeps no filter. */
+  ran: boolean;
+  ms: number;
+  /** sweep: users and memberships scanned and removed; filter-save: bytes written. */
+  detail: Record<string, number>;
+}
+
 export interface AppDeps {
   config: Readonly<Config>;
   lookup: SegmentLookup;
@@ -37,6 +50,8 @@ export interface AppDeps {
   matches: MatchQueue;
   /** Opt-out or deletion on the writer thread; resolves once committed. */
   forget: (req: ForgetRequest) => Promise<ForgetAnswer>;
+  /** Runs writer-side upkeep now; resolves when it is done. */
+  maintenance: (task: MaintenanceTask) => Promise<MaintenanceAnswer>;
   /** The process's event timeline (main thread's ring) from `sinceMs` on (wall clock). */
   timeline: (sinceMs: number) => Promise<TimelineAnswer>;
   log: Logger;

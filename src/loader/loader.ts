@@ -12,7 +12,7 @@ import { Inbox } from './inbox.js';
 import type { ImportSummary } from './file-import.js';
 import { importSeed } from './seed.js';
 import { PushSource } from './push.js';
-import { Sweeper } from './sweep.js';
+import { Sweeper, type SweepPass } from './sweep.js';
 import { JetStreamSource } from './jetstream.js';
 import { nowSeconds } from '../lookup/segments.js';
 import { SnapshotLoader } from './snapshot.js';
@@ -125,17 +125,30 @@ export class Loader {
         if (!(err instanceof StoreFullError))
           this.log.error({ err }, 'expiring idempotency keys or suppressions failed');
       }
-      this.sweeping = this.sweeper
-        .pass()
-        .then((p) => {
-          if (p.ran) this.metrics?.swept.inc(p.removed);
-        })
-        .catch((err: unknown) => this.log.error({ err }, 'ttl sweep failed'))
+      // Failures are logged by sweepNow; the next tick tries again.
+      this.sweepNow()
+        .catch(() => undefined)
         .finally(() => {
           if (!this.stopped) this.sweepTimer = setTimeout(tick, this.config.sweepMs);
         });
     };
     this.sweepTimer = setTimeout(tick, this.config.sweepMs);
+  }
+
+  /**
+   * A TTL sweep pass now (an operator's, or a load test's), queued behind one
+   * in progress so passes never overlap; it is skipped, as the timed ones are,
+   * while nothing can have expired yet.
+   */
+  sweepNow(): Promise<SweepPass> {
+    const pass = this.sweeping.then(() => this.sweeper.pass());
+    this.sweeping = pass.then(
+      (p) => {
+        if (p.ran) this.metrics?.swept.inc(p.removed);
+      },
+      (err: unknown) => this.log.error({ err }, 'ttl sweep failed'),
+    );
+    return pass;
   }
 
   /** Keeps scanning the inbox, consuming the stream and sweeping, until stop(). */

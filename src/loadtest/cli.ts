@@ -7,7 +7,7 @@ import { parseFlags, intFlag, numFlag, usage, type FlagSpec, type Flags } from '
 import { DEFAULT_SYNTHETIC } from '../gen/synthetic.js';
 import { parseGates, readGateFile, type Gate } from './gate.js';
 import { runLoadTest, type RunOptions } from './runner.js';
-import { SCENARIO_NAMES, type ScenarioName } from './scenarios.js';
+import { ALL_SCENARIOS, SCENARIO_NAMES, TAIL_SCENARIOS, type ScenarioName } from './scenarios.js';
 import { writeReport } from './report.js';
 import { summaryText } from './summary.js';
 import { hasCommand, installCleanupHandlers } from './processes.js';
@@ -15,7 +15,7 @@ import { defaultClient, nativeClientPath, OPEN_LOOP_CLIENTS, type OpenLoopClient
 
 const SPEC: FlagSpec = {
   target: 'segd base URL, e.g. http://127.0.0.1:8080 (required)',
-  scenario: `one or more of ${SCENARIO_NAMES.join(', ')}, comma-separated, or "all" (required)`,
+  scenario: `one or more of ${SCENARIO_NAMES.join(', ')}, comma-separated; "all" (every request kind) or "tail" (lookups alone and beside each companion) (required)`,
   duration: 'measured seconds per scenario, 1..3600 (required)',
   out: 'directory for report.html and results.json (required)',
   rate: 'open loop at this many requests/s (20k ok); "half": closed-loop max first, then open loop at half of it; 0 or absent = closed loop',
@@ -37,14 +37,22 @@ const SPEC: FlagSpec = {
   pipeline: 'ws: frames in flight per socket in closed loop (default 8)',
   partner: 'partner id for sync (default "loadtest")',
   'partner-key': 'partner bearer key for openrtb and ws (or env LOADTEST_PARTNER_KEY)',
-  'ingest-key': 'ingest bearer key for mixed (or env LOADTEST_INGEST_KEY)',
+  'ingest-key': 'ingest bearer key for mixed and sweep (or env LOADTEST_INGEST_KEY)',
   'admin-key':
     "admin bearer key (or env LOADTEST_ADMIN_KEY): fetch segd's event timeline, mark it on the charts and attribute answers slower than p99 to its events",
   'attribution-window': 'ms an event is widened by on each side when matched to slow answers (default 2)',
-  'ingest-rate': 'mixed: ingest records/s (default 2000)',
-  'ingest-batch': 'mixed: records per ingest request (default 500)',
-  'ingest-segment': 'mixed: segment the ingest stream adds (default 999, outside the generator’s ids)',
-  'ingest-ttl': 'mixed: TTL of those memberships in seconds, so they expire by themselves (default 600)',
+  'ingest-rate': 'mixed, nats: feed records/s (default 2000)',
+  'ingest-batch': 'mixed, nats: records per batch (push request or NATS message; default 500)',
+  'ingest-inflight': 'mixed, nats: batches awaiting their ack at a time (default 4)',
+  'ingest-segment':
+    'mixed, nats: segment the feed adds (default 999, outside the generator’s ids); sweep uses the next one',
+  'ingest-ttl': 'mixed, nats: TTL of those memberships in seconds, so they expire by themselves (default 600)',
+  'probe-ms': 'mixed, nats: a freshness probe (ack → visible to a lookup) every this many ms (default 250; 0 = none)',
+  'nats-url': 'nats: the NATS server(s) of the stream the target consumes (nats://127.0.0.1:4222)',
+  'nats-subject': 'nats: the subject to publish on, inside the target’s SEGD_NATS_SUBJECT (default segments.loadtest)',
+  inbox: 'swap: the target’s inbox directory (the load test must run on its machine)',
+  'sweep-memberships': 'sweep: memberships set to expire before the sweep (default 200000)',
+  'sync-rate': 'syncs: cookie syncs per second beside the lookups (default 2000)',
   timeout: 'seconds before a request counts as timed out (default 10)',
   'max-requests': 'stop a measured run after this many answers (default 100M)',
   pin: 'pin this generator and the compare servers to different CPUs (taskset)',
@@ -86,7 +94,11 @@ function options(f: Flags): RunOptions {
     );
   const rawScenarios = req('scenario');
   const scenarios = (
-    rawScenarios === 'all' ? SCENARIO_NAMES : rawScenarios.split(',').map((s) => s.trim())
+    rawScenarios === 'all'
+      ? ALL_SCENARIOS
+      : rawScenarios === 'tail'
+        ? TAIL_SCENARIOS
+        : rawScenarios.split(',').map((s) => s.trim())
   ) as ScenarioName[];
   for (const s of scenarios)
     if (!SCENARIO_NAMES.includes(s))
@@ -124,16 +136,32 @@ function options(f: Flags): RunOptions {
     ingestBatch: intFlag(f, 'ingest-batch', { min: 1, max: 1_000_000, def: 500 }),
     ingestSegment: intFlag(f, 'ingest-segment', { min: 0, max: 0xffff_ffff, def: 999 }),
     ingestTtlS: intFlag(f, 'ingest-ttl', { min: 1, max: 90 * 86_400, def: 600 }),
+    ingestInflight: intFlag(f, 'ingest-inflight', { min: 1, max: 1000, def: 4 }),
+    probeMs: intFlag(f, 'probe-ms', { min: 0, max: 60_000, def: 250 }),
+    natsUrl: typeof f['nats-url'] === 'string' ? f['nats-url'] : '',
+    natsSubject: typeof f['nats-subject'] === 'string' ? f['nats-subject'] : 'segments.loadtest',
+    inbox: typeof f.inbox === 'string' ? f.inbox : '',
+    sweepMemberships: intFlag(f, 'sweep-memberships', { min: 1, max: 100_000_000, def: 200_000 }),
+    syncRate: intFlag(f, 'sync-rate', { min: 0, max: 1_000_000, def: 2000 }),
     gates,
     compare: f.compare === true,
     pin: f.pin === true,
     serverPid: intFlag(f, 'server-pid', { min: 0, max: 2 ** 22, def: 0 }),
     quiet: f.quiet === true,
   };
-  if (o.scenarios.includes('mixed') && o.ingestRate > 0 && !o.ingestKey)
-    throw new Error(
-      '--scenario mixed needs --ingest-key (or LOADTEST_INGEST_KEY): the ingest stream authenticates like a collector',
-    );
+  const needs = (scenario: ScenarioName, ok: boolean, what: string) => {
+    if (o.scenarios.includes(scenario) && !ok) throw new Error(`--scenario ${scenario} needs ${what}`);
+  };
+  needs(
+    'mixed',
+    o.ingestRate === 0 || !!o.ingestKey,
+    '--ingest-key (or LOADTEST_INGEST_KEY): the feed authenticates like a collector',
+  );
+  needs('sweep', !!o.ingestKey, '--ingest-key (or LOADTEST_INGEST_KEY): it pushes the memberships that expire');
+  needs('sweep', !!o.adminKey, '--admin-key (or LOADTEST_ADMIN_KEY): it asks for the sweep');
+  needs('filter-save', !!o.adminKey, '--admin-key (or LOADTEST_ADMIN_KEY): it asks for the saves');
+  needs('nats', o.ingestRate === 0 || !!o.natsUrl, '--nats-url: the NATS server(s) of the stream the target consumes');
+  needs('swap', !!o.inbox, '--inbox DIR: the target’s inbox directory, on this machine');
   if (o.generator === 'wrk' && !hasCommand('wrk'))
     throw new Error(
       '--generator wrk: wrk is not on PATH (Debian package wrk; `bash .ci/setup-system.sh --bench` installs it)',

@@ -208,13 +208,7 @@ function scenarioSection(r: ScenarioResult): string {
       'client send lag p99 / max',
       `${fmtUs(r.drive.sendLagUs.p99)} / ${fmtUs(r.drive.sendLagUs.max)} (how late the generator itself was)`,
     ]);
-  if (r.ingest) {
-    const g = r.ingest;
-    rows.push([
-      'ingest stream',
-      `${int(g.records)} records in ${int(g.batches)} batches (${int(g.recordsPerS)} records/s), ${int(g.applied)} applied, ${int(g.rejected)} rejected; batch ack p50 ${fmtUs(g.batch.latencyUs.p50)}, p99 ${fmtUs(g.batch.latencyUs.p99)}; ${g.batch.errorCount} failed`,
-    ]);
-  }
+  if (r.background) rows.push([r.background.label, r.background.text]);
   let server = '';
   if (r.server) {
     const v = r.server.view;

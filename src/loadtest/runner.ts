@@ -7,7 +7,7 @@ import { sampleKeys, type KeyMix } from './key-mix.js';
 import { SCENARIOS, type HttpReq, type ScenarioInput, type ScenarioName } from './scenarios.js';
 import { driveHttp, type DriveInfo, type DriveResult } from './drive-http.js';
 import { driveWs, openWs, WsUnavailable } from './drive-ws.js';
-import { IngestStream, type IngestFigures } from './ingest-stream.js';
+import { backgroundFor, type Background, type BackgroundOptions, type BackgroundReport } from './background.js';
 import { diff, gauges, scrape, serverView, TimelineFollower, type ServerView } from './metrics-scrape.js';
 import { attribute, type Attribution, type ServerEvent } from './attribution.js';
 import { evaluate, fmtUs, type Gate, type GateResult } from './gate.js';
@@ -17,7 +17,7 @@ import { Progress } from '../terminal/progress.js';
 import type { OpenLoopClient } from './native-client.js';
 import { generatorBoundWhy, startControl } from './control.js';
 
-export interface RunOptions {
+export interface RunOptions extends BackgroundOptions {
   target: string;
   scenarios: ScenarioName[];
   durationS: number;
@@ -41,15 +41,8 @@ export interface RunOptions {
   batchSize: number;
   partner: string;
   partnerKey: string;
-  ingestKey: string;
-  /** Admin bearer key: fetch the server's event timeline and attribute slow answers to its events ('' = off). */
-  adminKey: string;
   /** Attribution: an event explains a slow answer it overlaps when widened by this much on each side, ms. */
   attributionWindowMs: number;
-  ingestRate: number;
-  ingestBatch: number;
-  ingestSegment: number;
-  ingestTtlS: number;
   gates: Gate[];
   compare: boolean;
   pin: boolean;
@@ -78,7 +71,8 @@ export interface ScenarioResult {
   /** Lookups per second (batch: requests × keys per request). */
   keysPerS?: number;
   server?: { diff: Record<string, number>; view: ServerView; error?: string; gaugesAfter?: Record<string, number> };
-  ingest?: IngestFigures | null;
+  /** What ran beside the lookups (the tail scenarios: a feed, a swap, a sweep, …). */
+  background?: BackgroundReport;
   /** Reasons to distrust or qualify the figures (the generator fell behind, a rate not reached). */
   warnings?: string[];
   /** With --admin-key: the server's timeline events during the measured window (and windowMs around it). */
@@ -135,6 +129,11 @@ const ROUTE: Record<ScenarioName, string> = {
   lookup: 'segments',
   kv: 'segments',
   mixed: 'segments',
+  nats: 'segments',
+  swap: 'segments',
+  sweep: 'segments',
+  'filter-save': 'segments',
+  syncs: 'segments',
   batch: 'batch',
   openrtb: 'openrtb',
   sync: 'sync',
@@ -187,11 +186,7 @@ function qualify(o: RunOptions, r: ScenarioResult): string[] {
   }
   if (o.rate > 0 && r.figures && r.figures.rps < o.rate * 0.97)
     w.push(`reached ${Math.round(r.figures.rps)} of the ${o.rate} req/s asked for`);
-  if (r.ingest && r.ingest.recordsPerS < o.ingestRate * 0.9) {
-    w.push(
-      `the ingest stream reached ${Math.round(r.ingest.recordsPerS)} of ${o.ingestRate} records/s (one batch in flight, each waiting for its durable ack)`,
-    );
-  }
+  if (r.background?.warning) w.push(r.background.warning);
   return w;
 }
 
@@ -241,20 +236,16 @@ async function measure(
   // Scraped as the warm-up ends, so the server's counts cover the measured window (and this one scrape).
   const scraped: { before?: ReturnType<typeof scrape> } = {};
   // The hello-world control gets the lookups only: it measures the generator, not segd under ingest.
-  const ingest =
-    name === 'mixed' && target === 'segd'
-      ? new IngestStream({
-          origin,
-          ingestKey: o.ingestKey,
-          rate: o.ingestRate,
-          batch: o.ingestBatch,
-          segment: o.ingestSegment,
-          ttlS: o.ingestTtlS,
-          seed: o.seed,
-          users: o.users,
-        })
-      : null;
-  // The ingest stream starts once that scrape is answered, so both counts cover the same window.
+  const beside: Background | null = target === 'segd' ? backgroundFor(name, o, origin, (m) => say(o, m)) : null;
+  if (beside) {
+    try {
+      await beside.prepare();
+    } catch (err) {
+      await beside.stop().catch(() => null);
+      return { ...base, status: 'failed', reason: `${name}: could not prepare: ${(err as Error).message}` };
+    }
+  }
+  // What runs beside starts once that scrape is answered, so both counts cover the same window.
   const follower = target === 'segd' && o.adminKey ? new TimelineFollower(origin, o.adminKey, Date.now() - 1000) : null;
   const onMeasureStart =
     target === 'segd'
@@ -262,11 +253,9 @@ async function measure(
           follower?.start();
           scraped.before = scrape(origin);
           await scraped.before;
-          ingest?.start();
+          beside?.start();
         }
-      : ingest
-        ? () => ingest.start()
-        : undefined;
+      : undefined;
   const total = o.warmupS + o.durationS;
   const progress = new Progress(`${name} → ${target}`.padEnd(24), total, 's', { quiet: o.quiet, rate: false });
   const t0 = performance.now();
@@ -306,7 +295,7 @@ async function measure(
           });
   } catch (err) {
     // A generator that died (or a target that went away mid-run) fails this scenario, not the whole run.
-    await ingest?.stop();
+    await beside?.stop().catch(() => null);
     await follower?.stop();
     return {
       ...base,
@@ -318,7 +307,7 @@ async function measure(
     progress.update(total);
     progress.done();
   }
-  const ingestFigures = ingest ? await ingest.stop() : undefined;
+  const besideReport = beside ? await beside.stop() : null;
   const { slow, ...figures } = driven.figures;
   const out: ScenarioResult = {
     ...base,
@@ -326,7 +315,7 @@ async function measure(
     figures,
     keysPerS: figures.rps * sc.keysPerRequest(input),
   };
-  if (ingestFigures !== undefined) out.ingest = ingestFigures;
+  if (besideReport) out.background = besideReport;
   const warnings = qualify(o, out);
   if (probeNote) warnings.unshift(probeNote);
   if (follower) {

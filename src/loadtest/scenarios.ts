@@ -1,7 +1,8 @@
 // The load-test scenarios: which requests each one sends (built once, before
 // the run, from the sampled keys) and which answers count as success.
-// `mixed` is `lookup` plus an ingest stream (src/loadtest/ingest-stream.ts); `ws`
-// is driven by src/loadtest/drive-ws.ts over one WebSocket per connection.
+// The tail scenarios (`mixed`, `nats`, `swap`, `sweep`, `filter-save`, `syncs`)
+// are `lookup` with something beside it (src/loadtest/background.ts); `ws` is
+// driven by src/loadtest/drive-ws.ts over one WebSocket per connection.
 import type { KeyMix } from './key-mix.js';
 import { prng } from './key-mix.js';
 import { bidRequest } from './openrtb.js';
@@ -23,7 +24,8 @@ export interface ScenarioInput {
   seed: number;
 }
 
-export type ScenarioName = 'lookup' | 'batch' | 'kv' | 'mixed' | 'openrtb' | 'sync' | 'ws';
+export type ScenarioName =
+  'lookup' | 'batch' | 'kv' | 'openrtb' | 'sync' | 'ws' | 'mixed' | 'nats' | 'swap' | 'sweep' | 'filter-save' | 'syncs';
 
 export interface Scenario {
   name: ScenarioName;
@@ -92,15 +94,6 @@ export const SCENARIOS: Record<ScenarioName, Scenario> = {
     skipOn404: false,
     comparable: true,
   },
-  mixed: {
-    name: 'mixed',
-    what: 'GET /v1/segments?uid=… while an ingest stream POSTs /v1/ingest',
-    keysPerRequest: () => 1,
-    requests: (i) => lookups(i),
-    okBelow: 300,
-    skipOn404: false,
-    comparable: false,
-  },
   openrtb: {
     name: 'openrtb',
     what: 'POST /openrtb2/enrich (OpenRTB 2.6 BidRequest, 2–3 KB)',
@@ -143,6 +136,29 @@ export const SCENARIOS: Record<ScenarioName, Scenario> = {
     skipOn404: true,
     comparable: false,
   },
+  mixed: beside('mixed', 'a feed POSTs /v1/ingest'),
+  nats: beside('nats', 'a feed is published to NATS JetStream'),
+  swap: beside('swap', 'a snapshot of the whole data set is loaded and swapped in'),
+  sweep: beside('sweep', 'a TTL sweep removes expired memberships'),
+  'filter-save': beside('filter-save', 'the known-users filter is saved, once a second'),
+  syncs: beside('syncs', 'cookie syncs write id links'),
 };
 
+/** Lookups while something else happens in segd: what `what` says runs beside them (background.ts). */
+function beside(name: ScenarioName, what: string): Scenario {
+  return {
+    name,
+    what: `GET /v1/segments?uid=… while ${what}`,
+    keysPerRequest: () => 1,
+    requests: (i) => lookups(i),
+    okBelow: 300,
+    skipOn404: false,
+    comparable: false,
+  };
+}
+
 export const SCENARIO_NAMES = Object.keys(SCENARIOS) as ScenarioName[];
+/** `--scenario all`: every request kind (mixed stands for the tail set). */
+export const ALL_SCENARIOS: ScenarioName[] = ['lookup', 'kv', 'batch', 'mixed', 'openrtb', 'sync', 'ws'];
+/** `--scenario tail`: lookups alone, then with each companion the tail-latency targets name. */
+export const TAIL_SCENARIOS: ScenarioName[] = ['lookup', 'mixed', 'nats', 'swap', 'sweep', 'filter-save', 'syncs'];

@@ -50,7 +50,7 @@ export function summaryText(res: Results, files: { html: string; json: string })
         r.keysPerS && r.keysPerS !== f.rps ? `${int(r.keysPerS)} keys/s` : '',
         r.control ? 'control' : '',
         r.generatorBound ? 'GENERATOR-BOUND' : '',
-        r.ingest ? `ingest ${int(r.ingest.recordsPerS)}/${int(s.ingestRate)} rec/s` : '',
+        r.background?.short ?? '',
       ]
         .filter(Boolean)
         .join(', '),

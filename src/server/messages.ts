@@ -18,6 +18,8 @@ export interface Rpc {
   matches: [{ items: import('../identity/match-queue.js').MatchItem[] }, { applied: number; refused: number }];
   /** Opt-out or deletion: memberships and linked ids removed, tombstone and audit entry written, in one transaction. */
   forget: [import('../privacy/forget.js').ForgetRequest, import('../privacy/forget.js').ForgetAnswer];
+  /** Writer-side upkeep run now instead of on its timer (a TTL sweep pass, a full filter save). */
+  maintenance: [{ task: import('../http/deps.js').MaintenanceTask }, import('../http/deps.js').MaintenanceAnswer];
 }
 export type RpcMethod = keyof Rpc;
 

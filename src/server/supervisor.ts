@@ -7,6 +7,7 @@
 //             workers stop accepting and finish in-flight requests → close LMDB
 //             (all within SEGD_SHUTDOWN_TIMEOUT_MS; past it, what still hangs is
 //             logged, the store is closed if it can be, and shutdown rejects)
+import type { MaintenanceAnswer } from '../http/deps.js';
 import { Worker } from 'node:worker_threads';
 import { createServer } from 'node:net';
 import type { Config } from '../config/schema.js';
@@ -166,6 +167,21 @@ export async function serve(
       return r;
     },
     timeline: async ({ since }) => timeline.since(since),
+    maintenance: async ({ task }): Promise<MaintenanceAnswer> => {
+      const t0 = performance.now();
+      if (task === 'sweep') {
+        const p = await loader.sweepNow();
+        const detail = { scanned: p.scanned, users: p.users, removed: p.removed };
+        return { task, ran: p.ran, ms: performance.now() - t0, detail };
+      }
+      const saved = await known?.saveNow();
+      return {
+        task,
+        ran: !!saved,
+        ms: performance.now() - t0,
+        detail: saved ? { bytes: saved.bytes } : ({} as Record<string, number>),
+      };
+    },
   };
 
   const startWorker = (index: number, wantPort: number) =>
