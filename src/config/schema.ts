@@ -150,9 +150,13 @@ export const SETTINGS: Setting[] = [
   {
     key: 'workers',
     env: 'SEGD_WORKERS',
-    def: () => availableParallelism(),
+    // From 4 cores on, one is left to the writer: its thread and the V8 helper
+    // threads its GC and compilation land on otherwise preempt a lookup worker
+    // (measured on 2 cores: worker CPU waits up to 4-5 ms under a feed, 98%
+    // blamed on those threads). Below 4, a core is too large a share to give up.
+    def: () => (availableParallelism() >= 4 ? availableParallelism() - 1 : availableParallelism()),
     parse: int(1, 256),
-    doc: 'lookup worker threads, one uWebSockets.js app each, all on the same port (default: number of cores)',
+    doc: 'lookup worker threads, one uWebSockets.js app each, all on the same port (default: cores − 1 from 4 cores on, leaving the writer a core; else the number of cores)',
   },
   {
     key: 'seed',
