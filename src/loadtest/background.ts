@@ -93,8 +93,40 @@ function feed(o: BackgroundOptions, origin: string, transport: 'push' | 'nats'):
   };
 }
 
+/**
+ * start() once, and never after stop(): the window opens when the server has
+ * answered a /metrics scrape, which under overload can come after the run
+ * ended; a companion started then would run on, unseen, through the next runs.
+ */
+function startOnce(b: Background): Background {
+  let stopped = false;
+  let started = false;
+  return {
+    prepare: () => b.prepare(),
+    start: () => {
+      if (stopped || started) return;
+      started = true;
+      b.start();
+    },
+    stop: () => {
+      stopped = true;
+      return b.stop();
+    },
+  };
+}
+
 /** What runs beside the lookups of `name` against segd (null: lookups alone). */
 export function backgroundFor(
+  name: ScenarioName,
+  o: BackgroundOptions,
+  origin: string,
+  say: (m: string) => void,
+): Background | null {
+  const b = companion(name, o, origin, say);
+  return b && startOnce(b);
+}
+
+function companion(
   name: ScenarioName,
   o: BackgroundOptions,
   origin: string,

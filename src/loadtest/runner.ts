@@ -317,6 +317,10 @@ async function measure(
   };
   if (besideReport) out.background = besideReport;
   const warnings = qualify(o, out);
+  if (beside && !besideReport)
+    warnings.push(
+      `what runs beside the lookups never started: the server answered the /metrics scrape that opens the window only after the run (overloaded?)`,
+    );
   if (probeNote) warnings.unshift(probeNote);
   if (follower) {
     const t = await attributeRun(o, follower, figures, slow);
