@@ -1,7 +1,8 @@
 // `segd loadtest …` / `npm run loadtest -- …`: flags → a run → report files,
 // a terminal summary, and the exit status ops scripts gate a rollout on:
 // 0 every gate passed (or none was given), 1 a gate failed or a scenario could
-// not run, 2 bad flags or the target could not be reached at all.
+// not run, 2 bad flags or the target could not be reached at all. With
+// --baseline the canary verdict decides: 0 pass, 1 regression, 2 could not run.
 import { pathToFileURL } from 'node:url';
 import { parseFlags, intFlag, numFlag, usage, type FlagSpec, type Flags } from '../terminal/flags.js';
 import { DEFAULT_SYNTHETIC } from '../gen/synthetic.js';
@@ -53,6 +54,10 @@ const SPEC: FlagSpec = {
   inbox: 'swap: the target’s inbox directory (the load test must run on its machine)',
   'sweep-memberships': 'sweep: memberships set to expire before the sweep (default 200000)',
   'sync-rate': 'syncs: cookie syncs per second beside the lookups (default 2000)',
+  baseline: 'the running version to compare --target (the candidate) with: same scenarios, alternating rounds',
+  rounds: 'with --baseline: rounds per target, A B A B … (default 2)',
+  'answer-sample': 'with --baseline: keys asked of both through each lookup route before the load (default 1000)',
+  'expect-diff': 'with --baseline: answers that differ are listed, not a regression',
   timeout: 'seconds before a request counts as timed out (default 10)',
   'max-requests': 'stop a measured run after this many answers (default 100M)',
   pin: 'pin this generator and the compare servers to different CPUs (taskset)',
@@ -75,23 +80,28 @@ function clientFlag(v: unknown): OpenLoopClient {
   return v as OpenLoopClient;
 }
 
+/** An http:// server's origin (the generators speak plain HTTP/1.1). */
+function httpUrl(flag: string, raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new Error(`${flag} must be a URL such as http://127.0.0.1:8080; got ${JSON.stringify(raw)}`);
+  }
+  if (url.protocol !== 'http:')
+    throw new Error(
+      `${flag} must be http:// (the generators speak plain HTTP/1.1; load-test behind the TLS terminator); got ${url.protocol}`,
+    );
+  return url.origin;
+}
+
 function options(f: Flags): RunOptions {
   const req = (name: string): string => {
     const v = f[name];
     if (typeof v !== 'string' || v === '') throw new Error(`--${name} is required\n${usage('loadtest', SPEC)}`);
     return v;
   };
-  const target = req('target');
-  let url: URL;
-  try {
-    url = new URL(target);
-  } catch {
-    throw new Error(`--target must be a URL such as http://127.0.0.1:8080; got ${JSON.stringify(target)}`);
-  }
-  if (url.protocol !== 'http:')
-    throw new Error(
-      `--target must be http:// (the generators speak plain HTTP/1.1; load-test behind the TLS terminator); got ${url.protocol}`,
-    );
+  const target = httpUrl('--target', req('target'));
   const rawScenarios = req('scenario');
   const scenarios = (
     rawScenarios === 'all'
@@ -109,7 +119,7 @@ function options(f: Flags): RunOptions {
   const key = (flag: string, env: string) =>
     typeof f[flag] === 'string' ? (f[flag] as string) : (process.env[env] ?? '');
   const o: RunOptions = {
-    target: url.origin,
+    target,
     scenarios: [...new Set(scenarios)],
     durationS: numFlag(f, 'duration', { min: 1, max: 3600 }),
     warmupS: numFlag(f, 'warmup', { min: 0, max: 600, def: 2 }),
@@ -143,6 +153,10 @@ function options(f: Flags): RunOptions {
     inbox: typeof f.inbox === 'string' ? f.inbox : '',
     sweepMemberships: intFlag(f, 'sweep-memberships', { min: 1, max: 100_000_000, def: 200_000 }),
     syncRate: intFlag(f, 'sync-rate', { min: 0, max: 1_000_000, def: 2000 }),
+    baseline: typeof f.baseline === 'string' ? httpUrl('--baseline', f.baseline) : '',
+    rounds: intFlag(f, 'rounds', { min: 1, max: 100, def: 2 }),
+    answerSample: intFlag(f, 'answer-sample', { min: 0, max: 100_000, def: 1000 }),
+    expectDiff: f['expect-diff'] === true,
     gates,
     compare: f.compare === true,
     pin: f.pin === true,
@@ -162,6 +176,13 @@ function options(f: Flags): RunOptions {
   needs('filter-save', !!o.adminKey, '--admin-key (or LOADTEST_ADMIN_KEY): it asks for the saves');
   needs('nats', o.ingestRate === 0 || !!o.natsUrl, '--nats-url: the NATS server(s) of the stream the target consumes');
   needs('swap', !!o.inbox, '--inbox DIR: the target’s inbox directory, on this machine');
+  const relative = o.gates.filter((g) => g.relative);
+  if (relative.length && !o.baseline)
+    throw new Error(`relative gates (${relative.map((g) => g.text).join(', ')}) need --baseline URL to compare with`);
+  if (o.baseline && o.baseline === o.target) throw new Error('--baseline must be another server than --target');
+  if (o.baseline && o.compare) throw new Error('--baseline and --compare are separate runs: give one');
+  if (o.baseline && o.halfOfMax) throw new Error('--baseline takes a fixed --rate (or closed loop), not --rate half');
+  needs('swap', !o.baseline, 'a single target: the baseline’s inbox is not known (run it without --baseline)');
   if (o.generator === 'wrk' && !hasCommand('wrk'))
     throw new Error(
       '--generator wrk: wrk is not on PATH (Debian package wrk; `bash .ci/setup-system.sh --bench` installs it)',
@@ -173,7 +194,7 @@ function options(f: Flags): RunOptions {
 }
 
 export async function loadtestMain(argv: string[]): Promise<number> {
-  const f = parseFlags('loadtest', argv, SPEC, ['compare', 'pin']);
+  const f = parseFlags('loadtest', argv, SPEC, ['compare', 'pin', 'expect-diff']);
   const o = options(f);
   const out = f.out;
   if (typeof out !== 'string' || !out) throw new Error(`--out DIR is required\n${usage('loadtest', SPEC)}`);
@@ -181,6 +202,11 @@ export async function loadtestMain(argv: string[]): Promise<number> {
   const res = await runLoadTest(o);
   const files = writeReport(out, res);
   process.stdout.write(summaryText(res, files));
+  // The canary's verdict is its exit status: 0 pass, 1 regression, 2 could not run.
+  if (res.canary) {
+    process.stdout.write(`${res.canary.line}\n`);
+    return res.canary.verdict === 'pass' ? 0 : res.canary.verdict === 'regression' ? 1 : 2;
+  }
   const failed = res.results.some((r) => r.target === 'segd' && r.status === 'failed');
   return res.verdict === 'fail' || failed ? 1 : 0;
 }

@@ -8,6 +8,10 @@
 // (us, µs, ms, s; a bare number is µs); errors — with % a rate of all
 // requests, without it a count; rps — requests (or frames) per second, 20k ok.
 // operators: <= < >= > ==
+//
+// Against a baseline (`--baseline`), a gate may be relative:
+//   p99<=1.10x  rps>=0.95x   the candidate's figure over the baseline's
+//   errors<=baseline+0.01%   the baseline's error rate (or count) plus a margin
 import { readFileSync } from 'node:fs';
 
 export type GateMetric = 'p50' | 'p90' | 'p99' | 'p999' | 'max' | 'mean' | 'errors' | 'errorRate' | 'rps';
@@ -18,8 +22,10 @@ export interface Gate {
   text: string;
   metric: GateMetric;
   op: Op;
-  /** In the figure's own unit: µs, a rate 0..1, a count, or req/s. */
+  /** In the figure's own unit: µs, a rate 0..1, a count, or req/s; a ratio when `relative` is 'ratio'. */
   value: number;
+  /** 'ratio': value × the baseline's figure; 'plus': the baseline's figure + value. Needs --baseline. */
+  relative?: 'ratio' | 'plus';
 }
 
 export interface GateSubject {
@@ -42,11 +48,32 @@ const UNIT_US: Record<string, number> = { '': 1, us: 1, µs: 1, ms: 1000, s: 1_0
 const GATE =
   /^\s*(p50|p90|p99\.9|p999|p99|max|mean|errors|rps)\s*(<=|>=|==|<|>)\s*([0-9]*\.?[0-9]+)\s*(us|µs|ms|s|%|k)?\s*$/i;
 
+const RATIO_GATE = /^\s*(p50|p90|p99\.9|p999|p99|max|mean|rps)\s*(<=|>=|==|<|>)\s*([0-9]*\.?[0-9]+)\s*x\s*$/i;
+const PLUS_GATE = /^\s*errors\s*(<=|<)\s*baseline\s*\+\s*([0-9]*\.?[0-9]+)\s*(%)?\s*$/i;
+
 export function parseGate(text: string): Gate {
+  const ratio = RATIO_GATE.exec(text);
+  if (ratio) {
+    const raw = ratio[1]!.toLowerCase();
+    const metric = (raw === 'p99.9' ? 'p999' : raw) as GateMetric;
+    return { text: text.trim(), metric, op: ratio[2] as Op, value: Number(ratio[3]), relative: 'ratio' };
+  }
+  const plus = PLUS_GATE.exec(text);
+  if (plus) {
+    const n = Number(plus[2]);
+    const rate = plus[3] === '%';
+    return {
+      text: text.trim(),
+      metric: rate ? 'errorRate' : 'errors',
+      op: plus[1] as Op,
+      value: rate ? n / 100 : n,
+      relative: 'plus',
+    };
+  }
   const m = GATE.exec(text);
   if (!m)
     throw new Error(
-      `bad gate ${JSON.stringify(text)}: expected METRIC OP VALUE, e.g. p99<=1ms, errors<=0.01%, rps>=20000 (metrics: p50 p90 p99 p99.9 max mean errors rps)`,
+      `bad gate ${JSON.stringify(text)}: expected METRIC OP VALUE, e.g. p99<=1ms, errors<=0.01%, rps>=20000 (metrics: p50 p90 p99 p99.9 max mean errors rps), or against --baseline p99<=1.10x, rps>=0.95x, errors<=baseline+0.01%`,
     );
   const raw = m[1]!.toLowerCase();
   const op = m[2] as Op;
@@ -106,23 +133,33 @@ export function fmtPct(rate: number): string {
   return p >= 1 ? `${p.toFixed(1)}%` : `${p.toPrecision(2)}%`;
 }
 
-export function evaluate(gates: Gate[], s: GateSubject): GateResult[] {
+function figure(g: Gate, s: GateSubject): { v: number; shown: string } {
+  if (g.metric === 'errorRate') return { v: s.errorRate, shown: `${fmtPct(s.errorRate)} (${s.errorCount})` };
+  if (g.metric === 'errors') return { v: s.errorCount, shown: String(s.errorCount) };
+  if (g.metric === 'rps') return { v: s.rps, shown: `${Math.round(s.rps).toLocaleString('en-US')}/s` };
+  return { v: s.latencyUs[g.metric], shown: fmtUs(s.latencyUs[g.metric]) };
+}
+
+/** Each gate against `s`; relative gates against `base` too (without one they fail, saying so). */
+export function evaluate(gates: Gate[], s: GateSubject, base?: GateSubject): GateResult[] {
   return gates.map((g) => {
-    let v: number;
-    let shown: string;
-    if (g.metric === 'errorRate') {
-      v = s.errorRate;
-      shown = `${fmtPct(v)} (${s.errorCount})`;
-    } else if (g.metric === 'errors') {
-      v = s.errorCount;
-      shown = String(v);
-    } else if (g.metric === 'rps') {
-      v = s.rps;
-      shown = `${Math.round(v).toLocaleString('en-US')}/s`;
-    } else {
-      v = s.latencyUs[g.metric];
-      shown = fmtUs(v);
-    }
-    return { scenario: s.scenario, gate: g.text, measured: shown, pass: cmp(v, g.op, g.value) };
+    const { v, shown } = figure(g, s);
+    if (!g.relative) return { scenario: s.scenario, gate: g.text, measured: shown, pass: cmp(v, g.op, g.value) };
+    if (!base) return { scenario: s.scenario, gate: g.text, measured: `${shown} (no baseline figure)`, pass: false };
+    const b = figure(g, base);
+    if (g.relative === 'plus')
+      return {
+        scenario: s.scenario,
+        gate: g.text,
+        measured: `${shown} vs baseline ${b.shown}`,
+        pass: cmp(v, g.op, b.v + g.value),
+      };
+    const ratio = b.v > 0 ? v / b.v : v > 0 ? Infinity : 1;
+    return {
+      scenario: s.scenario,
+      gate: g.text,
+      measured: `${shown} vs ${b.shown} = ${ratio.toFixed(2)}×`,
+      pass: cmp(ratio, g.op, g.value),
+    };
   });
 }

@@ -7,6 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fmtPct, fmtUs } from './gate.js';
 import { scenarioLabel, type Results, type ScenarioResult } from './runner.js';
+import type { CanaryRow } from './canary.js';
 import type { Bucket, Second } from './recorder.js';
 import { kindOf, type Attribution, type ServerEvent } from './attribution.js';
 
@@ -171,7 +172,106 @@ function compareSvg(rows: Array<[string, number]>): string {
   return `<svg class="cmp" viewBox="0 0 ${cw} ${h}" role="img" aria-label="requests per second by server">${body}</svg>`;
 }
 
-const anchor = (r: ScenarioResult) => `${r.scenario}-${r.phase ?? 'run'}-${r.target}`;
+const anchor = (r: ScenarioResult) =>
+  `${r.scenario}-${r.phase ?? 'run'}-${r.target}${r.control ? '-control' : ''}${r.round ? `-r${r.round}` : ''}`;
+/** "segd", "baseline (round 2)", "hello-world (control, round 1)". */
+const targetLabel = (r: ScenarioResult) => {
+  const bits = [r.control ? 'control' : '', r.round ? `round ${r.round}` : ''].filter(Boolean);
+  return bits.length ? `${r.target} (${bits.join(', ')})` : r.target;
+};
+
+const SIDE_CLASS = { candidate: 'p99', baseline: 'base' } as const;
+
+/**
+ * Candidate and baseline on one chart: each one's p99 per second over its
+ * rounds laid end to end (the rounds alternate in time, so a disturbance
+ * shows on whichever ran then).
+ */
+export function overlaySvg(series: Array<{ side: 'candidate' | 'baseline'; p99: number[] }>, title: string): string {
+  const n = Math.max(0, ...series.map((s) => s.p99.length));
+  if (!n) return '<p class="muted">no answers to chart</p>';
+  const iw = W - PAD.l - PAD.r;
+  const ih = H - PAD.t - PAD.b;
+  const yMax = niceMax(Math.max(...series.flatMap((s) => s.p99)));
+  const x = (i: number) => PAD.l + ((i + 0.5) * iw) / n;
+  const y = (us: number) => PAD.t + ih - (Math.min(us, yMax) / yMax) * ih;
+  const lines = series
+    .map(
+      (s) =>
+        `<polyline class="${SIDE_CLASS[s.side]}" points="${s.p99.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ')}"><title>${s.side}</title></polyline>`,
+    )
+    .join('');
+  const ticks = [0, 0.5, 1]
+    .map((f) => {
+      const yy = PAD.t + ih - f * ih;
+      return `<line class="grid" x1="${PAD.l}" x2="${W - PAD.r}" y1="${yy}" y2="${yy}"/><text x="${PAD.l - 6}" y="${yy + 4}" text-anchor="end">${esc(fmtUs(f * yMax))}</text>`;
+    })
+    .join('');
+  return `<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(title)}"><title>${esc(title)}</title>${ticks}${lines}<text x="${PAD.l}" y="${H - 10}">measured seconds, rounds end to end</text></svg>
+<div class="legend"><span class="k p99"></span>candidate p99 <span class="k base"></span>baseline p99</div>`;
+}
+
+function canarySection(res: Results): string {
+  const c = res.canary;
+  if (!c) return '';
+  const cls = c.verdict === 'pass' ? 'pass' : 'fail';
+  const figs: Array<[string, (s: CanaryRow['candidate']) => string, keyof CanaryRow['ratio'] | null]> = [
+    ['p50', (s) => fmtUs(s.latencyUs.p50), 'p50'],
+    ['p90', (s) => fmtUs(s.latencyUs.p90), 'p90'],
+    ['p99', (s) => fmtUs(s.latencyUs.p99), 'p99'],
+    ['p99.9', (s) => fmtUs(s.latencyUs.p999), 'p999'],
+    ['max', (s) => fmtUs(s.latencyUs.max), 'max'],
+    ['requests/s', (s) => int(s.rps), 'rps'],
+    ['errors', (s) => fmtPct(s.errorRate), null],
+  ];
+  const tables = c.rows
+    .map((row) => {
+      const body = figs
+        .map(
+          ([name, f, k]) =>
+            `<tr><td>${esc(name)}</td><td class="num">${esc(f(row.candidate))}</td><td class="num">${esc(f(row.baseline))}</td><td class="num">${k ? `<b>${row.ratio[k].toFixed(2)}×</b>` : ''}</td></tr>`,
+        )
+        .join('');
+      const runs = (t: string) =>
+        res.results
+          .filter((r) => r.scenario === row.scenario && r.target === t && !r.control && r.figures)
+          .flatMap((r) => r.figures!.timeline.map((s) => s.p99Us));
+      return `<figure><figcaption>${esc(row.scenario)} — medians over ${row.candidate.rounds} and ${row.baseline.rounds} rounds</figcaption>
+<table class="grid"><tr><th>figure</th><th>candidate</th><th>baseline</th><th>candidate / baseline</th></tr>${body}</table>
+${overlaySvg(
+  [
+    { side: 'candidate', p99: runs('segd') },
+    { side: 'baseline', p99: runs('baseline') },
+  ],
+  `${row.scenario}: p99 per second, candidate and baseline`,
+)}</figure>`;
+    })
+    .join('');
+  const answers = c.answers
+    .map(
+      (a) =>
+        `<tr class="${a.error || (a.differing && !c.expectDiff) ? 'fail' : 'pass'}"><td>${esc(a.route)}</td><td class="num">${int(a.compared)}</td><td class="num">${int(a.differing)}</td><td>${
+          a.error
+            ? esc(`not compared: ${a.error}`)
+            : a.examples.length
+              ? `<details><summary>${a.examples.length} of them</summary><table class="grid"><tr><th>key</th><th>candidate</th><th>baseline</th></tr>${a.examples
+                  .map(
+                    (e) =>
+                      `<tr><td><code>${esc(e.key)}</code></td><td><code>${esc(e.candidate)}</code></td><td><code>${esc(e.baseline)}</code></td></tr>`,
+                  )
+                  .join('')}</table></details>`
+              : 'identical'
+        }</td></tr>`,
+    )
+    .join('');
+  return `<h2>Candidate against baseline</h2>
+<p class="${cls}"><b>${esc(c.line)}</b></p>
+<p class="muted">Candidate ${esc(res.settings.target)}, baseline ${esc(c.baseline)}: the same scenarios and keys, ${c.rounds} alternating rounds each (A B A B …); each figure is the median of its rounds.</p>
+<div class="charts">${tables}</div>
+<h3>Same answers</h3>
+<p class="muted">Asked of both before any load, segments sorted${c.expectDiff ? '; differences expected (--expect-diff)' : ''}.</p>
+<table class="grid"><tr><th>route</th><th>keys</th><th>differing</th><th></th></tr>${answers}</table>`;
+}
 
 function errorsText(r: ScenarioResult): string {
   const f = r.figures!;
@@ -183,7 +283,7 @@ function errorsText(r: ScenarioResult): string {
 }
 
 function scenarioSection(r: ScenarioResult): string {
-  const head = `<h2 id="${esc(anchor(r))}">${esc(scenarioLabel(r))} <span class="muted">→ ${esc(r.target)}</span></h2><p class="muted">${esc(r.what)}</p>`;
+  const head = `<h2 id="${esc(anchor(r))}">${esc(scenarioLabel(r))} <span class="muted">→ ${esc(targetLabel(r))}</span></h2><p class="muted">${esc(r.what)}</p>`;
   if (r.status !== 'ran' || !r.figures)
     return `<section>${head}<p class="${r.status === 'skipped' ? 'skip' : 'fail'}">${esc(r.status.toUpperCase())}: ${esc(r.reason ?? '')}</p></section>`;
   const f = r.figures;
@@ -307,7 +407,7 @@ export function renderHtml(res: Results): string {
     ['started / finished', `${res.startedAt} / ${res.finishedAt}`],
   ];
   const nav = res.results
-    .map((r) => `<a href="#${esc(anchor(r))}">${esc(scenarioLabel(r))} → ${esc(r.target)}</a>`)
+    .map((r) => `<a href="#${esc(anchor(r))}">${esc(scenarioLabel(r))} → ${esc(targetLabel(r))}</a>`)
     .join(' · ');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>segd load test — ${esc(res.verdict.toUpperCase())}</title>
@@ -323,7 +423,7 @@ table.kv th{font-weight:600;color:#4a5366;white-space:nowrap}.num{text-align:rig
 .charts{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0;flex:1 1 560px;background:#fff;border:1px solid #e3e7ee;border-radius:6px;padding:8px}
 figcaption{font-weight:600;margin-bottom:4px}svg{width:100%;height:auto;font-size:11px;fill:#4a5366}
 .grid{stroke:#e8ebf0}.rps{fill:#dbe4f3}.bar{fill:#7c93c3}polyline{fill:none;stroke-width:1.8}polyline.p50{stroke:#2f7d4f}polyline.p99{stroke:#c2410c}
-text.lane{font-size:8px}rect.ev{opacity:.75}circle.p50{fill:#2f7d4f}circle.p99{fill:#c2410c}rect.p99{fill:#c2410c}line.mark{stroke:#c2410c;stroke-dasharray:3 3}text.mark{fill:#c2410c}.err{fill:#b3261e;font-weight:700}
+text.lane{font-size:8px}rect.ev{opacity:.75}circle.p50{fill:#2f7d4f}circle.p99{fill:#c2410c}polyline.base{stroke:#2563eb}.k.base{background:#2563eb}rect.p99{fill:#c2410c}line.mark{stroke:#c2410c;stroke-dasharray:3 3}text.mark{fill:#c2410c}.err{fill:#b3261e;font-weight:700}
 .legend{font-size:12px;color:#4a5366}.legend .k{display:inline-block;width:14px;height:4px;margin:0 4px 2px 10px;vertical-align:middle}
 .k.p50{background:#2f7d4f}.k.p99{background:#c2410c}.k.rps{background:#dbe4f3;height:10px}.skip{color:#8a5a00}.fail{color:#b3261e}
 code{font-size:12px}figure.cmp{flex:0 1 440px}svg.cmp{font-size:13px}figure.cmp p{margin:4px 0 0;font-size:13px}details{margin-top:8px}
@@ -339,6 +439,7 @@ ${res.results
       `<p class="fail"><b>Generator-bound:</b> ${esc(scenarioLabel(r))} → ${esc(r.target)}: its tail figures do not count (${esc(r.generatorBoundWhy!.join('; '))})</p>`,
   )
   .join('')}
+${canarySection(res)}
 <h2>Rollout gate</h2>${gates}
 ${res.comparisons.length ? `<h2>Compared in the same run, same settings</h2><div class="charts">${comparisons}</div>` : ''}
 ${res.results.map(scenarioSection).join('\n')}

@@ -16,6 +16,7 @@ import { cleanup, pin, planPinning, type Pinning, type Server } from './processe
 import { Progress } from '../terminal/progress.js';
 import type { OpenLoopClient } from './native-client.js';
 import { generatorBoundWhy, startControl } from './control.js';
+import { canaryLine, canaryRow, compareAnswers, type CanaryRow, type CanaryVerdict, type RouteDiff } from './canary.js';
 
 export interface RunOptions extends BackgroundOptions {
   target: string;
@@ -45,12 +46,17 @@ export interface RunOptions extends BackgroundOptions {
   attributionWindowMs: number;
   gates: Gate[];
   compare: boolean;
+  /** Candidate vs baseline: the baseline's URL ('' = none), rounds per target, answers sampled and whether differences are expected. */
+  baseline: string;
+  rounds: number;
+  answerSample: number;
+  expectDiff: boolean;
   pin: boolean;
   serverPid: number;
   quiet: boolean;
 }
 
-export type TargetName = 'segd' | 'hello-world' | 'fastify+redis';
+export type TargetName = 'segd' | 'baseline' | 'hello-world' | 'fastify+redis';
 
 export const PHASE_LABEL = { max: 'max', half: '@½max' } as const;
 
@@ -64,6 +70,8 @@ export interface ScenarioResult {
   phase?: 'max' | 'half';
   what: string;
   target: TargetName;
+  /** With --baseline: which round (1-based) of the alternation. */
+  round?: number;
   status: 'ran' | 'skipped' | 'failed';
   reason?: string;
   drive?: DriveInfo;
@@ -122,6 +130,18 @@ export interface Results {
   verdict: 'pass' | 'fail' | 'no gates';
   /** Some segd tail figure is generator-bound (its control failed the rule in control.ts): it does not count. */
   generatorBound: boolean;
+  /** With --baseline: the two side by side, the answers compared, and the verdict ops paste. */
+  canary?: Canary;
+}
+
+export interface Canary {
+  baseline: string;
+  rounds: number;
+  rows: CanaryRow[];
+  answers: RouteDiff[];
+  expectDiff: boolean;
+  verdict: CanaryVerdict;
+  line: string;
 }
 
 /** The metrics route label segd uses for each scenario's requests. */
@@ -236,7 +256,9 @@ async function measure(
   // Scraped as the warm-up ends, so the server's counts cover the measured window (and this one scrape).
   const scraped: { before?: ReturnType<typeof scrape> } = {};
   // The hello-world control gets the lookups only: it measures the generator, not segd under ingest.
-  const beside: Background | null = target === 'segd' ? backgroundFor(name, o, origin, (m) => say(o, m)) : null;
+  // The candidate and the baseline are both segd: both get the companion, the scrapes and the same load.
+  const isSegd = target === 'segd' || target === 'baseline';
+  const beside: Background | null = isSegd ? backgroundFor(name, o, origin, (m) => say(o, m)) : null;
   if (beside) {
     try {
       await beside.prepare();
@@ -247,15 +269,14 @@ async function measure(
   }
   // What runs beside starts once that scrape is answered, so both counts cover the same window.
   const follower = target === 'segd' && o.adminKey ? new TimelineFollower(origin, o.adminKey, Date.now() - 1000) : null;
-  const onMeasureStart =
-    target === 'segd'
-      ? async () => {
-          follower?.start();
-          scraped.before = scrape(origin);
-          await scraped.before;
-          beside?.start();
-        }
-      : undefined;
+  const onMeasureStart = isSegd
+    ? async () => {
+        follower?.start();
+        scraped.before = scrape(origin);
+        await scraped.before;
+        beside?.start();
+      }
+    : undefined;
   const total = o.warmupS + o.durationS;
   const progress = new Progress(`${name} → ${target}`.padEnd(24), total, 's', { quiet: o.quiet, rate: false });
   const t0 = performance.now();
@@ -418,12 +439,15 @@ async function checkData(
 export async function runLoadTest(o: RunOptions): Promise<Results> {
   const startedAt = new Date();
   const origin = new URL(o.target).origin;
+  const baselineOrigin = o.baseline ? new URL(o.baseline).origin : '';
   // Unreachable is a usage problem (exit 2), not a failed gate: say so before sampling anything.
-  try {
-    await (await fetch(`${origin}/healthz`, { signal: AbortSignal.timeout(10_000) })).arrayBuffer();
-  } catch (err) {
-    const cause = (err as { cause?: { message?: string } }).cause?.message;
-    throw new Error(`cannot reach ${origin}: ${cause ?? (err as Error).message}`, { cause: err });
+  for (const url of [origin, baselineOrigin].filter(Boolean)) {
+    try {
+      await (await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(10_000) })).arrayBuffer();
+    } catch (err) {
+      const cause = (err as { cause?: { message?: string } }).cause?.message;
+      throw new Error(`cannot reach ${url}: ${cause ?? (err as Error).message}`, { cause: err });
+    }
   }
   const needKeys = Math.max(o.keys, o.scenarios.includes('batch') ? o.batchSize * 200 : 0);
   say(
@@ -475,6 +499,21 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
       note: `could not check the data set: ${(err as Error).message}`,
     }));
     if (dataCheck) say(o, `data set check: ${dataCheck.note}`);
+    // Before any load: the feed scenarios' writes would tell the two apart.
+    let answers: RouteDiff[] = [];
+    if (baselineOrigin) {
+      const sample = [...new Set(keys.uids)].slice(0, o.answerSample);
+      say(o, `answers: asking ${sample.length} keys of both targets through 3 routes`);
+      answers = await compareAnswers({
+        candidate: origin,
+        baseline: baselineOrigin,
+        keys: sample,
+        partnerKey: o.partnerKey,
+        ignore: [o.ingestSegment, o.ingestSegment + 1],
+      });
+      for (const a of answers)
+        say(o, a.error ? `answers ${a.route}: ${a.error}` : `answers ${a.route}: ${a.differing}/${a.compared} differ`);
+    }
 
     const results: ScenarioResult[] = [];
     const comparisons: Comparison[] = [];
@@ -482,6 +521,30 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
       const requests = SCENARIOS[name].requests(input);
       say(o, `${name}: ${SCENARIOS[name].what}`);
       const targets: Array<[TargetName, string]> = [['segd', origin]];
+      if (baselineOrigin) {
+        // A B A B …: machine noise falls on both; each run of the candidate gets its control.
+        for (let round = 1; round <= o.rounds; round++) {
+          for (const [target, url] of [
+            ['segd', origin],
+            ['baseline', baselineOrigin],
+          ] as Array<[TargetName, string]>) {
+            const r = await measure(o, name, target, url, input, requests);
+            r.round = round;
+            results.push(r);
+            if (r.status === 'skipped') say(o, r.reason!);
+            if (target === 'segd' && r.status === 'ran' && o.rate > 0 && name !== 'ws' && controlUrl) {
+              const c = await measure(o, name, 'hello-world', controlUrl, input, requests);
+              c.control = true;
+              c.round = round;
+              results.push(c);
+              const why = generatorBoundWhy(r, c);
+              r.generatorBound = why.length > 0;
+              if (why.length) r.generatorBoundWhy = why;
+            }
+          }
+        }
+        continue;
+      }
       if (baselines && SCENARIOS[name].comparable) {
         // The hello-world answers GETs only (its answer ignores the path).
         if (requests[0]!.method === 'GET') targets.push(['hello-world', `http://127.0.0.1:${baselines.hello.port}`]);
@@ -547,7 +610,23 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
     }
 
     const gates: GateResult[] = [];
-    for (const r of results) {
+    const rows: CanaryRow[] = [];
+    if (baselineOrigin) {
+      // Gated once per scenario, on the medians over the rounds.
+      for (const name of o.scenarios) {
+        const runs = results.filter((r) => r.scenario === name && r.target === 'segd');
+        if (runs.every((r) => r.status === 'skipped')) continue;
+        const row = canaryRow(name, results);
+        if (!row) {
+          for (const g of o.gates) gates.push({ scenario: name, gate: g.text, measured: 'did not run', pass: false });
+          continue;
+        }
+        rows.push(row);
+        const subject = (side: typeof row.candidate) => ({ scenario: name, ...side });
+        gates.push(...evaluate(o.gates, subject(row.candidate), subject(row.baseline)));
+      }
+    }
+    for (const r of baselineOrigin ? [] : results) {
       if (r.target !== 'segd' || r.status === 'skipped') continue;
       // --rate half: throughput is judged at the max, everything else at half load.
       const mine =
@@ -572,6 +651,31 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
       );
     }
     const { gates: _g, partnerKey: _p, ingestKey: _i, adminKey: _a, ...settings } = o;
+    let canary: Canary | undefined;
+    if (baselineOrigin) {
+      const why: string[] = [];
+      const broken = results.filter((r) => (r.target === 'segd' || r.target === 'baseline') && r.status === 'failed');
+      for (const r of broken) why.push(`${r.scenario} → ${r.target} round ${r.round}: ${r.reason}`);
+      for (const a of answers) if (a.error) why.push(`answers ${a.route} not compared: ${a.error}`);
+      const failedGates = gates.filter((g) => !g.pass);
+      for (const g of failedGates) why.push(`gate ${g.scenario} ${g.gate} failed (${g.measured})`);
+      const differ = answers.some((a) => a.differing > 0);
+      if (differ && !o.expectDiff) why.push('answers differ on the same data (--expect-diff allows it)');
+      const verdict: CanaryVerdict = broken.length
+        ? 'could not run'
+        : failedGates.length || (differ && !o.expectDiff)
+          ? 'regression'
+          : 'pass';
+      canary = {
+        baseline: baselineOrigin,
+        rounds: o.rounds,
+        rows,
+        answers,
+        expectDiff: o.expectDiff,
+        verdict,
+        line: canaryLine(verdict, rows, answers, why, { candidate: origin, baseline: baselineOrigin }),
+      };
+    }
     return {
       tool: 'segd loadtest',
       version: 1,
@@ -598,8 +702,16 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
       results,
       comparisons,
       gates,
-      verdict: gates.length === 0 ? 'no gates' : gates.every((g) => g.pass) ? 'pass' : 'fail',
+      verdict:
+        canary && canary.verdict !== 'pass'
+          ? 'fail'
+          : gates.length === 0
+            ? 'no gates'
+            : gates.every((g) => g.pass)
+              ? 'pass'
+              : 'fail',
       generatorBound: results.some((r) => r.generatorBound),
+      ...(canary ? { canary } : {}),
     };
   } finally {
     await cleanup();

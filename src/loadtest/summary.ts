@@ -31,13 +31,25 @@ export function summaryText(res: Results, files: { html: string; json: string })
       );
   out.push('');
   const rows = res.results.map((r) => {
-    if (!r.figures) return [scenarioLabel(r), r.target, r.status.toUpperCase(), '', '', '', '', '', '', 'see below'];
+    if (!r.figures)
+      return [
+        scenarioLabel(r),
+        r.round ? `${r.target} #${r.round}` : r.target,
+        r.status.toUpperCase(),
+        '',
+        '',
+        '',
+        '',
+        '',
+        '',
+        'see below',
+      ];
     const f = r.figures;
     const l = f.latencyUs;
     const hit = r.server?.view.hitShare;
     return [
       scenarioLabel(r),
-      r.target,
+      r.round ? `${r.target} #${r.round}` : r.target,
       int(f.rps),
       fmtUs(l.p50),
       fmtUs(l.p90),
