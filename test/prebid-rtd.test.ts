@@ -8,17 +8,15 @@
 // segd). A stub CMP answers with real TCF strings.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createServer, request as httpRequest, type Server, type IncomingMessage } from 'node:http';
-import { writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import type { Page } from 'playwright-core';
-import { startSegd, tempDir, ROOT, type Segd } from './helpers/server.js';
+import { ROOT, waitFor, type Segd } from './helpers/server.js';
+import { startRtdSegd, UID, type RtdSegd } from './fixtures/prebid/segd.js';
 import { launchBrowser, type Browser } from './helpers/browser.js';
-import { tcfString, TEST_VENDOR } from './helpers/tcf.js';
+import { tcfString, gppUsNat, TEST_VENDOR } from './helpers/tcf.js';
 
 const PREBID = join(ROOT, 'node_modules/prebid.js/dist/src');
-const INGEST = 'ingest-key-0123456789';
-const UID = 'AAAAAAAAAAAAAAAAAAAAAA';
 const AUCTION_DELAY = 400;
 const CONSENT = tcfString({ vendors: [TEST_VENDOR], purposes: [1, 4] });
 const REFUSED = tcfString({ vendors: [], purposes: [1] });
@@ -65,12 +63,10 @@ const body = (req: IncomingMessage) =>
     req.on('end', () => r(b));
   });
 
+let rtd: RtdSegd;
 let segd: Segd;
 let browser: Browser;
 let script: string;
-const dataDir = tempDir('segd-prebid-');
-const cfgDir = tempDir('segd-prebid-cfg-');
-const cfgPath = join(cfgDir, 'config.json');
 const servers: Server[] = [];
 let pubOrigin = '';
 let recorderUrl = '';
@@ -80,7 +76,7 @@ let downBase = '';
 /** OpenRTB requests the bidders sent, by bidder. */
 const bids: Array<{ bidder: string; ortb: { user?: { data?: unknown[] } } }> = [];
 /** /v1/rtd calls the relay saw; `hold` keeps answers back until released (a slow segd). */
-const relay = { rtdCalls: 0, hold: false, held: [] as Array<() => void> };
+const relay = { rtdCalls: 0, urls: [] as string[], hold: false, held: [] as Array<() => void> };
 
 beforeAll(async () => {
   script = await bundlePrebid();
@@ -115,42 +111,14 @@ beforeAll(async () => {
   await new Promise((r) => gone.close(r));
   downBase = `http://localhost:${goneport}`;
 
-  writeFileSync(
-    cfgPath,
-    JSON.stringify({
-      partners: [
-        { id: 'pubnews', name: 'News publisher', segments: [] },
-        { id: 'dspa', name: 'DSP A', segments: [] },
-        { id: 'dspb', name: 'DSP B', segments: '*' },
-      ],
-      segments: [
-        { id: 1001, name: 'Sports', provider: 'acme', segtax: 4, dataType: 'third', partners: ['pubnews'] },
-        { id: 1002, name: 'Travel', provider: 'acme', segtax: 4, dataType: 'third', partners: ['pubnews'] },
-        { id: 2001, name: 'Intent', provider: 'acme', segtax: 600, dataType: 'first', partners: ['pubnews'] },
-        { id: 3001, name: 'Buyer A', provider: 'acme', segtax: 4, dataType: 'third', partners: ['dspa'] },
-        { id: 9001, name: 'Unlicensed', provider: 'acme', segtax: 4, dataType: 'third', partners: [] },
-      ],
-    }),
-  );
-  segd = await startSegd({
-    dataDir,
-    env: {
-      SEGD_CONFIG: cfgPath,
-      SEGD_INGEST_KEYS: INGEST,
-      SEGD_GVL_VENDOR_ID: String(TEST_VENDOR),
-      SEGD_RTD_ORIGINS: `${pubOrigin}=pubnews+dspa+dspb`,
-    },
-  });
-  const pushed = await fetch(`${segd.url}/v1/ingest`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${INGEST}`, 'Content-Type': 'application/x-ndjson' },
-    body: JSON.stringify({ op: 'add', uid: UID, segments: [1001, 2001, 3001, 9001] }),
-  });
-  expect(await pushed.json()).toMatchObject({ applied: 1 });
-
+  rtd = await startRtdSegd(pubOrigin);
+  segd = rtd.segd;
   const segdPort = segd.port;
   const proxy = createServer((req, res) => {
-    if (req.url!.startsWith('/v1/rtd')) relay.rtdCalls++;
+    if (req.url!.startsWith('/v1/rtd')) {
+      relay.rtdCalls++;
+      relay.urls.push(req.url!);
+    }
     const forward = () => {
       const up = httpRequest(
         { host: '127.0.0.1', port: segdPort, path: req.url, method: req.method, headers: req.headers },
@@ -176,9 +144,7 @@ afterAll(async () => {
     s.closeAllConnections();
     await new Promise((r) => s.close(r));
   }
-  await segd?.stop();
-  rmSync(dataDir, { recursive: true, force: true });
-  rmSync(cfgDir, { recursive: true, force: true });
+  await rtd?.stop();
 });
 
 interface AuctionResult {
@@ -186,10 +152,19 @@ interface AuctionResult {
   targeting: Record<string, Record<string, unknown>>;
 }
 
+interface Gpp {
+  gppString: string;
+  applicableSections: number[];
+  parsedSections: Record<string, object>;
+}
+
 interface Setup {
   endpoint?: string;
   tc?: string;
   cacheTtl?: number;
+  /** US Privacy and GPP as a CMP would give them (Prebid's `static` CMP setting). */
+  usp?: string;
+  gpp?: Gpp;
 }
 
 /** A fresh page view with the segd cookie and one auction; what the page saw. */
@@ -197,9 +172,9 @@ async function auction(s: Setup = {}): Promise<{ page: Page; result: AuctionResu
   const page = await browser.ctx.newPage();
   await page.goto(pubOrigin);
   const result = await page.evaluate(
-    ({ endpoint, tc, purposes, recorder, delay, cacheTtl }) =>
+    ({ endpoint, tc, purposes, recorder, delay, cacheTtl, usp, gpp }) =>
       new Promise<AuctionResult>((resolve) => {
-        const w = window as unknown as {
+        const w = globalThis as unknown as {
           __tcfapi: unknown;
           pbjs: {
             que: Array<() => void>;
@@ -225,7 +200,11 @@ async function auction(s: Setup = {}): Promise<{ page: Page; result: AuctionResu
         w.pbjs.que.push(() => {
           w.pbjs.setConfig({
             bidderTimeout: 2000,
-            consentManagement: { gdpr: { cmpApi: 'iab', timeout: 1000 } },
+            consentManagement: {
+              gdpr: { cmpApi: 'iab', timeout: 1000 },
+              ...(usp ? { usp: { cmpApi: 'static', consentData: { getUSPData: { uspString: usp } } } } : {}),
+              ...(gpp ? { gpp: { cmpApi: 'static', consentData: gpp } } : {}),
+            },
             realTimeData: {
               auctionDelay: delay,
               dataProviders: [
@@ -267,10 +246,16 @@ async function auction(s: Setup = {}): Promise<{ page: Page; result: AuctionResu
       recorder: recorderUrl,
       delay: AUCTION_DELAY,
       cacheTtl: s.cacheTtl ?? 0,
+      usp: s.usp ?? null,
+      gpp: s.gpp ?? null,
     },
   );
   return { page, result };
 }
+
+/** The module's localStorage entry on the publisher's origin (the test's tsconfig has no DOM types: expressions as strings). */
+const cached = (page: Page) => page.evaluate<string | null>("localStorage.getItem('segd_rtd')");
+const forget = (page: Page) => page.evaluate("localStorage.removeItem('segd_rtd')");
 
 const segdData = (bidder: string) => {
   const b = bids.filter((x) => x.bidder === bidder).at(-1);
@@ -323,21 +308,72 @@ describe('segd RTD module in Prebid.js', () => {
     expect(segdData('alpha')).toEqual([]);
     expect(segdData('beta')).toEqual([]);
     expect(result.targeting.top?.seg).toBeUndefined();
-    expect(await page.evaluate(() => localStorage.getItem('segd_rtd'))).toBeNull();
+    expect(await cached(page)).toBeNull();
     await page.close();
   });
 
-  it('segd slower than auctionDelay: the auction goes on at auctionDelay without segd data', async () => {
+  it('segd slower than auctionDelay: the auction goes on at auctionDelay without segd data; the late answer serves the next auction', async () => {
     relay.hold = true;
     const before = relay.rtdCalls;
-    const { page, result } = await auction();
+    const { page, result } = await auction({ cacheTtl: 600 });
     expect(relay.rtdCalls).toBe(before + 1); // asked, not answered yet
     expect(result.ms).toBeGreaterThanOrEqual(AUCTION_DELAY - 50);
     expect(result.ms).toBeLessThan(AUCTION_DELAY + 1500);
     expect(segdData('alpha')).toEqual([]);
     expect(segdData('beta')).toEqual([]);
+    expect(result.targeting.top?.seg).toBeUndefined();
+    relay.hold = false;
     for (const release of relay.held.splice(0)) release();
+    await waitFor(async () => (await cached(page)) !== null, 5000);
     await page.close();
+    bids.length = 0;
+    const next = await auction({ cacheTtl: 600 });
+    expect(relay.rtdCalls).toBe(before + 1);
+    expect(segmentsBySegtax(segdData('beta'))).toEqual([
+      [4, ['1001']],
+      [601, ['2001']],
+    ]);
+    await forget(next.page);
+    await next.page.close();
+  });
+
+  it('forwards US Privacy and GPP with gpp_sid beside the TCF string', async () => {
+    const gppString = gppUsNat(false);
+    const { page } = await auction({
+      usp: '1YNN',
+      gpp: { gppString, applicableSections: [7], parsedSections: { usnat: { SaleOptOut: 2, SaleOptOutNotice: 1 } } },
+    });
+    const q = new URL(relay.urls.at(-1)!, 'http://x').searchParams;
+    expect(Object.fromEntries(q)).toEqual({
+      pub: 'pubnews',
+      bidders: 'dspa',
+      gdpr: '1',
+      gdpr_consent: CONSENT,
+      us_privacy: '1YNN',
+      gpp: gppString,
+      gpp_sid: '7',
+    });
+    expect(segmentsBySegtax(segdData('beta'))).toEqual([
+      [4, ['1001']],
+      [601, ['2001']],
+    ]);
+    await page.close();
+  });
+
+  it('a US opt-out (GPP usnat sale opt-out, or US Privacy 1YYN): no call to segd', async () => {
+    const before = relay.rtdCalls;
+    const a = await auction({
+      gpp: {
+        gppString: gppUsNat(true),
+        applicableSections: [7],
+        parsedSections: { usnat: { SaleOptOut: 1, SaleOptOutNotice: 1 } },
+      },
+    });
+    await a.page.close();
+    const b = await auction({ usp: '1YYN' });
+    await b.page.close();
+    expect(relay.rtdCalls).toBe(before);
+    expect(bids.map((x) => x.ortb.user?.data ?? [])).toEqual([[], [], [], []]);
   });
 
   it('segd down: the auction goes on at once without segd data', async () => {
@@ -350,7 +386,7 @@ describe('segd RTD module in Prebid.js', () => {
 
   it('with cacheTtl, the next page view is served from localStorage without waiting for segd', async () => {
     const first = await auction({ cacheTtl: 600 });
-    const stored = await first.page.evaluate(() => localStorage.getItem('segd_rtd'));
+    const stored = await cached(first.page);
     expect(JSON.parse(stored!)).toMatchObject({ k: 'pubnews|dspa' });
     await first.page.close();
     // segd held: the cached answer is used, the auction does not wait for it.
@@ -364,7 +400,7 @@ describe('segd RTD module in Prebid.js', () => {
       [601, ['2001']],
     ]);
     expect(second.result.ms).toBeLessThan(AUCTION_DELAY);
-    await second.page.evaluate(() => localStorage.removeItem('segd_rtd'));
+    await forget(second.page);
     await second.page.close();
   });
 });

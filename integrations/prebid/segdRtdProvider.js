@@ -140,22 +140,18 @@ function writeCache(params, answer) {
     storage.setDataInLocalStorage(STORAGE_KEY, JSON.stringify({ t: Date.now(), k: cacheKey(params), a: answer }));
 }
 
-/** Asks segd; calls `done(answer | null)` exactly once, within `timeout` ms. */
-function fetchAnswer(params, userConsent, timeout, done) {
-  let settled = false;
-  const finish = (a) => {
-    if (settled) return;
-    settled = true;
-    clearTimeout(timer);
-    done(a);
-  };
-  // The fetcher aborts at `timeout` too; this timer does not depend on it.
-  const timer = setTimeout(() => finish(null), timeout);
-  try {
+/**
+ * Asks segd (one request at a time: a second caller shares it). Resolves
+ * with the answer or null, never rejects; an answer is cached as it arrives,
+ * so one that comes too late for an auction still serves the next.
+ */
+function lookup(params, userConsent, abortMs) {
+  if (inFlight) return inFlight;
+  const pm = new Promise((resolve) => {
     qualifiedFetcherFactory(
       MODULE_TYPE_RTD,
       SUBMODULE_NAME,
-      timeout,
+      abortMs,
     )(lookupUrl(params, userConsent), {
       method: 'GET',
       credentials: 'include',
@@ -164,29 +160,18 @@ function fetchAnswer(params, userConsent, timeout, done) {
       .then((a) => {
         const answer = isPlainObject(a) ? a : null;
         if (answer) writeCache(params, answer);
-        finish(answer);
+        resolve(answer);
       })
       .catch((e) => {
         logWarn('segd RTD: lookup failed', e);
-        finish(null);
+        resolve(null);
       });
-  } catch (e) {
-    logError('segd RTD: lookup failed', e);
-    finish(null);
-  }
-}
-
-function refresh(params, userConsent, timeout, done) {
-  if (inFlight) {
-    inFlight.push(done);
-    return;
-  }
-  inFlight = [done];
-  fetchAnswer(params, userConsent, timeout, (a) => {
-    const waiting = inFlight;
-    inFlight = null;
-    waiting.forEach((cb) => cb(a));
   });
+  inFlight = pm;
+  pm.then(() => {
+    inFlight = null;
+  });
+  return pm;
 }
 
 /** Writes an answer into the auction's first-party data. */
@@ -203,16 +188,25 @@ export function applyAnswer(reqBidsConfigObj, answer, params) {
   if (Object.keys(perBidder).length) mergeDeep(fragments.bidder, perBidder);
 }
 
-function init(config, userConsent) {
+function init(config) {
   const params = readParams(config);
   if (params === null) return false;
   config.__segd = params;
   return true;
 }
 
+/**
+ * Calls back exactly once and within `timeout` (the auction's delay for
+ * this module; 0 when the auction does not wait for it): at once with a
+ * cached answer or without consent, else when segd answers, fails or the
+ * time is up — whichever comes first. Data that arrives after the callback
+ * is not written into the auction (it has started); it is cached.
+ */
 function getBidRequestData(reqBidsConfigObj, callback, config, userConsent, timeout) {
   let called = false;
+  let timer;
   const done = () => {
+    clearTimeout(timer);
     if (!called) {
       called = true;
       callback();
@@ -227,22 +221,25 @@ function getBidRequestData(reqBidsConfigObj, callback, config, userConsent, time
       current = a;
       applyAnswer(reqBidsConfigObj, a, params);
     };
+    const wait = timeout > 0 ? timeout : 0;
+    // With a cache, a lookup may outlive the auction's wait: its answer serves the next auction.
+    const abortMs = params.cacheTtl ? Math.max(wait, BACKGROUND_TIMEOUT) : wait;
     const cached = readCache(params);
     if (cached) {
       use(cached.a);
       done();
-      // Stale-while-revalidate: past half its lifetime, the next auction gets a fresh answer.
-      if (Date.now() - cached.t > (params.cacheTtl * 1000) / 2)
-        refresh(params, userConsent, BACKGROUND_TIMEOUT, () => {});
+      // Stale-while-revalidate: past half its lifetime, the entry is refreshed for the next auction.
+      if (Date.now() - cached.t > (params.cacheTtl * 1000) / 2) lookup(params, userConsent, abortMs);
       return;
     }
-    if (!(timeout > 0)) {
-      // The auction does not wait for this module: fill the cache for the next one.
+    if (wait === 0) {
+      // The auction does not wait for this module: only the cache (for the next auction) can gain.
       done();
-      refresh(params, userConsent, BACKGROUND_TIMEOUT, () => {});
+      if (params.cacheTtl) lookup(params, userConsent, abortMs);
       return;
     }
-    refresh(params, userConsent, timeout, (a) => {
+    timer = setTimeout(done, wait);
+    lookup(params, userConsent, abortMs).then((a) => {
       use(a);
       done();
     });
