@@ -123,6 +123,11 @@ export function rtdRoutes(deps: AppDeps) {
       return done(fail('BAD_RTD_REQUEST', 'bidders must be at most 50 comma-separated partner ids'));
     const coppa = req.getQuery('coppa') ?? '';
     if (!COPPA.test(coppa)) return done(fail('BAD_RTD_REQUEST', 'coppa must be 0 or 1'));
+    // Shed before the consent strings are decoded: that is most of this route's work.
+    if (admission.overloaded()) {
+      metrics.shed('rtd', 'overload');
+      return done(empty('overload'));
+    }
     const consentIn: ConsentInput = {
       gdpr: req.getQuery('gdpr'),
       gdprConsent: req.getQuery('gdpr_consent'),
@@ -140,10 +145,6 @@ export function rtdRoutes(deps: AppDeps) {
     if (uid === null) return done(empty('no_uid'));
     const pubLicence = licenceOf(pub);
     if (pubLicence === undefined) return done(empty('no_publisher'));
-    if (admission.overloaded()) {
-      metrics.shed('rtd', 'overload');
-      return done(empty('overload'));
-    }
 
     const n = reader.read(uid, ANONYMOUS, nowSeconds());
     if (all.length < n) {
@@ -156,10 +157,11 @@ export function rtdRoutes(deps: AppDeps) {
     const globalSet = new Licence(pub, false, global);
     const data = userData.build(global, k);
     const gam = gamAnswer(out, gamPrefix, global, k, config.gamMaxBytes).toString('latin1', gamPrefix.length);
-    const bidders: Record<string, Data[]> = {};
+    // No prototype: a partner may be called "constructor".
+    const bidders = Object.create(null) as Record<string, Data[]>;
     if (biddersParam !== '')
       for (const b of biddersParam.split(',')) {
-        if (!site.partners.includes(b) || b in bidders) continue;
+        if (!site.partners.includes(b) || Object.hasOwn(bidders, b)) continue;
         const licence = licenceOf(b);
         if (licence === undefined) continue;
         const kb = share(licence, n, globalSet);
