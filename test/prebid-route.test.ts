@@ -6,6 +6,7 @@ import { request } from 'node:http';
 import { startRtdSegd, UID, type RtdSegd } from './fixtures/prebid/segd.js';
 import { tcfString, gppUsNat, TEST_VENDOR } from './helpers/tcf.js';
 import { metric } from './helpers/metrics.js';
+import { loadConfig, ConfigError } from '../src/config/load.js';
 
 const ORIGIN = 'https://news.example';
 const CONSENT = tcfString({ vendors: [TEST_VENDOR], purposes: [1, 4] });
@@ -175,5 +176,33 @@ describe('GET /v1/rtd', () => {
 
   it('other methods are 405', async () => {
     expect((await call('POST', '/v1/rtd?pub=pubnews')).status).toBe(405);
+  });
+});
+
+describe('SEGD_RTD_ORIGINS', () => {
+  const parse = (v: string) => loadConfig({ env: { SEGD_RTD_ORIGINS: v } }).rtdOrigins;
+
+  it('reads origin=publisher[+partner…] entries', () => {
+    expect(parse(' https://news.example=pubnews+dspa , http://127.0.0.1:8080=pub2,')).toEqual([
+      { origin: 'https://news.example', publisher: 'pubnews', partners: ['dspa'] },
+      { origin: 'http://127.0.0.1:8080', publisher: 'pub2', partners: [] },
+    ]);
+    expect(parse('')).toEqual([]);
+  });
+
+  it('refuses what a browser never sends as an Origin, bad partner ids, and an origin listed twice', () => {
+    for (const v of [
+      'https://news.example',
+      'https://news.example/=pubnews',
+      'https://News.example=pubnews',
+      '*=pubnews',
+      'null=pubnews',
+      'news.example=pubnews',
+      'https://news.example=',
+      'https://news.example=pub news',
+      'https://news.example=pubnews+',
+      'https://news.example=pubnews,https://news.example=other',
+    ])
+      expect(() => parse(v), v).toThrow(ConfigError);
   });
 });

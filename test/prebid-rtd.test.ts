@@ -18,7 +18,7 @@ import { tcfString, gppUsNat, TEST_VENDOR } from './helpers/tcf.js';
 
 const PREBID = join(ROOT, 'node_modules/prebid.js/dist/src');
 /** Long enough that an auction ending before it proves the module called back (not Prebid's timer). */
-const AUCTION_DELAY = 1000;
+const AUCTION_DELAY = 2000;
 const CONSENT = tcfString({ vendors: [TEST_VENDOR], purposes: [1, 4] });
 const REFUSED = tcfString({ vendors: [], purposes: [1] });
 
@@ -166,6 +166,8 @@ interface Setup {
   /** US Privacy and GPP as a CMP would give them (Prebid's `static` CMP setting). */
   usp?: string;
   gpp?: Gpp;
+  /** Whether the auction waits for segd (default true). */
+  waitForIt?: boolean;
 }
 
 /** A fresh page view with the segd cookie and one auction; what the page saw. */
@@ -173,7 +175,7 @@ async function auction(s: Setup = {}): Promise<{ page: Page; result: AuctionResu
   const page = await browser.ctx.newPage();
   await page.goto(pubOrigin);
   const result = await page.evaluate(
-    ({ endpoint, tc, purposes, recorder, delay, cacheTtl, usp, gpp }) =>
+    ({ endpoint, tc, purposes, recorder, delay, cacheTtl, usp, gpp, waitForIt }) =>
       new Promise<AuctionResult>((resolve) => {
         const w = globalThis as unknown as {
           __tcfapi: unknown;
@@ -211,7 +213,7 @@ async function auction(s: Setup = {}): Promise<{ page: Page; result: AuctionResu
               dataProviders: [
                 {
                   name: 'segd',
-                  waitForIt: true,
+                  waitForIt,
                   params: {
                     endpoint,
                     partnerKey: 'pubnews',
@@ -249,6 +251,7 @@ async function auction(s: Setup = {}): Promise<{ page: Page; result: AuctionResu
       cacheTtl: s.cacheTtl ?? 0,
       usp: s.usp ?? null,
       gpp: s.gpp ?? null,
+      waitForIt: s.waitForIt ?? true,
     },
   );
   return { page, result };
@@ -401,6 +404,51 @@ describe('segd RTD module in Prebid.js', () => {
       [601, ['2001']],
     ]);
     expect(second.result.ms).toBeLessThan(AUCTION_DELAY);
+    await forget(second.page);
+    await second.page.close();
+  });
+
+  it('past half of cacheTtl the cached answer is still used, and refreshed in the background', async () => {
+    const first = await auction({ cacheTtl: 600 });
+    // Age the entry to 400 s of its 600.
+    await first.page.evaluate(
+      "const e = JSON.parse(localStorage.getItem('segd_rtd')); e.t -= 400000; localStorage.setItem('segd_rtd', JSON.stringify(e))",
+    );
+    const aged = (JSON.parse((await cached(first.page))!) as { t: number }).t;
+    await first.page.close();
+    relay.hold = true;
+    bids.length = 0;
+    const before = relay.rtdCalls;
+    const second = await auction({ cacheTtl: 600 });
+    expect(second.result.ms).toBeLessThan(AUCTION_DELAY); // served from the cache, not held
+    expect(segmentsBySegtax(segdData('beta'))).toEqual([
+      [4, ['1001']],
+      [601, ['2001']],
+    ]);
+    expect(relay.rtdCalls).toBe(before + 1); // the background refresh
+    relay.hold = false;
+    for (const release of relay.held.splice(0)) release();
+    await waitFor(async () => (JSON.parse((await cached(second.page))!) as { t: number }).t > aged + 300_000, 5000);
+    await forget(second.page);
+    await second.page.close();
+  });
+
+  it('without waitForIt the auction does not wait: it goes on at once, and the answer fills the cache for the next', async () => {
+    const before = relay.rtdCalls;
+    const first = await auction({ waitForIt: false, cacheTtl: 600 });
+    expect(first.result.ms).toBeLessThan(AUCTION_DELAY / 2);
+    expect(segdData('beta')).toEqual([]);
+    await waitFor(async () => (await cached(first.page)) !== null, 5000);
+    expect(relay.rtdCalls).toBe(before + 1);
+    await first.page.close();
+    bids.length = 0;
+    const second = await auction({ waitForIt: false, cacheTtl: 600 });
+    expect(segmentsBySegtax(segdData('alpha'))).toEqual([
+      [4, ['1001']],
+      [601, ['2001']],
+      [4, ['3001']],
+    ]);
+    expect(second.result.targeting.top).toMatchObject({ seg: '1001,2001' });
     await forget(second.page);
     await second.page.close();
   });
