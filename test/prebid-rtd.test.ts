@@ -168,6 +168,8 @@ interface Setup {
   gpp?: Gpp;
   /** Whether the auction waits for segd (default true). */
   waitForIt?: boolean;
+  /** The module's `bidders` param (default alpha → dspa). */
+  bidders?: Record<string, string>;
 }
 
 /** A fresh page view with the segd cookie and one auction; what the page saw. */
@@ -175,7 +177,7 @@ async function auction(s: Setup = {}): Promise<{ page: Page; result: AuctionResu
   const page = await browser.ctx.newPage();
   await page.goto(pubOrigin);
   const result = await page.evaluate(
-    ({ endpoint, tc, purposes, recorder, delay, cacheTtl, usp, gpp, waitForIt }) =>
+    ({ endpoint, tc, purposes, recorder, delay, cacheTtl, usp, gpp, waitForIt, bidders }) =>
       new Promise<AuctionResult>((resolve) => {
         const w = globalThis as unknown as {
           __tcfapi: unknown;
@@ -217,7 +219,7 @@ async function auction(s: Setup = {}): Promise<{ page: Page; result: AuctionResu
                   params: {
                     endpoint,
                     partnerKey: 'pubnews',
-                    bidders: { alpha: 'dspa' },
+                    bidders,
                     segtax: { 600: 601 },
                     cacheTtl,
                   },
@@ -252,6 +254,7 @@ async function auction(s: Setup = {}): Promise<{ page: Page; result: AuctionResu
       usp: s.usp ?? null,
       gpp: s.gpp ?? null,
       waitForIt: s.waitForIt ?? true,
+      bidders: s.bidders ?? { alpha: 'dspa' },
     },
   );
   return { page, result };
@@ -357,6 +360,26 @@ describe('segd RTD module in Prebid.js', () => {
       gpp: gppString,
       gpp_sid: '7',
     });
+    expect(segmentsBySegtax(segdData('beta'))).toEqual([
+      [4, ['1001']],
+      [601, ['2001']],
+    ]);
+    await page.close();
+  });
+
+  it('a GPP CMP with no applicable section ([-1]) and a bidder mapped to an invalid id: segd still answers', async () => {
+    const gppString = gppUsNat(false);
+    const { page } = await auction({
+      gpp: { gppString, applicableSections: [-1], parsedSections: {} },
+      bidders: { alpha: 'dspa', beta: 'Not A Partner' },
+    });
+    const q = new URL(relay.urls.at(-1)!, 'http://x').searchParams;
+    expect([q.get('bidders'), q.get('gpp'), q.has('gpp_sid')]).toEqual(['dspa', gppString, false]);
+    expect(segmentsBySegtax(segdData('alpha'))).toEqual([
+      [4, ['1001']],
+      [601, ['2001']],
+      [4, ['3001']],
+    ]);
     expect(segmentsBySegtax(segdData('beta'))).toEqual([
       [4, ['1001']],
       [601, ['2001']],

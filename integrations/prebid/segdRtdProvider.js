@@ -27,13 +27,32 @@ let current = null;
 /** A refresh under way (one at a time). */
 let inFlight = null;
 
-/** `bidders` as a map bidder code → segd partner id: an array names both alike. */
+const PARTNER_ID = /^[a-z0-9_-]{1,40}$/;
+/** segd takes at most this many bidder partners in one lookup. */
+const MAX_BIDDERS = 50;
+
+/** `bidders` as a map bidder code → segd partner id: an array names both alike. Invalid ids are left out. */
 function bidderMap(bidders) {
-  if (Array.isArray(bidders))
-    return Object.fromEntries(bidders.filter((b) => typeof b === 'string').map((b) => [b, b]));
-  if (isPlainObject(bidders))
-    return Object.fromEntries(Object.entries(bidders).filter(([, p]) => typeof p === 'string'));
-  return {};
+  const pairs = Array.isArray(bidders)
+    ? bidders.map((b) => [b, b])
+    : isPlainObject(bidders)
+      ? Object.entries(bidders)
+      : [];
+  const out = {};
+  const partners = new Set();
+  for (const [code, partner] of pairs) {
+    if (typeof code !== 'string' || typeof partner !== 'string' || !PARTNER_ID.test(partner)) {
+      logWarn(`segd RTD: bidders: ${JSON.stringify(partner)} is not a segd partner id (a-z 0-9 _ -), ignored`);
+      continue;
+    }
+    if (!partners.has(partner) && partners.size >= MAX_BIDDERS) {
+      logWarn(`segd RTD: bidders: more than ${MAX_BIDDERS} partners, ${partner} ignored`);
+      continue;
+    }
+    partners.add(partner);
+    out[code] = partner;
+  }
+  return out;
 }
 
 /** Checked params, or null (the module stays off). */
@@ -43,7 +62,7 @@ export function readParams(config) {
     logError('segd RTD: params.endpoint must be the segd base URL (https://…)');
     return null;
   }
-  if (typeof p.partnerKey !== 'string' || !/^[a-z0-9_-]{1,40}$/.test(p.partnerKey)) {
+  if (typeof p.partnerKey !== 'string' || !PARTNER_ID.test(p.partnerKey)) {
     logError("segd RTD: params.partnerKey must be the publisher's partner id in segd");
     return null;
   }
@@ -99,7 +118,11 @@ export function lookupUrl(params, userConsent) {
   const gpp = userConsent?.gpp;
   if (gpp?.gppString) {
     q.push(['gpp', gpp.gppString]);
-    if (Array.isArray(gpp.applicableSections)) q.push(['gpp_sid', gpp.applicableSections.join(',')]);
+    // A CMP says "no section applies" with [-1]: segd takes only section ids.
+    const sids = Array.isArray(gpp.applicableSections)
+      ? gpp.applicableSections.filter((x) => Number.isInteger(x) && x >= 0)
+      : [];
+    if (sids.length) q.push(['gpp_sid', sids.join(',')]);
   }
   if (userConsent?.coppa) q.push(['coppa', '1']);
   return `${params.endpoint}/v1/rtd?${q.map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join('&')}`;
