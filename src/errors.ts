@@ -53,6 +53,11 @@ export const ERRORS = {
     message: 'the store cannot take writes (full); nothing was applied; retry later with the same Idempotency-Key',
   },
   BODY_TIMEOUT: { status: 408, message: 'the request body did not arrive in time; the connection is closed' },
+  ORIGIN_NOT_ALLOWED: {
+    status: 403,
+    message: 'this page origin may not call /v1/rtd for that publisher (SEGD_RTD_ORIGINS)',
+  },
+  BAD_RTD_REQUEST: { status: 400, message: 'the /v1/rtd query is not valid' },
   OVERLOADED: { status: 503, message: 'too many requests of this kind under way on this worker; retry later' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

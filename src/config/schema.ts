@@ -50,6 +50,7 @@ export interface Config {
   wsIdleSeconds: number;
   gamKey: string;
   gamMaxBytes: number;
+  rtdOrigins: RtdSite[];
   unknownSegments: 'accept' | 'reject';
   cookieName: string;
   cookieDomain: string;
@@ -77,6 +78,16 @@ export interface Config {
 const SAMPLE_FEED = join(fileURLToPath(new URL('../../../', import.meta.url)), 'sample', 'feed.ndjson');
 
 type Parse<T> = (raw: string) => T;
+
+/** A publisher site allowed to call `GET /v1/rtd` from its pages (SEGD_RTD_ORIGINS). */
+export interface RtdSite {
+  /** The page origin, as browsers send it (`https://news.example`). */
+  origin: string;
+  /** The partner whose licence decides the data every bidder of the auction gets. */
+  publisher: string;
+  /** Partners the site may name as bidders: each gets its own licensed segments beside the global data. */
+  partners: string[];
+}
 
 export interface Setting<K extends keyof Config = keyof Config> {
   key: K;
@@ -119,6 +130,28 @@ const keyList: Parse<string[]> = (raw) => {
     .filter(Boolean);
   if (keys.some((k) => k.length < 16)) throw new BadValue('each key must be at least 16 characters');
   return keys;
+};
+const ORIGIN = /^https?:\/\/[a-z0-9.-]{1,253}(:\d{1,5})?$/;
+const PARTNER_ID = /^[a-z0-9_-]{1,40}$/;
+/** `origin=publisher[+partner…]`, comma-separated; an origin once. */
+const rtdSites: Parse<RtdSite[]> = (raw) => {
+  const out: RtdSite[] = [];
+  for (const entry of raw.split(',')) {
+    const e = entry.trim();
+    if (e === '') continue;
+    const eq = e.lastIndexOf('=');
+    const origin = e.slice(0, eq);
+    const [publisher = '', ...partners] = e.slice(eq + 1).split('+');
+    if (eq < 0 || !ORIGIN.test(origin))
+      throw new BadValue(
+        `${JSON.stringify(e)}: expected origin=publisher[+partner…], the origin lower-case scheme://host[:port]`,
+      );
+    if (![publisher, ...partners].every((p) => PARTNER_ID.test(p)))
+      throw new BadValue(`${JSON.stringify(e)}: partner ids are 1-40 of a-z 0-9 _ -`);
+    if (out.some((s) => s.origin === origin)) throw new BadValue(`${origin} is listed twice`);
+    out.push({ origin, publisher, partners });
+  }
+  return out;
 };
 const cookieToken = (s: string) => (/^[A-Za-z0-9_-]{1,40}$/.test(s) ? undefined : 'must be 1-40 of A-Z a-z 0-9 _ -');
 const nonEmpty = (s: string) => (s.trim() === '' ? 'must not be empty' : undefined);
@@ -432,6 +465,13 @@ export const SETTINGS: Setting[] = [
     def: 512,
     parse: int(16, 65_536),
     doc: 'cap of a `?format=gam` answer; whole values past it are dropped (never a partial id)',
+  },
+  {
+    key: 'rtdOrigins',
+    env: 'SEGD_RTD_ORIGINS',
+    def: [],
+    parse: rtdSites,
+    doc: "page origins allowed to call `GET /v1/rtd` with the browser's cookie (the Prebid module), comma-separated `origin=publisher[+partner…]`: the publisher partner whose licence sets the data every bidder gets, and the partners the site may name as bidders. None = the route refuses every origin",
   },
   {
     key: 'unknownSegments',

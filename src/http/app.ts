@@ -14,6 +14,7 @@ import { syncInRoute, syncOutRoutes } from './routes/sync.js';
 import { privacyRoutes } from './routes/privacy.js';
 import { sendError } from './respond.js';
 import { enrichRoute } from './routes/enrich.js';
+import { rtdRoutes } from './routes/rtd.js';
 import { wsBehavior } from './routes/ws.js';
 import { guardRoute, guardWs, type RouteContext } from './guard.js';
 import { setBodyTimeout } from './body.js';
@@ -48,7 +49,13 @@ export function createApp(deps: AppDeps): TemplatedApp {
   const admin = adminRoutes(deps);
   const syncOut = syncOutRoutes(deps);
   const privacy = privacyRoutes(deps);
-  type Route = [string, 'get' | 'post' | 'put' | 'del', (res: HttpResponse, req: HttpRequest) => void, Kind];
+  const rtd = rtdRoutes(deps);
+  type Route = [
+    string,
+    'get' | 'post' | 'put' | 'del' | 'options',
+    (res: HttpResponse, req: HttpRequest) => void,
+    Kind,
+  ];
   // An open /metrics is anyone's; a keyed one only its keys'.
   const metricsKind: Kind = deps.config.metricsKeys.length > 0 ? 'keyed' : 'public';
   const routes: Route[] = [
@@ -81,6 +88,8 @@ export function createApp(deps: AppDeps): TemplatedApp {
   ];
   // Activation: OpenRTB enrichment and the WebSocket lookup channel.
   routes.push(['/openrtb2/enrich', 'post', enrichRoute(deps), 'lookup']);
+  // Prebid's segd RTD module in publishers' pages (CORS, the browser's cookie).
+  routes.push(['/v1/rtd', 'get', rtd.get, 'lookup'], ['/v1/rtd', 'options', rtd.preflight, 'ops']);
   app.ws('/v1/ws', guardWs(wsBehavior(deps), log, '/v1/ws', deps.metrics));
   const known = new Set<string>();
   for (const [path, method, handler, kind] of routes) {
