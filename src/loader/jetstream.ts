@@ -16,6 +16,11 @@
 // unfinished connect are cut short, and after a short grace for the ack of a
 // batch in hand the connection is closed, which fails every request still
 // waiting for an answer. A lost ack costs nothing: the redelivery is skipped.
+//
+// A store copied from another node (`segd backup`) carries that node's
+// checkpoint under that node's durable name. A node without a checkpoint of
+// its own adopts the one of the same stream and subject filter: the copy holds
+// exactly what that checkpoint covers, so consuming goes on right after it.
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import {
   jetstream,
@@ -53,6 +58,8 @@ export interface JetStreamStats {
 interface StreamCheckpoint {
   seq: number;
   at: number;
+  /** The consumer's subject filter: which messages of the stream `seq` covers. */
+  subject?: string;
 }
 
 const INFO_EVERY_MS = 1000;
@@ -158,7 +165,7 @@ export class JetStreamSource {
   private async attach(): Promise<Consumer> {
     const nc = await this.connection();
     const jsm = await jetstreamManager(nc);
-    const resumeAfter = (this.store.meta.get(this.checkpointKey) as StreamCheckpoint | undefined)?.seq ?? 0;
+    const resumeAfter = (await this.ownOrAdoptedCheckpoint())?.seq ?? 0;
     let delivered: number | null;
     try {
       delivered = (await jsm.consumers.info(this.opts.stream, this.opts.durable)).delivered.stream_seq;
@@ -193,6 +200,26 @@ export class JetStreamSource {
     this.log.info({ stream: this.opts.stream, durable: this.opts.durable, resumeAfter }, 'jetstream source attached');
     this.lastError = null;
     return this.consumer;
+  }
+
+  /** This durable's checkpoint, or one copied with the store for the same stream and subject (made this durable's). */
+  private async ownOrAdoptedCheckpoint(): Promise<StreamCheckpoint | undefined> {
+    const own = this.store.meta.get(this.checkpointKey) as StreamCheckpoint | undefined;
+    if (own) return own;
+    const prefix = `ckpt:nats:${this.opts.stream}:`;
+    let adopted: { key: string; value: StreamCheckpoint } | undefined;
+    for (const { key, value } of this.store.meta.getRange({ start: prefix, end: `${prefix}\uffff` })) {
+      const cp = value as StreamCheckpoint;
+      // Two copied checkpoints: the lower one, so nothing either covers is skipped (reapplying is idempotent).
+      if (cp.subject === this.opts.subject && (!adopted || cp.seq < adopted.value.seq)) adopted = { key, value: cp };
+    }
+    if (!adopted) return undefined;
+    await this.store.meta.put(this.checkpointKey, adopted.value);
+    this.log.info(
+      { from: adopted.key, seq: adopted.value.seq, durable: this.opts.durable },
+      'jetstream checkpoint adopted from the copied store',
+    );
+    return adopted.value;
   }
 
   private async fetchAndApply(consumer: Consumer): Promise<number> {
@@ -235,7 +262,7 @@ export class JetStreamSource {
     if (last > done) {
       const r = this.writer.apply(changes, now, {
         key: this.checkpointKey,
-        value: { seq: last, at: now } satisfies StreamCheckpoint,
+        value: { seq: last, at: now, subject: this.opts.subject } satisfies StreamCheckpoint,
       });
       stats.applied = r.applied;
       stats.stale = r.stale;
