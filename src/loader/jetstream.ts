@@ -38,6 +38,7 @@ import { nowSeconds } from '../lookup/segments.js';
 import type { Writer } from './writer.js';
 import { parseBody, type ParsedPush } from './push.js';
 import { rejectReason, type Change, type RecordLimits } from './records.js';
+import { shardOf, type ShardSpec } from '../shard/shard.js';
 
 export interface JetStreamOptions {
   servers: string[];
@@ -46,6 +47,8 @@ export interface JetStreamOptions {
   durable: string;
   batch: number;
   maxUidBytes: RecordLimits;
+  /** This node's shard: a record of another shard's user is rejected, not stored where no lookup reaches it. */
+  shard: ShardSpec | null;
 }
 
 export interface JetStreamStats {
@@ -250,7 +253,12 @@ export class JetStreamSource {
         // Parsing is pure: whatever it throws is this message's fault, so the message is the reject.
         parsed = { changes: [], rejects: [{ line: 0, reason: rejectReason(err) }] };
       }
-      for (const c of parsed.changes) changes.push(c);
+      const shard = this.opts.shard;
+      for (const c of parsed.changes) {
+        if (shard === null || shardOf(c.uid, shard.count) === shard.index) changes.push(c);
+        else
+          parsed.rejects.push({ line: 0, reason: `user of shard ${shardOf(c.uid, shard.count)}, not ${shard.index}` });
+      }
       if (parsed.rejects.length) {
         stats.rejected += parsed.rejects.length;
         this.log.warn(

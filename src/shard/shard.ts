@@ -4,7 +4,7 @@
 // feed producers publish a user's records on `segments.<shard>.…`, a node
 // consumes its shard's subjects (SEGD_SHARD), the fan-out client groups keys,
 // and deploy/haproxy.cfg computes the same function on `?uid=`
-// (`url_param(uid),url_dec,crc32,mod(K)`), so a lookup reaches the node
+// (`url_param(uid),url_dec(1),crc32,mod(K)`: `+` is a space, as segd reads a query), so a lookup reaches the node
 // group holding that user for every key — there is no table to keep in sync.
 import { crc32 } from 'node:zlib';
 

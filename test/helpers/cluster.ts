@@ -124,11 +124,11 @@ export async function startHaproxy(cfgPath: string, vars: Record<string, string>
   const check = spawnSync('haproxy', ['-c', '-f', cfgPath], { env, encoding: 'utf8' });
   if (check.status !== 0) throw new Error(`haproxy -c failed:\n${check.stdout}${check.stderr}`);
   const proc = spawnTracked('haproxy', ['-db', '-f', cfgPath], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  // Listening once the frontend accepts a connection.
+  // Up once the default backend answers /healthz through it (its servers passed their first checks).
   for (const end = Date.now() + 10_000; ;) {
     if (proc.exitCode !== null) throw new Error(`haproxy exited ${proc.exitCode}`);
     const ok = await fetch(`http://127.0.0.1:${port}/healthz`).then(
-      () => true,
+      async (r) => (await r.arrayBuffer(), r.status === 200),
       () => false,
     );
     if (ok) break;
