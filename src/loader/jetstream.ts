@@ -136,6 +136,7 @@ export class JetStreamSource {
         if (message !== this.lastError)
           this.log.warn({ err: message, stream: this.opts.stream }, 'jetstream source: retrying');
         this.lastError = message;
+        this.pending = -1; // the last figure is no longer known to hold (a leader change, a lost server)
         this.consumer = null; // re-resolve after reconnects and server restarts
         this.waitingFor = 'retry backoff';
         await sleep(backoff, undefined, { signal: this.halt.signal }).catch(() => undefined);
