@@ -4,9 +4,11 @@
 // through HAProxy the whole time.
 //   1. SIGKILL a segd node: HAProxy marks it down within 2 s; lookups see no
 //      errors beyond the requests in flight to it.
-//   2. SIGKILL the stream's leader while publishing: lookups go on, every
+//   2. SIGTERM a segd node: it drains (/readyz 503, in-flight answered),
+//      HAProxy takes it out, no lookup fails.
+//   3. SIGKILL the stream's leader while publishing: lookups go on, every
 //      node catches up with every message.
-//   3. Replace the killed node by one started from a backup of its peer taken
+//   4. Replace the killed node by one started from a backup of its peer taken
 //      under load: HAProxy takes it back once /readyz says it caught up, and
 //      it answers exactly like its peer.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -181,12 +183,28 @@ describe('faults behind HAProxy on a NATS cluster', () => {
     );
   });
 
+  it('a node told to stop (SIGTERM) drains: HAProxy takes it out and no lookup fails', async () => {
+    const load = lookupLoad();
+    await waitFor(async () => load.outcomes.some((o) => o.by === 'shard1/b'));
+    const stoppedAt = performance.now();
+    const stopped = node['1b']!.stop();
+    await waitFor(async () => (await serverState('shard1', 'b')) === 0, 5000);
+    const downAfter = performance.now() - stoppedAt;
+    expect(await stopped).toBe(0);
+    const until = load.outcomes.length + 100;
+    await waitFor(async () => load.outcomes.length >= until);
+    await load.stop();
+    expect(downAfter).toBeLessThan(2000);
+    expect(load.failures()).toEqual([]);
+    expect(load.outcomes.filter((o) => o.at > stoppedAt + downAfter && o.by === 'shard1/b')).toEqual([]);
+  });
+
   it('the stream leader is killed while publishing: lookups go on and every node catches up', async () => {
     const load = lookupLoad();
     const leader = await nats.leader();
     await stopProc(nats.nodes.get(leader)!, 'SIGKILL');
     await publishRetrying(2000, 3000, 1);
-    const live = [node['0b']!, node['1a']!, node['1b']!];
+    const live = [node['0b']!, node['1a']!];
     const shardOfNode = (s: Segd) => (s === node['0b'] ? 0 : 1);
     const answer = async (s: Segd, i: number) =>
       ((await (await fetch(`${s.url}/v1/segments?uid=f${i}`)).json()) as { segments: number[] }).segments.join();
