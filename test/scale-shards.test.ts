@@ -7,7 +7,8 @@
 // rejected, and replicas answer identically once caught up.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { startSegd, feedLine, waitFor, ROOT, type Segd } from './helpers/server.js';
+import { readFileSync } from 'node:fs';
+import { startSegd, feedLine, waitFor, runSegd, tempDir, ROOT, type Segd } from './helpers/server.js';
 import { requireProgram, startNats, startHaproxy, type Haproxy, type NatsCluster } from './helpers/cluster.js';
 import { shardOf, shardSubject } from '../src/shard/shard.js';
 import { ShardedClient } from '../src/client/shard-client.js';
@@ -145,6 +146,12 @@ describe('shards behind HAProxy', () => {
     const items = await client.batch(pick.map((i) => KEYS[i]!));
     expect(items.map((it) => it.uid)).toEqual(pick.map((i) => KEYS[i]));
     expect(items.map((it) => it.segments)).toEqual(pick.map(expected));
+    // An enrichment goes to the shard of the user its bid request names.
+    for (const uid of KEYS.slice(0, 6)) {
+      const e = await client.enrich(JSON.stringify({ id: 'r1', imp: [{ id: '1' }], user: { id: uid } }), uid);
+      await e.arrayBuffer();
+      expect(e.headers.get('x-segd-served-by')?.split('/')[0], uid).toBe(`shard${shardOf(uid, K)}`);
+    }
     const r = await fetch(`${haproxy.url}/v1/segments?uid=u1`, { headers: { 'x-segd-shard': String(K) } });
     expect(r.status).toBe(421);
     await r.arrayBuffer();
@@ -168,5 +175,35 @@ describe('shards behind HAProxy', () => {
       const [ra, rb] = await Promise.all([a!, b!].map(async (s) => (await fetch(`${s.url}${q}`)).text()));
       expect(rb, uid).toBe(ra);
     }
+  });
+});
+
+describe('shard settings and deploy files', () => {
+  it('refuses a shard spec that is not I/K with I < K', async () => {
+    for (const [spec, why] of [
+      ['2/2', 'the shard index must be below the count'],
+      ['1', 'expected I/K'],
+      ['0/0', 'the shard count must be between 1 and 1024'],
+    ]) {
+      const r = await runSegd(['status'], { SEGD_SHARD: spec!, SEGD_DATA_DIR: tempDir() });
+      expect(r.code, spec).toBe(2);
+      expect(r.stderr, spec).toContain(why);
+    }
+  });
+
+  it('gives HAProxy every address its config names, in docker-compose and Kubernetes', () => {
+    const cfg = readFileSync(join(ROOT, 'deploy/haproxy.cfg'), 'utf8');
+    // ${NAME} without a default (`${NAME-default}` has one) must be set by whoever runs the file.
+    const needed = [...new Set([...cfg.matchAll(/\$\{(\w+)\}/g)].map((m) => m[1]!))].filter((v) => v !== 'SEGD_SHARDS');
+    expect(needed).toEqual(['SEGD_0A', 'SEGD_0B', 'SEGD_1A', 'SEGD_1B']);
+    for (const file of ['deploy/docker-compose.yml', 'deploy/k8s/haproxy.yaml']) {
+      const text = readFileSync(join(ROOT, file), 'utf8');
+      for (const v of needed) expect(text, `${file} sets ${v}`).toMatch(new RegExp(`\\b${v}\\b`));
+    }
+    // One backend per shard of SEGD_SHARDS, and the Kubernetes shards agree on K.
+    const k = Number(/setenv SEGD_SHARDS (\d+)/.exec(cfg)?.[1]);
+    expect([...cfg.matchAll(/^backend shard(\d+)$/gm)].map((m) => Number(m[1]))).toEqual([...Array(k).keys()]);
+    for (let i = 0; i < k; i++)
+      expect(readFileSync(join(ROOT, `deploy/k8s/segd-shard${i}.yaml`), 'utf8')).toContain(`value: '${i}/${k}'`);
   });
 });
