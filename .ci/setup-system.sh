@@ -9,7 +9,8 @@ set -euo pipefail
 # chromium (cookie sync end to end, driven by playwright-core at /usr/bin/chromium),
 # redis-server (the Fastify + Redis baseline of `segd loadtest --compare`).
 # gcc and libc6-dev build native/openloop (the open-loop load client; its test runs it).
-TEST_PACKAGES=(nats-server chromium redis-server gcc libc6-dev)
+# haproxy runs deploy/haproxy.cfg in the shard routing and fault tests (test/scale-*.test.ts).
+TEST_PACKAGES=(nats-server chromium redis-server gcc libc6-dev haproxy)
 # Load generators for `npm run bench` (not needed by the tests).
 BENCH_PACKAGES=(wrk util-linux)
 

@@ -1,8 +1,9 @@
-// The `segd` command: serve, gen, import, status, loadtest. Each subcommand owns its flags.
+// The `segd` command: serve, gen, import, status, backup, loadtest. Each subcommand owns its flags.
 import { genCommand } from './gen.js';
 import { serveCommand } from './serve.js';
 import { importCommand } from './import.js';
 import { statusCommand } from './status.js';
+import { backupCommand } from './backup.js';
 import { loadtestCommand } from './loadtest.js';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
@@ -10,6 +11,10 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
   gen: { run: genCommand, help: 'write a synthetic NDJSON feed: --users N --out FILE' },
   import: { run: importCommand, help: 'apply a feed file or directory to the store (server stopped): PATH' },
   status: { run: statusCommand, help: 'the store and each source: checkpoint, backlog, last commit (--json)' },
+  backup: {
+    run: backupCommand,
+    help: 'hot copy of the store (LMDB compacting copy, checkpoints, filter) beside a running server: --out DIR',
+  },
   loadtest: {
     run: loadtestCommand,
     help: 'load-test a segd with a rollout gate and an HTML report: --target URL --scenario S --duration S --out DIR',

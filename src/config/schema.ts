@@ -4,6 +4,7 @@
 import { availableParallelism, hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { parseShardSpec, shardFilter, type ShardSpec } from '../shard/shard.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -38,6 +39,8 @@ export interface Config {
   natsSubject: string;
   natsDurable: string;
   natsBatch: number;
+  natsReadyLag: number;
+  shard: ShardSpec | null;
   maxIngestBytes: number;
   lookupAuth: 'required' | 'optional';
   dmpDomain: string;
@@ -352,9 +355,21 @@ export const SETTINGS: Setting[] = [
     doc: 'JetStream stream holding membership changes (created upstream, not by segd)',
   },
   {
+    key: 'shard',
+    env: 'SEGD_SHARD',
+    def: null,
+    parse: (raw) => {
+      if (raw.trim() === '') return null;
+      const spec = parseShardSpec(raw);
+      if (typeof spec === 'string') throw new BadValue(spec);
+      return spec;
+    },
+    doc: "this node's shard as `I/K` (shard I of K; a user's shard is CRC-32 of its key mod K, see docs/scale-out.md): the default NATS subject becomes `segments.I.>`; empty = unsharded",
+  },
+  {
     key: 'natsSubject',
     env: 'SEGD_NATS_SUBJECT',
-    def: 'segments.>',
+    def: (c) => (c.shard ? shardFilter(c.shard) : 'segments.>'),
     parse: str(nonEmpty),
     doc: "subject filter of this node's consumer (a shard's subjects when sharding)",
   },
@@ -371,6 +386,13 @@ export const SETTINGS: Setting[] = [
     def: 1000,
     parse: int(1, 100_000),
     doc: 'messages fetched and applied per transaction',
+  },
+  {
+    key: 'natsReadyLag',
+    env: 'SEGD_NATS_READY_LAG',
+    def: 0,
+    parse: int(0, 1_000_000_000),
+    doc: '`/readyz` answers 503 "catching up" until the JetStream backlog has once been at most this many messages (a node started from a backup joins the pool nearly current); 0 = not gated',
   },
   {
     key: 'maxIngestBytes',

@@ -16,6 +16,11 @@
 // unfinished connect are cut short, and after a short grace for the ack of a
 // batch in hand the connection is closed, which fails every request still
 // waiting for an answer. A lost ack costs nothing: the redelivery is skipped.
+//
+// A store copied from another node (`segd backup`) carries that node's
+// checkpoint under that node's durable name. A node without a checkpoint of
+// its own adopts the one of the same stream and subject filter: the copy holds
+// exactly what that checkpoint covers, so consuming goes on right after it.
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import {
   jetstream,
@@ -33,6 +38,7 @@ import { nowSeconds } from '../lookup/segments.js';
 import type { Writer } from './writer.js';
 import { parseBody, type ParsedPush } from './push.js';
 import { rejectReason, type Change, type RecordLimits } from './records.js';
+import { shardOf, type ShardSpec } from '../shard/shard.js';
 
 export interface JetStreamOptions {
   servers: string[];
@@ -41,6 +47,8 @@ export interface JetStreamOptions {
   durable: string;
   batch: number;
   maxUidBytes: RecordLimits;
+  /** This node's shard: a record of another shard's user is rejected, not stored where no lookup reaches it. */
+  shard: ShardSpec | null;
 }
 
 export interface JetStreamStats {
@@ -53,6 +61,8 @@ export interface JetStreamStats {
 interface StreamCheckpoint {
   seq: number;
   at: number;
+  /** The consumer's subject filter: which messages of the stream `seq` covers. */
+  subject?: string;
 }
 
 const INFO_EVERY_MS = 1000;
@@ -126,6 +136,7 @@ export class JetStreamSource {
         if (message !== this.lastError)
           this.log.warn({ err: message, stream: this.opts.stream }, 'jetstream source: retrying');
         this.lastError = message;
+        this.pending = -1; // the last figure is no longer known to hold (a leader change, a lost server)
         this.consumer = null; // re-resolve after reconnects and server restarts
         this.waitingFor = 'retry backoff';
         await sleep(backoff, undefined, { signal: this.halt.signal }).catch(() => undefined);
@@ -158,7 +169,7 @@ export class JetStreamSource {
   private async attach(): Promise<Consumer> {
     const nc = await this.connection();
     const jsm = await jetstreamManager(nc);
-    const resumeAfter = (this.store.meta.get(this.checkpointKey) as StreamCheckpoint | undefined)?.seq ?? 0;
+    const resumeAfter = (await this.ownOrAdoptedCheckpoint())?.seq ?? 0;
     let delivered: number | null;
     try {
       delivered = (await jsm.consumers.info(this.opts.stream, this.opts.durable)).delivered.stream_seq;
@@ -195,6 +206,26 @@ export class JetStreamSource {
     return this.consumer;
   }
 
+  /** This durable's checkpoint, or one copied with the store for the same stream and subject (made this durable's). */
+  private async ownOrAdoptedCheckpoint(): Promise<StreamCheckpoint | undefined> {
+    const own = this.store.meta.get(this.checkpointKey) as StreamCheckpoint | undefined;
+    if (own) return own;
+    const prefix = `ckpt:nats:${this.opts.stream}:`;
+    let adopted: { key: string; value: StreamCheckpoint } | undefined;
+    for (const { key, value } of this.store.meta.getRange({ start: prefix, end: `${prefix}\uffff` })) {
+      const cp = value as StreamCheckpoint;
+      // Two copied checkpoints: the lower one, so nothing either covers is skipped (reapplying is idempotent).
+      if (cp.subject === this.opts.subject && (!adopted || cp.seq < adopted.value.seq)) adopted = { key, value: cp };
+    }
+    if (!adopted) return undefined;
+    await this.store.meta.put(this.checkpointKey, adopted.value);
+    this.log.info(
+      { from: adopted.key, seq: adopted.value.seq, durable: this.opts.durable },
+      'jetstream checkpoint adopted from the copied store',
+    );
+    return adopted.value;
+  }
+
   private async fetchAndApply(consumer: Consumer): Promise<number> {
     const msgs: JsMsg[] = [];
     this.fetching = await consumer.fetch({ max_messages: this.opts.batch, expires: 1000 });
@@ -223,7 +254,12 @@ export class JetStreamSource {
         // Parsing is pure: whatever it throws is this message's fault, so the message is the reject.
         parsed = { changes: [], rejects: [{ line: 0, reason: rejectReason(err) }] };
       }
-      for (const c of parsed.changes) changes.push(c);
+      const shard = this.opts.shard;
+      for (const c of parsed.changes) {
+        if (shard === null || shardOf(c.uid, shard.count) === shard.index) changes.push(c);
+        else
+          parsed.rejects.push({ line: 0, reason: `user of shard ${shardOf(c.uid, shard.count)}, not ${shard.index}` });
+      }
       if (parsed.rejects.length) {
         stats.rejected += parsed.rejects.length;
         this.log.warn(
@@ -235,7 +271,7 @@ export class JetStreamSource {
     if (last > done) {
       const r = this.writer.apply(changes, now, {
         key: this.checkpointKey,
-        value: { seq: last, at: now } satisfies StreamCheckpoint,
+        value: { seq: last, at: now, subject: this.opts.subject } satisfies StreamCheckpoint,
       });
       stats.applied = r.applied;
       stats.stale = r.stale;

@@ -12,6 +12,7 @@ const READY = '{"status":"ready","filter":"ready"}';
 const READY_NO_FILTER = '{"status":"ready","filter":"none"}';
 const LOADING = '{"status":"loading","reason":"initial load not finished"}';
 const DRAINING = '{"status":"draining","reason":"shutting down"}';
+const CATCHING_UP = '{"status":"catching up","reason":"JetStream backlog above SEGD_NATS_READY_LAG","lag":{"nats":';
 
 export function healthzRoute(deps: AppDeps) {
   const m = deps.metrics.route('healthz');
@@ -23,17 +24,28 @@ export function healthzRoute(deps: AppDeps) {
   };
 }
 
-/** 200 once LMDB is open (it is, or this worker would not run) and the initial load is done. */
+/**
+ * 200 once LMDB is open (it is, or this worker would not run), the initial
+ * load is done and, with SEGD_NATS_READY_LAG set, the JetStream backlog has
+ * once been at most that many messages: a node started from a backup joins
+ * the pool only when its answers are nearly current. Only once: a backlog
+ * that grows later (a burst, a slow disk) hits every replica alike, and
+ * taking them all out of the pool would turn stale answers into no answers.
+ */
 export function readyzRoute(deps: AppDeps) {
   const m = deps.metrics.route('readyz');
+  const maxLag = deps.config.natsUrl ? deps.config.natsReadyLag : 0;
+  let caughtUp = maxLag === 0;
   return (res: HttpResponse): void => {
     const t0 = performance.now();
     let st: number;
+    const pending = deps.state.value(Gauge.NatsPending);
+    if (!caughtUp && pending >= 0 && pending <= maxLag) caughtUp = true;
     if (deps.state.get(Flag.Draining)) st = sendBody(res, 503, JSON_TYPE, DRAINING, true);
     else if (!deps.state.get(Flag.Loaded)) st = sendBody(res, 503, JSON_TYPE, LOADING);
+    else if (!caughtUp) st = sendBody(res, 503, JSON_TYPE, `${CATCHING_UP}${pending < 0 ? '"unknown"' : pending}}}`);
     else {
-      // The stream's lag is reported, not gated on: a long backlog is not a reason to stop serving.
-      const pending = deps.state.value(Gauge.NatsPending);
+      // Past the first catch-up the lag is reported, not gated on (see above).
       const body = deps.lookup.filter ? READY : READY_NO_FILTER;
       let text = pending < 0 ? body : `${body.slice(0, -1)},"lag":{"nats":${pending}}}`;
       // A full store stops the loader, not lookups: still ready (last committed data), and it says why.
