@@ -88,14 +88,10 @@ export const usHistogram = (digits: number): Histogram =>
 
 export function percentilesOf(h: Histogram): Percentiles {
   if (h.totalCount === 0) return { p50: 0, p90: 0, p99: 0, p999: 0, max: 0, mean: 0 };
-  return {
-    p50: h.getValueAtPercentile(50),
-    p90: h.getValueAtPercentile(90),
-    p99: h.getValueAtPercentile(99),
-    p999: h.getValueAtPercentile(99.9),
-    max: h.maxValue,
-    mean: h.mean,
-  };
+  // A percentile is its bucket's upper end (3 significant digits), which can lie above the exact max.
+  const max = h.maxValue;
+  const at = (p: number) => Math.min(h.getValueAtPercentile(p), max);
+  return { p50: at(50), p90: at(90), p99: at(99), p999: at(99.9), max, mean: h.mean };
 }
 
 export class Recorder {
