@@ -2,12 +2,13 @@
 // twin of src/loadtest/open-loop-client.ts (same flags, same JSON line), for
 // sub-millisecond tails the Node client cannot see at 20k req/s on 2 cores.
 //
-//   openloop --port P (--requests FILE | --paths FILE) --rate R
+//   openloop --port P (--requests FILE | --paths FILE) (--rate R | --schedule FILE)
 //            [--host 127.0.0.1] [--connections 50] [--warmup-ms 2000]
 //            [--duration-ms 10000] [--ok-below 300] [--timeout-ms 10000]
 //            [--spin-us 50] [--out FILE]
 //
-// Request k is due at t0 + k/R and goes out on the next idle keep-alive
+// Request k is due at t0 + k/R (or at its own offset from --schedule: a
+// replay of captured traffic keeps its inter-arrival times) and goes out on the next idle keep-alive
 // connection (one request in flight per connection, no pipelining); its
 // latency counts from when it was due, so a stalled server cannot hide its
 // stall by slowing the generator down (coordinated omission). Pacing: a
@@ -121,11 +122,12 @@ static struct {
   const char *requests_file;
   const char *paths_file;
   const char *out_file;
+  const char *schedule_file;
   double rate;
   int connections;
   double warmup_ms, duration_ms, timeout_ms, spin_us;
   int ok_below;
-} opt = {"127.0.0.1", 0, NULL, NULL, NULL, 0, 50, 2000, 10000, 10000, 50, 300};
+} opt = {"127.0.0.1", 0, NULL, NULL, NULL, NULL, 0, 50, 2000, 10000, 10000, 50, 300};
 
 static void die(const char *fmt, ...) {
   va_list ap;
@@ -156,6 +158,7 @@ static void parse_args(int argc, char **argv) {
     else if (!strcmp(name, "requests")) opt.requests_file = v;
     else if (!strcmp(name, "paths")) opt.paths_file = v;
     else if (!strcmp(name, "out")) opt.out_file = v;
+    else if (!strcmp(name, "schedule")) opt.schedule_file = v;
     else if (!strcmp(name, "rate")) opt.rate = num_arg(name, v, 1, 10e6);
     else if (!strcmp(name, "connections")) opt.connections = (int)num_arg(name, v, 1, 10000);
     else if (!strcmp(name, "warmup-ms")) opt.warmup_ms = num_arg(name, v, 0, 3600e3);
@@ -166,7 +169,8 @@ static void parse_args(int argc, char **argv) {
     else die("unknown flag --%s", name);
   }
   if (!opt.port) die("--port is required");
-  if (!opt.rate) die("--rate R > 0 is required (this client runs open loop only)");
+  if (!opt.rate && !opt.schedule_file)
+    die("--rate R > 0 or --schedule FILE is required (this client runs open loop only)");
   if (!opt.requests_file == !opt.paths_file) die("give exactly one of --requests FILE or --paths FILE");
 }
 
@@ -412,6 +416,35 @@ static void flush(conn_t *c, int64_t now) {
   if (c->want_out) ep_set(c, 0);
 }
 
+// --schedule FILE (a replay): request k is due at its own offset, a u32
+// big-endian count of µs from the start, non-decreasing, one per request.
+static uint64_t *sched_ns;
+static uint64_t n_sched;
+
+static void read_schedule(const char *file) {
+  FILE *f = fopen(file, "rb");
+  if (!f) die("%s: %s", file, strerror(errno));
+  uint64_t cap = 1 << 16;
+  sched_ns = malloc(cap * sizeof *sched_ns);
+  unsigned char b[4];
+  uint64_t prev = 0;
+  while (fread(b, 1, 4, f) == 4) {
+    uint64_t us = ((uint64_t)b[0] << 24) | ((uint64_t)b[1] << 16) | ((uint64_t)b[2] << 8) | b[3];
+    if (us < prev) die("%s: offsets must not decrease (entry %llu)", file, (unsigned long long)n_sched);
+    prev = us;
+    if (n_sched == cap) sched_ns = realloc(sched_ns, (cap *= 2) * sizeof *sched_ns);
+    if (!sched_ns) die("out of memory reading %s", file);
+    sched_ns[n_sched++] = us * 1000;
+  }
+  fclose(f);
+  if (!n_sched) die("%s: no entries", file);
+}
+
+/** When request k is due: by the schedule, or every 1/rate. */
+static inline int64_t due_at(uint64_t k) {
+  return sched_ns ? t0 + (int64_t)sched_ns[k] : t0 + (int64_t)((double)k * interval_ns);
+}
+
 /**
  * Sends request k on idle connection c. `freed`: c just became free and takes
  * a request already due; with no other connection idle, that request waited
@@ -421,7 +454,7 @@ static void send_req(conn_t *c, uint64_t k, int64_t now, int freed) {
   const req_t *r = &reqs[k % n_reqs];
   int waited = freed && n_idle == 1;
   set_state(c, C_BUSY);
-  c->intended = t0 + (int64_t)((double)k * interval_ns);
+  c->intended = due_at(k);
   c->sent = now;
   c->wbuf = r->data;
   c->wlen = r->len;
@@ -437,6 +470,12 @@ static void send_req(conn_t *c, uint64_t k, int64_t now, int freed) {
 
 static inline uint64_t due_count(int64_t now) {
   if (now < t0) return 0;
+  if (sched_ns) {
+    // Requests are sent in order, so the count only grows: scan on from the last one.
+    static uint64_t n;
+    while (n < total_k && (int64_t)sched_ns[n] <= now - t0) n++;
+    return n;
+  }
   uint64_t d = (uint64_t)((double)(now - t0) / interval_ns) + 1;
   return d < total_k ? d : total_k;
 }
@@ -740,7 +779,8 @@ int main(int argc, char **argv) {
   }
   if (!open) die("cannot connect to %s:%d", opt.host, opt.port);
 
-  interval_ns = 1e9 / opt.rate;
+  if (opt.schedule_file) read_schedule(opt.schedule_file);
+  interval_ns = opt.rate ? 1e9 / opt.rate : 0;
   {
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
@@ -750,7 +790,13 @@ int main(int argc, char **argv) {
   measure_from = t0 + (int64_t)(opt.warmup_ms * 1e6);
   measure_to = measure_from + (int64_t)(opt.duration_ms * 1e6);
   sec_end = measure_from + 1000000000;
-  total_k = (uint64_t)ceil((opt.warmup_ms + opt.duration_ms) / 1000 * opt.rate);
+  if (sched_ns) {
+    // The schedule's requests inside warm-up + duration; the rate reported is theirs.
+    uint64_t end_ns = (uint64_t)((opt.warmup_ms + opt.duration_ms) * 1e6);
+    while (total_k < n_sched && sched_ns[total_k] < end_ns) total_k++;
+    opt.rate = (double)total_k / ((opt.warmup_ms + opt.duration_ms) / 1000);
+  } else
+    total_k = (uint64_t)ceil((opt.warmup_ms + opt.duration_ms) / 1000 * opt.rate);
   int64_t drain_until = measure_to + grace_ns;
   int64_t spin_ns = (int64_t)(opt.spin_us * 1000);
   int64_t timeout_ns = (int64_t)(opt.timeout_ms * 1e6);
@@ -777,7 +823,7 @@ int main(int argc, char **argv) {
     // Sleep on the timer until spin_ns before the next due request, then poll.
     int64_t wake = next_housekeeping;
     if (next_k < total_k && next_k >= due_count(now)) {
-      int64_t next_due = t0 + (int64_t)((double)next_k * interval_ns);
+      int64_t next_due = due_at(next_k);
       if (next_due - spin_ns < wake) wake = next_due - spin_ns;
     }
     // An answer can only arrive while a request is in flight: poll for it
@@ -798,7 +844,7 @@ int main(int argc, char **argv) {
     if (c->fd >= 0 && c->state != C_WAIT) close(c->fd);
   }
   for (uint64_t k = next_k; k < total_k; k++)
-    if (in_window(t0 + (int64_t)((double)k * interval_ns))) {
+    if (in_window(due_at(k))) {
       lost++;
       fail_timeout++;
     }

@@ -75,6 +75,10 @@ export interface Config {
   metricsCacheMs: number;
   timelineEvents: number;
   loopMonitorMs: number;
+  captureSample: number;
+  captureFileBytes: number;
+  captureTotalBytes: number;
+  captureKeepHours: number;
 }
 
 /** The repo's own sample feed, loaded into an empty store by default. */
@@ -648,6 +652,34 @@ export const SETTINGS: Setting[] = [
     def: 1,
     parse: int(0, 1000),
     doc: 'period of the event-loop delay monitor of every thread, ms (0 = off); each period wakes an idle thread',
+  },
+  {
+    key: 'captureSample',
+    env: 'SEGD_CAPTURE_SAMPLE',
+    def: 0,
+    parse: num(0, 1),
+    doc: 'share of lookups (GET and batch) written to <data dir>/capture/ for `segd loadtest --replay` (0 = off); the files hold pseudonymous ids: personal data',
+  },
+  {
+    key: 'captureFileBytes',
+    env: 'SEGD_CAPTURE_FILE_BYTES',
+    def: 64 * 1024 * 1024,
+    parse: int(64 * 1024, 16 * 1024 ** 3),
+    doc: 'a capture file rotates at this size',
+  },
+  {
+    key: 'captureTotalBytes',
+    env: 'SEGD_CAPTURE_TOTAL_BYTES',
+    def: 1024 ** 3,
+    parse: int(64 * 1024, 1024 ** 4),
+    doc: 'capture files kept in all (split between workers); the oldest go first',
+  },
+  {
+    key: 'captureKeepHours',
+    env: 'SEGD_CAPTURE_KEEP_HOURS',
+    def: 24,
+    parse: num(0.01, 24 * 90),
+    doc: 'capture files older than this are removed at the next rotation',
   },
 ] as Setting[];
 

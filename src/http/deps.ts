@@ -15,6 +15,7 @@ import type { IdGraph } from '../identity/graph.js';
 import type { MatchQueue } from '../identity/match-queue.js';
 import type { ForgetRequest, ForgetAnswer } from '../privacy/forget.js';
 import type { TimelineAnswer } from '../metrics/timeline.js';
+import type { Capture } from './capture.js';
 
 /** Writer-side upkeep an admin can run now: a TTL sweep pass, or a full save of the known-users filter. */
 export type MaintenanceTask = 'sweep' | 'filter-save';
@@ -67,4 +68,6 @@ export interface AppDeps {
   resolver: UserResolver;
   /** Shedding on the lookup paths. */
   admission: Admission;
+  /** Sampled lookups written for replay (SEGD_CAPTURE_SAMPLE), or null when off. */
+  capture: Capture | null;
 }

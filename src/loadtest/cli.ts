@@ -4,6 +4,9 @@
 // not run, 2 bad flags or the target could not be reached at all. With
 // --baseline the canary verdict decides: 0 pass, 1 regression, 2 could not run.
 import { pathToFileURL } from 'node:url';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { readKeysFile } from './replay.js';
 import { parseFlags, intFlag, numFlag, usage, type FlagSpec, type Flags } from '../terminal/flags.js';
 import { DEFAULT_SYNTHETIC } from '../gen/synthetic.js';
 import { parseGates, readGateFile, type Gate } from './gate.js';
@@ -58,6 +61,10 @@ const SPEC: FlagSpec = {
   rounds: 'with --baseline: rounds per target, A B A B … (default 2)',
   'answer-sample': 'with --baseline: keys asked of both through each lookup route before the load (default 1000)',
   'expect-diff': 'with --baseline: answers that differ are listed, not a regression',
+  replay:
+    'capture files (or directories of them) from SEGD_CAPTURE_SAMPLE to replay with their timing, comma-separated (scenario "replay")',
+  speed: 'with --replay: how much faster than captured (default 1; 2 = twice the rate)',
+  'replay-keys': 'with --replay: a JSON file {"partner id": "bearer key", …} for the captured partners’ requests',
   timeout: 'seconds before a request counts as timed out (default 10)',
   'max-requests': 'stop a measured run after this many answers (default 100M)',
   pin: 'pin this generator and the compare servers to different CPUs (taskset)',
@@ -78,6 +85,32 @@ function clientFlag(v: unknown): OpenLoopClient {
   if (v === 'native' && !nativeClientPath())
     throw new Error('--client native: the native client is not built (`npm run build:native`, needs gcc)');
   return v as OpenLoopClient;
+}
+
+/** --replay: files as given, and every capture file in a directory given. */
+function captureFiles(list: string): string[] {
+  const out: string[] = [];
+  for (const p of list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    let st;
+    try {
+      st = statSync(p);
+    } catch {
+      throw new Error(`--replay: ${p} does not exist`);
+    }
+    if (st.isDirectory())
+      out.push(
+        ...readdirSync(p)
+          .filter((n) => n.startsWith('capture-') && n.endsWith('.ndjson'))
+          .sort()
+          .map((n) => join(p, n)),
+      );
+    else out.push(p);
+  }
+  if (!out.length) throw new Error(`--replay ${list}: no capture files`);
+  return out;
 }
 
 /** An http:// server's origin (the generators speak plain HTTP/1.1). */
@@ -102,7 +135,8 @@ function options(f: Flags): RunOptions {
     return v;
   };
   const target = httpUrl('--target', req('target'));
-  const rawScenarios = req('scenario');
+  const replayFiles = typeof f.replay === 'string' ? captureFiles(f.replay) : [];
+  const rawScenarios = replayFiles.length && f.scenario === undefined ? 'replay' : req('scenario');
   const scenarios = (
     rawScenarios === 'all'
       ? ALL_SCENARIOS
@@ -157,6 +191,9 @@ function options(f: Flags): RunOptions {
     rounds: intFlag(f, 'rounds', { min: 1, max: 100, def: 2 }),
     answerSample: intFlag(f, 'answer-sample', { min: 0, max: 100_000, def: 1000 }),
     expectDiff: f['expect-diff'] === true,
+    replay: replayFiles,
+    speed: numFlag(f, 'speed', { min: 0.01, max: 1000, def: 1 }),
+    replayKeys: typeof f['replay-keys'] === 'string' ? readKeysFile(f['replay-keys']) : {},
     gates,
     compare: f.compare === true,
     pin: f.pin === true,
@@ -182,6 +219,12 @@ function options(f: Flags): RunOptions {
   if (o.baseline && o.baseline === o.target) throw new Error('--baseline must be another server than --target');
   if (o.baseline && o.compare) throw new Error('--baseline and --compare are separate runs: give one');
   if (o.baseline && o.halfOfMax) throw new Error('--baseline takes a fixed --rate (or closed loop), not --rate half');
+  needs('replay', o.replay.length > 0, '--replay FILE[,FILE…]: the capture files to replay');
+  needs(
+    'replay',
+    !!nativeClientPath(),
+    'the native open-loop client (`npm run build:native`): it keeps the captured timing',
+  );
   needs('swap', !o.baseline, 'a single target: the baseline’s inbox is not known (run it without --baseline)');
   if (o.generator === 'wrk' && !hasCommand('wrk'))
     throw new Error(

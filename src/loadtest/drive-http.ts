@@ -52,6 +52,8 @@ export interface HttpDriveOptions extends LoadShape {
   client?: OpenLoopClient;
   /** Pin the generator's own process (wrk, the client) to this CPU with taskset. */
   cpu?: number;
+  /** A replay: request k is due this many µs after the start (non-decreasing), instead of every 1/rate. Native client only. */
+  schedule?: Uint32Array;
 }
 
 export interface DriveResult {
@@ -194,8 +196,16 @@ async function wrkClosedLoop(o: HttpDriveOptions): Promise<DriveResult> {
  * GC pauses show up as client send lag of tens of ms at 5k req/s.
  */
 async function clientLoop(o: HttpDriveOptions): Promise<DriveResult> {
-  return withRequestsFile(o, async (_dir, file) => {
-    const client = o.rate > 0 ? (o.client ?? 'node') : 'node';
+  return withRequestsFile(o, async (dir, file) => {
+    const client = o.schedule ? 'native' : o.rate > 0 ? (o.client ?? 'node') : 'node';
+    let scheduleArgs: string[] = [];
+    if (o.schedule) {
+      const path = join(dir, 'schedule.bin');
+      const b = Buffer.alloc(o.schedule.length * 4);
+      o.schedule.forEach((us, i) => b.writeUInt32BE(us, i * 4));
+      writeFileSync(path, b);
+      scheduleArgs = ['--schedule', path];
+    }
     const args = [
       ...clientCommand(client),
       '--host',
@@ -206,8 +216,7 @@ async function clientLoop(o: HttpDriveOptions): Promise<DriveResult> {
       file,
       '--ok-below',
       String(o.okBelow),
-      '--rate',
-      String(o.rate),
+      ...(o.schedule ? scheduleArgs : ['--rate', String(o.rate)]),
       '--connections',
       String(o.connections),
       '--warmup-ms',
@@ -227,7 +236,7 @@ async function clientLoop(o: HttpDriveOptions): Promise<DriveResult> {
     };
     return {
       info: {
-        generator: `${o.rate > 0 ? `open loop at ${o.rate} req/s` : 'closed loop'} over ${o.connections} connections (${client === 'native' ? 'native/openloop' : 'src/loadtest/open-loop-client.ts'})`,
+        generator: `${o.schedule ? `replay (open loop, captured timing, ${Math.round(r.rps ?? 0)} req/s)` : o.rate > 0 ? `open loop at ${o.rate} req/s` : 'closed loop'} over ${o.connections} connections (${client === 'native' ? 'native/openloop' : 'src/loadtest/open-loop-client.ts'})`,
         latencySource: 'open-loop client, µs, from each request’s scheduled send time (no coordinated omission)',
         sendLagUs: r.sendLagUs,
         serviceUs: r.serviceUs,

@@ -16,6 +16,7 @@ import { cleanup, pin, planPinning, type Pinning, type Server } from './processe
 import { Progress } from '../terminal/progress.js';
 import type { OpenLoopClient } from './native-client.js';
 import { generatorBoundWhy, startControl } from './control.js';
+import { planReplay, type ReplayStats } from './replay.js';
 import { canaryLine, canaryRow, compareAnswers, type CanaryRow, type CanaryVerdict, type RouteDiff } from './canary.js';
 
 export interface RunOptions extends BackgroundOptions {
@@ -49,6 +50,10 @@ export interface RunOptions extends BackgroundOptions {
   /** Candidate vs baseline: the baseline's URL ('' = none), rounds per target, answers sampled and whether differences are expected. */
   baseline: string;
   rounds: number;
+  /** --replay: capture files, the speed-up, and each partner's bearer key. */
+  replay: string[];
+  speed: number;
+  replayKeys: Record<string, string>;
   answerSample: number;
   expectDiff: boolean;
   pin: boolean;
@@ -132,6 +137,8 @@ export interface Results {
   generatorBound: boolean;
   /** With --baseline: the two side by side, the answers compared, and the verdict ops paste. */
   canary?: Canary;
+  /** With --replay: what was replayed (route mix, keys, inter-arrival gaps). */
+  replay?: ReplayStats;
 }
 
 export interface Canary {
@@ -149,6 +156,7 @@ const ROUTE: Record<ScenarioName, string> = {
   lookup: 'segments',
   kv: 'segments',
   mixed: 'segments',
+  replay: 'segments',
   nats: 'segments',
   swap: 'segments',
   sweep: 'segments',
@@ -217,6 +225,7 @@ async function measure(
   origin: string,
   input: ScenarioInput,
   requests: HttpReq[],
+  schedule?: Uint32Array,
 ): Promise<ScenarioResult> {
   const sc = SCENARIOS[name];
   const base: ScenarioResult = { scenario: name, what: sc.what, target, status: 'ran' };
@@ -311,8 +320,9 @@ async function measure(
             host,
             port,
             requests,
-            generator: o.rate > 0 ? 'client' : o.generator,
+            generator: o.rate > 0 || schedule ? 'client' : o.generator,
             client: o.client,
+            ...(schedule ? { schedule } : {}),
           });
   } catch (err) {
     // A generator that died (or a target that went away mid-run) fails this scenario, not the whole run.
@@ -449,6 +459,19 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
       throw new Error(`cannot reach ${url}: ${cause ?? (err as Error).message}`, { cause: err });
     }
   }
+  const replay = o.scenarios.includes('replay') ? planReplay(o.replay, o.replayKeys, o.speed) : null;
+  if (replay) {
+    const s = replay.stats;
+    const mix = Object.entries(s.byRoute)
+      .map(([r, n]) => `${r} ${((n / s.requests) * 100).toFixed(1)}%`)
+      .join(', ');
+    const noKey = Object.entries(s.skipped.noKey);
+    say(
+      o,
+      `replay: ${s.requests.toLocaleString('en-US')} requests from ${s.files} file(s) spanning ${s.spanS.toFixed(1)} s, sent over ${s.replayS.toFixed(1)} s (--speed ${s.speed}): ${mix}; ${s.distinctKeys.toLocaleString('en-US')} distinct keys` +
+        (noKey.length ? `; left out for want of a key: ${noKey.map(([p, n]) => `${p} ${n}`).join(', ')}` : ''),
+    );
+  }
   const needKeys = Math.max(o.keys, o.scenarios.includes('batch') ? o.batchSize * 200 : 0);
   say(
     o,
@@ -470,7 +493,7 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
     if (o.compare)
       baselines = await startBaselines({ users: o.users, seed: o.seed, quiet: o.quiet, say: (m) => say(o, m) });
     // Tail-latency (open-loop) HTTP runs each get their control; --compare's hello-world serves when it runs.
-    const openLoop = o.rate > 0 || o.halfOfMax;
+    const openLoop = o.rate > 0 || o.halfOfMax || o.replay.length > 0;
     if (openLoop && !baselines && o.scenarios.some((n) => n !== 'ws')) control = await startControl();
     const controlUrl = baselines
       ? `http://127.0.0.1:${baselines.hello.port}`
@@ -518,7 +541,14 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
     const results: ScenarioResult[] = [];
     const comparisons: Comparison[] = [];
     for (const name of o.scenarios) {
-      const requests = SCENARIOS[name].requests(input);
+      // A replay brings its own requests and their times; its window is the capture's span (at --speed) at most.
+      const replayed = name === 'replay' ? replay! : null;
+      const requests = replayed ? replayed.requests : SCENARIOS[name].requests(input);
+      const schedule = replayed?.schedule;
+      const so = replayed
+        ? { ...o, durationS: Math.max(1, Math.min(o.durationS, replayed.stats.replayS - o.warmupS)) }
+        : o;
+      const paced = so.rate > 0 || !!schedule;
       say(o, `${name}: ${SCENARIOS[name].what}`);
       const targets: Array<[TargetName, string]> = [['segd', origin]];
       if (baselineOrigin) {
@@ -528,12 +558,12 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
             ['segd', origin],
             ['baseline', baselineOrigin],
           ] as Array<[TargetName, string]>) {
-            const r = await measure(o, name, target, url, input, requests);
+            const r = await measure(so, name, target, url, input, requests, schedule);
             r.round = round;
             results.push(r);
             if (r.status === 'skipped') say(o, r.reason!);
-            if (target === 'segd' && r.status === 'ran' && o.rate > 0 && name !== 'ws' && controlUrl) {
-              const c = await measure(o, name, 'hello-world', controlUrl, input, requests);
+            if (target === 'segd' && r.status === 'ran' && paced && name !== 'ws' && controlUrl) {
+              const c = await measure(so, name, 'hello-world', controlUrl, input, requests, schedule);
               c.control = true;
               c.round = round;
               results.push(c);
@@ -563,15 +593,15 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
             results.some((r) => r.scenario === name && r.target === 'segd' && r.status !== 'ran')
           )
             break;
-          const run = phase === 'half' ? { ...o, rate: halfRate } : o;
-          const r = await measure(run, name, target, url, input, requests);
+          const run = phase === 'half' ? { ...so, rate: halfRate } : so;
+          const r = await measure(run, name, target, url, input, requests, schedule);
           if (phase) r.phase = phase;
           results.push(r);
           if (r.status === 'skipped') say(o, r.reason!);
-          if (target === 'segd' && r.status === 'ran' && run.rate > 0 && name !== 'ws' && controlUrl) {
+          if (target === 'segd' && r.status === 'ran' && (run.rate > 0 || schedule) && name !== 'ws' && controlUrl) {
             const c = targets.some(([t]) => t === 'hello-world')
               ? undefined
-              : await measure(run, name, 'hello-world', controlUrl, input, requests);
+              : await measure(run, name, 'hello-world', controlUrl, input, requests, schedule);
             if (c) {
               c.control = true;
               if (phase) c.phase = phase;
@@ -712,6 +742,7 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
               : 'fail',
       generatorBound: results.some((r) => r.generatorBound),
       ...(canary ? { canary } : {}),
+      ...(replay ? { replay: replay.stats } : {}),
     };
   } finally {
     await cleanup();

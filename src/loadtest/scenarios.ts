@@ -11,7 +11,7 @@ export interface HttpReq {
   method: 'GET' | 'POST';
   path: string;
   headers: Record<string, string>;
-  body?: string;
+  body?: string | Buffer;
 }
 
 export interface ScenarioInput {
@@ -25,7 +25,19 @@ export interface ScenarioInput {
 }
 
 export type ScenarioName =
-  'lookup' | 'batch' | 'kv' | 'openrtb' | 'sync' | 'ws' | 'mixed' | 'nats' | 'swap' | 'sweep' | 'filter-save' | 'syncs';
+  | 'lookup'
+  | 'batch'
+  | 'kv'
+  | 'openrtb'
+  | 'sync'
+  | 'ws'
+  | 'mixed'
+  | 'nats'
+  | 'swap'
+  | 'sweep'
+  | 'filter-save'
+  | 'syncs'
+  | 'replay';
 
 export interface Scenario {
   name: ScenarioName;
@@ -142,6 +154,16 @@ export const SCENARIOS: Record<ScenarioName, Scenario> = {
   sweep: beside('sweep', 'a TTL sweep removes expired memberships'),
   'filter-save': beside('filter-save', 'the known-users filter is saved, once a second'),
   syncs: beside('syncs', 'cookie syncs write id links'),
+  // Its requests and their times come from capture files (replay.ts), not from the key mix.
+  replay: {
+    name: 'replay',
+    what: 'captured lookups (GET and batch) replayed with their captured timing',
+    keysPerRequest: () => 1,
+    requests: () => [],
+    okBelow: 300,
+    skipOn404: false,
+    comparable: false,
+  },
 };
 
 /** Lookups while something else happens in segd: what `what` says runs beside them (background.ts). */

@@ -17,6 +17,7 @@ import { Licences } from '../lookup/licences.js';
 import { graphResolver } from '../lookup/resolve.js';
 import { Callers } from '../http/caller.js';
 import { Admission } from '../http/admission.js';
+import { Capture } from '../http/capture.js';
 import { IdGraph } from '../identity/graph.js';
 import { MatchQueue } from '../identity/match-queue.js';
 import { SharedState, Flag, GENERATION_SLOT, COMMIT_SLOT } from '../shared-state.js';
@@ -83,7 +84,9 @@ const matches = new MatchQueue(
   (items) => rpc('matches', { items }),
   (err, lost) => log.error({ err, lost }, 'cookie-sync matches were not stored'),
 );
+const capture = Capture.open(config, data.index, config.workers, log);
 const app = createApp({
+  capture,
   config,
   lookup,
   state,
@@ -203,6 +206,7 @@ async function drain(): Promise<void> {
     while ((inflight.n > 0 || matches.inFlight > 0) && Date.now() < drainUntil)
       await new Promise((r) => setTimeout(r, 10));
     if (inflight.n > 0) log.warn({ inflight: inflight.n }, 'grace period over; closing with requests in flight');
+    await capture?.close();
     // Close idle keep-alive connections too: a worker thread may only end with
     // no open uv handles (Node aborts the whole process otherwise, also on
     // process.exit). `close` is in uWS.js ≥ 20.x at runtime though missing

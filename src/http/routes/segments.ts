@@ -26,7 +26,7 @@ import { ReadPath } from '../../lookup/read.js';
 import { shownUid } from '../../lookup/reveal.js';
 
 export function segmentsRoute(deps: AppDeps) {
-  const { lookup, metrics, config, state, graph, callers, admission } = deps;
+  const { lookup, metrics, config, state, graph, callers, admission, capture } = deps;
   const gamPrefix = keyPrefix(config.gamKey);
   const gamMax = config.gamMaxBytes;
   const m = metrics.route('segments');
@@ -53,6 +53,8 @@ export function segmentsRoute(deps: AppDeps) {
     // Accept is read only when ?format= is absent (it decides nothing then): one string less.
     const formatParam = req.getQuery('format');
     const format = pickFormat(formatParam, formatParam ? '' : req.getHeader('accept'));
+    // Off: one null check. The query as sent carries the key and the format.
+    if (capture !== null && capture.sample()) capture.lookup(req.getQuery(), licence.partner, format ?? '');
     // Not by uid: by a graph id, resolved to the segd uid of its profile.
     let byGraph: { key: string } | { problem: string } | null = null;
     if (uid === undefined || uid === '') byGraph = readGraphKey(req, maxUid);
