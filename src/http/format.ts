@@ -81,6 +81,12 @@ export class AnswerBuffer {
     this.pos += b.length;
   }
 
+  /** `src[start, end)`. */
+  copy(src: Buffer, start: number, end: number): void {
+    this.room(end - start);
+    this.pos += src.copy(this.buf, this.pos, start, end);
+  }
+
   /** One ASCII byte; the caller made room. */
   byte(c: number): void {
     this.buf[this.pos++] = c;
