@@ -4,6 +4,7 @@
 // What it answers: how much of a lookup is LMDB, how much is decoding and
 // encoding, and what the metrics cost per request.
 import { rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { mkdtempSync } from 'node:fs';
@@ -24,15 +25,19 @@ import type { Change } from '../src/loader/records.js';
 import { BlockedBloom, sizeFor } from '../src/filters/blocked-bloom.js';
 import bloomFilters from 'bloom-filters';
 import { intFlag, parseFlags } from '../src/terminal/flags.js';
+import { enrichBench } from './micro-enrich.js';
 const { BloomFilter } = bloomFilters;
 
 const flags = parseFlags('npm run bench:micro --', process.argv.slice(2), {
   users: 'users in the store (default 1M)',
   ops: 'operations per measurement (default 2M)',
+  only: 'one section: enrich | batch (default: all)',
 });
 const USERS = intFlag(flags, 'users', { min: 1000, max: 100_000_000, def: 1_000_000 });
 const OPS = intFlag(flags, 'ops', { min: 1000, max: 1_000_000_000, def: 2_000_000 });
 const MICRO_KEY = 'micro-bench-key-0123456789';
+const ONLY = typeof flags.only === 'string' ? flags.only : null;
+if (ONLY !== null && ONLY !== 'enrich' && ONLY !== 'batch') throw new Error('--only takes enrich or batch');
 
 function bench(name: string, fn: (i: number) => unknown): number {
   let sink = 0;
@@ -42,6 +47,12 @@ function bench(name: string, fn: (i: number) => unknown): number {
   const ns = Number(process.hrtime.bigint() - t0) / OPS;
   console.log(`${name.padEnd(48)} ${ns.toFixed(1).padStart(8)} ns/op${sink === 2 ? ' ' : ''}`);
   return ns;
+}
+
+if (ONLY === null || ONLY === 'enrich') {
+  console.log(`\nenrichment, JS per request without the LMDB read (best of 5 alternating rounds)\n`);
+  enrichBench(OPS, fileURLToPath(new URL('../..', import.meta.url))); // dist/bench/ → the checkout
+  if (ONLY === 'enrich') process.exit(0);
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'segd-micro-'));

@@ -98,7 +98,7 @@ export function enrichRoute(deps: AppDeps) {
   }
 }
 
-/** JSON.parse's own message for malformed JSON (the answer says what is wrong as before the scanner). */
+/** JSON.parse's message for malformed JSON: the answer names the fault as JSON.parse words it. */
 function syntaxError(body: Buffer, at: number): string {
   try {
     JSON.parse(body.toString('utf8'));
