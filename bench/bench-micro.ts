@@ -13,7 +13,8 @@ import { openStore } from '../src/store/env.js';
 import { Writer } from '../src/loader/writer.js';
 import { SegmentLookup, nowSeconds } from '../src/lookup/segments.js';
 import { checkUid } from '../src/identity/uid.js';
-import { AnswerBuffer, jsonAnswer } from '../src/http/format.js';
+import { AnswerBuffer, jsonAnswer, msgpackAnswer } from '../src/http/format.js';
+import { pack } from 'msgpackr';
 import { HttpMetrics } from '../src/metrics/http.js';
 import { Registry as PartnerRegistry } from '../src/partners/registry.js';
 import { keyDigest } from '../src/partners/validate.js';
@@ -26,6 +27,7 @@ import { BlockedBloom, sizeFor } from '../src/filters/blocked-bloom.js';
 import bloomFilters from 'bloom-filters';
 import { intFlag, parseFlags } from '../src/terminal/flags.js';
 import { enrichBench } from './micro-enrich.js';
+import { batchBench } from './micro-batch.js';
 const { BloomFilter } = bloomFilters;
 
 const flags = parseFlags('npm run bench:micro --', process.argv.slice(2), {
@@ -86,6 +88,12 @@ try {
   const lookup = new SegmentLookup(store);
   const out = new Uint32Array(64);
 
+  if (ONLY === 'batch') {
+    batchBench(lookup, hits, misses, now);
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(0);
+  }
   console.log(`\nsegd micro-benchmarks, ${USERS} users, ${OPS} ops each (Node ${process.version})\n`);
   bench('baseline: empty loop body (key array read)', (i) => hits[i & (K - 1)]);
   const get = bench('lmdb getBinaryFast, known user', (i) => store.members.getBinaryFast(hits[i & (K - 1)]!));
@@ -112,6 +120,11 @@ try {
     ['  …plus its UTF-8 copy (Buffer.from)', (i) => Buffer.from(asString(hits[i & (K - 1)]!, out, 8))],
     ['jsonAnswer into an AnswerBuffer (8 segments)', (i) => jsonAnswer(answers, hits[i & (K - 1)]!, out, 8)],
     ['jsonAnswer into an AnswerBuffer (0 segments)', (i) => jsonAnswer(answers, hits[i & (K - 1)]!, out, 0)],
+    [
+      'msgpack answer: msgpackr pack of an object (8)',
+      (i) => pack({ uid: hits[i & (K - 1)]!, segments: Array.from(out.subarray(0, 8)) }),
+    ],
+    ['msgpackAnswer into an AnswerBuffer (8 segments)', (i) => msgpackAnswer(answers, hits[i & (K - 1)]!, out, 8)],
   ];
   const encoderBest = encoders.map(() => Infinity);
   for (let round = 0; round < 6; round++) {
@@ -199,6 +212,8 @@ try {
   console.log(
     `activation cost on the lookup: +${(best.key - best.before).toFixed(0)} ns with a partner key (${((100 * (best.key - best.before)) / best.before).toFixed(0)}%), +${(best.nokey - best.before).toFixed(0)} ns without\n`,
   );
+
+  batchBench(lookup, hits, misses, now);
 
   const m = new HttpMetrics();
   const r = m.route('segments');
