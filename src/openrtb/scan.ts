@@ -125,6 +125,8 @@ export const enum Kind {
 
 const INITIAL_DEPTH = 64;
 const INITIAL_ITEMS = 16;
+const KEPT_DEPTH = 4096;
+const KEPT_ITEMS = 4096;
 
 /**
  * A reusable scanner (one per route): `scan` fills the spans of the last
@@ -163,6 +165,9 @@ export class BidRequestScanner {
 
   /** True when `body` is one JSON value and nothing else; false (errorAt set) otherwise. */
   scan(body: Buffer): boolean {
+    // A hostile document's depth or item count grows these; the next one starts small again.
+    if (this.stackField.length > KEPT_DEPTH) this.newStack(INITIAL_DEPTH);
+    if (this.itemStart.length > KEPT_ITEMS) this.newItems(INITIAL_ITEMS);
     this.buf = body;
     this.kind.fill(0);
     this.items = 0;
@@ -364,30 +369,34 @@ export class BidRequestScanner {
     }
   }
 
+  /** Twice the depth, what is open kept. */
   private grow(): void {
-    const n = this.stackField.length * 2;
-    const isObj = new Uint8Array(n);
-    const field = new Uint8Array(n);
-    const start = new Int32Array(n);
-    isObj.set(this.stackIsObj);
-    field.set(this.stackField);
-    start.set(this.stackStart);
-    this.stackIsObj = isObj;
-    this.stackField = field;
-    this.stackStart = start;
+    const { stackIsObj, stackField, stackStart } = this;
+    this.newStack(stackField.length * 2);
+    this.stackIsObj.set(stackIsObj);
+    this.stackField.set(stackField);
+    this.stackStart.set(stackStart);
   }
 
+  private newStack(n: number): void {
+    this.stackIsObj = new Uint8Array(n);
+    this.stackField = new Uint8Array(n);
+    this.stackStart = new Int32Array(n);
+  }
+
+  /** Room for twice the items, those seen kept. */
   private growItems(): void {
-    const n = this.itemStart.length * 2;
-    const s = new Int32Array(n);
-    const e = new Int32Array(n);
-    const o = new Uint8Array(n);
-    s.set(this.itemStart);
-    e.set(this.itemEnd);
-    o.set(this.itemOurs);
-    this.itemStart = s;
-    this.itemEnd = e;
-    this.itemOurs = o;
+    const { itemStart, itemEnd, itemOurs } = this;
+    this.newItems(itemStart.length * 2);
+    this.itemStart.set(itemStart);
+    this.itemEnd.set(itemEnd);
+    this.itemOurs.set(itemOurs);
+  }
+
+  private newItems(n: number): void {
+    this.itemStart = new Int32Array(n);
+    this.itemEnd = new Int32Array(n);
+    this.itemOurs = new Uint8Array(n);
   }
 }
 
