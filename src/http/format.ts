@@ -76,8 +76,16 @@ export class AnswerBuffer {
 
   /** Constant bytes; the caller made room. */
   bytes(b: Uint8Array): void {
-    this.buf.set(b, this.pos);
-    this.pos += b.length;
+    const n = b.length;
+    const buf = this.buf;
+    const p = this.pos;
+    // The answers' constants are a few bytes long: copied in a loop, two of
+    // them (`{"uid":`, `,"segments":[`) take 21.2 ns against 26.7 ns through
+    // TypedArray set() (bench:micro, same run, loaded machine; 25 vs 78 ns,
+    // and 68 ns through Buffer copy(), in a standalone alternating loop).
+    if (n <= 32) for (let i = 0; i < n; i++) buf[p + i] = b[i]!;
+    else buf.set(b, p);
+    this.pos = p + n;
   }
 
   /** `src[start, end)`. */
@@ -239,6 +247,9 @@ function writeIdList(out: AnswerBuffer, ids: Uint32Array, n: number): void {
  * A lookup answer's items as bytes, one grammar per format: GET answers one
  * item, a batch many between `open` and `close`. Every item is
  * `{uid, segments}`, plus `error: {code, message}` for a batch item in error.
+ * MessagePack written here rather than objects handed to msgpackr's pack
+ * (`npm run bench:micro`, same run): a 1000-key batch 1505 → 1111 ns/key
+ * (encoding alone 716 → 322), a GET answer of 8 segments 1127 → 241 ns.
  */
 export interface ItemEncoder {
   /** A batch answer's start: `{"results":[` and its MessagePack twin, for `count` items. */

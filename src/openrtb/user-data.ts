@@ -39,8 +39,6 @@ const EXT_OPEN = b('],"ext":{"segtax":');
 const DATA_CLOSE = b('}}');
 const DATA_MEMBER_OPEN = b('"data":[');
 const USER_MEMBER_OPEN = b(',"user":{"data":[');
-const COMMA = b(',');
-const ARRAY_CLOSE = b(']');
 const USER_CLOSE = b(']}');
 
 export class UserData {
@@ -130,7 +128,7 @@ export class UserData {
     out.room(1);
     out.byte(0x5b);
     this.writeGroups(out);
-    out.copy(ARRAY_CLOSE, 0, 1);
+    closeArray(out);
   }
 
   /**
@@ -146,20 +144,20 @@ export class UserData {
       let kept = 0;
       for (let i = 0; i < s.items; i++) {
         if (s.itemOurs[i] === 1) continue;
-        if (kept++ > 0) out.copy(COMMA, 0, 1);
+        if (kept++ > 0) comma(out);
         out.copy(body, s.itemStart[i]!, s.itemEnd[i]!);
       }
-      if (kept > 0) out.copy(COMMA, 0, 1);
+      if (kept > 0) comma(out);
       this.writeGroups(out);
-      out.copy(ARRAY_CLOSE, 0, 1);
+      closeArray(out);
       out.copy(body, s.end[F.USER_DATA]!, body.length);
     } else if (s.kind[F.USER] === Kind.OBJECT) {
       const close = s.end[F.USER]! - 1; // user's closing brace
       out.copy(body, 0, close);
-      if (!emptyObject(body, s.start[F.USER]!, close)) out.copy(COMMA, 0, 1);
+      if (!emptyObject(body, s.start[F.USER]!, close)) comma(out);
       out.copy(DATA_MEMBER_OPEN, 0, DATA_MEMBER_OPEN.length);
       this.writeGroups(out);
-      out.copy(ARRAY_CLOSE, 0, 1);
+      closeArray(out);
       out.copy(body, close, body.length);
     } else {
       // A BidRequest has members (`id`, `imp`), so ours follows a comma.
@@ -171,6 +169,16 @@ export class UserData {
       out.copy(body, close, body.length);
     }
   }
+}
+
+function comma(out: ByteSink): void {
+  out.room(1);
+  out.byte(0x2c);
+}
+
+function closeArray(out: ByteSink): void {
+  out.room(1);
+  out.byte(0x5d);
 }
 
 /** Whether the object from `open` ({) to `close` (}) holds only whitespace. */
