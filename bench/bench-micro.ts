@@ -4,6 +4,7 @@
 // What it answers: how much of a lookup is LMDB, how much is decoding and
 // encoding, and what the metrics cost per request.
 import { rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { mkdtempSync } from 'node:fs';
@@ -12,7 +13,8 @@ import { openStore } from '../src/store/env.js';
 import { Writer } from '../src/loader/writer.js';
 import { SegmentLookup, nowSeconds } from '../src/lookup/segments.js';
 import { checkUid } from '../src/identity/uid.js';
-import { AnswerBuffer, jsonAnswer } from '../src/http/format.js';
+import { AnswerBuffer, jsonAnswer, msgpackAnswer } from '../src/http/format.js';
+import { pack } from 'msgpackr';
 import { HttpMetrics } from '../src/metrics/http.js';
 import { Registry as PartnerRegistry } from '../src/partners/registry.js';
 import { keyDigest } from '../src/partners/validate.js';
@@ -24,15 +26,20 @@ import type { Change } from '../src/loader/records.js';
 import { BlockedBloom, sizeFor } from '../src/filters/blocked-bloom.js';
 import bloomFilters from 'bloom-filters';
 import { intFlag, parseFlags } from '../src/terminal/flags.js';
+import { enrichBench } from './micro-enrich.js';
+import { batchBench } from './micro-batch.js';
 const { BloomFilter } = bloomFilters;
 
 const flags = parseFlags('npm run bench:micro --', process.argv.slice(2), {
   users: 'users in the store (default 1M)',
   ops: 'operations per measurement (default 2M)',
+  only: 'one section: enrich | batch (default: all)',
 });
 const USERS = intFlag(flags, 'users', { min: 1000, max: 100_000_000, def: 1_000_000 });
 const OPS = intFlag(flags, 'ops', { min: 1000, max: 1_000_000_000, def: 2_000_000 });
 const MICRO_KEY = 'micro-bench-key-0123456789';
+const ONLY = typeof flags.only === 'string' ? flags.only : null;
+if (ONLY !== null && ONLY !== 'enrich' && ONLY !== 'batch') throw new Error('--only takes enrich or batch');
 
 function bench(name: string, fn: (i: number) => unknown): number {
   let sink = 0;
@@ -42,6 +49,12 @@ function bench(name: string, fn: (i: number) => unknown): number {
   const ns = Number(process.hrtime.bigint() - t0) / OPS;
   console.log(`${name.padEnd(48)} ${ns.toFixed(1).padStart(8)} ns/op${sink === 2 ? ' ' : ''}`);
   return ns;
+}
+
+if (ONLY === null || ONLY === 'enrich') {
+  console.log(`\nenrichment, JS per request without the LMDB read (best of 5 alternating rounds)\n`);
+  enrichBench(OPS, fileURLToPath(new URL('../..', import.meta.url))); // dist/bench/ → the checkout
+  if (ONLY === 'enrich') process.exit(0);
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'segd-micro-'));
@@ -75,6 +88,12 @@ try {
   const lookup = new SegmentLookup(store);
   const out = new Uint32Array(64);
 
+  if (ONLY === 'batch') {
+    batchBench(lookup, hits, misses, now);
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(0);
+  }
   console.log(`\nsegd micro-benchmarks, ${USERS} users, ${OPS} ops each (Node ${process.version})\n`);
   bench('baseline: empty loop body (key array read)', (i) => hits[i & (K - 1)]);
   const get = bench('lmdb getBinaryFast, known user', (i) => store.members.getBinaryFast(hits[i & (K - 1)]!));
@@ -94,6 +113,9 @@ try {
     return '{"uid":' + JSON.stringify(uid) + ',"segments":[' + s + ']}';
   };
   const answers = new AnswerBuffer();
+  const scratchBuf = Buffer.allocUnsafeSlow(64);
+  const UID_OPEN = Buffer.from('{"uid":');
+  const SEGS_OPEN = Buffer.from(',"segments":[');
   // The machine is shared: the encoders alternate, each keeps its best of 5 rounds.
   const encoders: [string, (i: number) => unknown][] = [
     ['json answer as a string (8 segments)', (i) => asString(hits[i & (K - 1)]!, out, 8)],
@@ -101,6 +123,17 @@ try {
     ['  …plus its UTF-8 copy (Buffer.from)', (i) => Buffer.from(asString(hits[i & (K - 1)]!, out, 8))],
     ['jsonAnswer into an AnswerBuffer (8 segments)', (i) => jsonAnswer(answers, hits[i & (K - 1)]!, out, 8)],
     ['jsonAnswer into an AnswerBuffer (0 segments)', (i) => jsonAnswer(answers, hits[i & (K - 1)]!, out, 0)],
+    [
+      'msgpack answer: msgpackr pack of an object (8)',
+      (i) => pack({ uid: hits[i & (K - 1)]!, segments: Array.from(out.subarray(0, 8)) }),
+    ],
+    ['msgpackAnswer into an AnswerBuffer (8 segments)', (i) => msgpackAnswer(answers, hits[i & (K - 1)]!, out, 8)],
+    // AnswerBuffer.bytes: the answers' short constants through TypedArray set() against a byte loop.
+    ['two answer constants, TypedArray set()', () => (scratchBuf.set(UID_OPEN, 0), scratchBuf.set(SEGS_OPEN, 7), 20)],
+    [
+      'two answer constants, AnswerBuffer.bytes',
+      () => (answers.reset(), answers.bytes(UID_OPEN), answers.bytes(SEGS_OPEN)),
+    ],
   ];
   const encoderBest = encoders.map(() => Infinity);
   for (let round = 0; round < 6; round++) {
@@ -188,6 +221,8 @@ try {
   console.log(
     `activation cost on the lookup: +${(best.key - best.before).toFixed(0)} ns with a partner key (${((100 * (best.key - best.before)) / best.before).toFixed(0)}%), +${(best.nokey - best.before).toFixed(0)} ns without\n`,
   );
+
+  batchBench(lookup, hits, misses, now);
 
   const m = new HttpMetrics();
   const r = m.route('segments');

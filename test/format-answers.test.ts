@@ -1,9 +1,21 @@
 // The byte encoders (AnswerBuffer) against the string encoders they replace:
 // the same bytes on the wire (the strings as uWS sent them, UTF-8) and the
-// same JSON, for any uid (escapes, unicode, lone surrogates) and any ids.
+// same JSON, for any uid (escapes, unicode, lone surrogates) and any ids;
+// MessagePack answers decode to what msgpackr's pack of the object gives.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { AnswerBuffer, jsonAnswer, kvAnswer, gamAnswer, keyPrefix, writeJsonItem } from '../src/http/format.js';
+import { pack, unpack } from 'msgpackr';
+import {
+  AnswerBuffer,
+  jsonAnswer,
+  msgpackAnswer,
+  kvAnswer,
+  gamAnswer,
+  keyPrefix,
+  JSON_ITEMS,
+  MSGPACK_ITEMS,
+  type ItemEncoder,
+} from '../src/http/format.js';
 
 // The string encoders as they were (the reference).
 function idList(ids: Uint32Array, n: number): string {
@@ -67,24 +79,60 @@ describe('AnswerBuffer encoders', () => {
     );
   });
 
-  it('a batch of items is the string-built batch', () => {
+  const errorArb = fc.option(fc.tuple(fc.constantFrom('BAD_UID', 'BAD_ID_KEY'), fc.string({ maxLength: 80 })));
+  const batchOf = (enc: ItemEncoder, items: Array<[string | null, Uint32Array, [string, string] | null]>) => {
+    out.reset();
+    enc.open(out, items.length);
+    items.forEach(([uid, ids, err], i) =>
+      enc.item(out, i === 0, uid, ids, ids.length, err?.[0] ?? null, err?.[1] ?? ''),
+    );
+    enc.close(out);
+    return bytesOf(out.view());
+  };
+  const itemObject = ([uid, ids, err]: [string | null, Uint32Array, [string, string] | null]) => {
+    const o = { uid, segments: Array.from(ids) };
+    return err === null ? o : { ...o, error: { code: err[0], message: err[1] } };
+  };
+
+  it('a JSON batch is the string-built batch', () => {
     fc.assert(
-      fc.property(fc.array(fc.tuple(uidArb, idsArb), { maxLength: 30 }), (items) => {
-        out.reset();
-        out.text('{"results":[');
-        let want = '{"results":[';
-        items.forEach(([uid, ids], i) => {
-          if (i > 0) out.text(',');
-          writeJsonItem(out, uid, ids, ids.length);
-          out.text('}');
-          want += (i > 0 ? ',' : '') + jsonString(uid, ids, ids.length);
-        });
-        out.text(']}');
-        want += ']}';
-        expect(bytesOf(out.view()).equals(Buffer.from(want, 'utf8'))).toBe(true);
+      fc.property(fc.array(fc.tuple(uidArb, idsArb, errorArb), { maxLength: 30 }), (items) => {
+        const want = JSON.stringify({ results: items.map(itemObject) });
+        expect(batchOf(JSON_ITEMS, items).equals(Buffer.from(want, 'utf8'))).toBe(true);
       }),
       { numRuns: 300 },
     );
+  });
+
+  // MessagePack strings are UTF-8: a lone surrogate goes as U+FFFD, as Buffer writes it.
+  const wellFormed = (uid: string | null) => (uid === null ? null : Buffer.from(uid, 'utf8').toString('utf8'));
+
+  it('a MessagePack batch decodes as msgpackr’s pack of the results, at any count (fix, 16- and 32-bit headers)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(uidArb, idsArb, errorArb), { maxLength: 30 }), (items) => {
+        const want = { results: items.map(([u, ids, e]) => itemObject([wellFormed(u), ids, e])) };
+        expect(unpack(batchOf(MSGPACK_ITEMS, items))).toEqual(unpack(pack(want)));
+      }),
+      { numRuns: 300 },
+    );
+    const many = Array.from({ length: 70_000 }, (_, i): [string | null, Uint32Array, null] => [
+      i % 3 === 0 ? null : 'u'.repeat(i % 300),
+      Uint32Array.of(i, 2 ** 32 - 1 - i),
+      null,
+    ]);
+    expect(unpack(batchOf(MSGPACK_ITEMS, many))).toEqual({ results: many.map(itemObject) });
+  });
+
+  it('msgpackAnswer decodes as msgpackr’s pack of {uid, segments}', () => {
+    fc.assert(
+      fc.property(uidArb, idsArb, (uid, ids) => {
+        const got = unpack(bytesOf(msgpackAnswer(out, uid, ids, ids.length)));
+        expect(got).toEqual(unpack(pack({ uid: wellFormed(uid), segments: Array.from(ids) })));
+      }),
+      { numRuns: 1000 },
+    );
+    const long = 'é'.repeat(40_000);
+    expect(unpack(bytesOf(msgpackAnswer(out, long, Uint32Array.of(7), 1)))).toEqual({ uid: long, segments: [7] });
   });
 
   it('kvAnswer and gamAnswer write the string encoders’ bytes, at any cap', () => {

@@ -76,6 +76,20 @@ describe('enrichment of real OpenRTB 2.6 requests', () => {
     expect(Object.keys(out)).toEqual(Object.keys(req));
   });
 
+  it("answers with the request's own bytes, segd's Data objects spliced into user.data", async () => {
+    // The fixture as written (indented): white space and spellings come back as sent.
+    const raw = readFileSync(join(ROOT, 'test/fixtures/openrtb/banner.json'), 'utf8');
+    const theirs = '"segment": [{ "id": "sports" }] }]';
+    expect(raw).toContain(theirs);
+    const r = await enrich(raw);
+    const ours = JSON.stringify(EXPECTED.dsp1).slice(1, -1);
+    expect(await r.text()).toBe(raw.replace(theirs, `${theirs.slice(0, -1)},${ours}]`));
+    // Duplicate keys: the last counts, as JSON.parse has it; the earlier one is left as sent.
+    const dup = '{"id":"d","imp":[],"user":{"id":"nobody-at-all"},"regs":{"gdpr":0},"user":{"id":"rtb-user-1"}}';
+    const d = await enrich(dup);
+    expect(await d.text()).toBe(dup.replace('"rtb-user-1"}', `"rtb-user-1","data":[${ours}]}`));
+  });
+
   it('gives each partner only its licensed segments, grouped per provider and segtax', async () => {
     const req = fixture('video');
     for (const p of ['dsp1', 'dsp2', 'all'] as const) {
@@ -236,6 +250,24 @@ describe('auth and bad input', () => {
       expect(((await r.json()) as Obj).error.code).toBe(code);
     });
   }
+
+  it('names the fault in malformed JSON as JSON.parse does', async () => {
+    for (const body of ['', '{"id":"x","imp":[]', '{"id":"x",}', '{"id":"x\u0001"}', '[1,2] 3', '{"a":01}']) {
+      let message = '';
+      try {
+        JSON.parse(body);
+      } catch (err) {
+        message = (err as Error).message;
+      }
+      expect(message, body).not.toBe('');
+      const r = await enrich(body);
+      expect(r.status, body).toBe(400);
+      expect(((await r.json()) as Obj).error, body).toEqual({
+        code: 'BAD_JSON',
+        message: `the body is not valid JSON: ${message}`,
+      });
+    }
+  });
 
   it('refuses an unknown mode and a non-JSON content type', async () => {
     expect(((await (await enrich(fixture('video'), KEYS.dsp1, '?mode=xml')).json()) as Obj).error.code).toBe(

@@ -5,16 +5,16 @@
 // shows only the uid the caller may see (lookup/reveal.ts).
 import { isUtf8 } from 'node:buffer';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
-import { unpack, pack } from 'msgpackr';
+import { unpack } from 'msgpackr';
 import type { AppDeps } from '../deps.js';
 import { readBody } from '../body.js';
 import { checkUid } from '../../identity/uid.js';
 import { nowSeconds } from '../../lookup/segments.js';
-import { AnswerBuffer, pickFormat, writeJsonItem } from '../format.js';
+import { AnswerBuffer, JSON_ITEMS, MSGPACK_ITEMS, pickFormat } from '../format.js';
 import { sendError, sendBody, sendEmpty, JSON_TYPE, MSGPACK_TYPE } from '../respond.js';
 import type { Licence } from '../../lookup/licences.js';
 import { pending } from '../pending.js';
-import { ERRORS, type ErrorCode } from '../../errors.js';
+import { ERRORS } from '../../errors.js';
 import { Flag } from '../../shared-state.js';
 import { graphKeyOf } from './id-query.js';
 import { ReadPath } from '../../lookup/read.js';
@@ -107,70 +107,55 @@ export function batchRoute(deps: AppDeps) {
     }
     const now = nowSeconds();
     const maxUid = config.maxUidBytes;
-    const json = format === 'json';
-    if (json) {
-      out.reset();
-      out.text('{"results":[');
-    }
-    const results: unknown[] = json ? [] : new Array(items.length);
+    // One pass from keys to answer bytes: each item is encoded as it is read
+    // (format.ts), with no per-item objects.
+    const enc = format === 'json' ? JSON_ITEMS : MSGPACK_ITEMS;
+    out.reset();
+    enc.open(out, items.length);
 
     for (let i = 0; i < items.length; i++) {
       const item: unknown = items[i];
       // Per item: the uid the answer shows, the licensed count in reader.ids, or an error.
       let who: string | null = null;
       let n = 0;
-      let error: { code: ErrorCode; message: string } | null = null;
+      let code: string | null = null;
+      let message = '';
       // A segd uid (every item of "uids", a {"uid"} key) or a graph id key.
       let uid: unknown = item;
       let key: string | null = null;
       if (byKeys) {
         const g = graphKeyOf(item, maxUid);
-        if ('problem' in g) error = { code: 'BAD_ID_KEY', message: g.problem };
-        else if ('uid' in g) uid = g.uid;
+        if ('problem' in g) {
+          code = 'BAD_ID_KEY';
+          message = g.problem;
+        } else if ('uid' in g) uid = g.uid;
         else key = g.key;
       }
       // An item in error is counted as neither hit nor miss.
-      if (error === null && key === null) {
+      if (code === null && key === null) {
         const problem = checkUid(uid, maxUid);
         if (problem !== null) {
-          error = { code: problem, message: ERRORS[problem].message };
+          code = problem;
+          message = ERRORS[problem].message;
           who = typeof uid === 'string' ? uid : null;
         } else {
           n = reader.read(uid as string, licence, now);
           who = shownUid(licence, 'uid', uid as string, reader.profile, graph);
         }
-      } else if (error === null && key !== null) {
+      } else if (code === null && key !== null) {
         // A partner names only its own uids (anonymous callers, where allowed, are trusted).
         const named = (item as { partner?: unknown }).partner;
         if (licence.partner !== '' && named !== undefined && named !== licence.partner) {
-          error = { code: 'BAD_ID_KEY', message: 'a partner key may only look up its own partner uids' };
+          code = 'BAD_ID_KEY';
+          message = 'a partner key may only look up its own partner uids';
         } else {
           n = reader.read(graph.resolveKey(key), licence, now);
           who = shownUid(licence, named !== undefined ? 'own' : 'graph', null, reader.profile, graph);
         }
       }
-      if (json) {
-        if (i > 0) out.text(',');
-        writeJsonItem(out, who, reader.ids, n);
-        if (error !== null)
-          out.text(',"error":' + (error.code === 'BAD_ID_KEY' ? JSON.stringify(error) : itemError(error.code)));
-        out.text('}');
-      } else {
-        const segments = n === 0 ? [] : Array.from(reader.ids.subarray(0, n));
-        results[i] = error === null ? { uid: who, segments } : { uid: who, segments, error };
-      }
+      enc.item(out, i === 0, who, reader.ids, n, code, message);
     }
-    if (json) {
-      out.text(']}');
-      return sendBody(res, 200, JSON_TYPE, out.view(), close);
-    }
-    return sendBody(res, 200, MSGPACK_TYPE, pack({ results }), close);
+    enc.close(out);
+    return sendBody(res, 200, format === 'json' ? JSON_TYPE : MSGPACK_TYPE, out.view(), close);
   }
-}
-
-const ITEM_ERRORS = new Map<ErrorCode, string>();
-function itemError(code: ErrorCode): string {
-  let s = ITEM_ERRORS.get(code);
-  if (s === undefined) ITEM_ERRORS.set(code, (s = JSON.stringify({ code, message: ERRORS[code].message })));
-  return s;
 }

@@ -13,7 +13,9 @@ import { sendError, sendBody, sendEmpty, JSON_TYPE } from '../respond.js';
 import { nowSeconds } from '../../lookup/segments.js';
 import { ReadPath } from '../../lookup/read.js';
 import { readBidRequest } from '../../openrtb/bid-request.js';
+import { BidRequestScanner } from '../../openrtb/scan.js';
 import { UserData } from '../../openrtb/user-data.js';
+import { AnswerBuffer } from '../format.js';
 import { personalisationRefusal } from '../../privacy/personalisation.js';
 import type { Licence } from '../../lookup/licences.js';
 import { Flag } from '../../shared-state.js';
@@ -24,6 +26,10 @@ export function enrichRoute(deps: AppDeps) {
   const m = metrics.route('enrich');
   const reader = new ReadPath(lookup, graph, metrics);
   const userData = new UserData(registry, config.dmpDomain);
+  // The request is scanned and copied around our user.data, not parsed and
+  // re-serialised (openrtb/scan.ts has the measured gain).
+  const scanner = new BidRequestScanner(config.dmpDomain);
+  const out = new AnswerBuffer();
   const policy = { gvlVendorId: config.gvlVendorId, gdprApplies: config.gdprDefault === 'applies' };
 
   return (res: HttpResponse, req: HttpRequest): void => {
@@ -71,13 +77,8 @@ export function enrichRoute(deps: AppDeps) {
     empty: (o: EnrichOutcome, close?: boolean) => number,
   ): number {
     if (!isUtf8(body)) return sendError(res, 'BAD_JSON', 'not UTF-8', close);
-    let doc: unknown;
-    try {
-      doc = JSON.parse(body.toString('utf8'));
-    } catch (err) {
-      return sendError(res, 'BAD_JSON', (err as Error).message, close);
-    }
-    const br = readBidRequest(doc, licence.partner || null);
+    if (!scanner.scan(body)) return sendError(res, 'BAD_JSON', syntaxError(body, scanner.errorAt), close);
+    const br = readBidRequest(scanner, licence.partner || null);
     if (br === null) return sendError(res, 'BAD_BID_REQUEST', undefined, close);
     // The budget runs from when segd saw the request; tmax (the whole auction's) can only lower it.
     const deadline = t0 + Math.min(config.enrichBudgetMs, br.tmax ?? Infinity);
@@ -88,18 +89,21 @@ export function enrichRoute(deps: AppDeps) {
     // The same read as every route. The resolved uid is never written into
     // the request: only user.data changes.
     const n = reader.read(resolver.resolve(br.keys), licence, nowSeconds());
-    const data = userData.build(reader.ids, n);
-    if (data.length === 0) return empty('empty', close);
-    let out: string;
-    try {
-      out = JSON.stringify(dataOnly ? data : userData.apply(br.doc, data));
-    } catch (err) {
-      // JSON.parse takes nesting that JSON.stringify's recursion cannot write back.
-      if (err instanceof RangeError) return sendError(res, 'BAD_BID_REQUEST', 'nested too deeply', close);
-      throw err;
-    }
+    if (userData.group(reader.ids, n) === 0) return empty('empty', close);
+    if (dataOnly) userData.writeData(out);
+    else userData.writeEnriched(out, body, scanner);
     if (performance.now() >= deadline) return empty('deadline', close);
     metrics.enriched('enriched');
-    return sendBody(res, 200, JSON_TYPE, out, close);
+    return sendBody(res, 200, JSON_TYPE, out.view(), close);
   }
+}
+
+/** JSON.parse's message for malformed JSON: the answer names the fault as JSON.parse words it. */
+function syntaxError(body: Buffer, at: number): string {
+  try {
+    JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return `malformed JSON at byte ${at}`;
 }

@@ -84,7 +84,7 @@ export function segmentsRoute(deps: AppDeps) {
         // Readable by the on-page snippet (a simple GET: no preflight).
         res.writeHeader(ALLOW_ORIGIN, ANY_ORIGIN);
         st = sendBody(res, 200, TEXT_TYPE, gamAnswer(out, gamPrefix, ids, count, gamMax), close);
-      } else st = sendBody(res, 200, MSGPACK_TYPE, msgpackAnswer(who, ids, count), close);
+      } else st = sendBody(res, 200, MSGPACK_TYPE, msgpackAnswer(out, who, ids, count), close);
     }
     m.observe(st, (performance.now() - t0) / 1000);
   };
