@@ -4,7 +4,7 @@
 // its timing. One line per request:
 //
 //   {"t":1796280001234.567,"route":"segments","q":"uid=u-1&format=kv","partner":"dsp-a","format":"kv"}
-//   {"t":…,"route":"batch","body":"{\"uids\":[…]}","ct":"application/json","partner":""}
+//   {"t":…,"route":"batch","body":"{\"uids\":[…]}","ct":"application/json","q":"","partner":""}
 //
 // The key is kept as sent (it is a pseudonymous id: capture files are
 // personal data); the bearer key never is, only the partner it belongs to.
@@ -80,17 +80,17 @@ export class Capture {
     );
   }
 
-  batch(body: Buffer, contentType: string, partner: string): void {
+  /** A batch: its body (msgpack as base64, JSON as text; left out past 64 KB), its kind and its query. */
+  batch(body: Buffer, kind: 'json' | 'msgpack', query: string, partner: string): void {
     const t = (performance.timeOrigin + performance.now()).toFixed(3);
-    // msgpack bodies are kept as base64, JSON ones as text.
-    const text =
+    const what =
       body.length > MAX_BODY
-        ? null
-        : contentType.includes('msgpack')
-          ? { b64: body.toString('base64') }
-          : { body: body.toString('utf8') };
+        ? `"tooLarge":${body.length}`
+        : kind === 'msgpack'
+          ? `"b64":"${body.toString('base64')}"`
+          : `"body":${JSON.stringify(body.toString('utf8'))}`;
     this.push(
-      `{"t":${t},"route":"batch",${text === null ? `"tooLarge":${body.length}` : 'b64' in text ? `"b64":"${text.b64}"` : `"body":${JSON.stringify(text.body)}`},"ct":${JSON.stringify(contentType)},"partner":${JSON.stringify(partner)}}\n`,
+      `{"t":${t},"route":"batch",${what},"ct":"application/${kind}","q":${JSON.stringify(query)},"partner":${JSON.stringify(partner)}}\n`,
     );
   }
 

@@ -105,7 +105,7 @@ export function planReplay(files: string[], keys: Record<string, string>, speed:
       const body = c.b64 !== undefined ? Buffer.from(c.b64, 'base64') : (c.body ?? '');
       requests.push({
         method: 'POST',
-        path: '/v1/segments:batch',
+        path: `/v1/segments:batch${c.q ? `?${c.q}` : ''}`,
         headers: { ...headers, 'Content-Type': c.ct || 'application/json' },
         body,
       });

@@ -30,7 +30,7 @@ function bodyKind(contentType: string): BodyKind | null {
 }
 
 export function batchRoute(deps: AppDeps) {
-  const { lookup, metrics, config, state, inflight, log, graph, callers, admission } = deps;
+  const { lookup, metrics, config, state, inflight, log, graph, callers, admission, capture } = deps;
   const m = metrics.route('batch');
   const reader = new ReadPath(lookup, graph, metrics);
   const out = new AnswerBuffer();
@@ -45,6 +45,8 @@ export function batchRoute(deps: AppDeps) {
     const licence = callers.licence(req.getHeader('authorization'));
 
     if (licence === null) return finish(sendError(res, 'UNAUTHORIZED', undefined, true));
+    // Off: one null check. Sampled now, while the query can still be read; written once the body is in.
+    const query = capture !== null && capture.sample() ? (req.getQuery() ?? '') : null;
     if (admission.overloaded()) {
       metrics.shed('batch', 'overload');
       return finish(sendEmpty(res, 'overload', true)); // the body is left unread: close
@@ -58,6 +60,7 @@ export function batchRoute(deps: AppDeps) {
       const close = state.get(Flag.Draining);
       p.settle(() => {
         if (!r.ok) return finish(sendError(res, 'BODY_TOO_LARGE', `limit is ${config.maxBodyBytes} bytes`, true));
+        if (query !== null) capture!.batch(r.body, kind, query, licence.partner);
         let st: number;
         // One generation for the whole batch: a snapshot swap mid-batch must not mix data sets.
         lookup.pin();

@@ -31,7 +31,7 @@ import { readUid, isOptedOut, cookieSettings } from '../../identity/cookie.js';
 import { ReadPath } from '../../lookup/read.js';
 import { ANONYMOUS, Licence } from '../../lookup/licences.js';
 import { nowSeconds } from '../../lookup/segments.js';
-import { UserData, type Data } from '../../openrtb/user-data.js';
+import { UserData } from '../../openrtb/user-data.js';
 import { gamAnswer, keyPrefix, AnswerBuffer } from '../format.js';
 
 const BIDDERS = /^[a-z0-9_-]{1,40}(?:,[a-z0-9_-]{1,40}){0,49}$/;
@@ -155,20 +155,28 @@ export function rtdRoutes(deps: AppDeps) {
     const k = share(pubLicence, n);
     const global = work.slice(0, k);
     const globalSet = new Licence(pub, false, global);
-    const data = userData.build(global, k);
+    // The Data objects as OpenRTB JSON, written by the one encoder enrichment uses.
+    const dataJson = (ids: Uint32Array, count: number): string | null => {
+      if (userData.group(ids, count) === 0) return null;
+      userData.writeData(out);
+      return out.view().toString('utf8');
+    };
+    const data = dataJson(global, k) ?? '[]';
     const gam = gamAnswer(out, gamPrefix, global, k, config.gamMaxBytes).toString('latin1', gamPrefix.length);
-    // No prototype: a partner may be called "constructor".
-    const bidders = Object.create(null) as Record<string, Data[]>;
+    const bidders: string[] = [];
+    const seen = new Set<string>();
     if (biddersParam !== '')
       for (const b of biddersParam.split(',')) {
-        if (!site.partners.includes(b) || Object.hasOwn(bidders, b)) continue;
+        if (!site.partners.includes(b) || seen.has(b)) continue;
+        seen.add(b);
         const licence = licenceOf(b);
         if (licence === undefined) continue;
         const kb = share(licence, n, globalSet);
-        const extra = userData.build(work, kb);
-        if (extra.length > 0) bidders[b] = extra;
+        const extra = dataJson(work, kb);
+        if (extra !== null) bidders.push(`${JSON.stringify(b)}:${extra}`);
       }
-    const body = JSON.stringify({ data, bidders, targeting: gam === '' ? {} : { [config.gamKey]: gam } });
+    const targeting = gam === '' ? '{}' : `{${JSON.stringify(config.gamKey)}:${JSON.stringify(gam)}}`;
+    const body = `{"data":${data},"bidders":{${bidders.join(',')}},"targeting":${targeting}}`;
     head(res, 200, origin);
     res.writeHeader(CT, JSON_TYPE).end(body);
     done(200);

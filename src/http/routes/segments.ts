@@ -54,7 +54,7 @@ export function segmentsRoute(deps: AppDeps) {
     const formatParam = req.getQuery('format');
     const format = pickFormat(formatParam, formatParam ? '' : req.getHeader('accept'));
     // Off: one null check. The query as sent carries the key and the format.
-    if (capture !== null && capture.sample()) capture.lookup(req.getQuery(), licence.partner, format ?? '');
+    if (capture !== null && capture.sample()) capture.lookup(req.getQuery() ?? '', licence.partner, format ?? '');
     // Not by uid: by a graph id, resolved to the segd uid of its profile.
     let byGraph: { key: string } | { problem: string } | null = null;
     if (uid === undefined || uid === '') byGraph = readGraphKey(req, maxUid);
