@@ -1,0 +1,46 @@
+// The shape every admin-keyed route shares: 401 without an admin key, the
+// answer's status and time recorded under the route's label, and work done
+// off this thread answered when it settles (a failure logged with context,
+// answered 500).
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import type { AppDeps } from './deps.js';
+import type { Route } from '../metrics/http.js';
+import { BearerKeys } from './auth.js';
+import { sendBody, sendError, JSON_TYPE } from './respond.js';
+import { pending } from './pending.js';
+
+/** Records an answer's status (and the time since the request came in). */
+export type Done = (status: number) => void;
+
+export function adminRoute(
+  deps: AppDeps,
+  label: Route,
+  handle: (res: HttpResponse, req: HttpRequest, done: Done) => void,
+): (res: HttpResponse, req: HttpRequest) => void {
+  const keys = new BearerKeys(deps.config.adminKeys);
+  const m = deps.metrics.route(label);
+  return (res, req) => {
+    const t0 = performance.now();
+    const done: Done = (st) => m.observe(st, (performance.now() - t0) / 1000);
+    if (!keys.allows(req.getHeader('authorization'))) return done(sendError(res, 'UNAUTHORIZED'));
+    handle(res, req, done);
+  };
+}
+
+/** Answers `work`'s JSON text with 200 once it settles; a failure is logged with `context` and answered 500. */
+export function answerLater(
+  res: HttpResponse,
+  deps: AppDeps,
+  done: Done,
+  work: Promise<string>,
+  context: Record<string, unknown> & { what: string },
+): void {
+  const p = pending(res, deps.inflight);
+  work.then(
+    (text) => p.settle(() => done(sendBody(res, 200, JSON_TYPE, text))),
+    (err: unknown) => {
+      deps.log.error({ err, ...context }, `${context.what} failed`);
+      p.settle(() => done(sendError(res, 'INTERNAL', `${context.what} failed`)));
+    },
+  );
+}
