@@ -78,6 +78,38 @@ describe('NATS JetStream source', () => {
     expect(await stopReport(segd, { allowWarnings: true })).toEqual(CLEAN_STOP);
   });
 
+  it('commits a fetch of big messages in parts of at most SEGD_LOADER_BATCH records, each after a whole message', async () => {
+    const nats = await startNats(await freePort(), tempDir());
+    const { nc, js } = await client(nats.url);
+    // 12 messages of 40 records: 480 records in one fetch.
+    for (let m = 0; m < 12; m++) {
+      let body = '';
+      for (let r = 0; r < 40; r++) body += feedLine({ op: 'add', uid: `big-${m}-${r}`, segments: [5] });
+      await js.publish('segments.big', body);
+    }
+    await nc.close();
+    const admin = 'nats-admin-key-0123456789';
+    const segd = await startSegd({
+      env: { SEGD_NATS_URL: nats.url, SEGD_LOADER_BATCH: '100', SEGD_ADMIN_KEYS: admin },
+    });
+    try {
+      await waitFor(async () => (await segmentsOf(segd, 'big-11-39')).length === 1);
+      const tl = (await (
+        await fetch(`${segd.url}/v1/admin/timeline`, { headers: { authorization: `Bearer ${admin}` } })
+      ).json()) as { events: Array<{ kind: string; detail?: { records?: number } }> };
+      const parts = tl.events.filter((e) => e.kind === 'commit' && (e.detail?.records ?? 0) > 0);
+      // Whole messages of 40, cut once a part reaches 100: 120 each when one fetch takes all 12 (fewer at a fetch's end).
+      const sizes = parts.map((e) => e.detail!.records!);
+      expect(sizes.reduce((a, b) => a + b, 0)).toBe(480);
+      expect(sizes.length).toBeGreaterThanOrEqual(4);
+      for (const n of sizes) expect(n % 40 === 0 && n <= 120, `part of ${n}`).toBe(true);
+      for (let m = 0; m < 12; m++) expect(await segmentsOf(segd, `big-${m}-0`)).toEqual([5]);
+    } finally {
+      expect(await stopReport(segd)).toEqual(CLEAN_STOP);
+      await nats.stop();
+    }
+  });
+
   it('SIGKILL mid-stream: the restart applies exactly the messages after its checkpoint', async () => {
     const port = await freePort();
     const nats = await startNats(port, tempDir());

@@ -241,7 +241,7 @@ export const SETTINGS: Setting[] = [
     env: 'SEGD_LOADER_BATCH',
     def: 50_000,
     parse: int(1, 1_000_000),
-    doc: 'feed records applied per LMDB write transaction',
+    doc: 'feed records applied per LMDB write transaction (inbox files, snapshots, a JetStream fetch — cut after a whole message)',
   },
   {
     key: 'maxLineBytes',

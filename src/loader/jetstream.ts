@@ -46,6 +46,8 @@ export interface JetStreamOptions {
   subject: string;
   durable: string;
   batch: number;
+  /** Records per write transaction at most (SEGD_LOADER_BATCH): a fetch of big messages is committed in parts. */
+  maxRecords: number;
   maxUidBytes: RecordLimits;
   /** This node's shard: a record of another shard's user is rejected, not stored where no lookup reaches it. */
   shard: ShardSpec | null;
@@ -235,9 +237,24 @@ export class JetStreamSource {
     if (msgs.length === 0) return 0;
     const now = nowSeconds();
     const done = (this.store.meta.get(this.checkpointKey) as StreamCheckpoint | undefined)?.seq ?? 0;
-    const changes: Change[] = [];
+    let changes: Change[] = [];
     const stats: JetStreamStats = { applied: 0, stale: 0, rejected: 0, skipped: 0 };
     let last = done;
+    let committed = done;
+    // One transaction per SEGD_LOADER_BATCH records, cut after a whole message:
+    // each records the sequence of the last message it holds, so a crash
+    // between parts resumes after it; the event loop turns between them.
+    const commit = async () => {
+      const r = this.writer.apply(changes, now, {
+        key: this.checkpointKey,
+        value: { seq: last, at: now, subject: this.opts.subject } satisfies StreamCheckpoint,
+      });
+      stats.applied += r.applied;
+      stats.stale += r.stale;
+      committed = last;
+      changes = [];
+      await new Promise((r) => setImmediate(r));
+    };
     for (const m of msgs) {
       const seq = m.info.streamSequence;
       if (seq <= done) {
@@ -267,15 +284,9 @@ export class JetStreamSource {
           'jetstream message rejected (acked, not retried)',
         );
       }
+      if (changes.length >= this.opts.maxRecords) await commit();
     }
-    if (last > done) {
-      const r = this.writer.apply(changes, now, {
-        key: this.checkpointKey,
-        value: { seq: last, at: now, subject: this.opts.subject } satisfies StreamCheckpoint,
-      });
-      stats.applied = r.applied;
-      stats.stale = r.stale;
-    }
+    if (last > committed) await commit();
     // Counted once committed, whatever happens to the ack (a lost ack means a
     // redelivery, which the checkpoint then skips).
     this.onBatch?.(stats);

@@ -80,6 +80,7 @@ export class Loader {
           subject: config.natsSubject,
           durable: config.natsDurable,
           batch: config.natsBatch,
+          maxRecords: config.loaderBatchSize,
           shard: config.shard,
           maxUidBytes: this.limits,
         },
