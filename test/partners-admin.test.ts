@@ -150,6 +150,34 @@ describe('registry', () => {
     expect((await call('/v1/admin/segments/77', { method: 'DELETE', headers: auth })).status).toBe(204);
   });
 
+  it('a key rotated or a licence narrowed takes effect on the next lookup on every worker (no caller answer outlives a change)', async () => {
+    const OLD = 'cache-old-key-0123456789abcdef';
+    const NEW = 'cache-new-key-0123456789abcdef';
+    const put = (body: object) =>
+      call('/v1/admin/partners/cache1', { method: 'PUT', headers: json, body: JSON.stringify(body) });
+    const lookups = async (key: string) => {
+      const out: number[] = [];
+      // Fresh connections: both workers answer, each with its own remembered callers.
+      for (let i = 0; i < 8; i++) {
+        const r = await call('/v1/segments?uid=nobody', {
+          headers: { Authorization: `Bearer ${key}`, Connection: 'close' },
+        });
+        await r.arrayBuffer();
+        out.push(r.status);
+      }
+      return [...new Set(out)];
+    };
+    expect((await put({ name: 'Cache', keys: [OLD], segments: '*' })).status).toBe(201);
+    expect(await lookups(OLD)).toEqual([200]);
+    expect((await put({ name: 'Cache', keys: [NEW], segments: '*' })).status).toBe(200);
+    expect(await lookups(OLD)).toEqual([401]);
+    expect(await lookups(NEW)).toEqual([200]);
+    expect((await put({ name: 'Cache', keys: [NEW], segments: '*', disabled: true })).status).toBe(200);
+    expect(await lookups(NEW)).toEqual([401]);
+    expect((await call('/v1/admin/partners/cache1', { method: 'DELETE', headers: auth })).status).toBe(204);
+    expect(await lookups(NEW)).toEqual([401]);
+  });
+
   const BAD: Array<[string, string, string, unknown, string, RegExp]> = [
     [
       'macro in the host',

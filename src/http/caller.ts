@@ -5,9 +5,26 @@ import type { Registry } from '../partners/registry.js';
 import { ADMIN, ANONYMOUS, type Licence, type Licences } from '../lookup/licences.js';
 import { BearerKeys } from './auth.js';
 
+/**
+ * Authorization headers remembered with their answer. A few dozen partners
+ * send the same few headers all day; past this many distinct ones (a caller
+ * trying random keys) the map starts over, so memory stays bounded.
+ */
+const REMEMBERED = 1024;
+
 export class Callers {
   /** null = no admin keys configured (a failed partner key then costs no second digest). */
   private readonly admin: BearerKeys | null;
+  /**
+   * Header → licence (or null: refused), for the registry version it was
+   * worked out under: the SHA-256 of the key was nearly all of a keyed
+   * lookup's caller check (427 → 9.5 ns; the keyed lookup 2665 → 1949 ns,
+   * bench:micro). V8 hashes the header with a per-process seed and compares
+   * strings only on a hash match, so the lookup's timing tells nothing
+   * about a key's prefix.
+   */
+  private known = new Map<string, Licence | null>();
+  private knownVersion = -1;
 
   constructor(
     private readonly registry: Registry,
@@ -27,6 +44,20 @@ export class Callers {
    */
   licence(authorization: string): Licence | null {
     if (authorization === '') return this.required ? null : ANONYMOUS;
+    // A changed registry (keys, licences) forgets every answer.
+    if (this.knownVersion !== this.registry.version) {
+      this.known = new Map();
+      this.knownVersion = this.registry.version;
+    }
+    const seen = this.known.get(authorization);
+    if (seen !== undefined) return seen;
+    const answer = this.work(authorization);
+    if (this.known.size >= REMEMBERED) this.known = new Map();
+    this.known.set(authorization, answer);
+    return answer;
+  }
+
+  private work(authorization: string): Licence | null {
     const p = this.registry.partnerForKey(authorization);
     if (p === null) return this.admin?.allows(authorization) ? ADMIN : null;
     return this.licences.of(p.id) ?? null;
