@@ -25,6 +25,7 @@ import { writePidfile, removePidfile, runningServer } from './pidfile.js';
 import { applyRegistryOp, upsertFromConfig, type RegistrySeed } from '../partners/admin.js';
 import { Waiting, settlesBy } from '../waiting.js';
 import { lowerThisThread } from './thread-priority.js';
+import { Insights } from '../insights/insights.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 /** A worker that fails again within this long of its last restart is restarted after a delay, doubling up to the max. */
@@ -73,6 +74,9 @@ export async function serve(
         )
       : null;
   const metrics = new ProcessMetrics(store, known);
+  // Before the loader: the index watches every write to members from the first one on.
+  const insights = config.insights === 'on' ? await Insights.open(store, config.insightsSaveMs, log) : null;
+  if (insights === null) Insights.disabled(store);
   const loader = new Loader(store, config, log, metrics, {
     onNewUser: known?.onNewUser,
     // Every committed loader transaction, whatever its source.
@@ -166,6 +170,7 @@ export async function serve(
       return r;
     },
     timeline: async ({ since }) => timeline.since(since),
+    insights: async (q) => insights?.answer(q) ?? null,
   };
 
   const startWorker = (index: number, wantPort: number) =>
@@ -284,6 +289,7 @@ export async function serve(
     shuttingDown = true;
     await Promise.all(slots.map((s) => s.worker.terminate()));
     await known?.close();
+    await insights?.close();
     await store.close();
     removePidfile(config.dataDir);
     throw err;
@@ -354,6 +360,7 @@ export async function serve(
           },
         ],
         ['known-users filter: save', async () => known?.close()],
+        ['insights index: save', async () => insights?.close()],
         ['store: close', () => closeStore(store, log)],
       ],
       waiting,

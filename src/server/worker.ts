@@ -104,6 +104,7 @@ const app = createApp({
   matches,
   forget: (req) => rpc('forget', req),
   timeline: (since) => rpc('timeline', { since }),
+  insights: (q) => rpc('insights', q),
 });
 let listenSocket: us_listen_socket | null = null;
 
