@@ -53,6 +53,9 @@ export const ERRORS = {
     message: 'the store cannot take writes (full); nothing was applied; retry later with the same Idempotency-Key',
   },
   BODY_TIMEOUT: { status: 408, message: 'the request body did not arrive in time; the connection is closed' },
+  BAD_INSIGHTS_QUERY: { status: 400, message: 'the insights query is not valid' },
+  FORBIDDEN_SEGMENT: { status: 403, message: 'this key is not licensed for a segment the query names' },
+  INSIGHTS_OFF: { status: 404, message: 'the insights index is off on this node (SEGD_INSIGHTS=off)' },
   OVERLOADED: { status: 503, message: 'too many requests of this kind under way on this worker; retry later' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

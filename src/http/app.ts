@@ -11,6 +11,7 @@ import { adminRoutes } from './routes/admin.js';
 import { timelineRoute } from './routes/timeline.js';
 import { syncInRoute, syncOutRoutes } from './routes/sync.js';
 import { privacyRoutes } from './routes/privacy.js';
+import { insightsRoutes } from './routes/insights.js';
 import { sendError } from './respond.js';
 import { enrichRoute } from './routes/enrich.js';
 import { wsBehavior } from './routes/ws.js';
@@ -47,6 +48,7 @@ export function createApp(deps: AppDeps): TemplatedApp {
   const admin = adminRoutes(deps);
   const syncOut = syncOutRoutes(deps);
   const privacy = privacyRoutes(deps);
+  const insights = insightsRoutes(deps);
   type Route = [string, 'get' | 'post' | 'put' | 'del', (res: HttpResponse, req: HttpRequest) => void, Kind];
   // An open /metrics is anyone's; a keyed one only its keys'.
   const metricsKind: Kind = deps.config.metricsKeys.length > 0 ? 'keyed' : 'public';
@@ -67,6 +69,10 @@ export function createApp(deps: AppDeps): TemplatedApp {
     ['/v1/users', 'del', privacy.deleteUser, 'keyed'],
     ['/v1/admin/audit', 'get', privacy.audit, 'keyed'],
     ['/v1/admin/timeline', 'get', timelineRoute(deps), 'keyed'],
+    ['/v1/insights/segments/:id', 'get', insights.size, 'keyed'],
+    ['/v1/insights/segments/:id/affinity', 'get', insights.affinity, 'keyed'],
+    ['/v1/insights/overlap', 'get', insights.overlap, 'keyed'],
+    ['/v1/insights/reach', 'post', insights.reach, 'keyed'],
     ...(['partners', 'segments'] as const).flatMap(
       (kind) =>
         [

@@ -22,6 +22,7 @@ const ROUTES = [
   'other',
   'enrich',
   'ws',
+  'insights',
 ] as const;
 /** Why a lookup was answered empty at once: past the admission limit (or loop lag), or past its deadline. */
 const SHED_REASONS = ['overload', 'deadline'] as const;
