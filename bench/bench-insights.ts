@@ -3,18 +3,20 @@
 //
 //   ingest   the same synthetic deltas (adds, then re-adds with other segments)
 //            applied by the writer into two fresh stores, index off and on,
-//            alternating rounds in one run: records/s and the on/off ratio.
+//            alternating rounds in one run: records/s and the on/off ratio;
+//            likewise a snapshot file of every user loaded into an empty store.
 //   queries  overlap of the two largest segments, affinity of the largest
 //            against every segment, reach of a 5-term expression (medians).
 //   restart  the index saved, loaded again, and rebuilt from a scan.
 //   memory   bitmap bytes per membership.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { intFlag, parseFlags } from '../src/terminal/flags.js';
 import { Synthetic, DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
 import { openStore, type Store } from '../src/store/env.js';
 import { Writer } from '../src/loader/writer.js';
+import { SnapshotLoader } from '../src/loader/snapshot.js';
 import type { Change } from '../src/loader/records.js';
 import { InsightsIndex } from '../src/insights/insights-index.js';
 import { InsightsQueries } from '../src/insights/queries.js';
@@ -93,6 +95,37 @@ async function main(): Promise<void> {
   console.log(
     `ingest: ${USERS} users × 2 passes, batch ${BATCH}: index off ${Math.round(off)} changes/s, on ${Math.round(on)} changes/s ` +
       `(on/off ${(on / off).toFixed(3)}; rounds off ${rates.off.map(Math.round).join(', ')}, on ${rates.on.map(Math.round).join(', ')})`,
+  );
+
+  const snapDir = mkdtempSync(join(tmpdir(), 'segd-bench-insights-'));
+  dirs.push(snapDir);
+  const file = join(snapDir, 'all.snapshot.ndjson');
+  writeFileSync(file, Array.from({ length: USERS }, (_, i) => gen.line(i, NOW - 50)).join(''));
+  const snap: Record<'off' | 'on', number[]> = { off: [], on: [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const mode of r % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
+      const d = mkdtempSync(join(tmpdir(), 'segd-bench-insights-'));
+      dirs.push(d);
+      const s = openStore(d);
+      if (mode === 'on') new InsightsIndex(s);
+      const loader = new SnapshotLoader(s, new Writer(s));
+      const t0 = performance.now();
+      const sum = await loader.load(file, {
+        checkpointKey: 'ckpt',
+        batchSize: 5000,
+        maxUidBytes: 128,
+        maxLineBytes: 1 << 20,
+      });
+      snap[mode].push(sum.memberships / ((performance.now() - t0) / 1000));
+      loader.stop();
+      await s.close();
+    }
+  }
+  const sOn = median(snap.on);
+  const sOff = median(snap.off);
+  console.log(
+    `snapshot load: index off ${Math.round(sOff)} memberships/s, on ${Math.round(sOn)} (on/off ${(sOn / sOff).toFixed(3)}; ` +
+      `rounds off ${snap.off.map(Math.round).join(', ')}, on ${snap.on.map(Math.round).join(', ')})`,
   );
 
   const { store, index, dir } = kept!;

@@ -73,6 +73,7 @@ export function createApp(deps: AppDeps): TemplatedApp {
     ['/v1/insights/segments/:id/affinity', 'get', insights.affinity, 'keyed'],
     ['/v1/insights/overlap', 'get', insights.overlap, 'keyed'],
     ['/v1/insights/reach', 'post', insights.reach, 'keyed'],
+    ['/insights', 'get', insights.page, 'keyed'],
     ...(['partners', 'segments'] as const).flatMap(
       (kind) =>
         [

@@ -9,6 +9,9 @@ import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import type { Licence } from '../../lookup/licences.js';
 import type { InsightsQuery } from '../../insights/insights.js';
+import type { Affinity, Overlap } from '../../insights/queries.js';
+import { insightsPage } from '../../insights/page.js';
+import { BearerKeys } from '../auth.js';
 import { readBody } from '../body.js';
 import { sendError, sendBody, JSON_TYPE } from '../respond.js';
 import { pending } from '../pending.js';
@@ -24,10 +27,13 @@ export const DEFAULT_AFFINITY_LIMIT = 20;
 export const MAX_AFFINITY_LIMIT = 1000;
 /** Smallest overlap affinity reports by default: small counts are not sold as insight. */
 export const DEFAULT_AFFINITY_MIN = 100;
+const HTML_TYPE = Buffer.from('text/html; charset=utf-8');
 
 type Handler = (res: HttpResponse, req: HttpRequest) => void;
 
 export interface InsightsRoutes {
+  /** GET /insights: the page (admin key). */
+  page: Handler;
   size: Handler;
   overlap: Handler;
   affinity: Handler;
@@ -67,6 +73,7 @@ function reachExpression(body: unknown): { all: number[]; any: number[]; none: n
 
 export function insightsRoutes(deps: AppDeps): InsightsRoutes {
   const m = deps.metrics.route('insights');
+  const adminKeys = new BearerKeys(deps.config.adminKeys);
 
   /**
    * The caller's licence (an admin or partner key; anonymous callers are not
@@ -106,6 +113,31 @@ export function insightsRoutes(deps: AppDeps): InsightsRoutes {
     );
   };
 
+  /** `segments=` as 2..MAX_OVERLAP_SEGMENTS distinct ids, or null with the error sent. */
+  const segmentList = (res: HttpResponse, raw: string, done: (st: number) => void): number[] | null => {
+    const parts = raw === '' ? [] : raw.split(',', MAX_OVERLAP_SEGMENTS + 1);
+    if (parts.length < 2 || parts.length > MAX_OVERLAP_SEGMENTS) {
+      done(
+        sendError(
+          res,
+          'BAD_INSIGHTS_QUERY',
+          `segments= takes 2 to ${MAX_OVERLAP_SEGMENTS} comma-separated segment ids`,
+        ),
+      );
+      return null;
+    }
+    const segments = parts.map(segmentId);
+    if (segments.some(Number.isNaN)) {
+      done(sendError(res, 'BAD_SEGMENT'));
+      return null;
+    }
+    if (new Set(segments).size !== segments.length) {
+      done(sendError(res, 'BAD_INSIGHTS_QUERY', 'a segment is named twice'));
+      return null;
+    }
+    return segments;
+  };
+
   const forbidden = (res: HttpResponse, done: (st: number) => void, id: number, unreadBody = false) =>
     done(sendError(res, 'FORBIDDEN_SEGMENT', String(id), unreadBody));
 
@@ -119,23 +151,46 @@ export function insightsRoutes(deps: AppDeps): InsightsRoutes {
       ask(res, c.done, { kind: 'size', segment });
     },
 
+    page: (res, req) => {
+      const t0 = performance.now();
+      const done = (st: number) => m.observe(st, (performance.now() - t0) / 1000);
+      if (!adminKeys.allows(req.getHeader('authorization'))) return done(sendError(res, 'UNAUTHORIZED'));
+      const segments = segmentList(res, req.getQuery('segments') ?? '', done);
+      if (segments === null) return;
+      const rawA = req.getQuery('affinity') ?? '';
+      const of = rawA === '' ? segments[0]! : segmentId(rawA);
+      if (Number.isNaN(of)) return done(sendError(res, 'BAD_SEGMENT'));
+      const min = intParam(req.getQuery('min') ?? '', DEFAULT_AFFINITY_MIN, 1, 0xffff_ffff);
+      if (Number.isNaN(min)) return done(sendError(res, 'BAD_INSIGHTS_QUERY', 'min must be a whole number ≥ 1'));
+      const p = pending(res, deps.inflight);
+      Promise.all([
+        deps.insights({ kind: 'overlap', segments }),
+        deps.insights({ kind: 'affinity', segment: of, limit: DEFAULT_AFFINITY_LIMIT, min, licensed: null }),
+      ]).then(
+        ([o, a]) =>
+          p.settle(() => {
+            if (o === null || a === null) return done(sendError(res, 'INSIGHTS_OFF'));
+            const names = new Map<number, string>();
+            for (const id of [...segments, ...(a as Affinity).results.map((r) => r.segment)]) {
+              const name = deps.registry.segment(id)?.name;
+              if (name !== undefined) names.set(id, name);
+            }
+            res.writeHeader('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'");
+            res.writeHeader('X-Content-Type-Options', 'nosniff');
+            done(sendBody(res, 200, HTML_TYPE, insightsPage(o as Overlap, a as Affinity, names)));
+          }),
+        (err: unknown) => {
+          deps.log.error({ err }, 'insights page failed');
+          p.settle(() => done(sendError(res, 'INTERNAL', 'the page failed')));
+        },
+      );
+    },
+
     overlap: (res, req) => {
       const c = begin(res, req);
       if (!c) return;
-      const raw = req.getQuery('segments') ?? '';
-      const parts = raw === '' ? [] : raw.split(',', MAX_OVERLAP_SEGMENTS + 1);
-      if (parts.length < 2 || parts.length > MAX_OVERLAP_SEGMENTS)
-        return c.done(
-          sendError(
-            res,
-            'BAD_INSIGHTS_QUERY',
-            `segments= takes 2 to ${MAX_OVERLAP_SEGMENTS} comma-separated segment ids`,
-          ),
-        );
-      const segments = parts.map(segmentId);
-      if (segments.some(Number.isNaN)) return c.done(sendError(res, 'BAD_SEGMENT'));
-      if (new Set(segments).size !== segments.length)
-        return c.done(sendError(res, 'BAD_INSIGHTS_QUERY', 'a segment is named twice'));
+      const segments = segmentList(res, req.getQuery('segments') ?? '', c.done);
+      if (segments === null) return;
       const refused = unlicensed(c.licence, segments);
       if (refused !== null) return forbidden(res, c.done, refused);
       ask(res, c.done, { kind: 'overlap', segments });
