@@ -35,6 +35,7 @@ export interface Config {
   sweepMs: number;
   insights: 'on' | 'off';
   insightsSaveMs: number;
+  exposureTtl: number;
   natsUrl: string;
   natsStream: string;
   natsSubject: string;
@@ -318,6 +319,13 @@ export const SETTINGS: Setting[] = [
     def: 60_000,
     parse: int(1000, 86_400_000),
     doc: 'how often the insights index is saved to disk when it changed (and always at shutdown); a start finds it current or rebuilds it from the store',
+  },
+  {
+    key: 'exposureTtl',
+    env: 'SEGD_EXPOSURE_TTL',
+    def: 30 * 86_400,
+    parse: int(60, 400 * 86_400),
+    doc: 'seconds a user stays in a campaign exposure segment after the /px pixel saw it',
   },
   {
     key: 'natsUrl',

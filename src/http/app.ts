@@ -12,6 +12,7 @@ import { timelineRoute } from './routes/timeline.js';
 import { syncInRoute, syncOutRoutes } from './routes/sync.js';
 import { privacyRoutes } from './routes/privacy.js';
 import { insightsRoutes } from './routes/insights.js';
+import { pixelRoute } from './routes/insights-pixel.js';
 import { sendError } from './respond.js';
 import { enrichRoute } from './routes/enrich.js';
 import { wsBehavior } from './routes/ws.js';
@@ -74,6 +75,7 @@ export function createApp(deps: AppDeps): TemplatedApp {
     ['/v1/insights/overlap', 'get', insights.overlap, 'keyed'],
     ['/v1/insights/reach', 'post', insights.reach, 'keyed'],
     ['/insights', 'get', insights.page, 'keyed'],
+    ['/px', 'get', pixelRoute(deps), 'public'],
     ...(['partners', 'segments'] as const).flatMap(
       (kind) =>
         [

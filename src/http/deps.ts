@@ -16,6 +16,7 @@ import type { MatchQueue } from '../identity/match-queue.js';
 import type { ForgetRequest, ForgetAnswer } from '../privacy/forget.js';
 import type { TimelineAnswer } from '../metrics/timeline.js';
 import type { InsightsQuery, InsightsAnswer } from '../insights/insights.js';
+import type { ExposureItem } from '../loader/exposures.js';
 
 export interface AppDeps {
   config: Readonly<Config>;
@@ -38,6 +39,8 @@ export interface AppDeps {
   matches: MatchQueue;
   /** Opt-out or deletion on the writer thread; resolves once committed. */
   forget: (req: ForgetRequest) => Promise<ForgetAnswer>;
+  /** Exposure pixel hits on their way to the writer, batched. */
+  exposures: MatchQueue<ExposureItem>;
   /** An insights query on the writer's thread (licences already checked); null when the index is off. */
   insights: (q: InsightsQuery) => Promise<InsightsAnswer | null>;
   /** The process's event timeline (main thread's ring) from `sinceMs` on (wall clock). */

@@ -18,6 +18,8 @@ export interface Rpc {
   matches: [{ items: import('../identity/match-queue.js').MatchItem[] }, { applied: number; refused: number }];
   /** Opt-out or deletion: memberships and linked ids removed, tombstone and audit entry written, in one transaction. */
   forget: [import('../privacy/forget.js').ForgetRequest, import('../privacy/forget.js').ForgetAnswer];
+  /** Exposure pixel hits, batched by the worker: users join their campaign's exposure segments. */
+  exposures: [{ items: import('../loader/exposures.js').ExposureItem[] }, { applied: number }];
   /** An insights query (licences checked by the worker), answered from the index on this thread; null: the index is off. */
   insights: [import('../insights/insights.js').InsightsQuery, import('../insights/insights.js').InsightsAnswer | null];
 }

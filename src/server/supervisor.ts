@@ -26,6 +26,7 @@ import { applyRegistryOp, upsertFromConfig, type RegistrySeed } from '../partner
 import { Waiting, settlesBy } from '../waiting.js';
 import { lowerThisThread } from './thread-priority.js';
 import { Insights } from '../insights/insights.js';
+import { Exposures } from '../loader/exposures.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 /** A worker that fails again within this long of its last restart is restarted after a delay, doubling up to the max. */
@@ -155,6 +156,12 @@ export async function serve(
   };
 
   const exporter = new SegmentExporter(store);
+  // A new exposure segment is in the taxonomy, and every worker has it, before its first members are written.
+  const exposures = new Exposures(store, loader.writer, config.exposureTtl, async (id, body) => {
+    applyRegistryOp(store, { kind: 'putSegment', id, body });
+    await reloadWorkers();
+    loader.taxonomy.refresh();
+  });
   const rpcs: { [M in RpcMethod]: (args: Rpc[M][0]) => Promise<Rpc[M][1]> } = {
     scrape: () => scrape(),
     exportSegment: ({ segment, fpRate }) => exporter.export(segment, fpRate),
@@ -171,6 +178,7 @@ export async function serve(
     },
     timeline: async ({ since }) => timeline.since(since),
     insights: async (q) => insights?.answer(q) ?? null,
+    exposures: ({ items }) => exposures.apply(items),
   };
 
   const startWorker = (index: number, wantPort: number) =>
