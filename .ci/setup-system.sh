@@ -10,7 +10,8 @@ set -euo pipefail
 # redis-server (the Fastify + Redis baseline of `segd loadtest --compare`).
 # gcc and libc6-dev build native/openloop (the open-loop load client; its test runs it).
 # haproxy runs deploy/haproxy.cfg in the shard routing and fault tests (test/scale-*.test.ts).
-TEST_PACKAGES=(nats-server chromium redis-server gcc libc6-dev haproxy)
+# g++, make and python3: node-gyp builds roaring (CRoaring, the insights index) from source in `npm ci`.
+TEST_PACKAGES=(nats-server chromium redis-server gcc libc6-dev haproxy g++ make python3)
 # Load generators for `npm run bench` (not needed by the tests).
 BENCH_PACKAGES=(wrk util-linux)
 

@@ -58,6 +58,10 @@ export const ERRORS = {
     message: 'this page origin may not call /v1/rtd for that publisher (SEGD_RTD_ORIGINS)',
   },
   BAD_RTD_REQUEST: { status: 400, message: 'the /v1/rtd query is not valid' },
+  BAD_INSIGHTS_QUERY: { status: 400, message: 'the insights query is not valid' },
+  FORBIDDEN_SEGMENT: { status: 403, message: 'this key is not licensed for a segment the query names' },
+  BAD_PIXEL: { status: 400, message: 'the exposure pixel request is not valid' },
+  INSIGHTS_OFF: { status: 404, message: 'the insights index is off on this node (SEGD_INSIGHTS=off)' },
   OVERLOADED: { status: 503, message: 'too many requests of this kind under way on this worker; retry later' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

@@ -34,6 +34,9 @@ export interface Config {
   adminKeys: string[];
   ingestKeys: string[];
   sweepMs: number;
+  insights: 'on' | 'off';
+  insightsSaveMs: number;
+  exposureTtl: number;
   natsUrl: string;
   natsStream: string;
   natsSubject: string;
@@ -343,6 +346,33 @@ export const SETTINGS: Setting[] = [
     def: 60_000,
     parse: int(100, 86_400_000),
     doc: 'how often the TTL sweep checks for work; a pass runs only once the earliest stored expiry has passed (expired memberships are never returned; the sweep frees their space and fixes segment counts)',
+  },
+  {
+    key: 'insights',
+    env: 'SEGD_INSIGHTS',
+    // Off by default while it costs ingest ~40% (docs/insights.md) and a start
+    // after a crash rebuilds it before serving: on, the import-rate and
+    // restart targets would no longer hold.
+    def: 'off',
+    parse: (raw) => {
+      if (raw !== 'on' && raw !== 'off') throw new BadValue('must be on or off');
+      return raw;
+    },
+    doc: 'keep the insights index (per-segment member bitmaps, for the /v1/insights routes); off (the default) = those routes answer 404 INSIGHTS_OFF and ingest skips the index',
+  },
+  {
+    key: 'insightsSaveMs',
+    env: 'SEGD_INSIGHTS_SAVE_MS',
+    def: 60_000,
+    parse: int(1000, 86_400_000),
+    doc: 'how often the insights index is saved to disk when it changed (and always at shutdown); a start finds it current or rebuilds it from the store',
+  },
+  {
+    key: 'exposureTtl',
+    env: 'SEGD_EXPOSURE_TTL',
+    def: 30 * 86_400,
+    parse: int(60, 400 * 86_400),
+    doc: 'seconds a user stays in a campaign exposure segment after the /px pixel saw it',
   },
   {
     key: 'natsUrl',

@@ -12,6 +12,8 @@ import { timelineRoute } from './routes/timeline.js';
 import { maintenanceRoute } from './routes/maintenance.js';
 import { syncInRoute, syncOutRoutes } from './routes/sync.js';
 import { privacyRoutes } from './routes/privacy.js';
+import { insightsRoutes } from './routes/insights.js';
+import { pixelRoute } from './routes/insights-pixel.js';
 import { sendError } from './respond.js';
 import { enrichRoute } from './routes/enrich.js';
 import { rtdRoutes } from './routes/rtd.js';
@@ -56,6 +58,7 @@ export function createApp(deps: AppDeps): TemplatedApp {
     (res: HttpResponse, req: HttpRequest) => void,
     Kind,
   ];
+  const insights = insightsRoutes(deps);
   // An open /metrics is anyone's; a keyed one only its keys'.
   const metricsKind: Kind = deps.config.metricsKeys.length > 0 ? 'keyed' : 'public';
   const routes: Route[] = [
@@ -76,6 +79,12 @@ export function createApp(deps: AppDeps): TemplatedApp {
     ['/v1/admin/audit', 'get', privacy.audit, 'keyed'],
     ['/v1/admin/timeline', 'get', timelineRoute(deps), 'keyed'],
     ['/v1/admin/maintenance/:task', 'post', maintenanceRoute(deps), 'keyed'],
+    ['/v1/insights/segments/:id', 'get', insights.size, 'keyed'],
+    ['/v1/insights/segments/:id/affinity', 'get', insights.affinity, 'keyed'],
+    ['/v1/insights/overlap', 'get', insights.overlap, 'keyed'],
+    ['/v1/insights/reach', 'post', insights.reach, 'keyed'],
+    ['/insights', 'get', insights.page, 'keyed'],
+    ['/px', 'get', pixelRoute(deps), 'public'],
     ...(['partners', 'segments'] as const).flatMap(
       (kind) =>
         [

@@ -29,6 +29,8 @@ export interface MaintenanceAnswer {
   /** sweep: users and memberships scanned and removed; filter-save: bytes written. */
   detail: Record<string, number>;
 }
+import type { InsightsQuery, InsightsAnswer } from '../insights/insights.js';
+import type { ExposureItem } from '../loader/exposures.js';
 
 export interface AppDeps {
   config: Readonly<Config>;
@@ -53,6 +55,10 @@ export interface AppDeps {
   forget: (req: ForgetRequest) => Promise<ForgetAnswer>;
   /** Runs writer-side upkeep now; resolves when it is done. */
   maintenance: (task: MaintenanceTask) => Promise<MaintenanceAnswer>;
+  /** Exposure pixel hits on their way to the writer, batched. */
+  exposures: MatchQueue<ExposureItem>;
+  /** An insights query on the writer's thread (licences already checked); null when the index is off. */
+  insights: (q: InsightsQuery) => Promise<InsightsAnswer | null>;
   /** The process's event timeline (main thread's ring) from `sinceMs` on (wall clock). */
   timeline: (sinceMs: number) => Promise<TimelineAnswer>;
   log: Logger;

@@ -11,14 +11,15 @@ export interface MatchItem {
   uid: string;
 }
 
-export class MatchQueue {
-  private items: MatchItem[] = [];
+/** Generic over what it carries: cookie-sync matches, or any other small write a pixel hands the writer. */
+export class MatchQueue<T = MatchItem> {
+  private items: T[] = [];
   private timer: NodeJS.Timeout | null = null;
   /** Batches sent whose write has not been confirmed yet (drain waits for 0). */
   inFlight = 0;
 
   constructor(
-    private readonly send: (items: MatchItem[]) => Promise<unknown>,
+    private readonly send: (items: T[]) => Promise<unknown>,
     private readonly onError: (err: unknown, lost: number) => void,
     private readonly delayMs = 5,
     private readonly maxItems = 500,
@@ -26,7 +27,7 @@ export class MatchQueue {
   ) {}
 
   /** False when the writer is this far behind: the match was not taken. */
-  push(item: MatchItem): boolean {
+  push(item: T): boolean {
     if (this.inFlight >= this.maxInFlight) return false;
     this.items.push(item);
     if (this.items.length >= this.maxItems) this.flush();

@@ -23,6 +23,7 @@ const ROUTES = [
   'enrich',
   'ws',
   'rtd',
+  'insights',
 ] as const;
 /** Why a lookup was answered empty at once: past the admission limit (or loop lag), or past its deadline. */
 const SHED_REASONS = ['overload', 'deadline'] as const;

@@ -1,5 +1,5 @@
 // The event timeline: a bounded ring of what the process did and when (writer
-// commits, snapshot flips, sweeps, filter saves, registry reloads, metrics
+// commits, snapshot flips, sweeps, filter and insights saves, insights queries, registry reloads, metrics
 // scrapes, GC pauses, event-loop delay spikes), so a latency spike seen by a
 // client can be laid against what the server was doing at that moment.
 //
@@ -14,6 +14,8 @@ export const EVENT_KINDS = [
   'snapshot-flip',
   'sweep',
   'filter-save',
+  'insights-save',
+  'insights-query',
   'registry-reload',
   'metrics-scrape',
   'gc',

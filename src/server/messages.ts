@@ -20,6 +20,10 @@ export interface Rpc {
   forget: [import('../privacy/forget.js').ForgetRequest, import('../privacy/forget.js').ForgetAnswer];
   /** Writer-side upkeep run now instead of on its timer (a TTL sweep pass, a full filter save). */
   maintenance: [{ task: import('../http/deps.js').MaintenanceTask }, import('../http/deps.js').MaintenanceAnswer];
+  /** Exposure pixel hits, batched by the worker: users join their campaign's exposure segments. */
+  exposures: [{ items: import('../loader/exposures.js').ExposureItem[] }, { applied: number }];
+  /** An insights query (licences checked by the worker), answered from the index on this thread; null: the index is off. */
+  insights: [import('../insights/insights.js').InsightsQuery, import('../insights/insights.js').InsightsAnswer | null];
 }
 export type RpcMethod = keyof Rpc;
 

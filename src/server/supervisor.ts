@@ -26,6 +26,8 @@ import { writePidfile, removePidfile, runningServer } from './pidfile.js';
 import { applyRegistryOp, upsertFromConfig, type RegistrySeed } from '../partners/admin.js';
 import { Waiting, settlesBy } from '../waiting.js';
 import { lowerThisThread } from './thread-priority.js';
+import { Insights } from '../insights/insights.js';
+import { Exposures } from '../loader/exposures.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 /** A worker that fails again within this long of its last restart is restarted after a delay, doubling up to the max. */
@@ -74,6 +76,9 @@ export async function serve(
         )
       : null;
   const metrics = new ProcessMetrics(store, known);
+  // Before the loader: the index watches every write to members from the first one on.
+  const insights = config.insights === 'on' ? await Insights.open(store, config.insightsSaveMs, log) : null;
+  if (insights === null) Insights.disabled(store);
   const loader = new Loader(store, config, log, metrics, {
     onNewUser: known?.onNewUser,
     // Every committed loader transaction, whatever its source.
@@ -152,6 +157,12 @@ export async function serve(
   };
 
   const exporter = new SegmentExporter(store);
+  // A new exposure segment is in the taxonomy, and every worker has it, before its first members are written.
+  const exposures = new Exposures(store, loader.writer, config.exposureTtl, async (id, body) => {
+    applyRegistryOp(store, { kind: 'putSegment', id, body });
+    await reloadWorkers();
+    loader.taxonomy.refresh();
+  });
   const rpcs: { [M in RpcMethod]: (args: Rpc[M][0]) => Promise<Rpc[M][1]> } = {
     scrape: () => scrape(),
     exportSegment: ({ segment, fpRate }) => exporter.export(segment, fpRate),
@@ -182,6 +193,8 @@ export async function serve(
         detail: saved ? { bytes: saved.bytes } : ({} as Record<string, number>),
       };
     },
+    insights: async (q) => insights?.answer(q) ?? null,
+    exposures: ({ items }) => exposures.apply(items),
   };
 
   const startWorker = (index: number, wantPort: number) =>
@@ -300,6 +313,7 @@ export async function serve(
     shuttingDown = true;
     await Promise.all(slots.map((s) => s.worker.terminate()));
     await known?.close();
+    await insights?.close();
     await store.close();
     removePidfile(config.dataDir);
     throw err;
@@ -370,6 +384,7 @@ export async function serve(
           },
         ],
         ['known-users filter: save', async () => known?.close()],
+        ['insights index: save', async () => insights?.close()],
         ['store: close', () => closeStore(store, log)],
       ],
       waiting,

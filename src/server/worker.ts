@@ -20,6 +20,7 @@ import { Admission } from '../http/admission.js';
 import { Capture } from '../http/capture.js';
 import { IdGraph } from '../identity/graph.js';
 import { MatchQueue } from '../identity/match-queue.js';
+import type { ExposureItem } from '../loader/exposures.js';
 import { SharedState, Flag, GENERATION_SLOT, COMMIT_SLOT } from '../shared-state.js';
 import type { FromWorker, ToWorker, WorkerData, Rpc, RpcMethod } from './messages.js';
 import { restoreThisThread, threadId } from './thread-priority.js';
@@ -85,6 +86,10 @@ const matches = new MatchQueue(
   (err, lost) => log.error({ err, lost }, 'cookie-sync matches were not stored'),
 );
 const capture = Capture.open(config, data.index, config.workers, log);
+const exposures = new MatchQueue<ExposureItem>(
+  (items) => rpc('exposures', { items }),
+  (err, lost) => log.error({ err, lost }, 'exposure pixel hits were not stored'),
+);
 const app = createApp({
   capture,
   config,
@@ -108,6 +113,8 @@ const app = createApp({
   forget: (req) => rpc('forget', req),
   timeline: (since) => rpc('timeline', { since }),
   maintenance: (task) => rpc('maintenance', { task }),
+  insights: (q) => rpc('insights', q),
+  exposures,
 });
 let listenSocket: us_listen_socket | null = null;
 
@@ -203,7 +210,8 @@ async function drain(): Promise<void> {
     if (listenSocket) uWS.us_listen_socket_close(listenSocket);
     listenSocket = null;
     matches.flush();
-    while ((inflight.n > 0 || matches.inFlight > 0) && Date.now() < drainUntil)
+    exposures.flush();
+    while ((inflight.n > 0 || matches.inFlight > 0 || exposures.inFlight > 0) && Date.now() < drainUntil)
       await new Promise((r) => setTimeout(r, 10));
     if (inflight.n > 0) log.warn({ inflight: inflight.n }, 'grace period over; closing with requests in flight');
     await capture?.close();

@@ -33,11 +33,11 @@ import { LOADER_SCRIPT, FRAME_CSP, frameHtml } from '../../identity/sync-frame.j
 import { readUid, isOptedOut, newUid, uidCookie, cookieSettings, type CookieSettings } from '../../identity/cookie.js';
 
 /** The smallest valid transparent 1×1 GIF. */
-const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
+export const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
 const NO_STORE = 'no-store';
 
 /** Consent fields from the query (copied synchronously: uWS requests live on the stack). */
-function consentQuery(req: HttpRequest): ConsentInput {
+export function consentQuery(req: HttpRequest): ConsentInput {
   return {
     gdpr: req.getQuery('gdpr'),
     gdprConsent: req.getQuery('gdpr_consent'),
@@ -56,7 +56,7 @@ const PLACEHOLDER =
   /^(0|-1|null|undefined|none|nil|\$\{?[A-Za-z_]+\}?|\{\{?[A-Za-z_.]+\}?\}|\[[A-Za-z_]+\]|%[A-Za-z_]+%)$/i;
 
 /** A no-op answer: nothing stored, no cookie. */
-function noop(res: HttpResponse): number {
+export function noop(res: HttpResponse): number {
   res.writeStatus(status(204)).writeHeader('Cache-Control', NO_STORE).end();
   return 204;
 }

@@ -1,0 +1,171 @@
+// The insights index, in process on real LMDB: `npm run bench:insights
+// [-- --users N --rounds R --batch B]`.
+//
+//   ingest   the same synthetic deltas (adds, then re-adds with other segments)
+//            applied by the writer into two fresh stores, index off and on,
+//            alternating rounds in one run: records/s and the on/off ratio;
+//            likewise a snapshot file of every user loaded into an empty store.
+//   queries  overlap of the two largest segments, affinity of the largest
+//            against every segment, reach of a 5-term expression (medians).
+//   restart  the index saved, loaded again, and rebuilt from a scan.
+//   memory   bitmap bytes per membership.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { intFlag, parseFlags } from '../src/terminal/flags.js';
+import { Synthetic, DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
+import { openStore, type Store } from '../src/store/env.js';
+import { Writer } from '../src/loader/writer.js';
+import { SnapshotLoader } from '../src/loader/snapshot.js';
+import type { Change } from '../src/loader/records.js';
+import { InsightsIndex } from '../src/insights/insights-index.js';
+import { InsightsQueries } from '../src/insights/queries.js';
+import { loadIndex, saveIndex } from '../src/insights/persist.js';
+import { runBench } from './run-bench.js';
+
+const flags = parseFlags(
+  'npm run bench:insights --',
+  process.argv.slice(2),
+  {
+    users: 'users in the data set (default 200000)',
+    rounds: 'ingest rounds per mode, alternating (default 3)',
+    batch: 'changes per writer transaction (default 5000)',
+  },
+  [],
+);
+const USERS = intFlag(flags, 'users', { min: 1000, max: 50_000_000, def: 200_000 });
+const ROUNDS = intFlag(flags, 'rounds', { min: 1, max: 20, def: 3 });
+const BATCH = intFlag(flags, 'batch', { min: 1, max: 1_000_000, def: 5000 });
+
+const gen = new Synthetic({ ...DEFAULT_SYNTHETIC, ttlShare: 0 });
+const NOW = Math.floor(Date.now() / 1000);
+
+/** Pass 0 adds every user; pass 1 adds each user to other segments (a delta touching every user). */
+function changes(pass: number): Change[] {
+  const out: Change[] = [];
+  for (let i = 0; i < USERS; i++) {
+    const u = gen.user(pass === 0 ? i : (i * 7919) % USERS);
+    const ids = u.segments.map((s) => (typeof s === 'number' ? s : s.id)).map((id) => id + pass * 3);
+    out.push({ op: 'add', uid: gen.user(i).uid, ids, ttls: ids.map(() => 0), ts: NOW - 100 + pass });
+  }
+  return out;
+}
+
+function ingest(store: Store, all: Change[][]): number {
+  const writer = new Writer(store);
+  const t0 = performance.now();
+  let n = 0;
+  for (const pass of all)
+    for (let i = 0; i < pass.length; i += BATCH) {
+      writer.apply(pass.slice(i, i + BATCH), NOW);
+      n += Math.min(BATCH, pass.length - i);
+    }
+  return n / ((performance.now() - t0) / 1000);
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+function time(fn: () => unknown, runs: number): number {
+  const ms: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    const t0 = performance.now();
+    fn();
+    ms.push(performance.now() - t0);
+  }
+  return median(ms);
+}
+
+async function main(): Promise<void> {
+  const all = [changes(0), changes(1)];
+  const rates: Record<'off' | 'on', number[]> = { off: [], on: [] };
+  const dirs: string[] = [];
+  let kept: { store: Store; index: InsightsIndex; dir: string } | null = null;
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const mode of r % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
+      const dir = mkdtempSync(join(tmpdir(), 'segd-bench-insights-'));
+      dirs.push(dir);
+      const store = openStore(dir);
+      const index = mode === 'on' ? new InsightsIndex(store) : null;
+      rates[mode].push(ingest(store, all));
+      if (index !== null && kept === null) kept = { store, index, dir };
+      else await store.close();
+    }
+  }
+  const on = median(rates.on);
+  const off = median(rates.off);
+  console.log(
+    `ingest: ${USERS} users × 2 passes, batch ${BATCH}: index off ${Math.round(off)} changes/s, on ${Math.round(on)} changes/s ` +
+      `(on/off ${(on / off).toFixed(3)}; rounds off ${rates.off.map(Math.round).join(', ')}, on ${rates.on.map(Math.round).join(', ')})`,
+  );
+
+  const snapDir = mkdtempSync(join(tmpdir(), 'segd-bench-insights-'));
+  dirs.push(snapDir);
+  const file = join(snapDir, 'all.snapshot.ndjson');
+  writeFileSync(file, Array.from({ length: USERS }, (_, i) => gen.line(i, NOW - 50)).join(''));
+  const snap: Record<'off' | 'on', number[]> = { off: [], on: [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const mode of r % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
+      const d = mkdtempSync(join(tmpdir(), 'segd-bench-insights-'));
+      dirs.push(d);
+      const s = openStore(d);
+      if (mode === 'on') new InsightsIndex(s);
+      const loader = new SnapshotLoader(s, new Writer(s));
+      const t0 = performance.now();
+      const sum = await loader.load(file, {
+        checkpointKey: 'ckpt',
+        batchSize: 5000,
+        maxUidBytes: 128,
+        maxLineBytes: 1 << 20,
+      });
+      snap[mode].push(sum.memberships / ((performance.now() - t0) / 1000));
+      loader.stop();
+      await s.close();
+    }
+  }
+  const sOn = median(snap.on);
+  const sOff = median(snap.off);
+  console.log(
+    `snapshot load: index off ${Math.round(sOff)} memberships/s, on ${Math.round(sOn)} (on/off ${(sOn / sOff).toFixed(3)}; ` +
+      `rounds off ${snap.off.map(Math.round).join(', ')}, on ${snap.on.map(Math.round).join(', ')})`,
+  );
+
+  const { store, index, dir } = kept!;
+  const gi = index.active;
+  const q = new InsightsQueries(() => index.active);
+  const bySize = [...gi.segments].sort((a, b) => b[1].size - a[1].size);
+  const memberships = bySize.reduce((n, [, bm]) => n + bm.size, 0);
+  const [a, b] = [bySize[0]![0], bySize[1]![0]];
+  console.log(
+    `data: ${gi.users.size} users, ${memberships} memberships, ${gi.segments.size} segments; largest ${bySize[0]![1].size} and ${bySize[1]![1].size}`,
+  );
+  console.log(`memory: ${(gi.bytes() / memberships).toFixed(2)} bytes per membership (${gi.bytes()} bytes)`);
+  console.log(`overlap of the two largest: ${time(() => q.overlap([a, b]), 51).toFixed(3)} ms (median of 51)`);
+  console.log(
+    `affinity of the largest against ${gi.segments.size} segments: ${time(() => q.affinity(a, 50, 100, null), 11).toFixed(2)} ms (median of 11)`,
+  );
+  const five = bySize.slice(0, 8).map(([id]) => id);
+  const expr = { all: [five[0]!], any: [five[1]!, five[2]!, five[3]!], none: [five[4]!] };
+  console.log(`reach of a 5-term expression: ${time(() => q.reach(expr), 21).toFixed(3)} ms (median of 21)`);
+
+  const path = join(dir, 'insights.bin');
+  let t0 = performance.now();
+  const bytes = await saveIndex(path, index.state());
+  const saveMs = performance.now() - t0;
+  await store.close();
+  const reopened = openStore(dir);
+  t0 = performance.now();
+  const loaded = new InsightsIndex(reopened, await loadIndex(path));
+  const loadMs = performance.now() - t0;
+  await reopened.close();
+  const again = openStore(dir);
+  t0 = performance.now();
+  const rebuilt = new InsightsIndex(again, null);
+  const rebuildMs = performance.now() - t0;
+  console.log(
+    `restart: saved ${bytes} bytes in ${saveMs.toFixed(0)} ms; loaded in ${loadMs.toFixed(0)} ms (rebuilt: ${loaded.rebuilt}); ` +
+      `rebuilt from a scan in ${rebuildMs.toFixed(0)} ms (${rebuilt.active.users.size} users)`,
+  );
+  await again.close();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+}
+
+runBench(main);

@@ -1,0 +1,74 @@
+// Campaign exposure audiences: each (campaign, event) pair the /px pixel
+// reports becomes a segment in a reserved id range, created on first use with
+// a taxonomy entry, and the users it saw join it with SEGD_EXPOSURE_TTL. The
+// workers' pixel queues are drained here in batches, one writer transaction
+// per batch, as cookie-sync matches are; the pixel answers without waiting.
+import type { Store } from '../store/env.js';
+import { nowSeconds } from '../lookup/segments.js';
+import type { Change } from './records.js';
+import type { Writer } from './writer.js';
+
+/** Exposure segments take ids from here up (a range feeds are not expected to use). */
+export const EXPOSURE_FIRST_ID = 0xf000_0000;
+/** Custom (private) segtax the exposure segments are declared under. */
+export const EXPOSURE_SEGTAX = 600;
+export const EXPOSURE_EVENTS = ['imp', 'click', 'conv'] as const;
+export type ExposureEvent = (typeof EXPOSURE_EVENTS)[number];
+
+export interface ExposureItem {
+  campaign: string;
+  event: ExposureEvent;
+  /** segd uid */
+  uid: string;
+}
+
+const NEXT_KEY = 'exposure:next';
+const idKey = (campaign: string, event: string) => `exposure:id:${event}:${campaign}`;
+
+export class Exposures {
+  constructor(
+    private readonly store: Store,
+    private readonly writer: Writer,
+    private readonly ttlSeconds: number,
+    /** Adds a segment to the taxonomy (every worker reloaded when it resolves). */
+    private readonly createSegment: (id: number, def: object) => Promise<void>,
+  ) {}
+
+  /** The segment id of (campaign, event), created (id and taxonomy entry) on first use. */
+  private async segmentOf(campaign: string, event: ExposureEvent, made: Map<string, number>): Promise<number> {
+    const key = idKey(campaign, event);
+    const known = made.get(key) ?? (this.store.meta.get(key) as number | undefined);
+    if (known !== undefined) return known;
+    const id = this.writer.commit(() => {
+      const next = (this.store.meta.get(NEXT_KEY) as number | undefined) ?? EXPOSURE_FIRST_ID;
+      this.store.meta.putSync(NEXT_KEY, next + 1);
+      this.store.meta.putSync(key, next);
+      return next;
+    });
+    made.set(key, id);
+    await this.createSegment(id, {
+      name: `exposure ${event}: ${campaign}`.slice(0, 200),
+      provider: 'segd',
+      segtax: EXPOSURE_SEGTAX,
+      dataType: 'first',
+      partners: [],
+    });
+    return id;
+  }
+
+  /** One batch from a worker: users join their exposure segments (suppressed users are skipped by the writer). */
+  async apply(items: readonly ExposureItem[]): Promise<{ applied: number }> {
+    const made = new Map<string, number>();
+    const ids: number[] = [];
+    for (const it of items) ids.push(await this.segmentOf(it.campaign, it.event, made));
+    const now = nowSeconds();
+    const changes: Change[] = items.map((it, i) => ({
+      op: 'add',
+      uid: it.uid,
+      ids: [ids[i]!],
+      ttls: [this.ttlSeconds],
+      ts: now,
+    }));
+    return { applied: this.writer.apply(changes, now).applied };
+  }
+}

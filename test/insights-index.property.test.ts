@@ -1,0 +1,232 @@
+// The insights index against a brute-force scan of LMDB, on a real env: after
+// any sequence of feed batches (adds, removes, replaces, deletes, TTLs), TTL
+// sweeps, privacy deletions, ID-graph merges, transactions that fail, snapshot
+// swaps and restarts, every segment's bitmap holds exactly the ordinals of the
+// users the store lists in it, in both generations, and its size equals the
+// segment count the writer keeps.
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { openStore, type Store } from '../src/store/env.js';
+import { Writer } from '../src/loader/writer.js';
+import { SnapshotLoader } from '../src/loader/snapshot.js';
+import { decodeMembers, encodeMembers } from '../src/store/members.js';
+import { InsightsIndex } from '../src/insights/insights-index.js';
+import { loadIndex, saveIndex } from '../src/insights/persist.js';
+import { InsightsQueries } from '../src/insights/queries.js';
+import type { Change } from '../src/loader/records.js';
+import { partnerKey } from '../src/identity/graph-keys.js';
+import { tempDir } from './helpers/server.js';
+import { forgetting } from './helpers/store.js';
+
+const NOW = Math.floor(Date.now() / 1000) - 1000;
+const UIDS = ['u1', 'u2', 'u3', 'u4', 'ü5', 'u6'];
+const uidArb = fc.constantFrom(...UIDS);
+const segArb = fc.integer({ min: 0, max: 5 }).map((n) => (n === 5 ? 0xffff_ffff : n));
+
+const changeArb: fc.Arbitrary<Change> = fc
+  .record({
+    op: fc.constantFrom('add', 'add', 'remove', 'replace', 'delete') as fc.Arbitrary<Change['op']>,
+    uid: uidArb,
+    segs: fc.array(fc.tuple(segArb, fc.constantFrom(0, 0, 5, 500)), { maxLength: 4 }),
+    ts: fc.integer({ min: NOW - 20, max: NOW }),
+  })
+  .map(({ op, uid, segs, ts }) => ({
+    op,
+    uid,
+    ids: segs.map((s) => s[0]),
+    ttls: op === 'delete' ? [] : segs.map((s) => s[1]),
+    ts,
+  }));
+
+type Step =
+  | { kind: 'batch'; changes: Change[] }
+  | { kind: 'sweep'; after: number }
+  | { kind: 'forget'; uid: string }
+  | { kind: 'merge'; from: string; into: string }
+  | { kind: 'fail'; changes: Change[] }
+  | { kind: 'snapshot'; users: Array<[string, number[]]> }
+  | { kind: 'restart'; stale: 'no' | 'indexed' | 'offline' };
+
+const stepArb: fc.Arbitrary<Step> = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc
+      .array(changeArb, { minLength: 1, maxLength: 8 })
+      .map((changes) => ({ kind: 'batch' as const, changes })),
+  },
+  { weight: 1, arbitrary: fc.constantFrom(10, 1000).map((after) => ({ kind: 'sweep' as const, after })) },
+  { weight: 1, arbitrary: uidArb.map((uid) => ({ kind: 'forget' as const, uid })) },
+  { weight: 1, arbitrary: fc.tuple(uidArb, uidArb).map(([from, into]) => ({ kind: 'merge' as const, from, into })) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .array(changeArb, { minLength: 1, maxLength: 4 })
+      .map((changes) => ({ kind: 'fail' as const, changes })),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .array(fc.tuple(uidArb, fc.array(segArb, { maxLength: 3 })), { minLength: 1, maxLength: 5 })
+      .map((users) => ({ kind: 'snapshot' as const, users })),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .constantFrom('no' as const, 'indexed' as const, 'offline' as const)
+      .map((stale) => ({ kind: 'restart' as const, stale })),
+  },
+);
+
+/** Every generation's bitmaps equal what a scan of its members db finds, and sizes equal the writer's counts. */
+function check(store: Store, index: InsightsIndex): void {
+  for (let g = 0; g < 2; g++) {
+    const gi = index.generations[g]!;
+    const want = new Map<number, number[]>();
+    const users: number[] = [];
+    for (const { key, value } of store.generations[g]!.getRange()) {
+      const ids = decodeMembers(value).members.map((m) => m.id);
+      const stored = gi.ordinals.getBinaryFast(key);
+      if (ids.length === 0) {
+        expect(stored, `user ${key} without memberships has no ordinal`).toBeUndefined();
+        continue;
+      }
+      expect(stored, `user ${key} has an ordinal`).toBeDefined();
+      const ord = stored!.readUInt32LE(0);
+      users.push(ord);
+      for (const id of ids) {
+        let l = want.get(id);
+        if (!l) want.set(id, (l = []));
+        l.push(ord);
+      }
+    }
+    users.sort((a, b) => a - b);
+    expect(new Set(users).size, 'ordinals are distinct').toBe(users.length);
+    expect(gi.users.toArray()).toEqual(users);
+    expect((gi.ordinals.getStats() as { entryCount: number }).entryCount).toBe(users.length);
+    // Dense: no ordinal at or past the number of ordinals ever handed out, none past the users' count after a rebuild.
+    for (const u of users) expect(u).toBeLessThan(gi.next);
+    const got = new Map<number, number[]>();
+    for (const [id, bm] of gi.segments) got.set(id, bm.toArray());
+    for (const l of want.values()) l.sort((a, b) => a - b);
+    expect(got).toEqual(want);
+    expect(gi.broken).toBe(false);
+  }
+  const counts = new Map<number, number>();
+  for (const { key, value } of store.counts.getRange()) counts.set(key, value);
+  const q = new InsightsQueries(() => index.active);
+  for (const [id, c] of counts) expect(q.size(id).size).toBe(c);
+  for (const [id, bm] of index.active.segments) expect(counts.get(id)).toBe(bm.size);
+}
+
+describe('insights index', () => {
+  it('equals a scan of LMDB after any changes, sweeps, deletions, failed transactions, snapshot swaps and restarts', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(stepArb, { minLength: 1, maxLength: 12 }), async (steps) => {
+        const dir = tempDir();
+        let store = openStore(dir);
+        let index = new InsightsIndex(store);
+        let writer = new Writer(store);
+        let snapshots = new SnapshotLoader(store, writer);
+        let snapTs = NOW - 10;
+        try {
+          for (const step of steps) {
+            switch (step.kind) {
+              case 'batch':
+                writer.apply(step.changes, NOW);
+                break;
+              case 'sweep':
+                writer.sweep(UIDS, NOW + step.after);
+                break;
+              case 'forget':
+                forgetting(store, writer).run({ target: { uid: step.uid }, reason: 'deletion', by: 'test' });
+                break;
+              case 'merge':
+                // A cookie-sync match naming a second uid for one key: the graph merges the two profiles.
+                writer.apply(
+                  [
+                    {
+                      op: 'match',
+                      uid: step.into,
+                      key: partnerKey('px', `k-${step.from}`),
+                      ids: [],
+                      ttls: [],
+                      ts: NOW,
+                    },
+                    {
+                      op: 'match',
+                      uid: step.from,
+                      key: partnerKey('px', `k-${step.from}`),
+                      ids: [],
+                      ttls: [],
+                      ts: NOW,
+                    },
+                  ],
+                  NOW,
+                );
+                break;
+              case 'fail':
+                expect(() =>
+                  writer.commit(() => {
+                    for (const uid of UIDS.slice(0, 3)) writer.removeMembers(uid);
+                    // A user written twice in one transaction: its first change reaches the bitmaps before the abort.
+                    store.members.putSync('u1', encodeMembers(NOW, [{ id: 4, expiresAt: 0 }]));
+                    writer.removeMembers('u1');
+                    throw new Error('abort');
+                  }),
+                ).toThrow('abort');
+                writer.apply(step.changes, NOW);
+                break;
+              case 'snapshot': {
+                const file = join(dir, `s${snapTs}.snapshot.ndjson`);
+                writeFileSync(
+                  file,
+                  step.users
+                    .map(([uid, segments]) => JSON.stringify({ op: 'add', uid, segments, ts: snapTs }) + '\n')
+                    .join(''),
+                );
+                await snapshots.load(file, {
+                  checkpointKey: 'ckpt:test',
+                  batchSize: 1000,
+                  maxUidBytes: 128,
+                  maxLineBytes: 1 << 20,
+                });
+                snapshots.stop();
+                snapTs++;
+                break;
+              }
+              case 'restart': {
+                const path = join(dir, 'insights.bin');
+                await saveIndex(path, index.state());
+                // A change after the save, indexed, or made by a writer without the index (as `segd import` is).
+                if (step.stale === 'indexed')
+                  writer.apply([{ op: 'add', uid: 'late', ids: [100 + snapTs++], ttls: [0], ts: NOW }], NOW);
+                snapshots.stop();
+                await store.close();
+                if (step.stale === 'offline') {
+                  const bare = openStore(dir);
+                  new Writer(bare).apply([{ op: 'add', uid: 'late', ids: [100 + snapTs++], ttls: [0], ts: NOW }], NOW);
+                  await bare.close();
+                }
+                store = openStore(dir);
+                index = new InsightsIndex(store, await loadIndex(path));
+                expect(index.rebuilt).toBe(step.stale !== 'no');
+                writer = new Writer(store);
+                snapshots = new SnapshotLoader(store, writer);
+                snapshots.clearInactive();
+                break;
+              }
+            }
+            check(store, index);
+          }
+        } finally {
+          snapshots.stop();
+          await store.close();
+          rmSync(dir, { recursive: true, force: true });
+        }
+      }),
+      { numRuns: 60 },
+    );
+  });
+});
