@@ -546,7 +546,8 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
       const requests = replayed ? replayed.requests : SCENARIOS[name].requests(input);
       const schedule = replayed?.schedule;
       const so = replayed
-        ? { ...o, durationS: Math.max(1, Math.min(o.durationS, replayed.stats.replayS - o.warmupS)) }
+        ? // The window is half-open: 10 ms past the last request's due time keeps it inside.
+          { ...o, durationS: Math.max(1, Math.min(o.durationS, replayed.stats.replayS - o.warmupS + 0.01)) }
         : o;
       const paced = so.rate > 0 || !!schedule;
       say(o, `${name}: ${SCENARIOS[name].what}`);
