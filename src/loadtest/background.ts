@@ -6,6 +6,7 @@ import { FeedStream, natsSender, pushSender, type FeedFigures } from './feed-str
 import { BigSweep, FilterSaves, SnapshotSwap, SyncStream } from './side-tasks.js';
 import { fmtUs } from './gate.js';
 import type { ScenarioName } from './scenarios.js';
+import type { OpenLoopClient } from './native-client.js';
 
 export interface BackgroundReport {
   /** The report row's label. */
@@ -46,6 +47,9 @@ export interface BackgroundOptions {
   partner: string;
   users: number;
   seed: number;
+  /** The measured window (a companion driven by the open-loop client runs for as long). */
+  durationS: number;
+  client: OpenLoopClient;
 }
 
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -154,7 +158,14 @@ function companion(
     case 'filter-save':
       return new FilterSaves({ origin, adminKey: o.adminKey });
     case 'syncs':
-      return new SyncStream({ origin, partner: o.partner, rate: o.syncRate, seed: o.seed });
+      return new SyncStream({
+        origin,
+        partner: o.partner,
+        rate: o.syncRate,
+        seed: o.seed,
+        durationS: o.durationS,
+        client: o.client,
+      });
     default:
       return null;
   }

@@ -111,8 +111,12 @@ export class FeedError extends Error {
 
 /** A probe not visible after this long is counted as a timeout (the feed is stuck or far behind). */
 const PROBE_GIVE_UP_MS = 10_000;
-/** Between polls of a probe: often enough for ms resolution, rare enough to be a few requests per probe. */
-const PROBE_POLL_MS = 1;
+/**
+ * Between polls of a probe: every ms for its first 50 ms (ms resolution where
+ * the targets are), then every 10 ms, so a feed that falls seconds behind
+ * does not turn the probes into a poll storm on the generator's core.
+ */
+const pollDelayMs = (waitedMs: number) => (waitedMs < 50 ? 1 : 10);
 
 export class FeedStream {
   private readonly rec = new Recorder((s) => s >= 200 && s < 300);
@@ -226,7 +230,7 @@ export class FeedStream {
       } catch {
         /* a failed poll is retried until the give-up time */
       }
-      await new Promise((r) => setTimeout(r, PROBE_POLL_MS));
+      await new Promise((r) => setTimeout(r, pollDelayMs(performance.now() - ackedAt)));
     }
     this.fresh.failure('timeouts');
   }

@@ -7,7 +7,9 @@ import { createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Synthetic, DEFAULT_SYNTHETIC, uidFor, writeSyntheticFeed } from '../gen/synthetic.js';
-import { Recorder, type Figures } from './recorder.js';
+import { driveHttp, type DriveResult } from './drive-http.js';
+import type { OpenLoopClient } from './native-client.js';
+import type { HttpReq } from './scenarios.js';
 import { fmtUs } from './gate.js';
 import { pushSender } from './feed-stream.js';
 import type { Background, BackgroundReport } from './background.js';
@@ -141,6 +143,8 @@ export class BigSweep implements Background {
     this.o.say(
       `sweep: pushed ${int(n)} memberships with a 1 s TTL in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
+    // Expiry is kept in whole seconds: 2 s after the last push every one of them has expired.
+    await new Promise((r) => setTimeout(r, 2100));
   }
 
   start(): void {
@@ -227,28 +231,23 @@ export class FilterSaves implements Background {
 
 /**
  * Cookie syncs at `rate`/s (GET /sync/in, no cookie: each one a new browser,
- * so each writes an id link through the writer), up to 64 in flight.
+ * so each writes an id link through the writer), sent by the open-loop
+ * client in its own process: sent from this process, 2k fetches a second
+ * took the harness's event loop (and the lookups' schedule) tens of ms late.
  */
 export class SyncStream implements Background {
-  private readonly rec = new Recorder((s) => s >= 200 && s < 400);
-  private running = false;
-  private loop: Promise<void> = Promise.resolve();
-  private readonly inflight = new Set<Promise<void>>();
-  private sent = 0;
-  private t0 = 0;
+  private run: Promise<DriveResult | string> | null = null;
 
-  constructor(private readonly o: { origin: string; partner: string; rate: number; seed: number }) {}
-
-  private one(n: number): Promise<void> {
-    const t = performance.now();
-    const url = `${this.o.origin}/sync/in?partner=${encodeURIComponent(this.o.partner)}&puid=lt-sync-${this.o.seed}-${process.pid}-${n}`;
-    return fetch(url, { redirect: 'manual', signal: AbortSignal.timeout(10_000) })
-      .then(async (r) => {
-        await r.arrayBuffer();
-        this.rec.answer((performance.now() - t) * 1000, r.status);
-      })
-      .catch((err: unknown) => this.rec.failure((err as Error).name === 'TimeoutError' ? 'timeouts' : 'connection'));
-  }
+  constructor(
+    private readonly o: {
+      origin: string;
+      partner: string;
+      rate: number;
+      seed: number;
+      durationS: number;
+      client: OpenLoopClient;
+    },
+  ) {}
 
   async prepare(): Promise<void> {
     const r = await fetch(`${this.o.origin}/sync/in?partner=${encodeURIComponent(this.o.partner)}&puid=lt-sync-probe`, {
@@ -263,39 +262,54 @@ export class SyncStream implements Background {
 
   start(): void {
     if (this.o.rate <= 0) return;
-    this.running = true;
-    this.t0 = performance.now();
-    this.rec.start();
-    this.loop = (async () => {
-      while (this.running) {
-        const wait = this.t0 + (this.sent / this.o.rate) * 1000 - performance.now();
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-        while (this.running && this.inflight.size >= 64) await Promise.race(this.inflight);
-        if (!this.running) break;
-        const p = this.one(this.sent++);
-        this.inflight.add(p);
-        void p.finally(() => this.inflight.delete(p));
-      }
-    })();
+    const url = new URL(this.o.origin);
+    const p = encodeURIComponent(this.o.partner);
+    // Distinct partner uids for the whole window (cycled past it).
+    const n = Math.min(1_000_000, Math.ceil(this.o.rate * this.o.durationS) + 1);
+    const requests: HttpReq[] = [];
+    for (let i = 0; i < n; i++)
+      requests.push({
+        method: 'GET',
+        path: `/sync/in?partner=${p}&puid=lt-sync-${this.o.seed}-${process.pid}-${i}`,
+        headers: {},
+      });
+    this.run = driveHttp({
+      host: url.hostname,
+      port: Number(url.port || 80),
+      requests,
+      generator: 'client',
+      client: this.o.client,
+      rate: this.o.rate,
+      connections: 8,
+      warmupS: 0,
+      durationS: this.o.durationS,
+      timeoutS: 10,
+      maxRequests: 1_000_000_000,
+      // A pixel (200/204) or a redirect to the next partner (302) are both answers.
+      okBelow: 400,
+    }).catch((err: unknown) => (err as Error).message);
   }
 
   async stop(): Promise<BackgroundReport | null> {
-    if (!this.running) return null;
-    this.running = false;
-    await this.loop;
-    await Promise.all([...this.inflight]);
-    const seconds = (performance.now() - this.t0) / 1000;
-    this.rec.stop();
-    const { slow: _s, ...f } = this.rec.figures();
-    const perS = f.requests / seconds;
+    if (!this.run) return null;
+    const r = await this.run;
+    if (typeof r === 'string')
+      return {
+        label: 'cookie syncs',
+        text: r,
+        short: 'syncs failed',
+        warning: `sync stream: ${r}`,
+        figures: { error: r },
+      };
+    const { slow: _s, ...f } = r.figures;
     return {
       label: 'cookie syncs',
-      text: `${int(f.requests)} GET /sync/in (${int(perS)}/s of ${int(this.o.rate)}), ${int(f.errorCount)} failed; answer p50 ${fmtUs(f.latencyUs.p50)}, p99 ${fmtUs(f.latencyUs.p99)}`,
-      short: `syncs ${int(perS)}/${int(this.o.rate)}/s`,
-      ...(perS < this.o.rate * 0.95
-        ? { warning: `the sync stream reached ${int(perS)} of ${int(this.o.rate)} syncs/s` }
+      text: `${int(f.requests)} GET /sync/in (${int(f.rps)}/s of ${int(this.o.rate)}), ${int(f.errorCount)} failed; answer p50 ${fmtUs(f.latencyUs.p50)}, p99 ${fmtUs(f.latencyUs.p99)} (${r.info.generator})`,
+      short: `syncs ${int(f.rps)}/${int(this.o.rate)}/s`,
+      ...(f.rps < this.o.rate * 0.95
+        ? { warning: `the sync stream reached ${int(f.rps)} of ${int(this.o.rate)} syncs/s` }
         : {}),
-      figures: { rate: this.o.rate, perS, ...f } satisfies Partial<Figures> & { rate: number; perS: number },
+      figures: { rate: this.o.rate, perS: f.rps, ...f },
     };
   }
 }
