@@ -90,6 +90,45 @@ describe('POST /v1/ingest', () => {
     expect(await segmentsOf('t2')).toEqual([]);
   });
 
+  it('answers each of many concurrent pushes with its own counts, keys and rejects (they may share one commit)', async () => {
+    const body = (n: number, bad: number) => {
+      let s = '';
+      for (let k = 0; k < n; k++) s += feedLine({ op: 'add', uid: `gc-${n}-${k}`, segments: [40 + (n % 5)] });
+      for (let k = 0; k < bad; k++) s += 'not a record\n';
+      return s;
+    };
+    const sizes = [1, 2, 3, 5, 8, 13, 21, 34];
+    const same = body(4, 0);
+    const answers = await Promise.all([
+      ...sizes.map((n, i) => push(body(n, i % 3), { 'idempotency-key': `gc-key-${n}` })),
+      // The same key twice in one burst: one applies, the other is its replay or waits for it.
+      push(same, { 'idempotency-key': 'gc-dup' }),
+      push(same, { 'idempotency-key': 'gc-dup' }),
+      // The same key with another body: a conflict, whichever comes second.
+      push(body(6, 0), { 'idempotency-key': 'gc-clash' }),
+      push(body(7, 0), { 'idempotency-key': 'gc-clash' }),
+    ]);
+    const json = (await Promise.all(answers.map((r) => r.json()))) as Array<{
+      applied: number;
+      rejected: number;
+      replay: boolean;
+      error?: { code: string };
+    }>;
+    sizes.forEach((n, i) => {
+      expect(answers[i]!.status).toBe(200);
+      expect(json[i]).toMatchObject({ applied: n, rejected: i % 3, replay: false });
+    });
+    const dup = json.slice(sizes.length, sizes.length + 2);
+    expect(dup.map((d) => d.applied)).toEqual([4, 4]);
+    expect(dup.map((d) => d.replay).sort()).toEqual([false, true]);
+    const clash = answers
+      .slice(sizes.length + 2)
+      .map((r) => r.status)
+      .sort();
+    expect(clash).toEqual([200, 422]);
+    for (const n of sizes) expect(await segmentsOf(`gc-${n}-${n - 1}`)).toEqual([40 + (n % 5)]);
+  });
+
   it('applies a retried batch once per idempotency key', async () => {
     const body = feedLine({ op: 'add', uid: 'idem', segments: [1] });
     const first = await (await push(body, { 'idempotency-key': 'batch-42' })).json();

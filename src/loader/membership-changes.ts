@@ -61,83 +61,101 @@ export class MembershipChanges {
 
   /** Applies `changes` and writes `checkpoint`, atomically. Synchronous: runs on the loader thread. */
   apply(changes: readonly Change[], nowSec: number, checkpoint?: Checkpoint): BatchResult {
+    return this.applyParts([{ changes, checkpoint }], nowSec)[0]!;
+  }
+
+  /**
+   * Applies several batches in one transaction (one commit, one sync to
+   * disk), each in order with its own result and checkpoint: a group commit
+   * of pushes that arrived together. Atomic as a whole.
+   */
+  applyParts(
+    parts: ReadonlyArray<{ changes: readonly Change[]; checkpoint?: Checkpoint }>,
+    nowSec: number,
+  ): BatchResult[] {
     const { store, graph, suppressed, counts, tx, hooks } = this;
     const { members, meta } = store;
-    const result: BatchResult = { applied: 0, stale: 0, memberships: 0 };
+    const results: BatchResult[] = parts.map(() => ({ applied: 0, stale: 0, memberships: 0 }));
     const t0 = performance.now();
+    let records = 0;
+    for (const p of parts) records += p.changes.length;
 
     // Merges inside this batch add their count changes to it (MemberEdits).
     counts.begin();
     try {
       tx.commit(() => {
         let nextExpiry = Infinity;
-        for (let ch of changes) {
-          if (ch.op === 'match') {
-            if (graph.match(ch.key!, ch.uid, nowSec)) result.applied++;
-            else result.stale++;
-            continue;
+        for (let part = 0; part < parts.length; part++) {
+          const { changes, checkpoint } = parts[part]!;
+          const result = results[part]!;
+          for (let ch of changes) {
+            if (ch.op === 'match') {
+              if (graph.match(ch.key!, ch.uid, nowSec)) result.applied++;
+              else result.stale++;
+              continue;
+            }
+            // Changes for a uid merged into another profile go to that profile.
+            if (graph.merges !== 0) {
+              const to = graph.profileOf(ch.uid);
+              if (to !== ch.uid) ch = { ...ch, uid: to };
+            }
+            if (suppressed.size !== 0 && suppressed.isSuppressed(ch.uid, nowSec)) {
+              result.stale++;
+              continue;
+            }
+            if (ch.ts < this.floorTs) {
+              result.stale++;
+              continue;
+            }
+            // Zero-copy read: decoded before the next get reuses the buffer.
+            const oldBuf = members.getBinaryFast(ch.uid) as Buffer | undefined;
+            let old: { updatedAt: number; members: Membership[] } | undefined;
+            if (oldBuf !== undefined && isValidMembersValue(oldBuf)) old = decodeMembers(oldBuf);
+            if (old && ch.ts < old.updatedAt) {
+              result.stale++;
+              continue;
+            }
+            // Only changes that will be written (after the suppressed and stale checks), redirected to their profile.
+            tx.dirty?.record(ch, oldBuf);
+            const next = nextMembers(old?.members, ch, nowSec);
+            // Count diff: every stored pair counts, expired-but-unswept included.
+            if (old) for (const m of old.members) counts.add(m.id, -1);
+            for (const m of next) counts.add(m.id, +1);
+            result.memberships += changedCount(old?.members, next);
+            const updatedAt = Math.max(ch.ts, old?.updatedAt ?? 0);
+            if (next.length === 0) {
+              // A tombstone, not a removal: it keeps updatedAt, so an older change
+              // arriving late cannot bring the user back. Swept after the retention.
+              members.putSync(ch.uid, encodeMembers(updatedAt, next));
+              const gone = updatedAt + this.tombstoneSeconds;
+              if (gone < nextExpiry) nextExpiry = gone;
+            } else {
+              // New, or back from a tombstone: the known-users filter must know it.
+              if (!old || old.members.length === 0) hooks.onNewUser?.(ch.uid);
+              for (const m of next) if (m.expiresAt !== 0 && m.expiresAt < nextExpiry) nextExpiry = m.expiresAt;
+              members.putSync(ch.uid, encodeMembers(updatedAt, next));
+            }
+            result.applied++;
           }
-          // Changes for a uid merged into another profile go to that profile.
-          if (graph.merges !== 0) {
-            const to = graph.profileOf(ch.uid);
-            if (to !== ch.uid) ch = { ...ch, uid: to };
+          if (checkpoint) {
+            const v =
+              typeof checkpoint.value === 'function'
+                ? (checkpoint.value as (r: BatchResult) => unknown)(result)
+                : checkpoint.value;
+            meta.putSync(checkpoint.key, v);
           }
-          if (suppressed.size !== 0 && suppressed.isSuppressed(ch.uid, nowSec)) {
-            result.stale++;
-            continue;
-          }
-          if (ch.ts < this.floorTs) {
-            result.stale++;
-            continue;
-          }
-          // Zero-copy read: decoded before the next get reuses the buffer.
-          const oldBuf = members.getBinaryFast(ch.uid) as Buffer | undefined;
-          let old: { updatedAt: number; members: Membership[] } | undefined;
-          if (oldBuf !== undefined && isValidMembersValue(oldBuf)) old = decodeMembers(oldBuf);
-          if (old && ch.ts < old.updatedAt) {
-            result.stale++;
-            continue;
-          }
-          // Only changes that will be written (after the suppressed and stale checks), redirected to their profile.
-          tx.dirty?.record(ch, oldBuf);
-          const next = nextMembers(old?.members, ch, nowSec);
-          // Count diff: every stored pair counts, expired-but-unswept included.
-          if (old) for (const m of old.members) counts.add(m.id, -1);
-          for (const m of next) counts.add(m.id, +1);
-          result.memberships += changedCount(old?.members, next);
-          const updatedAt = Math.max(ch.ts, old?.updatedAt ?? 0);
-          if (next.length === 0) {
-            // A tombstone, not a removal: it keeps updatedAt, so an older change
-            // arriving late cannot bring the user back. Swept after the retention.
-            members.putSync(ch.uid, encodeMembers(updatedAt, next));
-            const gone = updatedAt + this.tombstoneSeconds;
-            if (gone < nextExpiry) nextExpiry = gone;
-          } else {
-            // New, or back from a tombstone: the known-users filter must know it.
-            if (!old || old.members.length === 0) hooks.onNewUser?.(ch.uid);
-            for (const m of next) if (m.expiresAt !== 0 && m.expiresAt < nextExpiry) nextExpiry = m.expiresAt;
-            members.putSync(ch.uid, encodeMembers(updatedAt, next));
-          }
-          result.applied++;
         }
         this.expiry.lower(nextExpiry);
         counts.write();
-        if (checkpoint) {
-          const v =
-            typeof checkpoint.value === 'function'
-              ? (checkpoint.value as (r: BatchResult) => unknown)(result)
-              : checkpoint.value;
-          meta.putSync(checkpoint.key, v);
-        }
         meta.putSync('writes', ((meta.get('writes') as number | undefined) ?? 0) + 1);
         meta.putSync('lastCommitAt', Date.now());
-      }, changes.length);
+      }, records);
     } finally {
       counts.end();
     }
     // Only what committed reaches the cache (a failed transaction throws above).
     counts.committed();
     hooks.afterBatch?.((performance.now() - t0) / 1000);
-    return result;
+    return results;
   }
 }

@@ -8,7 +8,7 @@ import { readAll } from './feed-reader.js';
 import type { Store } from '../store/env.js';
 import type { Writer } from './writer.js';
 import { nowSeconds } from '../lookup/segments.js';
-import type { BatchResult } from './membership-changes.js';
+import type { BatchResult, Checkpoint } from './membership-changes.js';
 import type { Change, RecordLimits } from './records.js';
 
 export interface PushReject {
@@ -81,45 +81,60 @@ interface StoredPush {
 export const IDEMPOTENCY_SECONDS = 86_400;
 
 /**
- * Applies a parsed push in one transaction, on the loader thread. With an
- * idempotency key, the result and a digest of the body are stored in that
- * same transaction; a retry with the key and the same body returns the stored
- * result and applies nothing; the key with another body is a conflict.
- * Synchronous, so the check and the write cannot interleave with another
- * writer call.
+ * Applies parsed pushes in one transaction, on the loader thread, each with
+ * its own answer. With an idempotency key, a push's result and a digest of
+ * its body are stored in that same transaction; a retry with the key and the
+ * same body returns the stored result and applies nothing; the key with
+ * another body is a conflict. Synchronous, so the checks and the write cannot
+ * interleave with another writer call.
  */
-function applyPush(
+function applyPushes(
   store: Store,
   writer: Writer,
-  idem: Idempotency | undefined,
-  parsed: ParsedPush,
-  nowSec: number,
-  maxListed: number,
-): PushAnswer {
-  if (idem) {
-    const prev = storedAnswer(store, idem, nowSec);
-    if (prev) return prev;
+  pushes: ReadonlyArray<{ idem: Idempotency | undefined; parsed: ParsedPush; nowSec: number; maxListed: number }>,
+): PushAnswer[] {
+  const answers: PushAnswer[] = new Array(pushes.length);
+  const parts: Array<{ changes: readonly Change[]; checkpoint?: Checkpoint }> = [];
+  const partOf: number[] = [];
+  const nowSec = Math.max(...pushes.map((p) => p.nowSec));
+  pushes.forEach(({ idem, parsed, nowSec: at, maxListed }, i) => {
+    const prev = idem && storedAnswer(store, idem, at);
+    const rejected = parsed.rejects.length;
+    const rejects = parsed.rejects.slice(0, maxListed);
+    if (prev) answers[i] = prev;
+    else if (parsed.changes.length === 0)
+      answers[i] = { applied: 0, stale: 0, rejected, replay: false, conflict: false, rejects };
+    else {
+      answers[i] = { applied: 0, stale: 0, rejected, replay: false, conflict: false, rejects };
+      partOf.push(i);
+      parts.push({
+        changes: parsed.changes,
+        ...(idem
+          ? {
+              checkpoint: {
+                key: idem.key,
+                value: (r: BatchResult): StoredPush => ({
+                  applied: r.applied,
+                  stale: r.stale,
+                  rejected,
+                  at,
+                  digest: idem.digest,
+                }),
+              },
+            }
+          : {}),
+      });
+    }
+  });
+  if (parts.length) {
+    const results = writer.applyParts(parts, nowSec);
+    results.forEach((r, k) => {
+      const a = answers[partOf[k]!]!;
+      a.applied = r.applied;
+      a.stale = r.stale;
+    });
   }
-  const rejected = parsed.rejects.length;
-  const rejects = parsed.rejects.slice(0, maxListed);
-  if (parsed.changes.length === 0) return { applied: 0, stale: 0, rejected, replay: false, conflict: false, rejects };
-  const res = writer.apply(
-    parsed.changes,
-    nowSec,
-    idem
-      ? {
-          key: idem.key,
-          value: (r: BatchResult): StoredPush => ({
-            applied: r.applied,
-            stale: r.stale,
-            rejected,
-            at: nowSec,
-            digest: idem.digest,
-          }),
-        }
-      : undefined,
-  );
-  return { applied: res.applied, stale: res.stale, rejected, replay: false, conflict: false, rejects };
+  return answers;
 }
 
 /** A push's idempotency key (meta key, per caller) and the digest of its body. */
@@ -166,8 +181,27 @@ function expireIdempotencyKeys(store: Store, writer: Writer, nowSec: number): nu
   return old.length;
 }
 
-/** The push source on the loader thread: each batch applied in one transaction, durable when apply returns. */
+interface Queued {
+  idem: Idempotency | undefined;
+  parsed: ParsedPush;
+  nowSec: number;
+  maxListed: number;
+  resolve: (a: PushAnswer) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * The push source on the loader thread, durable when apply resolves. Pushes
+ * parsed while a commit was running are applied together in the next one
+ * (a group commit): one sync to disk for all of them. The sync was a third
+ * of the loader's time with one push per transaction (CPU profile, 37k
+ * records/s of 500-record pushes), and with 4 pushes in flight each waited
+ * for the others' syncs.
+ */
 export class PushSource {
+  private queue: Queued[] = [];
+  private flushing = false;
+
   constructor(
     private readonly store: Store,
     private readonly writer: Writer,
@@ -188,15 +222,50 @@ export class PushSource {
     if (r === undefined) {
       const nowSec = nowSeconds();
       const parsed = await parseBody(req.format, body, nowSec, this.limits);
-      try {
-        r = applyPush(this.store, this.writer, idem, parsed, nowSec, maxListed);
-      } catch (err) {
-        if (!(err instanceof StoreFullError)) throw err;
-        return { applied: 0, stale: 0, rejected: 0, replay: false, rejects: [], conflict: false, full: err.reason };
+      r = await new Promise<PushAnswer>((resolve, reject) => {
+        this.queue.push({ idem, parsed, nowSec, maxListed, resolve, reject });
+        if (!this.flushing) {
+          this.flushing = true;
+          setImmediate(() => this.flush());
+        }
+      });
+    }
+    if (!r.replay && !r.conflict && !r.full) this.onBatch?.(r);
+    return r;
+  }
+
+  /** Applies every queued push in one transaction; a key seen twice waits for the next one. */
+  private flush(): void {
+    const group: Queued[] = [];
+    const keys = new Set<string>();
+    const later: Queued[] = [];
+    for (const q of this.queue) {
+      if (q.idem && keys.has(q.idem.key)) later.push(q);
+      else {
+        if (q.idem) keys.add(q.idem.key);
+        group.push(q);
       }
     }
-    if (!r.replay && !r.conflict) this.onBatch?.(r);
-    return r;
+    this.queue = later;
+    try {
+      const answers = applyPushes(this.store, this.writer, group);
+      group.forEach((q, i) => q.resolve(answers[i]!));
+    } catch (err) {
+      if (err instanceof StoreFullError) {
+        const full: PushAnswer = {
+          applied: 0,
+          stale: 0,
+          rejected: 0,
+          replay: false,
+          rejects: [],
+          conflict: false,
+          full: err.reason,
+        };
+        for (const q of group) q.resolve(full);
+      } else for (const q of group) q.reject(err);
+    }
+    if (this.queue.length) setImmediate(() => this.flush());
+    else this.flushing = false;
   }
 
   /** Forgets idempotency keys older than IDEMPOTENCY_SECONDS; returns how many. */

@@ -112,6 +112,14 @@ export class Writer implements ForgetWrites, SweepWrites {
     return this.changes.apply(changes, nowSec, checkpoint);
   }
 
+  /** Several batches in one transaction, each with its own result and checkpoint (a group commit). */
+  applyParts(
+    parts: ReadonlyArray<{ changes: readonly Change[]; checkpoint?: Checkpoint }>,
+    nowSec: number,
+  ): BatchResult[] {
+    return this.changes.applyParts(parts, nowSec);
+  }
+
   /** A user key lookups must find (a snapshot's new user, a merged uid): tells the known-users filter. */
   markKnown(uid: string): void {
     this.edits.markKnown(uid);
