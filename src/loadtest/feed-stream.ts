@@ -174,7 +174,9 @@ export class FeedStream {
       // Keep the records/s on schedule: send the batch when it is due, if a slot is free.
       const due = this.t0 + (this.records / this.o.rate) * 1000;
       const wait = due - performance.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      // Behind schedule, still a turn of the event loop: a sender that never does I/O
+      // (bench/external-writer.ts) would otherwise keep timers, stop() included, from ever running.
+      await new Promise((r) => (wait > 0 ? setTimeout(r, wait) : setImmediate(r)));
       while (this.running && this.sending.size >= this.o.inflight) await Promise.race(this.sending);
       if (!this.running) break;
       const now = performance.now();
