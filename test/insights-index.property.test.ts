@@ -19,26 +19,21 @@ import type { Change } from '../src/loader/records.js';
 import { partnerKey } from '../src/identity/graph-keys.js';
 import { tempDir } from './helpers/server.js';
 import { forgetting } from './helpers/store.js';
+import { changeArb as changeArbOf } from './helpers/changes.js';
 
 const NOW = Math.floor(Date.now() / 1000) - 1000;
 const UIDS = ['u1', 'u2', 'u3', 'u4', 'ü5', 'u6'];
 const uidArb = fc.constantFrom(...UIDS);
 const segArb = fc.integer({ min: 0, max: 5 }).map((n) => (n === 5 ? 0xffff_ffff : n));
-
-const changeArb: fc.Arbitrary<Change> = fc
-  .record({
-    op: fc.constantFrom('add', 'add', 'remove', 'replace', 'delete') as fc.Arbitrary<Change['op']>,
-    uid: uidArb,
-    segs: fc.array(fc.tuple(segArb, fc.constantFrom(0, 0, 5, 500)), { maxLength: 4 }),
-    ts: fc.integer({ min: NOW - 20, max: NOW }),
-  })
-  .map(({ op, uid, segs, ts }) => ({
-    op,
-    uid,
-    ids: segs.map((s) => s[0]),
-    ttls: op === 'delete' ? [] : segs.map((s) => s[1]),
-    ts,
-  }));
+const changeArb = changeArbOf({
+  uids: UIDS,
+  segments: 5,
+  ops: ['add', 'add', 'remove', 'replace', 'delete'],
+  ttls: [0, 0, 5, 500],
+  maxSegments: 4,
+  now: NOW,
+  spread: 20,
+});
 
 type Step =
   | { kind: 'batch'; changes: Change[] }

@@ -8,26 +8,20 @@ import { Writer } from '../src/loader/writer.js';
 import { SegmentLookup } from '../src/lookup/segments.js';
 import type { Change } from '../src/loader/records.js';
 import { tempStore } from './helpers/store.js';
+import { changeArb as changeArbOf } from './helpers/changes.js';
 
 const store = tempStore();
 
 const NOW = 2_000_000_000;
-const uidArb = fc.constantFrom('u1', 'u2', 'u3', 'ü4');
-const segArb = fc.integer({ min: 0, max: 6 }).map((n) => (n === 6 ? 0xffff_ffff : n));
-const changeArb: fc.Arbitrary<Change> = fc
-  .record({
-    op: fc.constantFrom('add', 'remove', 'replace', 'delete') as fc.Arbitrary<Change['op']>,
-    uid: uidArb,
-    segs: fc.array(fc.tuple(segArb, fc.constantFrom(0, 0, 5, 100)), { maxLength: 5 }),
-    ts: fc.integer({ min: NOW - 50, max: NOW }),
-  })
-  .map(({ op, uid, segs, ts }) => ({
-    op,
-    uid,
-    ids: segs.map((s) => s[0]),
-    ttls: op === 'delete' ? [] : segs.map((s) => s[1]),
-    ts,
-  }));
+const changeArb = changeArbOf({
+  uids: ['u1', 'u2', 'u3', 'ü4'],
+  segments: 6,
+  ops: ['add', 'remove', 'replace', 'delete'],
+  ttls: [0, 0, 5, 100],
+  maxSegments: 5,
+  now: NOW,
+  spread: 50,
+});
 
 /** The model: per user, updatedAt and id → expiresAt. */
 function model(changes: Change[]) {
