@@ -128,39 +128,34 @@ export async function compareAnswers(o: {
   const ignore = new Set(o.ignore);
   const keys = [...new Set(o.keys)];
   const q = encodeURIComponent;
+  // GET, one key at a time: `suffix` picks the format, `answer` reads what comes back.
+  const perKey =
+    (suffix: string, answer: (text: string) => string) =>
+    async (origin: string): Promise<Map<string, string>> => {
+      const out = new Map<string, string>();
+      for (const k of keys) {
+        const [st, text] = await getText(`${origin}/v1/segments?uid=${q(k)}${suffix}`, headers);
+        if (st !== 200) throw new Error(`${origin} answered ${st} for uid=${k}${suffix}: ${text.slice(0, 160)}`);
+        out.set(k, answer(text));
+      }
+      return out;
+    };
   const routes: Array<{ route: string; ask: (origin: string) => Promise<Map<string, string>> }> = [
     {
       route: 'GET /v1/segments',
-      ask: async (origin) => {
-        const out = new Map<string, string>();
-        for (const k of keys) {
-          const [st, text] = await getText(`${origin}/v1/segments?uid=${q(k)}`, headers);
-          if (st !== 200) throw new Error(`${origin} answered ${st} for uid=${k}: ${text.slice(0, 160)}`);
-          out.set(k, normalise((JSON.parse(text) as { segments?: unknown }).segments, ignore));
-        }
-        return out;
-      },
+      ask: perKey('', (text) => normalise((JSON.parse(text) as { segments?: unknown }).segments, ignore)),
     },
     {
       route: 'GET /v1/segments?format=kv',
-      ask: async (origin) => {
-        const out = new Map<string, string>();
-        for (const k of keys) {
-          const [st, text] = await getText(`${origin}/v1/segments?uid=${q(k)}&format=kv`, headers);
-          if (st !== 200) throw new Error(`${origin} answered ${st} for uid=${k}&format=kv: ${text.slice(0, 160)}`);
-          // Pairs in any order; the marker segments cannot be told apart here, so kv is compared whole.
-          out.set(
-            k,
-            JSON.stringify(
-              text
-                .split(/[;&\n]/)
-                .filter(Boolean)
-                .sort(),
-            ),
-          );
-        }
-        return out;
-      },
+      // Pairs in any order; the marker segments cannot be told apart here, so kv is compared whole.
+      ask: perKey('&format=kv', (text) =>
+        JSON.stringify(
+          text
+            .split(/[;&\n]/)
+            .filter(Boolean)
+            .sort(),
+        ),
+      ),
     },
     {
       route: 'POST /v1/segments:batch',

@@ -375,6 +375,15 @@ async function measure(
   return out;
 }
 
+/** The control rule (control.ts) applied to an open-loop segd run against its control; said when it fails. */
+function judge(o: RunOptions, run: ScenarioResult, ctl: ScenarioResult | undefined): void {
+  const why = generatorBoundWhy(run, ctl);
+  run.generatorBound = why.length > 0;
+  if (!why.length) return;
+  run.generatorBoundWhy = why;
+  say(o, `${scenarioLabel(run)}: GENERATOR-BOUND, these tail figures do not count: ${why.join('; ')}`);
+}
+
 /** Worker events reach the server's ring up to this long after they happen (server/worker.ts). */
 const WORKER_EVENTS_LAG_MS = 1200;
 
@@ -568,9 +577,7 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
               c.control = true;
               c.round = round;
               results.push(c);
-              const why = generatorBoundWhy(r, c);
-              r.generatorBound = why.length > 0;
-              if (why.length) r.generatorBoundWhy = why;
+              judge(o, r, c);
             }
           }
         }
@@ -623,11 +630,7 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
       for (const { run, control: c } of controlled) {
         const ctl =
           c ?? results.find((x) => x.scenario === name && x.target === 'hello-world' && x.phase === run.phase);
-        const why = generatorBoundWhy(run, ctl);
-        run.generatorBound = why.length > 0;
-        if (why.length) run.generatorBoundWhy = why;
-        if (why.length)
-          say(o, `${scenarioLabel(run)}: GENERATOR-BOUND, these tail figures do not count: ${why.join('; ')}`);
+        judge(o, run, ctl);
       }
       const segdMax = maxRps.get('segd');
       if (targets.length > 1 && segdMax) {
