@@ -35,8 +35,7 @@ export class Capture {
   private writing: Promise<void> = Promise.resolve();
   private readonly timer: NodeJS.Timeout;
   private readonly prefix: string;
-  /** Lines lost to a failing disk (logged once per failure streak). */
-  dropped = 0;
+  /** A write failed and was logged: the next failures are not, until a write succeeds. */
   private failing = false;
 
   private constructor(
@@ -115,8 +114,8 @@ export class Capture {
           this.failing = false;
         },
         (err: unknown) => {
-          this.dropped += lines;
-          if (!this.failing) this.log.error({ err, file }, 'capture: writing sampled requests failed; dropping them');
+          if (!this.failing)
+            this.log.error({ err, file, lines }, 'capture: writing sampled requests failed; dropping them');
           this.failing = true;
         },
       ),
