@@ -4,7 +4,7 @@
 // companion and gives the runner one shape for all of them.
 import { FeedStream, natsSender, pushSender, type FeedFigures } from './feed-stream.js';
 import { BigSweep, FilterSaves, SnapshotSwap, SyncStream } from './side-tasks.js';
-import { fmtUs } from './gate.js';
+import { fmtUs, fmtInt as int } from './gate.js';
 import type { ScenarioName } from './scenarios.js';
 import type { OpenLoopClient } from './native-client.js';
 
@@ -51,8 +51,6 @@ export interface BackgroundOptions {
   durationS: number;
   client: OpenLoopClient;
 }
-
-const int = (n: number) => Math.round(n).toLocaleString('en-US');
 
 function feedReport(f: FeedFigures | null, rate: number, error: string | undefined): BackgroundReport | null {
   if (!f) return null;

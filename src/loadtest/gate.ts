@@ -126,6 +126,9 @@ export function fmtUs(us: number): string {
   return `${(us / 1000).toFixed(0)} ms`;
 }
 
+/** A count or rate as people read it: 19,996. */
+export const fmtInt = (n: number) => Math.round(n).toLocaleString('en-US');
+
 /** An error rate as a percentage people read: 0%, 0.0042%, 1.3%, 100%. */
 export function fmtPct(rate: number): string {
   const p = rate * 100;

@@ -5,7 +5,7 @@
 // settings.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fmtPct, fmtUs } from './gate.js';
+import { fmtPct, fmtUs, fmtInt as int } from './gate.js';
 import { scenarioLabel, type Results, type ScenarioResult } from './runner.js';
 import type { CanaryRow } from './canary.js';
 import type { Bucket, Second } from './recorder.js';
@@ -13,7 +13,6 @@ import { kindOf, type Attribution, type ServerEvent } from './attribution.js';
 
 const ENTITY: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 const esc = (s: unknown) => String(s).replace(/[&<>"']/g, (c) => ENTITY[c]!);
-const int = (n: number) => Math.round(n).toLocaleString('en-US');
 
 const W = 640;
 const H = 220;

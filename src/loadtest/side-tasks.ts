@@ -10,11 +10,9 @@ import { Synthetic, DEFAULT_SYNTHETIC, uidFor, writeSyntheticFeed } from '../gen
 import { driveHttp, type DriveResult } from './drive-http.js';
 import type { OpenLoopClient } from './native-client.js';
 import type { HttpReq } from './scenarios.js';
-import { fmtUs } from './gate.js';
+import { fmtUs, fmtInt as int } from './gate.js';
 import { pushSender } from './feed-stream.js';
 import type { Background, BackgroundReport } from './background.js';
-
-const int = (n: number) => Math.round(n).toLocaleString('en-US');
 
 const admin = (key: string) => ({ Authorization: `Bearer ${key}` });
 

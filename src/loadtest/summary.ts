@@ -1,9 +1,7 @@
 // The one-screen terminal summary of a run: a line per scenario and target,
 // the comparison ratios, the gate table and the verdict.
-import { fmtPct, fmtUs } from './gate.js';
+import { fmtPct, fmtUs, fmtInt as int } from './gate.js';
 import { scenarioLabel, type Results } from './runner.js';
-
-const int = (n: number) => Math.round(n).toLocaleString('en-US');
 
 function table(head: string[], rows: string[][], right: Set<number>): string[] {
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
