@@ -183,6 +183,8 @@ describe('capture files', () => {
     const sizes = files.map((n) => readFileSync(join(dir, n)).length);
     // 4000 lines of ~200 bytes ≈ 0.8 MB written: rotated many times, the oldest removed.
     expect(files.length).toBeGreaterThan(2);
+    // A file stops at its size: the line that would pass it starts the next file.
+    for (const n of sizes) expect(n).toBeLessThanOrEqual(64 * 1024);
     expect(sizes.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(256 * 1024 + 64 * 1024 + 256 * 1024);
     const text = files.map((n) => readFileSync(join(dir, n), 'utf8')).join('');
     expect(text).not.toContain(key);

@@ -32,6 +32,7 @@ export class Capture {
   private bufBytes = 0;
   private file = '';
   private fileBytes = 0;
+  private rotations = 0;
   private writing: Promise<void> = Promise.resolve();
   private readonly timer: NodeJS.Timeout;
   private readonly prefix: string;
@@ -99,15 +100,32 @@ export class Capture {
     if (this.bufBytes >= FLUSH_BYTES) this.flush();
   }
 
+  /** Writes the buffered lines, rotating where the next line would take the file past its size. */
   private flush(): void {
-    if (!this.buf.length) return;
-    const text = this.buf.join('');
-    const lines = this.buf.length;
+    const lines = this.buf;
+    if (!lines.length) return;
     this.buf = [];
     this.bufBytes = 0;
-    if (this.fileBytes + text.length > this.fileMax && this.fileBytes > 0) this.rotate();
+    let from = 0;
+    let bytes = 0;
+    for (let i = 0; i < lines.length; i++) {
+      const n = lines[i]!.length;
+      if (this.fileBytes + bytes + n > this.fileMax && this.fileBytes + bytes > 0) {
+        this.append(lines, from, i, bytes);
+        this.rotate();
+        from = i;
+        bytes = 0;
+      }
+      bytes += n;
+    }
+    this.append(lines, from, lines.length, bytes);
+  }
+
+  private append(lines: string[], from: number, to: number, bytes: number): void {
+    if (from === to) return;
     const file = this.file;
-    this.fileBytes += text.length;
+    const text = lines.slice(from, to).join('');
+    this.fileBytes += bytes;
     this.writing = this.writing.then(() =>
       appendFile(file, text, { mode: 0o600 }).then(
         () => {
@@ -115,7 +133,7 @@ export class Capture {
         },
         (err: unknown) => {
           if (!this.failing)
-            this.log.error({ err, file, lines }, 'capture: writing sampled requests failed; dropping them');
+            this.log.error({ err, file, lines: to - from }, 'capture: writing sampled requests failed; dropping them');
           this.failing = true;
         },
       ),
@@ -124,7 +142,8 @@ export class Capture {
 
   /** A new file; then this worker's files past their age or its share of the total bytes go. */
   private rotate(): void {
-    this.file = join(this.dir, `${this.prefix}${Date.now()}.ndjson`);
+    // The sequence keeps two rotations within one millisecond from sharing a file.
+    this.file = join(this.dir, `${this.prefix}${Date.now()}-${this.rotations++}.ndjson`);
     this.fileBytes = 0;
     try {
       const mine = readdirSync(this.dir)
