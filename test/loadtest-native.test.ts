@@ -12,7 +12,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { ROOT, runSegd, tempDir } from './helpers/server.js';
 import { spawnTracked } from './helpers/procs.js';
-import { nativeClientPath } from '../src/loadtest/native-client.js';
+import { nativeClientPath, realtimeRefused } from '../src/loadtest/native-client.js';
 import { rawRequest, writeRequests } from '../src/loadtest/open-loop.js';
 import { generatorBoundWhy } from '../src/loadtest/control.js';
 import type { Results } from '../src/loadtest/runner.js';
@@ -298,5 +298,45 @@ describe('segd loadtest --client native', () => {
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
+  });
+
+  it('--rt drives the target and its control with the client at SCHED_FIFO, or says why it cannot', async () => {
+    const out = tempDir('segd-native-rt-');
+    try {
+      const args = [
+        'loadtest',
+        ...['--target', `http://127.0.0.1:${helloPort}`, '--scenario', 'lookup', '--client', 'native', '--rt'],
+        ...['--rate', '1000', '--duration', '1', '--warmup', '0', '--connections', '4', '--keys', '100'],
+        ...['--users', '1000', '--out', out, '--quiet'],
+      ];
+      const r = await runSegd(args);
+      const refused = realtimeRefused();
+      if (refused !== null) {
+        expect(r.code).not.toBe(0);
+        expect(r.stderr).toMatch(/--rt: cannot run at SCHED_FIFO here/);
+        return;
+      }
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as Results;
+      const [run, control] = res.results;
+      expect(run!.drive!.generator).toMatch(/native\/openloop at SCHED_FIFO/);
+      expect(control!.drive!.generator).toMatch(/native\/openloop at SCHED_FIFO/);
+      expect(control!.figures!.requests).toBeGreaterThan(900);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+
+  it('--rt refuses the Node client', async () => {
+    const out = tempDir('segd-rt-');
+    const r = await runSegd([
+      'loadtest',
+      ...['--target', 'http://127.0.0.1:9', '--scenario', 'lookup', '--client', 'node', '--rt'],
+      ...['--rate', '10', '--duration', '1', '--out', out],
+    ]);
+    rmSync(out, { recursive: true, force: true });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/--rt runs the native client/);
   });
 });

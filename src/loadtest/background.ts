@@ -50,6 +50,7 @@ export interface BackgroundOptions {
   /** The measured window (a companion driven by the open-loop client runs for as long). */
   durationS: number;
   client: OpenLoopClient;
+  rt: boolean;
 }
 
 function feedReport(f: FeedFigures | null, rate: number, error: string | undefined): BackgroundReport | null {
@@ -163,6 +164,7 @@ function companion(
         seed: o.seed,
         durationS: o.durationS,
         client: o.client,
+        rt: o.rt,
       });
     default:
       return null;

@@ -15,7 +15,13 @@ import { ALL_SCENARIOS, SCENARIO_NAMES, TAIL_SCENARIOS, type ScenarioName } from
 import { writeReport } from './report.js';
 import { summaryText } from './summary.js';
 import { hasCommand, installCleanupHandlers } from './processes.js';
-import { defaultClient, nativeClientPath, OPEN_LOOP_CLIENTS, type OpenLoopClient } from './native-client.js';
+import {
+  defaultClient,
+  nativeClientPath,
+  OPEN_LOOP_CLIENTS,
+  realtimeRefused,
+  type OpenLoopClient,
+} from './native-client.js';
 
 const SPEC: FlagSpec = {
   target: 'segd base URL, e.g. http://127.0.0.1:8080 (required)',
@@ -68,6 +74,7 @@ const SPEC: FlagSpec = {
   timeout: 'seconds before a request counts as timed out (default 10)',
   'max-requests': 'stop a measured run after this many answers (default 100M)',
   pin: 'pin this generator and the compare servers to different CPUs (taskset)',
+  rt: 'run the native client at SCHED_FIFO, sleeping between sends, so what shares its CPU (a feed sender, nats-server) cannot delay its schedule (root or CAP_SYS_NICE)',
   'server-pid': 'with --pin: also pin this local segd pid to the servers’ CPU',
   quiet: 'no progress output (the summary is still printed)',
 };
@@ -197,6 +204,7 @@ function options(f: Flags): RunOptions {
     gates,
     compare: f.compare === true,
     pin: f.pin === true,
+    rt: f.rt === true,
     serverPid: intFlag(f, 'server-pid', { min: 0, max: 2 ** 22, def: 0 }),
     quiet: f.quiet === true,
   };
@@ -233,11 +241,16 @@ function options(f: Flags): RunOptions {
   if (o.generator === 'wrk' && o.scenarios.includes('ws'))
     throw new Error('--generator wrk speaks HTTP only: run the ws scenario without it');
   if (o.serverPid && !o.pin) throw new Error('--server-pid only means something with --pin');
+  if (o.rt) {
+    if (o.client !== 'native') throw new Error('--rt runs the native client: add --client native (or build it)');
+    const why = realtimeRefused();
+    if (why) throw new Error(`--rt: cannot run at SCHED_FIFO here (${why}); it needs root or CAP_SYS_NICE`);
+  }
   return o;
 }
 
 export async function loadtestMain(argv: string[]): Promise<number> {
-  const f = parseFlags('loadtest', argv, SPEC, ['compare', 'pin', 'expect-diff']);
+  const f = parseFlags('loadtest', argv, SPEC, ['compare', 'pin', 'rt', 'expect-diff']);
   const o = options(f);
   const out = f.out;
   if (typeof out !== 'string' || !out) throw new Error(`--out DIR is required\n${usage('loadtest', SPEC)}`);

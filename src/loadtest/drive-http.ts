@@ -50,6 +50,8 @@ export interface HttpDriveOptions extends LoadShape {
   generator: 'autocannon' | 'wrk' | 'client';
   /** Which open-loop client (generator 'client'); the native one runs open loop only. Default node. */
   client?: OpenLoopClient;
+  /** The native client at SCHED_FIFO, sleeping between sends (native-client.ts). */
+  realtime?: boolean;
   /** Pin the generator's own process (wrk, the client) to this CPU with taskset. */
   cpu?: number;
   /** A replay: request k is due this many µs after the start (non-decreasing), instead of every 1/rate. Native client only. */
@@ -206,8 +208,9 @@ async function clientLoop(o: HttpDriveOptions): Promise<DriveResult> {
       writeFileSync(path, b);
       scheduleArgs = ['--schedule', path];
     }
+    const command = clientCommand(client, o.realtime === true);
     const args = [
-      ...clientCommand(client),
+      ...command.head,
       '--host',
       o.host,
       '--port',
@@ -224,6 +227,7 @@ async function clientLoop(o: HttpDriveOptions): Promise<DriveResult> {
       '--duration-ms',
       String(o.durationS * 1000),
       ...(client === 'native' ? ['--timeout-ms', String(o.timeoutS * 1000)] : []),
+      ...command.tail,
     ];
     // The client warms up inside its own process; its measured window starts warmupS after it does.
     const mark = o.onMeasureStart ? setTimeout(() => void o.onMeasureStart!(), o.warmupS * 1000) : undefined;
@@ -236,7 +240,7 @@ async function clientLoop(o: HttpDriveOptions): Promise<DriveResult> {
     };
     return {
       info: {
-        generator: `${o.schedule ? `replay (open loop, captured timing, ${Math.round(r.rps ?? 0)} req/s)` : o.rate > 0 ? `open loop at ${o.rate} req/s` : 'closed loop'} over ${o.connections} connections (${client === 'native' ? 'native/openloop' : 'src/loadtest/open-loop-client.ts'})`,
+        generator: `${o.schedule ? `replay (open loop, captured timing, ${Math.round(r.rps ?? 0)} req/s)` : o.rate > 0 ? `open loop at ${o.rate} req/s` : 'closed loop'} over ${o.connections} connections (${client === 'native' ? `native/openloop${o.realtime ? ' at SCHED_FIFO' : ''}` : 'src/loadtest/open-loop-client.ts'})`,
         latencySource: 'open-loop client, µs, from each request’s scheduled send time (no coordinated omission)',
         sendLagUs: r.sendLagUs,
         serviceUs: r.serviceUs,

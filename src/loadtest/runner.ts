@@ -32,6 +32,8 @@ export interface RunOptions extends BackgroundOptions {
   generator: 'autocannon' | 'wrk';
   /** Which program drives open loops (see native-client.ts). */
   client: OpenLoopClient;
+  /** The native client at SCHED_FIFO (`--rt`), for the target, its control and the sync stream alike. */
+  rt: boolean;
   pipeline: number;
   timeoutS: number;
   maxRequests: number;
@@ -322,6 +324,7 @@ async function measure(
             requests,
             generator: o.rate > 0 || schedule ? 'client' : o.generator,
             client: o.client,
+            realtime: o.rt,
             ...(schedule ? { schedule } : {}),
           });
   } catch (err) {

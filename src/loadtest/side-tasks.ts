@@ -244,6 +244,7 @@ export class SyncStream implements Background {
       seed: number;
       durationS: number;
       client: OpenLoopClient;
+      rt: boolean;
     },
   ) {}
 
@@ -277,6 +278,7 @@ export class SyncStream implements Background {
       requests,
       generator: 'client',
       client: this.o.client,
+      realtime: this.o.rt,
       rate: this.o.rate,
       connections: 8,
       warmupS: 0,
