@@ -68,6 +68,8 @@ interface StreamCheckpoint {
 }
 
 const INFO_EVERY_MS = 1000;
+/** How long one pull waits for messages (the client's least). */
+const FETCH_EXPIRES_MS = 1000;
 /** How long stop() lets a committed batch's ack reach a server before closing the connection. */
 const ACK_GRACE_MS = 2000;
 
@@ -228,13 +230,55 @@ export class JetStreamSource {
     return adopted.value;
   }
 
+  /**
+   * One pull (up to SEGD_NATS_BATCH messages, or a second): messages are
+   * applied as they arrive, not when the pull ends. Whatever arrived together
+   * (drained from the client's buffer before the next turn of the event loop)
+   * is one group; a group's commit and ack run while the next group gathers.
+   * Waiting for the whole pull held every message back for up to its second:
+   * beside 20k lookups/s, publish → visible had a p99 of 3.9 s.
+   */
   private async fetchAndApply(consumer: Consumer): Promise<number> {
-    const msgs: JsMsg[] = [];
-    this.fetching = await consumer.fetch({ max_messages: this.opts.batch, expires: 1000 });
-    if (this.stopped) this.fetching.stop();
-    for await (const m of this.fetching) msgs.push(m);
+    const fetching = await consumer.fetch({ max_messages: this.opts.batch, expires: FETCH_EXPIRES_MS });
+    this.fetching = fetching;
+    if (this.stopped) fetching.stop();
+    let group: JsMsg[] = [];
+    let total = 0;
+    let gathering = false;
+    let failed: unknown = null;
+    let applying = Promise.resolve();
+    const applyGroup = () => {
+      gathering = false;
+      const msgs = group;
+      group = [];
+      applying = applying.then(() =>
+        failed === null
+          ? this.applyMessages(msgs).catch((err: unknown) => {
+              // The rest of this pull is redelivered (never acked) and skipped up to the checkpoint.
+              failed = err;
+              fetching.stop();
+            })
+          : undefined,
+      );
+    };
+    for await (const m of fetching) {
+      group.push(m);
+      total++;
+      if (!gathering) {
+        gathering = true;
+        setImmediate(applyGroup);
+      }
+    }
     this.fetching = null;
-    if (msgs.length === 0) return 0;
+    if (gathering) await new Promise((r) => setImmediate(r)); // the group scheduled last runs first
+    await applying;
+    if (failed !== null) throw failed;
+    return total;
+  }
+
+  /** Applies the messages of one group (in SEGD_LOADER_BATCH parts), then acks the last. */
+  private async applyMessages(msgs: JsMsg[]): Promise<void> {
+    if (msgs.length === 0) return;
     const now = nowSeconds();
     const done = (this.store.meta.get(this.checkpointKey) as StreamCheckpoint | undefined)?.seq ?? 0;
     let changes: Change[] = [];
@@ -293,7 +337,6 @@ export class JetStreamSource {
     this.log.debug({ from: msgs[0]!.info.streamSequence, to: last, done, ...stats }, 'jetstream batch committed');
     // Acked only after the commit above: AckPolicy.All acks the whole batch.
     await msgs[msgs.length - 1]!.ackAck();
-    return msgs.length;
   }
 
   private async refreshLag(consumer: Consumer): Promise<void> {
