@@ -11,6 +11,13 @@ import { pack } from 'msgpackr';
 import { startSegd, stopReport, CLEAN_STOP, tempDir, feedLine, segmentsOf, waitFor } from './helpers/server.js';
 import { freePort, spawnNats, startNats } from './helpers/nats.js';
 
+/** segd's `segd_nats_connected` gauge: 1 connected, 0 reconnecting, null before the feed is watched. */
+async function natsConnected(url: string): Promise<number | null> {
+  const m = await (await fetch(`${url}/metrics`)).text();
+  const v = /^segd_nats_connected (\d+)$/m.exec(m)?.[1];
+  return v === undefined ? null : Number(v);
+}
+
 async function client(url: string): Promise<{ nc: NatsConnection; js: JetStreamClient }> {
   const nc = await connect({ servers: url });
   const jsm = await jetstreamManager(nc);
@@ -47,12 +54,13 @@ describe('NATS JetStream source', () => {
     // The server goes away for a while and comes back on the same port and store.
     await nc.close();
     await nats.stop();
-    await new Promise((r) => setTimeout(r, 1500));
+    await waitFor(async () => natsConnected(segd.url).then((c) => c === 0));
     expect(await segmentsOf(segd, 'n2')).toEqual([3]); // lookups go on meanwhile
     nats = await startNats(port, store);
     ({ nc, js } = await client(nats.url));
     await js.publish('segments.a', feedLine({ op: 'add', uid: 'after-restart', segments: [9] }));
     await waitFor(async () => (await segmentsOf(segd, 'after-restart')).length === 1, 30_000);
+    expect(await natsConnected(segd.url)).toBe(1);
     await nc.close();
     expect(await stopReport(segd, { allowWarnings: true })).toEqual(CLEAN_STOP);
     await nats.stop();
@@ -74,7 +82,7 @@ describe('NATS JetStream source', () => {
     });
     await waitFor(async () => (await segmentsOf(segd, 'g1')).length === 1);
     await nats.stop(signal);
-    await new Promise((r) => setTimeout(r, 1500)); // the consumer is now reconnecting
+    await waitFor(async () => natsConnected(segd.url).then((c) => c === 0)); // the consumer is now reconnecting
     expect(await stopReport(segd, { allowWarnings: true })).toEqual(CLEAN_STOP);
   });
 

@@ -80,6 +80,8 @@ export class JetStreamSource {
   /** Messages the consumer has not yet been handed or not yet acked; -1 = unknown. */
   pending = -1;
   lastError: string | null = null;
+  /** Whether the client holds a connection to a server now (it reconnects by itself while false). */
+  connected = false;
   private nc: NatsConnection | null = null;
   private consumer: Consumer | null = null;
   private stopped = false;
@@ -165,8 +167,25 @@ export class JetStreamSource {
     });
     halted.catch(() => undefined);
     connecting.then((nc) => (this.stopped ? nc.close() : undefined)).catch(() => undefined);
-    this.nc = await Promise.race([connecting, halted]);
-    return this.nc;
+    const nc = await Promise.race([connecting, halted]);
+    this.nc = nc;
+    this.connected = true;
+    void this.watchConnection(nc);
+    return nc;
+  }
+
+  /** Follows the client's disconnects and reconnects, for `connected` (a metric, and the log). */
+  private async watchConnection(nc: NatsConnection): Promise<void> {
+    for await (const st of nc.status()) {
+      if (st.type === 'disconnect' && this.connected) {
+        this.connected = false;
+        if (!this.stopped) this.log.warn({ server: st.server }, 'jetstream source: disconnected; reconnecting');
+      } else if (st.type === 'reconnect') {
+        this.connected = true;
+        this.log.info({ server: st.server }, 'jetstream source: reconnected');
+      }
+    }
+    this.connected = false;
   }
 
   /** Connects (once; the client reconnects by itself) and makes sure the durable consumer exists. */

@@ -171,7 +171,15 @@ export class ProcessMetrics {
   }
 
   /** Exposes the JetStream consumer's backlog. */
-  watchNats(pending: () => number): void {
+  watchNats(pending: () => number, connected: () => boolean): void {
+    new Gauge({
+      name: 'segd_nats_connected',
+      help: 'Whether the JetStream feed holds a connection to a NATS server (0: reconnecting)',
+      registers: [this.registry],
+      collect() {
+        this.set(connected() ? 1 : 0);
+      },
+    });
     new Gauge({
       name: 'segd_nats_pending',
       help: 'Messages of the JetStream feed not yet applied by this node (-1 = unknown)',

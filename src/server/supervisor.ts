@@ -336,7 +336,10 @@ export async function serve(
     loader.startPolling();
     const nats = loader.nats;
     if (nats) {
-      metrics.watchNats(() => nats.pending);
+      metrics.watchNats(
+        () => nats.pending,
+        () => nats.connected,
+      );
       setInterval(() => state.setValue(Gauge.NatsPending, nats.pending), 500).unref();
     }
   })();
