@@ -116,12 +116,14 @@ describe('the match queue', () => {
     const sent: MatchItem[][] = [];
     let release!: () => void;
     const stuck = new Promise<void>((r) => (release = r));
+    const counted = { stored: 0, refused: 0, lost: 0 };
     const q = new MatchQueue(
       async (items) => {
         sent.push(items);
         await stuck;
       },
       () => {},
+      (outcome, n) => (counted[outcome] += n),
       1,
       3,
       2,
@@ -136,5 +138,23 @@ describe('the match queue', () => {
     expect(q.push(item(7))).toBe(true);
     q.flush();
     expect(sent.map((b) => b.map((m) => m.key))).toEqual([['k0', 'k1', 'k2'], ['k3', 'k4', 'k5'], ['k7']]);
+    await waitFor(async () => q.inFlight === 0);
+    expect(counted).toEqual({ stored: 7, refused: 1, lost: 0 });
+  });
+
+  it('counts a batch whose write failed as lost, and reports it', async () => {
+    const counted = { stored: 0, refused: 0, lost: 0 };
+    const errors: number[] = [];
+    const q = new MatchQueue(
+      () => Promise.reject(new Error('store full')),
+      (_err, lost) => errors.push(lost),
+      (outcome, n) => (counted[outcome] += n),
+    );
+    q.push({ key: 'a', uid: 'u' });
+    q.push({ key: 'b', uid: 'u' });
+    q.flush();
+    await waitFor(async () => q.inFlight === 0);
+    expect(errors).toEqual([2]);
+    expect(counted).toEqual({ stored: 0, refused: 0, lost: 2 });
   });
 });

@@ -77,6 +77,16 @@ describe('GET /px', () => {
       [1, 1],
       [1, 1],
     ]);
+    // Both hits were confirmed by the writer (its answer reaches the worker just after the commit), none refused or lost.
+    const queued = async () => {
+      const m = await (await fetch(`${segd.url}/metrics`)).text();
+      return ['stored', 'refused', 'lost'].map((outcome) =>
+        Number(
+          new RegExp(`^segd_queued_writes_total\\{queue="exposures",outcome="${outcome}"\\} (\\d+)$`, 'm').exec(m)?.[1],
+        ),
+      );
+    };
+    expect(await until(queued, ([stored]) => stored === 2)).toEqual([2, 0, 0]);
   });
 
   it('writes nothing without consent or after an opt-out, and refuses bad parameters', async () => {

@@ -21,6 +21,8 @@ export class MatchQueue<T = MatchItem> {
   constructor(
     private readonly send: (items: T[]) => Promise<unknown>,
     private readonly onError: (err: unknown, lost: number) => void,
+    /** Items by outcome, for metrics: stored (the writer confirmed), refused (full), lost (the write failed). */
+    private readonly count: (outcome: 'stored' | 'refused' | 'lost', n: number) => void = () => undefined,
     private readonly delayMs = 5,
     private readonly maxItems = 500,
     private readonly maxInFlight = 64,
@@ -28,7 +30,10 @@ export class MatchQueue<T = MatchItem> {
 
   /** False when the writer is this far behind: the match was not taken. */
   push(item: T): boolean {
-    if (this.inFlight >= this.maxInFlight) return false;
+    if (this.inFlight >= this.maxInFlight) {
+      this.count('refused', 1);
+      return false;
+    }
     this.items.push(item);
     if (this.items.length >= this.maxItems) this.flush();
     else if (this.timer === null) this.timer = setTimeout(() => this.flush(), this.delayMs);
@@ -43,7 +48,13 @@ export class MatchQueue<T = MatchItem> {
     this.items = [];
     this.inFlight++;
     this.send(batch)
-      .catch((err: unknown) => this.onError(err, batch.length))
+      .then(
+        () => this.count('stored', batch.length),
+        (err: unknown) => {
+          this.count('lost', batch.length);
+          this.onError(err, batch.length);
+        },
+      )
       .finally(() => this.inFlight--);
   }
 }

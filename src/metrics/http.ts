@@ -32,6 +32,12 @@ export type ShedReason = (typeof SHED_REASONS)[number];
 const ENRICH_OUTCOMES = ['enriched', 'empty', 'coppa', 'gdpr', 'us_privacy', 'gpp', 'deadline', 'overload'] as const;
 export type EnrichOutcome = (typeof ENRICH_OUTCOMES)[number];
 export type Route = (typeof ROUTES)[number];
+/** Writes a pixel hands the writer in batches (identity/match-queue.ts): cookie-sync matches, exposure hits. */
+const QUEUES = ['matches', 'exposures'] as const;
+export type WriteQueue = (typeof QUEUES)[number];
+/** stored: the writer confirmed it; refused: the queue was full (the pixel answered a no-op); lost: the write failed. */
+const QUEUE_OUTCOMES = ['stored', 'refused', 'lost'] as const;
+export type QueueOutcome = (typeof QUEUE_OUTCOMES)[number];
 /** Requests ended by the edge's guards rather than their route: an exception (500), a full budget (503), a late body (408). */
 const GUARD_OUTCOMES = ['failed', 'overloaded', 'body_timeout'] as const;
 export type GuardOutcome = (typeof GUARD_OUTCOMES)[number];
@@ -83,6 +89,8 @@ export class HttpMetrics {
   /** [open connections, frames answered, times a socket was paused for backpressure] of /v1/ws */
   private readonly ws = new Float64Array(3);
   private readonly guards = new Float64Array(GUARD_OUTCOMES.length);
+  /** [queue][outcome] items */
+  private readonly queued = new Float64Array(QUEUES.length * QUEUE_OUTCOMES.length);
 
   constructor() {
     const S = STATUSES.length + 1;
@@ -196,6 +204,20 @@ export class HttpMetrics {
       ),
     );
     reg(
+      metric(
+        'segd_queued_writes_total',
+        'Writes a pixel queues for the writer, by queue (matches = cookie sync, exposures = /px) and outcome: stored; refused = the writer was too far behind, the pixel answered a no-op; lost = the write failed',
+        'counter',
+        () =>
+          QUEUES.flatMap((queue, q) =>
+            QUEUE_OUTCOMES.map((outcome, o) => ({
+              value: this.queued[q * QUEUE_OUTCOMES.length + o]!,
+              labels: { queue, outcome },
+            })),
+          ),
+      ),
+    );
+    reg(
       metric('segd_ws_frames_total', 'Lookup frames answered on /v1/ws', 'counter', () => [
         { value: this.ws[1]!, labels: {} },
       ]),
@@ -240,6 +262,11 @@ export class HttpMetrics {
   }
   wsPaused(): void {
     this.ws[2]!++;
+  }
+
+  /** Counts queued writes by outcome (identity/match-queue.ts reports them). */
+  queueOutcome(queue: WriteQueue, outcome: QueueOutcome, n: number): void {
+    this.queued[QUEUES.indexOf(queue) * QUEUE_OUTCOMES.length + QUEUE_OUTCOMES.indexOf(outcome)]! += n;
   }
 
   route(r: Route): RouteMetrics {

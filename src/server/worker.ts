@@ -84,11 +84,13 @@ const graph = new IdGraph(store, config.maxUidBytes);
 const matches = new MatchQueue(
   (items) => rpc('matches', { items }),
   (err, lost) => log.error({ err, lost }, 'cookie-sync matches were not stored'),
+  (outcome, n) => metrics.queueOutcome('matches', outcome, n),
 );
 const capture = Capture.open(config, data.index, config.workers, log);
 const exposures = new MatchQueue<ExposureItem>(
   (items) => rpc('exposures', { items }),
   (err, lost) => log.error({ err, lost }, 'exposure pixel hits were not stored'),
+  (outcome, n) => metrics.queueOutcome('exposures', outcome, n),
 );
 const app = createApp({
   capture,
