@@ -173,6 +173,31 @@ describe('segd loadtest --scenario tail', () => {
     expect(r.stdout).toMatch(/fresh p99/);
   }, 120_000);
 
+  it('pixel: open-loop /px hits with cookies, every hit stored by the writer, probes seen by a lookup', async () => {
+    const out = join(work, 'out-pixel');
+    const r = await loadtest(out, ['--scenario', 'pixel', '--probe-ms', '100', '--admin-key', ADMIN]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as Results;
+    const run = res.results.find((x) => x.scenario === 'pixel' && x.target === 'segd')!;
+    expect(run.status).toBe('ran');
+    expect(run.figures!.errorCount).toBe(0);
+    expect(run.server!.diff['segd_http_requests_total{route="insights",status="204"}']).toBeGreaterThan(300);
+    const f = run.background!.figures as {
+      stored: number;
+      refused: number;
+      lost: number;
+      visibleUs: { p50: number };
+      neverSeen: number;
+    };
+    expect(run.background!.warning).toBeUndefined();
+    // The probe's window lies inside the run's: the writer stored at least the hits answered in it, none refused or lost.
+    expect(f.stored).toBeGreaterThan(300);
+    expect([f.refused, f.lost, f.neverSeen]).toEqual([0, 0, 0]);
+    expect(f.visibleUs.p50).toBeGreaterThan(0);
+    expect(run.server!.diff['segd_queued_writes_total{queue="exposures",outcome="stored"}']).toBeGreaterThan(300);
+  }, 60_000);
+
   it('refuses a tail scenario without what it needs (exit 2, says which flag)', async () => {
     const cases: Array<[string, string[], RegExp]> = [
       ['swap', [], /--inbox/],

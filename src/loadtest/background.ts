@@ -4,6 +4,7 @@
 // companion and gives the runner one shape for all of them.
 import { FeedStream, natsSender, pushSender, type FeedFigures } from './feed-stream.js';
 import { BigSweep, FilterSaves, SnapshotSwap, SyncStream } from './side-tasks.js';
+import { PixelProbe } from './pixel-probe.js';
 import { fmtUs, fmtInt as int } from './gate.js';
 import type { ScenarioName } from './scenarios.js';
 import type { OpenLoopClient } from './native-client.js';
@@ -45,6 +46,7 @@ export interface BackgroundOptions {
   sweepMemberships: number;
   syncRate: number;
   partner: string;
+  cookieName: string;
   users: number;
   seed: number;
   /** The measured window (a companion driven by the open-loop client runs for as long). */
@@ -156,6 +158,17 @@ function companion(
       });
     case 'filter-save':
       return new FilterSaves({ origin, adminKey: o.adminKey });
+    case 'pixel':
+      // Without an admin key the probe cannot read exposure segments: the pixel's own figures still stand.
+      return o.adminKey && o.probeMs > 0
+        ? new PixelProbe({
+            origin,
+            adminKey: o.adminKey,
+            cookieName: o.cookieName,
+            everyMs: o.probeMs,
+            seed: o.seed,
+          })
+        : null;
     case 'syncs':
       return new SyncStream({
         origin,

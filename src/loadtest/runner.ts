@@ -45,6 +45,8 @@ export interface RunOptions extends BackgroundOptions {
   batchSize: number;
   partner: string;
   partnerKey: string;
+  /** The target's SEGD_COOKIE_NAME (`pixel`). */
+  cookieName: string;
   /** Attribution: an event explains a slow answer it overlaps when widened by this much on each side, ms. */
   attributionWindowMs: number;
   gates: Gate[];
@@ -167,6 +169,7 @@ const ROUTE: Record<ScenarioName, string> = {
   batch: 'batch',
   openrtb: 'openrtb',
   sync: 'sync',
+  pixel: 'insights',
   ws: 'ws',
 };
 
@@ -495,6 +498,7 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
     batchSize: o.batchSize,
     partner: o.partner,
     partnerKey: o.partnerKey,
+    cookieName: o.cookieName,
     seed: o.seed,
   };
 

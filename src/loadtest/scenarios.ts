@@ -6,6 +6,7 @@
 import type { KeyMix } from './key-mix.js';
 import { prng } from './key-mix.js';
 import { bidRequest } from './openrtb.js';
+import { cookieUid } from './pixel-probe.js';
 
 export interface HttpReq {
   method: 'GET' | 'POST';
@@ -21,6 +22,8 @@ export interface ScenarioInput {
   /** Partner id for `sync`, and the bearer key for `openrtb` and `ws`. */
   partner: string;
   partnerKey: string;
+  /** The target's segd cookie name (SEGD_COOKIE_NAME), for `pixel`. */
+  cookieName: string;
   seed: number;
 }
 
@@ -30,6 +33,7 @@ export type ScenarioName =
   | 'kv'
   | 'openrtb'
   | 'sync'
+  | 'pixel'
   | 'ws'
   | 'mixed'
   | 'nats'
@@ -136,6 +140,21 @@ export const SCENARIOS: Record<ScenarioName, Scenario> = {
       })),
     // A pixel (200/204) or a redirect to the next partner (302) are both answers.
     okBelow: 400,
+    skipOn404: true,
+    comparable: false,
+  },
+  pixel: {
+    name: 'pixel',
+    what: 'GET /px?c=…&e=imp&f=n with the segd cookie (campaign exposure pixel: a write per hit, batched to the writer)',
+    keysPerRequest: () => 1,
+    // Each key is a browser with its own cookie: Zipf-skewed keys are browsers seen again.
+    requests: (i) =>
+      i.keys.uids.map((uid) => ({
+        method: 'GET',
+        path: `/px?c=lt-${i.seed}&e=imp&f=n`,
+        headers: { Cookie: `${i.cookieName}=${cookieUid(uid)}` },
+      })),
+    okBelow: 300,
     skipOn404: true,
     comparable: false,
   },
