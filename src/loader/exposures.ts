@@ -37,8 +37,11 @@ export class Exposures {
   /** The segment id of (campaign, event), created (id and taxonomy entry) on first use. */
   private async segmentOf(campaign: string, event: ExposureEvent, made: Map<string, number>): Promise<number> {
     const key = idKey(campaign, event);
-    const known = made.get(key) ?? (this.store.meta.get(key) as number | undefined);
-    if (known !== undefined) return known;
+    const known = this.store.meta.get(key) as number | undefined;
+    if (known !== undefined) {
+      made.set(key, known);
+      return known;
+    }
     const id = this.writer.commit(() => {
       const next = (this.store.meta.get(NEXT_KEY) as number | undefined) ?? EXPOSURE_FIRST_ID;
       this.store.meta.putSync(NEXT_KEY, next + 1);
@@ -60,7 +63,9 @@ export class Exposures {
   async apply(items: readonly ExposureItem[]): Promise<{ applied: number }> {
     const made = new Map<string, number>();
     const ids: number[] = [];
-    for (const it of items) ids.push(await this.segmentOf(it.campaign, it.event, made));
+    // A batch names few campaigns: each is looked up (or created) once, not once per hit.
+    for (const it of items)
+      ids.push(made.get(idKey(it.campaign, it.event)) ?? (await this.segmentOf(it.campaign, it.event, made)));
     const now = nowSeconds();
     const changes: Change[] = items.map((it, i) => ({
       op: 'add',
