@@ -10,7 +10,7 @@
 // keeping up?), and the CPU each process used, so a run that misses the rate
 // says which process held the cores. Everything started here is stopped by
 // pid, also on error or Ctrl-C; the figures go to a JSON file.
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { intFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
 import { cleanup, installCleanupHandlers } from '../src/loadtest/processes.js';
@@ -171,6 +171,11 @@ async function main(f: Flags): Promise<void> {
       .map(([k, v]) => `${k} ${v}`)
       .join(', ')}; machine ${usage.machineBusyPct}% busy; load average ${usage.loadavg.join(' ')}`,
   );
+  if (typeof f.logs === 'string') {
+    mkdirSync(f.logs, { recursive: true });
+    for (const n of nodes)
+      writeFileSync(join(f.logs, `${n.name}.ndjson`), n.logs.map((l) => JSON.stringify(l)).join('\n') + '\n');
+  }
   for (const n of nodes) {
     const warnings = n.logs.filter((l) => typeof l.level === 'number' && l.level >= 40);
     if (warnings.length)
@@ -195,6 +200,7 @@ const flags = parseFlags('npm run bench:replicas --', process.argv.slice(2), {
   users: 'distinct users the stream writes (default 1000000)',
   batch: 'SEGD_NATS_BATCH of the nodes (default: segd’s)',
   out: 'JSON result file (default bench-replicas.json)',
+  logs: 'a directory to write each node’s log lines into (<node>.ndjson)',
 });
 main(flags)
   .catch((err: Error) => {

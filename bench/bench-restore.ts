@@ -86,7 +86,8 @@ async function main(f: Flags): Promise<void> {
     filter: string;
     checkpoints: Record<string, { seq: number }>;
   };
-  const copiedSeq = Math.max(...Object.values(manifest.checkpoints).map((c) => c.seq));
+  // The stream's checkpoint (the seed import has one of its own).
+  const copiedSeq = Object.entries(manifest.checkpoints).find(([k]) => k.startsWith('ckpt:nats:'))?.[1].seq ?? NaN;
   say(
     `backup: ${backupS} s (copy ${manifest.seconds} s), ${manifest.users.toLocaleString('en-US')} users, filter ${manifest.filter}, stream seq ${copiedSeq}`,
   );
@@ -104,7 +105,6 @@ async function main(f: Flags): Promise<void> {
   const lastSeq = (await jsm.streams.info('SEGMENTS')).state.last_seq;
   const backlog = lastSeq - copiedSeq;
   say(`starting node B on the copy (SEGD_NATS_READY_LAG=${readyLag}); the stream is ${backlog} messages past the copy`);
-  const cpu = new CpuMeter(new Map([['segd A', a.proc.pid!]]));
   const tStart = performance.now();
   const wallStart = Date.now();
   const b = await startNode({
@@ -115,15 +115,23 @@ async function main(f: Flags): Promise<void> {
     env: { SEGD_BLOOM_SAVE_MS: '2000', SEGD_NATS_READY_LAG: String(readyLag) },
   });
   const listeningS = secs(performance.now() - tStart);
+  const cpu = new CpuMeter(
+    new Map([
+      ['segd A', a.proc.pid!],
+      ['segd B', b.proc.pid!],
+    ]),
+  );
   cpu.mark();
   let firstLag: number | null = null;
   let readyS = NaN;
+  let lagAtReady = 0;
   for (const end = tStart + 300_000; performance.now() < end; await sleep(50)) {
     b.check();
     const r = await readiness(b).catch(() => null);
     if (r?.state === 'catching up' && firstLag === null) firstLag = r.lag;
     if (r?.status === 200) {
       readyS = secs(performance.now() - tStart);
+      lagAtReady = r.lag ?? 0;
       break;
     }
   }
@@ -135,6 +143,11 @@ async function main(f: Flags): Promise<void> {
   say(
     `node B: listening after ${listeningS} s, loaded after ${loadedS} s, /readyz 200 after ${readyS} s (first backlog seen ${firstLag ?? '?'}; checkpoint adopted: ${adopted})`,
   );
+  // Messages B applied between loading and ready: the stream's end then, less its lag, less the copy's end.
+  const seqAtReady = (await jsm.streams.info('SEGMENTS')).state.last_seq;
+  const replayed = seqAtReady - lagAtReady - copiedSeq;
+  const replayPerS = Math.round(replayed / (readyS - loadedS));
+  say(`node B replayed ${replayed} messages in ${secs((readyS - loadedS) * 1000)} s: ${replayPerS} msgs/s`);
   const counts = await publisher.stop();
   const usage = cpu.read();
 
