@@ -2,109 +2,25 @@
 // for the scale-out tests, each registered with the process registry
 // (procs.ts) so whatever a test leaves running is stopped after its file.
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
-import { spawnTracked } from './procs.js';
+import { freePort, startNatsCluster, stopProc, type NatsCluster } from '../../src/loadtest/nats-cluster.js';
+import { spawnTracked, track } from './procs.js';
 import { tempDir } from './server.js';
+
+export { freePort, stopProc, type NatsCluster };
 
 export function requireProgram(cmd: string, versionFlag: string): void {
   if (spawnSync(cmd, [versionFlag]).status !== 0)
     throw new Error(`${cmd} is not installed: run \`bash .ci/setup-system.sh\` (it installs it from Debian)`);
 }
 
-export const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-
-/** Waits for `marker` on the process's output; rejects if it exits first. */
-function waitForOutput(proc: ChildProcess, marker: string, what: string): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    let out = '';
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      if (out.includes(marker)) resolve();
-    };
-    proc.stdout?.on('data', onData);
-    proc.stderr?.on('data', onData);
-    proc.once('exit', (c) => reject(new Error(`${what} exited ${c}: ${out}`)));
-  });
-}
-
-export function stopProc(proc: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
-  return new Promise<void>((r) => {
-    proc.once('exit', () => r());
-    proc.kill(signal);
-  });
-}
-
-export interface NatsCluster {
-  urls: string[];
-  /** server name → process */
-  nodes: Map<string, ChildProcess>;
-  nc: NatsConnection;
-  js: JetStreamClient;
-  /** The server name leading stream SEGMENTS. */
-  leader(): Promise<string>;
-  stop(): Promise<void>;
-}
-
 /**
  * `size` nats-servers with JetStream (clustered when size > 1) and stream
  * SEGMENTS on `segments.>` replicated on every node.
  */
-export async function startNats(size: 1 | 3): Promise<NatsCluster> {
-  const ports = await Promise.all(Array.from({ length: size * 2 }, freePort));
-  const clientPorts = ports.slice(0, size);
-  const routePorts = ports.slice(size);
-  const routes = routePorts.map((p) => `nats://127.0.0.1:${p}`).join(',');
-  const nodes = new Map<string, ChildProcess>();
-  await Promise.all(
-    clientPorts.map(async (port, i) => {
-      const name = `n${i + 1}`;
-      const args = ['-js', '-a', '127.0.0.1', '-p', String(port), '-sd', tempDir('segd-nats-'), '-n', name];
-      if (size > 1)
-        args.push('--cluster_name', 'segd-test', '--cluster', `nats://127.0.0.1:${routePorts[i]}`, '--routes', routes);
-      const proc = spawnTracked('nats-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-      await waitForOutput(proc, 'Server is ready', 'nats-server');
-      nodes.set(name, proc);
-    }),
-  );
-  const urls = clientPorts.map((p) => `nats://127.0.0.1:${p}`);
-  const nc = await connect({ servers: urls, maxReconnectAttempts: -1, reconnectTimeWait: 200 });
-  // A cluster needs a moment to elect its meta leader.
-  for (const end = Date.now() + 20_000; ;) {
-    try {
-      const jsm = await jetstreamManager(nc);
-      await jsm.streams.add({ name: 'SEGMENTS', subjects: ['segments.>'], num_replicas: size });
-      break;
-    } catch (err) {
-      if (Date.now() > end) throw err;
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
-  return {
-    urls,
-    nodes,
-    nc,
-    js: jetstream(nc),
-    async leader() {
-      const jsm = await jetstreamManager(nc);
-      return (await jsm.streams.info('SEGMENTS')).cluster?.leader ?? 'n1';
-    },
-    async stop() {
-      await nc.close().catch(() => undefined);
-      await Promise.all([...nodes.values()].map((p) => stopProc(p)));
-    },
-  };
-}
+export const startNats = (size: 1 | 3): Promise<NatsCluster> =>
+  startNatsCluster({ size, track: (p) => track(p), storeDir: () => tempDir('segd-nats-') });
 
 export interface Haproxy {
   url: string;

@@ -1,0 +1,215 @@
+// Ready after restore: `npm run bench:restore [-- --users 1000000 --stream-seconds 60 --rate 2000]`.
+//
+// A NATS JetStream cluster and node A holding `--users` users (`segd gen`,
+// imported as its seed) and consuming the stream. Under a sustained stream
+// (a thread of its own, updating A's users), `segd backup` copies A; the
+// stream goes on for `--stream-seconds`; then node B starts on the copy with
+// its own durable consumer and SEGD_NATS_READY_LAG, while the stream still
+// runs. Measured: the backup's duration, B's start → listening → loaded →
+// /readyz 200, the backlog B had to replay; then, the stream stopped and both
+// nodes caught up, B's answers are compared with A's for a sample of users.
+// Everything started here is stopped by pid, also on error or Ctrl-C.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { intFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
+import { cleanup, installCleanupHandlers, run, type Server } from '../src/loadtest/processes.js';
+import { uidFor } from '../src/gen/synthetic.js';
+import { prng } from '../src/loadtest/key-mix.js';
+import { startPublisher } from './stream-publisher.js';
+import { SEGD_BIN, envWithoutSegd, startSeededSegd } from './seeded-segd.js';
+import { benchDir, CpuMeter, readiness, segmentsOf, startBenchNats, startNode } from './scale-nodes.js';
+
+const say = (msg: string) => console.log(`[bench:restore ${new Date().toISOString().slice(11, 19)}] ${msg}`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const secs = (ms: number) => Math.round(ms) / 1000;
+
+async function waitCaughtUp(nodes: Server[], ms: number): Promise<boolean> {
+  for (const end = performance.now() + ms; performance.now() < end; await sleep(200)) {
+    const lags = await Promise.all(nodes.map((n) => readiness(n).then((r) => r.lag)));
+    if (lags.every((l) => l === 0)) return true;
+  }
+  return false;
+}
+
+async function main(f: Flags): Promise<void> {
+  const users = intFlag(f, 'users', { min: 1000, max: 100_000_000, def: 1_000_000 });
+  const streamSeconds = intFlag(f, 'stream-seconds', { min: 0, max: 3600, def: 60 });
+  const rate = intFlag(f, 'rate', { min: 1, max: 1_000_000, def: 2000 });
+  const records = intFlag(f, 'records', { min: 1, max: 1000, def: 1 });
+  const readyLag = intFlag(f, 'ready-lag', { min: 1, max: 1_000_000_000, def: 1000 });
+  const sample = intFlag(f, 'sample', { min: 1, max: 1_000_000, def: 2000 });
+  const workers = intFlag(f, 'workers', { min: 1, max: 16, def: 1 });
+  const natsSize = intFlag(f, 'nats', { min: 1, max: 3, def: 3 });
+  const out = typeof f.out === 'string' ? f.out : 'bench-restore.json';
+  if (natsSize !== 1 && natsSize !== 3) throw new Error('--nats is 1 or 3');
+
+  installCleanupHandlers(say);
+  say(`starting a ${natsSize}-node NATS JetStream cluster`);
+  const nats = await startBenchNats(natsSize);
+  const natsEnv = { SEGD_NATS_URL: nats.urls.join(','), SEGD_BLOOM_SAVE_MS: '2000' };
+  const dirA = benchDir('segd-bench-restore-a-');
+  const { segd: a, imp } = await startSeededSegd({
+    dir: dirA,
+    users,
+    seed: 1,
+    workers,
+    host: '127.0.0.1',
+    env: { ...natsEnv, SEGD_NATS_DURABLE: 'node-a' },
+    say,
+  });
+
+  say(`streaming ${rate.toLocaleString('en-US')} msgs/s × ${records} record(s) of A's users`);
+  const publisher = await startPublisher({
+    urls: nats.urls,
+    subject: 'segments.stream',
+    rate,
+    records,
+    users,
+    seed: 1,
+    taxonomy: 5000,
+    inflight: 2000,
+  });
+  await sleep(5000);
+  a.check();
+
+  const copy = join(benchDir('segd-bench-restore-b-'), 'data');
+  say(`segd backup --out ${copy} (under the stream)`);
+  const tBackup = performance.now();
+  await run(process.execPath, [SEGD_BIN, 'backup', '--out', copy], {
+    env: { ...envWithoutSegd(), SEGD_DATA_DIR: join(dirA, 'data'), SEGD_BLOOM_SAVE_MS: '2000' },
+  });
+  const backupS = secs(performance.now() - tBackup);
+  const manifest = JSON.parse(readFileSync(join(copy, 'backup.json'), 'utf8')) as {
+    seconds: number;
+    users: number;
+    filter: string;
+    checkpoints: Record<string, { seq: number }>;
+  };
+  // The stream's checkpoint (the seed import has one of its own).
+  const copiedSeq = Object.entries(manifest.checkpoints).find(([k]) => k.startsWith('ckpt:nats:'))?.[1].seq ?? NaN;
+  say(
+    `backup: ${backupS} s (copy ${manifest.seconds} s), ${manifest.users.toLocaleString('en-US')} users, filter ${manifest.filter}, stream seq ${copiedSeq}`,
+  );
+
+  for (let s = 5; s <= streamSeconds; s += 5) {
+    await sleep(5000);
+    a.check();
+    const c = publisher.counts();
+    say(
+      `${s}/${streamSeconds} s of stream after the backup: ${c.acked.toLocaleString('en-US')} acked, A lag ${(await readiness(a)).lag}`,
+    );
+  }
+
+  const jsm = await jetstreamManager(nats.nc);
+  const lastSeq = (await jsm.streams.info('SEGMENTS')).state.last_seq;
+  const backlog = lastSeq - copiedSeq;
+  say(`starting node B on the copy (SEGD_NATS_READY_LAG=${readyLag}); the stream is ${backlog} messages past the copy`);
+  const tStart = performance.now();
+  const wallStart = Date.now();
+  const b = await startNode({
+    name: 'node-b',
+    urls: nats.urls,
+    dataDir: copy,
+    workers,
+    env: { SEGD_BLOOM_SAVE_MS: '2000', SEGD_NATS_READY_LAG: String(readyLag) },
+  });
+  const listeningS = secs(performance.now() - tStart);
+  const cpu = new CpuMeter(
+    new Map([
+      ['segd A', a.proc.pid!],
+      ['segd B', b.proc.pid!],
+    ]),
+  );
+  cpu.mark();
+  let firstLag: number | null = null;
+  let readyS = NaN;
+  let lagAtReady = 0;
+  for (const end = tStart + 300_000; performance.now() < end; await sleep(50)) {
+    b.check();
+    const r = await readiness(b).catch(() => null);
+    if (r?.state === 'catching up' && firstLag === null) firstLag = r.lag;
+    if (r?.status === 200) {
+      readyS = secs(performance.now() - tStart);
+      lagAtReady = r.lag ?? 0;
+      break;
+    }
+  }
+  // Loaded: the store opened and the filter loaded or rebuilt; /readyz then waits for the backlog.
+  const loaded = b.logs.find((l) => l.msg === 'ready');
+  const loadedS = typeof loaded?.time === 'number' ? secs(loaded.time - wallStart) : NaN;
+  const adopted = b.logs.some((l) => l.msg === 'jetstream checkpoint adopted from the copied store');
+  const filterLine = b.logs.find((l) => typeof l.msg === 'string' && /filter/.test(l.msg));
+  say(
+    `node B: listening after ${listeningS} s, loaded after ${loadedS} s, /readyz 200 after ${readyS} s (first backlog seen ${firstLag ?? '?'}; checkpoint adopted: ${adopted})`,
+  );
+  // Messages B applied between loading and ready: the stream's end then, less its lag, less the copy's end.
+  const seqAtReady = (await jsm.streams.info('SEGMENTS')).state.last_seq;
+  const replayed = seqAtReady - lagAtReady - copiedSeq;
+  const replayPerS = Math.round(replayed / (readyS - loadedS));
+  say(`node B replayed ${replayed} messages in ${secs((readyS - loadedS) * 1000)} s: ${replayPerS} msgs/s`);
+  const counts = await publisher.stop();
+  const usage = cpu.read();
+
+  say('stream stopped; waiting for A and B to catch up');
+  const caughtUp = await waitCaughtUp([a, b], 180_000);
+  const rnd = prng(7);
+  const mismatches: { uid: string; a: number[]; b: number[] }[] = [];
+  for (let i = 0; i < sample; i++) {
+    const uid = uidFor(1, Math.floor(rnd() * users));
+    const [sa, sb] = await Promise.all([segmentsOf(a, uid), segmentsOf(b, uid)]);
+    if (JSON.stringify(sa) !== JSON.stringify(sb)) mismatches.push({ uid, a: sa, b: sb });
+  }
+  say(`answers: ${sample - mismatches.length}/${sample} sampled users identical on A and B (caught up: ${caughtUp})`);
+
+  const result = {
+    bench: 'restore',
+    at: new Date().toISOString(),
+    settings: { users, streamSeconds, rate, records, readyLag, sample, workers, nats: natsSize },
+    seedImport: imp,
+    backup: {
+      commandS: backupS,
+      copyS: manifest.seconds,
+      users: manifest.users,
+      filter: manifest.filter,
+      seq: copiedSeq,
+    },
+    publisher: { ...counts, reachedMsgsPerS: Math.round(counts.acked / counts.seconds) },
+    nodeB: {
+      backlogAtStart: backlog,
+      listeningS,
+      loadedS,
+      readyS,
+      firstLag,
+      adopted,
+      filterLog: filterLine?.msg ?? null,
+    },
+    cpuPctDuringCatchUp: usage.perProcess,
+    machineBusyPct: usage.machineBusyPct,
+    loadavg: usage.loadavg,
+    caughtUp,
+    sample: { size: sample, mismatches: mismatches.length, first: mismatches.slice(0, 5) },
+  };
+  writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
+  say(`load average ${usage.loadavg.join(' ')}, machine ${usage.machineBusyPct}% busy while B caught up; wrote ${out}`);
+  if (mismatches.length || !caughtUp || !Number.isFinite(readyS)) process.exitCode = 1;
+}
+
+const flags = parseFlags('npm run bench:restore --', process.argv.slice(2), {
+  users: 'users on the node backed up (default 1000000)',
+  'stream-seconds': 'seconds the stream runs between the backup and the restored node’s start (default 60)',
+  rate: 'messages/s of the stream (default 2000)',
+  records: 'feed records per message (default 1)',
+  'ready-lag': 'SEGD_NATS_READY_LAG of the restored node (default 1000)',
+  sample: 'users compared between the nodes (default 2000)',
+  workers: 'SEGD_WORKERS per node (default 1)',
+  nats: 'nats-servers: 3 (a cluster, stream replicas 3; default) or 1',
+  out: 'JSON result file (default bench-restore.json)',
+});
+main(flags)
+  .catch((err: Error) => {
+    console.error(err.stack ?? err.message);
+    process.exitCode = 1;
+  })
+  // The stream's connections and the publisher thread would keep the process alive after an error.
+  .finally(() => cleanup().then(() => process.exit()));
