@@ -76,7 +76,7 @@ function reset(): void {
   for (const db of [store.members, store.counts, store.optout, store.outbox])
     // One transaction each, the outbox last: emptying members queues the removals.
     store.env.transactionSync(() => {
-      for (const k of db.getKeys()) db.removeSync(k as never);
+      for (const k of db.getKeys()) (db as { removeSync(k: unknown): boolean }).removeSync(k);
     });
 }
 

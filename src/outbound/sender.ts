@@ -327,18 +327,29 @@ class Pump {
   }
 
   /** Sends the batch in flight until it is delivered (or settled otherwise), then advances the cursor. */
-  private async deliver(rule: DestinationRule, state: DeliveryState, f: InFlight): Promise<void> {
+  private async deliver(first: DestinationRule, state: DeliveryState, f: InFlight): Promise<void> {
     const { sender } = this;
-    const dest = rule.dest;
-    const { batch, entries } = this.batchOf(rule, f);
-    // Nothing left to send (dropped at send time, or a resync stretch of users the destination takes nothing of).
-    if (batch.lines.length === 0 && !(f.resync?.done ?? false)) return this.advance(state, f, entries, [], '');
+    let rule = first;
+    let built = this.batchOf(rule, f);
+    let builtFor = sender.registry.version;
     for (let attempt = 1; !this.signal.aborted; attempt++) {
+      // The registry changed since the batch was built (a licence revoked, a segment taken off): what may go is checked again.
+      if (sender.registry.version !== builtFor) {
+        const now = sender.rules.of(this.id);
+        if (!now) return;
+        rule = now;
+        built = this.batchOf(rule, f);
+        builtFor = sender.registry.version;
+      }
+      const { batch, entries } = built;
+      // Nothing left to send (dropped at send time, or a resync stretch of users the destination takes nothing of).
+      if (batch.lines.length === 0 && !(f.resync?.done ?? false)) return this.advance(state, f, entries, [], '');
+      const dest = rule.dest;
       // One request at a time, at most maxRps a second.
       const gap = this.lastRequestAt + 1000 / dest.maxRps - Date.now();
       if (gap > 0) await sleep(gap, undefined, { signal: this.signal }).catch(() => undefined);
-      if (this.signal.aborted) return;
-      if (!sender.rules.of(this.id)) return;
+      if (this.signal.aborted || !sender.rules.of(this.id)) return;
+      if (sender.registry.version !== builtFor) continue;
       this.lastRequestAt = Date.now();
       const out = await postBatch(dest, batch.key, batch.body, this.signal);
       if (this.signal.aborted) return;
