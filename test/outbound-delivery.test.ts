@@ -9,7 +9,7 @@ import { createHmac } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startSegd, runSegd, tempDir, stopReport, feedLine, type Segd } from './helpers/server.js';
-import { startReceiver, historyOf, deduplicated, type Receiver } from './helpers/receiver.js';
+import { startReceiver, historyOf, deduplicated, accepted, type Receiver } from './helpers/receiver.js';
 
 const ADMIN = 'admin-key-0123456789abcdef';
 const INGEST = 'ingest-key-0123456789abcdef';
@@ -147,7 +147,8 @@ describe('outbound delivery', () => {
     const keys = new Set(rx.d2!.received.map((g) => g.key));
     expect(keys.size).toBe(1);
     expect(new Set(rx.d2!.received.map((g) => g.raw.toString())).size).toBe(1);
-    expect(historyOf(deduplicated(rx.d2!.received))).toEqual(new Map([['r1', [[2001, 1]]]]));
+    expect(historyOf(deduplicated(accepted(rx.d2!.received)))).toEqual(new Map([['r1', [[2001, 1]]]]));
+    expect(accepted(rx.d2!.received)).toHaveLength(1);
     const { body } = await destination('d2');
     expect(body.destination.delivery).toMatchObject({ backlog: 0, sent: 1, retried: 5, failed: 0 });
     expect(body.destination.delivery.lastError).toBeTruthy();

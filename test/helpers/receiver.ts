@@ -11,6 +11,8 @@ export interface Received {
   body: DeliveryBody;
   raw: Buffer;
   headers: IncomingHttpHeaders;
+  /** How it was answered. */
+  answered: Answer | null;
 }
 
 export interface DeliveryBody {
@@ -70,10 +72,12 @@ export async function startReceiver(answer: Receiver['answer'] = () => ({ status
         body: JSON.parse(raw.toString('utf8')) as DeliveryBody,
         raw,
         headers: req.headers,
+        answered: null,
       };
       const n = r.received.length;
       r.received.push(got);
       const a = r.answer(got, n);
+      got.answered = a;
       for (const w of [...waiters]) w();
       if (a === 'hang') return;
       if (a === 'drop') return req.socket.destroy();
@@ -84,6 +88,11 @@ export async function startReceiver(answer: Receiver['answer'] = () => ({ status
   await new Promise<void>((res) => server.listen(0, '127.0.0.1', () => res()));
   r.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
   return r;
+}
+
+/** The requests answered 2xx: what the sender may take as delivered. */
+export function accepted(got: readonly Received[]): Received[] {
+  return got.filter((g) => typeof g.answered === 'object' && g.answered !== null && g.answered.status < 300);
 }
 
 /** Each batch once, by Idempotency-Key, in order of first arrival: what a deduplicating receiver applies. */
