@@ -74,7 +74,13 @@ beforeAll(async () => {
     ],
     segments: [seg(1001, []), seg(1002, []), seg(1003, []), seg(2001, []), seg(3001, []), seg(4001, []), seg(4002, [])],
     destinations: [
-      dest('d1', 'dsp1', { hmacSecret: HMAC, bearer: 'bearer-token-0123456789', headers: { 'X-Account': 'acme' } }),
+      // A generous timeout: a retry here would resend u2's join after its deletion, as a removal (right, but not this test's point).
+      dest('d1', 'dsp1', {
+        timeoutMs: 10_000,
+        hmacSecret: HMAC,
+        bearer: 'bearer-token-0123456789',
+        headers: { 'X-Account': 'acme' },
+      }),
       dest('d2', 'dsp2'),
       dest('d3', 'dsp3'),
       dest('d4', 'dsp4', { segments: [4001, 4002] }),
@@ -103,11 +109,17 @@ afterAll(async () => {
 
 describe('outbound delivery', () => {
   it('delivers each change in order per user, signed, under one key per batch; unlicensed segments never; a deletion as removals', async () => {
+    // Each step waits for its delivery: a join still queued when the user is deleted goes out as a removal (see the crash test).
+    const has = (uid: string, n: number) => rx.d1!.until((got) => (historyOf(got).get(uid)?.length ?? 0) >= n);
     await push({ op: 'add', uid: 'u1', segments: [1001, 1003] });
+    await has('u1', 1);
     await push({ op: 'add', uid: 'u2', segments: [1002] });
+    await has('u2', 1);
     await push({ op: 'remove', uid: 'u1', segments: [1001] });
+    await has('u1', 2);
     const del = await fetch(`${segd.url}/v1/users?uid=u2`, { method: 'DELETE', headers: auth });
     expect(del.status).toBe(200);
+    await has('u2', 2);
     const want = new Map([
       [
         'u1',
@@ -124,10 +136,6 @@ describe('outbound delivery', () => {
         ],
       ],
     ]);
-    await rx.d1!.until((got) => {
-      const h = historyOf(got);
-      return h.get('u1')?.length === 2 && h.get('u2')?.length === 2;
-    });
     expect(historyOf(deduplicated(rx.d1!.received))).toEqual(want);
     for (const g of rx.d1!.received) {
       expect(g.headers['x-segd-signature']).toBe('sha256=' + createHmac('sha256', HMAC).update(g.raw).digest('hex'));

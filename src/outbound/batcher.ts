@@ -23,6 +23,8 @@ export interface Line {
   /** Deliveries tried before this one. */
   attempts: number;
   at: number;
+  /** The line's JSON in the body, made once. */
+  json?: string;
 }
 
 export interface Batch {
@@ -67,7 +69,7 @@ export function lineOf(store: Store, rule: DestinationRule, seq: number, e: Outb
 /** Bytes of the body around the users (kept generous: the envelope's fields are short). */
 const ENVELOPE_BYTES = 256;
 
-const lineJson = (l: Line) => JSON.stringify({ id: l.id, seq: l.seq, at: l.at, segments: l.segments });
+const lineJson = (l: Line) => (l.json ??= JSON.stringify({ id: l.id, seq: l.seq, at: l.at, segments: l.segments }));
 
 /**
  * Lines up to the destination's maxUsers and maxBytes. Returns how many of

@@ -5,11 +5,11 @@ import type { DestinationStatus } from './status.js';
 export function registerOutboundMetrics(registry: Registry, status: () => DestinationStatus[]): void {
   const registers = [registry];
   const labelNames = ['destination'] as const;
-  const gauge = (name: string, help: string, pick: (s: DestinationStatus) => number, extra: string[] = []) =>
+  const gauge = (name: string, help: string, pick: (s: DestinationStatus) => number) =>
     new Gauge({
       name,
       help,
-      labelNames: [...labelNames, ...extra],
+      labelNames,
       registers,
       collect() {
         this.reset();

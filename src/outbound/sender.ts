@@ -239,6 +239,11 @@ class Pump {
 
   /** The next batch's range, or how long to wait for one (null: until something is queued). */
   private plan(rule: DestinationRule, state: DeliveryState): InFlight | number | null {
+    return this.planNext(rule, state, true);
+  }
+
+  /** Like plan; with `mayWait` false, only a batch due now (no resync start, which writes its own state). */
+  private planNext(rule: DestinationRule, state: DeliveryState, mayWait: boolean): InFlight | number | null {
     const { store } = this;
     const dest = rule.dest;
     if (state.resync) return this.planResync(rule, state);
@@ -246,6 +251,7 @@ class Pump {
     if (entries.length === 0) return null;
     const first = entries[0]!;
     if (first.entry.r) {
+      if (!mayWait) return null;
       // A snapshot was swapped in: the destination gets the whole new state, then what follows the marker.
       const next = { ...state, resync: { marker: first.seq, after: null } };
       store.env.transactionSync(() => writeState(store, this.id, next));
@@ -356,7 +362,15 @@ class Pump {
       switch (out.kind) {
         case 'delivered': {
           const failed = batch.lines.filter((l) => out.failed.has(l.id));
-          return this.advance(state, f, entries, failed, `line refused in a ${out.status} answer`, batch.lines.length);
+          return this.advance(
+            state,
+            f,
+            entries,
+            failed,
+            `line refused in a ${out.status} answer`,
+            batch.lines.length,
+            rule,
+          );
         }
         case 'refused':
           this.noteError(out.error);
@@ -402,6 +416,7 @@ class Pump {
     refused: readonly Line[],
     why: string,
     sentLines = 0,
+    rule?: DestinationRule,
   ): void {
     const { store, sender } = this;
     const next: DeliveryState = {
@@ -439,6 +454,11 @@ class Pump {
           store.outboundDead.putSync([this.id, l.seq || now], dead);
           next.dead++;
         } else sender.outbox.append(this.id, [sender.currentState(l.u, segs, l.at, l.attempts + 1)]);
+      }
+      // Under a backlog the next batch is due at once: its range commits with this cursor move (one commit a batch, not two).
+      if (rule && !next.resync && !this.signal.aborted) {
+        const upcoming = this.planNext(rule, next, false);
+        if (upcoming !== null && typeof upcoming !== 'number') next.inflight = upcoming;
       }
       writeState(store, this.id, next);
     });

@@ -229,7 +229,7 @@ export function parseDestination(raw: unknown, idFromPath?: string): Parsed<Dest
   const type = raw.type ?? 'webhook';
   if (type !== 'webhook') problems.push('type must be "webhook"');
   const url = raw.url;
-  let u: URL | null = null;
+  let u: URL | null;
   try {
     u = typeof url === 'string' && url.length <= 2048 ? new URL(url) : null;
   } catch {
