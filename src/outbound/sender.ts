@@ -217,13 +217,7 @@ class Pump {
       const rule = sender.rules.of(this.id);
       if (!rule) return;
       let state = readState(store, this.id);
-      if (state.inflight === null && this.backlog > Math.max(sender.opts.maxBacklog, this.compactAt)) {
-        const r = store.env.transactionSync(() => compactOutbox(store, this.id, state.cursor));
-        this.backlog = r.after;
-        // Still past the bound (that many distinct users): compact again once it has grown by half again.
-        this.compactAt = Math.max(sender.opts.maxBacklog, Math.ceil(r.after * 1.5));
-        sender.log.warn({ destination: this.id, before: r.before, after: r.after }, 'outbound backlog compacted');
-      }
+      this.maybeCompact(state);
       if (state.inflight === null) {
         const planned = this.plan(rule, state);
         if (typeof planned === 'number' || planned === null) {
@@ -235,6 +229,18 @@ class Pump {
       }
       await this.deliver(rule, state, state.inflight!);
     }
+  }
+
+  /** Past the backlog bound: the changes queued behind the batch in flight are compacted to the latest state per user. */
+  private maybeCompact(state: DeliveryState): void {
+    const { store, sender } = this;
+    if (this.backlog <= Math.max(sender.opts.maxBacklog, this.compactAt)) return;
+    const after = state.inflight ? state.inflight.last : state.cursor;
+    const r = store.env.transactionSync(() => compactOutbox(store, this.id, after));
+    this.backlog = backlogOf(store, this.id, state.cursor);
+    // Still past the bound (that many distinct users): compact again once it has grown by half again.
+    this.compactAt = Math.max(sender.opts.maxBacklog, Math.ceil(this.backlog * 1.5));
+    sender.log.warn({ destination: this.id, before: r.before, after: r.after }, 'outbound backlog compacted');
   }
 
   /** The next batch's range, or how long to wait for one (null: until something is queued). */
@@ -394,6 +400,8 @@ class Pump {
             sender.opts.backoffMaxMs,
           );
           sender.log.warn({ destination: this.id, batch: batch.key, error: out.error, waitMs: wait }, 'outbound retry');
+          // A receiver down for long: what queues up behind the batch stays bounded.
+          this.maybeCompact(state);
           await sleep(wait, undefined, { signal: this.signal }).catch(() => undefined);
         }
       }
