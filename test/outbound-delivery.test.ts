@@ -241,4 +241,16 @@ describe('outbound delivery', () => {
     expect((await destination('d9')).status).toBe(404);
     expect((await fetch(`${segd.url}/v1/admin/destinations`)).status).toBe(401);
   });
+
+  it('shows each destination in segd status, read from the store beside the running server', async () => {
+    const st = await runSegd(['status', '--json'], { SEGD_DATA_DIR: segd.dataDir });
+    expect(st.code).toBe(0);
+    const report = JSON.parse(st.stdout) as { outbound: { id: string; sent: number; backlog: number }[] };
+    expect(report.outbound.map((d) => d.id).sort()).toEqual(['d1', 'd2', 'd3', 'd4']);
+    expect(report.outbound.find((d) => d.id === 'd1')).toMatchObject({ sent: 4, backlog: 0 });
+    const text = await runSegd(['status'], { SEGD_DATA_DIR: segd.dataDir });
+    expect(text.stdout).toMatch(
+      /^outbound d2: delivered through seq \d+ · 0 queued .* 1 sent · 0 refused · 5 retried · 0 dead letter\(s\) · last error /m,
+    );
+  });
 });
