@@ -73,6 +73,8 @@ export class OutboundSender {
         this.pumps.set(rule.dest.id, pump);
         void pump.run().finally(() => {
           if (this.pumps.get(rule.dest.id) === pump) this.pumps.delete(rule.dest.id);
+          // Stopped because the destination was off for a moment, and on again since: a pump of its own.
+          if (!this.abort.signal.aborted && this.rules.of(rule.dest.id)) this.sync();
         });
       }
     for (const pump of this.pumps.values()) pump.wake();

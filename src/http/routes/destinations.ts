@@ -64,22 +64,27 @@ export function destinationRoutes(deps: AppDeps): {
       const id = idOf(res, req, done);
       if (id !== null) change(res, done, { kind: 'deleteDestination', id });
     }),
-    put: adminRoute(deps, 'admin', (res, req, done) => {
-      const id = idOf(res, req, done, true);
-      if (id === null) return;
-      if (!req.getHeader('content-type').startsWith('application/json'))
-        return done(sendError(res, 'UNSUPPORTED_MEDIA_TYPE', 'admin records are application/json', true));
-      const p = pending(res, deps.inflight);
-      readBody(res, req.getHeader('content-length'), deps.config.maxBodyBytes, (r) => {
-        if (!r.ok) return p.settle(() => done(sendError(res, 'BODY_TOO_LARGE', undefined, true)));
-        let body: unknown;
-        try {
-          body = parseJson(r.body);
-        } catch (err) {
-          return p.settle(() => done(sendError(res, 'BAD_JSON', (err as Error).message.slice(0, 200))));
-        }
-        change(res, done, { kind: 'putDestination', id, body }, p);
-      });
-    }),
+    put: adminRoute(
+      deps,
+      'admin',
+      (res, req, done) => {
+        const id = idOf(res, req, done, true);
+        if (id === null) return;
+        if (!req.getHeader('content-type').startsWith('application/json'))
+          return done(sendError(res, 'UNSUPPORTED_MEDIA_TYPE', 'admin records are application/json', true));
+        const p = pending(res, deps.inflight);
+        readBody(res, req.getHeader('content-length'), deps.config.maxBodyBytes, (r) => {
+          if (!r.ok) return p.settle(() => done(sendError(res, 'BODY_TOO_LARGE', undefined, true)));
+          let body: unknown;
+          try {
+            body = parseJson(r.body);
+          } catch (err) {
+            return p.settle(() => done(sendError(res, 'BAD_JSON', (err as Error).message.slice(0, 200))));
+          }
+          change(res, done, { kind: 'putDestination', id, body }, p);
+        });
+      },
+      true,
+    ),
   };
 }
