@@ -102,6 +102,7 @@ afterAll(async () => {
   if (segd) {
     const report = await stopReport(segd, { allowWarnings: true });
     expect(report.code).toBe(0);
+    expect(report.stderr).toBe('');
     expect(segd.logs.filter((l) => (l.level ?? 0) >= 50)).toEqual([]);
   }
   await Promise.all(Object.values(rx).map((r) => r.close()));

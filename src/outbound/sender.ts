@@ -194,14 +194,14 @@ class Pump {
   private async idle(ms: number | null): Promise<void> {
     if (this.signal.aborted) return;
     await new Promise<void>((resolve) => {
-      const t = ms === null ? null : setTimeout(resolve, ms);
-      const onAbort = () => resolve();
-      this.signal.addEventListener('abort', onAbort, { once: true });
-      this.waker = () => {
+      const finish = () => {
         if (t) clearTimeout(t);
-        this.signal.removeEventListener('abort', onAbort);
+        this.signal.removeEventListener('abort', finish);
         resolve();
       };
+      const t = ms === null ? null : setTimeout(finish, ms);
+      this.signal.addEventListener('abort', finish, { once: true });
+      this.waker = finish;
     });
     this.waker = null;
   }
