@@ -4,6 +4,9 @@
 // data dir, changes go through its inbox or POST /v1/ingest instead (its
 // known-users filter must see every new user). An interrupted import resumes
 // where its last batch committed when run again on the same file.
+import { OutboxWriter } from '../outbound/outbox.js';
+import { DestinationRules } from '../outbound/deltas.js';
+import { Registry } from '../partners/registry.js';
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { loadConfig } from '../config/load.js';
@@ -44,6 +47,8 @@ export async function importCommand(argv: string[]): Promise<number> {
   const rejectsDir = typeof flags.rejects === 'string' ? flags.rejects : join(config.dataDir, 'rejects');
 
   const store = openStore(config.dataDir, { maxReaders: config.maxReaders });
+  // Changes made here are queued for destinations as the server queues them; its sender delivers them once it runs.
+  new OutboxWriter(store, new DestinationRules(Registry.load(store)), () => undefined);
   const writer = new Writer(store);
   const snapshots = new SnapshotLoader(store, writer);
   // The same record rules as the server's sources (SEGD_UNKNOWN_SEGMENTS included).

@@ -1,10 +1,11 @@
-// The `segd` command: serve, gen, import, status, backup, loadtest. Each subcommand owns its flags.
+// The `segd` command: serve, gen, import, status, backup, outbound, loadtest. Each subcommand owns its flags.
 import { genCommand } from './gen.js';
 import { serveCommand } from './serve.js';
 import { importCommand } from './import.js';
 import { statusCommand } from './status.js';
 import { backupCommand } from './backup.js';
 import { loadtestCommand } from './loadtest.js';
+import { outboundCommand } from './outbound.js';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
   serve: { run: serveCommand, help: 'start the server (config from SEGD_* env vars / SEGD_CONFIG file)' },
@@ -14,6 +15,10 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
   backup: {
     run: backupCommand,
     help: 'hot copy of the store (LMDB compacting copy, checkpoints, filter) beside a running server: --out DIR',
+  },
+  outbound: {
+    run: outboundCommand,
+    help: "a destination's dead letters queued again, through the running server: replay DESTINATION",
   },
   loadtest: {
     run: loadtestCommand,

@@ -15,6 +15,7 @@ import { FILTER_FILE } from '../filters/known-users.js';
 import { loadFilter } from '../filters/persist.js';
 import { runningServer } from '../server/pidfile.js';
 import { parseFlags } from '../terminal/flags.js';
+import { storedStatus } from '../outbound/status.js';
 
 const files = (dir: string, pred: (n: string) => boolean) => {
   try {
@@ -87,6 +88,8 @@ export async function statusCommand(argv: string[]): Promise<number> {
         suppressed: entries(store.optout),
         auditEntries: entries(store.audit),
       },
+      // Outbound destinations: how far each is delivered (the running sender's live view: GET /v1/admin/destinations).
+      outbound: storedStatus(store),
       sources: {
         seed: {
           file: config.seed || null,
@@ -135,6 +138,12 @@ export async function statusCommand(argv: string[]): Promise<number> {
         ` · ${inbox.done} done · ${inbox.rejectFiles.length} rejects file(s)`,
       `nats     ${report.sources.nats ? `${report.sources.nats.stream} as ${report.sources.nats.durable}: applied through stream seq ${report.sources.nats.appliedThroughSeq} (live lag: /readyz, segd_nats_pending)` : 'off'}`,
       `import   ${report.sources.import.interrupted ? `interrupted: ${report.sources.import.interrupted.file} at ${report.sources.import.interrupted.percent}% (run segd import again to resume)` : 'none interrupted'}`,
+      ...report.outbound.map(
+        (d) =>
+          `outbound ${d.id}: delivered through seq ${d.cursor} · ${d.backlog.toLocaleString('en')} queued (oldest ${d.lagSeconds.toFixed(1)} s) · ` +
+          `${d.sent} sent · ${d.failed} refused · ${d.retried} retried · ${d.deadLetters} dead letter(s)` +
+          (d.lastError ? ` · last error ${new Date(d.lastError.at).toISOString()}: ${d.lastError.message}` : ''),
+      ),
     ];
     process.stdout.write(lines.join('\n') + '\n');
     return 0;

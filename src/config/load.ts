@@ -11,8 +11,8 @@ export class ConfigError extends Error {
   }
 }
 
-/** Config-file keys that are not settings but records (partners, taxonomy). */
-const REGISTRY_SECTIONS = ['partners', 'segments'];
+/** Config-file keys that are not settings but records (partners, taxonomy, destinations). */
+const REGISTRY_SECTIONS = ['partners', 'segments', 'destinations'];
 
 export interface ConfigSources {
   env?: NodeJS.ProcessEnv;

@@ -36,6 +36,10 @@ export interface Config {
   sweepMs: number;
   insights: 'on' | 'off';
   insightsSaveMs: number;
+  outboundMaxBacklog: number;
+  outboundMaxAttempts: number;
+  outboundBackoffBaseMs: number;
+  outboundBackoffMaxMs: number;
   exposureTtl: number;
   natsUrl: string;
   natsStream: string;
@@ -366,6 +370,34 @@ export const SETTINGS: Setting[] = [
     def: 60_000,
     parse: int(1000, 86_400_000),
     doc: 'how often the insights index is saved to disk when it changed (and always at shutdown); a start finds it current or rebuilds it from the store',
+  },
+  {
+    key: 'outboundMaxBacklog',
+    env: 'SEGD_OUTBOUND_MAX_BACKLOG',
+    def: 1_000_000,
+    parse: int(100, 1_000_000_000),
+    doc: 'changes a destination may queue undelivered before its backlog is compacted to the latest state per user (docs/outbound.md)',
+  },
+  {
+    key: 'outboundMaxAttempts',
+    env: 'SEGD_OUTBOUND_MAX_ATTEMPTS',
+    def: 5,
+    parse: int(1, 1000),
+    doc: 'deliveries of a user line a destination refuses (named failed, or a 4xx) before it becomes a dead letter',
+  },
+  {
+    key: 'outboundBackoffBaseMs',
+    env: 'SEGD_OUTBOUND_BACKOFF_BASE_MS',
+    def: 500,
+    parse: int(1, 600_000),
+    doc: 'first retry delay after a 5xx, timeout or lost connection; doubles per attempt, with jitter',
+  },
+  {
+    key: 'outboundBackoffMaxMs',
+    env: 'SEGD_OUTBOUND_BACKOFF_MAX_MS',
+    def: 60_000,
+    parse: int(1, 3_600_000),
+    doc: "longest wait between two deliveries of a batch (also caps a receiver's Retry-After)",
   },
   {
     key: 'exposureTtl',

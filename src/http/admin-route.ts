@@ -16,13 +16,15 @@ export function adminRoute(
   deps: AppDeps,
   label: Route,
   handle: (res: HttpResponse, req: HttpRequest, done: Done) => void,
+  /** The request carries a body: a refusal closes the connection rather than leave the body unread. */
+  withBody = false,
 ): (res: HttpResponse, req: HttpRequest) => void {
   const keys = new BearerKeys(deps.config.adminKeys);
   const m = deps.metrics.route(label);
   return (res, req) => {
     const t0 = performance.now();
     const done: Done = (st) => m.observe(st, (performance.now() - t0) / 1000);
-    if (!keys.allows(req.getHeader('authorization'))) return done(sendError(res, 'UNAUTHORIZED'));
+    if (!keys.allows(req.getHeader('authorization'))) return done(sendError(res, 'UNAUTHORIZED', undefined, withBody));
     handle(res, req, done);
   };
 }

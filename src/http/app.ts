@@ -8,6 +8,7 @@ import { healthzRoute, readyzRoute, metricsRoute } from './routes/ops.js';
 import { segmentBloomRoute } from './routes/export.js';
 import { ingestRoute } from './routes/ingest.js';
 import { adminRoutes } from './routes/admin.js';
+import { destinationRoutes } from './routes/destinations.js';
 import { timelineRoute } from './routes/timeline.js';
 import { maintenanceRoute } from './routes/maintenance.js';
 import { syncInRoute, syncOutRoutes } from './routes/sync.js';
@@ -52,6 +53,7 @@ export function createApp(deps: AppDeps): TemplatedApp {
   const syncOut = syncOutRoutes(deps);
   const privacy = privacyRoutes(deps);
   const rtd = rtdRoutes(deps);
+  const destinations = destinationRoutes(deps);
   type Route = [
     string,
     'get' | 'post' | 'put' | 'del' | 'options',
@@ -94,6 +96,11 @@ export function createApp(deps: AppDeps): TemplatedApp {
           [`/v1/admin/${kind}/:id`, 'del', admin.del(kind), 'keyed'],
         ] satisfies Route[],
     ),
+    ['/v1/admin/destinations', 'get', destinations.list, 'keyed'],
+    ['/v1/admin/destinations/:id', 'get', destinations.get, 'keyed'],
+    ['/v1/admin/destinations/:id', 'put', destinations.put, 'keyed'],
+    ['/v1/admin/destinations/:id', 'del', destinations.del, 'keyed'],
+    ['/v1/admin/destinations/:id/replay', 'post', destinations.replay, 'keyed'],
   ];
   // Activation: OpenRTB enrichment and the WebSocket lookup channel.
   routes.push(['/openrtb2/enrich', 'post', enrichRoute(deps), 'lookup']);

@@ -31,6 +31,7 @@ export interface MaintenanceAnswer {
 }
 import type { InsightsQuery, InsightsAnswer } from '../insights/insights.js';
 import type { ExposureItem } from '../loader/exposures.js';
+import type { OutboundQuery, OutboundAnswer } from '../outbound/admin.js';
 
 export interface AppDeps {
   config: Readonly<Config>;
@@ -59,6 +60,8 @@ export interface AppDeps {
   exposures: MatchQueue<ExposureItem>;
   /** An insights query on the writer's thread (licences already checked); null when the index is off. */
   insights: (q: InsightsQuery) => Promise<InsightsAnswer | null>;
+  /** Destinations with their delivery state, or a replay of dead letters, answered by the outbound sender; null: no such destination. */
+  outbound: (q: OutboundQuery) => Promise<OutboundAnswer>;
   /** The process's event timeline (main thread's ring) from `sinceMs` on (wall clock). */
   timeline: (sinceMs: number) => Promise<TimelineAnswer>;
   log: Logger;

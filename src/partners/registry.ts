@@ -1,15 +1,16 @@
-// Partners and the segment taxonomy, in memory on every thread, read from
+// Partners, the segment taxonomy and destinations, in memory on every thread, read from
 // LMDB at start and again whenever the writer changes them (the supervisor
 // tells every worker). Lookups pay a Map get; nothing here touches disk per
 // request.
 import { hash } from 'node:crypto';
 import type { Store } from '../store/env.js';
-import type { Partner, SegmentDef } from './types.js';
+import type { Destination, Partner, SegmentDef } from './types.js';
 
 export class Registry {
   private byId = new Map<string, Partner>();
   private byDigest = new Map<string, Partner>();
   private segs = new Map<number, SegmentDef>();
+  private dests = new Map<string, Destination>();
   version = 0;
 
   private constructor(private readonly store: Store) {}
@@ -30,6 +31,10 @@ export class Registry {
     }
     const segs = new Map<number, SegmentDef>();
     for (const { key, value } of this.store.segments.getRange({ snapshot: false })) segs.set(key, value as SegmentDef);
+    const dests = new Map<string, Destination>();
+    for (const { key, value } of this.store.destinations.getRange({ snapshot: false }))
+      dests.set(key, value as Destination);
+    this.dests = dests;
     this.byId = byId;
     this.byDigest = byDigest;
     this.segs = segs;
@@ -68,5 +73,13 @@ export class Registry {
 
   segments(): SegmentDef[] {
     return [...this.segs.values()];
+  }
+
+  destination(id: string): Destination | undefined {
+    return this.dests.get(id);
+  }
+
+  destinations(): Destination[] {
+    return [...this.dests.values()];
   }
 }

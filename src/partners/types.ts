@@ -38,3 +38,37 @@ export interface SegmentDef {
   /** Partners that may receive it. */
   partners: string[] | '*';
 }
+
+/**
+ * Which id a destination receives for a user: the segd uid, the partner's own
+ * uid from the ID graph, the device advertising id, or a universal id by eid
+ * source (`eid:liveramp.com`).
+ */
+export type DestinationIdType = 'uid' | 'partner' | 'ifa' | `eid:${string}`;
+
+/** Where membership changes are pushed (src/outbound/; docs/outbound.md). */
+export interface Destination {
+  id: string;
+  /** Whose licence and ids apply. */
+  partner: string;
+  type: 'webhook';
+  url: string;
+  /** A subset of the partner's licence, or every segment it is licensed. */
+  segments: number[] | '*';
+  idType: DestinationIdType;
+  /** A batch is sent when it holds this many users, or this many bytes, or its oldest change is this old. */
+  maxUsers: number;
+  maxBytes: number;
+  maxDelayMs: number;
+  /** Requests per second at most (one request in flight at a time keeps each user's changes in order). */
+  maxRps: number;
+  /** A request not answered within this is retried. */
+  timeoutMs: number;
+  /** Extra request headers (not Authorization, Content-Type or the signature). */
+  headers: Record<string, string>;
+  /** Sent as `Authorization: Bearer …`; null = none. */
+  bearer: string | null;
+  /** Signs each body: `X-Segd-Signature: sha256=<hex HMAC of the body>`; null = unsigned. */
+  hmacSecret: string | null;
+  disabled: boolean;
+}

@@ -3,7 +3,7 @@
 // `parseSegment`, so what is stored is always well formed and a bad record is
 // refused with every problem named.
 import { createHash } from 'node:crypto';
-import type { DataType, Partner, SegmentDef, SyncSpec } from './types.js';
+import type { DataType, Destination, DestinationIdType, Partner, SegmentDef, SyncSpec } from './types.js';
 
 export const SYNC_MACROS = ['UID', 'GDPR', 'GDPR_CONSENT', 'US_PRIVACY', 'GPP', 'GPP_SID'] as const;
 export const PARTNER_ID = /^[a-z0-9][a-z0-9_-]{0,39}$/;
@@ -172,6 +172,137 @@ export function parseSegment(raw: unknown, idFromPath?: number): Parsed<SegmentD
       ttl: ttl as number | null,
       cpm: cpm as number | null,
       partners: partners === '*' ? '*' : [...new Set(partners as string[])].sort(),
+    },
+  };
+}
+
+/** Header names a destination may not set: segd writes them itself. */
+const RESERVED_HEADERS = [
+  'authorization',
+  'content-type',
+  'content-length',
+  'idempotency-key',
+  'x-segd-signature',
+  'host',
+];
+const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$/;
+const EID_SOURCE = /^[A-Za-z0-9._-]{1,100}$/;
+
+const intIn = (v: unknown, lo: number, hi: number): v is number =>
+  Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi;
+
+/**
+ * A destination from the config file or the admin API. Whether its partner
+ * exists and licenses its segments is checked where the registry is at hand
+ * (admin.ts); this checks the record itself.
+ */
+export function parseDestination(raw: unknown, idFromPath?: string): Parsed<Destination> {
+  const problems: string[] = [];
+  if (!isObj(raw)) return { ok: false, problems: ['a destination must be a JSON object'] };
+  unknownFields(
+    raw,
+    [
+      'id',
+      'partner',
+      'type',
+      'url',
+      'segments',
+      'idType',
+      'maxUsers',
+      'maxBytes',
+      'maxDelayMs',
+      'maxRps',
+      'timeoutMs',
+      'headers',
+      'bearer',
+      'hmacSecret',
+      'disabled',
+    ],
+    problems,
+  );
+  const id = raw.id ?? idFromPath;
+  if (typeof id !== 'string' || !PARTNER_ID.test(id))
+    problems.push('id must be 1-40 of a-z 0-9 _ - (starting with a letter or digit)');
+  else if (idFromPath !== undefined && id !== idFromPath)
+    problems.push(`id "${id}" does not match the path's "${idFromPath}"`);
+  if (typeof raw.partner !== 'string' || !PARTNER_ID.test(raw.partner)) problems.push('partner must be a partner id');
+  const type = raw.type ?? 'webhook';
+  if (type !== 'webhook') problems.push('type must be "webhook"');
+  const url = raw.url;
+  let u: URL | null;
+  try {
+    u = typeof url === 'string' && url.length <= 2048 ? new URL(url) : null;
+  } catch {
+    u = null;
+  }
+  if (!u || (u.protocol !== 'https:' && u.protocol !== 'http:') || u.username || u.password)
+    problems.push('url must be an absolute http(s) URL of at most 2048 characters, without credentials');
+  const segments = raw.segments ?? '*';
+  if (segments !== '*' && (!Array.isArray(segments) || !segments.every(u32)))
+    problems.push('segments must be "*" or an array of segment ids (0..4294967295)');
+  const idType = raw.idType ?? 'uid';
+  if (
+    typeof idType !== 'string' ||
+    !(
+      idType === 'uid' ||
+      idType === 'partner' ||
+      idType === 'ifa' ||
+      (idType.startsWith('eid:') && EID_SOURCE.test(idType.slice(4)))
+    )
+  )
+    problems.push('idType must be uid, partner, ifa or eid:<source>');
+  const num = (name: string, dflt: number, lo: number, hi: number): number => {
+    const v = raw[name] ?? dflt;
+    if (!intIn(v, lo, hi)) problems.push(`${name} must be an integer ${lo}..${hi}`);
+    return v as number;
+  };
+  const maxUsers = num('maxUsers', 500, 1, 10_000);
+  const maxBytes = num('maxBytes', 4 << 20, 1024, 64 << 20);
+  const maxDelayMs = num('maxDelayMs', 1000, 0, 3_600_000);
+  const maxRps = num('maxRps', 100, 1, 100_000);
+  const timeoutMs = num('timeoutMs', 5000, 100, 120_000);
+  const headers = raw.headers ?? {};
+  if (
+    !isObj(headers) ||
+    Object.entries(headers).some(
+      ([k, v]) =>
+        !HEADER_NAME.test(k) ||
+        RESERVED_HEADERS.includes(k.toLowerCase()) ||
+        typeof v !== 'string' ||
+        /[\r\n]/.test(v) ||
+        v.length > 4096,
+    )
+  )
+    problems.push(`headers must map header names to strings (not ${RESERVED_HEADERS.join(', ')})`);
+  const secret = (name: string): string | null => {
+    const v = raw[name] ?? null;
+    if (v !== null && (typeof v !== 'string' || v.length < MIN_KEY_CHARS || v.length > 512 || /[\r\n]/.test(v)))
+      problems.push(`${name} must be null or a string of ${MIN_KEY_CHARS}-512 characters`);
+    return v as string | null;
+  };
+  const bearer = secret('bearer');
+  const hmacSecret = secret('hmacSecret');
+  const disabled = raw.disabled ?? false;
+  if (typeof disabled !== 'boolean') problems.push('disabled must be true or false');
+  if (problems.length) return { ok: false, problems };
+  return {
+    ok: true,
+    value: {
+      id: id as string,
+      partner: raw.partner as string,
+      type: 'webhook',
+      url: url as string,
+      segments: segments === '*' ? '*' : [...new Set(segments as number[])].sort((a, b) => a - b),
+      idType: idType as DestinationIdType,
+      maxUsers,
+      maxBytes,
+      maxDelayMs,
+      maxRps,
+      timeoutMs,
+      headers: headers as Record<string, string>,
+      bearer,
+      hmacSecret,
+      disabled: disabled as boolean,
     },
   };
 }

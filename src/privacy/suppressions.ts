@@ -20,7 +20,8 @@ export interface Suppression {
   reason: SuppressionReason;
 }
 
-function isActive(s: Suppression | undefined, nowSec: number): boolean {
+/** A stored suppression still in force at `nowSec`. */
+export function isActive(s: Suppression | undefined, nowSec: number): boolean {
   return s !== undefined && (s.until === 0 || s.until > nowSec);
 }
 

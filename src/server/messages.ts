@@ -24,6 +24,8 @@ export interface Rpc {
   exposures: [{ items: import('../loader/exposures.js').ExposureItem[] }, { applied: number }];
   /** An insights query (licences checked by the worker), answered from the index on this thread; null: the index is off. */
   insights: [import('../insights/insights.js').InsightsQuery, import('../insights/insights.js').InsightsAnswer | null];
+  /** Destinations with their delivery state, or a dead-letter replay, from the outbound sender on this thread. */
+  outbound: [import('../outbound/admin.js').OutboundQuery, import('../outbound/admin.js').OutboundAnswer];
 }
 export type RpcMethod = keyof Rpc;
 

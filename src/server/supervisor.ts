@@ -28,6 +28,10 @@ import { Waiting, settlesBy } from '../waiting.js';
 import { lowerThisThread } from './thread-priority.js';
 import { Insights } from '../insights/insights.js';
 import { Exposures } from '../loader/exposures.js';
+import { Registry } from '../partners/registry.js';
+import { OutboundSender } from '../outbound/sender.js';
+import { answerOutbound } from '../outbound/admin.js';
+import { registerOutboundMetrics } from '../outbound/metrics.js';
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 /** A worker that fails again within this long of its last restart is restarted after a delay, doubling up to the max. */
@@ -79,6 +83,14 @@ export async function serve(
   // Before the loader: the index watches every write to members from the first one on.
   const insights = config.insights === 'on' ? await Insights.open(store, config.insightsSaveMs, log) : null;
   if (insights === null) Insights.disabled(store);
+  // Before the loader too: the outbox is written in the transactions of the changes it records.
+  const outbound = new OutboundSender(store, Registry.load(store), log.child({ part: 'outbound' }), {
+    maxBacklog: config.outboundMaxBacklog,
+    maxAttempts: config.outboundMaxAttempts,
+    backoffBaseMs: config.outboundBackoffBaseMs,
+    backoffMaxMs: config.outboundBackoffMaxMs,
+  });
+  registerOutboundMetrics(metrics.registry, () => outbound.status());
   const loader = new Loader(store, config, log, metrics, {
     onNewUser: known?.onNewUser,
     // Every committed loader transaction, whatever its source.
@@ -162,6 +174,7 @@ export async function serve(
     applyRegistryOp(store, { kind: 'putSegment', id, body });
     await reloadWorkers();
     loader.taxonomy.refresh();
+    outbound.registryChanged();
   });
   const rpcs: { [M in RpcMethod]: (args: Rpc[M][0]) => Promise<Rpc[M][1]> } = {
     scrape: () => scrape(),
@@ -174,6 +187,7 @@ export async function serve(
       const r = applyRegistryOp(store, op);
       if (r.ok) await reloadWorkers();
       if (r.ok) loader.taxonomy.refresh();
+      if (r.ok) outbound.registryChanged();
       if (r.ok) timeline.mark('registry-reload', t0, { change: op.kind, id: op.id });
       return r;
     },
@@ -195,6 +209,7 @@ export async function serve(
     },
     insights: async (q) => insights?.answer(q) ?? null,
     exposures: ({ items }) => exposures.apply(items),
+    outbound: async (q) => answerOutbound(outbound, q),
   };
 
   const startWorker = (index: number, wantPort: number) =>
@@ -334,6 +349,7 @@ export async function serve(
     metrics.ready.set(1);
     log.info({ ms: Math.round(performance.now() - t0), users: userCount(store) }, 'ready');
     loader.startPolling();
+    outbound.start();
     const nats = loader.nats;
     if (nats) {
       metrics.watchNats(
@@ -368,7 +384,14 @@ export async function serve(
     state.set(Flag.Draining, true);
     // Stop taking connections at once; the loader finishes its batch meanwhile.
     drainWorkers(Math.min(config.shutdownGraceMs, timeoutMs - Math.min(CLOSE_STEP_MS, timeoutMs / 2)));
-    const drained = await settlesBy(Promise.all([loader.stop(waiting.track), workersDrained()]), deadline);
+    const drained = await settlesBy(
+      Promise.all([
+        loader.stop(waiting.track),
+        waiting.track('outbound sender: stop', outbound.stop()),
+        workersDrained(),
+      ]),
+      deadline,
+    );
     if (!drained) {
       log.error(
         { waitingFor: waiting.list(), timeoutMs },

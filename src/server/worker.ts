@@ -116,6 +116,7 @@ const app = createApp({
   timeline: (since) => rpc('timeline', { since }),
   maintenance: (task) => rpc('maintenance', { task }),
   insights: (q) => rpc('insights', q),
+  outbound: (q) => rpc('outbound', q),
   exposures,
 });
 let listenSocket: us_listen_socket | null = null;

@@ -54,6 +54,14 @@ export interface Store {
   syncs: Database<Record<string, number>, string>;
   /** Append-only audit log of privacy actions: sequence number → entry (msgpack) */
   audit: Database<unknown, number>;
+  /** destination id → Destination (where membership changes are pushed; partners/types.ts) */
+  destinations: Database<unknown, string>;
+  /** Outbound changes not yet delivered: [destination id, sequence] → delta (outbound/outbox.ts) */
+  outbox: Database<unknown, [string, number]>;
+  /** destination id → its delivery state: cursor, batch in flight, counts, last error (outbound/cursor.ts) */
+  outbound: Database<unknown, string>;
+  /** Outbound changes a destination kept refusing: [destination id, sequence] → dead letter */
+  outboundDead: Database<unknown, [string, number]>;
   close(): Promise<void>;
 }
 
@@ -86,7 +94,7 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
   if (!opts.readOnly) mkdirSync(path, { recursive: true, mode: 0o700 });
   const env = open({
     path,
-    maxDbs: 16,
+    maxDbs: 24,
     maxReaders: opts.maxReaders ?? 1024,
     // Never noSync: a machine crash would corrupt the file (lmdb-js #132).
     // noMemInit stays off so stale heap bytes never reach the data file.
@@ -107,6 +115,10 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
   const optout = env.openDB<unknown, string>({ name: 'optout', encoding: 'msgpack' });
   const syncs = env.openDB<Record<string, number>, string>({ name: 'syncs', encoding: 'msgpack' });
   const audit = env.openDB<unknown, number>({ name: 'audit', encoding: 'msgpack', keyEncoding: 'uint32' });
+  const destinations = env.openDB<unknown, string>({ name: 'destinations', encoding: 'msgpack' });
+  const outbox = env.openDB<unknown, [string, number]>({ name: 'outbox', encoding: 'msgpack' });
+  const outbound = env.openDB<unknown, string>({ name: 'outbound', encoding: 'msgpack' });
+  const outboundDead = env.openDB<unknown, [string, number]>({ name: 'outbound.dead', encoding: 'msgpack' });
   const { cells, index } = opts.generationCell ?? { cells: new Int32Array(1), index: 0 };
   // A private cell, or the writer's: from meta. A read-only opener given a shared cell trusts it (the writer keeps it).
   if (!opts.readOnly || !opts.generationCell)
@@ -155,6 +167,10 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
     optout,
     syncs,
     audit,
+    destinations,
+    outbox,
+    outbound,
+    outboundDead,
     close: () => env.close(),
   };
   checkSchema(store, !opts.readOnly);

@@ -56,3 +56,13 @@ export function liveSegments(buf: Buffer, nowSec: number, out: Uint32Array): num
   }
   return n;
 }
+
+/** Segment ids of a members value (ascending), expired ones included, written into `out`; returns how many. */
+export function segmentIds(buf: Uint8Array, out: Uint32Array): number {
+  if (buf.length < HEADER_BYTES || (buf.length - HEADER_BYTES) % PAIR_BYTES !== 0) return 0;
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  let n = 0;
+  for (let off = HEADER_BYTES; off < buf.length && n < out.length; off += PAIR_BYTES)
+    out[n++] = dv.getUint32(off, true);
+  return n;
+}

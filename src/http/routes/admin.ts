@@ -63,30 +63,8 @@ export function adminRoutes(deps: AppDeps): AdminRoutes {
     return s ? { ...s, members: registry.memberCount(id) } : undefined;
   };
 
-  const change = (res: HttpResponse, done: (st: number) => void, op: RegistryOp, p = pending(res, deps.inflight)) => {
-    deps.changeRegistry(op).then(
-      (r) =>
-        p.settle(() => {
-          if (!r.ok) {
-            const e = ERRORS[r.code];
-            return done(
-              sendBody(
-                res,
-                e.status,
-                JSON_TYPE,
-                JSON.stringify({ error: { code: r.code, message: e.message, problems: r.problems } }),
-              ),
-            );
-          }
-          if (r.value === null) return done(sendBody(res, 204, JSON_TYPE, ''));
-          done(sendBody(res, r.created ? 201 : 200, JSON_TYPE, JSON.stringify(r.value)));
-        }),
-      (err: unknown) => {
-        deps.log.error({ err, op: op.kind }, 'registry change failed');
-        p.settle(() => done(sendError(res, 'INTERNAL', 'the change was not applied')));
-      },
-    );
-  };
+  const change = (res: HttpResponse, done: (st: number) => void, op: RegistryOp, p = pending(res, deps.inflight)) =>
+    answerRegistryChange(deps, res, done, op, p);
 
   return {
     list: (kind) => (res, req) => {
@@ -146,4 +124,36 @@ export function adminRoutes(deps: AppDeps): AdminRoutes {
       );
     },
   };
+}
+
+/** Applies a registry change on the writer's thread and answers it: 201/200 with the record, 204, or the refusal with its problems. */
+export function answerRegistryChange(
+  deps: AppDeps,
+  res: HttpResponse,
+  done: (st: number) => void,
+  op: RegistryOp,
+  p: ReturnType<typeof pending>,
+): void {
+  deps.changeRegistry(op).then(
+    (r) =>
+      p.settle(() => {
+        if (!r.ok) {
+          const e = ERRORS[r.code];
+          return done(
+            sendBody(
+              res,
+              e.status,
+              JSON_TYPE,
+              JSON.stringify({ error: { code: r.code, message: e.message, problems: r.problems } }),
+            ),
+          );
+        }
+        if (r.value === null) return done(sendBody(res, 204, JSON_TYPE, ''));
+        done(sendBody(res, r.created ? 201 : 200, JSON_TYPE, JSON.stringify(r.value)));
+      }),
+    (err: unknown) => {
+      deps.log.error({ err, op: op.kind }, 'registry change failed');
+      p.settle(() => done(sendError(res, 'INTERNAL', 'the change was not applied')));
+    },
+  );
 }

@@ -1,0 +1,114 @@
+// A real HTTP receiver for outbound deliveries (node:http on an ephemeral
+// port): records every request as it arrives and answers as the test says —
+// a status (with headers and body), hang (never answer), or drop (cut the
+// connection).
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface Received {
+  /** The Idempotency-Key. */
+  key: string;
+  body: DeliveryBody;
+  raw: Buffer;
+  headers: IncomingHttpHeaders;
+  /** How it was answered. */
+  answered: Answer | null;
+}
+
+export interface DeliveryBody {
+  version: number;
+  destination: string;
+  batch: string;
+  resync: { id: number; done: boolean } | null;
+  users: { id: string; seq: number; at: number; segments: { id: number; status: 0 | 1 }[] }[];
+}
+
+export type Answer = { status: number; headers?: Record<string, string>; body?: string } | 'hang' | 'drop';
+
+export interface Receiver {
+  url: string;
+  received: Received[];
+  /** How the next requests are answered (`n`: this request's index). */
+  answer: (r: Received, n: number) => Answer;
+  /** Resolves once `pred` holds over what was received (polled on each arrival). */
+  until(pred: (got: Received[]) => boolean, ms?: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startReceiver(answer: Receiver['answer'] = () => ({ status: 200 })): Promise<Receiver> {
+  const waiters = new Set<() => void>();
+  const r: Receiver = {
+    url: '',
+    received: [],
+    answer,
+    until(pred, ms = 20_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (!pred(r.received)) return;
+          waiters.delete(check);
+          clearTimeout(t);
+          resolve();
+        };
+        const t = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`receiver: condition not met in ${ms} ms (${r.received.length} requests received)`));
+        }, ms);
+        waiters.add(check);
+        check();
+      });
+    },
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((res) => server.close(() => res()));
+    },
+  };
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks);
+      const got: Received = {
+        key: String(req.headers['idempotency-key'] ?? ''),
+        body: JSON.parse(raw.toString('utf8')) as DeliveryBody,
+        raw,
+        headers: req.headers,
+        answered: null,
+      };
+      const n = r.received.length;
+      r.received.push(got);
+      const a = r.answer(got, n);
+      got.answered = a;
+      for (const w of [...waiters]) w();
+      if (a === 'hang') return;
+      if (a === 'drop') return req.socket.destroy();
+      res.writeHead(a.status, { 'content-type': 'application/json', ...a.headers });
+      res.end(a.body ?? '{}');
+    });
+  });
+  await new Promise<void>((res) => server.listen(0, '127.0.0.1', () => res()));
+  r.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+  return r;
+}
+
+/** The requests answered 2xx: what the sender may take as delivered. */
+export function accepted(got: readonly Received[]): Received[] {
+  return got.filter((g) => typeof g.answered === 'object' && g.answered !== null && g.answered.status < 300);
+}
+
+/** Each batch once, by Idempotency-Key, in order of first arrival: what a deduplicating receiver applies. */
+export function deduplicated(got: readonly Received[]): Received[] {
+  const seen = new Set<string>();
+  return got.filter((g) => !seen.has(g.key) && seen.add(g.key));
+}
+
+/** Per user id, the (segment, status) pairs in the order they arrived. */
+export function historyOf(got: readonly Received[]): Map<string, [number, 0 | 1][]> {
+  const out = new Map<string, [number, 0 | 1][]>();
+  for (const g of got)
+    for (const u of g.body.users) {
+      let h = out.get(u.id);
+      if (!h) out.set(u.id, (h = []));
+      for (const s of u.segments) h.push([s.id, s.status]);
+    }
+  return out;
+}
