@@ -9,6 +9,10 @@
 // must happen earlier (ordinals handed out or back, a user changed twice in
 // one transaction) goes to an undo log, so a transaction that does not commit
 // leaves the bitmaps as they were (LMDB rolls the ordinals back itself).
+//
+// The ordinals a transaction hands out are written at its end, sorted by uid
+// (writeOrdinals): LMDB inserts in key order cost less than one insert per
+// change in feed order, interleaved with the members writes.
 import roaring from 'roaring';
 import type { Database } from 'lmdb';
 import { HEADER_BYTES, PAIR_BYTES } from '../store/members.js';
@@ -26,13 +30,23 @@ const ORD_GIVEN = 4; // ordinal
 /** A uid's ordinal as stored: 4 bytes, little-endian. */
 const ordinalBytes = Buffer.alloc(4);
 
+/** One segment's pending adds (or removes): ordinals, in a typed array addMany/removeMany read natively. */
+interface Bucket {
+  readonly id: number;
+  readonly add: boolean;
+  ords: Uint32Array;
+  n: number;
+}
+/** A bucket that grew past this is given back after a flush (a snapshot's big transaction). */
+const BUCKET_KEEP = 4096;
+
 /** Segment ids of a members value (ascending; see store/members.ts), written into `out`; returns how many. */
 export function idsOf(buf: Uint8Array | undefined, out: Uint32Array): number {
   if (buf === undefined || buf.length < HEADER_BYTES || (buf.length - HEADER_BYTES) % PAIR_BYTES !== 0) return 0;
-  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  // Bytes assembled by hand: no view object per value (the writer's every change passes here).
   let n = 0;
   for (let off = HEADER_BYTES; off < buf.length && n < out.length; off += PAIR_BYTES)
-    out[n++] = dv.getUint32(off, true);
+    out[n++] = (buf[off]! | (buf[off + 1]! << 8) | (buf[off + 2]! << 16) | (buf[off + 3]! << 24)) >>> 0;
   return n;
 }
 
@@ -49,10 +63,13 @@ export class GenerationIndex {
   readonly updatedAt = new Map<number, number>();
   private readonly touched = new Set<number>();
   private undo: number[] = [];
-  /** The open transaction's segment changes not yet in the bitmaps: segment, ordinal, SEG_ADDED or SEG_REMOVED. */
-  private readonly pending: number[] = [];
+  /** The open transaction's segment changes not yet in the bitmaps, per segment; `dirty`: the buckets holding any. */
+  private readonly adds = new Map<number, Bucket>();
+  private readonly removes = new Map<number, Bucket>();
+  private readonly dirty: Bucket[] = [];
   private readonly pendingOrds = new Set<number>();
-  private scratch = new Uint32Array(4096);
+  /** uid → ordinal handed out in the open transaction, not yet in `ordinals` (see writeOrdinals). */
+  private readonly unwritten = new Map<string, number>();
   /** A stored user had no ordinal: this index no longer matches its generation (the next start rebuilds it). */
   broken = false;
 
@@ -73,18 +90,21 @@ export class GenerationIndex {
     let ord: number;
     if (nb === 0) ord = this.take(uid, append);
     else {
-      const stored = this.ordinals.getBinaryFast(uid);
-      if (stored !== undefined) ord = stored.readUInt32LE(0);
+      const known = this.unwritten.size > 0 ? this.unwritten.get(uid) : undefined;
+      if (known !== undefined) ord = known;
       else {
-        // The generation was written behind this index's back: counts may be off until a rebuild.
-        this.broken = true;
-        ord = this.take(uid, false);
+        const stored = this.ordinals.getBinaryFast(uid);
+        if (stored !== undefined) ord = stored.readUInt32LE(0);
+        else {
+          // The generation was written behind this index's back: counts may be off until a rebuild.
+          this.broken = true;
+          ord = this.take(uid, false);
+        }
       }
     }
     // A user changed twice in one transaction: its first change goes to the bitmaps first (order matters).
     if (this.pendingOrds.has(ord)) this.flush(true);
     this.pendingOrds.add(ord);
-    const ops = this.pending;
     let i = 0;
     let j = 0;
     while (i < nb || j < na) {
@@ -94,10 +114,10 @@ export class GenerationIndex {
         i++;
         j++;
       } else if (a < b) {
-        ops.push(a, ord, SEG_REMOVED);
+        this.pend(this.removes, a, ord, false);
         i++;
       } else {
-        ops.push(b, ord, SEG_ADDED);
+        this.pend(this.adds, b, ord, true);
         j++;
       }
     }
@@ -105,43 +125,38 @@ export class GenerationIndex {
     return true;
   }
 
-  /** Applies the pending segment changes, grouped by segment; `undoable`: mid-transaction, so logged for a rollback. */
+  private pend(buckets: Map<number, Bucket>, id: number, ord: number, add: boolean): void {
+    let b = buckets.get(id);
+    if (b === undefined) buckets.set(id, (b = { id, add, ords: new Uint32Array(16), n: 0 }));
+    if (b.n === 0) this.dirty.push(b);
+    else if (b.n === b.ords.length) {
+      const grown = new Uint32Array(b.n * 2);
+      grown.set(b.ords);
+      b.ords = grown;
+    }
+    b.ords[b.n++] = ord;
+  }
+
+  /** Applies the pending segment changes, one native call per segment; `undoable`: mid-transaction, so logged for a rollback. */
   private flush(undoable: boolean): void {
-    const ops = this.pending;
-    const n = ops.length / 3;
-    if (n === 0) return;
-    // Counting sort by (segment, add or remove) into one typed array: addMany/removeMany read it natively.
-    const start = new Map<number, number>();
-    for (let k = 0; k < ops.length; k += 3) {
-      const key = ops[k]! * 4 + ops[k + 2]!;
-      start.set(key, (start.get(key) ?? 0) + 1);
-    }
-    let at = 0;
-    for (const [key, c] of start) {
-      start.set(key, at);
-      at += c;
-    }
-    const ends = new Map(start);
-    const ords = this.scratch.length >= n ? this.scratch : (this.scratch = new Uint32Array(n * 2));
-    for (let k = 0; k < ops.length; k += 3) {
-      const key = ops[k]! * 4 + ops[k + 2]!;
-      const w = ends.get(key)!;
-      ords[w] = ops[k + 1]!;
-      ends.set(key, w + 1);
-      if (undoable) this.undo.push(ops[k + 2]!, ops[k]!, ops[k + 1]!);
-    }
-    for (const [key, from] of start) {
-      const id = Math.floor(key / 4);
-      const part = ords.subarray(from, ends.get(key)!);
-      let bm = this.segments.get(id);
-      if (key % 4 === SEG_ADDED) {
-        if (bm === undefined) this.segments.set(id, (bm = newBitmap()));
+    for (const b of this.dirty) {
+      const part = b.ords.subarray(0, b.n);
+      let bm = this.segments.get(b.id);
+      if (b.add) {
+        if (bm === undefined) this.segments.set(b.id, (bm = newBitmap()));
         bm.addMany(part);
       } else bm?.removeMany(part);
-      this.touched.add(id);
+      if (undoable) for (const ord of part) this.undo.push(b.add ? SEG_ADDED : SEG_REMOVED, b.id, ord);
+      this.touched.add(b.id);
+      this.empty(b);
     }
-    ops.length = 0;
+    this.dirty.length = 0;
     this.pendingOrds.clear();
+  }
+
+  private empty(b: Bucket): void {
+    b.n = 0;
+    if (b.ords.length > BUCKET_KEEP) b.ords = new Uint32Array(16);
   }
 
   private take(uid: string, append: boolean): number {
@@ -155,9 +170,11 @@ export class GenerationIndex {
       fromNext = 1;
     }
     this.users.add(ord);
-    ordinalBytes.writeUInt32LE(ord, 0);
-    if (append) this.ordinals.putSync(uid, ordinalBytes, { append: true });
-    else this.ordinals.putSync(uid, ordinalBytes);
+    if (append) {
+      // Already in key order (a snapshot's merge): appended at once.
+      ordinalBytes.writeUInt32LE(ord, 0);
+      this.ordinals.putSync(uid, ordinalBytes, { append: true });
+    } else this.unwritten.set(uid, ord);
     this.undo.push(ORD_TAKEN, ord, fromNext);
     return ord;
   }
@@ -165,12 +182,25 @@ export class GenerationIndex {
   private give(uid: string, ord: number): void {
     this.users.remove(ord);
     this.free.add(ord);
-    this.ordinals.removeSync(uid);
+    if (!this.unwritten.delete(uid)) this.ordinals.removeSync(uid);
     this.undo.push(ORD_GIVEN, ord, 0);
   }
 
-  /** The transaction committed: its changes stay. */
+  /** Writes the ordinals handed out in the open transaction, in uid order; called inside it, before it commits. */
+  writeOrdinals(): void {
+    const n = this.unwritten.size;
+    if (n === 0) return;
+    const uids = [...this.unwritten.keys()].sort();
+    for (let k = 0; k < n; k++) {
+      ordinalBytes.writeUInt32LE(this.unwritten.get(uids[k]!)!, 0);
+      this.ordinals.putSync(uids[k]!, ordinalBytes);
+    }
+    this.unwritten.clear();
+  }
+
+  /** The transaction committed: its changes stay (a change outside any transaction writes its ordinal now). */
   commit(now: number): void {
+    this.writeOrdinals();
     this.flush(false);
     this.undo.length = 0;
     for (const id of this.touched) {
@@ -183,8 +213,10 @@ export class GenerationIndex {
 
   /** The transaction did not commit: its changes are undone, newest first. */
   rollback(): void {
-    this.pending.length = 0;
+    for (const b of this.dirty) this.empty(b);
+    this.dirty.length = 0;
     this.pendingOrds.clear();
+    this.unwritten.clear();
     const u = this.undo;
     for (let k = u.length - 3; k >= 0; k -= 3) {
       const op = u[k]!;
@@ -217,8 +249,10 @@ export class GenerationIndex {
     this.updatedAt.clear();
     this.touched.clear();
     this.undo.length = 0;
-    this.pending.length = 0;
+    for (const b of this.dirty) this.empty(b);
+    this.dirty.length = 0;
     this.pendingOrds.clear();
+    this.unwritten.clear();
     this.next = 0;
   }
 

@@ -229,7 +229,10 @@ export class InsightsIndex {
         const out = transactionSync(() => {
           const r = fn();
           // Inside the transaction: the saved index is stale from the moment this commits.
-          if (this.touched) store.meta.putSync(INSIGHTS_SEQ_KEY, this.seq + 1);
+          if (this.touched) {
+            for (const gi of this.generations) gi.writeOrdinals();
+            store.meta.putSync(INSIGHTS_SEQ_KEY, this.seq + 1);
+          }
           return r;
         }, flags);
         if (this.touched) {
