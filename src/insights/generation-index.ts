@@ -14,7 +14,7 @@
 // (writeOrdinals): LMDB inserts in key order cost less than one insert per
 // change in feed order, interleaved with the members writes.
 import roaring from 'roaring';
-import type { Database } from 'lmdb';
+import type { Database, DatabaseOptions, RootDatabase } from 'lmdb';
 import { HEADER_BYTES, PAIR_BYTES } from '../store/members.js';
 
 const { RoaringBitmap32 } = roaring;
@@ -41,13 +41,37 @@ interface Bucket {
 const BUCKET_KEEP = 4096;
 
 /** Segment ids of a members value (ascending; see store/members.ts), written into `out`; returns how many. */
-export function idsOf(buf: Uint8Array | undefined, out: Uint32Array): number {
-  if (buf === undefined || buf.length < HEADER_BYTES || (buf.length - HEADER_BYTES) % PAIR_BYTES !== 0) return 0;
+export function idsOf(buf: Uint8Array | undefined, out: Uint32Array, size = buf?.length ?? 0): number {
+  if (buf === undefined || size < HEADER_BYTES || (size - HEADER_BYTES) % PAIR_BYTES !== 0) return 0;
   // Bytes assembled by hand: no view object per value (the writer's every change passes here).
   let n = 0;
-  for (let off = HEADER_BYTES; off < buf.length && n < out.length; off += PAIR_BYTES)
+  for (let off = HEADER_BYTES; off < size && n < out.length; off += PAIR_BYTES)
     out[n++] = (buf[off]! | (buf[off + 1]! << 8) | (buf[off + 2]! << 16) | (buf[off + 3]! << 24)) >>> 0;
   return n;
+}
+
+/**
+ * A members value read by a rebuild's scan: lmdb-js hands its decoder the
+ * value's bytes in place (no copy per user, `decoderCopies`); the decoder
+ * leaves the ids in `ids` and returns how many.
+ */
+const scanned = {
+  ids: new Uint32Array(64),
+  encode(v: Buffer): Buffer {
+    return v;
+  },
+  decode(bytes: Uint8Array, size: number): number {
+    const want = (size - HEADER_BYTES) / PAIR_BYTES;
+    if (want > scanned.ids.length) scanned.ids = new Uint32Array(Math.max(want, scanned.ids.length * 2));
+    return idsOf(bytes, scanned.ids, size);
+  },
+};
+
+/** Opens a second handle on a generation's members db for a rebuild's scan: values read as the number of their ids. */
+export function openScan(env: RootDatabase, members: Database<Buffer, string>): Database<number, string> {
+  // lmdb-js keeps the name a db was opened with on the handle (its types do not say so).
+  const { name } = members as unknown as { name: string };
+  return env.openDB<number, string>({ name, encoder: scanned } as DatabaseOptions & { name: string });
 }
 
 export class GenerationIndex {
@@ -254,6 +278,38 @@ export class GenerationIndex {
     this.pendingOrds.clear();
     this.unwritten.clear();
     this.next = 0;
+  }
+
+  /**
+   * One transaction of a rebuild (see InsightsIndex): up to `max` users of
+   * `scan` (openScan) after `start`, each with a membership given the next
+   * ordinal, appended to `ordinals` in key order. Returns the last uid read,
+   * undefined when the scan is done. `users` is filled by finishRebuild.
+   */
+  rebuildChunk(scan: Database<number, string>, start: string | undefined, max: number): string | undefined {
+    let n = 0;
+    let last: string | undefined;
+    for (const { key, value: k } of scan.getRange({ start, snapshot: false })) {
+      if (key === start) continue;
+      last = key;
+      if (k > 0) {
+        const ord = this.next++;
+        ordinalBytes.writeUInt32LE(ord, 0);
+        this.ordinals.putSync(key, ordinalBytes, { append: true });
+        const ids = scanned.ids;
+        for (let i = 0; i < k; i++) this.pend(this.adds, ids[i]!, ord, true);
+      }
+      if (++n === max) break;
+    }
+    this.flush(false);
+    return n < max ? undefined : last;
+  }
+
+  /** The rebuild scanned every user: ordinals 0 to `next` are all taken; every segment changed `now`. */
+  finishRebuild(now: number): void {
+    if (this.next > 0) this.users.addRange(0, this.next);
+    for (const id of this.segments.keys()) this.updatedAt.set(id, now);
+    this.touched.clear();
   }
 
   /** After `users` and `next` were set from a saved or rebuilt index: the gaps below `next` are free. */
