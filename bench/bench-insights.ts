@@ -3,7 +3,9 @@
 //
 //   ingest   the same synthetic deltas (adds, then re-adds with other segments)
 //            applied by the writer into two fresh stores, index off and on,
-//            alternating rounds in one run: records/s and the on/off ratio;
+//            alternating rounds in one run: records/s and the on/off ratio, by
+//            the clock and by CPU time (the process's user + system time: on a
+//            machine shared with other jobs the steadier of the two);
 //            likewise a snapshot file of every user loaded into an empty store.
 //   queries  overlap of the two largest segments, affinity of the largest
 //            against every segment, reach of a 5-term expression (medians).
@@ -51,16 +53,24 @@ function changes(pass: number): Change[] {
   return out;
 }
 
-function ingest(store: Store, all: Change[][]): number {
+/** Seconds of CPU (user + system) since `from`. */
+const cpuSince = (from: NodeJS.CpuUsage) => {
+  const c = process.cpuUsage(from);
+  return (c.user + c.system) / 1e6;
+};
+
+/** Changes per second by the clock and per CPU second. */
+function ingest(store: Store, all: Change[][]): { wall: number; cpu: number } {
   const writer = new Writer(store);
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   let n = 0;
   for (const pass of all)
     for (let i = 0; i < pass.length; i += BATCH) {
       writer.apply(pass.slice(i, i + BATCH), NOW);
       n += Math.min(BATCH, pass.length - i);
     }
-  return n / ((performance.now() - t0) / 1000);
+  return { wall: n / ((performance.now() - t0) / 1000), cpu: n / cpuSince(c0) };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -77,6 +87,7 @@ function time(fn: () => unknown, runs: number): number {
 async function main(): Promise<void> {
   const all = [changes(0), changes(1)];
   const rates: Record<'off' | 'on', number[]> = { off: [], on: [] };
+  const cpuRates: Record<'off' | 'on', number[]> = { off: [], on: [] };
   const dirs: string[] = [];
   let kept: { store: Store; index: InsightsIndex; dir: string } | null = null;
   for (let r = 0; r < ROUNDS; r++) {
@@ -85,7 +96,9 @@ async function main(): Promise<void> {
       dirs.push(dir);
       const store = openStore(dir);
       const index = mode === 'on' ? new InsightsIndex(store) : null;
-      rates[mode].push(ingest(store, all));
+      const r = ingest(store, all);
+      rates[mode].push(r.wall);
+      cpuRates[mode].push(r.cpu);
       if (index !== null && kept === null) kept = { store, index, dir };
       else await store.close();
     }
@@ -94,7 +107,8 @@ async function main(): Promise<void> {
   const off = median(rates.off);
   console.log(
     `ingest: ${USERS} users × 2 passes, batch ${BATCH}: index off ${Math.round(off)} changes/s, on ${Math.round(on)} changes/s ` +
-      `(on/off ${(on / off).toFixed(3)}; rounds off ${rates.off.map(Math.round).join(', ')}, on ${rates.on.map(Math.round).join(', ')})`,
+      `(on/off ${(on / off).toFixed(3)}; rounds off ${rates.off.map(Math.round).join(', ')}, on ${rates.on.map(Math.round).join(', ')}); ` +
+      `per CPU second: off ${Math.round(median(cpuRates.off))}, on ${Math.round(median(cpuRates.on))} (on/off ${(median(cpuRates.on) / median(cpuRates.off)).toFixed(3)})`,
   );
 
   const snapDir = mkdtempSync(join(tmpdir(), 'segd-bench-insights-'));
@@ -102,6 +116,7 @@ async function main(): Promise<void> {
   const file = join(snapDir, 'all.snapshot.ndjson');
   writeFileSync(file, Array.from({ length: USERS }, (_, i) => gen.line(i, NOW - 50)).join(''));
   const snap: Record<'off' | 'on', number[]> = { off: [], on: [] };
+  const snapCpu: Record<'off' | 'on', number[]> = { off: [], on: [] };
   for (let r = 0; r < ROUNDS; r++) {
     for (const mode of r % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
       const d = mkdtempSync(join(tmpdir(), 'segd-bench-insights-'));
@@ -110,6 +125,7 @@ async function main(): Promise<void> {
       if (mode === 'on') new InsightsIndex(s);
       const loader = new SnapshotLoader(s, new Writer(s));
       const t0 = performance.now();
+      const c0 = process.cpuUsage();
       const sum = await loader.load(file, {
         checkpointKey: 'ckpt',
         batchSize: 5000,
@@ -117,6 +133,7 @@ async function main(): Promise<void> {
         maxLineBytes: 1 << 20,
       });
       snap[mode].push(sum.memberships / ((performance.now() - t0) / 1000));
+      snapCpu[mode].push(sum.memberships / cpuSince(c0));
       loader.stop();
       await s.close();
     }
@@ -125,7 +142,8 @@ async function main(): Promise<void> {
   const sOff = median(snap.off);
   console.log(
     `snapshot load: index off ${Math.round(sOff)} memberships/s, on ${Math.round(sOn)} (on/off ${(sOn / sOff).toFixed(3)}; ` +
-      `rounds off ${snap.off.map(Math.round).join(', ')}, on ${snap.on.map(Math.round).join(', ')})`,
+      `rounds off ${snap.off.map(Math.round).join(', ')}, on ${snap.on.map(Math.round).join(', ')}); ` +
+      `per CPU second: on/off ${(median(snapCpu.on) / median(snapCpu.off)).toFixed(3)}`,
   );
 
   const { store, index, dir } = kept!;
@@ -158,11 +176,14 @@ async function main(): Promise<void> {
   await reopened.close();
   const again = openStore(dir);
   t0 = performance.now();
+  const c0 = process.cpuUsage();
   const rebuilt = new InsightsIndex(again, null);
   const rebuildMs = performance.now() - t0;
+  const rebuildCpu = cpuSince(c0);
   console.log(
     `restart: saved ${bytes} bytes in ${saveMs.toFixed(0)} ms; loaded in ${loadMs.toFixed(0)} ms (rebuilt: ${loaded.rebuilt}); ` +
-      `rebuilt from a scan in ${rebuildMs.toFixed(0)} ms (${rebuilt.active.users.size} users)`,
+      `rebuilt from a scan in ${rebuildMs.toFixed(0)} ms, ${(rebuildCpu * 1000).toFixed(0)} ms CPU ` +
+      `(${rebuilt.active.users.size} users, ${((rebuildMs * 1000) / rebuilt.active.users.size).toFixed(2)} µs a user)`,
   );
   await again.close();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });

@@ -168,6 +168,8 @@ describe('insights index', () => {
                     // A user written twice in one transaction: its first change reaches the bitmaps before the abort.
                     store.members.putSync('u1', encodeMembers(NOW, [{ id: 4, expiresAt: 0 }]));
                     writer.removeMembers('u1');
+                    // A user given an ordinal the transaction has not written yet (written at its end): forgotten.
+                    store.members.putSync('u2', encodeMembers(NOW, [{ id: 3, expiresAt: 0 }]));
                     throw new Error('abort');
                   }),
                 ).toThrow('abort');

@@ -62,14 +62,18 @@ describe('GET /px', () => {
       headers: { cookie: cookie.split(';')[0]! },
     });
     expect(again.status).toBe(204);
+    // The time bound is the first exposure's (above); on a loaded machine the second may take longer to show.
     const click = await until(
       () => exposureSegment('exposure click: spring-sale'),
       (s) => s !== undefined,
+      10_000,
     );
+    expect(click, 'the click exposure segment exists').toBeDefined();
     expect(
       await until(
         () => sizeOf(click!.id),
         (n) => n === 1,
+        10_000,
       ),
     ).toBe(1);
     const o = await fetch(`${segd.url}/v1/insights/overlap?segments=${seg!.id},${click!.id}`, { headers: admin });

@@ -1,8 +1,9 @@
-// The `segd` command: serve, gen, import, status, backup, outbound, loadtest. Each subcommand owns its flags.
+// The `segd` command: serve, gen, import, status, insights, backup, outbound, loadtest. Each subcommand owns its flags.
 import { genCommand } from './gen.js';
 import { serveCommand } from './serve.js';
 import { importCommand } from './import.js';
 import { statusCommand } from './status.js';
+import { insightsCommand } from './insights.js';
 import { backupCommand } from './backup.js';
 import { loadtestCommand } from './loadtest.js';
 import { outboundCommand } from './outbound.js';
@@ -12,6 +13,10 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
   gen: { run: genCommand, help: 'write a synthetic NDJSON feed: --users N --out FILE' },
   import: { run: importCommand, help: 'apply a feed file or directory to the store (server stopped): PATH' },
   status: { run: statusCommand, help: 'the store and each source: checkpoint, backlog, last commit (--json)' },
+  insights: {
+    run: insightsCommand,
+    help: 'sizes, overlap, affinity and reach from a running node, as tables: sizes|overlap|affinity|reach …',
+  },
   backup: {
     run: backupCommand,
     help: 'hot copy of the store (LMDB compacting copy, checkpoints, filter) beside a running server: --out DIR',

@@ -9,8 +9,12 @@
 // must happen earlier (ordinals handed out or back, a user changed twice in
 // one transaction) goes to an undo log, so a transaction that does not commit
 // leaves the bitmaps as they were (LMDB rolls the ordinals back itself).
+//
+// The ordinals a transaction hands out are written at its end, sorted by uid
+// (writeOrdinals): LMDB inserts in key order cost less than one insert per
+// change in feed order, interleaved with the members writes.
 import roaring from 'roaring';
-import type { Database } from 'lmdb';
+import type { Database, DatabaseOptions, RootDatabase } from 'lmdb';
 import { HEADER_BYTES, PAIR_BYTES } from '../store/members.js';
 
 const { RoaringBitmap32 } = roaring;
@@ -26,14 +30,48 @@ const ORD_GIVEN = 4; // ordinal
 /** A uid's ordinal as stored: 4 bytes, little-endian. */
 const ordinalBytes = Buffer.alloc(4);
 
+/** One segment's pending adds (or removes): ordinals, in a typed array addMany/removeMany read natively. */
+interface Bucket {
+  readonly id: number;
+  readonly add: boolean;
+  ords: Uint32Array;
+  n: number;
+}
+/** A bucket that grew past this is given back after a flush (a snapshot's big transaction). */
+const BUCKET_KEEP = 4096;
+
 /** Segment ids of a members value (ascending; see store/members.ts), written into `out`; returns how many. */
-export function idsOf(buf: Uint8Array | undefined, out: Uint32Array): number {
-  if (buf === undefined || buf.length < HEADER_BYTES || (buf.length - HEADER_BYTES) % PAIR_BYTES !== 0) return 0;
-  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+export function idsOf(buf: Uint8Array | undefined, out: Uint32Array, size = buf?.length ?? 0): number {
+  if (buf === undefined || size < HEADER_BYTES || (size - HEADER_BYTES) % PAIR_BYTES !== 0) return 0;
+  // Bytes assembled by hand: no view object per value (the writer's every change passes here).
   let n = 0;
-  for (let off = HEADER_BYTES; off < buf.length && n < out.length; off += PAIR_BYTES)
-    out[n++] = dv.getUint32(off, true);
+  for (let off = HEADER_BYTES; off < size && n < out.length; off += PAIR_BYTES)
+    out[n++] = (buf[off]! | (buf[off + 1]! << 8) | (buf[off + 2]! << 16) | (buf[off + 3]! << 24)) >>> 0;
   return n;
+}
+
+/**
+ * A members value read by a rebuild's scan: lmdb-js hands its decoder the
+ * value's bytes in place (no copy per user, `decoderCopies`); the decoder
+ * leaves the ids in `ids` and returns how many.
+ */
+const scanned = {
+  ids: new Uint32Array(64),
+  encode(v: Buffer): Buffer {
+    return v;
+  },
+  decode(bytes: Uint8Array, size: number): number {
+    const want = (size - HEADER_BYTES) / PAIR_BYTES;
+    if (want > scanned.ids.length) scanned.ids = new Uint32Array(Math.max(want, scanned.ids.length * 2));
+    return idsOf(bytes, scanned.ids, size);
+  },
+};
+
+/** Opens a second handle on a generation's members db for a rebuild's scan: values read as the number of their ids. */
+export function openScan(env: RootDatabase, members: Database<Buffer, string>): Database<number, string> {
+  // lmdb-js keeps the name a db was opened with on the handle (its types do not say so).
+  const { name } = members as unknown as { name: string };
+  return env.openDB<number, string>({ name, encoder: scanned } as DatabaseOptions & { name: string });
 }
 
 export class GenerationIndex {
@@ -49,10 +87,13 @@ export class GenerationIndex {
   readonly updatedAt = new Map<number, number>();
   private readonly touched = new Set<number>();
   private undo: number[] = [];
-  /** The open transaction's segment changes not yet in the bitmaps: segment, ordinal, SEG_ADDED or SEG_REMOVED. */
-  private readonly pending: number[] = [];
+  /** The open transaction's segment changes not yet in the bitmaps, per segment; `dirty`: the buckets holding any. */
+  private readonly adds = new Map<number, Bucket>();
+  private readonly removes = new Map<number, Bucket>();
+  private readonly dirty: Bucket[] = [];
   private readonly pendingOrds = new Set<number>();
-  private scratch = new Uint32Array(4096);
+  /** uid → ordinal handed out in the open transaction, not yet in `ordinals` (see writeOrdinals). */
+  private readonly unwritten = new Map<string, number>();
   /** A stored user had no ordinal: this index no longer matches its generation (the next start rebuilds it). */
   broken = false;
 
@@ -73,18 +114,21 @@ export class GenerationIndex {
     let ord: number;
     if (nb === 0) ord = this.take(uid, append);
     else {
-      const stored = this.ordinals.getBinaryFast(uid);
-      if (stored !== undefined) ord = stored.readUInt32LE(0);
+      const known = this.unwritten.size > 0 ? this.unwritten.get(uid) : undefined;
+      if (known !== undefined) ord = known;
       else {
-        // The generation was written behind this index's back: counts may be off until a rebuild.
-        this.broken = true;
-        ord = this.take(uid, false);
+        const stored = this.ordinals.getBinaryFast(uid);
+        if (stored !== undefined) ord = stored.readUInt32LE(0);
+        else {
+          // The generation was written behind this index's back: counts may be off until a rebuild.
+          this.broken = true;
+          ord = this.take(uid, false);
+        }
       }
     }
     // A user changed twice in one transaction: its first change goes to the bitmaps first (order matters).
     if (this.pendingOrds.has(ord)) this.flush(true);
     this.pendingOrds.add(ord);
-    const ops = this.pending;
     let i = 0;
     let j = 0;
     while (i < nb || j < na) {
@@ -94,10 +138,10 @@ export class GenerationIndex {
         i++;
         j++;
       } else if (a < b) {
-        ops.push(a, ord, SEG_REMOVED);
+        this.pend(this.removes, a, ord, false);
         i++;
       } else {
-        ops.push(b, ord, SEG_ADDED);
+        this.pend(this.adds, b, ord, true);
         j++;
       }
     }
@@ -105,43 +149,38 @@ export class GenerationIndex {
     return true;
   }
 
-  /** Applies the pending segment changes, grouped by segment; `undoable`: mid-transaction, so logged for a rollback. */
+  private pend(buckets: Map<number, Bucket>, id: number, ord: number, add: boolean): void {
+    let b = buckets.get(id);
+    if (b === undefined) buckets.set(id, (b = { id, add, ords: new Uint32Array(16), n: 0 }));
+    if (b.n === 0) this.dirty.push(b);
+    else if (b.n === b.ords.length) {
+      const grown = new Uint32Array(b.n * 2);
+      grown.set(b.ords);
+      b.ords = grown;
+    }
+    b.ords[b.n++] = ord;
+  }
+
+  /** Applies the pending segment changes, one native call per segment; `undoable`: mid-transaction, so logged for a rollback. */
   private flush(undoable: boolean): void {
-    const ops = this.pending;
-    const n = ops.length / 3;
-    if (n === 0) return;
-    // Counting sort by (segment, add or remove) into one typed array: addMany/removeMany read it natively.
-    const start = new Map<number, number>();
-    for (let k = 0; k < ops.length; k += 3) {
-      const key = ops[k]! * 4 + ops[k + 2]!;
-      start.set(key, (start.get(key) ?? 0) + 1);
-    }
-    let at = 0;
-    for (const [key, c] of start) {
-      start.set(key, at);
-      at += c;
-    }
-    const ends = new Map(start);
-    const ords = this.scratch.length >= n ? this.scratch : (this.scratch = new Uint32Array(n * 2));
-    for (let k = 0; k < ops.length; k += 3) {
-      const key = ops[k]! * 4 + ops[k + 2]!;
-      const w = ends.get(key)!;
-      ords[w] = ops[k + 1]!;
-      ends.set(key, w + 1);
-      if (undoable) this.undo.push(ops[k + 2]!, ops[k]!, ops[k + 1]!);
-    }
-    for (const [key, from] of start) {
-      const id = Math.floor(key / 4);
-      const part = ords.subarray(from, ends.get(key)!);
-      let bm = this.segments.get(id);
-      if (key % 4 === SEG_ADDED) {
-        if (bm === undefined) this.segments.set(id, (bm = newBitmap()));
+    for (const b of this.dirty) {
+      const part = b.ords.subarray(0, b.n);
+      let bm = this.segments.get(b.id);
+      if (b.add) {
+        if (bm === undefined) this.segments.set(b.id, (bm = newBitmap()));
         bm.addMany(part);
       } else bm?.removeMany(part);
-      this.touched.add(id);
+      if (undoable) for (const ord of part) this.undo.push(b.add ? SEG_ADDED : SEG_REMOVED, b.id, ord);
+      this.touched.add(b.id);
+      this.empty(b);
     }
-    ops.length = 0;
+    this.dirty.length = 0;
     this.pendingOrds.clear();
+  }
+
+  private empty(b: Bucket): void {
+    b.n = 0;
+    if (b.ords.length > BUCKET_KEEP) b.ords = new Uint32Array(16);
   }
 
   private take(uid: string, append: boolean): number {
@@ -155,9 +194,11 @@ export class GenerationIndex {
       fromNext = 1;
     }
     this.users.add(ord);
-    ordinalBytes.writeUInt32LE(ord, 0);
-    if (append) this.ordinals.putSync(uid, ordinalBytes, { append: true });
-    else this.ordinals.putSync(uid, ordinalBytes);
+    if (append) {
+      // Already in key order (a snapshot's merge): appended at once.
+      ordinalBytes.writeUInt32LE(ord, 0);
+      this.ordinals.putSync(uid, ordinalBytes, { append: true });
+    } else this.unwritten.set(uid, ord);
     this.undo.push(ORD_TAKEN, ord, fromNext);
     return ord;
   }
@@ -165,12 +206,25 @@ export class GenerationIndex {
   private give(uid: string, ord: number): void {
     this.users.remove(ord);
     this.free.add(ord);
-    this.ordinals.removeSync(uid);
+    if (!this.unwritten.delete(uid)) this.ordinals.removeSync(uid);
     this.undo.push(ORD_GIVEN, ord, 0);
   }
 
-  /** The transaction committed: its changes stay. */
+  /** Writes the ordinals handed out in the open transaction, in uid order; called inside it, before it commits. */
+  writeOrdinals(): void {
+    const n = this.unwritten.size;
+    if (n === 0) return;
+    const uids = [...this.unwritten.keys()].sort();
+    for (let k = 0; k < n; k++) {
+      ordinalBytes.writeUInt32LE(this.unwritten.get(uids[k]!)!, 0);
+      this.ordinals.putSync(uids[k]!, ordinalBytes);
+    }
+    this.unwritten.clear();
+  }
+
+  /** The transaction committed: its changes stay (a change outside any transaction writes its ordinal now). */
   commit(now: number): void {
+    this.writeOrdinals();
     this.flush(false);
     this.undo.length = 0;
     for (const id of this.touched) {
@@ -183,8 +237,10 @@ export class GenerationIndex {
 
   /** The transaction did not commit: its changes are undone, newest first. */
   rollback(): void {
-    this.pending.length = 0;
+    for (const b of this.dirty) this.empty(b);
+    this.dirty.length = 0;
     this.pendingOrds.clear();
+    this.unwritten.clear();
     const u = this.undo;
     for (let k = u.length - 3; k >= 0; k -= 3) {
       const op = u[k]!;
@@ -217,9 +273,43 @@ export class GenerationIndex {
     this.updatedAt.clear();
     this.touched.clear();
     this.undo.length = 0;
-    this.pending.length = 0;
+    for (const b of this.dirty) this.empty(b);
+    this.dirty.length = 0;
     this.pendingOrds.clear();
+    this.unwritten.clear();
     this.next = 0;
+  }
+
+  /**
+   * One transaction of a rebuild (see InsightsIndex): up to `max` users of
+   * `scan` (openScan) after `start`, each with a membership given the next
+   * ordinal, appended to `ordinals` in key order. Returns the last uid read,
+   * undefined when the scan is done. `users` is filled by finishRebuild.
+   */
+  rebuildChunk(scan: Database<number, string>, start: string | undefined, max: number): string | undefined {
+    let n = 0;
+    let last: string | undefined;
+    for (const { key, value: k } of scan.getRange({ start, snapshot: false })) {
+      if (key === start) continue;
+      last = key;
+      if (k > 0) {
+        const ord = this.next++;
+        ordinalBytes.writeUInt32LE(ord, 0);
+        this.ordinals.putSync(key, ordinalBytes, { append: true });
+        const ids = scanned.ids;
+        for (let i = 0; i < k; i++) this.pend(this.adds, ids[i]!, ord, true);
+      }
+      if (++n === max) break;
+    }
+    this.flush(false);
+    return n < max ? undefined : last;
+  }
+
+  /** The rebuild scanned every user: ordinals 0 to `next` are all taken; every segment changed `now`. */
+  finishRebuild(now: number): void {
+    if (this.next > 0) this.users.addRange(0, this.next);
+    for (const id of this.segments.keys()) this.updatedAt.set(id, now);
+    this.touched.clear();
   }
 
   /** After `users` and `next` were set from a saved or rebuilt index: the gaps below `next` are free. */

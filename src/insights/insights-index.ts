@@ -13,7 +13,7 @@
 import type { Database } from 'lmdb';
 import { writeSequence, type Store } from '../store/env.js';
 import { MemberWatch } from '../store/member-watch.js';
-import { GenerationIndex, idsOf, newBitmap, type Bitmap } from './generation-index.js';
+import { GenerationIndex, idsOf, newBitmap, openScan, type Bitmap } from './generation-index.js';
 
 export const INSIGHTS_SEQ_KEY = 'insights.seq';
 /** Users per rebuild transaction (and per bitmap flush). */
@@ -100,56 +100,20 @@ export class InsightsIndex {
   private rebuildGeneration(g: number): void {
     const { store } = this;
     const gi = this.generations[g]!;
-    const members = store.generations[g]!;
     gi.clear();
     gi.ordinals.clearSync();
-    const pending = new Map<number, number[]>();
-    const flush = () => {
-      for (const [id, ords] of pending) {
-        let bm = gi.segments.get(id);
-        if (bm === undefined) gi.segments.set(id, (bm = newBitmap()));
-        bm.addMany(ords);
-      }
-      pending.clear();
-    };
-    const ordinalBytes = Buffer.alloc(4);
-    let ids = new Uint32Array(64);
+    const scan = openScan(store.env, store.generations[g]!);
     let start: string | undefined;
     let done = false;
     while (!done) {
       store.env.transactionSync(() => {
-        let n = 0;
-        let last: string | undefined;
-        for (const { key, value } of members.getRange({ start, snapshot: false })) {
-          const uid = key as string;
-          if (uid === start) continue;
-          last = uid;
-          const buf = value as Buffer;
-          const want = (buf.length - 4) >> 3;
-          if (want > ids.length) ids = new Uint32Array(want);
-          const k = idsOf(buf, ids);
-          if (k > 0) {
-            const ord = gi.next++;
-            gi.users.add(ord);
-            ordinalBytes.writeUInt32LE(ord, 0);
-            gi.ordinals.putSync(uid, ordinalBytes, { append: true });
-            for (let i = 0; i < k; i++) {
-              let list = pending.get(ids[i]!);
-              if (list === undefined) pending.set(ids[i]!, (list = []));
-              list.push(ord);
-            }
-          }
-          if (++n === REBUILD_CHUNK) break;
-        }
-        flush();
-        if (n < REBUILD_CHUNK) done = true;
-        start = last;
+        start = gi.rebuildChunk(scan, start, REBUILD_CHUNK);
+        done = start === undefined;
         this.seq++;
         store.meta.putSync(INSIGHTS_SEQ_KEY, this.seq);
       });
     }
-    const now = Date.now();
-    for (const id of gi.segments.keys()) gi.updatedAt.set(id, now);
+    gi.finishRebuild(Date.now());
     this.dirty = true;
   }
 
@@ -172,7 +136,10 @@ export class InsightsIndex {
       },
       // Inside the transaction: the saved index is stale from the moment this commits.
       beforeCommit: () => {
-        if (this.touched) store.meta.putSync(INSIGHTS_SEQ_KEY, this.seq + 1);
+        if (this.touched) {
+          for (const gi of gens) gi.writeOrdinals();
+          store.meta.putSync(INSIGHTS_SEQ_KEY, this.seq + 1);
+        }
       },
       committed: () => {
         if (this.touched) {

@@ -2,17 +2,7 @@
 // the comparison ratios, the gate table and the verdict.
 import { fmtPct, fmtUs, fmtInt as int } from './gate.js';
 import { scenarioLabel, type Results } from './runner.js';
-
-function table(head: string[], rows: string[][], right: Set<number>): string[] {
-  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    '  ' +
-    cells
-      .map((c, i) => (right.has(i) ? c.padStart(w[i]!) : c.padEnd(w[i]!)))
-      .join('  ')
-      .trimEnd();
-  return [line(head), line(w.map((n) => '─'.repeat(n))), ...rows.map(line)];
-}
+import { table } from '../terminal/table.js';
 
 export function summaryText(res: Results, files: { html: string; json: string }): string {
   const out: string[] = [];
