@@ -15,7 +15,7 @@
 // change in feed order, interleaved with the members writes.
 import roaring from 'roaring';
 import type { Database, DatabaseOptions, RootDatabase } from 'lmdb';
-import { HEADER_BYTES, PAIR_BYTES } from '../store/members.js';
+import { HEADER_BYTES, PAIR_BYTES, segmentIds } from '../store/members.js';
 
 const { RoaringBitmap32 } = roaring;
 export type Bitmap = InstanceType<typeof RoaringBitmap32>;
@@ -40,16 +40,6 @@ interface Bucket {
 /** A bucket that grew past this is given back after a flush (a snapshot's big transaction). */
 const BUCKET_KEEP = 4096;
 
-/** Segment ids of a members value (ascending; see store/members.ts), written into `out`; returns how many. */
-export function idsOf(buf: Uint8Array | undefined, out: Uint32Array, size = buf?.length ?? 0): number {
-  if (buf === undefined || size < HEADER_BYTES || (size - HEADER_BYTES) % PAIR_BYTES !== 0) return 0;
-  // Bytes assembled by hand: no view object per value (the writer's every change passes here).
-  let n = 0;
-  for (let off = HEADER_BYTES; off < size && n < out.length; off += PAIR_BYTES)
-    out[n++] = (buf[off]! | (buf[off + 1]! << 8) | (buf[off + 2]! << 16) | (buf[off + 3]! << 24)) >>> 0;
-  return n;
-}
-
 /**
  * A members value read by a rebuild's scan: lmdb-js hands its decoder the
  * value's bytes in place (no copy per user, `decoderCopies`); the decoder
@@ -63,7 +53,7 @@ const scanned = {
   decode(bytes: Uint8Array, size: number): number {
     const want = (size - HEADER_BYTES) / PAIR_BYTES;
     if (want > scanned.ids.length) scanned.ids = new Uint32Array(Math.max(want, scanned.ids.length * 2));
-    return idsOf(bytes, scanned.ids, size);
+    return segmentIds(bytes, scanned.ids, size);
   },
 };
 

@@ -13,7 +13,7 @@
 import type { Database } from 'lmdb';
 import { writeSequence, type Store } from '../store/env.js';
 import { MemberWatch } from '../store/member-watch.js';
-import { GenerationIndex, idsOf, newBitmap, openScan, type Bitmap } from './generation-index.js';
+import { GenerationIndex, openScan, type Bitmap } from './generation-index.js';
 
 export const INSIGHTS_SEQ_KEY = 'insights.seq';
 /** Users per rebuild transaction (and per bitmap flush). */

@@ -58,11 +58,11 @@ export function liveSegments(buf: Buffer, nowSec: number, out: Uint32Array): num
 }
 
 /** Segment ids of a members value (ascending), expired ones included, written into `out`; returns how many. */
-export function segmentIds(buf: Uint8Array, out: Uint32Array): number {
-  if (buf.length < HEADER_BYTES || (buf.length - HEADER_BYTES) % PAIR_BYTES !== 0) return 0;
-  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+export function segmentIds(buf: Uint8Array | undefined, out: Uint32Array, size = buf?.length ?? 0): number {
+  if (buf === undefined || size < HEADER_BYTES || (size - HEADER_BYTES) % PAIR_BYTES !== 0) return 0;
+  // Bytes assembled by hand: no view object per value (the writer's every change passes here).
   let n = 0;
-  for (let off = HEADER_BYTES; off < buf.length && n < out.length; off += PAIR_BYTES)
-    out[n++] = dv.getUint32(off, true);
+  for (let off = HEADER_BYTES; off < size && n < out.length; off += PAIR_BYTES)
+    out[n++] = (buf[off]! | (buf[off + 1]! << 8) | (buf[off + 2]! << 16) | (buf[off + 3]! << 24)) >>> 0;
   return n;
 }
