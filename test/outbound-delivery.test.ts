@@ -54,6 +54,7 @@ beforeAll(async () => {
       : { status: 200 },
   );
   rx.d4 = await startReceiver(() => (holdD4 ? { status: 500 } : { status: 200 }));
+  rx.d5 = await startReceiver();
   const seg = (id: number, partners: string[]) => ({ id, name: `s${id}`, segtax: 600, partners });
   const dest = (id: string, partner: string, extra: Record<string, unknown> = {}) => ({
     id,
@@ -71,8 +72,18 @@ beforeAll(async () => {
       { id: 'dsp2', segments: [2001] },
       { id: 'dsp3', segments: [3001] },
       { id: 'dsp4', segments: [4001, 4002] },
+      { id: 'dsp5', segments: [5001] },
     ],
-    segments: [seg(1001, []), seg(1002, []), seg(1003, []), seg(2001, []), seg(3001, []), seg(4001, []), seg(4002, [])],
+    segments: [
+      seg(1001, []),
+      seg(1002, []),
+      seg(1003, []),
+      seg(2001, []),
+      seg(3001, []),
+      seg(4001, []),
+      seg(4002, []),
+      seg(5001, []),
+    ],
     destinations: [
       // A generous timeout: a retry here would resend u2's join after its deletion, as a removal (right, but not this test's point).
       dest('d1', 'dsp1', {
@@ -84,6 +95,7 @@ beforeAll(async () => {
       dest('d2', 'dsp2'),
       dest('d3', 'dsp3'),
       dest('d4', 'dsp4', { segments: [4001, 4002] }),
+      dest('d5', 'dsp5', { idType: 'partner' }),
     ],
   };
   const configPath = join(tempDir('segd-config-'), 'segd.json');
@@ -150,6 +162,29 @@ describe('outbound delivery', () => {
     expect(JSON.stringify(rx.d1!.received.map((g) => g.body))).not.toMatch(/100[3]|2001|3001|400[12]/);
   });
 
+  it('sends a destination keyed by the partner’s own ids the removals of a deleted user, under the id it had', async () => {
+    const seen = (n: number) => rx.d5!.until((got) => (historyOf(got).get('P5')?.length ?? 0) >= n);
+    await push({ op: 'match', uid: 'u5', partner: 'dsp5', puid: 'P5' });
+    await push({ op: 'add', uid: 'u5', segments: [5001] });
+    await seen(1);
+    // The deletion unlinks P5 in the transaction that queues the removal: the removal still goes to P5.
+    const del = await fetch(`${segd.url}/v1/users?uid=u5`, { method: 'DELETE', headers: auth });
+    expect(del.status).toBe(200);
+    await seen(2);
+    expect(historyOf(deduplicated(rx.d5!.received))).toEqual(
+      new Map([
+        [
+          'P5',
+          [
+            [5001, 1],
+            [5001, 0],
+          ],
+        ],
+      ]),
+    );
+    expect(JSON.stringify(rx.d5!.received.map((g) => g.body))).not.toContain('u5');
+  });
+
   it('retries 429 (after Retry-After), 5xx, a hang past the timeout and a dropped connection, under the same key, until delivered', async () => {
     await push({ op: 'add', uid: 'r1', segments: [2001] });
     await rx.d2!.until((got) => got.length >= 6, 30_000);
@@ -212,7 +247,7 @@ describe('outbound delivery', () => {
     const list = await fetch(`${segd.url}/v1/admin/destinations`, { headers: auth });
     expect(list.status).toBe(200);
     const { destinations } = (await list.json()) as { destinations: Record<string, unknown>[] };
-    expect(destinations.map((d) => d.id).sort()).toEqual(['d1', 'd2', 'd3', 'd4']);
+    expect(destinations.map((d) => d.id).sort()).toEqual(['d1', 'd2', 'd3', 'd4', 'd5']);
     const d1 = destinations.find((d) => d.id === 'd1')!;
     expect(d1).toMatchObject({ partner: 'dsp1', bearer: '(set)', hmacSecret: '(set)', idType: 'uid' });
     expect(d1.delivery).toMatchObject({ running: true, backlog: 0, sent: 4 });
@@ -247,7 +282,7 @@ describe('outbound delivery', () => {
     const st = await runSegd(['status', '--json'], { SEGD_DATA_DIR: segd.dataDir });
     expect(st.code).toBe(0);
     const report = JSON.parse(st.stdout) as { outbound: { id: string; sent: number; backlog: number }[] };
-    expect(report.outbound.map((d) => d.id).sort()).toEqual(['d1', 'd2', 'd3', 'd4']);
+    expect(report.outbound.map((d) => d.id).sort()).toEqual(['d1', 'd2', 'd3', 'd4', 'd5']);
     expect(report.outbound.find((d) => d.id === 'd1')).toMatchObject({ sent: 4, backlog: 0 });
     const text = await runSegd(['status'], { SEGD_DATA_DIR: segd.dataDir });
     expect(text.stdout).toMatch(

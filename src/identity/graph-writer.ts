@@ -137,6 +137,17 @@ export class GraphWriter implements ProfileGraph {
    * id it links (and the target's key) stops resolving, its links and the
    * sync times of it and its merged uids go.
    */
+  /** The segd uids `target` names: its profile and the uids merged into it (read only). */
+  usersOf(target: ForgetTarget): string[] {
+    const uid = target.uid !== undefined ? this.profileOf(target.uid) : (this.store.idmap.get(target.key!) ?? null);
+    if (uid === null) return [];
+    const merged = this.links
+      .list(uid)
+      .filter((k) => kindOf(k) === 'uid')
+      .map((k) => k.slice(k.lastIndexOf(SEP) + 1));
+    return [uid, ...merged];
+  }
+
   unlink(target: ForgetTarget): Unlinked {
     const { idmap, syncs } = this.store;
     const uid = target.uid !== undefined ? this.profileOf(target.uid) : (idmap.get(target.key!) ?? null);

@@ -61,7 +61,8 @@ export function lineOf(store: Store, rule: DestinationRule, seq: number, e: Outb
   for (const s of e.l) if (rule.allows(s)) segments.push({ id: s, status: 0 });
   if (segments.length === 0) return null;
   segments.sort((a, b) => a.id - b.id);
-  const id = destinationId(store, rule.dest, e.u);
+  // The id as linked now; after a deletion unlinked it, the one recorded when the change was queued.
+  const id = destinationId(store, rule.dest, e.u) ?? e.i ?? null;
   if (id === null) return null;
   return { id, u: e.u, seq, segments, attempts: e.a ?? 0, at: e.at };
 }

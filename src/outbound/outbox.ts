@@ -15,6 +15,7 @@
 import { GENERATION_KEY, type Store } from '../store/env.js';
 import { MemberWatch, type MemberObserver } from '../store/member-watch.js';
 import { missingFrom, type DestinationRules } from './deltas.js';
+import { destinationId } from './batcher.js';
 
 export interface OutboxEntry {
   /** segd uid. */
@@ -26,6 +27,12 @@ export interface OutboxEntry {
   l: number[];
   /** Deliveries tried already (a line a receiver refused, queued again). */
   a?: number;
+  /**
+   * The destination's id for the user when the change was queued (destinations
+   * whose idType is not the segd uid): a deletion unlinks those ids in the
+   * transaction that queues its removal, and the removal must still reach them.
+   */
+  i?: string;
   /** A resync marker: the destination is sent its whole state (no u, j, l). */
   r?: 1;
 }
@@ -77,7 +84,13 @@ export class OutboxWriter implements MemberObserver {
     for (const rule of rules) {
       const j = missingFrom(after, na, before, nb, rule.allows);
       const l = missingFrom(before, nb, after, na, rule.allows);
-      if (j.length || l.length) this.pending.push([rule.dest.id, { u: uid, at, j, l }]);
+      if (j.length === 0 && l.length === 0) continue;
+      const entry: OutboxEntry = { u: uid, at, j, l };
+      if (rule.dest.idType !== 'uid') {
+        const id = destinationId(this.store, rule.dest, uid);
+        if (id !== null) entry.i = id;
+      }
+      this.pending.push([rule.dest.id, entry]);
     }
   }
 

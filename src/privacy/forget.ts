@@ -56,6 +56,8 @@ export interface Unlinked {
 
 /** What forgetting needs of the ID graph (identity/graph-writer.ts). */
 export interface ProfileGraph {
+  /** The segd uids `target` names (its profile and the uids merged into it), before anything is unlinked. */
+  usersOf(target: ForgetTarget): string[];
   /** Inside a transaction: the profile `target` names leaves the graph (its ids, links and sync times). */
   unlink(target: ForgetTarget): Unlinked;
   /** After the transaction that unlinked `u` committed. */
@@ -128,15 +130,16 @@ export class Forget {
       return keep.until;
     };
     this.writes.commit(() => {
+      // Memberships go before the links: the removal each destination is owed
+      // is queued while the user's ids there (a partner uid, an ifa) can still
+      // be read (outbound/outbox.ts).
+      let memberships = false;
+      for (const uid of this.graph.usersOf(target)) memberships = this.writes.removeMembers(uid) || memberships;
       const u = (unlinked = this.graph.unlink(target));
       const tomb: Suppression = { at: nowSec, until, reason };
       for (const k of u.ids) kept.set(k, tombstone(k, tomb));
       const users = u.uid !== null ? [u.uid, ...u.merged] : u.merged;
-      let memberships = false;
-      for (const uid of users) {
-        memberships = this.writes.removeMembers(uid) || memberships;
-        suppressed.set(uid, tombstone(uid, tomb));
-      }
+      for (const uid of users) suppressed.set(uid, tombstone(uid, tomb));
       // What the answer and the audit report: the profile's tombstone as it now stands.
       const lasts = users.length ? suppressed.get(users[0]!)! : (kept.get(target.key!) ?? until);
       const requested = target.key ?? target.uid!;
