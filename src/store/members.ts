@@ -56,3 +56,17 @@ export function liveSegments(buf: Buffer, nowSec: number, out: Uint32Array): num
   }
   return n;
 }
+
+/**
+ * The earliest expiresAt after `nowSec` among the pairs (0: none): until
+ * then, liveSegments(buf, t, …) gives the same ids for any t ≥ nowSec.
+ */
+export function nextExpiry(buf: Buffer, nowSec: number): number {
+  let next = 0;
+  const end = buf.length - PAIR_BYTES;
+  for (let off = HEADER_BYTES; off <= end; off += PAIR_BYTES) {
+    const exp = buf.readUInt32LE(off + 4);
+    if (exp > nowSec && (next === 0 || exp < next)) next = exp;
+  }
+  return next;
+}
