@@ -4,7 +4,8 @@
 // the uid as sent; for graph ids only admin keys, or a partner's own uid).
 // Synchronous from request to answer: read the query and headers, check the
 // caller (partner key → licence), read (lookup/read.ts: one LMDB get from the
-// memory map, filtered by licence in place), encode, end.
+// memory map, filtered by licence in place), encode, end. By uid, a hot user's
+// encoded answer may come from the worker's hot answers (lookup/hot-answers.ts).
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import { checkUid } from '../../identity/uid.js';
