@@ -28,18 +28,21 @@ import bloomFilters from 'bloom-filters';
 import { intFlag, parseFlags } from '../src/terminal/flags.js';
 import { enrichBench } from './micro-enrich.js';
 import { batchBench } from './micro-batch.js';
+import { hotBench } from './micro-hot.js';
+import { SharedState, COMMIT_SLOT, GENERATION_SLOT } from '../src/shared-state.js';
 const { BloomFilter } = bloomFilters;
 
 const flags = parseFlags('npm run bench:micro --', process.argv.slice(2), {
   users: 'users in the store (default 1M)',
   ops: 'operations per measurement (default 2M)',
-  only: 'one section: enrich | batch (default: all)',
+  only: 'one section: enrich | batch | hot (default: all)',
 });
 const USERS = intFlag(flags, 'users', { min: 1000, max: 100_000_000, def: 1_000_000 });
 const OPS = intFlag(flags, 'ops', { min: 1000, max: 1_000_000_000, def: 2_000_000 });
 const MICRO_KEY = 'micro-bench-key-0123456789';
 const ONLY = typeof flags.only === 'string' ? flags.only : null;
-if (ONLY !== null && ONLY !== 'enrich' && ONLY !== 'batch') throw new Error('--only takes enrich or batch');
+if (ONLY !== null && ONLY !== 'enrich' && ONLY !== 'batch' && ONLY !== 'hot')
+  throw new Error('--only takes enrich, batch or hot');
 
 function bench(name: string, fn: (i: number) => unknown): number {
   let sink = 0;
@@ -59,7 +62,12 @@ if (ONLY === null || ONLY === 'enrich') {
 
 const dir = mkdtempSync(join(tmpdir(), 'segd-micro-'));
 try {
-  const store = openStore(dir);
+  // The cells a worker's store shares with the supervisor: hot answers watch them.
+  const state = SharedState.create();
+  const store = openStore(dir, {
+    generationCell: { cells: state.flags, index: GENERATION_SLOT },
+    commitCell: { cells: state.flags, index: COMMIT_SLOT },
+  });
   const writer = new Writer(store);
   const syn = new Synthetic(DEFAULT_SYNTHETIC);
   const now = nowSeconds();
@@ -88,6 +96,13 @@ try {
   const lookup = new SegmentLookup(store);
   const out = new Uint32Array(64);
 
+  if (ONLY === 'hot') {
+    console.log(`\nGET lookups on a Zipf key mix, ${USERS} users (best of 5 alternating rounds)\n`);
+    hotBench(store, state.flags, USERS, DEFAULT_SYNTHETIC.seed);
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(0);
+  }
   if (ONLY === 'batch') {
     batchBench(lookup, hits, misses, now);
     await store.close();
@@ -223,6 +238,8 @@ try {
   );
 
   batchBench(lookup, hits, misses, now);
+  console.log(`\nGET lookups on a Zipf key mix (best of 5 alternating rounds)\n`);
+  hotBench(store, state.flags, USERS, DEFAULT_SYNTHETIC.seed);
 
   const m = new HttpMetrics();
   const r = m.route('segments');

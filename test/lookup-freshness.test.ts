@@ -41,3 +41,44 @@ describe('freshness', () => {
     expect(missed).toEqual([]);
   });
 });
+
+describe('freshness of hot answers', () => {
+  // One worker and a tiny cache: it stands aside only while commits come closer than 8 lookups, so with
+  // 12 lookups per change it is in use for every change below.
+  let segd: Segd;
+  beforeAll(async () => {
+    segd = await startSegd({ env: { SEGD_INGEST_KEYS: KEY, SEGD_WORKERS: '1', SEGD_HOT_ANSWERS: '4' } });
+  });
+  afterAll(async () => {
+    expect(await stopReport(segd)).toEqual(CLEAN_STOP);
+  });
+
+  it('a hot user (its answer kept by the worker) is answered anew after each pushed change', async () => {
+    const hitsSoFar = async () => {
+      const text = await (await fetch(`${segd.url}/metrics`)).text();
+      return Number(/^segd_lookups_total\{result="hit"\} (\d+)/m.exec(text)?.[1]);
+    };
+    const hits0 = await hitsSoFar();
+    const stale: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const r = await push(segd, `{"op":"add","uid":"hot-user","segments":[${100 + i}]}\n`);
+      expect(r.status).toBe(200);
+      await r.arrayBuffer();
+      // Several lookups per change in every format: kept on the second, served from the third.
+      for (let k = 0; k < 6; k++) {
+        if (!(await segmentsOf(segd, 'uid=hot-user')).includes(100 + i)) stale.push(`json ${i}`);
+        const kv = await (await fetch(`${segd.url}/v1/segments?uid=hot-user&format=kv`)).text();
+        if (
+          !kv
+            .slice(kv.indexOf('=') + 1)
+            .split(',')
+            .includes(String(100 + i))
+        )
+          stale.push(`kv ${i}`);
+      }
+    }
+    expect(stale).toEqual([]);
+    // Every lookup counted as a hit, remembered answers too: 40 changes × 6 rounds × 2 formats.
+    expect((await hitsSoFar()) - hits0).toBe(40 * 6 * 2);
+  });
+});

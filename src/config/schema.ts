@@ -60,6 +60,7 @@ export interface Config {
   wsIdleSeconds: number;
   gamKey: string;
   gamMaxBytes: number;
+  hotAnswers: number;
   rtdOrigins: RtdSite[];
   unknownSegments: 'accept' | 'reject';
   cookieName: string;
@@ -553,6 +554,13 @@ export const SETTINGS: Setting[] = [
     def: 512,
     parse: int(16, 65_536),
     doc: 'cap of a `?format=gam` answer; whole values past it are dropped (never a partial id)',
+  },
+  {
+    key: 'hotAnswers',
+    env: 'SEGD_HOT_ANSWERS',
+    def: 8192,
+    parse: int(0, 1_048_576),
+    doc: 'encoded `GET /v1/segments?uid=` answers of hot users each worker keeps (by uid, caller licence and format; 512 bytes of buffer each); every commit drops them all, a membership expiry ends those it is in; 0 = off',
   },
   {
     key: 'rtdOrigins',

@@ -7,8 +7,13 @@
 // that profile. Merged uids are in the known-users filter, so a filtered miss
 // (most misses) costs no second get. Allocation-free: the answer is left in
 // `ids` and `profile`, valid until the next read.
+//
+// With hot answers (hot-answers.ts), a route that encodes the answer of a
+// read by segd uid asks `remembered` first and hands its bytes to `keep`
+// after a read; a remembered answer counts as the hit it was.
 import type { SegmentLookup } from './segments.js';
 import type { Licence } from './licences.js';
+import type { HotAnswers } from './hot-answers.js';
 
 /** The ID graph as the read path needs it (src/identity/graph.ts satisfies it). */
 interface ProfileSource {
@@ -24,11 +29,18 @@ interface LookupCounts {
 export class ReadPath {
   /** The segd uid of the profile the last read found or tried (null: none named). */
   profile: string | null = null;
+  /** What the last read was asked, for `keep`; `found`: it found the user. */
+  private sent: string | null = null;
+  private licence: Licence | undefined = undefined;
+  private nowSec = 0;
+  private found = false;
 
   constructor(
     private readonly lookup: SegmentLookup,
     private readonly graph: ProfileSource,
     private readonly counts: LookupCounts,
+    /** Encoded answers of hot users; null: every lookup reads. */
+    private readonly hot: HotAnswers | null = null,
   ) {}
 
   /** The segment ids of the last read, ascending (the first `n` are valid). */
@@ -44,6 +56,10 @@ export class ReadPath {
    */
   read(uid: string | null, licence: Licence | undefined, nowSec: number): number {
     this.profile = uid;
+    this.sent = uid;
+    this.licence = licence;
+    this.nowSec = nowSec;
+    this.found = false;
     if (uid === null) {
       this.counts.miss();
       return 0;
@@ -62,6 +78,29 @@ export class ReadPath {
       return 0;
     }
     this.counts.hit();
+    this.found = true;
     return licence === undefined ? 0 : licence.filter(lookup.ids, n);
+  }
+
+  /**
+   * The answer `licence` got in `variant` (a format) for segd uid `uid`, if
+   * a read at `nowSec` would still give it (counted as a hit); undefined:
+   * read, encode and `keep`. Valid until the next read.
+   */
+  remembered(uid: string, licence: Licence, variant: number, nowSec: number): Buffer | undefined {
+    if (this.hot === null) return undefined;
+    const answer = this.hot.get(licence, variant, uid, nowSec);
+    if (answer !== undefined) this.counts.hit();
+    return answer;
+  }
+
+  /**
+   * Right after a read: `answer`, its encoding in `variant`, is remembered
+   * when the read found the user (misses are cheap and rarely repeat).
+   */
+  keep(variant: number, answer: Uint8Array): void {
+    const hot = this.hot;
+    if (hot === null || !this.found || this.licence === undefined) return;
+    if (hot.wants(this.licence, variant, this.sent!)) hot.put(answer, this.nowSec, this.lookup.nextChange(this.nowSec));
   }
 }

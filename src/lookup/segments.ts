@@ -2,7 +2,7 @@
 // memory map; one reusable output array per worker, no per-lookup objects.
 import type { Database } from 'lmdb';
 import type { Store } from '../store/env.js';
-import { liveSegments, HEADER_BYTES } from '../store/members.js';
+import { liveSegments, nextExpiry, HEADER_BYTES } from '../store/members.js';
 
 /** More than any real profile holds; a value with more pairs is truncated. */
 const MAX_SEGMENTS_PER_USER = 65_536;
@@ -25,6 +25,8 @@ export class SegmentLookup {
   filter: KnownUsersFilter | null = null;
   /** Whether the last `find` was answered by the filter alone ("definitely unknown"). */
   filtered = false;
+  /** The value the last `find` read (valid until the next LMDB get), or null. */
+  private value: Buffer | null = null;
   /** Set by pin(): the generation every find reads until unpin(). */
   private pinned: Database<Buffer, string> | null = null;
 
@@ -52,10 +54,12 @@ export class SegmentLookup {
     if (filter !== null && !filter.mayContain(uid)) {
       this.filterStats[FILTER_NEGATIVE]!++;
       this.filtered = true;
+      this.value = null;
       return -1;
     }
     this.filtered = false;
     const buf = (this.pinned ?? this.store.members).getBinaryFast(uid) as Buffer | undefined;
+    this.value = buf ?? null;
     // No value, or a tombstone (header only): an unknown user.
     if (buf === undefined || buf.length <= HEADER_BYTES) {
       if (filter !== null) this.filterStats[FILTER_FALSE_POSITIVE]!++;
@@ -63,6 +67,15 @@ export class SegmentLookup {
     }
     if (filter !== null) this.filterStats[FILTER_TRUE_POSITIVE]!++;
     return liveSegments(buf, nowSec, this.ids);
+  }
+
+  /**
+   * The second from which the last find's answer, read at `nowSec`, may
+   * differ (0: only a commit changes it). Only before the next LMDB get: the
+   * value is lmdb-js's reused buffer.
+   */
+  nextChange(nowSec: number): number {
+    return this.value === null ? 0 : nextExpiry(this.value, nowSec);
   }
 }
 

@@ -66,3 +66,17 @@ export function segmentIds(buf: Uint8Array | undefined, out: Uint32Array, size =
     out[n++] = (buf[off]! | (buf[off + 1]! << 8) | (buf[off + 2]! << 16) | (buf[off + 3]! << 24)) >>> 0;
   return n;
 }
+
+/**
+ * The earliest expiresAt after `nowSec` among the pairs (0: none): until
+ * then, liveSegments(buf, t, …) gives the same ids for any t ≥ nowSec.
+ */
+export function nextExpiry(buf: Buffer, nowSec: number): number {
+  let next = 0;
+  const end = buf.length - PAIR_BYTES;
+  for (let off = HEADER_BYTES; off <= end; off += PAIR_BYTES) {
+    const exp = buf.readUInt32LE(off + 4);
+    if (exp > nowSec && (next === 0 || exp < next)) next = exp;
+  }
+  return next;
+}

@@ -4,12 +4,13 @@
 // the uid as sent; for graph ids only admin keys, or a partner's own uid).
 // Synchronous from request to answer: read the query and headers, check the
 // caller (partner key → licence), read (lookup/read.ts: one LMDB get from the
-// memory map, filtered by licence in place), encode, end.
+// memory map, filtered by licence in place), encode, end. By uid, a hot user's
+// encoded answer may come from the worker's hot answers (lookup/hot-answers.ts).
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import { checkUid } from '../../identity/uid.js';
 import { nowSeconds } from '../../lookup/segments.js';
-import { pickFormat, jsonAnswer, msgpackAnswer, kvAnswer, gamAnswer, keyPrefix, AnswerBuffer } from '../format.js';
+import { pickFormat, answerIn, keyPrefix, AnswerBuffer, FORMATS, type Format } from '../format.js';
 import {
   sendError,
   sendBody,
@@ -23,17 +24,26 @@ import {
 import { Flag } from '../../shared-state.js';
 import { readGraphKey } from './id-query.js';
 import { ReadPath } from '../../lookup/read.js';
+import { HotAnswers } from '../../lookup/hot-answers.js';
 import { shownUid } from '../../lookup/reveal.js';
 
 export function segmentsRoute(deps: AppDeps) {
   const { lookup, metrics, config, state, graph, callers, admission, capture } = deps;
-  const gamPrefix = keyPrefix(config.gamKey);
-  const gamMax = config.gamMaxBytes;
+  const keys = { kv: keyPrefix(config.kvKey), gam: keyPrefix(config.gamKey), gamMaxBytes: config.gamMaxBytes };
   const m = metrics.route('segments');
   const maxUid = config.maxUidBytes;
-  const kvPrefix = keyPrefix(config.kvKey);
   const out = new AnswerBuffer();
-  const reader = new ReadPath(lookup, graph, metrics);
+  const hot = config.hotAnswers > 0 ? new HotAnswers(state.flags, config.hotAnswers) : null;
+  const reader = new ReadPath(lookup, graph, metrics, hot);
+  const send = (res: HttpResponse, format: Format, body: Buffer): number => {
+    // While draining, ask keep-alive clients to reconnect (to another node).
+    const close = state.get(Flag.Draining);
+    if (format === 'json') return sendBody(res, 200, JSON_TYPE, body, close);
+    if (format === 'msgpack') return sendBody(res, 200, MSGPACK_TYPE, body, close);
+    // Readable by the on-page snippet (a simple GET: no preflight).
+    if (format === 'gam') res.writeHeader(ALLOW_ORIGIN, ANY_ORIGIN);
+    return sendBody(res, 200, TEXT_TYPE, body, close);
+  };
 
   return (res: HttpResponse, req: HttpRequest): void => {
     const t0 = performance.now();
@@ -65,26 +75,22 @@ export function segmentsRoute(deps: AppDeps) {
       st = sendError(res, 'BAD_ID_KEY', byGraph.problem);
     } else if (format === null) {
       st = sendError(res, 'BAD_FORMAT');
-    } else {
-      let count: number;
-      let who: string | null;
-      if (byGraph === null) {
-        count = reader.read(uid as string, licence, nowSeconds());
-        who = shownUid(licence, 'uid', uid as string, reader.profile, graph);
-      } else {
-        count = reader.read(graph.resolveKey(byGraph.key), licence, nowSeconds());
-        who = shownUid(licence, named !== undefined ? 'own' : 'graph', null, reader.profile, graph);
+    } else if (byGraph === null) {
+      // By segd uid: the answer may be remembered (lookup/hot-answers.ts).
+      const nowSec = nowSeconds();
+      const variant = FORMATS.indexOf(format);
+      let body = reader.remembered(uid as string, licence, variant, nowSec);
+      if (body === undefined) {
+        const count = reader.read(uid as string, licence, nowSec);
+        const who = shownUid(licence, 'uid', uid as string, reader.profile, graph);
+        body = answerIn(format, out, keys, who, reader.ids, count);
+        reader.keep(variant, body);
       }
-      const ids = reader.ids;
-      // While draining, ask keep-alive clients to reconnect (to another node).
-      const close = state.get(Flag.Draining);
-      if (format === 'json') st = sendBody(res, 200, JSON_TYPE, jsonAnswer(out, who, ids, count), close);
-      else if (format === 'kv') st = sendBody(res, 200, TEXT_TYPE, kvAnswer(out, kvPrefix, ids, count), close);
-      else if (format === 'gam') {
-        // Readable by the on-page snippet (a simple GET: no preflight).
-        res.writeHeader(ALLOW_ORIGIN, ANY_ORIGIN);
-        st = sendBody(res, 200, TEXT_TYPE, gamAnswer(out, gamPrefix, ids, count, gamMax), close);
-      } else st = sendBody(res, 200, MSGPACK_TYPE, msgpackAnswer(out, who, ids, count), close);
+      st = send(res, format, body);
+    } else {
+      const count = reader.read(graph.resolveKey(byGraph.key), licence, nowSeconds());
+      const who = shownUid(licence, named !== undefined ? 'own' : 'graph', null, reader.profile, graph);
+      st = send(res, format, answerIn(format, out, keys, who, reader.ids, count));
     }
     m.observe(st, (performance.now() - t0) / 1000);
   };
