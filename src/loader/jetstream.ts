@@ -91,6 +91,8 @@ export class JetStreamSource {
   private readonly halt = new AbortController();
   /** The fetch in progress, stopped by stop(). */
   private fetching: ConsumerMessages | null = null;
+  /** A group was committed since the last retry: the backoff starts over. */
+  private committedSinceRetry = false;
   /** What the source is waiting for now (named in the log of a shutdown that runs out of time). */
   waitingFor: Phase = 'nothing';
 
@@ -145,6 +147,10 @@ export class JetStreamSource {
         this.pending = -1; // the last figure is no longer known to hold (a leader change, a lost server)
         this.consumer = null; // re-resolve after reconnects and server restarts
         this.waitingFor = 'retry backoff';
+        // A pull that applied messages before it failed (missed heartbeats) made
+        // progress: the wait starts over rather than doubling towards 5 s.
+        if (this.committedSinceRetry) backoff = 250;
+        this.committedSinceRetry = false;
         await sleep(backoff, undefined, { signal: this.halt.signal }).catch(() => undefined);
         backoff = Math.min(backoff * 2, 5000);
       }
@@ -355,6 +361,7 @@ export class JetStreamSource {
     this.onBatch?.(stats);
     this.log.debug({ from: msgs[0]!.info.streamSequence, to: last, done, ...stats }, 'jetstream batch committed');
     // Acked only after the commit above: AckPolicy.All acks the whole batch.
+    this.committedSinceRetry = true;
     await msgs[msgs.length - 1]!.ackAck();
   }
 
