@@ -7,7 +7,9 @@ import type { AppDeps } from './deps.js';
 import type { Route } from '../metrics/http.js';
 import { BearerKeys } from './auth.js';
 import { sendBody, sendError, JSON_TYPE } from './respond.js';
-import { pending } from './pending.js';
+import { pending, type Pending } from './pending.js';
+import { readBody } from './body.js';
+import { parseJson } from '../codec/json.js';
 
 /** Records an answer's status (and the time since the request came in). */
 export type Done = (status: number) => void;
@@ -45,4 +47,31 @@ export function answerLater(
       p.settle(() => done(sendError(res, 'INTERNAL', `${context.what} failed`)));
     },
   );
+}
+
+/**
+ * The JSON body of an admin record's PUT: 415 unless JSON, 413 past
+ * SEGD_MAX_BODY_BYTES, 400 unless it parses; otherwise `use` gets it and the
+ * pending answer (refusals close the connection: the body may be unread).
+ */
+export function readAdminJson(
+  deps: AppDeps,
+  res: HttpResponse,
+  req: HttpRequest,
+  done: Done,
+  use: (body: unknown, p: Pending) => void,
+): void {
+  if (!req.getHeader('content-type').startsWith('application/json'))
+    return done(sendError(res, 'UNSUPPORTED_MEDIA_TYPE', 'admin records are application/json', true));
+  const p = pending(res, deps.inflight);
+  readBody(res, req.getHeader('content-length'), deps.config.maxBodyBytes, (r) => {
+    if (!r.ok) return p.settle(() => done(sendError(res, 'BODY_TOO_LARGE', undefined, true)));
+    let body: unknown;
+    try {
+      body = parseJson(r.body);
+    } catch (err) {
+      return p.settle(() => done(sendError(res, 'BAD_JSON', (err as Error).message.slice(0, 200))));
+    }
+    use(body, p);
+  });
 }

@@ -5,12 +5,11 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import { BearerKeys } from '../auth.js';
-import { readBody } from '../body.js';
 import { sendError, sendBody, JSON_TYPE } from '../respond.js';
 import { pending } from '../pending.js';
+import { readAdminJson } from '../admin-route.js';
 import { ERRORS } from '../../errors.js';
 import { PARTNER_ID } from '../../partners/validate.js';
-import { parseJson } from '../../codec/json.js';
 import { publicPartner, type RegistryOp } from '../../partners/admin.js';
 
 type Handler = (res: HttpResponse, req: HttpRequest) => void;
@@ -90,18 +89,7 @@ export function adminRoutes(deps: AppDeps): AdminRoutes {
       if (!done) return;
       const id = idOf(kind, res, req, done, true);
       if (id === null) return;
-      if (!req.getHeader('content-type').startsWith('application/json')) {
-        return done(sendError(res, 'UNSUPPORTED_MEDIA_TYPE', 'admin records are application/json', true));
-      }
-      const p = pending(res, deps.inflight);
-      readBody(res, req.getHeader('content-length'), deps.config.maxBodyBytes, (r) => {
-        if (!r.ok) return p.settle(() => done(sendError(res, 'BODY_TOO_LARGE', undefined, true)));
-        let body: unknown;
-        try {
-          body = parseJson(r.body);
-        } catch (err) {
-          return p.settle(() => done(sendError(res, 'BAD_JSON', (err as Error).message.slice(0, 200))));
-        }
+      readAdminJson(deps, res, req, done, (body, p) =>
         change(
           res,
           done,
@@ -109,8 +97,8 @@ export function adminRoutes(deps: AppDeps): AdminRoutes {
             ? { kind: 'putPartner', id: id as string, body }
             : { kind: 'putSegment', id: id as number, body },
           p,
-        );
-      });
+        ),
+      );
     },
     del: (kind) => (res, req) => {
       const done = begin(res, req, false);

@@ -5,14 +5,12 @@
 // before the answer.
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
-import { readBody } from '../body.js';
 import { sendError, sendBody, JSON_TYPE } from '../respond.js';
 import { pending } from '../pending.js';
 import { PARTNER_ID } from '../../partners/validate.js';
-import { parseJson } from '../../codec/json.js';
 import type { RegistryOp } from '../../partners/admin.js';
 import type { OutboundQuery } from '../../outbound/admin.js';
-import { adminRoute, type Done } from '../admin-route.js';
+import { adminRoute, readAdminJson, type Done } from '../admin-route.js';
 import { answerRegistryChange } from './admin.js';
 
 type Handler = (res: HttpResponse, req: HttpRequest) => void;
@@ -70,19 +68,7 @@ export function destinationRoutes(deps: AppDeps): {
       (res, req, done) => {
         const id = idOf(res, req, done, true);
         if (id === null) return;
-        if (!req.getHeader('content-type').startsWith('application/json'))
-          return done(sendError(res, 'UNSUPPORTED_MEDIA_TYPE', 'admin records are application/json', true));
-        const p = pending(res, deps.inflight);
-        readBody(res, req.getHeader('content-length'), deps.config.maxBodyBytes, (r) => {
-          if (!r.ok) return p.settle(() => done(sendError(res, 'BODY_TOO_LARGE', undefined, true)));
-          let body: unknown;
-          try {
-            body = parseJson(r.body);
-          } catch (err) {
-            return p.settle(() => done(sendError(res, 'BAD_JSON', (err as Error).message.slice(0, 200))));
-          }
-          change(res, done, { kind: 'putDestination', id, body }, p);
-        });
+        readAdminJson(deps, res, req, done, (body, p) => change(res, done, { kind: 'putDestination', id, body }, p));
       },
       true,
     ),
