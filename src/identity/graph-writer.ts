@@ -20,7 +20,7 @@
 import type { Database } from 'lmdb';
 import type { Store } from '../store/env.js';
 import type { SuppressedUsers } from '../privacy/suppressions.js';
-import type { ForgetTarget, ProfileGraph, Unlinked } from '../privacy/forget.js';
+import type { ForgetTarget, Profile, ProfileGraph, Unlinked } from '../privacy/forget.js';
 import { aliasKey, describeKey, kindOf, SEP } from './graph-keys.js';
 import { Links } from './links.js';
 
@@ -132,32 +132,34 @@ export class GraphWriter implements ProfileGraph {
     this.members.markKnown(from);
   }
 
-  /**
-   * Inside a transaction: the profile `target` names leaves the graph: every
-   * id it links (and the target's key) stops resolving, its links and the
-   * sync times of it and its merged uids go.
-   */
-  /** The segd uids `target` names: its profile and the uids merged into it (read only). */
-  usersOf(target: ForgetTarget): string[] {
+  /** The profile `target` names (through merges), the ids it links and its segd uids (read only). */
+  profile(target: ForgetTarget): Profile {
     const uid = target.uid !== undefined ? this.profileOf(target.uid) : (this.store.idmap.get(target.key!) ?? null);
-    if (uid === null) return [];
-    const merged = this.links
-      .list(uid)
-      .filter((k) => kindOf(k) === 'uid')
-      .map((k) => k.slice(k.lastIndexOf(SEP) + 1));
-    return [uid, ...merged];
+    if (uid === null) return { uid, linked: [], users: [] };
+    const linked = this.links.list(uid);
+    const users = [uid];
+    for (const k of linked) {
+      const m = mergedUid(k);
+      if (m !== null) users.push(m);
+    }
+    return { uid, linked, users };
   }
 
-  unlink(target: ForgetTarget): Unlinked {
+  /**
+   * Inside a transaction: the profile `target` names (`p`, read in the same
+   * transaction) leaves the graph: every id it links (and the target's key)
+   * stops resolving, its links and the sync times of it and its merged uids go.
+   */
+  unlink(target: ForgetTarget, p: Profile): Unlinked {
     const { idmap, syncs } = this.store;
-    const uid = target.uid !== undefined ? this.profileOf(target.uid) : (idmap.get(target.key!) ?? null);
-    const linked = uid !== null ? this.links.list(uid) : [];
+    const { uid, linked } = p;
     const keys = target.key !== undefined && !linked.includes(target.key) ? [...linked, target.key] : linked;
     const ids: string[] = [];
     const merged: string[] = [];
     for (const k of keys) {
       idmap.removeSync(k);
-      if (kindOf(k) === 'uid') merged.push(k.slice(k.lastIndexOf(SEP) + 1));
+      const m = mergedUid(k);
+      if (m !== null) merged.push(m);
       else ids.push(k);
     }
     if (uid !== null) syncs.removeSync(uid);
@@ -174,4 +176,9 @@ export class GraphWriter implements ProfileGraph {
   describe(key: string): string {
     return describeKey(key);
   }
+}
+
+/** The segd uid a `uid`-kind id key names (a uid merged into a profile), or null for any other key. */
+function mergedUid(k: string): string | null {
+  return kindOf(k) === 'uid' ? k.slice(k.lastIndexOf(SEP) + 1) : null;
 }

@@ -43,6 +43,15 @@ export interface ForgetResult {
 export type ForgetAnswer = ForgetResult | { full: StallReason };
 
 /** What a profile leaves behind in the ID graph when it is forgotten. */
+export interface Profile {
+  /** The profile `target` named (through merges); null when its key named none. */
+  uid: string | null;
+  /** The id keys it links. */
+  linked: string[];
+  /** Its segd uid and the uids merged into it (empty when uid is null). */
+  users: string[];
+}
+
 export interface Unlinked {
   /** The profile `target` named (through merges); null when its key named none. */
   uid: string | null;
@@ -56,10 +65,10 @@ export interface Unlinked {
 
 /** What forgetting needs of the ID graph (identity/graph-writer.ts). */
 export interface ProfileGraph {
-  /** The segd uids `target` names (its profile and the uids merged into it), before anything is unlinked. */
-  usersOf(target: ForgetTarget): string[];
-  /** Inside a transaction: the profile `target` names leaves the graph (its ids, links and sync times). */
-  unlink(target: ForgetTarget): Unlinked;
+  /** The profile `target` names, read before anything is unlinked. */
+  profile(target: ForgetTarget): Profile;
+  /** Inside a transaction: that profile leaves the graph (its ids, links and sync times). */
+  unlink(target: ForgetTarget, p: Profile): Unlinked;
   /** After the transaction that unlinked `u` committed. */
   unlinked(u: Unlinked): void;
   /** An id key's kind and source, for the audit log. */
@@ -133,9 +142,10 @@ export class Forget {
       // Memberships go before the links: the removal each destination is owed
       // is queued while the user's ids there (a partner uid, an ifa) can still
       // be read (outbound/outbox.ts).
+      const p = this.graph.profile(target);
       let memberships = false;
-      for (const uid of this.graph.usersOf(target)) memberships = this.writes.removeMembers(uid) || memberships;
-      const u = (unlinked = this.graph.unlink(target));
+      for (const uid of p.users) memberships = this.writes.removeMembers(uid) || memberships;
+      const u = (unlinked = this.graph.unlink(target, p));
       const tomb: Suppression = { at: nowSec, until, reason };
       for (const k of u.ids) kept.set(k, tombstone(k, tomb));
       const users = u.uid !== null ? [u.uid, ...u.merged] : u.merged;
