@@ -35,8 +35,12 @@ export class Exposures {
   ) {}
 
   /** The segment id of (campaign, event), created (id and taxonomy entry) on first use. */
-  private async segmentOf(campaign: string, event: ExposureEvent, made: Map<string, number>): Promise<number> {
-    const key = idKey(campaign, event);
+  private async segmentOf(
+    key: string,
+    campaign: string,
+    event: ExposureEvent,
+    made: Map<string, number>,
+  ): Promise<number> {
     const known = this.store.meta.get(key) as number | undefined;
     if (known !== undefined) {
       made.set(key, known);
@@ -64,8 +68,10 @@ export class Exposures {
     const made = new Map<string, number>();
     const ids: number[] = [];
     // A batch names few campaigns: each is looked up (or created) once, not once per hit.
-    for (const it of items)
-      ids.push(made.get(idKey(it.campaign, it.event)) ?? (await this.segmentOf(it.campaign, it.event, made)));
+    for (const it of items) {
+      const key = idKey(it.campaign, it.event);
+      ids.push(made.get(key) ?? (await this.segmentOf(key, it.campaign, it.event, made)));
+    }
     const now = nowSeconds();
     const changes: Change[] = items.map((it, i) => ({
       op: 'add',
