@@ -7,22 +7,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { runSegd, startSegd, tempDir, feedLine, type Segd } from './helpers/server.js';
+import { runSegd, startSegd, tempDir, type Segd } from './helpers/server.js';
 import { ADMIN_KEY, KEYS, PARTNERS, SEGMENTS } from './helpers/activation.js';
+import { insightsAudience } from './helpers/insights-audience.js';
 
-const N = 600;
-/** Segments of user i: 1001 every 2nd, 1002 every 3rd, 2001 every 5th, 3005 the first 150. */
-function segmentsOf(i: number): number[] {
-  const s: number[] = [];
-  if (i % 2 === 0) s.push(1001);
-  if (i % 3 === 0) s.push(1002);
-  if (i % 5 === 0) s.push(2001);
-  if (i < 150) s.push(3005);
-  return s;
-}
-const users = Array.from({ length: N }, (_, i) => i);
-const count = (pred: (s: number[]) => boolean) => users.filter((i) => pred(segmentsOf(i))).length;
-const inAll = (...ids: number[]) => count((s) => ids.every((id) => s.includes(id)));
+const { count, inAll, seed } = insightsAudience(600, 150);
 const int = (n: number) => n.toLocaleString('en');
 
 const dir = tempDir('segd-insights-cli-');
@@ -30,14 +19,7 @@ const config = join(dir, 'segd.json');
 let segd: Segd;
 
 beforeAll(async () => {
-  writeFileSync(
-    join(dir, 'seed.ndjson'),
-    users
-      .map((i) => ({ i, s: segmentsOf(i) }))
-      .filter(({ s }) => s.length > 0)
-      .map(({ i, s }) => feedLine({ op: 'add', uid: `u${i}`, segments: s }))
-      .join(''),
-  );
+  writeFileSync(join(dir, 'seed.ndjson'), seed());
   writeFileSync(config, JSON.stringify({ adminKeys: [ADMIN_KEY], partners: PARTNERS, segments: SEGMENTS }));
   segd = await startSegd({
     env: { SEGD_SEED: join(dir, 'seed.ndjson'), SEGD_CONFIG: config, SEGD_INSIGHTS: 'on' },

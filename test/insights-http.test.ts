@@ -6,23 +6,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startSegd, tempDir, feedLine, type Segd } from './helpers/server.js';
+import { startSegd, tempDir, type Segd } from './helpers/server.js';
 import { ADMIN_KEY, KEYS, PARTNERS, SEGMENTS, bearer } from './helpers/activation.js';
+import { insightsAudience } from './helpers/insights-audience.js';
 import { ERRORS } from '../src/errors.js';
 
-const N = 300;
-/** Segments of user i: 1001 every 2nd, 1002 every 3rd, 2001 every 5th, 3005 the first 10. */
-function segmentsOf(i: number): number[] {
-  const s: number[] = [];
-  if (i % 2 === 0) s.push(1001);
-  if (i % 3 === 0) s.push(1002);
-  if (i % 5 === 0) s.push(2001);
-  if (i < 10) s.push(3005);
-  return s;
-}
-const users = Array.from({ length: N }, (_, i) => i);
-const count = (pred: (s: number[]) => boolean) => users.filter((i) => pred(segmentsOf(i))).length;
-const inAll = (...ids: number[]) => count((s) => ids.every((id) => s.includes(id)));
+const { count, inAll, seed } = insightsAudience(300, 10);
 
 const dir = tempDir('segd-insights-');
 let segd: Segd;
@@ -41,14 +30,7 @@ async function start(): Promise<Segd> {
 }
 
 beforeAll(async () => {
-  writeFileSync(
-    join(dir, 'seed.ndjson'),
-    users
-      .map((i) => ({ i, s: segmentsOf(i) }))
-      .filter(({ s }) => s.length > 0)
-      .map(({ i, s }) => feedLine({ op: 'add', uid: `u${i}`, segments: s }))
-      .join(''),
-  );
+  writeFileSync(join(dir, 'seed.ndjson'), seed());
   writeFileSync(
     join(dir, 'segd.json'),
     JSON.stringify({ adminKeys: [ADMIN_KEY], partners: PARTNERS, segments: SEGMENTS }),
