@@ -13,7 +13,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { intFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
-import { cleanup, installCleanupHandlers } from '../src/loadtest/processes.js';
+import { installCleanupHandlers } from '../src/loadtest/processes.js';
+import { runBench } from './run-bench.js';
 import type { Server } from '../src/loadtest/processes.js';
 import { startPublisher } from './stream-publisher.js';
 import {
@@ -202,10 +203,5 @@ const flags = parseFlags('npm run bench:replicas --', process.argv.slice(2), {
   out: 'JSON result file (default bench-replicas.json)',
   logs: 'a directory to write each node’s log lines into (<node>.ndjson)',
 });
-main(flags)
-  .catch((err: Error) => {
-    console.error(err.stack ?? err.message);
-    process.exitCode = 1;
-  })
-  // The stream's connections and the publisher thread would keep the process alive after an error.
-  .finally(() => cleanup().then(() => process.exit()));
+// The stream's connections and the publisher thread would keep the process alive after an error: runBench exits.
+runBench(() => main(flags));

@@ -13,7 +13,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { intFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
-import { cleanup, installCleanupHandlers, run, type Server } from '../src/loadtest/processes.js';
+import { installCleanupHandlers, run, type Server } from '../src/loadtest/processes.js';
+import { runBench } from './run-bench.js';
 import { uidFor } from '../src/gen/synthetic.js';
 import { prng } from '../src/loadtest/key-mix.js';
 import { startPublisher } from './stream-publisher.js';
@@ -206,10 +207,5 @@ const flags = parseFlags('npm run bench:restore --', process.argv.slice(2), {
   nats: 'nats-servers: 3 (a cluster, stream replicas 3; default) or 1',
   out: 'JSON result file (default bench-restore.json)',
 });
-main(flags)
-  .catch((err: Error) => {
-    console.error(err.stack ?? err.message);
-    process.exitCode = 1;
-  })
-  // The stream's connections and the publisher thread would keep the process alive after an error.
-  .finally(() => cleanup().then(() => process.exit()));
+// The stream's connections and the publisher thread would keep the process alive after an error: runBench exits.
+runBench(() => main(flags));
