@@ -116,7 +116,7 @@ export class OutboundSender {
       const keys = [...this.store.outboundDead.getKeys({ start: [dest, 0], end: [dest, SEQ_END], snapshot: false })];
       for (const key of keys) {
         const d = this.store.outboundDead.get(key) as DeadLetter;
-        this.outbox.append(dest, [this.currentState(d.u, [...d.j, ...d.l], d.at, 0)]);
+        this.outbox.append(dest, [this.currentState(d.u, d.id, [...d.j, ...d.l], d.at, 0)]);
         this.store.outboundDead.removeSync(key);
         n++;
       }
@@ -130,7 +130,7 @@ export class OutboundSender {
    * or dead-lettered is queued again as, so a later change already queued is
    * never overtaken by an older state.
    */
-  currentState(uid: string, segments: readonly number[], at: number, attempts: number): OutboxEntry {
+  currentState(uid: string, sentAs: string, segments: readonly number[], at: number, attempts: number): OutboxEntry {
     const held = new Set<number>();
     const buf = this.store.members.getBinaryFast(uid) as Buffer | undefined;
     if (buf !== undefined && !isSuppressed(this.store, uid, Math.floor(Date.now() / 1000)))
@@ -139,6 +139,8 @@ export class OutboundSender {
     const l = segments.filter((s) => !held.has(s));
     const e: OutboxEntry = { u: uid, at, j, l };
     if (attempts) e.a = attempts;
+    // The id it was sent under, for when a deletion has unlinked it since (outbox.ts).
+    if (sentAs !== uid) e.i = sentAs;
     return e;
   }
 }
@@ -463,7 +465,7 @@ class Pump {
           };
           store.outboundDead.putSync([this.id, l.seq || now], dead);
           next.dead++;
-        } else sender.outbox.append(this.id, [sender.currentState(l.u, segs, l.at, l.attempts + 1)]);
+        } else sender.outbox.append(this.id, [sender.currentState(l.u, l.id, segs, l.at, l.attempts + 1)]);
       }
       // Under a backlog the next batch is due at once: its range commits with this cursor move (one commit a batch, not two).
       if (rule && !next.resync && !this.signal.aborted) {
