@@ -9,7 +9,7 @@ import { createHmac } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startSegd, runSegd, tempDir, stopReport, feedLine, type Segd } from './helpers/server.js';
-import { startReceiver, historyOf, deduplicated, accepted, type Receiver } from './helpers/receiver.js';
+import { startReceiver, historyOf, deduplicated, accepted, type Receiver, type Received } from './helpers/receiver.js';
 
 const ADMIN = 'admin-key-0123456789abcdef';
 const INGEST = 'ingest-key-0123456789abcdef';
@@ -55,6 +55,7 @@ beforeAll(async () => {
   );
   rx.d4 = await startReceiver(() => (holdD4 ? { status: 500 } : { status: 200 }));
   rx.d5 = await startReceiver();
+  rx.d6 = await startReceiver();
   const seg = (id: number, partners: string[]) => ({ id, name: `s${id}`, segtax: 600, partners });
   const dest = (id: string, partner: string, extra: Record<string, unknown> = {}) => ({
     id,
@@ -73,6 +74,7 @@ beforeAll(async () => {
       { id: 'dsp3', segments: [3001] },
       { id: 'dsp4', segments: [4001, 4002] },
       { id: 'dsp5', segments: [5001] },
+      { id: 'dsp6', segments: [6001] },
     ],
     segments: [
       seg(1001, []),
@@ -83,6 +85,7 @@ beforeAll(async () => {
       seg(4001, []),
       seg(4002, []),
       seg(5001, []),
+      seg(6001, []),
     ],
     destinations: [
       // A generous timeout: a retry here would resend u2's join after its deletion, as a removal (right, but not this test's point).
@@ -96,6 +99,7 @@ beforeAll(async () => {
       dest('d3', 'dsp3'),
       dest('d4', 'dsp4', { segments: [4001, 4002] }),
       dest('d5', 'dsp5', { idType: 'partner' }),
+      dest('d6', 'dsp6', { idType: 'partner' }),
     ],
   };
   const configPath = join(tempDir('segd-config-'), 'segd.json');
@@ -185,6 +189,61 @@ describe('outbound delivery', () => {
     expect(JSON.stringify(rx.d5!.received.map((g) => g.body))).not.toContain('u5');
   });
 
+  it('sends a line queued again (refused, or a dead letter replayed) under the partner id it went under, after a deletion unlinked it', async () => {
+    const leaves = (got: readonly Received[], puid: string) =>
+      got.filter((g) => g.body.users.some((u) => u.id === puid && u.segments.some((s) => s.status === 0)));
+    const del = async (uid: string) =>
+      expect((await fetch(`${segd.url}/v1/users?uid=${uid}`, { method: 'DELETE', headers: auth })).status).toBe(200);
+
+    // Refused: P6's leave is answered `failed` only once u6 is deleted, so its line is queued again with no P6 linked.
+    let release!: () => void;
+    const deleted = new Promise<void>((r) => (release = r));
+    rx.d6!.answer = (r) =>
+      leaves([r], 'P6').length && leaves(rx.d6!.received, 'P6').length === 1
+        ? deleted.then(() => ({ status: 200, body: JSON.stringify({ failed: ['P6'] }) }))
+        : { status: 200 };
+    await push({ op: 'match', uid: 'u6', partner: 'dsp6', puid: 'P6' });
+    await push({ op: 'add', uid: 'u6', segments: [6001] });
+    await rx.d6!.until((got) => historyOf(got).has('P6'));
+    await push({ op: 'remove', uid: 'u6', segments: [6001] });
+    await rx.d6!.until((got) => leaves(got, 'P6').length === 1);
+    // u6 holds nothing of d6's by now: the deletion queues nothing for it, only the line queued again can tell P6.
+    await del('u6');
+    release();
+    await rx.d6!.until((got) => leaves(accepted(got), 'P6').length === 2);
+
+    // Dead-lettered: P7's leave is refused until it is a dead letter; u7 is deleted, then the dead letter replayed.
+    rx.d6!.answer = (r) =>
+      leaves([r], 'P7').length ? { status: 200, body: JSON.stringify({ failed: ['P7'] }) } : { status: 200 };
+    await push({ op: 'match', uid: 'u7', partner: 'dsp6', puid: 'P7' });
+    await push({ op: 'add', uid: 'u7', segments: [6001] });
+    await rx.d6!.until((got) => historyOf(got).has('P7'));
+    await push({ op: 'remove', uid: 'u7', segments: [6001] });
+    await expect
+      .poll(async () => (await destination('d6')).body.destination.delivery.deadLetters, { timeout: 10_000 })
+      .toBe(1);
+    await del('u7');
+    rx.d6!.answer = () => ({ status: 200 });
+    const before = rx.d6!.received.length;
+    const replay = await fetch(`${segd.url}/v1/admin/destinations/d6/replay`, { method: 'POST', headers: auth });
+    expect(await replay.json()).toEqual({ replayed: 1 });
+    await rx.d6!.until((got) => leaves(got.slice(before), 'P7').length === 1);
+
+    const h = historyOf(deduplicated(rx.d6!.received));
+    expect(h.get('P6')).toEqual([
+      [6001, 1],
+      [6001, 0],
+      [6001, 0],
+    ]);
+    expect(h.get('P7')).toEqual([
+      [6001, 1],
+      [6001, 0],
+      [6001, 0],
+      [6001, 0],
+    ]);
+    expect(JSON.stringify(rx.d6!.received.map((g) => g.body))).not.toMatch(/"u[67]"/);
+  });
+
   it('retries 429 (after Retry-After), 5xx, a hang past the timeout and a dropped connection, under the same key, until delivered', async () => {
     await push({ op: 'add', uid: 'r1', segments: [2001] });
     await rx.d2!.until((got) => got.length >= 6, 30_000);
@@ -247,7 +306,7 @@ describe('outbound delivery', () => {
     const list = await fetch(`${segd.url}/v1/admin/destinations`, { headers: auth });
     expect(list.status).toBe(200);
     const { destinations } = (await list.json()) as { destinations: Record<string, unknown>[] };
-    expect(destinations.map((d) => d.id).sort()).toEqual(['d1', 'd2', 'd3', 'd4', 'd5']);
+    expect(destinations.map((d) => d.id).sort()).toEqual(['d1', 'd2', 'd3', 'd4', 'd5', 'd6']);
     const d1 = destinations.find((d) => d.id === 'd1')!;
     expect(d1).toMatchObject({ partner: 'dsp1', bearer: '(set)', hmacSecret: '(set)', idType: 'uid' });
     expect(d1.delivery).toMatchObject({ running: true, backlog: 0, sent: 4 });
@@ -282,7 +341,7 @@ describe('outbound delivery', () => {
     const st = await runSegd(['status', '--json'], { SEGD_DATA_DIR: segd.dataDir });
     expect(st.code).toBe(0);
     const report = JSON.parse(st.stdout) as { outbound: { id: string; sent: number; backlog: number }[] };
-    expect(report.outbound.map((d) => d.id).sort()).toEqual(['d1', 'd2', 'd3', 'd4', 'd5']);
+    expect(report.outbound.map((d) => d.id).sort()).toEqual(['d1', 'd2', 'd3', 'd4', 'd5', 'd6']);
     expect(report.outbound.find((d) => d.id === 'd1')).toMatchObject({ sent: 4, backlog: 0 });
     const text = await runSegd(['status'], { SEGD_DATA_DIR: segd.dataDir });
     expect(text.stdout).toMatch(

@@ -1,7 +1,7 @@
 // A real HTTP receiver for outbound deliveries (node:http on an ephemeral
 // port): records every request as it arrives and answers as the test says —
 // a status (with headers and body), hang (never answer), or drop (cut the
-// connection).
+// connection), at once or once a promise the test holds settles.
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -28,8 +28,8 @@ export type Answer = { status: number; headers?: Record<string, string>; body?: 
 export interface Receiver {
   url: string;
   received: Received[];
-  /** How the next requests are answered (`n`: this request's index). */
-  answer: (r: Received, n: number) => Answer;
+  /** How the next requests are answered (`n`: this request's index); a promise holds the answer back until it settles. */
+  answer: (r: Received, n: number) => Answer | Promise<Answer>;
   /** Resolves once `pred` holds over what was received (polled on each arrival). */
   until(pred: (got: Received[]) => boolean, ms?: number): Promise<void>;
   close(): Promise<void>;
@@ -76,13 +76,20 @@ export async function startReceiver(answer: Receiver['answer'] = () => ({ status
       };
       const n = r.received.length;
       r.received.push(got);
+      const reply = (a: Answer) => {
+        got.answered = a;
+        for (const w of [...waiters]) w();
+        if (a === 'hang') return;
+        if (a === 'drop') return req.socket.destroy();
+        res.writeHead(a.status, { 'content-type': 'application/json', ...a.headers });
+        res.end(a.body ?? '{}');
+      };
       const a = r.answer(got, n);
-      got.answered = a;
-      for (const w of [...waiters]) w();
-      if (a === 'hang') return;
-      if (a === 'drop') return req.socket.destroy();
-      res.writeHead(a.status, { 'content-type': 'application/json', ...a.headers });
-      res.end(a.body ?? '{}');
+      if (a instanceof Promise) {
+        // Seen (waiters told) before it is answered.
+        for (const w of [...waiters]) w();
+        void a.then(reply);
+      } else reply(a);
     });
   });
   await new Promise<void>((res) => server.listen(0, '127.0.0.1', () => res()));
