@@ -8,14 +8,17 @@ export interface InFlight {
   /** Outbox sequences of the batch: (after, last]. */
   after: number;
   last: number;
+  /** A batch a 413 halved: its range went on to here, sent after this part (same slot, same users). */
+  tail?: number;
   /** For a resync batch: the users (after, to] of the active generation, in key order. */
   resync?: { marker: number; from: string | null; to: string | null; done: boolean };
 }
 
 export interface DeliveryState {
-  /** Every entry up to this sequence is delivered (or dropped by rule). */
+  /** Every entry up to this sequence is delivered (or dropped by rule); past it, only undelivered ones are left. */
   cursor: number;
-  inflight: InFlight | null;
+  /** The batches sent and not yet settled, in outbox order (at most the destination's concurrency, one in a resync). */
+  inflight: InFlight[];
   /** A resync under way: its marker's sequence and the last user delivered. */
   resync: { marker: number; after: string | null } | null;
   sent: number;
@@ -27,7 +30,7 @@ export interface DeliveryState {
 
 export const freshState = (): DeliveryState => ({
   cursor: 0,
-  inflight: null,
+  inflight: [],
   resync: null,
   sent: 0,
   failed: 0,
@@ -37,7 +40,11 @@ export const freshState = (): DeliveryState => ({
 });
 
 export function readState(store: Store, dest: string): DeliveryState {
-  return { ...freshState(), ...((store.outbound.get(dest) as DeliveryState | undefined) ?? {}) };
+  const s = { ...freshState(), ...((store.outbound.get(dest) as DeliveryState | undefined) ?? {}) };
+  // Written by a sender that kept one batch in flight at most: null or that batch.
+  const inflight = s.inflight as InFlight[] | InFlight | null;
+  if (!Array.isArray(inflight)) s.inflight = inflight ? [inflight] : [];
+  return s;
 }
 
 /** Inside a transaction: the state as it now stands. */

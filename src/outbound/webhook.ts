@@ -1,20 +1,13 @@
-// The webhook adapter: one POST of a batch's JSON body, and what its answer
-// means for delivery. Headers: Content-Type, Idempotency-Key (stable per
-// batch), the destination's own headers and bearer, and an HMAC-SHA256 of the
-// body when the destination has a secret.
+// The webhook adapter: one POST of a batch's JSON body (batcher.ts), and what
+// its answer means for delivery. Headers: Content-Type, Idempotency-Key
+// (stable per batch), the destination's own headers and bearer, and an
+// HMAC-SHA256 of the body when the destination has a secret. postBatch is
+// shared by the adapters that POST.
 import { createHmac } from 'node:crypto';
 import type { Destination } from '../partners/types.js';
 import { retryAfterMs } from './backoff.js';
-
-export type Outcome =
-  /** 2xx: delivered, except the lines the receiver named as failed (by the id sent). */
-  | { kind: 'delivered'; status: number; failed: Set<string> }
-  /** Try the same batch again later (429, 5xx, 408, timeout, connection lost); `afterMs` from Retry-After. */
-  | { kind: 'retry'; status: number; afterMs: number | null; error: string }
-  /** 413: the batch is too large for the receiver. */
-  | { kind: 'too-large'; status: number }
-  /** Any other answer: the receiver refuses these lines. */
-  | { kind: 'refused'; status: number; error: string };
+import { encodeBatch, type Batch } from './batcher.js';
+import type { Adapter, Outcome } from './adapter.js';
 
 export const SIGNATURE_HEADER = 'x-segd-signature';
 
@@ -25,10 +18,26 @@ export function signature(secret: string, body: Buffer): string {
 /** Answers we read for a `failed` list: past this the list is ignored (whole batch delivered). */
 const MAX_ANSWER_BYTES = 1 << 20;
 
-export async function postBatch(dest: Destination, key: string, body: Buffer, signal?: AbortSignal): Promise<Outcome> {
+export const webhook: Adapter = {
+  encode: encodeBatch,
+  send: (dest, batch, signal) => postBatch(dest, batch, signal, failedIds),
+};
+
+/**
+ * POSTs the batch's body; a 2xx answer's text goes through `failedOf` for
+ * the ids of lines the receiver did not take.
+ */
+export async function postBatch(
+  dest: Destination,
+  batch: Batch,
+  signal: AbortSignal | undefined,
+  failedOf: (answer: string, batch: Batch) => Set<string>,
+  contentType = 'application/json',
+): Promise<Outcome> {
+  const { key, body } = batch;
   const headers: Record<string, string> = {
     ...dest.headers,
-    'content-type': 'application/json',
+    'content-type': contentType,
     'idempotency-key': key,
   };
   if (dest.bearer) headers.authorization = `Bearer ${dest.bearer}`;
@@ -59,7 +68,7 @@ export async function postBatch(dest: Destination, key: string, body: Buffer, si
       return { kind: 'retry', status: res.status, afterMs: null, error: `answer cut: ${(err as Error).message}` };
   }
   const st = res.status;
-  if (st >= 200 && st < 300) return { kind: 'delivered', status: st, failed: failedIds(text) };
+  if (st >= 200 && st < 300) return { kind: 'delivered', status: st, failed: failedOf(text, batch) };
   if (st === 429 || st === 408 || st >= 500)
     return { kind: 'retry', status: st, afterMs: retryAfterMs(res.headers.get('retry-after')), error: `HTTP ${st}` };
   if (st === 413) return { kind: 'too-large', status: st };

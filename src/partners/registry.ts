@@ -32,8 +32,11 @@ export class Registry {
     const segs = new Map<number, SegmentDef>();
     for (const { key, value } of this.store.segments.getRange({ snapshot: false })) segs.set(key, value as SegmentDef);
     const dests = new Map<string, Destination>();
-    for (const { key, value } of this.store.destinations.getRange({ snapshot: false }))
-      dests.set(key, value as Destination);
+    // Stored before `concurrency` was a field: one request in flight.
+    for (const { key, value } of this.store.destinations.getRange({ snapshot: false })) {
+      const d = value as Destination;
+      dests.set(key, (d as Partial<Destination>).concurrency === undefined ? { ...d, concurrency: 1 } : d);
+    }
     this.dests = dests;
     this.byId = byId;
     this.byDigest = byDigest;

@@ -60,8 +60,10 @@ export interface Destination {
   maxUsers: number;
   maxBytes: number;
   maxDelayMs: number;
-  /** Requests per second at most (one request in flight at a time keeps each user's changes in order). */
+  /** Requests per second at most. */
   maxRps: number;
+  /** Requests in flight at once at most (never two holding the same user: each user's changes stay in order). */
+  concurrency: number;
   /** A request not answered within this is retried. */
   timeoutMs: number;
   /** Extra request headers (not Authorization, Content-Type or the signature). */

@@ -212,6 +212,7 @@ export function parseDestination(raw: unknown, idFromPath?: string): Parsed<Dest
       'maxBytes',
       'maxDelayMs',
       'maxRps',
+      'concurrency',
       'timeoutMs',
       'headers',
       'bearer',
@@ -260,6 +261,7 @@ export function parseDestination(raw: unknown, idFromPath?: string): Parsed<Dest
   const maxBytes = num('maxBytes', 4 << 20, 1024, 64 << 20);
   const maxDelayMs = num('maxDelayMs', 1000, 0, 3_600_000);
   const maxRps = num('maxRps', 100, 1, 100_000);
+  const concurrency = num('concurrency', 1, 1, 64);
   const timeoutMs = num('timeoutMs', 5000, 100, 120_000);
   const headers = raw.headers ?? {};
   if (
@@ -298,6 +300,7 @@ export function parseDestination(raw: unknown, idFromPath?: string): Parsed<Dest
       maxBytes,
       maxDelayMs,
       maxRps,
+      concurrency,
       timeoutMs,
       headers: headers as Record<string, string>,
       bearer,
