@@ -2,17 +2,20 @@
 // the queued changes are compacted to the latest state per user (the
 // receiver ends with every user's right state, from fewer lines); a snapshot
 // makes the sender stream the whole new state as a resync, then go on with
-// the changes made after it.
+// the changes made after it; so does a destination enabled again after it
+// was disabled (nothing was queued for it meanwhile), and a resync asked for.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startSegd, tempDir, feedLine, dropFeed, stopReport, type Segd } from './helpers/server.js';
+import { startSegd, runSegd, tempDir, feedLine, dropFeed, stopReport, type Segd } from './helpers/server.js';
 import { startReceiver, accepted, deduplicated, type Receiver } from './helpers/receiver.js';
 
 const ADMIN = 'admin-key-0123456789abcdef';
 const INGEST = 'ingest-key-0123456789abcdef';
 const SEGS = [6001, 6002, 6003];
 const USERS = Array.from({ length: 40 }, (_, i) => `b-${i}`);
+/** Every user the tests feed. */
+const EVERYONE = [...USERS, 's-0', 's-1', 's-2', 's-3', 's-4', 'after-snap', 'off-1'];
 
 let rx: Receiver;
 let segd: Segd;
@@ -26,6 +29,15 @@ const push = async (recs: Record<string, unknown>[]) => {
   });
   expect(r.status).toBe(200);
 };
+const put = async (body: Record<string, unknown>) => {
+  const r = await fetch(`${segd.url}/v1/admin/destinations/hook`, {
+    method: 'PUT',
+    headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  expect(r.status).toBe(200);
+};
+const HOOK = () => ({ partner: 'dsp', url: rx.url, maxUsers: 10, maxDelayMs: 10, timeoutMs: 2000 });
 const delivery = async () => {
   const r = await fetch(`${segd.url}/v1/admin/destinations/hook`, { headers: { Authorization: `Bearer ${ADMIN}` } });
   return ((await r.json()) as { destination: { delivery: Record<string, unknown> } }).destination.delivery;
@@ -79,7 +91,7 @@ beforeAll(async () => {
       ingestKeys: [INGEST],
       partners: [{ id: 'dsp', segments: SEGS }],
       segments: SEGS.map((id) => ({ id, name: `s${id}`, segtax: 600 })),
-      destinations: [{ id: 'hook', partner: 'dsp', url: rx.url, maxUsers: 10, maxDelayMs: 10, timeoutMs: 2000 }],
+      destinations: [{ id: 'hook', ...HOOK() }],
     }),
   );
   segd = await startSegd({
@@ -134,5 +146,49 @@ describe('outbound backlog', () => {
     expect(resync.length).toBeGreaterThanOrEqual(2);
     expect(new Set(resync.map((g) => g.body.resync!.id)).size).toBe(1);
     expect(receiverState()).toEqual(await storeState([...USERS, 's-0', 's-1', 's-2', 's-3', 's-4', 'after-snap']));
+  });
+
+  it('streams the state a destination missed while disabled when it is enabled again', async () => {
+    await expect.poll(async () => (await delivery()).backlog, { timeout: 20_000 }).toBe(0);
+    await put({ ...HOOK(), disabled: true });
+    expect(await delivery()).toMatchObject({ running: false });
+    // Changed while it is off: nothing is queued for these.
+    await push([
+      { op: 'add', uid: 'off-1', segments: [6001, 6003] },
+      { op: 'remove', uid: 'b-0', segments: [6001, 6003] },
+      { op: 'add', uid: 'b-1', segments: [6002] },
+    ]);
+    const before = rx.received.length;
+    await put(HOOK());
+    await rx.until((got) => got.slice(before).some((g) => g.body.resync?.done));
+    await expect.poll(async () => (await delivery()).backlog, { timeout: 20_000 }).toBe(0);
+    expect(receiverState()).toEqual(await storeState(EVERYONE));
+    expect(receiverState().get('off-1')).toEqual(new Set([6001, 6003]));
+  });
+
+  it('streams the whole state on demand (POST …/resync, segd outbound resync)', async () => {
+    for (const ask of ['http', 'cli'] as const) {
+      const before = rx.received.length;
+      if (ask === 'http') {
+        const r = await fetch(`${segd.url}/v1/admin/destinations/hook/resync`, {
+          method: 'POST',
+          headers: { Authorization: `Bearer ${ADMIN}` },
+        });
+        expect(await r.json()).toEqual({ resync: 'queued' });
+      } else {
+        const out = await runSegd(['outbound', 'resync', 'hook', '--url', segd.url, '--key', ADMIN]);
+        expect(out).toMatchObject({ code: 0, stdout: 'resync of hook queued (after what is queued before it)\n' });
+      }
+      await rx.until((got) => got.slice(before).some((g) => g.body.resync?.done));
+      const restated = rx.received.slice(before).filter((g) => g.body.resync);
+      expect(new Set(restated.map((g) => g.body.resync!.id)).size).toBe(1);
+      const users = new Set(restated.flatMap((g) => g.body.users.map((u) => u.id)));
+      expect([...users].sort()).toEqual([...(await storeState(EVERYONE)).keys()].sort());
+    }
+    const missing = await fetch(`${segd.url}/v1/admin/destinations/nope/resync`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${ADMIN}` },
+    });
+    expect(missing.status).toBe(404);
   });
 });

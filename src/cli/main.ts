@@ -23,7 +23,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
   },
   outbound: {
     run: outboundCommand,
-    help: "a destination's dead letters queued again, through the running server: replay DESTINATION",
+    help: 'through the running server: replay DESTINATION (its dead letters queued again), resync DESTINATION (its whole state)',
   },
   loadtest: {
     run: loadtestCommand,

@@ -101,6 +101,7 @@ export function createApp(deps: AppDeps): TemplatedApp {
     ['/v1/admin/destinations/:id', 'put', destinations.put, 'keyed'],
     ['/v1/admin/destinations/:id', 'del', destinations.del, 'keyed'],
     ['/v1/admin/destinations/:id/replay', 'post', destinations.replay, 'keyed'],
+    ['/v1/admin/destinations/:id/resync', 'post', destinations.resync, 'keyed'],
   ];
   // Activation: OpenRTB enrichment and the WebSocket lookup channel.
   routes.push(['/openrtb2/enrich', 'post', enrichRoute(deps), 'lookup']);

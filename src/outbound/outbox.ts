@@ -38,6 +38,22 @@ export interface OutboxEntry {
 }
 
 export const OUTBOX_SEQ_KEY = 'outbox.seq';
+
+/** The entry that makes the sender stream a destination its whole state (docs/outbound.md, "Resync"). */
+export const resyncMarker = (): OutboxEntry => ({ u: '', at: Date.now(), j: [], l: [], r: 1 });
+
+/** Whether `dest`'s last queued entry is a resync marker (a second one would only restate the same state). */
+export function endsWithResync(store: Store, dest: string): boolean {
+  for (const { value } of store.outbox.getRange({
+    start: [dest, SEQ_END],
+    end: [dest, 0],
+    reverse: true,
+    limit: 1,
+    snapshot: false,
+  }))
+    return (value as OutboxEntry).r === 1;
+  return false;
+}
 /** Past every sequence, as a range end. */
 export const SEQ_END = Number.MAX_SAFE_INTEGER;
 
@@ -101,8 +117,7 @@ export class OutboxWriter implements MemberObserver {
     if (rules.length > 0) {
       // The generation this transaction commits differs from the one readers use: it flips a snapshot in.
       const g = ((this.store.meta.get(GENERATION_KEY) as number | undefined) ?? 0) & 1;
-      if (g !== this.store.generation())
-        for (const rule of rules) this.pending.push([rule.dest.id, { u: '', at: Date.now(), j: [], l: [], r: 1 }]);
+      if (g !== this.store.generation()) for (const rule of rules) this.pending.push([rule.dest.id, resyncMarker()]);
     }
     if (this.pending.length === 0) return;
     for (const [dest, entry] of this.pending) this.store.outbox.putSync([dest, ++this.seq], entry);

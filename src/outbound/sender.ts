@@ -13,7 +13,7 @@ import { decodeMembers } from '../store/members.js';
 import type { Registry } from '../partners/registry.js';
 import type { Logger } from '../log.js';
 import { DestinationRules } from './deltas.js';
-import { OutboxWriter, SEQ_END, type OutboxEntry } from './outbox.js';
+import { OutboxWriter, SEQ_END, endsWithResync, resyncMarker, type OutboxEntry } from './outbox.js';
 import { readState } from './cursor.js';
 import { isSuppressed } from './batcher.js';
 import { Pump, backlogOf } from './pump.js';
@@ -51,13 +51,39 @@ export class OutboundSender {
   /** Starts a pump for every destination that may receive now. */
   start(): void {
     this.started = true;
+    // Those off now (perhaps since before this start): nothing is queued for them meanwhile, so they get a resync when back on.
+    this.resyncWhenBack(this.registry.destinations().map((d) => d.id));
     this.sync();
   }
 
   /** The registry changed (a destination, partner or licence): reload it, start and stop pumps to match. */
   registryChanged(): void {
+    const wasOn = this.rules.active().map((r) => r.dest.id);
     this.registry.reload();
+    this.resyncWhenBack(wasOn);
     if (this.started) this.sync();
+  }
+
+  /**
+   * Of `ids`, the destinations that exist and may not receive now (disabled,
+   * partner disabled, no licence) get a resync marker behind what is queued:
+   * while off nothing is queued for them, so when they are on again the
+   * sender streams them the state they missed.
+   */
+  private resyncWhenBack(ids: readonly string[]): void {
+    const off = ids.filter((id) => this.registry.destination(id) && !this.rules.of(id));
+    if (off.length === 0) return;
+    this.store.env.transactionSync(() => {
+      for (const id of off) if (!endsWithResync(this.store, id)) this.outbox.append(id, [resyncMarker()]);
+    });
+  }
+
+  /** Queues a resync for `dest` (the whole state, after what is queued); false when there is no such destination. */
+  resync(dest: string): boolean {
+    if (!this.registry.destination(dest)) return false;
+    this.store.env.transactionSync(() => this.outbox.append(dest, [resyncMarker()]));
+    this.log.info({ destination: dest }, 'outbound resync queued');
+    return true;
   }
 
   private sync(): void {

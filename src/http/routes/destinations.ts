@@ -1,6 +1,6 @@
 // /v1/admin/destinations[/:id] — where membership changes are pushed
-// (docs/outbound.md). Admin bearer key required. Reads and replays are
-// answered by the sender on the writer's thread (it holds the delivery state);
+// (docs/outbound.md). Admin bearer key required. Reads, replays and resyncs
+// are answered by the sender on the writer's thread (it holds the delivery state);
 // changes go through the registry like partners', every worker reloading
 // before the answer.
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
@@ -21,6 +21,7 @@ export function destinationRoutes(deps: AppDeps): {
   put: Handler;
   del: Handler;
   replay: Handler;
+  resync: Handler;
 } {
   /** The path's id, or an error already sent. */
   const idOf = (res: HttpResponse, req: HttpRequest, done: Done, unreadBody = false): string | null => {
@@ -57,6 +58,10 @@ export function destinationRoutes(deps: AppDeps): {
     replay: adminRoute(deps, 'admin', (res, req, done) => {
       const id = idOf(res, req, done, true);
       if (id !== null) ask(res, done, { op: 'replay', id });
+    }),
+    resync: adminRoute(deps, 'admin', (res, req, done) => {
+      const id = idOf(res, req, done, true);
+      if (id !== null) ask(res, done, { op: 'resync', id });
     }),
     del: adminRoute(deps, 'admin', (res, req, done) => {
       const id = idOf(res, req, done);
