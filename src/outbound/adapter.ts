@@ -5,6 +5,8 @@
 import type { Destination } from '../partners/types.js';
 import type { Batch, Line } from './batcher.js';
 import { webhook } from './webhook.js';
+import { ttd } from './ttd.js';
+import { file } from './file.js';
 
 export type Outcome =
   /** Taken, except the lines the receiver named as failed (by the id sent). */
@@ -29,7 +31,7 @@ export interface Adapter {
   send(dest: Destination, batch: Batch, signal: AbortSignal): Promise<Outcome>;
 }
 
-const adapters: Record<Destination['type'], Adapter> = { webhook };
+const adapters: Record<Destination['type'], Adapter> = { webhook, ttd, file };
 
 export function adapterOf(dest: Destination): Adapter {
   return adapters[dest.type];

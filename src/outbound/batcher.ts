@@ -70,7 +70,9 @@ export function lineOf(store: Store, rule: DestinationRule, seq: number, e: Outb
 /** Bytes of the body around the users (kept generous: the envelope's fields are short). */
 const ENVELOPE_BYTES = 256;
 
-const lineJson = (l: Line) => (l.json ??= JSON.stringify({ id: l.id, seq: l.seq, at: l.at, segments: l.segments }));
+/** A user line's JSON, as the webhook body and the file adapter write it (made once per line). */
+export const lineJson = (l: Line) =>
+  (l.json ??= JSON.stringify({ id: l.id, seq: l.seq, at: l.at, segments: l.segments }));
 
 /**
  * Lines up to the destination's maxUsers and maxBytes. Returns how many of

@@ -121,6 +121,9 @@ export class Pump {
     for (;;) {
       const exclusive = this.state.resync !== null || this.state.inflight.some((f) => f.resync);
       if (this.slots.size >= (exclusive ? 1 : rule.dest.concurrency)) return null;
+      // Planned only once it may go (maxRps, minIntervalMs): what is queued meanwhile joins it.
+      const early = this.nextRequestAt - Date.now();
+      if (early > 0) return early;
       const next = this.planNext(rule, this.slots.size === 0);
       if (next === null || typeof next === 'number') return next;
       store.env.transactionSync(() => this.write({ ...this.state, inflight: [...this.state.inflight, next] }));
@@ -304,10 +307,10 @@ export class Pump {
       if (batch.lines.length === 0 && !(f.resync?.done ?? false))
         return this.advance(f, slot, entries, [], '', 0, rule);
       const dest = rule.dest;
-      // At most maxRps requests a second, across the slots.
+      // At most maxRps requests a second, across the slots, and minIntervalMs apart.
       const now = Date.now();
       const at = Math.max(now, this.nextRequestAt);
-      this.nextRequestAt = at + 1000 / dest.maxRps;
+      this.nextRequestAt = at + Math.max(1000 / dest.maxRps, dest.minIntervalMs);
       if (at > now) await sleep(at - now, undefined, { signal: this.signal }).catch(() => undefined);
       if (this.signal.aborted || !sender.rules.of(this.id)) return null;
       if (sender.registry.version !== builtFor) continue;
@@ -430,7 +433,7 @@ export class Pump {
         } else sender.outbox.append(this.id, [sender.currentState(l.u, l.id, segs, l.at, l.attempts + 1)]);
       }
       // Under a backlog the slot's next batch is due at once: its range commits with this cursor move.
-      if (follow === null && !next.resync && !f.resync && !this.signal.aborted) {
+      if (follow === null && !next.resync && !f.resync && !this.signal.aborted && this.nextRequestAt <= now) {
         this.state = next;
         this.release(slot);
         const upcoming = this.planNext(rule, false);

@@ -16,7 +16,7 @@ export function signature(secret: string, body: Buffer): string {
 }
 
 /** Answers we read for a `failed` list: past this the list is ignored (whole batch delivered). */
-const MAX_ANSWER_BYTES = 1 << 20;
+export const MAX_ANSWER_BYTES = 1 << 20;
 
 export const webhook: Adapter = {
   encode: encodeBatch,
@@ -40,7 +40,9 @@ export async function postBatch(
     'content-type': contentType,
     'idempotency-key': key,
   };
-  if (dest.bearer) headers.authorization = `Bearer ${dest.bearer}`;
+  // The Trade Desk takes its token in a header of its own.
+  if (dest.bearer && dest.type === 'ttd') headers['ttd-auth'] = dest.bearer;
+  else if (dest.bearer) headers.authorization = `Bearer ${dest.bearer}`;
   if (dest.hmacSecret) headers[SIGNATURE_HEADER] = signature(dest.hmacSecret, body);
   const timeout = AbortSignal.timeout(dest.timeoutMs);
   let res: Response;

@@ -6,6 +6,12 @@ import { hash } from 'node:crypto';
 import type { Store } from '../store/env.js';
 import type { Destination, Partner, SegmentDef } from './types.js';
 
+const DESTINATION_DEFAULTS: Pick<Destination, 'concurrency' | 'minIntervalMs' | 'ttd'> = {
+  concurrency: 1,
+  minIntervalMs: 0,
+  ttd: null,
+};
+
 export class Registry {
   private byId = new Map<string, Partner>();
   private byDigest = new Map<string, Partner>();
@@ -32,10 +38,10 @@ export class Registry {
     const segs = new Map<number, SegmentDef>();
     for (const { key, value } of this.store.segments.getRange({ snapshot: false })) segs.set(key, value as SegmentDef);
     const dests = new Map<string, Destination>();
-    // Stored before `concurrency` was a field: one request in flight.
+    // Stored before some fields were: their values then.
     for (const { key, value } of this.store.destinations.getRange({ snapshot: false })) {
       const d = value as Destination;
-      dests.set(key, (d as Partial<Destination>).concurrency === undefined ? { ...d, concurrency: 1 } : d);
+      dests.set(key, { ...DESTINATION_DEFAULTS, ...d });
     }
     this.dests = dests;
     this.byId = byId;

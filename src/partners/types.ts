@@ -46,13 +46,31 @@ export interface SegmentDef {
  */
 export type DestinationIdType = 'uid' | 'partner' | 'ifa' | `eid:${string}`;
 
+/** The Trade Desk's id fields an item may be keyed by (its Data API). */
+export const TTD_ID_FIELDS = ['TDID', 'DAID', 'UID2', 'EUID', 'RampID', 'ID5', 'DataProviderUserId'] as const;
+
+/** What a `ttd` destination adds: the Data API's envelope and item shape. */
+export interface TtdSpec {
+  dataProviderId: string;
+  /** The item field the id sent for a user (idType) goes in. */
+  idField: (typeof TTD_ID_FIELDS)[number];
+  /** TtlInMinutes of a segment a user holds (a removal is sent as 0). */
+  ttlMinutes: number;
+}
+
 /** Where membership changes are pushed (src/outbound/; docs/outbound.md). */
 export interface Destination {
   id: string;
   /** Whose licence and ids apply. */
   partner: string;
-  type: 'webhook';
+  /** The adapter: a JSON webhook, The Trade Desk's Data API shape, or gzip NDJSON files in a directory. */
+  type: 'webhook' | 'ttd' | 'file';
+  /** http(s) for webhook and ttd; a file: URL of a directory for file. */
   url: string;
+  /** For type ttd; null otherwise. */
+  ttd: TtdSpec | null;
+  /** Between two requests (files) at least this long (file: Xandr-style uploads at most once a minute). */
+  minIntervalMs: number;
   /** A subset of the partner's licence, or every segment it is licensed. */
   segments: number[] | '*';
   idType: DestinationIdType;

@@ -3,7 +3,16 @@
 // `parseSegment`, so what is stored is always well formed and a bad record is
 // refused with every problem named.
 import { createHash } from 'node:crypto';
-import type { DataType, Destination, DestinationIdType, Partner, SegmentDef, SyncSpec } from './types.js';
+import {
+  TTD_ID_FIELDS,
+  type DataType,
+  type Destination,
+  type DestinationIdType,
+  type Partner,
+  type SegmentDef,
+  type SyncSpec,
+  type TtdSpec,
+} from './types.js';
 
 export const SYNC_MACROS = ['UID', 'GDPR', 'GDPR_CONSENT', 'US_PRIVACY', 'GPP', 'GPP_SID'] as const;
 export const PARTNER_ID = /^[a-z0-9][a-z0-9_-]{0,39}$/;
@@ -183,6 +192,7 @@ const RESERVED_HEADERS = [
   'content-length',
   'idempotency-key',
   'x-segd-signature',
+  'ttd-auth',
   'host',
 ];
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$/;
@@ -190,6 +200,28 @@ const EID_SOURCE = /^[A-Za-z0-9._-]{1,100}$/;
 
 const intIn = (v: unknown, lo: number, hi: number): v is number =>
   Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi;
+
+function parseTtd(raw: unknown, problems: string[]): TtdSpec | null {
+  if (!isObj(raw)) {
+    problems.push('ttd must be an object: {"dataProviderId": …, "idField": …, "ttlMinutes": …}');
+    return null;
+  }
+  unknownFields(raw, ['dataProviderId', 'idField', 'ttlMinutes'], problems);
+  const { dataProviderId } = raw;
+  if (typeof dataProviderId !== 'string' || dataProviderId.length < 1 || dataProviderId.length > 100)
+    problems.push('ttd.dataProviderId must be a string of 1-100 characters');
+  const idField = raw.idField ?? 'TDID';
+  if (!(TTD_ID_FIELDS as readonly unknown[]).includes(idField))
+    problems.push(`ttd.idField must be one of ${TTD_ID_FIELDS.join(', ')}`);
+  // The Data API keeps data at most 180 days.
+  const ttlMinutes = raw.ttlMinutes ?? 43_200;
+  if (!intIn(ttlMinutes, 1, 259_200)) problems.push('ttd.ttlMinutes must be an integer 1..259200 (180 days)');
+  return {
+    dataProviderId: dataProviderId as string,
+    idField: idField as TtdSpec['idField'],
+    ttlMinutes: ttlMinutes as number,
+  };
+}
 
 /**
  * A destination from the config file or the admin API. Whether its partner
@@ -213,6 +245,8 @@ export function parseDestination(raw: unknown, idFromPath?: string): Parsed<Dest
       'maxDelayMs',
       'maxRps',
       'concurrency',
+      'minIntervalMs',
+      'ttd',
       'timeoutMs',
       'headers',
       'bearer',
@@ -228,7 +262,8 @@ export function parseDestination(raw: unknown, idFromPath?: string): Parsed<Dest
     problems.push(`id "${id}" does not match the path's "${idFromPath}"`);
   if (typeof raw.partner !== 'string' || !PARTNER_ID.test(raw.partner)) problems.push('partner must be a partner id');
   const type = raw.type ?? 'webhook';
-  if (type !== 'webhook') problems.push('type must be "webhook"');
+  if (type !== 'webhook' && type !== 'ttd' && type !== 'file') problems.push('type must be webhook, ttd or file');
+  const file = type === 'file';
   const url = raw.url;
   let u: URL | null;
   try {
@@ -236,8 +271,14 @@ export function parseDestination(raw: unknown, idFromPath?: string): Parsed<Dest
   } catch {
     u = null;
   }
-  if (!u || (u.protocol !== 'https:' && u.protocol !== 'http:') || u.username || u.password)
+  if (file) {
+    if (!u || u.protocol !== 'file:' || u.host !== '' || u.search || u.hash)
+      problems.push('url of a file destination must be a file: URL of a directory (file:///var/segd/out/dsp1)');
+  } else if (!u || (u.protocol !== 'https:' && u.protocol !== 'http:') || u.username || u.password)
     problems.push('url must be an absolute http(s) URL of at most 2048 characters, without credentials');
+  let ttd: TtdSpec | null = null;
+  if (type === 'ttd') ttd = parseTtd(raw.ttd, problems);
+  else if (raw.ttd !== undefined && raw.ttd !== null) problems.push('ttd is for type ttd only');
   const segments = raw.segments ?? '*';
   if (segments !== '*' && (!Array.isArray(segments) || !segments.every(u32)))
     problems.push('segments must be "*" or an array of segment ids (0..4294967295)');
@@ -257,9 +298,11 @@ export function parseDestination(raw: unknown, idFromPath?: string): Parsed<Dest
     if (!intIn(v, lo, hi)) problems.push(`${name} must be an integer ${lo}..${hi}`);
     return v as number;
   };
-  const maxUsers = num('maxUsers', 500, 1, 10_000);
-  const maxBytes = num('maxBytes', 4 << 20, 1024, 64 << 20);
-  const maxDelayMs = num('maxDelayMs', 1000, 0, 3_600_000);
+  // A file holds many more users than a request, and is written at most once a minute by default.
+  const maxUsers = file ? num('maxUsers', 100_000, 1, 1_000_000) : num('maxUsers', 500, 1, 10_000);
+  const maxBytes = num('maxBytes', file ? 64 << 20 : 4 << 20, 1024, 64 << 20);
+  const minIntervalMs = num('minIntervalMs', file ? 60_000 : 0, 0, 86_400_000);
+  const maxDelayMs = num('maxDelayMs', file ? minIntervalMs : 1000, 0, 3_600_000);
   const maxRps = num('maxRps', 100, 1, 100_000);
   const concurrency = num('concurrency', 1, 1, 64);
   const timeoutMs = num('timeoutMs', 5000, 100, 120_000);
@@ -284,6 +327,8 @@ export function parseDestination(raw: unknown, idFromPath?: string): Parsed<Dest
   };
   const bearer = secret('bearer');
   const hmacSecret = secret('hmacSecret');
+  if (file && (bearer !== null || hmacSecret !== null || (isObj(headers) && Object.keys(headers).length > 0)))
+    problems.push('a file destination takes no headers, bearer or hmacSecret');
   const disabled = raw.disabled ?? false;
   if (typeof disabled !== 'boolean') problems.push('disabled must be true or false');
   if (problems.length) return { ok: false, problems };
@@ -292,8 +337,10 @@ export function parseDestination(raw: unknown, idFromPath?: string): Parsed<Dest
     value: {
       id: id as string,
       partner: raw.partner as string,
-      type: 'webhook',
+      type: type as Destination['type'],
       url: url as string,
+      ttd,
+      minIntervalMs,
       segments: segments === '*' ? '*' : [...new Set(segments as number[])].sort((a, b) => a - b),
       idType: idType as DestinationIdType,
       maxUsers,
