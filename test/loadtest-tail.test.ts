@@ -2,7 +2,8 @@
 // nats-server: every companion runs beside the lookups and reports what it
 // did — the push and NATS feeds with their freshness probes, a snapshot swap
 // through the inbox, a TTL sweep of memberships pushed to expire, filter saves
-// and cookie syncs — and a missing prerequisite is a usage error. Speed is
+// cookie syncs, and deliveries to a webhook sink — and a missing prerequisite
+// is a usage error. Speed is
 // never asserted here.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -127,11 +128,11 @@ describe('segd loadtest --scenario tail', () => {
     const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as Results;
     const by = (name: string) => res.results.find((x) => x.scenario === name && x.target === 'segd')!;
     expect(res.results.filter((x) => x.target === 'segd').map((x) => [x.scenario, x.status])).toEqual(
-      ['lookup', 'mixed', 'nats', 'swap', 'sweep', 'filter-save', 'syncs'].map((n) => [n, 'ran']),
+      ['lookup', 'mixed', 'nats', 'swap', 'sweep', 'filter-save', 'syncs', 'outbound'].map((n) => [n, 'ran']),
     );
     for (const x of res.results) expect(x.figures!.errorCount, x.scenario).toBe(0);
     // Every segd run has its hello-world control.
-    expect(res.results.filter((x) => x.control).length).toBe(7);
+    expect(res.results.filter((x) => x.control).length).toBe(8);
     expect(by('lookup').background).toBeUndefined();
 
     for (const name of ['mixed', 'nats']) {
@@ -167,8 +168,15 @@ describe('segd loadtest --scenario tail', () => {
     expect(syncs.requests).toBeGreaterThan(300);
     expect(syncs.errorCount).toBe(0);
 
+    // The feed's changes reached the sink; the destination and its partner are gone afterwards.
+    const outbound = by('outbound').background!;
+    expect(outbound.warning).toBeUndefined();
+    expect((outbound.figures as { deliveredChanges: number }).deliveredChanges).toBeGreaterThan(0);
+    const left = await fetch(`${segd.url}/v1/admin/destinations`, { headers: { Authorization: `Bearer ${ADMIN}` } });
+    expect(((await left.json()) as { destinations: unknown[] }).destinations).toEqual([]);
+
     const html = readFileSync(join(out, 'report.html'), 'utf8');
-    for (const label of ['feed', 'snapshot swap', 'TTL sweep', 'filter saves', 'cookie syncs'])
+    for (const label of ['feed', 'snapshot swap', 'TTL sweep', 'filter saves', 'cookie syncs', 'outbound'])
       expect(html).toContain(`<th>${label}</th>`);
     expect(r.stdout).toMatch(/fresh p99/);
   }, 120_000);

@@ -1,10 +1,12 @@
 // The tail scenarios are lookups with something beside them: a feed (HTTP
 // push or NATS JetStream, feed-stream.ts), a snapshot swap, a big TTL sweep,
-// filter saves or cookie syncs (side-tasks.ts). This names each scenario's
+// filter saves or cookie syncs (side-tasks.ts), deliveries to a webhook sink
+// (outbound-sink.ts). This names each scenario's
 // companion and gives the runner one shape for all of them.
 import { FeedStream, natsSender, pushSender, type FeedFigures } from './feed-stream.js';
 import { BigSweep, FilterSaves, SnapshotSwap, SyncStream } from './side-tasks.js';
 import { PixelProbe } from './pixel-probe.js';
+import { OutboundSink } from './outbound-sink.js';
 import { fmtUs, fmtInt as int } from './gate.js';
 import type { ScenarioName } from './scenarios.js';
 import type { OpenLoopClient } from './native-client.js';
@@ -169,6 +171,13 @@ function companion(
             seed: o.seed,
           })
         : null;
+    case 'outbound':
+      return new OutboundSink({
+        origin,
+        adminKey: o.adminKey,
+        segment: o.ingestSegment,
+        feed: feed(o, origin, 'push'),
+      });
     case 'syncs':
       return new SyncStream({
         origin,

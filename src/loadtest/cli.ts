@@ -221,6 +221,12 @@ function options(f: Flags): RunOptions {
   needs('sweep', !!o.ingestKey, '--ingest-key (or LOADTEST_INGEST_KEY): it pushes the memberships that expire');
   needs('sweep', !!o.adminKey, '--admin-key (or LOADTEST_ADMIN_KEY): it asks for the sweep');
   needs('filter-save', !!o.adminKey, '--admin-key (or LOADTEST_ADMIN_KEY): it asks for the saves');
+  needs('outbound', !!o.adminKey, '--admin-key (or LOADTEST_ADMIN_KEY): it registers the destination');
+  needs(
+    'outbound',
+    o.ingestRate > 0 && !!o.ingestKey,
+    '--ingest-key (or LOADTEST_INGEST_KEY) and --ingest-rate > 0: its feed makes the changes',
+  );
   needs('nats', o.ingestRate === 0 || !!o.natsUrl, '--nats-url: the NATS server(s) of the stream the target consumes');
   needs('swap', !!o.inbox, '--inbox DIR: the target’s inbox directory, on this machine');
   const relative = o.gates.filter((g) => g.relative);

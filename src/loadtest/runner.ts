@@ -166,6 +166,7 @@ const ROUTE: Record<ScenarioName, string> = {
   sweep: 'segments',
   'filter-save': 'segments',
   syncs: 'segments',
+  outbound: 'segments',
   batch: 'batch',
   openrtb: 'openrtb',
   sync: 'sync',

@@ -1,6 +1,6 @@
 // The load-test scenarios: which requests each one sends (built once, before
 // the run, from the sampled keys) and which answers count as success.
-// The tail scenarios (`mixed`, `nats`, `swap`, `sweep`, `filter-save`, `syncs`)
+// The tail scenarios (`mixed`, `nats`, `swap`, `sweep`, `filter-save`, `syncs`, `outbound`)
 // are `lookup` with something beside it (src/loadtest/background.ts); `ws` is
 // driven by src/loadtest/drive-ws.ts over one WebSocket per connection.
 import type { KeyMix } from './key-mix.js';
@@ -41,6 +41,7 @@ export type ScenarioName =
   | 'sweep'
   | 'filter-save'
   | 'syncs'
+  | 'outbound'
   | 'replay';
 
 export interface Scenario {
@@ -173,6 +174,7 @@ export const SCENARIOS: Record<ScenarioName, Scenario> = {
   sweep: beside('sweep', 'a TTL sweep removes expired memberships'),
   'filter-save': beside('filter-save', 'the known-users filter is saved, once a second'),
   syncs: beside('syncs', 'cookie syncs write id links'),
+  outbound: beside('outbound', 'segd delivers the changes a feed makes to a webhook sink'),
   // Its requests and their times come from capture files (replay.ts), not from the key mix.
   replay: {
     name: 'replay',
@@ -202,4 +204,13 @@ export const SCENARIO_NAMES = Object.keys(SCENARIOS) as ScenarioName[];
 /** `--scenario all`: every request kind (mixed stands for the tail set). */
 export const ALL_SCENARIOS: ScenarioName[] = ['lookup', 'kv', 'batch', 'mixed', 'openrtb', 'sync', 'ws'];
 /** `--scenario tail`: lookups alone, then with each companion the tail-latency targets name. */
-export const TAIL_SCENARIOS: ScenarioName[] = ['lookup', 'mixed', 'nats', 'swap', 'sweep', 'filter-save', 'syncs'];
+export const TAIL_SCENARIOS: ScenarioName[] = [
+  'lookup',
+  'mixed',
+  'nats',
+  'swap',
+  'sweep',
+  'filter-save',
+  'syncs',
+  'outbound',
+];
