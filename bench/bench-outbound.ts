@@ -1,4 +1,4 @@
-// Outbound delivery throughput: `npm run bench:outbound [-- --changes N --batch B]`,
+// Outbound delivery throughput: `npm run bench:outbound [-- --changes N --batch B --concurrency C]`,
 // and a receiver's outage: `npm run bench:outbound -- --outage-s S [--rate R --users U]`.
 //
 // A real store in a temp dir, the writer applying N membership changes (one
@@ -34,6 +34,7 @@ import { OutboundSender } from '../src/outbound/sender.js';
 const flags = parseFlags('npm run bench:outbound --', process.argv.slice(2), {
   changes: 'membership changes to deliver (default 200000)',
   batch: 'users per request (default 500)',
+  concurrency: "the destination's requests in flight (default 1)",
   'outage-s': 'receiver down (503) this many seconds while changes are written (0 = throughput run; at most 600)',
   rate: 'changes written per second during an outage run (default 2000)',
   users: 'users the outage run flips (default 100000)',
@@ -41,6 +42,7 @@ const flags = parseFlags('npm run bench:outbound --', process.argv.slice(2), {
 });
 const N = intFlag(flags, 'changes', { min: 1, max: 100_000_000, def: 200_000 });
 const BATCH = intFlag(flags, 'batch', { min: 1, max: 10_000, def: 500 });
+const CONCURRENCY = intFlag(flags, 'concurrency', { min: 1, max: 64, def: 1 });
 const WRITE_CHUNK = 5000;
 const OUTAGE_S = intFlag(flags, 'outage-s', { min: 0, max: 600, def: 0 });
 const RATE = intFlag(flags, 'rate', { min: 1, max: 1_000_000, def: 2000 });
@@ -107,7 +109,14 @@ async function main(): Promise<void> {
     applyRegistryOp(store, {
       kind: 'putDestination',
       id: 'hook',
-      body: { partner: 'dsp', url: `http://127.0.0.1:${port}/`, maxUsers: BATCH, maxDelayMs: 0, maxRps: 100_000 },
+      body: {
+        partner: 'dsp',
+        url: `http://127.0.0.1:${port}/`,
+        maxUsers: BATCH,
+        concurrency: CONCURRENCY,
+        maxDelayMs: 0,
+        maxRps: 100_000,
+      },
     });
     sender.registryChanged();
     const queued = apply(store, N, 2);
@@ -126,6 +135,7 @@ async function main(): Promise<void> {
         {
           changes: N,
           batchUsers: BATCH,
+          concurrency: CONCURRENCY,
           writerChangesPerSec: { noDestination: Math.round(bare), oneDestination: Math.round(queued) },
           deliveredChangesPerSec: Math.round(N / seconds),
           drainSeconds: Number(seconds.toFixed(2)),
@@ -170,7 +180,14 @@ async function outage(): Promise<void> {
       {
         kind: 'putDestination',
         id: 'hook',
-        body: { partner: 'dsp', url: `http://127.0.0.1:${port}/`, maxUsers: BATCH, maxDelayMs: 100, maxRps: 100_000 },
+        body: {
+          partner: 'dsp',
+          url: `http://127.0.0.1:${port}/`,
+          maxUsers: BATCH,
+          concurrency: CONCURRENCY,
+          maxDelayMs: 100,
+          maxRps: 100_000,
+        },
       },
     ] as const)
       applyRegistryOp(store, op);
@@ -210,6 +227,7 @@ async function outage(): Promise<void> {
           writtenPerSec: RATE,
           users: USERS,
           batchUsers: BATCH,
+          concurrency: CONCURRENCY,
           maxBacklog: MAX_BACKLOG,
           changesWrittenDuringOutage: atEnd.written,
           backlogAtEndOfOutage: atEnd.backlog,

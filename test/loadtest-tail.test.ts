@@ -170,7 +170,8 @@ describe('segd loadtest --scenario tail', () => {
 
     // The feed's changes reached the sink; the destination and its partner are gone afterwards.
     const outbound = by('outbound').background!;
-    expect(outbound.warning).toBeUndefined();
+    // (A busy machine may keep the feed below its rate: that warning is the feed's, not the delivery's.)
+    expect(outbound.warning ?? '').not.toMatch(/nothing was delivered|polling/);
     expect((outbound.figures as { deliveredChanges: number }).deliveredChanges).toBeGreaterThan(0);
     const left = await fetch(`${segd.url}/v1/admin/destinations`, { headers: { Authorization: `Bearer ${ADMIN}` } });
     expect(((await left.json()) as { destinations: unknown[] }).destinations).toEqual([]);
