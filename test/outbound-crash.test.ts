@@ -1,6 +1,7 @@
-// Outbound delivery through crashes: segd is SIGKILLed three times while a
-// request is in flight to a receiver that flaps (200, 500, 429, dropped
-// connections) or hangs, and restarted on the same data. Afterwards every
+// Outbound delivery through crashes: segd is SIGKILLed three times while
+// requests are in flight (up to three at once: `concurrency` 3) to a receiver
+// that flaps (200, 500, 429, dropped connections) or hangs, and restarted on
+// the same data. Afterwards every
 // change the receiver should have seen arrived at least once and in order
 // per user; deduplicated by Idempotency-Key, exactly once; a resent batch is
 // the same batch; and nothing of a deleted user was sent after its removal.
@@ -79,7 +80,9 @@ beforeAll(async () => {
       ingestKeys: [INGEST],
       partners: [{ id: 'dsp', segments: SEGS }],
       segments: SEGS.map((id) => ({ id, name: `s${id}`, segtax: 600 })),
-      destinations: [{ id: 'hook', partner: 'dsp', url: rx.url, maxUsers: 5, maxDelayMs: 10, timeoutMs: 250 }],
+      destinations: [
+        { id: 'hook', partner: 'dsp', url: rx.url, maxUsers: 5, maxDelayMs: 10, timeoutMs: 250, concurrency: 3 },
+      ],
     }),
   );
   segd = await startSegd({ dataDir, keepData: true, env: env() });
