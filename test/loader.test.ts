@@ -90,6 +90,8 @@ describe('inbox loader', () => {
     const huge = `{"op":"add","uid":"huge","segments":[${'1,'.repeat(700_000)}1]}\n`; // > 1 MiB
     await dropFeed(inbox, '020-long.ndjson', huge + feedLine({ op: 'add', uid: 'after-huge', segments: [7] }));
     await waitFor(async () => (await segmentsOf(segd, 'after-huge')).length === 1);
+    // The rejects file is appended after the commit that makes the next line visible; the file reaches done/ after both.
+    await waitFor(async () => existsSync(join(inbox, 'done', '020-long.ndjson')));
     const rejects = readFileSync(join(inbox, 'rejects', '020-long.ndjson.rejects.ndjson'), 'utf8');
     expect(JSON.parse(rejects)).toMatchObject({ line: 1, reason: 'line longer than 1048576 bytes' });
     expect(await segmentsOf(segd, 'huge')).toEqual([]);
