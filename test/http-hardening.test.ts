@@ -265,6 +265,16 @@ describe('readBody memory', () => {
         res.cork(() => res.end(r.ok ? createHash('sha256').update(r.body).digest('hex') : 'too-large'));
       });
     });
+    app.post('/borrowed', (res, req) => {
+      res.onAborted(() => {});
+      readBody(
+        res,
+        req.getHeader('content-length'),
+        64 << 20,
+        (r) => res.cork(() => res.end(r.ok ? createHash('sha256').update(r.body).digest('hex') : 'too-large')),
+        true,
+      );
+    });
     local = await listenLocal(app);
     port = local.port;
   });
@@ -289,7 +299,43 @@ describe('readBody memory', () => {
   it('still reads a large body exactly, in many chunks', async () => {
     const body = Buffer.alloc(3 << 20);
     for (let i = 0; i < body.length; i++) body[i] = (i * 31) & 0xff;
-    const r = await fetch(`http://127.0.0.1:${port}/body`, { method: 'POST', body });
-    expect(await r.text()).toBe(createHash('sha256').update(body).digest('hex'));
+    for (const path of ['/body', '/borrowed']) {
+      const r = await fetch(`http://127.0.0.1:${port}${path}`, { method: 'POST', body });
+      expect(await r.text()).toBe(createHash('sha256').update(body).digest('hex'));
+    }
+  });
+
+  it('reads borrowed bodies exactly, in one chunk or many, through buffers it reuses', async () => {
+    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    // ASCII, as raw() writes text as UTF-8.
+    const bytes = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * seed + 7) & 0x7f));
+    /** `body` as HTTP chunks of `piece` bytes: each reaches readBody as a chunk of its own. */
+    const chunked = (body: Buffer, piece: number) => {
+      let text = '';
+      for (let at = 0; at < body.length; at += piece) {
+        const part = body.subarray(at, at + piece);
+        text += `${part.length.toString(16)}\r\n${part.toString('latin1')}\r\n`;
+      }
+      const head = 'POST /borrowed HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n';
+      return raw(port, head, text + '0\r\n\r\n');
+    };
+    const answerOf = async (r: Raw) => {
+      const text = await r.closed;
+      return text.slice(text.indexOf('\r\n\r\n') + 4);
+    };
+    // Large, then small, then in between, one after another: a pooled buffer
+    // from a longer body holds a shorter one; then many at once, interleaved.
+    const sizes = [200_000, 5, 3000, 70_000, 1, 16_385];
+    for (const [k, n] of sizes.entries()) {
+      const body = bytes(n, 31 + k);
+      expect(await answerOf(chunked(body, 1 + (n >> 3)))).toBe(sha(body));
+    }
+    const bodies = sizes.map((n, k) => bytes(n, 61 + k));
+    const answers = await Promise.all(bodies.map((b) => answerOf(chunked(b, 999))));
+    expect(answers).toEqual(bodies.map(sha));
+    // One chunk: uWS's own bytes.
+    const one = bytes(2600, 5);
+    const r = await fetch(`http://127.0.0.1:${port}/borrowed`, { method: 'POST', body: one });
+    expect(await r.text()).toBe(sha(one));
   });
 });

@@ -209,7 +209,8 @@ describe('SEGD_LOOKUP_AUTH default', () => {
 // user is returned. The oracle below is written from the licensing rule, not
 // from the code: a segment reaches a partner when the partner's list or the
 // segment's list names the other, or either is "*".
-const ID_POOL = [1, 2, 3, 50, 51, 900, 4000, 70000, 4294967295];
+// Bitset word edges (31, 32), the largest id a licence keeps in a bitset and the first it bisects.
+const ID_POOL = [1, 2, 3, 31, 32, 50, 51, 900, 4000, 70000, 2_097_151, 2_097_152, 4294967295];
 const PARTNER_IDS = ['p0', 'p1', 'p2', 'p3'];
 const arbWorld = fc.record({
   partners: fc.tuple(

@@ -1,7 +1,8 @@
 // Which segments each partner may receive, compiled from the registry once
 // per registry version so the lookup path filters without allocating: a
-// sorted Uint32Array per partner, searched by bisection, compacting the
-// lookup's output array in place.
+// sorted Uint32Array per partner, compacting the lookup's output array in
+// place. Where the licensed ids are small (every taxonomy seen so far) a
+// bitset answers `has` with one load instead of a bisection.
 //
 // The registry (partners + taxonomy) is the source of truth, and the rule is
 // this module's alone: a segment reaches a partner when the partner's
@@ -14,7 +15,13 @@ interface LicenceSource {
   segments(): ReadonlyArray<{ id: number; partners: readonly string[] | '*' }>;
 }
 
+/** Licensed ids below this get a bitset (at most 256 KiB per partner); larger ones are bisected. */
+const BITSET_IDS = 1 << 21;
+
 export class Licence {
+  /** Bit `id` set when `id` is licensed; null when `all`, empty, or an id is too large for it. */
+  private readonly bits: Uint32Array | null;
+
   constructor(
     /** Partner id; '' for the anonymous caller. */
     readonly partner: string,
@@ -28,10 +35,23 @@ export class Licence {
      * partner does not: see reveal.ts.
      */
     readonly seesUids = false,
-  ) {}
+  ) {
+    const max = ids.length > 0 ? ids[ids.length - 1]! : 0;
+    if (all || ids.length === 0 || max >= BITSET_IDS) this.bits = null;
+    else {
+      const bits = new Uint32Array((max >>> 5) + 1);
+      for (const id of ids) bits[id >>> 5]! |= 1 << (id & 31);
+      this.bits = bits;
+    }
+  }
 
   has(id: number): boolean {
     if (this.all) return true;
+    const bits = this.bits;
+    if (bits !== null) {
+      const w = id >>> 5;
+      return w < bits.length && (bits[w]! & (1 << (id & 31))) !== 0;
+    }
     const a = this.ids;
     let lo = 0;
     let hi = a.length - 1;

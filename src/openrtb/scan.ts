@@ -7,6 +7,15 @@
 // rounds, best of 5): the 2.6 KB banner request 25.2 → 6.9 µs of JS (3.6×),
 // the 0.6 KB video request 9.2 → 3.9 µs (2.4×).
 //
+// A container whose contents enrichment never reads (imp, site, device.sua,
+// source, ext: most of a request) is validated by `skip`, a loop that keeps
+// only the open brackets: no fields, key matches or spans. Against one loop
+// that tracked fields everywhere, CPU time per scan (min of 41 alternating
+// windows, two runs on a loaded machine): banner 1.02–1.20×, video
+// 1.07–1.11×, app 1.08–1.22×. What is left is the per-byte walk over strings
+// (≈ 1 ns a byte here, as fast as a bare loop over the bytes with a table
+// lookup; 4-bytes-at-a-time checks through a DataView measured slower).
+//
 // Bounded: no recursion (containers go on an explicit stack, so any depth is
 // one more slot, not a stack frame), each byte is looked at a constant number
 // of times, and the only values turned into JS values are the handful above.
@@ -193,7 +202,11 @@ export class BidRequestScanner {
       if (pos >= len) return -pos - 1;
       const at = pos;
       if (field === F.DATA_ITEM) this.itemIsOurs = false;
-      if (c === OPEN_OBJ || c === OPEN_ARR) {
+      if (field === F.OTHER && (c === OPEN_OBJ || c === OPEN_ARR)) {
+        // Nothing inside is read: validated in a loop that notes nothing.
+        pos = this.skip(buf, pos, depth);
+        if (pos < 0) return pos;
+      } else if (c === OPEN_OBJ || c === OPEN_ARR) {
         if (depth === this.stackField.length) this.grow();
         const isObj = c === OPEN_OBJ;
         this.stackIsObj[depth] = isObj ? 1 : 0;
@@ -222,10 +235,8 @@ export class BidRequestScanner {
         if (pos < 0) return pos;
         if (field !== F.OTHER) this.noteValue(field, Kind.NUMBER, at, pos);
       } else {
-        const word = c === Kind.TRUE ? 'true' : c === Kind.FALSE ? 'false' : c === Kind.NULL ? 'null' : '';
-        if (word === '') return -pos - 1;
-        for (let k = 1; k < word.length; k++) if (buf[pos + k] !== word.charCodeAt(k)) return -(pos + k) - 1;
-        pos += word.length;
+        pos = literal(buf, pos, c);
+        if (pos < 0) return pos;
         if (field !== F.OTHER) this.noteValue(field, c, at, pos);
       }
 
@@ -258,6 +269,69 @@ export class BidRequestScanner {
     }
   }
 
+  /**
+   * A container enrichment reads nothing in, from its opening byte, checked
+   * as `value` checks it but with no field, key or span noted; its own
+   * containers go on the stack above `base`. The position after it.
+   */
+  private skip(buf: Buffer, pos: number, base: number): number {
+    const len = buf.length;
+    let depth = base;
+    let c = buf[pos]!;
+    for (;;) {
+      // A value starts at pos, its first byte in c.
+      if (c === Q) {
+        pos = skipString(buf, pos);
+        if (pos < 0) return pos;
+      } else if (c === OPEN_OBJ || c === OPEN_ARR) {
+        if (depth === this.stackIsObj.length) this.grow();
+        const isObj = c === OPEN_OBJ;
+        this.stackIsObj[depth++] = isObj ? 1 : 0;
+        pos++;
+        while (pos < len && isWs((c = buf[pos]!))) pos++;
+        if (pos >= len) return -pos - 1;
+        if (c !== (isObj ? CLOSE_OBJ : CLOSE_ARR)) {
+          if (isObj) {
+            pos = skipKey(buf, pos);
+            if (pos < 0) return pos;
+            while (pos < len && isWs((c = buf[pos]!))) pos++;
+            if (pos >= len) return -pos - 1;
+          }
+          continue;
+        }
+        // Empty: closed below as any container.
+      } else if (c === 0x2d || isDigit(c)) {
+        pos = number(buf, pos);
+        if (pos < 0) return pos;
+      } else {
+        pos = literal(buf, pos, c);
+        if (pos < 0) return pos;
+      }
+
+      // After a value: close containers, or go on to the next member or element.
+      for (;;) {
+        while (pos < len && isWs((c = buf[pos]!))) pos++;
+        if (pos >= len) return -pos - 1;
+        const isObj = this.stackIsObj[depth - 1] === 1;
+        if (c === COMMA) {
+          pos++;
+          while (pos < len && isWs((c = buf[pos]!))) pos++;
+          if (pos >= len) return -pos - 1;
+          if (isObj) {
+            pos = skipKey(buf, pos);
+            if (pos < 0) return pos;
+            while (pos < len && isWs((c = buf[pos]!))) pos++;
+            if (pos >= len) return -pos - 1;
+          }
+          break;
+        }
+        if (c !== (isObj ? CLOSE_OBJ : CLOSE_ARR)) return -pos - 1;
+        pos++;
+        if (--depth === base) return pos;
+      }
+    }
+  }
+
   /** The field of the key just read by `key`. */
   private keyField: F = F.OTHER;
 
@@ -275,14 +349,18 @@ export class BidRequestScanner {
     let field = F.OTHER;
     if (keys.length > 0) {
       const text = this.esc ? (JSON.parse(buf.toString('utf8', at, strEnd)) as string) : null;
-      for (const k of keys) {
+      for (let i = 0; i < keys.length; i++) {
+        const k = keys[i]!;
         if (text !== null ? text === k.text : sameBytes(buf, at + 1, strEnd - 1, k.bytes)) {
           field = k.field;
           break;
         }
       }
-      for (const f of FORGETS[field]!) this.kind[f] = Kind.ABSENT;
-      if (field === F.USER_DATA || field === F.USER) this.items = 0;
+      if (field !== F.OTHER) {
+        const forgets = FORGETS[field]!;
+        for (let i = 0; i < forgets.length; i++) this.kind[forgets[i]!] = Kind.ABSENT;
+        if (field === F.USER_DATA || field === F.USER) this.items = 0;
+      }
     }
     this.keyField = field;
     return pos + 1;
@@ -290,29 +368,10 @@ export class BidRequestScanner {
 
   /** A string from its opening quote; the position after its closing quote (sets `esc`). */
   private string(buf: Buffer, pos: number): number {
-    const len = buf.length;
-    let esc = false;
-    pos++;
-    for (;;) {
-      if (pos >= len) return -pos - 1;
-      const k = STRING_CLASS[buf[pos]!]!;
-      if (k === 0) {
-        pos++;
-        continue;
-      }
-      if (k === STR_END) break;
-      if (k === STR_BAD) return -pos - 1;
-      esc = true;
-      const e = buf[pos + 1];
-      if (e === undefined) return -pos - 2;
-      if (SIMPLE_ESCAPE[e] === 1) pos += 2;
-      else if (e === 0x75) {
-        for (let h = 2; h < 6; h++) if (HEX[buf[pos + h] ?? 0] !== 1) return -(pos + h) - 1;
-        pos += 6;
-      } else return -pos - 2;
-    }
-    this.esc = esc;
-    return pos + 1;
+    escapeSeen = false;
+    pos = skipString(buf, pos);
+    this.esc = escapeSeen;
+    return pos;
   }
 
   private noteValue(field: F, kind: number, at: number, end: number): void {
@@ -397,6 +456,48 @@ export class BidRequestScanner {
     this.itemStart = new Int32Array(n);
     this.itemEnd = new Int32Array(n);
     this.itemOurs = new Uint8Array(n);
+  }
+}
+
+/** `true`, `false` or `null` from its first byte `c`; the position after it. */
+function literal(buf: Buffer, pos: number, c: number): number {
+  const word = c === Kind.TRUE ? 'true' : c === Kind.FALSE ? 'false' : c === Kind.NULL ? 'null' : '';
+  if (word === '') return -pos - 1;
+  for (let k = 1; k < word.length; k++) if (buf[pos + k] !== word.charCodeAt(k)) return -(pos + k) - 1;
+  return pos + word.length;
+}
+
+/** A member's key from its opening quote, and its colon; the position after the colon. */
+function skipKey(buf: Buffer, pos: number): number {
+  if (buf[pos] !== Q) return -pos - 1;
+  pos = skipString(buf, pos);
+  if (pos < 0) return pos;
+  const len = buf.length;
+  while (pos < len && isWs(buf[pos]!)) pos++;
+  return buf[pos] === COLON ? pos + 1 : -pos - 1;
+}
+
+/** Set when `skipString` passes an escape (the scanner clears it before the strings it reads). */
+let escapeSeen = false;
+
+/** A string from its opening quote; the position after its closing quote. */
+function skipString(buf: Buffer, pos: number): number {
+  const len = buf.length;
+  pos++;
+  for (;;) {
+    while (pos < len && STRING_CLASS[buf[pos]!] === 0) pos++;
+    if (pos >= len) return -pos - 1;
+    const k = STRING_CLASS[buf[pos]!]!;
+    if (k === STR_END) return pos + 1;
+    if (k === STR_BAD) return -pos - 1;
+    escapeSeen = true;
+    const e = buf[pos + 1];
+    if (e === undefined) return -pos - 2;
+    if (SIMPLE_ESCAPE[e] === 1) pos += 2;
+    else if (e === 0x75) {
+      for (let h = 2; h < 6; h++) if (HEX[buf[pos + h] ?? 0] !== 1) return -(pos + h) - 1;
+      pos += 6;
+    } else return -pos - 2;
   }
 }
 

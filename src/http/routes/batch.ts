@@ -56,25 +56,31 @@ export function batchRoute(deps: AppDeps) {
       return finish(sendError(res, 'BAD_FORMAT', 'batch answers are json or msgpack', true));
 
     const p = pending(res, inflight, () => metrics.aborted());
-    readBody(res, contentLength, config.maxBodyBytes, (r) => {
-      const close = state.get(Flag.Draining);
-      p.settle(() => {
-        if (!r.ok) return finish(sendError(res, 'BODY_TOO_LARGE', `limit is ${config.maxBodyBytes} bytes`, true));
-        if (query !== null) capture!.batch(r.body, kind, query, licence.partner);
-        let st: number;
-        // One generation for the whole batch: a snapshot swap mid-batch must not mix data sets.
-        lookup.pin();
-        try {
-          st = answer(res, r.body, kind, format, close, licence);
-        } catch (err) {
-          log.error({ err }, 'batch lookup failed');
-          st = sendError(res, 'INTERNAL', undefined, close);
-        } finally {
-          lookup.unpin();
-        }
-        finish(st);
-      });
-    });
+    readBody(
+      res,
+      contentLength,
+      config.maxBodyBytes,
+      (r) => {
+        const close = state.get(Flag.Draining);
+        p.settle(() => {
+          if (!r.ok) return finish(sendError(res, 'BODY_TOO_LARGE', `limit is ${config.maxBodyBytes} bytes`, true));
+          if (query !== null) capture!.batch(r.body, kind, query, licence.partner);
+          let st: number;
+          // One generation for the whole batch: a snapshot swap mid-batch must not mix data sets.
+          lookup.pin();
+          try {
+            st = answer(res, r.body, kind, format, close, licence);
+          } catch (err) {
+            log.error({ err }, 'batch lookup failed');
+            st = sendError(res, 'INTERNAL', undefined, close);
+          } finally {
+            lookup.unpin();
+          }
+          finish(st);
+        });
+      },
+      true,
+    ); // borrowed: parsed, captured and answered before the callback returns
   };
 
   function answer(

@@ -51,20 +51,26 @@ export function enrichRoute(deps: AppDeps) {
     if (admission.overloaded()) return finish(empty('overload', true)); // body unread: close
 
     const p = pending(res, inflight, () => metrics.aborted());
-    readBody(res, req.getHeader('content-length'), config.maxBodyBytes, (r) => {
-      const close = state.get(Flag.Draining);
-      p.settle(() => {
-        if (!r.ok) return finish(sendError(res, 'BODY_TOO_LARGE', `limit is ${config.maxBodyBytes} bytes`, true));
-        let st: number;
-        try {
-          st = answer(res, r.body, licence, mode === 'data', t0, close, empty);
-        } catch (err) {
-          log.error({ err }, 'enrichment failed');
-          st = sendError(res, 'INTERNAL', undefined, close);
-        }
-        finish(st);
-      });
-    });
+    readBody(
+      res,
+      req.getHeader('content-length'),
+      config.maxBodyBytes,
+      (r) => {
+        const close = state.get(Flag.Draining);
+        p.settle(() => {
+          if (!r.ok) return finish(sendError(res, 'BODY_TOO_LARGE', `limit is ${config.maxBodyBytes} bytes`, true));
+          let st: number;
+          try {
+            st = answer(res, r.body, licence, mode === 'data', t0, close, empty);
+          } catch (err) {
+            log.error({ err }, 'enrichment failed');
+            st = sendError(res, 'INTERNAL', undefined, close);
+          }
+          finish(st);
+        });
+      },
+      true,
+    ); // borrowed: the answer is written before the callback returns
   };
 
   function answer(
