@@ -13,10 +13,12 @@
 //   drained by a JetStreamSource (the server's own source class) from its
 //   start: messages/s, and CPU per message of this process and of
 //   nats-server. The replay rate is what bounds a restored node's time to
-//   ready (docs/scale-out.md).
+//   ready (docs/scale-out.md). `--before FILE`: another build's
+//   jetstream.js drains every other round, for a before/after under the
+//   same load.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { openStore, userCount, type Store } from '../src/store/env.js';
@@ -120,7 +122,9 @@ function writerSection(store: Store, writer: Writer, users: number, perRound: nu
     { name: 'batch 1,200, flags 0x40003 (no meta sync)', batch: 1200, flags: 0x40003 },
     { name: 'batch 100', batch: 100 },
     { name: 'batch 5,000', batch: 5000 },
+    { name: 'batch 10,000', batch: 10_000 },
     { name: 'batch 20,000', batch: 20_000 },
+    { name: 'batch 50,000', batch: 50_000 },
   ];
   const rnd = prng(42);
   const costs: Cost[][] = variants.map(() => []);
@@ -159,7 +163,14 @@ function cpuSecondsOf(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / 100;
 }
 
-async function natsSection(store: Store, writer: Writer, users: number, msgs: number, rounds: number): Promise<object> {
+async function natsSection(
+  store: Store,
+  writer: Writer,
+  users: number,
+  msgs: number,
+  rounds: number,
+  before: string | null,
+): Promise<object> {
   say('starting a nats-server (JetStream, one node)');
   const nats = await startBenchNats(1);
   const server = [...nats.nodes.values()][0]!;
@@ -179,7 +190,7 @@ async function natsSection(store: Store, writer: Writer, users: number, msgs: nu
   const jsm = await jetstreamManager(nats.nc);
   const lastSeq = (await jsm.streams.info('SEGMENTS')).state.last_seq;
   const log = pino({ level: 'warn' });
-  const runs: Array<{ msgsPerS: number; segd: Cost; natsServerUsPerMsg: number }> = [];
+  const runs: Array<{ msgsPerS: number; segd: Cost; natsServerUsPerMsg: number; transactions: number }> = [];
   for (let round = 0; round < rounds; round++) {
     // Each round drains the whole stream from its start: a new durable, and no checkpoint to adopt.
     for (const key of store.meta.getKeys({ start: 'ckpt:nats:', end: 'ckpt:nats:\uffff' }))
@@ -188,7 +199,12 @@ async function natsSection(store: Store, writer: Writer, users: number, msgs: nu
     let seen = 0;
     let done: () => void = () => undefined;
     const drained = new Promise<void>((r) => (done = r));
-    const src = new JetStreamSource(
+    // Odd rounds run the other build's source, if one is given: before and after under the same load.
+    const Source =
+      before !== null && round % 2 === 1
+        ? ((await import(before)) as { JetStreamSource: typeof JetStreamSource }).JetStreamSource
+        : JetStreamSource;
+    const src = new Source(
       store,
       writer,
       {
@@ -207,6 +223,10 @@ async function natsSection(store: Store, writer: Writer, users: number, msgs: nu
         if (seen >= lastSeq) done();
       },
     );
+    // Records per transaction: how the source cut the backlog.
+    const txns: number[] = [];
+    const apply = writer.apply.bind(writer);
+    writer.apply = (changes, nowSec, checkpoint) => (txns.push(changes.length), apply(changes, nowSec, checkpoint));
     const n0 = cpuSecondsOf(server.pid!);
     const c0 = process.cpuUsage();
     const w0 = performance.now();
@@ -216,15 +236,18 @@ async function natsSection(store: Store, writer: Writer, users: number, msgs: nu
     const c = process.cpuUsage(c0);
     const natsCpu = cpuSecondsOf(server.pid!) - n0;
     await src.stop();
+    writer.apply = apply;
     await jsm.consumers.delete('SEGMENTS', durable);
     const run = {
       msgsPerS: Math.round(lastSeq / (wall / 1000)),
       segd: { user: c.user / lastSeq, sys: c.system / lastSeq, wall: (wall * 1000) / lastSeq },
       natsServerUsPerMsg: (natsCpu * 1e6) / lastSeq,
+      transactions: txns.length,
+      recordsPerTxn: { median: median(txns), max: Math.max(...txns) },
     };
     runs.push(run);
     say(
-      `drain ${round + 1}/${rounds}: ${run.msgsPerS.toLocaleString('en-US')} msgs/s; this process ${fmt(run.segd.user)} user + ${fmt(run.segd.sys)} sys µs/msg; nats-server ${run.natsServerUsPerMsg.toFixed(1)} µs/msg`,
+      `drain ${round + 1}/${rounds}${Source === JetStreamSource ? '' : ' (before)'}: ${run.msgsPerS.toLocaleString('en-US')} msgs/s; this process ${fmt(run.segd.user)} user + ${fmt(run.segd.sys)} sys µs/msg; nats-server ${run.natsServerUsPerMsg.toFixed(1)} µs/msg; ${txns.length} transactions (records: median ${run.recordsPerTxn.median}, max ${run.recordsPerTxn.max})`,
     );
   }
   await nats.stop();
@@ -237,7 +260,7 @@ async function natsSection(store: Store, writer: Writer, users: number, msgs: nu
 
 async function main(f: Flags): Promise<void> {
   const users = intFlag(f, 'users', { min: 1000, max: 100_000_000, def: 1_000_000 });
-  const perRound = intFlag(f, 'records', { min: 1000, max: 10_000_000, def: 60_000 });
+  const perRound = intFlag(f, 'records', { min: 1000, max: 10_000_000, def: 100_000 });
   const rounds = intFlag(f, 'rounds', { min: 1, max: 50, def: 3 });
   const msgs = intFlag(f, 'msgs', { min: 1000, max: 10_000_000, def: 50_000 });
   const section = typeof f.section === 'string' ? f.section : 'all';
@@ -255,7 +278,15 @@ async function main(f: Flags): Promise<void> {
     else say(`reusing ${dir} (${have.toLocaleString('en-US')} users)`);
     const result: Record<string, unknown> = { users, loadavgBefore: loadavg() };
     if (section !== 'nats') result.writer = writerSection(store, writer, users, perRound, rounds);
-    if (section !== 'writer') result.nats = await natsSection(store, writer, users, msgs, rounds);
+    if (section !== 'writer')
+      result.nats = await natsSection(
+        store,
+        writer,
+        users,
+        msgs,
+        rounds,
+        typeof f.before === 'string' ? resolve(f.before) : null,
+      );
     say(
       `load average ${loadavg()
         .map((x) => x.toFixed(2))
@@ -269,10 +300,11 @@ async function main(f: Flags): Promise<void> {
 
 const flags = parseFlags('npm run bench:writer --', process.argv.slice(2), {
   users: 'users in the store (default 1000000)',
-  records: 'records per writer variant per round (default 60000)',
+  records: 'records per writer variant per round (default 100000)',
   rounds: 'measured rounds (default 3; the writer section also warms up one)',
   msgs: 'one-record messages in the JetStream backlog (default 50000)',
   section: 'writer | nats | all (default all)',
   dir: 'keep the seeded store here and reuse it next time (default: a temporary directory)',
+  before: 'nats: another build of dist/src/loader/jetstream.js, run in every other round (an A/B under the same load)',
 });
 runBench(() => main(flags));

@@ -68,6 +68,15 @@ interface StreamCheckpoint {
 }
 
 const INFO_EVERY_MS = 1000;
+/**
+ * Most messages one pull asks for while the consumer is behind (a restored
+ * node, a node back from a restart): they are committed as one transaction
+ * (cut at SEGD_LOADER_BATCH records). A transaction's commit costs the same
+ * whatever it holds, and a bigger one dirties fewer pages per record
+ * (bench:writer: ≈ 35 µs CPU per record at 1,200 records a transaction,
+ * ≈ 18 µs at 20,000, on 1M users).
+ */
+const CATCH_UP_PULL = 20_000;
 /** How long one pull waits for messages (the client's least). */
 const FETCH_EXPIRES_MS = 1000;
 /** How long stop() lets a committed batch's ack reach a server before closing the connection. */
@@ -79,6 +88,8 @@ export class JetStreamSource {
   readonly checkpointKey: string;
   /** Messages the consumer has not yet been handed or not yet acked; -1 = unknown. */
   pending = -1;
+  /** The most messages one pull asks for (and the consumer may hand out unacked). */
+  private readonly largestPull: number;
   lastError: string | null = null;
   /** Whether the client holds a connection to a server now (it reconnects by itself while false). */
   connected = false;
@@ -104,6 +115,7 @@ export class JetStreamSource {
     private readonly onBatch?: (s: JetStreamStats) => void,
   ) {
     this.checkpointKey = `ckpt:nats:${opts.stream}:${opts.durable}`;
+    this.largestPull = Math.max(opts.batch, CATCH_UP_PULL);
   }
 
   start(): void {
@@ -200,8 +212,11 @@ export class JetStreamSource {
     const jsm = await jetstreamManager(nc);
     const resumeAfter = (await this.ownOrAdoptedCheckpoint())?.seq ?? 0;
     let delivered: number | null;
+    let maxAckPending = 0;
     try {
-      delivered = (await jsm.consumers.info(this.opts.stream, this.opts.durable)).delivered.stream_seq;
+      const info = await jsm.consumers.info(this.opts.stream, this.opts.durable);
+      delivered = info.delivered.stream_seq;
+      maxAckPending = info.config.max_ack_pending ?? 0;
     } catch {
       delivered = null; // no such consumer yet
     }
@@ -219,6 +234,7 @@ export class JetStreamSource {
       await jsm.consumers.add(this.opts.stream, {
         durable_name: this.opts.durable,
         ack_policy: AckPolicy.All,
+        max_ack_pending: this.largestPull,
         filter_subject: this.opts.subject,
         ...(resumeAfter > 0
           ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: resumeAfter + 1 }
@@ -228,6 +244,9 @@ export class JetStreamSource {
         { stream: this.opts.stream, durable: this.opts.durable, subject: this.opts.subject, from: resumeAfter + 1 },
         'jetstream consumer created',
       );
+    } else if (maxAckPending !== -1 && maxAckPending < this.largestPull) {
+      // A consumer made with the server's default (1,000) would hold a catch-up pull to that many messages.
+      await jsm.consumers.update(this.opts.stream, this.opts.durable, { max_ack_pending: this.largestPull });
     }
     this.consumer = await jetstream(nc).consumers.get(this.opts.stream, this.opts.durable);
     this.log.info({ stream: this.opts.stream, durable: this.opts.durable, resumeAfter }, 'jetstream source attached');
@@ -264,7 +283,9 @@ export class JetStreamSource {
    * beside 20k lookups/s, publish → visible had a p99 of 3.9 s.
    */
   private async fetchAndApply(consumer: Consumer): Promise<number> {
-    const fetching = await consumer.fetch({ max_messages: this.opts.batch, expires: FETCH_EXPIRES_MS });
+    // Behind by more than a pull: one big pull, one transaction (the messages are on the server already).
+    const max = this.pending > this.opts.batch ? Math.min(this.pending, this.largestPull) : this.opts.batch;
+    const fetching = await consumer.fetch({ max_messages: max, expires: FETCH_EXPIRES_MS });
     this.fetching = fetching;
     if (this.stopped) fetching.stop();
     let group: JsMsg[] = [];
@@ -276,19 +297,29 @@ export class JetStreamSource {
       gathering = false;
       const msgs = group;
       group = [];
+      if (msgs.length === 0) return;
       applying = applying.then(() =>
         failed === null
-          ? this.applyMessages(msgs).catch((err: unknown) => {
-              // The rest of this pull is redelivered (never acked) and skipped up to the checkpoint.
-              failed = err;
-              fetching.stop();
-            })
+          ? this.applyMessages(msgs)
+              // What the server had left behind the group's last message, and what arrived since.
+              .then(() => {
+                this.pending = msgs[msgs.length - 1]!.info.pending + group.length;
+              })
+              .catch((err: unknown) => {
+                // The rest of this pull is redelivered (never acked) and skipped up to the checkpoint.
+                failed = err;
+                fetching.stop();
+              })
           : undefined,
       );
     };
     for await (const m of fetching) {
       group.push(m);
       total++;
+      // A message the server has more behind (a backlog) waits for them, up to
+      // a catch-up pull: one transaction for all. The last one of a backlog,
+      // or a live one, is applied with whatever arrived with it.
+      if (m.info.pending > 0 && group.length < this.largestPull) continue;
       if (!gathering) {
         gathering = true;
         setImmediate(applyGroup);
@@ -296,6 +327,7 @@ export class JetStreamSource {
     }
     this.fetching = null;
     if (gathering) await new Promise((r) => setImmediate(r)); // the group scheduled last runs first
+    applyGroup(); // what the pull ended on while more was pending
     await applying;
     if (failed !== null) throw failed;
     return total;
