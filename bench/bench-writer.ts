@@ -190,7 +190,13 @@ async function natsSection(
   const jsm = await jetstreamManager(nats.nc);
   const lastSeq = (await jsm.streams.info('SEGMENTS')).state.last_seq;
   const log = pino({ level: 'warn' });
-  const runs: Array<{ msgsPerS: number; segd: Cost; natsServerUsPerMsg: number; transactions: number }> = [];
+  const runs: Array<{
+    before: boolean;
+    msgsPerS: number;
+    segd: Cost;
+    natsServerUsPerMsg: number;
+    transactions: number;
+  }> = [];
   for (let round = 0; round < rounds; round++) {
     // Each round drains the whole stream from its start: a new durable, and no checkpoint to adopt.
     for (const key of store.meta.getKeys({ start: 'ckpt:nats:', end: 'ckpt:nats:\uffff' }))
@@ -239,6 +245,7 @@ async function natsSection(
     writer.apply = apply;
     await jsm.consumers.delete('SEGMENTS', durable);
     const run = {
+      before: Source !== JetStreamSource,
       msgsPerS: Math.round(lastSeq / (wall / 1000)),
       segd: { user: c.user / lastSeq, sys: c.system / lastSeq, wall: (wall * 1000) / lastSeq },
       natsServerUsPerMsg: (natsCpu * 1e6) / lastSeq,
@@ -251,9 +258,19 @@ async function natsSection(
     );
   }
   await nats.stop();
-  const best = runs.reduce((a, b) => (b.msgsPerS > a.msgsPerS ? b : a));
-  console.log(
-    `\nJetStream replay of ${lastSeq.toLocaleString('en-US')} one-record messages: median ${median(runs.map((r) => r.msgsPerS)).toLocaleString('en-US')} msgs/s (best ${best.msgsPerS.toLocaleString('en-US')}); CPU per message (median): segd ${median(runs.map((r) => r.segd.user + r.segd.sys)).toFixed(1)} µs, nats-server ${median(runs.map((r) => r.natsServerUsPerMsg)).toFixed(1)} µs\n`,
+  const summary = (name: string, rs: typeof runs) =>
+    rs.length &&
+    console.log(
+      `JetStream replay of ${lastSeq.toLocaleString('en-US')} one-record messages, ${name}: median ${median(rs.map((r) => r.msgsPerS)).toLocaleString('en-US')} msgs/s; CPU per message (median): segd ${median(rs.map((r) => r.segd.user)).toFixed(1)} user + ${median(rs.map((r) => r.segd.sys)).toFixed(1)} sys µs, nats-server ${median(rs.map((r) => r.natsServerUsPerMsg)).toFixed(1)} µs`,
+    );
+  console.log('');
+  summary(
+    'this build',
+    runs.filter((r) => !r.before),
+  );
+  summary(
+    '--before',
+    runs.filter((r) => r.before),
   );
   return { messages: lastSeq, runs };
 }
