@@ -98,6 +98,8 @@ export class JetStreamSource {
   pending = -1;
   /** The most messages one pull asks for (and the consumer may hand out unacked). */
   private readonly largestPull: number;
+  /** The consumer's window of unacked messages as attached: a pull or a group never waits for more. */
+  private window: number;
   lastError: string | null = null;
   /** Whether the client holds a connection to a server now (it reconnects by itself while false). */
   connected = false;
@@ -124,6 +126,7 @@ export class JetStreamSource {
   ) {
     this.checkpointKey = `ckpt:nats:${opts.stream}:${opts.durable}`;
     this.largestPull = Math.max(opts.batch, CATCH_UP_PULL);
+    this.window = this.largestPull;
   }
 
   start(): void {
@@ -254,7 +257,16 @@ export class JetStreamSource {
       );
     } else if (maxAckPending !== -1 && maxAckPending < this.largestPull) {
       // A consumer made with the server's default (1,000) would hold a catch-up pull to that many messages.
-      await jsm.consumers.update(this.opts.stream, this.opts.durable, { max_ack_pending: this.largestPull });
+      try {
+        await jsm.consumers.update(this.opts.stream, this.opts.durable, { max_ack_pending: this.largestPull });
+      } catch (err) {
+        // Not allowed (an account's limits): the backlog is then pulled in the consumer's window.
+        this.window = Math.max(1, maxAckPending);
+        this.log.warn(
+          { err: (err as Error).message, maxAckPending },
+          'jetstream consumer: could not widen its ack window; pulling a backlog in that window',
+        );
+      }
     }
     this.consumer = await jetstream(nc).consumers.get(this.opts.stream, this.opts.durable);
     this.log.info({ stream: this.opts.stream, durable: this.opts.durable, resumeAfter }, 'jetstream source attached');
@@ -292,7 +304,7 @@ export class JetStreamSource {
    */
   private async fetchAndApply(consumer: Consumer): Promise<number> {
     // Behind by more than a pull: one big pull, one transaction (the messages are on the server already).
-    const max = this.pending > this.opts.batch ? Math.min(this.pending, this.largestPull) : this.opts.batch;
+    const max = this.pending > this.opts.batch ? Math.min(this.pending, this.window) : this.opts.batch;
     const fetching = await consumer.fetch({ max_messages: max, expires: FETCH_EXPIRES_MS });
     this.fetching = fetching;
     if (this.stopped) fetching.stop();
@@ -335,7 +347,7 @@ export class JetStreamSource {
       // A message the server has more behind (a backlog) waits for them, up to
       // a catch-up pull: one transaction for all. The last one of a backlog,
       // or a live one, is applied with whatever arrived with it.
-      if (m.info.pending > 0 && group.length < this.largestPull) continue;
+      if (m.info.pending > 0 && group.length < this.window) continue;
       if (!gathering) {
         gathering = true;
         setImmediate(applyGroup);
