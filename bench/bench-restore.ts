@@ -139,18 +139,25 @@ async function main(f: Flags): Promise<void> {
   // Loaded: the store opened and the filter loaded or rebuilt; /readyz then waits for the backlog.
   const loaded = b.logs.find((l) => l.msg === 'ready');
   const loadedS = typeof loaded?.time === 'number' ? secs(loaded.time - wallStart) : NaN;
+  const attached = b.logs.find((l) => l.msg === 'jetstream source attached');
+  const attachedS = typeof attached?.time === 'number' ? secs(attached.time - wallStart) : NaN;
   const adopted = b.logs.some((l) => l.msg === 'jetstream checkpoint adopted from the copied store');
   const filterLine = b.logs.find((l) => typeof l.msg === 'string' && /filter/.test(l.msg));
   say(
-    `node B: listening after ${listeningS} s, loaded after ${loadedS} s, /readyz 200 after ${readyS} s (first backlog seen ${firstLag ?? '?'}; checkpoint adopted: ${adopted})`,
+    `node B: listening after ${listeningS} s, loaded after ${loadedS} s, consumer attached after ${attachedS} s, /readyz 200 after ${readyS} s (first backlog seen ${firstLag ?? '?'}; checkpoint adopted: ${adopted})`,
   );
   // Messages B applied between loading and ready: the stream's end then, less its lag, less the copy's end.
   const seqAtReady = (await jsm.streams.info('SEGMENTS')).state.last_seq;
   const replayed = seqAtReady - lagAtReady - copiedSeq;
   const replayPerS = Math.round(replayed / (readyS - loadedS));
   say(`node B replayed ${replayed} messages in ${secs((readyS - loadedS) * 1000)} s: ${replayPerS} msgs/s`);
-  const counts = await publisher.stop();
   const usage = cpu.read();
+  const counts = await publisher.stop();
+  // B's CPU per message while it caught up (its lookups idle): what bounds the replay on a core of its own.
+  const cpuUsPerMsg = Math.round(((usage.perProcess['segd B']! / 100) * (readyS - listeningS) * 1e6) / replayed);
+  say(
+    `node B used ${usage.perProcess['segd B']}% of a core meanwhile: ≈ ${cpuUsPerMsg} µs CPU per message (machine ${usage.machineBusyPct}% busy)`,
+  );
 
   say('stream stopped; waiting for A and B to catch up');
   const caughtUp = await waitCaughtUp([a, b], 180_000);
@@ -180,7 +187,11 @@ async function main(f: Flags): Promise<void> {
       backlogAtStart: backlog,
       listeningS,
       loadedS,
+      attachedS,
       readyS,
+      replayed,
+      replayPerS,
+      cpuUsPerMsg,
       firstLag,
       adopted,
       filterLog: filterLine?.msg ?? null,

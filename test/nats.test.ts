@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
+import { AckPolicy, jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { pack } from 'msgpackr';
 import { startSegd, stopReport, CLEAN_STOP, tempDir, feedLine, segmentsOf, waitFor } from './helpers/server.js';
@@ -118,6 +118,47 @@ describe('NATS JetStream source', () => {
     }
   });
 
+  it('replays a backlog in pulls bigger than SEGD_NATS_BATCH, each one transaction, on a consumer made with the default ack window', async () => {
+    const nats = await startNats(await freePort(), tempDir());
+    const { nc, js } = await client(nats.url);
+    const N = 3000;
+    const acks = [];
+    for (let i = 0; i < N; i++)
+      acks.push(js.publish('segments.b', feedLine({ op: 'add', uid: `b${i}`, segments: [1 + (i % 7)] })));
+    await Promise.all(acks);
+    // The durable exists already, as an older segd made it: the server's default window of 1,000 unacked messages.
+    const jsm = await jetstreamManager(nc);
+    await jsm.consumers.add('SEGMENTS', { durable_name: 'node-b', ack_policy: AckPolicy.All });
+    expect((await jsm.consumers.info('SEGMENTS', 'node-b')).config.max_ack_pending).toBe(1000);
+    const admin = 'nats-admin-key-0123456789';
+    const segd = await startSegd({
+      env: { SEGD_NATS_URL: nats.url, SEGD_NATS_BATCH: '100', SEGD_NATS_DURABLE: 'node-b', SEGD_ADMIN_KEYS: admin },
+    });
+    try {
+      await waitFor(async () => (await segmentsOf(segd, `b${N - 1}`)).length === 1);
+      const tl = (await (
+        await fetch(`${segd.url}/v1/admin/timeline`, { headers: { authorization: `Bearer ${admin}` } })
+      ).json()) as { events: Array<{ kind: string; detail?: { records?: number } }> };
+      const sizes = tl.events
+        .filter((e) => e.kind === 'commit' && (e.detail?.records ?? 0) > 0)
+        .map((e) => e.detail!.records!);
+      expect(sizes.reduce((a, b) => a + b, 0)).toBe(N);
+      // A first pull of SEGD_NATS_BATCH tells the backlog; the rest comes in one pull, one transaction
+      // (30 of 100 each, and the window would have cut it at 1,000).
+      expect(sizes.length, `transactions of ${sizes.join(', ')}`).toBeLessThanOrEqual(3);
+      expect(Math.max(...sizes)).toBeGreaterThan(1000);
+      expect((await jsm.consumers.info('SEGMENTS', 'node-b')).config.max_ack_pending).toBeGreaterThan(1000);
+      await waitFor(
+        async () => ((await (await fetch(`${segd.url}/readyz`)).json()) as { lag?: { nats: number } }).lag?.nats === 0,
+      );
+      for (const i of [0, 99, 100, N - 1]) expect(await segmentsOf(segd, `b${i}`)).toEqual([1 + (i % 7)]);
+    } finally {
+      await nc.close();
+      expect(await stopReport(segd)).toEqual(CLEAN_STOP);
+      await nats.stop();
+    }
+  });
+
   it('SIGKILL mid-stream: the restart applies exactly the messages after its checkpoint', async () => {
     const port = await freePort();
     const nats = await startNats(port, tempDir());
@@ -129,9 +170,12 @@ describe('NATS JetStream source', () => {
     await Promise.all(acks);
 
     const dataDir = tempDir();
+    // A backlog is pulled whole and committed in parts of SEGD_LOADER_BATCH, acked after the last:
+    // the kill lands between parts, with messages delivered but neither committed nor acked.
     const env = {
       SEGD_NATS_URL: nats.url,
       SEGD_NATS_BATCH: '200',
+      SEGD_LOADER_BATCH: '200',
       SEGD_NATS_DURABLE: 'node-a',
       SEGD_LOG_LEVEL: 'debug',
     };

@@ -452,7 +452,7 @@ export const SETTINGS: Setting[] = [
     env: 'SEGD_NATS_BATCH',
     def: 1000,
     parse: int(1, 100_000),
-    doc: 'messages fetched and applied per transaction',
+    doc: 'messages per pull while the stream is live (a backlog is pulled and committed up to 20,000 at a time)',
   },
   {
     key: 'natsReadyLag',

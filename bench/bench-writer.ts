@@ -1,0 +1,327 @@
+// The writer's cost per record and the JetStream replay rate:
+// `npm run bench:writer [-- --users 1000000 --section writer|nats|all]`.
+//
+// In process, on a store of `--users` synthetic users (kept in `--dir` and
+// reused by the next run when given), with push-shaped records (an `add` of
+// two random segments for a random existing user):
+//
+// - writer: `Writer.apply` in batches, variants alternating round by round
+//   (other processes share the machine; a round's figures are taken
+//   together). CPU from process.cpuUsage, user and system apart, so another
+//   process's load shows as wall time, not as this process's CPU.
+// - nats: a real local nats-server holding a backlog of one-record messages,
+//   drained by a JetStreamSource (the server's own source class) from its
+//   start: messages/s, and CPU per message of this process and of
+//   nats-server. The replay rate is what bounds a restored node's time to
+//   ready (docs/scale-out.md). `--before FILE`: another build's
+//   jetstream.js drains every other round, for a before/after under the
+//   same load.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir, loadavg } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pino } from 'pino';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { openStore, userCount, type Store } from '../src/store/env.js';
+import { Writer } from '../src/loader/writer.js';
+import { JetStreamSource, type JetStreamStats } from '../src/loader/jetstream.js';
+import type { Change } from '../src/loader/records.js';
+import { Synthetic, uidFor, DEFAULT_SYNTHETIC, FIRST_SEGMENT_ID } from '../src/gen/synthetic.js';
+import { prng } from '../src/loadtest/key-mix.js';
+import { nowSeconds } from '../src/lookup/segments.js';
+import { intFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
+import { installCleanupHandlers } from '../src/loadtest/processes.js';
+import { runBench } from './run-bench.js';
+import { startBenchNats } from './scale-nodes.js';
+
+const say = (msg: string) => console.log(`[bench:writer ${new Date().toISOString().slice(11, 19)}] ${msg}`);
+const TAXONOMY = 5000;
+const SEED = DEFAULT_SYNTHETIC.seed;
+
+/** Fills an empty store with `users` synthetic users (as bench:micro does). */
+function seed(store: Store, writer: Writer, users: number): void {
+  const syn = new Synthetic(DEFAULT_SYNTHETIC);
+  const now = nowSeconds();
+  const t0 = performance.now();
+  for (let i = 0; i < users; i += 20_000) {
+    const batch: Change[] = [];
+    for (let j = i; j < Math.min(users, i + 20_000); j++) {
+      const u = syn.user(j);
+      batch.push({
+        op: 'add',
+        uid: u.uid,
+        ts: now,
+        ids: u.segments.map((s) => (typeof s === 'number' ? s : s.id)),
+        ttls: u.segments.map((s) => (typeof s === 'number' ? 0 : s.ttl)),
+      });
+    }
+    writer.apply(batch, now);
+  }
+  say(`seeded ${users.toLocaleString('en-US')} users in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+/** Push-shaped records: an add of two random segments for a random existing user. */
+function records(n: number, users: number, rnd: () => number): Change[] {
+  const now = nowSeconds();
+  return Array.from({ length: n }, () => ({
+    op: 'add' as const,
+    uid: uidFor(SEED, Math.floor(rnd() * users)),
+    ts: now,
+    ids: [FIRST_SEGMENT_ID + Math.floor(rnd() * TAXONOMY), FIRST_SEGMENT_ID + Math.floor(rnd() * TAXONOMY)],
+    ttls: [0, 0],
+  }));
+}
+
+interface Cost {
+  /** µs of CPU per record (or message), user and system. */
+  user: number;
+  sys: number;
+  /** µs of wall time per record. */
+  wall: number;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const fmt = (x: number) => x.toFixed(2).padStart(7);
+
+function measure(n: number, fn: () => void): Cost {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  fn();
+  const wall = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  return { user: c.user / n, sys: c.system / n, wall: (wall * 1000) / n };
+}
+
+/**
+ * A transaction flag set for every commit of the store while `fn` runs (the
+ * lmdb-js beginTxn flags: 1 abortable, 2 synchronous commit, 0x10000 flush
+ * after the write lock is released (overlappingSync), 0x40000 no meta sync).
+ */
+function withTxnFlags<T>(store: Store, flags: number | undefined, fn: () => T): T {
+  const env = store.env;
+  const own = Object.getOwnPropertyDescriptor(env, 'transactionSync')!;
+  const commit = env.transactionSync.bind(env);
+  if (flags !== undefined)
+    env.transactionSync = ((cb: () => unknown, f?: number) => commit(cb, f ?? flags)) as typeof env.transactionSync;
+  try {
+    return fn();
+  } finally {
+    Object.defineProperty(env, 'transactionSync', own);
+  }
+}
+
+interface Variant {
+  name: string;
+  batch: number;
+  flags?: number;
+}
+
+function writerSection(store: Store, writer: Writer, users: number, perRound: number, rounds: number): object {
+  const variants: Variant[] = [
+    { name: 'batch 1,200, default commit', batch: 1200 },
+    { name: 'batch 1,200, flags 0x10003 (sync after unlock)', batch: 1200, flags: 0x10003 },
+    { name: 'batch 1,200, flags 0x40003 (no meta sync)', batch: 1200, flags: 0x40003 },
+    { name: 'batch 100', batch: 100 },
+    { name: 'batch 5,000', batch: 5000 },
+    { name: 'batch 10,000', batch: 10_000 },
+    { name: 'batch 20,000', batch: 20_000 },
+    { name: 'batch 50,000', batch: 50_000 },
+  ];
+  const rnd = prng(42);
+  const costs: Cost[][] = variants.map(() => []);
+  for (let round = 0; round <= rounds; round++) {
+    variants.forEach((v, k) => {
+      const recs = records(perRound, users, rnd);
+      const now = nowSeconds();
+      const cost = measure(perRound, () =>
+        withTxnFlags(store, v.flags, () => {
+          for (let i = 0; i < recs.length; i += v.batch) writer.apply(recs.slice(i, i + v.batch), now);
+        }),
+      );
+      if (round > 0) costs[k]!.push(cost); // round 0 warms up
+    });
+  }
+  console.log(
+    `\nWriter.apply, ${users.toLocaleString('en-US')} users, ${perRound.toLocaleString('en-US')} push-shaped records per variant per round, median of ${rounds} alternating rounds (µs per record)\n`,
+  );
+  console.log(`${'variant'.padEnd(50)}    user     sys     cpu    wall`);
+  const out = variants.map((v, k) => {
+    const cs = costs[k]!;
+    const cpu = median(cs.map((c) => c.user + c.sys));
+    const mid = cs.find((c) => c.user + c.sys === cpu)!;
+    console.log(
+      `${v.name.padEnd(50)} ${fmt(mid.user)} ${fmt(mid.sys)} ${fmt(cpu)} ${fmt(median(cs.map((c) => c.wall)))}`,
+    );
+    return { ...v, user: mid.user, sys: mid.sys, cpu, wall: median(cs.map((c) => c.wall)), rounds: cs };
+  });
+  return out;
+}
+
+/** utime + stime of a process, in seconds (/proc). */
+function cpuSecondsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+async function natsSection(
+  store: Store,
+  writer: Writer,
+  users: number,
+  msgs: number,
+  rounds: number,
+  before: string | null,
+): Promise<object> {
+  say('starting a nats-server (JetStream, one node)');
+  const nats = await startBenchNats(1);
+  const server = [...nats.nodes.values()][0]!;
+  const rnd = prng(7);
+  say(`publishing a backlog of ${msgs.toLocaleString('en-US')} one-record messages`);
+  const t0 = performance.now();
+  const inflight: Promise<unknown>[] = [];
+  for (let i = 0; i < msgs; i++) {
+    const uid = uidFor(SEED, Math.floor(rnd() * users));
+    const a = FIRST_SEGMENT_ID + Math.floor(rnd() * TAXONOMY);
+    const b = FIRST_SEGMENT_ID + Math.floor(rnd() * TAXONOMY);
+    inflight.push(nats.js.publish('segments.stream', `{"op":"add","uid":"${uid}","segments":[${a},${b}]}\n`));
+    if (inflight.length >= 2000) await Promise.all(inflight.splice(0));
+  }
+  await Promise.all(inflight);
+  say(`published in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const jsm = await jetstreamManager(nats.nc);
+  const lastSeq = (await jsm.streams.info('SEGMENTS')).state.last_seq;
+  const log = pino({ level: 'warn' });
+  const runs: Array<{
+    before: boolean;
+    msgsPerS: number;
+    segd: Cost;
+    natsServerUsPerMsg: number;
+    transactions: number;
+  }> = [];
+  for (let round = 0; round < rounds; round++) {
+    // Each round drains the whole stream from its start: a new durable, and no checkpoint to adopt.
+    for (const key of store.meta.getKeys({ start: 'ckpt:nats:', end: 'ckpt:nats:\uffff' }))
+      await store.meta.remove(key as string);
+    const durable = `bench-${round}`;
+    let seen = 0;
+    let done: () => void = () => undefined;
+    const drained = new Promise<void>((r) => (done = r));
+    // Odd rounds run the other build's source, if one is given: before and after under the same load.
+    const Source =
+      before !== null && round % 2 === 1
+        ? ((await import(before)) as { JetStreamSource: typeof JetStreamSource }).JetStreamSource
+        : JetStreamSource;
+    const src = new Source(
+      store,
+      writer,
+      {
+        servers: nats.urls,
+        stream: 'SEGMENTS',
+        subject: 'segments.>',
+        durable,
+        batch: 1000,
+        maxRecords: 50_000,
+        maxUidBytes: 128,
+        shard: null,
+      },
+      log,
+      (s: JetStreamStats) => {
+        seen += s.applied + s.stale + s.rejected + s.skipped;
+        if (seen >= lastSeq) done();
+      },
+    );
+    // Records per transaction: how the source cut the backlog.
+    const txns: number[] = [];
+    const apply = writer.apply.bind(writer);
+    writer.apply = (changes, nowSec, checkpoint) => (txns.push(changes.length), apply(changes, nowSec, checkpoint));
+    const n0 = cpuSecondsOf(server.pid!);
+    const c0 = process.cpuUsage();
+    const w0 = performance.now();
+    src.start();
+    await drained;
+    const wall = performance.now() - w0;
+    const c = process.cpuUsage(c0);
+    const natsCpu = cpuSecondsOf(server.pid!) - n0;
+    await src.stop();
+    writer.apply = apply;
+    await jsm.consumers.delete('SEGMENTS', durable);
+    const run = {
+      before: Source !== JetStreamSource,
+      msgsPerS: Math.round(lastSeq / (wall / 1000)),
+      segd: { user: c.user / lastSeq, sys: c.system / lastSeq, wall: (wall * 1000) / lastSeq },
+      natsServerUsPerMsg: (natsCpu * 1e6) / lastSeq,
+      transactions: txns.length,
+      recordsPerTxn: { median: median(txns), max: Math.max(...txns) },
+    };
+    runs.push(run);
+    say(
+      `drain ${round + 1}/${rounds}${Source === JetStreamSource ? '' : ' (before)'}: ${run.msgsPerS.toLocaleString('en-US')} msgs/s; this process ${fmt(run.segd.user)} user + ${fmt(run.segd.sys)} sys µs/msg; nats-server ${run.natsServerUsPerMsg.toFixed(1)} µs/msg; ${txns.length} transactions (records: median ${run.recordsPerTxn.median}, max ${run.recordsPerTxn.max})`,
+    );
+  }
+  await nats.stop();
+  const summary = (name: string, rs: typeof runs) =>
+    rs.length &&
+    console.log(
+      `JetStream replay of ${lastSeq.toLocaleString('en-US')} one-record messages, ${name}: median ${median(rs.map((r) => r.msgsPerS)).toLocaleString('en-US')} msgs/s; CPU per message (median): segd ${median(rs.map((r) => r.segd.user)).toFixed(1)} user + ${median(rs.map((r) => r.segd.sys)).toFixed(1)} sys µs, nats-server ${median(rs.map((r) => r.natsServerUsPerMsg)).toFixed(1)} µs`,
+    );
+  console.log('');
+  summary(
+    'this build',
+    runs.filter((r) => !r.before),
+  );
+  summary(
+    '--before',
+    runs.filter((r) => r.before),
+  );
+  return { messages: lastSeq, runs };
+}
+
+async function main(f: Flags): Promise<void> {
+  const users = intFlag(f, 'users', { min: 1000, max: 100_000_000, def: 1_000_000 });
+  const perRound = intFlag(f, 'records', { min: 1000, max: 10_000_000, def: 100_000 });
+  const rounds = intFlag(f, 'rounds', { min: 1, max: 50, def: 3 });
+  const msgs = intFlag(f, 'msgs', { min: 1000, max: 10_000_000, def: 50_000 });
+  const section = typeof f.section === 'string' ? f.section : 'all';
+  if (!['writer', 'nats', 'all'].includes(section)) throw new Error('--section is writer, nats or all');
+  installCleanupHandlers(say);
+  const keep = typeof f.dir === 'string' ? f.dir : null;
+  const dir = keep ?? mkdtempSync(join(tmpdir(), 'segd-bench-writer-'));
+  if (keep && !existsSync(keep)) mkdirSync(keep, { recursive: true });
+  const store = openStore(dir);
+  try {
+    const writer = new Writer(store);
+    const have = userCount(store);
+    if (have === 0) seed(store, writer, users);
+    else if (have !== users) throw new Error(`${dir} holds ${have} users, not ${users}: give another --dir`);
+    else say(`reusing ${dir} (${have.toLocaleString('en-US')} users)`);
+    const result: Record<string, unknown> = { users, loadavgBefore: loadavg() };
+    if (section !== 'nats') result.writer = writerSection(store, writer, users, perRound, rounds);
+    if (section !== 'writer')
+      result.nats = await natsSection(
+        store,
+        writer,
+        users,
+        msgs,
+        rounds,
+        typeof f.before === 'string' ? resolve(f.before) : null,
+      );
+    say(
+      `load average ${loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')} (other processes share this machine)`,
+    );
+  } finally {
+    await store.close();
+    if (!keep) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const flags = parseFlags('npm run bench:writer --', process.argv.slice(2), {
+  users: 'users in the store (default 1000000)',
+  records: 'records per writer variant per round (default 100000)',
+  rounds: 'measured rounds (default 3; the writer section also warms up one)',
+  msgs: 'one-record messages in the JetStream backlog (default 50000)',
+  section: 'writer | nats | all (default all)',
+  dir: 'keep the seeded store here and reuse it next time (default: a temporary directory)',
+  before: 'nats: another build of dist/src/loader/jetstream.js, run in every other round (an A/B under the same load)',
+});
+runBench(() => main(flags));
