@@ -1,21 +1,20 @@
 // One members generation's insights index: per segment, a Roaring bitmap of
-// its members over dense user ordinals, the bitmap of every user with at least
-// one stored membership, and the ordinals themselves (uid → u32, in LMDB, so
-// they change in the same transactions as the memberships).
+// its members over dense user ordinals, and the bitmap of every user with at
+// least one stored membership. A user's ordinal is stored at the end of its
+// members value (store/members.ts), written by the same put as its segments:
+// keeping it costs no LMDB read or write of its own, a restart's rebuild finds
+// it in the value it scans anyway, and a transaction that does not commit
+// takes it back with the value.
 //
 // Ordinals are dense: a user whose last membership goes gives its ordinal
 // back, and the smallest one given back is handed out next. A transaction's
 // segment changes reach the bitmaps at its commit, grouped per segment; what
 // must happen earlier (ordinals handed out or back, a user changed twice in
 // one transaction) goes to an undo log, so a transaction that does not commit
-// leaves the bitmaps as they were (LMDB rolls the ordinals back itself).
-//
-// The ordinals a transaction hands out are written at its end, sorted by uid
-// (writeOrdinals): LMDB inserts in key order cost less than one insert per
-// change in feed order, interleaved with the members writes.
+// leaves the bitmaps as they were.
 import roaring from 'roaring';
 import type { Database, DatabaseOptions, RootDatabase } from 'lmdb';
-import { HEADER_BYTES, PAIR_BYTES, segmentIds } from '../store/members.js';
+import { HEADER_BYTES, NO_ORDINAL, ordinalOf, segmentIds, withOrdinal } from '../store/members.js';
 
 const { RoaringBitmap32 } = roaring;
 export type Bitmap = InstanceType<typeof RoaringBitmap32>;
@@ -26,9 +25,6 @@ const SEG_ADDED = 1; // segment, ordinal
 const SEG_REMOVED = 2; // segment, ordinal
 const ORD_TAKEN = 3; // ordinal, 1 when it came from `next`
 const ORD_GIVEN = 4; // ordinal
-
-/** A uid's ordinal as stored: 4 bytes, little-endian. */
-const ordinalBytes = Buffer.alloc(4);
 
 /** One segment's pending adds (or removes): ordinals, in a typed array addMany/removeMany read natively. */
 interface Bucket {
@@ -43,16 +39,18 @@ const BUCKET_KEEP = 4096;
 /**
  * A members value read by a rebuild's scan: lmdb-js hands its decoder the
  * value's bytes in place (no copy per user, `decoderCopies`); the decoder
- * leaves the ids in `ids` and returns how many.
+ * leaves the ids in `ids` and the ordinal in `ord`, and returns how many ids.
  */
 const scanned = {
   ids: new Uint32Array(64),
+  ord: NO_ORDINAL,
   encode(v: Buffer): Buffer {
     return v;
   },
   decode(bytes: Uint8Array, size: number): number {
-    const want = (size - HEADER_BYTES) / PAIR_BYTES;
+    const want = (size - HEADER_BYTES) >> 3;
     if (want > scanned.ids.length) scanned.ids = new Uint32Array(Math.max(want, scanned.ids.length * 2));
+    scanned.ord = ordinalOf(bytes, size);
     return segmentIds(bytes, scanned.ids, size);
   },
 };
@@ -82,40 +80,25 @@ export class GenerationIndex {
   private readonly removes = new Map<number, Bucket>();
   private readonly dirty: Bucket[] = [];
   private readonly pendingOrds = new Set<number>();
-  /** uid → ordinal handed out in the open transaction, not yet in `ordinals` (see writeOrdinals). */
-  private readonly unwritten = new Map<string, number>();
   /** A stored user had no ordinal: this index no longer matches its generation (the next start rebuilds it). */
   broken = false;
 
-  constructor(
-    /** uid → ordinal, this generation's. */
-    readonly ordinals: Database<Buffer, string>,
-  ) {}
-
   /**
-   * A user's segments changed from `before` to `after` (both ascending ids).
-   * `append`: the uid is new to this generation and sorts after every stored
-   * one (a snapshot's merge), so its ordinal is appended too. The bitmaps
+   * A user's segments change from `before` to `after` (both ascending ids);
+   * `beforeOrd`: the ordinal its value carried. Returns the ordinal its new
+   * value carries (NO_ORDINAL when it has no segment left). The bitmaps
    * change at the commit, a whole transaction's changes at once per segment
    * (one native call per segment, not per membership).
    */
-  change(uid: string, before: Uint32Array, nb: number, after: Uint32Array, na: number, append: boolean): boolean {
-    if (sameIds(before, nb, after, na)) return false;
-    let ord: number;
-    if (nb === 0) ord = this.take(uid, append);
-    else {
-      const known = this.unwritten.size > 0 ? this.unwritten.get(uid) : undefined;
-      if (known !== undefined) ord = known;
-      else {
-        const stored = this.ordinals.getBinaryFast(uid);
-        if (stored !== undefined) ord = stored.readUInt32LE(0);
-        else {
-          // The generation was written behind this index's back: counts may be off until a rebuild.
-          this.broken = true;
-          ord = this.take(uid, false);
-        }
-      }
+  change(beforeOrd: number, before: Uint32Array, nb: number, after: Uint32Array, na: number): number {
+    if (nb > 0 && beforeOrd === NO_ORDINAL) {
+      // The generation was written behind this index's back: counts may be off until a rebuild.
+      this.broken = true;
+      nb = 0;
     }
+    if (nb === 0 && na === 0) return NO_ORDINAL;
+    const ord = nb === 0 ? this.take() : beforeOrd;
+    if (sameIds(before, nb, after, na)) return ord;
     // A user changed twice in one transaction: its first change goes to the bitmaps first (order matters).
     if (this.pendingOrds.has(ord)) this.flush(true);
     this.pendingOrds.add(ord);
@@ -135,8 +118,9 @@ export class GenerationIndex {
         j++;
       }
     }
-    if (na === 0) this.give(uid, ord);
-    return true;
+    if (na > 0) return ord;
+    this.give(ord);
+    return NO_ORDINAL;
   }
 
   private pend(buckets: Map<number, Bucket>, id: number, ord: number, add: boolean): void {
@@ -173,7 +157,7 @@ export class GenerationIndex {
     if (b.ords.length > BUCKET_KEEP) b.ords = new Uint32Array(16);
   }
 
-  private take(uid: string, append: boolean): number {
+  private take(): number {
     let ord: number;
     let fromNext = 0;
     if (this.free.size > 0) {
@@ -184,37 +168,23 @@ export class GenerationIndex {
       fromNext = 1;
     }
     this.users.add(ord);
-    if (append) {
-      // Already in key order (a snapshot's merge): appended at once.
-      ordinalBytes.writeUInt32LE(ord, 0);
-      this.ordinals.putSync(uid, ordinalBytes, { append: true });
-    } else this.unwritten.set(uid, ord);
     this.undo.push(ORD_TAKEN, ord, fromNext);
     return ord;
   }
 
-  private give(uid: string, ord: number): void {
+  private give(ord: number): void {
     this.users.remove(ord);
     this.free.add(ord);
-    if (!this.unwritten.delete(uid)) this.ordinals.removeSync(uid);
     this.undo.push(ORD_GIVEN, ord, 0);
   }
 
-  /** Writes the ordinals handed out in the open transaction, in uid order; called inside it, before it commits. */
-  writeOrdinals(): void {
-    const n = this.unwritten.size;
-    if (n === 0) return;
-    const uids = [...this.unwritten.keys()].sort();
-    for (let k = 0; k < n; k++) {
-      ordinalBytes.writeUInt32LE(this.unwritten.get(uids[k]!)!, 0);
-      this.ordinals.putSync(uids[k]!, ordinalBytes);
-    }
-    this.unwritten.clear();
+  /** Whether the open transaction changed this index. */
+  get changed(): boolean {
+    return this.dirty.length > 0 || this.undo.length > 0 || this.touched.size > 0;
   }
 
-  /** The transaction committed: its changes stay (a change outside any transaction writes its ordinal now). */
+  /** The transaction committed: its changes stay. */
   commit(now: number): void {
-    this.writeOrdinals();
     this.flush(false);
     this.undo.length = 0;
     for (const id of this.touched) {
@@ -230,7 +200,6 @@ export class GenerationIndex {
     for (const b of this.dirty) this.empty(b);
     this.dirty.length = 0;
     this.pendingOrds.clear();
-    this.unwritten.clear();
     const u = this.undo;
     for (let k = u.length - 3; k >= 0; k -= 3) {
       const op = u[k]!;
@@ -255,7 +224,7 @@ export class GenerationIndex {
     this.touched.clear();
   }
 
-  /** Forgets everything (the generation was emptied; its ordinals db is cleared by the caller). */
+  /** Forgets everything (the generation was emptied). */
   clear(): void {
     this.segments.clear();
     this.users.clear();
@@ -266,28 +235,35 @@ export class GenerationIndex {
     for (const b of this.dirty) this.empty(b);
     this.dirty.length = 0;
     this.pendingOrds.clear();
-    this.unwritten.clear();
     this.next = 0;
+    this.broken = false;
   }
 
   /**
-   * One transaction of a rebuild (see InsightsIndex): up to `max` users of
-   * `scan` (openScan) after `start`, each with a membership given the next
-   * ordinal, appended to `ordinals` in key order. Returns the last uid read,
-   * undefined when the scan is done. `users` is filled by finishRebuild.
+   * A rebuild's first pass (see InsightsIndex), read-only: up to `max` users
+   * of `scan` (openScan) after `start`. A user whose value carries an ordinal
+   * below `bound` not taken by a user before it keeps it; the others are
+   * counted in `misfits` and given one by `reassignChunk`. Returns the last
+   * uid read, undefined when the scan is done.
    */
-  rebuildChunk(scan: Database<number, string>, start: string | undefined, max: number): string | undefined {
+  rebuildChunk(
+    scan: Database<number, string>,
+    start: string | undefined,
+    max: number,
+    bound: number,
+    misfits: { n: number },
+  ): string | undefined {
     let n = 0;
     let last: string | undefined;
     for (const { key, value: k } of scan.getRange({ start, snapshot: false })) {
       if (key === start) continue;
       last = key;
       if (k > 0) {
-        const ord = this.next++;
-        ordinalBytes.writeUInt32LE(ord, 0);
-        this.ordinals.putSync(key, ordinalBytes, { append: true });
-        const ids = scanned.ids;
-        for (let i = 0; i < k; i++) this.pend(this.adds, ids[i]!, ord, true);
+        const ord = scanned.ord;
+        if (ord < bound && this.users.tryAdd(ord)) {
+          const ids = scanned.ids;
+          for (let i = 0; i < k; i++) this.pend(this.adds, ids[i]!, ord, true);
+        } else misfits.n++;
       }
       if (++n === max) break;
     }
@@ -295,11 +271,55 @@ export class GenerationIndex {
     return n < max ? undefined : last;
   }
 
-  /** The rebuild scanned every user: ordinals 0 to `next` are all taken; every segment changed `now`. */
+  /** After the first pass: ordinals up to the highest kept are taken or free. */
+  finishFirstPass(): void {
+    this.next = this.users.size === 0 ? 0 : this.users.maximum() + 1;
+    this.freeGaps();
+  }
+
+  /**
+   * A rebuild's second pass, inside a write transaction on `members`: the
+   * users of the first pass's misfits (an ordinal missing, out of bounds or
+   * taken by a user before it, `seen` tracking which) get a free one, written
+   * into their values after the chunk's reads. Returns as rebuildChunk.
+   */
+  reassignChunk(
+    scan: Database<number, string>,
+    members: Database<Buffer, string>,
+    start: string | undefined,
+    max: number,
+    bound: number,
+    seen: Bitmap,
+  ): string | undefined {
+    let n = 0;
+    let last: string | undefined;
+    const moved: Array<[string, number]> = [];
+    for (const { key, value: k } of scan.getRange({ start, snapshot: false })) {
+      if (key === start) continue;
+      last = key;
+      if (k > 0) {
+        const kept = scanned.ord;
+        if (!(kept < bound && seen.tryAdd(kept))) {
+          const ord = this.take();
+          const ids = scanned.ids;
+          for (let i = 0; i < k; i++) this.pend(this.adds, ids[i]!, ord, true);
+          moved.push([key, ord]);
+        }
+      }
+      if (++n === max) break;
+    }
+    // Written after the scan: its cursor does not walk a db being written.
+    for (const [uid, ord] of moved) members.putSync(uid, withOrdinal(members.getBinary(uid)!, ord));
+    this.flush(false);
+    this.undo.length = 0;
+    return n < max ? undefined : last;
+  }
+
+  /** The rebuild scanned every user: every segment changed `now`. */
   finishRebuild(now: number): void {
-    if (this.next > 0) this.users.addRange(0, this.next);
     for (const id of this.segments.keys()) this.updatedAt.set(id, now);
     this.touched.clear();
+    this.undo.length = 0;
   }
 
   /** After `users` and `next` were set from a saved or rebuilt index: the gaps below `next` are free. */
