@@ -72,15 +72,18 @@ export class InsightsIndex {
   /** False when the saved index was used. */
   rebuilt = true;
 
-  /** The active generation's index: what queries read. */
+  /** The active generation's index, its committed changes applied: what queries read. */
   get active(): GenerationIndex {
-    return this.generations[this.store.generation()]!;
+    const gi = this.generations[this.store.generation()]!;
+    gi.settle();
+    return gi;
   }
 
   /** What a save writes: the active generation, as of the last commit (call between transactions). */
   state(): IndexState {
     const g = this.store.generation();
     const gi = this.generations[g]!;
+    gi.settle();
     return {
       generation: g,
       seq: this.seq,
