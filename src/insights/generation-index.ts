@@ -1,58 +1,68 @@
 // One members generation's insights index: per segment, a Roaring bitmap of
-// its members over dense user ordinals, the bitmap of every user with at least
-// one stored membership, and the ordinals themselves (uid → u32, in LMDB, so
-// they change in the same transactions as the memberships).
+// its members over dense user ordinals, and the bitmap of every user with at
+// least one stored membership. A user's ordinal is stored at the end of its
+// members value (store/members.ts), written by the same put as its segments:
+// keeping it costs no LMDB read or write of its own, a restart's rebuild finds
+// it in the value it scans anyway, and a transaction that does not commit
+// takes it back with the value.
 //
 // Ordinals are dense: a user whose last membership goes gives its ordinal
-// back, and the smallest one given back is handed out next. A transaction's
-// segment changes reach the bitmaps at its commit, grouped per segment; what
-// must happen earlier (ordinals handed out or back, a user changed twice in
-// one transaction) goes to an undo log, so a transaction that does not commit
-// leaves the bitmaps as they were (LMDB rolls the ordinals back itself).
+// back, and the smallest one given back is handed out next.
 //
-// The ordinals a transaction hands out are written at its end, sorted by uid
-// (writeOrdinals): LMDB inserts in key order cost less than one insert per
-// change in feed order, interleaved with the members writes.
+// The bitmaps change late and in bulk: each segment's joins and leaves queue
+// in order in a typed array, and reach its bitmap (one native call per run of
+// joins or of leaves) only when the index is read (`settle`, between
+// transactions) or the queues grow large. With a native call per segment per
+// transaction, a feed touching most segments in every transaction paid more
+// for the calls than for the data. A transaction that does not commit
+// truncates the queues to where it began.
 import roaring from 'roaring';
 import type { Database, DatabaseOptions, RootDatabase } from 'lmdb';
-import { HEADER_BYTES, PAIR_BYTES, segmentIds } from '../store/members.js';
+import { HEADER_BYTES, NO_ORDINAL, ordinalOf, segmentIds, withOrdinal } from '../store/members.js';
 
 const { RoaringBitmap32 } = roaring;
 export type Bitmap = InstanceType<typeof RoaringBitmap32>;
 export const newBitmap = (): Bitmap => new RoaringBitmap32();
 
-// Undo log operations (each followed by its operands).
-const SEG_ADDED = 1; // segment, ordinal
-const SEG_REMOVED = 2; // segment, ordinal
-const ORD_TAKEN = 3; // ordinal, 1 when it came from `next`
-const ORD_GIVEN = 4; // ordinal
+// Undo log operations (each followed by its operand).
+const ORD_TAKEN = 1; // ordinal from `free`
+const ORD_TAKEN_NEXT = 2; // ordinal from `next`
+const ORD_GIVEN = 3; // ordinal
 
-/** A uid's ordinal as stored: 4 bytes, little-endian. */
-const ordinalBytes = Buffer.alloc(4);
+/** Marks a queued leave (a queued join is the bare ordinal): ordinals stay below 2^31. */
+const LEAVE = 0x8000_0000;
+const MAX_ORDINAL = LEAVE - 1;
 
-/** One segment's pending adds (or removes): ordinals, in a typed array addMany/removeMany read natively. */
-interface Bucket {
-  readonly id: number;
-  readonly add: boolean;
-  ords: Uint32Array;
+/** One bitmap's queued joins and leaves, in order. */
+interface Queue {
+  ops: Uint32Array;
   n: number;
+  /** ops[0..mark) are committed; the rest belong to the open transaction. */
+  mark: number;
+  /** Some op is a leave: the bitmap may have become empty. */
+  leaves: boolean;
 }
-/** A bucket that grew past this is given back after a flush (a snapshot's big transaction). */
-const BUCKET_KEEP = 4096;
+const newQueue = (): Queue => ({ ops: new Uint32Array(16), n: 0, mark: 0, leaves: false });
+/** A queue that grew past this is given back after it was applied. */
+const QUEUE_KEEP = 4096;
+/** Queued ops, in all, past which a commit applies them (memory: 4 bytes each). */
+const SETTLE_AT = 1 << 21;
 
 /**
  * A members value read by a rebuild's scan: lmdb-js hands its decoder the
  * value's bytes in place (no copy per user, `decoderCopies`); the decoder
- * leaves the ids in `ids` and returns how many.
+ * leaves the ids in `ids` and the ordinal in `ord`, and returns how many ids.
  */
 const scanned = {
   ids: new Uint32Array(64),
+  ord: NO_ORDINAL,
   encode(v: Buffer): Buffer {
     return v;
   },
   decode(bytes: Uint8Array, size: number): number {
-    const want = (size - HEADER_BYTES) / PAIR_BYTES;
+    const want = (size - HEADER_BYTES) >> 3;
     if (want > scanned.ids.length) scanned.ids = new Uint32Array(Math.max(want, scanned.ids.length * 2));
+    scanned.ord = ordinalOf(bytes, size);
     return segmentIds(bytes, scanned.ids, size);
   },
 };
@@ -65,60 +75,42 @@ export function openScan(env: RootDatabase, members: Database<Buffer, string>): 
 }
 
 export class GenerationIndex {
-  /** segment id → its members' ordinals (no entry: no member). */
+  /** segment id → its members' ordinals (no entry: no member); read after `settle`. */
   readonly segments = new Map<number, Bitmap>();
-  /** Ordinals of every user with at least one stored membership. */
+  /** Ordinals of every user with at least one stored membership; read after `settle`. */
   readonly users = newBitmap();
   /** Ordinals given back, below `next`: handed out again first. */
   private readonly free = newBitmap();
+  /** `free.size`, counted here: a native call per user handed an ordinal costs more than the counting. */
+  private freeCount = 0;
   /** The lowest ordinal never handed out. */
   next = 0;
   /** segment id → when its members last changed (ms since the epoch); committed changes only. */
   readonly updatedAt = new Map<number, number>();
-  private readonly touched = new Set<number>();
   private undo: number[] = [];
-  /** The open transaction's segment changes not yet in the bitmaps, per segment; `dirty`: the buckets holding any. */
-  private readonly adds = new Map<number, Bucket>();
-  private readonly removes = new Map<number, Bucket>();
-  private readonly dirty: Bucket[] = [];
-  private readonly pendingOrds = new Set<number>();
-  /** uid → ordinal handed out in the open transaction, not yet in `ordinals` (see writeOrdinals). */
-  private readonly unwritten = new Map<string, number>();
+  /** Each segment's queued joins and leaves; `dirty`: the segments with any (ids), `userOps`: `users`'. */
+  private readonly queues = new Map<number, Queue>();
+  private readonly dirty: number[] = [];
+  private readonly userOps = newQueue();
+  /** Ops queued, in all, and in the open transaction. */
+  private queued = 0;
+  private txOps = 0;
   /** A stored user had no ordinal: this index no longer matches its generation (the next start rebuilds it). */
   broken = false;
 
-  constructor(
-    /** uid → ordinal, this generation's. */
-    readonly ordinals: Database<Buffer, string>,
-  ) {}
-
   /**
-   * A user's segments changed from `before` to `after` (both ascending ids).
-   * `append`: the uid is new to this generation and sorts after every stored
-   * one (a snapshot's merge), so its ordinal is appended too. The bitmaps
-   * change at the commit, a whole transaction's changes at once per segment
-   * (one native call per segment, not per membership).
+   * A user's segments change from `before` to `after` (both ascending ids);
+   * `beforeOrd`: the ordinal its value carried. Returns the ordinal its new
+   * value carries (NO_ORDINAL when it has no segment left).
    */
-  change(uid: string, before: Uint32Array, nb: number, after: Uint32Array, na: number, append: boolean): boolean {
-    if (sameIds(before, nb, after, na)) return false;
-    let ord: number;
-    if (nb === 0) ord = this.take(uid, append);
-    else {
-      const known = this.unwritten.size > 0 ? this.unwritten.get(uid) : undefined;
-      if (known !== undefined) ord = known;
-      else {
-        const stored = this.ordinals.getBinaryFast(uid);
-        if (stored !== undefined) ord = stored.readUInt32LE(0);
-        else {
-          // The generation was written behind this index's back: counts may be off until a rebuild.
-          this.broken = true;
-          ord = this.take(uid, false);
-        }
-      }
+  change(beforeOrd: number, before: Uint32Array, nb: number, after: Uint32Array, na: number): number {
+    if (nb > 0 && beforeOrd === NO_ORDINAL) {
+      // The generation was written behind this index's back: counts may be off until a rebuild.
+      this.broken = true;
+      nb = 0;
     }
-    // A user changed twice in one transaction: its first change goes to the bitmaps first (order matters).
-    if (this.pendingOrds.has(ord)) this.flush(true);
-    this.pendingOrds.add(ord);
+    if (nb === 0 && na === 0) return NO_ORDINAL;
+    const ord = nb === 0 ? this.take() : beforeOrd;
     let i = 0;
     let j = 0;
     while (i < nb || j < na) {
@@ -128,178 +120,218 @@ export class GenerationIndex {
         i++;
         j++;
       } else if (a < b) {
-        this.pend(this.removes, a, ord, false);
+        this.queue(a, (ord | LEAVE) >>> 0);
         i++;
       } else {
-        this.pend(this.adds, b, ord, true);
+        this.queue(b, ord);
         j++;
       }
     }
-    if (na === 0) this.give(uid, ord);
-    return true;
+    if (na > 0) return ord;
+    this.give(ord);
+    return NO_ORDINAL;
   }
 
-  private pend(buckets: Map<number, Bucket>, id: number, ord: number, add: boolean): void {
-    let b = buckets.get(id);
-    if (b === undefined) buckets.set(id, (b = { id, add, ords: new Uint32Array(16), n: 0 }));
-    if (b.n === 0) this.dirty.push(b);
-    else if (b.n === b.ords.length) {
-      const grown = new Uint32Array(b.n * 2);
-      grown.set(b.ords);
-      b.ords = grown;
-    }
-    b.ords[b.n++] = ord;
+  private queue(id: number, op: number): void {
+    let q = this.queues.get(id);
+    if (q === undefined) this.queues.set(id, (q = newQueue()));
+    if (q.n === 0) this.dirty.push(id);
+    push(q, op);
+    this.queued++;
+    this.txOps++;
   }
 
-  /** Applies the pending segment changes, one native call per segment; `undoable`: mid-transaction, so logged for a rollback. */
-  private flush(undoable: boolean): void {
-    for (const b of this.dirty) {
-      const part = b.ords.subarray(0, b.n);
-      let bm = this.segments.get(b.id);
-      if (b.add) {
-        if (bm === undefined) this.segments.set(b.id, (bm = newBitmap()));
-        bm.addMany(part);
-      } else bm?.removeMany(part);
-      if (undoable) for (const ord of part) this.undo.push(b.add ? SEG_ADDED : SEG_REMOVED, b.id, ord);
-      this.touched.add(b.id);
-      this.empty(b);
-    }
-    this.dirty.length = 0;
-    this.pendingOrds.clear();
-  }
-
-  private empty(b: Bucket): void {
-    b.n = 0;
-    if (b.ords.length > BUCKET_KEEP) b.ords = new Uint32Array(16);
-  }
-
-  private take(uid: string, append: boolean): number {
+  private take(): number {
     let ord: number;
-    let fromNext = 0;
-    if (this.free.size > 0) {
+    if (this.freeCount > 0) {
       ord = this.free.minimum();
       this.free.remove(ord);
+      this.freeCount--;
+      this.undo.push(ORD_TAKEN, ord);
     } else {
+      if (this.next > MAX_ORDINAL) throw new Error('insights: more than 2^31 users');
       ord = this.next++;
-      fromNext = 1;
+      this.undo.push(ORD_TAKEN_NEXT, ord);
     }
-    this.users.add(ord);
-    if (append) {
-      // Already in key order (a snapshot's merge): appended at once.
-      ordinalBytes.writeUInt32LE(ord, 0);
-      this.ordinals.putSync(uid, ordinalBytes, { append: true });
-    } else this.unwritten.set(uid, ord);
-    this.undo.push(ORD_TAKEN, ord, fromNext);
+    push(this.userOps, ord);
+    this.queued++;
+    this.txOps++;
     return ord;
   }
 
-  private give(uid: string, ord: number): void {
-    this.users.remove(ord);
+  private give(ord: number): void {
+    push(this.userOps, (ord | LEAVE) >>> 0);
+    this.queued++;
+    this.txOps++;
     this.free.add(ord);
-    if (!this.unwritten.delete(uid)) this.ordinals.removeSync(uid);
-    this.undo.push(ORD_GIVEN, ord, 0);
+    this.freeCount++;
+    this.undo.push(ORD_GIVEN, ord);
   }
 
-  /** Writes the ordinals handed out in the open transaction, in uid order; called inside it, before it commits. */
-  writeOrdinals(): void {
-    const n = this.unwritten.size;
-    if (n === 0) return;
-    const uids = [...this.unwritten.keys()].sort();
-    for (let k = 0; k < n; k++) {
-      ordinalBytes.writeUInt32LE(this.unwritten.get(uids[k]!)!, 0);
-      this.ordinals.putSync(uids[k]!, ordinalBytes);
-    }
-    this.unwritten.clear();
+  /** Whether the open transaction changed this index. */
+  get changed(): boolean {
+    return this.txOps > 0 || this.undo.length > 0;
   }
 
-  /** The transaction committed: its changes stay (a change outside any transaction writes its ordinal now). */
+  /** The transaction committed: its changes stay (and reach the bitmaps if much is queued). */
   commit(now: number): void {
-    this.writeOrdinals();
-    this.flush(false);
-    this.undo.length = 0;
-    for (const id of this.touched) {
-      const bm = this.segments.get(id);
-      if (bm !== undefined && bm.size === 0) this.segments.delete(id);
-      this.updatedAt.set(id, now);
+    for (const id of this.dirty) {
+      const q = this.queues.get(id)!;
+      if (q.n > q.mark) {
+        q.mark = q.n;
+        this.updatedAt.set(id, now);
+      }
     }
-    this.touched.clear();
+    this.userOps.mark = this.userOps.n;
+    this.undo.length = 0;
+    this.txOps = 0;
+    if (this.queued >= SETTLE_AT) this.settle();
   }
 
   /** The transaction did not commit: its changes are undone, newest first. */
   rollback(): void {
-    for (const b of this.dirty) this.empty(b);
-    this.dirty.length = 0;
-    this.pendingOrds.clear();
-    this.unwritten.clear();
+    let w = 0;
+    for (const id of this.dirty) {
+      const q = this.queues.get(id)!;
+      q.n = q.mark;
+      if (q.n > 0) this.dirty[w++] = id;
+    }
+    this.dirty.length = w;
+    this.userOps.n = this.userOps.mark;
+    this.queued -= this.txOps;
+    this.txOps = 0;
     const u = this.undo;
-    for (let k = u.length - 3; k >= 0; k -= 3) {
+    for (let k = u.length - 2; k >= 0; k -= 2) {
       const op = u[k]!;
       const x = u[k + 1]!;
-      const y = u[k + 2]!;
-      if (op === SEG_ADDED) this.segments.get(x)?.remove(y);
-      else if (op === SEG_REMOVED) {
-        let bm = this.segments.get(x);
-        if (bm === undefined) this.segments.set(x, (bm = newBitmap()));
-        bm.add(y);
-      } else if (op === ORD_TAKEN) {
-        this.users.remove(x);
-        if (y === 1) this.next--;
-        else this.free.add(x);
-      } else if (op === ORD_GIVEN) {
-        this.users.add(x);
+      if (op === ORD_TAKEN_NEXT) this.next--;
+      else if (op === ORD_TAKEN) {
+        this.free.add(x);
+        this.freeCount++;
+      } else {
         this.free.remove(x);
+        this.freeCount--;
       }
     }
     u.length = 0;
-    for (const id of this.touched) if (this.segments.get(id)?.size === 0) this.segments.delete(id);
-    this.touched.clear();
   }
 
-  /** Forgets everything (the generation was emptied; its ordinals db is cleared by the caller). */
+  /** Applies the committed queues to the bitmaps: call before reading them. */
+  settle(): void {
+    if (this.queued === this.txOps) return;
+    let w = 0;
+    for (const id of this.dirty) {
+      const q = this.queues.get(id)!;
+      let bm = this.segments.get(id);
+      if (q.mark > 0) {
+        if (bm === undefined) this.segments.set(id, (bm = newBitmap()));
+        const leaves = q.leaves;
+        apply(bm, q);
+        if (leaves && bm.size === 0) this.segments.delete(id);
+      }
+      if (q.n > 0) this.dirty[w++] = id;
+    }
+    this.dirty.length = w;
+    apply(this.users, this.userOps);
+    this.queued = this.txOps;
+  }
+
+  /** Forgets everything (the generation was emptied). */
   clear(): void {
     this.segments.clear();
     this.users.clear();
     this.free.clear();
+    this.freeCount = 0;
     this.updatedAt.clear();
-    this.touched.clear();
     this.undo.length = 0;
-    for (const b of this.dirty) this.empty(b);
+    this.queues.clear();
     this.dirty.length = 0;
-    this.pendingOrds.clear();
-    this.unwritten.clear();
+    this.userOps.n = this.userOps.mark = 0;
+    this.queued = this.txOps = 0;
     this.next = 0;
+    this.broken = false;
   }
 
   /**
-   * One transaction of a rebuild (see InsightsIndex): up to `max` users of
-   * `scan` (openScan) after `start`, each with a membership given the next
-   * ordinal, appended to `ordinals` in key order. Returns the last uid read,
-   * undefined when the scan is done. `users` is filled by finishRebuild.
+   * A rebuild's first pass (see InsightsIndex), read-only: up to `max` users
+   * of `scan` (openScan) after `start`. A user whose value carries an ordinal
+   * below `bound` not taken by a user before it keeps it; the others are
+   * counted in `misfits` and given one by `reassignChunk`. Returns the last
+   * uid read, undefined when the scan is done.
    */
-  rebuildChunk(scan: Database<number, string>, start: string | undefined, max: number): string | undefined {
+  rebuildChunk(
+    scan: Database<number, string>,
+    start: string | undefined,
+    max: number,
+    bound: number,
+    misfits: { n: number },
+  ): string | undefined {
     let n = 0;
     let last: string | undefined;
     for (const { key, value: k } of scan.getRange({ start, snapshot: false })) {
       if (key === start) continue;
       last = key;
       if (k > 0) {
-        const ord = this.next++;
-        ordinalBytes.writeUInt32LE(ord, 0);
-        this.ordinals.putSync(key, ordinalBytes, { append: true });
-        const ids = scanned.ids;
-        for (let i = 0; i < k; i++) this.pend(this.adds, ids[i]!, ord, true);
+        const ord = scanned.ord;
+        if (ord < bound && this.users.tryAdd(ord)) {
+          const ids = scanned.ids;
+          for (let i = 0; i < k; i++) this.queue(ids[i]!, ord);
+        } else misfits.n++;
       }
       if (++n === max) break;
     }
-    this.flush(false);
+    this.commit(0);
+    this.settle();
     return n < max ? undefined : last;
   }
 
-  /** The rebuild scanned every user: ordinals 0 to `next` are all taken; every segment changed `now`. */
+  /** After the first pass: ordinals up to the highest kept are taken or free. */
+  finishFirstPass(): void {
+    this.next = this.users.size === 0 ? 0 : this.users.maximum() + 1;
+    this.freeGaps();
+  }
+
+  /**
+   * A rebuild's second pass, inside a write transaction on `members`: the
+   * users of the first pass's misfits (an ordinal missing, out of bounds or
+   * taken by a user before it, `seen` tracking which) get a free one, written
+   * into their values after the chunk's reads. Returns as rebuildChunk.
+   */
+  reassignChunk(
+    scan: Database<number, string>,
+    members: Database<Buffer, string>,
+    start: string | undefined,
+    max: number,
+    bound: number,
+    seen: Bitmap,
+  ): string | undefined {
+    let n = 0;
+    let last: string | undefined;
+    const moved: Array<[string, number]> = [];
+    for (const { key, value: k } of scan.getRange({ start, snapshot: false })) {
+      if (key === start) continue;
+      last = key;
+      if (k > 0) {
+        const kept = scanned.ord;
+        if (!(kept < bound && seen.tryAdd(kept))) {
+          const ord = this.take();
+          const ids = scanned.ids;
+          for (let i = 0; i < k; i++) this.queue(ids[i]!, ord);
+          moved.push([key, ord]);
+        }
+      }
+      if (++n === max) break;
+    }
+    // Written after the scan: its cursor does not walk a db being written.
+    for (const [uid, ord] of moved) members.putSync(uid, withOrdinal(members.getBinary(uid)!, ord));
+    this.commit(0);
+    this.settle();
+    return n < max ? undefined : last;
+  }
+
+  /** The rebuild scanned every user: every segment changed `now`. */
   finishRebuild(now: number): void {
-    if (this.next > 0) this.users.addRange(0, this.next);
     for (const id of this.segments.keys()) this.updatedAt.set(id, now);
-    this.touched.clear();
   }
 
   /** After `users` and `next` were set from a saved or rebuilt index: the gaps below `next` are free. */
@@ -309,18 +341,50 @@ export class GenerationIndex {
       this.free.addRange(0, this.next);
       this.free.andNotInPlace(this.users);
     }
+    this.freeCount = this.free.size;
   }
 
   /** Bytes the bitmaps take in memory (Roaring's own count). */
   bytes(): number {
+    this.settle();
     let n = this.users.getSerializationSizeInBytes('croaring');
     for (const bm of this.segments.values()) n += bm.getSerializationSizeInBytes('croaring');
     return n;
   }
 }
 
-function sameIds(a: Uint32Array, na: number, b: Uint32Array, nb: number): boolean {
-  if (na !== nb) return false;
-  for (let i = 0; i < na; i++) if (a[i] !== b[i]) return false;
-  return true;
+/** Appends `op` to a queue, growing it as needed. */
+function push(q: Queue, op: number): void {
+  if (q.n === q.ops.length) {
+    const grown = new Uint32Array(q.n * 2);
+    grown.set(q.ops);
+    q.ops = grown;
+  }
+  if (op >= LEAVE) q.leaves = true;
+  q.ops[q.n++] = op;
+}
+
+/**
+ * Applies a queue's committed ops to `bm` in order, a run of joins or of
+ * leaves per native call, and keeps the open transaction's.
+ */
+function apply(bm: Bitmap, q: Queue): void {
+  const { ops, mark } = q;
+  let i = 0;
+  while (i < mark) {
+    const leave = ops[i]! >= LEAVE;
+    let j = i + 1;
+    while (j < mark && ops[j]! >= LEAVE === leave) j++;
+    if (leave) {
+      for (let k = i; k < j; k++) ops[k] = ops[k]! & MAX_ORDINAL;
+      bm.removeMany(ops.subarray(i, j));
+    } else bm.addMany(ops.subarray(i, j));
+    i = j;
+  }
+  if (q.n > mark) ops.copyWithin(0, mark, q.n);
+  q.n -= mark;
+  q.mark = 0;
+  q.leaves = false;
+  for (let k = 0; k < q.n; k++) if (ops[k]! >= LEAVE) q.leaves = true;
+  if (q.n === 0 && ops.length > QUEUE_KEEP) q.ops = new Uint32Array(16);
 }

@@ -9,14 +9,14 @@
 // Every transaction that changed the index also bumps meta `insights.seq`; a
 // saved index (persist.ts) is used at start only when it was saved at the
 // sequence the store holds, otherwise the active generation is scanned and
-// the index rebuilt (ordinals reassigned densely).
+// the index rebuilt from the ordinals the values carry (store/members.ts).
 import type { Database } from 'lmdb';
 import { writeSequence, type Store } from '../store/env.js';
 import { MemberWatch } from '../store/member-watch.js';
-import { GenerationIndex, openScan, type Bitmap } from './generation-index.js';
+import { GenerationIndex, newBitmap, openScan, type Bitmap } from './generation-index.js';
 
 export const INSIGHTS_SEQ_KEY = 'insights.seq';
-/** Users per rebuild transaction (and per bitmap flush). */
+/** Users per rebuild chunk (a bitmap flush; in the second pass, a transaction). */
 const REBUILD_CHUNK = 500_000;
 
 export interface IndexState {
@@ -36,20 +36,17 @@ export class InsightsIndex {
   seq: number;
   /** Changed since the last save (or load). */
   dirty = false;
-  private touched = false;
 
   /**
-   * Opens the ordinals and taps the store's generation databases. `saved`:
-   * an index read from disk (persist.ts), used when it matches the store;
-   * otherwise the generations are scanned (`rebuilt` says which happened).
+   * Taps the store's generation databases. `saved`: an index read from disk
+   * (persist.ts), used when it matches the store; otherwise the generations
+   * are scanned (`rebuilt` says which happened).
    */
   constructor(
     private readonly store: Store,
     saved?: IndexState | null,
   ) {
-    const open = (g: number) =>
-      store.env.openDB<Buffer, string>({ name: `insights.ordinals.${g}`, encoding: 'binary' });
-    this.generations = [new GenerationIndex(open(0)), new GenerationIndex(open(1))];
+    this.generations = [new GenerationIndex(), new GenerationIndex()];
     this.seq = (store.meta.get(INSIGHTS_SEQ_KEY) as number | undefined) ?? 0;
     const active = store.generation();
     if (
@@ -68,23 +65,25 @@ export class InsightsIndex {
       this.rebuilt = false;
     } else this.rebuildGeneration(active);
     // The inactive generation is normally empty at start (an interrupted snapshot is cleared before loading).
-    if (entries(store.generations[active ^ 1]!) > 0 || entries(this.generations[active ^ 1]!.ordinals) > 0)
-      this.rebuildGeneration(active ^ 1);
+    if (entries(store.generations[active ^ 1]!) > 0) this.rebuildGeneration(active ^ 1);
     this.tap();
   }
 
   /** False when the saved index was used. */
   rebuilt = true;
 
-  /** The active generation's index: what queries read. */
+  /** The active generation's index, its committed changes applied: what queries read. */
   get active(): GenerationIndex {
-    return this.generations[this.store.generation()]!;
+    const gi = this.generations[this.store.generation()]!;
+    gi.settle();
+    return gi;
   }
 
   /** What a save writes: the active generation, as of the last commit (call between transactions). */
   state(): IndexState {
     const g = this.store.generation();
     const gi = this.generations[g]!;
+    gi.settle();
     return {
       generation: g,
       seq: this.seq,
@@ -96,63 +95,75 @@ export class InsightsIndex {
     };
   }
 
-  /** Scans generation `g` and rebuilds its index, reassigning ordinals in key order. */
+  /**
+   * Scans generation `g` and rebuilds its index from the ordinals its values
+   * carry, reading only. Values without a usable one (written with the index
+   * off, or by a writer without it) are given one in a second pass, which
+   * writes just those values.
+   */
   private rebuildGeneration(g: number): void {
     const { store } = this;
     const gi = this.generations[g]!;
     gi.clear();
-    gi.ordinals.clearSync();
-    const scan = openScan(store.env, store.generations[g]!);
+    const members = store.generations[g]!;
+    const scan = openScan(store.env, members);
+    // Kept ordinals stay below this, so the bitmaps stay dense whatever a value carries.
+    const bound = 2 * entries(members) + 65_536;
+    const misfits = { n: 0 };
     let start: string | undefined;
-    let done = false;
-    while (!done) {
-      store.env.transactionSync(() => {
-        start = gi.rebuildChunk(scan, start, REBUILD_CHUNK);
-        done = start === undefined;
-        this.seq++;
-        store.meta.putSync(INSIGHTS_SEQ_KEY, this.seq);
-      });
+    do start = gi.rebuildChunk(scan, start, REBUILD_CHUNK, bound, misfits);
+    while (start !== undefined);
+    gi.finishFirstPass();
+    if (misfits.n > 0) {
+      const seen = newBitmap();
+      do {
+        store.env.transactionSync(() => {
+          start = gi.reassignChunk(scan, members, start, REBUILD_CHUNK, bound, seen);
+        });
+      } while (start !== undefined);
     }
+    store.env.transactionSync(() => store.meta.putSync(INSIGHTS_SEQ_KEY, ++this.seq));
     gi.finishRebuild(Date.now());
     this.dirty = true;
   }
 
   /**
-   * Observes every write to the generation databases and every transaction
-   * (store/member-watch.ts): the index changes with the values, commits with
-   * them, and is undone when a transaction does not commit.
+   * Keeps the ordinals in the values and observes every write to the
+   * generation databases and every transaction (store/member-watch.ts): the
+   * index changes with the values, commits with them, and is undone when a
+   * transaction does not commit.
    */
   private tap(): void {
     const { store } = this;
     const gens = this.generations;
-    MemberWatch.of(store).add({
-      change: (g, uid, before, nb, after, na, append) => {
-        if (gens[g]!.change(uid, before, nb, after, na, append)) this.touched = true;
-      },
+    const watch = MemberWatch.of(store);
+    watch.keepOrdinals({
+      change: (g, _uid, beforeOrd, before, nb, after, na) => gens[g]!.change(beforeOrd, before, nb, after, na),
+    });
+    let touched = false;
+    watch.add({
+      change: () => undefined,
       clear: (g) => {
         gens[g]!.clear();
-        gens[g]!.ordinals.clearSync();
-        this.touched = true;
+        touched = true;
       },
       // Inside the transaction: the saved index is stale from the moment this commits.
       beforeCommit: () => {
-        if (this.touched) {
-          for (const gi of gens) gi.writeOrdinals();
-          store.meta.putSync(INSIGHTS_SEQ_KEY, this.seq + 1);
-        }
+        touched ||= gens[0].changed || gens[1].changed;
+        if (touched) store.meta.putSync(INSIGHTS_SEQ_KEY, this.seq + 1);
       },
       committed: () => {
-        if (this.touched) {
+        if (touched) {
           this.seq++;
           this.dirty = true;
           const now = Date.now();
           for (const gi of gens) gi.commit(now);
         }
-        this.touched = false;
+        touched = false;
       },
       rolledBack: () => {
         for (const gi of gens) gi.rollback();
-        this.touched = false;
+        touched = false;
       },
     });
   }

@@ -4,7 +4,7 @@
 // store's `insights.seq` (insights-index.ts); otherwise the index is rebuilt.
 //
 //   0  8  magic "SEGDINS1"
-//   8  4  u32 format version (1)
+//   8  4  u32 format version (2: the ordinals are the ones the members values carry)
 //  12  4  u32 generation
 //  16  8  f64 insights sequence it covers
 //  24  4  u32 next ordinal
@@ -21,7 +21,7 @@ import type { IndexState } from './insights-index.js';
 
 const { RoaringBitmap32 } = roaring;
 const MAGIC = Buffer.from('SEGDINS1');
-const VERSION = 1;
+const VERSION = 2;
 const HEADER = 64;
 
 export class IndexFileError extends Error {}

@@ -1,10 +1,12 @@
 // Campaign exposure audiences: each (campaign, event) pair the /px pixel
 // reports becomes a segment in a reserved id range, created on first use with
 // a taxonomy entry, and the users it saw join it with SEGD_EXPOSURE_TTL. The
-// workers' pixel queues are drained here in batches, one writer transaction
-// per batch, as cookie-sync matches are; the pixel answers without waiting.
+// workers' pixel queues are drained here in batches, as cookie-sync matches
+// are: the batches that arrive while a commit runs are applied together in
+// the next one (group-commit.ts). The pixel answers without waiting.
 import type { Store } from '../store/env.js';
 import { nowSeconds } from '../lookup/segments.js';
+import { groupCommitted } from './group-commit.js';
 import type { Change } from './records.js';
 import type { Writer } from './writer.js';
 
@@ -26,13 +28,23 @@ const NEXT_KEY = 'exposure:next';
 const idKey = (campaign: string, event: string) => `exposure:id:${event}:${campaign}`;
 
 export class Exposures {
+  /** A batch's changes, applied with the batches queued beside it. */
+  private readonly commit: (changes: Change[]) => Promise<{ applied: number }>;
+
   constructor(
     private readonly store: Store,
     private readonly writer: Writer,
     private readonly ttlSeconds: number,
     /** Adds a segment to the taxonomy (every worker reloaded when it resolves). */
     private readonly createSegment: (id: number, def: object) => Promise<void>,
-  ) {}
+  ) {
+    this.commit = groupCommitted((batches: Change[][]) =>
+      writer.applyParts(
+        batches.map((changes) => ({ changes })),
+        nowSeconds(),
+      ),
+    );
+  }
 
   /** The segment id of (campaign, event), created (id and taxonomy entry) on first use. */
   private async segmentOf(
@@ -63,7 +75,7 @@ export class Exposures {
     return id;
   }
 
-  /** One batch from a worker: users join their exposure segments (suppressed users are skipped by the writer). */
+  /** One batch from a worker, durable when this resolves: users join their exposure segments (suppressed users are skipped by the writer). */
   async apply(items: readonly ExposureItem[]): Promise<{ applied: number }> {
     const made = new Map<string, number>();
     const ids: number[] = [];
@@ -80,6 +92,6 @@ export class Exposures {
       ttls: [this.ttlSeconds],
       ts: now,
     }));
-    return { applied: this.writer.apply(changes, now).applied };
+    return { applied: (await this.commit(changes)).applied };
   }
 }

@@ -10,6 +10,7 @@ import type { Writer } from './writer.js';
 import { nowSeconds } from '../lookup/segments.js';
 import type { BatchResult, Checkpoint } from './membership-changes.js';
 import type { Change, RecordLimits } from './records.js';
+import { GroupCommit } from './group-commit.js';
 
 export interface PushReject {
   /** 1-based line (NDJSON) or record number (msgpack). */
@@ -199,8 +200,7 @@ interface Queued {
  * for the others' syncs.
  */
 export class PushSource {
-  private queue: Queued[] = [];
-  private flushing = false;
+  private readonly group = new GroupCommit<Queued>((queued) => this.flush(queued));
 
   constructor(
     private readonly store: Store,
@@ -222,31 +222,26 @@ export class PushSource {
     if (r === undefined) {
       const nowSec = nowSeconds();
       const parsed = await parseBody(req.format, body, nowSec, this.limits);
-      r = await new Promise<PushAnswer>((resolve, reject) => {
-        this.queue.push({ idem, parsed, nowSec, maxListed, resolve, reject });
-        if (!this.flushing) {
-          this.flushing = true;
-          setImmediate(() => this.flush());
-        }
-      });
+      r = await new Promise<PushAnswer>((resolve, reject) =>
+        this.group.add({ idem, parsed, nowSec, maxListed, resolve, reject }),
+      );
     }
     if (!r.replay && !r.conflict && !r.full) this.onBatch?.(r);
     return r;
   }
 
-  /** Applies every queued push in one transaction; a key seen twice waits for the next one. */
-  private flush(): void {
+  /** Applies every queued push in one transaction; a key seen twice waits for the next one (returned). */
+  private flush(queue: Queued[]): Queued[] {
     const group: Queued[] = [];
     const keys = new Set<string>();
     const later: Queued[] = [];
-    for (const q of this.queue) {
+    for (const q of queue) {
       if (q.idem && keys.has(q.idem.key)) later.push(q);
       else {
         if (q.idem) keys.add(q.idem.key);
         group.push(q);
       }
     }
-    this.queue = later;
     try {
       const answers = applyPushes(this.store, this.writer, group);
       group.forEach((q, i) => q.resolve(answers[i]!));
@@ -264,8 +259,7 @@ export class PushSource {
         for (const q of group) q.resolve(full);
       } else for (const q of group) q.reject(err);
     }
-    if (this.queue.length) setImmediate(() => this.flush());
-    else this.flushing = false;
+    return later;
   }
 
   /** Forgets idempotency keys older than IDEMPOTENCY_SECONDS; returns how many. */

@@ -8,8 +8,13 @@
 //
 // A write outside any transaction is run in one of its own, so an observer's
 // own writes (made in `beforeCommit`) always commit with the change.
+//
+// One observer may also keep ordinals (the insights index): it names the
+// ordinal a user's value carries (members.ts) before the value is written,
+// from the one the value carried before, so keeping it costs no read or
+// write of its own.
 import type { Store } from './env.js';
-import { segmentIds } from './members.js';
+import { NO_ORDINAL, ordinalOf, segmentIds, withOrdinal } from './members.js';
 
 export interface MemberObserver {
   /**
@@ -37,10 +42,32 @@ export interface MemberObserver {
   rolledBack(): void;
 }
 
+export interface OrdinalKeeper {
+  /**
+   * As MemberObserver.change, called before the write; `beforeOrd`: the
+   * ordinal the value carried (NO_ORDINAL: none). Returns the ordinal the
+   * written value carries (ignored when na = 0: such a value carries none).
+   */
+  change(
+    g: number,
+    uid: string,
+    beforeOrd: number,
+    before: Uint32Array,
+    nb: number,
+    after: Uint32Array,
+    na: number,
+    append: boolean,
+  ): number;
+}
+
 const watches = new WeakMap<Store, MemberWatch>();
 
 export class MemberWatch {
   private readonly observers: MemberObserver[] = [];
+  private keeper: OrdinalKeeper | undefined;
+  /** The ordinal the value read by `before` (or the cached one) carried. */
+  private beforeOrd = NO_ORDINAL;
+  private cachedOrd = NO_ORDINAL;
   private depth = 0;
   private before = new Uint32Array(64);
   private after = new Uint32Array(64);
@@ -64,6 +91,12 @@ export class MemberWatch {
     this.observers.push(observer);
   }
 
+  /** The one observer that keeps ordinals in the values (members.ts). */
+  keepOrdinals(keeper: OrdinalKeeper): void {
+    if (this.keeper !== undefined) throw new Error('ordinals are kept by one observer');
+    this.keeper = keeper;
+  }
+
   /** True inside a write transaction on this env. */
   get inTransaction(): boolean {
     return this.depth > 0;
@@ -82,16 +115,20 @@ export class MemberWatch {
       const before = (uid: string): number => {
         if (this.cachedGen === g && this.cachedUid === uid) {
           this.beforeIds = this.cached;
+          this.beforeOrd = this.cachedOrd;
           return this.cachedN;
         }
         this.beforeIds = this.before;
-        return this.decode(getBinaryFast(uid), 'before');
+        const b = getBinaryFast(uid);
+        this.beforeOrd = ordinalOf(b);
+        return this.decode(b, 'before');
       };
       // Inside a write transaction the writer reads a user just before writing it: its ids are kept, saving a second read.
       db.getBinaryFast = ((uid: string, ...rest: unknown[]) => {
         const b = getBinaryFast(uid, ...rest);
         if (this.depth > 0) {
           this.cachedN = this.decode(b, 'cached');
+          this.cachedOrd = ordinalOf(b);
           this.cachedGen = g;
           this.cachedUid = uid;
         }
@@ -101,10 +138,15 @@ export class MemberWatch {
         if (this.depth === 0) return this.run(() => (db.putSync as typeof putSync)(uid, value, opts));
         const append = typeof opts === 'object' && opts !== null && opts.append === true;
         this.beforeIds = this.before;
+        this.beforeOrd = NO_ORDINAL;
         const nb = append ? 0 : before(uid);
+        const na = this.decode(value, 'after');
+        if (this.keeper !== undefined) {
+          const ord = this.keeper.change(g, uid, this.beforeOrd, this.beforeIds, nb, this.after, na, append);
+          if (na > 0) value = withOrdinal(value, ord);
+        }
         const out = putSync(uid, value, opts);
         this.cachedUid = undefined;
-        const na = this.decode(value, 'after');
         for (const o of this.observers) o.change(g, uid, this.beforeIds, nb, this.after, na, append);
         return out;
       }) as typeof db.putSync;
@@ -113,7 +155,10 @@ export class MemberWatch {
         const nb = before(uid);
         const out = removeSync(uid, ...rest);
         this.cachedUid = undefined;
-        if (out) for (const o of this.observers) o.change(g, uid, this.beforeIds, nb, this.after, 0, false);
+        if (out) {
+          this.keeper?.change(g, uid, this.beforeOrd, this.beforeIds, nb, this.after, 0, false);
+          for (const o of this.observers) o.change(g, uid, this.beforeIds, nb, this.after, 0, false);
+        }
         return out;
       }) as typeof db.removeSync;
       db.clearSync = (() => {

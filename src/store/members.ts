@@ -5,10 +5,20 @@
 //
 // 4 + 8n bytes; a user in 10 segments costs 84 bytes. Readers decode straight
 // from LMDB's memory map (getBinaryFast) without building objects.
+//
+// With the insights index on, a value with pairs ends with one more u32: the
+// user's ordinal in that index (insights/generation-index.ts), 4 + 8n + 4
+// bytes. The pairs end where they always do, so a reader stepping over pairs
+// (`off + PAIR_BYTES <= length`) never sees it, and the two lengths cannot be
+// confused: 4 + 8n is never a multiple of 8, 4 + 8n + 4 always is. A value
+// without pairs (a tombstone) never carries one.
 
 export const HEADER_BYTES = 4;
 export const PAIR_BYTES = 8;
 export const MAX_SEGMENT_ID = 0xffff_ffff;
+/** What ordinalOf answers for a value that carries none. */
+export const NO_ORDINAL = 0xffff_ffff;
+const ORDINAL_BYTES = 4;
 
 export interface Membership {
   id: number;
@@ -40,7 +50,34 @@ export function decodeMembers(buf: Uint8Array): { updatedAt: number; members: Me
 }
 
 export function isValidMembersValue(buf: Uint8Array): boolean {
-  return buf.length >= HEADER_BYTES && (buf.length - HEADER_BYTES) % PAIR_BYTES === 0;
+  return isValidSize(buf.length);
+}
+
+/** 4 + 8n bytes, or 4 + 8n + 4 with n ≥ 1 (a trailing ordinal). */
+function isValidSize(size: number): boolean {
+  const rest = size - HEADER_BYTES;
+  return rest >= 0 && (rest % PAIR_BYTES === 0 || (rest > PAIR_BYTES && rest % PAIR_BYTES === ORDINAL_BYTES));
+}
+
+/** The insights ordinal a members value carries (NO_ORDINAL: none). */
+export function ordinalOf(buf: Uint8Array | undefined, size = buf?.length ?? 0): number {
+  if (buf === undefined || size < HEADER_BYTES + PAIR_BYTES + ORDINAL_BYTES || size % PAIR_BYTES !== 0)
+    return NO_ORDINAL;
+  return (buf[size - 4]! | (buf[size - 3]! << 8) | (buf[size - 2]! << 16) | (buf[size - 1]! << 24)) >>> 0;
+}
+
+/**
+ * `buf` (a value with pairs) carrying ordinal `ord`: written in place when it
+ * carries one already, otherwise a copy with it appended.
+ */
+export function withOrdinal(buf: Buffer, ord: number): Buffer {
+  let out = buf;
+  if (buf.length % PAIR_BYTES !== 0) {
+    out = Buffer.allocUnsafe(buf.length + ORDINAL_BYTES);
+    buf.copy(out, 0);
+  }
+  out.writeUInt32LE(ord >>> 0, out.length - ORDINAL_BYTES);
+  return out;
 }
 
 /**
@@ -59,10 +96,10 @@ export function liveSegments(buf: Buffer, nowSec: number, out: Uint32Array): num
 
 /** Segment ids of a members value (ascending), expired ones included, written into `out`; returns how many. */
 export function segmentIds(buf: Uint8Array | undefined, out: Uint32Array, size = buf?.length ?? 0): number {
-  if (buf === undefined || size < HEADER_BYTES || (size - HEADER_BYTES) % PAIR_BYTES !== 0) return 0;
+  if (buf === undefined || !isValidSize(size)) return 0;
   // Bytes assembled by hand: no view object per value (the writer's every change passes here).
   let n = 0;
-  for (let off = HEADER_BYTES; off < size && n < out.length; off += PAIR_BYTES)
+  for (let off = HEADER_BYTES; off + PAIR_BYTES <= size && n < out.length; off += PAIR_BYTES)
     out[n++] = (buf[off]! | (buf[off + 1]! << 8) | (buf[off + 2]! << 16) | (buf[off + 3]! << 24)) >>> 0;
   return n;
 }
