@@ -35,7 +35,8 @@ interface SegmentExport {
 /** Does a members value hold `segment`, live at `now`? Pairs are sorted by id. */
 function holds(buf: Buffer, segment: number, now: number): boolean {
   let lo = 0;
-  let hi = (buf.length - HEADER_BYTES) / PAIR_BYTES - 1;
+  // Whole pairs only: a value may end with a 4-byte insights ordinal after them.
+  let hi = Math.floor((buf.length - HEADER_BYTES) / PAIR_BYTES) - 1;
   while (lo <= hi) {
     const mid = (lo + hi) >>> 1;
     const off = HEADER_BYTES + mid * PAIR_BYTES;
