@@ -15,6 +15,7 @@ import { spawnTracked } from './helpers/procs.js';
 import { nativeClientPath, realtimeRefused } from '../src/loadtest/native-client.js';
 import { rawRequest, writeRequests } from '../src/loadtest/open-loop.js';
 import { generatorBoundWhy } from '../src/loadtest/control.js';
+import { cpuTimes, stealPct } from '../src/loadtest/host-cpu.js';
 import type { Results } from '../src/loadtest/runner.js';
 
 const HELLO_JS = join(ROOT, 'dist/src/loadtest/hello-world.js');
@@ -266,6 +267,21 @@ describe('the generator-bound rule', () => {
     expect(generatorBoundWhy(slowServer, { figures: { latencyUs: lat(50) } })).toEqual([
       expect.stringMatching(/7 of 100 requests waited for a free connection .*own lateness p99 was 0\.020 ms/),
     ]);
+  });
+  it('names the host’s steal as a cause of a failed control, and only then', () => {
+    const slowControl = { figures: { latencyUs: lat(3000) }, stealPct: { cpu: 6.5 } };
+    const run = { drive: { sendLagUs: lat(5) }, stealPct: { cpu: 0.4 } };
+    expect(generatorBoundWhy(run, slowControl)[1]).toMatch(/kept 6\.5% .* during the control and 0\.4% during the run/);
+    expect(generatorBoundWhy(run, { ...slowControl, stealPct: { cpu: 0.5 } })).toHaveLength(1);
+    expect(generatorBoundWhy(run, { figures: { latencyUs: lat(50) }, stealPct: { cpu: 9 } })).toEqual([]);
+  });
+  it('reads steal from /proc/stat as a share of each CPU’s time', () => {
+    const before = cpuTimes();
+    if (before === null) return; // not Linux: nothing to read
+    expect(before.get('cpu')![0]).toBeGreaterThan(0);
+    const fake = new Map([...before].map(([k, [t, st]]) => [k, [t + 1000, st + 25] as [number, number]]));
+    expect(stealPct(before, fake)).toMatchObject({ cpu: 2.5, cpu0: 2.5 });
+    expect(stealPct(null, fake)).toBeUndefined();
   });
 });
 

@@ -22,7 +22,12 @@ export function startControl(): Promise<Server> {
 export interface Measured {
   drive?: { sendLagUs?: Percentiles; ownLagUs?: Percentiles; connWaits?: number };
   figures?: { latencyUs: Percentiles; requests?: number };
+  /** % of each CPU's time the hypervisor kept during the run (host-cpu.ts). */
+  stealPct?: Record<string, number>;
 }
+
+/** Steal above this during a run is named as a cause when the run is generator-bound. */
+export const STEAL_NOTE_PCT = 1;
 
 const ms = (us: number) => `${(us / 1000).toFixed(us < 10_000 ? 3 : 1)} ms`;
 
@@ -55,6 +60,14 @@ export function generatorBoundWhy(run: Measured, control: Measured | undefined):
     why.push(
       `this run’s send lag p99 is ${ms(lag)} (limit ${ms(SEND_LAG_P99_LIMIT_US)}): requests went out late${split}`,
     );
+  }
+  if (why.length) {
+    // Not a rule of its own: the reason a valid generator can still see a tail on a VM.
+    const stolen = [control, run].map((m) => m?.stealPct?.cpu ?? 0);
+    if (Math.max(...stolen) > STEAL_NOTE_PCT)
+      why.push(
+        `the hypervisor kept ${stolen[0]}% of this VM's CPU time during the control and ${stolen[1]}% during the run (steal in /proc/stat): the host was busy`,
+      );
   }
   return why;
 }

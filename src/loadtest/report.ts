@@ -307,6 +307,13 @@ function scenarioSection(r: ScenarioResult): string {
       'client send lag p99 / max',
       `${fmtUs(r.drive.sendLagUs.p99)} / ${fmtUs(r.drive.sendLagUs.max)} (how late the generator itself was)`,
     ]);
+  if (r.stealPct)
+    rows.push([
+      'host steal (hypervisor)',
+      Object.entries(r.stealPct)
+        .map(([cpu, pct]) => `${cpu} ${pct}%`)
+        .join(', ') + ' of CPU time the VM did not get',
+    ]);
   if (r.background) rows.push([r.background.label, r.background.text]);
   let server = '';
   if (r.server) {

@@ -16,6 +16,7 @@ import { cleanup, pin, planPinning, type Pinning, type Server } from './processe
 import { Progress } from '../terminal/progress.js';
 import type { OpenLoopClient } from './native-client.js';
 import { generatorBoundWhy, startControl } from './control.js';
+import { cpuTimes, stealPct } from './host-cpu.js';
 import { planReplay, type ReplayStats } from './replay.js';
 import { canaryLine, canaryRow, compareAnswers, type CanaryRow, type CanaryVerdict, type RouteDiff } from './canary.js';
 
@@ -101,6 +102,8 @@ export interface ScenarioResult {
   /** Open loop: whether the control says these tail figures measure the generator, and why. */
   generatorBound?: boolean;
   generatorBoundWhy?: string[];
+  /** % of each CPU's time the hypervisor kept over the drive (host-cpu.ts); Linux only. */
+  stealPct?: Record<string, number>;
 }
 
 export interface Comparison {
@@ -311,6 +314,7 @@ async function measure(
     onMeasureStart,
   };
   let driven: DriveResult;
+  const cpuBefore = cpuTimes();
   try {
     driven =
       name === 'ws'
@@ -345,6 +349,7 @@ async function measure(
     progress.update(total);
     progress.done();
   }
+  const steal = stealPct(cpuBefore, cpuTimes());
   const besideReport = beside ? await beside.stop() : null;
   const { slow, ...figures } = driven.figures;
   const out: ScenarioResult = {
@@ -352,6 +357,7 @@ async function measure(
     drive: driven.info,
     figures,
     keysPerS: figures.rps * sc.keysPerRequest(input),
+    ...(steal ? { stealPct: steal } : {}),
   };
   if (besideReport) out.background = besideReport;
   const warnings = qualify(o, out);
