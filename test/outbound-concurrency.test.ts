@@ -7,7 +7,15 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startSegd, tempDir, feedLine, stopReport, type Segd } from './helpers/server.js';
-import { startReceiver, historyOf, deduplicated, accepted, type Receiver, type Received } from './helpers/receiver.js';
+import {
+  startReceiver,
+  FlipFeed,
+  historyOf,
+  deduplicated,
+  accepted,
+  type Receiver,
+  type Received,
+} from './helpers/receiver.js';
 
 const ADMIN = 'admin-key-0123456789abcdef';
 const INGEST = 'ingest-key-0123456789abcdef';
@@ -24,26 +32,14 @@ const sharedUsers: string[] = [];
 /** While set, the receiver holds requests whose key it names until the promise settles. */
 let holdBack: ((r: Received) => Promise<void> | null) | null = null;
 
-const want = new Map<string, [number, 0 | 1][]>();
-const held = new Map<string, Set<number>>();
-let step = 0;
+const feed = new FlipFeed(SEGS);
+const want = feed.want;
 /** One feed request: each user flips one segment (a user in consecutive rounds conflicts with its batch in flight). */
 const pushRound = async (users = USERS) => {
-  const recs = users.map((uid, i) => {
-    const seg = SEGS[(step + i) % SEGS.length]!;
-    const h = held.get(uid) ?? new Set<number>();
-    held.set(uid, h);
-    const join = !h.has(seg);
-    if (join) h.add(seg);
-    else h.delete(seg);
-    want.set(uid, [...(want.get(uid) ?? []), [seg, join ? 1 : 0]]);
-    return { op: join ? 'add' : 'remove', uid, segments: [seg] };
-  });
-  step++;
   const r = await fetch(`${segd.url}/v1/ingest`, {
     method: 'POST',
     headers: { Authorization: `Bearer ${INGEST}`, 'Content-Type': 'application/x-ndjson' },
-    body: recs.map(feedLine).join(''),
+    body: feed.next(users).map(feedLine).join(''),
   });
   expect(r.status).toBe(200);
 };
@@ -87,7 +83,7 @@ afterAll(async () => {
 describe('outbound concurrency', () => {
   it('keeps up to `concurrency` batches in flight, never two with the same user; each user’s changes in order', async () => {
     for (let i = 0; i < 8; i++) await pushRound();
-    const total = [...want.values()].reduce((n, h) => n + h.length, 0);
+    const total = feed.changes;
     await rx.until(() => [...historyOf(deduplicated(accepted(rx.received))).values()].flat().length >= total);
     await expect.poll(async () => (await delivery()).backlog, { timeout: 10_000 }).toBe(0);
     expect(mostOpen).toBeGreaterThan(1);

@@ -9,7 +9,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { startSegd, tempDir, feedLine, type Segd } from './helpers/server.js';
-import { startReceiver, historyOf, deduplicated, accepted, type Receiver, type Answer } from './helpers/receiver.js';
+import {
+  startReceiver,
+  FlipFeed,
+  historyOf,
+  deduplicated,
+  accepted,
+  type Receiver,
+  type Answer,
+} from './helpers/receiver.js';
 
 const ADMIN = 'admin-key-0123456789abcdef';
 const INGEST = 'ingest-key-0123456789abcdef';
@@ -44,27 +52,15 @@ const env = () => ({
   SEGD_OUTBOUND_BACKOFF_MAX_MS: '200',
 });
 /** What each user should have been sent, in order. */
-const want = new Map<string, [number, 0 | 1][]>();
-const held = new Map<string, Set<number>>();
-let step = 0;
+const feed = new FlipFeed(SEGS);
+const want = feed.want;
 
 const pushRound = async () => {
   // One record per user per request: each is one change, hence one delta.
-  const recs = USERS.map((uid, i) => {
-    const seg = SEGS[(step + i) % SEGS.length]!;
-    const h = held.get(uid) ?? new Set<number>();
-    held.set(uid, h);
-    const join = !h.has(seg);
-    if (join) h.add(seg);
-    else h.delete(seg);
-    want.set(uid, [...(want.get(uid) ?? []), [seg, join ? 1 : 0]]);
-    return { op: join ? 'add' : 'remove', uid, segments: [seg] };
-  });
-  step++;
   const r = await fetch(`${segd.url}/v1/ingest`, {
     method: 'POST',
     headers: { Authorization: `Bearer ${INGEST}`, 'Content-Type': 'application/x-ndjson' },
-    body: recs.map(feedLine).join(''),
+    body: feed.next(USERS).map(feedLine).join(''),
   });
   expect(r.status).toBe(200);
 };
@@ -140,7 +136,7 @@ describe('outbound through crashes', () => {
     mode = 'ok';
     for (let i = 0; i < 2; i++) await pushRound();
     // Every user's changes, and the deleted user's two lines.
-    const total = [...want.values()].reduce((n, h) => n + h.length, 0) + 2;
+    const total = feed.changes + 2;
     const delivered = () => accepted(rx.received);
     await rx.until(
       () => [...historyOf(deduplicated(delivered())).values()].reduce((n, h) => n + h.length, 0) >= total,

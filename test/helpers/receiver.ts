@@ -119,3 +119,38 @@ export function historyOf(got: readonly Received[]): Map<string, [number, 0 | 1]
     }
   return out;
 }
+
+/**
+ * A feed that flips segments: each round, user i joins or leaves segment
+ * `segs[(round + i) % segs.length]`, and `want` records the (segment,
+ * status) history each user's destination must receive, in order — the
+ * model `historyOf` what arrived is compared with.
+ */
+export class FlipFeed {
+  readonly want = new Map<string, [number, 0 | 1][]>();
+  private readonly held = new Map<string, Set<number>>();
+  private round = 0;
+
+  constructor(private readonly segs: readonly number[]) {}
+
+  /** The next round's records for `users`, one per user. */
+  next(users: readonly string[]): { op: 'add' | 'remove'; uid: string; segments: number[] }[] {
+    const recs = users.map((uid, i) => {
+      const seg = this.segs[(this.round + i) % this.segs.length]!;
+      const h = this.held.get(uid) ?? new Set<number>();
+      this.held.set(uid, h);
+      const join = !h.has(seg);
+      if (join) h.add(seg);
+      else h.delete(seg);
+      this.want.set(uid, [...(this.want.get(uid) ?? []), [seg, join ? 1 : 0]]);
+      return { op: join ? ('add' as const) : ('remove' as const), uid, segments: [seg] };
+    });
+    this.round++;
+    return recs;
+  }
+
+  /** How many changes the model holds. */
+  get changes(): number {
+    return [...this.want.values()].reduce((n, h) => n + h.length, 0);
+  }
+}
