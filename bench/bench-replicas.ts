@@ -11,7 +11,7 @@
 // says which process held the cores. Everything started here is stopped by
 // pid, also on error or Ctrl-C; the figures go to a JSON file.
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { intFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
 import { installCleanupHandlers } from '../src/loadtest/processes.js';
 import { runBench } from './run-bench.js';
@@ -48,7 +48,7 @@ async function main(f: Flags): Promise<void> {
   const inflight = intFlag(f, 'inflight', { min: 1, max: 100_000, def: 2000 });
   const users = intFlag(f, 'users', { min: 1, max: 100_000_000, def: 1_000_000 });
   const batch = f.batch === undefined ? undefined : intFlag(f, 'batch', { min: 1, max: 100_000 });
-  const out = typeof f.out === 'string' ? f.out : 'bench-replicas.json';
+  const out = typeof f.out === 'string' ? f.out : 'bench-out/bench-replicas.json';
   if (natsSize !== 1 && natsSize !== 3) throw new Error('--nats is 1 or 3');
 
   installCleanupHandlers(say);
@@ -155,6 +155,7 @@ async function main(f: Flags): Promise<void> {
     loadavg: usage.loadavg,
     probePublishErrors: probe.publishErrors,
   };
+  mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
 
   say(
@@ -200,7 +201,7 @@ const flags = parseFlags('npm run bench:replicas --', process.argv.slice(2), {
   inflight: 'unacked publishes at most (default 2000)',
   users: 'distinct users the stream writes (default 1000000)',
   batch: 'SEGD_NATS_BATCH of the nodes (default: segd’s)',
-  out: 'JSON result file (default bench-replicas.json)',
+  out: 'JSON result file (default bench-out/bench-replicas.json)',
   logs: 'a directory to write each node’s log lines into (<node>.ndjson)',
 });
 // The stream's connections and the publisher thread would keep the process alive after an error: runBench exits.

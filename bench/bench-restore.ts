@@ -9,8 +9,8 @@
 // /readyz 200, the backlog B had to replay; then, the stream stopped and both
 // nodes caught up, B's answers are compared with A's for a sample of users.
 // Everything started here is stopped by pid, also on error or Ctrl-C.
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { intFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
 import { installCleanupHandlers, run, type Server } from '../src/loadtest/processes.js';
@@ -42,7 +42,7 @@ async function main(f: Flags): Promise<void> {
   const sample = intFlag(f, 'sample', { min: 1, max: 1_000_000, def: 2000 });
   const workers = intFlag(f, 'workers', { min: 1, max: 16, def: 1 });
   const natsSize = intFlag(f, 'nats', { min: 1, max: 3, def: 3 });
-  const out = typeof f.out === 'string' ? f.out : 'bench-restore.json';
+  const out = typeof f.out === 'string' ? f.out : 'bench-out/bench-restore.json';
   if (natsSize !== 1 && natsSize !== 3) throw new Error('--nats is 1 or 3');
 
   installCleanupHandlers(say);
@@ -202,6 +202,7 @@ async function main(f: Flags): Promise<void> {
     caughtUp,
     sample: { size: sample, mismatches: mismatches.length, first: mismatches.slice(0, 5) },
   };
+  mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
   say(`load average ${usage.loadavg.join(' ')}, machine ${usage.machineBusyPct}% busy while B caught up; wrote ${out}`);
   if (mismatches.length || !caughtUp || !Number.isFinite(readyS)) process.exitCode = 1;
@@ -216,7 +217,7 @@ const flags = parseFlags('npm run bench:restore --', process.argv.slice(2), {
   sample: 'users compared between the nodes (default 2000)',
   workers: 'SEGD_WORKERS per node (default 1)',
   nats: 'nats-servers: 3 (a cluster, stream replicas 3; default) or 1',
-  out: 'JSON result file (default bench-restore.json)',
+  out: 'JSON result file (default bench-out/bench-restore.json)',
 });
 // The stream's connections and the publisher thread would keep the process alive after an error: runBench exits.
 runBench(() => main(flags));
