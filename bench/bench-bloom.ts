@@ -18,10 +18,10 @@ import { intFlag, numFlag, parseFlags } from '../src/terminal/flags.js';
 import { openStore } from '../src/store/env.js';
 import { Writer } from '../src/loader/writer.js';
 import { SegmentLookup, nowSeconds } from '../src/lookup/segments.js';
-import { Synthetic, uidFor, DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
+import { uidFor, DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
+import { seedSynthetic } from './seed-writer.js';
 import { BlockedBloom, sizeFor } from '../src/filters/blocked-bloom.js';
 import { saveFilter, loadFilter } from '../src/filters/persist.js';
-import type { Change } from '../src/loader/records.js';
 
 const flags = parseFlags(
   'npm run bench:bloom --',
@@ -111,26 +111,15 @@ const dir = mkdtempSync(join(tmpdir(), 'segd-bench-bloom-'));
 try {
   const store = openStore(dir);
   const writer = new Writer(store);
-  const syn = new Synthetic(DEFAULT_SYNTHETIC);
   const filter = new BlockedBloom(sizeFor(USERS, 0.01));
   const now = nowSeconds();
   const t0 = performance.now();
-  for (let i = 0; i < USERS; i += 20_000) {
-    const batch: Change[] = [];
-    for (let j = i; j < Math.min(USERS, i + 20_000); j++) {
-      const u = syn.user(j);
-      filter.add(u.uid);
-      batch.push({
-        op: 'add',
-        uid: u.uid,
-        ts: now,
-        ids: u.segments.map((s) => (typeof s === 'number' ? s : s.id)),
-        ttls: u.segments.map((s) => (typeof s === 'number' ? 0 : s.ttl)),
-      });
-    }
-    writer.apply(batch, now);
-    if ((i / 20_000) % 10 === 0) process.stderr.write(`\rloading ${i + 20_000}/${USERS} users…`);
-  }
+  seedSynthetic(writer, USERS, {
+    onUser: (uid) => filter.add(uid),
+    onBatch: (done) => {
+      if (done % 200_000 === 20_000) process.stderr.write(`\rloading ${done}/${USERS} users…`);
+    },
+  });
   process.stderr.write(`\rloaded ${USERS} users in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
   await saveFilter(join(dir, 'bench.bloom'), filter, USERS, 0);
 

@@ -21,8 +21,8 @@ import { keyDigest } from '../src/partners/validate.js';
 import { Licences } from '../src/lookup/licences.js';
 import { Callers } from '../src/http/caller.js';
 import { Admission } from '../src/http/admission.js';
-import { Synthetic, uidFor, DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
-import type { Change } from '../src/loader/records.js';
+import { uidFor, DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
+import { seedSynthetic } from './seed-writer.js';
 import { BlockedBloom, sizeFor } from '../src/filters/blocked-bloom.js';
 import bloomFilters from 'bloom-filters';
 import { intFlag, parseFlags } from '../src/terminal/flags.js';
@@ -69,24 +69,10 @@ try {
     commitCell: { cells: state.flags, index: COMMIT_SLOT },
   });
   const writer = new Writer(store);
-  const syn = new Synthetic(DEFAULT_SYNTHETIC);
   const now = nowSeconds();
   process.stderr.write(`loading ${USERS} synthetic users…\n`);
   const t0 = performance.now();
-  for (let i = 0; i < USERS; i += 20_000) {
-    const batch: Change[] = [];
-    for (let j = i; j < Math.min(USERS, i + 20_000); j++) {
-      const u = syn.user(j);
-      batch.push({
-        op: 'add',
-        uid: u.uid,
-        ts: now,
-        ids: u.segments.map((s) => (typeof s === 'number' ? s : s.id)),
-        ttls: u.segments.map((s) => (typeof s === 'number' ? 0 : s.ttl)),
-      });
-    }
-    writer.apply(batch, now);
-  }
+  seedSynthetic(writer, USERS);
   process.stderr.write(`loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
 
   // Keys prepared up front so key generation is not measured.

@@ -25,7 +25,8 @@ import { openStore, userCount, type Store } from '../src/store/env.js';
 import { Writer } from '../src/loader/writer.js';
 import { JetStreamSource, type JetStreamStats } from '../src/loader/jetstream.js';
 import type { Change } from '../src/loader/records.js';
-import { Synthetic, uidFor, DEFAULT_SYNTHETIC, FIRST_SEGMENT_ID } from '../src/gen/synthetic.js';
+import { uidFor, DEFAULT_SYNTHETIC, FIRST_SEGMENT_ID } from '../src/gen/synthetic.js';
+import { seedSynthetic } from './seed-writer.js';
 import { prng } from '../src/loadtest/key-mix.js';
 import { nowSeconds } from '../src/lookup/segments.js';
 import { intFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
@@ -39,23 +40,8 @@ const SEED = DEFAULT_SYNTHETIC.seed;
 
 /** Fills an empty store with `users` synthetic users (as bench:micro does). */
 function seed(store: Store, writer: Writer, users: number): void {
-  const syn = new Synthetic(DEFAULT_SYNTHETIC);
-  const now = nowSeconds();
   const t0 = performance.now();
-  for (let i = 0; i < users; i += 20_000) {
-    const batch: Change[] = [];
-    for (let j = i; j < Math.min(users, i + 20_000); j++) {
-      const u = syn.user(j);
-      batch.push({
-        op: 'add',
-        uid: u.uid,
-        ts: now,
-        ids: u.segments.map((s) => (typeof s === 'number' ? s : s.id)),
-        ttls: u.segments.map((s) => (typeof s === 'number' ? 0 : s.ttl)),
-      });
-    }
-    writer.apply(batch, now);
-  }
+  seedSynthetic(writer, users);
   say(`seeded ${users.toLocaleString('en-US')} users in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 
