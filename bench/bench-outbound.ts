@@ -22,7 +22,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { intFlag, parseFlags } from '../src/terminal/flags.js';
 import { openStore, type Store } from '../src/store/env.js';
 import { Writer } from '../src/loader/writer.js';
@@ -85,40 +85,62 @@ function apply(store: Store, from: number, segment: number): number {
   return N / ((performance.now() - t0) / 1000);
 }
 
-async function main(): Promise<void> {
+interface Rig {
+  store: Store;
+  receiver: Worker;
+  port: number;
+  sender: OutboundSender;
+}
+
+/**
+ * A store in a temp dir holding partner `dsp` and segment 1, the receiver
+ * thread, and a sender on them; all of it goes when `run` ends.
+ */
+async function withRig(maxBacklog: number, log: Logger, run: (rig: Rig) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'segd-bench-outbound-'));
   const receiver = new Worker(RECEIVER, { eval: true });
   const port = await new Promise<number>((r) => receiver.once('message', (m: { port: number }) => r(m.port)));
   const store = openStore(dir);
   try {
-    const log = pino({ level: 'warn' });
-    const registry = Registry.load(store);
-    const sender = new OutboundSender(store, registry, log, {
-      maxBacklog: 10 * N,
+    const sender = new OutboundSender(store, Registry.load(store), log, {
+      maxBacklog,
       maxAttempts: 5,
       backoffBaseMs: 100,
       backoffMaxMs: 2000,
     });
-    for (const op of [
-      { kind: 'putPartner', id: 'dsp', body: { segments: '*' } },
-      { kind: 'putSegment', id: 1, body: { name: 'one', segtax: 600 } },
-      { kind: 'putSegment', id: 2, body: { name: 'two', segtax: 600 } },
-    ] as const)
-      applyRegistryOp(store, op);
+    applyRegistryOp(store, { kind: 'putPartner', id: 'dsp', body: { segments: '*' } });
+    applyRegistryOp(store, { kind: 'putSegment', id: 1, body: { name: 'one', segtax: 600 } });
+    await run({ store, receiver, port, sender });
+  } finally {
+    await receiver.terminate();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Destination `hook`: every segment of `dsp`, to the receiver, in batches of BATCH users. */
+function putHook({ store, port, sender }: Rig, maxDelayMs: number): void {
+  applyRegistryOp(store, {
+    kind: 'putDestination',
+    id: 'hook',
+    body: {
+      partner: 'dsp',
+      url: `http://127.0.0.1:${port}/`,
+      maxUsers: BATCH,
+      concurrency: CONCURRENCY,
+      maxDelayMs,
+      maxRps: 100_000,
+    },
+  });
+  sender.registryChanged();
+}
+
+function main(): Promise<void> {
+  return withRig(10 * N, pino({ level: 'warn' }), async (rig) => {
+    const { store, receiver, sender } = rig;
+    applyRegistryOp(store, { kind: 'putSegment', id: 2, body: { name: 'two', segtax: 600 } });
     const bare = apply(store, 0, 1);
-    applyRegistryOp(store, {
-      kind: 'putDestination',
-      id: 'hook',
-      body: {
-        partner: 'dsp',
-        url: `http://127.0.0.1:${port}/`,
-        maxUsers: BATCH,
-        concurrency: CONCURRENCY,
-        maxDelayMs: 0,
-        maxRps: 100_000,
-      },
-    });
-    sender.registryChanged();
+    putHook(rig, 0);
     const queued = apply(store, N, 2);
     const t0 = performance.now();
     const done = new Promise<void>((resolve) =>
@@ -144,21 +166,11 @@ async function main(): Promise<void> {
         2,
       ) + '\n',
     );
-  } finally {
-    await receiver.terminate();
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 /** The outage run: steady writes, the receiver down for OUTAGE_S seconds, then the drain. */
-async function outage(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'segd-bench-outbound-'));
-  const receiver = new Worker(RECEIVER, { eval: true });
-  const port = await new Promise<number>((r) => receiver.once('message', (m: { port: number }) => r(m.port)));
-  let delivered = 0;
-  receiver.on('message', (m: { users?: number }) => (delivered = m.users ?? delivered));
-  const store = openStore(dir);
+function outage(): Promise<void> {
   let compactions = 0;
   const logs = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -166,32 +178,11 @@ async function outage(): Promise<void> {
       done();
     },
   });
-  try {
-    const registry = Registry.load(store);
-    const sender = new OutboundSender(store, registry, pino({ level: 'warn' }, logs), {
-      maxBacklog: MAX_BACKLOG,
-      maxAttempts: 5,
-      backoffBaseMs: 100,
-      backoffMaxMs: 2000,
-    });
-    for (const op of [
-      { kind: 'putPartner', id: 'dsp', body: { segments: '*' } },
-      { kind: 'putSegment', id: 1, body: { name: 'one', segtax: 600 } },
-      {
-        kind: 'putDestination',
-        id: 'hook',
-        body: {
-          partner: 'dsp',
-          url: `http://127.0.0.1:${port}/`,
-          maxUsers: BATCH,
-          concurrency: CONCURRENCY,
-          maxDelayMs: 100,
-          maxRps: 100_000,
-        },
-      },
-    ] as const)
-      applyRegistryOp(store, op);
-    sender.registryChanged();
+  return withRig(MAX_BACKLOG, pino({ level: 'warn' }, logs), async (rig) => {
+    const { store, receiver, sender } = rig;
+    let delivered = 0;
+    receiver.on('message', (m: { users?: number }) => (delivered = m.users ?? delivered));
+    putHook(rig, 100);
     sender.start();
     // Steady writes, every 100 ms: flips of segment 1 across USERS users.
     const writer = new Writer(store);
@@ -241,11 +232,7 @@ async function outage(): Promise<void> {
         2,
       ) + '\n',
     );
-  } finally {
-    await receiver.terminate();
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 await (OUTAGE_S > 0 ? outage() : main());
