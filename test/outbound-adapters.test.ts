@@ -9,7 +9,7 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { gunzipSync } from 'node:zlib';
-import { startSegd, tempDir, feedLine, stopReport, type Segd } from './helpers/server.js';
+import { startSegd, tempDir, ingest, stopReport, type Segd } from './helpers/server.js';
 import { startReceiver, accepted, type Receiver, type Received } from './helpers/receiver.js';
 
 const ADMIN = 'admin-key-0123456789abcdef';
@@ -30,12 +30,7 @@ let rx: Receiver;
 let outDir: string;
 
 const push = async (...recs: Record<string, unknown>[]) => {
-  const r = await fetch(`${segd.url}/v1/ingest`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${INGEST}`, 'Content-Type': 'application/x-ndjson' },
-    body: recs.map(feedLine).join(''),
-  });
-  expect(r.status).toBe(200);
+  expect((await ingest(segd, INGEST, recs)).status).toBe(200);
 };
 
 beforeAll(async () => {

@@ -5,10 +5,9 @@
 // the changes made after it; so does a destination enabled again after it
 // was disabled (nothing was queued for it meanwhile), and a resync asked for.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startSegd, runSegd, tempDir, feedLine, dropFeed, stopReport, type Segd } from './helpers/server.js';
-import { startReceiver, accepted, deduplicated, type Receiver } from './helpers/receiver.js';
+import { startSegd, runSegd, tempDir, feedLine, ingest, dropFeed, stopReport, type Segd } from './helpers/server.js';
+import { startReceiver, writeDspConfig, accepted, deduplicated, type Receiver } from './helpers/receiver.js';
 
 const ADMIN = 'admin-key-0123456789abcdef';
 const INGEST = 'ingest-key-0123456789abcdef';
@@ -22,12 +21,7 @@ let segd: Segd;
 let down = true;
 
 const push = async (recs: Record<string, unknown>[]) => {
-  const r = await fetch(`${segd.url}/v1/ingest`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${INGEST}`, 'Content-Type': 'application/x-ndjson' },
-    body: recs.map(feedLine).join(''),
-  });
-  expect(r.status).toBe(200);
+  expect((await ingest(segd, INGEST, recs)).status).toBe(200);
 };
 const put = async (body: Record<string, unknown>) => {
   const r = await fetch(`${segd.url}/v1/admin/destinations/hook`, {
@@ -83,17 +77,9 @@ async function storeState(uids: string[]): Promise<Map<string, Set<number>>> {
 
 beforeAll(async () => {
   rx = await startReceiver(() => (down ? { status: 503 } : { status: 200 }));
-  const configPath = join(tempDir('segd-config-'), 'segd.json');
-  writeFileSync(
-    configPath,
-    JSON.stringify({
-      adminKeys: [ADMIN],
-      ingestKeys: [INGEST],
-      partners: [{ id: 'dsp', segments: SEGS }],
-      segments: SEGS.map((id) => ({ id, name: `s${id}`, segtax: 600 })),
-      destinations: [{ id: 'hook', ...HOOK() }],
-    }),
-  );
+  const configPath = writeDspConfig(tempDir('segd-config-'), { admin: ADMIN, ingest: INGEST }, SEGS, [
+    { id: 'hook', ...HOOK() },
+  ]);
   segd = await startSegd({
     env: {
       SEGD_CONFIG: configPath,

@@ -3,12 +3,11 @@
 // order; the cursor moves only past batches delivered with every batch
 // before them, so a batch answered ahead of an earlier one moves nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startSegd, tempDir, feedLine, stopReport, type Segd } from './helpers/server.js';
+import { startSegd, tempDir, ingest, stopReport, type Segd } from './helpers/server.js';
 import {
   startReceiver,
+  writeDspConfig,
   FlipFeed,
   historyOf,
   deduplicated,
@@ -36,12 +35,7 @@ const feed = new FlipFeed(SEGS);
 const want = feed.want;
 /** One feed request: each user flips one segment (a user in consecutive rounds conflicts with its batch in flight). */
 const pushRound = async (users = USERS) => {
-  const r = await fetch(`${segd.url}/v1/ingest`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${INGEST}`, 'Content-Type': 'application/x-ndjson' },
-    body: feed.next(users).map(feedLine).join(''),
-  });
-  expect(r.status).toBe(200);
+  expect((await ingest(segd, INGEST, feed.next(users))).status).toBe(200);
 };
 const delivery = async () => {
   const r = await fetch(`${segd.url}/v1/admin/destinations/hook`, { headers: { Authorization: `Bearer ${ADMIN}` } });
@@ -61,17 +55,9 @@ beforeAll(async () => {
     open.delete(r);
     return { status: 200 };
   });
-  const configPath = join(tempDir('segd-config-'), 'segd.json');
-  writeFileSync(
-    configPath,
-    JSON.stringify({
-      adminKeys: [ADMIN],
-      ingestKeys: [INGEST],
-      partners: [{ id: 'dsp', segments: SEGS }],
-      segments: SEGS.map((id) => ({ id, name: `s${id}`, segtax: 600 })),
-      destinations: [{ id: 'hook', partner: 'dsp', url: rx.url, maxUsers: 2, maxDelayMs: 0, concurrency: CONCURRENCY }],
-    }),
-  );
+  const configPath = writeDspConfig(tempDir('segd-config-'), { admin: ADMIN, ingest: INGEST }, SEGS, [
+    { id: 'hook', partner: 'dsp', url: rx.url, maxUsers: 2, maxDelayMs: 0, concurrency: CONCURRENCY },
+  ]);
   segd = await startSegd({ env: { SEGD_CONFIG: configPath } });
 });
 

@@ -6,11 +6,11 @@
 // per user; deduplicated by Idempotency-Key, exactly once; a resent batch is
 // the same batch; and nothing of a deleted user was sent after its removal.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { startSegd, tempDir, feedLine, type Segd } from './helpers/server.js';
+import { rmSync } from 'node:fs';
+import { startSegd, tempDir, ingest, type Segd } from './helpers/server.js';
 import {
   startReceiver,
+  writeDspConfig,
   FlipFeed,
   historyOf,
   deduplicated,
@@ -57,30 +57,15 @@ const want = feed.want;
 
 const pushRound = async () => {
   // One record per user per request: each is one change, hence one delta.
-  const r = await fetch(`${segd.url}/v1/ingest`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${INGEST}`, 'Content-Type': 'application/x-ndjson' },
-    body: feed.next(USERS).map(feedLine).join(''),
-  });
-  expect(r.status).toBe(200);
+  expect((await ingest(segd, INGEST, feed.next(USERS))).status).toBe(200);
 };
 
 beforeAll(async () => {
   rx = await startReceiver(() => (mode === 'hang' ? 'hang' : mode === 'ok' ? { status: 200 } : flap()));
   dataDir = tempDir();
-  configPath = join(tempDir('segd-config-'), 'segd.json');
-  writeFileSync(
-    configPath,
-    JSON.stringify({
-      adminKeys: [ADMIN],
-      ingestKeys: [INGEST],
-      partners: [{ id: 'dsp', segments: SEGS }],
-      segments: SEGS.map((id) => ({ id, name: `s${id}`, segtax: 600 })),
-      destinations: [
-        { id: 'hook', partner: 'dsp', url: rx.url, maxUsers: 5, maxDelayMs: 10, timeoutMs: 250, concurrency: 3 },
-      ],
-    }),
-  );
+  configPath = writeDspConfig(tempDir('segd-config-'), { admin: ADMIN, ingest: INGEST }, SEGS, [
+    { id: 'hook', partner: 'dsp', url: rx.url, maxUsers: 5, maxDelayMs: 10, timeoutMs: 250, concurrency: 3 },
+  ]);
   segd = await startSegd({ dataDir, keepData: true, env: env() });
 });
 
@@ -95,12 +80,7 @@ describe('outbound through crashes', () => {
     // The user deleted midway: added, deleted, then fed again (refused: tombstoned).
     const gone = async (op: 'add' | 'delete') => {
       if (op === 'add') {
-        const r = await fetch(`${segd.url}/v1/ingest`, {
-          method: 'POST',
-          headers: { Authorization: `Bearer ${INGEST}`, 'Content-Type': 'application/x-ndjson' },
-          body: feedLine({ op: 'add', uid: 'gone', segments: [5001] }),
-        });
-        expect(r.status).toBe(200);
+        expect((await ingest(segd, INGEST, [{ op: 'add', uid: 'gone', segments: [5001] }])).status).toBe(200);
       } else
         expect(
           (

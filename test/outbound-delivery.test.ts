@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHmac } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startSegd, runSegd, tempDir, stopReport, feedLine, type Segd } from './helpers/server.js';
+import { startSegd, runSegd, tempDir, stopReport, ingest, type Segd } from './helpers/server.js';
 import { startReceiver, historyOf, deduplicated, accepted, type Receiver, type Received } from './helpers/receiver.js';
 
 const ADMIN = 'admin-key-0123456789abcdef';
@@ -22,12 +22,7 @@ const rx: Record<string, Receiver> = {};
 let holdD4 = true;
 
 const push = async (...recs: Record<string, unknown>[]) => {
-  const r = await fetch(`${segd.url}/v1/ingest`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${INGEST}`, 'Content-Type': 'application/x-ndjson' },
-    body: recs.map(feedLine).join(''),
-  });
-  expect(r.status).toBe(200);
+  expect((await ingest(segd, INGEST, recs)).status).toBe(200);
 };
 const destination = async (id: string) => {
   const r = await fetch(`${segd.url}/v1/admin/destinations/${id}`, { headers: auth });

@@ -3,6 +3,8 @@
 // a status (with headers and body), hang (never answer), or drop (cut the
 // connection), at once or once a promise the test holds settles.
 import { createServer, type IncomingHttpHeaders } from 'node:http';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 
 export interface Received {
@@ -153,4 +155,29 @@ export class FlipFeed {
   get changes(): number {
     return [...this.want.values()].reduce((n, h) => n + h.length, 0);
   }
+}
+
+/**
+ * A segd config file (in `dir`) with one partner, `dsp`, licensed `segs`,
+ * those segments, the given destinations and the keys: the set-up of the
+ * outbound tests. Returns its path, for SEGD_CONFIG.
+ */
+export function writeDspConfig(
+  dir: string,
+  keys: { admin: string; ingest: string },
+  segs: readonly number[],
+  destinations: readonly Record<string, unknown>[],
+): string {
+  const path = join(dir, 'segd.json');
+  writeFileSync(
+    path,
+    JSON.stringify({
+      adminKeys: [keys.admin],
+      ingestKeys: [keys.ingest],
+      partners: [{ id: 'dsp', segments: segs }],
+      segments: segs.map((id) => ({ id, name: `s${id}`, segtax: 600 })),
+      destinations,
+    }),
+  );
+  return path;
 }

@@ -115,6 +115,15 @@ export async function dropFeed(inbox: string, name: string, content: string | Bu
 
 export const feedLine = (rec: Record<string, unknown>) => JSON.stringify(rec) + '\n';
 
+/** POSTs `records` to /v1/ingest as NDJSON under ingest key `key`; the answer. */
+export function ingest(segd: Segd, key: string, records: readonly Record<string, unknown>[]): Promise<Response> {
+  return fetch(`${segd.url}/v1/ingest`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/x-ndjson' },
+    body: records.map(feedLine).join(''),
+  });
+}
+
 /** Stops segd and returns what a clean stop must look like, for one toEqual. */
 export async function stopReport(segd: Segd, opts: { allowWarnings?: boolean } = {}) {
   const code = await segd.stop();
