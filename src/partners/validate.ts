@@ -31,6 +31,16 @@ function unknownFields(raw: Record<string, unknown>, allowed: readonly string[],
 
 const u32 = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xffff_ffff;
 
+/** A licence or destination segment list: "*" or segment ids, given back unique and ascending (null: refused, said in `problems`). */
+function parseSegmentList(raw: unknown, problems: string[]): '*' | number[] | null {
+  if (raw === '*') return '*';
+  if (!Array.isArray(raw) || !raw.every(u32)) {
+    problems.push('segments must be "*" or an array of segment ids (0..4294967295)');
+    return null;
+  }
+  return [...new Set(raw)].sort((a, b) => a - b);
+}
+
 /** A sync URL template: http(s), a fixed host (macros only in path and query), only known macros. */
 export function checkSyncTemplate(url: string): string | null {
   const macros = [...url.matchAll(/\$\{([^}]*)\}/g)].map((m) => m[1]!);
@@ -115,10 +125,7 @@ export function parsePartner(raw: unknown, idFromPath?: string): Parsed<Partner>
   } else {
     for (const d of given as string[]) if (!digests.includes(d)) digests.push(d);
   }
-  const segments = raw.segments ?? [];
-  if (segments !== '*' && (!Array.isArray(segments) || !segments.every(u32))) {
-    problems.push('segments must be "*" or an array of segment ids (0..4294967295)');
-  }
+  const segments = parseSegmentList(raw.segments ?? [], problems);
   const sync = parseSync(raw.sync, problems);
   const disabled = raw.disabled ?? false;
   if (typeof disabled !== 'boolean') problems.push('disabled must be true or false');
@@ -129,7 +136,7 @@ export function parsePartner(raw: unknown, idFromPath?: string): Parsed<Partner>
       id: id as string,
       name: name as string,
       keyDigests: digests,
-      segments: segments === '*' ? '*' : [...new Set(segments as number[])].sort((a, b) => a - b),
+      segments: segments!,
       sync,
       disabled: disabled as boolean,
     },
@@ -279,9 +286,7 @@ export function parseDestination(raw: unknown, idFromPath?: string): Parsed<Dest
   let ttd: TtdSpec | null = null;
   if (type === 'ttd') ttd = parseTtd(raw.ttd, problems);
   else if (raw.ttd !== undefined && raw.ttd !== null) problems.push('ttd is for type ttd only');
-  const segments = raw.segments ?? '*';
-  if (segments !== '*' && (!Array.isArray(segments) || !segments.every(u32)))
-    problems.push('segments must be "*" or an array of segment ids (0..4294967295)');
+  const segments = parseSegmentList(raw.segments ?? '*', problems);
   const idType = raw.idType ?? 'uid';
   if (
     typeof idType !== 'string' ||
@@ -341,7 +346,7 @@ export function parseDestination(raw: unknown, idFromPath?: string): Parsed<Dest
       url: url as string,
       ttd,
       minIntervalMs,
-      segments: segments === '*' ? '*' : [...new Set(segments as number[])].sort((a, b) => a - b),
+      segments: segments!,
       idType: idType as DestinationIdType,
       maxUsers,
       maxBytes,
