@@ -43,6 +43,7 @@ interface Run {
       latencyUs: Record<string, number>;
       timeline: Array<Record<string, number>>;
       histogram: Array<Record<string, number>>;
+      counts: Array<[number, number]>;
     };
   };
   stderr: string;
@@ -123,6 +124,11 @@ describe('native open-loop client', () => {
     expect(timeline.length).toBeGreaterThanOrEqual(1);
     expect(timeline.reduce((n, s) => n + s.requests!, 0)).toBe(r.out.completed);
     expect(r.out.figures.histogram.reduce((n, b) => n + b.count!, 0)).toBe(r.out.completed);
+    // The fine histogram (what rounds pool): every answer once, ascending, its top the max.
+    const fine = r.out.figures.counts;
+    expect(fine.reduce((n, [, c]) => n + c, 0)).toBe(r.out.completed);
+    expect(fine.every(([v], i) => i === 0 || v > fine[i - 1]![0])).toBe(true);
+    expect(fine[fine.length - 1]![0]).toBeGreaterThanOrEqual(l.max!);
 
     // The same flags through the Node client, with whole requests from a file: the same keys at every level.
     const file = join(work, 'requests.bin');

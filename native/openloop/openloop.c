@@ -685,6 +685,16 @@ static void write_json(FILE *f) {
               pow(10, (b + 1) / 10.0), (unsigned long long)decade_buckets[b]);
       first = 0;
     }
+  // The fine histogram's non-empty buckets as [top µs, count]: runs measured
+  // in rounds are pooled from these (rounds.ts), exactly, not from percentiles.
+  fputs("],\"counts\":[", f);
+  first = 1;
+  for (unsigned i = 0; i < NBUCKETS; i++)
+    if (lat->counts[i]) {
+      fprintf(f, "%s[%llu,%llu]", first ? "" : ",", (unsigned long long)bucket_top(i),
+              (unsigned long long)lat->counts[i]);
+      first = 0;
+    }
   fprintf(f, "],\"startMs\":%.3f,\"slow\":{\"endMs\":[", wall_minus_mono_ms + (double)measure_from / 1e6);
   for (size_t i = 0; i < n_slow; i++) fprintf(f, "%s%.3f", i ? "," : "", slow_end_ms[i]);
   fputs("],\"us\":[", f);

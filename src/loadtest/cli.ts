@@ -65,7 +65,8 @@ const SPEC: FlagSpec = {
   'cookie-name': 'pixel: the target’s SEGD_COOKIE_NAME (default segd)',
   'sync-rate': 'syncs: cookie syncs per second beside the lookups (default 2000)',
   baseline: 'the running version to compare --target (the candidate) with: same scenarios, alternating rounds',
-  rounds: 'with --baseline: rounds per target, A B A B … (default 2)',
+  rounds:
+    'with --baseline: rounds per target, A B A B … (default 2); otherwise each open-loop scenario runs N times, each between two hello-world controls, and the rounds whose controls pass are pooled (default 1)',
   'answer-sample': 'with --baseline: keys asked of both through each lookup route before the load (default 1000)',
   'expect-diff': 'with --baseline: answers that differ are listed, not a regression',
   replay:
@@ -197,7 +198,7 @@ function options(f: Flags): RunOptions {
     cookieName: typeof f['cookie-name'] === 'string' ? f['cookie-name'] : 'segd',
     syncRate: intFlag(f, 'sync-rate', { min: 0, max: 1_000_000, def: 2000 }),
     baseline: typeof f.baseline === 'string' ? httpUrl('--baseline', f.baseline) : '',
-    rounds: intFlag(f, 'rounds', { min: 1, max: 100, def: 2 }),
+    rounds: intFlag(f, 'rounds', { min: 1, max: 100, def: typeof f.baseline === 'string' ? 2 : 1 }),
     answerSample: intFlag(f, 'answer-sample', { min: 0, max: 100_000, def: 1000 }),
     expectDiff: f['expect-diff'] === true,
     replay: replayFiles,

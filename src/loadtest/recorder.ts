@@ -3,7 +3,7 @@
 // the report's histogram, and errors by kind. Every generator feeds one of these,
 // so the figures, the report and the gate mean the same thing whatever drove
 // the load.
-import { build as buildHistogram, type Histogram } from 'hdr-histogram-js';
+import { build as buildHistogram, JsHistogram, type Histogram } from 'hdr-histogram-js';
 
 export interface Percentiles {
   p50: number;
@@ -75,6 +75,8 @@ export interface Figures {
   /** Wall clock (ms) when the measured window began (generators that keep no timeline leave it out). */
   startMs?: number;
   slow?: SlowAnswers;
+  /** The fine histogram's non-empty buckets, [bucket top µs, count], for pooling rounds (rounds.ts); not written to results.json. */
+  counts?: Array<[number, number]>;
 }
 
 const BUCKETS_PER_DECADE = 10;
@@ -92,6 +94,20 @@ export function percentilesOf(h: Histogram): Percentiles {
   const max = h.maxValue;
   const at = (p: number) => Math.min(h.getValueAtPercentile(p), max);
   return { p50: at(50), p90: at(90), p99: at(99), p999: at(99.9), max, mean: h.mean };
+}
+
+/** A histogram's non-empty buckets as [highest equivalent value, count], ascending. */
+function countsOf(h: Histogram): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  // usHistogram builds the pure-JS kind (no WebAssembly), which has the iterator.
+  if (!(h instanceof JsHistogram)) return out;
+  const it = h.recordedValuesIterator;
+  it.reset();
+  while (it.hasNext()) {
+    const v = it.next();
+    out.push([v.valueIteratedTo, v.countAtValueIteratedTo]);
+  }
+  return out;
 }
 
 export class Recorder {
@@ -202,6 +218,7 @@ export class Recorder {
       histogram,
       startMs: performance.timeOrigin + this.t0,
       slow: this.slow,
+      counts: countsOf(this.all),
     };
   }
 }

@@ -6,7 +6,15 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fmtPct, fmtUs, fmtInt as int } from './gate.js';
-import { scenarioLabel, type Results, type ScenarioResult } from './runner.js';
+import {
+  countedByPool,
+  pooledLine,
+  scenarioLabel,
+  type PooledScenario,
+  type Results,
+  type ScenarioResult,
+} from './runner.js';
+import { CONTROL_P99_LIMIT_US } from './control.js';
 import type { CanaryRow } from './canary.js';
 import type { Bucket, Second } from './recorder.js';
 import { kindOf, type Attribution, type ServerEvent } from './attribution.js';
@@ -208,6 +216,51 @@ export function overlaySvg(series: Array<{ side: 'candidate' | 'baseline'; p99: 
     .join('');
   return `<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(title)}"><title>${esc(title)}</title>${ticks}${lines}<text x="${PAD.l}" y="${H - 10}">measured seconds, rounds end to end</text></svg>
 <div class="legend"><span class="k p99"></span>candidate p99 <span class="k base"></span>baseline p99</div>`;
+}
+
+/**
+ * A scenario measured in rounds: each run's p99 in the order they ran
+ * (control, segd, control, …) on a log scale, the control rule's limit as a
+ * dashed line, and the segd rounds that count filled.
+ */
+export function roundsSvg(p: PooledScenario, results: ScenarioResult[]): string {
+  const seq = results.filter((r) => r.scenario === p.scenario && r.round !== undefined && r.figures);
+  if (!seq.length) return '<p class="muted">no rounds to chart</p>';
+  const iw = W - PAD.l - PAD.r;
+  const ih = H - PAD.t - PAD.b;
+  const p99s = seq.map((r) => r.figures!.latencyUs.p99);
+  const lo = Math.log10(Math.max(10, Math.min(...p99s, CONTROL_P99_LIMIT_US) / 2));
+  const hi = Math.log10(Math.max(...p99s, CONTROL_P99_LIMIT_US) * 1.5);
+  const y = (us: number) => PAD.t + ih - ((Math.log10(Math.max(us, 1)) - lo) / (hi - lo)) * ih;
+  const bw = iw / seq.length;
+  const bars = seq
+    .map((r, i) => {
+      const v = r.figures!.latencyUs.p99;
+      const cls = r.control ? 'bar' : p.valid.includes(r.round!) ? 'p99' : 'p99 left';
+      const top = y(v);
+      return `<rect class="${cls}" x="${(PAD.l + i * bw + bw * 0.15).toFixed(1)}" y="${top.toFixed(1)}" width="${(bw * 0.7).toFixed(1)}" height="${(PAD.t + ih - top).toFixed(1)}"><title>${esc(r.control ? `control after round ${r.round}` : `segd round ${r.round}`)}: p99 ${esc(fmtUs(v))}</title></rect>`;
+    })
+    .join('');
+  const ticks = [100, 300, 1000, 3000, 10_000, 30_000, 100_000]
+    .filter((us) => Math.log10(us) >= lo && Math.log10(us) <= hi)
+    .map(
+      (us) =>
+        `<line class="grid" x1="${PAD.l}" x2="${W - PAD.r}" y1="${y(us).toFixed(1)}" y2="${y(us).toFixed(1)}"/><text x="${PAD.l - 6}" y="${(y(us) + 4).toFixed(1)}" text-anchor="end">${esc(fmtUs(us))}</text>`,
+    )
+    .join('');
+  const limit = y(CONTROL_P99_LIMIT_US).toFixed(1);
+  return `<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="p99 of each round"><title>p99 of each run, in the order they ran</title>${ticks}${bars}<line class="mark" x1="${PAD.l}" x2="${W - PAD.r}" y1="${limit}" y2="${limit}"/><text class="mark" x="${W - PAD.r + 4}" y="${limit}">control limit</text><text x="${PAD.l}" y="${H - 10}">runs in order: control, segd round 1, control, segd round 2, …</text></svg>
+<div class="legend"><span class="k rps" style="background:#7c93c3"></span>control <span class="k p99"></span>segd, counted <span class="k p99" style="opacity:.3"></span>segd, left out</div>`;
+}
+
+function roundsSection(res: Results): string {
+  if (!res.pooled?.length) return '';
+  return `<h2>Rounds</h2><p class="muted">Each scenario ran as short rounds between hello-world controls; a round counts when the controls before and after it pass the control rule and its requests went out on time. The figures that count are pooled over those rounds.</p>${res.pooled
+    .map(
+      (p) =>
+        `<figure><figcaption>${esc(p.scenario)}</figcaption><p>${esc(pooledLine(p))}</p>${roundsSvg(p, res.results)}${p.leftOut.length ? `<details><summary>${p.leftOut.length} round(s) left out</summary><ul>${p.leftOut.map((l) => `<li>round ${l.round}: ${esc(l.why.join('; '))}</li>`).join('')}</ul></details>` : ''}</figure>`,
+    )
+    .join('')}`;
 }
 
 function canarySection(res: Results): string {
@@ -429,7 +482,7 @@ table.kv th{font-weight:600;color:#4a5366;white-space:nowrap}.num{text-align:rig
 .charts{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0;flex:1 1 560px;background:#fff;border:1px solid #e3e7ee;border-radius:6px;padding:8px}
 figcaption{font-weight:600;margin-bottom:4px}svg{width:100%;height:auto;font-size:11px;fill:#4a5366}
 .grid{stroke:#e8ebf0}.rps{fill:#dbe4f3}.bar{fill:#7c93c3}polyline{fill:none;stroke-width:1.8}polyline.p50{stroke:#2f7d4f}polyline.p99{stroke:#c2410c}
-text.lane{font-size:8px}rect.ev{opacity:.75}circle.p50{fill:#2f7d4f}circle.p99{fill:#c2410c}polyline.base{stroke:#2563eb}.k.base{background:#2563eb}rect.p99{fill:#c2410c}line.mark{stroke:#c2410c;stroke-dasharray:3 3}text.mark{fill:#c2410c}.err{fill:#b3261e;font-weight:700}
+text.lane{font-size:8px}rect.ev{opacity:.75}circle.p50{fill:#2f7d4f}circle.p99{fill:#c2410c}polyline.base{stroke:#2563eb}.k.base{background:#2563eb}rect.p99{fill:#c2410c}rect.left{opacity:.3}line.mark{stroke:#c2410c;stroke-dasharray:3 3}text.mark{fill:#c2410c}.err{fill:#b3261e;font-weight:700}
 .legend{font-size:12px;color:#4a5366}.legend .k{display:inline-block;width:14px;height:4px;margin:0 4px 2px 10px;vertical-align:middle}
 .k.p50{background:#2f7d4f}.k.p99{background:#c2410c}.k.rps{background:#dbe4f3;height:10px}.skip{color:#8a5a00}.fail{color:#b3261e}
 code{font-size:12px}figure.cmp{flex:0 1 440px}svg.cmp{font-size:13px}figure.cmp p{margin:4px 0 0;font-size:13px}details{margin-top:8px}
@@ -439,13 +492,14 @@ code{font-size:12px}figure.cmp{flex:0 1 440px}svg.cmp{font-size:13px}figure.cmp 
 <p>${nav}</p>
 ${res.dataCheck && !res.dataCheck.ok ? `<p class="fail"><b>Warning:</b> ${esc(res.dataCheck.note)}</p>` : ''}
 ${res.results
-  .filter((r) => r.generatorBound)
+  .filter((r) => r.generatorBound && !countedByPool(r, res.pooled))
   .map(
     (r) =>
       `<p class="fail"><b>Generator-bound:</b> ${esc(scenarioLabel(r))} → ${esc(r.target)}: its tail figures do not count (${esc(r.generatorBoundWhy!.join('; '))})</p>`,
   )
   .join('')}
 ${canarySection(res)}
+${roundsSection(res)}
 <h2>Rollout gate</h2>${gates}
 ${res.comparisons.length ? `<h2>Compared in the same run, same settings</h2><div class="charts">${comparisons}</div>` : ''}
 ${res.results.map(scenarioSection).join('\n')}

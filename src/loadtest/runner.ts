@@ -2,7 +2,7 @@
 // scrape /metrics, warm up (not counted), measure, scrape again; with
 // --compare, run the same scenario with the same settings against the
 // hello-world and Fastify + Redis right after; then evaluate the gate.
-import type { Figures, SlowAnswers } from './recorder.js';
+import type { Figures, Percentiles, SlowAnswers } from './recorder.js';
 import { sampleKeys, type KeyMix } from './key-mix.js';
 import { SCENARIOS, type HttpReq, type ScenarioInput, type ScenarioName } from './scenarios.js';
 import { driveHttp, type DriveInfo, type DriveResult } from './drive-http.js';
@@ -18,6 +18,7 @@ import type { OpenLoopClient } from './native-client.js';
 import { generatorBoundWhy, startControl } from './control.js';
 import { cpuTimes, stealPct } from './host-cpu.js';
 import { planReplay, type ReplayStats } from './replay.js';
+import { poolRounds, type Pooled, type RoundRun } from './rounds.js';
 import { canaryLine, canaryRow, compareAnswers, type CanaryRow, type CanaryVerdict, type RouteDiff } from './canary.js';
 
 export interface RunOptions extends BackgroundOptions {
@@ -52,7 +53,11 @@ export interface RunOptions extends BackgroundOptions {
   attributionWindowMs: number;
   gates: Gate[];
   compare: boolean;
-  /** Candidate vs baseline: the baseline's URL ('' = none), rounds per target, answers sampled and whether differences are expected. */
+  /**
+   * Candidate vs baseline: the baseline's URL ('' = none), rounds per target, answers sampled and
+   * whether differences are expected. Without a baseline, rounds > 1 measures each open-loop
+   * scenario as that many short runs between controls, pooled (rounds.ts).
+   */
   baseline: string;
   rounds: number;
   /** --replay: capture files, the speed-up, and each partner's bearer key. */
@@ -80,7 +85,7 @@ export interface ScenarioResult {
   phase?: 'max' | 'half';
   what: string;
   target: TargetName;
-  /** With --baseline: which round (1-based) of the alternation. */
+  /** With --baseline or --rounds: which round (1-based) of the alternation. */
   round?: number;
   status: 'ran' | 'skipped' | 'failed';
   reason?: string;
@@ -146,6 +151,12 @@ export interface Results {
   canary?: Canary;
   /** With --replay: what was replayed (route mix, keys, inter-arrival gaps). */
   replay?: ReplayStats;
+  /** With --rounds (no baseline): each open-loop scenario pooled over the rounds its controls vouch for. */
+  pooled?: PooledScenario[];
+}
+
+export interface PooledScenario extends Pooled {
+  scenario: ScenarioName;
 }
 
 export interface Canary {
@@ -351,7 +362,7 @@ async function measure(
   }
   const steal = stealPct(cpuBefore, cpuTimes());
   const besideReport = beside ? await beside.stop() : null;
-  const { slow, ...figures } = driven.figures;
+  const { slow, counts, ...figures } = driven.figures;
   const out: ScenarioResult = {
     ...base,
     drive: driven.info,
@@ -360,6 +371,7 @@ async function measure(
     ...(steal ? { stealPct: steal } : {}),
   };
   if (besideReport) out.background = besideReport;
+  if (counts) fineCounts.set(out, counts);
   const warnings = qualify(o, out);
   if (beside && !besideReport)
     warnings.push(
@@ -387,6 +399,15 @@ async function measure(
   }
   return out;
 }
+
+/** Each run's fine histogram (native client), kept out of results.json and pooled by rounds. */
+const fineCounts = new WeakMap<ScenarioResult, Array<[number, number]>>();
+
+const roundRun = (r: ScenarioResult | undefined): RoundRun | undefined => {
+  if (!r || r.status !== 'ran') return undefined;
+  const counts = fineCounts.get(r);
+  return counts ? { m: r, counts } : { m: r };
+};
 
 /** The control rule (control.ts) applied to an open-loop segd run against its control; said when it fails. */
 function judge(o: RunOptions, run: ScenarioResult, ctl: ScenarioResult | undefined): void {
@@ -563,6 +584,7 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
 
     const results: ScenarioResult[] = [];
     const comparisons: Comparison[] = [];
+    const pooled: PooledScenario[] = [];
     for (const name of o.scenarios) {
       // A replay brings its own requests and their times; its window is the capture's span (at --speed) at most.
       const replayed = name === 'replay' ? replay! : null;
@@ -594,6 +616,37 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
               judge(o, r, c);
             }
           }
+        }
+        continue;
+      }
+      if (o.rounds > 1 && paced && name !== 'ws' && controlUrl && !baselines) {
+        // C S C S … C: every segd round lies between two controls; the rounds both vouch for are pooled.
+        const measureControl = async (round: number) => {
+          const c = await measure(so, name, 'hello-world', controlUrl, input, requests, schedule);
+          c.control = true;
+          c.round = round;
+          results.push(c);
+          return c;
+        };
+        const runs: RoundRun[] = [];
+        const controls = [roundRun(await measureControl(0))];
+        for (let round = 1; round <= o.rounds; round++) {
+          const r = await measure(so, name, 'segd', origin, input, requests, schedule);
+          r.round = round;
+          results.push(r);
+          if (r.status !== 'ran') {
+            if (r.reason) say(o, r.reason);
+            break;
+          }
+          const c = await measureControl(round);
+          judge(o, r, c);
+          runs.push(roundRun(r)!);
+          controls.push(roundRun(c));
+        }
+        if (runs.length) {
+          const p = { scenario: name, ...poolRounds(runs, controls) };
+          pooled.push(p);
+          say(o, pooledLine(p));
         }
         continue;
       }
@@ -674,8 +727,25 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
         gates.push(...evaluate(o.gates, subject(row.candidate), subject(row.baseline)));
       }
     }
+    for (const p of pooled) {
+      const runs = results.filter((r) => r.scenario === p.scenario && r.target === 'segd' && r.figures);
+      const counted = p.valid.length ? runs.filter((r) => p.valid.includes(r.round!)) : runs;
+      const errorCount = counted.reduce((n, r) => n + r.figures!.errorCount, 0);
+      const requests = counted.reduce((n, r) => n + r.figures!.requests, 0);
+      const latencyUs = p.run ?? median(counted.map((r) => r.figures!.latencyUs));
+      gates.push(
+        ...evaluate(o.gates, {
+          scenario: `${p.scenario} (${p.valid.length ? `${p.valid.length} rounds pooled` : 'no round counts'})`,
+          latencyUs,
+          errorCount,
+          errorRate: errorCount / Math.max(1, requests),
+          rps: counted.reduce((n, r) => n + r.figures!.rps, 0) / Math.max(1, counted.length),
+        }),
+      );
+    }
     for (const r of baselineOrigin ? [] : results) {
       if (r.target !== 'segd' || r.status === 'skipped') continue;
+      if (r.round && pooled.some((p) => p.scenario === r.scenario)) continue;
       // --rate half: throughput is judged at the max, everything else at half load.
       const mine =
         r.phase === 'max'
@@ -758,11 +828,41 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
             : gates.every((g) => g.pass)
               ? 'pass'
               : 'fail',
-      generatorBound: results.some((r) => r.generatorBound),
+      // A pooled scenario with a round that counts has figures that count, whatever its other rounds say.
+      generatorBound: results.some((r) => r.generatorBound && !countedByPool(r, pooled)),
       ...(canary ? { canary } : {}),
       ...(replay ? { replay: replay.stats } : {}),
+      ...(pooled.length ? { pooled } : {}),
     };
   } finally {
     await cleanup();
   }
 }
+
+/** The line a pooled scenario prints and the summary repeats. */
+export function pooledLine(p: PooledScenario): string {
+  const head = `${p.scenario}: ${p.valid.length} of ${p.rounds} rounds count (controls before and after within the rule, requests on time)`;
+  if (!p.run) return `${head}; no figure counts`;
+  const c = p.control;
+  return `${head}; pooled over them: p50 ${fmtUs(p.run.p50)}, p99 ${fmtUs(p.run.p99)}, p99.9 ${fmtUs(p.run.p999)}, max ${fmtUs(p.run.max)} (${p.run.requests.toLocaleString('en-US')} answers)${c ? `; their controls: p99 ${fmtUs(c.p99)}, p99.9 ${fmtUs(c.p999)}` : ''}`;
+}
+
+/** With no round that counts, the gate reads the median round's percentiles (and the run is generator-bound). */
+function median(list: Percentiles[]): Percentiles {
+  const pick = (k: keyof Percentiles) => {
+    const v = list.map((p) => p[k]).sort((a, b) => a - b);
+    return v[Math.floor(v.length / 2)] ?? 0;
+  };
+  return {
+    p50: pick('p50'),
+    p90: pick('p90'),
+    p99: pick('p99'),
+    p999: pick('p999'),
+    max: pick('max'),
+    mean: pick('mean'),
+  };
+}
+
+/** A round of a pooled scenario with at least one round that counts: its scenario's figures are the pooled ones. */
+export const countedByPool = (r: ScenarioResult, pooled: readonly PooledScenario[] | undefined) =>
+  !!r.round && !!pooled?.some((p) => p.scenario === r.scenario && p.valid.length > 0);

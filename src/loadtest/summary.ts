@@ -1,7 +1,7 @@
 // The one-screen terminal summary of a run: a line per scenario and target,
 // the comparison ratios, the gate table and the verdict.
 import { fmtPct, fmtUs, fmtInt as int } from './gate.js';
-import { scenarioLabel, type Results } from './runner.js';
+import { countedByPool, pooledLine, scenarioLabel, type Results } from './runner.js';
 import { table } from '../terminal/table.js';
 
 export function summaryText(res: Results, files: { html: string; json: string }): string {
@@ -13,7 +13,7 @@ export function summaryText(res: Results, files: { html: string; json: string })
   );
   if (res.dataCheck && !res.dataCheck.ok) out.push(`WARNING: ${res.dataCheck.note}`);
   for (const r of res.results)
-    if (r.generatorBound)
+    if (r.generatorBound && !countedByPool(r, res.pooled))
       out.push(
         `GENERATOR-BOUND: ${scenarioLabel(r)} → ${r.target}: its tail figures do not count (${r.generatorBoundWhy!.join('; ')})`,
       );
@@ -77,6 +77,11 @@ export function summaryText(res: Results, files: { html: string; json: string })
     out.push(
       `  ${scenarioLabel(r)}: of ${int(a.samples)} answers slower than p99 ${fmtUs(a.thresholdUs)}, ±${a.windowMs} ms of: ${kinds.join(', ')}`,
     );
+  }
+  for (const p of res.pooled ?? []) {
+    out.push(`  ${pooledLine(p)}`);
+    for (const l of p.leftOut)
+      out.push(`    round ${l.round} left out: ${l.why[0]}${l.why.length > 1 ? ` (+${l.why.length - 1} more)` : ''}`);
   }
   for (const c of res.comparisons) {
     const parts = [
