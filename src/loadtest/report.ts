@@ -249,8 +249,8 @@ export function roundsSvg(p: PooledScenario, results: ScenarioResult[]): string 
     )
     .join('');
   const limit = y(CONTROL_P99_LIMIT_US).toFixed(1);
-  return `<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="p99 of each round"><title>p99 of each run, in the order they ran</title>${ticks}${bars}<line class="mark" x1="${PAD.l}" x2="${W - PAD.r}" y1="${limit}" y2="${limit}"/><text class="mark" x="${W - PAD.r + 4}" y="${limit}">control limit</text><text x="${PAD.l}" y="${H - 10}">runs in order: control, segd round 1, control, segd round 2, …</text></svg>
-<div class="legend"><span class="k rps" style="background:#7c93c3"></span>control <span class="k p99"></span>segd, counted <span class="k p99" style="opacity:.3"></span>segd, left out</div>`;
+  return `<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="p99 of each round"><title>p99 of each run, in the order they ran</title>${ticks}${bars}<line class="mark" x1="${PAD.l}" x2="${W - PAD.r}" y1="${limit}" y2="${limit}"/><text class="mark" x="${W - PAD.r}" y="${(Number(limit) - 4).toFixed(1)}" text-anchor="end">control limit ${esc(fmtUs(CONTROL_P99_LIMIT_US))}</text><text x="${PAD.l}" y="${H - 10}">runs in order: control, segd round 1, control, segd round 2, …</text></svg>
+<div class="legend"><span class="k sw" style="background:#7c93c3"></span>control <span class="k sw p99"></span>segd, counted <span class="k sw p99" style="opacity:.3"></span>segd, left out</div>`;
 }
 
 function roundsSection(res: Results): string {
@@ -484,7 +484,7 @@ figcaption{font-weight:600;margin-bottom:4px}svg{width:100%;height:auto;font-siz
 .grid{stroke:#e8ebf0}.rps{fill:#dbe4f3}.bar{fill:#7c93c3}polyline{fill:none;stroke-width:1.8}polyline.p50{stroke:#2f7d4f}polyline.p99{stroke:#c2410c}
 text.lane{font-size:8px}rect.ev{opacity:.75}circle.p50{fill:#2f7d4f}circle.p99{fill:#c2410c}polyline.base{stroke:#2563eb}.k.base{background:#2563eb}rect.p99{fill:#c2410c}rect.left{opacity:.3}line.mark{stroke:#c2410c;stroke-dasharray:3 3}text.mark{fill:#c2410c}.err{fill:#b3261e;font-weight:700}
 .legend{font-size:12px;color:#4a5366}.legend .k{display:inline-block;width:14px;height:4px;margin:0 4px 2px 10px;vertical-align:middle}
-.k.p50{background:#2f7d4f}.k.p99{background:#c2410c}.k.rps{background:#dbe4f3;height:10px}.skip{color:#8a5a00}.fail{color:#b3261e}
+.k.sw{height:10px}.k.p50{background:#2f7d4f}.k.p99{background:#c2410c}.k.rps{background:#dbe4f3;height:10px}.skip{color:#8a5a00}.fail{color:#b3261e}
 code{font-size:12px}figure.cmp{flex:0 1 440px}svg.cmp{font-size:13px}figure.cmp p{margin:4px 0 0;font-size:13px}details{margin-top:8px}
 </style></head><body>
 <h1>segd load test <span class="verdict ${verdictCls}">${esc(res.verdict.toUpperCase())}</span></h1>
