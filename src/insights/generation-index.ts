@@ -264,10 +264,16 @@ export class GenerationIndex {
    * `scan` (openScan, keys or not). A user whose value carries an ordinal
    * below `bound` not taken by a user before it keeps it; the others are
    * counted in `misfits` and given one by `reassignChunk`. The bitmaps are
-   * built in bulk once the scan is done (member-table.ts).
+   * built in bulk once the scan is done (member-table.ts); `sizes`: how many
+   * members each segment is expected to have (a hint).
    */
-  rebuildScan(scan: Database<number, string>, bound: number, misfits: { n: number }): void {
-    const table = new MemberTable();
+  rebuildScan(
+    scan: Database<number, string>,
+    bound: number,
+    misfits: { n: number },
+    sizes: Iterable<readonly [number, number]>,
+  ): void {
+    const table = new MemberTable(sizes);
     for (const { value: k } of scan.getRange({ snapshot: false })) {
       if (k > 0 && !(scanned.ord < bound && table.add(scanned.ord, scanned.ids, k))) misfits.n++;
     }

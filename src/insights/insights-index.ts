@@ -109,7 +109,9 @@ export class InsightsIndex {
     // Kept ordinals stay below this, so the bitmaps stay dense whatever a value carries.
     const bound = 2 * entries(members) + 65_536;
     const misfits = { n: 0 };
-    gi.rebuildScan(openScan(store.env, members, false), bound, misfits);
+    // The segment counts size the rebuild's arrays: right for the active generation, a hint that may be off for the other.
+    const sizes = [...store.counts.getRange()].map(({ key, value }) => [key, value] as const);
+    gi.rebuildScan(openScan(store.env, members, false), bound, misfits, sizes);
     gi.finishFirstPass();
     if (misfits.n > 0) {
       const scan = openScan(store.env, members);
