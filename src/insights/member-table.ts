@@ -19,8 +19,8 @@ type Bitmap = InstanceType<typeof roaring.RoaringBitmap32>;
 
 /** Segment ids below this find their slot in a table; the rest in a Map. */
 const SMALL_IDS = 1 << 16;
-/** Bits per radix pass. */
-const DIGIT = 11;
+/** Bits per radix pass, at most (a count array of 2^12 stays in the L1 cache): ordinals below 2^24 take two passes. */
+const MAX_DIGIT = 12;
 /** Segments with fewer members than this are sorted by the engine's sort instead. */
 const RADIX_FROM = 256;
 
@@ -141,14 +141,18 @@ export class MemberTable {
 
 const EMPTY = new Uint32Array(0);
 
-/** LSD radix sort of arrays of values ≤ max, DIGIT bits a pass. */
+/** LSD radix sort of arrays of values ≤ max, in as few passes of at most MAX_DIGIT bits as cover max. */
 class RadixSort {
   private readonly passes: number;
+  private readonly digit: number;
   private tmp = new Uint32Array(0);
-  private readonly count = new Uint32Array((1 << DIGIT) + 1);
+  private readonly count: Uint32Array;
 
   constructor(max: number) {
-    this.passes = Math.max(1, Math.ceil(Math.log2(max + 1) / DIGIT));
+    const bits = Math.max(1, Math.ceil(Math.log2(max + 1)));
+    this.passes = Math.ceil(bits / MAX_DIGIT);
+    this.digit = Math.ceil(bits / this.passes);
+    this.count = new Uint32Array((1 << this.digit) + 1);
   }
 
   /** `a` sorted ascending: `a` itself or the sorter's buffer (valid until the next call). */
@@ -156,11 +160,11 @@ class RadixSort {
     const n = a.length;
     if (n < RADIX_FROM) return a.sort();
     if (this.tmp.length < n) this.tmp = new Uint32Array(n);
-    const mask = (1 << DIGIT) - 1;
+    const mask = (1 << this.digit) - 1;
     const count = this.count;
     let src = a;
     let dst: Uint32Array = this.tmp.subarray(0, n);
-    for (let p = 0, shift = 0; p < this.passes; p++, shift += DIGIT) {
+    for (let p = 0, shift = 0; p < this.passes; p++, shift += this.digit) {
       count.fill(0);
       for (let i = 0; i < n; i++) count[((src[i]! >>> shift) & mask) + 1]!++;
       for (let j = 1; j <= mask + 1; j++) count[j]! += count[j - 1]!;
