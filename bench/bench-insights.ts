@@ -1,5 +1,7 @@
 // The insights index, in process on real LMDB: `npm run bench:insights
-// [-- --users N --rounds R --batch B]`.
+// [-- --users N --rounds R --batch B]`, or `-- --at-scale --users 10000000
+// [--store DIR]` for the queries, memory and restart alone at a size the
+// ingest comparison would take hours at.
 //
 //   ingest   the same synthetic deltas (adds, then re-adds with other segments)
 //            applied by the writer into two fresh stores, index off and on,
@@ -11,7 +13,12 @@
 //            against every segment, reach of a 5-term expression (medians).
 //   restart  the index saved, loaded again, and rebuilt from a scan.
 //   memory   bitmap bytes per membership.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+//
+// --at-scale writes the users once, index on (kept in --store DIR when given,
+// and used again by the next run there), then measures queries, memory and
+// restart: overlap and affinity of the two largest segments and of the two
+// nearest 1M members, and the rebuild by the clock and by CPU time.
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { intFlag, parseFlags } from '../src/terminal/flags.js';
@@ -24,6 +31,8 @@ import { InsightsIndex } from '../src/insights/insights-index.js';
 import { InsightsQueries } from '../src/insights/queries.js';
 import { loadIndex, saveIndex } from '../src/insights/persist.js';
 import { runBench } from './run-bench.js';
+import { seedSynthetic } from './seed-writer.js';
+import type { Bitmap } from '../src/insights/generation-index.js';
 
 const flags = parseFlags(
   'npm run bench:insights --',
@@ -32,8 +41,10 @@ const flags = parseFlags(
     users: 'users in the data set (default 200000)',
     rounds: 'ingest rounds per mode, alternating (default 3)',
     batch: 'changes per writer transaction (default 5000)',
+    'at-scale': 'only queries, memory and restart, on one store written once (no ingest or snapshot comparison)',
+    store: 'with --at-scale: the store directory, written when empty and kept (default: a temp dir, removed)',
   },
-  [],
+  ['at-scale'],
 );
 const USERS = intFlag(flags, 'users', { min: 1000, max: 50_000_000, def: 200_000 });
 const ROUNDS = intFlag(flags, 'rounds', { min: 1, max: 20, def: 3 });
@@ -150,6 +161,12 @@ async function main(): Promise<void> {
   );
 
   const { store, index, dir } = kept!;
+  await measure(store, index, dir);
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+}
+
+/** Queries, memory, then save, load and rebuild (closes `store`). */
+async function measure(store: Store, index: InsightsIndex, dir: string): Promise<void> {
   const gi = index.active;
   const q = new InsightsQueries(() => index.active);
   const bySize = [...gi.segments].sort((a, b) => b[1].size - a[1].size);
@@ -160,8 +177,17 @@ async function main(): Promise<void> {
   );
   console.log(`memory: ${(gi.bytes() / memberships).toFixed(2)} bytes per membership (${gi.bytes()} bytes)`);
   console.log(`overlap of the two largest: ${time(() => q.overlap([a, b]), 51).toFixed(3)} ms (median of 51)`);
+  const near = nearest(bySize, 1_000_000);
+  console.log(
+    `overlap of the two nearest 1M (${near.map(([, bm]) => bm.size).join(', ')} members): ` +
+      `${time(() => q.overlap(near.map(([id]) => id)), 51).toFixed(3)} ms (median of 51)`,
+  );
   console.log(
     `affinity of the largest against ${gi.segments.size} segments: ${time(() => q.affinity(a, 50, 100, null), 11).toFixed(2)} ms (median of 11)`,
+  );
+  console.log(
+    `affinity of a ${near[0]![1].size}-member segment against ${gi.segments.size} segments: ` +
+      `${time(() => q.affinity(near[0]![0], 50, 100, null), 11).toFixed(2)} ms (median of 11)`,
   );
   const five = bySize.slice(0, 8).map(([id]) => id);
   const expr = { all: [five[0]!], any: [five[1]!, five[2]!, five[3]!], none: [five[4]!] };
@@ -186,10 +212,50 @@ async function main(): Promise<void> {
   console.log(
     `restart: saved ${bytes} bytes in ${saveMs.toFixed(0)} ms; loaded in ${loadMs.toFixed(0)} ms (rebuilt: ${loaded.rebuilt}); ` +
       `rebuilt from a scan in ${rebuildMs.toFixed(0)} ms, ${(rebuildCpu * 1000).toFixed(0)} ms CPU ` +
-      `(${rebuilt.active.users.size} users, ${((rebuildMs * 1000) / rebuilt.active.users.size).toFixed(2)} µs a user)`,
+      `(${rebuilt.active.users.size} users, ${((rebuildMs * 1000) / rebuilt.active.users.size).toFixed(2)} µs a user by the clock, ` +
+      `${((rebuildCpu * 1e6) / rebuilt.active.users.size).toFixed(2)} µs of CPU)`,
   );
+  // The rebuild saved nothing: the next run finds the file current again.
+  await saveIndex(path, rebuilt.state());
   await again.close();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 }
 
-runBench(main);
+/** The two segments whose sizes are nearest `size`. */
+function nearest(bySize: Array<[number, Bitmap]>, size: number): Array<[number, Bitmap]> {
+  return [...bySize].sort((x, y) => Math.abs(x[1].size - size) - Math.abs(y[1].size - size)).slice(0, 2);
+}
+
+/** --at-scale: one store written once with the index on (or found written in --store), then measured. */
+async function atScale(): Promise<void> {
+  const given = typeof flags.store === 'string' ? flags.store : null;
+  const dir = given ?? mkdtempSync(join(tmpdir(), 'segd-bench-insights-'));
+  const path = join(dir, 'insights.bin');
+  const written = existsSync(path);
+  const store = openStore(dir);
+  let index: InsightsIndex;
+  if (written) {
+    const t0 = performance.now();
+    index = new InsightsIndex(store, await loadIndex(path));
+    console.log(
+      `store: ${dir}, written before; index loaded in ${(performance.now() - t0).toFixed(0)} ms (rebuilt: ${index.rebuilt})`,
+    );
+  } else {
+    index = new InsightsIndex(store);
+    const t0 = performance.now();
+    const c0 = process.cpuUsage();
+    seedSynthetic(new Writer(store), USERS, {
+      onBatch: (done) => {
+        if (done % 1_000_000 === 0)
+          console.log(`  written ${done} users, ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+      },
+    });
+    void index.active;
+    console.log(
+      `store: ${dir}: ${USERS} users written, index on, in ${((performance.now() - t0) / 1000).toFixed(0)} s (${cpuSince(c0).toFixed(0)} s CPU)`,
+    );
+  }
+  await measure(store, index, dir);
+  if (given === null) rmSync(dir, { recursive: true, force: true });
+}
+
+runBench(flags['at-scale'] === true ? atScale : main);

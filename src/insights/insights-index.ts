@@ -16,7 +16,7 @@ import { MemberWatch } from '../store/member-watch.js';
 import { GenerationIndex, newBitmap, openScan, type Bitmap } from './generation-index.js';
 
 export const INSIGHTS_SEQ_KEY = 'insights.seq';
-/** Users per rebuild chunk (a bitmap flush; in the second pass, a transaction). */
+/** Users per transaction of a rebuild's second pass. */
 const REBUILD_CHUNK = 500_000;
 
 export interface IndexState {
@@ -106,16 +106,17 @@ export class InsightsIndex {
     const gi = this.generations[g]!;
     gi.clear();
     const members = store.generations[g]!;
-    const scan = openScan(store.env, members);
     // Kept ordinals stay below this, so the bitmaps stay dense whatever a value carries.
     const bound = 2 * entries(members) + 65_536;
     const misfits = { n: 0 };
-    let start: string | undefined;
-    do start = gi.rebuildChunk(scan, start, REBUILD_CHUNK, bound, misfits);
-    while (start !== undefined);
+    // The segment counts size the rebuild's arrays: right for the active generation, a hint that may be off for the other.
+    const sizes = [...store.counts.getRange()].map(({ key, value }) => [key, value] as const);
+    gi.rebuildScan(openScan(store.env, members, false), bound, misfits, sizes);
     gi.finishFirstPass();
     if (misfits.n > 0) {
+      const scan = openScan(store.env, members);
       const seen = newBitmap();
+      let start: string | undefined;
       do {
         store.env.transactionSync(() => {
           start = gi.reassignChunk(scan, members, start, REBUILD_CHUNK, bound, seen);
