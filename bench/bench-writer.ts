@@ -1,7 +1,7 @@
 // The writer's cost per record and the JetStream replay rate:
 // `npm run bench:writer [-- --users 1000000 --section writer|nats|all]`.
 //
-// In process, on a store of `--users` synthetic users (kept in `--dir` and
+// In process, on a store of `--users` synthetic users (kept in `--store` and
 // reused by the next run when given), with push-shaped records (an `add` of
 // two random segments for a random existing user):
 //
@@ -16,7 +16,13 @@
 //   ready (docs/scale-out.md). `--before FILE`: another build's
 //   jetstream.js drains every other round, for a before/after under the
 //   same load.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+//
+// The store is watched as a server watches it (server/supervisor.ts): the
+// outbox observes every membership write (store/member-watch.ts), and with
+// `--insights on` the insights index keeps its bitmaps and ordinals too.
+// `--outbox off` leaves the writer bare (no watch at all), as the runs of
+// docs/benchmarks/2026-12-03-writer.md's first pass measured it.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
@@ -33,6 +39,10 @@ import { intFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
 import { installCleanupHandlers } from '../src/loadtest/processes.js';
 import { runBench } from './run-bench.js';
 import { startBenchNats } from './scale-nodes.js';
+import { InsightsIndex } from '../src/insights/insights-index.js';
+import { OutboxWriter } from '../src/outbound/outbox.js';
+import { DestinationRules } from '../src/outbound/deltas.js';
+import { Registry } from '../src/partners/registry.js';
 
 const say = (msg: string) => console.log(`[bench:writer ${new Date().toISOString().slice(11, 19)}] ${msg}`);
 const TAXONOMY = 5000;
@@ -101,17 +111,25 @@ interface Variant {
   flags?: number;
 }
 
-function writerSection(store: Store, writer: Writer, users: number, perRound: number, rounds: number): object {
-  const variants: Variant[] = [
-    { name: 'batch 1,200, default commit', batch: 1200 },
-    { name: 'batch 1,200, flags 0x10003 (sync after unlock)', batch: 1200, flags: 0x10003 },
-    { name: 'batch 1,200, flags 0x40003 (no meta sync)', batch: 1200, flags: 0x40003 },
-    { name: 'batch 100', batch: 100 },
-    { name: 'batch 5,000', batch: 5000 },
-    { name: 'batch 10,000', batch: 10_000 },
-    { name: 'batch 20,000', batch: 20_000 },
-    { name: 'batch 50,000', batch: 50_000 },
-  ];
+const ALL_VARIANTS: Variant[] = [
+  { name: 'batch 1,200, default commit', batch: 1200 },
+  { name: 'batch 1,200, flags 0x10003 (sync after unlock)', batch: 1200, flags: 0x10003 },
+  { name: 'batch 1,200, flags 0x40003 (no meta sync)', batch: 1200, flags: 0x40003 },
+  { name: 'batch 100', batch: 100 },
+  { name: 'batch 5,000', batch: 5000 },
+  { name: 'batch 10,000', batch: 10_000 },
+  { name: 'batch 20,000', batch: 20_000 },
+  { name: 'batch 50,000', batch: 50_000 },
+];
+
+function writerSection(
+  store: Store,
+  writer: Writer,
+  users: number,
+  perRound: number,
+  rounds: number,
+  variants: Variant[],
+): object {
   const rnd = prng(42);
   const costs: Cost[][] = variants.map(() => []);
   for (let round = 0; round <= rounds; round++) {
@@ -268,19 +286,38 @@ async function main(f: Flags): Promise<void> {
   const msgs = intFlag(f, 'msgs', { min: 1000, max: 10_000_000, def: 50_000 });
   const section = typeof f.section === 'string' ? f.section : 'all';
   if (!['writer', 'nats', 'all'].includes(section)) throw new Error('--section is writer, nats or all');
+  const insights = onOff(f, 'insights', false);
+  const outbox = onOff(f, 'outbox', true);
+  if (insights && !outbox) throw new Error('--insights on watches the store: it needs --outbox on');
+  const variants =
+    typeof f.batches === 'string'
+      ? f.batches.split(',').map((b) => {
+          const batch = intFlag({ batches: b.trim() }, 'batches', { min: 1, max: 1_000_000 });
+          return { name: `batch ${batch.toLocaleString('en-US')}`, batch };
+        })
+      : ALL_VARIANTS;
   installCleanupHandlers(say);
-  const keep = typeof f.dir === 'string' ? f.dir : null;
+  const keep = typeof f.store === 'string' ? f.store : null;
   const dir = keep ?? mkdtempSync(join(tmpdir(), 'segd-bench-writer-'));
   if (keep && !existsSync(keep)) mkdirSync(keep, { recursive: true });
   const store = openStore(dir);
   try {
+    // As the server: the index and the outbox watch the store before the writer's first write.
+    if (insights) {
+      const t0 = performance.now();
+      const index = new InsightsIndex(store);
+      say(
+        `insights index ${index.rebuilt ? 'rebuilt' : 'opened'} in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+      );
+    }
+    if (outbox) new OutboxWriter(store, new DestinationRules(Registry.load(store)), () => undefined);
     const writer = new Writer(store);
     const have = userCount(store);
     if (have === 0) seed(store, writer, users);
-    else if (have !== users) throw new Error(`${dir} holds ${have} users, not ${users}: give another --dir`);
+    else if (have !== users) throw new Error(`${dir} holds ${have} users, not ${users}: give another --store`);
     else say(`reusing ${dir} (${have.toLocaleString('en-US')} users)`);
-    const result: Record<string, unknown> = { users, loadavgBefore: loadavg() };
-    if (section !== 'nats') result.writer = writerSection(store, writer, users, perRound, rounds);
+    const result: Record<string, unknown> = { users, insights, outbox, loadavgBefore: loadavg() };
+    if (section !== 'nats') result.writer = writerSection(store, writer, users, perRound, rounds, variants);
     if (section !== 'writer')
       result.nats = await natsSection(
         store,
@@ -295,10 +332,18 @@ async function main(f: Flags): Promise<void> {
         .map((x) => x.toFixed(2))
         .join(' ')} (other processes share this machine)`,
     );
+    if (typeof f.out === 'string') writeFileSync(f.out, JSON.stringify(result, null, 2));
   } finally {
     await store.close();
     if (!keep) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+function onOff(f: Flags, name: string, def: boolean): boolean {
+  const v = f[name];
+  if (v === undefined) return def;
+  if (v !== 'on' && v !== 'off') throw new Error(`--${name} is on or off`);
+  return v === 'on';
 }
 
 const flags = parseFlags('npm run bench:writer --', process.argv.slice(2), {
@@ -307,7 +352,12 @@ const flags = parseFlags('npm run bench:writer --', process.argv.slice(2), {
   rounds: 'measured rounds (default 3; the writer section also warms up one)',
   msgs: 'one-record messages in the JetStream backlog (default 50000)',
   section: 'writer | nats | all (default all)',
-  dir: 'keep the seeded store here and reuse it next time (default: a temporary directory)',
+  // Not --dir: roaring's loader (node-pre-gyp) reads process.argv and takes --dir for its own --directory.
+  store: 'keep the seeded store in this directory and reuse it next time (default: a temporary directory)',
   before: 'nats: another build of dist/src/loader/jetstream.js, run in every other round (an A/B under the same load)',
+  insights: 'on | off: the insights index watches the store, as a server with SEGD_INSIGHTS=on (default off)',
+  outbox: 'on | off: the outbox watches the store, as in every server (default on)',
+  batches: 'writer: only plain variants of these transaction sizes, e.g. 1200,20000 (default: every variant)',
+  out: 'write the results as JSON to this file',
 });
 runBench(() => main(flags));

@@ -98,6 +98,8 @@ export class GenerationIndex {
   /** Each segment's queued joins and leaves; `dirty`: the segments with any (ids), `userOps`: `users`'. */
   private readonly queues = new Map<number, Queue>();
   private readonly dirty: number[] = [];
+  /** The segments the open transaction queued ops for: what its commit marks (not every queue still unsettled). */
+  private readonly txDirty: number[] = [];
   private readonly userOps = newQueue();
   /** Ops queued, in all, and in the open transaction. */
   private queued = 0;
@@ -143,6 +145,7 @@ export class GenerationIndex {
     let q = this.queues.get(id);
     if (q === undefined) this.queues.set(id, (q = newQueue()));
     if (q.n === 0) this.dirty.push(id);
+    if (q.n === q.mark) this.txDirty.push(id);
     push(q, op);
     this.queued++;
     this.txOps++;
@@ -182,13 +185,14 @@ export class GenerationIndex {
 
   /** The transaction committed: its changes stay (and reach the bitmaps if much is queued). */
   commit(now: number): void {
-    for (const id of this.dirty) {
+    for (const id of this.txDirty) {
       const q = this.queues.get(id)!;
       if (q.n > q.mark) {
         q.mark = q.n;
         this.updatedAt.set(id, now);
       }
     }
+    this.txDirty.length = 0;
     this.userOps.mark = this.userOps.n;
     this.undo.length = 0;
     this.txOps = 0;
@@ -204,6 +208,7 @@ export class GenerationIndex {
       if (q.n > 0) this.dirty[w++] = id;
     }
     this.dirty.length = w;
+    this.txDirty.length = 0;
     this.userOps.n = this.userOps.mark;
     this.queued -= this.txOps;
     this.txOps = 0;
@@ -253,6 +258,7 @@ export class GenerationIndex {
     this.undo.length = 0;
     this.queues.clear();
     this.dirty.length = 0;
+    this.txDirty.length = 0;
     this.userOps.n = this.userOps.mark = 0;
     this.queued = this.txOps = 0;
     this.next = 0;

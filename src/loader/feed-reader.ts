@@ -91,20 +91,109 @@ export class FeedBreak extends Error {
   }
 }
 
+/**
+ * What a reader yields when it has used every chunk handed to it: its
+ * driver hands it the next (or the end). The readers themselves are
+ * synchronous, so a body already in memory is read without a promise per
+ * batch (readAll), and a file's chunks are awaited by the driver (readFeed).
+ */
+const NEED = Symbol('need');
+type Need = typeof NEED;
+
+/** The chunks handed to a reader: the next one, NEED (none in hand yet), or undefined (the end). */
+interface ChunkInput {
+  next(): Buffer | Need | undefined;
+}
+
+type Reader = Generator<FeedBatch | Need, void, void>;
+
+function reader(format: FeedFormat, input: ChunkInput, opts: FeedReadOptions): Reader {
+  if (format === 'msgpack') return readMsgpack(input, opts);
+  return format === 'csv' ? readCsv(input, opts) : readNdjson(input, opts);
+}
+
 /** The records of a feed, batch by batch: the reader for `format`. */
-export function readFeed(format: FeedFormat, chunks: Chunks, opts: FeedReadOptions): AsyncGenerator<FeedBatch> {
-  if (format === 'msgpack') return readMsgpack(chunks, opts);
-  return format === 'csv' ? readCsv(chunks, opts) : readNdjson(chunks, opts);
+export async function* readFeed(format: FeedFormat, chunks: Chunks, opts: FeedReadOptions): AsyncGenerator<FeedBatch> {
+  const source =
+    Symbol.asyncIterator in chunks ? chunks[Symbol.asyncIterator]() : (chunks as Iterable<Buffer>)[Symbol.iterator]();
+  let held: Buffer | Need | undefined = NEED;
+  const input: ChunkInput = {
+    next() {
+      const c = held;
+      if (c !== undefined) held = NEED;
+      return c;
+    },
+  };
+  const read = reader(format, input, opts);
+  let sourceDone = false;
+  try {
+    let step = read.next();
+    while (step.done !== true) {
+      if (step.value !== NEED) {
+        yield step.value;
+        step = read.next();
+        continue;
+      }
+      let r: IteratorResult<Buffer>;
+      try {
+        r = await source.next();
+      } catch (err) {
+        // The source's failure reaches the reader where it asked for the chunk (a FeedBreak ends the feed there).
+        sourceDone = true;
+        step = read.throw(err);
+        continue;
+      }
+      sourceDone = r.done === true;
+      held = sourceDone ? undefined : r.value;
+      step = read.next();
+    }
+  } finally {
+    // A consumer that stops early closes the source (a file's handle), as a for-await over it would.
+    if (!sourceDone) await source.return?.();
+  }
+}
+
+/** A body already in memory, read whole: its valid records and its rejects. Synchronous. */
+export function readAll(
+  format: FeedFormat,
+  body: Buffer,
+  opts: FeedReadOptions,
+): { changes: Change[]; rejects: FeedReject[] } {
+  const out: { changes: Change[]; rejects: FeedReject[] } = { changes: [], rejects: [] };
+  let chunk: Buffer | undefined = body;
+  const input: ChunkInput = {
+    next() {
+      const c = chunk;
+      chunk = undefined;
+      return c;
+    },
+  };
+  for (const b of reader(format, input, opts)) {
+    if (b === NEED) continue; // never: the one chunk, then the end
+    for (const r of b.records) out.changes.push(r.change);
+    for (const r of b.rejects) out.rejects.push(r);
+  }
+  return out;
+}
+
+/** The next chunk of `input`, asking the driver (NEED) until it has one; undefined at the end. */
+function* nextChunk(input: ChunkInput): Generator<Need, Buffer | undefined, void> {
+  let c = input.next();
+  while (c === NEED) {
+    yield NEED;
+    c = input.next();
+  }
+  return c;
 }
 
 /** One JSON record per line; blank lines are skipped. */
-function readNdjson(chunks: Chunks, opts: FeedReadOptions): AsyncGenerator<FeedBatch> {
-  return readLines(chunks, opts, (bytes, _line, now) => parseLineBytes(bytes, now, opts.limits));
+function readNdjson(input: ChunkInput, opts: FeedReadOptions): Reader {
+  return readLines(input, opts, (bytes, _line, now) => parseLineBytes(bytes, now, opts.limits));
 }
 
 /** `uid,seg|seg:ttl|…` per line (records.ts parseCsvLine); blank lines and a header first line are skipped. */
-function readCsv(chunks: Chunks, opts: FeedReadOptions): AsyncGenerator<FeedBatch> {
-  return readLines(chunks, opts, (bytes, line, now) =>
+function readCsv(input: ChunkInput, opts: FeedReadOptions): Reader {
+  return readLines(input, opts, (bytes, line, now) =>
     line === 1 && isCsvHeader(bytes) ? null : parseCsvLine(bytes, now, opts.limits),
   );
 }
@@ -129,7 +218,7 @@ const BATCH_RECORDS = 256;
  * buffered. A trailing CR is stripped; a last line with no newline is still a
  * line.
  */
-async function* readLines(chunks: Chunks, opts: FeedReadOptions, parse: LineParser): AsyncGenerator<FeedBatch> {
+function* readLines(input: ChunkInput, opts: FeedReadOptions, parse: LineParser): Reader {
   const max = opts.maxRecordBytes ?? Infinity;
   let line = opts.from?.line ?? 0;
   let offset = opts.from?.offset ?? 0; // just past the last whole line
@@ -162,7 +251,9 @@ async function* readLines(chunks: Chunks, opts: FeedReadOptions, parse: LinePars
   };
 
   try {
-    for await (const chunk of chunks) {
+    for (;;) {
+      const chunk = yield* nextChunk(input);
+      if (chunk === undefined) break;
       now = opts.now();
       let start = 0;
       for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, start)) {
@@ -234,7 +325,7 @@ const EMPTY = Buffer.alloc(0);
  * feed is rejected as truncated. A record that cannot be decoded but whose
  * extent is known is one reject (msgpack-decode.ts).
  */
-async function* readMsgpack(chunks: Chunks, opts: FeedReadOptions): AsyncGenerator<FeedBatch> {
+function* readMsgpack(input: ChunkInput, opts: FeedReadOptions): Reader {
   const max = opts.maxRecordBytes ?? Infinity;
   const start = opts.from?.offset ?? 0;
   const first = opts.from?.line ?? 0;
@@ -267,7 +358,9 @@ async function* readMsgpack(chunks: Chunks, opts: FeedReadOptions): AsyncGenerat
   };
 
   try {
-    for await (const chunk of chunks) {
+    for (;;) {
+      const chunk = yield* nextChunk(input);
+      if (chunk === undefined) break;
       if (chunk.length === 0) continue;
       now = opts.now();
       buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
@@ -348,18 +441,4 @@ function breakOff(batch: FeedBatch, line: number, offset: number, reason: string
   batch.rejects.push({ line: line + 1, next: offset, reason });
   batch.broken = reason;
   return batch;
-}
-
-/** A body already in memory, read whole: its valid records and its rejects. */
-export async function readAll(
-  format: FeedFormat,
-  body: Buffer,
-  opts: FeedReadOptions,
-): Promise<{ changes: Change[]; rejects: FeedReject[] }> {
-  const out: { changes: Change[]; rejects: FeedReject[] } = { changes: [], rejects: [] };
-  for await (const b of readFeed(format, [body], opts)) {
-    for (const r of b.records) out.changes.push(r.change);
-    for (const r of b.rejects) out.rejects.push(r);
-  }
-  return out;
 }

@@ -1,16 +1,17 @@
 // Feed changes applied to the store: a batch of changes is one transaction,
 // with the source's checkpoint, so a crash leaves the store and the checkpoint
 // agreeing. The loop runs once per record of every import: it allocates
-// nothing per record beyond the user's new set and its encoding.
+// nothing per record beyond the value it writes (loader/member-set.ts).
 import type { Store } from '../store/env.js';
-import { decodeMembers, encodeMembers, isValidMembersValue, type Membership } from '../store/members.js';
+import { encodePairs } from '../store/members.js';
+import { MemberWatch } from '../store/member-watch.js';
 import type { GraphWriter } from '../identity/graph-writer.js';
 import type { SuppressedUsers } from '../privacy/suppressions.js';
 import type { Change } from './records.js';
 import type { Transactions } from './transactions.js';
 import type { SegmentCounts } from './segment-counts.js';
 import type { ExpiryWatch } from './sweep.js';
-import { changedCount, nextMembers } from './member-set.js';
+import { SetEdit } from './member-set.js';
 
 export interface Checkpoint {
   key: string;
@@ -45,6 +46,9 @@ export class MembershipChanges {
    */
   floorTs: number;
 
+  /** The user being changed, before and after (reused from record to record). */
+  private readonly edit = new SetEdit();
+
   constructor(
     private readonly store: Store,
     private readonly tx: Transactions,
@@ -73,8 +77,9 @@ export class MembershipChanges {
     parts: ReadonlyArray<{ changes: readonly Change[]; checkpoint?: Checkpoint }>,
     nowSec: number,
   ): BatchResult[] {
-    const { store, graph, suppressed, counts, tx, hooks } = this;
+    const { store, graph, suppressed, counts, tx, hooks, edit } = this;
     const { members, meta } = store;
+    const ordinalRoom = MemberWatch.keepsOrdinals(store);
     const results: BatchResult[] = parts.map(() => ({ applied: 0, stale: 0, memberships: 0 }));
     const t0 = performance.now();
     let records = 0;
@@ -109,31 +114,28 @@ export class MembershipChanges {
             }
             // Zero-copy read: decoded before the next get reuses the buffer.
             const oldBuf = members.getBinaryFast(ch.uid) as Buffer | undefined;
-            let old: { updatedAt: number; members: Membership[] } | undefined;
-            if (oldBuf !== undefined && isValidMembersValue(oldBuf)) old = decodeMembers(oldBuf);
-            if (old && ch.ts < old.updatedAt) {
+            edit.load(oldBuf);
+            if (edit.had && ch.ts < edit.updatedAt) {
               result.stale++;
               continue;
             }
             // Only changes that will be written (after the suppressed and stale checks), redirected to their profile.
             tx.dirty?.record(ch, oldBuf);
-            const next = nextMembers(old?.members, ch, nowSec);
-            // Count diff: every stored pair counts, expired-but-unswept included.
-            if (old) for (const m of old.members) counts.add(m.id, -1);
-            for (const m of next) counts.add(m.id, +1);
-            result.memberships += changedCount(old?.members, next);
-            const updatedAt = Math.max(ch.ts, old?.updatedAt ?? 0);
-            if (next.length === 0) {
+            edit.apply(ch, nowSec);
+            result.memberships += edit.diff(counts);
+            const updatedAt = Math.max(ch.ts, edit.updatedAt);
+            if (edit.n === 0) {
               // A tombstone, not a removal: it keeps updatedAt, so an older change
               // arriving late cannot bring the user back. Swept after the retention.
-              members.putSync(ch.uid, encodeMembers(updatedAt, next));
+              members.putSync(ch.uid, encodePairs(updatedAt, edit.ids, edit.exps, 0, false));
               const gone = updatedAt + this.tombstoneSeconds;
               if (gone < nextExpiry) nextExpiry = gone;
             } else {
               // New, or back from a tombstone: the known-users filter must know it.
-              if (!old || old.members.length === 0) hooks.onNewUser?.(ch.uid);
-              for (const m of next) if (m.expiresAt !== 0 && m.expiresAt < nextExpiry) nextExpiry = m.expiresAt;
-              members.putSync(ch.uid, encodeMembers(updatedAt, next));
+              if (edit.nb === 0) hooks.onNewUser?.(ch.uid);
+              const next = edit.nextExpiry();
+              if (next < nextExpiry) nextExpiry = next;
+              members.putSync(ch.uid, encodePairs(updatedAt, edit.ids, edit.exps, edit.n, ordinalRoom));
             }
             result.applied++;
           }

@@ -40,13 +40,8 @@ const IDEM_PREFIX = 'idem:';
  * record is rejected with its line (record number) and reason; a break in a
  * msgpack stream rejects the rest, keeping what came before.
  */
-export async function parseBody(
-  format: PushFormat,
-  body: Buffer,
-  nowSec: number,
-  limits: RecordLimits,
-): Promise<ParsedPush> {
-  const read = await readAll(format, body, { limits, now: () => nowSec, arrayOfRecords: true });
+export function parseBody(format: PushFormat, body: Buffer, nowSec: number, limits: RecordLimits): ParsedPush {
+  const read = readAll(format, body, { limits, now: () => nowSec, arrayOfRecords: true });
   return { changes: read.changes, rejects: read.rejects.map((r) => ({ line: r.line, reason: r.reason })) };
 }
 
@@ -221,7 +216,7 @@ export class PushSource {
     let r: PushAnswer | undefined = idem && storedAnswer(this.store, idem, nowSeconds());
     if (r === undefined) {
       const nowSec = nowSeconds();
-      const parsed = await parseBody(req.format, body, nowSec, this.limits);
+      const parsed = parseBody(req.format, body, nowSec, this.limits);
       r = await new Promise<PushAnswer>((resolve, reject) =>
         this.group.add({ idem, parsed, nowSec, maxListed, resolve, reject }),
       );

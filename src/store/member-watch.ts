@@ -97,6 +97,15 @@ export class MemberWatch {
     this.keeper = keeper;
   }
 
+  /**
+   * Whether an observer keeps ordinals in `store`'s values: a writer then
+   * encodes a value with the ordinal's room (members.ts encodePairs), so it
+   * is written in place rather than copied.
+   */
+  static keepsOrdinals(store: Store): boolean {
+    return watches.get(store)?.keeper !== undefined;
+  }
+
   /** True inside a write transaction on this env. */
   get inTransaction(): boolean {
     return this.depth > 0;
@@ -107,7 +116,7 @@ export class MemberWatch {
     const transactionSync = env.transactionSync.bind(env);
     this.run = <T>(fn: () => T): T => env.transactionSync(fn);
     store.generations.forEach((db, g) => {
-      const getBinaryFast = db.getBinaryFast.bind(db) as (k: string, ...r: unknown[]) => Buffer | undefined;
+      const getBinaryFast = db.getBinaryFast.bind(db) as (k: string, o?: unknown) => Buffer | undefined;
       const putSync = db.putSync.bind(db) as (k: string, v: Buffer, o?: unknown) => boolean;
       const removeSync = db.removeSync.bind(db) as (k: string, ...r: unknown[]) => boolean;
       const clearSync = db.clearSync.bind(db);
@@ -124,8 +133,9 @@ export class MemberWatch {
         return this.decode(b, 'before');
       };
       // Inside a write transaction the writer reads a user just before writing it: its ids are kept, saving a second read.
-      db.getBinaryFast = ((uid: string, ...rest: unknown[]) => {
-        const b = getBinaryFast(uid, ...rest);
+      // Two parameters, as lmdb-js takes them: a rest parameter would cost an array and a spread per read.
+      db.getBinaryFast = ((uid: string, opts?: unknown) => {
+        const b = getBinaryFast(uid, opts);
         if (this.depth > 0) {
           this.cachedN = this.decode(b, 'cached');
           this.cachedOrd = ordinalOf(b);

@@ -38,6 +38,30 @@ export function encodeMembers(updatedAt: number, members: readonly Membership[])
   return buf;
 }
 
+/**
+ * The value of `n` pairs from parallel arrays (ids ascending). `ordinalRoom`:
+ * 4 more bytes at the end for the ordinal the insights index writes there
+ * (withOrdinal, in place), given only when an index keeps ordinals and n > 0.
+ */
+export function encodePairs(
+  updatedAt: number,
+  ids: Uint32Array,
+  exps: Uint32Array,
+  n: number,
+  ordinalRoom: boolean,
+): Buffer {
+  const size = HEADER_BYTES + PAIR_BYTES * n;
+  const buf = Buffer.allocUnsafe(ordinalRoom && n > 0 ? size + ORDINAL_BYTES : size);
+  buf.writeUInt32LE(updatedAt >>> 0, 0);
+  for (let k = 0, off = HEADER_BYTES; k < n; k++, off += PAIR_BYTES) {
+    buf.writeUInt32LE(ids[k]!, off);
+    buf.writeUInt32LE(exps[k]!, off + 4);
+  }
+  // Until the index writes it: no ordinal (never left as stale heap bytes).
+  if (buf.length !== size) buf.writeUInt32LE(NO_ORDINAL, size);
+  return buf;
+}
+
 /** Full decode, for the writer (which needs the whole set to merge). */
 export function decodeMembers(buf: Uint8Array): { updatedAt: number; members: Membership[] } {
   const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
