@@ -41,20 +41,24 @@ export function enrichRoute(deps: AppDeps) {
   const aborted = () => metrics.aborted();
   // The request whose body just arrived, for `write` (settle corks it at once,
   // so one is in flight at a time): no closure per request for the answer.
-  const cur = { res: null as unknown as HttpResponse, body: EMPTY_BODY, licence: null as unknown as Licence };
-  let curDataOnly = false;
-  let curT0 = 0;
-  let curClose = false;
+  const cur = {
+    res: null as unknown as HttpResponse,
+    body: EMPTY_BODY,
+    licence: null as unknown as Licence,
+    dataOnly: false,
+    t0: 0,
+    close: false,
+  };
   const write = (): void => {
-    const { res, body, licence } = cur;
+    const { res, close, t0 } = cur;
     let st: number;
     try {
-      st = answer(res, body, licence, curDataOnly, curT0, curClose);
+      st = answer(res, cur.body, cur.licence, cur.dataOnly, t0, close);
     } catch (err) {
       log.error({ err }, 'enrichment failed');
-      st = sendError(res, 'INTERNAL', undefined, curClose);
+      st = sendError(res, 'INTERNAL', undefined, close);
     }
-    finish(curT0, st);
+    finish(t0, st);
   };
 
   return (res: HttpResponse, req: HttpRequest): void => {
@@ -82,9 +86,9 @@ export function enrichRoute(deps: AppDeps) {
         cur.res = res;
         cur.body = r.body;
         cur.licence = licence;
-        curDataOnly = mode === 'data';
-        curT0 = t0;
-        curClose = state.get(Flag.Draining);
+        cur.dataOnly = mode === 'data';
+        cur.t0 = t0;
+        cur.close = state.get(Flag.Draining);
         p.settle(write);
         cur.body = EMPTY_BODY; // borrowed: not kept past the answer
       },
