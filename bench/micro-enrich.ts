@@ -2,7 +2,8 @@
 // scan.ts (same run, alternating rounds, best of each): the request parsed,
 // read, modified and stringified against the request scanned and its bytes
 // copied around segd's user.data. The LMDB read is the same in both and left
-// out. Run as part of `npm run bench:micro`.
+// out. Then the consent decision, decoded against remembered. Run as part of
+// `npm run bench:micro`.
 import { isUtf8 } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,6 +11,8 @@ import { BidRequestScanner } from '../src/openrtb/scan.js';
 import { readBidRequest } from '../src/openrtb/bid-request.js';
 import { UserData } from '../src/openrtb/user-data.js';
 import { AnswerBuffer } from '../src/http/format.js';
+import { Refusals } from '../src/openrtb/refusals.js';
+import { personalisationRefusal } from '../src/privacy/personalisation.js';
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -86,6 +89,28 @@ export function enrichBench(ops: number, root: string): void {
     }
     console.log(
       `enrich ${name} (${body.length} B): parse→stringify ${(before / 1000).toFixed(2)} µs, scan+splice ${(after / 1000).toFixed(2)} µs (${(before / after).toFixed(1)}×)`,
+    );
+  }
+
+  // The consent decision: a TCF or GPP string decoded on every request
+  // against the decision remembered per distinct signals (openrtb/refusals.ts).
+  const policy = { gvlVendorId: 4242, gdprApplies: true };
+  const refusals = new Refusals(policy);
+  for (const name of ['banner', 'gdpr-consent', 'gpp-tcf-ok']) {
+    const body = fixture(name);
+    if (!scanner.scan(body)) throw new Error(`${name}: not JSON`);
+    const view = readBidRequest(scanner, 'dsp1')!;
+    const decode = () => personalisationRefusal(view.signals, policy);
+    const remembered = () => refusals.of(scanner, view);
+    const m = Math.max(500, Math.floor(ops / 400));
+    let before = Infinity;
+    let after = Infinity;
+    for (let round = 0; round < 5; round++) {
+      before = Math.min(before, time(decode, body, m));
+      after = Math.min(after, time(remembered, body, m));
+    }
+    console.log(
+      `consent ${name}: decoded ${(before / 1000).toFixed(2)} µs, remembered ${(after / 1000).toFixed(2)} µs`,
     );
   }
 }

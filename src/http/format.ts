@@ -22,7 +22,7 @@ export function pickFormat(formatParam: string | undefined, accept: string): For
 
 /** Initial capacity: a GET answer of a 128-byte uid and 300 segments fits. */
 const INITIAL_BYTES = 4096;
-/** A buffer grown past this (a large batch) is let go at the next answer. */
+/** A buffer grown past this (a large batch) is let go at the next answer, unless the owner keeps more. */
 const KEPT_BYTES = 64 * 1024;
 /** Answers up to this long are handed out as a cached view (one per length). */
 const CACHED_VIEWS = 2048;
@@ -48,9 +48,12 @@ export class AnswerBuffer {
   /** Bytes written so far. */
   pos = 0;
 
+  /** `keptBytes`: the largest buffer kept from one answer to the next. */
+  constructor(private readonly keptBytes = KEPT_BYTES) {}
+
   /** Starts an answer. */
   reset(): void {
-    if (this.buf.length > KEPT_BYTES) this.replace(Buffer.allocUnsafeSlow(INITIAL_BYTES));
+    if (this.buf.length > this.keptBytes) this.replace(Buffer.allocUnsafeSlow(INITIAL_BYTES));
     this.pos = 0;
   }
 
@@ -283,22 +286,26 @@ export const JSON_ITEMS: ItemEncoder = {
     if (!first) out.byte(44);
     out.bytes(UID_OPEN);
     out.jsonString(uid);
-    out.room(SEGMENTS_OPEN.length + 1);
+    // Room for the rest of an item without an error at once: a batch writes a thousand.
+    out.room(SEGMENTS_OPEN.length + n * MAX_ID_BYTES + 2);
     out.bytes(SEGMENTS_OPEN);
-    writeIdList(out, ids, n);
-    out.room(1);
-    out.byte(93); // ]
-    if (code !== null) {
-      out.room(ERROR_OPEN.length);
-      out.bytes(ERROR_OPEN);
-      out.jsonString(code);
-      out.room(MESSAGE_OPEN.length);
-      out.bytes(MESSAGE_OPEN);
-      out.jsonString(message);
-      out.room(1);
-      out.byte(125); // }
+    for (let i = 0; i < n; i++) {
+      if (i > 0) out.byte(44);
+      out.digits(ids[i]!);
     }
-    out.room(1);
+    out.byte(93); // ]
+    if (code === null) {
+      out.byte(125); // }
+      return;
+    }
+    out.room(ERROR_OPEN.length);
+    out.bytes(ERROR_OPEN);
+    out.jsonString(code);
+    out.room(MESSAGE_OPEN.length);
+    out.bytes(MESSAGE_OPEN);
+    out.jsonString(message);
+    out.room(2);
+    out.byte(125); // }
     out.byte(125); // }
   },
   close(out) {

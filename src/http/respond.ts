@@ -14,6 +14,7 @@ export const MSGPACK_TYPE = Buffer.from('application/msgpack');
 export const TEXT_TYPE = Buffer.from('text/plain; charset=utf-8');
 export const ALLOW_ORIGIN = Buffer.from('Access-Control-Allow-Origin');
 export const ANY_ORIGIN = Buffer.from('*');
+const NO_BODY = Buffer.alloc(0);
 
 const ERROR_BODIES = new Map<ErrorCode, string>((Object.keys(ERRORS) as ErrorCode[]).map((c) => [c, errorBody(c)]));
 const STATUS_LINES = new Map<number, string>();
@@ -52,9 +53,16 @@ export function sendBody(
   return st;
 }
 
+const EMPTY = Buffer.from('X-Segd-Empty');
+const NO_CONTENT = Buffer.from(statusLine(204));
+/** Reasons as bytes, encoded on first use (a handful: the routes' outcomes). */
+const REASONS = new Map<string, Buffer>();
+
 /** 204: the "empty answer now" of shed lookups and declined enrichments; `reason` goes in X-Segd-Empty. */
 export function sendEmpty(res: HttpResponse, reason: string, close = false): number {
+  let r = REASONS.get(reason);
+  if (r === undefined) REASONS.set(reason, (r = Buffer.from(reason)));
   // end(''), not endWithoutBody(): the latter does not end a request whose body is unread (uWS aborts).
-  res.writeStatus(status(204)).writeHeader('X-Segd-Empty', reason).end('', close);
+  res.writeStatus(NO_CONTENT).writeHeader(EMPTY, r).end(NO_BODY, close);
   return 204;
 }

@@ -15,8 +15,8 @@ import { ReadPath } from '../../lookup/read.js';
 import { readBidRequest } from '../../openrtb/bid-request.js';
 import { BidRequestScanner } from '../../openrtb/scan.js';
 import { UserData } from '../../openrtb/user-data.js';
+import { Refusals } from '../../openrtb/refusals.js';
 import { AnswerBuffer } from '../format.js';
-import { personalisationRefusal } from '../../privacy/personalisation.js';
 import type { Licence } from '../../lookup/licences.js';
 import { Flag } from '../../shared-state.js';
 import type { EnrichOutcome } from '../../metrics/http.js';
@@ -30,44 +30,67 @@ export function enrichRoute(deps: AppDeps) {
   // re-serialised (openrtb/scan.ts has the measured gain).
   const scanner = new BidRequestScanner(config.dmpDomain);
   const out = new AnswerBuffer();
-  const policy = { gvlVendorId: config.gvlVendorId, gdprApplies: config.gdprDefault === 'applies' };
+  const refusals = new Refusals({ gvlVendorId: config.gvlVendorId, gdprApplies: config.gdprDefault === 'applies' });
+
+  const finish = (t0: number, st: number) => m.observe(st, (performance.now() - t0) / 1000);
+  const empty = (res: HttpResponse, outcome: EnrichOutcome, close = false) => {
+    metrics.enriched(outcome);
+    if (outcome === 'deadline' || outcome === 'overload') metrics.shed('enrich', outcome);
+    return sendEmpty(res, outcome, close);
+  };
+  const aborted = () => metrics.aborted();
+  // The request whose body just arrived, for `write` (settle corks it at once,
+  // so one is in flight at a time): no closure per request for the answer.
+  const cur = {
+    res: null as unknown as HttpResponse,
+    body: EMPTY_BODY,
+    licence: null as unknown as Licence,
+    dataOnly: false,
+    t0: 0,
+    close: false,
+  };
+  const write = (): void => {
+    const { res, close, t0 } = cur;
+    let st: number;
+    try {
+      st = answer(res, cur.body, cur.licence, cur.dataOnly, t0, close);
+    } catch (err) {
+      log.error({ err }, 'enrichment failed');
+      st = sendError(res, 'INTERNAL', undefined, close);
+    }
+    finish(t0, st);
+  };
 
   return (res: HttpResponse, req: HttpRequest): void => {
     const t0 = performance.now();
-    const finish = (st: number) => m.observe(st, (performance.now() - t0) / 1000);
-    const empty = (outcome: EnrichOutcome, close = false) => {
-      metrics.enriched(outcome);
-      if (outcome === 'deadline' || outcome === 'overload') metrics.shed('enrich', outcome);
-      return sendEmpty(res, outcome, close);
-    };
     const licence = callers.licence(req.getHeader('authorization'));
-    if (licence === null) return finish(sendError(res, 'UNAUTHORIZED', undefined, true));
+    if (licence === null) return finish(t0, sendError(res, 'UNAUTHORIZED', undefined, true));
     const mode = req.getQuery('mode');
-    if (mode !== undefined && mode !== 'data') return finish(sendError(res, 'BAD_MODE', undefined, true));
+    if (mode !== undefined && mode !== 'data') return finish(t0, sendError(res, 'BAD_MODE', undefined, true));
     const ctype = req.getHeader('content-type');
     if (ctype !== '' && !ctype.startsWith('application/json')) {
-      return finish(sendError(res, 'UNSUPPORTED_MEDIA_TYPE', 'enrichment takes application/json', true));
+      return finish(t0, sendError(res, 'UNSUPPORTED_MEDIA_TYPE', 'enrichment takes application/json', true));
     }
-    if (admission.overloaded()) return finish(empty('overload', true)); // body unread: close
+    if (admission.overloaded()) return finish(t0, empty(res, 'overload', true)); // body unread: close
 
-    const p = pending(res, inflight, () => metrics.aborted());
+    const p = pending(res, inflight, aborted);
     readBody(
       res,
       req.getHeader('content-length'),
       config.maxBodyBytes,
       (r) => {
-        const close = state.get(Flag.Draining);
-        p.settle(() => {
-          if (!r.ok) return finish(sendError(res, 'BODY_TOO_LARGE', `limit is ${config.maxBodyBytes} bytes`, true));
-          let st: number;
-          try {
-            st = answer(res, r.body, licence, mode === 'data', t0, close, empty);
-          } catch (err) {
-            log.error({ err }, 'enrichment failed');
-            st = sendError(res, 'INTERNAL', undefined, close);
-          }
-          finish(st);
-        });
+        if (!r.ok) {
+          p.settle(() => finish(t0, sendError(res, 'BODY_TOO_LARGE', `limit is ${config.maxBodyBytes} bytes`, true)));
+          return;
+        }
+        cur.res = res;
+        cur.body = r.body;
+        cur.licence = licence;
+        cur.dataOnly = mode === 'data';
+        cur.t0 = t0;
+        cur.close = state.get(Flag.Draining);
+        p.settle(write);
+        cur.body = EMPTY_BODY; // borrowed: not kept past the answer
       },
       true,
     ); // borrowed: the answer is written before the callback returns
@@ -80,7 +103,6 @@ export function enrichRoute(deps: AppDeps) {
     dataOnly: boolean,
     t0: number,
     close: boolean,
-    empty: (o: EnrichOutcome, close?: boolean) => number,
   ): number {
     if (!isUtf8(body)) return sendError(res, 'BAD_JSON', 'not UTF-8', close);
     if (!scanner.scan(body)) return sendError(res, 'BAD_JSON', syntaxError(body, scanner.errorAt), close);
@@ -88,21 +110,23 @@ export function enrichRoute(deps: AppDeps) {
     if (br === null) return sendError(res, 'BAD_BID_REQUEST', undefined, close);
     // The budget runs from when segd saw the request; tmax (the whole auction's) can only lower it.
     const deadline = t0 + Math.min(config.enrichBudgetMs, br.tmax ?? Infinity);
-    if (performance.now() >= deadline) return empty('deadline', close);
-    const refusal = personalisationRefusal(br.signals, policy);
-    if (refusal !== null) return empty(refusal, close);
+    if (performance.now() >= deadline) return empty(res, 'deadline', close);
+    const refusal = refusals.of(scanner, br);
+    if (refusal !== null) return empty(res, refusal, close);
 
     // The same read as every route. The resolved uid is never written into
     // the request: only user.data changes.
     const n = reader.read(resolver.resolve(br.keys), licence, nowSeconds());
-    if (userData.group(reader.ids, n) === 0) return empty('empty', close);
+    if (userData.group(reader.ids, n) === 0) return empty(res, 'empty', close);
     if (dataOnly) userData.writeData(out);
     else userData.writeEnriched(out, body, scanner);
-    if (performance.now() >= deadline) return empty('deadline', close);
+    if (performance.now() >= deadline) return empty(res, 'deadline', close);
     metrics.enriched('enriched');
     return sendBody(res, 200, JSON_TYPE, out.view(), close);
   }
 }
+
+const EMPTY_BODY: Buffer = Buffer.alloc(0);
 
 /** JSON.parse's message for malformed JSON: the answer names the fault as JSON.parse words it. */
 function syntaxError(body: Buffer, at: number): string {

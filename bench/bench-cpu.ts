@@ -1,0 +1,225 @@
+// `npm run bench:cpu -- --route enrich|batch|lookup [--base DIR] [--prof DIR]`:
+// the server's CPU time per request under wrk, for segd and the bare
+// uWebSockets.js hello-world answering the same requests (POST bodies read
+// and dropped), alternating rounds, median of each. On a shared machine CPU
+// time per request moves far less than requests per second, so this is how a
+// change is judged before the quiet-window wrk A/B (`segd loadtest …
+// --compare`, `npm run bench:activation`).
+//
+//   enrich: POST /openrtb2/enrich, the banner fixture minified (≈ 2.5 KB),
+//           user.id 60% known / 40% unknown, a partner key.
+//   batch:  POST /v1/segments:batch, 1000 uids a body (JSON), same key mix;
+//           also keys per CPU-second.
+//   lookup: GET /v1/segments?uid=…, 60% known users drawn Zipf (s=1), 40% unknown.
+//
+// --base DIR[,DIR…]: segds from other checkouts (their bin/segd.js, built),
+// driven in the same rounds: before/after for a change. --prof DIR: segd
+// (this checkout's) runs with --cpu-prof, its profiles written to DIR on exit.
+// The CPU time is the whole process's (/proc/<pid>/stat: every thread).
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { intFlag, parseFlags } from '../src/terminal/flags.js';
+import { Synthetic, uidFor, DEFAULT_SYNTHETIC, FIRST_SEGMENT_ID } from '../src/gen/synthetic.js';
+import { sampleKeys } from '../src/loadtest/key-mix.js';
+import { driveHttp } from '../src/loadtest/drive-http.js';
+import {
+  installCleanupHandlers,
+  pin,
+  planPinning,
+  startServer,
+  stopChild,
+  tempDirs,
+} from '../src/loadtest/processes.js';
+import type { HttpReq } from '../src/loadtest/scenarios.js';
+import { runBench } from './run-bench.js';
+import { envWithoutSegd, SEGD_BIN } from './seeded-segd.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const flags = parseFlags('npm run bench:cpu --', process.argv.slice(2), {
+  route: 'enrich | batch | lookup (default enrich)',
+  users: 'users in the data set (default 100000)',
+  seconds: 'seconds per measured run (default 3)',
+  rounds: 'alternating rounds (default 7)',
+  connections: 'wrk connections (default 50)',
+  base: 'other checkouts (comma-separated) whose segd is measured in the same rounds',
+  prof: "write this segd's CPU profiles (--cpu-prof) to this dir",
+});
+const ROUTE = typeof flags.route === 'string' ? flags.route : 'enrich';
+if (ROUTE !== 'enrich' && ROUTE !== 'batch' && ROUTE !== 'lookup')
+  throw new Error('--route takes enrich, batch or lookup');
+const USERS = intFlag(flags, 'users', { min: 1000, max: 100_000_000, def: 100_000 });
+const SECONDS = intFlag(flags, 'seconds', { min: 1, max: 3600, def: 3 });
+const ROUNDS = intFlag(flags, 'rounds', { min: 1, max: 100, def: 7 });
+const CONNECTIONS = intFlag(flags, 'connections', { min: 1, max: 10_000, def: 50 });
+const BASES = typeof flags.base === 'string' ? flags.base.split(',').map((d) => resolve(d)) : [];
+const PROF = typeof flags.prof === 'string' ? resolve(flags.prof) : null;
+const BATCH = 1000;
+const KEY = 'bench-partner-key-0123456789';
+const HOST = '127.0.0.1';
+const pinning = planPinning(true);
+installCleanupHandlers((m) => process.stderr.write(`bench-cpu: ${m}\n`));
+
+/** [user, system] CPU seconds of every thread of `pid` so far. */
+function cpuSeconds(pid: number): [number, number] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return [Number(f[11]) / 100, Number(f[12]) / 100]; // utime, stime (fields 14, 15) in USER_HZ
+}
+
+/** The data set, the partner's licence and taxonomy, written where segd's seed and config are read. */
+function writeDataSet(dir: string): { feed: string; config: string } {
+  const syn = new Synthetic(DEFAULT_SYNTHETIC);
+  const feed = join(dir, 'feed.ndjson');
+  const lines: string[] = [];
+  for (let i = 0; i < USERS; i++) {
+    const u = syn.user(i);
+    lines.push(
+      JSON.stringify({ op: 'add', uid: u.uid, segments: u.segments.map((s) => (typeof s === 'number' ? s : s.id)) }),
+    );
+  }
+  writeFileSync(feed, lines.join('\n') + '\n');
+  const taxonomy = Array.from({ length: DEFAULT_SYNTHETIC.taxonomy }, (_, k) => ({
+    id: FIRST_SEGMENT_ID + k,
+    name: `s${k}`,
+    provider: k % 2 ? 'segd' : 'acme-data',
+    segtax: k % 3 ? 4 : 600,
+  }));
+  const config = join(dir, 'segd.json');
+  writeFileSync(
+    config,
+    JSON.stringify({
+      partners: [{ id: 'bench', keys: [KEY], segments: taxonomy.filter((_, k) => k % 3 === 0).map((s) => s.id) }],
+      segments: taxonomy,
+    }),
+  );
+  return { feed, config };
+}
+
+function requests(): { reqs: HttpReq[]; keysPerRequest: number } {
+  if (ROUTE === 'lookup') {
+    const keys = sampleKeys({ seed: DEFAULT_SYNTHETIC.seed, users: USERS, hitRatio: 0.6, zipf: 1, count: 20_000 });
+    const reqs: HttpReq[] = keys.uids.map((uid) => ({
+      method: 'GET',
+      path: `/v1/segments?uid=${encodeURIComponent(uid)}`,
+      headers: {},
+    }));
+    return { reqs, keysPerRequest: 1 };
+  }
+  const known = (i: number) => uidFor(DEFAULT_SYNTHETIC.seed, Math.floor((i * 7919) % USERS));
+  const unknown = (i: number) => uidFor(DEFAULT_SYNTHETIC.seed, USERS + i);
+  const uidAt = (i: number) => (i % 5 < 3 ? known(i) : unknown(i));
+  if (ROUTE === 'batch') {
+    const reqs: HttpReq[] = Array.from({ length: 20 }, (_, b) => ({
+      method: 'POST',
+      path: '/v1/segments:batch',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ uids: Array.from({ length: BATCH }, (_, k) => uidAt(b * BATCH + k)) }),
+    }));
+    return { reqs, keysPerRequest: BATCH };
+  }
+  const banner = JSON.parse(readFileSync(join(ROOT, 'test/fixtures/openrtb/banner.json'), 'utf8'));
+  const reqs: HttpReq[] = Array.from({ length: 500 }, (_, i) => ({
+    method: 'POST',
+    path: '/openrtb2/enrich',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${KEY}` },
+    body: JSON.stringify({ ...banner, id: `req-${i}`, tmax: 1000, user: { ...banner.user, id: uidAt(i) } }),
+  }));
+  return { reqs, keysPerRequest: 1 };
+}
+
+interface Target {
+  name: string;
+  pid: number;
+  port: number;
+  /** CPU µs per request, per round, and the system time's share of it. */
+  us: number[];
+  sys: number[];
+  rps: number[];
+}
+
+async function startSegd(name: string, bin: string, dir: string, data: { feed: string; config: string }) {
+  const nodeFlags = name === 'segd' && PROF ? ['--cpu-prof', '--cpu-prof-dir', PROF] : [];
+  const server = await startServer(name, [...nodeFlags, bin, 'serve'], {
+    ...envWithoutSegd(),
+    SEGD_PORT: '0',
+    SEGD_HOST: HOST,
+    SEGD_DATA_DIR: join(dir, `data-${name}`),
+    SEGD_SEED: data.feed,
+    SEGD_WORKERS: '1',
+    SEGD_CONFIG: data.config,
+    SEGD_LOG_LEVEL: 'info',
+    SEGD_DMP_DOMAIN: 'dmp.example',
+    SEGD_SHUTDOWN_GRACE_MS: '1000',
+  });
+  await server.waitLog((x) => x.msg === 'ready', 120_000, 'ready');
+  return server;
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'segd-bench-cpu-'));
+  tempDirs.add(dir);
+  if (pinning.pinned) pin(process.pid, pinning.generatorCpu!);
+  const data = writeDataSet(dir);
+  const { reqs, keysPerRequest } = requests();
+
+  const servers = [await startServer('hello', [join(ROOT, 'dist/src/loadtest/hello-world.js')], {})];
+  for (const [k, base] of BASES.entries())
+    servers.push(await startSegd(BASES.length > 1 ? `base${k + 1}` : 'base', join(base, 'bin/segd.js'), dir, data));
+  const segd = await startSegd('segd', SEGD_BIN, dir, data);
+  servers.push(segd);
+  const targets: Target[] = servers.map((s) => {
+    if (pinning.pinned) pin(s.proc.pid!, pinning.serverCpu!);
+    return { name: s.name, pid: s.proc.pid!, port: s.port, us: [], sys: [], rps: [] };
+  });
+
+  for (let r = 0; r < ROUNDS; r++) {
+    process.stderr.write(`round ${r + 1}/${ROUNDS}\n`);
+    for (const t of targets) {
+      let cpu0: [number, number] = [0, 0];
+      const { figures } = await driveHttp({
+        host: HOST,
+        port: t.port,
+        requests: reqs,
+        generator: 'wrk',
+        connections: CONNECTIONS,
+        rate: 0,
+        warmupS: 1,
+        durationS: SECONDS,
+        timeoutS: 10,
+        maxRequests: Number.MAX_SAFE_INTEGER,
+        okBelow: 300,
+        ...(pinning.pinned ? { cpu: pinning.generatorCpu! } : {}),
+        onMeasureStart: () => void (cpu0 = cpuSeconds(t.pid)),
+      });
+      const [user, sys] = cpuSeconds(t.pid);
+      const cpu = user - cpu0[0] + sys - cpu0[1];
+      if (figures.errorCount > 0) throw new Error(`${t.name}: ${figures.errorCount} errors in round ${r + 1}`);
+      t.us.push((cpu * 1e6) / figures.requests);
+      t.sys.push((sys - cpu0[1]) / cpu);
+      t.rps.push(figures.rps);
+    }
+  }
+  if (PROF) await stopChild(segd.proc); // --cpu-prof writes on exit
+
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+  const min = (xs: number[]) => Math.min(...xs);
+  const hello = median(targets[0]!.us);
+  console.log(
+    `\nsegd CPU per request — ${ROUTE}, ${USERS} users, ${ROUNDS} alternating rounds × ${SECONDS} s, median (min) (Node ${process.version}; ${pinning.why})\n`,
+  );
+  for (const t of targets) {
+    const us = median(t.us);
+    const keys =
+      keysPerRequest > 1 ? `   ${Math.round((keysPerRequest * 1e6) / us).toLocaleString('en-US')} keys/CPU-s` : '';
+    console.log(
+      `${t.name.padEnd(6)} ${us.toFixed(2).padStart(9)} (${min(t.us).toFixed(2)}) µs CPU/request (${Math.round(100 * median(t.sys))}% sys)   ${Math.round(median(t.rps)).toLocaleString('en-US').padStart(9)} req/s   hello/${t.name} ${(hello / us).toFixed(3)}${keys}`,
+    );
+  }
+  console.log(
+    '\nevery round (µs):',
+    JSON.stringify(Object.fromEntries(targets.map((t) => [t.name, t.us.map((u) => +u.toFixed(2))]))),
+  );
+}
+
+runBench(main);
