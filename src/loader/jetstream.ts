@@ -94,8 +94,18 @@ type Phase = 'nothing' | 'connect and consumer' | 'fetch, commit and ack' | 'con
 
 export class JetStreamSource {
   readonly checkpointKey: string;
+  private pendingNow = -1;
+  /** Told every new pending figure as it is known (the readiness gauge), not at the next poll. */
+  onPending: ((pending: number) => void) | null = null;
   /** Messages the consumer has not yet been handed or not yet acked; -1 = unknown. */
-  pending = -1;
+  get pending(): number {
+    return this.pendingNow;
+  }
+  private set pending(n: number) {
+    if (n === this.pendingNow) return;
+    this.pendingNow = n;
+    this.onPending?.(n);
+  }
   /** The most messages one pull asks for (and the consumer may hand out unacked). */
   private readonly largestPull: number;
   /** The consumer's window of unacked messages as attached: a pull or a group never waits for more. */

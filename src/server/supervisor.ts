@@ -356,7 +356,9 @@ export async function serve(
         () => nats.pending,
         () => nats.connected,
       );
-      setInterval(() => state.setValue(Gauge.NatsPending, nats.pending), 500).unref();
+      // Set as each group commits, so /readyz turns ready with the lag, not up to a poll later.
+      nats.onPending = (n) => state.setValue(Gauge.NatsPending, n);
+      state.setValue(Gauge.NatsPending, nats.pending);
     }
   })();
   ready.catch((err: unknown) => {
