@@ -11,15 +11,16 @@
 //               flight of {id, uid}; baseline: the hello-world echoing each frame.
 // Servers on one CPU, generators (wrk, this process) on the other (taskset), when there are two.
 // Reports only; prints a table and exits 0 unless something crashed.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { intFlag, parseFlags } from '../src/terminal/flags.js';
-import { Synthetic, uidFor, DEFAULT_SYNTHETIC, FIRST_SEGMENT_ID } from '../src/gen/synthetic.js';
+import { uidFor, DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
 import { driveHttp, type DriveResult, type LoadShape } from '../src/loadtest/drive-http.js';
 import { driveWs } from '../src/loadtest/drive-ws.js';
 import { installCleanupHandlers, pin, planPinning, startServer, tempDirs } from '../src/loadtest/processes.js';
 import { runBench } from './run-bench.js';
+import { writeActivationData } from './activation-data.js';
 import type { HttpReq } from '../src/loadtest/scenarios.js';
 import { envWithoutSegd, SEGD_BIN } from './seeded-segd.js';
 
@@ -82,33 +83,10 @@ async function start(name: string, args: string[], env: NodeJS.ProcessEnv): Prom
 async function main(): Promise<void> {
   // Data: N synthetic users; a taxonomy of 5000 segments over two providers;
   // the bench partner licensed to a third of them.
-  const syn = new Synthetic(DEFAULT_SYNTHETIC);
   const dir = mkdtempSync(join(tmpdir(), 'segd-bench-act-'));
   tempDirs.add(dir);
   if (pinning.pinned) pin(process.pid, pinning.generatorCpu!);
-  const feed = join(dir, 'feed.ndjson');
-  const lines: string[] = [];
-  for (let i = 0; i < USERS; i++) {
-    const u = syn.user(i);
-    lines.push(
-      JSON.stringify({ op: 'add', uid: u.uid, segments: u.segments.map((s) => (typeof s === 'number' ? s : s.id)) }),
-    );
-  }
-  writeFileSync(feed, lines.join('\n') + '\n');
-  const taxonomy = Array.from({ length: DEFAULT_SYNTHETIC.taxonomy }, (_, k) => ({
-    id: FIRST_SEGMENT_ID + k,
-    name: `s${k}`,
-    provider: k % 2 ? 'segd' : 'acme-data',
-    segtax: k % 3 ? 4 : 600,
-  }));
-  const config = join(dir, 'segd.json');
-  writeFileSync(
-    config,
-    JSON.stringify({
-      partners: [{ id: 'bench', keys: [KEY], segments: taxonomy.filter((_, k) => k % 3 === 0).map((s) => s.id) }],
-      segments: taxonomy,
-    }),
-  );
+  const { feed, config } = writeActivationData(dir, USERS, KEY);
   const known = (i: number) => uidFor(DEFAULT_SYNTHETIC.seed, Math.floor((i * 7919) % USERS));
   const unknown = (i: number) => uidFor(DEFAULT_SYNTHETIC.seed, USERS + i);
   const uidsAt = Array.from({ length: 2000 }, (_, i) => (i % 5 < 3 ? known(i) : unknown(i)));

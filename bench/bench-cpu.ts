@@ -16,11 +16,11 @@
 // driven in the same rounds: before/after for a change. --prof DIR: segd
 // (this checkout's) runs with --cpu-prof, its profiles written to DIR on exit.
 // The CPU time is the whole process's (/proc/<pid>/stat: every thread).
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { intFlag, parseFlags } from '../src/terminal/flags.js';
-import { Synthetic, uidFor, DEFAULT_SYNTHETIC, FIRST_SEGMENT_ID } from '../src/gen/synthetic.js';
+import { uidFor, DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
 import { sampleKeys } from '../src/loadtest/key-mix.js';
 import { driveHttp } from '../src/loadtest/drive-http.js';
 import {
@@ -33,6 +33,7 @@ import {
 } from '../src/loadtest/processes.js';
 import type { HttpReq } from '../src/loadtest/scenarios.js';
 import { runBench } from './run-bench.js';
+import { writeActivationData } from './activation-data.js';
 import { envWithoutSegd, SEGD_BIN } from './seeded-segd.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -65,35 +66,6 @@ function cpuSeconds(pid: number): [number, number] {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return [Number(f[11]) / 100, Number(f[12]) / 100]; // utime, stime (fields 14, 15) in USER_HZ
-}
-
-/** The data set, the partner's licence and taxonomy, written where segd's seed and config are read. */
-function writeDataSet(dir: string): { feed: string; config: string } {
-  const syn = new Synthetic(DEFAULT_SYNTHETIC);
-  const feed = join(dir, 'feed.ndjson');
-  const lines: string[] = [];
-  for (let i = 0; i < USERS; i++) {
-    const u = syn.user(i);
-    lines.push(
-      JSON.stringify({ op: 'add', uid: u.uid, segments: u.segments.map((s) => (typeof s === 'number' ? s : s.id)) }),
-    );
-  }
-  writeFileSync(feed, lines.join('\n') + '\n');
-  const taxonomy = Array.from({ length: DEFAULT_SYNTHETIC.taxonomy }, (_, k) => ({
-    id: FIRST_SEGMENT_ID + k,
-    name: `s${k}`,
-    provider: k % 2 ? 'segd' : 'acme-data',
-    segtax: k % 3 ? 4 : 600,
-  }));
-  const config = join(dir, 'segd.json');
-  writeFileSync(
-    config,
-    JSON.stringify({
-      partners: [{ id: 'bench', keys: [KEY], segments: taxonomy.filter((_, k) => k % 3 === 0).map((s) => s.id) }],
-      segments: taxonomy,
-    }),
-  );
-  return { feed, config };
 }
 
 function requests(): { reqs: HttpReq[]; keysPerRequest: number } {
@@ -160,7 +132,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'segd-bench-cpu-'));
   tempDirs.add(dir);
   if (pinning.pinned) pin(process.pid, pinning.generatorCpu!);
-  const data = writeDataSet(dir);
+  const data = writeActivationData(dir, USERS, KEY);
   const { reqs, keysPerRequest } = requests();
 
   const servers = [await startServer('hello', [join(ROOT, 'dist/src/loadtest/hello-world.js')], {})];
