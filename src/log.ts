@@ -18,3 +18,24 @@ export function createLogger(level: LogLevel, bindings: Record<string, unknown> 
 export function lastWordsLogger(log: Logger): Logger {
   return pino({ level: log.level, base: log.bindings() }, pino.destination({ dest: 1, sync: true }));
 }
+
+/**
+ * Waits until what `log` has written reached stdout, at most `ms`: a worker
+ * thread is terminated right after it reports, and lines still buffered
+ * behind an asynchronous write are lost with it (a drain's "requests in
+ * flight" warning was, under load).
+ */
+export function flushLog(log: Logger, ms = 1000): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    try {
+      log.flush(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    } catch {
+      clearTimeout(timer);
+      resolve();
+    }
+  });
+}

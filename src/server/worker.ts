@@ -11,7 +11,7 @@ import { HttpMetrics } from '../metrics/http.js';
 import { RuntimeObservers } from '../metrics/runtime.js';
 import { timeline } from '../metrics/timeline.js';
 import { createApp } from '../http/app.js';
-import { createLogger, lastWordsLogger } from '../log.js';
+import { createLogger, flushLog, lastWordsLogger } from '../log.js';
 import { Registry } from '../partners/registry.js';
 import { Licences } from '../lookup/licences.js';
 import { graphResolver } from '../lookup/resolve.js';
@@ -226,6 +226,8 @@ async function drain(): Promise<void> {
   } catch (err) {
     log.error({ err }, 'draining the worker failed');
   } finally {
+    // The supervisor terminates this thread on "drained": the drain's log lines first.
+    await flushLog(log);
     send({ type: 'drained' });
   }
 }
