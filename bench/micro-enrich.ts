@@ -76,17 +76,22 @@ export function enrichBench(ops: number, root: string): void {
     for (let i = 0; i < n; i++) sink ^= fn(body) === null ? 1 : 0;
     return Number(process.hrtime.bigint() - t0) / n + (sink === 2 ? 1e-9 : 0);
   };
+  /** The fastest of five alternating rounds of each: [before, after] in ns an op. */
+  const bestOfFive = (a: (b: Buffer) => unknown, b: (b: Buffer) => unknown, body: Buffer, n: number) => {
+    let before = Infinity;
+    let after = Infinity;
+    for (let round = 0; round < 5; round++) {
+      before = Math.min(before, time(a, body, n));
+      after = Math.min(after, time(b, body, n));
+    }
+    return [before, after] as const;
+  };
   const n = Math.max(1000, Math.floor(ops / 40));
   for (const [name, body] of bodies) {
     if (spliced(body) === null || parseModifyStringify(body) === null) throw new Error(`${name}: not enriched`);
     time(spliced, body, n);
     time(parseModifyStringify, body, n);
-    let before = Infinity;
-    let after = Infinity;
-    for (let round = 0; round < 5; round++) {
-      before = Math.min(before, time(parseModifyStringify, body, n));
-      after = Math.min(after, time(spliced, body, n));
-    }
+    const [before, after] = bestOfFive(parseModifyStringify, spliced, body, n);
     console.log(
       `enrich ${name} (${body.length} B): parse→stringify ${(before / 1000).toFixed(2)} µs, scan+splice ${(after / 1000).toFixed(2)} µs (${(before / after).toFixed(1)}×)`,
     );
@@ -103,12 +108,7 @@ export function enrichBench(ops: number, root: string): void {
     const decode = () => personalisationRefusal(view.signals, policy);
     const remembered = () => refusals.of(scanner, view);
     const m = Math.max(500, Math.floor(ops / 400));
-    let before = Infinity;
-    let after = Infinity;
-    for (let round = 0; round < 5; round++) {
-      before = Math.min(before, time(decode, body, m));
-      after = Math.min(after, time(remembered, body, m));
-    }
+    const [before, after] = bestOfFive(decode, remembered, body, m);
     console.log(
       `consent ${name}: decoded ${(before / 1000).toFixed(2)} µs, remembered ${(after / 1000).toFixed(2)} µs`,
     );
