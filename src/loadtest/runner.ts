@@ -597,6 +597,15 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
       const paced = so.rate > 0 || !!schedule;
       say(o, `${name}: ${SCENARIOS[name].what}`);
       const targets: Array<[TargetName, string]> = [['segd', origin]];
+      /** The hello-world at the same settings: a segd run's control, kept in the results beside it. */
+      const measureControl = async (run: RunOptions, round?: number) => {
+        if (!controlUrl) throw new Error('no hello-world control is running');
+        const c = await measure(run, name, 'hello-world', controlUrl, input, requests, schedule);
+        c.control = true;
+        if (round !== undefined) c.round = round;
+        results.push(c);
+        return c;
+      };
       if (baselineOrigin) {
         // A B A B …: machine noise falls on both; each run of the candidate gets its control.
         for (let round = 1; round <= o.rounds; round++) {
@@ -608,28 +617,16 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
             r.round = round;
             results.push(r);
             if (r.status === 'skipped') say(o, r.reason!);
-            if (target === 'segd' && r.status === 'ran' && paced && name !== 'ws' && controlUrl) {
-              const c = await measure(so, name, 'hello-world', controlUrl, input, requests, schedule);
-              c.control = true;
-              c.round = round;
-              results.push(c);
-              judge(o, r, c);
-            }
+            if (target === 'segd' && r.status === 'ran' && paced && name !== 'ws' && controlUrl)
+              judge(o, r, await measureControl(so, round));
           }
         }
         continue;
       }
       if (o.rounds > 1 && paced && name !== 'ws' && controlUrl && !baselines) {
         // C S C S … C: every segd round lies between two controls; the rounds both vouch for are pooled.
-        const measureControl = async (round: number) => {
-          const c = await measure(so, name, 'hello-world', controlUrl, input, requests, schedule);
-          c.control = true;
-          c.round = round;
-          results.push(c);
-          return c;
-        };
         const runs: RoundRun[] = [];
-        const controls = [roundRun(await measureControl(0))];
+        const controls = [roundRun(await measureControl(so, 0))];
         for (let round = 1; round <= o.rounds; round++) {
           const r = await measure(so, name, 'segd', origin, input, requests, schedule);
           r.round = round;
@@ -638,7 +635,7 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
             if (r.reason) say(o, r.reason);
             break;
           }
-          const c = await measureControl(round);
+          const c = await measureControl(so, round);
           judge(o, r, c);
           runs.push(roundRun(r)!);
           controls.push(roundRun(c));
@@ -674,14 +671,8 @@ export async function runLoadTest(o: RunOptions): Promise<Results> {
           results.push(r);
           if (r.status === 'skipped') say(o, r.reason!);
           if (target === 'segd' && r.status === 'ran' && (run.rate > 0 || schedule) && name !== 'ws' && controlUrl) {
-            const c = targets.some(([t]) => t === 'hello-world')
-              ? undefined
-              : await measure(run, name, 'hello-world', controlUrl, input, requests, schedule);
-            if (c) {
-              c.control = true;
-              if (phase) c.phase = phase;
-              results.push(c);
-            }
+            const c = targets.some(([t]) => t === 'hello-world') ? undefined : await measureControl(run);
+            if (c && phase) c.phase = phase;
             controlled.push({ run: r, control: c });
           }
           if (phase !== 'half' && r.figures) maxRps.set(target, r.figures.rps);
