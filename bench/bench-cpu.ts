@@ -37,15 +37,21 @@ import { writeActivationData } from './activation-data.js';
 import { envWithoutSegd, SEGD_BIN } from './seeded-segd.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const flags = parseFlags('npm run bench:cpu --', process.argv.slice(2), {
-  route: 'enrich | batch | lookup (default enrich)',
-  users: 'users in the data set (default 100000)',
-  seconds: 'seconds per measured run (default 3)',
-  rounds: 'alternating rounds (default 7)',
-  connections: 'wrk connections (default 50)',
-  base: 'other checkouts (comma-separated) whose segd is measured in the same rounds',
-  prof: "write this segd's CPU profiles (--cpu-prof) to this dir",
-});
+const flags = parseFlags(
+  'npm run bench:cpu --',
+  process.argv.slice(2),
+  {
+    route: 'enrich | batch | lookup (default enrich)',
+    users: 'users in the data set (default 100000)',
+    seconds: 'seconds per measured run (default 3)',
+    rounds: 'alternating rounds (default 7)',
+    connections: 'wrk connections (default 50)',
+    base: 'other checkouts (comma-separated) whose segd is measured in the same rounds',
+    prof: "write this segd's CPU profiles (--cpu-prof) to this dir",
+    perf: 'run this segd with --perf-basic-prof and print its pid, for `perf record -g -e cpu-clock:u -p PID`',
+  },
+  ['perf'],
+);
 const ROUTE = typeof flags.route === 'string' ? flags.route : 'enrich';
 if (ROUTE !== 'enrich' && ROUTE !== 'batch' && ROUTE !== 'lookup')
   throw new Error('--route takes enrich, batch or lookup');
@@ -55,6 +61,7 @@ const ROUNDS = intFlag(flags, 'rounds', { min: 1, max: 100, def: 7 });
 const CONNECTIONS = intFlag(flags, 'connections', { min: 1, max: 10_000, def: 50 });
 const BASES = typeof flags.base === 'string' ? flags.base.split(',').map((d) => resolve(d)) : [];
 const PROF = typeof flags.prof === 'string' ? resolve(flags.prof) : null;
+const PERF = flags.perf === true;
 const BATCH = 1000;
 const KEY = 'bench-partner-key-0123456789';
 const HOST = '127.0.0.1';
@@ -111,7 +118,13 @@ interface Target {
 }
 
 async function startSegd(name: string, bin: string, dir: string, data: { feed: string; config: string }) {
-  const nodeFlags = name === 'segd' && PROF ? ['--cpu-prof', '--cpu-prof-dir', PROF] : [];
+  const nodeFlags =
+    name !== 'segd'
+      ? []
+      : [
+          ...(PROF ? ['--cpu-prof', '--cpu-prof-dir', PROF] : []),
+          ...(PERF ? ['--perf-basic-prof', '--interpreted-frames-native-stack'] : []),
+        ];
   const server = await startServer(name, [...nodeFlags, bin, 'serve'], {
     ...envWithoutSegd(),
     SEGD_PORT: '0',
@@ -125,6 +138,7 @@ async function startSegd(name: string, bin: string, dir: string, data: { feed: s
     SEGD_SHUTDOWN_GRACE_MS: '1000',
   });
   await server.waitLog((x) => x.msg === 'ready', 120_000, 'ready');
+  if (name === 'segd' && PERF) process.stderr.write(`segd pid ${server.proc.pid}\n`);
   return server;
 }
 
