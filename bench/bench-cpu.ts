@@ -202,6 +202,16 @@ async function main(): Promise<void> {
       `${t.name.padEnd(6)} ${us.toFixed(2).padStart(9)} (${min(t.us).toFixed(2)}) µs CPU/request (${Math.round(100 * median(t.sys))}% sys)   ${Math.round(median(t.rps)).toLocaleString('en-US').padStart(9)} req/s   hello/${t.name} ${(hello / us).toFixed(3)}${keys}`,
     );
   }
+  // Each round drives every server back to back, so a round's ratio shares
+  // that round's load; the median of those ratios moves less than the ratio
+  // of the medians on a shared machine.
+  const last = targets[targets.length - 1]!;
+  for (const t of targets.slice(1, -1)) {
+    const ratios = t.us.map((u, r) => last.us[r]! / u);
+    console.log(
+      `${last.name}/${t.name} CPU per request, median of the rounds' ratios: ${median(ratios).toFixed(3)} (${ratios.map((x) => x.toFixed(2)).join(' ')})`,
+    );
+  }
   console.log(
     '\nevery round (µs):',
     JSON.stringify(Object.fromEntries(targets.map((t) => [t.name, t.us.map((u) => +u.toFixed(2))]))),

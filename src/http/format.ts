@@ -112,23 +112,23 @@ export class AnswerBuffer {
 
   /** An uint32 in decimal; the caller made room for MAX_ID_BYTES. */
   digits(v: number): void {
+    this.pos = writeDigits(this.buf, this.pos, v);
+  }
+
+  /**
+   * `v1,v2,…`: the first `n` of `ids` in decimal, with room made. Written
+   * through locals rather than `digits` per id: a 1000-item batch's JSON
+   * items 87-100 → 68-84 ns each (six ids on 60% of them, isolated loop).
+   */
+  idList(ids: Uint32Array, n: number): void {
+    this.room(n * MAX_ID_BYTES);
     const buf = this.buf;
-    let end = this.pos + decimalLength(v);
-    this.pos = end;
-    // Integer division on int32 (`| 0`): with `%` and `/` on doubles the 8
-    // ids of a typical answer took 189 ns, with int32 steps 56 ns (mb, one
-    // run alternating). Ids above 2^31 - 1 take one double step first.
-    if (v > 0x7fffffff) {
-      const q = Math.floor(v / 10);
-      buf[--end] = 48 + v - q * 10;
-      v = q;
+    let p = this.pos;
+    for (let i = 0; i < n; i++) {
+      if (i > 0) buf[p++] = 44;
+      p = writeDigits(buf, p, ids[i]!);
     }
-    let x = v | 0;
-    do {
-      const q = (x / 10) | 0;
-      buf[--end] = 48 + x - q * 10;
-      x = q;
-    } while (x !== 0);
+    this.pos = p;
   }
 
   /** `s` as a JSON string, exactly as JSON.stringify writes it; null as null. */
@@ -257,6 +257,27 @@ export class AnswerBuffer {
   }
 }
 
+/** `v` (an uint32) in decimal at `buf[p]`, room made; the position after it. */
+function writeDigits(buf: Buffer, p: number, v: number): number {
+  const after = p + decimalLength(v);
+  let end = after;
+  // Integer division on int32 (`| 0`): with `%` and `/` on doubles the 8
+  // ids of a typical answer took 189 ns, with int32 steps 56 ns (mb, one
+  // run alternating). Ids above 2^31 - 1 take one double step first.
+  if (v > 0x7fffffff) {
+    const q = Math.floor(v / 10);
+    buf[--end] = 48 + v - q * 10;
+    v = q;
+  }
+  let x = v | 0;
+  do {
+    const q = (x / 10) | 0;
+    buf[--end] = 48 + x - q * 10;
+    x = q;
+  } while (x !== 0);
+  return after;
+}
+
 /** Bytes of a MessagePack string header for `n` bytes. */
 function stringHeaderBytes(n: number): number {
   return n < 32 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
@@ -267,14 +288,6 @@ function decimalLength(v: number): number {
   return v < 1000000 ? 6 : v < 10000000 ? 7 : v < 100000000 ? 8 : v < 1000000000 ? 9 : 10;
 }
 
-/** `v1,v2,…`: the first `n` ids. */
-function writeIdList(out: AnswerBuffer, ids: Uint32Array, n: number): void {
-  out.room(n * MAX_ID_BYTES);
-  for (let i = 0; i < n; i++) {
-    if (i > 0) out.byte(44);
-    out.digits(ids[i]!);
-  }
-}
 
 /**
  * A lookup answer's items as bytes, one grammar per format: GET answers one
@@ -363,13 +376,10 @@ function jsonItemOpen(out: AnswerBuffer, first: boolean): void {
 
 /** `,"segments":[…]`, with room for the item's closing braces. */
 function jsonSegments(out: AnswerBuffer, ids: Uint32Array, n: number): void {
-  // Room for the rest of an item without an error at once: a batch writes a thousand.
-  out.room(SEGMENTS_OPEN.length + n * MAX_ID_BYTES + 2);
+  out.room(SEGMENTS_OPEN.length);
   out.bytes(SEGMENTS_OPEN);
-  for (let i = 0; i < n; i++) {
-    if (i > 0) out.byte(44);
-    out.digits(ids[i]!);
-  }
+  out.idList(ids, n);
+  out.room(2);
   out.byte(93); // ]
 }
 
@@ -443,7 +453,7 @@ export function kvAnswer(out: AnswerBuffer, prefix: Uint8Array, ids: Uint32Array
   out.reset();
   out.room(prefix.length);
   out.bytes(prefix);
-  writeIdList(out, ids, n);
+  out.idList(ids, n);
   return out.view();
 }
 
