@@ -14,6 +14,9 @@
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const UIDS_KEY = Buffer.from('"uids"');
+/** The bytes a plain uid holds: printable ASCII other than `"` and `\`. */
+const PLAIN = new Uint8Array(256);
+for (let c = 0x20; c <= 0x7e; c++) PLAIN[c] = c === QUOTE || c === BACKSLASH ? 0 : 1;
 
 function isSpace(c: number): boolean {
   return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
@@ -50,13 +53,8 @@ export class UidListScanner {
         const start = p + 1;
         p = start;
         // Printable ASCII up to the closing quote; anything else is JSON.parse's.
-        while (p < len) {
-          const c = b[p]!;
-          if (c === QUOTE) break;
-          if (c < 0x20 || c > 0x7e || c === BACKSLASH) return -1;
-          p++;
-        }
-        if (p >= len || p === start || p - start > maxUidBytes) return -1;
+        while (p < len && PLAIN[b[p]!] === 1) p++;
+        if (b[p] !== QUOTE || p === start || p - start > maxUidBytes) return -1;
         if (n === this.starts.length) this.grow();
         this.starts[n] = start;
         this.ends[n] = p;
