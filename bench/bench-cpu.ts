@@ -1,10 +1,11 @@
 // `npm run bench:cpu -- --route enrich|batch|lookup [--base DIR] [--prof DIR]`:
 // the server's CPU time per request under wrk, for segd and the bare
 // uWebSockets.js hello-world answering the same requests (POST bodies read
-// and dropped), alternating rounds, median of each. On a shared machine CPU
-// time per request moves far less than requests per second, so this is how a
-// change is judged before the quiet-window wrk A/B (`segd loadtest …
-// --compare`, `npm run bench:activation`).
+// and dropped), alternating rounds (each starting at the next server),
+// median of each. On a shared machine CPU time per request moves far less
+// than requests per second, so this is how a change is judged before the
+// quiet-window wrk A/B (`segd loadtest … --compare`, `npm run
+// bench:activation`).
 //
 //   enrich: POST /openrtb2/enrich, the banner fixture minified (≈ 2.5 KB),
 //           user.id 60% known / 40% unknown, a partner key.
@@ -161,7 +162,11 @@ async function main(): Promise<void> {
 
   for (let r = 0; r < ROUNDS; r++) {
     process.stderr.write(`round ${r + 1}/${ROUNDS}\n`);
-    for (const t of targets) {
+    // Each round starts at the next server: in a fixed order the last one ran
+    // 5–9% slower on the shared machine (two copies of one build, 11 rounds,
+    // paired ratio 1.09 last against second to last).
+    for (let k = 0; k < targets.length; k++) {
+      const t = targets[(r + k) % targets.length]!;
       let cpu0: [number, number] = [0, 0];
       const { figures } = await driveHttp({
         host: HOST,

@@ -288,7 +288,6 @@ function decimalLength(v: number): number {
   return v < 1000000 ? 6 : v < 10000000 ? 7 : v < 100000000 ? 8 : v < 1000000000 ? 9 : 10;
 }
 
-
 /**
  * A lookup answer's items as bytes, one grammar per format: GET answers one
  * item, a batch many between `open` and `close`. Every item is
