@@ -1,10 +1,11 @@
 // `npm run bench:cpu -- --route enrich|batch|lookup [--base DIR] [--prof DIR]`:
 // the server's CPU time per request under wrk, for segd and the bare
 // uWebSockets.js hello-world answering the same requests (POST bodies read
-// and dropped), alternating rounds, median of each. On a shared machine CPU
-// time per request moves far less than requests per second, so this is how a
-// change is judged before the quiet-window wrk A/B (`segd loadtest …
-// --compare`, `npm run bench:activation`).
+// and dropped), alternating rounds (each starting at the next server),
+// median of each. On a shared machine CPU time per request moves far less
+// than requests per second, so this is how a change is judged before the
+// quiet-window wrk A/B (`segd loadtest … --compare`, `npm run
+// bench:activation`).
 //
 //   enrich: POST /openrtb2/enrich, the banner fixture minified (≈ 2.5 KB),
 //           user.id 60% known / 40% unknown, a partner key.
@@ -37,15 +38,21 @@ import { writeActivationData } from './activation-data.js';
 import { envWithoutSegd, SEGD_BIN } from './seeded-segd.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const flags = parseFlags('npm run bench:cpu --', process.argv.slice(2), {
-  route: 'enrich | batch | lookup (default enrich)',
-  users: 'users in the data set (default 100000)',
-  seconds: 'seconds per measured run (default 3)',
-  rounds: 'alternating rounds (default 7)',
-  connections: 'wrk connections (default 50)',
-  base: 'other checkouts (comma-separated) whose segd is measured in the same rounds',
-  prof: "write this segd's CPU profiles (--cpu-prof) to this dir",
-});
+const flags = parseFlags(
+  'npm run bench:cpu --',
+  process.argv.slice(2),
+  {
+    route: 'enrich | batch | lookup (default enrich)',
+    users: 'users in the data set (default 100000)',
+    seconds: 'seconds per measured run (default 3)',
+    rounds: 'alternating rounds (default 7)',
+    connections: 'wrk connections (default 50)',
+    base: 'other checkouts (comma-separated) whose segd is measured in the same rounds',
+    prof: "write this segd's CPU profiles (--cpu-prof) to this dir",
+    perf: 'run this segd with --perf-basic-prof and print its pid, for `perf record -g -e cpu-clock:u -p PID`',
+  },
+  ['perf'],
+);
 const ROUTE = typeof flags.route === 'string' ? flags.route : 'enrich';
 if (ROUTE !== 'enrich' && ROUTE !== 'batch' && ROUTE !== 'lookup')
   throw new Error('--route takes enrich, batch or lookup');
@@ -55,6 +62,7 @@ const ROUNDS = intFlag(flags, 'rounds', { min: 1, max: 100, def: 7 });
 const CONNECTIONS = intFlag(flags, 'connections', { min: 1, max: 10_000, def: 50 });
 const BASES = typeof flags.base === 'string' ? flags.base.split(',').map((d) => resolve(d)) : [];
 const PROF = typeof flags.prof === 'string' ? resolve(flags.prof) : null;
+const PERF = flags.perf === true;
 const BATCH = 1000;
 const KEY = 'bench-partner-key-0123456789';
 const HOST = '127.0.0.1';
@@ -111,7 +119,13 @@ interface Target {
 }
 
 async function startSegd(name: string, bin: string, dir: string, data: { feed: string; config: string }) {
-  const nodeFlags = name === 'segd' && PROF ? ['--cpu-prof', '--cpu-prof-dir', PROF] : [];
+  const nodeFlags =
+    name !== 'segd'
+      ? []
+      : [
+          ...(PROF ? ['--cpu-prof', '--cpu-prof-dir', PROF] : []),
+          ...(PERF ? ['--perf-basic-prof', '--interpreted-frames-native-stack'] : []),
+        ];
   const server = await startServer(name, [...nodeFlags, bin, 'serve'], {
     ...envWithoutSegd(),
     SEGD_PORT: '0',
@@ -125,6 +139,7 @@ async function startSegd(name: string, bin: string, dir: string, data: { feed: s
     SEGD_SHUTDOWN_GRACE_MS: '1000',
   });
   await server.waitLog((x) => x.msg === 'ready', 120_000, 'ready');
+  if (name === 'segd' && PERF) process.stderr.write(`segd pid ${server.proc.pid}\n`);
   return server;
 }
 
@@ -147,7 +162,11 @@ async function main(): Promise<void> {
 
   for (let r = 0; r < ROUNDS; r++) {
     process.stderr.write(`round ${r + 1}/${ROUNDS}\n`);
-    for (const t of targets) {
+    // Each round starts at the next server: in a fixed order the last one ran
+    // 5–9% slower on the shared machine (two copies of one build, 11 rounds,
+    // paired ratio 1.09 last against second to last).
+    for (let k = 0; k < targets.length; k++) {
+      const t = targets[(r + k) % targets.length]!;
       let cpu0: [number, number] = [0, 0];
       const { figures } = await driveHttp({
         host: HOST,
@@ -186,6 +205,16 @@ async function main(): Promise<void> {
       keysPerRequest > 1 ? `   ${Math.round((keysPerRequest * 1e6) / us).toLocaleString('en-US')} keys/CPU-s` : '';
     console.log(
       `${t.name.padEnd(6)} ${us.toFixed(2).padStart(9)} (${min(t.us).toFixed(2)}) µs CPU/request (${Math.round(100 * median(t.sys))}% sys)   ${Math.round(median(t.rps)).toLocaleString('en-US').padStart(9)} req/s   hello/${t.name} ${(hello / us).toFixed(3)}${keys}`,
+    );
+  }
+  // Each round drives every server back to back, so a round's ratio shares
+  // that round's load; the median of those ratios moves less than the ratio
+  // of the medians on a shared machine.
+  const last = targets[targets.length - 1]!;
+  for (const t of targets.slice(1, -1)) {
+    const ratios = t.us.map((u, r) => last.us[r]! / u);
+    console.log(
+      `${last.name}/${t.name} CPU per request, median of the rounds' ratios: ${median(ratios).toFixed(3)} (${ratios.map((x) => x.toFixed(2)).join(' ')})`,
     );
   }
   console.log(

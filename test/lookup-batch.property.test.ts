@@ -80,4 +80,39 @@ describe('batch answers', () => {
       { numRuns: 60 },
     );
   });
+
+  it('read from the body bytes (plain ASCII uids) are the answers of the JSON reading', async () => {
+    // `{"uids":[…]}` of printable ASCII uids is read from its bytes (src/codec/uid-list.ts); the same
+    // uids with another member, or in MessagePack, take JSON.parse / unpack: the answers must match.
+    const plainUid = fc.oneof(
+      fc.constantFrom(...Object.keys(USERS), 'nobody-at-all', 'x'.repeat(128), 'x'.repeat(129)),
+      fc.string({
+        unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)),
+        minLength: 1,
+        maxLength: 12,
+      }),
+    );
+    const post = async (key: string, text: string, accept: string) => {
+      const r = await fetch(`${segd.url}/v1/segments:batch`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept, ...bearer(key) },
+        body: text,
+      });
+      expect(r.status).toBe(200);
+      return Buffer.from(await r.arrayBuffer());
+    };
+    await fc.assert(
+      fc.asyncProperty(callers, fc.array(plainUid, { maxLength: 30 }), fc.boolean(), async (key, uids, pretty) => {
+        const simple = pretty ? JSON.stringify({ uids }, null, 2) : JSON.stringify({ uids });
+        const parsed = JSON.stringify({ other: 1, uids });
+        for (const accept of ['application/json', 'application/msgpack']) {
+          expect(await post(key, simple, accept)).toEqual(await post(key, parsed, accept));
+        }
+        expect(JSON.parse((await post(key, simple, 'application/json')).toString())).toEqual(
+          await batch(key, { uids }, 'msgpack'),
+        );
+      }),
+      { numRuns: 40 },
+    );
+  });
 });

@@ -121,6 +121,29 @@ describe('lookups from a loaded feed', () => {
     ]);
   });
 
+  it('counts a batch read from its bytes as its GETs count: a hit per known uid, a miss per unknown one', async () => {
+    const text = async () => (await fetch(`${segd.url}/metrics`)).text();
+    const count = (t: string, result: string) =>
+      Number(new RegExp(`segd_lookups_total\\{result="${result}"\\} (\\d+)`).exec(t)?.[1]);
+    const before = await text();
+    const r = await fetch(`${segd.url}/v1/segments:batch`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{ "uids": ["alice", "ghost-a", "bob", "ghost-b", "ghost-c"] }',
+    });
+    expect(r.status).toBe(200);
+    expect(((await r.json()) as { results: unknown[] }).results).toEqual([
+      { uid: 'alice', segments: [12, 57, 99] },
+      { uid: 'ghost-a', segments: [] },
+      { uid: 'bob', segments: [7] },
+      { uid: 'ghost-b', segments: [] },
+      { uid: 'ghost-c', segments: [] },
+    ]);
+    const after = await text();
+    expect(count(after, 'hit') - count(before, 'hit')).toBe(2);
+    expect(count(after, 'miss') - count(before, 'miss')).toBe(3);
+  });
+
   it('counts hits, misses and requests in /metrics across workers', async () => {
     const before = await (await fetch(`${segd.url}/metrics`)).text();
     const hits = (t: string) => Number(/segd_lookups_total\{result="hit"\} (\d+)/.exec(t)?.[1]);

@@ -85,7 +85,27 @@ function hash2(s: string, out: Uint32Array): void {
     h1 = Math.imul(h1 ^ c, 0x01000193);
     h2 = Math.imul(h2 ^ c, 0x5bd1e995);
   }
-  h1 ^= s.length;
+  finish2(h1, h2, s.length, out);
+}
+
+/**
+ * hash2 of the string whose UTF-16 units are the bytes `b[start, end)`: the
+ * same hash for ASCII bytes, so a batch screens uids straight from the
+ * request's bytes without making strings of the unknown ones.
+ */
+function hash2Bytes(b: Uint8Array, start: number, end: number, out: Uint32Array): void {
+  let h1 = 0x811c9dc5;
+  let h2 = 0x9747b28c;
+  for (let i = start; i < end; i++) {
+    const c = b[i]!;
+    h1 = Math.imul(h1 ^ c, 0x01000193);
+    h2 = Math.imul(h2 ^ c, 0x5bd1e995);
+  }
+  finish2(h1, h2, end - start, out);
+}
+
+function finish2(h1: number, h2: number, length: number, out: Uint32Array): void {
+  h1 ^= length;
   h1 = Math.imul(h1 ^ (h1 >>> 16), 0x85ebca6b);
   h1 = Math.imul(h1 ^ (h1 >>> 13), 0xc2b2ae35);
   h1 ^= h1 >>> 16;
@@ -117,21 +137,32 @@ export class BlockedBloom {
   }
 
   add(key: string): void {
-    this.probe(key, true);
+    hash2(key, this.h);
+    this.probe(true);
   }
 
   /** false = definitely not added; true = probably added. */
   mayContain(key: string): boolean {
-    return this.probe(key, false);
+    hash2(key, this.h);
+    return this.probe(false);
   }
 
   /**
-   * The key's k bits: set them (`set`), or check them. One loop for both so
-   * they cannot drift apart; measured no slower than two copies (bench:micro).
+   * mayContain of the key whose chars are the ASCII bytes `b[start, end)`
+   * (the caller checked they are ASCII: other bytes are not the key's chars).
    */
-  private probe(key: string, set: boolean): boolean {
+  mayContainAscii(b: Uint8Array, start: number, end: number): boolean {
+    hash2Bytes(b, start, end, this.h);
+    return this.probe(false);
+  }
+
+  /**
+   * The k bits of the key hashed into `h`: set them (`set`), or check them.
+   * One loop for both so they cannot drift apart; measured no slower than
+   * two copies (bench:micro).
+   */
+  private probe(set: boolean): boolean {
     const { words, h } = this;
-    hash2(key, h);
     // fastrange: a uniform block index without a division.
     const base = Math.floor((h[0]! * this.params.blocks) / 0x1_0000_0000) * BLOCK_WORDS;
     // Three 9-bit positions per mixed 32-bit word. (Double hashing, even the

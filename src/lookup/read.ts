@@ -52,9 +52,9 @@ export class ReadPath {
    * The number of segments of `uid` (a segd uid, or null when the request
    * named nobody the graph knows) that `licence` may see, written into
    * `ids`. No licence (a partner removed since the connection opened) sees
-   * nothing.
+   * nothing. `screened`: SegmentLookup.screen passed the uid already.
    */
-  read(uid: string | null, licence: Licence | undefined, nowSec: number): number {
+  read(uid: string | null, licence: Licence | undefined, nowSec: number, screened = false): number {
     this.profile = uid;
     this.sent = uid;
     this.licence = licence;
@@ -65,7 +65,7 @@ export class ReadPath {
       return 0;
     }
     const lookup = this.lookup;
-    let n = lookup.find(uid, nowSec);
+    let n = lookup.find(uid, nowSec, screened);
     if (n < 0 && !lookup.filtered) {
       const profile = this.graph.profileOf(uid);
       if (profile !== uid) {
@@ -80,6 +80,18 @@ export class ReadPath {
     this.counts.hit();
     this.found = true;
     return licence === undefined ? 0 : licence.filter(lookup.ids, n);
+  }
+
+  /**
+   * A read the known-users filter answered from a uid's bytes
+   * (SegmentLookup.screen said no): a miss, as `read` of that uid counts it,
+   * with no string made. `profile` is null.
+   */
+  unknown(): void {
+    this.profile = null;
+    this.sent = null;
+    this.found = false;
+    this.counts.miss();
   }
 
   /**

@@ -16,6 +16,8 @@ const FILTER_FALSE_POSITIVE = 2;
 interface KnownUsersFilter {
   /** False: the user is certainly unknown. True: maybe known. */
   mayContain(uid: string): boolean;
+  /** mayContain of the uid whose chars are the ASCII bytes `b[start, end)`. */
+  mayContainAscii(b: Uint8Array, start: number, end: number): boolean;
 }
 
 export class SegmentLookup {
@@ -46,12 +48,26 @@ export class SegmentLookup {
   }
 
   /**
-   * Number of live segments of `uid` written into `this.ids`, or -1 when the
-   * user is unknown (so callers can count hits and misses).
+   * The filter's word on the uid whose chars are the ASCII bytes
+   * `b[start, end)`, before any string of it is made: false, certainly
+   * unknown (counted as the filter's negative, as `find` counts it); true,
+   * maybe known — `find` it with `screened`.
    */
-  find(uid: string, nowSec: number): number {
+  screen(b: Uint8Array, start: number, end: number): boolean {
     const filter = this.filter;
-    if (filter !== null && !filter.mayContain(uid)) {
+    if (filter === null || filter.mayContainAscii(b, start, end)) return true;
+    this.filterStats[FILTER_NEGATIVE]!++;
+    return false;
+  }
+
+  /**
+   * Number of live segments of `uid` written into `this.ids`, or -1 when the
+   * user is unknown (so callers can count hits and misses). `screened`: the
+   * filter passed it already (`screen`).
+   */
+  find(uid: string, nowSec: number, screened = false): number {
+    const filter = this.filter;
+    if (!screened && filter !== null && !filter.mayContain(uid)) {
       this.filterStats[FILTER_NEGATIVE]!++;
       this.filtered = true;
       this.value = null;
