@@ -154,9 +154,6 @@ function prefault(store: Store, how: Variant['prefault']): Usage {
 /** The child: opens `dir`, applies the records of `round` as `v` says, prints one JSON line. */
 async function child(dir: string, v: Variant, changes: number, round: number): Promise<void> {
   const store = openStore(dir, v.lmdb ? { lmdb: v.lmdb } : {});
-  // As a restored node adopting the copied checkpoint: a small write first. (lmdb-js 3.5.6 aborts on an
-  // assertion in mdb_page_alloc when the first transaction on a compacted copy is a big one.)
-  await store.meta.put('ckpt:bench:adopted', { seq: 0, at: 0 });
   new OutboxWriter(store, new DestinationRules(Registry.load(store)), () => undefined);
   const writer = new Writer(store);
   const users = userCount(store);
