@@ -10,9 +10,10 @@
 // size, each group one transaction with its checkpoint. Measured per record
 // from process.resourceUsage(): CPU (user and system apart, so the load of
 // other processes shows as wall time, not as this CPU) and minor page
-// faults, for the whole replay and for its parts: the transaction's work
-// (reads, copy-on-write of the pages it changes) and its commit (writing the
-// dirty pages, the free list). Variants alternate round by round.
+// faults, with the pages written (/proc/self/io), for the whole replay and
+// for its parts: the transaction's work (reads, copy-on-write of the pages
+// it changes) and its commit (writing the dirty pages, the free list); and
+// the CPU of each group in turn. Variants alternate round by round.
 import {
   readFileSync,
   cpSync,
@@ -248,7 +249,6 @@ function parent(f: Flags): void {
         rmSync(dir, { recursive: true, force: true });
         mkdirSync(dir);
         cpSync(join(base, 'data.mdb'), join(dir, 'data.mdb'));
-        cpSync(join(base, 'lock.mdb'), join(dir, 'lock.mdb'));
         const r = spawnSync(
           process.execPath,
           [
