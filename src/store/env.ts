@@ -86,6 +86,8 @@ export interface OpenOptions {
    * read-your-acknowledged-writes across threads for one Atomics.load.
    */
   commitCell?: { cells: Int32Array; index: number };
+  /** lmdb-js env options over the defaults below (benches compare them). */
+  lmdb?: { useWritemap?: boolean; noReadAhead?: boolean; overlappingSync?: boolean; noSync?: boolean };
 }
 
 export const GENERATION_KEY = 'generation';
@@ -101,6 +103,7 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
     noMemInit: false,
     // Data files are private to the service account.
     fileMode: 0o600,
+    ...opts.lmdb,
   } as Parameters<typeof open>[0]);
   const generations = [
     env.openDB<Buffer, string>({ name: 'members', encoding: 'binary' }),
@@ -174,7 +177,23 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
     close: () => env.close(),
   };
   checkSchema(store, !opts.readOnly);
+  if (!opts.readOnly) settleFreeList(store);
   return store;
+}
+
+/**
+ * A compacted copy (`segd backup`: LMDB's compacting copy) has an empty
+ * free-page database behind a long transaction history. lmdb-js 3.5's page
+ * allocator then fails the first write transaction that needs more than a
+ * few pages: an assertion abort, a segfault or MDB_BAD_VALSIZE in
+ * mdb_page_alloc (`segd import` of 2,000 records onto a backup of 20,000
+ * users; a restored node's first catch-up batch when it has no checkpoint to
+ * adopt). One small transaction first frees a page, so the free-page
+ * database is not empty when a big one begins.
+ */
+function settleFreeList(store: Store): void {
+  const free = (store.env.getStats() as { free?: { entryCount?: number } }).free?.entryCount;
+  if (free === 0) store.meta.putSync('schema', SCHEMA_VERSION);
 }
 
 function checkSchema(store: Store, mayInit: boolean): void {
