@@ -4,11 +4,15 @@
 // ingest comparison would take hours at.
 //
 //   ingest   the same synthetic deltas (adds, then re-adds with other segments)
-//            applied by the writer into two fresh stores, index off and on,
-//            alternating rounds in one run: records/s and the on/off ratio, by
-//            the clock and by CPU time (the process's user + system time: on a
-//            machine shared with other jobs the steadier of the two);
-//            likewise a snapshot file of every user loaded into an empty store.
+//            applied by the writer into two fresh stores, index off and on
+//            (both watched by the outbox, as every server's store is:
+//            store/member-watch.ts; `--outbox off` leaves the writer bare
+//            with the index off, so the "on" rounds also pay for the watch),
+//            a transaction of each mode in turn, R rounds of fresh stores:
+//            records/s and the on/off ratio, by the clock and by CPU time (the
+//            process's user + system time: on a machine shared with other jobs
+//            the steadier of the two); likewise, in alternating rounds, a
+//            snapshot file of every user loaded into an empty store.
 //   queries  overlap of the two largest segments, affinity of the largest
 //            against every segment, reach of a 5-term expression (medians).
 //   restart  the index saved, loaded again, and rebuilt from a scan.
@@ -30,6 +34,9 @@ import type { Change } from '../src/loader/records.js';
 import { InsightsIndex } from '../src/insights/insights-index.js';
 import { InsightsQueries } from '../src/insights/queries.js';
 import { loadIndex, saveIndex } from '../src/insights/persist.js';
+import { OutboxWriter } from '../src/outbound/outbox.js';
+import { DestinationRules } from '../src/outbound/deltas.js';
+import { Registry } from '../src/partners/registry.js';
 import { runBench } from './run-bench.js';
 import { seedSynthetic } from './seed-writer.js';
 import type { Bitmap } from '../src/insights/generation-index.js';
@@ -43,12 +50,24 @@ const flags = parseFlags(
     batch: 'changes per writer transaction (default 5000)',
     'at-scale': 'only queries, memory and restart, on one store written once (no ingest or snapshot comparison)',
     store: 'with --at-scale: the store directory, written when empty and kept (default: a temp dir, removed)',
+    outbox: 'on | off: the outbox watches the stores of both modes, as in every server (default on)',
   },
   ['at-scale'],
 );
 const USERS = intFlag(flags, 'users', { min: 1000, max: 50_000_000, def: 200_000 });
 const ROUNDS = intFlag(flags, 'rounds', { min: 1, max: 20, def: 3 });
 const BATCH = intFlag(flags, 'batch', { min: 1, max: 1_000_000, def: 5000 });
+if (flags.outbox !== undefined && flags.outbox !== 'on' && flags.outbox !== 'off')
+  throw new Error('--outbox is on or off');
+const OUTBOX = flags.outbox !== 'off';
+
+/** A store opened as a server opens it: the index (when on) and the outbox watch it before the writer's first write. */
+function open(dir: string, indexOn: boolean): { store: Store; index: InsightsIndex | null } {
+  const store = openStore(dir);
+  const index = indexOn ? new InsightsIndex(store) : null;
+  if (OUTBOX) new OutboxWriter(store, new DestinationRules(Registry.load(store)), () => undefined);
+  return { store, index };
+}
 
 const gen = new Synthetic({ ...DEFAULT_SYNTHETIC, ttlShare: 0 });
 const NOW = Math.floor(Date.now() / 1000);
@@ -70,20 +89,50 @@ const cpuSince = (from: NodeJS.CpuUsage) => {
   return (c.user + c.system) / 1e6;
 };
 
-/** Changes per second by the clock and per CPU second. */
-function ingest(store: Store, index: InsightsIndex | null, all: Change[][]): { wall: number; cpu: number } {
-  const writer = new Writer(store);
-  const t0 = performance.now();
-  const c0 = process.cpuUsage();
+type Mode = 'off' | 'on';
+
+/**
+ * One ingest round: `all` applied to a fresh store per mode, a transaction
+ * of each in turn (the first of each pair alternating), so both modes run
+ * under the same load of the shared machine rather than minutes apart.
+ * Changes per second of each mode, by the clock and per CPU second.
+ */
+function ingestRound(
+  opened: Record<Mode, { store: Store; index: InsightsIndex | null }>,
+  all: Change[][],
+): Record<Mode, { wall: number; cpu: number }> {
+  const writers = { off: new Writer(opened.off.store), on: new Writer(opened.on.store) };
+  const ms = { off: 0, on: 0 };
+  const cpu = { off: 0, on: 0 };
   let n = 0;
+  let k = 0;
   for (const pass of all)
-    for (let i = 0; i < pass.length; i += BATCH) {
-      writer.apply(pass.slice(i, i + BATCH), NOW);
-      n += Math.min(BATCH, pass.length - i);
+    for (let i = 0; i < pass.length; i += BATCH, k++) {
+      const batch = pass.slice(i, i + BATCH);
+      n += batch.length;
+      for (const mode of k % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
+        const t0 = performance.now();
+        const c0 = process.cpuUsage();
+        writers[mode].apply(batch, NOW);
+        cpu[mode] += cpuSince(c0);
+        ms[mode] += performance.now() - t0;
+      }
     }
   // The changes still queued for the bitmaps are applied in the time measured, as a query would have them applied.
-  if (index !== null) void index.active;
-  return { wall: n / ((performance.now() - t0) / 1000), cpu: n / cpuSince(c0) };
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  void opened.on.index!.active;
+  cpu.on += cpuSince(c0);
+  ms.on += performance.now() - t0;
+  const rate = (mode: Mode) => ({ wall: n / (ms[mode] / 1000), cpu: n / cpu[mode] });
+  return { off: rate('off'), on: rate('on') };
+}
+
+/** A fresh temp dir, listed in `dirs` for removal. */
+function temp(dirs: string[]): string {
+  const dir = mkdtempSync(join(tmpdir(), 'segd-bench-insights-'));
+  dirs.push(dir);
+  return dir;
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -104,22 +153,20 @@ async function main(): Promise<void> {
   const dirs: string[] = [];
   let kept: { store: Store; index: InsightsIndex; dir: string } | null = null;
   for (let r = 0; r < ROUNDS; r++) {
-    for (const mode of r % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
-      const dir = mkdtempSync(join(tmpdir(), 'segd-bench-insights-'));
-      dirs.push(dir);
-      const store = openStore(dir);
-      const index = mode === 'on' ? new InsightsIndex(store) : null;
-      const r = ingest(store, index, all);
-      rates[mode].push(r.wall);
-      cpuRates[mode].push(r.cpu);
-      if (index !== null && kept === null) kept = { store, index, dir };
-      else await store.close();
+    const opened = { off: open(temp(dirs), false), on: open(temp(dirs), true) };
+    const round = ingestRound(opened, all);
+    for (const mode of ['off', 'on'] as const) {
+      rates[mode].push(round[mode].wall);
+      cpuRates[mode].push(round[mode].cpu);
     }
+    await opened.off.store.close();
+    if (kept === null) kept = { store: opened.on.store, index: opened.on.index!, dir: dirs.at(-1)! };
+    else await opened.on.store.close();
   }
   const on = median(rates.on);
   const off = median(rates.off);
   console.log(
-    `ingest: ${USERS} users × 2 passes, batch ${BATCH}: index off ${Math.round(off)} changes/s, on ${Math.round(on)} changes/s ` +
+    `ingest: ${USERS} users × 2 passes, batch ${BATCH}, outbox ${OUTBOX ? 'on' : 'off'}: index off ${Math.round(off)} changes/s, on ${Math.round(on)} changes/s ` +
       `(on/off ${(on / off).toFixed(3)}; rounds off ${rates.off.map(Math.round).join(', ')}, on ${rates.on.map(Math.round).join(', ')}); ` +
       `per CPU second: off ${Math.round(median(cpuRates.off))}, on ${Math.round(median(cpuRates.on))} (on/off ${(median(cpuRates.on) / median(cpuRates.off)).toFixed(3)})`,
   );
@@ -134,8 +181,7 @@ async function main(): Promise<void> {
     for (const mode of r % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
       const d = mkdtempSync(join(tmpdir(), 'segd-bench-insights-'));
       dirs.push(d);
-      const s = openStore(d);
-      const index = mode === 'on' ? new InsightsIndex(s) : null;
+      const { store: s, index } = open(d, mode === 'on');
       const loader = new SnapshotLoader(s, new Writer(s));
       const t0 = performance.now();
       const c0 = process.cpuUsage();

@@ -19,10 +19,13 @@
 //
 // The store is watched as a server watches it (server/supervisor.ts): the
 // outbox observes every membership write (store/member-watch.ts), and with
-// `--insights on` the insights index keeps its bitmaps and ordinals too.
+// `--insights on` the insights index keeps its bitmaps and ordinals too;
+// `--insights both` runs each writer variant on the store with the index and
+// on a copy without it in turn, the same records to each, so the on/off
+// comparison is made under one load of the shared machine.
 // `--outbox off` leaves the writer bare (no watch at all), as the runs of
 // docs/benchmarks/2026-12-03-writer.md's first pass measured it.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
@@ -122,42 +125,55 @@ const ALL_VARIANTS: Variant[] = [
   { name: 'batch 50,000', batch: 50_000 },
 ];
 
+/** A store the writer section writes: with `--insights both`, one with the index and a copy without it. */
+interface Target {
+  name: string;
+  store: Store;
+  writer: Writer;
+}
+
 function writerSection(
-  store: Store,
-  writer: Writer,
+  targets: Target[],
   users: number,
   perRound: number,
   rounds: number,
   variants: Variant[],
 ): object {
   const rnd = prng(42);
-  const costs: Cost[][] = variants.map(() => []);
+  const runs = variants.flatMap((v) =>
+    targets.map((t) => ({ v, t, name: targets.length > 1 ? `${v.name}, ${t.name}` : v.name })),
+  );
+  const costs: Cost[][] = runs.map(() => []);
   for (let round = 0; round <= rounds; round++) {
-    variants.forEach((v, k) => {
+    variants.forEach((v) => {
       const recs = records(perRound, users, rnd);
       const now = nowSeconds();
-      const cost = measure(perRound, () =>
-        withTxnFlags(store, v.flags, () => {
-          for (let i = 0; i < recs.length; i += v.batch) writer.apply(recs.slice(i, i + v.batch), now);
-        }),
-      );
-      if (round > 0) costs[k]!.push(cost); // round 0 warms up
+      // With two stores, the same records to each, the first of the pair alternating round by round.
+      const order = round % 2 === 0 ? targets : [...targets].reverse();
+      for (const t of order) {
+        const k = runs.findIndex((r) => r.v === v && r.t === t);
+        const cost = measure(perRound, () =>
+          withTxnFlags(t.store, v.flags, () => {
+            for (let i = 0; i < recs.length; i += v.batch) t.writer.apply(recs.slice(i, i + v.batch), now);
+          }),
+        );
+        if (round > 0) costs[k]!.push(cost); // round 0 warms up
+      }
     });
   }
   console.log(
     `\nWriter.apply, ${users.toLocaleString('en-US')} users, ${perRound.toLocaleString('en-US')} push-shaped records per variant per round, median of ${rounds} alternating rounds (µs per record)\n`,
   );
-  console.log(`${'variant'.padEnd(50)}    user     sys     cpu    wall`);
-  const out = variants.map((v, k) => {
+  console.log(`${'variant'.padEnd(60)}    user     sys     cpu    wall`);
+  return runs.map(({ v, name }, k) => {
     const cs = costs[k]!;
     const cpu = median(cs.map((c) => c.user + c.sys));
     const mid = cs.find((c) => c.user + c.sys === cpu)!;
     console.log(
-      `${v.name.padEnd(50)} ${fmt(mid.user)} ${fmt(mid.sys)} ${fmt(cpu)} ${fmt(median(cs.map((c) => c.wall)))}`,
+      `${name.padEnd(60)} ${fmt(mid.user)} ${fmt(mid.sys)} ${fmt(cpu)} ${fmt(median(cs.map((c) => c.wall)))}`,
     );
-    return { ...v, user: mid.user, sys: mid.sys, cpu, wall: median(cs.map((c) => c.wall)), rounds: cs };
+    return { ...v, name, user: mid.user, sys: mid.sys, cpu, wall: median(cs.map((c) => c.wall)), rounds: cs };
   });
-  return out;
 }
 
 /** utime + stime of a process, in seconds (/proc). */
@@ -286,7 +302,10 @@ async function main(f: Flags): Promise<void> {
   const msgs = intFlag(f, 'msgs', { min: 1000, max: 10_000_000, def: 50_000 });
   const section = typeof f.section === 'string' ? f.section : 'all';
   if (!['writer', 'nats', 'all'].includes(section)) throw new Error('--section is writer, nats or all');
-  const insights = onOff(f, 'insights', false);
+  // both: the writer section alternates between the store with the index and a copy of it without.
+  const both = f.insights === 'both';
+  if (both && section !== 'writer') throw new Error('--insights both is for --section writer');
+  const insights = both || onOff(f, 'insights', false);
   const outbox = onOff(f, 'outbox', true);
   if (insights && !outbox) throw new Error('--insights on watches the store: it needs --outbox on');
   const variants =
@@ -301,6 +320,8 @@ async function main(f: Flags): Promise<void> {
   const dir = keep ?? mkdtempSync(join(tmpdir(), 'segd-bench-writer-'));
   if (keep && !existsSync(keep)) mkdirSync(keep, { recursive: true });
   const store = openStore(dir);
+  const copy = `${dir}-noindex`;
+  let bare: Store | null = null;
   try {
     // As the server: the index and the outbox watch the store before the writer's first write.
     if (insights) {
@@ -316,8 +337,22 @@ async function main(f: Flags): Promise<void> {
     if (have === 0) seed(store, writer, users);
     else if (have !== users) throw new Error(`${dir} holds ${have} users, not ${users}: give another --store`);
     else say(`reusing ${dir} (${have.toLocaleString('en-US')} users)`);
-    const result: Record<string, unknown> = { users, insights, outbox, loadavgBefore: loadavg() };
-    if (section !== 'nats') result.writer = writerSection(store, writer, users, perRound, rounds, variants);
+    const targets: Target[] = [{ name: insights ? 'index on' : 'index off', store, writer }];
+    if (both) {
+      // A copy of the seeded store (no transaction open: the files are consistent), watched as a server without the index.
+      rmSync(copy, { recursive: true, force: true });
+      cpSync(dir, copy, { recursive: true });
+      bare = openStore(copy);
+      new OutboxWriter(bare, new DestinationRules(Registry.load(bare)), () => undefined);
+      targets.push({ name: 'index off', store: bare, writer: new Writer(bare) });
+    }
+    const result: Record<string, unknown> = {
+      users,
+      insights: both ? 'both' : insights,
+      outbox,
+      loadavgBefore: loadavg(),
+    };
+    if (section !== 'nats') result.writer = writerSection(targets, users, perRound, rounds, variants);
     if (section !== 'writer')
       result.nats = await natsSection(
         store,
@@ -335,6 +370,8 @@ async function main(f: Flags): Promise<void> {
     if (typeof f.out === 'string') writeFileSync(f.out, JSON.stringify(result, null, 2));
   } finally {
     await store.close();
+    if (bare !== null) await bare.close();
+    rmSync(copy, { recursive: true, force: true });
     if (!keep) rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -355,7 +392,8 @@ const flags = parseFlags('npm run bench:writer --', process.argv.slice(2), {
   // Not --dir: roaring's loader (node-pre-gyp) reads process.argv and takes --dir for its own --directory.
   store: 'keep the seeded store in this directory and reuse it next time (default: a temporary directory)',
   before: 'nats: another build of dist/src/loader/jetstream.js, run in every other round (an A/B under the same load)',
-  insights: 'on | off: the insights index watches the store, as a server with SEGD_INSIGHTS=on (default off)',
+  insights:
+    'on | off: the insights index watches the store, as a server with SEGD_INSIGHTS=on (default off); both: --section writer alternates between the store with the index and a copy without it',
   outbox: 'on | off: the outbox watches the store, as in every server (default on)',
   batches: 'writer: only plain variants of these transaction sizes, e.g. 1200,20000 (default: every variant)',
   out: 'write the results as JSON to this file',

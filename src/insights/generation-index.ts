@@ -9,17 +9,20 @@
 // Ordinals are dense: a user whose last membership goes gives its ordinal
 // back, and the smallest one given back is handed out next.
 //
-// The bitmaps change late and in bulk: each segment's joins and leaves queue
-// in order in a typed array, and reach its bitmap (one native call per run of
-// joins or of leaves) only when the index is read (`settle`, between
-// transactions) or the queues grow large. With a native call per segment per
-// transaction, a feed touching most segments in every transaction paid more
-// for the calls than for the data. A transaction that does not commit
-// truncates the queues to where it began.
+// The bitmaps change late and in bulk: every join and leave is appended, in
+// order, to one log of (segment id, op) pairs, and reaches the bitmaps only
+// when the index is read (`settle`, between transactions) or the log grows
+// large. A change then costs two stores into an array the writer fills in
+// order; the per-segment work — finding the segment, grouping its ops — runs
+// once per settle in tight loops over typed arrays (a counting sort by
+// segment), and each segment's bitmap takes a native call per run of joins
+// or of leaves. A transaction that does not commit truncates the log to where
+// it began.
 import roaring from 'roaring';
 import type { Database, DatabaseOptions, RootDatabase } from 'lmdb';
 import { HEADER_BYTES, NO_ORDINAL, ordinalOf, segmentIds, withOrdinal } from '../store/members.js';
 import { MemberTable } from './member-table.js';
+import { SegmentSlots } from './segment-slots.js';
 
 const { RoaringBitmap32 } = roaring;
 export type Bitmap = InstanceType<typeof RoaringBitmap32>;
@@ -34,20 +37,16 @@ const ORD_GIVEN = 3; // ordinal
 const LEAVE = 0x8000_0000;
 const MAX_ORDINAL = LEAVE - 1;
 
-/** One bitmap's queued joins and leaves, in order. */
+/** The users bitmap's queued joins and leaves, in order. */
 interface Queue {
   ops: Uint32Array;
   n: number;
   /** ops[0..mark) are committed; the rest belong to the open transaction. */
   mark: number;
-  /** Some op is a leave: the bitmap may have become empty. */
-  leaves: boolean;
 }
-const newQueue = (): Queue => ({ ops: new Uint32Array(16), n: 0, mark: 0, leaves: false });
-/** A queue that grew past this is given back after it was applied. */
-const QUEUE_KEEP = 4096;
-/** Queued ops, in all, past which a commit applies them (memory: 4 bytes each). */
-const SETTLE_AT = 1 << 21;
+const newQueue = (): Queue => ({ ops: new Uint32Array(16), n: 0, mark: 0 });
+/** Queued ops, in all, past which a commit applies them (memory: 12 bytes each, log and grouping). */
+const SETTLE_AT = 1 << 20;
 
 /**
  * A members value read by a rebuild's scan: lmdb-js hands its decoder the
@@ -92,20 +91,31 @@ export class GenerationIndex {
   private freeCount = 0;
   /** The lowest ordinal never handed out. */
   next = 0;
-  /** segment id → when its members last changed (ms since the epoch); committed changes only. */
+  /** segment id → when its members last changed (ms since the epoch); committed changes only, read after `settle`. */
   readonly updatedAt = new Map<number, number>();
   private undo: number[] = [];
-  /** Each segment's queued joins and leaves; `dirty`: the segments with any (ids), `userOps`: `users`'. */
-  private readonly queues = new Map<number, Queue>();
-  private readonly dirty: number[] = [];
-  /** The segments the open transaction queued ops for: what its commit marks (not every queue still unsettled). */
-  private readonly txDirty: number[] = [];
+  /**
+   * The segments' queued ops, (segment id, op) pairs in order: log[0..logMark)
+   * committed, log[logMark..logN) the open transaction's.
+   */
+  private log = new Uint32Array(2048);
+  private logN = 0;
+  private logMark = 0;
+  /** Per commit that queued segment ops since the last settle: where they end in `log`, and its time. */
+  private readonly commitEnds: number[] = [];
+  private readonly commitTimes: number[] = [];
+  /** `users`' queued ops. */
   private readonly userOps = newQueue();
-  /** Ops queued, in all, and in the open transaction. */
-  private queued = 0;
-  private txOps = 0;
+  /** settle's work arrays: per slot (segment-slots.ts) its ops' count and last commit time, and the ops grouped by slot. */
+  private readonly slots = new SegmentSlots();
+  private count = new Int32Array(0);
+  private at = new Float64Array(0);
+  private grouped = new Uint32Array(0);
   /** A stored user had no ordinal: this index no longer matches its generation (the next start rebuilds it). */
   broken = false;
+
+  /** `settleAt`: queued ops past which a commit applies them (smaller in tests, to reach that path). */
+  constructor(private readonly settleAt = SETTLE_AT) {}
 
   /**
    * A user's segments change from `before` to `after` (both ascending ids);
@@ -142,13 +152,11 @@ export class GenerationIndex {
   }
 
   private queue(id: number, op: number): void {
-    let q = this.queues.get(id);
-    if (q === undefined) this.queues.set(id, (q = newQueue()));
-    if (q.n === 0) this.dirty.push(id);
-    if (q.n === q.mark) this.txDirty.push(id);
-    push(q, op);
-    this.queued++;
-    this.txOps++;
+    const n = this.logN;
+    if (n === this.log.length) this.log = grown(this.log, n + 2);
+    this.log[n] = id;
+    this.log[n + 1] = op;
+    this.logN = n + 2;
   }
 
   private take(): number {
@@ -164,15 +172,11 @@ export class GenerationIndex {
       this.undo.push(ORD_TAKEN_NEXT, ord);
     }
     push(this.userOps, ord);
-    this.queued++;
-    this.txOps++;
     return ord;
   }
 
   private give(ord: number): void {
     push(this.userOps, (ord | LEAVE) >>> 0);
-    this.queued++;
-    this.txOps++;
     this.free.add(ord);
     this.freeCount++;
     this.undo.push(ORD_GIVEN, ord);
@@ -180,38 +184,25 @@ export class GenerationIndex {
 
   /** Whether the open transaction changed this index. */
   get changed(): boolean {
-    return this.txOps > 0 || this.undo.length > 0;
+    return this.logN > this.logMark || this.userOps.n > this.userOps.mark || this.undo.length > 0;
   }
 
   /** The transaction committed: its changes stay (and reach the bitmaps if much is queued). */
   commit(now: number): void {
-    for (const id of this.txDirty) {
-      const q = this.queues.get(id)!;
-      if (q.n > q.mark) {
-        q.mark = q.n;
-        this.updatedAt.set(id, now);
-      }
+    if (this.logN > this.logMark) {
+      this.commitEnds.push(this.logN);
+      this.commitTimes.push(now);
+      this.logMark = this.logN;
     }
-    this.txDirty.length = 0;
     this.userOps.mark = this.userOps.n;
     this.undo.length = 0;
-    this.txOps = 0;
-    if (this.queued >= SETTLE_AT) this.settle();
+    if ((this.logMark >> 1) + this.userOps.mark >= this.settleAt) this.settle();
   }
 
   /** The transaction did not commit: its changes are undone, newest first. */
   rollback(): void {
-    let w = 0;
-    for (const id of this.dirty) {
-      const q = this.queues.get(id)!;
-      q.n = q.mark;
-      if (q.n > 0) this.dirty[w++] = id;
-    }
-    this.dirty.length = w;
-    this.txDirty.length = 0;
+    this.logN = this.logMark;
     this.userOps.n = this.userOps.mark;
-    this.queued -= this.txOps;
-    this.txOps = 0;
     const u = this.undo;
     for (let k = u.length - 2; k >= 0; k -= 2) {
       const op = u[k]!;
@@ -228,24 +219,73 @@ export class GenerationIndex {
     u.length = 0;
   }
 
-  /** Applies the committed queues to the bitmaps: call before reading them. */
+  /** Applies the committed ops to the bitmaps: call before reading them. */
   settle(): void {
-    if (this.queued === this.txOps) return;
-    let w = 0;
-    for (const id of this.dirty) {
-      const q = this.queues.get(id)!;
-      let bm = this.segments.get(id);
-      if (q.mark > 0) {
-        if (bm === undefined) this.segments.set(id, (bm = newBitmap()));
-        const leaves = q.leaves;
-        apply(bm, q);
-        if (leaves && bm.size === 0) this.segments.delete(id);
-      }
-      if (q.n > 0) this.dirty[w++] = id;
+    if (this.logMark > 0) this.settleSegments();
+    const q = this.userOps;
+    if (q.mark > 0) {
+      applyRuns(this.users, q.ops, 0, q.mark);
+      if (q.n > q.mark) q.ops.copyWithin(0, q.mark, q.n);
+      q.n -= q.mark;
+      q.mark = 0;
     }
-    this.dirty.length = w;
-    apply(this.users, this.userOps);
-    this.queued = this.txOps;
+  }
+
+  /**
+   * The committed part of the log, grouped by segment in order (a counting
+   * sort by slot), each segment's ops applied to its bitmap; the open
+   * transaction's ops move to the log's start.
+   */
+  private settleSegments(): void {
+    const { log, slots, commitEnds, commitTimes } = this;
+    const end = this.logMark;
+    let { count, at } = this;
+    count.fill(0);
+    // Each op's slot in place of its id; ops per slot; the time of the last commit with an op of it.
+    let k = 0;
+    for (let c = 0; c < commitEnds.length; c++) {
+      const to = commitEnds[c]!;
+      const t = commitTimes[c]!;
+      for (; k < to; k += 2) {
+        const s = slots.of(log[k]!);
+        if (s >= count.length) {
+          count = grown(count, s + 1);
+          at = grown(at, s + 1);
+        }
+        count[s]!++;
+        at[s] = t;
+        log[k] = s;
+      }
+    }
+    this.count = count;
+    this.at = at;
+    const nSlots = slots.size;
+    // count[s] becomes where slot s's ops start; after the scatter, where they end.
+    for (let s = 0, p = 0; s < nSlots; s++) {
+      const c = count[s]!;
+      count[s] = p;
+      p += c;
+    }
+    if (this.grouped.length < end >> 1) this.grouped = new Uint32Array(Math.max(end >> 1, this.grouped.length * 2));
+    const grouped = this.grouped;
+    for (let i = 0; i < end; i += 2) grouped[count[log[i]!]!++] = log[i + 1]!;
+    const { ids } = slots;
+    for (let s = 0, from = 0; s < nSlots; s++) {
+      const to = count[s]!;
+      if (to > from) {
+        const id = ids[s]!;
+        let bm = this.segments.get(id);
+        if (bm === undefined) this.segments.set(id, (bm = newBitmap()));
+        if (applyRuns(bm, grouped, from, to) && bm.size === 0) this.segments.delete(id);
+        this.updatedAt.set(id, at[s]!);
+      }
+      from = to;
+    }
+    if (this.logN > end) log.copyWithin(0, end, this.logN);
+    this.logN -= end;
+    this.logMark = 0;
+    commitEnds.length = 0;
+    commitTimes.length = 0;
   }
 
   /** Forgets everything (the generation was emptied). */
@@ -256,11 +296,11 @@ export class GenerationIndex {
     this.freeCount = 0;
     this.updatedAt.clear();
     this.undo.length = 0;
-    this.queues.clear();
-    this.dirty.length = 0;
-    this.txDirty.length = 0;
+    this.logN = this.logMark = 0;
+    this.commitEnds.length = 0;
+    this.commitTimes.length = 0;
     this.userOps.n = this.userOps.mark = 0;
-    this.queued = this.txOps = 0;
+    this.slots.clear();
     this.next = 0;
     this.broken = false;
   }
@@ -356,36 +396,34 @@ export class GenerationIndex {
 
 /** Appends `op` to a queue, growing it as needed. */
 function push(q: Queue, op: number): void {
-  if (q.n === q.ops.length) {
-    const grown = new Uint32Array(q.n * 2);
-    grown.set(q.ops);
-    q.ops = grown;
-  }
-  if (op >= LEAVE) q.leaves = true;
+  if (q.n === q.ops.length) q.ops = grown(q.ops, q.n + 1);
   q.ops[q.n++] = op;
 }
 
+/** `a` copied into an array of at least `min` elements (twice as many, or more). */
+function grown<T extends Uint32Array | Int32Array | Float64Array>(a: T, min: number): T {
+  const out = new (a.constructor as new (n: number) => T)(Math.max(min, a.length * 2));
+  out.set(a);
+  return out;
+}
+
 /**
- * Applies a queue's committed ops to `bm` in order, a run of joins or of
- * leaves per native call, and keeps the open transaction's.
+ * Applies ops[from..to) to `bm` in order, a run of joins or of leaves per
+ * native call (leaves are unmarked in place). Returns whether any was a leave.
  */
-function apply(bm: Bitmap, q: Queue): void {
-  const { ops, mark } = q;
-  let i = 0;
-  while (i < mark) {
+function applyRuns(bm: Bitmap, ops: Uint32Array, from: number, to: number): boolean {
+  let leaves = false;
+  let i = from;
+  while (i < to) {
     const leave = ops[i]! >= LEAVE;
     let j = i + 1;
-    while (j < mark && ops[j]! >= LEAVE === leave) j++;
+    while (j < to && ops[j]! >= LEAVE === leave) j++;
     if (leave) {
+      leaves = true;
       for (let k = i; k < j; k++) ops[k] = ops[k]! & MAX_ORDINAL;
       bm.removeMany(ops.subarray(i, j));
     } else bm.addMany(ops.subarray(i, j));
     i = j;
   }
-  if (q.n > mark) ops.copyWithin(0, mark, q.n);
-  q.n -= mark;
-  q.mark = 0;
-  q.leaves = false;
-  for (let k = 0; k < q.n; k++) if (ops[k]! >= LEAVE) q.leaves = true;
-  if (q.n === 0 && ops.length > QUEUE_KEEP) q.ops = new Uint32Array(16);
+  return leaves;
 }

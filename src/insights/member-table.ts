@@ -14,21 +14,17 @@
 // Memory while it runs: 4 bytes per membership (the gathered ordinals), one
 // bit per ordinal up to the highest, and the largest segment's sort buffer.
 import roaring from 'roaring';
+import { SegmentSlots } from './segment-slots.js';
 
 type Bitmap = InstanceType<typeof roaring.RoaringBitmap32>;
 
-/** Segment ids below this find their slot in a table; the rest in a Map. */
-const SMALL_IDS = 1 << 16;
 /** Bits per radix pass, at most (a count array of 2^12 stays in the L1 cache): ordinals below 2^24 take two passes. */
 const MAX_DIGIT = 12;
 /** Segments with fewer members than this are sorted by the engine's sort instead. */
 const RADIX_FROM = 256;
 
 export class MemberTable {
-  /** slot → segment id. */
-  private readonly ids: number[] = [];
-  private readonly smallSlot = new Int32Array(SMALL_IDS).fill(-1);
-  private readonly bigSlot = new Map<number, number>();
+  private readonly slots = new SegmentSlots();
   /** Slots below this have a region of `flat`: [start, end), filled up to `pos`. */
   private readonly hinted: number;
   private flat: Uint32Array;
@@ -50,8 +46,8 @@ export class MemberTable {
    */
   constructor(sizes: Iterable<readonly [number, number]> = []) {
     const want: number[] = [];
-    for (const [id, n] of sizes) if (n > 0) want[this.slot(id)] = n;
-    this.hinted = this.ids.length;
+    for (const [id, n] of sizes) if (n > 0) want[this.slots.of(id)] = n;
+    this.hinted = this.slots.size;
     this.start = new Uint32Array(this.hinted);
     this.end = new Uint32Array(this.hinted);
     let total = 0;
@@ -72,9 +68,9 @@ export class MemberTable {
     if ((this.seen[w]! & bit) !== 0) return false;
     this.seen[w]! |= bit;
     if (ord > this.maxOrd) this.maxOrd = ord;
-    const { flat, pos, end, hinted } = this;
+    const { flat, pos, end, hinted, slots } = this;
     for (let i = 0; i < k; i++) {
-      const s = this.slot(segs[i]!);
+      const s = slots.of(segs[i]!);
       if (s < hinted) {
         const p = pos[s]!;
         if (p < end[s]!) {
@@ -97,29 +93,12 @@ export class MemberTable {
     this.spilledLen[s] = n + 1;
   }
 
-  private slot(id: number): number {
-    if (id < SMALL_IDS) {
-      const s = this.smallSlot[id]!;
-      if (s >= 0) return s;
-      return (this.smallSlot[id] = this.newSlot(id));
-    }
-    const s = this.bigSlot.get(id);
-    if (s !== undefined) return s;
-    const made = this.newSlot(id);
-    this.bigSlot.set(id, made);
-    return made;
-  }
-
-  private newSlot(id: number): number {
-    this.ids.push(id);
-    return this.ids.length - 1;
-  }
-
   /** Adds every user's ordinal to `users` and each to its segments' bitmaps in `segments` (made as needed). */
   build(users: Bitmap, segments: Map<number, Bitmap>, newBitmap: () => Bitmap): void {
     users.addMany(setBits(this.seen, this.maxOrd));
     const sorter = new RadixSort(this.maxOrd);
-    for (let s = 0; s < this.ids.length; s++) {
+    const { ids } = this.slots;
+    for (let s = 0; s < ids.length; s++) {
       let ords = s < this.hinted ? this.flat.subarray(this.start[s]!, this.pos[s]!) : EMPTY;
       const more = this.spilled[s];
       if (more !== undefined) {
@@ -130,7 +109,7 @@ export class MemberTable {
         this.spilled[s] = undefined;
       }
       if (ords.length === 0) continue;
-      const id = this.ids[s]!;
+      const id = ids[s]!;
       let bm = segments.get(id);
       if (bm === undefined) segments.set(id, (bm = newBitmap()));
       bm.addMany(sorter.sort(ords));
