@@ -31,8 +31,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore, userCount, type Store } from '../src/store/env.js';
 import { Writer } from '../src/loader/writer.js';
-import type { Change } from '../src/loader/records.js';
-import { uidFor, DEFAULT_SYNTHETIC, FIRST_SEGMENT_ID } from '../src/gen/synthetic.js';
+import { pushShapedRecords } from './seed-writer.js';
 import { prng } from '../src/loadtest/key-mix.js';
 import { nowSeconds } from '../src/lookup/segments.js';
 import { intFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
@@ -41,8 +40,6 @@ import { DestinationRules } from '../src/outbound/deltas.js';
 import { Registry } from '../src/partners/registry.js';
 
 const say = (msg: string) => console.log(`[bench:catchup ${new Date().toISOString().slice(11, 19)}] ${msg}`);
-const TAXONOMY = 5000;
-const SEED = DEFAULT_SYNTHETIC.seed;
 
 interface Variant {
   name: string;
@@ -125,18 +122,6 @@ const per = (u: Usage, n: number): Usage => ({
   wall: u.wall / n,
 });
 
-/** Push-shaped records: an add of two random segments for a random existing user (as the stream publisher's). */
-function records(n: number, users: number, rnd: () => number): Change[] {
-  const now = nowSeconds();
-  return Array.from({ length: n }, () => ({
-    op: 'add' as const,
-    uid: uidFor(SEED, Math.floor(rnd() * users)),
-    ts: now,
-    ids: [FIRST_SEGMENT_ID + Math.floor(rnd() * TAXONOMY), FIRST_SEGMENT_ID + Math.floor(rnd() * TAXONOMY)],
-    ttls: [0, 0],
-  }));
-}
-
 function prefault(store: Store, how: Variant['prefault']): Usage {
   const u0 = usage();
   if (how === 'read') {
@@ -158,7 +143,7 @@ async function child(dir: string, v: Variant, changes: number, round: number): P
   new OutboxWriter(store, new DestinationRules(Registry.load(store)), () => undefined);
   const writer = new Writer(store);
   const users = userCount(store);
-  const recs = records(changes, users, prng(1000 + round));
+  const recs = pushShapedRecords(changes, users, prng(1000 + round));
   const pre = v.prefault ? prefault(store, v.prefault) : ZERO;
   // The transaction's work and its commit apart: lmdb-js runs the callback, then commits.
   let work = ZERO;

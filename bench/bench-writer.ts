@@ -33,9 +33,8 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { openStore, userCount, type Store } from '../src/store/env.js';
 import { Writer } from '../src/loader/writer.js';
 import { JetStreamSource, type JetStreamStats } from '../src/loader/jetstream.js';
-import type { Change } from '../src/loader/records.js';
 import { uidFor, DEFAULT_SYNTHETIC, FIRST_SEGMENT_ID } from '../src/gen/synthetic.js';
-import { seedSynthetic } from './seed-writer.js';
+import { seedSynthetic, pushShapedRecords, TAXONOMY } from './seed-writer.js';
 import { prng } from '../src/loadtest/key-mix.js';
 import { nowSeconds } from '../src/lookup/segments.js';
 import { intFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
@@ -48,7 +47,6 @@ import { DestinationRules } from '../src/outbound/deltas.js';
 import { Registry } from '../src/partners/registry.js';
 
 const say = (msg: string) => console.log(`[bench:writer ${new Date().toISOString().slice(11, 19)}] ${msg}`);
-const TAXONOMY = 5000;
 const SEED = DEFAULT_SYNTHETIC.seed;
 
 /** Fills an empty store with `users` synthetic users (as bench:micro does). */
@@ -56,18 +54,6 @@ function seed(store: Store, writer: Writer, users: number): void {
   const t0 = performance.now();
   seedSynthetic(writer, users);
   say(`seeded ${users.toLocaleString('en-US')} users in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-}
-
-/** Push-shaped records: an add of two random segments for a random existing user. */
-function records(n: number, users: number, rnd: () => number): Change[] {
-  const now = nowSeconds();
-  return Array.from({ length: n }, () => ({
-    op: 'add' as const,
-    uid: uidFor(SEED, Math.floor(rnd() * users)),
-    ts: now,
-    ids: [FIRST_SEGMENT_ID + Math.floor(rnd() * TAXONOMY), FIRST_SEGMENT_ID + Math.floor(rnd() * TAXONOMY)],
-    ttls: [0, 0],
-  }));
 }
 
 interface Cost {
@@ -146,7 +132,7 @@ function writerSection(
   const costs: Cost[][] = runs.map(() => []);
   for (let round = 0; round <= rounds; round++) {
     variants.forEach((v) => {
-      const recs = records(perRound, users, rnd);
+      const recs = pushShapedRecords(perRound, users, rnd);
       const now = nowSeconds();
       // With two stores, the same records to each, the first of the pair alternating round by round.
       const order = round % 2 === 0 ? targets : [...targets].reverse();
