@@ -45,8 +45,11 @@ import {
   isValidMembersValue,
   HEADER_BYTES,
   PAIR_BYTES,
+  ORDINAL_BYTES,
+  NO_ORDINAL,
   type Membership,
 } from '../store/members.js';
+import { MemberWatch } from '../store/member-watch.js';
 import { nowSeconds } from '../lookup/segments.js';
 import type { Writer } from './writer.js';
 import type { ChangeLog } from './transactions.js';
@@ -369,7 +372,11 @@ export class SnapshotLoader {
   ): Promise<Map<number, number>> {
     const { store, writer } = this;
     const { sorted, cmp, maxTs, now } = snap;
-    const scratch = Buffer.allocUnsafe(HEADER_BYTES + PAIR_BYTES * FAST_PAIRS);
+    // With room for the ordinal an insights index keeps in each value
+    // (store/members.ts withOrdinal), which then writes it in place instead
+    // of copying every value to append it.
+    const room = MemberWatch.keepsOrdinals(store) ? ORDINAL_BYTES : 0;
+    const scratch = Buffer.allocUnsafe(HEADER_BYTES + PAIR_BYTES * FAST_PAIRS + ORDINAL_BYTES);
     const counts = new Map<number, number>();
     let i = 0;
     while (i < sorted.length) {
@@ -400,7 +407,10 @@ export class SnapshotLoader {
             put(uid, v);
             return g;
           }
-          next.putSync(uid, scratch.subarray(0, len), { append: true });
+          if (room !== 0 && len > HEADER_BYTES) {
+            scratch.writeUInt32LE(NO_ORDINAL, len);
+            next.putSync(uid, scratch.subarray(0, len + room), { append: true });
+          } else next.putSync(uid, scratch.subarray(0, len), { append: true });
           if (len > HEADER_BYTES) writer.markKnown(uid);
           for (let off = HEADER_BYTES; off < len; off += PAIR_BYTES) {
             const id = scratch.readUInt32LE(off);

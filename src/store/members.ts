@@ -18,7 +18,7 @@ export const PAIR_BYTES = 8;
 export const MAX_SEGMENT_ID = 0xffff_ffff;
 /** What ordinalOf answers for a value that carries none. */
 export const NO_ORDINAL = 0xffff_ffff;
-const ORDINAL_BYTES = 4;
+export const ORDINAL_BYTES = 4;
 
 export interface Membership {
   id: number;
