@@ -46,7 +46,7 @@ import {
   HEADER_BYTES,
   PAIR_BYTES,
   ORDINAL_BYTES,
-  NO_ORDINAL,
+  clearOrdinal,
   type Membership,
 } from '../store/members.js';
 import { MemberWatch } from '../store/member-watch.js';
@@ -375,7 +375,7 @@ export class SnapshotLoader {
     // With room for the ordinal an insights index keeps in each value
     // (store/members.ts withOrdinal), which then writes it in place instead
     // of copying every value to append it.
-    const room = MemberWatch.keepsOrdinals(store) ? ORDINAL_BYTES : 0;
+    const room = MemberWatch.keepsOrdinals(store);
     const scratch = Buffer.allocUnsafe(HEADER_BYTES + PAIR_BYTES * FAST_PAIRS + ORDINAL_BYTES);
     const counts = new Map<number, number>();
     let i = 0;
@@ -407,10 +407,8 @@ export class SnapshotLoader {
             put(uid, v);
             return g;
           }
-          if (room !== 0 && len > HEADER_BYTES) {
-            scratch.writeUInt32LE(NO_ORDINAL, len);
-            next.putSync(uid, scratch.subarray(0, len + room), { append: true });
-          } else next.putSync(uid, scratch.subarray(0, len), { append: true });
+          const withRoom = room && len > HEADER_BYTES ? clearOrdinal(scratch, len) : len;
+          next.putSync(uid, scratch.subarray(0, withRoom), { append: true });
           if (len > HEADER_BYTES) writer.markKnown(uid);
           for (let off = HEADER_BYTES; off < len; off += PAIR_BYTES) {
             const id = scratch.readUInt32LE(off);

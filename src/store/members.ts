@@ -57,9 +57,18 @@ export function encodePairs(
     buf.writeUInt32LE(ids[k]!, off);
     buf.writeUInt32LE(exps[k]!, off + 4);
   }
-  // Until the index writes it: no ordinal (never left as stale heap bytes).
-  if (buf.length !== size) buf.writeUInt32LE(NO_ORDINAL, size);
+  if (buf.length !== size) clearOrdinal(buf, size);
   return buf;
+}
+
+/**
+ * Marks the ordinal's room after a value of `size` bytes as holding none,
+ * until the index writes it (withOrdinal): never left as stale heap bytes.
+ * Returns the value's length with the room.
+ */
+export function clearOrdinal(buf: Buffer, size: number): number {
+  buf.writeUInt32LE(NO_ORDINAL, size);
+  return size + ORDINAL_BYTES;
 }
 
 /** Full decode, for the writer (which needs the whole set to merge). */
