@@ -287,29 +287,39 @@ export class BidRequestScanner {
    * A container enrichment reads nothing in, from its opening byte, checked
    * as `value` checks it but with no field, key or span noted; its own
    * containers go on the stack above `base`. The position after it.
+   *
+   * Strings, keys and their colons are walked inline, the call kept for the
+   * rare string with an escape or a control byte: a call per string was a
+   * fifth of the scan (perf, bench:cpu).
    */
   private skip(buf: Buffer, pos: number, base: number): number {
     const len = buf.length;
     let depth = base;
     let c = buf[pos]!;
+    // The innermost open container is an object (stackIsObj's top, kept in a local).
+    let inObj = false;
     for (;;) {
       // A value starts at pos, its first byte in c.
       if (c === Q) {
-        pos = skipString(buf, pos);
-        if (pos < 0) return pos;
+        pos++;
+        while (pos < len && STRING_CLASS[buf[pos]!] === 0) pos++;
+        if (buf[pos] === Q) pos++;
+        else {
+          pos = stringRest(buf, pos);
+          if (pos < 0) return pos;
+        }
       } else if (c === OPEN_OBJ || c === OPEN_ARR) {
         if (depth === this.stackIsObj.length) this.grow();
-        const isObj = c === OPEN_OBJ;
-        this.stackIsObj[depth++] = isObj ? 1 : 0;
+        inObj = c === OPEN_OBJ;
+        this.stackIsObj[depth++] = inObj ? 1 : 0;
         pos++;
         while (pos < len && isWs((c = buf[pos]!))) pos++;
         if (pos >= len) return -pos - 1;
-        if (c !== (isObj ? CLOSE_OBJ : CLOSE_ARR)) {
-          if (isObj) {
-            pos = skipKey(buf, pos);
+        if (c !== (inObj ? CLOSE_OBJ : CLOSE_ARR)) {
+          if (inObj) {
+            pos = skipKey(buf, pos, len);
             if (pos < 0) return pos;
-            while (pos < len && isWs((c = buf[pos]!))) pos++;
-            if (pos >= len) return -pos - 1;
+            c = buf[pos]!;
           }
           continue;
         }
@@ -326,22 +336,21 @@ export class BidRequestScanner {
       for (;;) {
         while (pos < len && isWs((c = buf[pos]!))) pos++;
         if (pos >= len) return -pos - 1;
-        const isObj = this.stackIsObj[depth - 1] === 1;
         if (c === COMMA) {
           pos++;
           while (pos < len && isWs((c = buf[pos]!))) pos++;
           if (pos >= len) return -pos - 1;
-          if (isObj) {
-            pos = skipKey(buf, pos);
+          if (inObj) {
+            pos = skipKey(buf, pos, len);
             if (pos < 0) return pos;
-            while (pos < len && isWs((c = buf[pos]!))) pos++;
-            if (pos >= len) return -pos - 1;
+            c = buf[pos]!;
           }
           break;
         }
-        if (c !== (isObj ? CLOSE_OBJ : CLOSE_ARR)) return -pos - 1;
+        if (c !== (inObj ? CLOSE_OBJ : CLOSE_ARR)) return -pos - 1;
         pos++;
         if (--depth === base) return pos;
+        inObj = this.stackIsObj[depth - 1] === 1;
       }
     }
   }
@@ -382,8 +391,15 @@ export class BidRequestScanner {
 
   /** A string from its opening quote; the position after its closing quote (sets `esc`). */
   private string(buf: Buffer, pos: number): number {
+    const len = buf.length;
+    pos++;
+    while (pos < len && STRING_CLASS[buf[pos]!] === 0) pos++;
+    if (buf[pos] === Q) {
+      this.esc = false;
+      return pos + 1;
+    }
     escapeSeen = false;
-    pos = skipString(buf, pos);
+    pos = stringRest(buf, pos);
     this.esc = escapeSeen;
     return pos;
   }
@@ -503,31 +519,43 @@ function literal(buf: Buffer, pos: number, c: number): number {
   return pos + word.length;
 }
 
-/** A member's key from its opening quote, and its colon; the position after the colon. */
-function skipKey(buf: Buffer, pos: number): number {
+/** A member's key from its opening quote, its colon and the whitespace after it; the position of its value. */
+function skipKey(buf: Buffer, pos: number, len: number): number {
   if (buf[pos] !== Q) return -pos - 1;
-  pos = skipString(buf, pos);
-  if (pos < 0) return pos;
-  if (buf[pos] === COLON) return pos + 1;
-  const len = buf.length;
+  pos++;
+  while (pos < len && STRING_CLASS[buf[pos]!] === 0) pos++;
+  if (buf[pos] === Q) pos++;
+  else {
+    pos = stringRest(buf, pos);
+    if (pos < 0) return pos;
+  }
+  if (buf[pos] === COLON) pos++;
+  else {
+    while (pos < len && isWs(buf[pos]!)) pos++;
+    if (buf[pos] !== COLON) return -pos - 1;
+    pos++;
+  }
   while (pos < len && isWs(buf[pos]!)) pos++;
-  return buf[pos] === COLON ? pos + 1 : -pos - 1;
+  return pos < len ? pos : -pos - 1;
 }
 
-/** Set when `skipString` passes an escape (the scanner clears it before the strings it reads). */
+/** Set when `stringRest` passes an escape (the scanner clears it before the strings it reads). */
 let escapeSeen = false;
 
-/** A string from its opening quote; the position after its closing quote. */
-function skipString(buf: Buffer, pos: number): number {
+/**
+ * The rest of a string from a byte the fast loop stopped at (an escape, a
+ * control byte, or the end of the buffer); the position after its closing
+ * quote. Sets `escapeSeen` when it passes an escape.
+ *
+ * Most strings hold no escape: their callers walk them in one loop to the
+ * closing quote (`while (STRING_CLASS[byte] === 0)`) and come here only
+ * when it stops elsewhere. With the one-compare whitespace test and a key's
+ * colon read straight after it, the scan alone 1.07–1.10× faster on the
+ * banner, 1.07–1.09× on app-ifa (min of 101 alternating windows against the
+ * build before, four runs, both orders, loaded machine).
+ */
+function stringRest(buf: Buffer, pos: number): number {
   const len = buf.length;
-  pos++;
-  // Most strings hold no escape: one loop to the closing quote. With the
-  // one-compare whitespace test and a key's colon read straight after it,
-  // the scan alone 1.07–1.10× faster on the banner, 1.07–1.09× on app-ifa
-  // (min of 101 alternating windows against the build before, four runs,
-  // both orders, loaded machine).
-  while (pos < len && STRING_CLASS[buf[pos]!] === 0) pos++;
-  if (buf[pos] === Q) return pos + 1;
   for (;;) {
     while (pos < len && STRING_CLASS[buf[pos]!] === 0) pos++;
     if (pos >= len) return -pos - 1;
