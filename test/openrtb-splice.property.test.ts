@@ -208,6 +208,35 @@ describe('enrichment by splicing', () => {
     );
   });
 
+  it('walks strings full of brackets, quotes, escapes and unicode, in containers it skips and ones it reads, as JSON.parse does', () => {
+    // Strings the scanner walks inline (values and keys, skipped or read), around every kind of byte that ends a plain run.
+    const tricky = jsonString(
+      fc.string({
+        unit: fc.constantFrom(...'{}[]":,\\/ abc\u00e9\u2028\u20ac\ud83d\ude00\t\n\u0001'.split('')),
+        maxLength: 40,
+      }),
+    ).map((n) => n as string);
+    const nest = (d: number, v: string) => `${'[{"k":'.repeat(d)}${v}${'}]'.repeat(d)}`;
+    const doc = fc
+      .tuple(fc.array(tricky, { minLength: 12, maxLength: 12 }), fc.nat({ max: 30 }))
+      .map(
+        ([t, d]) =>
+          `{"id":${t[0]},"imp":[{"id":${t[1]},${t[2]}:[${t[3]},{${t[4]}:${t[5]}}]}],"site":{${t[6]}:${t[7]}},` +
+          `"user":{"id":${t[8]},${t[9]}:${t[10]}},"device":{"ifa":${t[11]}},"ext":${nest(d, t[2]!)}}`,
+      );
+    // The same with one byte changed into what a string may not hold raw, or a lone backslash or quote.
+    const damaged = fc
+      .tuple(doc, fc.nat(), fc.constantFrom('\u0000', '\u001f', '\n', '\\', '"', '\\u12', '\\x'))
+      .map(([text, at, ch]) => {
+        const i = at % text.length;
+        return text.slice(0, i) + ch + text.slice(i + 1);
+      });
+    fc.assert(
+      fc.property(fc.oneof(doc, damaged), someIds, (text, ids) => check(text, ids, DOMAIN, TAXONOMY)),
+      { numRuns: 3_000 },
+    );
+  });
+
   it('takes any nesting depth without recursion and keeps the bytes it does not touch', () => {
     const deep = `{"id":"d","imp":[],"user":{"id":"u"},"ext":${'['.repeat(200_000)}${']'.repeat(200_000)}}`;
     const data = JSON.stringify(referenceData(TAXONOMY, DOMAIN, [1]));

@@ -7,6 +7,8 @@
 // passes is dropped: 408 and the connection closed (slow senders cannot hold
 // a worker's admission budget). One sweep timer per worker checks deadlines,
 // so a read costs no timer of its own.
+import { Buffer } from 'node:buffer';
+import { performance } from 'node:perf_hooks';
 import type { HttpResponse } from 'uWebSockets.js';
 import { sendError } from './respond.js';
 import { answerFailure, currentRoute, openedPending, type RouteContext } from './guard.js';
@@ -34,6 +36,9 @@ class Read {
   buf: Buffer;
   len = 0;
   finished = false;
+  /** Neighbours in the list of reads in progress (see `reads`). */
+  prev: Read | null = null;
+  next: Read | null = null;
   readonly deadline: number;
 
   constructor(
@@ -125,20 +130,41 @@ class Read {
 
   private finish(): void {
     this.finished = true;
-    reads.delete(this);
+    unlink(this);
   }
 }
 
-const reads = new Set<Read>();
+// The reads in progress, for the sweep: an intrusive list, not a Set. A Set
+// that every request enters and leaves rehashes and shrinks as it empties
+// (≈ 1.5% of the enrichment route's user CPU under wrk in perf: SetPrototypeAdd,
+// SetPrototypeDelete, Runtime_SetShrink).
+let reads: Read | null = null;
+
+function link(r: Read): void {
+  r.next = reads;
+  if (reads !== null) reads.prev = r;
+  reads = r;
+}
+
+/** Takes `r` out of the list; a no-op when it is not in it. */
+function unlink(r: Read): void {
+  if (r.prev !== null) r.prev.next = r.next;
+  else if (reads === r) reads = r.next;
+  if (r.next !== null) r.next.prev = r.prev;
+  r.prev = r.next = null;
+}
+
 let sweeper: NodeJS.Timeout | null = null;
 
 function sweep(): void {
   const now = performance.now();
-  for (const r of reads) {
-    if (!r.live) reads.delete(r);
+  for (let r = reads; r !== null;) {
+    const next = r.next;
+    if (!r.live) unlink(r);
     else if (now >= r.deadline) r.expire();
+    r = next;
   }
-  if (reads.size === 0 && sweeper !== null) {
+  if (reads === null && sweeper !== null) {
     clearInterval(sweeper);
     sweeper = null;
   }
@@ -180,7 +206,7 @@ export function readBody(
     done,
     borrowed,
   );
-  reads.add(read);
+  link(read);
   if (sweeper === null) {
     // A quarter of the deadline, at most a second: a body is dropped at most that late.
     sweeper = setInterval(sweep, Math.min(1000, Math.max(25, timeoutMs / 4))).unref();

@@ -4,7 +4,8 @@
 // add — no personalisation allowed, unknown user, nothing licensed, past the
 // time budget, overloaded — the answer is 204 with `X-Segd-Empty: <reason>`:
 // the caller goes on with the request it already has.
-import { isUtf8 } from 'node:buffer';
+import { isUtf8, Buffer } from 'node:buffer';
+import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import { readBody } from '../body.js';
