@@ -83,6 +83,38 @@ export class ReadPath {
   }
 
   /**
+   * `read` of the uid whose chars are the plain ASCII bytes `b[start, end)`
+   * (codec/uid-list.ts), which SegmentLookup.screen passed: the same count
+   * in `ids`, with a string of the uid made only when the read misses (to
+   * follow a merged uid to its profile). `profile` is the merged profile's
+   * uid when one was read, else null (the caller has the uid's bytes).
+   */
+  readAscii(b: Buffer, start: number, end: number, licence: Licence | undefined, nowSec: number): number {
+    this.profile = null;
+    this.sent = null;
+    this.licence = licence;
+    this.nowSec = nowSec;
+    this.found = false;
+    const lookup = this.lookup;
+    let n = lookup.findAscii(b, start, end, nowSec);
+    if (n < 0) {
+      const uid = b.toString('latin1', start, end);
+      const profile = this.graph.profileOf(uid);
+      if (profile !== uid) {
+        this.profile = profile;
+        n = lookup.find(profile, nowSec);
+      }
+    }
+    if (n < 0) {
+      this.counts.miss();
+      return 0;
+    }
+    this.counts.hit();
+    this.found = true;
+    return licence === undefined ? 0 : licence.filter(lookup.ids, n);
+  }
+
+  /**
    * A read the known-users filter answered from a uid's bytes
    * (SegmentLookup.screen said no): a miss, as `read` of that uid counts it,
    * with no string made. `profile` is null.

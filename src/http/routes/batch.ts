@@ -185,7 +185,7 @@ export function batchRoute(deps: AppDeps) {
   /**
    * A `{"uids":[…]}` body of plain ASCII uids (codec/uid-list.ts), answered
    * from its bytes: the same answer as the JSON reading, with a string made
-   * only for a uid the known-users filter may know. The filter is asked for
+   * only for a uid the known-users filter may know and LMDB does not. The filter is asked for
    * every uid first, in a loop of its own: its probes (a cache miss each on a
    * large filter) overlap there instead of waiting between LMDB reads.
    */
@@ -208,7 +208,7 @@ export function batchRoute(deps: AppDeps) {
       const end = ends[i]!;
       let n = 0;
       if (maybe[i] === 0) reader.unknown();
-      else n = reader.read(body.toString('latin1', start, end), licence, now, true);
+      else n = reader.readAscii(body, start, end, licence, now);
       // A lookup by segd uid answers the uid as sent (lookup/reveal.ts): its bytes.
       enc.asciiItem(out, i === 0, body, start, end, reader.ids, n);
     }
