@@ -71,9 +71,9 @@ export class ReadPath {
    * The number of segments of `uid` (a segd uid, or null when the request
    * named nobody the graph knows) that `licence` may see, written into
    * `ids`. No licence (a partner removed since the connection opened) sees
-   * nothing. `screened`: SegmentLookup.screen passed the uid already.
+   * nothing.
    */
-  read(uid: string | null, licence: Licence | undefined, nowSec: number, screened = false): number {
+  read(uid: string | null, licence: Licence | undefined, nowSec: number): number {
     this.profile = uid;
     this.licence = licence;
     this.nowSec = nowSec;
@@ -86,7 +86,7 @@ export class ReadPath {
       return 0;
     }
     const lookup = this.lookup;
-    let n = lookup.find(uid, nowSec, screened);
+    let n = lookup.find(uid, nowSec);
     if (n < 0 && !lookup.filtered) {
       const profile = this.graph.profileOf(uid);
       if (profile !== uid) {

@@ -90,7 +90,7 @@ export class SegmentLookup {
    * The filter's word on the uid whose chars are the ASCII bytes
    * `b[start, end)`, before any string of it is made: false, certainly
    * unknown (counted as the filter's negative, as `find` counts it); true,
-   * maybe known — `find` it with `screened`.
+   * maybe known — `findAscii` it.
    */
   screen(b: Uint8Array, start: number, end: number): boolean {
     const filter = this.filter;
@@ -101,12 +101,11 @@ export class SegmentLookup {
 
   /**
    * Number of live segments of `uid` written into `this.ids`, or -1 when the
-   * user is unknown (so callers can count hits and misses). `screened`: the
-   * filter passed it already (`screen`).
+   * user is unknown (so callers can count hits and misses).
    */
-  find(uid: string, nowSec: number, screened = false): number {
+  find(uid: string, nowSec: number): number {
     const filter = this.filter;
-    if (!screened && filter !== null && !filter.mayContain(uid)) {
+    if (filter !== null && !filter.mayContain(uid)) {
       this.filterStats[FILTER_NEGATIVE]!++;
       this.filtered = true;
       this.value = null;
