@@ -9,7 +9,8 @@
 //
 //   enrich: POST /openrtb2/enrich, the banner fixture minified (≈ 2.5 KB),
 //           user.id 60% known / 40% unknown, a partner key.
-//   batch:  POST /v1/segments:batch, 1000 uids a body (JSON), same key mix;
+//   batch:  POST /v1/segments:batch, 1000 uids a body (JSON), same key mix
+//           (20 bodies: 12,000 known users, uniformly); --zipf: lookup's mix;
 //           also keys per CPU-second.
 //   lookup: GET /v1/segments?uid=…, 60% known users drawn Zipf (s=1), 40% unknown.
 //
@@ -50,8 +51,9 @@ const flags = parseFlags(
     base: 'other checkouts (comma-separated) whose segd is measured in the same rounds',
     prof: "write this segd's CPU profiles (--cpu-prof) to this dir",
     perf: 'run this segd with --perf-basic-prof and print its pid, for `perf record -g -e cpu-clock:u -p PID`',
+    zipf: "batch: draw the bodies' keys as lookup does (known users Zipf s=1) instead of 12,000 known users uniformly",
   },
-  ['perf'],
+  ['perf', 'zipf'],
 );
 const ROUTE = typeof flags.route === 'string' ? flags.route : 'enrich';
 if (ROUTE !== 'enrich' && ROUTE !== 'batch' && ROUTE !== 'lookup')
@@ -63,6 +65,7 @@ const CONNECTIONS = intFlag(flags, 'connections', { min: 1, max: 10_000, def: 50
 const BASES = typeof flags.base === 'string' ? flags.base.split(',').map((d) => resolve(d)) : [];
 const PROF = typeof flags.prof === 'string' ? resolve(flags.prof) : null;
 const PERF = flags.perf === true;
+const ZIPF = flags.zipf === true;
 const BATCH = 1000;
 const KEY = 'bench-partner-key-0123456789';
 const HOST = '127.0.0.1';
@@ -90,11 +93,16 @@ function requests(): { reqs: HttpReq[]; keysPerRequest: number } {
   const unknown = (i: number) => uidFor(DEFAULT_SYNTHETIC.seed, USERS + i);
   const uidAt = (i: number) => (i % 5 < 3 ? known(i) : unknown(i));
   if (ROUTE === 'batch') {
+    const zipf = ZIPF
+      ? sampleKeys({ seed: DEFAULT_SYNTHETIC.seed, users: USERS, hitRatio: 0.6, zipf: 1, count: 20 * BATCH }).uids
+      : null;
     const reqs: HttpReq[] = Array.from({ length: 20 }, (_, b) => ({
       method: 'POST',
       path: '/v1/segments:batch',
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ uids: Array.from({ length: BATCH }, (_, k) => uidAt(b * BATCH + k)) }),
+      body: JSON.stringify({
+        uids: Array.from({ length: BATCH }, (_, k) => (zipf ? zipf[b * BATCH + k]! : uidAt(b * BATCH + k))),
+      }),
     }));
     return { reqs, keysPerRequest: BATCH };
   }
@@ -185,7 +193,8 @@ async function main(): Promise<void> {
       });
       const [user, sys] = cpuSeconds(t.pid);
       const cpu = user - cpu0[0] + sys - cpu0[1];
-      if (figures.errorCount > 0) throw new Error(`${t.name}: ${figures.errorCount} errors in round ${r + 1}`);
+      if (figures.errorCount > 0)
+        throw new Error(`${t.name}: ${figures.errorCount} errors in round ${r + 1}: ${JSON.stringify(figures.errors)}`);
       t.us.push((cpu * 1e6) / figures.requests);
       t.sys.push((sys - cpu0[1]) / cpu);
       t.rps.push(figures.rps);

@@ -74,7 +74,7 @@ export function batchBench(lookup: SegmentLookup, hits: string[], misses: string
     JSON_ITEMS.open(out, count);
     for (let i = 0; i < count; i++) {
       let n = 0;
-      if (maybe[i] === 1) n = Math.max(0, lookup.find(jsonBody.toString('latin1', starts[i], ends[i]), now, true));
+      if (maybe[i] === 1) n = Math.max(0, lookup.findAscii(jsonBody, starts[i]!, ends[i]!, now));
       JSON_ITEMS.asciiItem(out, i === 0, jsonBody, starts[i]!, ends[i]!, lookup.ids, n);
     }
     JSON_ITEMS.close(out);

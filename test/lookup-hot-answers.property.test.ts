@@ -20,7 +20,7 @@ import { HotAnswers } from '../src/lookup/hot-answers.js';
 import { Licences, ANONYMOUS, type Licence } from '../src/lookup/licences.js';
 import { Registry } from '../src/partners/registry.js';
 import type { Partner } from '../src/partners/types.js';
-import { AnswerBuffer, FORMATS, answerIn, keyPrefix } from '../src/http/format.js';
+import { AnswerBuffer, FORMATS, JSON_ITEMS, MSGPACK_ITEMS, answerIn, keyPrefix } from '../src/http/format.js';
 
 const USERS = ['u-0', 'user-with-a-longer-key-1', 'u-2'];
 /** The last one is never written: a miss. */
@@ -36,7 +36,13 @@ type Action =
   | { kind: 'tick'; secs: number }
   | { kind: 'lookup'; key: number; caller: number; format: number; times: number }
   /** The last lookup again, as it was or by another caller or in another format. */
-  | { kind: 'again'; change: 'none' | 'caller' | 'format'; to: number };
+  | { kind: 'again'; change: 'none' | 'caller' | 'format'; to: number }
+  /**
+   * Keys read as a batch reads them (routes/batch.ts: the generation pinned,
+   * each uid from the body's bytes), JSON or MessagePack; a write commits
+   * before the key at `commitAt` (none when past the end).
+   */
+  | { kind: 'batch'; keys: number[]; caller: number; format: number; commitAt: number; user: number; segs: number[] };
 
 type LookupAction = Extract<Action, { kind: 'lookup' }>;
 
@@ -73,6 +79,18 @@ const arbAction: fc.Arbitrary<Action> = fc.oneof(
       times: fc.integer({ min: 1, max: 4 }),
     }),
     weight: 6,
+  },
+  {
+    arbitrary: fc.record({
+      kind: fc.constant('batch' as const),
+      keys: fc.array(fc.nat(KEYS.length - 1), { minLength: 1, maxLength: 8 }),
+      caller: fc.nat(PARTNERS.length),
+      format: fc.nat(1), // json, msgpack: the batch's formats
+      commitAt: fc.nat(12),
+      user: fc.nat(USERS.length - 1),
+      segs: arbSegs,
+    }),
+    weight: 3,
   },
   {
     arbitrary: fc.record({
@@ -141,6 +159,7 @@ describe('property: a hot answer is the answer a read gives', () => {
           const plain = new ReadPath(lookup, graph, counts);
           const cachedOut = new AnswerBuffer();
           const plainOut = new AnswerBuffer();
+          const batchOut = new AnswerBuffer();
           let last: LookupAction | null = null;
           let now = start + 1;
           let lastTs = now;
@@ -157,6 +176,52 @@ describe('property: a hot answer is the answer a read gives', () => {
               registry.reload();
             } else if (a.kind === 'tick') {
               now += a.secs;
+            } else if (a.kind === 'batch') {
+              const licence: Licence = a.caller === 0 ? ANONYMOUS : licences.of(PARTNERS[a.caller - 1]!)!;
+              const uids = a.keys.map((k) => KEYS[k]!);
+              const body = Buffer.from(JSON.stringify({ uids }));
+              const enc = a.format === 0 ? JSON_ITEMS : MSGPACK_ITEMS;
+              cached.pin();
+              plain.pin();
+              try {
+                let at = 0;
+                for (let j = 0; j < uids.length; j++) {
+                  if (j === a.commitAt) {
+                    lastTs = Math.max(lastTs, now);
+                    const uid = USERS[a.user]!;
+                    writer.apply([{ op: 'replace', uid, ids: a.segs, ttls: a.segs.map(() => 0), ts: lastTs }], now);
+                  }
+                  const uid = uids[j]!;
+                  const from = body.indexOf(`"${uid}"`, at, 'latin1') + 1;
+                  const to = from + uid.length;
+                  at = to;
+                  lookups++;
+                  // The route's path (routes/batch.ts answerSimple): remembered, else read, encode, keep.
+                  let item = cached.rememberedAscii(body, from, to, licence, a.format, now);
+                  if (item !== undefined) served++;
+                  else {
+                    const n = cached.readAscii(body, from, to, licence, now);
+                    batchOut.reset();
+                    enc.asciiItem(batchOut, true, body, from, to, cached.ids, n);
+                    item = batchOut.view();
+                    if (cached.keeps(a.format)) cached.keepBytes(item, 0, item.length);
+                  }
+                  const got = Buffer.from(item).toString('latin1');
+                  const want = answerIn(
+                    FORMATS[a.format]!,
+                    plainOut,
+                    TEXT_KEYS,
+                    uid,
+                    plain.ids,
+                    plain.read(uid, licence, now),
+                  );
+                  expect(got).toBe(want.toString('latin1'));
+                  if (/"segments":\[\d/.test(got)) held++;
+                }
+              } finally {
+                cached.unpin();
+                plain.unpin();
+              }
             } else {
               const before: LookupAction | null = last;
               let q: LookupAction;
@@ -247,5 +312,30 @@ describe('property: a hot answer is the answer a read gives', () => {
       { numRuns: 300 },
     );
     expect(served / lookups).toBeGreaterThan(0.2);
+  });
+
+  it('while held (a pinned batch), answers and keeps nothing once a commit lands, until released', () => {
+    const cells = SharedState.create().flags;
+    const hot = new HotAnswers(cells, 16, 0);
+    const key = Buffer.from('"held-user"');
+    const answer = Buffer.from('{"uid":"held-user","segments":[1]}');
+    const ask = () => hot.getBytes(ANONYMOUS, 0, key, 1, key.length - 1, T0);
+    // Kept the second time it is offered (the doorkeeper), then served.
+    for (let t = 0; t < 2; t++) if (ask() === undefined && hot.wants(ANONYMOUS, 0)) hot.put(answer, T0, 0);
+    expect(ask()?.toString()).toBe(answer.toString());
+    hot.hold();
+    expect(ask()?.toString()).toBe(answer.toString());
+    // Another thread commits: the holder's snapshot is older than it.
+    Atomics.add(cells, COMMIT_SLOT, 1);
+    expect(ask()).toBeUndefined();
+    expect(hot.wants(ANONYMOUS, 0)).toBe(false);
+    hot.put(answer, T0, 0);
+    expect(ask()).toBeUndefined();
+    hot.release();
+    // Released: the commit ends every answer kept before it, and answers are kept again.
+    expect(ask()).toBeUndefined();
+    expect(hot.wants(ANONYMOUS, 0)).toBe(true);
+    hot.put(answer, T0, 0);
+    expect(ask()?.toString()).toBe(answer.toString());
   });
 });

@@ -29,11 +29,15 @@ interface LookupCounts {
 export class ReadPath {
   /** The segd uid of the profile the last read found or tried (null: none named). */
   profile: string | null = null;
-  /** What the last read was asked, for `keep`; `found`: it found the user. */
-  private sent: string | null = null;
+  /** `found`: the last read found the user. */
   private licence: Licence | undefined = undefined;
   private nowSec = 0;
   private found = false;
+  /** The key the last `remembered*` asked for (a uid, or bytes at a start), and whether the last read was of it. */
+  private askedUid: string | null = null;
+  private askedBytes: Uint8Array | null = null;
+  private askedStart = -1;
+  private asked = false;
 
   constructor(
     private readonly lookup: SegmentLookup,
@@ -42,6 +46,21 @@ export class ReadPath {
     /** Encoded answers of hot users; null: every lookup reads. */
     private readonly hot: HotAnswers | null = null,
   ) {}
+
+  /**
+   * Until unpin(), every read is of the generation active now (a batch
+   * answers from one data set), and hot answers are used only while nothing
+   * commits (HotAnswers.hold).
+   */
+  pin(): void {
+    this.hot?.hold();
+    this.lookup.pin();
+  }
+
+  unpin(): void {
+    this.lookup.unpin();
+    this.hot?.release();
+  }
 
   /** The segment ids of the last read, ascending (the first `n` are valid). */
   get ids(): Uint32Array {
@@ -52,21 +71,57 @@ export class ReadPath {
    * The number of segments of `uid` (a segd uid, or null when the request
    * named nobody the graph knows) that `licence` may see, written into
    * `ids`. No licence (a partner removed since the connection opened) sees
-   * nothing. `screened`: SegmentLookup.screen passed the uid already.
+   * nothing.
    */
-  read(uid: string | null, licence: Licence | undefined, nowSec: number, screened = false): number {
+  read(uid: string | null, licence: Licence | undefined, nowSec: number): number {
     this.profile = uid;
-    this.sent = uid;
     this.licence = licence;
     this.nowSec = nowSec;
     this.found = false;
+    this.asked = uid !== null && uid === this.askedUid;
+    this.askedUid = null;
+    this.askedBytes = null;
     if (uid === null) {
       this.counts.miss();
       return 0;
     }
     const lookup = this.lookup;
-    let n = lookup.find(uid, nowSec, screened);
+    let n = lookup.find(uid, nowSec);
     if (n < 0 && !lookup.filtered) {
+      const profile = this.graph.profileOf(uid);
+      if (profile !== uid) {
+        this.profile = profile;
+        n = lookup.find(profile, nowSec);
+      }
+    }
+    if (n < 0) {
+      this.counts.miss();
+      return 0;
+    }
+    this.counts.hit();
+    this.found = true;
+    return licence === undefined ? 0 : licence.filter(lookup.ids, n);
+  }
+
+  /**
+   * `read` of the uid whose chars are the plain ASCII bytes `b[start, end)`
+   * (codec/uid-list.ts), which SegmentLookup.screen passed: the same count
+   * in `ids`, with a string of the uid made only when the read misses (to
+   * follow a merged uid to its profile). `profile` is the merged profile's
+   * uid when one was read, else null (the caller has the uid's bytes).
+   */
+  readAscii(b: Buffer, start: number, end: number, licence: Licence | undefined, nowSec: number): number {
+    this.profile = null;
+    this.licence = licence;
+    this.nowSec = nowSec;
+    this.found = false;
+    this.asked = b === this.askedBytes && start === this.askedStart;
+    this.askedUid = null;
+    this.askedBytes = null;
+    const lookup = this.lookup;
+    let n = lookup.findAscii(b, start, end, nowSec);
+    if (n < 0) {
+      const uid = b.toString('latin1', start, end);
       const profile = this.graph.profileOf(uid);
       if (profile !== uid) {
         this.profile = profile;
@@ -89,8 +144,8 @@ export class ReadPath {
    */
   unknown(): void {
     this.profile = null;
-    this.sent = null;
     this.found = false;
+    this.asked = false;
     this.counts.miss();
   }
 
@@ -101,7 +156,30 @@ export class ReadPath {
    */
   remembered(uid: string, licence: Licence, variant: number, nowSec: number): Buffer | undefined {
     if (this.hot === null) return undefined;
+    this.askedUid = uid;
+    this.askedBytes = null;
     const answer = this.hot.get(licence, variant, uid, nowSec);
+    if (answer !== undefined) this.counts.hit();
+    return answer;
+  }
+
+  /**
+   * `remembered` of the uid whose chars are the plain ASCII bytes
+   * `b[start, end)`; undefined: `readAscii` them, encode and `keep`.
+   */
+  rememberedAscii(
+    b: Uint8Array,
+    start: number,
+    end: number,
+    licence: Licence,
+    variant: number,
+    nowSec: number,
+  ): Buffer | undefined {
+    if (this.hot === null) return undefined;
+    this.askedUid = null;
+    this.askedBytes = b;
+    this.askedStart = start;
+    const answer = this.hot.getBytes(licence, variant, b, start, end, nowSec);
     if (answer !== undefined) this.counts.hit();
     return answer;
   }
@@ -111,8 +189,22 @@ export class ReadPath {
    * when the read found the user (misses are cheap and rarely repeat).
    */
   keep(variant: number, answer: Uint8Array): void {
+    if (this.keeps(variant)) this.keepBytes(answer, 0, answer.length);
+  }
+
+  /**
+   * Right after a read of the key `remembered*` was just asked for: whether
+   * its answer in `variant` is to be remembered (asks the cache's
+   * doorkeeper, so once per read); then `keepBytes` it.
+   */
+  keeps(variant: number): boolean {
     const hot = this.hot;
-    if (hot === null || !this.found || this.licence === undefined) return;
-    if (hot.wants(this.licence, variant, this.sent!)) hot.put(answer, this.nowSec, this.lookup.nextChange(this.nowSec));
+    return hot !== null && this.asked && this.found && this.licence !== undefined && hot.wants(this.licence, variant);
+  }
+
+  /** After `keeps` said yes: remembers `answer[start, end)`, the answer's encoding. */
+  keepBytes(answer: Uint8Array, start: number, end: number): void {
+    this.asked = false;
+    this.hot!.put(answer, this.nowSec, this.lookup.nextChange(this.nowSec), start, end);
   }
 }

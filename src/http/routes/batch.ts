@@ -10,7 +10,7 @@ import type { AppDeps } from '../deps.js';
 import { readBody } from '../body.js';
 import { checkUid } from '../../identity/uid.js';
 import { nowSeconds } from '../../lookup/segments.js';
-import { AnswerBuffer, JSON_ITEMS, MSGPACK_ITEMS, pickFormat } from '../format.js';
+import { AnswerBuffer, FORMATS, JSON_ITEMS, MSGPACK_ITEMS, pickFormat } from '../format.js';
 import { sendError, sendBody, sendEmpty, JSON_TYPE, MSGPACK_TYPE } from '../respond.js';
 import type { Licence } from '../../lookup/licences.js';
 import { pending } from '../pending.js';
@@ -20,8 +20,13 @@ import { graphKeyOf } from './id-query.js';
 import { ReadPath } from '../../lookup/read.js';
 import { shownUid } from '../../lookup/reveal.js';
 import { UidListScanner } from '../../codec/uid-list.js';
+import { HotAnswers } from '../../lookup/hot-answers.js';
 
 type BodyKind = 'json' | 'msgpack';
+
+/** The answer variants the hot answers tell apart (lookup/hot-answers.ts): a format's index. */
+const JSON_VARIANT = FORMATS.indexOf('json');
+const MSGPACK_VARIANT = FORMATS.indexOf('msgpack');
 
 /** The answer buffer kept between batches: the answers of batches up to ~10k keys. */
 const BATCH_KEPT_BYTES = 1024 * 1024;
@@ -36,7 +41,9 @@ function bodyKind(contentType: string): BodyKind | null {
 export function batchRoute(deps: AppDeps) {
   const { lookup, metrics, config, state, inflight, log, graph, callers, admission, capture } = deps;
   const m = metrics.route('batch');
-  const reader = new ReadPath(lookup, graph, metrics);
+  // The GET route's hot answers: a batch item by segd uid is that uid's GET answer.
+  const hot = config.hotAnswers > 0 ? HotAnswers.of(state.flags, config.hotAnswers) : null;
+  const reader = new ReadPath(lookup, graph, metrics, hot);
   // A 1000-key answer is ≈ 90 KB: a buffer let go after each one grew again
   // from 4 KB through five copies per batch (room, replace and the copies were
   // ≈ 4% of the worker's batch CPU in its profile).
@@ -77,14 +84,14 @@ export function batchRoute(deps: AppDeps) {
           if (query !== null) capture!.batch(r.body, kind, query, licence.partner);
           let st: number;
           // One generation for the whole batch: a snapshot swap mid-batch must not mix data sets.
-          lookup.pin();
+          reader.pin();
           try {
             st = answer(res, r.body, kind, format, close, licence);
           } catch (err) {
             log.error({ err }, 'batch lookup failed');
             st = sendError(res, 'INTERNAL', undefined, close);
           } finally {
-            lookup.unpin();
+            reader.unpin();
           }
           finish(st);
         });
@@ -185,7 +192,7 @@ export function batchRoute(deps: AppDeps) {
   /**
    * A `{"uids":[…]}` body of plain ASCII uids (codec/uid-list.ts), answered
    * from its bytes: the same answer as the JSON reading, with a string made
-   * only for a uid the known-users filter may know. The filter is asked for
+   * only for a uid the known-users filter may know and LMDB does not. The filter is asked for
    * every uid first, in a loop of its own: its probes (a cache miss each on a
    * large filter) overlap there instead of waiting between LMDB reads.
    */
@@ -203,14 +210,29 @@ export function batchRoute(deps: AppDeps) {
     for (let i = 0; i < count; i++) maybe[i] = lookup.screen(body, starts[i]!, ends[i]!) ? 1 : 0;
     out.reset();
     enc.open(out, count);
+    const json = enc === JSON_ITEMS;
+    const variant = json ? JSON_VARIANT : MSGPACK_VARIANT;
     for (let i = 0; i < count; i++) {
       const start = starts[i]!;
       const end = ends[i]!;
-      let n = 0;
-      if (maybe[i] === 0) reader.unknown();
-      else n = reader.read(body.toString('latin1', start, end), licence, now, true);
+      if (maybe[i] === 0) {
+        reader.unknown();
+        enc.asciiItem(out, i === 0, body, start, end, reader.ids, 0);
+        continue;
+      }
+      const remembered = reader.rememberedAscii(body, start, end, licence, variant, now);
+      if (remembered !== undefined) {
+        // The item is the GET answer's bytes (format.ts: both are ItemEncoder.item), after a comma in JSON.
+        out.room(remembered.length + 1);
+        if (json && i > 0) out.byte(44);
+        out.bytes(remembered);
+        continue;
+      }
+      const n = reader.readAscii(body, start, end, licence, now);
+      const at = json && i > 0 ? out.pos + 1 : out.pos;
       // A lookup by segd uid answers the uid as sent (lookup/reveal.ts): its bytes.
       enc.asciiItem(out, i === 0, body, start, end, reader.ids, n);
+      if (reader.keeps(variant)) reader.keepBytes(out.view(), at, out.pos);
     }
     enc.close(out);
     return sendBody(res, 200, enc === JSON_ITEMS ? JSON_TYPE : MSGPACK_TYPE, out.view(), close);

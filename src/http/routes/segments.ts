@@ -33,7 +33,7 @@ export function segmentsRoute(deps: AppDeps) {
   const m = metrics.route('segments');
   const maxUid = config.maxUidBytes;
   const out = new AnswerBuffer();
-  const hot = config.hotAnswers > 0 ? new HotAnswers(state.flags, config.hotAnswers) : null;
+  const hot = config.hotAnswers > 0 ? HotAnswers.of(state.flags, config.hotAnswers) : null;
   const reader = new ReadPath(lookup, graph, metrics, hot);
   const send = (res: HttpResponse, format: Format, body: Buffer): number => {
     // While draining, ask keep-alive clients to reconnect (to another node).
