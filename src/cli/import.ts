@@ -46,7 +46,10 @@ export async function importCommand(argv: string[]): Promise<number> {
   const total = sizes.reduce((a, b) => a + b, 0);
   const rejectsDir = typeof flags.rejects === 'string' ? flags.rejects : join(config.dataDir, 'rejects');
 
-  const store = openStore(config.dataDir, { maxReaders: config.maxReaders });
+  const store = openStore(config.dataDir, {
+    maxReaders: config.maxReaders,
+    ...(config.writemapHeadroomMb > 0 ? { writemap: { headroom: config.writemapHeadroomMb * 2 ** 20 } } : {}),
+  });
   // Changes made here are queued for destinations as the server queues them; its sender delivers them once it runs.
   new OutboxWriter(store, new DestinationRules(Registry.load(store)), () => undefined);
   const writer = new Writer(store);

@@ -66,6 +66,7 @@ export async function serve(
   const state = SharedState.create();
   const store = openStore(config.dataDir, {
     maxReaders: config.maxReaders,
+    ...(config.writemapHeadroomMb > 0 ? { writemap: { headroom: config.writemapHeadroomMb * 2 ** 20 } } : {}),
     generationCell: { cells: state.flags, index: GENERATION_SLOT },
     commitCell: { cells: state.flags, index: COMMIT_SLOT },
   });
