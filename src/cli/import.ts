@@ -10,7 +10,7 @@ import { Registry } from '../partners/registry.js';
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { loadConfig } from '../config/load.js';
-import { openStore } from '../store/env.js';
+import { openStore, writemapFromConfig } from '../store/env.js';
 import { Writer } from '../loader/writer.js';
 import { importFile, type ImportSummary, type ImportProgress } from '../loader/file-import.js';
 import { isCompleteFeedName } from '../loader/inbox.js';
@@ -48,7 +48,7 @@ export async function importCommand(argv: string[]): Promise<number> {
 
   const store = openStore(config.dataDir, {
     maxReaders: config.maxReaders,
-    ...(config.writemapHeadroomMb > 0 ? { writemap: { headroom: config.writemapHeadroomMb * 2 ** 20 } } : {}),
+    ...writemapFromConfig(config.writemapHeadroomMb),
   });
   // Changes made here are queued for destinations as the server queues them; its sender delivers them once it runs.
   new OutboxWriter(store, new DestinationRules(Registry.load(store)), () => undefined);

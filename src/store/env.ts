@@ -110,6 +110,11 @@ export interface OpenOptions {
 
 export const GENERATION_KEY = 'generation';
 
+/** The writer's map from the configured headroom (SEGD_WRITEMAP_HEADROOM_MB; 0: a read-only map, pages written with pwrite). */
+export function writemapFromConfig(headroomMb: number): Pick<OpenOptions, 'writemap'> {
+  return headroomMb > 0 ? { writemap: { headroom: headroomMb * 2 ** 20 } } : {};
+}
+
 export function openStore(path: string, opts: OpenOptions = {}): Store {
   if (!opts.readOnly) mkdirSync(path, { recursive: true, mode: 0o700 });
   const room =
