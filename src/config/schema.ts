@@ -314,9 +314,9 @@ export const SETTINGS: Setting[] = [
   {
     key: 'writemapHeadroomMb',
     env: 'SEGD_WRITEMAP_HEADROOM_MB',
-    def: 64,
+    def: 0,
     parse: int(0, 1_000_000),
-    doc: 'LMDB writes through a writable map, the data file kept allocated this many MiB past its last used page (plus 8 KiB a record of the coming batch) so a full disk refuses writes instead of killing the process; 0 = a read-only map, pages written with pwrite',
+    doc: 'above 0: LMDB writes through a writable map, the data file kept allocated this many MiB past its last used page (plus 8 KiB a record of the coming batch) so a full disk refuses writes instead of killing the process (64 is a fair value); 0 = a read-only map, pages written with pwrite',
   },
   {
     key: 'bloomUsers',

@@ -104,10 +104,12 @@ export class Headroom {
 
   /**
    * Before LMDB opens the file: allocates it up to the room past its last
-   * used page, and returns the map size to open with (LMDB sets the file's
-   * size to it, so none of the room is truncated away). A new file is
-   * LMDB's to create (it writes its meta pages with pwrite); `ensure` then
-   * allocates it.
+   * used page, and returns the map size to open with: LMDB sets the file's
+   * size to it, so it must not cut the room; twice the used size, as
+   * lmdb-js grows the map, so that a growing store is not remapped (every
+   * page faulted in again) soon after. Past the room the file is sparse and
+   * unused. A new file is LMDB's to create (it writes its meta pages with
+   * pwrite); `ensure` then allocates it.
    */
   beforeOpen(): number {
     const used = usedBytes(this.file);
@@ -116,7 +118,7 @@ export class Headroom {
       fallocate(this.file, 0, end, false);
       this.allocated = end;
     }
-    return end;
+    return Math.max(end, roundUp(2 * used));
   }
 
   /** The end the file is allocated to (bytes). */
