@@ -24,6 +24,7 @@ import {
   openSync,
   readSync,
   closeSync,
+  statSync,
 } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { tmpdir, loadavg } from 'node:os';
@@ -51,6 +52,8 @@ interface Variant {
   prefault?: 'read' | 'scan';
   /** lmdb-js env options (store/env.ts OpenOptions.lmdb). */
   lmdb?: { useWritemap?: boolean; noReadAhead?: boolean; overlappingSync?: boolean; noSync?: boolean };
+  /** A writable map with the data file's room preallocated (store/env.ts OpenOptions.writemap). */
+  writemap?: { headroom?: number };
 }
 
 const VARIANTS: Variant[] = [
@@ -65,6 +68,7 @@ const VARIANTS: Variant[] = [
   { name: 'group 20k file read first', group: 20_000, prefault: 'read' },
   { name: 'group 20k keys scanned first', group: 20_000, prefault: 'scan' },
   { name: 'group 20k writemap', group: 20_000, lmdb: { useWritemap: true } },
+  { name: 'group 20k writemap+headroom', group: 20_000, writemap: {} },
   { name: 'group 20k no read-ahead', group: 20_000, lmdb: { noReadAhead: true } },
   { name: 'group 20k sync in the commit', group: 20_000, lmdb: { overlappingSync: false } },
   { name: 'group 20k no sync (unsafe)', group: 20_000, lmdb: { noSync: true, overlappingSync: false } },
@@ -139,7 +143,10 @@ function prefault(store: Store, how: Variant['prefault']): Usage {
 
 /** The child: opens `dir`, applies the records of `round` as `v` says, prints one JSON line. */
 async function child(dir: string, v: Variant, changes: number, round: number): Promise<void> {
-  const store = openStore(dir, v.lmdb ? { lmdb: v.lmdb } : {});
+  const store = openStore(dir, {
+    ...(v.lmdb ? { lmdb: v.lmdb } : {}),
+    ...(v.writemap ? { writemap: v.writemap } : {}),
+  });
   new OutboxWriter(store, new DestinationRules(Registry.load(store)), () => undefined);
   const writer = new Writer(store);
   const users = userCount(store);
@@ -181,6 +188,7 @@ async function child(dir: string, v: Variant, changes: number, round: number): P
   const total = since(u0);
   const info1 = env.getStats() as { mapSize?: number; lastPageNumber?: number };
   await store.close();
+  const file = statSync(join(dir, 'data.mdb'));
   process.stdout.write(
     JSON.stringify({
       users,
@@ -191,6 +199,7 @@ async function child(dir: string, v: Variant, changes: number, round: number): P
       prefault: pre,
       mapSize: [info0.mapSize, info1.mapSize],
       lastPage: [info0.lastPageNumber, info1.lastPageNumber],
+      fileMB: [file.size / 2 ** 20, (file.blocks * 512) / 2 ** 20],
       groups,
     }) + '\n',
   );
@@ -205,6 +214,8 @@ interface Result {
   prefault: Usage;
   mapSize: number[];
   lastPage: number[];
+  /** The data file at the end: its size and the disk it holds (MB). */
+  fileMB: number[];
   groups: Array<{ cpu: number; lastPage: number; free: number }>;
 }
 
@@ -254,7 +265,7 @@ function parent(f: Flags): void {
         results[k]!.push(res);
         const t = res.total;
         say(
-          `round ${round + 1}, ${v.name}: ${f1(t.user + t.sys)} µs CPU/record (${f1(t.user)} user ${f1(t.sys)} sys; work ${f1(res.work.user)} + ${f1(res.work.sys)} sys, commit ${f1(res.commit.user)} + ${f1(res.commit.sys)} sys), ${f2(t.minflt)} minor faults/record, ${f2(t.wchar / 4096)} pages written/record, wall ${f1(t.wall)} µs${v.prefault ? `; prefault ${(res.prefault.user + res.prefault.sys) / 1000} ms CPU, ${res.prefault.minflt} faults` : ''}; map ${res.mapSize.join(' → ')}, last page ${res.lastPage.join(' → ')}; µs/record by group ${res.groups.map((g) => g.cpu).join(' ')}; last page ${res.groups.map((g) => g.lastPage).join(' ')}; free-db entries ${res.groups.map((g) => g.free).join(' ')}`,
+          `round ${round + 1}, ${v.name}: ${f1(t.user + t.sys)} µs CPU/record (${f1(t.user)} user ${f1(t.sys)} sys; work ${f1(res.work.user)} + ${f1(res.work.sys)} sys, commit ${f1(res.commit.user)} + ${f1(res.commit.sys)} sys), ${f2(t.minflt)} minor faults/record, ${f2(t.wchar / 4096)} pages written/record, wall ${f1(t.wall)} µs${v.prefault ? `; prefault ${(res.prefault.user + res.prefault.sys) / 1000} ms CPU, ${res.prefault.minflt} faults` : ''}; map ${res.mapSize.join(' → ')}, last page ${res.lastPage.join(' → ')}; file ${res.fileMB.map((x) => x.toFixed(0)).join(' MB, on disk ')} MB; µs/record by group ${res.groups.map((g) => g.cpu).join(' ')}; last page ${res.groups.map((g) => g.lastPage).join(' ')}; free-db entries ${res.groups.map((g) => g.free).join(' ')}`,
         );
       });
     }

@@ -10,7 +10,7 @@ import { Registry } from '../partners/registry.js';
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { loadConfig } from '../config/load.js';
-import { openStore } from '../store/env.js';
+import { openStore, writemapFromConfig } from '../store/env.js';
 import { Writer } from '../loader/writer.js';
 import { importFile, type ImportSummary, type ImportProgress } from '../loader/file-import.js';
 import { isCompleteFeedName } from '../loader/inbox.js';
@@ -46,7 +46,10 @@ export async function importCommand(argv: string[]): Promise<number> {
   const total = sizes.reduce((a, b) => a + b, 0);
   const rejectsDir = typeof flags.rejects === 'string' ? flags.rejects : join(config.dataDir, 'rejects');
 
-  const store = openStore(config.dataDir, { maxReaders: config.maxReaders });
+  const store = openStore(config.dataDir, {
+    maxReaders: config.maxReaders,
+    ...writemapFromConfig(config.writemapHeadroomMb),
+  });
   // Changes made here are queued for destinations as the server queues them; its sender delivers them once it runs.
   new OutboxWriter(store, new DestinationRules(Registry.load(store)), () => undefined);
   const writer = new Writer(store);

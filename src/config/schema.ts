@@ -28,6 +28,7 @@ export interface Config {
   shutdownGraceMs: number;
   shutdownTimeoutMs: number;
   maxReaders: number;
+  writemapHeadroomMb: number;
   bloomUsers: number;
   bloomFpRate: number;
   bloomSaveMs: number;
@@ -309,6 +310,13 @@ export const SETTINGS: Setting[] = [
     def: 1024,
     parse: int(16, 100_000),
     doc: 'LMDB reader slots (shared by every thread and process on the env)',
+  },
+  {
+    key: 'writemapHeadroomMb',
+    env: 'SEGD_WRITEMAP_HEADROOM_MB',
+    def: 0,
+    parse: int(0, 1_000_000),
+    doc: 'above 0: LMDB writes through a writable map, the data file kept allocated this many MiB past its last used page (plus 8 KiB a record of the coming batch) so a full disk refuses writes instead of killing the process (64 is a fair value); 0 = a read-only map, pages written with pwrite',
   },
   {
     key: 'bloomUsers',

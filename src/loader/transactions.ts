@@ -48,6 +48,7 @@ export class Transactions {
     const log = this.dirty;
     log?.begin();
     try {
+      this.store.prepareWrite(records);
       out = this.store.env.transactionSync(fn);
     } catch (err) {
       log?.abort(); // nothing of it committed: nothing of it to replay

@@ -11,7 +11,7 @@ import type { MaintenanceAnswer } from '../http/deps.js';
 import { Worker } from 'node:worker_threads';
 import { createServer } from 'node:net';
 import type { Config } from '../config/schema.js';
-import { openStore, userCount, type Store } from '../store/env.js';
+import { openStore, userCount, writemapFromConfig, type Store } from '../store/env.js';
 import { Loader } from '../loader/loader.js';
 import { KnownUsers } from '../filters/known-users.js';
 import { ProcessMetrics } from '../metrics/process.js';
@@ -66,6 +66,7 @@ export async function serve(
   const state = SharedState.create();
   const store = openStore(config.dataDir, {
     maxReaders: config.maxReaders,
+    ...writemapFromConfig(config.writemapHeadroomMb),
     generationCell: { cells: state.flags, index: GENERATION_SLOT },
     commitCell: { cells: state.flags, index: COMMIT_SLOT },
   });

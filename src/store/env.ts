@@ -5,6 +5,9 @@
 // read the same memory map. Workers never write.
 import { open, type RootDatabase, type Database } from 'lmdb';
 import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { stallReason } from './write-failure.js';
+import { DEFAULT_HEADROOM_BYTES, Headroom, PAGES_PER_RECORD } from './headroom.js';
 
 const SCHEMA_VERSION = 1;
 
@@ -62,6 +65,14 @@ export interface Store {
   outbound: Database<unknown, string>;
   /** Outbound changes a destination kept refusing: [destination id, sequence] → dead letter */
   outboundDead: Database<unknown, [string, number]>;
+  /**
+   * Before a write transaction of `records` feed records (a writer batch;
+   * every other transaction is covered by the headroom): with a writable map,
+   * keeps the data file's room for it allocated (headroom.ts), or throws
+   * AllocationError (code ENOSPC: the store-full path). A no-op otherwise.
+   * Every transactionSync, putSync and removeSync on this env calls it itself.
+   */
+  prepareWrite(records?: number): void;
   close(): Promise<void>;
 }
 
@@ -88,12 +99,29 @@ export interface OpenOptions {
   commitCell?: { cells: Int32Array; index: number };
   /** lmdb-js env options over the defaults below (benches compare them). */
   lmdb?: { useWritemap?: boolean; noReadAhead?: boolean; overlappingSync?: boolean; noSync?: boolean };
+  /**
+   * LMDB writes through a writable map, with the data file kept allocated
+   * `headroom` bytes past its last used page (headroom.ts), so a full disk
+   * refuses a write instead of killing the process. Writers only: a
+   * read-only opener in the same process shares the writer's env (and map).
+   */
+  writemap?: { headroom?: number };
 }
 
 export const GENERATION_KEY = 'generation';
 
+/** The writer's map from the configured headroom (SEGD_WRITEMAP_HEADROOM_MB; 0: a read-only map, pages written with pwrite). */
+export function writemapFromConfig(headroomMb: number): Pick<OpenOptions, 'writemap'> {
+  return headroomMb > 0 ? { writemap: { headroom: headroomMb * 2 ** 20 } } : {};
+}
+
 export function openStore(path: string, opts: OpenOptions = {}): Store {
   if (!opts.readOnly) mkdirSync(path, { recursive: true, mode: 0o700 });
+  const room =
+    opts.writemap && !opts.readOnly
+      ? new Headroom(join(path, 'data.mdb'), opts.writemap.headroom ?? DEFAULT_HEADROOM_BYTES)
+      : null;
+  const mapped = room ? { useWritemap: true, mapSize: room.beforeOpen() } : {};
   const env = open({
     path,
     maxDbs: 24,
@@ -104,7 +132,23 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
     // Data files are private to the service account.
     fileMode: 0o600,
     ...opts.lmdb,
-  } as Parameters<typeof open>[0]);
+    ...mapped,
+  } as unknown as Parameters<typeof open>[0]);
+  // lmdb-js's native env: info() is mdb_env_info (≈ 1 µs), writeTxn is set while a write transaction runs.
+  const native = (env as unknown as { env: { info(): { lastPageNumber: number }; writeTxn: unknown } }).env;
+  const pageSize = room ? (env.getStats() as { pageSize: number }).pageSize : 0;
+  const prepareWrite = room
+    ? (records = 0) => {
+        if (native.writeTxn) return; // inside a transaction: prepared when it began
+        room.ensure((native.info().lastPageNumber + 1) * pageSize, records * PAGES_PER_RECORD * pageSize);
+      }
+    : () => undefined;
+  try {
+    prepareWrite();
+  } catch (err) {
+    // A full disk: the store opens (lookups serve), its writes are refused until there is room.
+    if (stallReason(err, path) !== 'disk_full') throw err;
+  }
   const generations = [
     env.openDB<Buffer, string>({ name: 'members', encoding: 'binary' }),
     env.openDB<Buffer, string>({ name: 'members.1', encoding: 'binary' }),
@@ -122,6 +166,34 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
   const outbox = env.openDB<unknown, [string, number]>({ name: 'outbox', encoding: 'msgpack' });
   const outbound = env.openDB<unknown, string>({ name: 'outbound', encoding: 'msgpack' });
   const outboundDead = env.openDB<unknown, [string, number]>({ name: 'outbound.dead', encoding: 'msgpack' });
+  // A putSync or removeSync outside a transaction is one of its own, which lmdb-js begins on the db's prototype, past the env's wrapper below.
+  if (room)
+    for (const db of [
+      ...generations,
+      counts,
+      segments,
+      partners,
+      meta,
+      idmap,
+      links,
+      optout,
+      syncs,
+      audit,
+      destinations,
+      outbox,
+      outbound,
+      outboundDead,
+    ] as Database[]) {
+      const { putSync, removeSync } = db;
+      db.putSync = ((...args: Parameters<typeof putSync>) => (
+        prepareWrite(),
+        putSync.apply(db, args)
+      )) as typeof putSync;
+      db.removeSync = ((...args: Parameters<typeof removeSync>) => (
+        prepareWrite(),
+        removeSync.apply(db, args)
+      )) as typeof removeSync;
+    }
   const { cells, index } = opts.generationCell ?? { cells: new Int32Array(1), index: 0 };
   // A private cell, or the writer's: from meta. A read-only opener given a shared cell trusts it (the writer keeps it).
   if (!opts.readOnly || !opts.generationCell)
@@ -136,6 +208,7 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
   // snapshot flip), bumps the shared slot once it has committed.
   const commitSync = env.transactionSync.bind(env);
   env.transactionSync = ((fn: () => unknown, flags?: number) => {
+    prepareWrite();
     const out = commitSync(fn, flags);
     Atomics.add(commits.cells, commits.index, 1);
     return out;
@@ -174,6 +247,7 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
     outbox,
     outbound,
     outboundDead,
+    prepareWrite,
     close: () => env.close(),
   };
   checkSchema(store, !opts.readOnly);
