@@ -104,6 +104,33 @@ describe('AnswerBuffer encoders', () => {
     );
   });
 
+  it('a batch of kept items (each the bytes of a first item, as the hot answers keep them) is the batch of items', () => {
+    const keptBatchOf = (enc: ItemEncoder, items: Array<[string | null, Uint32Array, [string, string] | null]>) => {
+      const kept = items.map(([uid, ids]) => {
+        out.reset();
+        enc.item(out, true, uid, ids, ids.length, null, '');
+        return bytesOf(out.view());
+      });
+      out.reset();
+      enc.open(out, items.length);
+      kept.forEach((bytes, i) => {
+        // The separator is what keptItem writes before the bytes, and what separatorLength says.
+        const at = out.pos;
+        enc.keptItem(out, i === 0, bytes);
+        expect(out.pos - at - bytes.length).toBe(enc.separatorLength(i === 0));
+      });
+      enc.close(out);
+      return bytesOf(out.view());
+    };
+    fc.assert(
+      fc.property(fc.array(fc.tuple(uidArb, idsArb, fc.constant(null)), { maxLength: 30 }), (items) => {
+        for (const enc of [JSON_ITEMS, MSGPACK_ITEMS])
+          expect(keptBatchOf(enc, items).equals(batchOf(enc, items))).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   // MessagePack strings are UTF-8: a lone surrogate goes as U+FFFD, as Buffer writes it.
   const wellFormed = (uid: string | null) => (uid === null ? null : Buffer.from(uid, 'utf8').toString('utf8'));
 

@@ -323,6 +323,13 @@ export interface ItemEncoder {
     ids: Uint32Array,
     n: number,
   ): void;
+  /**
+   * An item whose bytes are kept from an earlier answer (lookup/hot-answers.ts):
+   * `bytes` as `item` wrote them for the first item, after this encoder's separator.
+   */
+  keptItem(out: AnswerBuffer, first: boolean, bytes: Uint8Array): void;
+  /** How many separator bytes `item` writes before an item's own bytes. */
+  separatorLength(first: boolean): number;
   close(out: AnswerBuffer): void;
 }
 
@@ -359,6 +366,12 @@ export const JSON_ITEMS: ItemEncoder = {
     jsonSegments(out, ids, n);
     out.byte(125); // }
   },
+  keptItem(out, first, bytes) {
+    out.room(bytes.length + 1);
+    if (!first) out.byte(44);
+    out.bytes(bytes);
+  },
+  separatorLength: (first) => (first ? 0 : 1),
   close(out) {
     out.room(2);
     out.byte(93);
@@ -417,6 +430,11 @@ export const MSGPACK_ITEMS: ItemEncoder = {
     out.asciiMsgpackString(src, start, end);
     msgpackSegments(out, ids, n);
   },
+  keptItem(out, _first, bytes) {
+    out.room(bytes.length);
+    out.bytes(bytes);
+  },
+  separatorLength: () => 0,
   close() {},
 };
 

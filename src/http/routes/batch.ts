@@ -210,8 +210,7 @@ export function batchRoute(deps: AppDeps) {
     for (let i = 0; i < count; i++) maybe[i] = lookup.screen(body, starts[i]!, ends[i]!) ? 1 : 0;
     out.reset();
     enc.open(out, count);
-    const json = enc === JSON_ITEMS;
-    const variant = json ? JSON_VARIANT : MSGPACK_VARIANT;
+    const variant = enc === JSON_ITEMS ? JSON_VARIANT : MSGPACK_VARIANT;
     for (let i = 0; i < count; i++) {
       const start = starts[i]!;
       const end = ends[i]!;
@@ -222,14 +221,12 @@ export function batchRoute(deps: AppDeps) {
       }
       const remembered = reader.rememberedAscii(body, start, end, licence, variant, now);
       if (remembered !== undefined) {
-        // The item is the GET answer's bytes (format.ts: both are ItemEncoder.item), after a comma in JSON.
-        out.room(remembered.length + 1);
-        if (json && i > 0) out.byte(44);
-        out.bytes(remembered);
+        // The item is the GET answer's bytes (format.ts: both are ItemEncoder.item).
+        enc.keptItem(out, i === 0, remembered);
         continue;
       }
       const n = reader.readAscii(body, start, end, licence, now);
-      const at = json && i > 0 ? out.pos + 1 : out.pos;
+      const at = out.pos + enc.separatorLength(i === 0);
       // A lookup by segd uid answers the uid as sent (lookup/reveal.ts): its bytes.
       enc.asciiItem(out, i === 0, body, start, end, reader.ids, n);
       if (reader.keeps(variant)) reader.keepBytes(out.view(), at, out.pos);
