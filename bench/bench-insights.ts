@@ -1,5 +1,5 @@
 // The insights index, in process on real LMDB: `npm run bench:insights
-// [-- --users N --rounds R --batch B]`, or `-- --at-scale --users 10000000
+// [-- --users N --rounds R --batch B --snapshot-only]`, or `-- --at-scale --users 10000000
 // [--store DIR]` for the queries, memory and restart alone at a size the
 // ingest comparison would take hours at.
 //
@@ -12,7 +12,8 @@
 //            records/s and the on/off ratio, by the clock and by CPU time (the
 //            process's user + system time: on a machine shared with other jobs
 //            the steadier of the two); likewise, in alternating rounds, a
-//            snapshot file of every user loaded into an empty store.
+//            snapshot file of every user loaded into an empty store
+//            (`--snapshot-only`: that comparison alone).
 //   queries  overlap of the two largest segments, affinity of the largest
 //            against every segment, reach of a 5-term expression (medians).
 //   restart  the index saved, loaded again, and rebuilt from a scan.
@@ -51,8 +52,9 @@ const flags = parseFlags(
     'at-scale': 'only queries, memory and restart, on one store written once (no ingest or snapshot comparison)',
     store: 'with --at-scale: the store directory, written when empty and kept (default: a temp dir, removed)',
     outbox: 'on | off: the outbox watches the stores of both modes, as in every server (default on)',
+    'snapshot-only': 'only the snapshot load comparison',
   },
-  ['at-scale'],
+  ['at-scale', 'snapshot-only'],
 );
 const USERS = intFlag(flags, 'users', { min: 1000, max: 50_000_000, def: 200_000 });
 const ROUNDS = intFlag(flags, 'rounds', { min: 1, max: 20, def: 3 });
@@ -147,10 +149,21 @@ function time(fn: () => unknown, runs: number): number {
 }
 
 async function main(): Promise<void> {
+  const dirs: string[] = [];
+  try {
+    const kept = flags['snapshot-only'] === true ? null : await ingest(dirs);
+    await snapshots(dirs);
+    if (kept !== null) await measure(kept.store, kept.index, kept.dir);
+  } finally {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }
+}
+
+/** The ingest comparison; returns one "on" store, open, for the queries. */
+async function ingest(dirs: string[]): Promise<{ store: Store; index: InsightsIndex; dir: string }> {
   const all = [changes(0), changes(1)];
   const rates: Record<'off' | 'on', number[]> = { off: [], on: [] };
   const cpuRates: Record<'off' | 'on', number[]> = { off: [], on: [] };
-  const dirs: string[] = [];
   let kept: { store: Store; index: InsightsIndex; dir: string } | null = null;
   for (let r = 0; r < ROUNDS; r++) {
     const opened = { off: open(temp(dirs), false), on: open(temp(dirs), true) };
@@ -170,7 +183,11 @@ async function main(): Promise<void> {
       `(on/off ${(on / off).toFixed(3)}; rounds off ${rates.off.map(Math.round).join(', ')}, on ${rates.on.map(Math.round).join(', ')}); ` +
       `per CPU second: off ${Math.round(median(cpuRates.off))}, on ${Math.round(median(cpuRates.on))} (on/off ${(median(cpuRates.on) / median(cpuRates.off)).toFixed(3)})`,
   );
+  return kept!;
+}
 
+/** Snapshot loads of every user into an empty store, index off and on in alternating rounds. */
+async function snapshots(dirs: string[]): Promise<void> {
   const snapDir = mkdtempSync(join(tmpdir(), 'segd-bench-insights-'));
   dirs.push(snapDir);
   const file = join(snapDir, 'all.snapshot.ndjson');
@@ -203,12 +220,9 @@ async function main(): Promise<void> {
   console.log(
     `snapshot load: index off ${Math.round(sOff)} memberships/s, on ${Math.round(sOn)} (on/off ${(sOn / sOff).toFixed(3)}; ` +
       `rounds off ${snap.off.map(Math.round).join(', ')}, on ${snap.on.map(Math.round).join(', ')}); ` +
-      `per CPU second: on/off ${(median(snapCpu.on) / median(snapCpu.off)).toFixed(3)}`,
+      `per CPU second: off ${Math.round(median(snapCpu.off))}, on ${Math.round(median(snapCpu.on))} (on/off ${(median(snapCpu.on) / median(snapCpu.off)).toFixed(3)}; ` +
+      `rounds off ${snapCpu.off.map(Math.round).join(', ')}, on ${snapCpu.on.map(Math.round).join(', ')})`,
   );
-
-  const { store, index, dir } = kept!;
-  await measure(store, index, dir);
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 }
 
 /** Queries, memory, then save, load and rebuild (closes `store`). */
