@@ -11,9 +11,11 @@
 //            a transaction of each mode in turn, R rounds of fresh stores:
 //            records/s and the on/off ratio, by the clock and by CPU time (the
 //            process's user + system time: on a machine shared with other jobs
-//            the steadier of the two); likewise, in alternating rounds, a
-//            snapshot file of every user loaded into an empty store
-//            (`--snapshot-only`: that comparison alone).
+//            the steadier of the two); likewise, in alternating rounds after
+//            an unmeasured warm-up load of each mode, a snapshot file of every
+//            user loaded into an empty store (`--snapshot-only`: that
+//            comparison alone), with the median of each round's own on/off
+//            (the two loads of a round run back to back, under the same load).
 //   queries  overlap of the two largest segments, affinity of the largest
 //            against every segment, reach of a 5-term expression (medians).
 //   restart  the index saved, loaded again, and rebuilt from a scan.
@@ -194,7 +196,8 @@ async function snapshots(dirs: string[]): Promise<void> {
   writeFileSync(file, Array.from({ length: USERS }, (_, i) => gen.line(i, NOW - 50)).join(''));
   const snap: Record<'off' | 'on', number[]> = { off: [], on: [] };
   const snapCpu: Record<'off' | 'on', number[]> = { off: [], on: [] };
-  for (let r = 0; r < ROUNDS; r++) {
+  // Round -1 warms up each mode's code (the index's append path is cold until an "on" load ran) and is not counted.
+  for (let r = -1; r < ROUNDS; r++) {
     for (const mode of r % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
       const d = mkdtempSync(join(tmpdir(), 'segd-bench-insights-'));
       dirs.push(d);
@@ -209,8 +212,11 @@ async function snapshots(dirs: string[]): Promise<void> {
         maxLineBytes: 1 << 20,
       });
       if (index !== null) void index.active;
-      snap[mode].push(sum.memberships / ((performance.now() - t0) / 1000));
-      snapCpu[mode].push(sum.memberships / cpuSince(c0));
+      const cpu = cpuSince(c0);
+      if (r >= 0) {
+        snap[mode].push(sum.memberships / ((performance.now() - t0) / 1000));
+        snapCpu[mode].push(sum.memberships / cpu);
+      }
       loader.stop();
       await s.close();
     }
@@ -221,7 +227,8 @@ async function snapshots(dirs: string[]): Promise<void> {
     `snapshot load: index off ${Math.round(sOff)} memberships/s, on ${Math.round(sOn)} (on/off ${(sOn / sOff).toFixed(3)}; ` +
       `rounds off ${snap.off.map(Math.round).join(', ')}, on ${snap.on.map(Math.round).join(', ')}); ` +
       `per CPU second: off ${Math.round(median(snapCpu.off))}, on ${Math.round(median(snapCpu.on))} (on/off ${(median(snapCpu.on) / median(snapCpu.off)).toFixed(3)}; ` +
-      `rounds off ${snapCpu.off.map(Math.round).join(', ')}, on ${snapCpu.on.map(Math.round).join(', ')})`,
+      `rounds off ${snapCpu.off.map(Math.round).join(', ')}, on ${snapCpu.on.map(Math.round).join(', ')}; ` +
+      `median of the rounds' own on/off ${median(snapCpu.on.map((x, i) => x / snapCpu.off[i]!)).toFixed(3)})`,
   );
 }
 

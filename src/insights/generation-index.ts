@@ -256,7 +256,8 @@ export class GenerationIndex {
     this.userOps.mark = this.userOps.n;
     this.undo.length = 0;
     if (this.appending) this.nextMark = this.next;
-    if ((this.logMark >> 1) + this.userOps.mark >= this.settleAt) this.settle();
+    // An appending transaction is large (a snapshot's merge chunk) and its ops go to the bitmaps as it commits, so the log is sized to one.
+    if (this.appending || (this.logMark >> 1) + this.userOps.mark >= this.settleAt) this.settle();
   }
 
   /** The transaction did not commit: its changes are undone, newest first. */
