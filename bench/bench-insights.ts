@@ -1,5 +1,5 @@
 // The insights index, in process on real LMDB: `npm run bench:insights
-// [-- --users N --rounds R --batch B]`, or `-- --at-scale --users 10000000
+// [-- --users N --rounds R --batch B --snapshot-only]`, or `-- --at-scale --users 10000000
 // [--store DIR]` for the queries, memory and restart alone at a size the
 // ingest comparison would take hours at.
 //
@@ -11,8 +11,11 @@
 //            a transaction of each mode in turn, R rounds of fresh stores:
 //            records/s and the on/off ratio, by the clock and by CPU time (the
 //            process's user + system time: on a machine shared with other jobs
-//            the steadier of the two); likewise, in alternating rounds, a
-//            snapshot file of every user loaded into an empty store.
+//            the steadier of the two); likewise, in alternating rounds after
+//            an unmeasured warm-up load of each mode, a snapshot file of every
+//            user loaded into an empty store (`--snapshot-only`: that
+//            comparison alone), with the median of each round's own on/off
+//            (the two loads of a round run back to back, under the same load).
 //   queries  overlap of the two largest segments, affinity of the largest
 //            against every segment, reach of a 5-term expression (medians).
 //   restart  the index saved, loaded again, and rebuilt from a scan.
@@ -51,8 +54,9 @@ const flags = parseFlags(
     'at-scale': 'only queries, memory and restart, on one store written once (no ingest or snapshot comparison)',
     store: 'with --at-scale: the store directory, written when empty and kept (default: a temp dir, removed)',
     outbox: 'on | off: the outbox watches the stores of both modes, as in every server (default on)',
+    'snapshot-only': 'only the snapshot load comparison',
   },
-  ['at-scale'],
+  ['at-scale', 'snapshot-only'],
 );
 const USERS = intFlag(flags, 'users', { min: 1000, max: 50_000_000, def: 200_000 });
 const ROUNDS = intFlag(flags, 'rounds', { min: 1, max: 20, def: 3 });
@@ -147,10 +151,21 @@ function time(fn: () => unknown, runs: number): number {
 }
 
 async function main(): Promise<void> {
+  const dirs: string[] = [];
+  try {
+    const kept = flags['snapshot-only'] === true ? null : await ingest(dirs);
+    await snapshots(dirs);
+    if (kept !== null) await measure(kept.store, kept.index, kept.dir);
+  } finally {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }
+}
+
+/** The ingest comparison; returns one "on" store, open, for the queries. */
+async function ingest(dirs: string[]): Promise<{ store: Store; index: InsightsIndex; dir: string }> {
   const all = [changes(0), changes(1)];
   const rates: Record<'off' | 'on', number[]> = { off: [], on: [] };
   const cpuRates: Record<'off' | 'on', number[]> = { off: [], on: [] };
-  const dirs: string[] = [];
   let kept: { store: Store; index: InsightsIndex; dir: string } | null = null;
   for (let r = 0; r < ROUNDS; r++) {
     const opened = { off: open(temp(dirs), false), on: open(temp(dirs), true) };
@@ -170,14 +185,19 @@ async function main(): Promise<void> {
       `(on/off ${(on / off).toFixed(3)}; rounds off ${rates.off.map(Math.round).join(', ')}, on ${rates.on.map(Math.round).join(', ')}); ` +
       `per CPU second: off ${Math.round(median(cpuRates.off))}, on ${Math.round(median(cpuRates.on))} (on/off ${(median(cpuRates.on) / median(cpuRates.off)).toFixed(3)})`,
   );
+  return kept!;
+}
 
+/** Snapshot loads of every user into an empty store, index off and on in alternating rounds. */
+async function snapshots(dirs: string[]): Promise<void> {
   const snapDir = mkdtempSync(join(tmpdir(), 'segd-bench-insights-'));
   dirs.push(snapDir);
   const file = join(snapDir, 'all.snapshot.ndjson');
   writeFileSync(file, Array.from({ length: USERS }, (_, i) => gen.line(i, NOW - 50)).join(''));
   const snap: Record<'off' | 'on', number[]> = { off: [], on: [] };
   const snapCpu: Record<'off' | 'on', number[]> = { off: [], on: [] };
-  for (let r = 0; r < ROUNDS; r++) {
+  // Round -1 warms up each mode's code (the index's append path is cold until an "on" load ran) and is not counted.
+  for (let r = -1; r < ROUNDS; r++) {
     for (const mode of r % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
       const d = mkdtempSync(join(tmpdir(), 'segd-bench-insights-'));
       dirs.push(d);
@@ -192,8 +212,11 @@ async function main(): Promise<void> {
         maxLineBytes: 1 << 20,
       });
       if (index !== null) void index.active;
-      snap[mode].push(sum.memberships / ((performance.now() - t0) / 1000));
-      snapCpu[mode].push(sum.memberships / cpuSince(c0));
+      const cpu = cpuSince(c0);
+      if (r >= 0) {
+        snap[mode].push(sum.memberships / ((performance.now() - t0) / 1000));
+        snapCpu[mode].push(sum.memberships / cpu);
+      }
       loader.stop();
       await s.close();
     }
@@ -203,12 +226,10 @@ async function main(): Promise<void> {
   console.log(
     `snapshot load: index off ${Math.round(sOff)} memberships/s, on ${Math.round(sOn)} (on/off ${(sOn / sOff).toFixed(3)}; ` +
       `rounds off ${snap.off.map(Math.round).join(', ')}, on ${snap.on.map(Math.round).join(', ')}); ` +
-      `per CPU second: on/off ${(median(snapCpu.on) / median(snapCpu.off)).toFixed(3)}`,
+      `per CPU second: off ${Math.round(median(snapCpu.off))}, on ${Math.round(median(snapCpu.on))} (on/off ${(median(snapCpu.on) / median(snapCpu.off)).toFixed(3)}; ` +
+      `rounds off ${snapCpu.off.map(Math.round).join(', ')}, on ${snapCpu.on.map(Math.round).join(', ')}; ` +
+      `median of the rounds' own on/off ${median(snapCpu.on.map((x, i) => x / snapCpu.off[i]!)).toFixed(3)})`,
   );
-
-  const { store, index, dir } = kept!;
-  await measure(store, index, dir);
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 }
 
 /** Queries, memory, then save, load and rebuild (closes `store`). */

@@ -1,7 +1,9 @@
 // The insights index against a brute-force scan of LMDB, on a real env: after
 // any sequence of feed batches (adds, removes, replaces, deletes, TTLs), TTL
 // sweeps, privacy deletions, ID-graph merges, transactions that fail, snapshot
-// swaps and restarts, every segment's bitmap holds exactly the ordinals of the
+// swaps (the new generation indexed as it is appended, with changes committed
+// during the load replayed at the flip, or the load failing inside its merge
+// or its flip) and restarts, every segment's bitmap holds exactly the ordinals of the
 // users the store lists in it, in both generations, and its size equals the
 // segment count the writer keeps.
 import { describe, expect, it } from 'vitest';
@@ -41,7 +43,7 @@ type Step =
   | { kind: 'forget'; uid: string }
   | { kind: 'merge'; from: string; into: string }
   | { kind: 'fail'; changes: Change[] }
-  | { kind: 'snapshot'; users: Array<[string, number[]]> }
+  | { kind: 'snapshot'; users: Array<[string, number[]]>; during: Change[]; failAt: number }
   | { kind: 'restart'; stale: Stale };
 
 /**
@@ -72,8 +74,14 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   {
     weight: 1,
     arbitrary: fc
-      .array(fc.tuple(uidArb, fc.array(segArb, { maxLength: 3 })), { minLength: 1, maxLength: 5 })
-      .map((users) => ({ kind: 'snapshot' as const, users })),
+      .record({
+        users: fc.array(fc.tuple(uidArb, fc.array(segArb, { maxLength: 3 })), { minLength: 1, maxLength: 5 }),
+        /** Changes committed to the active generation while the load runs (replayed at the flip). */
+        during: fc.array(changeArb, { maxLength: 4 }),
+        /** The load fails at this user the merge or the flip reaches (-1: it does not fail). */
+        failAt: fc.integer({ min: -1, max: 8 }),
+      })
+      .map((s) => ({ kind: 'snapshot' as const, ...s })),
   },
   {
     weight: 1,
@@ -123,6 +131,8 @@ function check(store: Store, index: InsightsIndex): void {
   for (const [id, bm] of index.active.segments) expect(counts.get(id)).toBe(bm.size);
 }
 
+class LoadFailed extends Error {}
+
 describe('insights index', () => {
   it('equals a scan of LMDB after any changes, sweeps, deletions, failed transactions, snapshot swaps and restarts', async () => {
     await fc.assert(
@@ -131,7 +141,13 @@ describe('insights index', () => {
         let store = openStore(dir);
         let index = new InsightsIndex(store);
         let writer = new Writer(store);
-        let snapshots = new SnapshotLoader(store, writer);
+        // A snapshot step's failure: thrown from the check of the n-th user its load reaches, inside a transaction.
+        let failIn = -1;
+        const excluded = () => {
+          if (failIn >= 0 && failIn-- === 0) throw new LoadFailed();
+          return false;
+        };
+        let snapshots = new SnapshotLoader(store, writer, { excluded });
         let snapTs = NOW - 10;
         try {
           for (const step of steps) {
@@ -193,12 +209,30 @@ describe('insights index', () => {
                     .map(([uid, segments]) => JSON.stringify({ op: 'add', uid, segments, ts: snapTs }) + '\n')
                     .join(''),
                 );
-                await snapshots.load(file, {
-                  checkpointKey: 'ckpt:test',
-                  batchSize: 1000,
-                  maxUidBytes: 128,
-                  maxLineBytes: 1 << 20,
-                });
+                failIn = step.failAt;
+                let during = step.during;
+                const loaded = await snapshots
+                  .load(file, {
+                    checkpointKey: 'ckpt:test',
+                    batchSize: 1000,
+                    maxUidBytes: 128,
+                    maxLineBytes: 1 << 20,
+                    // Between the merge's transactions (after its one here), before the flip.
+                    onProgress: () => {
+                      if (during.length > 0) writer.apply(during, NOW);
+                      during = [];
+                    },
+                  })
+                  .then(
+                    () => true,
+                    (err: unknown) => {
+                      if (!(err instanceof LoadFailed)) throw err;
+                      return false;
+                    },
+                  );
+                // Failed exactly when asked to and reached: a load that was not failed completed.
+                expect(loaded || step.failAt >= 0).toBe(true);
+                failIn = -1;
                 snapshots.stop();
                 snapTs++;
                 break;
@@ -245,7 +279,7 @@ describe('insights index', () => {
                 index = new InsightsIndex(store, step.stale === 'crash' ? null : await loadIndex(path));
                 expect(index.rebuilt).toBe(moved);
                 writer = new Writer(store);
-                snapshots = new SnapshotLoader(store, writer);
+                snapshots = new SnapshotLoader(store, writer, { excluded });
                 snapshots.clearInactive();
                 break;
               }

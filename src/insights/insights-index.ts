@@ -139,7 +139,8 @@ export class InsightsIndex {
     const gens = this.generations;
     const watch = MemberWatch.of(store);
     watch.keepOrdinals({
-      change: (g, _uid, beforeOrd, before, nb, after, na) => gens[g]!.change(beforeOrd, before, nb, after, na),
+      change: (g, _uid, beforeOrd, before, nb, after, na, append) =>
+        gens[g]!.change(beforeOrd, before, nb, after, na, append),
     });
     let touched = false;
     watch.add({
