@@ -300,10 +300,24 @@ describe('crash safety of snapshots', () => {
     const N = 300_000;
     const dataDir = tempDir();
     const inbox = join(dataDir, 'inbox');
-    const env = { SEGD_LOG_LEVEL: 'debug' };
+    // The insights index on: its bitmaps must follow the generation a restart serves, not the half-loaded one.
+    const env = { SEGD_LOG_LEVEL: 'debug', SEGD_INSIGHTS: 'on', SEGD_ADMIN_KEYS: 'crash-admin-key-0001' };
+    const sizes = async (s: Segd) => {
+      const got: Record<number, number> = {};
+      for (const id of [1, 2, 3, 4]) {
+        const r = await fetch(`${s.url}/v1/insights/segments/${id}`, {
+          headers: { authorization: 'Bearer crash-admin-key-0001' },
+        });
+        expect(r.status, `segment ${id}`).toBe(200);
+        got[id] = ((await r.json()) as { size: number }).size;
+      }
+      return got;
+    };
     const first = await startSegd({ dataDir, env });
     await dropFeed(inbox, '001-a.snapshot.ndjson', users('u', N, [1, 2], T0));
     await waitFor(async () => existsSync(join(inbox, 'done', '001-a.snapshot.ndjson')), 60_000);
+    await waitFor(async () => (await sizes(first))[1] === N, 10_000);
+    expect(await sizes(first)).toEqual({ 1: N, 2: N, 3: 0, 4: 0 });
     expect(await stopReport(first)).toEqual(CLEAN_STOP);
     const before = await readStore(dataDir);
     expect(before.counts).toEqual({ 1: N, 2: N });
@@ -339,6 +353,9 @@ describe('crash safety of snapshots', () => {
       expect(got[i], k).toEqual(want);
     });
     expect(await storedUsers(segd)).toBe(N);
+    // Exact for the loaded set: nothing of A's second half or of the killed load's half left behind.
+    await waitFor(async () => (await sizes(segd))[3] === N / 2, 10_000);
+    expect(await sizes(segd)).toEqual({ 1: 0, 2: 0, 3: N / 2, 4: N / 2 });
     // Merge transactions do not count as writes: the saved filter still matches the (unflipped) store.
     expect(await stopReport(segd)).toEqual(CLEAN_STOP);
     const after = await readStore(dataDir);
