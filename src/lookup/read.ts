@@ -94,13 +94,7 @@ export class ReadPath {
         n = lookup.find(profile, nowSec);
       }
     }
-    if (n < 0) {
-      this.counts.miss();
-      return 0;
-    }
-    this.counts.hit();
-    this.found = true;
-    return licence === undefined ? 0 : licence.filter(lookup.ids, n);
+    return this.settle(n, licence);
   }
 
   /**
@@ -128,13 +122,18 @@ export class ReadPath {
         n = lookup.find(profile, nowSec);
       }
     }
+    return this.settle(n, licence);
+  }
+
+  /** A read's end: counted as a hit or a miss, and the licensed count of `lookup.ids` (0 without a licence). */
+  private settle(n: number, licence: Licence | undefined): number {
     if (n < 0) {
       this.counts.miss();
       return 0;
     }
     this.counts.hit();
     this.found = true;
-    return licence === undefined ? 0 : licence.filter(lookup.ids, n);
+    return licence === undefined ? 0 : licence.filter(this.lookup.ids, n);
   }
 
   /**
