@@ -11,7 +11,7 @@ import { Buffer } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
 import type { HttpResponse } from 'uWebSockets.js';
 import { sendError } from './respond.js';
-import { answerFailure, currentRoute, openedPending, type RouteContext } from './guard.js';
+import { answerFailure, currentRoute, enterCallback, openedPending, type RouteContext } from './guard.js';
 import type { Pending } from './pending.js';
 
 export type BodyResult = { ok: true; body: Buffer } | { ok: false; reason: 'too-large' };
@@ -58,6 +58,7 @@ class Read {
 
   onData(chunk: ArrayBuffer, isLast: boolean): void {
     if (this.finished) return;
+    const outer = enterCallback(this.res);
     try {
       const n = chunk.byteLength;
       if (this.len + n > this.maxBytes) {
@@ -83,6 +84,8 @@ class Read {
       this.finish();
       if (this.owner !== null) this.owner.fail(err);
       else answerFailure(this.res, err, this.ctx);
+    } finally {
+      enterCallback(outer);
     }
   }
 
