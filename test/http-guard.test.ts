@@ -8,7 +8,7 @@ import { connect } from 'node:net';
 import uWS from 'uWebSockets.js';
 import WebSocket from 'ws';
 import { pino } from 'pino';
-import { guardRoute, guardWs, type RouteContext } from '../src/http/guard.js';
+import { corkedResponse, guardRoute, guardWs, type RouteContext } from '../src/http/guard.js';
 import { pending } from '../src/http/pending.js';
 import { readBody } from '../src/http/body.js';
 import { Budget } from '../src/http/admission.js';
@@ -29,6 +29,12 @@ const log = pino(
 const budget = new Budget('public', 100);
 const inflight = { n: 0 };
 const lateWrites: string[] = [];
+/** Where /corked saw the corked-response mark: is it this response, null, or another one. */
+const marks: Record<string, string> = {};
+const markOf = (res: uWS.HttpResponse) => {
+  const c = corkedResponse();
+  return c === res ? 'this' : c === null ? 'null' : 'other';
+};
 let app: uWS.TemplatedApp;
 let local: LocalApp;
 let port = 0;
@@ -78,6 +84,18 @@ beforeAll(async () => {
     );
     void req;
   });
+  // Answers from outside any uWS callback: settle must cork there (the mark is null).
+  route('/corked', (res, req) => {
+    marks.handler = markOf(res);
+    const p = pending(res, inflight);
+    readBody(res, req.getHeader('content-length'), 1 << 20, () => {
+      marks.body = markOf(res);
+      setImmediate(() => {
+        marks.later = markOf(res);
+        p.settle(() => void res.end('late'));
+      });
+    });
+  });
   route('/ok', (res) => {
     sendBody(res, 200, 'text/plain', 'ok');
   });
@@ -119,6 +137,16 @@ describe('guarded uWS callbacks', () => {
       expect((await post('/ok')).status).toBe(200);
     },
   );
+
+  it('marks the response corked only inside its own handler and body callback', async () => {
+    const r = await post('/corked');
+    expect(r.status).toBe(200);
+    expect(await r.text()).toBe('late');
+    expect(marks).toEqual({ handler: 'this', body: 'this', later: 'null' });
+    // A handler that throws leaves no mark behind.
+    expect((await post('/throws')).status).toBe(500);
+    expect(corkedResponse()).toBeNull();
+  });
 
   it('answers once: a late answer after a failure or an abort writes nothing, and budgets return to zero', async () => {
     // A client that sends headers and leaves: the late settle must be a no-op.

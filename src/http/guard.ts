@@ -32,6 +32,23 @@ export type Handler = (res: HttpResponse, req: HttpRequest) => void;
 
 let current: RouteContext | null = null;
 let opened: Pending | null = null;
+let corked: HttpResponse | null = null;
+
+/**
+ * The response whose uWS callback (its handler, or its onData) runs now: uWS
+ * corks that socket for the callback, so an answer written there needs no
+ * res.cork of its own (pending.ts).
+ */
+export function corkedResponse(): HttpResponse | null {
+  return corked;
+}
+
+/** Marks `res` as the corked one for a uWS callback of it; returns the mark to put back when it ends. */
+export function enterCallback(res: HttpResponse | null): HttpResponse | null {
+  const outer = corked;
+  corked = res;
+  return outer;
+}
 
 /** The route whose handler runs now (null outside a handler). */
 export function currentRoute(): RouteContext | null {
@@ -80,6 +97,7 @@ export function guardRoute(ctx: RouteContext, handler: Handler): Handler {
     }
     current = ctx;
     opened = null;
+    corked = res;
     try {
       handler(res, req);
     } catch (err) {
@@ -96,6 +114,7 @@ export function guardRoute(ctx: RouteContext, handler: Handler): Handler {
     } finally {
       current = null;
       opened = null;
+      corked = null;
     }
   };
 }

@@ -7,7 +7,14 @@
 // later attempt is a no-op, and a write that throws becomes a 500 (guard.ts).
 import type { HttpResponse } from 'uWebSockets.js';
 import type { Budget } from './admission.js';
-import { answerFailure, currentRoute, logFailure, setOpenedPending, type RouteContext } from './guard.js';
+import {
+  answerFailure,
+  corkedResponse,
+  currentRoute,
+  logFailure,
+  setOpenedPending,
+  type RouteContext,
+} from './guard.js';
 
 export class Pending {
   private open = true;
@@ -49,7 +56,10 @@ export class Pending {
     if (!this.open) return;
     this.release();
     try {
-      this.res.cork(write);
+      // Inside this response's own uWS callback the socket is corked already:
+      // a second cork is a native call and a call back into JS for nothing.
+      if (corkedResponse() === this.res) write();
+      else this.res.cork(write);
     } catch (err) {
       answerFailure(this.res, err, this.ctx);
     }
