@@ -153,37 +153,25 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
     env.openDB<Buffer, string>({ name: 'members', encoding: 'binary' }),
     env.openDB<Buffer, string>({ name: 'members.1', encoding: 'binary' }),
   ] as const;
-  const counts = env.openDB<number, number>({ name: 'counts', keyEncoding: 'uint32' });
-  const segments = env.openDB<unknown, number>({ name: 'segments', encoding: 'msgpack', keyEncoding: 'uint32' });
-  const partners = env.openDB<unknown, string>({ name: 'partners', encoding: 'msgpack' });
-  const meta = env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' });
-  const idmap = env.openDB<string, string>({ name: 'idmap', encoding: 'string' });
-  const links = env.openDB<string[], string>({ name: 'links', encoding: 'msgpack' });
-  const optout = env.openDB<unknown, string>({ name: 'optout', encoding: 'msgpack' });
-  const syncs = env.openDB<Record<string, number>, string>({ name: 'syncs', encoding: 'msgpack' });
-  const audit = env.openDB<unknown, number>({ name: 'audit', encoding: 'msgpack', keyEncoding: 'uint32' });
-  const destinations = env.openDB<unknown, string>({ name: 'destinations', encoding: 'msgpack' });
-  const outbox = env.openDB<unknown, [string, number]>({ name: 'outbox', encoding: 'msgpack' });
-  const outbound = env.openDB<unknown, string>({ name: 'outbound', encoding: 'msgpack' });
-  const outboundDead = env.openDB<unknown, [string, number]>({ name: 'outbound.dead', encoding: 'msgpack' });
+  const dbs = {
+    counts: env.openDB<number, number>({ name: 'counts', keyEncoding: 'uint32' }),
+    segments: env.openDB<unknown, number>({ name: 'segments', encoding: 'msgpack', keyEncoding: 'uint32' }),
+    partners: env.openDB<unknown, string>({ name: 'partners', encoding: 'msgpack' }),
+    meta: env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' }),
+    idmap: env.openDB<string, string>({ name: 'idmap', encoding: 'string' }),
+    links: env.openDB<string[], string>({ name: 'links', encoding: 'msgpack' }),
+    optout: env.openDB<unknown, string>({ name: 'optout', encoding: 'msgpack' }),
+    syncs: env.openDB<Record<string, number>, string>({ name: 'syncs', encoding: 'msgpack' }),
+    audit: env.openDB<unknown, number>({ name: 'audit', encoding: 'msgpack', keyEncoding: 'uint32' }),
+    destinations: env.openDB<unknown, string>({ name: 'destinations', encoding: 'msgpack' }),
+    outbox: env.openDB<unknown, [string, number]>({ name: 'outbox', encoding: 'msgpack' }),
+    outbound: env.openDB<unknown, string>({ name: 'outbound', encoding: 'msgpack' }),
+    outboundDead: env.openDB<unknown, [string, number]>({ name: 'outbound.dead', encoding: 'msgpack' }),
+  };
+  const { meta } = dbs;
   // A putSync or removeSync outside a transaction is one of its own, which lmdb-js begins on the db's prototype, past the env's wrapper below.
   if (room)
-    for (const db of [
-      ...generations,
-      counts,
-      segments,
-      partners,
-      meta,
-      idmap,
-      links,
-      optout,
-      syncs,
-      audit,
-      destinations,
-      outbox,
-      outbound,
-      outboundDead,
-    ] as Database[]) {
+    for (const db of [...generations, ...Object.values(dbs)] as Database[]) {
       const { putSync, removeSync } = db;
       db.putSync = ((...args: Parameters<typeof putSync>) => (
         prepareWrite(),
@@ -234,19 +222,7 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
     generations,
     generation: () => Atomics.load(cells, index),
     setGeneration: (g) => Atomics.store(cells, index, g),
-    counts,
-    segments,
-    partners,
-    meta,
-    idmap,
-    links,
-    optout,
-    syncs,
-    audit,
-    destinations,
-    outbox,
-    outbound,
-    outboundDead,
+    ...dbs,
     prepareWrite,
     close: () => env.close(),
   };
