@@ -305,13 +305,8 @@ export class BidRequestScanner {
     for (;;) {
       // A value starts at pos, its first byte in c.
       if (c === Q) {
-        pos++;
-        while (pos < len && STRING_CLASS[buf[pos]!] === 0) pos++;
-        if (buf[pos] === Q) pos++;
-        else {
-          pos = stringRest(buf, pos);
-          if (pos < 0) return pos;
-        }
+        pos = skipString(buf, pos, len);
+        if (pos < 0) return pos;
       } else if (c === OPEN_OBJ || c === OPEN_ARR) {
         if (depth === this.stackIsObj.length) this.grow();
         inObj = c === OPEN_OBJ;
@@ -525,13 +520,8 @@ function literal(buf: Buffer, pos: number, c: number): number {
 /** A member's key from its opening quote, its colon and the whitespace after it; the position of its value. */
 function skipKey(buf: Buffer, pos: number, len: number): number {
   if (buf[pos] !== Q) return -pos - 1;
-  pos++;
-  while (pos < len && STRING_CLASS[buf[pos]!] === 0) pos++;
-  if (buf[pos] === Q) pos++;
-  else {
-    pos = stringRest(buf, pos);
-    if (pos < 0) return pos;
-  }
+  pos = skipString(buf, pos, len);
+  if (pos < 0) return pos;
   if (buf[pos] === COLON) pos++;
   else {
     while (pos < len && isWs(buf[pos]!)) pos++;
@@ -540,6 +530,16 @@ function skipKey(buf: Buffer, pos: number, len: number): number {
   }
   while (pos < len && isWs(buf[pos]!)) pos++;
   return pos < len ? pos : -pos - 1;
+}
+
+/**
+ * A string from its opening quote, walked in one loop to its closing quote
+ * (`stringRest` only for an escape or a control byte); the position after it.
+ */
+function skipString(buf: Buffer, pos: number, len: number): number {
+  pos++;
+  while (pos < len && STRING_CLASS[buf[pos]!] === 0) pos++;
+  return buf[pos] === Q ? pos + 1 : stringRest(buf, pos);
 }
 
 /** Set when `stringRest` passes an escape (the scanner clears it before the strings it reads). */
