@@ -9,7 +9,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startSegd, stopReport, CLEAN_STOP, tempDir, waitFor, type Segd } from './helpers/server.js';
+import { startSegd, stopReport, CLEAN_STOP, tempDir, waitFor, BIN, type Segd } from './helpers/server.js';
+import { spawnTracked } from './helpers/procs.js';
+import { followJsonLog } from '../src/loadtest/json-log.js';
 
 /** A batch lookup whose body stops halfway: a request in flight until the socket closes. segd runs with SEGD_MAX_INFLIGHT=1. */
 async function requestInFlight(segd: Segd): Promise<Socket> {
@@ -94,5 +96,33 @@ describe('bounded shutdown', () => {
     sock.destroy();
     const second = segd.logs.find((l) => l.msg === 'second signal: exiting without finishing the shutdown');
     expect(second?.waitingFor).toEqual(['worker 0: drain']);
+  });
+
+  it('a SIGTERM while starting is kept: segd finishes starting, then stops cleanly', async () => {
+    const dataDir = tempDir();
+    const proc = spawnTracked(process.execPath, [BIN, 'serve'], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        SEGD_PORT: '0',
+        SEGD_HOST: '127.0.0.1',
+        SEGD_DATA_DIR: dataDir,
+        SEGD_SEED: '',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = new Promise<{ code: number | null; signal: string | null }>((r) =>
+      proc.once('exit', (code, signal) => r({ code, signal })),
+    );
+    const { logs, stderr, waitFor: waitForLog } = followJsonLog(proc, 'segd');
+    // Logged inside start-up, before the workers listen.
+    await waitForLog((l) => l.msg === 'no known-users filter yet; building it', 30_000);
+    proc.kill('SIGTERM');
+    expect(await exited).toEqual({ code: 0, signal: null });
+    rmSync(dataDir, { recursive: true, force: true });
+    const msgs = logs.map((l) => l.msg);
+    expect(msgs).toContain('signal while starting: stopping once started');
+    expect(msgs.indexOf('listening')).toBeLessThan(msgs.indexOf('shutting down'));
+    expect(msgs.at(-1)).toBe('stopped');
+    expect(stderr.join('')).toBe('');
   });
 });

@@ -31,18 +31,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
     throw err;
   }
   const log = createLogger(config.logLevel);
-  let server;
-  try {
-    server = await serve(config, log, seed);
-  } catch (err) {
-    if (err instanceof SchemaError) {
-      log.fatal({ dataDir: config.dataDir }, err.message);
-      return 3;
-    }
-    log.fatal({ err }, 'could not start');
-    return 1;
-  }
+  let server: Awaited<ReturnType<typeof serve>> | undefined;
   let stopping = false;
+  /** A signal that came while the server was starting: acted on once it has started. */
+  let signalledWhileStarting: string | null = null;
   // Exiting joins libuv's thread pool, which waits for a file operation stuck
   // in the kernel (a hung NFS mount, a FIFO): before an exit that may follow
   // such a hang, the signal handlers go, so a further SIGTERM ends the process
@@ -53,6 +45,17 @@ export async function serveCommand(argv: string[]): Promise<number> {
     process.exit(EXIT_UNFINISHED_SHUTDOWN);
   };
   const stop = (signal: string) => {
+    if (server === undefined) {
+      // Still starting (opening the store, loading the filter, starting
+      // workers): a second signal exits now, the first stops once started.
+      if (signalledWhileStarting !== null) {
+        log.error({ signal }, 'second signal while starting: exiting');
+        exitUnfinished();
+      }
+      signalledWhileStarting = signal;
+      log.info({ signal }, 'signal while starting: stopping once started');
+      return;
+    }
     // A second signal means "now": exit without finishing the drain. Every
     // committed batch is already durable in LMDB, so nothing committed is lost.
     if (stopping) {
@@ -73,7 +76,20 @@ export async function serveCommand(argv: string[]): Promise<number> {
       },
     );
   };
+  // Before start-up: a signal with no handler would end the process by its
+  // default action, mid-write, without the shutdown's store close.
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  try {
+    server = await serve(config, log, seed);
+  } catch (err) {
+    if (err instanceof SchemaError) {
+      log.fatal({ dataDir: config.dataDir }, err.message);
+      return 3;
+    }
+    log.fatal({ err }, 'could not start');
+    return 1;
+  }
+  if (signalledWhileStarting !== null) stop(signalledWhileStarting);
   return new Promise<number>(() => {}); // runs until a signal
 }
