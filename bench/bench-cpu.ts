@@ -17,6 +17,8 @@
 // --base DIR[,DIR…]: segds from other checkouts (their bin/segd.js, built),
 // driven in the same rounds: before/after for a change. --prof DIR: segd
 // (this checkout's) runs with --cpu-prof, its profiles written to DIR on exit.
+// --fastify (lookup, batch): Fastify + Redis holding the same users joins the
+// rounds, its CPU time Fastify's and redis-server's together.
 // The CPU time is the whole process's (/proc/<pid>/stat: every thread).
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -34,6 +36,7 @@ import {
   tempDirs,
 } from '../src/loadtest/processes.js';
 import type { HttpReq } from '../src/loadtest/scenarios.js';
+import { startFastifyRedis } from '../src/loadtest/baselines.js';
 import { runBench } from './run-bench.js';
 import { writeActivationData } from './activation-data.js';
 import { envWithoutSegd, SEGD_BIN } from './seeded-segd.js';
@@ -51,9 +54,10 @@ const flags = parseFlags(
     base: 'other checkouts (comma-separated) whose segd is measured in the same rounds',
     prof: "write this segd's CPU profiles (--cpu-prof) to this dir",
     perf: 'run this segd with --perf-basic-prof and print its pid, for `perf record -g -e cpu-clock:u -p PID`',
+    fastify: 'lookup, batch: Fastify + Redis on the same users joins the rounds (CPU of both processes)',
     zipf: "batch: draw the bodies' keys as lookup does (known users Zipf s=1) instead of 12,000 known users uniformly",
   },
-  ['perf', 'zipf'],
+  ['perf', 'zipf', 'fastify'],
 );
 const ROUTE = typeof flags.route === 'string' ? flags.route : 'enrich';
 if (ROUTE !== 'enrich' && ROUTE !== 'batch' && ROUTE !== 'lookup')
@@ -66,6 +70,8 @@ const BASES = typeof flags.base === 'string' ? flags.base.split(',').map((d) => 
 const PROF = typeof flags.prof === 'string' ? resolve(flags.prof) : null;
 const PERF = flags.perf === true;
 const ZIPF = flags.zipf === true;
+const FASTIFY = flags.fastify === true;
+if (FASTIFY && ROUTE === 'enrich') throw new Error('--fastify takes --route lookup or batch');
 const BATCH = 1000;
 const KEY = 'bench-partner-key-0123456789';
 const HOST = '127.0.0.1';
@@ -77,6 +83,16 @@ function cpuSeconds(pid: number): [number, number] {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return [Number(f[11]) / 100, Number(f[12]) / 100]; // utime, stime (fields 14, 15) in USER_HZ
+}
+
+function cpuOf(pids: number[]): [number, number] {
+  const sum: [number, number] = [0, 0];
+  for (const pid of pids) {
+    const [u, s] = cpuSeconds(pid);
+    sum[0] += u;
+    sum[1] += s;
+  }
+  return sum;
 }
 
 function requests(): { reqs: HttpReq[]; keysPerRequest: number } {
@@ -118,7 +134,8 @@ function requests(): { reqs: HttpReq[]; keysPerRequest: number } {
 
 interface Target {
   name: string;
-  pid: number;
+  /** Its processes: the CPU time is theirs together. */
+  pids: number[];
   port: number;
   /** CPU µs per request, per round, and the system time's share of it. */
   us: number[];
@@ -158,14 +175,27 @@ async function main(): Promise<void> {
   const data = writeActivationData(dir, USERS, KEY);
   const { reqs, keysPerRequest } = requests();
 
+  const extraPids = new Map<object, number[]>();
   const servers = [await startServer('hello', [join(ROOT, 'dist/src/loadtest/hello-world.js')], {})];
+  if (FASTIFY) {
+    const say = (m: string) => process.stderr.write(`${m}\n`);
+    const { fastify, redis } = await startFastifyRedis({
+      users: USERS,
+      seed: DEFAULT_SYNTHETIC.seed,
+      quiet: true,
+      say,
+    });
+    servers.push(fastify);
+    extraPids.set(fastify, [redis.pid]);
+  }
   for (const [k, base] of BASES.entries())
     servers.push(await startSegd(BASES.length > 1 ? `base${k + 1}` : 'base', join(base, 'bin/segd.js'), dir, data));
   const segd = await startSegd('segd', SEGD_BIN, dir, data);
   servers.push(segd);
   const targets: Target[] = servers.map((s) => {
-    if (pinning.pinned) pin(s.proc.pid!, pinning.serverCpu!);
-    return { name: s.name, pid: s.proc.pid!, port: s.port, us: [], sys: [], rps: [] };
+    const pids = [s.proc.pid!, ...(extraPids.get(s) ?? [])];
+    if (pinning.pinned) for (const pid of pids) pin(pid, pinning.serverCpu!);
+    return { name: s.name, pids, port: s.port, us: [], sys: [], rps: [] };
   });
 
   for (let r = 0; r < ROUNDS; r++) {
@@ -189,9 +219,9 @@ async function main(): Promise<void> {
         maxRequests: Number.MAX_SAFE_INTEGER,
         okBelow: 300,
         ...(pinning.pinned ? { cpu: pinning.generatorCpu! } : {}),
-        onMeasureStart: () => void (cpu0 = cpuSeconds(t.pid)),
+        onMeasureStart: () => void (cpu0 = cpuOf(t.pids)),
       });
-      const [user, sys] = cpuSeconds(t.pid);
+      const [user, sys] = cpuOf(t.pids);
       const cpu = user - cpu0[0] + sys - cpu0[1];
       if (figures.errorCount > 0)
         throw new Error(`${t.name}: ${figures.errorCount} errors in round ${r + 1}: ${JSON.stringify(figures.errors)}`);
@@ -213,7 +243,7 @@ async function main(): Promise<void> {
     const keys =
       keysPerRequest > 1 ? `   ${Math.round((keysPerRequest * 1e6) / us).toLocaleString('en-US')} keys/CPU-s` : '';
     console.log(
-      `${t.name.padEnd(6)} ${us.toFixed(2).padStart(9)} (${min(t.us).toFixed(2)}) µs CPU/request (${Math.round(100 * median(t.sys))}% sys)   ${Math.round(median(t.rps)).toLocaleString('en-US').padStart(9)} req/s   hello/${t.name} ${(hello / us).toFixed(3)}${keys}`,
+      `${t.name.padEnd(13)} ${us.toFixed(2).padStart(9)} (${min(t.us).toFixed(2)}) µs CPU/request (${Math.round(100 * median(t.sys))}% sys)   ${Math.round(median(t.rps)).toLocaleString('en-US').padStart(9)} req/s   hello/${t.name} ${(hello / us).toFixed(3)}${keys}`,
     );
   }
   // Each round drives every server back to back, so a round's ratio shares

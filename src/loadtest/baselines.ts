@@ -112,30 +112,43 @@ async function loadRedis(port: number, users: number, seed: number, quiet: boole
   return (performance.now() - t0) / 1000;
 }
 
-export async function startBaselines(o: {
+/** redis-server loaded with users 0..N-1 of the data set, and Fastify in front of it. */
+export async function startFastifyRedis(o: {
   users: number;
   seed: number;
   quiet: boolean;
   say: (m: string) => void;
-}): Promise<Baselines> {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '' };
-  o.say('compare: starting the uWebSockets.js hello-world');
-  const hello = await startServer('hello-world', [join(DIST, 'hello-world.js'), '0'], { ...env, HELLO_HOST: HOST });
+}): Promise<{ fastify: Server; redis: { port: number; pid: number; loadS: number } }> {
   o.say('compare: starting redis-server');
   const redis = await startRedis();
   o.say(`compare: loading ${o.users.toLocaleString('en-US')} users (seed ${o.seed}) into redis on port ${redis.port}`);
   const loadS = await loadRedis(redis.port, o.users, o.seed, o.quiet);
   o.say(`compare: redis loaded in ${loadS.toFixed(1)} s; starting Fastify`);
   const fastify = await startServer('fastify+redis', [join(DIST, 'fastify-redis.js')], {
-    ...env,
+    PATH: process.env.PATH ?? '',
     REDIS_URL: `redis://${HOST}:${redis.port}`,
     PORT: '0',
     HOST,
   });
+  return { fastify, redis: { ...redis, loadS } };
+}
+
+export async function startBaselines(o: {
+  users: number;
+  seed: number;
+  quiet: boolean;
+  say: (m: string) => void;
+}): Promise<Baselines> {
+  o.say('compare: starting the uWebSockets.js hello-world');
+  const hello = await startServer('hello-world', [join(DIST, 'hello-world.js'), '0'], {
+    PATH: process.env.PATH ?? '',
+    HELLO_HOST: HOST,
+  });
+  const { fastify, redis } = await startFastifyRedis(o);
   return {
     hello,
     fastify,
     pids: [hello.proc.pid!, fastify.proc.pid!, redis.pid],
-    redis: { port: redis.port, users: o.users, loadS },
+    redis: { port: redis.port, users: o.users, loadS: redis.loadS },
   };
 }
