@@ -3,6 +3,7 @@
 // One env per process: lmdb-js shares the native env between worker threads of
 // the same process, so the loader (main thread) writes and the lookup workers
 // read the same memory map. Workers never write.
+import * as lmdb from 'lmdb';
 import { open, type RootDatabase, type Database } from 'lmdb';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -37,6 +38,14 @@ export interface Store {
    * a read path that starts elsewhere (the ID graph) calls it first.
    */
   refresh(): void;
+  /**
+   * The options of a get through this thread's own read transaction
+   * (`db.get(key, store.reading)`), for a read right after refresh() or
+   * `members` (or inside a pin() taken the same turn): renewed by refresh()
+   * when anything committed, and released READ_HOLD_MS after it was first
+   * read through, so lmdb-js arms no per-turn timer for these reads.
+   */
+  readonly reading: GetOptions;
   /** Makes `g` active for every reader sharing the cell (after the flip committed). */
   setGeneration(g: number): void;
   /** segment id → live member count, maintained by the writer */
@@ -109,6 +118,37 @@ export interface OpenOptions {
 }
 
 export const GENERATION_KEY = 'generation';
+
+/** A get's options: lmdb-js's GetOptions (its `transaction`). */
+export type GetOptions = NonNullable<Parameters<Database['get']>[1]>;
+
+/**
+ * How long a thread's read snapshot lives at most (`Store.reading`): from its
+ * first read, the snapshot is released (the transaction reset) this long
+ * after, whether or not reads keep coming. So a commit no refresh() sees (a
+ * putSync outside transactionSync, another process) is read within this
+ * bound, and a worker with no lookups pins no page the writer freed since for
+ * longer: the data file grows by at most the pages the writer frees in this
+ * window (lmdb-js's own read transaction resets at the end of each event-loop
+ * turn, arming a setTimeout(0) on every turn that reads).
+ */
+export const READ_HOLD_MS = 50;
+
+/**
+ * lmdb-js's native read transaction (its `Txn`; lmdb-js's `resetTxn` resets
+ * one: its reader slot is kept, its snapshot released, and the next read
+ * through it renews it to the last commit).
+ */
+interface NativeTxn {
+  address: number;
+  abort(): void;
+}
+const MDB_RDONLY = 0x20000;
+const nativeAddon = (
+  lmdb as unknown as {
+    nativeAddon: { Txn: new (env: unknown, flags: number) => NativeTxn; resetTxn(address: number): void };
+  }
+).nativeAddon;
 
 /** The writer's map from the configured headroom (SEGD_WRITEMAP_HEADROOM_MB; 0: a read-only map, pages written with pwrite). */
 export function writemapFromConfig(headroomMb: number): Pick<OpenOptions, 'writemap'> {
@@ -201,6 +241,30 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
     Atomics.add(commits.cells, commits.index, 1);
     return out;
   }) as typeof env.transactionSync;
+  // This thread's read transaction (`reading`), begun on the first refresh.
+  // Live from a read until a refresh sees a commit or READ_HOLD_MS pass
+  // (`holding`: the release is armed), then reset until the next read renews it.
+  const reading: { transaction?: NativeTxn } = {};
+  let txn: NativeTxn | null = null;
+  let holding: NodeJS.Timeout | null = null;
+  const reset = () => {
+    if (txn !== null) nativeAddon.resetTxn(txn.address);
+  };
+  const release = () => {
+    holding = null;
+    reset();
+  };
+  const hold = () => {
+    txn ??= reading.transaction = new nativeAddon.Txn(native, MDB_RDONLY);
+    holding = setTimeout(release, READ_HOLD_MS).unref();
+  };
+  // A database opened after the transaction began is not in it until it renews.
+  const openDB = env.openDB.bind(env);
+  env.openDB = ((...args: Parameters<typeof openDB>) => {
+    const db = openDB(...args);
+    reset();
+    return db;
+  }) as typeof env.openDB;
   const refresh = () => {
     const g = Atomics.load(cells, index);
     const c = Atomics.load(commits.cells, commits.index);
@@ -208,7 +272,9 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
       seen = g;
       seenCommits = c;
       env.resetReadTxn();
+      reset();
     }
+    if (holding === null) hold();
     return g;
   };
   const store: Store = {
@@ -219,12 +285,21 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
       return generations[refresh()]!;
     },
     refresh,
+    reading: reading as GetOptions,
     generations,
     generation: () => Atomics.load(cells, index),
     setGeneration: (g) => Atomics.store(cells, index, g),
     ...dbs,
     prepareWrite,
-    close: () => env.close(),
+    close: () => {
+      if (holding !== null) clearTimeout(holding);
+      holding = null;
+      // Reads after close go to lmdb-js's own transaction, which refuses them.
+      delete reading.transaction;
+      txn?.abort();
+      txn = null;
+      return env.close();
+    },
   };
   checkSchema(store, !opts.readOnly);
   if (!opts.readOnly) settleFreeList(store);
