@@ -4,6 +4,8 @@
 // transaction was live at the snapshot before; and a worker that stops
 // reading holds no snapshot for longer than READ_HOLD_MS (its reader slot
 // leaves the old transaction id), so the writer can reuse freed pages.
+// (That lmdb-js's own reads beside it, ranges included, keep seeing commits
+// is checked by identity-graph.property.test.ts.)
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';

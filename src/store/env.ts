@@ -176,6 +176,15 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
   } as unknown as Parameters<typeof open>[0]);
   // lmdb-js's native env: info() is mdb_env_info (≈ 1 µs), writeTxn is set while a write transaction runs.
   const native = (env as unknown as { env: { info(): { lastPageNumber: number }; writeTxn: unknown } }).env;
+  // This thread's read transaction (Store.reading), begun before any read of
+  // lmdb-js's own: lmdb-js's native env opens and renews range cursors in the
+  // read transaction begun last, which must stay lmdb-js's (begun after this
+  // one, or a range reads this one's snapshot), so its own is dropped (as an
+  // openDB drops it) and begins anew at its next read.
+  let txn: NativeTxn | null = new nativeAddon.Txn(native, MDB_RDONLY);
+  nativeAddon.resetTxn(txn.address);
+  (env as unknown as { _commitReadTxn(): void })._commitReadTxn();
+  const reading: { transaction?: NativeTxn } = { transaction: txn };
   const pageSize = room ? (env.getStats() as { pageSize: number }).pageSize : 0;
   const prepareWrite = room
     ? (records = 0) => {
@@ -241,11 +250,8 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
     Atomics.add(commits.cells, commits.index, 1);
     return out;
   }) as typeof env.transactionSync;
-  // This thread's read transaction (`reading`), begun on the first refresh.
-  // Live from a read until a refresh sees a commit or READ_HOLD_MS pass
-  // (`holding`: the release is armed), then reset until the next read renews it.
-  const reading: { transaction?: NativeTxn } = {};
-  let txn: NativeTxn | null = null;
+  // `reading`: live from a read until a refresh sees a commit or READ_HOLD_MS
+  // pass (`holding`: the release is armed), then reset until a read renews it.
   let holding: NodeJS.Timeout | null = null;
   const reset = () => {
     if (txn !== null) nativeAddon.resetTxn(txn.address);
@@ -253,10 +259,6 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
   const release = () => {
     holding = null;
     reset();
-  };
-  const hold = () => {
-    txn ??= reading.transaction = new nativeAddon.Txn(native, MDB_RDONLY);
-    holding = setTimeout(release, READ_HOLD_MS).unref();
   };
   // A database opened after the transaction began is not in it until it renews.
   const openDB = env.openDB.bind(env);
@@ -274,7 +276,7 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
       env.resetReadTxn();
       reset();
     }
-    if (holding === null) hold();
+    holding ??= setTimeout(release, READ_HOLD_MS).unref();
     return g;
   };
   const store: Store = {
