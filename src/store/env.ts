@@ -185,6 +185,23 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
   nativeAddon.resetTxn(txn.address);
   (env as unknown as { _commitReadTxn(): void })._commitReadTxn();
   const reading: { transaction?: NativeTxn } = { transaction: txn };
+  // `reading`: live from a read until a refresh sees a commit or READ_HOLD_MS
+  // pass (`holding`: the release is armed), then reset until a read renews it.
+  let holding: NodeJS.Timeout | null = null;
+  const reset = () => {
+    if (txn !== null) nativeAddon.resetTxn(txn.address);
+  };
+  const release = () => {
+    holding = null;
+    reset();
+  };
+  // A database opened after the transaction began is not in it until it renews.
+  const openDB = env.openDB.bind(env);
+  env.openDB = ((...args: Parameters<typeof openDB>) => {
+    const db = openDB(...args);
+    reset();
+    return db;
+  }) as typeof env.openDB;
   const pageSize = room ? (env.getStats() as { pageSize: number }).pageSize : 0;
   const prepareWrite = room
     ? (records = 0) => {
@@ -250,23 +267,6 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
     Atomics.add(commits.cells, commits.index, 1);
     return out;
   }) as typeof env.transactionSync;
-  // `reading`: live from a read until a refresh sees a commit or READ_HOLD_MS
-  // pass (`holding`: the release is armed), then reset until a read renews it.
-  let holding: NodeJS.Timeout | null = null;
-  const reset = () => {
-    if (txn !== null) nativeAddon.resetTxn(txn.address);
-  };
-  const release = () => {
-    holding = null;
-    reset();
-  };
-  // A database opened after the transaction began is not in it until it renews.
-  const openDB = env.openDB.bind(env);
-  env.openDB = ((...args: Parameters<typeof openDB>) => {
-    const db = openDB(...args);
-    reset();
-    return db;
-  }) as typeof env.openDB;
   const refresh = () => {
     const g = Atomics.load(cells, index);
     const c = Atomics.load(commits.cells, commits.index);
