@@ -45,7 +45,8 @@ export interface Store {
    * when anything committed, and released READ_HOLD_MS after it was first
    * read through, so lmdb-js arms no per-turn timer for these reads
    * (measured: the timer work in a lookup worker's CPU profile 1.4% → 0.2%
-   * of its samples; bench:cpu --route lookup ≈ 2% less CPU a request).
+   * of its samples; bench:cpu --route lookup, CPU a request: 0.96–1.02× in
+   * five runs on a loaded machine, median 0.98×, not told apart from noise).
    */
   readonly reading: GetOptions;
   /** Makes `g` active for every reader sharing the cell (after the flip committed). */
