@@ -35,19 +35,22 @@ export class IdGraph {
 
   /** An encoded id key (keys.ts) → segd uid, or null. */
   resolveKey(key: string): string | null {
-    this.store.refresh(); // a match acknowledged a moment ago is found
-    return this.store.idmap.get(key) ?? null;
+    const s = this.store;
+    s.refresh(); // a match acknowledged a moment ago is found
+    return s.idmap.get(key, s.reading) ?? null;
   }
 
   /** The profile a segd uid belongs to: itself, or the profile it was merged into. */
   profileOf(uid: string): string {
-    this.store.refresh();
-    return this.store.idmap.get(aliasKey(uid)) ?? uid;
+    const s = this.store;
+    s.refresh();
+    return s.idmap.get(aliasKey(uid), s.reading) ?? uid;
   }
 
   /** Partner id → unix seconds of its last match with this profile. */
   syncTimes(uid: string): Record<string, number> {
-    return this.store.syncs.get(this.profileOf(uid)) ?? {};
+    const profile = this.profileOf(uid); // refreshes
+    return this.store.syncs.get(profile, this.store.reading) ?? {};
   }
 
   /**
@@ -59,18 +62,22 @@ export class IdGraph {
    */
   knows(uid: string): boolean {
     const s = this.store;
+    // doesExist's value `undefined`: whether the key exists.
+    const has = (db: Database<unknown, string>, key: string) => db.doesExist(key, undefined, s.reading);
     return (
-      s.members.doesExist(uid) ||
-      s.syncs.doesExist(uid) ||
-      s.idmap.doesExist(aliasKey(uid)) ||
-      s.optout.doesExist(uid) ||
+      has(s.members as Database<unknown, string>, uid) || // `members` refreshes
+      has(s.syncs, uid) ||
+      has(s.idmap, aliasKey(uid)) ||
+      has(s.optout, uid) ||
       hasLinks(s.links as Database<unknown, string>, uid)
     );
   }
 
   /** Whether this uid is already opted out for good (a repeated opt-out writes nothing). */
   optedOut(uid: string): boolean {
-    const t = this.store.optout.get(uid) as Suppression | undefined;
+    const s = this.store;
+    s.refresh();
+    const t = s.optout.get(uid, s.reading) as Suppression | undefined;
     return t !== undefined && t.until === 0;
   }
 

@@ -1,13 +1,18 @@
 // The read path: user key → live segment ids. Synchronous, straight from the
 // memory map; one reusable output array per worker, no per-lookup objects.
 import type { Database } from 'lmdb';
-import type { Store } from '../store/env.js';
+import type { GetOptions, Store } from '../store/env.js';
 import { liveSegments, nextExpiry, HEADER_BYTES } from '../store/members.js';
 
 /** More than any real profile holds; a value with more pairs is truncated. */
 const MAX_SEGMENTS_PER_USER = 65_536;
 
 const NO_BYTES = new Uint8Array(0);
+
+/** lmdb-js's getBinaryFast with its options (missing from its type). */
+interface FastGet {
+  getBinaryFast(key: unknown, options: GetOptions): Buffer | undefined;
+}
 
 /** Slots of the filter outcome counters. */
 const FILTER_NEGATIVE = 0;
@@ -77,7 +82,11 @@ export class SegmentLookup {
     this.byBytes = [open(store.generations[0]), open(store.generations[1])];
   }
 
-  /** Until unpin(), every find reads the generation active now (a batch answers from one data set). */
+  /**
+   * Until unpin(), every find reads the generation active now (a batch
+   * answers from one data set). Unpin in the same turn: a pinned find reads
+   * through the store's read transaction without renewing it.
+   */
   pin(): void {
     this.pinned = this.store.members;
   }
@@ -112,7 +121,8 @@ export class SegmentLookup {
       return -1;
     }
     this.filtered = false;
-    return this.found((this.pinned ?? this.store.members).getBinaryFast(uid) as Buffer | undefined, nowSec);
+    const db = (this.pinned ?? this.store.members) as unknown as FastGet;
+    return this.found(db.getBinaryFast(uid, this.store.reading), nowSec);
   }
 
   /**
@@ -126,7 +136,8 @@ export class SegmentLookup {
     this.keySource = b;
     this.keyStart = start;
     this.keyEnd = end;
-    const buf = this.byBytes[db === this.store.generations[0] ? 0 : 1].getBinaryFast(0) as Buffer | undefined;
+    const byBytes = this.byBytes[db === this.store.generations[0] ? 0 : 1] as unknown as FastGet;
+    const buf = byBytes.getBinaryFast(0, this.store.reading);
     this.keySource = NO_BYTES;
     return this.found(buf, nowSec);
   }

@@ -3,6 +3,7 @@
 // One env per process: lmdb-js shares the native env between worker threads of
 // the same process, so the loader (main thread) writes and the lookup workers
 // read the same memory map. Workers never write.
+import * as lmdb from 'lmdb';
 import { open, type RootDatabase, type Database } from 'lmdb';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -37,6 +38,17 @@ export interface Store {
    * a read path that starts elsewhere (the ID graph) calls it first.
    */
   refresh(): void;
+  /**
+   * The options of a get through this thread's own read transaction
+   * (`db.get(key, store.reading)`), for a read right after refresh() or
+   * `members` (or inside a pin() taken the same turn): renewed by refresh()
+   * when anything committed, and released READ_HOLD_MS after it was first
+   * read through, so lmdb-js arms no per-turn timer for these reads
+   * (measured: the timer work in a lookup worker's CPU profile 1.4% → 0.2%
+   * of its samples; bench:cpu --route lookup, CPU a request: 0.96–1.02× in
+   * five runs on a loaded machine, median 0.98×, not told apart from noise).
+   */
+  readonly reading: GetOptions;
   /** Makes `g` active for every reader sharing the cell (after the flip committed). */
   setGeneration(g: number): void;
   /** segment id → live member count, maintained by the writer */
@@ -89,11 +101,12 @@ export interface OpenOptions {
   generationCell?: { cells: Int32Array; index: number };
   /**
    * An Int32 slot every commit on this env bumps, shared like the generation
-   * cell. lmdb-js keeps a thread's read snapshot until a setTimeout(0) after
-   * it began, so a worker serving a burst of requests inside that millisecond
-   * would answer from a snapshot older than a commit a caller already saw
-   * acknowledged (measured: ≈ 3% of reads right after an HTTP push ack missed
-   * the pushed user). Readers compare the slot per read and renew on change:
+   * cell. A thread's read snapshot lives until it is reset (`reading`: up to
+   * READ_HOLD_MS; lmdb-js's own: a setTimeout(0) after it began), so a worker
+   * serving a burst of requests inside that time would answer from a
+   * snapshot older than a commit a caller already saw acknowledged
+   * (measured with lmdb-js's: ≈ 3% of reads right after an HTTP push ack
+   * missed the pushed user). Readers compare the slot per read and renew on change:
    * read-your-acknowledged-writes across threads for one Atomics.load.
    */
   commitCell?: { cells: Int32Array; index: number };
@@ -109,6 +122,37 @@ export interface OpenOptions {
 }
 
 export const GENERATION_KEY = 'generation';
+
+/** A get's options: lmdb-js's GetOptions (its `transaction`). */
+export type GetOptions = NonNullable<Parameters<Database['get']>[1]>;
+
+/**
+ * How long a thread's read snapshot lives at most (`Store.reading`): from its
+ * first read, the snapshot is released (the transaction reset) this long
+ * after, whether or not reads keep coming. So a commit no refresh() sees (a
+ * putSync outside transactionSync, another process) is read within this
+ * bound, and a worker with no lookups pins no page the writer freed since for
+ * longer: the data file grows by at most the pages the writer frees in this
+ * window (lmdb-js's own read transaction resets at the end of each event-loop
+ * turn, arming a setTimeout(0) on every turn that reads).
+ */
+export const READ_HOLD_MS = 50;
+
+/**
+ * lmdb-js's native read transaction (its `Txn`; lmdb-js's `resetTxn` resets
+ * one: its reader slot is kept, its snapshot released, and the next read
+ * through it renews it to the last commit).
+ */
+interface NativeTxn {
+  address: number;
+  abort(): void;
+}
+const MDB_RDONLY = 0x20000;
+const nativeAddon = (
+  lmdb as unknown as {
+    nativeAddon: { Txn: new (env: unknown, flags: number) => NativeTxn; resetTxn(address: number): void };
+  }
+).nativeAddon;
 
 /** The writer's map from the configured headroom (SEGD_WRITEMAP_HEADROOM_MB; 0: a read-only map, pages written with pwrite). */
 export function writemapFromConfig(headroomMb: number): Pick<OpenOptions, 'writemap'> {
@@ -136,6 +180,32 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
   } as unknown as Parameters<typeof open>[0]);
   // lmdb-js's native env: info() is mdb_env_info (≈ 1 µs), writeTxn is set while a write transaction runs.
   const native = (env as unknown as { env: { info(): { lastPageNumber: number }; writeTxn: unknown } }).env;
+  // This thread's read transaction (Store.reading), begun before any read of
+  // lmdb-js's own: lmdb-js's native env opens and renews range cursors in the
+  // read transaction begun last, which must stay lmdb-js's (begun after this
+  // one, or a range reads this one's snapshot), so its own is dropped (as an
+  // openDB drops it) and begins anew at its next read.
+  let txn: NativeTxn | null = new nativeAddon.Txn(native, MDB_RDONLY);
+  nativeAddon.resetTxn(txn.address);
+  (env as unknown as { _commitReadTxn(): void })._commitReadTxn();
+  const reading: { transaction?: NativeTxn } = { transaction: txn };
+  // `reading`: live from a read until a refresh sees a commit or READ_HOLD_MS
+  // pass (`holding`: the release is armed), then reset until a read renews it.
+  let holding: NodeJS.Timeout | null = null;
+  const reset = () => {
+    if (txn !== null) nativeAddon.resetTxn(txn.address);
+  };
+  const release = () => {
+    holding = null;
+    reset();
+  };
+  // A database opened after the transaction began is not in it until it renews.
+  const openDB = env.openDB.bind(env);
+  env.openDB = ((...args: Parameters<typeof openDB>) => {
+    const db = openDB(...args);
+    reset();
+    return db;
+  }) as typeof env.openDB;
   const pageSize = room ? (env.getStats() as { pageSize: number }).pageSize : 0;
   const prepareWrite = room
     ? (records = 0) => {
@@ -208,7 +278,9 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
       seen = g;
       seenCommits = c;
       env.resetReadTxn();
+      reset();
     }
+    holding ??= setTimeout(release, READ_HOLD_MS).unref();
     return g;
   };
   const store: Store = {
@@ -219,12 +291,21 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
       return generations[refresh()]!;
     },
     refresh,
+    reading: reading as GetOptions,
     generations,
     generation: () => Atomics.load(cells, index),
     setGeneration: (g) => Atomics.store(cells, index, g),
     ...dbs,
     prepareWrite,
-    close: () => env.close(),
+    close: () => {
+      if (holding !== null) clearTimeout(holding);
+      holding = null;
+      // Reads after close go to lmdb-js's own transaction, which refuses them.
+      delete reading.transaction;
+      txn?.abort();
+      txn = null;
+      return env.close();
+    },
   };
   checkSchema(store, !opts.readOnly);
   if (!opts.readOnly) settleFreeList(store);
