@@ -87,6 +87,9 @@ const NOW = Math.floor(Date.now() / 1000);
  * than every change of the run: a major GC walks the live heap, and with a
  * 400k-change fixture held each took 0.1–0.3 s (--trace-gc), 2–6% of a
  * mode's CPU in a round, landing in whichever mode's transaction ran.
+ * Scavenging the fresh batch lands in both modes instead, as a server's
+ * freshly decoded batches do: "off" costs ~2 µs a change more than with
+ * the changes held, which pulls the on/off ratio toward 1 (docs/insights.md).
  */
 function changes(pass: number, from: number, to: number): Change[] {
   const out: Change[] = [];
