@@ -8,10 +8,14 @@
 //            (both watched by the outbox, as every server's store is:
 //            store/member-watch.ts; `--outbox off` leaves the writer bare
 //            with the index off, so the "on" rounds also pay for the watch),
-//            a transaction of each mode in turn, R rounds of fresh stores:
+//            a transaction of each mode in turn, R rounds of fresh stores
+//            after an unmeasured warm-up round on a tenth of the users (each
+//            mode's code compiled, as in a server that has run a while):
 //            records/s and the on/off ratio, by the clock and by CPU time (the
 //            process's user + system time: on a machine shared with other jobs
-//            the steadier of the two); likewise, in alternating rounds after
+//            the steadier of the two), with the median of each round's own
+//            on/off (its transactions interleaved, under the same load);
+//            likewise, in alternating rounds after
 //            an unmeasured warm-up load of each mode, a snapshot file of every
 //            user loaded into an empty store (`--snapshot-only`: that
 //            comparison alone), with the median of each round's own on/off
@@ -26,7 +30,7 @@
 // restart: overlap and affinity of the two largest segments and of the two
 // nearest 1M members, and the rebuild by the clock and by CPU time.
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { intFlag, parseFlags } from '../src/terminal/flags.js';
 import { Synthetic, DEFAULT_SYNTHETIC } from '../src/gen/synthetic.js';
@@ -76,10 +80,20 @@ function open(dir: string, indexOn: boolean): { store: Store; index: InsightsInd
 const gen = new Synthetic({ ...DEFAULT_SYNTHETIC, ttlShare: 0 });
 const NOW = Math.floor(Date.now() / 1000);
 
-/** Pass 0 adds every user; pass 1 adds each user to other segments (a delta touching every user). */
-function changes(pass: number): Change[] {
+/**
+ * Pass 0 adds every user; pass 1 adds each user to other segments (a delta
+ * touching every user): users [from, to) of `pass`. Made a batch at a time,
+ * outside the time measured, so the process's heap holds one batch rather
+ * than every change of the run: a major GC walks the live heap, and with a
+ * 400k-change fixture held each took 0.1–0.3 s (--trace-gc), 2–6% of a
+ * mode's CPU in a round, landing in whichever mode's transaction ran.
+ * Scavenging the fresh batch lands in both modes instead, as a server's
+ * freshly decoded batches do: "off" costs ~2 µs a change more than with
+ * the changes held, which pulls the on/off ratio toward 1 (docs/insights.md).
+ */
+function changes(pass: number, from: number, to: number): Change[] {
   const out: Change[] = [];
-  for (let i = 0; i < USERS; i++) {
+  for (let i = from; i < to; i++) {
     const u = gen.user(pass === 0 ? i : (i * 7919) % USERS);
     const ids = u.segments.map((s) => (typeof s === 'number' ? s : s.id)).map((id) => id + pass * 3);
     out.push({ op: 'add', uid: gen.user(i).uid, ids, ttls: ids.map(() => 0), ts: NOW - 100 + pass });
@@ -96,23 +110,23 @@ const cpuSince = (from: NodeJS.CpuUsage) => {
 type Mode = 'off' | 'on';
 
 /**
- * One ingest round: `all` applied to a fresh store per mode, a transaction
- * of each in turn (the first of each pair alternating), so both modes run
+ * One ingest round: both passes over the first `users` users applied to a
+ * fresh store per mode, a transaction of each in turn (the first of each pair alternating), so both modes run
  * under the same load of the shared machine rather than minutes apart.
  * Changes per second of each mode, by the clock and per CPU second.
  */
 function ingestRound(
   opened: Record<Mode, { store: Store; index: InsightsIndex | null }>,
-  all: Change[][],
+  users: number,
 ): Record<Mode, { wall: number; cpu: number }> {
   const writers = { off: new Writer(opened.off.store), on: new Writer(opened.on.store) };
   const ms = { off: 0, on: 0 };
   const cpu = { off: 0, on: 0 };
   let n = 0;
   let k = 0;
-  for (const pass of all)
-    for (let i = 0; i < pass.length; i += BATCH, k++) {
-      const batch = pass.slice(i, i + BATCH);
+  for (const pass of [0, 1])
+    for (let i = 0; i < users; i += BATCH, k++) {
+      const batch = changes(pass, i, Math.min(i + BATCH, users));
       n += batch.length;
       for (const mode of k % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
         const t0 = performance.now();
@@ -163,13 +177,18 @@ async function main(): Promise<void> {
 
 /** The ingest comparison; returns one "on" store, open, for the queries. */
 async function ingest(dirs: string[]): Promise<{ store: Store; index: InsightsIndex; dir: string }> {
-  const all = [changes(0), changes(1)];
   const rates: Record<'off' | 'on', number[]> = { off: [], on: [] };
   const cpuRates: Record<'off' | 'on', number[]> = { off: [], on: [] };
   let kept: { store: Store; index: InsightsIndex; dir: string } | null = null;
-  for (let r = 0; r < ROUNDS; r++) {
+  // Round -1 compiles each mode's code on a tenth of the users and is not counted.
+  for (let r = -1; r < ROUNDS; r++) {
     const opened = { off: open(temp(dirs), false), on: open(temp(dirs), true) };
-    const round = ingestRound(opened, all);
+    const round = ingestRound(opened, r < 0 ? Math.ceil(USERS / 10) : USERS);
+    if (r < 0) {
+      await opened.off.store.close();
+      await opened.on.store.close();
+      continue;
+    }
     for (const mode of ['off', 'on'] as const) {
       rates[mode].push(round[mode].wall);
       cpuRates[mode].push(round[mode].cpu);
@@ -183,7 +202,12 @@ async function ingest(dirs: string[]): Promise<{ store: Store; index: InsightsIn
   console.log(
     `ingest: ${USERS} users × 2 passes, batch ${BATCH}, outbox ${OUTBOX ? 'on' : 'off'}: index off ${Math.round(off)} changes/s, on ${Math.round(on)} changes/s ` +
       `(on/off ${(on / off).toFixed(3)}; rounds off ${rates.off.map(Math.round).join(', ')}, on ${rates.on.map(Math.round).join(', ')}); ` +
-      `per CPU second: off ${Math.round(median(cpuRates.off))}, on ${Math.round(median(cpuRates.on))} (on/off ${(median(cpuRates.on) / median(cpuRates.off)).toFixed(3)})`,
+      `per CPU second: off ${Math.round(median(cpuRates.off))}, on ${Math.round(median(cpuRates.on))} (on/off ${(median(cpuRates.on) / median(cpuRates.off)).toFixed(3)}; ` +
+      `rounds off ${cpuRates.off.map(Math.round).join(', ')}, on ${cpuRates.on.map(Math.round).join(', ')}; ` +
+      `median of the rounds' own on/off ${median(cpuRates.on.map((x, i) => x / cpuRates.off[i]!)).toFixed(3)} by CPU, ` +
+      `${median(rates.on.map((x, i) => x / rates.off[i]!)).toFixed(3)} by the clock); load average ${loadavg()
+        .map((x) => x.toFixed(1))
+        .join(' ')}`,
   );
   return kept!;
 }

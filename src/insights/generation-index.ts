@@ -95,7 +95,15 @@ export class GenerationIndex {
   next = 0;
   /** segment id → when its members last changed (ms since the epoch); committed changes only, read after `settle`. */
   readonly updatedAt = new Map<number, number>();
-  private undo: number[] = [];
+  /**
+   * The open transaction's ordinal moves, (operation, ordinal) pairs in
+   * order: a typed array kept from one transaction to the next, so a change
+   * allocates nothing. A JS array emptied per commit gives its backing store
+   * back and grows it again, garbage for every scavenge to walk: feed ingest
+   * with the index on measured 0.909 of the rate off by CPU this way against
+   * 0.891 (bench-like A/B in one process, 5 rounds, load 5-6).
+   */
+  private undo = newQueue();
   /**
    * The segments' queued ops, (segment id, op) pairs in order: log[0..logMark)
    * committed, log[logMark..logN) the open transaction's.
@@ -154,22 +162,37 @@ export class GenerationIndex {
     }
     if (nb === 0 && na === 0) return NO_ORDINAL;
     const ord = nb === 0 ? this.take() : beforeOrd;
+    // Room for every op this change can queue up front: one bounds check per change, none per op.
+    const log = this.room(2 * (nb + na));
+    const leave = (ord | LEAVE) >>> 0;
+    let n = this.logN;
     let i = 0;
     let j = 0;
-    while (i < nb || j < na) {
-      const a = i < nb ? before[i]! : Infinity;
-      const b = j < na ? after[j]! : Infinity;
+    while (i < nb && j < na) {
+      const a = before[i]!;
+      const b = after[j]!;
       if (a === b) {
         i++;
         j++;
       } else if (a < b) {
-        this.queue(a, (ord | LEAVE) >>> 0);
+        log[n++] = a;
+        log[n++] = leave;
         i++;
       } else {
-        this.queue(b, ord);
+        log[n++] = b;
+        log[n++] = ord;
         j++;
       }
     }
+    for (; i < nb; i++) {
+      log[n++] = before[i]!;
+      log[n++] = leave;
+    }
+    for (; j < na; j++) {
+      log[n++] = after[j]!;
+      log[n++] = ord;
+    }
+    this.logN = n;
     if (na > 0) return ord;
     this.give(ord);
     return NO_ORDINAL;
@@ -179,7 +202,13 @@ export class GenerationIndex {
   private appendUser(after: Uint32Array, na: number): number {
     if (this.next > MAX_ORDINAL) throw new Error('insights: more than 2^31 users');
     const ord = this.next++;
-    for (let j = 0; j < na; j++) this.queue(after[j]!, ord);
+    const log = this.room(2 * na);
+    let n = this.logN;
+    for (let j = 0; j < na; j++) {
+      log[n++] = after[j]!;
+      log[n++] = ord;
+    }
+    this.logN = n;
     return ord;
   }
 
@@ -191,7 +220,7 @@ export class GenerationIndex {
   private stopAppending(): void {
     this.settleUsers();
     for (let ord = this.nextMark; ord < this.next; ord++) {
-      this.undo.push(ORD_TAKEN_NEXT, ord);
+      undo(this.undo, ORD_TAKEN_NEXT, ord);
       push(this.userOps, ord);
     }
     this.appending = false;
@@ -203,6 +232,12 @@ export class GenerationIndex {
       this.users.addRange(this.usersTo, this.nextMark);
       this.usersTo = this.nextMark;
     }
+  }
+
+  /** The log, with room for `k` more entries after `logN`. */
+  private room(k: number): Uint32Array {
+    if (this.logN + k > this.log.length) this.log = grown(this.log, this.logN + k);
+    return this.log;
   }
 
   private queue(id: number, op: number): void {
@@ -219,11 +254,11 @@ export class GenerationIndex {
       ord = this.free.minimum();
       this.free.remove(ord);
       this.freeCount--;
-      this.undo.push(ORD_TAKEN, ord);
+      undo(this.undo, ORD_TAKEN, ord);
     } else {
       if (this.next > MAX_ORDINAL) throw new Error('insights: more than 2^31 users');
       ord = this.next++;
-      this.undo.push(ORD_TAKEN_NEXT, ord);
+      undo(this.undo, ORD_TAKEN_NEXT, ord);
     }
     push(this.userOps, ord);
     return ord;
@@ -233,7 +268,7 @@ export class GenerationIndex {
     push(this.userOps, (ord | LEAVE) >>> 0);
     this.free.add(ord);
     this.freeCount++;
-    this.undo.push(ORD_GIVEN, ord);
+    undo(this.undo, ORD_GIVEN, ord);
   }
 
   /** Whether the open transaction changed this index. */
@@ -241,7 +276,7 @@ export class GenerationIndex {
     return (
       this.logN > this.logMark ||
       this.userOps.n > this.userOps.mark ||
-      this.undo.length > 0 ||
+      this.undo.n > 0 ||
       (this.appending && this.next !== this.nextMark)
     );
   }
@@ -254,7 +289,7 @@ export class GenerationIndex {
       this.logMark = this.logN;
     }
     this.userOps.mark = this.userOps.n;
-    this.undo.length = 0;
+    this.undo.n = 0;
     if (this.appending) this.nextMark = this.next;
     // An appending transaction is large (a snapshot's merge chunk) and its ops go to the bitmaps as it commits, so the log is sized to one.
     if (this.appending || (this.logMark >> 1) + this.userOps.mark >= this.settleAt) this.settle();
@@ -266,9 +301,9 @@ export class GenerationIndex {
     this.userOps.n = this.userOps.mark;
     if (this.appending) this.next = this.nextMark;
     const u = this.undo;
-    for (let k = u.length - 2; k >= 0; k -= 2) {
-      const op = u[k]!;
-      const x = u[k + 1]!;
+    for (let k = u.n - 2; k >= 0; k -= 2) {
+      const op = u.ops[k]!;
+      const x = u.ops[k + 1]!;
       if (op === ORD_TAKEN_NEXT) this.next--;
       else if (op === ORD_TAKEN) {
         this.free.add(x);
@@ -278,7 +313,7 @@ export class GenerationIndex {
         this.freeCount--;
       }
     }
-    u.length = 0;
+    u.n = 0;
   }
 
   /** Applies the committed ops to the bitmaps: call before reading them. */
@@ -358,7 +393,7 @@ export class GenerationIndex {
     this.free.clear();
     this.freeCount = 0;
     this.updatedAt.clear();
-    this.undo.length = 0;
+    this.undo.n = 0;
     this.logN = this.logMark = 0;
     this.commitEnds.length = 0;
     this.commitTimes.length = 0;
@@ -462,6 +497,13 @@ export class GenerationIndex {
 function push(q: Queue, op: number): void {
   if (q.n === q.ops.length) q.ops = grown(q.ops, q.n + 1);
   q.ops[q.n++] = op;
+}
+
+/** Appends an ordinal move (`op`, `ord`) to the undo log. */
+function undo(q: Queue, op: number, ord: number): void {
+  if (q.n + 2 > q.ops.length) q.ops = grown(q.ops, q.n + 2);
+  q.ops[q.n++] = op;
+  q.ops[q.n++] = ord;
 }
 
 /** `a` copied into an array of at least `min` elements (twice as many, or more). */
