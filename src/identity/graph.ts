@@ -19,7 +19,18 @@ import { aliasKey, encodeGraphKey, type GraphKey } from './graph-keys.js';
 import type { Suppression } from '../privacy/suppressions.js';
 import type { AuditEntry } from '../privacy/audit.js';
 
+/** A "maybe" set of the graph's keys: false = never written (the known-users filter holds every id key). */
+export interface KeyFilter {
+  mayContain(key: string): boolean;
+}
+
 export class IdGraph {
+  /**
+   * Set by a lookup worker: an id the filter has never seen resolves to null
+   * without an LMDB read (most bid requests carry ids segd never linked).
+   */
+  filter: KeyFilter | null = null;
+
   constructor(
     private readonly store: Store,
     private readonly maxIdBytes = 128,
@@ -35,6 +46,7 @@ export class IdGraph {
 
   /** An encoded id key (keys.ts) → segd uid, or null. */
   resolveKey(key: string): string | null {
+    if (this.filter !== null && !this.filter.mayContain(key)) return null;
     this.store.refresh(); // a match acknowledged a moment ago is found
     return this.store.idmap.get(key) ?? null;
   }
