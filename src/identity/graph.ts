@@ -27,7 +27,9 @@ export interface KeyFilter {
 export class IdGraph {
   /**
    * Set by a lookup worker: an id the filter has never seen resolves to null
-   * without an LMDB read (most bid requests carry ids segd never linked).
+   * without an LMDB read (most bid requests carry ids segd never linked):
+   * resolve() of such an id 325 → 172 ns with an empty graph, 538 → 202 ns
+   * with 100k linked ids (in process, docs/performance.md).
    */
   filter: KeyFilter | null = null;
 
