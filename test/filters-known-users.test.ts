@@ -121,7 +121,7 @@ describe('known-users filter in the server', () => {
 
     // Restart: the saved filter matches the store, so it is loaded, not rebuilt.
     const second = await startSegd({ dataDir, env });
-    expect(second.logs.some((l) => l.msg === 'known-users filter loaded' && l.users === 20000)).toBe(true);
+    expect(second.logs.some((l) => l.msg === 'known-users filter loaded' && l.keys === 20000)).toBe(true);
     expect(second.logs.some((l) => l.msg === 'known-users filter built')).toBe(false);
     expect(await (await fetch(`${second.url}/readyz`)).json()).toEqual({ status: 'ready', filter: 'ready' });
     expect(await Promise.all(known.map((u) => segmentsOf(second, u)))).toEqual(want);
@@ -138,7 +138,7 @@ describe('known-users filter in the server', () => {
     const third = await startSegd({ dataDir, env, waitReady: false });
     expect(await Promise.all(known.map((u) => segmentsOf(third, u)))).toEqual(want);
     const built = await third.waitForLog((l) => l.msg === 'known-users filter built');
-    expect(built.users).toBe(20000);
+    expect(built.keys).toBe(20000);
     expect(
       third.logs.some((l) => l.msg === 'known-users filter unusable; rebuilding' && l.err === 'checksum mismatch'),
     ).toBe(true);
@@ -173,7 +173,7 @@ describe('known-users filter in the server', () => {
     expect((await runSegd(['gen', '--users', '5000', '--out', seed, '--quiet'])).code).toBe(0);
     const segd = await startSegd({ env: { SEGD_SEED: seed, SEGD_BLOOM_USERS: '1000', SEGD_WORKERS: '2' } });
     const grown = await segd.waitForLog((l) => l.msg === 'known-users filter built' && (l.capacity as number) >= 5000);
-    expect(grown.users).toBe(5000);
+    expect(grown.keys).toBe(5000);
     expect(segd.logs.some((l) => l.msg === 'known-users filter full; rebuilding at twice the size')).toBe(true);
     for (const i of [0, 2500, 4999]) expect((await segmentsOf(segd, uidFor(1, i))).length).toBeGreaterThan(0);
     // A user added after the swap is seen by every worker (each on the new filter).

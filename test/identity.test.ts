@@ -522,6 +522,31 @@ describe('ID graph, deletion and resurrection', () => {
     expect(await lookup('uid=dev-6')).toEqual({ uid: 'dev-6', segments: [50] });
   });
 
+  it('ids are resolved through the known-users filter: a synced partner id on the first lookup once stored, every id after a rebuild', async () => {
+    await waitFor(async () => (await (await get('/readyz')).text()).includes('"filter":"ready"'));
+    const puid = 'first-after-store';
+    expect(await lookup(`partner=dspa&puid=${puid}`)).toEqual({ uid: null, segments: [] });
+    const r = await get(`/sync/in?partner=dspa&puid=${puid}&f=i`);
+    expect(r.status).toBe(200);
+    const uid = /segd=([^;]+)/.exec(r.headers.getSetCookie().join(';'))![1]!;
+    await fx.matchesWritten();
+    expect(await lookup(`partner=dspa&puid=${puid}`)).toEqual({ uid, segments: [] });
+    expect(
+      await push([
+        { op: 'add', uid: 'dev-7', segments: [70] },
+        { op: 'match', partner: 'dspa', puid: 'pa-dev-7', uid: 'dev-7' },
+        { op: 'match', ifa: '0f0f0f0f-1111-4222-8333-444444444444', uid: 'dev-7' },
+      ]),
+    ).toMatchObject({ applied: 3 });
+    const profile = { uid: 'dev-7', segments: [70] };
+    const byIds = ['partner=dspa&puid=pa-dev-7', 'ifa=0f0f0f0f-1111-4222-8333-444444444444'];
+    for (const q of byIds) expect([q, await lookup(q)]).toEqual([q, profile]);
+    await fx.restart(() => rmSync(join(dataDir, FILTER_FILE)));
+    await waitFor(async () => (await (await get('/readyz')).text()).includes('"filter":"ready"'));
+    for (const q of [...byIds, `partner=dspa&puid=${puid}`])
+      expect([q, (await lookup(q)).uid]).toEqual([q, q.includes(puid) ? uid : 'dev-7']);
+  });
+
   it('matches answered just before a graceful stop are stored', async () => {
     const n = 50;
     // 50 browsers (a partner links one id per profile).

@@ -2,6 +2,9 @@
 // event-loop delay, GC pauses and CPU of the main (writer) thread and of each
 // worker, and the writer's transaction wall and CPU time.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Registry } from 'prom-client';
+import { RuntimeObservers } from '../src/metrics/runtime.js';
+import { Timeline, type TimelineEvent } from '../src/metrics/timeline.js';
 import { startSegd, stopReport, feedLine, waitFor, CLEAN_STOP, type Segd } from './helpers/server.js';
 
 const INGEST = 'runtime-ingest-key-0123456789';
@@ -129,6 +132,44 @@ describe('SEGD_LOOP_MONITOR_MS=0', () => {
       expect(text).toContain('segd_thread_cpu_seconds_total{thread="main"}');
     } finally {
       expect(await stopReport(off)).toEqual(CLEAN_STOP);
+    }
+  });
+});
+
+describe('loop stalls on the timeline', () => {
+  it('each stall is an event of the 100 ms check it was seen in, a smaller one soon after a larger one too', async () => {
+    const tl = new Timeline(256, 'test');
+    const obs = new RuntimeObservers(new Registry(), { thread: 'main' }, tl, 1);
+    const wall = (perf: number) => Date.now() - performance.now() + perf;
+    /** Blocks this thread for `ms`; returns its span in wall-clock ms. */
+    const stall = (ms: number): [number, number] => {
+      const t0 = performance.now();
+      while (performance.now() - t0 < ms);
+      return [wall(t0), wall(performance.now())];
+    };
+    /** The loop-delay event whose window holds `span` and whose max is at least `minMs`. */
+    const covering =
+      ([from, to]: [number, number], minMs: number) =>
+      (e: TimelineEvent) =>
+        e.kind === 'loop-delay' && e.t <= from + 2 && e.t + e.ms >= to - 2 && Number(e.detail!.maxMs) >= minMs;
+    try {
+      await new Promise((r) => setTimeout(r, 150));
+      const big = stall(40);
+      await waitFor(async () => tl.since(0).events.some(covering(big, 35)), 5000);
+      await new Promise((r) => setTimeout(r, 250));
+      const small = stall(20);
+      await waitFor(async () => tl.since(0).events.some(covering(small, 15)), 5000);
+      for (const [span, min] of [
+        [big, 35],
+        [small, 15],
+      ] as const) {
+        const e = tl.since(0).events.find(covering(span, min))!;
+        // The check interval (100 ms) that saw it, stretched by the stall and timer lateness: not the whole second.
+        expect(e.ms).toBeLessThan(500);
+        expect(Number(e.detail!.maxMs)).toBeLessThan(min + 200);
+      }
+    } finally {
+      obs.stop();
     }
   });
 });

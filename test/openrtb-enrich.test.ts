@@ -35,11 +35,16 @@ function enriched(req: Obj, ours: Obj[]): Obj {
   return out;
 }
 
+const INGEST_KEY = 'ingest-key-0123456789';
 let segd: Segd;
 beforeAll(async () => {
   // A generous time budget: outcomes must not depend on how busy the machine is
   // (the tmax tests set their own, smaller, budget per request).
-  segd = await startActivation({ SEGD_MAX_BODY_BYTES: '65536', SEGD_ENRICH_BUDGET_MS: '10000' });
+  segd = await startActivation({
+    SEGD_MAX_BODY_BYTES: '65536',
+    SEGD_ENRICH_BUDGET_MS: '10000',
+    SEGD_INGEST_KEYS: INGEST_KEY,
+  });
 });
 afterAll(async () => {
   expect(await stopReport(segd)).toEqual(CLEAN_STOP);
@@ -132,6 +137,23 @@ describe('enrichment of real OpenRTB 2.6 requests', () => {
     const other = await enrich({ ...base, user: { buyeruid: GRAPH_IDS.dsp1Uid } }, KEYS.dsp2);
     expect(other.status).toBe(204);
     expect(other.headers.get('x-segd-empty')).toBe('empty');
+  });
+
+  it('an id linked after start is resolved by the first enrichment after its ack (the filter in front of the ID graph learns it)', async () => {
+    expect(await (await fetch(`${segd.url}/readyz`)).json()).toEqual({ status: 'ready', filter: 'ready' });
+    const base = fixture('video');
+    const req = { ...base, user: { buyeruid: 'dsp1-linked-late' } };
+    const before = await enrich(req, KEYS.dsp1, '?mode=data');
+    expect([before.status, before.headers.get('x-segd-empty')]).toEqual([204, 'empty']);
+    const push = await fetch(`${segd.url}/v1/ingest`, {
+      method: 'POST',
+      headers: { ...bearer(INGEST_KEY), 'Content-Type': 'application/x-ndjson' },
+      body: JSON.stringify({ op: 'match', partner: 'dsp1', puid: 'dsp1-linked-late', uid: 'rtb-user-1' }),
+    });
+    expect(await push.json()).toMatchObject({ applied: 1, rejected: 0 });
+    const after = await enrich(req, KEYS.dsp1, '?mode=data');
+    expect(after.status).toBe(200);
+    expect(await after.json()).toEqual(EXPECTED.dsp1);
   });
 
   it('answers 204 "empty" alike for an unknown user and for a user with nothing licensed, and counts it', async () => {

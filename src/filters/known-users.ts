@@ -1,6 +1,9 @@
 // Owns the known-users filter on the loader (main) thread: loads it at start,
-// adds users as the writer creates them, rebuilds it from the store when it is
-// missing, stale, corrupt or too full, and checkpoints it to disk.
+// adds users and the ID graph's id keys as the writer creates them, rebuilds
+// it from the store when it is missing, stale, corrupt or too full, and
+// checkpoints it to disk. Lookups ask it before reading a user; resolving an
+// id (a partner uid, a device or universal id) asks it before reading the
+// graph.
 //
 // Staleness is detected with the store's write sequence (meta "writes",
 // bumped in every loader transaction): a saved filter is exact only for the
@@ -97,7 +100,7 @@ export class KnownUsers {
         this.added = saved.added;
         this.savedWrites = saved.writes;
         this.log.info(
-          { users: saved.added, capacity: saved.filter.params.capacity, bytes: saved.filter.buffer.byteLength },
+          { keys: saved.added, capacity: saved.filter.params.capacity, bytes: saved.filter.buffer.byteLength },
           'known-users filter loaded',
         );
       }
@@ -140,7 +143,11 @@ export class KnownUsers {
   private async doRebuild(capacity?: number): Promise<void> {
     const t0 = performance.now();
     const users = userCount(this.store);
-    const params = sizeFor(Math.max(capacity ?? 0, this.opts.expectedUsers, Math.ceil(users * 1.25)), this.opts.fpRate);
+    const ids = (this.store.idmap.getStats() as { entryCount: number }).entryCount;
+    const params = sizeFor(
+      Math.max(capacity ?? 0, this.opts.expectedUsers, Math.ceil((users + ids) * 1.25)),
+      this.opts.fpRate,
+    );
     const next = new BlockedBloom(params);
     this.building = next;
     let n = 0;
@@ -148,7 +155,9 @@ export class KnownUsers {
     // users created meanwhile reach `next` through onNewUser.
     let chunk = 0;
     // Device uids merged into another profile hold no memberships but must
-    // pass the filter, so `?uid=` of either device finds the profile.
+    // pass the filter, so `?uid=` of either device finds the profile. Every
+    // other id key goes in as it is (its \x1f separators never occur in a
+    // uid), so resolving an id segd never linked skips the LMDB read.
     const merged = aliasKey('');
     // A snapshot that swaps generations mid-scan (and soon empties the one being
     // scanned) restarts the scan on the new one; what was added stays (false positives only).
@@ -156,7 +165,7 @@ export class KnownUsers {
       gen = this.store.generation();
       const keys = chain(
         this.store.generations[gen]!.getKeys({ snapshot: false }),
-        this.store.idmap.getKeys({ start: merged, end: `${merged}\uffff`, snapshot: false }),
+        this.store.idmap.getKeys({ snapshot: false }),
       );
       for (const raw of keys) {
         const key = raw as string;
@@ -184,7 +193,7 @@ export class KnownUsers {
     this.dirty = true;
     this.log.info(
       {
-        users: n,
+        keys: n,
         capacity: params.capacity,
         k: params.k,
         bytes: next.buffer.byteLength,

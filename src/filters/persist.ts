@@ -2,7 +2,8 @@
 // temp file and renamed, so a crash leaves the old file or the new one.
 //
 //   0  8  magic "SEGDBLM1"
-//   8  4  u32 format version (1)
+//   8  4  u32 format version (2: the bits hold the ID graph's id keys as well
+//          as users; a version-1 file, users only, is rebuilt)
 //  12  4  u32 blocks
 //  16  4  u32 k
 //  20  4  u32 capacity
@@ -17,7 +18,7 @@ import { crc32 } from 'node:zlib';
 import { BlockedBloom, BLOCK_BITS, type BloomParams } from './blocked-bloom.js';
 
 const MAGIC = Buffer.from('SEGDBLM1');
-const VERSION = 1;
+const VERSION = 2;
 const HEADER = 64;
 
 interface SavedFilter {

@@ -28,8 +28,8 @@ import { Links } from './links.js';
 export interface ProfileMembers {
   /** Inside a transaction: `from`'s memberships join `into`'s (union; the later expiry wins); `from`'s are removed. */
   merge(from: string, into: string): void;
-  /** `uid` is now a key lookups must find (the known-users filter learns it). */
-  markKnown(uid: string): void;
+  /** `key` (a segd uid, or an id key of the graph) is now a key lookups must find (the known-users filter learns it). */
+  markKnown(key: string): void;
 }
 
 const DEFAULT_MAX_IDS_PER_PROFILE = 200;
@@ -98,6 +98,8 @@ export class GraphWriter implements ProfileGraph {
     }
     if (prev !== undefined) this.links.remove(prev, key);
     idmap.putSync(key, profile);
+    // Resolving an id asks the known-users filter first (a key it was never told of is a miss).
+    if (prev === undefined) this.members.markKnown(key);
     this.links.add(profile, key);
     if (partner !== null) this.synced(profile, partner, nowSec);
     return true;

@@ -19,7 +19,20 @@ import { aliasKey, encodeGraphKey, type GraphKey } from './graph-keys.js';
 import type { Suppression } from '../privacy/suppressions.js';
 import type { AuditEntry } from '../privacy/audit.js';
 
+/** A "maybe" set of the graph's keys: false = never written (the known-users filter holds every id key). */
+export interface KeyFilter {
+  mayContain(key: string): boolean;
+}
+
 export class IdGraph {
+  /**
+   * Set by a lookup worker: an id the filter has never seen resolves to null
+   * without an LMDB read (most bid requests carry ids segd never linked):
+   * resolve() of such an id 325 → 172 ns with an empty graph, 538 → 202 ns
+   * with 100k linked ids (in process, docs/performance.md).
+   */
+  filter: KeyFilter | null = null;
+
   constructor(
     private readonly store: Store,
     private readonly maxIdBytes = 128,
@@ -35,6 +48,7 @@ export class IdGraph {
 
   /** An encoded id key (keys.ts) → segd uid, or null. */
   resolveKey(key: string): string | null {
+    if (this.filter !== null && !this.filter.mayContain(key)) return null;
     const s = this.store;
     s.refresh(); // a match acknowledged a moment ago is found
     return s.idmap.get(key, s.reading) ?? null;

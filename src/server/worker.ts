@@ -71,8 +71,10 @@ function rpc<M extends RpcMethod>(method: M, args: Rpc[M][0], transfer: ArrayBuf
 
 const lookup = new SegmentLookup(store, metrics.filterStats);
 const registry = Registry.load(store);
+const graph = new IdGraph(store, config.maxUidBytes);
+/** One filter, users and id keys: lookups and id resolution ask it before LMDB. */
 const attachFilter = (h: FilterHandle | null) => {
-  lookup.filter = h ? new BlockedBloom(h.params, h.buffer) : null;
+  lookup.filter = graph.filter = h ? new BlockedBloom(h.params, h.buffer) : null;
 };
 attachFilter(data.filter);
 const licences = new Licences(registry);
@@ -80,7 +82,6 @@ const admission = new Admission(
   { lookups: config.maxInflight, keyed: config.maxInflightKeyed, public: config.maxInflightPublic },
   config.shedLagMs,
 );
-const graph = new IdGraph(store, config.maxUidBytes);
 const matches = new MatchQueue(
   (items) => rpc('matches', { items }),
   (err, lost) => log.error({ err, lost }, 'cookie-sync matches were not stored'),
