@@ -366,7 +366,7 @@ describe('known-users filter across restarts', () => {
       // Restart: the filter loads; then only updates to existing users, in several commits.
       const second = await startSegd({ dataDir, env });
       started.push(second);
-      expect(second.logs.some((l) => l.msg === 'known-users filter loaded' && l.users === 50)).toBe(true);
+      expect(second.logs.some((l) => l.msg === 'known-users filter loaded' && l.keys === 50)).toBe(true);
       for (let round = 2; round <= 4; round++) {
         const r = await pushTo(second, uids.map((uid) => feedLine({ op: 'add', uid, segments: [round] })).join(''));
         expect(await r.json()).toMatchObject({ applied: 50 });
