@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startSegd, stopReport, CLEAN_STOP, tempDir, waitFor, BIN, type Segd } from './helpers/server.js';
+import { startSegd, stopReport, CLEAN_STOP, tempDir, waitFor, BIN, segdEnv, type Segd } from './helpers/server.js';
 import { spawnTracked } from './helpers/procs.js';
 import { followJsonLog } from '../src/loadtest/json-log.js';
 
@@ -101,13 +101,7 @@ describe('bounded shutdown', () => {
   it('a SIGTERM while starting is kept: segd finishes starting, then stops cleanly', async () => {
     const dataDir = tempDir();
     const proc = spawnTracked(process.execPath, [BIN, 'serve'], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        SEGD_PORT: '0',
-        SEGD_HOST: '127.0.0.1',
-        SEGD_DATA_DIR: dataDir,
-        SEGD_SEED: '',
-      },
+      env: segdEnv(dataDir),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const exited = new Promise<{ code: number | null; signal: string | null }>((r) =>

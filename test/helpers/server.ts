@@ -40,22 +40,27 @@ export function tempDir(prefix = 'segd-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
+/** The environment of a test's `segd serve`: ephemeral loopback port, `dataDir`, no seed, one worker; `env` on top. */
+export function segdEnv(dataDir: string, env: Record<string, string> = {}): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? '',
+    SEGD_PORT: '0',
+    SEGD_HOST: '127.0.0.1',
+    SEGD_DATA_DIR: dataDir,
+    SEGD_SEED: '',
+    SEGD_WORKERS: '1',
+    SEGD_INBOX_POLL_MS: '100',
+    SEGD_LOG_LEVEL: 'info',
+    // Tests read their own writes in /metrics: no scrape cache unless a test asks for one.
+    SEGD_METRICS_CACHE_MS: '0',
+    ...env,
+  };
+}
+
 export async function startSegd(opts: StartOptions = {}): Promise<Segd> {
   const dataDir = opts.dataDir ?? tempDir();
   const proc = spawnTracked(process.execPath, [BIN, 'serve'], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      SEGD_PORT: '0',
-      SEGD_HOST: '127.0.0.1',
-      SEGD_DATA_DIR: dataDir,
-      SEGD_SEED: '',
-      SEGD_WORKERS: '1',
-      SEGD_INBOX_POLL_MS: '100',
-      SEGD_LOG_LEVEL: 'info',
-      // Tests read their own writes in /metrics: no scrape cache unless a test asks for one.
-      SEGD_METRICS_CACHE_MS: '0',
-      ...opts.env,
-    },
+    env: segdEnv(dataDir, opts.env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const { logs, stderr, waitFor } = followJsonLog(proc, 'segd');
