@@ -241,11 +241,9 @@ export class GenerationIndex {
   }
 
   private queue(id: number, op: number): void {
-    const n = this.logN;
-    if (n === this.log.length) this.log = grown(this.log, n + 2);
-    this.log[n] = id;
-    this.log[n + 1] = op;
-    this.logN = n + 2;
+    const log = this.room(2);
+    log[this.logN++] = id;
+    log[this.logN++] = op;
   }
 
   private take(): number {
