@@ -9,11 +9,18 @@
 // /readyz 200, the backlog B had to replay; then, the stream stopped and both
 // nodes caught up, B's answers are compared with A's for a sample of users.
 // Everything started here is stopped by pid, also on error or Ctrl-C.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+//
+// --store DIR: A starts on a copy of a store already holding `--users` users
+// of seed 1 (`segd gen --seed 1 --ts 0` imported, or a `segd backup` of
+// one) instead of generating and importing them (10M: minutes saved a run).
+// --pin: node B gets CPU 0 to itself, and the NATS servers, node A and the
+// publisher (this process) share CPU 1: B's time to ready as on a node with a
+// core of its own, which a 2-core machine cannot otherwise show.
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { intFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
-import { installCleanupHandlers, run, type Server } from '../src/loadtest/processes.js';
+import { installCleanupHandlers, pin, planPinning, run, type Server } from '../src/loadtest/processes.js';
 import { runBench } from './run-bench.js';
 import { uidFor } from '../src/gen/synthetic.js';
 import { prng } from '../src/loadtest/key-mix.js';
@@ -43,22 +50,48 @@ async function main(f: Flags): Promise<void> {
   const workers = intFlag(f, 'workers', { min: 1, max: 16, def: 1 });
   const natsSize = intFlag(f, 'nats', { min: 1, max: 3, def: 3 });
   const out = typeof f.out === 'string' ? f.out : 'bench-out/bench-restore.json';
+  const store = typeof f.store === 'string' ? f.store : null;
   if (natsSize !== 1 && natsSize !== 3) throw new Error('--nats is 1 or 3');
+  const pinning = planPinning(f.pin === true, 'unpinned (no --pin): every process shares the cores');
+  if (f.pin === true && !pinning.pinned) throw new Error(`--pin: ${pinning.why}`);
+  // B alone on the server CPU; everything else on the other one.
+  const cpus = pinning.pinned ? { b: pinning.serverCpu ?? 0, rest: pinning.generatorCpu ?? 1 } : null;
+  const pinRest = (pid: number) => {
+    if (cpus !== null) pin(pid, cpus.rest);
+  };
+  say(
+    pinning.pinned
+      ? `node B on CPU ${pinning.serverCpu}; NATS, node A and the publisher on CPU ${pinning.generatorCpu}`
+      : pinning.why,
+  );
+  pinRest(process.pid);
 
   installCleanupHandlers(say);
   say(`starting a ${natsSize}-node NATS JetStream cluster`);
   const nats = await startBenchNats(natsSize);
+  for (const proc of nats.nodes.values()) pinRest(proc.pid!);
   const natsEnv = { SEGD_NATS_URL: nats.urls.join(','), SEGD_BLOOM_SAVE_MS: '2000' };
   const dirA = benchDir('segd-bench-restore-a-');
-  const { segd: a, imp } = await startSeededSegd({
-    dir: dirA,
-    users,
-    seed: 1,
-    workers,
-    host: '127.0.0.1',
-    env: { ...natsEnv, SEGD_NATS_DURABLE: 'node-a' },
-    say,
-  });
+  const startOnCopy = async (from: string, dataDir: string): Promise<Server> => {
+    say(`node A on a copy of ${from}`);
+    cpSync(from, dataDir, { recursive: true });
+    const node = await startNode({ name: 'node-a', urls: nats.urls, dataDir, workers, env: natsEnv });
+    await node.waitLog((l) => l.msg === 'ready', 120_000, 'ready');
+    return node;
+  };
+  const { segd: a, imp } =
+    store === null
+      ? await startSeededSegd({
+          dir: dirA,
+          users,
+          seed: 1,
+          workers,
+          host: '127.0.0.1',
+          env: { ...natsEnv, SEGD_NATS_DURABLE: 'node-a' },
+          say,
+        })
+      : { segd: await startOnCopy(store, join(dirA, 'data')), imp: null };
+  pinRest(a.proc.pid!);
 
   say(`streaming ${rate.toLocaleString('en-US')} msgs/s × ${records} record(s) of A's users`);
   const publisher = await startPublisher({
@@ -115,6 +148,7 @@ async function main(f: Flags): Promise<void> {
     workers,
     env: { SEGD_BLOOM_SAVE_MS: '2000', SEGD_NATS_READY_LAG: String(readyLag) },
   });
+  if (cpus !== null) pin(b.proc.pid!, cpus.b);
   const listeningS = secs(performance.now() - tStart);
   const cpu = new CpuMeter(
     new Map([
@@ -173,7 +207,18 @@ async function main(f: Flags): Promise<void> {
   const result = {
     bench: 'restore',
     at: new Date().toISOString(),
-    settings: { users, streamSeconds, rate, records, readyLag, sample, workers, nats: natsSize },
+    settings: {
+      users,
+      streamSeconds,
+      rate,
+      records,
+      readyLag,
+      sample,
+      workers,
+      nats: natsSize,
+      store,
+      pinned: pinning.why,
+    },
     seedImport: imp,
     backup: {
       commandS: backupS,
@@ -208,16 +253,24 @@ async function main(f: Flags): Promise<void> {
   if (mismatches.length || !caughtUp || !Number.isFinite(readyS)) process.exitCode = 1;
 }
 
-const flags = parseFlags('npm run bench:restore --', process.argv.slice(2), {
-  users: 'users on the node backed up (default 1000000)',
-  'stream-seconds': 'seconds the stream runs between the backup and the restored node’s start (default 60)',
-  rate: 'messages/s of the stream (default 2000)',
-  records: 'feed records per message (default 1)',
-  'ready-lag': 'SEGD_NATS_READY_LAG of the restored node (default 1000)',
-  sample: 'users compared between the nodes (default 2000)',
-  workers: 'SEGD_WORKERS per node (default 1)',
-  nats: 'nats-servers: 3 (a cluster, stream replicas 3; default) or 1',
-  out: 'JSON result file (default bench-out/bench-restore.json)',
-});
+const flags = parseFlags(
+  'npm run bench:restore --',
+  process.argv.slice(2),
+  {
+    users: 'users on the node backed up (default 1000000)',
+    'stream-seconds': 'seconds the stream runs between the backup and the restored node’s start (default 60)',
+    rate: 'messages/s of the stream (default 2000)',
+    records: 'feed records per message (default 1)',
+    'ready-lag': 'SEGD_NATS_READY_LAG of the restored node (default 1000)',
+    sample: 'users compared between the nodes (default 2000)',
+    workers: 'SEGD_WORKERS per node (default 1)',
+    nats: 'nats-servers: 3 (a cluster, stream replicas 3; default) or 1',
+    out: 'JSON result file (default bench-out/bench-restore.json)',
+    store:
+      'a store holding --users users of seed 1 (imported, or a `segd backup` of one): node A starts on a copy of it instead of an import',
+    pin: 'node B on a CPU of its own; NATS, node A and the publisher on the other (taskset)',
+  },
+  ['pin'],
+);
 // The stream's connections and the publisher thread would keep the process alive after an error: runBench exits.
 runBench(() => main(flags));
