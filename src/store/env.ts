@@ -286,7 +286,7 @@ export function openStore(path: string, opts: OpenOptions = {}): Store {
   const store: Store = {
     path,
     env,
-    // Measured (bench:micro, loaded machine): ≈ 10–20 ns over a held db handle, 19 ns with the commit check (two Atomics.loads), against ≈ 700–2,500 ns for the get itself.
+    // Measured (bench:micro, loaded machine): ≈ 10–20 ns over a held db handle, 19–21 ns with the commit check (two Atomics.loads), against ≈ 700–2,500 ns for the get itself.
     get members() {
       return generations[refresh()]!;
     },
