@@ -208,6 +208,30 @@ describe('enrichment by splicing', () => {
     );
   });
 
+  it('refuses every request of the corpus cut short, wherever the cut falls (mid-string, mid-number, after a key)', () => {
+    // The scan's inner loops read on to the byte that stops them, not to a length check: a body that ends inside
+    // a string, a number or whitespace must still be refused, never read past.
+    const scanner = new BidRequestScanner(DOMAIN);
+    for (const text of corpus) {
+      const body = Buffer.from(text);
+      for (let i = 0; i < body.length; i++) {
+        const cut = body.subarray(0, i);
+        expect(scanner.scan(cut), text.slice(0, i)).toBe(parse(cut.toString('utf8')).ok);
+      }
+      expect(scanner.scan(body)).toBe(true);
+    }
+  });
+
+  it('keeps the whitespace and items of a user.data that holds nothing of ours, byte for byte', () => {
+    const data = JSON.stringify(referenceData(TAXONOMY, DOMAIN, [1]));
+    const enrich = run(DOMAIN, TAXONOMY);
+    for (const items of [' ', ' {"name":"x"} ,\n\t[1] ', '{"name":"dmp"}']) {
+      const text = `{"id":"w","imp":[],"user":{"data":[${items}]}}`;
+      const sep = items.trim() === '' ? '' : ',';
+      expect(enrich(text, [1]).answer).toBe(text.replace(`[${items}]`, `[${items}${sep}${data.slice(1, -1)}]`));
+    }
+  });
+
   it('walks strings full of brackets, quotes, escapes and unicode, in containers it skips and ones it reads, as JSON.parse does', () => {
     // Strings the scanner walks inline (values and keys, skipped or read), around every kind of byte that ends a plain run.
     const tricky = jsonString(

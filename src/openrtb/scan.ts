@@ -114,8 +114,11 @@ const KEYS: ReadonlyArray<readonly [F, string, F]> = [
   [F.DATA_ITEM, 'name', F.DATA_NAME],
 ];
 /** Per object field: its keys as bytes and their fields (objects enrichment does not read have none). */
-const KEYS_OF: Array<Array<{ bytes: Buffer; text: string; field: F }>> = Array.from({ length: F.COUNT }, () => []);
-for (const [obj, key, field] of KEYS) KEYS_OF[obj]!.push({ bytes: Buffer.from(key), text: key, field });
+const KEYS_OF: Array<Array<{ bytes: Buffer; n: number; text: string; field: F }>> = Array.from(
+  { length: F.COUNT },
+  () => [],
+);
+for (const [obj, key, field] of KEYS) KEYS_OF[obj]!.push({ bytes: Buffer.from(key), n: key.length, text: key, field });
 
 /** The fields a key forgets when it is seen again (its earlier value's). */
 const FORGETS: Array<readonly F[]> = Array.from({ length: F.COUNT }, () => []);
@@ -178,23 +181,31 @@ export class BidRequestScanner {
   private stackIsObj = new Uint8Array(INITIAL_DEPTH);
   private stackField = new Uint8Array(INITIAL_DEPTH);
   private stackStart = new Int32Array(INITIAL_DEPTH);
+  // The stacks' and item arrays' lengths, kept as numbers: once any
+  // ArrayBuffer in the process has been detached (uWS detaches every body
+  // chunk after its callback), V8 checks for detachment on each typed array
+  // `.length`, and these were read for every container.
+  private depthCap = INITIAL_DEPTH;
+  private itemCap = INITIAL_ITEMS;
   private buf: Buffer = Buffer.alloc(0);
   /** Whether the last string scanned holds an escape. */
   private esc = false;
   /** The name of the current user.data element is `ourName`. */
   private itemIsOurs = false;
   private readonly ourNameBytes: Buffer;
+  private readonly ourNameLength: number;
 
   /** `ourName`: the `name` of the Data objects segd writes (its domain). */
   constructor(private readonly ourName: string) {
     this.ourNameBytes = Buffer.from(ourName, 'utf8');
+    this.ourNameLength = this.ourNameBytes.length;
   }
 
   /** True when `body` is one JSON value and nothing else; false (errorAt set) otherwise. */
   scan(body: Buffer): boolean {
     // A hostile document's depth or item count grows these; the next one starts small again.
-    if (this.stackField.length > KEPT_DEPTH) this.newStack(INITIAL_DEPTH);
-    if (this.itemStart.length > KEPT_ITEMS) this.newItems(INITIAL_ITEMS);
+    if (this.depthCap > KEPT_DEPTH) this.newStack(INITIAL_DEPTH);
+    if (this.itemCap > KEPT_ITEMS) this.newItems(INITIAL_ITEMS);
     this.buf = body;
     this.kind.fill(0);
     this.items = 0;
@@ -225,7 +236,7 @@ export class BidRequestScanner {
         pos = this.skip(buf, pos, depth);
         if (pos < 0) return pos;
       } else if (c === OPEN_OBJ || c === OPEN_ARR) {
-        if (depth === this.stackField.length) this.grow();
+        if (depth === this.depthCap) this.grow();
         const isObj = c === OPEN_OBJ;
         this.stackIsObj[depth] = isObj ? 1 : 0;
         this.stackField[depth] = field;
@@ -237,7 +248,7 @@ export class BidRequestScanner {
         if (c !== (isObj ? CLOSE_OBJ : CLOSE_ARR)) {
           // The first member or element.
           if (isObj) {
-            pos = this.key(buf, pos, field);
+            pos = this.key(buf, pos, len, field);
             if (pos < 0) return pos;
             field = this.keyField;
           } else field = field === F.USER_DATA ? F.DATA_ITEM : F.OTHER;
@@ -249,7 +260,7 @@ export class BidRequestScanner {
         if (pos < 0) return pos;
         if (field !== F.OTHER) this.noteValue(field, Kind.STRING, at, pos);
       } else if (c === 0x2d || isDigit(c)) {
-        pos = number(buf, pos);
+        pos = number(buf, pos, len);
         if (pos < 0) return pos;
         if (field !== F.OTHER) this.noteValue(field, Kind.NUMBER, at, pos);
       } else {
@@ -272,7 +283,7 @@ export class BidRequestScanner {
           pos++;
           if (isObj) {
             while (pos < len && isWs(buf[pos]!)) pos++;
-            pos = this.key(buf, pos, this.stackField[top]!);
+            pos = this.key(buf, pos, len, this.stackField[top]!);
             if (pos < 0) return pos;
             field = this.keyField;
           } else field = this.stackField[top] === F.USER_DATA ? F.DATA_ITEM : F.OTHER;
@@ -308,11 +319,11 @@ export class BidRequestScanner {
         pos = skipString(buf, pos, len);
         if (pos < 0) return pos;
       } else if (c === OPEN_OBJ || c === OPEN_ARR) {
-        if (depth === this.stackIsObj.length) this.grow();
+        if (depth === this.depthCap) this.grow();
         inObj = c === OPEN_OBJ;
         this.stackIsObj[depth++] = inObj ? 1 : 0;
         pos++;
-        while (pos < len && isWs((c = buf[pos]!))) pos++;
+        while (isWs((c = buf[pos]!))) pos++;
         if (pos >= len) return -pos - 1;
         if (c !== (inObj ? CLOSE_OBJ : CLOSE_ARR)) {
           if (inObj) {
@@ -324,7 +335,7 @@ export class BidRequestScanner {
         }
         // Empty: closed below as any container.
       } else if (c === 0x2d || isDigit(c)) {
-        pos = number(buf, pos);
+        pos = number(buf, pos, len);
         if (pos < 0) return pos;
       } else {
         pos = literal(buf, pos, c);
@@ -333,11 +344,11 @@ export class BidRequestScanner {
 
       // After a value: close containers, or go on to the next member or element.
       for (;;) {
-        while (pos < len && isWs((c = buf[pos]!))) pos++;
+        while (isWs((c = buf[pos]!))) pos++;
         if (pos >= len) return -pos - 1;
         if (c === COMMA) {
           pos++;
-          while (pos < len && isWs((c = buf[pos]!))) pos++;
+          while (isWs((c = buf[pos]!))) pos++;
           if (pos >= len) return -pos - 1;
           if (inObj) {
             pos = skipKey(buf, pos, len);
@@ -358,13 +369,12 @@ export class BidRequestScanner {
   private keyField: F = F.OTHER;
 
   /** A member's key and its colon, in an object opened as `obj`; the position of its value. */
-  private key(buf: Buffer, pos: number, obj: F): number {
+  private key(buf: Buffer, pos: number, len: number, obj: F): number {
     if (buf[pos] !== Q) return -pos - 1;
     const at = pos;
     pos = this.string(buf, pos);
     if (pos < 0) return pos;
     const strEnd = pos;
-    const len = buf.length;
     while (pos < len && isWs(buf[pos]!)) pos++;
     if (buf[pos] !== COLON) return -pos - 1;
     const keys = KEYS_OF[obj]!;
@@ -373,7 +383,7 @@ export class BidRequestScanner {
       const text = this.esc ? (JSON.parse(buf.toString('utf8', at, strEnd)) as string) : null;
       for (let i = 0; i < keys.length; i++) {
         const k = keys[i]!;
-        if (text !== null ? text === k.text : sameBytes(buf, at + 1, strEnd - 1, k.bytes)) {
+        if (text !== null ? text === k.text : sameBytes(buf, at + 1, strEnd - 1, k.bytes, k.n)) {
           field = k.field;
           break;
         }
@@ -390,9 +400,8 @@ export class BidRequestScanner {
 
   /** A string from its opening quote; the position after its closing quote (sets `esc`). */
   private string(buf: Buffer, pos: number): number {
-    const len = buf.length;
     pos++;
-    while (pos < len && STRING_CLASS[buf[pos]!] === 0) pos++;
+    while (STRING_CLASS[buf[pos]!] === 0) pos++;
     if (buf[pos] === Q) {
       this.esc = false;
       return pos + 1;
@@ -405,11 +414,11 @@ export class BidRequestScanner {
 
   private noteValue(field: F, kind: number, at: number, end: number): void {
     if (field === F.DATA_NAME) {
-      this.itemIsOurs = kind === Kind.STRING && this.stringIs(at, end, this.ourNameBytes, this.ourName);
+      this.itemIsOurs = kind === Kind.STRING && this.stringIs(at, end, this.ourName);
       return;
     }
     if (field === F.DATA_ITEM) {
-      if (this.items === this.itemStart.length) this.growItems();
+      if (this.items === this.itemCap) this.growItems();
       const i = this.items++;
       this.itemStart[i] = at;
       this.itemEnd[i] = end;
@@ -422,10 +431,10 @@ export class BidRequestScanner {
     this.escaped[field] = kind === Kind.STRING && this.esc ? 1 : 0;
   }
 
-  /** Whether the string at [at, end) (quotes included) is `text` (`bytes` in UTF-8). */
-  private stringIs(at: number, end: number, bytes: Buffer, text: string): boolean {
+  /** Whether the string at [at, end) (quotes included) is `ourName`. */
+  private stringIs(at: number, end: number, text: string): boolean {
     if (this.esc) return JSON.parse(this.buf.toString('utf8', at, end)) === text;
-    return sameBytes(this.buf, at + 1, end - 1, bytes);
+    return sameBytes(this.buf, at + 1, end - 1, this.ourNameBytes, this.ourNameLength);
   }
 
   /**
@@ -488,6 +497,7 @@ export class BidRequestScanner {
   }
 
   private newStack(n: number): void {
+    this.depthCap = n;
     this.stackIsObj = new Uint8Array(n);
     this.stackField = new Uint8Array(n);
     this.stackStart = new Int32Array(n);
@@ -503,6 +513,7 @@ export class BidRequestScanner {
   }
 
   private newItems(n: number): void {
+    this.itemCap = n;
     this.itemStart = new Int32Array(n);
     this.itemEnd = new Int32Array(n);
     this.itemOurs = new Uint8Array(n);
@@ -528,7 +539,7 @@ function skipKey(buf: Buffer, pos: number, len: number): number {
     if (buf[pos] !== COLON) return -pos - 1;
     pos++;
   }
-  while (pos < len && isWs(buf[pos]!)) pos++;
+  while (isWs(buf[pos]!)) pos++;
   return pos < len ? pos : -pos - 1;
 }
 
@@ -538,7 +549,7 @@ function skipKey(buf: Buffer, pos: number, len: number): number {
  */
 function skipString(buf: Buffer, pos: number, len: number): number {
   pos++;
-  while (pos < len && STRING_CLASS[buf[pos]!] === 0) pos++;
+  while (STRING_CLASS[buf[pos]!] === 0) pos++;
   return buf[pos] === Q ? pos + 1 : stringRest(buf, pos);
 }
 
@@ -577,24 +588,23 @@ function stringRest(buf: Buffer, pos: number): number {
 }
 
 /** A number from its first byte, checked against JSON's grammar; the position after it. */
-function number(buf: Buffer, pos: number): number {
-  const len = buf.length;
+function number(buf: Buffer, pos: number, len: number): number {
   if (buf[pos] === 0x2d) pos++;
   if (pos >= len) return -pos - 1;
   if (buf[pos] === 0x30) pos++;
-  else if (isDigit(buf[pos]!)) while (pos < len && isDigit(buf[pos]!)) pos++;
+  else if (isDigit(buf[pos]!)) while (isDigit(buf[pos]!)) pos++;
   else return -pos - 1;
   if (buf[pos] === 0x2e) {
     pos++;
     if (!isDigit(buf[pos] ?? 0)) return -pos - 1;
-    while (pos < len && isDigit(buf[pos]!)) pos++;
+    while (isDigit(buf[pos]!)) pos++;
   }
   const e = buf[pos];
   if (e === 0x65 || e === 0x45) {
     pos++;
     if (buf[pos] === 0x2b || buf[pos] === 0x2d) pos++;
     if (!isDigit(buf[pos] ?? 0)) return -pos - 1;
-    while (pos < len && isDigit(buf[pos]!)) pos++;
+    while (isDigit(buf[pos]!)) pos++;
   }
   return pos;
 }
@@ -620,8 +630,8 @@ function numberAt(buf: Buffer, s: number, e: number): number {
   return Number(buf.toString('latin1', s, e));
 }
 
-function sameBytes(buf: Buffer, from: number, to: number, bytes: Buffer): boolean {
-  const n = bytes.length;
+/** `buf[from, to)` is `bytes`, whose length `n` is passed in (see `depthCap`). */
+function sameBytes(buf: Buffer, from: number, to: number, bytes: Buffer, n: number): boolean {
   if (to - from !== n) return false;
   for (let i = 0; i < n; i++) if (buf[from + i] !== bytes[i]) return false;
   return true;
