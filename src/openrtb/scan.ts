@@ -68,12 +68,18 @@ const CLOSE_ARR = 0x5d; // ]
 const COMMA = 0x2c;
 const COLON = 0x3a;
 
-/** Byte classes inside a string: 0 is itself, STR_END ends it, STR_ESC escapes, STR_BAD is refused (a control char). */
+/**
+ * Byte classes inside a string: 0 is itself, STR_END ends it, STR_ESC
+ * escapes, STR_BAD is refused (a control char), STR_HIGH is part of a
+ * non-ASCII character (noted: see `ascii`).
+ */
 const STR_END = 1;
 const STR_ESC = 2;
 const STR_BAD = 3;
+const STR_HIGH = 4;
 const STRING_CLASS = new Uint8Array(256);
 for (let c = 0; c < 0x20; c++) STRING_CLASS[c] = STR_BAD;
+for (let c = 0x80; c < 0x100; c++) STRING_CLASS[c] = STR_HIGH;
 STRING_CLASS[Q] = STR_END;
 STRING_CLASS[BS] = STR_ESC;
 
@@ -176,6 +182,12 @@ export class BidRequestScanner {
   items = 0;
   /** Where the scan stopped on malformed input. */
   errorAt = -1;
+  /**
+   * After a scan that accepted the document: every byte of it is ASCII, so
+   * it is UTF-8 without a check. Bytes ≥ 0x80 can only be inside strings
+   * (anywhere else the scan refuses them), and the string walks note them.
+   */
+  ascii = true;
 
   // The open containers: object or array, the field each was opened as, where it starts.
   private stackIsObj = new Uint8Array(INITIAL_DEPTH);
@@ -210,7 +222,9 @@ export class BidRequestScanner {
     this.kind.fill(0);
     this.items = 0;
     this.errorAt = -1;
+    highSeen = false;
     const pos = this.value(body);
+    this.ascii = !highSeen;
     if (pos < 0) {
       this.errorAt = -pos - 1;
       return false;
@@ -316,7 +330,7 @@ export class BidRequestScanner {
     for (;;) {
       // A value starts at pos, its first byte in c.
       if (c === Q) {
-        pos = skipString(buf, pos, len);
+        pos = skipString(buf, pos);
         if (pos < 0) return pos;
       } else if (c === OPEN_OBJ || c === OPEN_ARR) {
         if (depth === this.depthCap) this.grow();
@@ -531,7 +545,7 @@ function literal(buf: Buffer, pos: number, c: number): number {
 /** A member's key from its opening quote, its colon and the whitespace after it; the position of its value. */
 function skipKey(buf: Buffer, pos: number, len: number): number {
   if (buf[pos] !== Q) return -pos - 1;
-  pos = skipString(buf, pos, len);
+  pos = skipString(buf, pos);
   if (pos < 0) return pos;
   if (buf[pos] === COLON) pos++;
   else {
@@ -545,9 +559,11 @@ function skipKey(buf: Buffer, pos: number, len: number): number {
 
 /**
  * A string from its opening quote, walked in one loop to its closing quote
- * (`stringRest` only for an escape or a control byte); the position after it.
+ * (`stringRest` only for an escape, a control byte or a non-ASCII one); the
+ * position after it. It reads on to the byte that stops it, with no length
+ * check: past the end a Buffer reads `undefined`, which stops it too.
  */
-function skipString(buf: Buffer, pos: number, len: number): number {
+function skipString(buf: Buffer, pos: number): number {
   pos++;
   while (STRING_CLASS[buf[pos]!] === 0) pos++;
   return buf[pos] === Q ? pos + 1 : stringRest(buf, pos);
@@ -555,11 +571,14 @@ function skipString(buf: Buffer, pos: number, len: number): number {
 
 /** Set when `stringRest` passes an escape (the scanner clears it before the strings it reads). */
 let escapeSeen = false;
+/** Set when `stringRest` passes a byte ≥ 0x80 (cleared when a scan starts). */
+let highSeen = false;
 
 /**
  * The rest of a string from a byte the fast loop stopped at (an escape, a
- * control byte, or the end of the buffer); the position after its closing
- * quote. Sets `escapeSeen` when it passes an escape.
+ * byte ≥ 0x80, a control byte, or the end of the buffer); the position after
+ * its closing quote. Sets `escapeSeen` when it passes an escape, `highSeen` when it
+ * passes a byte of a non-ASCII character.
  *
  * Most strings hold no escape: their callers walk them in one loop to the
  * closing quote (`while (STRING_CLASS[byte] === 0)`) and come here only
@@ -576,6 +595,11 @@ function stringRest(buf: Buffer, pos: number): number {
     const k = STRING_CLASS[buf[pos]!]!;
     if (k === STR_END) return pos + 1;
     if (k === STR_BAD) return -pos - 1;
+    if (k === STR_HIGH) {
+      highSeen = true;
+      pos++;
+      continue;
+    }
     escapeSeen = true;
     const e = buf[pos + 1];
     if (e === undefined) return -pos - 2;
