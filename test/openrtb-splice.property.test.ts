@@ -225,6 +225,21 @@ describe('enrichment by splicing', () => {
     }
   });
 
+  it('tells objects from arrays at every level of a skipped container, below and past the levels kept in bits', () => {
+    // A mixed nesting in `ext` (skipped), closed right or with one closer swapped at each level in turn.
+    for (let d = 1; d <= 70; d++) {
+      const opens = Array.from({ length: d }, (_, k) => (k % 3 === 1 ? '[' : '{"k":'));
+      const closers = opens.map((o) => (o === '[' ? ']' : '}')).reverse();
+      const doc = (cl: string[]) => `{"id":"n","imp":[],"user":{"id":"u"},"ext":${opens.join('')}1${cl.join('')}}`;
+      check(doc(closers), [1], DOMAIN, TAXONOMY);
+      for (let i = 0; i < d; i++) {
+        const swapped = [...closers];
+        swapped[i] = swapped[i] === ']' ? '}' : ']';
+        check(doc(swapped), [1], DOMAIN, TAXONOMY);
+      }
+    }
+  });
+
   it('keeps the whitespace and items of a user.data that holds nothing of ours, byte for byte', () => {
     const data = JSON.stringify(referenceData(TAXONOMY, DOMAIN, [1]));
     const enrich = run(DOMAIN, TAXONOMY);

@@ -160,6 +160,13 @@ export const enum Kind {
 }
 
 const INITIAL_DEPTH = 64;
+/**
+ * Levels of a skipped container whose kinds `skip` keeps in the bits of an
+ * integer rather than on the stack: with every typed array access checked
+ * for a detached buffer in a worker (see bench/micro-enrich.ts), a stack
+ * write and read per container cost more than the shifts.
+ */
+const BIT_LEVELS = 30;
 const INITIAL_ITEMS = 16;
 const KEPT_DEPTH = 4096;
 const KEPT_ITEMS = 4096;
@@ -315,7 +322,8 @@ export class BidRequestScanner {
   /**
    * A container enrichment reads nothing in, from its opening byte, checked
    * as `value` checks it but with no field, key or span noted; its own
-   * containers go on the stack above `base`. The position after it.
+   * containers are kept in bits, then on the stack above `base`. The position
+   * after it.
    *
    * Strings, keys and their colons are walked inline, the call kept for the
    * rare string with an escape or a control byte: a call per string was a
@@ -323,9 +331,12 @@ export class BidRequestScanner {
    */
   private skip(buf: Buffer, pos: number, base: number): number {
     const len = buf.length;
-    let depth = base;
+    // Containers open above `base`. Whether each is an object: bit k of
+    // `bits` for the first BIT_LEVELS of them, the stack past those.
+    let depth = 0;
+    let bits = 0;
     let c = buf[pos]!;
-    // The innermost open container is an object (stackIsObj's top, kept in a local).
+    // The innermost open container is an object (kept in a local).
     let inObj = false;
     for (;;) {
       // A value starts at pos, its first byte in c.
@@ -333,9 +344,13 @@ export class BidRequestScanner {
         pos = skipString(buf, pos);
         if (pos < 0) return pos;
       } else if (c === OPEN_OBJ || c === OPEN_ARR) {
-        if (depth === this.depthCap) this.grow();
         inObj = c === OPEN_OBJ;
-        this.stackIsObj[depth++] = inObj ? 1 : 0;
+        if (depth < BIT_LEVELS) bits = inObj ? bits | (1 << depth) : bits & ~(1 << depth);
+        else {
+          if (base + depth === this.depthCap) this.grow();
+          this.stackIsObj[base + depth] = inObj ? 1 : 0;
+        }
+        depth++;
         pos++;
         while (isWs((c = buf[pos]!))) pos++;
         if (pos >= len) return -pos - 1;
@@ -373,8 +388,8 @@ export class BidRequestScanner {
         }
         if (c !== (inObj ? CLOSE_OBJ : CLOSE_ARR)) return -pos - 1;
         pos++;
-        if (--depth === base) return pos;
-        inObj = this.stackIsObj[depth - 1] === 1;
+        if (--depth === 0) return pos;
+        inObj = depth <= BIT_LEVELS ? ((bits >>> (depth - 1)) & 1) === 1 : this.stackIsObj[base + depth - 1] === 1;
       }
     }
   }
