@@ -300,6 +300,31 @@ describe('auth and bad input', () => {
     }
   });
 
+  it('refuses a body that is not UTF-8, inside a string or outside one, and reads one that is', async () => {
+    const send = (bytes: Buffer) =>
+      fetch(`${segd.url}/openrtb2/enrich`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', ...bearer(KEYS.dsp1) },
+        body: bytes,
+      });
+    const json = (s: string) => Buffer.from(s, 'latin1');
+    for (const bytes of [
+      json('{"id":"x\xff","imp":[],"user":{"id":"rtb-user-1"}}'), // a lone byte ≥ 0x80 in a string the scan reads
+      json('{"id":"x","imp":[{"t":"\xc3\x28"}],"user":{"id":"rtb-user-1"}}'), // a bad sequence in one it skips
+      json('{"id":"x","imp":[],\xe9"user":{"id":"rtb-user-1"}}'), // outside any string: still not UTF-8 first
+    ]) {
+      const r = await send(bytes);
+      expect(r.status).toBe(400);
+      expect(((await r.json()) as Obj).error).toEqual({
+        code: 'BAD_JSON',
+        message: 'the body is not valid JSON: not UTF-8',
+      });
+    }
+    const r = await send(Buffer.from(JSON.stringify({ ...fixture('video'), site: { name: 'Café « été » 😀' } })));
+    expect(r.status).toBe(200);
+    expect(((await r.json()) as Obj).site.name).toBe('Café « été » 😀');
+  });
+
   it('refuses an unknown mode and a non-JSON content type', async () => {
     expect(((await (await enrich(fixture('video'), KEYS.dsp1, '?mode=xml')).json()) as Obj).error.code).toBe(
       'BAD_MODE',

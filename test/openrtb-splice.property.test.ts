@@ -84,13 +84,14 @@ function run(domain: string, taxonomy: Map<number, Def>) {
   return (text: string, ids: number[], dataOnly = false) => {
     const body = Buffer.from(text);
     if (!scanner.scan(body)) return { ok: false as const };
+    const ascii = scanner.ascii;
     const view = readBidRequest(scanner, 'dsp1');
-    if (view === null) return { ok: true as const, view };
+    if (view === null) return { ok: true as const, ascii, view };
     const groups = userData.group(Uint32Array.from(ids), ids.length);
-    if (groups === 0) return { ok: true as const, view, groups };
+    if (groups === 0) return { ok: true as const, ascii, view, groups };
     if (dataOnly) userData.writeData(out);
     else userData.writeEnriched(out, body, scanner);
-    return { ok: true as const, view, groups, answer: out.view().toString('utf8') };
+    return { ok: true as const, ascii, view, groups, answer: out.view().toString('utf8') };
   };
 }
 
@@ -109,6 +110,8 @@ function check(text: string, ids: number[], domain: string, taxonomy: Map<number
   const want = parse(Buffer.from(text).toString('utf8'));
   expect(got.ok, text).toBe(want.ok);
   if (!want.ok || !got.ok) return;
+  // An accepted document said to be ASCII needs no UTF-8 check (the route relies on it).
+  expect(got.ascii, text).toBe(!/[^\u0000-\u007f]/.test(text));
   const view = referenceView(want.doc, 'dsp1');
   expect(got.view, text).toEqual(view);
   if (view === null) return;
@@ -206,6 +209,45 @@ describe('enrichment by splicing', () => {
       ),
       { numRuns: 5_000 },
     );
+  });
+
+  it('refuses every request of the corpus cut short, wherever the cut falls (mid-string, mid-number, after a key)', () => {
+    // The scan's inner loops read on to the byte that stops them, not to a length check: a body that ends inside
+    // a string, a number or whitespace must still be refused, never read past.
+    const scanner = new BidRequestScanner(DOMAIN);
+    for (const text of corpus) {
+      const body = Buffer.from(text);
+      for (let i = 0; i < body.length; i++) {
+        const cut = body.subarray(0, i);
+        expect(scanner.scan(cut), text.slice(0, i)).toBe(parse(cut.toString('utf8')).ok);
+      }
+      expect(scanner.scan(body)).toBe(true);
+    }
+  });
+
+  it('tells objects from arrays at every level of a skipped container, below and past the levels kept in bits', () => {
+    // A mixed nesting in `ext` (skipped), closed right or with one closer swapped at each level in turn.
+    for (let d = 1; d <= 70; d++) {
+      const opens = Array.from({ length: d }, (_, k) => (k % 3 === 1 ? '[' : '{"k":'));
+      const closers = opens.map((o) => (o === '[' ? ']' : '}')).reverse();
+      const doc = (cl: string[]) => `{"id":"n","imp":[],"user":{"id":"u"},"ext":${opens.join('')}1${cl.join('')}}`;
+      check(doc(closers), [1], DOMAIN, TAXONOMY);
+      for (let i = 0; i < d; i++) {
+        const swapped = [...closers];
+        swapped[i] = swapped[i] === ']' ? '}' : ']';
+        check(doc(swapped), [1], DOMAIN, TAXONOMY);
+      }
+    }
+  });
+
+  it('keeps the whitespace and items of a user.data that holds nothing of ours, byte for byte', () => {
+    const data = JSON.stringify(referenceData(TAXONOMY, DOMAIN, [1]));
+    const enrich = run(DOMAIN, TAXONOMY);
+    for (const items of [' ', ' {"name":"x"} ,\n\t[1] ', '{"name":"dmp"}']) {
+      const text = `{"id":"w","imp":[],"user":{"data":[${items}]}}`;
+      const sep = items.trim() === '' ? '' : ',';
+      expect(enrich(text, [1]).answer).toBe(text.replace(`[${items}]`, `[${items}${sep}${data.slice(1, -1)}]`));
+    }
   });
 
   it('walks strings full of brackets, quotes, escapes and unicode, in containers it skips and ones it reads, as JSON.parse does', () => {

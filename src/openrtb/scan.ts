@@ -68,12 +68,18 @@ const CLOSE_ARR = 0x5d; // ]
 const COMMA = 0x2c;
 const COLON = 0x3a;
 
-/** Byte classes inside a string: 0 is itself, STR_END ends it, STR_ESC escapes, STR_BAD is refused (a control char). */
+/**
+ * Byte classes inside a string: 0 is itself, STR_END ends it, STR_ESC
+ * escapes, STR_BAD is refused (a control char), STR_HIGH is part of a
+ * non-ASCII character (noted: see `ascii`).
+ */
 const STR_END = 1;
 const STR_ESC = 2;
 const STR_BAD = 3;
+const STR_HIGH = 4;
 const STRING_CLASS = new Uint8Array(256);
 for (let c = 0; c < 0x20; c++) STRING_CLASS[c] = STR_BAD;
+for (let c = 0x80; c < 0x100; c++) STRING_CLASS[c] = STR_HIGH;
 STRING_CLASS[Q] = STR_END;
 STRING_CLASS[BS] = STR_ESC;
 
@@ -114,8 +120,11 @@ const KEYS: ReadonlyArray<readonly [F, string, F]> = [
   [F.DATA_ITEM, 'name', F.DATA_NAME],
 ];
 /** Per object field: its keys as bytes and their fields (objects enrichment does not read have none). */
-const KEYS_OF: Array<Array<{ bytes: Buffer; text: string; field: F }>> = Array.from({ length: F.COUNT }, () => []);
-for (const [obj, key, field] of KEYS) KEYS_OF[obj]!.push({ bytes: Buffer.from(key), text: key, field });
+const KEYS_OF: Array<Array<{ bytes: Buffer; n: number; text: string; field: F }>> = Array.from(
+  { length: F.COUNT },
+  () => [],
+);
+for (const [obj, key, field] of KEYS) KEYS_OF[obj]!.push({ bytes: Buffer.from(key), n: key.length, text: key, field });
 
 /** The fields a key forgets when it is seen again (its earlier value's). */
 const FORGETS: Array<readonly F[]> = Array.from({ length: F.COUNT }, () => []);
@@ -151,6 +160,13 @@ export const enum Kind {
 }
 
 const INITIAL_DEPTH = 64;
+/**
+ * Levels of a skipped container whose kinds `skip` keeps in the bits of an
+ * integer rather than on the stack: with every typed array access checked
+ * for a detached buffer in a worker (see bench/micro-enrich.ts), a stack
+ * write and read per container cost more than the shifts.
+ */
+const BIT_LEVELS = 30;
 const INITIAL_ITEMS = 16;
 const KEPT_DEPTH = 4096;
 const KEPT_ITEMS = 4096;
@@ -173,33 +189,49 @@ export class BidRequestScanner {
   items = 0;
   /** Where the scan stopped on malformed input. */
   errorAt = -1;
+  /**
+   * After a scan that accepted the document: every byte of it is ASCII, so
+   * it is UTF-8 without a check. Bytes ≥ 0x80 can only be inside strings
+   * (anywhere else the scan refuses them), and the string walks note them.
+   */
+  ascii = true;
 
   // The open containers: object or array, the field each was opened as, where it starts.
   private stackIsObj = new Uint8Array(INITIAL_DEPTH);
   private stackField = new Uint8Array(INITIAL_DEPTH);
   private stackStart = new Int32Array(INITIAL_DEPTH);
+  // The stacks' and item arrays' lengths, kept as numbers: once any
+  // ArrayBuffer in the process has been detached (uWS detaches every body
+  // chunk after its callback), V8 checks for detachment on each typed array
+  // `.length`, and these were read for every container.
+  private depthCap = INITIAL_DEPTH;
+  private itemCap = INITIAL_ITEMS;
   private buf: Buffer = Buffer.alloc(0);
   /** Whether the last string scanned holds an escape. */
   private esc = false;
   /** The name of the current user.data element is `ourName`. */
   private itemIsOurs = false;
   private readonly ourNameBytes: Buffer;
+  private readonly ourNameLength: number;
 
   /** `ourName`: the `name` of the Data objects segd writes (its domain). */
   constructor(private readonly ourName: string) {
     this.ourNameBytes = Buffer.from(ourName, 'utf8');
+    this.ourNameLength = this.ourNameBytes.length;
   }
 
   /** True when `body` is one JSON value and nothing else; false (errorAt set) otherwise. */
   scan(body: Buffer): boolean {
     // A hostile document's depth or item count grows these; the next one starts small again.
-    if (this.stackField.length > KEPT_DEPTH) this.newStack(INITIAL_DEPTH);
-    if (this.itemStart.length > KEPT_ITEMS) this.newItems(INITIAL_ITEMS);
+    if (this.depthCap > KEPT_DEPTH) this.newStack(INITIAL_DEPTH);
+    if (this.itemCap > KEPT_ITEMS) this.newItems(INITIAL_ITEMS);
     this.buf = body;
     this.kind.fill(0);
     this.items = 0;
     this.errorAt = -1;
+    highSeen = false;
     const pos = this.value(body);
+    this.ascii = !highSeen;
     if (pos < 0) {
       this.errorAt = -pos - 1;
       return false;
@@ -225,7 +257,7 @@ export class BidRequestScanner {
         pos = this.skip(buf, pos, depth);
         if (pos < 0) return pos;
       } else if (c === OPEN_OBJ || c === OPEN_ARR) {
-        if (depth === this.stackField.length) this.grow();
+        if (depth === this.depthCap) this.grow();
         const isObj = c === OPEN_OBJ;
         this.stackIsObj[depth] = isObj ? 1 : 0;
         this.stackField[depth] = field;
@@ -237,7 +269,7 @@ export class BidRequestScanner {
         if (c !== (isObj ? CLOSE_OBJ : CLOSE_ARR)) {
           // The first member or element.
           if (isObj) {
-            pos = this.key(buf, pos, field);
+            pos = this.key(buf, pos, len, field);
             if (pos < 0) return pos;
             field = this.keyField;
           } else field = field === F.USER_DATA ? F.DATA_ITEM : F.OTHER;
@@ -249,7 +281,7 @@ export class BidRequestScanner {
         if (pos < 0) return pos;
         if (field !== F.OTHER) this.noteValue(field, Kind.STRING, at, pos);
       } else if (c === 0x2d || isDigit(c)) {
-        pos = number(buf, pos);
+        pos = number(buf, pos, len);
         if (pos < 0) return pos;
         if (field !== F.OTHER) this.noteValue(field, Kind.NUMBER, at, pos);
       } else {
@@ -272,7 +304,7 @@ export class BidRequestScanner {
           pos++;
           if (isObj) {
             while (pos < len && isWs(buf[pos]!)) pos++;
-            pos = this.key(buf, pos, this.stackField[top]!);
+            pos = this.key(buf, pos, len, this.stackField[top]!);
             if (pos < 0) return pos;
             field = this.keyField;
           } else field = this.stackField[top] === F.USER_DATA ? F.DATA_ITEM : F.OTHER;
@@ -290,7 +322,8 @@ export class BidRequestScanner {
   /**
    * A container enrichment reads nothing in, from its opening byte, checked
    * as `value` checks it but with no field, key or span noted; its own
-   * containers go on the stack above `base`. The position after it.
+   * containers are kept in bits, then on the stack above `base`. The position
+   * after it.
    *
    * Strings, keys and their colons are walked inline, the call kept for the
    * rare string with an escape or a control byte: a call per string was a
@@ -298,21 +331,28 @@ export class BidRequestScanner {
    */
   private skip(buf: Buffer, pos: number, base: number): number {
     const len = buf.length;
-    let depth = base;
+    // Containers open above `base`. Whether each is an object: bit k of
+    // `bits` for the first BIT_LEVELS of them, the stack past those.
+    let depth = 0;
+    let bits = 0;
     let c = buf[pos]!;
-    // The innermost open container is an object (stackIsObj's top, kept in a local).
+    // The innermost open container is an object (kept in a local).
     let inObj = false;
     for (;;) {
       // A value starts at pos, its first byte in c.
       if (c === Q) {
-        pos = skipString(buf, pos, len);
+        pos = skipString(buf, pos);
         if (pos < 0) return pos;
       } else if (c === OPEN_OBJ || c === OPEN_ARR) {
-        if (depth === this.stackIsObj.length) this.grow();
         inObj = c === OPEN_OBJ;
-        this.stackIsObj[depth++] = inObj ? 1 : 0;
+        if (depth < BIT_LEVELS) bits = inObj ? bits | (1 << depth) : bits & ~(1 << depth);
+        else {
+          if (base + depth === this.depthCap) this.grow();
+          this.stackIsObj[base + depth] = inObj ? 1 : 0;
+        }
+        depth++;
         pos++;
-        while (pos < len && isWs((c = buf[pos]!))) pos++;
+        while (isWs((c = buf[pos]!))) pos++;
         if (pos >= len) return -pos - 1;
         if (c !== (inObj ? CLOSE_OBJ : CLOSE_ARR)) {
           if (inObj) {
@@ -324,7 +364,7 @@ export class BidRequestScanner {
         }
         // Empty: closed below as any container.
       } else if (c === 0x2d || isDigit(c)) {
-        pos = number(buf, pos);
+        pos = number(buf, pos, len);
         if (pos < 0) return pos;
       } else {
         pos = literal(buf, pos, c);
@@ -333,11 +373,11 @@ export class BidRequestScanner {
 
       // After a value: close containers, or go on to the next member or element.
       for (;;) {
-        while (pos < len && isWs((c = buf[pos]!))) pos++;
+        while (isWs((c = buf[pos]!))) pos++;
         if (pos >= len) return -pos - 1;
         if (c === COMMA) {
           pos++;
-          while (pos < len && isWs((c = buf[pos]!))) pos++;
+          while (isWs((c = buf[pos]!))) pos++;
           if (pos >= len) return -pos - 1;
           if (inObj) {
             pos = skipKey(buf, pos, len);
@@ -348,8 +388,8 @@ export class BidRequestScanner {
         }
         if (c !== (inObj ? CLOSE_OBJ : CLOSE_ARR)) return -pos - 1;
         pos++;
-        if (--depth === base) return pos;
-        inObj = this.stackIsObj[depth - 1] === 1;
+        if (--depth === 0) return pos;
+        inObj = depth <= BIT_LEVELS ? ((bits >>> (depth - 1)) & 1) === 1 : this.stackIsObj[base + depth - 1] === 1;
       }
     }
   }
@@ -358,13 +398,12 @@ export class BidRequestScanner {
   private keyField: F = F.OTHER;
 
   /** A member's key and its colon, in an object opened as `obj`; the position of its value. */
-  private key(buf: Buffer, pos: number, obj: F): number {
+  private key(buf: Buffer, pos: number, len: number, obj: F): number {
     if (buf[pos] !== Q) return -pos - 1;
     const at = pos;
     pos = this.string(buf, pos);
     if (pos < 0) return pos;
     const strEnd = pos;
-    const len = buf.length;
     while (pos < len && isWs(buf[pos]!)) pos++;
     if (buf[pos] !== COLON) return -pos - 1;
     const keys = KEYS_OF[obj]!;
@@ -373,7 +412,7 @@ export class BidRequestScanner {
       const text = this.esc ? (JSON.parse(buf.toString('utf8', at, strEnd)) as string) : null;
       for (let i = 0; i < keys.length; i++) {
         const k = keys[i]!;
-        if (text !== null ? text === k.text : sameBytes(buf, at + 1, strEnd - 1, k.bytes)) {
+        if (text !== null ? text === k.text : sameBytes(buf, at + 1, strEnd - 1, k.bytes, k.n)) {
           field = k.field;
           break;
         }
@@ -390,9 +429,8 @@ export class BidRequestScanner {
 
   /** A string from its opening quote; the position after its closing quote (sets `esc`). */
   private string(buf: Buffer, pos: number): number {
-    const len = buf.length;
     pos++;
-    while (pos < len && STRING_CLASS[buf[pos]!] === 0) pos++;
+    while (STRING_CLASS[buf[pos]!] === 0) pos++;
     if (buf[pos] === Q) {
       this.esc = false;
       return pos + 1;
@@ -405,11 +443,11 @@ export class BidRequestScanner {
 
   private noteValue(field: F, kind: number, at: number, end: number): void {
     if (field === F.DATA_NAME) {
-      this.itemIsOurs = kind === Kind.STRING && this.stringIs(at, end, this.ourNameBytes, this.ourName);
+      this.itemIsOurs = kind === Kind.STRING && this.stringIs(at, end, this.ourName);
       return;
     }
     if (field === F.DATA_ITEM) {
-      if (this.items === this.itemStart.length) this.growItems();
+      if (this.items === this.itemCap) this.growItems();
       const i = this.items++;
       this.itemStart[i] = at;
       this.itemEnd[i] = end;
@@ -422,10 +460,10 @@ export class BidRequestScanner {
     this.escaped[field] = kind === Kind.STRING && this.esc ? 1 : 0;
   }
 
-  /** Whether the string at [at, end) (quotes included) is `text` (`bytes` in UTF-8). */
-  private stringIs(at: number, end: number, bytes: Buffer, text: string): boolean {
+  /** Whether the string at [at, end) (quotes included) is `ourName`. */
+  private stringIs(at: number, end: number, text: string): boolean {
     if (this.esc) return JSON.parse(this.buf.toString('utf8', at, end)) === text;
-    return sameBytes(this.buf, at + 1, end - 1, bytes);
+    return sameBytes(this.buf, at + 1, end - 1, this.ourNameBytes, this.ourNameLength);
   }
 
   /**
@@ -450,7 +488,7 @@ export class BidRequestScanner {
       case Kind.NUMBER:
         return numberAt(buf, s, e);
       case Kind.STRING:
-        return this.escaped[field] === 0 ? buf.toString('utf8', s + 1, e - 1) : JSON.parse(buf.toString('utf8', s, e));
+        return this.escaped[field] === 0 ? utf8(buf, s + 1, e - 1) : JSON.parse(buf.toString('utf8', s, e));
       default:
         return JSON.parse(buf.toString('utf8', s, e));
     }
@@ -488,6 +526,7 @@ export class BidRequestScanner {
   }
 
   private newStack(n: number): void {
+    this.depthCap = n;
     this.stackIsObj = new Uint8Array(n);
     this.stackField = new Uint8Array(n);
     this.stackStart = new Int32Array(n);
@@ -503,6 +542,7 @@ export class BidRequestScanner {
   }
 
   private newItems(n: number): void {
+    this.itemCap = n;
     this.itemStart = new Int32Array(n);
     this.itemEnd = new Int32Array(n);
     this.itemOurs = new Uint8Array(n);
@@ -520,7 +560,7 @@ function literal(buf: Buffer, pos: number, c: number): number {
 /** A member's key from its opening quote, its colon and the whitespace after it; the position of its value. */
 function skipKey(buf: Buffer, pos: number, len: number): number {
   if (buf[pos] !== Q) return -pos - 1;
-  pos = skipString(buf, pos, len);
+  pos = skipString(buf, pos);
   if (pos < 0) return pos;
   if (buf[pos] === COLON) pos++;
   else {
@@ -528,27 +568,32 @@ function skipKey(buf: Buffer, pos: number, len: number): number {
     if (buf[pos] !== COLON) return -pos - 1;
     pos++;
   }
-  while (pos < len && isWs(buf[pos]!)) pos++;
+  while (isWs(buf[pos]!)) pos++;
   return pos < len ? pos : -pos - 1;
 }
 
 /**
  * A string from its opening quote, walked in one loop to its closing quote
- * (`stringRest` only for an escape or a control byte); the position after it.
+ * (`stringRest` only for an escape, a control byte or a non-ASCII one); the
+ * position after it. It reads on to the byte that stops it, with no length
+ * check: past the end a Buffer reads `undefined`, which stops it too.
  */
-function skipString(buf: Buffer, pos: number, len: number): number {
+function skipString(buf: Buffer, pos: number): number {
   pos++;
-  while (pos < len && STRING_CLASS[buf[pos]!] === 0) pos++;
+  while (STRING_CLASS[buf[pos]!] === 0) pos++;
   return buf[pos] === Q ? pos + 1 : stringRest(buf, pos);
 }
 
 /** Set when `stringRest` passes an escape (the scanner clears it before the strings it reads). */
 let escapeSeen = false;
+/** Set when `stringRest` passes a byte ≥ 0x80 (cleared when a scan starts). */
+let highSeen = false;
 
 /**
  * The rest of a string from a byte the fast loop stopped at (an escape, a
- * control byte, or the end of the buffer); the position after its closing
- * quote. Sets `escapeSeen` when it passes an escape.
+ * byte ≥ 0x80, a control byte, or the end of the buffer); the position after
+ * its closing quote. Sets `escapeSeen` when it passes an escape, `highSeen` when it
+ * passes a byte of a non-ASCII character.
  *
  * Most strings hold no escape: their callers walk them in one loop to the
  * closing quote (`while (STRING_CLASS[byte] === 0)`) and come here only
@@ -565,6 +610,11 @@ function stringRest(buf: Buffer, pos: number): number {
     const k = STRING_CLASS[buf[pos]!]!;
     if (k === STR_END) return pos + 1;
     if (k === STR_BAD) return -pos - 1;
+    if (k === STR_HIGH) {
+      highSeen = true;
+      pos++;
+      continue;
+    }
     escapeSeen = true;
     const e = buf[pos + 1];
     if (e === undefined) return -pos - 2;
@@ -577,24 +627,23 @@ function stringRest(buf: Buffer, pos: number): number {
 }
 
 /** A number from its first byte, checked against JSON's grammar; the position after it. */
-function number(buf: Buffer, pos: number): number {
-  const len = buf.length;
+function number(buf: Buffer, pos: number, len: number): number {
   if (buf[pos] === 0x2d) pos++;
   if (pos >= len) return -pos - 1;
   if (buf[pos] === 0x30) pos++;
-  else if (isDigit(buf[pos]!)) while (pos < len && isDigit(buf[pos]!)) pos++;
+  else if (isDigit(buf[pos]!)) while (isDigit(buf[pos]!)) pos++;
   else return -pos - 1;
   if (buf[pos] === 0x2e) {
     pos++;
     if (!isDigit(buf[pos] ?? 0)) return -pos - 1;
-    while (pos < len && isDigit(buf[pos]!)) pos++;
+    while (isDigit(buf[pos]!)) pos++;
   }
   const e = buf[pos];
   if (e === 0x65 || e === 0x45) {
     pos++;
     if (buf[pos] === 0x2b || buf[pos] === 0x2d) pos++;
     if (!isDigit(buf[pos] ?? 0)) return -pos - 1;
-    while (pos < len && isDigit(buf[pos]!)) pos++;
+    while (isDigit(buf[pos]!)) pos++;
   }
   return pos;
 }
@@ -620,8 +669,19 @@ function numberAt(buf: Buffer, s: number, e: number): number {
   return Number(buf.toString('latin1', s, e));
 }
 
-function sameBytes(buf: Buffer, from: number, to: number, bytes: Buffer): boolean {
-  const n = bytes.length;
+/**
+ * `buf[s, e)` decoded as UTF-8 by Buffer's own decoder, `utf8Slice`, which
+ * `toString('utf8', s, e)` reaches through its argument checks and encoding
+ * lookup (those were ≈ 1% of the worker's JS samples, bench:cpu --prof;
+ * lmdb-js decodes strings through it the same way). The caller's span lies
+ * inside `buf`.
+ */
+function utf8(buf: Buffer, s: number, e: number): string {
+  return (buf as Buffer & { utf8Slice(start: number, end: number): string }).utf8Slice(s, e);
+}
+
+/** `buf[from, to)` is `bytes`, whose length `n` is passed in (see `depthCap`). */
+function sameBytes(buf: Buffer, from: number, to: number, bytes: Buffer, n: number): boolean {
   if (to - from !== n) return false;
   for (let i = 0; i < n; i++) if (buf[from + i] !== bytes[i]) return false;
   return true;

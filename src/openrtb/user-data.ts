@@ -139,7 +139,15 @@ export class UserData {
    */
   writeEnriched(out: ByteSink, body: Buffer, s: BidRequestScanner): void {
     out.reset();
-    if (s.kind[F.USER_DATA] === Kind.ARRAY) {
+    if (s.kind[F.USER_DATA] === Kind.ARRAY && !hasOurs(s)) {
+      // Nothing of ours to drop: the request up to user.data's `]` is copied
+      // whole, not item by item (a native copy per item was ≈ 100 ns).
+      const close = s.end[F.USER_DATA]! - 1;
+      out.copy(body, 0, close);
+      if (s.items > 0) comma(out);
+      this.writeGroups(out);
+      out.copy(body, close, body.length);
+    } else if (s.kind[F.USER_DATA] === Kind.ARRAY) {
       out.copy(body, 0, s.start[F.USER_DATA]! + 1); // through its [
       let kept = 0;
       for (let i = 0; i < s.items; i++) {
@@ -169,6 +177,12 @@ export class UserData {
       out.copy(body, close, body.length);
     }
   }
+}
+
+/** Whether an element of the user.data just scanned is a Data object of ours. */
+function hasOurs(s: BidRequestScanner): boolean {
+  for (let i = 0; i < s.items; i++) if (s.itemOurs[i] === 1) return true;
+  return false;
 }
 
 function comma(out: ByteSink): void {

@@ -64,11 +64,11 @@ export function enrichRoute(deps: AppDeps) {
 
   return (res: HttpResponse, req: HttpRequest): void => {
     const t0 = performance.now();
-    const licence = callers.licence(req.getHeader('authorization'));
+    const licence = callers.licence(req.getHeader(AUTHORIZATION));
     if (licence === null) return finish(t0, sendError(res, 'UNAUTHORIZED', undefined, true));
     const mode = req.getQuery('mode');
     if (mode !== undefined && mode !== 'data') return finish(t0, sendError(res, 'BAD_MODE', undefined, true));
-    const ctype = req.getHeader('content-type');
+    const ctype = req.getHeader(CONTENT_TYPE);
     if (ctype !== '' && !ctype.startsWith('application/json')) {
       return finish(t0, sendError(res, 'UNSUPPORTED_MEDIA_TYPE', 'enrichment takes application/json', true));
     }
@@ -77,7 +77,7 @@ export function enrichRoute(deps: AppDeps) {
     const p = pending(res, inflight, aborted);
     readBody(
       res,
-      req.getHeader('content-length'),
+      req.getHeader(CONTENT_LENGTH),
       config.maxBodyBytes,
       (r) => {
         if (!r.ok) {
@@ -105,8 +105,12 @@ export function enrichRoute(deps: AppDeps) {
     t0: number,
     close: boolean,
   ): number {
-    if (!isUtf8(body)) return sendError(res, 'BAD_JSON', 'not UTF-8', close);
-    if (!scanner.scan(body)) return sendError(res, 'BAD_JSON', syntaxError(body, scanner.errorAt), close);
+    // A document the scan accepts as all ASCII is UTF-8: the check is made
+    // only for the others (isUtf8 was 0.7% of the worker's JS samples,
+    // bench:cpu --prof).
+    const scanned = scanner.scan(body);
+    if ((!scanned || !scanner.ascii) && !isUtf8(body)) return sendError(res, 'BAD_JSON', 'not UTF-8', close);
+    if (!scanned) return sendError(res, 'BAD_JSON', syntaxError(body, scanner.errorAt), close);
     const br = readBidRequest(scanner, licence.partner || null);
     if (br === null) return sendError(res, 'BAD_BID_REQUEST', undefined, close);
     // The budget runs from when segd saw the request; tmax (the whole auction's) can only lower it.
@@ -128,6 +132,12 @@ export function enrichRoute(deps: AppDeps) {
 }
 
 const EMPTY_BODY: Buffer = Buffer.alloc(0);
+
+// Header names as bytes: uWS converts a string key to UTF-8 on every call
+// (getHeader 75 → 63 ns a call, in a uWS handler, best of 5 × 200k).
+const AUTHORIZATION = Buffer.from('authorization');
+const CONTENT_TYPE = Buffer.from('content-type');
+const CONTENT_LENGTH = Buffer.from('content-length');
 
 /** JSON.parse's message for malformed JSON: the answer names the fault as JSON.parse words it. */
 function syntaxError(body: Buffer, at: number): string {
