@@ -9,7 +9,7 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import { checkUid } from '../../identity/uid.js';
-import { nowSeconds } from '../../lookup/segments.js';
+import { secondsAt } from '../../lookup/segments.js';
 import { pickFormat, answerIn, keyPrefix, AnswerBuffer, FORMATS, type Format } from '../format.js';
 import {
   sendError,
@@ -77,7 +77,7 @@ export function segmentsRoute(deps: AppDeps) {
       st = sendError(res, 'BAD_FORMAT');
     } else if (byGraph === null) {
       // By segd uid: the answer may be remembered (lookup/hot-answers.ts).
-      const nowSec = nowSeconds();
+      const nowSec = secondsAt(t0);
       const variant = FORMATS.indexOf(format);
       let body = reader.remembered(uid as string, licence, variant, nowSec);
       if (body === undefined) {
@@ -88,7 +88,7 @@ export function segmentsRoute(deps: AppDeps) {
       }
       st = send(res, format, body);
     } else {
-      const count = reader.read(graph.resolveKey(byGraph.key), licence, nowSeconds());
+      const count = reader.read(graph.resolveKey(byGraph.key), licence, secondsAt(t0));
       const who = shownUid(licence, named !== undefined ? 'own' : 'graph', null, reader.profile, graph);
       st = send(res, format, answerIn(format, out, keys, who, reader.ids, count));
     }
