@@ -29,20 +29,21 @@ import { intFlag, parseFlags } from '../src/terminal/flags.js';
 import { enrichBench } from './micro-enrich.js';
 import { batchBench } from './micro-batch.js';
 import { hotBench } from './micro-hot.js';
+import { queryBench } from './micro-query.js';
 import { SharedState, COMMIT_SLOT, GENERATION_SLOT } from '../src/shared-state.js';
 const { BloomFilter } = bloomFilters;
 
 const flags = parseFlags('npm run bench:micro --', process.argv.slice(2), {
   users: 'users in the store (default 1M)',
   ops: 'operations per measurement (default 2M)',
-  only: 'one section: enrich | batch | hot (default: all)',
+  only: 'one section: enrich | batch | hot | query (default: all)',
 });
 const USERS = intFlag(flags, 'users', { min: 1000, max: 100_000_000, def: 1_000_000 });
 const OPS = intFlag(flags, 'ops', { min: 1000, max: 1_000_000_000, def: 2_000_000 });
 const MICRO_KEY = 'micro-bench-key-0123456789';
 const ONLY = typeof flags.only === 'string' ? flags.only : null;
-if (ONLY !== null && ONLY !== 'enrich' && ONLY !== 'batch' && ONLY !== 'hot')
-  throw new Error('--only takes enrich, batch or hot');
+if (ONLY !== null && ONLY !== 'enrich' && ONLY !== 'batch' && ONLY !== 'hot' && ONLY !== 'query')
+  throw new Error('--only takes enrich, batch, hot or query');
 
 function bench(name: string, fn: (i: number) => unknown): number {
   let sink = 0;
@@ -58,6 +59,11 @@ if (ONLY === null || ONLY === 'enrich') {
   console.log(`\nenrichment, JS per request without the LMDB read (best of 5 alternating rounds)\n`);
   enrichBench(OPS, fileURLToPath(new URL('../..', import.meta.url))); // dist/bench/ → the checkout
   if (ONLY === 'enrich') process.exit(0);
+}
+
+if (ONLY === null || ONLY === 'query') {
+  await queryBench();
+  if (ONLY === 'query') process.exit(0);
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'segd-micro-'));
