@@ -11,7 +11,7 @@ import { mkdtempSync } from 'node:fs';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { openStore } from '../src/store/env.js';
 import { Writer } from '../src/loader/writer.js';
-import { SegmentLookup, nowSeconds } from '../src/lookup/segments.js';
+import { SegmentLookup, nowSeconds, secondsAt } from '../src/lookup/segments.js';
 import { checkUid } from '../src/identity/uid.js';
 import { AnswerBuffer, jsonAnswer, msgpackAnswer } from '../src/http/format.js';
 import { pack } from 'msgpackr';
@@ -29,20 +29,21 @@ import { intFlag, parseFlags } from '../src/terminal/flags.js';
 import { enrichBench } from './micro-enrich.js';
 import { batchBench } from './micro-batch.js';
 import { hotBench } from './micro-hot.js';
+import { queryBench } from './micro-query.js';
 import { SharedState, COMMIT_SLOT, GENERATION_SLOT } from '../src/shared-state.js';
 const { BloomFilter } = bloomFilters;
 
 const flags = parseFlags('npm run bench:micro --', process.argv.slice(2), {
   users: 'users in the store (default 1M)',
   ops: 'operations per measurement (default 2M)',
-  only: 'one section: enrich | batch | hot (default: all)',
+  only: 'one section: enrich | batch | hot | query (default: all)',
 });
 const USERS = intFlag(flags, 'users', { min: 1000, max: 100_000_000, def: 1_000_000 });
 const OPS = intFlag(flags, 'ops', { min: 1000, max: 1_000_000_000, def: 2_000_000 });
 const MICRO_KEY = 'micro-bench-key-0123456789';
 const ONLY = typeof flags.only === 'string' ? flags.only : null;
-if (ONLY !== null && ONLY !== 'enrich' && ONLY !== 'batch' && ONLY !== 'hot')
-  throw new Error('--only takes enrich, batch or hot');
+if (ONLY !== null && ONLY !== 'enrich' && ONLY !== 'batch' && ONLY !== 'hot' && ONLY !== 'query')
+  throw new Error('--only takes enrich, batch, hot or query');
 
 function bench(name: string, fn: (i: number) => unknown): number {
   let sink = 0;
@@ -58,6 +59,11 @@ if (ONLY === null || ONLY === 'enrich') {
   console.log(`\nenrichment, JS per request without the LMDB read (best of 5 alternating rounds)\n`);
   enrichBench(OPS, fileURLToPath(new URL('../..', import.meta.url))); // dist/bench/ → the checkout
   if (ONLY === 'enrich') process.exit(0);
+}
+
+if (ONLY === null || ONLY === 'query') {
+  await queryBench();
+  if (ONLY === 'query') process.exit(0);
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'segd-micro-'));
@@ -238,6 +244,26 @@ try {
     m.hit();
     return i;
   });
+  // The GET route's clocks: its timing's two performance.now() and the second its expiries are read at.
+  const clocks = { two: Infinity, one: Infinity };
+  for (let round = 0; round < 5; round++) {
+    clocks.two = Math.min(
+      clocks.two,
+      quiet((i) => {
+        const t0 = performance.now();
+        return nowSeconds() + i + (performance.now() - t0);
+      }),
+    );
+    clocks.one = Math.min(
+      clocks.one,
+      quiet((i) => {
+        const t0 = performance.now();
+        return secondsAt(t0) + i + (performance.now() - t0);
+      }),
+    );
+  }
+  row('route clocks: 2 × performance.now + nowSeconds', clocks.two);
+  row('route clocks: 2 × performance.now + secondsAt', clocks.one);
   const reg = new Registry();
   const c = new Counter({ name: 'c', help: 'c', registers: [reg] });
   const h = new Histogram({ name: 'h', help: 'h', buckets: [0.0001, 0.001, 0.01], registers: [reg] });

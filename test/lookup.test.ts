@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { unpack, pack } from 'msgpackr';
 import { startSegd, tempDir, feedLine, stopReport, waitFor, CLEAN_STOP, type Segd } from './helpers/server.js';
+import { nowSeconds, secondsAt } from '../src/lookup/segments.js';
 
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -159,5 +160,23 @@ describe('lookups from a loaded feed', () => {
     // alice bob carol dave erin ünïcødé, and frank's tombstone (deleted, but
     // kept so a late, older change cannot bring him back).
     expect(Number(/segd_store_users (\d+)/.exec(after)?.[1])).toBe(7);
+  });
+});
+
+describe('secondsAt', () => {
+  it("reads the wall clock's second from a performance.now() reading, repeatedly across a second", async () => {
+    const t0 = performance.now();
+    let n = 0;
+    while (performance.now() - t0 < 1100) {
+      const before = nowSeconds();
+      const s = secondsAt(performance.now());
+      const after = nowSeconds();
+      // At most 1 ms behind the wall clock: the second before at a boundary.
+      expect(s).toBeGreaterThanOrEqual(before - 1);
+      expect(s).toBeLessThanOrEqual(after);
+      n++;
+      if (n % 1000 === 0) await new Promise((r) => setImmediate(r));
+    }
+    expect(n).toBeGreaterThan(1000);
   });
 });

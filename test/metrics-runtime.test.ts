@@ -72,6 +72,24 @@ describe('runtime metrics', () => {
     });
   });
 
+  it("times the main thread's loop at 10 ms at the finest: it serves no lookups", async () => {
+    const name = 'segd_event_loop_delay_seconds_count';
+    const main = `${name}{thread="main"}`;
+    const worker = `${name}{thread="worker",worker="0"}`;
+    const first = await scrape(name);
+    const t0 = performance.now();
+    // Counts move when a second's samples are folded: wait for at least two folds of both.
+    await waitFor(async () => {
+      const now = await scrape(name);
+      return now.get(worker)! > first.get(worker)! && performance.now() - t0 > 2500;
+    });
+    const later = await scrape(name);
+    const ms = performance.now() - t0;
+    // A 10 ms timer fires at most ms / 10 times; one second's fold of slack (a 1 ms timer: ≈ ms).
+    expect(later.get(main)! - first.get(main)!).toBeLessThanOrEqual(ms / 10 + 100);
+    expect(later.get(main)! - first.get(main)!).toBeGreaterThan(0);
+  });
+
   it('exposes GC pauses by kind for every thread, and counts them', async () => {
     const name = 'segd_gc_pause_seconds';
     const m = await scrape(name);

@@ -15,7 +15,7 @@ import { openStore, userCount, writemapFromConfig, type Store } from '../store/e
 import { Loader } from '../loader/loader.js';
 import { KnownUsers } from '../filters/known-users.js';
 import { ProcessMetrics } from '../metrics/process.js';
-import { RuntimeObservers } from '../metrics/runtime.js';
+import { RuntimeObservers, unservedMonitorMs } from '../metrics/runtime.js';
 import { timeline } from '../metrics/timeline.js';
 import type { Logger } from '../log.js';
 import { SharedState, Flag, Gauge, GENERATION_SLOT, COMMIT_SLOT } from '../shared-state.js';
@@ -113,8 +113,14 @@ export async function serve(
     },
   });
   // Event-loop delay, GC pauses and CPU of this (the writer's) thread; workers run their own.
+  // It serves no lookups: a coarser monitor, which does not wake it every ms while it idles.
   timeline.resize(config.timelineEvents);
-  const runtime = new RuntimeObservers(metrics.registry, { thread: 'main' }, timeline, config.loopMonitorMs);
+  const runtime = new RuntimeObservers(
+    metrics.registry,
+    { thread: 'main' },
+    timeline,
+    unservedMonitorMs(config.loopMonitorMs),
+  );
   const slots: Slot[] = [];
   /** The last restart of each worker index, for the restart backoff. */
   const restarts = new Map<number, { at: number; delay: number }>();

@@ -9,7 +9,7 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import { checkUid } from '../../identity/uid.js';
-import { nowSeconds } from '../../lookup/segments.js';
+import { secondsAt } from '../../lookup/segments.js';
 import { pickFormat, answerIn, keyPrefix, AnswerBuffer, FORMATS, type Format } from '../format.js';
 import {
   sendError,
@@ -23,6 +23,7 @@ import {
 } from '../respond.js';
 import { Flag } from '../../shared-state.js';
 import { readGraphKey } from './id-query.js';
+import { queryParam } from '../query.js';
 import { ReadPath } from '../../lookup/read.js';
 import { HotAnswers } from '../../lookup/hot-answers.js';
 import { shownUid } from '../../lookup/reveal.js';
@@ -51,7 +52,9 @@ export function segmentsRoute(deps: AppDeps) {
     // Who is asking comes first: a 401/403 says nothing about the user.
     const licence = callers.licence(req.getHeader('authorization'));
     if (licence === null) return m.observe(sendError(res, 'UNAUTHORIZED'), (performance.now() - t0) / 1000);
-    const named = req.getQuery('partner');
+    // The query as sent: its values are found in it (http/query.ts), and it is what a capture keeps.
+    const query = req.getQuery() ?? '';
+    const named = queryParam(req, query, 'partner');
     if (named !== undefined && licence.partner !== '' && named !== licence.partner) {
       return m.observe(sendError(res, 'FORBIDDEN'), (performance.now() - t0) / 1000);
     }
@@ -59,12 +62,12 @@ export function segmentsRoute(deps: AppDeps) {
       metrics.shed('segments', 'overload');
       return m.observe(sendEmpty(res, 'overload'), (performance.now() - t0) / 1000);
     }
-    const uid = req.getQuery('uid');
+    const uid = queryParam(req, query, 'uid');
     // Accept is read only when ?format= is absent (it decides nothing then): one string less.
-    const formatParam = req.getQuery('format');
+    const formatParam = queryParam(req, query, 'format');
     const format = pickFormat(formatParam, formatParam ? '' : req.getHeader('accept'));
     // Off: one null check. The query as sent carries the key and the format.
-    if (capture !== null && capture.sample()) capture.lookup(req.getQuery() ?? '', licence.partner, format ?? '');
+    if (capture !== null && capture.sample()) capture.lookup(query, licence.partner, format ?? '');
     // Not by uid: by a graph id, resolved to the segd uid of its profile.
     let byGraph: { key: string } | { problem: string } | null = null;
     if (uid === undefined || uid === '') byGraph = readGraphKey(req, maxUid);
@@ -77,7 +80,7 @@ export function segmentsRoute(deps: AppDeps) {
       st = sendError(res, 'BAD_FORMAT');
     } else if (byGraph === null) {
       // By segd uid: the answer may be remembered (lookup/hot-answers.ts).
-      const nowSec = nowSeconds();
+      const nowSec = secondsAt(t0);
       const variant = FORMATS.indexOf(format);
       let body = reader.remembered(uid as string, licence, variant, nowSec);
       if (body === undefined) {
@@ -88,7 +91,7 @@ export function segmentsRoute(deps: AppDeps) {
       }
       st = send(res, format, body);
     } else {
-      const count = reader.read(graph.resolveKey(byGraph.key), licence, nowSeconds());
+      const count = reader.read(graph.resolveKey(byGraph.key), licence, secondsAt(t0));
       const who = shownUid(licence, named !== undefined ? 'own' : 'graph', null, reader.profile, graph);
       st = send(res, format, answerIn(format, out, keys, who, reader.ids, count));
     }
