@@ -41,13 +41,13 @@ afterAll(() => {
   (app as unknown as { close(): void }).close();
 });
 
-/** A statement of a query without escapes: a key or a near miss, `=` or not, a value. */
+/** A statement of a query without `%` escapes: a key or a near miss, `=` or not, a value (maybe with a `+`). */
 const statement = fc.oneof(
   fc
     .tuple(
       fc.constantFrom(...KEYS, 'uidx', 'forma', 'p', ''),
       fc.constantFrom('=', ''),
-      fc.stringMatching(/^[a-z0-9=.-]{0,8}$/),
+      fc.stringMatching(/^[a-z0-9=.+-]{0,8}$/),
     )
     .map(([k, eq, v]) => k + eq + v),
   fc.stringMatching(/^[a-z=0-9]{0,6}$/),
@@ -62,7 +62,8 @@ describe('query values read in JS', () => {
       fc.asyncProperty(fc.array(statement, { maxLength: 6 }), async (parts) => {
         const q = parts.join('&');
         const theirs = await ask('theirs', q);
-        expect(await ask('plain', q), q).toEqual(theirs);
+        // A `+` is decoded (to a space) by uWS: the route leaves such a query to it.
+        if (!q.includes('+')) expect(await ask('plain', q), q).toEqual(theirs);
         expect(await ask('ours', q), q).toEqual(theirs);
       }),
       { numRuns: 300 },
@@ -70,9 +71,11 @@ describe('query values read in JS', () => {
   });
 
   it('leave a query with an escape to uWS, which decodes it', async () => {
-    for (const q of ['uid=a%2Fb&format=json', 'format=js%6Fn&uid=x', 'partner=p%20q&uid=%41'])
+    for (const q of ['uid=a%2Fb&format=json', 'format=js%6Fn&uid=x', 'partner=p%20q&uid=%41', 'uid=a+b'])
       expect(await ask('ours', q), q).toEqual(await ask('theirs', q));
     expect((await ask('ours', 'uid=a%2Fb'))[0]).toBe('a/b');
+    // uWS reads a `+` as a space.
+    expect((await ask('ours', 'uid=a+b'))[0]).toBe('a b');
   });
 
   it('finds a uid among other values, and none in a query without it', () => {

@@ -31,8 +31,9 @@ export function queryValue(raw: string, key: string): string | undefined {
 
 /**
  * `req.getQuery(key)` of a request whose raw query (`req.getQuery()`) is
- * `raw`: found in `raw` when it holds no `%` escape, else decoded by uWS.
+ * `raw`: found in `raw` when it holds nothing uWS decodes (a `%` escape, or
+ * a `+`, which uWS reads as a space), else decoded by uWS.
  */
 export function queryParam(req: HttpRequest, raw: string, key: string): string | undefined {
-  return raw.indexOf('%') < 0 ? queryValue(raw, key) : req.getQuery(key);
+  return raw.indexOf('%') < 0 && raw.indexOf('+') < 0 ? queryValue(raw, key) : req.getQuery(key);
 }
