@@ -1,21 +1,28 @@
 // The graph id a request names in its query: partner=&puid=, ifa=,
-// eid_source=&eid=, or login=[&login_source=]. Read synchronously (uWS).
+// eid_source=&eid=, or login=[&login_source=]. Read synchronously (uWS),
+// from the request's raw query as the lookup route reads its own values.
 import type { HttpRequest } from 'uWebSockets.js';
 import { encodeGraphKey, type GraphKey } from '../../identity/graph-keys.js';
+import { queryParam } from '../query.js';
 
 /** null = none given; {problem} = malformed or more than one; {key} = the encoded id key. */
-export function readGraphKey(req: HttpRequest, maxIdBytes: number): { key: string } | { problem: string } | null {
-  const partner = req.getQuery('partner');
-  const puid = req.getQuery('puid');
-  const ifa = req.getQuery('ifa');
-  const eidSource = req.getQuery('eid_source');
-  const eid = req.getQuery('eid');
-  const login = req.getQuery('login');
+export function readGraphKey(
+  req: HttpRequest,
+  query: string,
+  maxIdBytes: number,
+): { key: string } | { problem: string } | null {
+  const q = (key: string) => queryParam(req, query, key);
+  const partner = q('partner');
+  const puid = q('puid');
+  const ifa = q('ifa');
+  const eidSource = q('eid_source');
+  const eid = q('eid');
+  const login = q('login');
   const found: GraphKey[] = [];
   if (partner !== undefined || puid !== undefined) found.push({ partner: partner ?? '', puid: puid ?? '' });
   if (ifa !== undefined) found.push({ ifa });
   if (eidSource !== undefined || eid !== undefined) found.push({ eidSource: eidSource ?? '', eid: eid ?? '' });
-  if (login !== undefined) found.push({ login, loginSource: req.getQuery('login_source') });
+  if (login !== undefined) found.push({ login, loginSource: q('login_source') });
   if (found.length === 0) return null;
   if (found.length > 1) return { problem: 'give exactly one id' };
   const key = encodeGraphKey(found[0]!, maxIdBytes);

@@ -21,6 +21,7 @@ import { pending } from '../pending.js';
 import { checkUid } from '../../identity/uid.js';
 import { readUid, optoutCookie, expiredCookie, cookieSettings } from '../../identity/cookie.js';
 import { readGraphKey } from './id-query.js';
+import { queryParam } from '../query.js';
 import type { ForgetAnswer } from '../../privacy/forget.js';
 import { TokenBucket } from '../../identity/token-bucket.js';
 
@@ -81,8 +82,9 @@ export function privacyRoutes(deps: AppDeps) {
     const done = (st: number) => m.observe(st, (performance.now() - t0) / 1000);
     const by = admin.match(req.getHeader('authorization'));
     if (by === null) return done(sendError(res, 'UNAUTHORIZED'));
-    const uid = req.getQuery('uid');
-    const k = readGraphKey(req, config.maxUidBytes);
+    const query = req.getQuery() ?? '';
+    const uid = queryParam(req, query, 'uid');
+    const k = readGraphKey(req, query, config.maxUidBytes);
     if ((uid !== undefined && uid !== '') === (k !== null))
       return done(sendError(res, 'BAD_ID_KEY', 'give exactly one id'));
     if (k !== null && 'problem' in k) return done(sendError(res, 'BAD_ID_KEY', k.problem));

@@ -70,7 +70,7 @@ export function segmentsRoute(deps: AppDeps) {
     if (capture !== null && capture.sample()) capture.lookup(query, licence.partner, format ?? '');
     // Not by uid: by a graph id, resolved to the segd uid of its profile.
     let byGraph: { key: string } | { problem: string } | null = null;
-    if (uid === undefined || uid === '') byGraph = readGraphKey(req, maxUid);
+    if (uid === undefined || uid === '') byGraph = readGraphKey(req, query, maxUid);
     const problem = byGraph === null ? checkUid(uid, maxUid) : null;
     if (problem !== null) {
       st = sendError(res, problem);
