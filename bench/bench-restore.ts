@@ -147,8 +147,8 @@ async function main(f: Flags): Promise<void> {
     dataDir: copy,
     workers,
     env: { SEGD_BLOOM_SAVE_MS: '2000', SEGD_NATS_READY_LAG: String(readyLag) },
+    ...(cpus !== null ? { cpu: cpus.b } : {}),
   });
-  if (cpus !== null) pin(b.proc.pid!, cpus.b);
   const listeningS = secs(performance.now() - tStart);
   const cpu = new CpuMeter(
     new Map([

@@ -24,22 +24,29 @@ export interface NodeOptions {
   dataDir: string;
   workers: number;
   env?: NodeJS.ProcessEnv;
+  /** The CPU the node runs on from its start (taskset). */
+  cpu?: number;
 }
 
 /** A segd node consuming the stream with its own durable (its name); resolves once it listens. */
 export function startNode(o: NodeOptions): Promise<Server> {
-  return startServer(o.name, [SEGD_BIN, 'serve'], {
-    ...envWithoutSegd(),
-    SEGD_PORT: '0',
-    SEGD_HOST: '127.0.0.1',
-    SEGD_DATA_DIR: o.dataDir,
-    SEGD_WORKERS: String(o.workers),
-    SEGD_LOG_LEVEL: 'info',
-    SEGD_SHUTDOWN_GRACE_MS: '1000',
-    SEGD_NATS_URL: o.urls.join(','),
-    SEGD_NATS_DURABLE: o.name,
-    ...o.env,
-  });
+  return startServer(
+    o.name,
+    [SEGD_BIN, 'serve'],
+    {
+      ...envWithoutSegd(),
+      SEGD_PORT: '0',
+      SEGD_HOST: '127.0.0.1',
+      SEGD_DATA_DIR: o.dataDir,
+      SEGD_WORKERS: String(o.workers),
+      SEGD_LOG_LEVEL: 'info',
+      SEGD_SHUTDOWN_GRACE_MS: '1000',
+      SEGD_NATS_URL: o.urls.join(','),
+      SEGD_NATS_DURABLE: o.name,
+      ...o.env,
+    },
+    o.cpu,
+  );
 }
 
 export interface Readiness {

@@ -131,9 +131,15 @@ export interface Server {
   check(): void;
 }
 
-/** Starts a server that logs JSON lines on stdout, and waits for "listening". */
-export async function startServer(name: string, args: string[], env: NodeJS.ProcessEnv): Promise<Server> {
-  const proc = track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env }));
+/**
+ * Starts a server that logs JSON lines on stdout, and waits for "listening".
+ * `cpu`: the server runs on that CPU from its first instruction (taskset execs
+ * node, so the pid is the server's).
+ */
+export async function startServer(name: string, args: string[], env: NodeJS.ProcessEnv, cpu?: number): Promise<Server> {
+  const [cmd, argv] =
+    cpu === undefined ? [process.execPath, args] : ['taskset', ['-c', String(cpu), process.execPath, ...args]];
+  const proc = track(spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env }));
   const { logs, stderr, waitFor } = followJsonLog(proc, name, 1000);
   const waitLog = (pred: (l: LogLine) => boolean, ms: number, what: string) => waitFor(pred, ms, `"${what}"`);
   proc.once('error', (err) => stderr.push(String(err)));
