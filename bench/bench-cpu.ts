@@ -262,25 +262,19 @@ async function main(): Promise<void> {
       `${t.name.padEnd(13)} ${us.toFixed(2).padStart(9)} (${min(t.us).toFixed(2)}) µs CPU/request (${Math.round(100 * median(t.sys))}% sys)   ${Math.round(median(t.rps)).toLocaleString('en-US').padStart(9)} req/s   hello/${t.name} ${(hello / us).toFixed(3)}${keys}`,
     );
   }
-  // The figure to read against the hello-world: the VM's speed moves within
-  // a run (the hello-world's own cost by a third between rounds), and a
-  // round's ratio shares that round's speed.
-  for (const t of targets.slice(1)) {
-    const ratios = t.us.map((u, r) => targets[0]!.us[r]! / u);
-    console.log(
-      `hello/${t.name} per round, median: ${median(ratios).toFixed(3)} (${ratios.map((x) => x.toFixed(3)).join(' ')})`,
-    );
-  }
-  // Each round drives every server back to back, so a round's ratio shares
-  // that round's load; the median of those ratios moves less than the ratio
-  // of the medians on a shared machine.
+  // A round drives every server back to back, so its ratio shares that
+  // round's speed and load (the VM's speed moves within a run: the
+  // hello-world's own cost by a third between rounds); the median of the
+  // rounds' ratios moves less than the ratio of the medians.
+  const perRound = (num: Target, den: Target, digits: number) => {
+    const ratios = den.us.map((u, r) => num.us[r]! / u);
+    return `${median(ratios).toFixed(3)} (${ratios.map((x) => x.toFixed(digits)).join(' ')})`;
+  };
+  const helloWorld = targets[0]!;
+  for (const t of targets.slice(1)) console.log(`hello/${t.name} per round, median: ${perRound(helloWorld, t, 3)}`);
   const last = targets[targets.length - 1]!;
-  for (const t of targets.slice(1, -1)) {
-    const ratios = t.us.map((u, r) => last.us[r]! / u);
-    console.log(
-      `${last.name}/${t.name} CPU per request, median of the rounds' ratios: ${median(ratios).toFixed(3)} (${ratios.map((x) => x.toFixed(2)).join(' ')})`,
-    );
-  }
+  for (const t of targets.slice(1, -1))
+    console.log(`${last.name}/${t.name} CPU per request, median of the rounds' ratios: ${perRound(last, t, 2)}`);
   console.log(
     '\nevery round (µs):',
     JSON.stringify(Object.fromEntries(targets.map((t) => [t.name, t.us.map((u) => +u.toFixed(2))]))),
