@@ -443,7 +443,7 @@ export class BidRequestScanner {
 
   private noteValue(field: F, kind: number, at: number, end: number): void {
     if (field === F.DATA_NAME) {
-      this.itemIsOurs = kind === Kind.STRING && this.stringIs(at, end, this.ourName);
+      this.itemIsOurs = kind === Kind.STRING && this.isOurName(at, end);
       return;
     }
     if (field === F.DATA_ITEM) {
@@ -461,8 +461,8 @@ export class BidRequestScanner {
   }
 
   /** Whether the string at [at, end) (quotes included) is `ourName`. */
-  private stringIs(at: number, end: number, text: string): boolean {
-    if (this.esc) return JSON.parse(this.buf.toString('utf8', at, end)) === text;
+  private isOurName(at: number, end: number): boolean {
+    if (this.esc) return JSON.parse(this.buf.toString('utf8', at, end)) === this.ourName;
     return sameBytes(this.buf, at + 1, end - 1, this.ourNameBytes, this.ourNameLength);
   }
 
