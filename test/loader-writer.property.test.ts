@@ -1,7 +1,9 @@
 // The writer against a plain model, on a real LMDB env: any sequence of
 // add/remove/replace/delete changes (with TTLs and out-of-order timestamps),
 // cut into any batches, leaves exactly the memberships and per-segment counts
-// the model predicts, and lookups return exactly the live ones.
+// the model predicts, and lookups return exactly the live ones. Adds may carry
+// `refresh` (the exposure pixel's): a repeat that only moves expiries out by
+// less than it is not written, so the user's ts and expiries stay as stored.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Writer } from '../src/loader/writer.js';
@@ -13,15 +15,31 @@ import { changeArb as changeArbOf } from './helpers/changes.js';
 const store = tempStore();
 
 const NOW = 2_000_000_000;
-const changeArb = changeArbOf({
-  uids: ['u1', 'u2', 'u3', 'ü4'],
-  segments: 6,
-  ops: ['add', 'remove', 'replace', 'delete'],
-  ttls: [0, 0, 5, 100],
-  maxSegments: 5,
-  now: NOW,
-  spread: 50,
-});
+const changeArb = fc
+  .tuple(
+    changeArbOf({
+      uids: ['u1', 'u2', 'u3', 'ü4'],
+      segments: 6,
+      ops: ['add', 'remove', 'replace', 'delete'],
+      ttls: [0, 0, 5, 100],
+      maxSegments: 5,
+      now: NOW,
+      spread: 50,
+    }),
+    fc.constantFrom(undefined, undefined, 0, 3, 60),
+  )
+  .map(([ch, refresh]): Change => (refresh === undefined || ch.op !== 'add' ? ch : { ...ch, refresh }));
+
+/** An add with `refresh` that leaves every stored pair in place, expiries moved out by less than it. */
+function refreshOnly(before: Map<number, number>, after: Map<number, number>, refresh: number): boolean {
+  if (before.size !== after.size) return false;
+  for (const [id, b] of before) {
+    const a = after.get(id);
+    if (a === undefined) return false;
+    if (a !== b && (a === 0 || b === 0 || a < b || a - b >= refresh)) return false;
+  }
+  return true;
+}
 
 /** The model: per user, updatedAt and id → expiresAt. */
 function model(changes: Change[]) {
@@ -40,6 +58,7 @@ function model(changes: Change[]) {
         else m.set(id, exp);
       });
     }
+    if (u && ch.refresh !== undefined && refreshOnly(u.m, m, ch.refresh)) continue;
     // An emptied user stays as a tombstone: its ts still orders later changes.
     users.set(ch.uid, { ts: Math.max(ch.ts, u?.ts ?? 0), m });
   }

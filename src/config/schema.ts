@@ -413,7 +413,7 @@ export const SETTINGS: Setting[] = [
     env: 'SEGD_EXPOSURE_TTL',
     def: 30 * 86_400,
     parse: int(60, 400 * 86_400),
-    doc: 'seconds a user stays in a campaign exposure segment after the /px pixel saw it',
+    doc: 'seconds a user stays in a campaign exposure segment after the /px pixel saw it (a browser seen again is rewritten only once its expiry would move by a tenth of this, at most an hour)',
   },
   {
     key: 'natsUrl',

@@ -24,6 +24,17 @@ export interface ExposureItem {
   uid: string;
 }
 
+/**
+ * A browser seen again while its membership still has all but this much of
+ * its TTL left is not rewritten (a tenth of the TTL, at most an hour): its
+ * expiry then runs from an exposure up to that much earlier. Frequency is the
+ * norm on a campaign (the same browser sees it several times a day), and each
+ * rewrite costs the writer a B-tree leaf page.
+ */
+export function exposureRefreshSeconds(ttlSeconds: number): number {
+  return Math.min(3600, Math.floor(ttlSeconds / 10));
+}
+
 const NEXT_KEY = 'exposure:next';
 const idKey = (campaign: string, event: string) => `exposure:id:${event}:${campaign}`;
 
@@ -85,12 +96,14 @@ export class Exposures {
       ids.push(made.get(key) ?? (await this.segmentOf(key, it.campaign, it.event, made)));
     }
     const now = nowSeconds();
+    const refresh = exposureRefreshSeconds(this.ttlSeconds);
     const changes: Change[] = items.map((it, i) => ({
       op: 'add',
       uid: it.uid,
       ids: [ids[i]!],
       ttls: [this.ttlSeconds],
       ts: now,
+      refresh,
     }));
     return { applied: (await this.commit(changes)).applied };
   }

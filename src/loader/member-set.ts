@@ -138,6 +138,25 @@ export class SetEdit {
     return changed;
   }
 
+  /**
+   * Whether the new set is the stored one but for expiries moved out by less
+   * than `slack` seconds each: no id added, none dropped (an expired pair the
+   * change would clear counts as dropped), none shortened, none made
+   * permanent or finite. Such a change need not be written.
+   */
+  sameWithin(slack: number): boolean {
+    if (!this.had || this.n !== this.nb) return false;
+    const { ids, exps, beforeIds: bi, beforeExps: be } = this;
+    for (let k = 0; k < this.n; k++) {
+      if (ids[k] !== bi[k]) return false;
+      const a = exps[k]!;
+      const b = be[k]!;
+      if (a === b) continue;
+      if (a === 0 || b === 0 || a < b || a - b >= slack) return false;
+    }
+    return true;
+  }
+
   /** The earliest expiresAt of the new set (Infinity: none expires). */
   nextExpiry(): number {
     let next = Infinity;

@@ -122,6 +122,13 @@ export class MembershipChanges {
             // Only changes that will be written (after the suppressed and stale checks), redirected to their profile.
             tx.dirty?.record(ch, oldBuf);
             edit.apply(ch, nowSec);
+            // A repeat (an exposure pixel's browser seen again) that would only
+            // push expiries out a little is confirmed without a write: a write
+            // rewrites a leaf page of the B-tree, ≈ 20 µs at 1M users.
+            if (ch.refresh !== undefined && ch.op === 'add' && edit.sameWithin(ch.refresh)) {
+              result.applied++;
+              continue;
+            }
             result.memberships += edit.diff(counts);
             const updatedAt = Math.max(ch.ts, edit.updatedAt);
             if (edit.n === 0) {

@@ -23,6 +23,12 @@ export interface Change {
   ts: number;
   /** `match` only: the id key (identity/keys.ts) that now belongs to `uid`. */
   key?: string;
+  /**
+   * `add` only: when the user already holds every id with an expiry this
+   * change would move out by less than this many seconds (and nothing else
+   * would change), nothing is written (member-set.ts `sameWithin`).
+   */
+  refresh?: number;
 }
 
 const MAX_SEGMENTS_PER_RECORD = 10_000;
