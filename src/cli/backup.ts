@@ -11,6 +11,7 @@
 // copy's sequence (the one a starting node checks); an older file is waited
 // for up to --filter-wait ms (the server saves it every SEGD_BLOOM_SAVE_MS) and
 // otherwise left out: the node started on the copy then rebuilds it.
+import { performance } from 'node:perf_hooks';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';

@@ -2,6 +2,7 @@
 // Writes a synthetic NDJSON feed with a progress bar. The file is written under
 // a temporary name and renamed when complete, so it can go straight into an
 // inbox.
+import { performance } from 'node:perf_hooks';
 import { createWriteStream } from 'node:fs';
 import { rename } from 'node:fs/promises';
 import { once } from 'node:events';

@@ -4,6 +4,7 @@
 // data dir, changes go through its inbox or POST /v1/ingest instead (its
 // known-users filter must see every new user). An interrupted import resumes
 // where its last batch committed when run again on the same file.
+import { performance } from 'node:perf_hooks';
 import { OutboxWriter } from '../outbound/outbox.js';
 import { DestinationRules } from '../outbound/deltas.js';
 import { Registry } from '../partners/registry.js';

@@ -11,6 +11,7 @@
 // advance the sequence too, so each checkpoint records the sequence the saved
 // bits cover even when no bit changed (a header-only rewrite). Until a usable filter exists, workers run without one
 // (every lookup goes to LMDB): slower, never wrong.
+import { performance } from 'node:perf_hooks';
 import { aliasKey } from '../identity/graph-keys.js';
 import { join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';

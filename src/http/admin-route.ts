@@ -2,6 +2,7 @@
 // answer's status and time recorded under the route's label, and work done
 // off this thread answered when it settles (a failure logged with context,
 // answered 500).
+import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from './deps.js';
 import type { Route } from '../metrics/http.js';

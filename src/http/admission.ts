@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 // Admission control: every request that waits on something (a body to read,
 // a round trip to the main thread) draws from one of three per-worker
 // budgets, so one kind of traffic cannot starve another:

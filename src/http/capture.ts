@@ -12,6 +12,7 @@
 // SEGD_CAPTURE_FILE_BYTES, and each rotation removes this worker's files
 // older than SEGD_CAPTURE_KEEP_HOURS and the oldest beyond its share of
 // SEGD_CAPTURE_TOTAL_BYTES.
+import { performance } from 'node:perf_hooks';
 import { mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import { appendFile } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 // A token bucket: at most `burst` at once, refilled at `rate` per second.
 // One per worker for the writes unauthenticated requests may cause (browser
 // opt-outs), so no caller can make segd write and fsync without bound.

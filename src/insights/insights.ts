@@ -3,6 +3,7 @@
 // SEGD_INSIGHTS_SAVE_MS when it changed and at shutdown, and the queries the
 // lookup workers send to this (the writer's) thread answered here, between
 // the writer's transactions, never on a lookup worker's loop.
+import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 import type { Store } from '../store/env.js';
 import type { Logger } from '../log.js';

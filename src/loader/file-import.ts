@@ -2,6 +2,7 @@
 // transaction carrying the checkpoint (file, byte offset, line) it reaches.
 // After a crash the same call resumes from the checkpoint: nothing lost,
 // nothing applied twice. Bad lines are rejected with line number and reason.
+import { performance } from 'node:perf_hooks';
 import { stat, mkdir } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import type { Store } from '../store/env.js';

@@ -21,6 +21,7 @@
 // checkpoint under that node's durable name. A node without a checkpoint of
 // its own adopts the one of the same stream and subject filter: the copy holds
 // exactly what that checkpoint covers, so consuming goes on right after it.
+import { performance } from 'node:perf_hooks';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import {
   jetstream,

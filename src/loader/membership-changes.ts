@@ -2,6 +2,7 @@
 // with the source's checkpoint, so a crash leaves the store and the checkpoint
 // agreeing. The loop runs once per record of every import: it allocates
 // nothing per record beyond the value it writes (loader/member-set.ts).
+import { performance } from 'node:perf_hooks';
 import type { Store } from '../store/env.js';
 import { encodePairs } from '../store/members.js';
 import { MemberWatch } from '../store/member-watch.js';

@@ -33,6 +33,7 @@
 //   - afterwards any change older than T is stale (Writer.floorTs): the
 //     snapshot already reflects it, so a late delta cannot resurrect a user
 //     the snapshot left out. A snapshot older than the current T is refused.
+import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
 import { stat, writeFile, mkdir } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';

@@ -3,6 +3,7 @@
 // sweeper walks the store in key order, a chunk at a time, and removes the
 // expired pairs it found in small transactions, yielding between chunks so
 // lookups (other threads) and the loader (this one) never stall.
+import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { Store } from '../store/env.js';
 import type { Logger } from '../log.js';

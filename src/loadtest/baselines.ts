@@ -3,6 +3,7 @@
 // generated users (what teams usually build). redis-server is started here on
 // a free loopback port with persistence off and loaded from the generator, so
 // it holds exactly what `segd gen --users N --seed S` wrote into the target.
+import { performance } from 'node:perf_hooks';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';

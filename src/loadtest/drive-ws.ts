@@ -5,6 +5,7 @@
 // over the sockets, and counts latency from when each frame was due.
 // Uses the `ws` package: Node 20's WebSocket is experimental and, like a
 // browser's, cannot send an Authorization header.
+import { performance } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import { pack, unpack } from 'msgpackr';
 import { Recorder } from './recorder.js';

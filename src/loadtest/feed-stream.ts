@@ -15,6 +15,7 @@
 // route until the user holds the marker segment. Ack → visible is what a
 // collector waits before a change is live (for NATS the ack is the stream's,
 // so it includes segd's fetch, apply and commit).
+import { performance } from 'node:perf_hooks';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { Recorder, type Figures } from './recorder.js';

@@ -5,6 +5,7 @@
 // from when each request was due), or closed loop to learn how much it can
 // drive. open-loop-client.ts runs it as its own process, so the caller's heap
 // and GC pauses stay out of the figures.
+import { performance } from 'node:perf_hooks';
 import type { Histogram } from 'hdr-histogram-js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';

@@ -6,6 +6,7 @@
 // it applies is a change segd delivers. Reported beside the lookups: changes
 // delivered per second and the destination's lag and backlog, polled once a
 // second. The partner and destination are removed at the end.
+import { performance } from 'node:perf_hooks';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Background, BackgroundReport } from './background.js';

@@ -4,6 +4,7 @@
 // route, with the admin key (exposure segments are licensed to no partner),
 // until the browser holds an exposure segment. The hits the writer stored or
 // refused over the window come from segd's own counters.
+import { performance } from 'node:perf_hooks';
 import { createHash } from 'node:crypto';
 import { EXPOSURE_FIRST_ID } from '../loader/exposures.js';
 import type { Background, BackgroundReport } from './background.js';

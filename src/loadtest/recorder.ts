@@ -3,6 +3,7 @@
 // the report's histogram, and errors by kind. Every generator feeds one of these,
 // so the figures, the report and the gate mean the same thing whatever drove
 // the load.
+import { performance } from 'node:perf_hooks';
 import { build as buildHistogram, JsHistogram, type Histogram } from 'hdr-histogram-js';
 
 export interface Percentiles {

@@ -2,6 +2,7 @@
 // scrape /metrics, warm up (not counted), measure, scrape again; with
 // --compare, run the same scenario with the same settings against the
 // hello-world and Fastify + Redis right after; then evaluate the gate.
+import { performance } from 'node:perf_hooks';
 import type { Figures, Percentiles, SlowAnswers } from './recorder.js';
 import { sampleKeys, type KeyMix } from './key-mix.js';
 import { SCENARIOS, type HttpReq, type ScenarioInput, type ScenarioName } from './scenarios.js';

@@ -3,6 +3,7 @@
 // memberships, filter saves, and a cookie-sync stream. Each prepares before
 // the warm-up (so its set-up is not measured), starts as the measured window
 // opens and reports what it did, so a lookup tail can be read against it.
+import { performance } from 'node:perf_hooks';
 import { createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -1,5 +1,6 @@
 // Metrics owned by the supervisor thread: loader progress, store size and the
 // process itself. Workers' HTTP metrics are merged in at scrape time.
+import { performance } from 'node:perf_hooks';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, AggregatorRegistry } from 'prom-client';

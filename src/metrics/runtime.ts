@@ -3,7 +3,13 @@
 // and worker), with the large ones put on the timeline. Everything here runs
 // from a timer, a performance observer or a scrape — never in a request.
 import { readFileSync } from 'node:fs';
-import { PerformanceObserver, constants, monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import {
+  PerformanceObserver,
+  constants,
+  monitorEventLoopDelay,
+  type IntervalHistogram,
+  performance,
+} from 'node:perf_hooks';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Value } from './http.js';
 import type { Timeline } from './timeline.js';

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 // The event timeline: a bounded ring of what the process did and when (writer
 // commits, snapshot flips, sweeps, filter and insights saves, insights queries, registry reloads, metrics
 // scrapes, GC pauses, event-loop delay spikes), so a latency spike seen by a

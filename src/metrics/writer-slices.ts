@@ -4,6 +4,7 @@
 // worker's CPU, and event-loop utilisation counts time blocked in fsync as busy.
 // A slice whose wall time is far above its CPU time waited (disk, or a core
 // taken by a worker); one whose CPU is high competed with lookups for a core.
+import { performance } from 'node:perf_hooks';
 import { Histogram } from 'prom-client';
 import { threadCpuSeconds } from './runtime.js';
 import { timeline } from './timeline.js';

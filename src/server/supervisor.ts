@@ -7,6 +7,7 @@
 //             workers stop accepting and finish in-flight requests → close LMDB
 //             (all within SEGD_SHUTDOWN_TIMEOUT_MS; past it, what still hangs is
 //             logged, the store is closed if it can be, and shutdown rejects)
+import { performance } from 'node:perf_hooks';
 import type { MaintenanceAnswer } from '../http/deps.js';
 import { Worker } from 'node:worker_threads';
 import { createServer } from 'node:net';

@@ -1,5 +1,6 @@
 // Progress for long work: a bar on a terminal, a log line every few seconds
 // otherwise (CI logs, pipes), nothing when quiet.
+import { performance } from 'node:perf_hooks';
 import cliProgress from 'cli-progress';
 
 export class Progress {

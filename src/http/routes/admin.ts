@@ -2,6 +2,7 @@
 // registry and the taxonomy. Admin bearer key required. Reads come from this
 // worker's in-memory Registry; writes go to the writer thread, and every
 // worker has reloaded before the answer is sent.
+import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import { BearerKeys } from '../auth.js';

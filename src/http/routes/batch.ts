@@ -3,6 +3,7 @@
 // fails only its own entry (an ad server batching 100 impressions should not
 // lose 99 for one cookie). Every item reads as GET does (lookup/read.ts) and
 // shows only the uid the caller may see (lookup/reveal.ts).
+import { performance } from 'node:perf_hooks';
 import { isUtf8 } from 'node:buffer';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { unpack } from 'msgpackr';

@@ -3,6 +3,7 @@
 // msgpack (application/msgpack: a stream of records, or one array); optional
 // Idempotency-Key. The answer comes only after the batch is committed and
 // flushed, with counts and every reject's line and reason.
+import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import { BearerKeys } from '../auth.js';

@@ -5,6 +5,7 @@
 // opt-out cookie, then consent; a request that may not store gets a 204 with
 // nothing written and no cookie. The write is queued to the writer in
 // batches; the answer (a 1×1 GIF, or 204 with f=n) does not wait for it.
+import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import { sendError, status, CT } from '../respond.js';

@@ -5,6 +5,7 @@
 // count for a segment it cannot see. The worker checks the request and the
 // licence; the query itself runs on the writer's thread (an RPC), never on
 // this loop.
+import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import type { Licence } from '../../lookup/licences.js';

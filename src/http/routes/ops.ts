@@ -1,4 +1,5 @@
 // Health, readiness and metrics: what load balancers and Prometheus call.
+import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import { Flag, Gauge } from '../../shared-state.js';

@@ -13,6 +13,7 @@
 //                          Memberships and every linked id removed, tombstoned
 //                          for SEGD_DELETION_TOMBSTONE_DAYS, audited.
 //   GET /v1/admin/audit?limit=N   (admin) the newest audit entries.
+import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import { BearerKeys } from '../auth.js';

@@ -21,6 +21,7 @@
 // mayPersonalise), then anything else. A browser that may not be personalised
 // gets a 204 (X-Segd-Empty says why): no read, no cookie. A malformed consent
 // signal fails closed the same way; malformed structural parameters are 400s.
+import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import type { RtdSite } from '../../config/schema.js';

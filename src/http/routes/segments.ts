@@ -6,6 +6,7 @@
 // caller (partner key → licence), read (lookup/read.ts: one LMDB get from the
 // memory map, filtered by licence in place), encode, end. By uid, a hot user's
 // encoded answer may come from the worker's hot answers (lookup/hot-answers.ts).
+import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import { checkUid } from '../../identity/uid.js';

@@ -16,6 +16,7 @@
 // Privacy first, as Prebid Server's /setuid: opt-out cookie, then consent,
 // then anything else. A request that may not store or sync gets a fast
 // no-op (204, no cookie, no write) — never an error, never a 5xx.
+import { performance } from 'node:perf_hooks';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import type { Partner } from '../../partners/types.js';

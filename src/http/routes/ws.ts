@@ -14,6 +14,7 @@
 // the connection is closed with 1013 (try again later). So a client that does
 // not read its answers costs at most high water + queue cap, never more.
 // (This uWS build has no WebSocket pause(); with it, we would stop reading.)
+import { performance } from 'node:perf_hooks';
 import { hash } from 'node:crypto';
 import uWS, { type WebSocket, type WebSocketBehavior } from 'uWebSockets.js';
 import { pack, unpack } from 'msgpackr';
