@@ -27,7 +27,7 @@ import { Exposures, type ExposureItem } from '../src/loader/exposures.js';
 import { MatchQueue } from '../src/identity/match-queue.js';
 import { InsightsIndex } from '../src/insights/insights-index.js';
 import { BlockedBloom, sizeFor } from '../src/filters/blocked-bloom.js';
-import { userCount } from '../src/store/env.js';
+import { userCount, writeSequence } from '../src/store/env.js';
 import { runBench } from './run-bench.js';
 
 interface Job {
@@ -119,6 +119,7 @@ async function main(): Promise<void> {
   const exposures = new Exposures(store, writer, 86_400, async () => undefined);
   const total: Counts = { stored: 0, refused: 0, lost: 0 };
   let workerCpu = 0;
+  const writes0 = writeSequence(store);
   const writer0 = threadCpu();
   const t0 = performance.now();
   await Promise.all(
@@ -147,13 +148,15 @@ async function main(): Promise<void> {
   );
   const wall = (performance.now() - t0) / 1000;
   const writerCpu = threadCpu() - writer0;
+  const commits = writeSequence(store) - writes0;
   const per = (s: number, n: number) => ((s * 1e6) / Math.max(1, n)).toFixed(1);
   console.log(
     `pixel: ${rate} hits/s offered by ${workers} workers for ${seconds} s, index ${index}, uids ${uids}, ` +
       `${users} users before${writemapMb > 0 ? `, writemap ${writemapMb} MiB` : ''}: ` +
       `stored ${Math.round(total.stored / seconds)}/s, refused ${Math.round(total.refused / seconds)}/s, lost ${total.lost}; ` +
       `writer CPU ${writerCpu.toFixed(2)} s in ${wall.toFixed(1)} s (${per(writerCpu, total.stored)} µs per stored hit), ` +
-      `workers ${workerCpu.toFixed(2)} s (${per(workerCpu, total.stored + total.refused)} µs per hit)`,
+      `workers ${workerCpu.toFixed(2)} s (${per(workerCpu, total.stored + total.refused)} µs per hit); ` +
+      `${commits} commits (${Math.round(total.stored / Math.max(1, commits))} hits each)`,
   );
   await store.close();
   rmSync(dir, { recursive: true, force: true });
