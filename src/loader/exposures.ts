@@ -2,8 +2,9 @@
 // reports becomes a segment in a reserved id range, created on first use with
 // a taxonomy entry, and the users it saw join it with SEGD_EXPOSURE_TTL. The
 // workers' pixel queues are drained here in batches, as cookie-sync matches
-// are: the batches that arrive while a commit runs are applied together in
-// the next one (group-commit.ts). The pixel answers without waiting.
+// are: the batches that arrive while a commit runs, or before
+// COMMIT_EVERY_MS has passed since it began, are applied together in the
+// next one (group-commit.ts). The pixel answers without waiting.
 import type { Store } from '../store/env.js';
 import { nowSeconds } from '../lookup/segments.js';
 import { groupCommitted } from './group-commit.js';

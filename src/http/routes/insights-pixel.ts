@@ -10,7 +10,7 @@ import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { AppDeps } from '../deps.js';
 import { sendError, status, CT } from '../respond.js';
 import { parseConsent, mayStore } from '../../privacy/consent.js';
-import { readUid, isOptedOut, newUid, uidCookie, cookieSettings } from '../../identity/cookie.js';
+import { readUid, isOptedOut, newUid, uidCookieOf, cookieSettings } from '../../identity/cookie.js';
 import { EXPOSURE_EVENTS, type ExposureEvent } from '../../loader/exposures.js';
 import { queryParam } from '../query.js';
 import { PIXEL, consentQuery, noConsentFields, noop } from './sync.js';
@@ -24,6 +24,8 @@ export function pixelRoute(deps: AppDeps) {
   const { config } = deps;
   const m = deps.metrics.route('insights');
   const cs = cookieSettings(config);
+  // Its attributes formatted once, not on every hit (≈ 0.7% of the worker's CPU on /px: perf, 20k hits/s).
+  const setCookie = uidCookieOf(cs);
   // A tag without consent fields (most of them) gets the verdict of an empty query, parsed once.
   const mayStoreWithout = mayStore(parseConsent({}), config.gvlVendorId);
   return (res: HttpResponse, req: HttpRequest): void => {
@@ -49,7 +51,7 @@ export function pixelRoute(deps: AppDeps) {
     res
       .writeStatus(status(f === 'n' ? 204 : 200))
       .writeHeader('Cache-Control', 'no-store')
-      .writeHeader('Set-Cookie', uidCookie(cs, uid));
+      .writeHeader('Set-Cookie', setCookie(uid));
     if (f === 'n') res.end();
     else res.writeHeader(CT, 'image/gif').end(PIXEL);
     done(f === 'n' ? 204 : 200);
