@@ -4,10 +4,10 @@
 // transactions few. Flushed after `delayMs` or at `maxItems`, whichever first.
 // Bounded by items, not batches: while `maxPending` items await the writer
 // (queued here or sent and not yet confirmed), push refuses (the sync or the
-// pixel answers a no-op) rather than queueing without limit in memory. A
-// bound in batches refused early at a steady rate: at 20k hits/s a 5 ms
-// batch holds ≈ 100 items, so 64 batches were 0.3 s of backlog, less than
-// one group commit of the writer on a shared core.
+// pixel answers a no-op) rather than queueing without limit in memory.
+// Items, because batches vary: at 20k hits/s a 5 ms batch holds ≈ 100, and
+// 64 such batches are 0.3 s of backlog, barely the spacing of exposure commits
+// (loader/exposures.ts), before the commit itself on a shared core.
 export interface MatchItem {
   /** id key (keys.ts) */
   key: string;

@@ -43,7 +43,7 @@ export function exposureRefreshSeconds(ttlSeconds: number): number {
  * it; a bigger commit shares leaves and branch pages among more inserts. The
  * writer's CPU per new browser at 1M users, 20k hits/s
  * (`npm run bench:insights-pixel -- --store 1M --uids new --workers 1`):
- * 18.8–22.5 µs with commits of 0.4k–1k hits, 14.5–17.4 µs at 250 ms (≈ 5k).
+ * 18.8–22.6 µs with commits of 0.4k–1k hits, 14.1–17.4 µs at 250 ms (≈ 5k).
  * A hit becomes visible to lookups up to this much later.
  */
 export const COMMIT_EVERY_MS = 250;
