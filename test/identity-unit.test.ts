@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { compileTemplate, TemplateError } from '../src/identity/sync-template.js';
 import { frameHtml } from '../src/identity/sync-frame.js';
 import { readCookie } from '../src/identity/cookie.js';
+import { groupCommitted } from '../src/loader/group-commit.js';
 import { MatchQueue, type MatchItem } from '../src/identity/match-queue.js';
 import { waitFor } from './helpers/server.js';
 
@@ -126,10 +127,10 @@ describe('the match queue', () => {
       (outcome, n) => (counted[outcome] += n),
       1,
       3,
-      2,
+      6,
     );
     const item = (i: number) => ({ key: `k${i}`, uid: 'u' });
-    // Two full batches go out at once; the writer holds both.
+    // Two full batches go out at once; the writer holds both: six items await it, the bound.
     for (let i = 0; i < 6; i++) expect(q.push(item(i))).toBe(true);
     expect([sent.length, q.inFlight]).toEqual([2, 2]);
     expect(q.push(item(6))).toBe(false);
@@ -140,6 +141,42 @@ describe('the match queue', () => {
     expect(sent.map((b) => b.map((m) => m.key))).toEqual([['k0', 'k1', 'k2'], ['k3', 'k4', 'k5'], ['k7']]);
     await waitFor(async () => q.inFlight === 0);
     expect(counted).toEqual({ stored: 7, refused: 1, lost: 0 });
+  });
+
+  it('bounds the items awaiting the writer, however few each batch holds', async () => {
+    let release!: () => void;
+    const stuck = new Promise<void>((r) => (release = r));
+    const counted = { stored: 0, refused: 0, lost: 0 };
+    const q = new MatchQueue(
+      () => stuck,
+      () => {},
+      (outcome, n) => (counted[outcome] += n),
+      1,
+      3,
+      4,
+    );
+    const item = (i: number) => ({ key: `k${i}`, uid: 'u' });
+    // Batches of one (a timer's flush at a low rate): four batches are four items, the bound.
+    for (let i = 0; i < 4; i++) {
+      expect(q.push(item(i))).toBe(true);
+      q.flush();
+    }
+    expect([q.inFlight, q.push(item(4))]).toEqual([4, false]);
+    release();
+    await waitFor(async () => q.inFlight === 0);
+    // Items not sent yet count too.
+    const held = new MatchQueue(
+      () => stuck,
+      () => {},
+      (outcome, n) => (counted[outcome] += n),
+      60_000,
+      10,
+      2,
+    );
+    expect([held.push(item(5)), held.push(item(6)), held.push(item(7))]).toEqual([true, true, false]);
+    held.flush();
+    await waitFor(async () => held.inFlight === 0);
+    expect(counted).toEqual({ stored: 6, refused: 2, lost: 0 });
   });
 
   it('counts a batch whose write failed as lost, and reports it', async () => {
@@ -156,5 +193,19 @@ describe('the match queue', () => {
     await waitFor(async () => q.inFlight === 0);
     expect(errors).toEqual([2]);
     expect(counted).toEqual({ stored: 0, refused: 0, lost: 2 });
+  });
+});
+
+describe('the group commit', () => {
+  it('begins commits at least the minimum interval apart, and what arrives meanwhile goes in one', async () => {
+    const commits: Array<{ at: number; items: number[] }> = [];
+    const apply = groupCommitted((items: number[]) => {
+      commits.push({ at: performance.now(), items });
+      return items.map((i) => i * 2);
+    }, 50);
+    expect(await apply(1)).toBe(2);
+    expect(await Promise.all([apply(2), apply(3)])).toEqual([4, 6]);
+    expect(commits.map((c) => c.items)).toEqual([[1], [2, 3]]);
+    expect(commits[1]!.at - commits[0]!.at).toBeGreaterThanOrEqual(49);
   });
 });

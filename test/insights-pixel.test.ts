@@ -93,14 +93,30 @@ describe('GET /px', () => {
     const noConsent = await fetch(`${segd.url}/px?c=quiet&e=imp&gdpr=1`);
     expect(noConsent.status).toBe(204);
     expect(noConsent.headers.get('set-cookie')).toBeNull();
+    // A consent field alone decides too: GPP section 2 (TCF EU) makes GDPR apply, and there is no TC string.
+    for (const q of ['c=quiet&e=imp&gpp_sid=2', 'c=quiet&e=imp&gdpr=1&gdpr_consent=not-a-tc-string']) {
+      const r = await fetch(`${segd.url}/px?${q}`);
+      expect([r.status, r.headers.get('set-cookie')], q).toEqual([204, null]);
+    }
     const optedOut = await fetch(`${segd.url}/px?c=quiet&e=imp`, { headers: { cookie: 'segd_optout=OPT_OUT' } });
     expect(optedOut.status).toBe(204);
-    for (const q of ['c=&e=imp', 'c=a<b&e=imp', `c=${'x'.repeat(65)}&e=imp`, 'c=x&e=view', 'c=x', 'c=x&e=imp&s=a b'])
+    // Escapes are decoded as uWS decodes them (%20 and + are spaces, which no id may hold).
+    for (const q of [
+      'c=&e=imp',
+      'c=a<b&e=imp',
+      `c=${'x'.repeat(65)}&e=imp`,
+      'c=x&e=view',
+      'c=x',
+      'c=x&e=imp&s=a b',
+      'c=x&e=imp&s=a+b',
+      'c=x&e=imp&cr=a%20b',
+      'c=a%3Cb&e=imp',
+    ])
       expect((await fetch(`${segd.url}/px?${q}`)).status, q).toBe(400);
-    // A later hit's segment exists; the refused ones never created theirs.
-    await fetch(`${segd.url}/px?c=marker&e=imp`);
+    // A later hit's segment exists (its campaign escaped, its consent explicit); the refused ones never created theirs.
+    expect((await fetch(`${segd.url}/px?c=mark%2Der&e=imp&gdpr=0`)).status).toBe(200);
     await until(
-      () => exposureSegment('exposure imp: marker'),
+      () => exposureSegment('exposure imp: mark-er'),
       (s) => s !== undefined,
     );
     expect(await exposureSegment('exposure imp: quiet')).toBeUndefined();

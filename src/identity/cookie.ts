@@ -67,6 +67,12 @@ function attrs(s: CookieSettings, maxAge: number): string {
   return `; Max-Age=${maxAge}${s.domain ? `; Domain=${s.domain}` : ''}; Path=/; Secure; HttpOnly; SameSite=None`;
 }
 
-export const uidCookie = (s: CookieSettings, uid: string) => `${s.name}=${uid}${attrs(s, s.maxAgeSeconds)}`;
+/** uidCookie for settings `s`, its name and attributes formatted once: a route that sets it on every hit (/px) keeps this. */
+export function uidCookieOf(s: CookieSettings): (uid: string) => string {
+  const head = `${s.name}=`;
+  const tail = attrs(s, s.maxAgeSeconds);
+  return (uid) => head + uid + tail;
+}
+export const uidCookie = (s: CookieSettings, uid: string) => uidCookieOf(s)(uid);
 export const expiredCookie = (s: CookieSettings, name: string) => `${name}=${attrs(s, 0)}`;
 export const optoutCookie = (s: CookieSettings) => `${s.optoutName}=${OPTOUT_VALUE}${attrs(s, OPTOUT_MAX_AGE)}`;

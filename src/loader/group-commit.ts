@@ -8,29 +8,43 @@
 export class GroupCommit<T> {
   private queue: T[] = [];
   private flushing = false;
+  /** When the last commit began (performance.now()). */
+  private lastAt = -Infinity;
 
   /**
    * `commit` applies the queued items (synchronously, in one transaction) and
    * answers each itself; it returns those that must wait for the next commit
-   * (none by default). It must not throw.
+   * (none by default). It must not throw. `minIntervalMs`: commits begin at
+   * least this far apart, the items that arrive meanwhile waiting for the
+   * next (0: as soon as the event loop is free).
    */
-  constructor(private readonly commit: (queued: T[]) => T[] | void) {}
+  constructor(
+    private readonly commit: (queued: T[]) => T[] | void,
+    private readonly minIntervalMs = 0,
+  ) {}
 
   /** Queues `item` for the next commit. */
   add(item: T): void {
     this.queue.push(item);
     if (!this.flushing) {
       this.flushing = true;
-      setImmediate(() => this.flush());
+      this.schedule();
     }
+  }
+
+  private schedule(): void {
+    const wait = this.lastAt + this.minIntervalMs - performance.now();
+    if (wait > 0) setTimeout(() => this.flush(), wait);
+    else setImmediate(() => this.flush());
   }
 
   private flush(): void {
     const queued = this.queue;
     this.queue = [];
+    this.lastAt = performance.now();
     const later = this.commit(queued);
     if (later && later.length) this.queue = later.concat(this.queue);
-    if (this.queue.length) setImmediate(() => this.flush());
+    if (this.queue.length) this.schedule();
     else this.flushing = false;
   }
 }
@@ -40,7 +54,7 @@ export class GroupCommit<T> {
  * its item, and gets its own result (`applyAll` answers one per item, in
  * order), or the error that commit threw.
  */
-export function groupCommitted<T, R>(applyAll: (items: T[]) => R[]): (item: T) => Promise<R> {
+export function groupCommitted<T, R>(applyAll: (items: T[]) => R[], minIntervalMs = 0): (item: T) => Promise<R> {
   interface Waiting {
     item: T;
     resolve: (r: R) => void;
@@ -53,6 +67,6 @@ export function groupCommitted<T, R>(applyAll: (items: T[]) => R[]): (item: T) =
     } catch (err) {
       for (const w of queued) w.reject(err);
     }
-  });
+  }, minIntervalMs);
   return (item) => new Promise<R>((resolve, reject) => group.add({ item, resolve, reject }));
 }

@@ -23,6 +23,7 @@ import type { Partner } from '../../partners/types.js';
 import { sendError, sendBody, status, CT, JSON_TYPE } from '../respond.js';
 import type { SyncOutcome } from '../../metrics/http.js';
 import { readBody } from '../body.js';
+import { queryParam } from '../query.js';
 import { pending } from '../pending.js';
 import { checkUid } from '../../identity/uid.js';
 import { nowSeconds } from '../../lookup/segments.js';
@@ -37,15 +38,30 @@ import { readUid, isOptedOut, newUid, uidCookie, cookieSettings, type CookieSett
 export const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
 const NO_STORE = 'no-store';
 
-/** Consent fields from the query (copied synchronously: uWS requests live on the stack). */
-export function consentQuery(req: HttpRequest): ConsentInput {
+/**
+ * Consent fields from the query (copied synchronously: uWS requests live on
+ * the stack), read from its raw query `raw` (http/query.ts) when the caller
+ * has it.
+ */
+export function consentQuery(req: HttpRequest, raw: string = req.getQuery() ?? ''): ConsentInput {
   return {
-    gdpr: req.getQuery('gdpr'),
-    gdprConsent: req.getQuery('gdpr_consent'),
-    usPrivacy: req.getQuery('us_privacy'),
-    gpp: req.getQuery('gpp'),
-    gppSid: req.getQuery('gpp_sid'),
+    gdpr: queryParam(req, raw, 'gdpr'),
+    gdprConsent: queryParam(req, raw, 'gdpr_consent'),
+    usPrivacy: queryParam(req, raw, 'us_privacy'),
+    gpp: queryParam(req, raw, 'gpp'),
+    gppSid: queryParam(req, raw, 'gpp_sid'),
   };
+}
+
+/** True when the query named no consent field: its parse is the same for every such request. */
+export function noConsentFields(c: ConsentInput): boolean {
+  return (
+    c.gdpr === undefined &&
+    c.gdprConsent === undefined &&
+    c.usPrivacy === undefined &&
+    c.gpp === undefined &&
+    c.gppSid === undefined
+  );
 }
 
 /**
