@@ -4,6 +4,7 @@
 // them all. With a transaction each, the sync is most of a small batch's cost
 // and the writer falls behind a stream of small batches (a pixel's or a
 // cookie sync's), while a group grows with the load instead.
+import { performance } from 'node:perf_hooks';
 
 export class GroupCommit<T> {
   private queue: T[] = [];
