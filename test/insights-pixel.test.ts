@@ -27,8 +27,8 @@ async function sizeOf(id: number): Promise<number> {
   const r = await fetch(`${segd.url}/v1/insights/segments/${id}`, { headers: admin });
   return ((await r.json()) as { size: number }).size;
 }
-/** Polls until `pred` holds, for at most `ms`. */
-async function until<T>(f: () => Promise<T>, pred: (v: T) => boolean, ms = 10_000): Promise<T> {
+/** Polls until `pred` holds, for at most `ms` (generous: a loaded CI machine delays the writer by seconds). */
+async function until<T>(f: () => Promise<T>, pred: (v: T) => boolean, ms = 20_000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await f();
