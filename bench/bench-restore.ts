@@ -26,7 +26,7 @@ import { uidFor } from '../src/gen/synthetic.js';
 import { prng } from '../src/loadtest/key-mix.js';
 import { startPublisher } from './stream-publisher.js';
 import { SEGD_BIN, envWithoutSegd, startSeededSegd } from './seeded-segd.js';
-import { benchDir, CpuMeter, readiness, segmentsOf, startBenchNats, startNode } from './scale-nodes.js';
+import { benchDir, CpuMeter, readiness, segmentsOf, startBenchNats, startNode, ThreadCpu } from './scale-nodes.js';
 
 const say = (msg: string) => console.log(`[bench:restore ${new Date().toISOString().slice(11, 19)}] ${msg}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -156,7 +156,9 @@ async function main(f: Flags): Promise<void> {
       ['segd B', b.proc.pid!],
     ]),
   );
+  const threadsB = new ThreadCpu(b.proc.pid!);
   cpu.mark();
+  threadsB.mark();
   let firstLag: number | null = null;
   let readyS = NaN;
   let lagAtReady = 0;
@@ -186,12 +188,18 @@ async function main(f: Flags): Promise<void> {
   const replayPerS = Math.round(replayed / (readyS - loadedS));
   say(`node B replayed ${replayed} messages in ${secs((readyS - loadedS) * 1000)} s: ${replayPerS} msgs/s`);
   const usage = cpu.read();
+  const bThreads = threadsB.read();
   const counts = await publisher.stop();
   // B's CPU per message while it caught up (its lookups idle): what bounds the replay on a core of its own.
   const cpuUsPerMsg = Math.round(((usage.perProcess['segd B']! / 100) * (readyS - listeningS) * 1e6) / replayed);
   say(
     `node B used ${usage.perProcess['segd B']}% of a core meanwhile: ≈ ${cpuUsPerMsg} µs CPU per message (machine ${usage.machineBusyPct}% busy)`,
   );
+  // On a shared machine B's wall clock is the other processes' too: asleep is what B waited on (the servers).
+  for (const t of bThreads)
+    say(
+      `node B thread ${t.thread}: on a CPU ${t.runPct}%, waiting for a CPU ${t.queuedPct}%, asleep ${t.asleepPct}% of the catch-up`,
+    );
 
   say('stream stopped; waiting for A and B to catch up');
   const caughtUp = await waitCaughtUp([a, b], 180_000);
@@ -242,6 +250,7 @@ async function main(f: Flags): Promise<void> {
       filterLog: filterLine?.msg ?? null,
     },
     cpuPctDuringCatchUp: usage.perProcess,
+    nodeBThreadsPct: bThreads,
     machineBusyPct: usage.machineBusyPct,
     loadavg: usage.loadavg,
     caughtUp,

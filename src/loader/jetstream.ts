@@ -380,7 +380,8 @@ export class JetStreamSource {
       const last = groupLast;
       group = [];
       groupLast = null;
-      if (last === null) return;
+      // Received after stop(): left unacked (redelivered and applied after the restart), not committed on the way out.
+      if (last === null || this.stopped) return;
       this.groupsInHand++;
       const applied = this.inHand.then(async () => {
         // A turn of the event loop first: the next pull's request (queued by the
