@@ -51,6 +51,7 @@ async function main(f: Flags): Promise<void> {
   const natsSize = intFlag(f, 'nats', { min: 1, max: 3, def: 3 });
   const out = typeof f.out === 'string' ? f.out : 'bench-out/bench-restore.json';
   const store = typeof f.store === 'string' ? f.store : null;
+  const bPriority = typeof f['b-priority'] === 'string' ? f['b-priority'] : null;
   if (natsSize !== 1 && natsSize !== 3) throw new Error('--nats is 1 or 3');
   const pinning = planPinning(f.pin === true, 'unpinned (no --pin): every process shares the cores');
   if (f.pin === true && !pinning.pinned) throw new Error(`--pin: ${pinning.why}`);
@@ -146,7 +147,11 @@ async function main(f: Flags): Promise<void> {
     urls: nats.urls,
     dataDir: copy,
     workers,
-    env: { SEGD_BLOOM_SAVE_MS: '2000', SEGD_NATS_READY_LAG: String(readyLag) },
+    env: {
+      SEGD_BLOOM_SAVE_MS: '2000',
+      SEGD_NATS_READY_LAG: String(readyLag),
+      ...(bPriority !== null ? { SEGD_LOADER_PRIORITY: bPriority } : {}),
+    },
     ...(cpus !== null ? { cpu: cpus.b } : {}),
   });
   const listeningS = secs(performance.now() - tStart);
@@ -156,14 +161,19 @@ async function main(f: Flags): Promise<void> {
       ['segd B', b.proc.pid!],
     ]),
   );
+  // B's threads from its consumer's attach (the replay alone, not the start-up) to ready.
   const threadsB = new ThreadCpu(b.proc.pid!);
+  let replaying = false;
   cpu.mark();
-  threadsB.mark();
   let firstLag: number | null = null;
   let readyS = NaN;
   let lagAtReady = 0;
   for (const end = tStart + 300_000; performance.now() < end; await sleep(50)) {
     b.check();
+    if (!replaying && b.logs.some((l) => l.msg === 'jetstream source attached')) {
+      threadsB.mark();
+      replaying = true;
+    }
     const r = await readiness(b).catch(() => null);
     if (r?.state === 'catching up' && firstLag === null) firstLag = r.lag;
     if (r?.status === 200) {
@@ -188,7 +198,7 @@ async function main(f: Flags): Promise<void> {
   const replayPerS = Math.round(replayed / (readyS - loadedS));
   say(`node B replayed ${replayed} messages in ${secs((readyS - loadedS) * 1000)} s: ${replayPerS} msgs/s`);
   const usage = cpu.read();
-  const bThreads = threadsB.read();
+  const bThreads = replaying ? threadsB.read() : [];
   const counts = await publisher.stop();
   // B's CPU per message while it caught up (its lookups idle): what bounds the replay on a core of its own.
   const cpuUsPerMsg = Math.round(((usage.perProcess['segd B']! / 100) * (readyS - listeningS) * 1e6) / replayed);
@@ -198,7 +208,7 @@ async function main(f: Flags): Promise<void> {
   // On a shared machine B's wall clock is the other processes' too: asleep is what B waited on (the servers).
   for (const t of bThreads)
     say(
-      `node B thread ${t.thread}: on a CPU ${t.runPct}%, waiting for a CPU ${t.queuedPct}%, asleep ${t.asleepPct}% of the catch-up`,
+      `node B thread ${t.thread}: on a CPU ${t.runPct}%, waiting for a CPU ${t.queuedPct}%, asleep ${t.asleepPct}% from attached to ready`,
     );
 
   say('stream stopped; waiting for A and B to catch up');
@@ -225,6 +235,7 @@ async function main(f: Flags): Promise<void> {
       workers,
       nats: natsSize,
       store,
+      bPriority: bPriority ?? 'default',
       pinned: pinning.why,
     },
     seedImport: imp,
@@ -278,6 +289,7 @@ const flags = parseFlags(
     store:
       'a store holding --users users of seed 1 (imported, or a `segd backup` of one): node A starts on a copy of it instead of an import',
     pin: 'node B on a CPU of its own; NATS, node A and the publisher on the other (taskset)',
+    'b-priority': 'SEGD_LOADER_PRIORITY of node B (normal, nice or idle; default: segd’s)',
   },
   ['pin'],
 );
