@@ -199,7 +199,7 @@ interface ThreadTimes {
 /** Each thread of a process, keyed by tid (/proc/PID/task). */
 function threadTimes(pid: number): Map<string, ThreadTimes> {
   const out = new Map<string, ThreadTimes>();
-  let tids: string[] = [];
+  let tids: string[];
   try {
     tids = readdirSync(`/proc/${pid}/task`);
   } catch {
