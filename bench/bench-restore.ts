@@ -107,6 +107,14 @@ async function main(f: Flags): Promise<void> {
   });
   await sleep(5000);
   a.check();
+  // A node backed up after it has run a while holds a saved known-users filter,
+  // and the copy carries it. A started on a --store copy without one rebuilds it
+  // first (10M keys); a backup before that leaves it out, and B would rebuild it
+  // on its own thread while it replays (a third of its CPU at 10M).
+  const filterMsgs = ['known-users filter built', 'known-users filter loaded'];
+  const tFilter = performance.now();
+  await a.waitLog((l) => filterMsgs.includes(l.msg as string), 600_000, 'its known-users filter');
+  say(`A's known-users filter ready (waited ${secs(performance.now() - tFilter)} s)`);
 
   const copy = join(benchDir('segd-bench-restore-b-'), 'data');
   say(`segd backup --out ${copy} (under the stream)`);
@@ -189,6 +197,7 @@ async function main(f: Flags): Promise<void> {
   const attachedS = typeof attached?.time === 'number' ? secs(attached.time - wallStart) : NaN;
   const adopted = b.logs.some((l) => l.msg === 'jetstream checkpoint adopted from the copied store');
   const filterLine = b.logs.find((l) => typeof l.msg === 'string' && /filter/.test(l.msg));
+  const filterBuilt = b.logs.find((l) => l.msg === 'known-users filter built');
   say(
     `node B: listening after ${listeningS} s, loaded after ${loadedS} s, consumer attached after ${attachedS} s, /readyz 200 after ${readyS} s (first backlog seen ${firstLag ?? '?'}; checkpoint adopted: ${adopted})`,
   );
@@ -196,6 +205,9 @@ async function main(f: Flags): Promise<void> {
   const seqAtReady = (await jsm.streams.info('SEGMENTS')).state.last_seq;
   const replayed = seqAtReady - lagAtReady - copiedSeq;
   const replayPerS = Math.round(replayed / (readyS - loadedS));
+  say(
+    `node B's known-users filter: ${filterLine?.msg ?? '?'}${filterBuilt ? ` (built in ${String(filterBuilt.ms)} ms)` : ''}`,
+  );
   say(`node B replayed ${replayed} messages in ${secs((readyS - loadedS) * 1000)} s: ${replayPerS} msgs/s`);
   const usage = cpu.read();
   const bThreads = replaying ? threadsB.read() : [];
@@ -259,6 +271,7 @@ async function main(f: Flags): Promise<void> {
       firstLag,
       adopted,
       filterLog: filterLine?.msg ?? null,
+      filterBuiltMs: typeof filterBuilt?.ms === 'number' ? filterBuilt.ms : null,
     },
     cpuPctDuringCatchUp: usage.perProcess,
     nodeBThreadsPct: bThreads,
