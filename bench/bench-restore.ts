@@ -18,7 +18,7 @@
 // core of its own, which a 2-core machine cannot otherwise show.
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { intFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
 import { installCleanupHandlers, pin, planPinning, run, type Server } from '../src/loadtest/processes.js';
 import { runBench } from './run-bench.js';
@@ -119,9 +119,18 @@ async function main(f: Flags): Promise<void> {
   const copy = join(benchDir('segd-bench-restore-b-'), 'data');
   say(`segd backup --out ${copy} (under the stream)`);
   const tBackup = performance.now();
-  await run(process.execPath, [SEGD_BIN, 'backup', '--out', copy], {
+  const backup = run(process.execPath, [SEGD_BIN, 'backup', '--out', copy], {
     env: { ...envWithoutSegd(), SEGD_DATA_DIR: join(dirA, 'data'), SEGD_BLOOM_SAVE_MS: '2000' },
   });
+  // The backup carries a filter A saved at or after its copy, and A saves one
+  // only once a new user changed it (the stream's records update A's users):
+  // one new user while the copy runs (it takes 2–9 s at 10M), as a live feed brings them.
+  await sleep(3000);
+  await jetstream(nats.nc).publish(
+    'segments.stream',
+    JSON.stringify({ op: 'add', uid: 'restore-new-user', segments: [1] }) + '\n',
+  );
+  await backup;
   const backupS = secs(performance.now() - tBackup);
   const manifest = JSON.parse(readFileSync(join(copy, 'backup.json'), 'utf8')) as {
     seconds: number;
