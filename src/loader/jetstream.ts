@@ -368,9 +368,10 @@ export class JetStreamSource {
    * pull's messages are in and the previous pull's groups are committed, so at
    * most two pulls are unacked. Waiting for the whole pull held every message
    * back for up to its second: beside 20k lookups/s, publish → visible had a
-   * p99 of 3.9 s. Waiting for the last group's commit before the next pull left
-   * the servers idle while it ran: a restored node at 10M replayed
-   * 11.4k msgs/s on 66% of its core.
+   * p99 of 3.9 s. The next pull is asked for before the last group commits,
+   * so the servers deliver it meanwhile (bench:restore at 10M: ×1.25–1.44 the
+   * replay rate when the node and the servers are short of CPU; within the
+   * runs' spread at moderate load).
    */
   private async fetchAndApply(consumer: Consumer): Promise<number> {
     const previous = this.inHand;
