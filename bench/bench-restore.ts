@@ -18,7 +18,7 @@
 // core of its own, which a 2-core machine cannot otherwise show.
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { intFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
 import { installCleanupHandlers, pin, planPinning, run, type Server } from '../src/loadtest/processes.js';
 import { runBench } from './run-bench.js';
@@ -26,7 +26,7 @@ import { uidFor } from '../src/gen/synthetic.js';
 import { prng } from '../src/loadtest/key-mix.js';
 import { startPublisher } from './stream-publisher.js';
 import { SEGD_BIN, envWithoutSegd, startSeededSegd } from './seeded-segd.js';
-import { benchDir, CpuMeter, readiness, segmentsOf, startBenchNats, startNode } from './scale-nodes.js';
+import { benchDir, CpuMeter, readiness, segmentsOf, startBenchNats, startNode, ThreadCpu } from './scale-nodes.js';
 
 const say = (msg: string) => console.log(`[bench:restore ${new Date().toISOString().slice(11, 19)}] ${msg}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -51,6 +51,7 @@ async function main(f: Flags): Promise<void> {
   const natsSize = intFlag(f, 'nats', { min: 1, max: 3, def: 3 });
   const out = typeof f.out === 'string' ? f.out : 'bench-out/bench-restore.json';
   const store = typeof f.store === 'string' ? f.store : null;
+  const bPriority = typeof f['b-priority'] === 'string' ? f['b-priority'] : null;
   if (natsSize !== 1 && natsSize !== 3) throw new Error('--nats is 1 or 3');
   const pinning = planPinning(f.pin === true, 'unpinned (no --pin): every process shares the cores');
   if (f.pin === true && !pinning.pinned) throw new Error(`--pin: ${pinning.why}`);
@@ -106,13 +107,30 @@ async function main(f: Flags): Promise<void> {
   });
   await sleep(5000);
   a.check();
+  // A node backed up after it has run a while holds a saved known-users filter,
+  // and the copy carries it. A started on a --store copy without one rebuilds it
+  // first (10M keys); a backup before that leaves it out, and B would rebuild it
+  // on its own thread while it replays (a third of its CPU at 10M).
+  const filterMsgs = ['known-users filter built', 'known-users filter loaded'];
+  const tFilter = performance.now();
+  await a.waitLog((l) => filterMsgs.includes(l.msg as string), 600_000, 'its known-users filter');
+  say(`A's known-users filter ready (waited ${secs(performance.now() - tFilter)} s)`);
 
   const copy = join(benchDir('segd-bench-restore-b-'), 'data');
   say(`segd backup --out ${copy} (under the stream)`);
   const tBackup = performance.now();
-  await run(process.execPath, [SEGD_BIN, 'backup', '--out', copy], {
+  const backup = run(process.execPath, [SEGD_BIN, 'backup', '--out', copy], {
     env: { ...envWithoutSegd(), SEGD_DATA_DIR: join(dirA, 'data'), SEGD_BLOOM_SAVE_MS: '2000' },
   });
+  // The backup carries a filter A saved at or after its copy, and A saves one
+  // only once a new user changed it (the stream's records update A's users):
+  // one new user while the copy runs (it takes 2–9 s at 10M), as a live feed brings them.
+  await sleep(3000);
+  await jetstream(nats.nc).publish(
+    'segments.stream',
+    JSON.stringify({ op: 'add', uid: 'restore-new-user', segments: [1] }) + '\n',
+  );
+  await backup;
   const backupS = secs(performance.now() - tBackup);
   const manifest = JSON.parse(readFileSync(join(copy, 'backup.json'), 'utf8')) as {
     seconds: number;
@@ -146,7 +164,11 @@ async function main(f: Flags): Promise<void> {
     urls: nats.urls,
     dataDir: copy,
     workers,
-    env: { SEGD_BLOOM_SAVE_MS: '2000', SEGD_NATS_READY_LAG: String(readyLag) },
+    env: {
+      SEGD_BLOOM_SAVE_MS: '2000',
+      SEGD_NATS_READY_LAG: String(readyLag),
+      ...(bPriority !== null ? { SEGD_LOADER_PRIORITY: bPriority } : {}),
+    },
     ...(cpus !== null ? { cpu: cpus.b } : {}),
   });
   const listeningS = secs(performance.now() - tStart);
@@ -156,12 +178,19 @@ async function main(f: Flags): Promise<void> {
       ['segd B', b.proc.pid!],
     ]),
   );
+  // B's threads from its consumer's attach (the replay alone, not the start-up) to ready.
+  const threadsB = new ThreadCpu(b.proc.pid!);
+  let replaying = false;
   cpu.mark();
   let firstLag: number | null = null;
   let readyS = NaN;
   let lagAtReady = 0;
   for (const end = tStart + 300_000; performance.now() < end; await sleep(50)) {
     b.check();
+    if (!replaying && b.logs.some((l) => l.msg === 'jetstream source attached')) {
+      threadsB.mark();
+      replaying = true;
+    }
     const r = await readiness(b).catch(() => null);
     if (r?.state === 'catching up' && firstLag === null) firstLag = r.lag;
     if (r?.status === 200) {
@@ -177,6 +206,7 @@ async function main(f: Flags): Promise<void> {
   const attachedS = typeof attached?.time === 'number' ? secs(attached.time - wallStart) : NaN;
   const adopted = b.logs.some((l) => l.msg === 'jetstream checkpoint adopted from the copied store');
   const filterLine = b.logs.find((l) => typeof l.msg === 'string' && /filter/.test(l.msg));
+  const filterBuilt = b.logs.find((l) => l.msg === 'known-users filter built');
   say(
     `node B: listening after ${listeningS} s, loaded after ${loadedS} s, consumer attached after ${attachedS} s, /readyz 200 after ${readyS} s (first backlog seen ${firstLag ?? '?'}; checkpoint adopted: ${adopted})`,
   );
@@ -184,14 +214,23 @@ async function main(f: Flags): Promise<void> {
   const seqAtReady = (await jsm.streams.info('SEGMENTS')).state.last_seq;
   const replayed = seqAtReady - lagAtReady - copiedSeq;
   const replayPerS = Math.round(replayed / (readyS - loadedS));
+  say(
+    `node B's known-users filter: ${filterLine?.msg ?? '?'}${filterBuilt ? ` (built in ${String(filterBuilt.ms)} ms)` : ''}`,
+  );
   say(`node B replayed ${replayed} messages in ${secs((readyS - loadedS) * 1000)} s: ${replayPerS} msgs/s`);
   const usage = cpu.read();
+  const bThreads = replaying ? threadsB.read() : [];
   const counts = await publisher.stop();
   // B's CPU per message while it caught up (its lookups idle): what bounds the replay on a core of its own.
   const cpuUsPerMsg = Math.round(((usage.perProcess['segd B']! / 100) * (readyS - listeningS) * 1e6) / replayed);
   say(
     `node B used ${usage.perProcess['segd B']}% of a core meanwhile: ≈ ${cpuUsPerMsg} µs CPU per message (machine ${usage.machineBusyPct}% busy)`,
   );
+  // On a shared machine B's wall clock is the other processes' too: asleep is what B waited on (the servers).
+  for (const t of bThreads)
+    say(
+      `node B thread ${t.thread}: on a CPU ${t.runPct}%, waiting for a CPU ${t.queuedPct}%, asleep ${t.asleepPct}% from attached to ready`,
+    );
 
   say('stream stopped; waiting for A and B to catch up');
   const caughtUp = await waitCaughtUp([a, b], 180_000);
@@ -217,6 +256,7 @@ async function main(f: Flags): Promise<void> {
       workers,
       nats: natsSize,
       store,
+      bPriority: bPriority ?? 'default',
       pinned: pinning.why,
     },
     seedImport: imp,
@@ -240,8 +280,10 @@ async function main(f: Flags): Promise<void> {
       firstLag,
       adopted,
       filterLog: filterLine?.msg ?? null,
+      filterBuiltMs: typeof filterBuilt?.ms === 'number' ? filterBuilt.ms : null,
     },
     cpuPctDuringCatchUp: usage.perProcess,
+    nodeBThreadsPct: bThreads,
     machineBusyPct: usage.machineBusyPct,
     loadavg: usage.loadavg,
     caughtUp,
@@ -269,6 +311,7 @@ const flags = parseFlags(
     store:
       'a store holding --users users of seed 1 (imported, or a `segd backup` of one): node A starts on a copy of it instead of an import',
     pin: 'node B on a CPU of its own; NATS, node A and the publisher on the other (taskset)',
+    'b-priority': 'SEGD_LOADER_PRIORITY of node B (normal, nice or idle; default: segd’s)',
   },
   ['pin'],
 );

@@ -2,7 +2,7 @@
 // consuming it (every process tracked and stopped by pid on exit or error),
 // each node's JetStream lag from /readyz, freshness probes (publish → visible
 // on every node), and CPU use per process from /proc.
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { startNatsCluster, type NatsCluster } from '../src/loadtest/nats-cluster.js';
@@ -185,6 +185,90 @@ function cpuSeconds(pid: number): number {
     return (Number(f[11]) + Number(f[12])) / TICKS_PER_S;
   } catch {
     return NaN; // gone
+  }
+}
+
+/** A thread's name, CPU (utime + stime, s) and scheduler times (/proc/…/schedstat: on CPU, waiting for one; ns). */
+interface ThreadTimes {
+  name: string;
+  cpuS: number;
+  runNs: number;
+  queuedNs: number;
+}
+
+/** Each thread of a process, keyed by tid (/proc/PID/task). */
+function threadTimes(pid: number): Map<string, ThreadTimes> {
+  const out = new Map<string, ThreadTimes>();
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out; // gone
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const [runNs, queuedNs] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ').map(Number);
+      out.set(tid, {
+        name,
+        cpuS: (Number(f[11]) + Number(f[12])) / TICKS_PER_S,
+        runNs: runNs ?? NaN,
+        queuedNs: queuedNs ?? NaN,
+      });
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
+}
+
+/** One thread between mark() and read(), in % of the window: on a CPU, runnable but waiting for one, asleep (the rest). */
+export interface ThreadShare {
+  thread: string;
+  cpuPct: number;
+  runPct: number;
+  queuedPct: number;
+  asleepPct: number;
+}
+
+/**
+ * CPU per thread of one process between mark() and read(), busiest first
+ * (threads under 1% left out). Asleep is what a loaded machine cannot
+ * explain: time the thread waited on something other than a CPU (the
+ * network, a lock, the disk), where on-CPU and queued share one core.
+ */
+export class ThreadCpu {
+  private at = 0;
+  private base = new Map<string, ThreadTimes>();
+
+  constructor(private readonly pid: number) {}
+
+  mark(): void {
+    this.at = performance.now();
+    this.base = threadTimes(this.pid);
+  }
+
+  read(): ThreadShare[] {
+    const ms = performance.now() - this.at;
+    const pct = (x: number) => Math.round(x * 1000) / 10;
+    const rows: ThreadShare[] = [];
+    for (const [tid, t] of threadTimes(this.pid)) {
+      const b = this.base.get(tid) ?? { name: t.name, cpuS: 0, runNs: 0, queuedNs: 0 };
+      const run = (t.runNs - b.runNs) / 1e6 / ms;
+      const queued = (t.queuedNs - b.queuedNs) / 1e6 / ms;
+      const cpu = (t.cpuS - b.cpuS) / (ms / 1000);
+      if (cpu < 0.01 && run < 0.01) continue;
+      rows.push({
+        thread: `${tid} ${t.name}`,
+        cpuPct: pct(cpu),
+        runPct: pct(run),
+        queuedPct: pct(queued),
+        asleepPct: pct(Math.max(0, 1 - run - queued)),
+      });
+    }
+    return rows.sort((a, b) => b.runPct - a.runPct);
   }
 }
 

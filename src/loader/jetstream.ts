@@ -1,7 +1,10 @@
 // The NATS JetStream source: the distributed feed. Every node is a durable
 // pull consumer of the same stream. Each fetched batch is applied in one
 // transaction that also records the last stream sequence it covers; only
-// then is it acked (AckPolicy.All: one ack covers the batch). A message at or
+// then is it acked (AckPolicy.All: one ack covers the batch). The next pull is
+// in flight while a batch commits (the consumer's ack window holds two pulls),
+// and batches commit strictly in order: a batch whose commit or ack failed
+// stops every batch behind it, which is then redelivered. A message at or
 // below the stored sequence — a redelivery after a crash between commit and
 // ack, or a duplicate — is skipped and acked, so nothing is applied twice and
 // nothing acked is lost. A poison message is rejected with its sequence and
@@ -14,8 +17,9 @@
 // the client reconnects it checks no heartbeats, so a fetch begun before the
 // servers went away would wait for them forever), the retry backoff and an
 // unfinished connect are cut short, and after a short grace for the ack of a
-// batch in hand the connection is closed, which fails every request still
-// waiting for an answer. A lost ack costs nothing: the redelivery is skipped.
+// batch in hand (the one committing; a prefetched pull is stopped like any
+// fetch) the connection is closed, which fails every request still waiting
+// for an answer. A lost ack costs nothing: the redelivery is skipped.
 //
 // A store copied from another node (`segd backup`) carries that node's
 // checkpoint under that node's durable name. A node without a checkpoint of
@@ -107,10 +111,20 @@ export class JetStreamSource {
     this.pendingNow = n;
     this.onPending?.(n);
   }
-  /** The most messages one pull asks for (and the consumer may hand out unacked). */
+  /** The most messages one pull asks for. */
   private readonly largestPull: number;
-  /** The consumer's window of unacked messages as attached: a pull or a group never waits for more. */
+  /** The consumer's window of unacked messages as attached: two pulls (one committing, one arriving). */
   private window: number;
+  /** Messages the server had behind the last one received: how much the next pull asks for. */
+  private serverPending = -1;
+  /**
+   * The commits and acks of the groups received so far, in order. It rejects
+   * once one fails, and every group chained after that is then skipped (never
+   * acked, so redelivered): nothing commits past a batch that did not.
+   */
+  private inHand: Promise<void> = Promise.resolve();
+  /** Groups received and not yet committed and acked. */
+  private groupsInHand = 0;
   lastError: string | null = null;
   /** Whether the client holds a connection to a server now (it reconnects by itself while false). */
   connected = false;
@@ -118,6 +132,8 @@ export class JetStreamSource {
   private consumer: Consumer | null = null;
   private stopped = false;
   private loop: Promise<void> | null = null;
+  /** The attach prepare() began, taken over by the first turn of run(). */
+  private attaching: Promise<Consumer> | null = null;
   private infoAt = 0;
   /** Aborted by stop(): ends the retry backoff and an unfinished connect. */
   private readonly halt = new AbortController();
@@ -137,7 +153,20 @@ export class JetStreamSource {
   ) {
     this.checkpointKey = `ckpt:nats:${opts.stream}:${opts.durable}`;
     this.largestPull = Math.max(opts.batch, CATCH_UP_PULL);
-    this.window = this.largestPull;
+    this.window = 2 * this.largestPull;
+  }
+
+  /**
+   * Connects and attaches the consumer ahead of start(), while the node loads
+   * (its filter, its workers): the round trips and the consumer's creation on
+   * the servers cost a restored node ≈ 1 s between loaded and consuming
+   * otherwise. Nothing is fetched before start(); a failure here is met again
+   * by start()'s first attach, which retries as usual.
+   */
+  prepare(): void {
+    if (this.attaching !== null || this.loop !== null || this.stopped) return;
+    this.attaching = this.attach();
+    this.attaching.catch(() => undefined);
   }
 
   start(): void {
@@ -150,7 +179,7 @@ export class JetStreamSource {
     this.halt.abort();
     this.fetching?.stop();
     // Only a batch in hand has anything left to finish; any other wait ends with the connection.
-    if (this.loop && this.waitingFor === 'fetch, commit and ack') {
+    if (this.loop && (this.waitingFor === 'fetch, commit and ack' || this.groupsInHand > 0)) {
       const grace = new AbortController();
       await Promise.race([this.loop, sleep(ACK_GRACE_MS, undefined, { signal: grace.signal }).catch(() => undefined)]);
       grace.abort();
@@ -165,20 +194,35 @@ export class JetStreamSource {
     while (!this.stopped) {
       try {
         this.waitingFor = 'connect and consumer';
-        const consumer = this.consumer ?? (await this.attach());
+        const prepared = this.attaching;
+        this.attaching = null;
+        const consumer = this.consumer ?? (await (prepared ?? this.attach()));
         this.waitingFor = 'fetch, commit and ack';
         const n = await this.fetchAndApply(consumer);
         backoff = 250;
         if (this.stopped) break;
-        this.waitingFor = 'consumer info';
-        if (performance.now() - this.infoAt > INFO_EVERY_MS || n === 0) await this.refreshLag(consumer);
+        if (n === 0) {
+          // Nothing arrived: nothing is committing either; the lag is asked of the server.
+          this.waitingFor = 'consumer info';
+          await this.refreshLag(consumer);
+        } else if (performance.now() - this.infoAt > INFO_EVERY_MS) {
+          // Asked beside the next pull, not before it: waiting here would let the
+          // group just received commit with no pull in flight.
+          this.refreshLag(consumer).catch((err: unknown) =>
+            this.log.debug({ err: (err as Error).message }, 'jetstream consumer info failed'),
+          );
+        }
       } catch (err) {
         if (this.stopped) break;
+        // Whatever was received before the failure commits (or fails) first: the
+        // consumer is re-attached at the checkpoint that leaves.
+        await this.settled();
         const message = (err as Error).message;
         if (message !== this.lastError)
           this.log.warn({ err: message, stream: this.opts.stream }, 'jetstream source: retrying');
         this.lastError = message;
         this.pending = -1; // the last figure is no longer known to hold (a leader change, a lost server)
+        this.serverPending = -1;
         this.consumer = null; // re-resolve after reconnects and server restarts
         this.waitingFor = 'retry backoff';
         // A pull that applied messages before it failed (missed heartbeats) made
@@ -189,6 +233,17 @@ export class JetStreamSource {
         backoff = Math.min(backoff * 2, 5000);
       }
     }
+    await this.settled();
+  }
+
+  /** Waits for the groups in hand to commit and ack (or fail), and starts a new chain. */
+  private async settled(): Promise<void> {
+    // A group scheduled before a failed pull ended may chain on while this waits.
+    for (let chain = this.inHand; ; chain = this.inHand) {
+      await chain.catch(() => undefined);
+      if (chain === this.inHand) break;
+    }
+    this.inHand = Promise.resolve();
   }
 
   /** One connection (the client reconnects by itself); a stop during the connect closes it once made. */
@@ -256,7 +311,7 @@ export class JetStreamSource {
       await jsm.consumers.add(this.opts.stream, {
         durable_name: this.opts.durable,
         ack_policy: AckPolicy.All,
-        max_ack_pending: this.largestPull,
+        max_ack_pending: 2 * this.largestPull,
         filter_subject: this.opts.subject,
         ...(resumeAfter > 0
           ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: resumeAfter + 1 }
@@ -266,10 +321,10 @@ export class JetStreamSource {
         { stream: this.opts.stream, durable: this.opts.durable, subject: this.opts.subject, from: resumeAfter + 1 },
         'jetstream consumer created',
       );
-    } else if (maxAckPending !== -1 && maxAckPending < this.largestPull) {
+    } else if (maxAckPending !== -1 && maxAckPending < 2 * this.largestPull) {
       // A consumer made with the server's default (1,000) would hold a catch-up pull to that many messages.
       try {
-        await jsm.consumers.update(this.opts.stream, this.opts.durable, { max_ack_pending: this.largestPull });
+        await jsm.consumers.update(this.opts.stream, this.opts.durable, { max_ack_pending: 2 * this.largestPull });
       } catch (err) {
         // Not allowed (an account's limits): the backlog is then pulled in the consumer's window.
         this.window = Math.max(1, maxAckPending);
@@ -309,16 +364,27 @@ export class JetStreamSource {
    * One pull (up to SEGD_NATS_BATCH messages, or a second): messages are
    * applied as they arrive, not when the pull ends. Whatever arrived together
    * (drained from the client's buffer before the next turn of the event loop)
-   * is one group; a group's commit and ack run while the next group gathers.
-   * Waiting for the whole pull held every message back for up to its second:
-   * beside 20k lookups/s, publish → visible had a p99 of 3.9 s.
+   * is one group; a group's commit and ack run while the next group gathers,
+   * and the last group's while the next pull arrives: this returns once the
+   * pull's messages are in and the previous pull's groups are committed, so at
+   * most two pulls are unacked. Waiting for the whole pull held every message
+   * back for up to its second: beside 20k lookups/s, publish → visible had a
+   * p99 of 3.9 s. The next pull is asked for before the last group commits,
+   * so the servers deliver it meanwhile (bench:restore at 10M: ×1.25–1.44 the
+   * replay rate when the node and the servers are short of CPU; within the
+   * runs' spread at moderate load).
    */
   private async fetchAndApply(consumer: Consumer): Promise<number> {
+    const previous = this.inHand;
     // Behind by more than a pull: one big pull, one transaction (the messages are on the server already).
-    const max = this.pending > this.opts.batch ? Math.min(this.pending, this.window) : this.opts.batch;
+    const pull = Math.max(1, Math.floor(this.window / 2));
+    const behind = this.serverPending >= 0 ? this.serverPending : this.pending;
+    const max = Math.min(behind > this.opts.batch ? behind : this.opts.batch, pull);
     const fetching = await consumer.fetch({ max_messages: max, expires: FETCH_EXPIRES_MS });
     this.fetching = fetching;
     if (this.stopped) fetching.stop();
+    // A failed commit or ack before this pull: its messages are redelivered, not applied past the failure.
+    previous.catch(() => fetching.stop());
     // Messages are parsed as they arrive and only the group's last is kept (for
     // its ack): a backlog's group holds up to 20,000, and holding the
     // messages themselves (each a view of the client's read buffer) until the
@@ -327,48 +393,50 @@ export class JetStreamSource {
     let groupLast: JsMsg | null = null;
     let total = 0;
     let gathering = false;
-    let failed: unknown = null;
-    let applying = Promise.resolve();
     const applyGroup = () => {
       gathering = false;
       const items = group;
       const last = groupLast;
       group = [];
       groupLast = null;
-      if (last === null) return;
-      applying = applying.then(() =>
-        failed === null
-          ? this.applyMessages(items, last)
-              // What the server had left behind the group's last message, and what arrived since.
-              .then(() => {
-                this.pending = last.info.pending + group.length;
-              })
-              .catch((err: unknown) => {
-                // The rest of this pull is redelivered (never acked) and skipped up to the checkpoint.
-                failed = err;
-                fetching.stop();
-              })
-          : undefined,
-      );
+      // Received after stop(): left unacked (redelivered and applied after the restart), not committed on the way out.
+      if (last === null || this.stopped) return;
+      this.groupsInHand++;
+      const applied = this.inHand.then(async () => {
+        // A turn of the event loop first: the next pull's request (queued by the
+        // client for a microtask) is on the wire before this synchronous commit.
+        await new Promise((r) => setImmediate(r));
+        await this.applyMessages(items, last);
+        // What the server had left behind the group's last message, and what arrived since.
+        this.pending = last.info.pending + group.length;
+      });
+      this.inHand = applied;
+      applied
+        .catch(() => fetching.stop()) // the rest of this pull is redelivered (never acked) and skipped up to the checkpoint
+        .finally(() => this.groupsInHand--);
     };
-    for await (const m of fetching) {
-      group.push(this.receive(m));
-      groupLast = m;
-      total++;
-      // A message the server has more behind (a backlog) waits for them, up to
-      // a catch-up pull: one transaction for all. The last one of a backlog,
-      // or a live one, is applied with whatever arrived with it.
-      if (m.info.pending > 0 && group.length < this.window) continue;
-      if (!gathering) {
-        gathering = true;
-        setImmediate(applyGroup);
+    try {
+      for await (const m of fetching) {
+        group.push(this.receive(m));
+        groupLast = m;
+        this.serverPending = m.info.pending;
+        total++;
+        // A message the server has more behind (a backlog) waits for them, up to
+        // a catch-up pull: one transaction for all. The last one of a backlog,
+        // or a live one, is applied with whatever arrived with it.
+        if (m.info.pending > 0 && group.length < pull) continue;
+        if (!gathering) {
+          gathering = true;
+          setImmediate(applyGroup);
+        }
       }
+    } finally {
+      this.fetching = null;
     }
-    this.fetching = null;
     if (gathering) await new Promise((r) => setImmediate(r)); // the group scheduled last runs first
     applyGroup(); // what the pull ended on while more was pending
-    await applying;
-    if (failed !== null) throw failed;
+    // The previous pull's groups: committed and acked (or failed) before the next pull is asked for.
+    await previous;
     return total;
   }
 
@@ -448,5 +516,6 @@ export class JetStreamSource {
     this.infoAt = performance.now();
     const info = await consumer.info(false); // false: ask the server, not the cache
     this.pending = info.num_pending + info.num_ack_pending;
+    this.serverPending = info.num_pending;
   }
 }

@@ -87,6 +87,7 @@ export class Loader {
         log,
         (s) => this.metrics?.recordOutcome('nats', s),
       );
+      this.nats.prepare(); // the consumer is attached while the node loads; consuming starts with startPolling()
     }
     this.inbox = new Inbox(store, this.writer, {
       dir: config.inbox,
