@@ -122,9 +122,9 @@ async function main(f: Flags): Promise<void> {
   const backup = run(process.execPath, [SEGD_BIN, 'backup', '--out', copy], {
     env: { ...envWithoutSegd(), SEGD_DATA_DIR: join(dirA, 'data'), SEGD_BLOOM_SAVE_MS: '2000' },
   });
-  // The backup carries a filter A saved at or after its copy, and A saves one
-  // only once a new user changed it (the stream's records update A's users):
-  // one new user while the copy runs (it takes 2–9 s at 10M), as a live feed brings them.
+  // The backup carries a filter A saved at or after its copy (A checkpoints it
+  // every SEGD_BLOOM_SAVE_MS, its sequence alone when no user was added). One
+  // new user while the copy runs (it takes 2–9 s at 10M), as a live feed brings them.
   await sleep(3000);
   await jetstream(nats.nc).publish(
     'segments.stream',

@@ -8,9 +8,10 @@
 // The known-users filter file is copied when it describes the copy: a Bloom
 // filter only gains bits, so bits saved at or after the copied write sequence
 // hold every user of the copy. Such a file is written out stamped with the
-// copy's sequence (the one a starting node checks); an older file is waited
-// for up to --filter-wait ms (the server saves it every SEGD_BLOOM_SAVE_MS) and
-// otherwise left out: the node started on the copy then rebuilds it.
+// copy's sequence (the one a starting node checks); an older file, or none
+// yet (the server building its first), is waited for up to --filter-wait ms
+// (the server saves it every SEGD_BLOOM_SAVE_MS) and otherwise left out: the
+// node started on the copy then rebuilds it.
 import { performance } from 'node:perf_hooks';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -56,14 +57,17 @@ async function copyFilter(
     try {
       saved = await loadFilter(path);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !existsSync(path)) return 'none';
+      // No file yet: the server may be building its first filter (≈ 17 s at 10M users), so it is waited for too.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !existsSync(path) && performance.now() >= until)
+        return 'none';
       // A save in progress renames over the file; a torn read is retried like a stale one.
     }
     if (saved && saved.writes >= writes) {
       await saveFilter(join(out, FILTER_FILE), saved.filter, saved.added, writes);
       return 'copied';
     }
-    if (performance.now() >= until) return 'left out: not saved since the copy (rebuilt at start)';
+    if (performance.now() >= until)
+      return saved || existsSync(path) ? 'left out: not saved since the copy (rebuilt at start)' : 'none';
     await sleep(200);
   }
 }
