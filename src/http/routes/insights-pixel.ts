@@ -13,7 +13,7 @@ import { parseConsent, mayStore } from '../../privacy/consent.js';
 import { readUid, isOptedOut, newUid, uidCookieOf, cookieSettings } from '../../identity/cookie.js';
 import { EXPOSURE_EVENTS, type ExposureEvent } from '../../loader/exposures.js';
 import { queryParam } from '../query.js';
-import { PIXEL, consentQuery, noConsentFields, noop } from './sync.js';
+import { PIXEL, consentQuery, noop } from './sync.js';
 
 /** A campaign id: what ad servers put in a macro, without room for markup. */
 const CAMPAIGN = /^[A-Za-z0-9_.:-]{1,64}$/;
@@ -26,8 +26,6 @@ export function pixelRoute(deps: AppDeps) {
   const cs = cookieSettings(config);
   // Its attributes formatted once, not on every hit (≈ 0.7% of the worker's CPU on /px: perf, 20k hits/s).
   const setCookie = uidCookieOf(cs);
-  // A tag without consent fields (most of them) gets the verdict of an empty query, parsed once.
-  const mayStoreWithout = mayStore(parseConsent({}), config.gvlVendorId);
   return (res: HttpResponse, req: HttpRequest): void => {
     const t0 = performance.now();
     const done = (st: number) => m.observe(st, (performance.now() - t0) / 1000);
@@ -42,9 +40,7 @@ export function pixelRoute(deps: AppDeps) {
       return done(sendError(res, 'BAD_PIXEL', 'e must be imp, click or conv'));
     if (!OPTIONAL_ID.test(queryParam(req, q, 's') ?? '') || !OPTIONAL_ID.test(queryParam(req, q, 'cr') ?? ''))
       return done(sendError(res, 'BAD_PIXEL', 's and cr must be 0-64 of A-Z a-z 0-9 _ . : -'));
-    const consent = consentQuery(req, q);
-    if (!(noConsentFields(consent) ? mayStoreWithout : mayStore(parseConsent(consent), config.gvlVendorId)))
-      return done(noop(res));
+    if (!mayStore(parseConsent(consentQuery(req, q)), config.gvlVendorId)) return done(noop(res));
     const uid = readUid(cookie, cs) ?? newUid();
     if (!deps.exposures.push({ campaign, event: event as ExposureEvent, uid })) return done(noop(res));
     const f = queryParam(req, q, 'f');

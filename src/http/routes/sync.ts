@@ -53,17 +53,6 @@ export function consentQuery(req: HttpRequest, raw: string = req.getQuery() ?? '
   };
 }
 
-/** True when the query named no consent field: its parse is the same for every such request. */
-export function noConsentFields(c: ConsentInput): boolean {
-  return (
-    c.gdpr === undefined &&
-    c.gdprConsent === undefined &&
-    c.usPrivacy === undefined &&
-    c.gpp === undefined &&
-    c.gppSid === undefined
-  );
-}
-
 /**
  * Partner uids that are not ids: unfilled macros and "not recognised"
  * sentinels (Audience Network's "0", Prebid Server #106). Stored, they would
