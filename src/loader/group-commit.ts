@@ -35,11 +35,13 @@ export class GroupCommit<T> {
 
   private schedule(): void {
     const wait = this.lastAt + this.minIntervalMs - performance.now();
-    if (wait > 0) setTimeout(() => this.flush(), wait);
+    if (wait > 0) setTimeout(() => this.flush(), Math.ceil(wait));
     else setImmediate(() => this.flush());
   }
 
   private flush(): void {
+    // A timer can fire up to a millisecond early by this clock (libuv counts whole ms from a cached loop time).
+    if (performance.now() < this.lastAt + this.minIntervalMs) return this.schedule();
     const queued = this.queue;
     this.queue = [];
     this.lastAt = performance.now();
