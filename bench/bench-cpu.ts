@@ -42,6 +42,7 @@ import { startFastifyRedis } from '../src/loadtest/baselines.js';
 import { runBench } from './run-bench.js';
 import { writeActivationData } from './activation-data.js';
 import { envWithoutSegd, SEGD_BIN } from './seeded-segd.js';
+import { cpuOfStat } from './proc-stat.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const flags = parseFlags(
@@ -82,9 +83,7 @@ installCleanupHandlers((m) => process.stderr.write(`bench-cpu: ${m}\n`));
 
 /** [user, system] CPU seconds of every thread of `pid` so far. */
 function cpuSeconds(pid: number): [number, number] {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return [Number(f[11]) / 100, Number(f[12]) / 100]; // utime, stime (fields 14, 15) in USER_HZ
+  return cpuOfStat(`/proc/${pid}/stat`);
 }
 
 function cpuOf(pids: number[]): [number, number] {

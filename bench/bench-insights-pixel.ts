@@ -15,7 +15,7 @@
 // (user + system) per stored hit of the writer's thread and of the workers'
 // (/proc/thread-self: a thread's own ticks): on a machine shared with other
 // jobs, the steadier figures.
-import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +29,7 @@ import { InsightsIndex } from '../src/insights/insights-index.js';
 import { BlockedBloom, sizeFor } from '../src/filters/blocked-bloom.js';
 import { userCount, writeSequence } from '../src/store/env.js';
 import { runBench } from './run-bench.js';
+import { cpuSecondsOfStat } from './proc-stat.js';
 
 interface Job {
   rate: number;
@@ -40,9 +41,7 @@ type Counts = Record<'stored' | 'refused' | 'lost', number>;
 
 /** CPU seconds (user + system) the calling thread has used (Linux: fields 14 and 15 of its stat, in ticks of 10 ms). */
 function threadCpu(): number {
-  const stat = readFileSync('/proc/thread-self/stat', 'latin1');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
+  return cpuSecondsOfStat('/proc/thread-self/stat');
 }
 
 /** A lookup worker's side: hits at `rate`, queued and sent in batches; posts its counts and CPU at the end. */

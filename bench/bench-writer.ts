@@ -25,7 +25,7 @@
 // comparison is made under one load of the shared machine.
 // `--outbox off` leaves the writer bare (no watch at all), as the runs of
 // docs/benchmarks/2026-12-03-writer.md's first pass measured it.
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
@@ -45,6 +45,7 @@ import { InsightsIndex } from '../src/insights/insights-index.js';
 import { OutboxWriter } from '../src/outbound/outbox.js';
 import { DestinationRules } from '../src/outbound/deltas.js';
 import { Registry } from '../src/partners/registry.js';
+import { cpuSecondsOfStat } from './proc-stat.js';
 
 const say = (msg: string) => console.log(`[bench:writer ${new Date().toISOString().slice(11, 19)}] ${msg}`);
 const SEED = DEFAULT_SYNTHETIC.seed;
@@ -164,9 +165,7 @@ function writerSection(
 
 /** utime + stime of a process, in seconds (/proc). */
 function cpuSecondsOf(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
+  return cpuSecondsOfStat(`/proc/${pid}/stat`);
 }
 
 async function natsSection(

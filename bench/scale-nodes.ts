@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { startNatsCluster, type NatsCluster } from '../src/loadtest/nats-cluster.js';
 import { httpGet, startServer, tempDirs, track, type Server } from '../src/loadtest/processes.js';
 import { SEGD_BIN, envWithoutSegd } from './seeded-segd.js';
+import { TICKS_PER_S, cpuSecondsOfStat, statFields } from './proc-stat.js';
 
 export function benchDir(prefix: string): string {
   const d = mkdtempSync(join(tmpdir(), prefix));
@@ -175,14 +176,10 @@ export class FreshnessProbe {
   }
 }
 
-const TICKS_PER_S = 100; // USER_HZ on Linux
-
 /** utime + stime of a process, in seconds. */
 function cpuSeconds(pid: number): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / TICKS_PER_S;
+    return cpuSecondsOfStat(`/proc/${pid}/stat`);
   } catch {
     return NaN; // gone
   }
@@ -209,7 +206,7 @@ function threadTimes(pid: number): Map<string, ThreadTimes> {
     try {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
       const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const f = statFields(stat);
       const [runNs, queuedNs] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ').map(Number);
       out.set(tid, {
         name,
