@@ -52,6 +52,15 @@ async function main(f: Flags): Promise<void> {
   const out = typeof f.out === 'string' ? f.out : 'bench-out/bench-restore.json';
   const store = typeof f.store === 'string' ? f.store : null;
   const bPriority = typeof f['b-priority'] === 'string' ? f['b-priority'] : null;
+  const bLogs = typeof f['b-logs'] === 'string' ? f['b-logs'] : null;
+  // Node B's own settings (SEGD_X=v,SEGD_Y=w): one setting compared run by run on the same machine.
+  const bEnv = Object.fromEntries(
+    (typeof f['b-env'] === 'string' ? f['b-env'].split(',') : []).map((kv) => {
+      const at = kv.indexOf('=');
+      if (at <= 0) throw new Error(`--b-env: ${kv} is not KEY=VALUE`);
+      return [kv.slice(0, at), kv.slice(at + 1)];
+    }),
+  );
   if (natsSize !== 1 && natsSize !== 3) throw new Error('--nats is 1 or 3');
   const pinning = planPinning(f.pin === true, 'unpinned (no --pin): every process shares the cores');
   if (f.pin === true && !pinning.pinned) throw new Error(`--pin: ${pinning.why}`);
@@ -153,6 +162,14 @@ async function main(f: Flags): Promise<void> {
     );
   }
 
+  // The copies this bench made (A's store, the backup: 2.6 GB at 10M) can still be
+  // in the kernel's writeback, and B's first commits would wait for them in their
+  // fsync (a second or more). A node restored in service starts on a copy made
+  // well before; so the machine's dirty pages are flushed first, and timed.
+  const tSync = performance.now();
+  await run('sync', []);
+  say(`flushed the machine's dirty pages before B's start (${secs(performance.now() - tSync)} s)`);
+
   const jsm = await jetstreamManager(nats.nc);
   const lastSeq = (await jsm.streams.info('SEGMENTS')).state.last_seq;
   const backlog = lastSeq - copiedSeq;
@@ -168,6 +185,8 @@ async function main(f: Flags): Promise<void> {
       SEGD_BLOOM_SAVE_MS: '2000',
       SEGD_NATS_READY_LAG: String(readyLag),
       ...(bPriority !== null ? { SEGD_LOADER_PRIORITY: bPriority } : {}),
+      ...(bLogs !== null ? { SEGD_LOG_LEVEL: 'debug' } : {}),
+      ...bEnv,
     },
     ...(cpus !== null ? { cpu: cpus.b } : {}),
   });
@@ -257,6 +276,7 @@ async function main(f: Flags): Promise<void> {
       nats: natsSize,
       store,
       bPriority: bPriority ?? 'default',
+      bEnv,
       pinned: pinning.why,
     },
     seedImport: imp,
@@ -289,6 +309,7 @@ async function main(f: Flags): Promise<void> {
     caughtUp,
     sample: { size: sample, mismatches: mismatches.length, first: mismatches.slice(0, 5) },
   };
+  if (bLogs !== null) writeFileSync(bLogs, b.logs.map((l) => JSON.stringify(l)).join('\n') + '\n');
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
   say(`load average ${usage.loadavg.join(' ')}, machine ${usage.machineBusyPct}% busy while B caught up; wrote ${out}`);
@@ -300,6 +321,8 @@ const flags = parseFlags(
   process.argv.slice(2),
   {
     users: 'users on the node backed up (default 1000000)',
+    'b-env': 'KEY=VALUE[,KEY=VALUE]: settings of node B alone (e.g. SEGD_LOADER_BATCH=10000)',
+    'b-logs': 'FILE: node B logs at debug level (each pull, each commit and ack, with their times), written to FILE',
     'stream-seconds': 'seconds the stream runs between the backup and the restored node’s start (default 60)',
     rate: 'messages/s of the stream (default 2000)',
     records: 'feed records per message (default 1)',

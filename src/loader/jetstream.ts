@@ -33,6 +33,7 @@ import {
   AckPolicy,
   DeliverPolicy,
   type Consumer,
+  type ConsumerInfo,
   type ConsumerMessages,
   type JsMsg,
 } from '@nats-io/jetstream';
@@ -290,8 +291,11 @@ export class JetStreamSource {
     const resumeAfter = (await this.ownOrAdoptedCheckpoint())?.seq ?? 0;
     let delivered: number | null;
     let maxAckPending = 0;
+    // The backlog as the consumer stands: the first pull is sized by it (a
+    // restored node's first pull of 1,000 cost a whole commit-and-ack cycle).
+    let info: ConsumerInfo | null = null;
     try {
-      const info = await jsm.consumers.info(this.opts.stream, this.opts.durable);
+      info = await jsm.consumers.info(this.opts.stream, this.opts.durable);
       delivered = info.delivered.stream_seq;
       maxAckPending = info.config.max_ack_pending ?? 0;
     } catch {
@@ -308,7 +312,7 @@ export class JetStreamSource {
       delivered = null;
     }
     if (delivered === null) {
-      await jsm.consumers.add(this.opts.stream, {
+      info = await jsm.consumers.add(this.opts.stream, {
         durable_name: this.opts.durable,
         ack_policy: AckPolicy.All,
         max_ack_pending: 2 * this.largestPull,
@@ -335,7 +339,11 @@ export class JetStreamSource {
       }
     }
     this.consumer = await jetstream(nc).consumers.get(this.opts.stream, this.opts.durable);
-    this.log.info({ stream: this.opts.stream, durable: this.opts.durable, resumeAfter }, 'jetstream source attached');
+    if (info !== null) this.lagOf(info);
+    this.log.info(
+      { stream: this.opts.stream, durable: this.opts.durable, resumeAfter, pending: this.pending },
+      'jetstream source attached',
+    );
     this.lastError = null;
     return this.consumer;
   }
@@ -380,8 +388,10 @@ export class JetStreamSource {
     const pull = Math.max(1, Math.floor(this.window / 2));
     const behind = this.serverPending >= 0 ? this.serverPending : this.pending;
     const max = Math.min(behind > this.opts.batch ? behind : this.opts.batch, pull);
+    const asked = performance.now();
     const fetching = await consumer.fetch({ max_messages: max, expires: FETCH_EXPIRES_MS });
     this.fetching = fetching;
+    let firstAt = 0;
     if (this.stopped) fetching.stop();
     // A failed commit or ack before this pull: its messages are redelivered, not applied past the failure.
     previous.catch(() => fetching.stop());
@@ -417,6 +427,7 @@ export class JetStreamSource {
     };
     try {
       for await (const m of fetching) {
+        if (total === 0) firstAt = performance.now();
         group.push(this.receive(m));
         groupLast = m;
         this.serverPending = m.info.pending;
@@ -435,8 +446,19 @@ export class JetStreamSource {
     }
     if (gathering) await new Promise((r) => setImmediate(r)); // the group scheduled last runs first
     applyGroup(); // what the pull ended on while more was pending
+    const inAt = performance.now();
     // The previous pull's groups: committed and acked (or failed) before the next pull is asked for.
     await previous;
+    this.log.debug(
+      {
+        asked: max,
+        got: total,
+        firstMs: total === 0 ? null : Math.round(firstAt - asked),
+        inMs: Math.round(inAt - asked),
+        previousMs: Math.round(performance.now() - inAt),
+      },
+      'jetstream pull',
+    );
     return total;
   }
 
@@ -475,7 +497,9 @@ export class JetStreamSource {
     // One transaction per SEGD_LOADER_BATCH records, cut after a whole message:
     // each records the sequence of the last message it holds, so a crash
     // between parts resumes after it; the event loop turns between them.
+    let commitMs = 0;
     const commit = async () => {
+      const t = performance.now();
       const r = this.writer.apply(changes, now, {
         key: this.checkpointKey,
         value: { seq: last, at: now, subject: this.opts.subject } satisfies StreamCheckpoint,
@@ -484,6 +508,7 @@ export class JetStreamSource {
       stats.stale += r.stale;
       committed = last;
       changes = [];
+      commitMs += performance.now() - t;
       await new Promise((r) => setImmediate(r));
     };
     for (const { seq, subject, changes: received, rejects } of items) {
@@ -506,15 +531,29 @@ export class JetStreamSource {
     // Counted once committed, whatever happens to the ack (a lost ack means a
     // redelivery, which the checkpoint then skips).
     this.onBatch?.(stats);
-    this.log.debug({ from: items[0]!.seq, to: last, done, ...stats }, 'jetstream batch committed');
+    const ackFrom = performance.now();
     // Acked only after the commit above: AckPolicy.All acks the whole batch.
     this.committedSinceRetry = true;
     await lastMsg.ackAck();
+    this.log.debug(
+      {
+        from: items[0]!.seq,
+        to: last,
+        done,
+        ...stats,
+        commitMs: Math.round(commitMs),
+        ackMs: Math.round(performance.now() - ackFrom),
+      },
+      'jetstream batch committed and acked',
+    );
   }
 
   private async refreshLag(consumer: Consumer): Promise<void> {
     this.infoAt = performance.now();
-    const info = await consumer.info(false); // false: ask the server, not the cache
+    this.lagOf(await consumer.info(false)); // false: ask the server, not the cache
+  }
+
+  private lagOf(info: ConsumerInfo): void {
     this.pending = info.num_pending + info.num_ack_pending;
     this.serverPending = info.num_pending;
   }
