@@ -20,7 +20,8 @@ import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { intFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
-import { installCleanupHandlers, pin, planPinning, run, type Server } from '../src/loadtest/processes.js';
+import { spawn } from 'node:child_process';
+import { installCleanupHandlers, pin, planPinning, run, track, type Server } from '../src/loadtest/processes.js';
 import { runBench } from './run-bench.js';
 import { uidFor } from '../src/gen/synthetic.js';
 import { prng } from '../src/loadtest/key-mix.js';
@@ -53,6 +54,7 @@ async function main(f: Flags): Promise<void> {
   const store = typeof f.store === 'string' ? f.store : null;
   const bPriority = typeof f['b-priority'] === 'string' ? f['b-priority'] : null;
   const bLogs = typeof f['b-logs'] === 'string' ? f['b-logs'] : null;
+  const perfOut = typeof f.perf === 'string' ? f.perf : null;
   // Node B's own settings (SEGD_X=v,SEGD_Y=w): one setting compared run by run on the same machine.
   const bEnv = Object.fromEntries(
     (typeof f['b-env'] === 'string' ? f['b-env'].split(',') : []).map((kv) => {
@@ -64,6 +66,7 @@ async function main(f: Flags): Promise<void> {
   if (natsSize !== 1 && natsSize !== 3) throw new Error('--nats is 1 or 3');
   const pinning = planPinning(f.pin === true, 'unpinned (no --pin): every process shares the cores');
   if (f.pin === true && !pinning.pinned) throw new Error(`--pin: ${pinning.why}`);
+  if (perfOut !== null && !pinning.pinned) throw new Error('--perf records node B’s CPU: it needs --pin');
   // B alone on the server CPU; everything else on the other one.
   const cpus = pinning.pinned ? { b: pinning.serverCpu ?? 0, rest: pinning.generatorCpu ?? 1 } : null;
   const pinRest = (pid: number) => {
@@ -174,6 +177,15 @@ async function main(f: Flags): Promise<void> {
   const lastSeq = (await jsm.streams.info('SEGMENTS')).state.last_seq;
   const backlog = lastSeq - copiedSeq;
   say(`starting node B on the copy (SEGD_NATS_READY_LAG=${readyLag}); the stream is ${backlog} messages past the copy`);
+  // B's core from its start, by the wall clock (bench/catchup-timeline.ts lines it up with B's log).
+  const perf =
+    perfOut !== null && cpus !== null
+      ? track(
+          spawn('perf', ['record', '-q', '-C', String(cpus.b), '-F', '499', '-k', 'CLOCK_REALTIME', '-o', perfOut], {
+            stdio: 'ignore',
+          }),
+        )
+      : null;
   const tStart = performance.now();
   const wallStart = Date.now();
   const b = await startNode({
@@ -238,6 +250,14 @@ async function main(f: Flags): Promise<void> {
   );
   say(`node B replayed ${replayed} messages in ${secs((readyS - loadedS) * 1000)} s: ${replayPerS} msgs/s`);
   const usage = cpu.read();
+  if (perf !== null) {
+    const exited = new Promise((r) => perf.once('exit', r));
+    perf.kill('SIGINT');
+    await exited;
+    say(
+      `perf record of B's CPU from its start to ready: ${perfOut} (node dist/bench/catchup-timeline.js --perf ${perfOut} --logs …)`,
+    );
+  }
   const bThreads = replaying ? threadsB.read() : [];
   const counts = await publisher.stop();
   // B's CPU per message while it caught up (its lookups idle): what bounds the replay on a core of its own.
@@ -322,6 +342,7 @@ const flags = parseFlags(
   {
     users: 'users on the node backed up (default 1000000)',
     'b-env': 'KEY=VALUE[,KEY=VALUE]: settings of node B alone (e.g. SEGD_LOADER_BATCH=10000)',
+    perf: 'FILE: perf record of node B’s CPU (needs --pin) from its start to ready, by the wall clock, for bench/catchup-timeline.ts',
     'b-logs': 'FILE: node B logs at debug level (each pull, each commit and ack, with their times), written to FILE',
     'stream-seconds': 'seconds the stream runs between the backup and the restored node’s start (default 60)',
     rate: 'messages/s of the stream (default 2000)',
