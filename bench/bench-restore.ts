@@ -21,7 +21,15 @@ import { dirname, join } from 'node:path';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { intFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
 import { spawn } from 'node:child_process';
-import { installCleanupHandlers, pin, planPinning, run, track, type Server } from '../src/loadtest/processes.js';
+import {
+  hasCommand,
+  installCleanupHandlers,
+  pin,
+  planPinning,
+  run,
+  track,
+  type Server,
+} from '../src/loadtest/processes.js';
 import { runBench } from './run-bench.js';
 import { uidFor } from '../src/gen/synthetic.js';
 import { prng } from '../src/loadtest/key-mix.js';
@@ -67,6 +75,7 @@ async function main(f: Flags): Promise<void> {
   const pinning = planPinning(f.pin === true, 'unpinned (no --pin): every process shares the cores');
   if (f.pin === true && !pinning.pinned) throw new Error(`--pin: ${pinning.why}`);
   if (perfOut !== null && !pinning.pinned) throw new Error('--perf records node B’s CPU: it needs --pin');
+  if (perfOut !== null && !hasCommand('perf')) throw new Error('--perf: no perf here (Debian: linux-perf)');
   // B alone on the server CPU; everything else on the other one.
   const cpus = pinning.pinned ? { b: pinning.serverCpu ?? 0, rest: pinning.generatorCpu ?? 1 } : null;
   const pinRest = (pid: number) => {
