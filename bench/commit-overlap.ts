@@ -1,0 +1,88 @@
+// Can a catch-up commit leave the loader thread free while LMDB syncs?
+// `node dist/bench/commit-overlap.js --store DIR [--records 20000] [--rounds 3]`.
+//
+// A restored node's core sits idle in the fdatasync inside each commit
+// (docs/benchmarks/2026-12-04-afternoon.md): LMDB syncs on the committing
+// thread, and the writer commits with transactionSync on the loader thread.
+// lmdb-js's asynchronous transaction runs its callback on the calling thread
+// and commits on lmdb-js's write thread. This opens a copy of DIR (a store of
+// synthetic users, seed 1, as `segd backup` writes it) and, rounds
+// alternating, rewrites `--records` random existing users in one transaction
+// each way: synchronous, and asynchronous until flushed to disk. Meanwhile
+// the main thread spins in 1 ms slices between turns of its event loop;
+// reported: the whole commit's wall time and the ms the main thread had for
+// other work (what a catch-up would spend parsing the next pull).
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openStore, userCount } from '../src/store/env.js';
+import { uidFor } from '../src/gen/synthetic.js';
+import { prng } from '../src/loadtest/key-mix.js';
+import { intFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
+
+const say = (msg: string) => console.log(`[commit-overlap ${new Date().toISOString().slice(11, 19)}] ${msg}`);
+
+/** Runs `commit`, spinning the main thread in 1 ms slices between event-loop turns until it settles. */
+async function measure(commit: () => Promise<unknown>): Promise<{ wallMs: number; freeMs: number }> {
+  let slices = 0;
+  let stop = false;
+  const spin = () => {
+    if (stop) return;
+    const t = performance.now();
+    while (performance.now() - t < 1);
+    slices++;
+    setImmediate(spin);
+  };
+  const t0 = performance.now();
+  const done = commit();
+  setImmediate(spin);
+  await done;
+  stop = true;
+  return { wallMs: performance.now() - t0, freeMs: slices };
+}
+
+async function main(f: Flags): Promise<void> {
+  if (typeof f.store !== 'string') throw new Error('--store DIR');
+  const records = intFlag(f, 'records', { min: 1, max: 1_000_000, def: 20_000 });
+  const rounds = intFlag(f, 'rounds', { min: 1, max: 100, def: 3 });
+  const dir = mkdtempSync(join(tmpdir(), 'segd-commit-overlap-'));
+  try {
+    cpSync(f.store, dir, { recursive: true });
+    const store = openStore(dir);
+    const users = userCount(store);
+    const { env, members } = store;
+    const rnd = prng(3);
+    // Every record rewrites a user's stored value (the same length, one byte changed): a page dirtied a record.
+    const rewrite = () => {
+      for (let i = 0; i < records; i++) {
+        const uid = uidFor(1, Math.floor(rnd() * users));
+        const old = members.getBinary(uid);
+        if (old === undefined) throw new Error(`${uid}: not in the store (not seed 1?)`);
+        const next = Buffer.from(old);
+        next[next.length - 1]! ^= 1;
+        void members.put(uid, next);
+      }
+    };
+    say(`${users.toLocaleString('en-US')} users; ${records} records a transaction; a warm-up commit first`);
+    env.transactionSync(rewrite);
+    for (let r = 1; r <= rounds; r++) {
+      const sync = await measure(async () => env.transactionSync(rewrite));
+      const async = await measure(() => env.transaction(rewrite).then(() => env.flushed));
+      say(
+        `round ${r}: synchronous ${sync.wallMs.toFixed(0)} ms (main thread free ${sync.freeMs} ms); ` +
+          `asynchronous until flushed ${async.wallMs.toFixed(0)} ms (main thread free ${async.freeMs} ms)`,
+      );
+    }
+    await env.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main(
+  parseFlags('node dist/bench/commit-overlap.js', process.argv.slice(2), {
+    store: 'DIR: a store of synthetic users, seed 1 (copied; the copy is removed after)',
+    records: 'records a transaction (default 20000)',
+    rounds: 'rounds, each a synchronous and an asynchronous commit (default 3)',
+  }),
+);
