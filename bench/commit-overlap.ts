@@ -15,7 +15,7 @@
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openStore, userCount } from '../src/store/env.js';
+import { openStore, userCount, type OpenOptions } from '../src/store/env.js';
 import { uidFor } from '../src/gen/synthetic.js';
 import { prng } from '../src/loadtest/key-mix.js';
 import { intFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
@@ -48,7 +48,9 @@ async function main(f: Flags): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'segd-commit-overlap-'));
   try {
     cpSync(f.store, dir, { recursive: true });
-    const store = openStore(dir);
+    // lmdb-js env options over the store's (compared run by run), e.g. '{"maxFreeSpaceToLoad":1000}'.
+    const lmdb = typeof f.lmdb === 'string' ? (JSON.parse(f.lmdb) as Record<string, unknown>) : undefined;
+    const store = openStore(dir, lmdb ? { lmdb: lmdb as OpenOptions['lmdb'] } : {});
     const users = userCount(store);
     const { env, members } = store;
     const rnd = prng(3);
@@ -84,5 +86,6 @@ await main(
     store: 'DIR: a store of synthetic users, seed 1 (copied; the copy is removed after)',
     records: 'records a transaction (default 20000)',
     rounds: 'rounds, each a synchronous and an asynchronous commit (default 3)',
+    lmdb: 'JSON: lmdb-js env options over the store’s (e.g. {"maxFreeSpaceToLoad":1000})',
   }),
 );
