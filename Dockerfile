@@ -2,7 +2,12 @@
 # segd: build with dev dependencies, run with production ones only.
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
+# npm ci builds native addons from source: lmdb-js's (native/build-lmdb.sh, its
+# postinstall: the prebuilt one is a debug build) and roaring's.
+RUN apt-get update && apt-get install -y --no-install-recommends g++ make python3 \
+  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
+COPY native/build-lmdb.sh ./native/
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src

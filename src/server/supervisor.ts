@@ -27,6 +27,7 @@ import { writePidfile, removePidfile, runningServer } from './pidfile.js';
 import { applyRegistryOp, upsertFromConfig, type RegistrySeed } from '../partners/admin.js';
 import { Waiting, settlesBy } from '../waiting.js';
 import { lowerThisThread } from './thread-priority.js';
+import { lmdbAddon } from '../store/lmdb-addon.js';
 import { Insights } from '../insights/insights.js';
 import { Exposures } from '../loader/exposures.js';
 import { Registry } from '../partners/registry.js';
@@ -342,6 +343,13 @@ export async function serve(
     throw err;
   }
   log.info({ port, host: config.host, workers: config.workers, dataDir: config.dataDir }, 'listening');
+  const addon = lmdbAddon();
+  if (addon.fromSource) log.info({ addon: addon.path }, 'lmdb addon built from source');
+  else
+    log.warn(
+      { addon: addon.path },
+      'lmdb-js runs its prebuilt addon, a debug build (a write costs ≈ 1.5× the CPU of a source build): npm run build:lmdb',
+    );
   // The loader (this thread) yields the CPU to lookups: Linux priorities are
   // per thread, and workers were created before this, so only the loader
   // thread drops. Measured with bench:ingest: lookup p99 during heavy push
