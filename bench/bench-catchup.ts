@@ -1,5 +1,5 @@
 // A restored node's catch-up, in process: `npm run bench:catchup -- --base DIR
-// [--changes 200000] [--rounds 3] [--variants NAME,…]`.
+// [--changes 200000] [--rounds 3] [--variants NAME,…] [--lmdb-builds NAME=DIR,…]`.
 //
 // DIR holds a store as `segd backup` writes it (a compacted copy of
 // synthetic users, seed 1). Every round copies it afresh, for each variant in
@@ -14,6 +14,12 @@
 // for its parts: the transaction's work (reads, copy-on-write of the pages
 // it changes) and its commit (writing the dirty pages, the free list); and
 // the CPU of each group in turn. Variants alternate round by round.
+//
+// `--lmdb-builds stock=DIR,patched=DIR` runs every variant under each of
+// these lmdb-js native builds (DIR/build/Release/lmdb.node, chosen through
+// node-gyp-build's LMDB_PREBUILD), in turn within a round, the order reversed
+// every other round; each child names the addon it mapped, and a child that
+// mapped another one fails the run.
 import {
   readFileSync,
   cpSync,
@@ -25,10 +31,12 @@ import {
   readSync,
   closeSync,
   statSync,
+  realpathSync,
 } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { tmpdir, loadavg } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore, userCount, type Store } from '../src/store/env.js';
 import { Writer } from '../src/loader/writer.js';
@@ -37,6 +45,7 @@ import { prng } from '../src/loadtest/key-mix.js';
 import { nowSeconds } from '../src/lookup/segments.js';
 import { intFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
 import { OutboxWriter } from '../src/outbound/outbox.js';
+import { segmentIds } from '../src/store/members.js';
 import { DestinationRules } from '../src/outbound/deltas.js';
 import { Registry } from '../src/partners/registry.js';
 
@@ -73,6 +82,19 @@ const VARIANTS: Variant[] = [
   { name: 'group 20k sync in the commit', group: 20_000, lmdb: { overlappingSync: false } },
   { name: 'group 20k no sync (unsafe)', group: 20_000, lmdb: { noSync: true, overlappingSync: false } },
 ];
+
+/** A native build of lmdb-js to run the variants under; no dir: the one lmdb-js finds itself. */
+interface Build {
+  name: string;
+  dir?: string;
+}
+
+/** The lmdb-js addon this process has mapped (from /proc/self/maps). */
+function mappedLmdbAddon(): string {
+  const maps = readFileSync('/proc/self/maps', 'utf8').split('\n');
+  const path = maps.map((l) => l.split(/\s+/)[5] ?? '').find((p) => /lmdb[^/]*\.node$/.test(p));
+  return path ?? 'none';
+}
 
 interface Usage {
   /** Bytes this process handed to write(2) and friends (/proc/self/io wchar). */
@@ -187,6 +209,13 @@ async function child(dir: string, v: Variant, changes: number, round: number): P
   }
   const total = since(u0);
   const info1 = env.getStats() as { mapSize?: number; lastPageNumber?: number };
+  // The replayed users' segments (timestamps aside), to compare runs of the same records.
+  const answers = createHash('sha256');
+  const ids = new Uint32Array(4096);
+  for (const uid of [...new Set(recs.map((r) => r.uid))].sort()) {
+    const n = segmentIds(store.members.getBinaryFast(uid) as Buffer | undefined, ids);
+    answers.update(`${uid}:${ids.subarray(0, n).join(',')}\n`);
+  }
   await store.close();
   const file = statSync(join(dir, 'data.mdb'));
   process.stdout.write(
@@ -201,6 +230,8 @@ async function child(dir: string, v: Variant, changes: number, round: number): P
       lastPage: [info0.lastPageNumber, info1.lastPageNumber],
       fileMB: [file.size / 2 ** 20, (file.blocks * 512) / 2 ** 20],
       groups,
+      addon: mappedLmdbAddon(),
+      answers: answers.digest('hex').slice(0, 16),
     }) + '\n',
   );
 }
@@ -217,6 +248,10 @@ interface Result {
   /** The data file at the end: its size and the disk it holds (MB). */
   fileMB: number[];
   groups: Array<{ cpu: number; lastPage: number; free: number }>;
+  /** The lmdb-js addon the child mapped. */
+  addon: string;
+  /** A digest of the replayed users' segments after the replay. */
+  answers: string;
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -229,18 +264,34 @@ function parent(f: Flags): void {
   const changes = intFlag(f, 'changes', { min: 1000, max: 10_000_000, def: 200_000 });
   const rounds = intFlag(f, 'rounds', { min: 1, max: 50, def: 3 });
   const names = typeof f.variants === 'string' ? f.variants.split(',').map((s) => s.trim()) : null;
-  const variants = names ? names.map((n) => VARIANTS.find((v) => v.name === n) ?? fail(n)) : VARIANTS;
+  const chosen = names ? names.map((n) => VARIANTS.find((v) => v.name === n) ?? fail(n)) : VARIANTS;
+  const builds: Build[] =
+    typeof f['lmdb-builds'] === 'string'
+      ? f['lmdb-builds'].split(',').map((s) => {
+          const [name, dir] = s.split('=').map((x) => x.trim());
+          if (!name || !dir) throw new Error(`--lmdb-builds: expected NAME=DIR, got ${JSON.stringify(s)}`);
+          return { name, dir: resolve(dir) };
+        })
+      : [{ name: '' }];
+  // Every variant under every build: one case each, named "variant @build".
+  const cases = chosen.flatMap((v) => builds.map((b) => ({ v, b, name: b.dir ? `${v.name} @${b.name}` : v.name })));
   const work = mkdtempSync(join(typeof f.tmp === 'string' ? f.tmp : tmpdir(), 'segd-bench-catchup-'));
   const script = fileURLToPath(import.meta.url);
-  const results: Result[][] = variants.map(() => []);
+  const results: Result[][] = cases.map(() => []);
   say(
     `load average ${loadavg()
       .map((x) => x.toFixed(2))
-      .join(' ')}; ${variants.length} variants × ${rounds} rounds`,
+      .join(' ')}; ${chosen.length} variants × ${builds.length} lmdb builds × ${rounds} rounds`,
   );
   try {
     for (let round = 0; round < rounds; round++) {
-      variants.forEach((v, k) => {
+      // Builds in turn within a variant, their order reversed every other round.
+      const order = cases.map((_, k) => k);
+      if (round % 2 === 1 && builds.length > 1)
+        for (let i = 0; i < order.length; i += builds.length)
+          order.splice(i, builds.length, ...order.slice(i, i + builds.length).reverse());
+      order.forEach((k) => {
+        const { v, b, name } = cases[k]!;
         const dir = join(work, 'store');
         rmSync(dir, { recursive: true, force: true });
         mkdirSync(dir);
@@ -258,14 +309,24 @@ function parent(f: Flags): void {
             '--round',
             String(round),
           ],
-          { encoding: 'utf8', maxBuffer: 1 << 24 },
+          {
+            encoding: 'utf8',
+            maxBuffer: 1 << 24,
+            env: b.dir ? { ...process.env, LMDB_PREBUILD: b.dir } : process.env,
+          },
         );
-        if (r.status !== 0) throw new Error(`child for ${v.name} failed: ${r.stderr}`);
+        if (r.status !== 0) throw new Error(`child for ${name} failed: ${r.stderr}`);
         const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as Result;
+        if (b.dir && res.addon !== realpathSync(join(b.dir, 'build', 'Release', 'lmdb.node')))
+          throw new Error(`child for ${name} mapped ${res.addon}, not the build in ${b.dir}`);
         results[k]!.push(res);
+        // The same records under another build of the same variant: the same segments.
+        const twin = cases.findIndex((c, j) => c.v === v && results[j]!.length === round + 1 && j !== k);
+        if (twin >= 0 && results[twin]![round]!.answers !== res.answers)
+          throw new Error(`${name}: answers ${res.answers}, ${cases[twin]!.name}: ${results[twin]![round]!.answers}`);
         const t = res.total;
         say(
-          `round ${round + 1}, ${v.name}: ${f1(t.user + t.sys)} µs CPU/record (${f1(t.user)} user ${f1(t.sys)} sys; work ${f1(res.work.user)} + ${f1(res.work.sys)} sys, commit ${f1(res.commit.user)} + ${f1(res.commit.sys)} sys), ${f2(t.minflt)} minor faults/record, ${f2(t.wchar / 4096)} pages written/record, wall ${f1(t.wall)} µs${v.prefault ? `; prefault ${(res.prefault.user + res.prefault.sys) / 1000} ms CPU, ${res.prefault.minflt} faults` : ''}; map ${res.mapSize.join(' → ')}, last page ${res.lastPage.join(' → ')}; file ${res.fileMB.map((x) => x.toFixed(0)).join(' MB, on disk ')} MB; µs/record by group ${res.groups.map((g) => g.cpu).join(' ')}; last page ${res.groups.map((g) => g.lastPage).join(' ')}; free-db entries ${res.groups.map((g) => g.free).join(' ')}`,
+          `round ${round + 1}, ${name}: ${f1(t.user + t.sys)} µs CPU/record (${f1(t.user)} user ${f1(t.sys)} sys; work ${f1(res.work.user)} + ${f1(res.work.sys)} sys, commit ${f1(res.commit.user)} + ${f1(res.commit.sys)} sys), ${f2(t.minflt)} minor faults/record, ${f2(t.wchar / 4096)} pages written/record, wall ${f1(t.wall)} µs${v.prefault ? `; prefault ${(res.prefault.user + res.prefault.sys) / 1000} ms CPU, ${res.prefault.minflt} faults` : ''}; map ${res.mapSize.join(' → ')}, last page ${res.lastPage.join(' → ')}; file ${res.fileMB.map((x) => x.toFixed(0)).join(' MB, on disk ')} MB; lmdb addon ${res.addon}, answers ${res.answers}; µs/record by group ${res.groups.map((g) => g.cpu).join(' ')}; last page ${res.groups.map((g) => g.lastPage).join(' ')}; free-db entries ${res.groups.map((g) => g.free).join(' ')}`,
         );
       });
     }
@@ -279,11 +340,12 @@ function parent(f: Flags): void {
   console.log(
     `${'variant'.padEnd(32)}  cpu µs  user µs  sys µs  work µs  commit µs  minflt  work flt  commit flt  pages/rec  wall µs  prefault ms cpu`,
   );
-  const summary = variants.map((v, k) => {
+  const summary = cases.map(({ v, name }, k) => {
     const rs = results[k]!;
     const m = (pick: (r: Result) => number) => median(rs.map(pick));
     const row = {
       variant: v,
+      name,
       cpu: m((r) => r.total.user + r.total.sys),
       user: m((r) => r.total.user),
       sys: m((r) => r.total.sys),
@@ -298,7 +360,7 @@ function parent(f: Flags): void {
       rounds: rs,
     };
     console.log(
-      `${v.name.padEnd(32)} ${f1(row.cpu)}  ${f1(row.user)}  ${f1(row.sys)}  ${f1(row.work)}  ${f1(row.commit)}    ${f2(row.minflt)}  ${f2(row.workFlt)}    ${f2(row.commitFlt)}    ${f2(row.pages)}   ${f1(row.wall)}  ${row.prefaultMs.toFixed(0).padStart(8)}`,
+      `${name.padEnd(32)} ${f1(row.cpu)}  ${f1(row.user)}  ${f1(row.sys)}  ${f1(row.work)}  ${f1(row.commit)}    ${f2(row.minflt)}  ${f2(row.workFlt)}    ${f2(row.commitFlt)}    ${f2(row.pages)}   ${f1(row.wall)}  ${row.prefaultMs.toFixed(0).padStart(8)}`,
     );
     return row;
   });
@@ -329,6 +391,7 @@ if (argv[0] === '--child') {
     variants: `comma-separated, of: ${VARIANTS.map((v) => v.name).join('; ')} (default all)`,
     tmp: 'where the copies go (default the OS temp directory)',
     out: 'write the results as JSON to this file',
+    'lmdb-builds': 'NAME=DIR,…: run every variant under each lmdb-js native build DIR/build/Release/lmdb.node, in turn',
   });
   try {
     parent(flags);
