@@ -85,6 +85,8 @@ const INFO_EVERY_MS = 1000;
 const CATCH_UP_PULL = 20_000;
 /** How long one pull waits for messages (the client's least). */
 const FETCH_EXPIRES_MS = 1000;
+/** The client's error for a pull whose heartbeats it stopped seeing (@nats-io/jetstream's consumer.js). */
+const HEARTBEATS_MISSED = 'heartbeats missed';
 /** How long stop() lets a committed batch's ack reach a server before closing the connection. */
 const ACK_GRACE_MS = 2000;
 
@@ -219,15 +221,29 @@ export class JetStreamSource {
         // consumer is re-attached at the checkpoint that leaves.
         await this.settled();
         const message = (err as Error).message;
-        if (message !== this.lastError)
+        // The client ends a pull once two of its heartbeat checks in a row (every
+        // 500 ms) found nothing read: a loader whose loop sat in commits for a
+        // second or more does that with nothing wrong. After progress it is
+        // attached and pulled again at once; a server really gone fails that
+        // too, and the failure is then reported and backed off.
+        const busy = message === HEARTBEATS_MISSED && this.committedSinceRetry;
+        if (busy)
+          this.log.info({ stream: this.opts.stream }, 'jetstream pull ended on missed heartbeats; pulling again');
+        else if (message !== this.lastError)
           this.log.warn({ err: message, stream: this.opts.stream }, 'jetstream source: retrying');
-        this.lastError = message;
+        if (!busy) this.lastError = message;
         this.pending = -1; // the last figure is no longer known to hold (a leader change, a lost server)
         this.serverPending = -1;
-        this.consumer = null; // re-resolve after reconnects and server restarts
+        // Re-resolved after reconnects and server restarts, and after any ended
+        // pull: what it was handed and not applied must come again (attach()).
+        this.consumer = null;
+        if (busy) {
+          this.committedSinceRetry = false;
+          continue;
+        }
         this.waitingFor = 'retry backoff';
-        // A pull that applied messages before it failed (missed heartbeats) made
-        // progress: the wait starts over rather than doubling towards 5 s.
+        // A pull that applied messages before it failed made progress: the wait
+        // starts over rather than doubling towards 5 s.
         if (this.committedSinceRetry) backoff = 250;
         this.committedSinceRetry = false;
         await sleep(backoff, undefined, { signal: this.halt.signal }).catch(() => undefined);
