@@ -2,10 +2,9 @@
 // that core and the node's own log: `node dist/bench/catchup-timeline.js
 // --perf FILE --logs FILE [--span FROM-TO] [--steady FROM-TO] [--first FROM-TO]`.
 //
-// Recorded with node B pinned (`npm run bench:restore -- --pin --b-logs
-// LOGS …`) and, from B's start, `perf record -C 0 -F 499 -k CLOCK_REALTIME -o
-// FILE -- sleep 20` (no call graphs: a sample is its thread and its
-// symbol). The clock is the wall clock, so samples line up with the log's
+// Recorded by `npm run bench:restore -- --pin --perf FILE --b-logs LOGS …`:
+// `perf record -C <B's CPU> -F 499 -k CLOCK_REALTIME` from B's start to its
+// ready (no call graphs: a sample is its thread and its symbol). The clock is the wall clock, so samples line up with the log's
 // times. Printed: per 250 ms from B's listening, the core's share spent by
 // B's loader thread (its main thread: the writer and the JetStream source), by
 // B's other threads (V8's GC and compiler helpers, the lookup worker), by
