@@ -28,6 +28,10 @@ export class Registry {
   }
 
   reload(): void {
+    // The change was committed on another thread just before the reload was
+    // asked for; lmdb-js's own read transaction may still hold a snapshot from
+    // an earlier read this turn (it resets on a setTimeout(0)), so renew it.
+    this.store.refresh();
     const byId = new Map<string, Partner>();
     const byDigest = new Map<string, Partner>();
     for (const { key, value } of this.store.partners.getRange({ snapshot: false })) {

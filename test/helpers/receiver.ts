@@ -122,6 +122,11 @@ export function historyOf(got: readonly Received[]): Map<string, [number, 0 | 1]
   return out;
 }
 
+/** Every segment id that arrived, whatever its user or status. */
+export function segmentIdsOf(got: readonly Received[]): Set<number> {
+  return new Set(got.flatMap((g) => g.body.users.flatMap((u) => u.segments.map((s) => s.id))));
+}
+
 /**
  * A feed that flips segments: each round, user i joins or leaves segment
  * `segs[(round + i) % segs.length]`, and `want` records the (segment,

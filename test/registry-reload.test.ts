@@ -1,0 +1,99 @@
+// A lookup worker reloads the registry when the supervisor says it changed,
+// and must then read the change: lmdb-js's own read transaction (the one
+// getRange uses) lives until a setTimeout(0) fires, so a worker that read
+// anything earlier in the same event-loop turn (a request's member count)
+// holds a snapshot from before the supervisor's commit. Here the worker
+// reads, the supervisor commits a new segment meanwhile, and the worker
+// reloads in the same synchronous turn — the narrowest form of that race.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { once } from 'node:events';
+import { tempDir } from './helpers/server.js';
+import { openStore, type Store } from '../src/store/env.js';
+import { applyRegistryOp } from '../src/partners/admin.js';
+
+const DIST = join(import.meta.dirname, '../dist/src');
+// The worker runs the built modules (`npm run build`), as the server's workers do.
+const WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+(async () => {
+  const { openStore } = await import(workerData.env);
+  const { Registry } = await import(workerData.registry);
+  const { cells, flags } = workerData;
+  const store = openStore(workerData.dir, {
+    readOnly: true,
+    generationCell: { cells, index: 0 },
+    commitCell: { cells, index: 1 },
+  });
+  const registry = Registry.load(store);
+  parentPort.on('message', (id) => {
+    if (id === null) return void store.close().then(() => parentPort.postMessage('closed'));
+    // A read through lmdb-js's own transaction, as a request's member count is.
+    store.segments.get(id);
+    Atomics.store(flags, 0, 1);
+    Atomics.notify(flags, 0);
+    // The supervisor commits and tells this worker, all before this turn ends.
+    Atomics.wait(flags, 1, 0);
+    Atomics.store(flags, 1, 0);
+    registry.reload();
+    parentPort.postMessage(registry.segment(id) !== undefined);
+  });
+  parentPort.postMessage('ready');
+})();
+`;
+
+describe("a worker's registry reload", () => {
+  const dir = tempDir('segd-registry-reload-');
+  const cells = new Int32Array(new SharedArrayBuffer(8));
+  const flags = new Int32Array(new SharedArrayBuffer(8));
+  let store: Store;
+  let worker: Worker;
+
+  beforeAll(async () => {
+    store = openStore(dir, { generationCell: { cells, index: 0 }, commitCell: { cells, index: 1 } });
+    worker = new Worker(WORKER, {
+      eval: true,
+      workerData: {
+        dir,
+        cells,
+        flags,
+        env: pathToFileURL(join(DIST, 'store/env.js')).href,
+        registry: pathToFileURL(join(DIST, 'partners/registry.js')).href,
+      },
+    });
+    expect((await once(worker, 'message'))[0]).toBe('ready');
+  });
+  afterAll(async () => {
+    if (worker) {
+      worker.postMessage(null);
+      await once(worker, 'message');
+      await worker.terminate();
+    }
+    await store?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reads a segment committed after its last read in the same turn', async () => {
+    const missed: number[] = [];
+    for (let id = 1; id <= 50; id++) {
+      const answer = once(worker, 'message');
+      worker.postMessage(id);
+      // The worker has read (its snapshot is from before this commit).
+      while (Atomics.load(flags, 0) === 0) await Atomics.waitAsync(flags, 0, 0, 1000).value;
+      Atomics.store(flags, 0, 0);
+      const r = applyRegistryOp(store, {
+        kind: 'putSegment',
+        id,
+        body: { name: `s${id}`, provider: 'test', segtax: 600, dataType: 'first', partners: [] },
+      });
+      expect(r.ok).toBe(true);
+      Atomics.store(flags, 1, 1);
+      Atomics.notify(flags, 1);
+      if (!((await answer)[0] as boolean)) missed.push(id);
+    }
+    expect(missed).toEqual([]);
+  });
+});
