@@ -33,11 +33,10 @@ const { parentPort, workerData } = require('node:worker_threads');
     if (id === null) return void store.close().then(() => parentPort.postMessage('closed'));
     // A read through lmdb-js's own transaction, as a request's member count is.
     store.segments.get(id);
-    Atomics.store(flags, 0, 1);
-    Atomics.notify(flags, 0);
+    parentPort.postMessage('read');
     // The supervisor commits and tells this worker, all before this turn ends.
-    Atomics.wait(flags, 1, 0);
-    Atomics.store(flags, 1, 0);
+    Atomics.wait(flags, 0, 0);
+    Atomics.store(flags, 0, 0);
     registry.reload();
     parentPort.postMessage(registry.segment(id) !== undefined);
   });
@@ -48,7 +47,7 @@ const { parentPort, workerData } = require('node:worker_threads');
 describe("a worker's registry reload", () => {
   const dir = tempDir('segd-registry-reload-');
   const cells = new Int32Array(new SharedArrayBuffer(8));
-  const flags = new Int32Array(new SharedArrayBuffer(8));
+  const flags = new Int32Array(new SharedArrayBuffer(4));
   let store: Store;
   let worker: Worker;
 
@@ -79,19 +78,18 @@ describe("a worker's registry reload", () => {
   it('reads a segment committed after its last read in the same turn', async () => {
     const missed: number[] = [];
     for (let id = 1; id <= 50; id++) {
-      const answer = once(worker, 'message');
       worker.postMessage(id);
-      // The worker has read (its snapshot is from before this commit).
-      while (Atomics.load(flags, 0) === 0) await Atomics.waitAsync(flags, 0, 0, 1000).value;
-      Atomics.store(flags, 0, 0);
+      // The worker has read (its snapshot is from before this commit), and waits.
+      expect((await once(worker, 'message'))[0]).toBe('read');
+      const answer = once(worker, 'message');
       const r = applyRegistryOp(store, {
         kind: 'putSegment',
         id,
         body: { name: `s${id}`, provider: 'test', segtax: 600, dataType: 'first', partners: [] },
       });
       expect(r.ok).toBe(true);
-      Atomics.store(flags, 1, 1);
-      Atomics.notify(flags, 1);
+      Atomics.store(flags, 0, 1);
+      Atomics.notify(flags, 0);
       if (!((await answer)[0] as boolean)) missed.push(id);
     }
     expect(missed).toEqual([]);
