@@ -140,7 +140,11 @@ async function main(f: Flags): Promise<void> {
   const copy = join(benchDir('segd-bench-restore-b-'), 'data');
   say(`segd backup --out ${copy} (under the stream)`);
   const tBackup = performance.now();
-  const backup = run(process.execPath, [SEGD_BIN, 'backup', '--out', copy], {
+  // The wait for A's filter save is production's (2 × SEGD_BLOOM_SAVE_MS, a
+  // minute by default), not 2 × the bench's 2 s: under the copy's writeback a
+  // save's fsync can take longer than 4 s, the backup then left the filter out,
+  // and B rebuilt 10M keys on its catch-up core (ready 14.6 s against 10.8 s).
+  const backup = run(process.execPath, [SEGD_BIN, 'backup', '--out', copy, '--filter-wait', '60000'], {
     env: { ...envWithoutSegd(), SEGD_DATA_DIR: join(dirA, 'data'), SEGD_BLOOM_SAVE_MS: '2000' },
   });
   // The backup carries a filter A saved at or after its copy (A checkpoints it

@@ -8,7 +8,19 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { pack } from 'msgpackr';
-import { startSegd, stopReport, CLEAN_STOP, tempDir, feedLine, segmentsOf, waitFor } from './helpers/server.js';
+import {
+  startSegd,
+  stopReport,
+  CLEAN_STOP,
+  tempDir,
+  feedLine,
+  segmentsOf,
+  waitFor,
+  segdEnv,
+  BIN,
+} from './helpers/server.js';
+import { spawnTracked } from './helpers/procs.js';
+import { openStore } from '../src/store/env.js';
 import { freePort, spawnNats, startNats } from './helpers/nats.js';
 
 /** segd's `segd_nats_connected` gauge: 1 connected, 0 reconnecting, null before the feed is watched. */
@@ -23,6 +35,29 @@ async function client(url: string): Promise<{ nc: NatsConnection; js: JetStreamC
   const jsm = await jetstreamManager(nc);
   await jsm.streams.add({ name: 'SEGMENTS', subjects: ['segments.>'] }).catch(() => undefined);
   return { nc, js: jetstream(nc) };
+}
+
+/** Polls the store at `dir` (read-only, as often as it commits) until its checkpoint `key` passes `pred`; that sequence. */
+async function checkpointWhen(dir: string, key: string, pred: (seq: number) => boolean, ms = 30_000): Promise<number> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (Date.now() > end) throw new Error(`checkpoint ${key} not reached in ${ms} ms`);
+    try {
+      const store = openStore(dir, { readOnly: true });
+      try {
+        while (Date.now() <= end) {
+          const seq = (store.meta.get(key) as { seq: number } | undefined)?.seq ?? -1;
+          if (pred(seq)) return seq;
+          await new Promise((r) => setTimeout(r, 1));
+        }
+      } finally {
+        await store.close();
+      }
+    } catch {
+      // The store is not made yet (the node is starting): tried again.
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
 }
 
 describe('NATS JetStream source', () => {
@@ -174,19 +209,24 @@ describe('NATS JetStream source', () => {
     const env = {
       SEGD_NATS_URL: nats.url,
       SEGD_NATS_BATCH: '200',
-      SEGD_LOADER_BATCH: '200',
+      SEGD_LOADER_BATCH: '50',
       SEGD_NATS_DURABLE: 'node-a',
       SEGD_LOG_LEVEL: 'debug',
     };
-    const victim = await startSegd({ dataDir, env });
-    await waitFor(async () => (await segmentsOf(victim, 'k1000')).length === 1);
-    victim.proc.kill('SIGKILL');
-    await victim.exited;
+    // The replay begins while the node starts (before it listens), so the kill
+    // is timed by the store itself: its checkpoint, read as each part commits.
+    const victim = spawnTracked(process.execPath, [BIN, 'serve'], { env: segdEnv(dataDir, env), stdio: 'ignore' });
+    const died = new Promise((r) => victim.once('exit', r));
+    const killedAt = await checkpointWhen(dataDir, 'ckpt:nats:SEGMENTS:node-a', (seq) => seq >= 1000);
+    victim.kill('SIGKILL');
+    await died;
+    expect(killedAt, 'the kill landed mid-replay').toBeLessThan(N);
 
     const segd = await startSegd({ dataDir, env });
     // Where the committed state ended when the process died (k1000 was visible, so past it).
     const cp = { seq: (await segd.waitForLog((l) => l.msg === 'jetstream source attached')).resumeAfter as number };
-    expect(cp.seq).toBeGreaterThan(1000);
+    expect(cp.seq).toBeGreaterThanOrEqual(killedAt);
+    expect(cp.seq, 'the kill landed before the last part committed').toBeLessThan(N);
     await waitFor(async () => (await segmentsOf(segd, `k${N - 1}`)).length === 1, 30_000);
     await waitFor(
       async () => ((await (await fetch(`${segd.url}/readyz`)).json()) as { lag?: { nats: number } }).lag?.nats === 0,

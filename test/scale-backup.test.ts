@@ -104,28 +104,40 @@ describe('segd backup', () => {
         ? { op: 'remove', uid: `b${i % 4000}`, segments: [(i % 4000) % 40] }
         : { op: 'add', uid: `b${i}`, segments: [i % 40, 200 + (i % 5)] },
     );
-    const b = await startSegd({
-      dataDir: out,
-      env: {
-        SEGD_NATS_URL: nats.urls[0]!,
-        SEGD_NATS_DURABLE: 'node-b',
-        SEGD_NATS_BATCH: '10',
-        SEGD_NATS_READY_LAG: '5',
-      },
-    });
-    running.segds.push(b);
-    const adopted = await b.waitForLog((l) => l.msg === 'jetstream checkpoint adopted from the copied store');
-    expect(adopted.seq).toBe(cp.seq);
-    expect(b.logs.some((l) => l.msg === 'known-users filter loaded')).toBe(true);
-    // Not ready while the backlog is above the threshold; ready once it was under it.
+    // The stream's server stalls (SIGSTOP) while B starts: B loads and listens
+    // but cannot reach the stream, and must not say ready before it has caught
+    // up. (With the server running, B replays this backlog before it listens.)
+    const natsPid = [...nats.nodes.values()][0]!.pid!;
     const seen: string[] = [];
-    await waitFor(async () => {
-      const r = await fetch(`${b.url}/readyz`);
+    const readyz = async (s: Segd) => {
+      const r = await fetch(`${s.url}/readyz`);
       const body = (await r.json()) as { status: string; lag?: { nats: number | string } };
       if (seen.at(-1) !== body.status) seen.push(body.status);
       if (r.status === 200) expect(Number(body.lag?.nats)).toBeLessThanOrEqual(5);
       return r.status === 200;
-    }, 60_000);
+    };
+    process.kill(natsPid, 'SIGSTOP');
+    let b: Segd;
+    try {
+      b = await startSegd({
+        dataDir: out,
+        env: {
+          SEGD_NATS_URL: nats.urls[0]!,
+          SEGD_NATS_DURABLE: 'node-b',
+          SEGD_NATS_BATCH: '10',
+          SEGD_NATS_READY_LAG: '5',
+        },
+      });
+      running.segds.push(b);
+      expect(await readyz(b)).toBe(false);
+    } finally {
+      process.kill(natsPid, 'SIGCONT');
+    }
+    const adopted = await b.waitForLog((l) => l.msg === 'jetstream checkpoint adopted from the copied store');
+    expect(adopted.seq).toBe(cp.seq);
+    expect(b.logs.some((l) => l.msg === 'known-users filter loaded')).toBe(true);
+    // Ready once the backlog was under the threshold.
+    await waitFor(() => readyz(b), 60_000);
     expect(seen).toEqual(['catching up', 'ready']);
 
     await waitFor(async () => (await lag(a)) === 0 && (await lag(b)) === 0, 30_000);
