@@ -52,6 +52,8 @@ export class KnownUsers {
   private retired: BlockedBloom | null = null;
   private retiredTimer: NodeJS.Timeout | null = null;
   private added = 0;
+  /** Users the writer added while a rebuild's scan ran (the scan may have seen them too). */
+  private addedWhileBuilding = 0;
   private dirty = false;
   /** The write sequence the file on disk records; -1: no file of ours yet. */
   private savedWrites = -1;
@@ -121,6 +123,7 @@ export class KnownUsers {
     this.building?.add(uid);
     this.retired?.add(uid);
     this.added++;
+    if (this.building) this.addedWhileBuilding++;
     this.dirty = true;
   };
 
@@ -137,6 +140,10 @@ export class KnownUsers {
   rebuild(capacity?: number): Promise<void> {
     this.rebuilding ??= this.doRebuild(capacity).finally(() => {
       this.rebuilding = null;
+      // Users the writer added while the scan ran can leave the new filter
+      // past its capacity (a first build beside the seed or a replay): it
+      // grows now, not at the next batch, which may be long in coming.
+      if (!this.closing) this.afterBatch();
     });
     return this.rebuilding;
   }
@@ -151,6 +158,7 @@ export class KnownUsers {
     );
     const next = new BlockedBloom(params);
     this.building = next;
+    this.addedWhileBuilding = 0;
     let n = 0;
     // snapshot:false: a long scan must not pin an old read snapshot (file growth);
     // users created meanwhile reach `next` through onNewUser.
@@ -189,7 +197,10 @@ export class KnownUsers {
     this.retiredTimer = setTimeout(() => (this.retired = null), RETIRED_MS);
     this.retiredTimer.unref();
     this.current = next;
-    this.added = n;
+    // An upper bound: a user added while the scan ran is counted whether or
+    // not the scan saw it too. Counting only the scan left a filter built
+    // beside a seed or a replay past its capacity with nothing to grow it.
+    this.added = n + this.addedWhileBuilding;
     this.rebuilds++;
     this.dirty = true;
     this.log.info(
