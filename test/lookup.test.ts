@@ -21,7 +21,8 @@ describe('lookups from a loaded feed', () => {
         // Expired before it was even loaded: ts 2 h ago, TTL 1 h.
         feedLine({ op: 'add', uid: 'bob', segments: [{ id: 8, ttl: 3600 }], ts: now() - 7200 }),
         // Expires two seconds after load: present now, gone later.
-        feedLine({ op: 'add', uid: 'carol', segments: [1, { id: 2, ttl: 2 }] }),
+        // Long enough to be seen on a loaded machine (the seed loads while the workers start), short enough to wait out.
+        feedLine({ op: 'add', uid: 'carol', segments: [1, { id: 2, ttl: 8 }] }),
         feedLine({ op: 'add', uid: 'dave', segments: [3, 4, 5] }),
         feedLine({ op: 'remove', uid: 'dave', segments: [4] }),
         feedLine({ op: 'add', uid: 'erin', segments: [1] }),
