@@ -1,5 +1,5 @@
 // Can a catch-up commit leave the loader thread free while LMDB syncs?
-// `node dist/bench/commit-overlap.js --store DIR [--records 20000] [--rounds 3]`.
+// `node dist/bench/commit-overlap.js --store DIR [--records 20000] [--rounds 3] [--chain N]`.
 //
 // A restored node's core sits idle in the fdatasync inside each commit
 // (docs/benchmarks/2026-12-04-afternoon.md): LMDB syncs on the committing
@@ -12,6 +12,9 @@
 // the main thread spins in 1 ms slices between turns of its event loop;
 // reported: the whole commit's wall time and the ms the main thread had for
 // other work (what a catch-up would spend parsing the next pull).
+// `--chain N` then times N commits back to back each way: synchronous ones,
+// and asynchronous ones each begun once the last has committed (not
+// flushed), so its writes can run while LMDB syncs the last one.
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -75,6 +78,29 @@ async function main(f: Flags): Promise<void> {
           `asynchronous until flushed ${async.wallMs.toFixed(0)} ms (main thread free ${async.freeMs} ms)`,
       );
     }
+    // A catch-up commits one transaction after another: asynchronous ones
+    // chained on each other's commit (not flush) let the next transaction's
+    // writes run while LMDB syncs the last (lmdb-js's overlapping sync).
+    const chain = intFlag(f, 'chain', { min: 0, max: 1000, def: 0 });
+    for (let r = 1; chain > 0 && r <= rounds; r++) {
+      const t0 = performance.now();
+      for (let i = 0; i < chain; i++) {
+        env.transactionSync(rewrite);
+        await new Promise((res) => setImmediate(res));
+      }
+      const syncMs = performance.now() - t0;
+      const t1 = performance.now();
+      for (let i = 0; i < chain; i++) await env.transaction(rewrite);
+      const committedMs = performance.now() - t1;
+      await env.flushed;
+      const asyncMs = performance.now() - t1;
+      const perRecord = (ms: number) => ((ms * 1000) / (chain * records)).toFixed(1);
+      say(
+        `chain round ${r}: ${chain} synchronous commits ${syncMs.toFixed(0)} ms (${perRecord(syncMs)} µs a record); ` +
+          `${chain} asynchronous, each begun once the last committed: all committed ${committedMs.toFixed(0)} ms, ` +
+          `flushed ${asyncMs.toFixed(0)} ms (${perRecord(asyncMs)} µs a record)`,
+      );
+    }
     await env.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -86,6 +112,7 @@ await main(
     store: 'DIR: a store of synthetic users, seed 1 (copied; the copy is removed after)',
     records: 'records a transaction (default 20000)',
     rounds: 'rounds, each a synchronous and an asynchronous commit (default 3)',
+    chain: 'then rounds of this many commits back to back, each way (default 0: none)',
     lmdb: 'JSON: lmdb-js env options over the store’s (e.g. {"maxFreeSpaceToLoad":1000})',
   }),
 );
