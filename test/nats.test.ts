@@ -213,8 +213,9 @@ describe('NATS JetStream source', () => {
       SEGD_NATS_DURABLE: 'node-a',
       SEGD_LOG_LEVEL: 'debug',
     };
-    // The replay begins while the node starts (before it listens), so the kill
-    // is timed by the store itself: its checkpoint, read as each part commits.
+    // The kill is timed by the store itself (its checkpoint, read as each part
+    // commits), not by lookups: a small backlog can be replayed before the
+    // node answers its first one.
     const victim = spawnTracked(process.execPath, [BIN, 'serve'], { env: segdEnv(dataDir, env), stdio: 'ignore' });
     const died = new Promise((r) => victim.once('exit', r));
     const killedAt = await checkpointWhen(dataDir, 'ckpt:nats:SEGMENTS:node-a', (seq) => seq >= 1000);

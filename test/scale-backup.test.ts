@@ -106,7 +106,8 @@ describe('segd backup', () => {
     );
     // The stream's server stalls (SIGSTOP) while B starts: B loads and listens
     // but cannot reach the stream, and must not say ready before it has caught
-    // up. (With the server running, B replays this backlog before it listens.)
+    // up. (With the server running, B can replay this backlog before the first
+    // /readyz reaches it.)
     const natsPid = [...nats.nodes.values()][0]!.pid!;
     const seen: string[] = [];
     const readyz = async (s: Segd) => {

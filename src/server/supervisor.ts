@@ -315,17 +315,6 @@ export async function serve(
     for (const s of slots) s.worker.postMessage({ type: 'filter', filter } satisfies ToWorker);
   });
 
-  // The initial load, then the feeds, begin while the workers start: their
-  // threads spend ≈ 0.5 s compiling before they listen, and a restored node's
-  // first JetStream pull (hundreds of ms on the servers) is then already on
-  // its way. Lookups wait for the workers; readiness waits for both.
-  const t0 = performance.now();
-  const loaded = (async () => {
-    await loader.initialLoad();
-    loader.startPolling();
-  })();
-  loaded.catch(() => undefined);
-
   try {
     // Port 0: pick a free port here, because workers can only share a port
     // they all bind explicitly. A race with another process is retried.
@@ -346,7 +335,6 @@ export async function serve(
     for (const r of rest) slots.push(r.slot);
   } catch (err) {
     shuttingDown = true;
-    await loader.stop();
     await Promise.all(slots.map((s) => s.worker.terminate()));
     await known?.close();
     await insights?.close();
@@ -371,10 +359,12 @@ export async function serve(
   else log.info({ mode: config.loaderPriority, tid: process.pid }, 'loader thread priority');
 
   const ready = (async () => {
-    await loaded;
+    const t0 = performance.now();
+    await loader.initialLoad();
     state.set(Flag.Loaded, true);
     metrics.ready.set(1);
     log.info({ ms: Math.round(performance.now() - t0), users: userCount(store) }, 'ready');
+    loader.startPolling();
     outbound.start();
     const nats = loader.nats;
     if (nats) {
