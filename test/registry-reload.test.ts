@@ -6,16 +6,12 @@
 // reads, the supervisor commits a new segment meanwhile, and the worker
 // reloads in the same synchronous turn — the narrowest form of that race.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
-import { tempDir } from './helpers/server.js';
-import { openStore, type Store } from '../src/store/env.js';
+import { startStoreWorker, type StoreWorker } from './helpers/store-worker.js';
+import type { Store } from '../src/store/env.js';
 import { applyRegistryOp } from '../src/partners/admin.js';
 
-const DIST = join(import.meta.dirname, '../dist/src');
 // The worker runs the built modules (`npm run build`), as the server's workers do.
 const WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -45,34 +41,22 @@ const { parentPort, workerData } = require('node:worker_threads');
 `;
 
 describe("a worker's registry reload", () => {
-  const dir = tempDir('segd-registry-reload-');
-  const cells = new Int32Array(new SharedArrayBuffer(8));
   const flags = new Int32Array(new SharedArrayBuffer(4));
+  let sw: StoreWorker | undefined;
   let store: Store;
   let worker: Worker;
 
   beforeAll(async () => {
-    store = openStore(dir, { generationCell: { cells, index: 0 }, commitCell: { cells, index: 1 } });
-    worker = new Worker(WORKER, {
-      eval: true,
-      workerData: {
-        dir,
-        cells,
-        flags,
-        env: pathToFileURL(join(DIST, 'store/env.js')).href,
-        registry: pathToFileURL(join(DIST, 'partners/registry.js')).href,
-      },
-    });
-    expect((await once(worker, 'message'))[0]).toBe('ready');
+    sw = await startStoreWorker(
+      'segd-registry-reload-',
+      WORKER,
+      { env: 'store/env.js', registry: 'partners/registry.js' },
+      { flags },
+    );
+    ({ store, worker } = sw);
   });
   afterAll(async () => {
-    if (worker) {
-      worker.postMessage(null);
-      await once(worker, 'message');
-      await worker.terminate();
-    }
-    await store?.close();
-    rmSync(dir, { recursive: true, force: true });
+    await sw?.stop();
   });
 
   it('reads a segment committed after its last read in the same turn', async () => {

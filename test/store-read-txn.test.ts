@@ -7,16 +7,12 @@
 // (That lmdb-js's own reads beside it, ranges included, keep seeing commits
 // is checked by identity-graph.property.test.ts.)
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
-import { tempDir } from './helpers/server.js';
-import { openStore, READ_HOLD_MS, type Store } from '../src/store/env.js';
+import { startStoreWorker, type StoreWorker } from './helpers/store-worker.js';
+import { READ_HOLD_MS, type Store } from '../src/store/env.js';
 import { encodeMembers } from '../src/store/members.js';
 
-const DIST = join(import.meta.dirname, '../dist/src');
 // The worker runs the built modules (`npm run build`), as the server's workers do.
 const WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -49,8 +45,7 @@ const heldTxnIds = (store: Store) =>
 const lastTxnId = (store: Store) => (store.env.getStats() as { lastTxnId: number }).lastTxnId;
 
 describe("a lookup worker's read transaction", () => {
-  const dir = tempDir('segd-read-txn-');
-  const cells = new Int32Array(new SharedArrayBuffer(8));
+  let sw: StoreWorker | undefined;
   let store: Store;
   let worker: Worker;
   const find = async (uid: string) => {
@@ -61,24 +56,11 @@ describe("a lookup worker's read transaction", () => {
     store.env.transactionSync(() => store.members.putSync(uid, encodeMembers(1, [{ id: 7, expiresAt: 0 }])));
 
   beforeAll(async () => {
-    store = openStore(dir, { generationCell: { cells, index: 0 }, commitCell: { cells, index: 1 } });
-    worker = new Worker(WORKER, {
-      eval: true,
-      workerData: {
-        dir,
-        cells,
-        env: pathToFileURL(join(DIST, 'store/env.js')).href,
-        segments: pathToFileURL(join(DIST, 'lookup/segments.js')).href,
-      },
-    });
-    expect((await once(worker, 'message'))[0]).toBe('ready');
+    sw = await startStoreWorker('segd-read-txn-', WORKER, { env: 'store/env.js', segments: 'lookup/segments.js' });
+    ({ store, worker } = sw);
   });
   afterAll(async () => {
-    worker.postMessage(null);
-    await once(worker, 'message');
-    await worker.terminate();
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
+    await sw?.stop();
   });
 
   it("reads a commit on the writer's thread with its next lookup", async () => {
