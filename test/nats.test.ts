@@ -224,7 +224,7 @@ describe('NATS JetStream source', () => {
     expect(killedAt, 'the kill landed mid-replay').toBeLessThan(N);
 
     const segd = await startSegd({ dataDir, env });
-    // Where the committed state ended when the process died (k1000 was visible, so past it).
+    // Where the committed state ended when the process died (at or past what the poll saw).
     const cp = { seq: (await segd.waitForLog((l) => l.msg === 'jetstream source attached')).resumeAfter as number };
     expect(cp.seq).toBeGreaterThanOrEqual(killedAt);
     expect(cp.seq, 'the kill landed before the last part committed').toBeLessThan(N);

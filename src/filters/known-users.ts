@@ -198,8 +198,9 @@ export class KnownUsers {
     this.retiredTimer.unref();
     this.current = next;
     // An upper bound: a user added while the scan ran is counted whether or
-    // not the scan saw it too. Counting only the scan left a filter built
-    // beside a seed or a replay past its capacity with nothing to grow it.
+    // not the scan saw it too. The scan's count alone misses those added
+    // behind its cursor, and a filter built beside a seed or a replay would
+    // pass its capacity unseen.
     this.added = n + this.addedWhileBuilding;
     this.rebuilds++;
     this.dirty = true;
