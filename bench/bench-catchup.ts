@@ -43,7 +43,7 @@ import { Writer } from '../src/loader/writer.js';
 import { pushShapedRecords } from './seed-writer.js';
 import { prng } from '../src/loadtest/key-mix.js';
 import { nowSeconds } from '../src/lookup/segments.js';
-import { intFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
+import { intFlag, pairsFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
 import { OutboxWriter } from '../src/outbound/outbox.js';
 import { segmentIds } from '../src/store/members.js';
 import { DestinationRules } from '../src/outbound/deltas.js';
@@ -265,14 +265,11 @@ function parent(f: Flags): void {
   const rounds = intFlag(f, 'rounds', { min: 1, max: 50, def: 3 });
   const names = typeof f.variants === 'string' ? f.variants.split(',').map((s) => s.trim()) : null;
   const chosen = names ? names.map((n) => VARIANTS.find((v) => v.name === n) ?? fail(n)) : VARIANTS;
-  const builds: Build[] =
-    typeof f['lmdb-builds'] === 'string'
-      ? f['lmdb-builds'].split(',').map((s) => {
-          const [name, dir] = s.split('=').map((x) => x.trim());
-          if (!name || !dir) throw new Error(`--lmdb-builds: expected NAME=DIR, got ${JSON.stringify(s)}`);
-          return { name, dir: resolve(dir) };
-        })
-      : [{ name: '' }];
+  const named = pairsFlag(f, 'lmdb-builds').map(([name, dir]) => {
+    if (!dir) throw new Error(`--lmdb-builds: ${name} names no DIR`);
+    return { name, dir: resolve(dir) };
+  });
+  const builds: Build[] = named.length > 0 ? named : [{ name: '' }];
   // Every variant under every build: one case each, named "variant @build".
   const cases = chosen.flatMap((v) => builds.map((b) => ({ v, b, name: b.dir ? `${v.name} @${b.name}` : v.name })));
   const work = mkdtempSync(join(typeof f.tmp === 'string' ? f.tmp : tmpdir(), 'segd-bench-catchup-'));

@@ -19,7 +19,7 @@
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { intFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
+import { intFlag, pairsFlag, parseFlags, type Flags } from '../src/terminal/flags.js';
 import { spawn } from 'node:child_process';
 import {
   hasCommand,
@@ -64,13 +64,7 @@ async function main(f: Flags): Promise<void> {
   const bLogs = typeof f['b-logs'] === 'string' ? f['b-logs'] : null;
   const perfOut = typeof f.perf === 'string' ? f.perf : null;
   // Node B's own settings (SEGD_X=v,SEGD_Y=w): one setting compared run by run on the same machine.
-  const bEnv = Object.fromEntries(
-    (typeof f['b-env'] === 'string' ? f['b-env'].split(',') : []).map((kv) => {
-      const at = kv.indexOf('=');
-      if (at <= 0) throw new Error(`--b-env: ${kv} is not KEY=VALUE`);
-      return [kv.slice(0, at), kv.slice(at + 1)];
-    }),
-  );
+  const bEnv = Object.fromEntries(pairsFlag(f, 'b-env'));
   if (natsSize !== 1 && natsSize !== 3) throw new Error('--nats is 1 or 3');
   const pinning = planPinning(f.pin === true, 'unpinned (no --pin): every process shares the cores');
   if (f.pin === true && !pinning.pinned) throw new Error(`--pin: ${pinning.why}`);

@@ -76,3 +76,15 @@ export function intFlag(f: Flags, name: string, o: { min: number; max: number; d
   if (!Number.isInteger(n)) throw new Error(`--${name} must be a whole number; got ${JSON.stringify(raw)}`);
   return n;
 }
+
+/** `--name A=1,B=2`: the pairs in order, each split at its first `=`; none when the flag is absent. */
+export function pairsFlag(f: Flags, name: string): Array<[string, string]> {
+  const raw = f[name];
+  if (raw === undefined) return [];
+  if (typeof raw !== 'string') throw new Error(`--${name} takes NAME=VALUE[,NAME=VALUE]`);
+  return raw.split(',').map((kv) => {
+    const at = kv.indexOf('=');
+    if (at <= 0) throw new Error(`--${name}: ${JSON.stringify(kv)} is not NAME=VALUE`);
+    return [kv.slice(0, at).trim(), kv.slice(at + 1).trim()];
+  });
+}
