@@ -52,8 +52,6 @@ export class KnownUsers {
   private retired: BlockedBloom | null = null;
   private retiredTimer: NodeJS.Timeout | null = null;
   private added = 0;
-  /** Users the writer added while a rebuild's scan ran (the scan may have seen them too). */
-  private addedWhileBuilding = 0;
   private dirty = false;
   /** The write sequence the file on disk records; -1: no file of ours yet. */
   private savedWrites = -1;
@@ -123,7 +121,6 @@ export class KnownUsers {
     this.building?.add(uid);
     this.retired?.add(uid);
     this.added++;
-    if (this.building) this.addedWhileBuilding++;
     this.dirty = true;
   };
 
@@ -158,7 +155,8 @@ export class KnownUsers {
     );
     const next = new BlockedBloom(params);
     this.building = next;
-    this.addedWhileBuilding = 0;
+    // Users the writer adds while the scan runs: `added` grows by one for each (onNewUser).
+    const addedBefore = this.added;
     let n = 0;
     // snapshot:false: a long scan must not pin an old read snapshot (file growth);
     // users created meanwhile reach `next` through onNewUser.
@@ -201,7 +199,7 @@ export class KnownUsers {
     // not the scan saw it too. The scan's count alone misses those added
     // behind its cursor, and a filter built beside a seed or a replay would
     // pass its capacity unseen.
-    this.added = n + this.addedWhileBuilding;
+    this.added = n + (this.added - addedBefore);
     this.rebuilds++;
     this.dirty = true;
     this.log.info(
