@@ -568,7 +568,7 @@ export const SETTINGS: Setting[] = [
     env: 'SEGD_HOT_ANSWERS',
     def: 8192,
     parse: int(0, 1_048_576),
-    doc: 'encoded `GET /v1/segments?uid=` answers of hot users each worker keeps (by uid, caller licence and format; 512 bytes of buffer each); every commit drops them all, a membership expiry ends those it is in; 0 = off',
+    doc: 'encoded `GET /v1/segments?uid=` answers of hot users each worker keeps (by uid, caller licence and format; 512 bytes of buffer and 48 of counters each); every commit drops them all, a membership expiry ends those it is in; 0 = off',
   },
   {
     key: 'rtdOrigins',
