@@ -251,12 +251,21 @@ describe('NATS JetStream source', () => {
       SEGD_LOADER_BATCH: '500',
       SEGD_NATS_DURABLE: durable,
     });
-    async function backlog(url: string): Promise<NatsConnection> {
+    /** N messages of a record each; `padBytes`: a header segd does not read makes each message that much bigger. */
+    async function backlog(url: string, padBytes = 0): Promise<NatsConnection> {
       const { nc, js } = await client(url);
+      const headers = natsHeaders();
+      if (padBytes > 0) headers.set('X-Pad', 'p'.repeat(padBytes));
       for (let i = 0; i < N; i += 1000) {
         const acks = [];
         for (let j = i; j < i + 1000; j++)
-          acks.push(js.publish('segments.p', feedLine({ op: 'add', uid: `p${j}`, segments: [j % 100] })));
+          acks.push(
+            js.publish(
+              'segments.p',
+              feedLine({ op: 'add', uid: `p${j}`, segments: [j % 100] }),
+              padBytes > 0 ? { headers } : {},
+            ),
+          );
         await Promise.all(acks);
       }
       return nc;
@@ -305,6 +314,52 @@ describe('NATS JetStream source', () => {
       } finally {
         await nc.close();
         await nats.stop();
+      }
+    });
+
+    it('a server silent for 1.7 s mid-pull: the catch-up pull waits it out and goes on', async () => {
+      const port = await freePort();
+      const server = await spawnNats(port, tempDir());
+      const url = `nats://127.0.0.1:${port}`;
+      // ≈ 1 KB a message: a 20,000-message pull is more than the sockets hold, so most of it is still
+      // at the server when it stops.
+      const nc = await backlog(url, 1000);
+      const dataDir = tempDir();
+      try {
+        const segd = await startSegd({ dataDir, env: { ...env(url, 'node-h'), SEGD_LOG_LEVEL: 'debug' } });
+        try {
+          // The first pull is in and the second asked for: the server then stalls (as a
+          // CPU-starved or paused server does) for longer than a live pull's heartbeats allow.
+          await segd.waitForLog((l) => l.msg === 'jetstream pull' && (l.got as number) > 0, 60_000);
+          server.kill('SIGSTOP');
+          try {
+            await new Promise((r) => setTimeout(r, 1700));
+          } finally {
+            server.kill('SIGCONT');
+          }
+          await waitFor(
+            async () =>
+              ((await (await fetch(`${segd.url}/readyz`)).json()) as { lag?: { nats: number } }).lag?.nats === 0,
+            60_000,
+          );
+          // Not ended on the silence: no consumer made anew, no message dropped and pulled again.
+          const ended = segd.logs.filter((l) => /missed heartbeats|ahead of the store/.test(l.msg ?? ''));
+          expect(ended.map((l) => l.msg)).toEqual([]);
+          const pulls = segd.logs.filter((l) => l.msg === 'jetstream pull').map((l) => l.got as number);
+          expect(pulls.reduce((a, b) => a + b, 0)).toBe(N);
+          const m = await (await fetch(`${segd.url}/metrics`)).text();
+          expect(Number(/segd_loader_records_total\{source="nats",outcome="applied"\} (\d+)/.exec(m)?.[1])).toBe(N);
+        } finally {
+          expect(await stopReport(segd, { allowWarnings: true })).toEqual(CLEAN_STOP);
+        }
+      } finally {
+        server.kill('SIGCONT');
+        await nc.close();
+        await new Promise<void>((r) => {
+          if (server.exitCode !== null || server.signalCode !== null) return r();
+          server.once('exit', () => r());
+          server.kill('SIGTERM');
+        });
       }
     });
 
