@@ -368,12 +368,13 @@ export class HotAnswers {
    * yes to: read at `sinceSec`, the same until `untilSec` (0: until a commit).
    */
   put(answer: Uint8Array, sinceSec: number, untilSec: number, start = 0, end = answer.length): void {
-    if (!this.pending) return;
+    // Only the slot `wants` admitted the key to: nothing is kept past its gates.
+    const s = this.lastSlot;
+    if (!this.pending || s < 0) return;
     this.pending = false;
     const len = this.lastLength;
     const n = end - start;
     if (len + n > SLOT_BYTES) return;
-    const s = this.lastSlot >= 0 ? this.lastSlot : this.victim(this.lastHash, len);
     const meta = this.meta;
     const m = s * META;
     meta[m + HASH] = this.lastHash;
