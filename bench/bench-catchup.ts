@@ -13,7 +13,9 @@
 // faults, with the pages written (/proc/self/io), for the whole replay and
 // for its parts: the transaction's work (reads, copy-on-write of the pages
 // it changes) and its commit (writing the dirty pages, the free list); and
-// the CPU of each group in turn. Variants alternate round by round.
+// the CPU, wall clock and faults of each group in turn. Variants alternate
+// round by round. `--cold` copies with O_DIRECT, as `segd backup` writes, so
+// the copy starts outside the page cache (a volume restored from a snapshot).
 //
 // `--lmdb-builds stock=DIR,patched=DIR` runs every variant under each of
 // these lmdb-js native builds (DIR/build/Release/lmdb.node, chosen through
@@ -39,6 +41,7 @@ import { tmpdir, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore, userCount, type Store } from '../src/store/env.js';
+import { ABORT } from 'lmdb';
 import { Writer } from '../src/loader/writer.js';
 import { pushShapedRecords } from './seed-writer.js';
 import { prng } from '../src/loadtest/key-mix.js';
@@ -58,7 +61,7 @@ interface Variant {
   /** Each group's records applied in key order (stable), not in arrival order. */
   sorted?: boolean;
   /** Before the replay: read the data file through (page cache), or scan every key of the members db (page tables). */
-  prefault?: 'read' | 'scan';
+  prefault?: 'read' | 'scan' | 'buffers';
   /** lmdb-js env options (store/env.ts OpenOptions.lmdb). */
   lmdb?: { useWritemap?: boolean; noReadAhead?: boolean; overlappingSync?: boolean; noSync?: boolean };
   /** A writable map with the data file's room preallocated (store/env.ts OpenOptions.writemap). */
@@ -76,6 +79,7 @@ const VARIANTS: Variant[] = [
   { name: 'group 20k sorted', group: 20_000, sorted: true },
   { name: 'group 20k file read first', group: 20_000, prefault: 'read' },
   { name: 'group 20k keys scanned first', group: 20_000, prefault: 'scan' },
+  { name: 'group 20k page buffers made first', group: 20_000, prefault: 'buffers' },
   { name: 'group 20k writemap', group: 20_000, lmdb: { useWritemap: true } },
   { name: 'group 20k writemap+headroom', group: 20_000, writemap: {} },
   { name: 'group 20k no read-ahead', group: 20_000, lmdb: { noReadAhead: true } },
@@ -148,6 +152,22 @@ const per = (u: Usage, n: number): Usage => ({
   wall: u.wall / n,
 });
 
+/**
+ * LMDB copies each page a write transaction changes into a malloc'd buffer
+ * and keeps the single-page buffers for later transactions (`me_dpages` in
+ * mdb.c), committed or aborted. Makes `pages` of them in a transaction it
+ * aborts: each 3,000-byte value takes one overflow page (above a leaf's
+ * largest inline value, within one page), under keys that sort before every uid.
+ */
+function makePageBuffers(store: Store, pages: number): void {
+  const value = Buffer.alloc(3000, 0x5a);
+  const db = store.generations[0];
+  store.env.transactionSync(() => {
+    for (let n = 0; n < pages; n++) db.putSync('\u0000page-buffer:' + String(n).padStart(8, '0'), value);
+    return ABORT;
+  });
+}
+
 function prefault(store: Store, how: Variant['prefault']): Usage {
   const u0 = usage();
   if (how === 'read') {
@@ -159,6 +179,8 @@ function prefault(store: Store, how: Variant['prefault']): Usage {
     let n = 0;
     for (const _ of store.members.getKeys()) n++;
     if (n === 0) throw new Error('scan found no keys');
+  } else if (how === 'buffers') {
+    makePageBuffers(store, 24_000); // ≈ 1.2 pages a record of a 20,000-record group at 10M
   }
   return since(u0);
 }
@@ -196,7 +218,7 @@ async function child(dir: string, v: Variant, changes: number, round: number): P
   const u0 = usage();
   const now = nowSeconds();
   let applied = 0;
-  const groups: Array<{ cpu: number; lastPage: number; free: number }> = [];
+  const groups: Array<{ cpu: number; wall: number; minflt: number; lastPage: number; free: number }> = [];
   for (let i = 0; i < recs.length; i += v.group) {
     const g0 = usage();
     let group = recs.slice(i, i + v.group);
@@ -205,7 +227,13 @@ async function child(dir: string, v: Variant, changes: number, round: number): P
     await new Promise((r) => setImmediate(r)); // as the source between parts: lmdb-js's flush callbacks run
     const g = since(g0);
     const st = env.getStats() as { lastPageNumber: number; free: { entryCount: number } };
-    groups.push({ cpu: Math.round((g.user + g.sys) / v.group), lastPage: st.lastPageNumber, free: st.free.entryCount });
+    groups.push({
+      cpu: Math.round((g.user + g.sys) / group.length),
+      wall: Math.round(g.wall / group.length),
+      minflt: g.minflt,
+      lastPage: st.lastPageNumber,
+      free: st.free.entryCount,
+    });
   }
   const total = since(u0);
   const info1 = env.getStats() as { mapSize?: number; lastPageNumber?: number };
@@ -247,7 +275,7 @@ interface Result {
   lastPage: number[];
   /** The data file at the end: its size and the disk it holds (MB). */
   fileMB: number[];
-  groups: Array<{ cpu: number; lastPage: number; free: number }>;
+  groups: Array<{ cpu: number; wall: number; minflt: number; lastPage: number; free: number }>;
   /** The lmdb-js addon the child mapped. */
   addon: string;
   /** A digest of the replayed users' segments after the replay. */
@@ -263,6 +291,7 @@ function parent(f: Flags): void {
   if (base === null) throw new Error('--base DIR (a store as `segd backup` writes it) is required');
   const changes = intFlag(f, 'changes', { min: 1000, max: 10_000_000, def: 200_000 });
   const rounds = intFlag(f, 'rounds', { min: 1, max: 50, def: 3 });
+  const cold = f.cold === true;
   const names = typeof f.variants === 'string' ? f.variants.split(',').map((s) => s.trim()) : null;
   const chosen = names ? names.map((n) => VARIANTS.find((v) => v.name === n) ?? fail(n)) : VARIANTS;
   const named = pairsFlag(f, 'lmdb-builds').map(([name, dir]) => {
@@ -292,7 +321,8 @@ function parent(f: Flags): void {
         const dir = join(work, 'store');
         rmSync(dir, { recursive: true, force: true });
         mkdirSync(dir);
-        cpSync(join(base, 'data.mdb'), join(dir, 'data.mdb'));
+        if (cold) copyDirect(join(base, 'data.mdb'), join(dir, 'data.mdb'));
+        else cpSync(join(base, 'data.mdb'), join(dir, 'data.mdb'));
         const r = spawnSync(
           process.execPath,
           [
@@ -323,7 +353,7 @@ function parent(f: Flags): void {
           throw new Error(`${name}: answers ${res.answers}, ${cases[twin]!.name}: ${results[twin]![round]!.answers}`);
         const t = res.total;
         say(
-          `round ${round + 1}, ${name}: ${f1(t.user + t.sys)} µs CPU/record (${f1(t.user)} user ${f1(t.sys)} sys; work ${f1(res.work.user)} + ${f1(res.work.sys)} sys, commit ${f1(res.commit.user)} + ${f1(res.commit.sys)} sys), ${f2(t.minflt)} minor faults/record, ${f2(t.wchar / 4096)} pages written/record, wall ${f1(t.wall)} µs${v.prefault ? `; prefault ${(res.prefault.user + res.prefault.sys) / 1000} ms CPU, ${res.prefault.minflt} faults` : ''}; map ${res.mapSize.join(' → ')}, last page ${res.lastPage.join(' → ')}; file ${res.fileMB.map((x) => x.toFixed(0)).join(' MB, on disk ')} MB; lmdb addon ${res.addon}, answers ${res.answers}; µs/record by group ${res.groups.map((g) => g.cpu).join(' ')}; last page ${res.groups.map((g) => g.lastPage).join(' ')}; free-db entries ${res.groups.map((g) => g.free).join(' ')}`,
+          `round ${round + 1}, ${name}: ${f1(t.user + t.sys)} µs CPU/record (${f1(t.user)} user ${f1(t.sys)} sys; work ${f1(res.work.user)} + ${f1(res.work.sys)} sys, commit ${f1(res.commit.user)} + ${f1(res.commit.sys)} sys), ${f2(t.minflt)} minor faults/record, ${f2(t.wchar / 4096)} pages written/record, wall ${f1(t.wall)} µs${v.prefault ? `; prefault ${(res.prefault.user + res.prefault.sys) / 1000} ms CPU, ${res.prefault.minflt} faults` : ''}; map ${res.mapSize.join(' → ')}, last page ${res.lastPage.join(' → ')}; file ${res.fileMB.map((x) => x.toFixed(0)).join(' MB, on disk ')} MB; lmdb addon ${res.addon}, answers ${res.answers}; µs/record by group ${res.groups.map((g) => g.cpu).join(' ')} (wall ${res.groups.map((g) => g.wall).join(' ')}; faults ${res.groups.map((g) => g.minflt).join(' ')}); last page ${res.groups.map((g) => g.lastPage).join(' ')}; free-db entries ${res.groups.map((g) => g.free).join(' ')}`,
         );
       });
     }
@@ -369,6 +399,16 @@ function parent(f: Flags): void {
   if (typeof f.out === 'string') writeFileSync(f.out, JSON.stringify({ users, changes, rounds, summary }, null, 2));
 }
 
+/**
+ * Copies with O_DIRECT (coreutils dd), as LMDB's own copy (`segd backup`)
+ * writes: none of the copy is in the page cache, as on a volume restored
+ * from a snapshot or a backup written on another machine.
+ */
+function copyDirect(from: string, to: string): void {
+  const r = spawnSync('dd', [`if=${from}`, `of=${to}`, 'bs=4M', 'oflag=direct', 'status=none'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`dd ${from} → ${to} failed: ${r.stderr}`);
+}
+
 function fail(name: string): never {
   throw new Error(`no variant ${JSON.stringify(name)}; variants: ${VARIANTS.map((v) => v.name).join(', ')}`);
 }
@@ -381,15 +421,22 @@ if (argv[0] === '--child') {
     process.exit(1);
   });
 } else {
-  const flags = parseFlags('npm run bench:catchup --', argv, {
-    base: 'a store as `segd backup` writes it (data.mdb of synthetic users, seed 1); copied afresh for every run',
-    changes: 'records replayed per run (default 200000)',
-    rounds: 'rounds; each runs every variant once, in turn (default 3)',
-    variants: `comma-separated, of: ${VARIANTS.map((v) => v.name).join('; ')} (default all)`,
-    tmp: 'where the copies go (default the OS temp directory)',
-    out: 'write the results as JSON to this file',
-    'lmdb-builds': 'NAME=DIR,…: run every variant under each lmdb-js native build DIR/build/Release/lmdb.node, in turn',
-  });
+  const flags = parseFlags(
+    'npm run bench:catchup --',
+    argv,
+    {
+      base: 'a store as `segd backup` writes it (data.mdb of synthetic users, seed 1); copied afresh for every run',
+      changes: 'records replayed per run (default 200000)',
+      rounds: 'rounds; each runs every variant once, in turn (default 3)',
+      variants: `comma-separated, of: ${VARIANTS.map((v) => v.name).join('; ')} (default all)`,
+      tmp: 'where the copies go (default the OS temp directory)',
+      cold: 'copy with O_DIRECT (as `segd backup` writes): the copy starts outside the page cache',
+      out: 'write the results as JSON to this file',
+      'lmdb-builds':
+        'NAME=DIR,…: run every variant under each lmdb-js native build DIR/build/Release/lmdb.node, in turn',
+    },
+    ['cold'],
+  );
   try {
     parent(flags);
   } catch (err) {
