@@ -379,6 +379,48 @@ describe('NATS JetStream source', () => {
         await nats.stop();
       }
     });
+
+    it('a stop while a big group still commits in parts waits for them and acks the group', async () => {
+      // 4,000 messages of 50 records: one catch-up pull, one group of 200,000
+      // records, committed a message a part (SEGD_LOADER_BATCH 50), each part
+      // with its sync: seconds, more than stop()'s grace for an ack.
+      const M = 4_000;
+      const R = 50;
+      const nats = await startNats(await freePort(), tempDir());
+      const { nc, js } = await client(nats.url);
+      for (let i = 0; i < M; i += 500) {
+        const acks = [];
+        for (let j = i; j < i + 500; j++) {
+          let body = '';
+          for (let k = 0; k < R; k++) body += feedLine({ op: 'add', uid: `g${j * R + k}`, segments: [k] });
+          acks.push(js.publish('segments.g', body));
+        }
+        await Promise.all(acks);
+      }
+      const dataDir = tempDir();
+      try {
+        const segd = await startSegd({
+          dataDir,
+          env: { ...env(nats.url, 'node-g'), SEGD_LOADER_BATCH: '50', SEGD_SHUTDOWN_TIMEOUT_MS: '120000' },
+        });
+        // The group's first part is in; the rest commit after the stop begins.
+        await waitFor(async () => (await segmentsOf(segd, 'g0')).length === 1, 60_000);
+        expect(await stopReport(segd)).toEqual(CLEAN_STOP);
+        const { delivered, ackFloor } = await consumerState(nc, 'node-g');
+        expect(delivered).toBe(M);
+        // Every part committed before the connection closed, and the group's ack reached the server.
+        expect(ackFloor).toBe(M);
+        const store = openStore(dataDir, { readOnly: true });
+        try {
+          expect((store.meta.get('ckpt:nats:SEGMENTS:node-g') as { seq: number }).seq).toBe(M);
+        } finally {
+          await store.close();
+        }
+      } finally {
+        await nc.close();
+        await nats.stop();
+      }
+    });
   });
 });
 

@@ -101,7 +101,7 @@ const CATCH_UP_EXPIRES_MS = 10_000;
 const CATCH_UP_HEARTBEAT_MS = 1000;
 /** The client's error for a pull whose heartbeats it stopped seeing (@nats-io/jetstream's consumer.js). */
 const HEARTBEATS_MISSED = 'heartbeats missed';
-/** How long stop() lets a committed batch's ack reach a server before closing the connection. */
+/** How long stop() waits after the last commit for the acks to reach a server before closing the connection. */
 const ACK_GRACE_MS = 2000;
 
 /** A message as parsed on arrival: all a group keeps of it until its commit. */
@@ -158,6 +158,8 @@ export class JetStreamSource {
   private fetching: ConsumerMessages | null = null;
   /** A group was committed since the last retry: the backoff starts over. */
   private committedSinceRetry = false;
+  /** Commits ended so far: stop() waits for acks while they go on. */
+  private commitsEnded = 0;
   /** What the source is waiting for now (named in the log of a shutdown that runs out of time). */
   waitingFor: Phase = 'nothing';
 
@@ -196,10 +198,24 @@ export class JetStreamSource {
     this.halt.abort();
     this.fetching?.stop();
     // Only a batch in hand has anything left to finish; any other wait ends with the connection.
+    // The grace is for the acks' round trips, so it starts over whenever a
+    // commit ends: groups received before stop() still commit (in parts, for
+    // seconds on a loaded machine), and a connection closed under them would
+    // leave their ack unsent (the messages redelivered, then skipped by the
+    // checkpoint). It ends once a grace passes with no commit; the shutdown's
+    // own timeout bounds the whole.
     if (this.loop && (this.waitingFor === 'fetch, commit and ack' || this.groupsInHand > 0)) {
-      const grace = new AbortController();
-      await Promise.race([this.loop, sleep(ACK_GRACE_MS, undefined, { signal: grace.signal }).catch(() => undefined)]);
-      grace.abort();
+      const ended = this.loop.then(() => true);
+      for (let seen = -1; seen !== this.commitsEnded;) {
+        seen = this.commitsEnded;
+        const grace = new AbortController();
+        const over = await Promise.race([
+          ended,
+          sleep(ACK_GRACE_MS, false, { signal: grace.signal }).catch(() => false),
+        ]);
+        grace.abort();
+        if (over) break;
+      }
     }
     await this.nc?.close().catch(() => undefined);
     await this.loop;
@@ -541,6 +557,7 @@ export class JetStreamSource {
       stats.applied += r.applied;
       stats.stale += r.stale;
       committed = last;
+      this.commitsEnded++;
       changes = [];
       commitMs += performance.now() - t;
       await new Promise((r) => setImmediate(r));
