@@ -20,7 +20,9 @@
 // driven in the same rounds: before/after for a change. --prof DIR: segd
 // (this checkout's) runs with --cpu-prof, its profiles written to DIR on exit.
 // --fastify (lookup, batch): Fastify + Redis holding the same users joins the
-// rounds, its CPU time Fastify's and redis-server's together.
+// rounds, its CPU time Fastify's and redis-server's together. --calls
+// (lookup): the hello-world making the uWS calls a lookup makes and nothing
+// else joins them: what is left between it and segd is segd's own work.
 // The CPU time is the whole process's (/proc/<pid>/stat: every thread).
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -58,9 +60,10 @@ const flags = parseFlags(
     prof: "write this segd's CPU profiles (--cpu-prof) to this dir",
     perf: 'run this segd with --perf-basic-prof and print its pid, for `perf record -g -e cpu-clock:u -p PID`',
     fastify: 'lookup, batch: Fastify + Redis on the same users joins the rounds (CPU of both processes)',
+    calls: "lookup: the hello-world making a lookup's uWS calls and nothing else (HELLO_CALLS=1) joins the rounds",
     zipf: "batch: draw the bodies' keys as lookup does (known users Zipf s=1) instead of 12,000 known users uniformly",
   },
-  ['perf', 'zipf', 'fastify'],
+  ['perf', 'zipf', 'fastify', 'calls'],
 );
 const ROUTE = typeof flags.route === 'string' ? flags.route : 'enrich';
 if (ROUTE !== 'enrich' && ROUTE !== 'batch' && ROUTE !== 'lookup')
@@ -74,6 +77,8 @@ const PROF = typeof flags.prof === 'string' ? resolve(flags.prof) : null;
 const PERF = flags.perf === true;
 const ZIPF = flags.zipf === true;
 const FASTIFY = flags.fastify === true;
+const CALLS = flags.calls === true;
+if (CALLS && ROUTE !== 'lookup') throw new Error('--calls takes --route lookup');
 if (FASTIFY && ROUTE === 'enrich') throw new Error('--fastify takes --route lookup or batch');
 const BATCH = 1000;
 const KEY = 'bench-partner-key-0123456789';
@@ -177,7 +182,9 @@ async function main(): Promise<void> {
   const { reqs, keysPerRequest } = requests();
 
   const extraPids = new Map<object, number[]>();
-  const servers = [await startServer('hello', [join(ROOT, 'dist/src/loadtest/hello-world.js')], {})];
+  const helloJs = join(ROOT, 'dist/src/loadtest/hello-world.js');
+  const servers = [await startServer('hello', [helloJs], {})];
+  if (CALLS) servers.push(await startServer('uws-calls', [helloJs], { HELLO_CALLS: '1' }));
   if (FASTIFY) {
     const say = (m: string) => process.stderr.write(`${m}\n`);
     const { fastify, redis } = await startFastifyRedis({

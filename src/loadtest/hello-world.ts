@@ -2,7 +2,7 @@
 // on one thread, so segd's figures can be quoted as a ratio of what uWS itself
 // does on this machine with the same generator.
 //
-//   node dist/src/loadtest/hello-world.js [port]      (or HELLO_PORT / HELLO_HOST)
+//   node dist/src/loadtest/hello-world.js [port]      (or HELLO_PORT / HELLO_HOST; HELLO_CALLS below)
 //
 // Port 0 (the default) picks a free port. Prints one JSON line when listening:
 //   {"msg":"listening","port":12345,"host":"127.0.0.1","pid":…}
@@ -17,10 +17,24 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 }
 const host = process.env.HELLO_HOST ?? '127.0.0.1';
 
+// HELLO_CALLS=1: a GET makes the uWS calls segd's `GET /v1/segments?uid=`
+// makes (two headers and the query read, a Content-Type written, a JSON body
+// of bytes) and nothing else, so `bench:cpu --calls` tells what uWS costs
+// segd's lookups from what segd's own JS does.
+const CT = Buffer.from('Content-Type');
+const JSON_TYPE = Buffer.from('application/json');
+const ANSWER = Buffer.from('{"uid":"7d3f1c2a-9b8e-4f6a-a1b2-c3d4e5f60718","segments":[101,2044,3107,48812,5]}');
 const app = uWS.App();
-app.get('/*', (res) => {
-  res.end('Hello World!');
-});
+if (process.env.HELLO_CALLS === '1') {
+  app.get('/*', (res, req) => {
+    const read = req.getHeader('authorization').length + (req.getQuery() ?? '').length + req.getHeader('accept').length;
+    res.writeHeader(CT, JSON_TYPE).end(ANSWER, read < 0);
+  });
+} else {
+  app.get('/*', (res) => {
+    res.end('Hello World!');
+  });
+}
 // Baselines for bench:activation: a POST whose body is read and dropped (the
 // enrichment's bytes on the wire), and a WebSocket that echoes each frame.
 app.post('/*', (res) => {
