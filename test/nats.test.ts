@@ -37,17 +37,24 @@ async function client(url: string): Promise<{ nc: NatsConnection; js: JetStreamC
   return { nc, js: jetstream(nc) };
 }
 
-/** Publishes `count` messages to `subject` in order, 500 acks in flight at a time: message `j`'s body is `bodyOf(j)`. */
+type PublishOptions = Parameters<JetStreamClient['publish']>[2];
+
+/**
+ * Publishes messages `from` … `to - 1` to `subject` in order, 500 acks in
+ * flight at a time: message `j`'s body is `bodyOf(j)`, its options `opts`
+ * (or `opts(j)`: a message id per message).
+ */
 async function publishMany(
   js: JetStreamClient,
   subject: string,
-  count: number,
+  [from, to]: [number, number],
   bodyOf: (j: number) => string,
-  opts: Parameters<JetStreamClient['publish']>[2] = {},
+  opts: PublishOptions | ((j: number) => PublishOptions) = {},
 ): Promise<void> {
-  for (let i = 0; i < count; i += 500) {
+  for (let i = from; i < to; i += 500) {
     const acks = [];
-    for (let j = i; j < Math.min(count, i + 500); j++) acks.push(js.publish(subject, bodyOf(j), opts));
+    for (let j = i; j < Math.min(to, i + 500); j++)
+      acks.push(js.publish(subject, bodyOf(j), typeof opts === 'function' ? opts(j) : opts));
     await Promise.all(acks);
   }
 }
@@ -172,10 +179,7 @@ describe('NATS JetStream source', () => {
     const nats = await startNats(await freePort(), tempDir());
     const { nc, js } = await client(nats.url);
     const N = 3000;
-    const acks = [];
-    for (let i = 0; i < N; i++)
-      acks.push(js.publish('segments.b', feedLine({ op: 'add', uid: `b${i}`, segments: [1 + (i % 7)] })));
-    await Promise.all(acks);
+    await publishMany(js, 'segments.b', [0, N], (i) => feedLine({ op: 'add', uid: `b${i}`, segments: [1 + (i % 7)] }));
     // The durable exists already, as an older segd made it: the server's default window of 1,000 unacked messages.
     const jsm = await jetstreamManager(nc);
     await jsm.consumers.add('SEGMENTS', { durable_name: 'node-b', ack_policy: AckPolicy.All });
@@ -213,10 +217,7 @@ describe('NATS JetStream source', () => {
     const nats = await startNats(port, tempDir());
     const { nc, js } = await client(nats.url);
     const N = 6000;
-    const acks = [];
-    for (let i = 0; i < N; i++)
-      acks.push(js.publish('segments.x', feedLine({ op: 'add', uid: `k${i}`, segments: [i % 100] })));
-    await Promise.all(acks);
+    await publishMany(js, 'segments.x', [0, N], (i) => feedLine({ op: 'add', uid: `k${i}`, segments: [i % 100] }));
 
     const dataDir = tempDir();
     // A backlog is pulled whole and committed in parts of SEGD_LOADER_BATCH, acked after the last:
@@ -274,7 +275,7 @@ describe('NATS JetStream source', () => {
       await publishMany(
         js,
         'segments.p',
-        N,
+        [0, N],
         (j) => feedLine({ op: 'add', uid: `p${j}`, segments: [j % 100] }),
         padBytes > 0 ? { headers } : {},
       );
@@ -398,7 +399,7 @@ describe('NATS JetStream source', () => {
       const R = 50;
       const nats = await startNats(await freePort(), tempDir());
       const { nc, js } = await client(nats.url);
-      await publishMany(js, 'segments.g', M, (j) => {
+      await publishMany(js, 'segments.g', [0, M], (j) => {
         let body = '';
         for (let k = 0; k < R; k++) body += feedLine({ op: 'add', uid: `g${j * R + k}`, segments: [k] });
         return body;
@@ -465,16 +466,14 @@ describe('NATS JetStream 3-node cluster', () => {
     const js = jetstream(nc);
     // A message id per record, as a real producer sets it: a publish retried
     // across the leader change is deduplicated by JetStream, not stored twice.
-    const publish = async (from: number, to: number) => {
-      for (let i = from; i < to; i += 500) {
-        const acks = [];
-        for (let j = i; j < Math.min(to, i + 500); j++)
-          acks.push(
-            js.publish('segments.c', feedLine({ op: 'add', uid: `c${j}`, segments: [j % 50] }), { msgID: `c${j}` }),
-          );
-        await Promise.all(acks);
-      }
-    };
+    const publish = (from: number, to: number) =>
+      publishMany(
+        js,
+        'segments.c',
+        [from, to],
+        (j) => feedLine({ op: 'add', uid: `c${j}`, segments: [j % 50] }),
+        (j) => ({ msgID: `c${j}` }),
+      );
     await publish(0, 3000);
     const segd = await startSegd({ env: { SEGD_NATS_URL: urls.join(','), SEGD_NATS_BATCH: '100' } });
     await waitFor(async () => (await segmentsOf(segd, 'c500')).length === 1, 30_000);
