@@ -27,8 +27,11 @@ const ANSWER = Buffer.from('{"uid":"7d3f1c2a-9b8e-4f6a-a1b2-c3d4e5f60718","segme
 const app = uWS.App();
 if (process.env.HELLO_CALLS === '1') {
   app.get('/*', (res, req) => {
-    const read = req.getHeader('authorization').length + (req.getQuery() ?? '').length + req.getHeader('accept').length;
-    res.writeHeader(CT, JSON_TYPE).end(ANSWER, read < 0);
+    // Each read makes its string, as segd's do; the strings are dropped.
+    req.getHeader('authorization');
+    req.getQuery();
+    req.getHeader('accept');
+    res.writeHeader(CT, JSON_TYPE).end(ANSWER, false);
   });
 } else {
   app.get('/*', (res) => {
